@@ -1,0 +1,256 @@
+//! etcd's KV service (etcd: server/etcdserver/api/v3rpc/key.go). Validation here mirrors
+//! etcd's checks and their order; writes and txns go through raft; Range reads the shards at
+//! the applied revision, after a ReadIndex unless `serializable`.
+
+use std::sync::Arc;
+
+use prost::Message as _;
+use tonic::{Request, Response, Status};
+
+use super::Ctx;
+use crate::apply::Response as Applied;
+use crate::error::{Error, Result};
+use crate::proto::ballastpb::internal_request::Request as Write;
+use crate::proto::etcdserverpb::kv_server::Kv;
+use crate::proto::etcdserverpb::request_op::Request as Op;
+use crate::proto::etcdserverpb::*;
+
+pub struct KvService {
+    ctx: Arc<Ctx>,
+}
+
+impl KvService {
+    pub fn new(ctx: Arc<Ctx>) -> KvService {
+        KvService { ctx }
+    }
+
+    async fn propose(&self, w: Write, size_bytes: usize) -> Result<Applied> {
+        if size_bytes > self.ctx.max_request_bytes {
+            return Err(Error::RequestTooLarge);
+        }
+        self.ctx.raft.propose(w).await
+    }
+
+    async fn range(&self, r: RangeRequest) -> Result<RangeResponse> {
+        check_range(&r)?;
+        if !r.serializable {
+            self.ctx.raft.read_index().await?;
+        }
+        let mut resp = crate::range::range(&self.ctx.shards, &r, self.ctx.status.applied_rev()).await?;
+        self.ctx.fill(&mut resp.header);
+        Ok(resp)
+    }
+
+    async fn put(&self, r: PutRequest) -> Result<PutResponse> {
+        check_put(&r)?;
+        let size = r.encoded_len();
+        match self.propose(Write::Put(r), size).await? {
+            Applied::Put(mut resp) => {
+                self.ctx.fill(&mut resp.header);
+                Ok(resp)
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn delete_range(&self, r: DeleteRangeRequest) -> Result<DeleteRangeResponse> {
+        check_delete(&r)?;
+        let size = r.encoded_len();
+        match self.propose(Write::DeleteRange(r), size).await? {
+            Applied::DeleteRange(mut resp) => {
+                self.ctx.fill(&mut resp.header);
+                Ok(resp)
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn txn(&self, r: TxnRequest) -> Result<TxnResponse> {
+        check_txn(&r, self.ctx.max_txn_ops)?;
+        check_intervals(&r.success)?;
+        check_intervals(&r.failure)?;
+        let size = r.encoded_len();
+        match self.propose(Write::Txn(r), size).await? {
+            Applied::Txn(mut resp) => {
+                self.ctx.fill(&mut resp.header);
+                Ok(resp)
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn compact(&self, r: CompactionRequest) -> Result<CompactionResponse> {
+        let size = r.encoded_len();
+        match self.propose(Write::Compaction(r), size).await? {
+            Applied::Compaction(mut resp) => {
+                self.ctx.fill(&mut resp.header);
+                Ok(resp)
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+}
+
+fn unexpected(r: Applied) -> Error {
+    Error::Internal(format!("unexpected apply result {r:?}"))
+}
+
+#[tonic::async_trait]
+impl Kv for KvService {
+    async fn range(&self, r: Request<RangeRequest>) -> std::result::Result<Response<RangeResponse>, Status> {
+        Ok(Response::new(self.range(r.into_inner()).await?))
+    }
+    async fn put(&self, r: Request<PutRequest>) -> std::result::Result<Response<PutResponse>, Status> {
+        Ok(Response::new(self.put(r.into_inner()).await?))
+    }
+    async fn delete_range(
+        &self,
+        r: Request<DeleteRangeRequest>,
+    ) -> std::result::Result<Response<DeleteRangeResponse>, Status> {
+        Ok(Response::new(self.delete_range(r.into_inner()).await?))
+    }
+    async fn txn(&self, r: Request<TxnRequest>) -> std::result::Result<Response<TxnResponse>, Status> {
+        Ok(Response::new(self.txn(r.into_inner()).await?))
+    }
+    async fn compact(
+        &self,
+        r: Request<CompactionRequest>,
+    ) -> std::result::Result<Response<CompactionResponse>, Status> {
+        Ok(Response::new(self.compact(r.into_inner()).await?))
+    }
+}
+
+fn check_range(r: &RangeRequest) -> Result<()> {
+    if r.key.is_empty() {
+        return Err(Error::EmptyKey);
+    }
+    Ok(())
+}
+
+fn check_put(r: &PutRequest) -> Result<()> {
+    if r.key.is_empty() {
+        return Err(Error::EmptyKey);
+    }
+    if r.ignore_value && !r.value.is_empty() {
+        return Err(Error::ValueProvided);
+    }
+    if r.ignore_lease && r.lease != 0 {
+        return Err(Error::LeaseProvided);
+    }
+    Ok(())
+}
+
+fn check_delete(r: &DeleteRangeRequest) -> Result<()> {
+    if r.key.is_empty() {
+        return Err(Error::EmptyKey);
+    }
+    Ok(())
+}
+
+/// etcd's checkTxnRequest: op counts per level, then every op (recursively).
+fn check_txn(r: &TxnRequest, max_txn_ops: usize) -> Result<()> {
+    let opc = r.compare.len().max(r.success.len()).max(r.failure.len());
+    if opc > max_txn_ops {
+        return Err(Error::TooManyOps);
+    }
+    if r.compare.iter().any(|c| c.key.is_empty()) {
+        return Err(Error::EmptyKey);
+    }
+    for op in r.success.iter().chain(&r.failure) {
+        check_op(op, max_txn_ops - opc)?;
+    }
+    Ok(())
+}
+
+fn check_op(op: &RequestOp, max_txn_ops: usize) -> Result<()> {
+    match &op.request {
+        Some(Op::RequestRange(r)) => check_range(r),
+        Some(Op::RequestPut(r)) => check_put(r),
+        Some(Op::RequestDeleteRange(r)) => check_delete(r),
+        Some(Op::RequestTxn(r)) => check_txn(r, max_txn_ops),
+        None => Err(Error::KeyNotFound),
+    }
+}
+
+/// A delete's keys as etcd's interval tree sees them: `[key, end)`, or the point `key`.
+struct Interval<'a> {
+    key: &'a [u8],
+    end: &'a [u8],
+}
+
+impl Interval<'_> {
+    fn contains(&self, k: &[u8]) -> bool {
+        if self.end.is_empty() {
+            self.key == k
+        } else {
+            self.key <= k && k < self.end
+        }
+    }
+}
+
+/// etcd's checkIntervals: within one txn no key may be put twice, or put and deleted, across
+/// nested txns (the then/else branches of one nested txn may put the same key).
+fn check_intervals(reqs: &[RequestOp]) -> Result<(Vec<&[u8]>, Vec<Interval<'_>>)> {
+    let mut dels: Vec<Interval> = reqs
+        .iter()
+        .filter_map(|r| match &r.request {
+            Some(Op::RequestDeleteRange(d)) => Some(Interval { key: &d.key, end: &d.range_end }),
+            _ => None,
+        })
+        .collect();
+    let mut puts: Vec<&[u8]> = Vec::new();
+    let deleted = |dels: &[Interval], k: &[u8]| dels.iter().any(|d| d.contains(k));
+    for r in reqs {
+        let Some(Op::RequestTxn(t)) = &r.request else { continue };
+        let (puts_then, dels_then) = check_intervals(&t.success)?;
+        let (puts_else, dels_else) = check_intervals(&t.failure)?;
+        for k in &puts_then {
+            if puts.contains(k) || deleted(&dels, k) {
+                return Err(Error::DuplicateKey);
+            }
+            puts.push(k);
+        }
+        for k in &puts_else {
+            if (puts.contains(k) && !puts_then.contains(k)) || deleted(&dels, k) {
+                return Err(Error::DuplicateKey);
+            }
+            puts.push(k);
+        }
+        dels.extend(dels_then);
+        dels.extend(dels_else);
+    }
+    for r in reqs {
+        let Some(Op::RequestPut(p)) = &r.request else { continue };
+        if puts.contains(&p.key.as_slice()) || deleted(&dels, &p.key) {
+            return Err(Error::DuplicateKey);
+        }
+        puts.push(&p.key);
+    }
+    Ok((puts, dels))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(k: &str) -> RequestOp {
+        RequestOp { request: Some(Op::RequestPut(PutRequest { key: k.into(), ..Default::default() })) }
+    }
+    fn del(k: &str, end: &str) -> RequestOp {
+        let d = DeleteRangeRequest { key: k.into(), range_end: end.into(), ..Default::default() };
+        RequestOp { request: Some(Op::RequestDeleteRange(d)) }
+    }
+    fn txn(success: Vec<RequestOp>, failure: Vec<RequestOp>) -> RequestOp {
+        RequestOp { request: Some(Op::RequestTxn(TxnRequest { compare: vec![], success, failure })) }
+    }
+
+    #[test]
+    fn duplicate_keys_as_etcd() {
+        assert!(check_intervals(&[put("a"), put("b")]).is_ok());
+        assert_eq!(check_intervals(&[put("a"), put("a")]).err(), Some(Error::DuplicateKey));
+        assert_eq!(check_intervals(&[del("a", "c"), put("b")]).err(), Some(Error::DuplicateKey));
+        assert!(check_intervals(&[txn(vec![put("a")], vec![put("a")])]).is_ok());
+        assert_eq!(check_intervals(&[txn(vec![put("a")], vec![]), put("a")]).err(), Some(Error::DuplicateKey));
+        assert_eq!(check_intervals(&[txn(vec![del("a", "")], vec![]), put("a")]).err(), Some(Error::DuplicateKey));
+    }
+}

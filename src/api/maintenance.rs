@@ -1,0 +1,85 @@
+//! etcd's Maintenance service. Status reports the compat version, db size (bytes held by the
+//! MVCC store), leader and raft progress. Alarms: none can be raised yet (quota arrives with
+//! the storage engine), so GET lists none and ACTIVATE/DEACTIVATE are refused as unimplemented.
+//! Defragment, hashes, snapshot streaming, move-leader and downgrade are not implemented yet.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status};
+
+use super::Ctx;
+use crate::error::Error;
+use crate::proto::etcdserverpb::alarm_request::AlarmAction;
+use crate::proto::etcdserverpb::maintenance_server::Maintenance;
+use crate::proto::etcdserverpb::*;
+
+pub struct MaintenanceService {
+    ctx: Arc<Ctx>,
+}
+
+impl MaintenanceService {
+    pub fn new(ctx: Arc<Ctx>) -> MaintenanceService {
+        MaintenanceService { ctx }
+    }
+}
+
+type Reply<T> = Result<Response<T>, Status>;
+
+fn unimplemented<T>(method: &'static str) -> Reply<T> {
+    Err(Error::Unimplemented(method).into())
+}
+
+#[tonic::async_trait]
+impl Maintenance for MaintenanceService {
+    async fn alarm(&self, r: Request<AlarmRequest>) -> Reply<AlarmResponse> {
+        match AlarmAction::try_from(r.get_ref().action) {
+            Ok(AlarmAction::Get) => Ok(Response::new(AlarmResponse { header: self.ctx.header(), alarms: vec![] })),
+            _ => unimplemented("ballast: raising or clearing alarms is not implemented yet"),
+        }
+    }
+
+    async fn status(&self, _r: Request<StatusRequest>) -> Reply<StatusResponse> {
+        let s = &self.ctx.status;
+        let db_size = s.db_size_bytes() as i64;
+        Ok(Response::new(StatusResponse {
+            header: self.ctx.header(),
+            version: self.ctx.compat_version.clone(),
+            db_size,
+            leader: s.leader(),
+            raft_index: s.commit_index(),
+            raft_term: s.term(),
+            raft_applied_index: s.applied_index(),
+            errors: vec![],
+            db_size_in_use: db_size,
+            is_learner: false,
+        }))
+    }
+
+    async fn defragment(&self, _r: Request<DefragmentRequest>) -> Reply<DefragmentResponse> {
+        unimplemented("ballast: defragment is not implemented yet")
+    }
+
+    async fn hash(&self, _r: Request<HashRequest>) -> Reply<HashResponse> {
+        unimplemented("ballast: hash is not implemented yet")
+    }
+
+    async fn hash_kv(&self, _r: Request<HashKvRequest>) -> Reply<HashKvResponse> {
+        unimplemented("ballast: hashkv is not implemented yet")
+    }
+
+    type SnapshotStream = Pin<Box<dyn Stream<Item = Result<SnapshotResponse, Status>> + Send>>;
+
+    async fn snapshot(&self, _r: Request<SnapshotRequest>) -> Reply<Self::SnapshotStream> {
+        unimplemented("ballast: snapshot is not implemented yet")
+    }
+
+    async fn move_leader(&self, _r: Request<MoveLeaderRequest>) -> Reply<MoveLeaderResponse> {
+        unimplemented("ballast: move-leader is not implemented yet")
+    }
+
+    async fn downgrade(&self, _r: Request<DowngradeRequest>) -> Reply<DowngradeResponse> {
+        unimplemented("ballast: downgrade is not implemented yet")
+    }
+}

@@ -1,0 +1,46 @@
+//! The gRPC front end: one file per etcd service. Handlers run on the tokio runtime; they
+//! validate a request (etcd's exact errors), then send it to the raft core (writes,
+//! linearizable reads) or straight to the shards (serializable reads), and fill etcd's
+//! response header. `Ctx` is everything a handler may reach.
+
+pub mod cluster;
+pub mod kv;
+pub mod maintenance;
+
+use std::sync::Arc;
+
+use crate::proto::etcdserverpb::ResponseHeader;
+use crate::raft::node::RaftHandle;
+use crate::shard::mailbox::Shards;
+use crate::status::ServerStatus;
+
+pub struct Ctx {
+    pub raft: RaftHandle,
+    pub shards: Shards,
+    pub status: Arc<ServerStatus>,
+    pub cluster: crate::cluster::Cluster,
+    pub client_urls: Vec<String>,
+    pub max_request_bytes: usize,
+    pub max_txn_ops: usize,
+    /// The etcd version whose API ballast offers (`--compat-version`).
+    pub compat_version: String,
+}
+
+impl Ctx {
+    /// etcd's header.fill: ids and term always; the revision when the handler has none.
+    pub fn fill(&self, header: &mut Option<ResponseHeader>) {
+        let h = header.get_or_insert_with(ResponseHeader::default);
+        h.cluster_id = self.status.cluster_id;
+        h.member_id = self.status.member_id;
+        h.raft_term = self.status.term();
+        if h.revision == 0 {
+            h.revision = self.status.applied_rev();
+        }
+    }
+
+    pub fn header(&self) -> Option<ResponseHeader> {
+        let mut h = None;
+        self.fill(&mut h);
+        h
+    }
+}

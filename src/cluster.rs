@@ -1,0 +1,73 @@
+//! Cluster membership as configured: member and cluster ids computed exactly as etcd does
+//! (SHA-1 of the sorted peer URLs + cluster token; SHA-1 of the sorted member ids), so a
+//! default ballast reports the same ids as a default etcd (8e9e05c52164694d / cdf818194e3a8c32).
+
+use crate::config::Config;
+
+#[derive(Debug, Clone)]
+pub struct Member {
+    pub id: u64,
+    pub name: String,
+    pub peer_urls: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Cluster {
+    pub id: u64,
+    pub members: Vec<Member>,
+    pub local_id: u64,
+}
+
+fn sha1_prefix_u64(bytes: &[u8]) -> u64 {
+    let digest = sha1_smol::Sha1::from(bytes).digest().bytes();
+    u64::from_be_bytes(digest[..8].try_into().expect("sha1 has 20 bytes"))
+}
+
+pub fn member_id(peer_urls: &[String], token: &str) -> u64 {
+    let mut urls = peer_urls.to_vec();
+    urls.sort();
+    let mut b = urls.concat().into_bytes();
+    b.extend_from_slice(token.as_bytes());
+    sha1_prefix_u64(&b)
+}
+
+impl Cluster {
+    /// The members named by `--initial-cluster` (name=url pairs grouped by name).
+    pub fn from_config(cfg: &Config) -> Result<Cluster, String> {
+        let mut members: Vec<Member> = Vec::new();
+        for (name, url) in &cfg.initial_cluster {
+            match members.iter_mut().find(|m| &m.name == name) {
+                Some(m) => m.peer_urls.push(url.clone()),
+                None => members.push(Member { id: 0, name: name.clone(), peer_urls: vec![url.clone()] }),
+            }
+        }
+        for m in &mut members {
+            m.id = member_id(&m.peer_urls, &cfg.initial_cluster_token);
+        }
+        let local = members
+            .iter()
+            .find(|m| m.name == cfg.name)
+            .ok_or_else(|| format!("couldn't find local name {:?} in the initial cluster configuration", cfg.name))?;
+        let local_id = local.id;
+        let mut ids: Vec<u64> = members.iter().map(|m| m.id).collect();
+        ids.sort_unstable();
+        let bytes: Vec<u8> = ids.iter().flat_map(|id| id.to_be_bytes()).collect();
+        Ok(Cluster { id: sha1_prefix_u64(&bytes), members, local_id })
+    }
+
+    pub fn voters(&self) -> Vec<u64> {
+        self.members.iter().map(|m| m.id).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_ids_match_etcd() {
+        let c = Cluster::from_config(&Config::default()).unwrap();
+        assert_eq!(format!("{:x}", c.local_id), "8e9e05c52164694d");
+        assert_eq!(format!("{:x}", c.id), "cdf818194e3a8c32");
+    }
+}

@@ -1,0 +1,86 @@
+//! The one error type of ballast, mapped once to etcd's gRPC codes and exact messages
+//! (etcd: api/v3rpc/rpctypes/error.go). Every handler returns `Result<_, Error>`; the
+//! `From<Error> for tonic::Status` below is the only place a message string is written.
+
+use tonic::{Code, Status};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Error {
+    EmptyKey,
+    KeyNotFound,
+    ValueProvided,
+    LeaseProvided,
+    TooManyOps,
+    DuplicateKey,
+    Compacted,
+    FutureRev,
+    NoSpace,
+    LeaseNotFound,
+    RequestTooLarge,
+    TooManyRequests,
+    NoLeader,
+    NotLeader,
+    Stopped,
+    Timeout,
+    /// A feature this build does not offer yet (the service method is named).
+    Unimplemented(&'static str),
+    /// A fault inside the server that is not the client's doing.
+    Internal(String),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    fn code_and_message(&self) -> (Code, &str) {
+        match self {
+            Error::EmptyKey => (Code::InvalidArgument, "etcdserver: key is not provided"),
+            Error::KeyNotFound => (Code::InvalidArgument, "etcdserver: key not found"),
+            Error::ValueProvided => (Code::InvalidArgument, "etcdserver: value is provided"),
+            Error::LeaseProvided => (Code::InvalidArgument, "etcdserver: lease is provided"),
+            Error::TooManyOps => (Code::InvalidArgument, "etcdserver: too many operations in txn request"),
+            Error::DuplicateKey => (Code::InvalidArgument, "etcdserver: duplicate key given in txn request"),
+            Error::Compacted => (Code::OutOfRange, "etcdserver: mvcc: required revision has been compacted"),
+            Error::FutureRev => (Code::OutOfRange, "etcdserver: mvcc: required revision is a future revision"),
+            Error::NoSpace => (Code::ResourceExhausted, "etcdserver: mvcc: database space exceeded"),
+            Error::LeaseNotFound => (Code::NotFound, "etcdserver: requested lease not found"),
+            Error::RequestTooLarge => (Code::InvalidArgument, "etcdserver: request is too large"),
+            Error::TooManyRequests => (Code::ResourceExhausted, "etcdserver: too many requests"),
+            Error::NoLeader => (Code::Unavailable, "etcdserver: no leader"),
+            Error::NotLeader => (Code::FailedPrecondition, "etcdserver: not leader"),
+            Error::Stopped => (Code::Unavailable, "etcdserver: server stopped"),
+            Error::Timeout => (Code::Unavailable, "etcdserver: request timed out"),
+            Error::Unimplemented(what) => (Code::Unimplemented, what),
+            Error::Internal(msg) => (Code::Internal, msg),
+        }
+    }
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.code_and_message().1)
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<Error> for Status {
+    fn from(e: Error) -> Status {
+        let (code, message) = e.code_and_message();
+        Status::new(code, message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn maps_to_etcd_codes_and_strings() {
+        let s = Status::from(Error::Compacted);
+        assert_eq!(s.code(), Code::OutOfRange);
+        assert_eq!(s.message(), "etcdserver: mvcc: required revision has been compacted");
+        let s = Status::from(Error::EmptyKey);
+        assert_eq!(s.code(), Code::InvalidArgument);
+        assert_eq!(s.message(), "etcdserver: key is not provided");
+    }
+}

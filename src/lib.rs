@@ -1,0 +1,49 @@
+//! ballast: an etcd v3 compatible key-value store on a thread-per-core architecture.
+//! See docs/design.md for the picture; the modules, in the order a request meets them:
+//!
+//! * `config` — etcd's command-line flags, `ETCD_*` environment variables and YAML config file.
+//! * `server` — start-up and shutdown: WAL recovery, shard executors, raft core, listeners;
+//!   `server::http` serves /health, /livez, /readyz, /version and /metrics.
+//! * `api` — the gRPC front end, one file per etcd service (KV, Maintenance, Cluster). Handlers
+//!   validate with etcd's exact errors, then call the raft core or the shards.
+//! * `raft` — the raft core (one raft-rs group, hosted on shard 0): batching proposals,
+//!   persisting to the WAL before acknowledging, applying committed entries in order.
+//! * `apply` — a committed request → revision assignment and shard writes; txn planning.
+//! * `range` — etcd's Range semantics over shards (scatter, merge, filter, sort, limit).
+//! * `shard` — glommio executors pinned per core, each owning an MVCC segment; key routing and
+//!   the message protocol that reaches them.
+//! * `mvcc` — per-shard multi-version store: key histories, ranges at a revision, compaction.
+//! * `wal` — the write-ahead log: record format, io_uring stripe writer, recovery.
+//! * `cluster` — membership from `--initial-cluster`, etcd-compatible member and cluster ids.
+//! * `status` — the atomics shared between threads (applied revision, raft progress, sizes).
+//! * `error` — the one error type, mapped once to etcd's gRPC codes and messages.
+//! * `metrics` — every metric name, and the Prometheus recorder.
+//! * `log` — etcd-shaped (zap JSON) log lines.
+//! * `proto` — generated code for etcd's v3 API and ballast's raft entry format.
+
+pub mod api;
+pub mod apply;
+pub mod cluster;
+pub mod config;
+pub mod error;
+pub mod log;
+pub mod metrics;
+pub mod mvcc;
+pub mod proto;
+pub mod raft;
+pub mod range;
+pub mod server;
+pub mod shard;
+pub mod status;
+pub mod wal;
+
+/// What `ballast --version` prints.
+pub fn version_text() -> String {
+    format!(
+        "ballast Version: {}\netcd API Version: {}\nOS/Arch: {}/{}",
+        env!("CARGO_PKG_VERSION"),
+        config::DEFAULT_COMPAT_VERSION,
+        std::env::consts::OS,
+        std::env::consts::ARCH
+    )
+}

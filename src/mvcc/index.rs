@@ -1,0 +1,106 @@
+//! The history of one key: its revisions in increasing order, as etcd's keyIndex keeps
+//! generations. A tombstone is a record with `version == 0`; the next put starts a new
+//! generation (version 1, create_revision = that revision).
+
+use crate::proto::mvccpb::KeyValue;
+
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub mod_rev: i64,
+    pub create_rev: i64,
+    /// 0 marks a tombstone (the key was deleted at `mod_rev`).
+    pub version: i64,
+    pub lease: i64,
+    pub value: Vec<u8>,
+}
+
+impl Record {
+    pub fn is_tombstone(&self) -> bool {
+        self.version == 0
+    }
+
+    pub fn size_bytes(&self) -> u64 {
+        (self.value.len() + std::mem::size_of::<Record>()) as u64
+    }
+
+    pub fn to_kv(&self, key: &[u8], keys_only: bool) -> KeyValue {
+        debug_assert!(!self.is_tombstone());
+        KeyValue {
+            key: key.to_vec(),
+            create_revision: self.create_rev,
+            mod_revision: self.mod_rev,
+            version: self.version,
+            value: if keys_only { Vec::new() } else { self.value.clone() },
+            lease: self.lease,
+        }
+    }
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct KeyHistory {
+    records: Vec<Record>,
+}
+
+impl KeyHistory {
+    /// The live record visible at `rev`, if the key exists then.
+    pub fn at(&self, rev: i64) -> Option<&Record> {
+        let visible = self.records.partition_point(|r| r.mod_rev <= rev);
+        let rec = self.records[..visible].last()?;
+        (!rec.is_tombstone()).then_some(rec)
+    }
+
+    /// The newest live record.
+    pub fn latest(&self) -> Option<&Record> {
+        self.records.last().filter(|r| !r.is_tombstone())
+    }
+
+    pub fn push(&mut self, rec: Record) {
+        if let Some(last) = self.records.last() {
+            assert!(rec.mod_rev > last.mod_rev, "revisions of a key must increase");
+        }
+        self.records.push(rec);
+    }
+
+    /// Drops history that no read at or above `rev` can see. Returns the bytes freed.
+    /// The key is gone entirely (empty history) when its newest record at `rev` is a tombstone.
+    pub fn compact(&mut self, rev: i64) -> u64 {
+        let visible = self.records.partition_point(|r| r.mod_rev <= rev);
+        if visible == 0 {
+            return 0;
+        }
+        let mut drop_upto = visible - 1; // keep the record visible at `rev`...
+        if self.records[drop_upto].is_tombstone() {
+            drop_upto += 1; // ...unless it is a tombstone: nothing below needs it.
+        }
+        self.records.drain(..drop_upto).map(|r| r.size_bytes()).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(mod_rev: i64, version: i64) -> Record {
+        Record { mod_rev, create_rev: 2, version, lease: 0, value: vec![1] }
+    }
+
+    #[test]
+    fn reads_at_revision_and_compacts() {
+        let mut h = KeyHistory::default();
+        h.push(rec(2, 1));
+        h.push(rec(4, 2));
+        h.push(rec(6, 0));
+        assert!(h.at(1).is_none());
+        assert_eq!(h.at(3).unwrap().mod_rev, 2);
+        assert_eq!(h.at(5).unwrap().mod_rev, 4);
+        assert!(h.at(6).is_none());
+        h.compact(5);
+        assert!(h.at(5).is_some());
+        h.compact(6);
+        assert!(h.is_empty());
+    }
+}

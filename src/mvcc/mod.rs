@@ -1,0 +1,69 @@
+//! Multi-version key-value state of one shard. Each key keeps its history of revisions
+//! (`index.rs`, as etcd's keyIndex); `store.rs` answers ranges at a revision and applies
+//! writes at the revision the applier assigns. Compaction drops history below a revision.
+
+pub mod index;
+pub mod store;
+
+use std::ops::Bound;
+
+/// The keys a request names, decoded from etcd's (key, range_end) convention.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyRange {
+    /// `range_end` empty: exactly `key`.
+    Single(Vec<u8>),
+    /// `[start, end)`; `end == None` means no upper bound (`range_end == "\0"`).
+    Span { start: Vec<u8>, end: Option<Vec<u8>> },
+}
+
+impl KeyRange {
+    pub fn new(key: &[u8], range_end: &[u8]) -> KeyRange {
+        match range_end {
+            [] => KeyRange::Single(key.to_vec()),
+            [0] => KeyRange::Span { start: key.to_vec(), end: None },
+            end => KeyRange::Span { start: key.to_vec(), end: Some(end.to_vec()) },
+        }
+    }
+
+    /// The BTreeMap bounds; `None` when the range is empty (end <= start).
+    pub fn bounds(&self) -> Option<(Bound<&[u8]>, Bound<&[u8]>)> {
+        match self {
+            KeyRange::Single(k) => Some((Bound::Included(k), Bound::Included(k))),
+            KeyRange::Span { start, end: None } => Some((Bound::Included(start), Bound::Unbounded)),
+            KeyRange::Span { start, end: Some(end) } if end.as_slice() > start.as_slice() => {
+                Some((Bound::Included(start), Bound::Excluded(end)))
+            }
+            KeyRange::Span { .. } => None,
+        }
+    }
+
+    pub fn contains(&self, key: &[u8]) -> bool {
+        match self.bounds() {
+            None => false,
+            Some(b) => std::ops::RangeBounds::<[u8]>::contains(&b, key),
+        }
+    }
+
+    pub fn single_key(&self) -> Option<&[u8]> {
+        match self {
+            KeyRange::Single(k) => Some(k),
+            KeyRange::Span { .. } => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_etcd_range_conventions() {
+        assert!(KeyRange::new(b"a", b"").contains(b"a"));
+        assert!(!KeyRange::new(b"a", b"").contains(b"ab"));
+        assert!(KeyRange::new(b"a", b"\0").contains(b"zzz"));
+        assert!(KeyRange::new(b"\0", b"\0").contains(b"\x01"));
+        assert!(KeyRange::new(b"a", b"b").contains(b"azz"));
+        assert!(!KeyRange::new(b"a", b"b").contains(b"b"));
+        assert!(KeyRange::new(b"b", b"a").bounds().is_none());
+    }
+}

@@ -1,0 +1,338 @@
+//! The raft core's Ready loop — the write path of ballast. It runs as a task on shard 0.
+//!
+//! One turn of the loop:
+//! 1. Wait for a client message or the next tick; then drain every queued message (bounded by
+//!    `MAX_MSGS_PER_TURN`). All proposals of the turn become one raft entry (an `EntryBatch`,
+//!    split at `MAX_ENTRY_BYTES`): batching is what makes many clients cheap.
+//!    Linearizable reads queued in the turn share one ReadIndex request.
+//! 2. `Ready`: messages to peers go out first (none while the group has one voter); committed
+//!    entries that were already persisted are applied; new entries and the hard state are
+//!    written to the WAL stripe as one batch with one fdatasync (group commit), and only then
+//!    appended to raft's log storage — so raft never counts an entry persisted before it is
+//!    on disk, and no client is answered before its entry is durable and applied.
+//! 3. `advance`: newly committed entries are applied in log order (apply.rs assigns revisions
+//!    and replies to the waiting clients), applied state is published to the front end, and
+//!    ReadIndex waiters whose index is applied are released.
+//!
+//! On restart every entry in the WAL is committed again and re-applied from index 1, which
+//! rebuilds the MVCC state (snapshots come with the storage engine).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::future::{select, Either};
+use prost::Message as _;
+use raft::eraftpb::{Entry, EntryType};
+use raft::storage::MemStorage;
+use raft::{Config as RaftConfig, RawNode, StateRole};
+use tokio::sync::oneshot;
+
+use crate::apply::{Applier, Response};
+use crate::error::{Error, Result};
+use crate::proto::ballastpb::{internal_request::Request, EntryBatch, InternalRequest};
+use crate::shard::mailbox::Shards;
+use crate::status::ServerStatus;
+use crate::wal::record::Batch;
+use crate::wal::recover::Recovered;
+use crate::wal::stripe::Stripe;
+
+/// Client messages queued for the raft core; a full queue answers "too many requests".
+pub const PROPOSAL_QUEUE_CAPACITY: usize = 16 * 1024;
+/// Messages taken from the queue per loop turn.
+const MAX_MSGS_PER_TURN: usize = 4096;
+/// A raft entry holds proposals up to this size (plus one request).
+const MAX_ENTRY_BYTES: usize = 4 << 20;
+
+pub enum CoreMsg {
+    Propose { req: Request, reply: oneshot::Sender<Result<Response>> },
+    ReadIndex { reply: oneshot::Sender<Result<()>> },
+}
+
+/// The front end's handle to the raft core.
+#[derive(Clone)]
+pub struct RaftHandle {
+    tx: flume::Sender<CoreMsg>,
+}
+
+impl RaftHandle {
+    pub fn new(tx: flume::Sender<CoreMsg>) -> RaftHandle {
+        RaftHandle { tx }
+    }
+
+    async fn call<T>(&self, msg: impl FnOnce(oneshot::Sender<Result<T>>) -> CoreMsg) -> Result<T> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.try_send(msg(tx)).map_err(|e| match e {
+            flume::TrySendError::Full(_) => Error::TooManyRequests,
+            flume::TrySendError::Disconnected(_) => Error::Stopped,
+        })?;
+        rx.await.map_err(|_| Error::Stopped)?
+    }
+
+    /// Proposes a write; resolves once it is durable, committed and applied.
+    pub async fn propose(&self, req: Request) -> Result<Response> {
+        self.call(|reply| CoreMsg::Propose { req, reply }).await
+    }
+
+    /// Resolves once everything committed before the call is applied (raft ReadIndex).
+    pub async fn read_index(&self) -> Result<()> {
+        self.call(|reply| CoreMsg::ReadIndex { reply }).await
+    }
+}
+
+pub struct CoreConfig {
+    pub id: u64,
+    pub voters: Vec<u64>,
+    pub heartbeat: Duration,
+    pub election_ticks: usize,
+    pub wal_dir: std::path::PathBuf,
+}
+
+type ReadWaiters = Vec<oneshot::Sender<Result<()>>>;
+
+struct Core {
+    raw: RawNode<MemStorage>,
+    wal: Stripe,
+    wal_seq: u64,
+    applier: Applier,
+    status: Arc<ServerStatus>,
+    /// Proposal id → the client waiting for its result (proposals made on this node).
+    waiters: HashMap<u64, oneshot::Sender<Result<Response>>>,
+    next_id: u64,
+    /// Proposals and reads gathered in the current turn.
+    batch: Vec<InternalRequest>,
+    batch_bytes: usize,
+    reads: ReadWaiters,
+    /// ReadIndex context → waiters; then (read index, waiters) until applied.
+    reads_in_flight: HashMap<u64, ReadWaiters>,
+    reads_ready: Vec<(u64, ReadWaiters)>,
+    next_read_ctx: u64,
+}
+
+/// Builds the core from the recovered WAL and runs it until every handle is dropped.
+/// `ready` is signalled once the node leads (or follows) and has re-applied its log.
+pub async fn run(
+    cfg: CoreConfig,
+    recovered: Recovered,
+    rx: flume::Receiver<CoreMsg>,
+    shards: Shards,
+    status: Arc<ServerStatus>,
+    ready: crossbeam::channel::Sender<std::result::Result<(), String>>,
+) {
+    let mut core = match Core::new(&cfg, recovered, shards, status).await {
+        Ok(core) => core,
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return;
+        }
+    };
+    let mut ready = Some(ready);
+    let mut next_tick = Instant::now() + cfg.heartbeat;
+    loop {
+        let wait = next_tick.saturating_duration_since(Instant::now());
+        let first = match select(rx.recv_async(), Box::pin(glommio::timer::sleep(wait))).await {
+            Either::Left((Ok(msg), _)) => Some(msg),
+            Either::Left((Err(_), _)) => break, // every handle dropped: shut down
+            Either::Right(_) => None,
+        };
+        for msg in first.into_iter().chain(rx.try_iter().take(MAX_MSGS_PER_TURN)) {
+            core.take(msg);
+        }
+        core.flush_turn();
+        if Instant::now() >= next_tick {
+            core.raw.tick();
+            next_tick = Instant::now() + cfg.heartbeat;
+        }
+        core.on_ready().await;
+        if core.is_serving() {
+            if let Some(tx) = ready.take() {
+                let _ = tx.send(Ok(()));
+            }
+        }
+    }
+}
+
+impl Core {
+    async fn new(cfg: &CoreConfig, recovered: Recovered, shards: Shards, status: Arc<ServerStatus>) -> std::result::Result<Core, String> {
+        let storage = super::storage::restore(cfg.voters.clone(), &recovered)?;
+        let raft_cfg = RaftConfig {
+            id: cfg.id,
+            election_tick: cfg.election_ticks,
+            heartbeat_tick: 1,
+            max_size_per_msg: 1 << 20,
+            max_inflight_msgs: 256,
+            pre_vote: true,
+            ..Default::default()
+        };
+        raft_cfg.validate().map_err(|e| format!("raft config: {e}"))?;
+        let logger = slog::Logger::root(slog::Discard, slog::o!());
+        let mut raw = RawNode::new(&raft_cfg, storage, &logger).map_err(|e| format!("raft: {e}"))?;
+        if cfg.voters == [cfg.id] {
+            // A lone voter need not wait for an election timeout.
+            raw.campaign().map_err(|e| format!("raft campaign: {e}"))?;
+        }
+        let wal = Stripe::open(cfg.wal_dir.clone(), recovered.tail)
+            .await
+            .map_err(|e| format!("cannot open wal in {}: {e}", cfg.wal_dir.display()))?;
+        let boot_nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        Ok(Core {
+            raw,
+            wal,
+            wal_seq: recovered.last_seq,
+            applier: Applier::new(shards),
+            status,
+            waiters: HashMap::new(),
+            // Unique across restarts, so a replayed entry never wakes a new waiter.
+            next_id: boot_nanos.as_nanos() as u64,
+            batch: Vec::new(),
+            batch_bytes: 0,
+            reads: Vec::new(),
+            reads_in_flight: HashMap::new(),
+            reads_ready: Vec::new(),
+            next_read_ctx: 1,
+        })
+    }
+
+    fn is_serving(&self) -> bool {
+        let r = &self.raw.raft;
+        r.leader_id != raft::INVALID_ID && r.raft_log.applied >= r.raft_log.committed
+    }
+
+    fn take(&mut self, msg: CoreMsg) {
+        match msg {
+            CoreMsg::Propose { req, reply } => {
+                if self.raw.raft.state != StateRole::Leader {
+                    let _ = reply.send(Err(Error::NoLeader));
+                    return;
+                }
+                self.next_id += 1;
+                self.waiters.insert(self.next_id, reply);
+                let ir = InternalRequest { id: self.next_id, request: Some(req) };
+                self.batch_bytes += ir.encoded_len();
+                self.batch.push(ir);
+                if self.batch_bytes >= MAX_ENTRY_BYTES {
+                    self.propose_batch();
+                }
+            }
+            CoreMsg::ReadIndex { reply } => self.reads.push(reply),
+        }
+    }
+
+    fn flush_turn(&mut self) {
+        self.propose_batch();
+        if !self.reads.is_empty() {
+            let ctx = self.next_read_ctx;
+            self.next_read_ctx += 1;
+            self.reads_in_flight.insert(ctx, std::mem::take(&mut self.reads));
+            self.raw.read_index(ctx.to_le_bytes().to_vec());
+        }
+    }
+
+    fn propose_batch(&mut self) {
+        if self.batch.is_empty() {
+            return;
+        }
+        let requests = std::mem::take(&mut self.batch);
+        self.batch_bytes = 0;
+        let data = EntryBatch { requests }.encode_to_vec();
+        if let Err(e) = self.raw.propose(vec![], data.clone()) {
+            crate::log::warn("raft dropped a proposal", &[("error", e.to_string())]);
+            let failed = EntryBatch::decode(data.as_slice()).map(|b| b.requests).unwrap_or_default();
+            for r in failed {
+                if let Some(w) = self.waiters.remove(&r.id) {
+                    let _ = w.send(Err(Error::NoLeader));
+                }
+            }
+        }
+    }
+
+    async fn on_ready(&mut self) {
+        if !self.raw.has_ready() {
+            return;
+        }
+        let mut rd = self.raw.ready();
+        if !rd.messages().is_empty() {
+            crate::log::debug("dropping raft messages: no peer transport yet", &[]);
+        }
+        for rs in rd.take_read_states() {
+            let ctx = u64::from_le_bytes(rs.request_ctx.as_slice().try_into().unwrap_or_default());
+            if let Some(waiters) = self.reads_in_flight.remove(&ctx) {
+                self.reads_ready.push((rs.index, waiters));
+            }
+        }
+        self.apply(rd.take_committed_entries()).await;
+        let entries = rd.take_entries();
+        if !entries.is_empty() || rd.hs().is_some() {
+            self.persist(entries, rd.hs().cloned()).await;
+        }
+        let mut light = self.raw.advance(rd);
+        if let Some(commit) = light.commit_index() {
+            self.raw.mut_store().wl().mut_hard_state().set_commit(commit);
+        }
+        self.apply(light.take_committed_entries()).await;
+        self.raw.advance_apply();
+        let r = &self.raw.raft;
+        self.status.publish_raft(r.term, r.leader_id, r.raft_log.committed);
+        self.release_reads();
+    }
+
+    /// WAL first (write + fdatasync), then raft's log storage.
+    async fn persist(&mut self, entries: Vec<Entry>, hs: Option<raft::eraftpb::HardState>) {
+        self.wal_seq += 1;
+        let hard_state = hs.clone().unwrap_or_else(|| self.raw.raft.hard_state());
+        let batch = Batch { seq: self.wal_seq, hard_state, entries };
+        self.wal.append(&batch).await;
+        let mut store = self.raw.mut_store().wl();
+        if let Err(e) = store.append(&batch.entries) {
+            crate::log::error("raft log append failed", &[("error", e.to_string())]);
+            std::process::abort();
+        }
+        if let Some(hs) = hs {
+            store.set_hardstate(hs);
+        }
+    }
+
+    async fn apply(&mut self, entries: Vec<Entry>) {
+        for e in entries {
+            if e.get_entry_type() == EntryType::EntryNormal && !e.data.is_empty() {
+                self.apply_batch(e.index, &e.data).await;
+            } else if e.get_entry_type() != EntryType::EntryNormal {
+                crate::log::warn("ignoring conf change entry: membership changes are not supported yet", &[]);
+            }
+            self.status.publish_applied(e.index, self.applier.rev(), self.applier.compact_rev());
+        }
+    }
+
+    async fn apply_batch(&mut self, index: u64, data: &[u8]) {
+        let batch = match EntryBatch::decode(data) {
+            Ok(b) => b,
+            Err(e) => {
+                // Entries are written only by this code; an undecodable one is corruption.
+                crate::log::error("undecodable raft entry", &[("error", e.to_string())]);
+                std::process::abort();
+            }
+        };
+        for ir in batch.requests {
+            let result = match &ir.request {
+                Some(req) => self.applier.apply(req).await,
+                None => Err(Error::Internal("empty request in raft entry".into())),
+            };
+            // Published before replying, so the client's next serializable read sees it.
+            self.status.publish_applied(index, self.applier.rev(), self.applier.compact_rev());
+            if let Some(w) = self.waiters.remove(&ir.id) {
+                let _ = w.send(result);
+            }
+        }
+    }
+
+    fn release_reads(&mut self) {
+        let applied = self.raw.raft.raft_log.applied;
+        let (done, waiting): (Vec<_>, Vec<_>) = self.reads_ready.drain(..).partition(|(idx, _)| *idx <= applied);
+        self.reads_ready = waiting;
+        for (_, waiters) in done {
+            for w in waiters {
+                let _ = w.send(Ok(()));
+            }
+        }
+    }
+}

@@ -1,0 +1,195 @@
+//! Start-up and shutdown. Order: check io_uring, recover the WAL, start the shard executors
+//! (shard 0 hosts the raft core, which re-applies the log), wait until the core serves, then
+//! open the client listeners on a small tokio runtime. SIGTERM/SIGINT stop the listeners;
+//! dropping the front end's handles then stops the raft core and the shards in turn.
+
+pub mod http;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::api::{cluster::ClusterService, kv::KvService, maintenance::MaintenanceService, Ctx};
+use crate::cluster::Cluster;
+use crate::config::Config;
+use crate::log;
+use crate::proto::etcdserverpb::{cluster_server::ClusterServer, kv_server::KvServer, maintenance_server::MaintenanceServer};
+use crate::raft::node::{self, CoreConfig, CoreMsg, RaftHandle, PROPOSAL_QUEUE_CAPACITY};
+use crate::shard::executor;
+use crate::status::ServerStatus;
+
+/// gRPC messages may exceed --max-request-bytes by this much (etcd's grpcOverheadBytes).
+const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
+/// Front-end (tokio) threads; the shards own the other cores.
+const FRONT_END_THREADS: usize = 2;
+
+pub fn wal_dir(cfg: &Config) -> PathBuf {
+    cfg.wal_dir.clone().unwrap_or_else(|| cfg.data_dir.join("member").join("wal"))
+}
+
+/// Runs the server until a signal; returns the process exit code.
+pub fn run(cfg: Config) -> i32 {
+    match start(cfg) {
+        Ok(()) => 0,
+        Err(e) => {
+            log::error(&e, &[]);
+            1
+        }
+    }
+}
+
+fn start(cfg: Config) -> Result<(), String> {
+    executor::check_io_uring()?;
+    let cluster = Cluster::from_config(&cfg)?;
+    let shards = if cfg.shards == 0 { executor::usable_cpus().len() } else { cfg.shards };
+    log::info(
+        "starting ballast",
+        &[
+            ("name", cfg.name.clone()),
+            ("data-dir", cfg.data_dir.display().to_string()),
+            ("member-id", format!("{:x}", cluster.local_id)),
+            ("shards", shards.to_string()),
+            ("ballast-version", env!("CARGO_PKG_VERSION").into()),
+        ],
+    );
+    std::fs::create_dir_all(cfg.data_dir.join("member"))
+        .map_err(|e| format!("cannot create data dir {}: {e}", cfg.data_dir.display()))?;
+    let stripe_dir = wal_dir(&cfg).join("0");
+    let recovered = crate::wal::recover::recover(&stripe_dir)?;
+    log::info("recovered wal", &[("entries", recovered.entries.len().to_string()), ("dir", stripe_dir.display().to_string())]);
+
+    let status = Arc::new(ServerStatus::new(cluster.id, cluster.local_id, shards));
+    let (core_tx, core_rx) = flume::bounded::<CoreMsg>(PROPOSAL_QUEUE_CAPACITY);
+    let (ready_tx, ready_rx) = crossbeam::channel::bounded(1);
+    let core_cfg = CoreConfig {
+        id: cluster.local_id,
+        voters: cluster.voters(),
+        heartbeat: Duration::from_millis(cfg.heartbeat_interval_ms.max(1)),
+        election_ticks: (cfg.election_timeout_ms / cfg.heartbeat_interval_ms.max(1)).max(2) as usize,
+        wal_dir: stripe_dir,
+    };
+    let core_status = status.clone();
+    let core: executor::CoreTask = Box::new(move |shards| {
+        Box::pin(node::run(core_cfg, recovered, core_rx, shards, core_status, ready_tx))
+    });
+    let (shard_handles, threads) = executor::start(shards, status.clone(), core)?;
+    match ready_rx.recv() {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(e),
+        Err(_) => return Err("raft core stopped during start-up".into()),
+    }
+    log::info("enabled capabilities for version 3.5", &[("cluster-version", "3.5".into())]);
+
+    let ctx = Arc::new(Ctx {
+        raft: RaftHandle::new(core_tx),
+        shards: shard_handles,
+        status,
+        cluster,
+        client_urls: cfg.advertise_client_urls.clone(),
+        max_request_bytes: cfg.max_request_bytes as usize,
+        max_txn_ops: cfg.max_txn_ops as usize,
+        compat_version: cfg.compat_version.clone(),
+    });
+    let result = serve_front_end(&cfg, ctx);
+    threads.join();
+    log::info("stopped ballast", &[("name", cfg.name.clone())]);
+    result
+}
+
+/// The host:port to bind for an `http://host:port` URL (etcd binds the literal host).
+fn bind_addr(url: &str) -> Result<String, String> {
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| format!("listen url {url}: only http:// is supported yet (TLS and unix sockets are not)"))?;
+    Ok(rest.trim_end_matches('/').to_string())
+}
+
+fn serve_front_end(cfg: &Config, ctx: Arc<Ctx>) -> Result<(), String> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(FRONT_END_THREADS)
+        .thread_name("front-end")
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start tokio runtime: {e}"))?;
+    rt.block_on(async move {
+        let metrics = crate::metrics::install(&ctx.compat_version)?;
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let mut servers = Vec::new();
+        for url in &cfg.listen_client_urls {
+            let listener = bind(url).await?;
+            let routes = client_routes(cfg, ctx.clone(), metrics.clone());
+            log::info("serving insecure client requests", &[("address", listener.local_addr().map(|a| a.to_string()).unwrap_or_default())]);
+            servers.push(tokio::spawn(serve_grpc(listener, routes, stop_rx.clone())));
+        }
+        for url in &cfg.listen_metrics_urls {
+            let listener = bind(url).await?;
+            let router = http::router(ctx.clone(), metrics.clone());
+            let mut stop = stop_rx.clone();
+            servers.push(tokio::spawn(async move {
+                let shutdown = async move {
+                    let _ = stop.changed().await;
+                };
+                axum::serve(listener, router).with_graceful_shutdown(shutdown).await.map_err(|e| e.to_string())
+            }));
+        }
+        log::info(
+            &format!(
+                "published {{Name:{} ClientURLs:[{}]}} to cluster {:x}",
+                cfg.name,
+                cfg.advertise_client_urls.join(" "),
+                ctx.cluster.id
+            ),
+            &[("local-member-id", format!("{:x}", ctx.cluster.local_id))],
+        );
+        log::info("ready to serve client requests", &[]);
+        wait_for_signal().await;
+        log::info("received signal; shutting down", &[]);
+        let _ = stop_tx.send(true);
+        for s in servers {
+            let _ = s.await;
+        }
+        Ok::<(), String>(())
+    })
+}
+
+async fn bind(url: &str) -> Result<tokio::net::TcpListener, String> {
+    let addr = bind_addr(url)?;
+    tokio::net::TcpListener::bind(&addr).await.map_err(|e| format!("listen tcp {addr}: {e}"))
+}
+
+fn client_routes(cfg: &Config, ctx: Arc<Ctx>, metrics: metrics_exporter_prometheus::PrometheusHandle) -> tonic::service::Routes {
+    let max_msg = cfg.max_request_bytes as usize + GRPC_OVERHEAD_BYTES;
+    let kv = KvServer::new(KvService::new(ctx.clone())).max_decoding_message_size(max_msg).max_encoding_message_size(usize::MAX);
+    let maintenance = MaintenanceServer::new(MaintenanceService::new(ctx.clone())).max_decoding_message_size(max_msg);
+    let cluster = ClusterServer::new(ClusterService::new(ctx.clone())).max_decoding_message_size(max_msg);
+    let grpc = tonic::service::Routes::new(kv).add_service(maintenance).add_service(cluster);
+    let router = grpc.into_axum_router().merge(http::router(ctx, metrics));
+    tonic::service::Routes::from(router)
+}
+
+async fn serve_grpc(
+    listener: tokio::net::TcpListener,
+    routes: tonic::service::Routes,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<(), String> {
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    let shutdown = async move {
+        let _ = stop.changed().await;
+    };
+    tonic::transport::Server::builder()
+        .accept_http1(true)
+        .add_routes(routes)
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("install SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

@@ -1,0 +1,112 @@
+//! Starts the shard executors: one glommio `LocalExecutor` per shard, pinned to a usable CPU
+//! (round-robin when there are more shards than CPUs, unpinned if pinning is refused). Each
+//! runs `serve`, the loop that owns the shard's MVCC store. Shard 0 also hosts the raft core,
+//! started from the `core` closure once its executor runs.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use glommio::{LocalExecutorBuilder, Placement};
+
+use super::mailbox::{ShardMsg, Shards, SHARD_QUEUE_CAPACITY};
+use crate::mvcc::store::Store;
+use crate::status::ServerStatus;
+
+/// Memory glommio registers for io_uring per executor; fits the 8 MiB memlock limit.
+const IO_MEMORY_BYTES: usize = 1 << 20;
+
+pub type CoreTask = Box<dyn FnOnce(Shards) -> Pin<Box<dyn Future<Output = ()>>> + Send>;
+
+/// CPUs this process may run on.
+pub fn usable_cpus() -> Vec<usize> {
+    // SAFETY: sched_getaffinity writes at most size_of::<cpu_set_t>() bytes into `set`.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    let ok = unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) } == 0;
+    let cpus: Vec<usize> = if ok {
+        (0..libc::CPU_SETSIZE as usize).filter(|&c| unsafe { libc::CPU_ISSET(c, &set) }).collect()
+    } else {
+        Vec::new()
+    };
+    if cpus.is_empty() {
+        (0..std::thread::available_parallelism().map_or(1, |n| n.get())).collect()
+    } else {
+        cpus
+    }
+}
+
+/// Fails with a clear message when io_uring cannot be used here (old kernel, seccomp, limits).
+pub fn check_io_uring() -> Result<(), String> {
+    io_uring::IoUring::new(8).map(|_| ()).map_err(|e| {
+        format!("io_uring is unavailable ({e}); ballast needs Linux 5.8+ with io_uring enabled and RLIMIT_MEMLOCK >= 8 MiB")
+    })
+}
+
+pub struct ShardThreads {
+    handles: Vec<glommio::ExecutorJoinHandle<()>>,
+}
+
+impl ShardThreads {
+    pub fn join(self) {
+        for h in self.handles {
+            let _ = h.join();
+        }
+    }
+}
+
+pub fn start(count: usize, status: Arc<ServerStatus>, core: CoreTask) -> Result<(Shards, ShardThreads), String> {
+    assert!(count > 0);
+    let (senders, receivers): (Vec<_>, Vec<_>) = (0..count).map(|_| flume::bounded(SHARD_QUEUE_CAPACITY)).unzip();
+    let shards = Shards::new(senders);
+    let cpus = usable_cpus();
+    let mut core = Some(core);
+    let mut handles = Vec::with_capacity(count);
+    for (id, rx) in receivers.into_iter().enumerate() {
+        // Shared so the closure is Clone (pinning may be retried unpinned); taken once.
+        let boot = Arc::new(std::sync::Mutex::new(core.take().map(|c| (c, shards.clone()))));
+        let status = status.clone();
+        let run = move || async move {
+            let boot = boot.lock().map(|mut b| b.take()).unwrap_or(None);
+            if let Some((core, shards)) = boot {
+                glommio::spawn_local(core(shards)).detach();
+            }
+            serve(id, rx, status).await;
+        };
+        handles.push(spawn_pinned(id, cpus[id % cpus.len()], run)?);
+    }
+    Ok((shards, ShardThreads { handles }))
+}
+
+fn spawn_pinned<F, Fut>(id: usize, cpu: usize, run: F) -> Result<glommio::ExecutorJoinHandle<()>, String>
+where
+    F: FnOnce() -> Fut + Send + Clone + 'static,
+    Fut: Future<Output = ()> + 'static,
+{
+    let builder = |p| LocalExecutorBuilder::new(p).name(&format!("shard-{id}")).io_memory(IO_MEMORY_BYTES);
+    builder(Placement::Fixed(cpu)).spawn(run.clone()).or_else(|e| {
+        crate::log::warn("cannot pin shard; running it unpinned", &[("shard", id.to_string()), ("error", e.to_string())]);
+        builder(Placement::Unbound).spawn(run).map_err(|e| format!("cannot start shard {id}: {e}"))
+    })
+}
+
+/// A shard's loop: owns the store, serves messages until every sender is gone.
+async fn serve(id: usize, rx: flume::Receiver<ShardMsg>, status: Arc<ServerStatus>) {
+    let mut store = Store::default();
+    while let Ok(msg) = rx.recv_async().await {
+        match msg {
+            ShardMsg::Range { query, reply } => {
+                let _ = reply.send(store.range(&query));
+            }
+            ShardMsg::Write { rev, ops, reply } => {
+                let results: Vec<_> = ops.into_iter().map(|op| store.write(op, rev)).collect();
+                status.publish_shard(id, store.size_bytes(), store.live_keys());
+                let _ = reply.send(results);
+            }
+            ShardMsg::Compact { rev, reply } => {
+                store.compact(rev);
+                status.publish_shard(id, store.size_bytes(), store.live_keys());
+                let _ = reply.send(());
+            }
+        }
+    }
+}

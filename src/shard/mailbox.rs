@@ -1,0 +1,88 @@
+//! The messages a shard serves, and `Shards`, the handle other threads use to send them.
+//! Channels are flume (Send, async on both tokio and glommio), bounded; replies come back on
+//! tokio oneshots, which need no runtime.
+
+use tokio::sync::oneshot;
+
+use super::router::shard_of;
+use crate::error::{Error, Result};
+use crate::mvcc::store::{RangePart, RangeQuery, WriteOp, WriteResult};
+use crate::mvcc::KeyRange;
+
+/// Messages queued per shard before senders wait.
+pub const SHARD_QUEUE_CAPACITY: usize = 4096;
+
+pub enum ShardMsg {
+    Range { query: RangeQuery, reply: oneshot::Sender<Result<RangePart>> },
+    /// Applies `ops` in order at revision `rev`; one result per op.
+    Write { rev: i64, ops: Vec<WriteOp>, reply: oneshot::Sender<Vec<Result<WriteResult>>> },
+    Compact { rev: i64, reply: oneshot::Sender<()> },
+}
+
+#[derive(Clone)]
+pub struct Shards {
+    senders: Vec<flume::Sender<ShardMsg>>,
+}
+
+impl Shards {
+    pub fn new(senders: Vec<flume::Sender<ShardMsg>>) -> Shards {
+        assert!(!senders.is_empty());
+        Shards { senders }
+    }
+
+    pub fn count(&self) -> usize {
+        self.senders.len()
+    }
+
+    pub fn owner(&self, key: &[u8]) -> usize {
+        shard_of(key, self.senders.len())
+    }
+
+    /// The shards that may hold keys of `range`.
+    pub fn owners(&self, range: &KeyRange) -> Vec<usize> {
+        match range.single_key() {
+            Some(k) => vec![self.owner(k)],
+            None => (0..self.senders.len()).collect(),
+        }
+    }
+
+    async fn call<T>(&self, shard: usize, msg: impl FnOnce(oneshot::Sender<T>) -> ShardMsg) -> Result<T> {
+        let (tx, rx) = oneshot::channel();
+        self.senders[shard].send_async(msg(tx)).await.map_err(|_| Error::Stopped)?;
+        rx.await.map_err(|_| Error::Stopped)
+    }
+
+    pub async fn range_on(&self, shard: usize, query: RangeQuery) -> Result<RangePart> {
+        self.call(shard, |reply| ShardMsg::Range { query, reply }).await?
+    }
+
+    pub async fn write_on(&self, shard: usize, rev: i64, ops: Vec<WriteOp>) -> Result<Vec<Result<WriteResult>>> {
+        self.call(shard, |reply| ShardMsg::Write { rev, ops, reply }).await
+    }
+
+    pub async fn compact_on(&self, shard: usize, rev: i64) -> Result<()> {
+        self.call(shard, |reply| ShardMsg::Compact { rev, reply }).await
+    }
+
+    /// Reads `query` on every shard that may hold its keys, concurrently, and merges the parts
+    /// into key order. With `query.limit > 0` the merged list keeps the first `limit` keys;
+    /// `count` is the total over all shards.
+    pub async fn range(&self, query: &RangeQuery) -> Result<RangePart> {
+        let owners = self.owners(&query.range);
+        let calls = owners.iter().map(|&s| self.range_on(s, query.clone()));
+        let parts = futures_util::future::join_all(calls).await;
+        let mut merged = RangePart::default();
+        for part in parts {
+            let part = part?;
+            merged.count += part.count;
+            merged.kvs.extend(part.kvs);
+        }
+        if owners.len() > 1 {
+            merged.kvs.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+        }
+        if query.limit > 0 {
+            merged.kvs.truncate(query.limit);
+        }
+        Ok(merged)
+    }
+}

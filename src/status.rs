@@ -1,0 +1,76 @@
+//! The only state shared across threads: atomics the raft core and shards publish and the
+//! front end reads (headers, Status, serializable reads). Everything else is owned by one
+//! shard and reached by message.
+
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::*};
+
+pub struct ServerStatus {
+    pub cluster_id: u64,
+    pub member_id: u64,
+    /// Every shard has applied every write up to this revision.
+    applied_rev: AtomicI64,
+    compact_rev: AtomicI64,
+    applied_index: AtomicU64,
+    commit_index: AtomicU64,
+    term: AtomicU64,
+    leader: AtomicU64,
+    shard_size_bytes: Vec<AtomicU64>,
+    shard_keys: Vec<AtomicU64>,
+}
+
+impl ServerStatus {
+    pub fn new(cluster_id: u64, member_id: u64, shards: usize) -> ServerStatus {
+        ServerStatus {
+            cluster_id,
+            member_id,
+            applied_rev: AtomicI64::new(1),
+            compact_rev: AtomicI64::new(0),
+            applied_index: AtomicU64::new(0),
+            commit_index: AtomicU64::new(0),
+            term: AtomicU64::new(0),
+            leader: AtomicU64::new(0),
+            shard_size_bytes: (0..shards).map(|_| AtomicU64::new(0)).collect(),
+            shard_keys: (0..shards).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    pub fn applied_rev(&self) -> i64 {
+        self.applied_rev.load(Acquire)
+    }
+    pub fn compact_rev(&self) -> i64 {
+        self.compact_rev.load(Acquire)
+    }
+    pub fn applied_index(&self) -> u64 {
+        self.applied_index.load(Acquire)
+    }
+    pub fn commit_index(&self) -> u64 {
+        self.commit_index.load(Acquire)
+    }
+    pub fn term(&self) -> u64 {
+        self.term.load(Acquire)
+    }
+    pub fn leader(&self) -> u64 {
+        self.leader.load(Acquire)
+    }
+    pub fn db_size_bytes(&self) -> u64 {
+        self.shard_size_bytes.iter().map(|a| a.load(Relaxed)).sum()
+    }
+    pub fn keys_total(&self) -> u64 {
+        self.shard_keys.iter().map(|a| a.load(Relaxed)).sum()
+    }
+
+    pub fn publish_applied(&self, index: u64, rev: i64, compact_rev: i64) {
+        self.compact_rev.store(compact_rev, Release);
+        self.applied_rev.store(rev, Release);
+        self.applied_index.store(index, Release);
+    }
+    pub fn publish_raft(&self, term: u64, leader: u64, commit_index: u64) {
+        self.term.store(term, Release);
+        self.leader.store(leader, Release);
+        self.commit_index.store(commit_index, Release);
+    }
+    pub fn publish_shard(&self, shard: usize, size_bytes: u64, keys: u64) {
+        self.shard_size_bytes[shard].store(size_bytes, Relaxed);
+        self.shard_keys[shard].store(keys, Relaxed);
+    }
+}
