@@ -22,6 +22,8 @@ use crate::status::ServerStatus;
 const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
 /// Front-end (tokio) threads; the shards own the other cores.
 const FRONT_END_THREADS: usize = 2;
+/// How long open client connections may take to finish after SIGTERM/SIGINT.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
 pub fn wal_dir(cfg: &Config) -> PathBuf {
     cfg.wal_dir.clone().unwrap_or_else(|| cfg.data_dir.join("member").join("wal"))
@@ -145,8 +147,10 @@ fn serve_front_end(cfg: &Config, ctx: Arc<Ctx>) -> Result<(), String> {
         wait_for_signal().await;
         log::info("received signal; shutting down", &[]);
         let _ = stop_tx.send(true);
-        for s in servers {
-            let _ = s.await;
+        // Open client connections get a bounded grace period, as etcd's GracefulStop.
+        let drained = futures_util::future::join_all(servers);
+        if tokio::time::timeout(SHUTDOWN_GRACE, drained).await.is_err() {
+            log::warn("closing client connections that outlived the shutdown grace period", &[]);
         }
         Ok::<(), String>(())
     })

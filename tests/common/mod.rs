@@ -1,0 +1,199 @@
+//! Test harness: a real ballast process on loopback ports with a real data dir, killed by PID
+//! when the test ends. Every wait is bounded in count and time.
+#![allow(dead_code)]
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+static NEXT_DIR: AtomicU32 = AtomicU32::new(0);
+
+/// Polls of the log while waiting for readiness, and the pause between them.
+const READY_POLLS: u32 = 600;
+const POLL_PAUSE: Duration = Duration::from_millis(50);
+
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    l.local_addr().unwrap().port()
+}
+
+/// A fresh, empty directory under the system temp dir.
+pub fn fresh_dir(tag: &str) -> PathBuf {
+    let n = NEXT_DIR.fetch_add(1, Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("ballast-test-{}-{tag}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Debian's etcdctl (what CI installs), unless BALLAST_ETCDCTL names another.
+pub fn etcdctl_path() -> String {
+    if let Ok(p) = std::env::var("BALLAST_ETCDCTL") {
+        return p;
+    }
+    if Path::new("/usr/bin/etcdctl").exists() {
+        return "/usr/bin/etcdctl".into();
+    }
+    "etcdctl".into()
+}
+
+pub struct Server {
+    child: Option<Child>,
+    pub port: u16,
+    pub endpoint: String,
+    pub dir: PathBuf,
+    pub data_dir: PathBuf,
+    log_path: PathBuf,
+    args: Vec<String>,
+    keep_dir: bool,
+}
+
+impl Server {
+    /// Starts ballast on a fresh data dir with `extra` flags.
+    pub fn start(extra: &[&str]) -> Server {
+        let dir = fresh_dir("srv");
+        let data_dir = dir.join("data.ballast");
+        Server::start_with(dir, data_dir, extra.iter().map(|s| s.to_string()).collect())
+    }
+
+    fn start_with(dir: PathBuf, data_dir: PathBuf, args: Vec<String>) -> Server {
+        let port = free_port();
+        let mut s = Server {
+            child: None,
+            port,
+            endpoint: format!("127.0.0.1:{port}"),
+            log_path: dir.join(format!("ballast-{port}.log")),
+            dir,
+            data_dir,
+            args,
+            keep_dir: false,
+        };
+        s.spawn();
+        s
+    }
+
+    fn spawn(&mut self) {
+        let url = format!("http://127.0.0.1:{}", self.port);
+        let log = std::fs::File::create(&self.log_path).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_ballast"))
+            .args(["--data-dir", self.data_dir.to_str().unwrap()])
+            .args(["--listen-client-urls", &url, "--advertise-client-urls", &url])
+            .args(&self.args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn ballast");
+        self.child = Some(child);
+        self.wait_ready();
+    }
+
+    fn wait_ready(&mut self) {
+        for _ in 0..READY_POLLS {
+            if self.log().contains("ready to serve client requests") {
+                return;
+            }
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("ballast exited early ({status}); log:\n{}", self.log());
+            }
+            std::thread::sleep(POLL_PAUSE);
+        }
+        panic!("ballast not ready in time; log:\n{}", self.log());
+    }
+
+    pub fn log(&self) -> String {
+        let mut s = String::new();
+        if let Ok(mut f) = std::fs::File::open(&self.log_path) {
+            let _ = f.read_to_string(&mut s);
+        }
+        s
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// SIGKILL: no chance to flush anything.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM, then wait (bounded) for a clean exit.
+    pub fn terminate(&mut self) -> ExitStatus {
+        let mut c = self.child.take().expect("running");
+        unsafe { libc_kill(c.id() as i32, 15) };
+        for _ in 0..READY_POLLS {
+            if let Some(status) = c.try_wait().unwrap() {
+                return status;
+            }
+            std::thread::sleep(POLL_PAUSE);
+        }
+        let _ = c.kill();
+        panic!("ballast did not exit after SIGTERM; log:\n{}", self.log());
+    }
+
+    /// Starts ballast again on the same data dir (new port), with the same flags.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "stop the server first");
+        self.port = free_port();
+        self.endpoint = format!("127.0.0.1:{}", self.port);
+        self.log_path = self.dir.join(format!("ballast-{}.log", self.port));
+        self.spawn();
+    }
+
+    pub fn etcdctl(&self, args: &[&str]) -> Output {
+        self.etcdctl_stdin(args, "")
+    }
+
+    pub fn etcdctl_stdin(&self, args: &[&str], stdin: &str) -> Output {
+        use std::io::Write;
+        let mut child = Command::new(etcdctl_path())
+            .env("ETCDCTL_API", "3")
+            .args(["--endpoints", &self.endpoint, "--command-timeout", "10s"])
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run etcdctl (apt-get install etcd-client)");
+        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    /// etcdctl that must succeed; returns stdout.
+    pub fn ctl(&self, args: &[&str]) -> String {
+        let out = self.etcdctl(args);
+        assert!(out.status.success(), "etcdctl {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// etcdctl that must fail; returns stderr.
+    pub fn ctl_err(&self, args: &[&str]) -> String {
+        let out = self.etcdctl(args);
+        assert!(!out.status.success(), "etcdctl {args:?} unexpectedly succeeded");
+        String::from_utf8(out.stderr).unwrap()
+    }
+
+    pub async fn client(&self) -> etcd_client::Client {
+        etcd_client::Client::connect([format!("http://{}", self.endpoint)], None).await.expect("connect")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+        if !self.keep_dir && !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, sig: i32) -> i32;
+}

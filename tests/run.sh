@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The test command (README, .ci/run): installs what the tests need, then runs every test.
+# Needs: etcdctl (Debian etcd-client) for the CLI tests; protoc for the etcd-client test
+# dependency's build (ballast itself builds without it: protoc-bin-vendored in build.rs).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+missing=()
+[ -x /usr/bin/etcdctl ] || missing+=(etcd-client)
+command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" = 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}"
+fi
+
+cargo test --locked "$@"
