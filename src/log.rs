@@ -2,6 +2,7 @@
 //! (`{"level":"info","ts":"...","caller":"...","msg":"...",...}`), because scripts and test
 //! harnesses written for etcd grep these lines (e.g. for readiness).
 
+use std::io::Write;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -53,7 +54,8 @@ fn write(level: Level, msg: &str, fields: &[(&str, String)]) {
     for (k, v) in fields {
         obj.insert((*k).into(), v.clone().into());
     }
-    eprintln!("{}", serde_json::Value::Object(obj));
+    // A closed stderr must not take the server down.
+    let _ = writeln!(std::io::stderr(), "{}", serde_json::Value::Object(obj));
 }
 
 /// UTC time as `2006-01-02T15:04:05.000Z` (civil-from-days, Howard Hinnant's algorithm).

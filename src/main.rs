@@ -1,17 +1,24 @@
 //! The `ballast` binary: parse etcd's flags and run the server.
 
+use std::io::Write;
+
 use ballast::config::{self, Parsed};
+
+/// Prints to stdout; a closed pipe (`ballast --help | head`) is not an error.
+fn print_or_ignore(text: &str) {
+    let _ = writeln!(std::io::stdout(), "{text}");
+}
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let env: Vec<(String, String)> = std::env::vars().collect();
     let code = match config::parse(&args, &env) {
         Ok(Parsed::Version) => {
-            println!("{}", ballast::version_text());
+            print_or_ignore(&ballast::version_text());
             0
         }
         Ok(Parsed::Help) => {
-            println!("{}", config::usage());
+            print_or_ignore(&config::usage());
             0
         }
         Ok(Parsed::Run { config, warnings }) => {
@@ -22,7 +29,7 @@ fn main() {
             ballast::server::run(config)
         }
         Err(e) => {
-            eprintln!("{}", e.message);
+            let _ = writeln!(std::io::stderr(), "{}", e.message);
             e.exit_code
         }
     };

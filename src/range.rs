@@ -29,12 +29,14 @@ pub async fn range(shards: &Shards, r: &RangeRequest, current_rev: i64) -> Resul
     } else {
         r.limit as usize + 1
     };
+    // Sorting by value needs the values even when the answer drops them.
+    let by_value = r.sort_target == SortTarget::Value as i32;
     let query = RangeQuery {
         range: KeyRange::new(&r.key, &r.range_end),
         rev,
         limit: fetch_limit,
         count_only: r.count_only,
-        keys_only: r.keys_only,
+        keys_only: r.keys_only && !by_value,
     };
     let part = shards.range(&query).await?;
     let mut kvs = part.kvs;
@@ -42,6 +44,9 @@ pub async fn range(shards: &Shards, r: &RangeRequest, current_rev: i64) -> Resul
         kvs.retain(|kv| passes_filters(r, kv));
     }
     sort(&mut kvs, r);
+    if r.keys_only && by_value {
+        kvs.iter_mut().for_each(|kv| kv.value.clear());
+    }
     let mut more = false;
     if r.limit > 0 && kvs.len() > r.limit as usize {
         kvs.truncate(r.limit as usize);

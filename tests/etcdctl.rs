@@ -185,9 +185,10 @@ fn get_sorting(shards: u32) {
     let s = start(shards);
     seed_ranges(&s);
     let get = |extra: &[&str]| {
-        let mut a = vec!["get", "k", "--prefix", "--keys-only"];
+        let mut a = vec!["get", "k", "--prefix"];
         a.extend_from_slice(extra);
-        s.ctl(&a).split_whitespace().collect::<Vec<_>>().join(" ")
+        // Simple output alternates key and value lines; keep the keys.
+        s.ctl(&a).lines().step_by(2).collect::<Vec<_>>().join(" ")
     };
     assert_eq!(get(&["--order", "ASCEND"]), "k1 k2 k3");
     assert_eq!(get(&["--order", "DESCEND"]), "k3 k2 k1");
@@ -199,8 +200,22 @@ fn get_sorting(shards: u32) {
     assert_eq!(get(&["--sort-by", "CREATE", "--order", "DESCEND"]), "k3 k2 k1");
     assert_eq!(get(&["--sort-by", "MODIFY"]), "k1 k3 k2");
     assert_eq!(get(&["--sort-by", "MODIFY", "--order", "DESCEND"]), "k2 k3 k1");
+    // Sort, then limit: `more` and `count` describe the whole range.
+    let r = json(&s, &["get", "k", "--prefix", "--sort-by", "VALUE", "--limit", "2"]);
+    assert_eq!(kvs(&r), vec![kv("k1", "vk1", 2, 2, 1), kv("k3", "vk3", 4, 4, 1)], "{r}");
+    assert_eq!((r["more"].clone(), int(&r, "count")), (Value::Bool(true), 3), "{r}");
+    let r = json(&s, &["get", "k", "--prefix", "--sort-by", "MODIFY", "--order", "DESCEND", "--limit", "1"]);
+    assert_eq!(kvs(&r), vec![kv("k2", "zz", 3, 7, 2)], "{r}");
+    assert_eq!((r["more"].clone(), int(&r, "count")), (Value::Bool(true), 3), "{r}");
+    assert_eq!(s.ctl(&["get", "", "--from-key", "--sort-by", "CREATE", "--order", "DESCEND", "--limit", "2"]), "y\nvy\nx\nvx\n");
     // Full simple output of one sorted read.
     assert_eq!(s.ctl(&["get", "k", "--prefix", "--sort-by", "VALUE"]), "k1\nvk1\nk3\nvk3\nk2\nzz\n");
+    // Sorting by value with --keys-only still sorts by the (stripped) values.
+    let r = json(&s, &["get", "k", "--prefix", "--sort-by", "VALUE", "--keys-only", "--limit", "2"]);
+    assert_eq!(kvs(&r), vec![kv("k1", "", 2, 2, 1), kv("k3", "", 4, 4, 1)], "{r}");
+    assert_eq!((r["more"].clone(), int(&r, "count")), (Value::Bool(true), 3), "{r}");
+    assert_eq!(s.ctl(&["get", "k", "--prefix", "--sort-by", "VALUE", "--keys-only"]), "k1\n\nk3\n\nk2\n\n");
+    assert_eq!(s.ctl(&["get", "k", "--prefix", "--sort-by", "VALUE", "--order", "DESCEND", "--keys-only"]), "k2\n\nk3\n\nk1\n\n");
 }
 
 fn historical_reads(shards: u32) {
@@ -466,10 +481,18 @@ fn empty_key(shards: u32) {
     assert_eq!(header_rev(&json(&s, &["get", "", "--from-key"])), 1);
 }
 
-fn endpoint_and_members(shards: u32) {
+/// Starts a server, writes two keys (revision 3) and returns it with its member id.
+fn started_with_two_keys(shards: u32) -> (Server, u64) {
     let s = start(shards);
     put(&s, "a", "1"); // 2
     put(&s, "b", "2"); // 3
+    let r = json(&s, &["get", "a"]);
+    let member = r["header"]["member_id"].as_u64().unwrap();
+    (s, member)
+}
+
+fn endpoint_status(shards: u32) {
+    let (s, member0) = started_with_two_keys(shards);
 
     // endpoint status, -w json
     let r = json(&s, &["endpoint", "status"]);
@@ -481,6 +504,7 @@ fn endpoint_and_members(shards: u32) {
     assert_eq!(header_rev(st), 3);
     let member = st["header"]["member_id"].as_u64().unwrap();
     assert!(member != 0 && st["header"]["cluster_id"].as_u64().unwrap() != 0, "{st}");
+    assert_eq!(member, member0, "{st}");
     assert_eq!(st["leader"].as_u64().unwrap(), member, "single member must lead: {st}");
     let term = int(st, "raftTerm");
     assert!(term >= 1, "{st}");
@@ -510,7 +534,10 @@ fn endpoint_and_members(shards: u32) {
     let want = format!("| {} | {member:x} |  3.5.23 |", s.endpoint);
     assert!(table.contains(&want), "{want:?} not in\n{table}");
 
-    // endpoint health
+}
+
+fn endpoint_health(shards: u32) {
+    let (s, _) = started_with_two_keys(shards);
     // etcdctl 3.4 prints the simple health line on stderr, and nothing on stdout.
     let out = s.etcdctl(&["endpoint", "health"]);
     assert!(out.status.success(), "{out:?}");
@@ -523,7 +550,10 @@ fn endpoint_and_members(shards: u32) {
     assert_eq!(h[0]["health"], Value::Bool(true), "{h}");
     assert!(h[0].get("error").is_none(), "{h}");
 
-    // member list
+}
+
+fn member_list(shards: u32) {
+    let (s, member) = started_with_two_keys(shards);
     let url = format!("http://{}", s.endpoint);
     let ml = s.ctl(&["member", "list"]);
     let f: Vec<&str> = ml.trim_end().split(", ").collect();
@@ -544,9 +574,14 @@ fn endpoint_and_members(shards: u32) {
     assert_eq!(m["header"]["member_id"].as_u64().unwrap(), member, "{m}");
     // etcd's Cluster service header carries no revision (ClusterServer.header()).
     assert!(m["header"].get("revision").is_none(), "member list header must not carry a revision: {m}");
+}
 
-    // alarm list: none.
+fn alarm_list(shards: u32) {
+    let (s, _) = started_with_two_keys(shards);
     assert_eq!(s.ctl(&["alarm", "list"]), "");
+    let r = json(&s, &["alarm", "list"]);
+    assert_eq!(header_rev(&r), 3, "{r}");
+    assert!(r.get("alarms").is_none(), "{r}");
 }
 
 fn fields_output(shards: u32) {
@@ -576,6 +611,28 @@ fn fields_output(shards: u32) {
     );
 }
 
+fn odd_keys_and_values(shards: u32) {
+    let s = start(shards);
+    assert_eq!(s.ctl(&["put", "--", "sp ace", "-neg"]), "OK\n"); // 2
+    assert_eq!(s.ctl(&["get", "sp ace"]), "sp ace\n-neg\n");
+    assert_eq!(s.ctl(&["get", "sp ace", "--hex"]), "\\x73\\x70\\x20\\x61\\x63\\x65\n\\x2d\\x6e\\x65\\x67\n");
+    assert_eq!(s.ctl(&["get", "sp", "--prefix", "--print-value-only"]), "-neg\n");
+    // Without a value argument, etcdctl reads the value from stdin.
+    let out = s.etcdctl_stdin(&["put", "stdinkey"], "from-stdin");
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "OK\n"); // 3
+    assert_eq!(s.ctl(&["get", "stdinkey"]), "stdinkey\nfrom-stdin\n");
+    // An empty value is a value.
+    assert_eq!(s.ctl(&["put", "empty", ""]), "OK\n"); // 4
+    assert_eq!(kvs(&json(&s, &["get", "empty"])), vec![kv("empty", "", 4, 4, 1)]);
+    assert_eq!(s.ctl(&["get", "empty"]), "empty\n\n");
+    // Deleting everything.
+    assert_eq!(s.ctl(&["del", "", "--from-key"]), "3\n"); // 5
+    let r = json(&s, &["get", "", "--from-key"]);
+    assert_eq!(header_rev(&r), 5);
+    assert!(r.get("kvs").is_none(), "{r}");
+}
+
 // ---------------------------------------------------------------------------------------------
 
 macro_rules! shard_tests {
@@ -598,6 +655,10 @@ shard_tests!(
     txn_errors,
     compaction,
     empty_key,
-    endpoint_and_members,
+    endpoint_status,
+    endpoint_health,
+    member_list,
+    alarm_list,
     fields_output,
+    odd_keys_and_values,
 );

@@ -53,7 +53,7 @@ impl Cluster for ClusterService {
                 is_learner: false,
             })
             .collect();
-        Ok(Response::new(MemberListResponse { header: self.ctx.header(), members }))
+        Ok(Response::new(MemberListResponse { header: self.ctx.header_without_revision(), members }))
     }
 
     async fn member_promote(&self, _r: Request<MemberPromoteRequest>) -> Reply<MemberPromoteResponse> {

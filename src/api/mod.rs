@@ -38,6 +38,16 @@ impl Ctx {
         }
     }
 
+    /// The header etcd's Cluster service sends: ids and term, no revision.
+    pub fn header_without_revision(&self) -> Option<ResponseHeader> {
+        Some(ResponseHeader {
+            cluster_id: self.status.cluster_id,
+            member_id: self.status.member_id,
+            raft_term: self.status.term(),
+            revision: 0,
+        })
+    }
+
     pub fn header(&self) -> Option<ResponseHeader> {
         let mut h = None;
         self.fill(&mut h);
