@@ -7,6 +7,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::mvcc::store::{RangeQuery, WriteOp, WriteResult};
@@ -17,8 +18,11 @@ use crate::proto::etcdserverpb::request_op::Request as Op;
 use crate::proto::etcdserverpb::response_op::Response as OpResponse;
 use crate::proto::etcdserverpb::*;
 use crate::proto::mvccpb::KeyValue;
+use crate::proto::etcdserverpb::alarm_request::AlarmAction;
+use crate::quota::{cost_put, cost_txn, Quota};
 use crate::range::range;
 use crate::shard::mailbox::Shards;
+use crate::status::ServerStatus;
 
 #[derive(Debug)]
 pub enum Response {
@@ -26,13 +30,18 @@ pub enum Response {
     DeleteRange(DeleteRangeResponse),
     Txn(TxnResponse),
     Compaction(CompactionResponse),
+    Alarm(AlarmResponse),
 }
 
 pub struct Applier {
     shards: Shards,
+    status: Arc<ServerStatus>,
+    quota: Quota,
     /// Revision of the last change; etcd starts at 1.
     rev: i64,
     compact_rev: i64,
+    /// Raised alarms, raft-applied like etcd's alarm store. NOSPACE caps writes.
+    alarms: Vec<AlarmMember>,
 }
 
 type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
@@ -42,8 +51,18 @@ fn header(revision: i64) -> Option<ResponseHeader> {
 }
 
 impl Applier {
-    pub fn new(shards: Shards) -> Applier {
-        Applier { shards, rev: 1, compact_rev: 0 }
+    pub fn new(shards: Shards, status: Arc<ServerStatus>, quota: Quota) -> Applier {
+        Applier { shards, status, quota, rev: 1, compact_rev: 0, alarms: Vec::new() }
+    }
+
+    fn nospace(&self) -> bool {
+        self.alarms.iter().any(|a| a.alarm == AlarmType::Nospace as i32)
+    }
+
+    /// etcd's quota applier: a write past the quota is applied but answered NOSPACE
+    /// (the front end normally refuses it before it reaches raft).
+    fn within_quota(&self, cost_bytes: u64) -> bool {
+        self.quota.available(self.status.db_size_bytes(), cost_bytes)
     }
 
     pub fn rev(&self) -> i64 {
@@ -57,9 +76,16 @@ impl Applier {
     pub async fn apply(&mut self, req: &Request) -> Result<Response> {
         match req {
             Request::Put(p) => {
+                if self.nospace() {
+                    return Err(Error::NoSpace);
+                }
+                let fits = self.within_quota(cost_put(p));
                 let base = self.rev;
                 let resp = self.put(p, base).await?;
                 self.rev = base + 1;
+                if !fits {
+                    return Err(Error::NoSpace);
+                }
                 Ok(Response::Put(resp))
             }
             Request::DeleteRange(d) => {
@@ -70,8 +96,20 @@ impl Applier {
                 }
                 Ok(Response::DeleteRange(resp))
             }
-            Request::Txn(t) => self.txn(t).await.map(Response::Txn),
+            Request::Txn(t) => {
+                let cost = cost_txn(t);
+                if self.nospace() && cost > 0 {
+                    return Err(Error::NoSpace);
+                }
+                let fits = self.within_quota(cost);
+                let resp = self.txn(t).await?;
+                if !fits {
+                    return Err(Error::NoSpace);
+                }
+                Ok(Response::Txn(resp))
+            }
             Request::Compaction(c) => self.compact(c.revision).await.map(Response::Compaction),
+            Request::Alarm(a) => Ok(Response::Alarm(self.alarm(a))),
         }
     }
 
@@ -127,6 +165,33 @@ impl Applier {
             r?;
         }
         Ok(CompactionResponse { header: header(self.rev) })
+    }
+
+    /// etcd's alarm store: GET lists (all, or one type), ACTIVATE adds, DEACTIVATE removes.
+    fn alarm(&mut self, a: &AlarmRequest) -> AlarmResponse {
+        let member = AlarmMember { member_id: a.member_id, alarm: a.alarm };
+        let alarms = match AlarmAction::try_from(a.action) {
+            Ok(AlarmAction::Get) => {
+                self.alarms.iter().filter(|m| a.alarm == AlarmType::None as i32 || m.alarm == a.alarm).cloned().collect()
+            }
+            Ok(AlarmAction::Activate) if a.alarm != AlarmType::None as i32 => {
+                if !self.alarms.contains(&member) {
+                    crate::log::warn("alarm raised", &[("alarm", alarm_name(a.alarm)), ("from", format!("{:x}", a.member_id))]);
+                    self.alarms.push(member.clone());
+                }
+                vec![member]
+            }
+            Ok(AlarmAction::Deactivate) => match self.alarms.iter().position(|m| *m == member) {
+                Some(i) => {
+                    crate::log::warn("alarm disarmed", &[("alarm", alarm_name(a.alarm)), ("from", format!("{:x}", a.member_id))]);
+                    vec![self.alarms.remove(i)]
+                }
+                None => vec![],
+            },
+            _ => vec![],
+        };
+        self.status.publish_alarms(self.alarms.iter().fold(0, |bits, m| bits | 1 << m.alarm.clamp(0, 31)));
+        AlarmResponse { header: header(self.rev), alarms }
     }
 
     async fn txn(&mut self, t: &TxnRequest) -> Result<TxnResponse> {
@@ -259,6 +324,10 @@ struct TxnExec {
     base: i64,
     changed: bool,
     path: std::vec::IntoIter<bool>,
+}
+
+pub fn alarm_name(alarm: i32) -> String {
+    AlarmType::try_from(alarm).map_or_else(|_| alarm.to_string(), |a| a.as_str_name().to_string())
 }
 
 fn branch(t: &TxnRequest, ok: bool) -> &[RequestOp] {

@@ -15,6 +15,7 @@
 //! * `mvcc` — per-shard multi-version store: key histories, ranges at a revision, compaction.
 //! * `wal` — the write-ahead log: record format, io_uring stripe writer, recovery.
 //! * `cluster` — membership from `--initial-cluster`, etcd-compatible member and cluster ids.
+//! * `quota` — `--quota-backend-bytes` and etcd's request cost model (NOSPACE alarm).
 //! * `status` — the atomics shared between threads (applied revision, raft progress, sizes).
 //! * `error` — the one error type, mapped once to etcd's gRPC codes and messages.
 //! * `metrics` — every metric name, and the Prometheus recorder.
@@ -30,6 +31,7 @@ pub mod log;
 pub mod metrics;
 pub mod mvcc;
 pub mod proto;
+pub mod quota;
 pub mod raft;
 pub mod range;
 pub mod server;

@@ -2,7 +2,7 @@
 //! front end reads (headers, Status, serializable reads). Everything else is owned by one
 //! shard and reached by message.
 
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::*};
+use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering::*};
 
 pub struct ServerStatus {
     pub cluster_id: u64,
@@ -16,6 +16,8 @@ pub struct ServerStatus {
     leader: AtomicU64,
     shard_size_bytes: Vec<AtomicU64>,
     shard_keys: Vec<AtomicU64>,
+    /// Bit `1 << AlarmType` set for every alarm raised on any member.
+    alarms: AtomicU32,
 }
 
 impl ServerStatus {
@@ -31,6 +33,7 @@ impl ServerStatus {
             leader: AtomicU64::new(0),
             shard_size_bytes: (0..shards).map(|_| AtomicU64::new(0)).collect(),
             shard_keys: (0..shards).map(|_| AtomicU64::new(0)).collect(),
+            alarms: AtomicU32::new(0),
         }
     }
 
@@ -57,6 +60,14 @@ impl ServerStatus {
     }
     pub fn keys_total(&self) -> u64 {
         self.shard_keys.iter().map(|a| a.load(Relaxed)).sum()
+    }
+
+    /// Alarm types raised (bit `1 << AlarmType`).
+    pub fn alarms(&self) -> u32 {
+        self.alarms.load(Acquire)
+    }
+    pub fn publish_alarms(&self, bits: u32) {
+        self.alarms.store(bits, Release);
     }
 
     pub fn publish_applied(&self, index: u64, rev: i64, compact_rev: i64) {

@@ -43,6 +43,7 @@ impl KvService {
 
     async fn put(&self, r: PutRequest) -> Result<PutResponse> {
         check_put(&r)?;
+        self.ctx.check_quota(crate::quota::cost_put(&r)).await?;
         let size = r.encoded_len();
         match self.propose(Write::Put(r), size).await? {
             Applied::Put(mut resp) => {
@@ -69,6 +70,7 @@ impl KvService {
         check_txn(&r, self.ctx.max_txn_ops)?;
         check_intervals(&r.success)?;
         check_intervals(&r.failure)?;
+        self.ctx.check_quota(crate::quota::cost_txn(&r)).await?;
         let size = r.encoded_len();
         match self.propose(Write::Txn(r), size).await? {
             Applied::Txn(mut resp) => {

@@ -1,6 +1,5 @@
 //! etcd's Maintenance service. Status reports the compat version, db size (bytes held by the
-//! MVCC store), leader and raft progress. Alarms: none can be raised yet (quota arrives with
-//! the storage engine), so GET lists none and ACTIVATE/DEACTIVATE are refused as unimplemented.
+//! MVCC store), leader and raft progress. Alarm requests go through raft, as in etcd.
 //! Defragment, hashes, snapshot streaming, move-leader and downgrade are not implemented yet.
 
 use std::pin::Pin;
@@ -11,7 +10,8 @@ use tonic::{Request, Response, Status};
 
 use super::Ctx;
 use crate::error::Error;
-use crate::proto::etcdserverpb::alarm_request::AlarmAction;
+use crate::apply::Response as Applied;
+use crate::proto::ballastpb::internal_request::Request as Write;
 use crate::proto::etcdserverpb::maintenance_server::Maintenance;
 use crate::proto::etcdserverpb::*;
 
@@ -34,9 +34,12 @@ fn unimplemented<T>(method: &'static str) -> Reply<T> {
 #[tonic::async_trait]
 impl Maintenance for MaintenanceService {
     async fn alarm(&self, r: Request<AlarmRequest>) -> Reply<AlarmResponse> {
-        match AlarmAction::try_from(r.get_ref().action) {
-            Ok(AlarmAction::Get) => Ok(Response::new(AlarmResponse { header: self.ctx.header(), alarms: vec![] })),
-            _ => unimplemented("ballast: raising or clearing alarms is not implemented yet"),
+        match self.ctx.raft.propose(Write::Alarm(r.into_inner())).await? {
+            Applied::Alarm(mut resp) => {
+                self.ctx.fill(&mut resp.header);
+                Ok(Response::new(resp))
+            }
+            other => Err(Error::Internal(format!("unexpected apply result {other:?}")).into()),
         }
     }
 

@@ -24,6 +24,7 @@ pub struct Ctx {
     pub max_txn_ops: usize,
     /// The etcd version whose API ballast offers (`--compat-version`).
     pub compat_version: String,
+    pub quota: crate::quota::Quota,
 }
 
 impl Ctx {
@@ -36,6 +37,21 @@ impl Ctx {
         if h.revision == 0 {
             h.revision = self.status.applied_rev();
         }
+    }
+
+    /// etcd's quotaAlarmer: a write that does not fit raises NOSPACE (through raft, like every
+    /// alarm) and is refused before it is proposed.
+    pub async fn check_quota(&self, cost_bytes: u64) -> crate::error::Result<()> {
+        if self.quota.available(self.status.db_size_bytes(), cost_bytes) {
+            return Ok(());
+        }
+        let alarm = crate::proto::etcdserverpb::AlarmRequest {
+            action: crate::proto::etcdserverpb::alarm_request::AlarmAction::Activate as i32,
+            member_id: self.status.member_id,
+            alarm: crate::proto::etcdserverpb::AlarmType::Nospace as i32,
+        };
+        let _ = self.raft.propose(crate::proto::ballastpb::internal_request::Request::Alarm(alarm)).await;
+        Err(crate::error::Error::NoSpace)
     }
 
     /// The header etcd's Cluster service sends: ids and term, no revision.

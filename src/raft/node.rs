@@ -86,6 +86,7 @@ pub struct CoreConfig {
     pub heartbeat: Duration,
     pub election_ticks: usize,
     pub wal_dir: std::path::PathBuf,
+    pub quota: crate::quota::Quota,
 }
 
 type ReadWaiters = Vec<oneshot::Sender<Result<()>>>;
@@ -179,7 +180,7 @@ impl Core {
             raw,
             wal,
             wal_seq: recovered.last_seq,
-            applier: Applier::new(shards),
+            applier: Applier::new(shards, status.clone(), cfg.quota),
             status,
             waiters: HashMap::new(),
             // Unique across restarts, so a replayed entry never wakes a new waiter.

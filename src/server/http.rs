@@ -16,14 +16,26 @@ fn cluster_version(compat: &str) -> String {
     format!("{}.{}.0", parts.next().unwrap_or("3"), parts.next().unwrap_or("5"))
 }
 
+/// etcd's /health: unhealthy without a leader or with any alarm raised.
+fn health(status: &crate::status::ServerStatus) -> (bool, String) {
+    if status.leader() == 0 {
+        return (false, "RAFT NO LEADER".into());
+    }
+    let alarms = status.alarms();
+    match (0..32).find(|bit| alarms & (1 << bit) != 0) {
+        Some(bit) => (false, format!("ALARM {}", crate::apply::alarm_name(bit))),
+        None => (true, String::new()),
+    }
+}
+
 pub fn router(ctx: Arc<Ctx>, metrics: PrometheusHandle) -> Router {
     let health = {
         let ctx = ctx.clone();
         move || async move {
-            let ok = ctx.status.leader() != 0;
-            let body = if ok { r#"{"health":"true","reason":""}"# } else { r#"{"health":"false","reason":"RAFT NO LEADER"}"# };
-            let code = if ok { 200 } else { 503 };
-            (axum::http::StatusCode::from_u16(code).unwrap(), [("content-type", "application/json")], body)
+            let (ok, reason) = health(&ctx.status);
+            let body = serde_json::json!({ "health": ok.to_string(), "reason": reason }).to_string();
+            let code = if ok { axum::http::StatusCode::OK } else { axum::http::StatusCode::SERVICE_UNAVAILABLE };
+            (code, [("content-type", "application/json")], body)
         }
     };
     let version = {

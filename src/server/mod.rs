@@ -13,6 +13,7 @@ use crate::api::{cluster::ClusterService, kv::KvService, maintenance::Maintenanc
 use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::log;
+use crate::quota::Quota;
 use crate::proto::etcdserverpb::{cluster_server::ClusterServer, kv_server::KvServer, maintenance_server::MaintenanceServer};
 use crate::raft::node::{self, CoreConfig, CoreMsg, RaftHandle, PROPOSAL_QUEUE_CAPACITY};
 use crate::shard::executor;
@@ -69,6 +70,7 @@ fn start(cfg: Config) -> Result<(), String> {
         heartbeat: Duration::from_millis(cfg.heartbeat_interval_ms.max(1)),
         election_ticks: (cfg.election_timeout_ms / cfg.heartbeat_interval_ms.max(1)).max(2) as usize,
         wal_dir: stripe_dir,
+        quota: Quota::from_flag(cfg.quota_backend_bytes),
     };
     let core_status = status.clone();
     let core: executor::CoreTask = Box::new(move |shards| {
@@ -91,6 +93,7 @@ fn start(cfg: Config) -> Result<(), String> {
         max_request_bytes: cfg.max_request_bytes as usize,
         max_txn_ops: cfg.max_txn_ops as usize,
         compat_version: cfg.compat_version.clone(),
+        quota: Quota::from_flag(cfg.quota_backend_bytes),
     });
     let result = serve_front_end(&cfg, ctx);
     threads.join();

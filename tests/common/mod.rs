@@ -179,6 +179,24 @@ impl Server {
         String::from_utf8(out.stderr).unwrap()
     }
 
+    /// This member's id in decimal, as `etcdctl alarm list` prints it.
+    pub fn member_id_dec(&self) -> u64 {
+        let status = self.ctl(&["endpoint", "status", "-w", "json"]);
+        let v: serde_json::Value = serde_json::from_str(&status).expect("endpoint status json");
+        v[0]["Status"]["header"]["member_id"].as_u64().expect("member_id")
+    }
+
+    /// A plain HTTP/1.1 GET on the client port; returns the whole response (head and body).
+    pub fn http_get(&self, path: &str) -> String {
+        use std::io::Write;
+        let mut conn = std::net::TcpStream::connect(&self.endpoint).expect("connect");
+        conn.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        write!(conn, "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", self.endpoint).unwrap();
+        let mut out = String::new();
+        let _ = conn.read_to_string(&mut out);
+        out
+    }
+
     pub async fn client(&self) -> etcd_client::Client {
         etcd_client::Client::connect([format!("http://{}", self.endpoint)], None).await.expect("connect")
     }
