@@ -55,6 +55,22 @@ impl Applier {
         Applier { shards, status, quota, rev: 1, compact_rev: 0, alarms: Vec::new() }
     }
 
+    /// Resumes from a snapshot's state.
+    pub fn restore(&mut self, rev: i64, compact_rev: i64, alarms: &[(u64, i32)]) {
+        self.rev = rev;
+        self.compact_rev = compact_rev;
+        self.alarms = alarms.iter().map(|&(member_id, alarm)| AlarmMember { member_id, alarm }).collect();
+        self.publish_alarms();
+    }
+
+    pub fn alarms(&self) -> Vec<(u64, i32)> {
+        self.alarms.iter().map(|a| (a.member_id, a.alarm)).collect()
+    }
+
+    fn publish_alarms(&self) {
+        self.status.publish_alarms(self.alarms.iter().fold(0, |bits, m| bits | 1 << m.alarm.clamp(0, 31)));
+    }
+
     fn nospace(&self) -> bool {
         self.alarms.iter().any(|a| a.alarm == AlarmType::Nospace as i32)
     }
@@ -71,6 +87,81 @@ impl Applier {
 
     pub fn compact_rev(&self) -> i64 {
         self.compact_rev
+    }
+
+    /// Applies the requests of one raft entry in order. Runs of plain puts (which cannot fail)
+    /// get consecutive revisions up front and go out as one message per shard, all shards at
+    /// once; everything else is applied one request at a time.
+    pub async fn apply_all(&mut self, reqs: &[Option<Request>]) -> Vec<Result<Response>> {
+        let mut results = Vec::with_capacity(reqs.len());
+        let mut i = 0;
+        while i < reqs.len() {
+            let run = reqs[i..].iter().take_while(|r| self.is_plain_put(r.as_ref())).count();
+            if run > 0 {
+                let puts = reqs[i..i + run].iter().map(|r| match r {
+                    Some(Request::Put(p)) => p,
+                    _ => unreachable!("counted as plain puts"),
+                });
+                results.extend(self.put_run(puts.collect()).await);
+                i += run;
+            } else {
+                results.push(match &reqs[i] {
+                    Some(req) => self.apply(req).await,
+                    None => Err(Error::Internal("empty request in raft entry".into())),
+                });
+                i += 1;
+            }
+        }
+        results
+    }
+
+    fn is_plain_put(&self, req: Option<&Request>) -> bool {
+        matches!(req, Some(Request::Put(p)) if !p.ignore_value && !p.ignore_lease) && !self.nospace()
+    }
+
+    /// Puts that need no precondition: revisions `rev+1..=rev+n`, one message per shard.
+    async fn put_run(&mut self, puts: Vec<&PutRequest>) -> Vec<Result<Response>> {
+        let base = self.rev;
+        let mut db_size = self.status.db_size_bytes();
+        let mut fits = Vec::with_capacity(puts.len());
+        let mut per_shard: Vec<Vec<(i64, WriteOp)>> = vec![Vec::new(); self.shards.count()];
+        let mut slots = Vec::with_capacity(puts.len());
+        for (n, p) in puts.iter().enumerate() {
+            let cost = cost_put(p);
+            fits.push(self.quota.available(db_size, cost));
+            db_size += cost;
+            let owner = self.shards.owner(&p.key);
+            slots.push((owner, per_shard[owner].len()));
+            let op = WriteOp::Put { key: p.key.clone(), value: Some(p.value.clone()), lease: Some(p.lease), prev_kv: p.prev_kv };
+            per_shard[owner].push((base + 1 + n as i64, op));
+        }
+        let shards = &self.shards;
+        let calls = per_shard.into_iter().enumerate().filter(|(_, ops)| !ops.is_empty()).map(|(s, ops)| async move {
+            (s, shards.write_on(s, ops).await)
+        });
+        let mut replies: Vec<Option<Vec<Result<WriteResult>>>> = (0..self.shards.count()).map(|_| None).collect();
+        for (s, r) in futures_util::future::join_all(calls).await {
+            match r {
+                Ok(results) => replies[s] = Some(results),
+                Err(e) => return puts.iter().map(|_| Err(e.clone())).collect(),
+            }
+        }
+        self.rev = base + puts.len() as i64;
+        slots
+            .into_iter()
+            .enumerate()
+            .map(|(n, (owner, k))| {
+                let result = replies[owner].as_mut().and_then(|r| r.get_mut(k)).map(|r| std::mem::replace(r, Err(Error::Stopped)));
+                match result {
+                    Some(Ok(WriteResult::Put { prev })) if fits[n] => {
+                        Ok(Response::Put(PutResponse { header: header(base + 1 + n as i64), prev_kv: prev }))
+                    }
+                    Some(Ok(WriteResult::Put { .. })) => Err(Error::NoSpace),
+                    Some(Err(e)) => Err(e),
+                    other => Err(Error::Internal(format!("unexpected shard reply to put: {other:?}"))),
+                }
+            })
+            .collect()
     }
 
     pub async fn apply(&mut self, req: &Request) -> Result<Response> {
@@ -121,7 +212,7 @@ impl Applier {
             prev_kv: p.prev_kv,
         };
         let owner = self.shards.owner(&p.key);
-        match self.shards.write_on(owner, base + 1, vec![op]).await?.pop() {
+        match self.shards.write_on(owner, vec![(base + 1, op)]).await?.pop() {
             Some(Ok(WriteResult::Put { prev })) => Ok(PutResponse { header: header(base + 1), prev_kv: prev }),
             Some(Err(e)) => Err(e),
             other => Err(Error::Internal(format!("unexpected shard reply to put: {other:?}"))),
@@ -134,7 +225,7 @@ impl Applier {
         let range = KeyRange::new(&d.key, &d.range_end);
         let owners = self.shards.owners(&range);
         let op = WriteOp::DeleteRange { range, prev_kv: d.prev_kv };
-        let calls = owners.iter().map(|&s| self.shards.write_on(s, base + 1, vec![op.clone()]));
+        let calls = owners.iter().map(|&s| self.shards.write_on(s, vec![(base + 1, op.clone())]));
         let mut resp = DeleteRangeResponse::default();
         for results in futures_util::future::join_all(calls).await {
             for r in results? {
@@ -190,7 +281,7 @@ impl Applier {
             },
             _ => vec![],
         };
-        self.status.publish_alarms(self.alarms.iter().fold(0, |bits, m| bits | 1 << m.alarm.clamp(0, 31)));
+        self.publish_alarms();
         AlarmResponse { header: header(self.rev), alarms }
     }
 

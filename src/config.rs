@@ -35,6 +35,8 @@ use serde::Deserialize;
 
 /// Version ballast reports to clients as its etcd cluster/server version.
 pub const DEFAULT_COMPAT_VERSION: &str = "3.5.23";
+pub const DEFAULT_WAL_SEGMENT_BYTES: u64 = 64 << 20;
+const MIN_WAL_SEGMENT_BYTES: u64 = 64 << 10;
 
 const DEFAULT_CLIENT_URL: &str = "http://localhost:2379";
 const DEFAULT_PEER_URL: &str = "http://localhost:2380";
@@ -70,6 +72,8 @@ pub struct Config {
     pub compat_version: String,
     /// 0 = number of usable cores (resolved by the caller).
     pub shards: usize,
+    /// ours: --wal-segment-bytes, size of a preallocated WAL segment file.
+    pub wal_segment_bytes: u64,
 }
 
 impl Default for Config {
@@ -99,6 +103,7 @@ impl Default for Config {
             listen_metrics_urls: Vec::new(),
             compat_version: DEFAULT_COMPAT_VERSION.to_string(),
             shards: 0,
+            wal_segment_bytes: DEFAULT_WAL_SEGMENT_BYTES,
         }
     }
 }
@@ -245,6 +250,7 @@ static FLAGS: &[Spec] = &[
     ours("version", Ty::Bool, "false", "Print the version and exit."),
     ours("compat-version", Ty::Str, DEFAULT_COMPAT_VERSION, "(ballast) etcd version reported to clients."),
     ours("shards", Ty::Uint, "0", "(ballast) Number of shards; 0 means the number of usable cores."),
+    ours("wal-segment-bytes", Ty::Uint, "67108864", "(ballast) Size of a preallocated WAL segment file."),
     // etcd 3.5 flags ballast accepts but does not implement yet
     etcd("listen-client-http-urls", Ty::Urls),
     etcd("max-snapshots", Ty::Uint),
@@ -361,7 +367,7 @@ static FLAGS: &[Spec] = &[
 
 /// Flags that are ballast's own invention: etcd has no opinion on them, so
 /// they still apply when a config file is given.
-const BALLAST_ONLY: &[&str] = &["compat-version", "shards"];
+const BALLAST_ONLY: &[&str] = &["compat-version", "shards", "wal-segment-bytes"];
 
 fn lookup(name: &str) -> Option<&'static Spec> {
     FLAGS.iter().find(|s| s.name == name)
@@ -677,6 +683,9 @@ fn config_from_flags(flags: &FlagValues) -> Result<Config, ConfigError> {
     if let Some(v) = flags.get("shards") {
         c.shards = parse_go_uint(v).unwrap_or(0) as usize;
     }
+    if let Some(v) = flags.get("wal-segment-bytes") {
+        c.wal_segment_bytes = parse_go_uint(v).unwrap_or(DEFAULT_WAL_SEGMENT_BYTES).max(MIN_WAL_SEGMENT_BYTES);
+    }
     let urls_flag = |name: &str, target: &mut Vec<String>| {
         if let Some(v) = flags.get(name) {
             *target = parse_urls(v).unwrap_or_default();
@@ -922,6 +931,9 @@ fn config_from_file_values(f: FileConfig, flags: &FlagValues) -> Result<Config, 
     }
     if let Some(v) = flags.get("shards") {
         c.shards = parse_go_uint(v).unwrap_or(0) as usize;
+    }
+    if let Some(v) = flags.get("wal-segment-bytes") {
+        c.wal_segment_bytes = parse_go_uint(v).unwrap_or(DEFAULT_WAL_SEGMENT_BYTES).max(MIN_WAL_SEGMENT_BYTES);
     }
     let initial_cluster = f.initial_cluster.filter(|s| !s.is_empty());
     finish_paths_and_cluster(

@@ -13,6 +13,8 @@
 //! * `shard` — glommio executors pinned per core, each owning an MVCC segment; key routing and
 //!   the message protocol that reaches them.
 //! * `mvcc` — per-shard multi-version store: key histories, ranges at a revision, compaction.
+//! * `snapshot` — the snapshot manifest: which rkyv segments hold the state up to which raft
+//!   index; written by rename after every shard wrote its segment.
 //! * `wal` — the write-ahead log: record format, io_uring stripe writer, recovery.
 //! * `cluster` — membership from `--initial-cluster`, etcd-compatible member and cluster ids.
 //! * `quota` — `--quota-backend-bytes` and etcd's request cost model (NOSPACE alarm).
@@ -36,6 +38,7 @@ pub mod raft;
 pub mod range;
 pub mod server;
 pub mod shard;
+pub mod snapshot;
 pub mod status;
 pub mod wal;
 

@@ -74,7 +74,8 @@ async fn verify(s: &common::Server, acked: &[(String, i64)]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_under_load_loses_no_acknowledged_write() {
-    let mut s = common::Server::start(&["--shards", "2"]);
+    // Small snapshots and WAL segments: crashes also land during snapshots and segment rolls.
+    let mut s = common::Server::start(&["--shards", "2", "--snapshot-count", "300", "--wal-segment-bytes", "131072"]);
     let mut acked = Vec::new();
     for cycle in 0..cycles() {
         acked.extend(load_until_killed(&mut s, cycle).await);

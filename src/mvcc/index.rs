@@ -4,7 +4,7 @@
 
 use crate::proto::mvccpb::KeyValue;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub struct Record {
     pub mod_rev: i64,
     pub create_rev: i64,
@@ -77,6 +77,20 @@ impl KeyHistory {
 
     pub fn is_empty(&self) -> bool {
         self.records.is_empty()
+    }
+
+    /// The records a read at or below `rev` may need (for snapshots at `rev`).
+    pub fn upto(&self, rev: i64) -> &[Record] {
+        &self.records[..self.records.partition_point(|r| r.mod_rev <= rev)]
+    }
+
+    pub fn from_records(records: Vec<Record>) -> KeyHistory {
+        assert!(records.windows(2).all(|w| w[0].mod_rev < w[1].mod_rev), "revisions of a key must increase");
+        KeyHistory { records }
+    }
+
+    pub fn size_bytes(&self) -> u64 {
+        self.records.iter().map(Record::size_bytes).sum()
     }
 }
 

@@ -1,8 +1,10 @@
 //! Multi-version key-value state of one shard. Each key keeps its history of revisions
 //! (`index.rs`, as etcd's keyIndex); `store.rs` answers ranges at a revision and applies
 //! writes at the revision the applier assigns. Compaction drops history below a revision.
+//! `segment.rs` writes and reads a shard's state as an immutable rkyv snapshot segment.
 
 pub mod index;
+pub mod segment;
 pub mod store;
 
 use std::ops::Bound;

@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 
 use super::index::{KeyHistory, Record};
+use super::segment::SegKey;
 use super::KeyRange;
 use crate::error::{Error, Result};
 use crate::proto::mvccpb::KeyValue;
@@ -127,13 +128,53 @@ impl Store {
         WriteResult::Deleted { count, prev_kvs }
     }
 
-    /// Drops all history no read at or above `rev` can see; keys deleted at or before `rev`
-    /// disappear. Reads below `rev` fail with `Compacted` from now on.
+    pub fn compact_rev(&self) -> i64 {
+        self.compact_rev
+    }
+
+    /// Logical compaction: reads below `rev` fail with `Compacted` from now on. The history
+    /// stays until `compact_physical`, which may run later (e.g. after a snapshot finishes).
+    pub fn set_compact_rev(&mut self, rev: i64) {
+        self.compact_rev = self.compact_rev.max(rev);
+    }
+
+    /// Both steps at once.
     pub fn compact(&mut self, rev: i64) {
-        if rev <= self.compact_rev {
-            return;
+        self.set_compact_rev(rev);
+        self.compact_physical(rev);
+    }
+
+    /// Up to `max_keys` keys after `after` (all keys when `None`), each with the records a read
+    /// at or below `rev` may need: one chunk of a snapshot at `rev`.
+    pub fn snapshot_chunk(&self, after: Option<&[u8]>, rev: i64, max_keys: usize) -> Vec<SegKey> {
+        use std::ops::Bound;
+        let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
+        self.keys
+            .range::<[u8], _>((lower, Bound::Unbounded))
+            .take(max_keys)
+            .map(|(k, h)| SegKey { key: k.clone(), records: h.upto(rev).to_vec() })
+            .collect()
+    }
+
+    /// Rebuilds a store from snapshot contents.
+    pub fn restore(keys: impl IntoIterator<Item = SegKey>, compact_rev: i64) -> Store {
+        let mut s = Store { compact_rev, ..Store::default() };
+        for k in keys {
+            if k.records.is_empty() {
+                continue;
+            }
+            let hist = KeyHistory::from_records(k.records);
+            s.size_bytes += hist.size_bytes();
+            s.live_keys += u64::from(hist.latest().is_some());
+            s.keys.insert(k.key, hist);
         }
-        self.compact_rev = rev;
+        s
+    }
+
+    /// Drops all history no read at or above `rev` can see; keys deleted at or before `rev`
+    /// disappear.
+    pub fn compact_physical(&mut self, rev: i64) {
+        assert!(rev <= self.compact_rev, "physical compaction beyond the logical one");
         let mut freed = 0;
         self.keys.retain(|_, hist| {
             freed += hist.compact(rev);

@@ -17,7 +17,9 @@
 //! On restart every entry in the WAL is committed again and re-applied from index 1, which
 //! rebuilds the MVCC state (snapshots come with the storage engine).
 
+use std::cell::RefCell;
 use std::collections::HashMap;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -32,6 +34,7 @@ use crate::apply::{Applier, Response};
 use crate::error::{Error, Result};
 use crate::proto::ballastpb::{internal_request::Request, EntryBatch, InternalRequest};
 use crate::shard::mailbox::Shards;
+use crate::snapshot::Manifest;
 use crate::status::ServerStatus;
 use crate::wal::record::Batch;
 use crate::wal::recover::Recovered;
@@ -47,6 +50,8 @@ const MAX_ENTRY_BYTES: usize = 4 << 20;
 pub enum CoreMsg {
     Propose { req: Request, reply: oneshot::Sender<Result<Response>> },
     ReadIndex { reply: oneshot::Sender<Result<()>> },
+    /// Take a snapshot now (Defragment); resolves when its manifest is durable.
+    Snapshot { reply: oneshot::Sender<Result<()>> },
 }
 
 /// The front end's handle to the raft core.
@@ -74,6 +79,11 @@ impl RaftHandle {
         self.call(|reply| CoreMsg::Propose { req, reply }).await
     }
 
+    /// Writes a fresh snapshot (rewriting every segment) and releases the log before it.
+    pub async fn snapshot(&self) -> Result<()> {
+        self.call(|reply| CoreMsg::Snapshot { reply }).await
+    }
+
     /// Resolves once everything committed before the call is applied (raft ReadIndex).
     pub async fn read_index(&self) -> Result<()> {
         self.call(|reply| CoreMsg::ReadIndex { reply }).await
@@ -86,7 +96,17 @@ pub struct CoreConfig {
     pub heartbeat: Duration,
     pub election_ticks: usize,
     pub wal_dir: std::path::PathBuf,
+    pub wal_segment_bytes: u64,
     pub quota: crate::quota::Quota,
+    pub snap_dir: std::path::PathBuf,
+    /// Applied entries between automatic snapshots (`--snapshot-count`).
+    pub snapshot_count: u64,
+}
+
+/// A snapshot being written: the shards' segments, then the manifest.
+struct SnapshotJob {
+    done: Rc<RefCell<Option<std::result::Result<Manifest, String>>>>,
+    waiters: Vec<oneshot::Sender<Result<()>>>,
 }
 
 type ReadWaiters = Vec<oneshot::Sender<Result<()>>>;
@@ -108,6 +128,14 @@ struct Core {
     reads_in_flight: HashMap<u64, ReadWaiters>,
     reads_ready: Vec<(u64, ReadWaiters)>,
     next_read_ctx: u64,
+    shards: Shards,
+    voters: Vec<u64>,
+    snap_dir: std::path::PathBuf,
+    snapshot_count: u64,
+    applied_since_snapshot: u64,
+    snapshot_job: Option<SnapshotJob>,
+    /// Snapshot requests that arrived while a job ran: served by the next job.
+    snapshot_waiters: Vec<oneshot::Sender<Result<()>>>,
 }
 
 /// Builds the core from the recovered WAL and runs it until every handle is dropped.
@@ -115,12 +143,13 @@ struct Core {
 pub async fn run(
     cfg: CoreConfig,
     recovered: Recovered,
+    snap: Option<Manifest>,
     rx: flume::Receiver<CoreMsg>,
     shards: Shards,
     status: Arc<ServerStatus>,
     ready: crossbeam::channel::Sender<std::result::Result<(), String>>,
 ) {
-    let mut core = match Core::new(&cfg, recovered, shards, status).await {
+    let mut core = match Core::new(&cfg, recovered, snap, shards, status).await {
         Ok(core) => core,
         Err(e) => {
             let _ = ready.send(Err(e));
@@ -145,6 +174,7 @@ pub async fn run(
             next_tick = Instant::now() + cfg.heartbeat;
         }
         core.on_ready().await;
+        core.poll_snapshot().await;
         if core.is_serving() {
             if let Some(tx) = ready.take() {
                 let _ = tx.send(Ok(()));
@@ -154,9 +184,16 @@ pub async fn run(
 }
 
 impl Core {
-    async fn new(cfg: &CoreConfig, recovered: Recovered, shards: Shards, status: Arc<ServerStatus>) -> std::result::Result<Core, String> {
-        let storage = super::storage::restore(cfg.voters.clone(), &recovered)?;
+    async fn new(
+        cfg: &CoreConfig,
+        recovered: Recovered,
+        snap: Option<Manifest>,
+        shards: Shards,
+        status: Arc<ServerStatus>,
+    ) -> std::result::Result<Core, String> {
+        let storage = super::storage::restore(cfg.voters.clone(), &recovered, snap.as_ref())?;
         let raft_cfg = RaftConfig {
+            applied: snap.as_ref().map_or(0, |m| m.index),
             id: cfg.id,
             election_tick: cfg.election_ticks,
             heartbeat_tick: 1,
@@ -172,15 +209,21 @@ impl Core {
             // A lone voter need not wait for an election timeout.
             raw.campaign().map_err(|e| format!("raft campaign: {e}"))?;
         }
-        let wal = Stripe::open(cfg.wal_dir.clone(), recovered.tail)
+        let last_index = recovered.entries.last().map_or(0, |e| e.index);
+        let wal = Stripe::open(cfg.wal_dir.clone(), recovered.tail, recovered.closed.clone(), last_index, cfg.wal_segment_bytes)
             .await
             .map_err(|e| format!("cannot open wal in {}: {e}", cfg.wal_dir.display()))?;
         let boot_nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        let mut applier = Applier::new(shards.clone(), status.clone(), cfg.quota);
+        if let Some(m) = &snap {
+            applier.restore(m.rev, m.compact_rev, &m.alarms);
+            status.publish_applied(m.index, m.rev, m.compact_rev);
+        }
         Ok(Core {
             raw,
             wal,
             wal_seq: recovered.last_seq,
-            applier: Applier::new(shards, status.clone(), cfg.quota),
+            applier,
             status,
             waiters: HashMap::new(),
             // Unique across restarts, so a replayed entry never wakes a new waiter.
@@ -191,6 +234,13 @@ impl Core {
             reads_in_flight: HashMap::new(),
             reads_ready: Vec::new(),
             next_read_ctx: 1,
+            shards,
+            voters: cfg.voters.clone(),
+            snap_dir: cfg.snap_dir.clone(),
+            snapshot_count: cfg.snapshot_count.max(1),
+            applied_since_snapshot: 0,
+            snapshot_job: None,
+            snapshot_waiters: Vec::new(),
         })
     }
 
@@ -216,6 +266,7 @@ impl Core {
                 }
             }
             CoreMsg::ReadIndex { reply } => self.reads.push(reply),
+            CoreMsg::Snapshot { reply } => self.snapshot_waiters.push(reply),
         }
     }
 
@@ -301,6 +352,7 @@ impl Core {
                 crate::log::warn("ignoring conf change entry: membership changes are not supported yet", &[]);
             }
             self.status.publish_applied(e.index, self.applier.rev(), self.applier.compact_rev());
+            self.applied_since_snapshot += 1;
         }
     }
 
@@ -313,17 +365,95 @@ impl Core {
                 std::process::abort();
             }
         };
-        for ir in batch.requests {
-            let result = match &ir.request {
-                Some(req) => self.applier.apply(req).await,
-                None => Err(Error::Internal("empty request in raft entry".into())),
-            };
-            // Published before replying, so the client's next serializable read sees it.
-            self.status.publish_applied(index, self.applier.rev(), self.applier.compact_rev());
-            if let Some(w) = self.waiters.remove(&ir.id) {
+        let (ids, reqs): (Vec<u64>, Vec<Option<Request>>) = batch.requests.into_iter().map(|ir| (ir.id, ir.request)).unzip();
+        let results = self.applier.apply_all(&reqs).await;
+        // Published before replying, so a client's next serializable read sees its write.
+        self.status.publish_applied(index, self.applier.rev(), self.applier.compact_rev());
+        for (id, result) in ids.into_iter().zip(results) {
+            if let Some(w) = self.waiters.remove(&id) {
                 let _ = w.send(result);
             }
         }
+    }
+
+    /// Starts a snapshot when one is due or requested, and finishes a completed one: raft's
+    /// log and the WAL segments before it are released, waiters answered.
+    async fn poll_snapshot(&mut self) {
+        let finished = self.snapshot_job.as_ref().is_some_and(|j| j.done.borrow().is_some());
+        if finished {
+            let job = self.snapshot_job.take().expect("checked above");
+            let result = job.done.borrow_mut().take().expect("checked above");
+            let reply = match result {
+                Ok(m) => {
+                    if let Err(e) = self.raw.mut_store().wl().compact(m.index) {
+                        crate::log::warn("raft log compaction failed", &[("error", e.to_string())]);
+                    }
+                    self.wal.release_through(m.index);
+                    crate::log::info("saved snapshot", &[("index", m.index.to_string()), ("revision", m.rev.to_string())]);
+                    Ok(())
+                }
+                Err(e) => {
+                    crate::log::error("snapshot failed", &[("error", e.clone())]);
+                    Err(Error::Internal(format!("snapshot failed: {e}")))
+                }
+            };
+            for w in job.waiters {
+                let _ = w.send(reply.clone());
+            }
+        }
+        let due = self.applied_since_snapshot >= self.snapshot_count || !self.snapshot_waiters.is_empty();
+        if due && self.snapshot_job.is_none() && self.is_serving() {
+            self.start_snapshot().await;
+        }
+    }
+
+    /// Orders every shard to write its segment as of the current applied state. The messages
+    /// are queued behind every write applied so far, so each segment is cut exactly here.
+    async fn start_snapshot(&mut self) {
+        let index = self.raw.raft.raft_log.applied;
+        let term = self.raw.raft.raft_log.term(index).unwrap_or(0);
+        let rev = self.applier.rev();
+        let mut pending = Vec::new();
+        let mut segments = Vec::new();
+        for shard in 0..self.shards.count() {
+            let name = crate::snapshot::segment_name(index, shard);
+            pending.push(self.shards.send_snapshot(shard, rev, self.snap_dir.join(&name)).await);
+            segments.push(name);
+        }
+        let manifest = Manifest {
+            index,
+            term,
+            voters: self.voters.clone(),
+            rev,
+            compact_rev: self.applier.compact_rev(),
+            alarms: self.applier.alarms(),
+            segments,
+        };
+        let done = Rc::new(RefCell::new(None));
+        let slot = done.clone();
+        let dir = self.snap_dir.clone();
+        glommio::spawn_local(async move {
+            let mut result = Ok(manifest);
+            for p in pending {
+                let written = match p {
+                    Ok(rx) => rx.await.unwrap_or_else(|_| Err("shard stopped".into())),
+                    Err(e) => Err(e.to_string()),
+                };
+                if let Err(e) = written {
+                    result = Err(e);
+                }
+            }
+            if let Ok(m) = &result {
+                if let Err(e) = crate::snapshot::store(&dir, m) {
+                    result = Err(format!("cannot write snapshot manifest: {e}"));
+                }
+            }
+            *slot.borrow_mut() = Some(result);
+        })
+        .detach();
+        self.applied_since_snapshot = 0;
+        let waiters = std::mem::take(&mut self.snapshot_waiters);
+        self.snapshot_job = Some(SnapshotJob { done, waiters });
     }
 
     fn release_reads(&mut self) {

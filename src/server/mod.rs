@@ -1,5 +1,6 @@
-//! Start-up and shutdown. Order: check io_uring, recover the WAL, start the shard executors
-//! (shard 0 hosts the raft core, which re-applies the log), wait until the core serves, then
+//! Start-up and shutdown. Order: check io_uring, load the snapshot (if any) into per-shard
+//! stores, recover the WAL, start the shard executors (shard 0 hosts the raft core, which
+//! re-applies the log after the snapshot), wait until the core serves, then
 //! open the client listeners on a small tokio runtime. SIGTERM/SIGINT stop the listeners;
 //! dropping the front end's handles then stops the raft core and the shards in turn.
 
@@ -13,6 +14,7 @@ use crate::api::{cluster::ClusterService, kv::KvService, maintenance::Maintenanc
 use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::log;
+use crate::mvcc::store::Store;
 use crate::quota::Quota;
 use crate::proto::etcdserverpb::{cluster_server::ClusterServer, kv_server::KvServer, maintenance_server::MaintenanceServer};
 use crate::raft::node::{self, CoreConfig, CoreMsg, RaftHandle, PROPOSAL_QUEUE_CAPACITY};
@@ -57,8 +59,18 @@ fn start(cfg: Config) -> Result<(), String> {
     );
     std::fs::create_dir_all(cfg.data_dir.join("member"))
         .map_err(|e| format!("cannot create data dir {}: {e}", cfg.data_dir.display()))?;
+    let snap_dir = crate::snapshot::dir(&cfg.data_dir);
+    std::fs::create_dir_all(&snap_dir).map_err(|e| format!("cannot create {}: {e}", snap_dir.display()))?;
+    let snap = crate::snapshot::load(&snap_dir)?;
+    let stores = match &snap {
+        Some(m) => crate::snapshot::load_stores(&snap_dir, m, shards)?,
+        None => (0..shards).map(|_| Store::default()).collect(),
+    };
+    if let Some(m) = &snap {
+        log::info("loaded snapshot", &[("index", m.index.to_string()), ("revision", m.rev.to_string())]);
+    }
     let stripe_dir = wal_dir(&cfg).join("0");
-    let recovered = crate::wal::recover::recover(&stripe_dir)?;
+    let recovered = crate::wal::recover::recover(&stripe_dir, cfg.wal_segment_bytes)?;
     log::info("recovered wal", &[("entries", recovered.entries.len().to_string()), ("dir", stripe_dir.display().to_string())]);
 
     let status = Arc::new(ServerStatus::new(cluster.id, cluster.local_id, shards));
@@ -70,13 +82,16 @@ fn start(cfg: Config) -> Result<(), String> {
         heartbeat: Duration::from_millis(cfg.heartbeat_interval_ms.max(1)),
         election_ticks: (cfg.election_timeout_ms / cfg.heartbeat_interval_ms.max(1)).max(2) as usize,
         wal_dir: stripe_dir,
+        wal_segment_bytes: cfg.wal_segment_bytes,
         quota: Quota::from_flag(cfg.quota_backend_bytes),
+        snap_dir,
+        snapshot_count: cfg.snapshot_count,
     };
     let core_status = status.clone();
     let core: executor::CoreTask = Box::new(move |shards| {
-        Box::pin(node::run(core_cfg, recovered, core_rx, shards, core_status, ready_tx))
+        Box::pin(node::run(core_cfg, recovered, snap, core_rx, shards, core_status, ready_tx))
     });
-    let (shard_handles, threads) = executor::start(shards, status.clone(), core)?;
+    let (shard_handles, threads) = executor::start(stores, status.clone(), core)?;
     match ready_rx.recv() {
         Ok(Ok(())) => {}
         Ok(Err(e)) => return Err(e),

@@ -3,13 +3,16 @@
 //! runs `serve`, the loop that owns the shard's MVCC store. Shard 0 also hosts the raft core,
 //! started from the `core` closure once its executor runs.
 
+use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::pin::Pin;
+use std::rc::Rc;
 use std::sync::Arc;
 
 use glommio::{LocalExecutorBuilder, Placement};
 
 use super::mailbox::{ShardMsg, Shards, SHARD_QUEUE_CAPACITY};
+use crate::mvcc::segment::{self, SegmentInfo};
 use crate::mvcc::store::Store;
 use crate::status::ServerStatus;
 
@@ -54,23 +57,25 @@ impl ShardThreads {
     }
 }
 
-pub fn start(count: usize, status: Arc<ServerStatus>, core: CoreTask) -> Result<(Shards, ShardThreads), String> {
+/// Starts one executor per store in `stores` (the shard count), each serving its store.
+pub fn start(stores: Vec<Store>, status: Arc<ServerStatus>, core: CoreTask) -> Result<(Shards, ShardThreads), String> {
+    let count = stores.len();
     assert!(count > 0);
     let (senders, receivers): (Vec<_>, Vec<_>) = (0..count).map(|_| flume::bounded(SHARD_QUEUE_CAPACITY)).unzip();
     let shards = Shards::new(senders);
     let cpus = usable_cpus();
     let mut core = Some(core);
     let mut handles = Vec::with_capacity(count);
-    for (id, rx) in receivers.into_iter().enumerate() {
+    for (id, (rx, store)) in receivers.into_iter().zip(stores).enumerate() {
         // Shared so the closure is Clone (pinning may be retried unpinned); taken once.
-        let boot = Arc::new(std::sync::Mutex::new(core.take().map(|c| (c, shards.clone()))));
+        let boot = Arc::new(std::sync::Mutex::new((core.take().map(|c| (c, shards.clone())), Some(store))));
         let status = status.clone();
         let run = move || async move {
-            let boot = boot.lock().map(|mut b| b.take()).unwrap_or(None);
-            if let Some((core, shards)) = boot {
+            let (core, store) = boot.lock().map(|mut b| (b.0.take(), b.1.take())).unwrap_or((None, None));
+            if let Some((core, shards)) = core {
                 glommio::spawn_local(core(shards)).detach();
             }
-            serve(id, rx, status).await;
+            serve(id, rx, status, store.expect("an executor starts once")).await;
         };
         handles.push(spawn_pinned(id, cpus[id % cpus.len()], run)?);
     }
@@ -89,24 +94,68 @@ where
     })
 }
 
-/// A shard's loop: owns the store, serves messages until every sender is gone.
-async fn serve(id: usize, rx: flume::Receiver<ShardMsg>, status: Arc<ServerStatus>) {
-    let mut store = Store::default();
+/// A shard's loop: owns the store, serves messages until every sender is gone. Snapshots run
+/// as separate tasks reading the store between writes; physical compaction waits for them.
+async fn serve(id: usize, rx: flume::Receiver<ShardMsg>, status: Arc<ServerStatus>, store: Store) {
+    let shard = Rc::new(ShardState { id, status, store: RefCell::new(store), snapshots: Cell::new(0), deferred_compact: Cell::new(None) });
+    shard.publish();
     while let Ok(msg) = rx.recv_async().await {
         match msg {
             ShardMsg::Range { query, reply } => {
-                let _ = reply.send(store.range(&query));
+                let _ = reply.send(shard.store.borrow().range(&query));
             }
-            ShardMsg::Write { rev, ops, reply } => {
-                let results: Vec<_> = ops.into_iter().map(|op| store.write(op, rev)).collect();
-                status.publish_shard(id, store.size_bytes(), store.live_keys());
+            ShardMsg::Write { ops, reply } => {
+                let results: Vec<_> = ops.into_iter().map(|(rev, op)| shard.store.borrow_mut().write(op, rev)).collect();
+                shard.publish();
                 let _ = reply.send(results);
             }
             ShardMsg::Compact { rev, reply } => {
-                store.compact(rev);
-                status.publish_shard(id, store.size_bytes(), store.live_keys());
+                shard.store.borrow_mut().set_compact_rev(rev);
+                if shard.snapshots.get() == 0 {
+                    shard.store.borrow_mut().compact_physical(rev);
+                } else {
+                    shard.deferred_compact.set(Some(rev));
+                }
+                shard.publish();
                 let _ = reply.send(());
             }
+            ShardMsg::Snapshot { rev, path, reply } => {
+                shard.snapshots.set(shard.snapshots.get() + 1);
+                let shard = shard.clone();
+                glommio::spawn_local(async move {
+                    let result = shard.write_segment(path, rev).await;
+                    let _ = reply.send(result);
+                })
+                .detach();
+            }
         }
+    }
+}
+
+struct ShardState {
+    id: usize,
+    status: Arc<ServerStatus>,
+    store: RefCell<Store>,
+    /// Snapshots being written; physical compaction is deferred while any runs.
+    snapshots: Cell<usize>,
+    deferred_compact: Cell<Option<i64>>,
+}
+
+impl ShardState {
+    fn publish(&self) {
+        let s = self.store.borrow();
+        self.status.publish_shard(self.id, s.size_bytes(), s.live_keys());
+    }
+
+    async fn write_segment(self: Rc<Self>, path: std::path::PathBuf, rev: i64) -> Result<SegmentInfo, String> {
+        let result = segment::write(path.clone(), &self.store, rev).await.map_err(|e| format!("{}: {e}", path.display()));
+        self.snapshots.set(self.snapshots.get() - 1);
+        if self.snapshots.get() == 0 {
+            if let Some(rev) = self.deferred_compact.take() {
+                self.store.borrow_mut().compact_physical(rev);
+                self.publish();
+            }
+        }
+        result
     }
 }

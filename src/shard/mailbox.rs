@@ -6,6 +6,7 @@ use tokio::sync::oneshot;
 
 use super::router::shard_of;
 use crate::error::{Error, Result};
+use crate::mvcc::segment::SegmentInfo;
 use crate::mvcc::store::{RangePart, RangeQuery, WriteOp, WriteResult};
 use crate::mvcc::KeyRange;
 
@@ -14,9 +15,11 @@ pub const SHARD_QUEUE_CAPACITY: usize = 4096;
 
 pub enum ShardMsg {
     Range { query: RangeQuery, reply: oneshot::Sender<Result<RangePart>> },
-    /// Applies `ops` in order at revision `rev`; one result per op.
-    Write { rev: i64, ops: Vec<WriteOp>, reply: oneshot::Sender<Vec<Result<WriteResult>>> },
+    /// Applies `ops` in order, each at its revision; one result per op.
+    Write { ops: Vec<(i64, WriteOp)>, reply: oneshot::Sender<Vec<Result<WriteResult>>> },
     Compact { rev: i64, reply: oneshot::Sender<()> },
+    /// Writes the shard's state as of `rev` (applied through raft index `index`) to `path`.
+    Snapshot { rev: i64, path: std::path::PathBuf, reply: oneshot::Sender<std::result::Result<SegmentInfo, String>> },
 }
 
 #[derive(Clone)]
@@ -56,12 +59,26 @@ impl Shards {
         self.call(shard, |reply| ShardMsg::Range { query, reply }).await?
     }
 
-    pub async fn write_on(&self, shard: usize, rev: i64, ops: Vec<WriteOp>) -> Result<Vec<Result<WriteResult>>> {
-        self.call(shard, |reply| ShardMsg::Write { rev, ops, reply }).await
+    /// Applies `(revision, op)` pairs on `shard` in order: one message however many ops.
+    pub async fn write_on(&self, shard: usize, ops: Vec<(i64, WriteOp)>) -> Result<Vec<Result<WriteResult>>> {
+        self.call(shard, |reply| ShardMsg::Write { ops, reply }).await
     }
 
     pub async fn compact_on(&self, shard: usize, rev: i64) -> Result<()> {
         self.call(shard, |reply| ShardMsg::Compact { rev, reply }).await
+    }
+
+    /// Queues a snapshot order on `shard` (behind everything sent before); the receiver
+    /// resolves when its segment is written.
+    pub async fn send_snapshot(
+        &self,
+        shard: usize,
+        rev: i64,
+        path: std::path::PathBuf,
+    ) -> Result<oneshot::Receiver<std::result::Result<SegmentInfo, String>>> {
+        let (reply, rx) = oneshot::channel();
+        self.senders[shard].send_async(ShardMsg::Snapshot { rev, path, reply }).await.map_err(|_| Error::Stopped)?;
+        Ok(rx)
     }
 
     /// Reads `query` on every shard that may hold its keys, concurrently, and merges the parts

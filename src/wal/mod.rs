@@ -10,9 +10,6 @@ pub mod record;
 pub mod recover;
 pub mod stripe;
 
-/// Size of a new segment file. A batch larger than this gets a segment of its own size.
-pub const SEGMENT_SIZE_BYTES: u64 = 64 << 20;
-
 /// Where the next record of a stripe goes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Position {

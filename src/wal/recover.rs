@@ -2,14 +2,15 @@
 //! A damaged record in the newest segment is a torn write from a crash: the rest of that
 //! segment is zeroed and writing resumes there. Damage in an older segment means data loss,
 //! and boot refuses with the file and offset. A batch starting at an index already in the log
-//! replaces the tail from there (a raft conflict resolved before the crash).
+//! replaces the tail from there (a raft conflict resolved before the crash). Segments wholly
+//! covered by a snapshot are deleted, so the log read back may start at any index.
 
 use std::path::{Path, PathBuf};
 
 use raft::eraftpb::{Entry, HardState};
 
 use super::record::{decode, Batch, Decoded};
-use super::{create_segment, segment_path, Position, SEGMENT_SIZE_BYTES};
+use super::{create_segment, segment_path, Position};
 
 #[derive(Debug, Default)]
 pub struct Recovered {
@@ -18,13 +19,16 @@ pub struct Recovered {
     /// Sequence number of the last batch read (0 = none).
     pub last_seq: u64,
     pub tail: Position,
+    /// Every segment before the tail one, with the last raft index it holds (0 = none).
+    pub closed: Vec<(u64, u64)>,
 }
 
-pub fn recover(dir: &Path) -> Result<Recovered, String> {
+/// Reads the stripe in `dir`; an empty stripe gets its first segment of `segment_bytes`.
+pub fn recover(dir: &Path, segment_bytes: u64) -> Result<Recovered, String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create wal dir {}: {e}", dir.display()))?;
     let segments = list_segments(dir)?;
     if segments.is_empty() {
-        create_segment(dir, 0, SEGMENT_SIZE_BYTES)
+        create_segment(dir, 0, segment_bytes)
             .map_err(|e| format!("cannot create wal segment in {}: {e}", dir.display()))?;
         return Ok(Recovered::default());
     }
@@ -32,7 +36,11 @@ pub fn recover(dir: &Path) -> Result<Recovered, String> {
     for (i, &segment) in segments.iter().enumerate() {
         let newest = i + 1 == segments.len();
         let end = read_segment(dir, segment, newest, &mut rec)?;
-        rec.tail = Position { segment, offset_bytes: end };
+        if newest {
+            rec.tail = Position { segment, offset_bytes: end };
+        } else {
+            rec.closed.push((segment, rec.entries.last().map_or(0, |e| e.index)));
+        }
     }
     Ok(rec)
 }
@@ -79,8 +87,10 @@ fn damaged(path: &PathBuf, offset: usize, why: &str) -> String {
     format!("wal: damaged record in {} at offset {offset}: {why}; refusing to start", path.display())
 }
 
+/// Segments before a snapshot are deleted, so the first batch read may have any sequence
+/// number and start at any index; after it, both must continue.
 fn apply_batch(rec: &mut Recovered, batch: Batch) -> Result<(), &'static str> {
-    if batch.seq != rec.last_seq + 1 {
+    if rec.last_seq != 0 && batch.seq != rec.last_seq + 1 {
         return Err("batch sequence number out of order");
     }
     rec.last_seq = batch.seq;

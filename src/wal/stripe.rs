@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use glommio::io::{BufferedFile, OpenOptions};
 
 use super::record::{encode, Batch};
-use super::{create_segment, segment_path, Position, SEGMENT_SIZE_BYTES};
+use super::{create_segment, segment_path, Position};
 
 pub struct Stripe {
     dir: PathBuf,
@@ -16,14 +16,42 @@ pub struct Stripe {
     pos: Position,
     segment_size_bytes: u64,
     buf: Vec<u8>,
+    /// Segments before the current one, with the last raft index each holds.
+    closed: Vec<(u64, u64)>,
+    /// Last raft index written to the current segment (0 = none).
+    last_index: u64,
+    /// Size of new segments; a batch larger than this gets a segment of its own size.
+    new_segment_bytes: u64,
 }
 
 impl Stripe {
-    pub async fn open(dir: PathBuf, pos: Position) -> std::io::Result<Stripe> {
+    /// Opens the stripe to append at `pos`; `closed` are the older segments (from recovery).
+    pub async fn open(
+        dir: PathBuf,
+        pos: Position,
+        closed: Vec<(u64, u64)>,
+        last_index: u64,
+        new_segment_bytes: u64,
+    ) -> std::io::Result<Stripe> {
         let path = segment_path(&dir, pos.segment);
         let file = OpenOptions::new().read(true).write(true).buffered_open(&path).await?;
         let segment_size_bytes = file.file_size().await?;
-        Ok(Stripe { dir, file, pos, segment_size_bytes, buf: Vec::new() })
+        Ok(Stripe { dir, file, pos, segment_size_bytes, buf: Vec::new(), closed, last_index, new_segment_bytes })
+    }
+
+    /// Deletes the closed segments whose entries all lie at or below `index` (covered by a
+    /// snapshot). The current segment always stays: it holds the newest hard state.
+    pub fn release_through(&mut self, index: u64) {
+        self.closed.retain(|&(segment, last)| {
+            if last > index {
+                return true;
+            }
+            if let Err(e) = std::fs::remove_file(segment_path(&self.dir, segment)) {
+                crate::log::warn("cannot remove released wal segment", &[("segment", segment.to_string()), ("error", e.to_string())]);
+                return true;
+            }
+            false
+        });
     }
 
     /// Writes one batch and syncs it (group commit: one fdatasync for every entry in it).
@@ -45,12 +73,15 @@ impl Stripe {
             fatal(&format!("wal fdatasync failed: {e}"));
         }
         self.pos.offset_bytes += record_bytes;
+        if let Some(e) = batch.entries.last() {
+            self.last_index = e.index;
+        }
     }
 
     /// Moves to a fresh zero-filled segment big enough for the next record.
     async fn roll(&mut self, record_bytes: u64) {
         let next = self.pos.segment + 1;
-        let size = SEGMENT_SIZE_BYTES.max(record_bytes);
+        let size = self.new_segment_bytes.max(record_bytes);
         if let Err(e) = create_segment(&self.dir, next, size) {
             fatal(&format!("cannot create wal segment {next}: {e}"));
         }
@@ -61,6 +92,7 @@ impl Stripe {
         };
         let old = std::mem::replace(&mut self.file, file);
         let _ = old.close().await;
+        self.closed.push((self.pos.segment, self.last_index));
         self.pos = Position { segment: next, offset_bytes: 0 };
         self.segment_size_bytes = size;
     }

@@ -137,6 +137,11 @@ impl Server {
         panic!("ballast did not exit after SIGTERM; log:\n{}", self.log());
     }
 
+    /// Replaces the extra flags used by the next `restart`.
+    pub fn set_args(&mut self, extra: &[&str]) {
+        self.args = extra.iter().map(|s| s.to_string()).collect();
+    }
+
     /// Starts ballast again on the same data dir (new port), with the same flags.
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "stop the server first");

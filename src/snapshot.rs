@@ -1,0 +1,86 @@
+//! Snapshots: every `--snapshot-count` applied entries (and on Defragment) each shard writes
+//! its MVCC state as an rkyv segment (mvcc/segment.rs); then the manifest below records the
+//! raft position and the segment files, written by rename, so a snapshot exists whole or not
+//! at all. Afterwards raft's log and the WAL segments before the snapshot are released.
+//! Boot loads the segments named by the manifest and replays the WAL after its index.
+//!
+//! Files: `<data-dir>/member/snap/manifest.json` and `<index:016x>-<shard>.seg`.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::mvcc::segment;
+use crate::mvcc::store::Store;
+use crate::shard::router::shard_of;
+
+const MANIFEST: &str = "manifest.json";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Raft index and term of the last entry the snapshot includes.
+    pub index: u64,
+    pub term: u64,
+    pub voters: Vec<u64>,
+    /// Revision and compaction revision after applying `index`.
+    pub rev: i64,
+    pub compact_rev: i64,
+    /// Raised alarms as (member id, alarm type).
+    pub alarms: Vec<(u64, i32)>,
+    /// Segment file names in this directory, one per shard at snapshot time.
+    pub segments: Vec<String>,
+}
+
+pub fn dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("member").join("snap")
+}
+
+pub fn segment_name(index: u64, shard: usize) -> String {
+    format!("{index:016x}-{shard}.seg")
+}
+
+pub fn load(dir: &Path) -> Result<Option<Manifest>, String> {
+    let path = dir.join(MANIFEST);
+    match std::fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| format!("{}: {e}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("{}: {e}", path.display())),
+    }
+}
+
+/// Writes the manifest atomically (temp file, fsync, rename, fsync dir), then removes segment
+/// files no longer named by it.
+pub fn store(dir: &Path, m: &Manifest) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = dir.join(format!("{MANIFEST}.tmp"));
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(&serde_json::to_vec_pretty(m)?)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, dir.join(MANIFEST))?;
+    std::fs::File::open(dir)?.sync_all()?;
+    for entry in std::fs::read_dir(dir)?.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".seg") && !m.segments.contains(&name) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+    Ok(())
+}
+
+/// Loads the snapshot's segments into `shards` stores, routing each key to its owner (the
+/// shard count may differ from the snapshot's).
+pub fn load_stores(dir: &Path, m: &Manifest, shards: usize) -> Result<Vec<Store>, String> {
+    let mut parts: Vec<Vec<segment::SegKey>> = (0..shards).map(|_| Vec::new()).collect();
+    for name in &m.segments {
+        for k in segment::read(&dir.join(name))? {
+            parts[shard_of(&k.key, shards)].push(k);
+        }
+    }
+    Ok(parts
+        .into_iter()
+        .map(|mut keys| {
+            keys.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+            Store::restore(keys, m.compact_rev)
+        })
+        .collect())
+}
