@@ -29,7 +29,8 @@ pub enum Response {
     Put(PutResponse),
     DeleteRange(DeleteRangeResponse),
     Txn(TxnResponse),
-    Compaction(CompactionResponse),
+    /// With one receiver per shard, resolved when its physical compaction is done.
+    Compaction(CompactionResponse, Vec<tokio::sync::oneshot::Receiver<()>>),
     Alarm(AlarmResponse),
 }
 
@@ -199,7 +200,7 @@ impl Applier {
                 }
                 Ok(Response::Txn(resp))
             }
-            Request::Compaction(c) => self.compact(c.revision).await.map(Response::Compaction),
+            Request::Compaction(c) => self.compact(c.revision).await,
             Request::Alarm(a) => Ok(Response::Alarm(self.alarm(a))),
         }
     }
@@ -243,7 +244,7 @@ impl Applier {
         Ok(resp)
     }
 
-    async fn compact(&mut self, rev: i64) -> Result<CompactionResponse> {
+    async fn compact(&mut self, rev: i64) -> Result<Response> {
         if rev <= self.compact_rev {
             return Err(Error::Compacted);
         }
@@ -252,10 +253,8 @@ impl Applier {
         }
         self.compact_rev = rev;
         let calls = (0..self.shards.count()).map(|s| self.shards.compact_on(s, rev));
-        for r in futures_util::future::join_all(calls).await {
-            r?;
-        }
-        Ok(CompactionResponse { header: header(self.rev) })
+        let physical = futures_util::future::join_all(calls).await.into_iter().collect::<Result<Vec<_>>>()?;
+        Ok(Response::Compaction(CompactionResponse { header: header(self.rev) }, physical))
     }
 
     /// etcd's alarm store: GET lists (all, or one type), ACTIVATE adds, DEACTIVATE removes.

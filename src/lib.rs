@@ -16,6 +16,7 @@
 //! * `snapshot` — the snapshot manifest: which rkyv segments hold the state up to which raft
 //!   index; written by rename after every shard wrote its segment.
 //! * `wal` — the write-ahead log: record format, io_uring stripe writer, recovery.
+//! * `compactor` — auto-compaction (`--auto-compaction-mode/-retention`), as etcd's.
 //! * `cluster` — membership from `--initial-cluster`, etcd-compatible member and cluster ids.
 //! * `quota` — `--quota-backend-bytes` and etcd's request cost model (NOSPACE alarm).
 //! * `status` — the atomics shared between threads (applied revision, raft progress, sizes).
@@ -27,6 +28,7 @@
 pub mod api;
 pub mod apply;
 pub mod cluster;
+pub mod compactor;
 pub mod config;
 pub mod error;
 pub mod log;

@@ -81,10 +81,18 @@ impl KvService {
         }
     }
 
+    /// Returns once the compaction is logically applied; with `physical` once every shard has
+    /// also dropped the history (as etcd).
     async fn compact(&self, r: CompactionRequest) -> Result<CompactionResponse> {
         let size = r.encoded_len();
+        let physical = r.physical;
         match self.propose(Write::Compaction(r), size).await? {
-            Applied::Compaction(mut resp) => {
+            Applied::Compaction(mut resp, done) => {
+                if physical {
+                    for d in done {
+                        d.await.map_err(|_| Error::Stopped)?;
+                    }
+                }
                 self.ctx.fill(&mut resp.header);
                 Ok(resp)
             }

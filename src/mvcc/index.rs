@@ -58,6 +58,10 @@ impl KeyHistory {
         if let Some(last) = self.records.last() {
             assert!(rec.mod_rev > last.mod_rev, "revisions of a key must increase");
         }
+        // Most keys keep one or two records: grow exactly while short (Vec would jump to 4).
+        if self.records.len() < 4 {
+            self.records.reserve_exact(1);
+        }
         self.records.push(rec);
     }
 

@@ -174,13 +174,37 @@ impl Store {
     /// Drops all history no read at or above `rev` can see; keys deleted at or before `rev`
     /// disappear.
     pub fn compact_physical(&mut self, rev: i64) {
+        let mut cursor = None;
+        while let Some(next) = self.compact_chunk(rev, cursor.as_deref(), usize::MAX) {
+            cursor = Some(next);
+        }
+    }
+
+    /// Physical compaction of up to `max_keys` keys after `after`; returns where to continue
+    /// (`None` when the last key was done). Chunks let a shard compact between writes.
+    pub fn compact_chunk(&mut self, rev: i64, after: Option<&[u8]>, max_keys: usize) -> Option<Vec<u8>> {
+        use std::ops::Bound;
         assert!(rev <= self.compact_rev, "physical compaction beyond the logical one");
-        let mut freed = 0;
-        self.keys.retain(|_, hist| {
+        let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
+        let (mut freed, mut visited, mut last) = (0, 0, None);
+        let mut emptied = Vec::new();
+        for (key, hist) in self.keys.range_mut::<[u8], _>((lower, Bound::Unbounded)).take(max_keys) {
             freed += hist.compact(rev);
-            !hist.is_empty()
-        });
+            if hist.is_empty() {
+                emptied.push(key.clone());
+            }
+            visited += 1;
+            last = Some(key.clone());
+        }
+        for key in emptied {
+            self.keys.remove(&key);
+        }
         self.size_bytes -= freed;
+        if visited < max_keys {
+            None
+        } else {
+            last
+        }
     }
 }
 

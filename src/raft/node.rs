@@ -99,7 +99,7 @@ pub struct CoreConfig {
     pub wal_segment_bytes: u64,
     pub quota: crate::quota::Quota,
     pub snap_dir: std::path::PathBuf,
-    /// Applied entries between automatic snapshots (`--snapshot-count`).
+    /// Applied requests between automatic snapshots (`--snapshot-count`).
     pub snapshot_count: u64,
 }
 
@@ -352,7 +352,6 @@ impl Core {
                 crate::log::warn("ignoring conf change entry: membership changes are not supported yet", &[]);
             }
             self.status.publish_applied(e.index, self.applier.rev(), self.applier.compact_rev());
-            self.applied_since_snapshot += 1;
         }
     }
 
@@ -367,6 +366,8 @@ impl Core {
         };
         let (ids, reqs): (Vec<u64>, Vec<Option<Request>>) = batch.requests.into_iter().map(|ir| (ir.id, ir.request)).unzip();
         let results = self.applier.apply_all(&reqs).await;
+        // etcd's --snapshot-count counts requests (one per entry there); ours are batched.
+        self.applied_since_snapshot += reqs.len() as u64;
         // Published before replying, so a client's next serializable read sees its write.
         self.status.publish_applied(index, self.applier.rev(), self.applier.compact_rev());
         for (id, result) in ids.into_iter().zip(results) {

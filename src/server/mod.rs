@@ -45,6 +45,7 @@ pub fn run(cfg: Config) -> i32 {
 
 fn start(cfg: Config) -> Result<(), String> {
     executor::check_io_uring()?;
+    let compaction = crate::compactor::policy(&cfg.auto_compaction_mode, &cfg.auto_compaction_retention)?;
     let cluster = Cluster::from_config(&cfg)?;
     let shards = if cfg.shards == 0 { executor::usable_cpus().len() } else { cfg.shards };
     log::info(
@@ -110,7 +111,7 @@ fn start(cfg: Config) -> Result<(), String> {
         compat_version: cfg.compat_version.clone(),
         quota: Quota::from_flag(cfg.quota_backend_bytes),
     });
-    let result = serve_front_end(&cfg, ctx);
+    let result = serve_front_end(&cfg, ctx, compaction);
     threads.join();
     log::info("stopped ballast", &[("name", cfg.name.clone())]);
     result
@@ -124,7 +125,7 @@ fn bind_addr(url: &str) -> Result<String, String> {
     Ok(rest.trim_end_matches('/').to_string())
 }
 
-fn serve_front_end(cfg: &Config, ctx: Arc<Ctx>) -> Result<(), String> {
+fn serve_front_end(cfg: &Config, ctx: Arc<Ctx>, compaction: crate::compactor::Policy) -> Result<(), String> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(FRONT_END_THREADS)
         .thread_name("front-end")
@@ -161,6 +162,7 @@ fn serve_front_end(cfg: &Config, ctx: Arc<Ctx>) -> Result<(), String> {
             ),
             &[("local-member-id", format!("{:x}", ctx.cluster.local_id))],
         );
+        crate::compactor::spawn(compaction, ctx.clone());
         log::info("ready to serve client requests", &[]);
         wait_for_signal().await;
         log::info("received signal; shutting down", &[]);

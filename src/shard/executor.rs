@@ -11,6 +11,8 @@ use std::sync::Arc;
 
 use glommio::{LocalExecutorBuilder, Placement};
 
+use tokio::sync::oneshot;
+
 use super::mailbox::{ShardMsg, Shards, SHARD_QUEUE_CAPACITY};
 use crate::mvcc::segment::{self, SegmentInfo};
 use crate::mvcc::store::Store;
@@ -97,7 +99,15 @@ where
 /// A shard's loop: owns the store, serves messages until every sender is gone. Snapshots run
 /// as separate tasks reading the store between writes; physical compaction waits for them.
 async fn serve(id: usize, rx: flume::Receiver<ShardMsg>, status: Arc<ServerStatus>, store: Store) {
-    let shard = Rc::new(ShardState { id, status, store: RefCell::new(store), snapshots: Cell::new(0), deferred_compact: Cell::new(None) });
+    let shard = Rc::new(ShardState {
+        id,
+        status,
+        store: RefCell::new(store),
+        snapshots: Cell::new(0),
+        compacting: Cell::new(false),
+        compact_target: Cell::new(0),
+        compact_waiters: RefCell::new(Vec::new()),
+    });
     shard.publish();
     while let Ok(msg) = rx.recv_async().await {
         match msg {
@@ -111,13 +121,13 @@ async fn serve(id: usize, rx: flume::Receiver<ShardMsg>, status: Arc<ServerStatu
             }
             ShardMsg::Compact { rev, reply } => {
                 shard.store.borrow_mut().set_compact_rev(rev);
-                if shard.snapshots.get() == 0 {
-                    shard.store.borrow_mut().compact_physical(rev);
-                } else {
-                    shard.deferred_compact.set(Some(rev));
+                let (done_tx, done_rx) = oneshot::channel();
+                shard.compact_waiters.borrow_mut().push((rev, done_tx));
+                shard.compact_target.set(shard.compact_target.get().max(rev));
+                if !shard.compacting.replace(true) {
+                    glommio::spawn_local(shard.clone().compact_in_background()).detach();
                 }
-                shard.publish();
-                let _ = reply.send(());
+                let _ = reply.send(done_rx);
             }
             ShardMsg::Snapshot { rev, path, reply } => {
                 shard.snapshots.set(shard.snapshots.get() + 1);
@@ -136,9 +146,14 @@ struct ShardState {
     id: usize,
     status: Arc<ServerStatus>,
     store: RefCell<Store>,
-    /// Snapshots being written; physical compaction is deferred while any runs.
+    /// Snapshots being written; physical compaction pauses while any runs, so a segment
+    /// holds all history at its revision.
     snapshots: Cell<usize>,
-    deferred_compact: Cell<Option<i64>>,
+    /// A background compaction task is running; it compacts up to `compact_target`.
+    compacting: Cell<bool>,
+    compact_target: Cell<i64>,
+    /// Callers waiting for physical compaction up to a revision (`physical=true`).
+    compact_waiters: RefCell<Vec<(i64, oneshot::Sender<()>)>>,
 }
 
 impl ShardState {
@@ -150,12 +165,53 @@ impl ShardState {
     async fn write_segment(self: Rc<Self>, path: std::path::PathBuf, rev: i64) -> Result<SegmentInfo, String> {
         let result = segment::write(path.clone(), &self.store, rev).await.map_err(|e| format!("{}: {e}", path.display()));
         self.snapshots.set(self.snapshots.get() - 1);
-        if self.snapshots.get() == 0 {
-            if let Some(rev) = self.deferred_compact.take() {
-                self.store.borrow_mut().compact_physical(rev);
-                self.publish();
-            }
-        }
         result
     }
+
+    /// Physical compaction in chunks of `COMPACT_CHUNK_KEYS`, yielding between chunks so writes
+    /// and reads keep flowing; waits while a snapshot is being written.
+    async fn compact_in_background(self: Rc<Self>) {
+        let mut done_rev = 0;
+        while self.compact_target.get() > done_rev {
+            let target = self.compact_target.get();
+            let mut cursor: Option<Vec<u8>> = None;
+            loop {
+                while self.snapshots.get() > 0 {
+                    glommio::timer::sleep(SNAPSHOT_WAIT).await;
+                }
+                cursor = self.store.borrow_mut().compact_chunk(target, cursor.as_deref(), COMPACT_CHUNK_KEYS);
+                self.publish();
+                if cursor.is_none() {
+                    break;
+                }
+                yield_now().await;
+            }
+            done_rev = target;
+            let (done, pending): (Vec<_>, Vec<_>) =
+                self.compact_waiters.borrow_mut().drain(..).partition(|(rev, _)| *rev <= done_rev);
+            *self.compact_waiters.borrow_mut() = pending;
+            for (_, waiter) in done {
+                let _ = waiter.send(());
+            }
+        }
+        self.compacting.set(false);
+    }
+}
+
+/// Keys compacted per step of a background compaction.
+const COMPACT_CHUNK_KEYS: usize = 10_000;
+/// How often a paused compaction checks whether the snapshot is done.
+const SNAPSHOT_WAIT: std::time::Duration = std::time::Duration::from_millis(5);
+
+/// Lets every other ready task of this executor run once.
+fn yield_now() -> impl Future<Output = ()> {
+    let mut yielded = false;
+    std::future::poll_fn(move |cx| {
+        if yielded {
+            return std::task::Poll::Ready(());
+        }
+        yielded = true;
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
+    })
 }

@@ -17,7 +17,9 @@ pub enum ShardMsg {
     Range { query: RangeQuery, reply: oneshot::Sender<Result<RangePart>> },
     /// Applies `ops` in order, each at its revision; one result per op.
     Write { ops: Vec<(i64, WriteOp)>, reply: oneshot::Sender<Vec<Result<WriteResult>>> },
-    Compact { rev: i64, reply: oneshot::Sender<()> },
+    /// Logical compaction now (the reply); the physical one runs in the background and the
+    /// replied receiver resolves when it is done.
+    Compact { rev: i64, reply: oneshot::Sender<oneshot::Receiver<()>> },
     /// Writes the shard's state as of `rev` (applied through raft index `index`) to `path`.
     Snapshot { rev: i64, path: std::path::PathBuf, reply: oneshot::Sender<std::result::Result<SegmentInfo, String>> },
 }
@@ -64,7 +66,7 @@ impl Shards {
         self.call(shard, |reply| ShardMsg::Write { ops, reply }).await
     }
 
-    pub async fn compact_on(&self, shard: usize, rev: i64) -> Result<()> {
+    pub async fn compact_on(&self, shard: usize, rev: i64) -> Result<oneshot::Receiver<()>> {
         self.call(shard, |reply| ShardMsg::Compact { rev, reply }).await
     }
 

@@ -1,0 +1,62 @@
+//! Compaction: logical at once, physical in the background while writes continue
+//! (`physical=true` waits for it), and etcd's periodic auto-compaction.
+
+mod common;
+
+use std::time::Duration;
+
+use etcd_client::{CompactionOptions, GetOptions};
+
+#[tokio::test]
+async fn physical_compaction_frees_history_while_writes_continue() {
+    let s = common::Server::start(&["--shards", "2"]);
+    let mut c = s.client().await;
+    let value = vec![b'v'; 100];
+    for round in 0..2 {
+        for i in 0..3000 {
+            c.put(format!("h/{i:05}"), value.clone(), None).await.unwrap();
+        }
+        assert_eq!(c.get("h/", Some(GetOptions::new().with_prefix().with_count_only())).await.unwrap().count(), 3000, "round {round}");
+    }
+    let before = c.maintenance_client().status().await.unwrap().db_size();
+    let rev = c.get("h", None).await.unwrap().header().unwrap().revision();
+
+    // A writer runs during the compaction.
+    let mut w = s.client().await;
+    let writer = tokio::spawn(async move {
+        for i in 0..300 {
+            w.put(format!("during/{i}"), "x", None).await.unwrap();
+        }
+    });
+    c.compact(rev, Some(CompactionOptions::new().with_physical())).await.unwrap();
+    writer.await.unwrap();
+
+    let after = c.maintenance_client().status().await.unwrap().db_size();
+    assert!(after < before * 2 / 3, "history freed: {before} -> {after} bytes");
+    let e = c.get("h/00000", Some(GetOptions::new().with_revision(rev - 1))).await.unwrap_err();
+    assert!(e.to_string().contains("required revision has been compacted"), "{e}");
+    let kv = c.get("h/00000", None).await.unwrap().kvs()[0].clone();
+    assert_eq!(kv.version(), 2);
+    assert_eq!(c.get("during/", Some(GetOptions::new().with_prefix().with_count_only())).await.unwrap().count(), 300);
+}
+
+#[tokio::test]
+async fn periodic_auto_compaction_compacts_old_revisions() {
+    let s = common::Server::start(&["--auto-compaction-mode", "periodic", "--auto-compaction-retention", "1s"]);
+    let mut c = s.client().await;
+    c.put("a", "1", None).await.unwrap(); // revision 2
+    // The compactor samples every 100 ms and compacts what it saw a second ago; keep writing
+    // so there is something to compact, and wait (bounded) for revision 2 to go.
+    for i in 0..100 {
+        c.put("a", format!("{i}"), None).await.unwrap();
+        match c.get("a", Some(GetOptions::new().with_revision(2))).await {
+            Err(e) => {
+                assert!(e.to_string().contains("required revision has been compacted"), "{e}");
+                assert!(s.log().contains("completed auto compaction"));
+                return;
+            }
+            Ok(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    panic!("revision 2 was never auto-compacted; log:\n{}", s.log());
+}
