@@ -1,27 +1,19 @@
 //! Applying committed writes: the raft core hands each committed request here, in log order.
 //! Applying assigns the revision (etcd's rules: a request that changes nothing keeps the
 //! current revision; a txn is one revision), sends each shard its writes at that revision and
-//! builds the response. A txn is planned first — compares read at the revision before it,
-//! branch chosen, preconditions checked — and only then writes, so a failing txn changes
-//! nothing. Runs on shard 0, the only writer of revisions.
+//! builds the response (etcd's put/delete/txn semantics live in txn.rs). Quota, the NOSPACE
+//! cap and the alarm store are applied here. Runs on shard 0, the only writer of revisions.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
-use crate::mvcc::store::{RangeQuery, WriteOp, WriteResult};
-use crate::mvcc::KeyRange;
+use crate::mvcc::store::{WriteOp, WriteResult};
 use crate::proto::ballastpb::internal_request::Request;
-use crate::proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
-use crate::proto::etcdserverpb::request_op::Request as Op;
-use crate::proto::etcdserverpb::response_op::Response as OpResponse;
-use crate::proto::etcdserverpb::*;
-use crate::proto::mvccpb::KeyValue;
 use crate::proto::etcdserverpb::alarm_request::AlarmAction;
+use crate::proto::etcdserverpb::*;
 use crate::quota::{cost_put, cost_txn, Quota};
-use crate::range::range;
 use crate::shard::mailbox::Shards;
+use crate::txn::header;
 use crate::status::ServerStatus;
 
 #[derive(Debug)]
@@ -43,12 +35,6 @@ pub struct Applier {
     compact_rev: i64,
     /// Raised alarms, raft-applied like etcd's alarm store. NOSPACE caps writes.
     alarms: Vec<AlarmMember>,
-}
-
-type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
-
-fn header(revision: i64) -> Option<ResponseHeader> {
-    Some(ResponseHeader { revision, ..Default::default() })
 }
 
 impl Applier {
@@ -173,7 +159,7 @@ impl Applier {
                 }
                 let fits = self.within_quota(cost_put(p));
                 let base = self.rev;
-                let resp = self.put(p, base).await?;
+                let resp = crate::txn::put(&self.shards, p, base).await?;
                 self.rev = base + 1;
                 if !fits {
                     return Err(Error::NoSpace);
@@ -182,7 +168,7 @@ impl Applier {
             }
             Request::DeleteRange(d) => {
                 let base = self.rev;
-                let resp = self.delete_range(d, base).await?;
+                let resp = crate::txn::delete_range(&self.shards, d, base).await?;
                 if resp.deleted > 0 {
                     self.rev = base + 1;
                 }
@@ -203,45 +189,6 @@ impl Applier {
             Request::Compaction(c) => self.compact(c.revision).await,
             Request::Alarm(a) => Ok(Response::Alarm(self.alarm(a))),
         }
-    }
-
-    async fn put(&self, p: &PutRequest, base: i64) -> Result<PutResponse> {
-        let op = WriteOp::Put {
-            key: p.key.clone(),
-            value: (!p.ignore_value).then(|| p.value.clone()),
-            lease: (!p.ignore_lease).then_some(p.lease),
-            prev_kv: p.prev_kv,
-        };
-        let owner = self.shards.owner(&p.key);
-        match self.shards.write_on(owner, vec![(base + 1, op)]).await?.pop() {
-            Some(Ok(WriteResult::Put { prev })) => Ok(PutResponse { header: header(base + 1), prev_kv: prev }),
-            Some(Err(e)) => Err(e),
-            other => Err(Error::Internal(format!("unexpected shard reply to put: {other:?}"))),
-        }
-    }
-
-    /// Deletes at `base + 1`; the response's revision is `base + 1` only if something was
-    /// deleted (or `changed_before`, when an earlier op of the same txn changed something).
-    async fn delete_range(&self, d: &DeleteRangeRequest, base: i64) -> Result<DeleteRangeResponse> {
-        let range = KeyRange::new(&d.key, &d.range_end);
-        let owners = self.shards.owners(&range);
-        let op = WriteOp::DeleteRange { range, prev_kv: d.prev_kv };
-        let calls = owners.iter().map(|&s| self.shards.write_on(s, vec![(base + 1, op.clone())]));
-        let mut resp = DeleteRangeResponse::default();
-        for results in futures_util::future::join_all(calls).await {
-            for r in results? {
-                match r? {
-                    WriteResult::Deleted { count, prev_kvs } => {
-                        resp.deleted += count;
-                        resp.prev_kvs.extend(prev_kvs);
-                    }
-                    other => return Err(Error::Internal(format!("unexpected shard reply to delete: {other:?}"))),
-                }
-            }
-        }
-        resp.prev_kvs.sort_by(|a, b| a.key.cmp(&b.key));
-        resp.header = header(if resp.deleted > 0 { base + 1 } else { base });
-        Ok(resp)
     }
 
     async fn compact(&mut self, rev: i64) -> Result<Response> {
@@ -284,184 +231,22 @@ impl Applier {
         AlarmResponse { header: header(self.rev), alarms }
     }
 
+    /// A txn whose keys all live on one shard runs there in one message; others run here,
+    /// reaching the shards op by op.
     async fn txn(&mut self, t: &TxnRequest) -> Result<TxnResponse> {
         let base = self.rev;
-        let mut path = Vec::new();
-        self.plan(t, base, &mut path).await?;
-        self.check(t, &path, base, CheckKind::Put).await?;
-        self.check(t, &path, base, CheckKind::Range).await?;
-        let mut exec = TxnExec { base, changed: false, path: path.into_iter() };
-        let mut resp = self.exec(t, &mut exec).await?;
-        if exec.changed {
+        let shards = &self.shards;
+        let (resp, changed) = match crate::txn::single_owner(t, &|k| shards.owner(k)) {
+            Some(shard) => shards.txn_on(shard, t.clone(), base, self.compact_rev).await?,
+            None => crate::txn::txn(shards, t, base, self.compact_rev).await?,
+        };
+        if changed {
             self.rev = base + 1;
         }
-        resp.header = header(self.rev);
         Ok(resp)
     }
-
-    /// Evaluates the compares of `t` and of every nested txn on the chosen branches, at
-    /// `base` (before any write of this txn), in pre-order.
-    fn plan<'a>(&'a self, t: &'a TxnRequest, base: i64, path: &'a mut Vec<bool>) -> BoxFut<'a, Result<()>> {
-        Box::pin(async move {
-            let mut ok = true;
-            for c in &t.compare {
-                if !self.compare(c, base).await? {
-                    ok = false;
-                    break;
-                }
-            }
-            path.push(ok);
-            for op in branch(t, ok) {
-                if let Some(Op::RequestTxn(nested)) = &op.request {
-                    self.plan(nested, base, path).await?;
-                }
-            }
-            Ok(())
-        })
-    }
-
-    async fn compare(&self, c: &Compare, base: i64) -> Result<bool> {
-        let query = RangeQuery {
-            range: KeyRange::new(&c.key, &c.range_end),
-            rev: base,
-            limit: 0,
-            count_only: false,
-            keys_only: false,
-        };
-        let kvs = self.shards.range(&query).await?.kvs;
-        if kvs.is_empty() {
-            // As etcd: a value compare on missing keys fails; others compare against zeros.
-            return Ok(c.target != CompareTarget::Value as i32 && compare_kv(c, &KeyValue::default()));
-        }
-        Ok(kvs.iter().all(|kv| compare_kv(c, kv)))
-    }
-
-    /// etcd's checkRequests: on the chosen branches, puts with ignore_value/ignore_lease need
-    /// an existing key, and ranges need a revision within [compact_rev, base].
-    fn check<'a>(&'a self, t: &'a TxnRequest, path: &'a [bool], base: i64, kind: CheckKind) -> BoxFut<'a, Result<usize>> {
-        Box::pin(async move {
-            let mut used = 1;
-            for op in branch(t, path[0]) {
-                match (&op.request, kind) {
-                    (Some(Op::RequestTxn(nested)), _) => used += self.check(nested, &path[used..], base, kind).await?,
-                    (Some(Op::RequestPut(p)), CheckKind::Put) if p.ignore_value || p.ignore_lease => {
-                        let query = RangeQuery {
-                            range: KeyRange::Single(p.key.clone()),
-                            rev: base,
-                            limit: 1,
-                            count_only: true,
-                            keys_only: true,
-                        };
-                        if self.shards.range(&query).await?.count == 0 {
-                            return Err(Error::KeyNotFound);
-                        }
-                    }
-                    (Some(Op::RequestRange(r)), CheckKind::Range) if r.revision != 0 => {
-                        if r.revision > base {
-                            return Err(Error::FutureRev);
-                        }
-                        if r.revision < self.compact_rev {
-                            return Err(Error::Compacted);
-                        }
-                    }
-                    _ => {}
-                }
-            }
-            Ok(used)
-        })
-    }
-
-    /// Runs the planned branches. All writes happen at `base + 1`; a range sees the writes of
-    /// the ops before it, as in etcd's write txn.
-    fn exec<'a>(&'a self, t: &'a TxnRequest, x: &'a mut TxnExec) -> BoxFut<'a, Result<TxnResponse>> {
-        Box::pin(async move {
-            let ok = x.path.next().expect("txn plan covers every nested txn");
-            let mut responses = Vec::new();
-            for op in branch(t, ok) {
-                let response = match &op.request {
-                    Some(Op::RequestRange(r)) => {
-                        let view = x.base + i64::from(x.changed);
-                        OpResponse::ResponseRange(range(&self.shards, r, view).await?)
-                    }
-                    Some(Op::RequestPut(p)) => {
-                        let resp = self.put(p, x.base).await?;
-                        x.changed = true;
-                        OpResponse::ResponsePut(resp)
-                    }
-                    Some(Op::RequestDeleteRange(d)) => {
-                        let mut resp = self.delete_range(d, x.base).await?;
-                        x.changed |= resp.deleted > 0;
-                        resp.header = header(x.base + i64::from(x.changed));
-                        OpResponse::ResponseDeleteRange(resp)
-                    }
-                    Some(Op::RequestTxn(nested)) => OpResponse::ResponseTxn(self.exec(nested, x).await?),
-                    None => continue,
-                };
-                responses.push(ResponseOp { response: Some(response) });
-            }
-            Ok(TxnResponse { header: Some(ResponseHeader::default()), succeeded: ok, responses })
-        })
-    }
-}
-
-#[derive(Clone, Copy)]
-enum CheckKind {
-    Put,
-    Range,
-}
-
-struct TxnExec {
-    base: i64,
-    changed: bool,
-    path: std::vec::IntoIter<bool>,
 }
 
 pub fn alarm_name(alarm: i32) -> String {
     AlarmType::try_from(alarm).map_or_else(|_| alarm.to_string(), |a| a.as_str_name().to_string())
-}
-
-fn branch(t: &TxnRequest, ok: bool) -> &[RequestOp] {
-    if ok {
-        &t.success
-    } else {
-        &t.failure
-    }
-}
-
-/// etcd's compareKV.
-fn compare_kv(c: &Compare, kv: &KeyValue) -> bool {
-    use std::cmp::Ordering;
-    let ord: Ordering = match (CompareTarget::try_from(c.target), &c.target_union) {
-        (Ok(CompareTarget::Value), Some(TargetUnion::Value(v))) => kv.value.as_slice().cmp(v),
-        (Ok(CompareTarget::Value), _) => kv.value.as_slice().cmp(&[][..]),
-        (Ok(CompareTarget::Create), u) => kv.create_revision.cmp(&int_target(u, |u| match u {
-            TargetUnion::CreateRevision(r) => Some(*r),
-            _ => None,
-        })),
-        (Ok(CompareTarget::Mod), u) => kv.mod_revision.cmp(&int_target(u, |u| match u {
-            TargetUnion::ModRevision(r) => Some(*r),
-            _ => None,
-        })),
-        (Ok(CompareTarget::Version), u) => kv.version.cmp(&int_target(u, |u| match u {
-            TargetUnion::Version(r) => Some(*r),
-            _ => None,
-        })),
-        (Ok(CompareTarget::Lease), u) => kv.lease.cmp(&int_target(u, |u| match u {
-            TargetUnion::Lease(r) => Some(*r),
-            _ => None,
-        })),
-        (Err(_), _) => Ordering::Equal,
-    };
-    match CompareResult::try_from(c.result) {
-        Ok(CompareResult::Equal) => ord.is_eq(),
-        Ok(CompareResult::NotEqual) => ord.is_ne(),
-        Ok(CompareResult::Greater) => ord.is_gt(),
-        Ok(CompareResult::Less) => ord.is_lt(),
-        Err(_) => true,
-    }
-}
-
-/// The integer a compare targets; 0 when the union holds another kind (as etcd).
-fn int_target(u: &Option<TargetUnion>, pick: impl Fn(&TargetUnion) -> Option<i64>) -> i64 {
-    u.as_ref().and_then(pick).unwrap_or(0)
 }

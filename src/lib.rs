@@ -8,8 +8,11 @@
 //!   validate with etcd's exact errors, then call the raft core or the shards.
 //! * `raft` — the raft core (one raft-rs group, hosted on shard 0): batching proposals,
 //!   persisting to the WAL before acknowledging, applying committed entries in order.
-//! * `apply` — a committed request → revision assignment and shard writes; txn planning.
-//! * `range` — etcd's Range semantics over shards (scatter, merge, filter, sort, limit).
+//! * `apply` — a committed request → revision assignment, quota, alarms.
+//! * `txn` — etcd's put / delete / txn semantics over a `view` (all shards, or one shard's own
+//!   store when a txn's keys all live there).
+//! * `range` — etcd's Range semantics over a view (scatter, merge, filter, sort, limit).
+//! * `view` — `KvView`: the keyspace seen through the shards, or through one shard's store.
 //! * `shard` — glommio executors pinned per core, each owning an MVCC segment; key routing and
 //!   the message protocol that reaches them.
 //! * `mvcc` — per-shard multi-version store: key histories, ranges at a revision, compaction.
@@ -42,6 +45,8 @@ pub mod server;
 pub mod shard;
 pub mod snapshot;
 pub mod status;
+pub mod txn;
+pub mod view;
 pub mod wal;
 
 /// What `ballast --version` prints.

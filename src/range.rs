@@ -1,4 +1,4 @@
-//! etcd's Range semantics over the sharded store (etcd: applierV3backend.Range): resolve the
+//! etcd's Range semantics over a view of the store (etcd: applierV3backend.Range): resolve the
 //! revision, scatter to the owning shards with the limit pushed down where etcd pushes it,
 //! then filter by mod/create revision, sort, truncate and set `more` and `count` after the
 //! merge. Used by the front end (serializable and linearizable reads) and inside txns.
@@ -6,45 +6,65 @@
 use std::cmp::Ordering;
 
 use crate::error::{Error, Result};
-use crate::mvcc::store::RangeQuery;
+use crate::mvcc::store::{RangePart, RangeQuery};
 use crate::mvcc::KeyRange;
 use crate::proto::etcdserverpb::range_request::{SortOrder, SortTarget};
 use crate::proto::etcdserverpb::{RangeRequest, RangeResponse, ResponseHeader};
 use crate::proto::mvccpb::KeyValue;
 use crate::shard::mailbox::Shards;
+use crate::view::KvView;
 
-/// Answers `r` as of `current_rev`, the newest revision every shard has applied.
-pub async fn range(shards: &Shards, r: &RangeRequest, current_rev: i64) -> Result<RangeResponse> {
+/// Answers `r` as of `current_rev` through `view` (inside txns).
+pub async fn range<V: KvView>(view: &V, r: &RangeRequest, current_rev: i64) -> Result<RangeResponse> {
+    let part = view.range(query(r, current_rev)?).await?;
+    Ok(finish(r, part, current_rev))
+}
+
+/// Answers `r` as of `current_rev` on the shards (the front end's reads; a Send future).
+pub async fn range_on_shards(shards: &Shards, r: &RangeRequest, current_rev: i64) -> Result<RangeResponse> {
+    let part = shards.scatter_range(&query(r, current_rev)?).await?;
+    Ok(finish(r, part, current_rev))
+}
+
+/// What to ask the shards: the revision resolved (0 = current; above it is an error) and the
+/// limit pushed down as etcd pushes it.
+fn query(r: &RangeRequest, current_rev: i64) -> Result<RangeQuery> {
     let rev = if r.revision <= 0 { current_rev } else { r.revision };
     if rev > current_rev {
         return Err(Error::FutureRev);
     }
-    let filtered = r.min_mod_revision != 0
-        || r.max_mod_revision != 0
-        || r.min_create_revision != 0
-        || r.max_create_revision != 0;
     // As etcd: fetch everything when sorting or filtering, else one extra key for `more`.
-    let fetch_limit = if r.sort_order != SortOrder::None as i32 || filtered || r.limit <= 0 {
+    let fetch_limit = if r.sort_order != SortOrder::None as i32 || filtered(r) || r.limit <= 0 {
         0
     } else {
         r.limit as usize + 1
     };
-    // Sorting by value needs the values even when the answer drops them.
-    let by_value = r.sort_target == SortTarget::Value as i32;
-    let query = RangeQuery {
+    Ok(RangeQuery {
         range: KeyRange::new(&r.key, &r.range_end),
         rev,
         limit: fetch_limit,
         count_only: r.count_only,
-        keys_only: r.keys_only && !by_value,
-    };
-    let part = shards.range(&query).await?;
+        // Sorting by value needs the values even when the answer drops them.
+        keys_only: r.keys_only && !sorts_by_value(r),
+    })
+}
+
+fn filtered(r: &RangeRequest) -> bool {
+    r.min_mod_revision != 0 || r.max_mod_revision != 0 || r.min_create_revision != 0 || r.max_create_revision != 0
+}
+
+fn sorts_by_value(r: &RangeRequest) -> bool {
+    r.sort_target == SortTarget::Value as i32
+}
+
+/// Filters, sorts and truncates the merged keys; sets `more` and `count` as etcd.
+fn finish(r: &RangeRequest, part: RangePart, current_rev: i64) -> RangeResponse {
     let mut kvs = part.kvs;
-    if filtered {
+    if filtered(r) {
         kvs.retain(|kv| passes_filters(r, kv));
     }
     sort(&mut kvs, r);
-    if r.keys_only && by_value {
+    if r.keys_only && sorts_by_value(r) {
         kvs.iter_mut().for_each(|kv| kv.value.clear());
     }
     let mut more = false;
@@ -52,12 +72,12 @@ pub async fn range(shards: &Shards, r: &RangeRequest, current_rev: i64) -> Resul
         kvs.truncate(r.limit as usize);
         more = true;
     }
-    Ok(RangeResponse {
+    RangeResponse {
         header: Some(ResponseHeader { revision: current_rev, ..Default::default() }),
         kvs,
         more,
         count: part.count as i64,
-    })
+    }
 }
 
 fn passes_filters(r: &RangeRequest, kv: &KeyValue) -> bool {

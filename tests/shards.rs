@@ -20,6 +20,17 @@ async fn workload(shards: &str) -> Vec<String> {
         .and_then([TxnOp::put("key/new", "n", None), TxnOp::delete("key/2", Some(DeleteOptions::new().with_prefix()))])
         .or_else([TxnOp::put("key/else", "e", None)]);
     out.push(format!("{:?}", c.txn(t).await.unwrap()));
+    // kube-apiserver style compare-and-swap on single keys: runs on the owning shard.
+    for i in 0..20 {
+        let key = format!("key/{:02}", i % 7);
+        let rev = c.get(key.as_str(), None).await.unwrap().kvs().first().map_or(0, |kv| kv.mod_revision());
+        let guess = if i % 3 == 0 { rev + 1 } else { rev }; // every third compare fails
+        let t = Txn::new()
+            .when([Compare::mod_revision(key.as_str(), CompareOp::Equal, guess)])
+            .and_then([TxnOp::put(key.as_str(), format!("cas{i}"), Some(PutOptions::new().with_prev_key()))])
+            .or_else([TxnOp::get(key.as_str(), None)]);
+        out.push(format!("{:?}", c.txn(t).await.unwrap()));
+    }
     c.compact(30, None).await.unwrap();
     let gets = [
         GetOptions::new().with_prefix(),

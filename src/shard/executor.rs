@@ -17,6 +17,7 @@ use super::mailbox::{ShardMsg, Shards, SHARD_QUEUE_CAPACITY};
 use crate::mvcc::segment::{self, SegmentInfo};
 use crate::mvcc::store::Store;
 use crate::status::ServerStatus;
+use crate::view::Local;
 
 /// Memory glommio registers for io_uring per executor; fits the 8 MiB memlock limit.
 const IO_MEMORY_BYTES: usize = 1 << 20;
@@ -128,6 +129,12 @@ async fn serve(id: usize, rx: flume::Receiver<ShardMsg>, status: Arc<ServerStatu
                     glommio::spawn_local(shard.clone().compact_in_background()).detach();
                 }
                 let _ = reply.send(done_rx);
+            }
+            ShardMsg::Txn { txn, base, compact_rev, reply } => {
+                // Local views complete at once: this await never yields to other messages.
+                let result = crate::txn::txn(&Local(&shard.store), &txn, base, compact_rev).await;
+                shard.publish();
+                let _ = reply.send(result);
             }
             ShardMsg::Snapshot { rev, path, reply } => {
                 shard.snapshots.set(shard.snapshots.get() + 1);

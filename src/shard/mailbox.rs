@@ -9,6 +9,7 @@ use crate::error::{Error, Result};
 use crate::mvcc::segment::SegmentInfo;
 use crate::mvcc::store::{RangePart, RangeQuery, WriteOp, WriteResult};
 use crate::mvcc::KeyRange;
+use crate::proto::etcdserverpb::{TxnRequest, TxnResponse};
 
 /// Messages queued per shard before senders wait.
 pub const SHARD_QUEUE_CAPACITY: usize = 4096;
@@ -20,6 +21,8 @@ pub enum ShardMsg {
     /// Logical compaction now (the reply); the physical one runs in the background and the
     /// replied receiver resolves when it is done.
     Compact { rev: i64, reply: oneshot::Sender<oneshot::Receiver<()>> },
+    /// Runs a whole txn on the shard holding all its keys, on top of revision `base`.
+    Txn { txn: TxnRequest, base: i64, compact_rev: i64, reply: oneshot::Sender<Result<(TxnResponse, bool)>> },
     /// Writes the shard's state as of `rev` (applied through raft index `index`) to `path`.
     Snapshot { rev: i64, path: std::path::PathBuf, reply: oneshot::Sender<std::result::Result<SegmentInfo, String>> },
 }
@@ -70,6 +73,10 @@ impl Shards {
         self.call(shard, |reply| ShardMsg::Compact { rev, reply }).await
     }
 
+    pub async fn txn_on(&self, shard: usize, txn: TxnRequest, base: i64, compact_rev: i64) -> Result<(TxnResponse, bool)> {
+        self.call(shard, |reply| ShardMsg::Txn { txn, base, compact_rev, reply }).await?
+    }
+
     /// Queues a snapshot order on `shard` (behind everything sent before); the receiver
     /// resolves when its segment is written.
     pub async fn send_snapshot(
@@ -86,7 +93,7 @@ impl Shards {
     /// Reads `query` on every shard that may hold its keys, concurrently, and merges the parts
     /// into key order. With `query.limit > 0` the merged list keeps the first `limit` keys;
     /// `count` is the total over all shards.
-    pub async fn range(&self, query: &RangeQuery) -> Result<RangePart> {
+    pub async fn scatter_range(&self, query: &RangeQuery) -> Result<RangePart> {
         let owners = self.owners(&query.range);
         let calls = owners.iter().map(|&s| self.range_on(s, query.clone()));
         let parts = futures_util::future::join_all(calls).await;

@@ -1,0 +1,264 @@
+//! etcd's semantics for writes and txns (etcd: applierV3backend Put, DeleteRange, Txn), over
+//! any `KvView`: the sharded store seen from the applier, or one shard's own store when every
+//! key of a txn lives there (then the whole txn is one message to that shard).
+//!
+//! A txn is planned first — compares read at the revision before it (nested txns included),
+//! branch chosen, etcd's checkRequests run — and only then written, so a failing txn changes
+//! nothing. All its writes share revision `base + 1`; a range inside it sees the writes of the
+//! ops before it.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use crate::error::{Error, Result};
+use crate::mvcc::store::{RangeQuery, WriteOp, WriteResult};
+use crate::mvcc::KeyRange;
+use crate::proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
+use crate::proto::etcdserverpb::request_op::Request as Op;
+use crate::proto::etcdserverpb::response_op::Response as OpResponse;
+use crate::proto::etcdserverpb::*;
+use crate::proto::mvccpb::KeyValue;
+use crate::range::range;
+use crate::view::KvView;
+
+type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
+
+pub fn header(revision: i64) -> Option<ResponseHeader> {
+    Some(ResponseHeader { revision, ..Default::default() })
+}
+
+/// A put at `base + 1` (ignore_value / ignore_lease keep the key's current value / lease).
+pub async fn put<V: KvView>(view: &V, p: &PutRequest, base: i64) -> Result<PutResponse> {
+    let op = WriteOp::Put {
+        key: p.key.clone(),
+        value: (!p.ignore_value).then(|| p.value.clone()),
+        lease: (!p.ignore_lease).then_some(p.lease),
+        prev_kv: p.prev_kv,
+    };
+    match view.write(base + 1, op).await? {
+        WriteResult::Put { prev } => Ok(PutResponse { header: header(base + 1), prev_kv: prev }),
+        other => Err(Error::Internal(format!("unexpected reply to put: {other:?}"))),
+    }
+}
+
+/// Deletes at `base + 1`; the response's revision is `base + 1` only if something was deleted.
+pub async fn delete_range<V: KvView>(view: &V, d: &DeleteRangeRequest, base: i64) -> Result<DeleteRangeResponse> {
+    let op = WriteOp::DeleteRange { range: KeyRange::new(&d.key, &d.range_end), prev_kv: d.prev_kv };
+    match view.write(base + 1, op).await? {
+        WriteResult::Deleted { count, prev_kvs } => Ok(DeleteRangeResponse {
+            header: header(if count > 0 { base + 1 } else { base }),
+            deleted: count,
+            prev_kvs,
+        }),
+        other => Err(Error::Internal(format!("unexpected reply to delete: {other:?}"))),
+    }
+}
+
+/// Runs a txn on top of revision `base`. Returns the response (header revision `base + 1` if
+/// it wrote anything, else `base`) and whether it wrote.
+pub async fn txn<V: KvView>(view: &V, t: &TxnRequest, base: i64, compact_rev: i64) -> Result<(TxnResponse, bool)> {
+    let mut path = Vec::new();
+    plan(view, t, base, &mut path).await?;
+    check(view, t, &path, base, compact_rev, CheckKind::Put).await?;
+    check(view, t, &path, base, compact_rev, CheckKind::Range).await?;
+    let mut x = TxnExec { base, changed: false, path: path.into_iter() };
+    let mut resp = exec(view, t, &mut x).await?;
+    resp.header = header(base + i64::from(x.changed));
+    Ok((resp, x.changed))
+}
+
+/// The one shard holding every key `t` touches, if there is one: all compares and ops name
+/// single keys (no ranges), recursively, and they hash to the same shard.
+pub fn single_owner(t: &TxnRequest, owner: &impl Fn(&[u8]) -> usize) -> Option<usize> {
+    let mut found = None;
+    single_owner_into(t, owner, &mut found).then_some(found).flatten()
+}
+
+fn single_owner_into(t: &TxnRequest, owner: &impl Fn(&[u8]) -> usize, found: &mut Option<usize>) -> bool {
+    t.compare.iter().all(|c| same_owner(&c.key, &c.range_end, owner, found))
+        && t.success.iter().chain(&t.failure).all(|op| match &op.request {
+            Some(Op::RequestRange(r)) => same_owner(&r.key, &r.range_end, owner, found),
+            Some(Op::RequestPut(p)) => same_owner(&p.key, &[], owner, found),
+            Some(Op::RequestDeleteRange(d)) => same_owner(&d.key, &d.range_end, owner, found),
+            Some(Op::RequestTxn(nested)) => single_owner_into(nested, owner, found),
+            None => true,
+        })
+}
+
+/// Whether a single key (no range) lives on the shard found so far (the first one sets it).
+fn same_owner(key: &[u8], range_end: &[u8], owner: &impl Fn(&[u8]) -> usize, found: &mut Option<usize>) -> bool {
+    if !range_end.is_empty() {
+        return false;
+    }
+    let o = owner(key);
+    *found.get_or_insert(o) == o
+}
+
+/// Evaluates the compares of `t` and of every nested txn on the chosen branches, at
+/// `base` (before any write of this txn), in pre-order.
+fn plan<'a, V: KvView>(view: &'a V, t: &'a TxnRequest, base: i64, path: &'a mut Vec<bool>) -> BoxFut<'a, Result<()>> {
+    Box::pin(async move {
+        let mut ok = true;
+        for c in &t.compare {
+            if !compare(view, c, base).await? {
+                ok = false;
+                break;
+            }
+        }
+        path.push(ok);
+        for op in branch(t, ok) {
+            if let Some(Op::RequestTxn(nested)) = &op.request {
+                plan(view, nested, base, path).await?;
+            }
+        }
+        Ok(())
+    })
+}
+
+async fn compare<V: KvView>(view: &V, c: &Compare, base: i64) -> Result<bool> {
+    let query = RangeQuery {
+        range: KeyRange::new(&c.key, &c.range_end),
+        rev: base,
+        limit: 0,
+        count_only: false,
+        keys_only: false,
+    };
+    let kvs = view.range(query).await?.kvs;
+    if kvs.is_empty() {
+        // As etcd: a value compare on missing keys fails; others compare against zeros.
+        return Ok(c.target != CompareTarget::Value as i32 && compare_kv(c, &KeyValue::default()));
+    }
+    Ok(kvs.iter().all(|kv| compare_kv(c, kv)))
+}
+
+/// etcd's checkRequests: on the chosen branches, puts with ignore_value/ignore_lease need
+/// an existing key, and ranges need a revision within [compact_rev, base].
+fn check<'a, V: KvView>(
+view: &'a V,
+t: &'a TxnRequest,
+path: &'a [bool],
+base: i64,
+compact_rev: i64,
+kind: CheckKind,
+) -> BoxFut<'a, Result<usize>> {
+    Box::pin(async move {
+        let mut used = 1;
+        for op in branch(t, path[0]) {
+            match (&op.request, kind) {
+                (Some(Op::RequestTxn(nested)), _) => used += check(view, nested, &path[used..], base, compact_rev, kind).await?,
+                (Some(Op::RequestPut(p)), CheckKind::Put) if p.ignore_value || p.ignore_lease => {
+                    let query = RangeQuery {
+                        range: KeyRange::Single(p.key.clone()),
+                        rev: base,
+                        limit: 1,
+                        count_only: true,
+                        keys_only: true,
+                    };
+                    if view.range(query).await?.count == 0 {
+                        return Err(Error::KeyNotFound);
+                    }
+                }
+                (Some(Op::RequestRange(r)), CheckKind::Range) if r.revision != 0 => {
+                    if r.revision > base {
+                        return Err(Error::FutureRev);
+                    }
+                    if r.revision < compact_rev {
+                        return Err(Error::Compacted);
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(used)
+    })
+}
+
+/// Runs the planned branches. All writes happen at `base + 1`; a range sees the writes of
+/// the ops before it, as in etcd's write txn.
+fn exec<'a, V: KvView>(view: &'a V, t: &'a TxnRequest, x: &'a mut TxnExec) -> BoxFut<'a, Result<TxnResponse>> {
+    Box::pin(async move {
+        let ok = x.path.next().expect("txn plan covers every nested txn");
+        let mut responses = Vec::new();
+        for op in branch(t, ok) {
+            let response = match &op.request {
+                Some(Op::RequestRange(r)) => {
+                    let current = x.base + i64::from(x.changed);
+                    OpResponse::ResponseRange(range(view, r, current).await?)
+                }
+                Some(Op::RequestPut(p)) => {
+                    let resp = put(view, p, x.base).await?;
+                    x.changed = true;
+                    OpResponse::ResponsePut(resp)
+                }
+                Some(Op::RequestDeleteRange(d)) => {
+                    let mut resp = delete_range(view, d, x.base).await?;
+                    x.changed |= resp.deleted > 0;
+                    resp.header = header(x.base + i64::from(x.changed));
+                    OpResponse::ResponseDeleteRange(resp)
+                }
+                Some(Op::RequestTxn(nested)) => OpResponse::ResponseTxn(exec(view, nested, x).await?),
+                None => continue,
+            };
+            responses.push(ResponseOp { response: Some(response) });
+        }
+        Ok(TxnResponse { header: Some(ResponseHeader::default()), succeeded: ok, responses })
+    })
+}
+
+#[derive(Clone, Copy)]
+enum CheckKind {
+    Put,
+    Range,
+}
+
+struct TxnExec {
+    base: i64,
+    changed: bool,
+    path: std::vec::IntoIter<bool>,
+}
+
+fn branch(t: &TxnRequest, ok: bool) -> &[RequestOp] {
+    if ok {
+        &t.success
+    } else {
+        &t.failure
+    }
+}
+
+/// etcd's compareKV.
+fn compare_kv(c: &Compare, kv: &KeyValue) -> bool {
+    use std::cmp::Ordering;
+    let ord: Ordering = match (CompareTarget::try_from(c.target), &c.target_union) {
+        (Ok(CompareTarget::Value), Some(TargetUnion::Value(v))) => kv.value.as_slice().cmp(v),
+        (Ok(CompareTarget::Value), _) => kv.value.as_slice().cmp(&[][..]),
+        (Ok(CompareTarget::Create), u) => kv.create_revision.cmp(&int_target(u, |u| match u {
+            TargetUnion::CreateRevision(r) => Some(*r),
+            _ => None,
+        })),
+        (Ok(CompareTarget::Mod), u) => kv.mod_revision.cmp(&int_target(u, |u| match u {
+            TargetUnion::ModRevision(r) => Some(*r),
+            _ => None,
+        })),
+        (Ok(CompareTarget::Version), u) => kv.version.cmp(&int_target(u, |u| match u {
+            TargetUnion::Version(r) => Some(*r),
+            _ => None,
+        })),
+        (Ok(CompareTarget::Lease), u) => kv.lease.cmp(&int_target(u, |u| match u {
+            TargetUnion::Lease(r) => Some(*r),
+            _ => None,
+        })),
+        (Err(_), _) => Ordering::Equal,
+    };
+    match CompareResult::try_from(c.result) {
+        Ok(CompareResult::Equal) => ord.is_eq(),
+        Ok(CompareResult::NotEqual) => ord.is_ne(),
+        Ok(CompareResult::Greater) => ord.is_gt(),
+        Ok(CompareResult::Less) => ord.is_lt(),
+        Err(_) => true,
+    }
+}
+
+/// The integer a compare targets; 0 when the union holds another kind (as etcd).
+fn int_target(u: &Option<TargetUnion>, pick: impl Fn(&TargetUnion) -> Option<i64>) -> i64 {
+    u.as_ref().and_then(pick).unwrap_or(0)
+}
