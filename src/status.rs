@@ -80,6 +80,11 @@ impl ServerStatus {
         self.leader.store(leader, Release);
         self.commit_index.store(commit_index, Release);
     }
+    /// (live keys, bytes) of one shard.
+    pub fn shard_stats(&self, shard: usize) -> (u64, u64) {
+        (self.shard_keys[shard].load(Relaxed), self.shard_size_bytes[shard].load(Relaxed))
+    }
+
     pub fn publish_shard(&self, shard: usize, size_bytes: u64, keys: u64) {
         self.shard_size_bytes[shard].store(size_bytes, Relaxed);
         self.shard_keys[shard].store(keys, Relaxed);

@@ -66,6 +66,7 @@ pub async fn write(path: PathBuf, store: &RefCell<Store>, rev: i64) -> std::io::
     }
     buf.extend_from_slice(&[0u8; 8]);
     pos += write_all(&file, buf, pos).await?;
+    metrics::counter!(crate::metrics::IO_URING_SUBMISSIONS, "kind" => "fsync").increment(1);
     file.fdatasync().await?;
     file.close().await?;
     Ok(SegmentInfo { path, size_bytes: pos, keys })
@@ -73,6 +74,7 @@ pub async fn write(path: PathBuf, store: &RefCell<Store>, rev: i64) -> std::io::
 
 async fn write_all(file: &glommio::io::BufferedFile, data: Vec<u8>, pos: u64) -> std::io::Result<u64> {
     let len = data.len();
+    metrics::counter!(crate::metrics::IO_URING_SUBMISSIONS, "kind" => "write").increment(1);
     let n = file.write_at(data, pos).await?;
     if n != len {
         return Err(std::io::Error::other(format!("short write: {n} of {len} bytes")));

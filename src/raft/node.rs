@@ -32,6 +32,7 @@ use tokio::sync::oneshot;
 
 use crate::apply::{Applier, Response};
 use crate::error::{Error, Result};
+use crate::metrics as m;
 use crate::proto::ballastpb::{internal_request::Request, EntryBatch, InternalRequest};
 use crate::shard::mailbox::Shards;
 use crate::snapshot::Manifest;
@@ -105,6 +106,7 @@ pub struct CoreConfig {
 
 /// A snapshot being written: the shards' segments, then the manifest.
 struct SnapshotJob {
+    started: Instant,
     done: Rc<RefCell<Option<std::result::Result<Manifest, String>>>>,
     waiters: Vec<oneshot::Sender<Result<()>>>,
 }
@@ -286,10 +288,12 @@ impl Core {
         }
         let requests = std::mem::take(&mut self.batch);
         self.batch_bytes = 0;
+        metrics::histogram!(m::RAFT_PROPOSAL_BATCH).record(requests.len() as f64);
         let data = EntryBatch { requests }.encode_to_vec();
         if let Err(e) = self.raw.propose(vec![], data.clone()) {
             crate::log::warn("raft dropped a proposal", &[("error", e.to_string())]);
             let failed = EntryBatch::decode(data.as_slice()).map(|b| b.requests).unwrap_or_default();
+            metrics::counter!(m::PROPOSALS_FAILED).increment(failed.len() as u64);
             for r in failed {
                 if let Some(w) = self.waiters.remove(&r.id) {
                     let _ = w.send(Err(Error::NoLeader));
@@ -324,7 +328,11 @@ impl Core {
         self.apply(light.take_committed_entries()).await;
         self.raw.advance_apply();
         let r = &self.raw.raft;
+        if r.leader_id != self.status.leader() && r.leader_id != raft::INVALID_ID {
+            metrics::counter!(m::LEADER_CHANGES).increment(1);
+        }
         self.status.publish_raft(r.term, r.leader_id, r.raft_log.committed);
+        metrics::gauge!(m::PROPOSALS_PENDING).set(self.waiters.len() as f64);
         self.release_reads();
     }
 
@@ -383,6 +391,7 @@ impl Core {
         let finished = self.snapshot_job.as_ref().is_some_and(|j| j.done.borrow().is_some());
         if finished {
             let job = self.snapshot_job.take().expect("checked above");
+            metrics::histogram!(m::SNAPSHOT_SECONDS).record(job.started.elapsed().as_secs_f64());
             let result = job.done.borrow_mut().take().expect("checked above");
             let reply = match result {
                 Ok(m) => {
@@ -454,7 +463,7 @@ impl Core {
         .detach();
         self.applied_since_snapshot = 0;
         let waiters = std::mem::take(&mut self.snapshot_waiters);
-        self.snapshot_job = Some(SnapshotJob { done, waiters });
+        self.snapshot_job = Some(SnapshotJob { started: Instant::now(), done, waiters });
     }
 
     fn release_reads(&mut self) {

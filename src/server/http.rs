@@ -60,7 +60,7 @@ pub fn router(ctx: Arc<Ctx>, metrics: PrometheusHandle) -> Router {
         }
     };
     let metrics_route = move || async move {
-        crate::metrics::refresh(&ctx.status);
+        crate::metrics::refresh(&ctx.status, &ctx.shards.queue_depths());
         metrics.render()
     };
     Router::new()

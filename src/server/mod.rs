@@ -4,6 +4,7 @@
 //! open the client listeners on a small tokio runtime. SIGTERM/SIGINT stop the listeners;
 //! dropping the front end's handles then stops the raft core and the shards in turn.
 
+pub mod grpc_metrics;
 pub mod http;
 
 use std::path::PathBuf;
@@ -27,6 +28,7 @@ const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
 const FRONT_END_THREADS: usize = 2;
 /// How long open client connections may take to finish after SIGTERM/SIGINT.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+const METRICS_UPKEEP: Duration = Duration::from_secs(5);
 
 pub fn wal_dir(cfg: &Config) -> PathBuf {
     cfg.wal_dir.clone().unwrap_or_else(|| cfg.data_dir.join("member").join("wal"))
@@ -46,6 +48,8 @@ pub fn run(cfg: Config) -> i32 {
 fn start(cfg: Config) -> Result<(), String> {
     executor::check_io_uring()?;
     let compaction = crate::compactor::policy(&cfg.auto_compaction_mode, &cfg.auto_compaction_retention)?;
+    // Before any thread records a metric.
+    let metrics = crate::metrics::install(&cfg.compat_version, Quota::from_flag(cfg.quota_backend_bytes).limit_bytes)?;
     let cluster = Cluster::from_config(&cfg)?;
     // Default: the cores the front end's threads leave, at least one (measured on 2 cores: a
     // second shard costs more in cross-thread hops than it gains; see bench/RESULTS.md).
@@ -113,7 +117,7 @@ fn start(cfg: Config) -> Result<(), String> {
         compat_version: cfg.compat_version.clone(),
         quota: Quota::from_flag(cfg.quota_backend_bytes),
     });
-    let result = serve_front_end(&cfg, ctx, compaction);
+    let result = serve_front_end(&cfg, ctx, compaction, metrics);
     threads.join();
     log::info("stopped ballast", &[("name", cfg.name.clone())]);
     result
@@ -127,7 +131,12 @@ fn bind_addr(url: &str) -> Result<String, String> {
     Ok(rest.trim_end_matches('/').to_string())
 }
 
-fn serve_front_end(cfg: &Config, ctx: Arc<Ctx>, compaction: crate::compactor::Policy) -> Result<(), String> {
+fn serve_front_end(
+    cfg: &Config,
+    ctx: Arc<Ctx>,
+    compaction: crate::compactor::Policy,
+    metrics: metrics_exporter_prometheus::PrometheusHandle,
+) -> Result<(), String> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(FRONT_END_THREADS)
         .thread_name("front-end")
@@ -135,7 +144,6 @@ fn serve_front_end(cfg: &Config, ctx: Arc<Ctx>, compaction: crate::compactor::Po
         .build()
         .map_err(|e| format!("cannot start tokio runtime: {e}"))?;
     rt.block_on(async move {
-        let metrics = crate::metrics::install(&ctx.compat_version)?;
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let mut servers = Vec::new();
         for url in &cfg.listen_client_urls {
@@ -165,6 +173,7 @@ fn serve_front_end(cfg: &Config, ctx: Arc<Ctx>, compaction: crate::compactor::Po
             &[("local-member-id", format!("{:x}", ctx.cluster.local_id))],
         );
         crate::compactor::spawn(compaction, ctx.clone());
+        tokio::spawn(metrics_upkeep(metrics.clone()));
         log::info("ready to serve client requests", &[]);
         wait_for_signal().await;
         log::info("received signal; shutting down", &[]);
@@ -176,6 +185,14 @@ fn serve_front_end(cfg: &Config, ctx: Arc<Ctx>, compaction: crate::compactor::Po
         }
         Ok::<(), String>(())
     })
+}
+
+/// Drains histogram samples even when nobody scrapes, so they cannot grow without bound.
+async fn metrics_upkeep(handle: metrics_exporter_prometheus::PrometheusHandle) {
+    loop {
+        tokio::time::sleep(METRICS_UPKEEP).await;
+        handle.run_upkeep();
+    }
 }
 
 async fn bind(url: &str) -> Result<tokio::net::TcpListener, String> {
@@ -204,6 +221,7 @@ async fn serve_grpc(
     };
     tonic::transport::Server::builder()
         .accept_http1(true)
+        .layer(grpc_metrics::GrpcMetricsLayer)
         .add_routes(routes)
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await

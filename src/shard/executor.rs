@@ -108,6 +108,7 @@ async fn serve(id: usize, rx: flume::Receiver<ShardMsg>, status: Arc<ServerStatu
         compacting: Cell::new(false),
         compact_target: Cell::new(0),
         compact_waiters: RefCell::new(Vec::new()),
+        apply_seconds: metrics::histogram!(crate::metrics::SHARD_APPLY_SECONDS, "shard" => id.to_string()),
     });
     shard.publish();
     while let Ok(msg) = rx.recv_async().await {
@@ -116,7 +117,9 @@ async fn serve(id: usize, rx: flume::Receiver<ShardMsg>, status: Arc<ServerStatu
                 let _ = reply.send(shard.store.borrow().range(&query));
             }
             ShardMsg::Write { ops, reply } => {
+                let started = std::time::Instant::now();
                 let results: Vec<_> = ops.into_iter().map(|(rev, op)| shard.store.borrow_mut().write(op, rev)).collect();
+                shard.apply_seconds.record(started.elapsed().as_secs_f64());
                 shard.publish();
                 let _ = reply.send(results);
             }
@@ -131,8 +134,10 @@ async fn serve(id: usize, rx: flume::Receiver<ShardMsg>, status: Arc<ServerStatu
                 let _ = reply.send(done_rx);
             }
             ShardMsg::Txn { txn, base, compact_rev, reply } => {
+                let started = std::time::Instant::now();
                 // Local views complete at once: this await never yields to other messages.
                 let result = crate::txn::txn(&Local(&shard.store), &txn, base, compact_rev).await;
+                shard.apply_seconds.record(started.elapsed().as_secs_f64());
                 shard.publish();
                 let _ = reply.send(result);
             }
@@ -161,6 +166,7 @@ struct ShardState {
     compact_target: Cell<i64>,
     /// Callers waiting for physical compaction up to a revision (`physical=true`).
     compact_waiters: RefCell<Vec<(i64, oneshot::Sender<()>)>>,
+    apply_seconds: metrics::Histogram,
 }
 
 impl ShardState {
@@ -170,7 +176,9 @@ impl ShardState {
     }
 
     async fn write_segment(self: Rc<Self>, path: std::path::PathBuf, rev: i64) -> Result<SegmentInfo, String> {
+        let started = std::time::Instant::now();
         let result = segment::write(path.clone(), &self.store, rev).await.map_err(|e| format!("{}: {e}", path.display()));
+        metrics::histogram!(crate::metrics::BACKEND_COMMIT_SECONDS).record(started.elapsed().as_secs_f64());
         self.snapshots.set(self.snapshots.get() - 1);
         result
     }

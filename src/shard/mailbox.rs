@@ -42,6 +42,11 @@ impl Shards {
         self.senders.len()
     }
 
+    /// Messages waiting in each shard's queue.
+    pub fn queue_depths(&self) -> Vec<usize> {
+        self.senders.iter().map(|s| s.len()).collect()
+    }
+
     pub fn owner(&self, key: &[u8]) -> usize {
         shard_of(key, self.senders.len())
     }

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use glommio::io::{BufferedFile, OpenOptions};
 
 use super::record::{encode, Batch};
+use crate::metrics as m;
 use super::{create_segment, segment_path, Position};
 
 pub struct Stripe {
@@ -63,15 +64,21 @@ impl Stripe {
             self.roll(record_bytes).await;
         }
         let data = std::mem::take(&mut self.buf);
+        metrics::counter!(m::IO_URING_SUBMISSIONS, "kind" => "write").increment(1);
         let written = self.file.write_at(data, self.pos.offset_bytes).await;
         match written {
             Ok(n) if n as u64 == record_bytes => {}
             Ok(n) => fatal(&format!("short wal write: {n} of {record_bytes} bytes")),
             Err(e) => fatal(&format!("wal write failed: {e}")),
         }
+        metrics::counter!(m::IO_URING_SUBMISSIONS, "kind" => "fsync").increment(1);
+        let sync_started = std::time::Instant::now();
         if let Err(e) = self.file.fdatasync().await {
             fatal(&format!("wal fdatasync failed: {e}"));
         }
+        metrics::histogram!(m::WAL_FSYNC_SECONDS).record(sync_started.elapsed().as_secs_f64());
+        metrics::histogram!(m::WAL_BATCH_ENTRIES).record(batch.entries.len() as f64);
+        metrics::histogram!(m::WAL_BATCH_BYTES).record(record_bytes as f64);
         self.pos.offset_bytes += record_bytes;
         if let Some(e) = batch.entries.last() {
             self.last_index = e.index;

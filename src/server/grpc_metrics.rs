@@ -1,0 +1,145 @@
+//! go-grpc-prometheus's server metrics and etcd's client byte counters, as a tower layer around
+//! every gRPC route: started / handled{grpc_code} / msg_received / msg_sent counters, the
+//! handling-time histogram, and `etcd_network_client_grpc_{received,sent}_bytes_total` from
+//! the bodies' data frames. Non-gRPC requests (/health, /metrics) pass through untouched.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http_body::{Body, Frame};
+use metrics::Counter;
+
+use crate::metrics as m;
+
+#[derive(Clone, Copy, Default)]
+pub struct GrpcMetricsLayer;
+
+impl<S> tower_layer::Layer<S> for GrpcMetricsLayer {
+    type Service = GrpcMetrics<S>;
+    fn layer(&self, inner: S) -> GrpcMetrics<S> {
+        GrpcMetrics { inner }
+    }
+}
+
+#[derive(Clone)]
+pub struct GrpcMetrics<S> {
+    inner: S,
+}
+
+/// The labels go-grpc-prometheus puts on a method: (grpc_type, grpc_service, grpc_method).
+fn labels(path: &str) -> Option<(&'static str, String, String)> {
+    let (service, method) = path.strip_prefix('/')?.split_once('/')?;
+    let grpc_type = match method {
+        "Watch" | "LeaseKeepAlive" => "bidi_stream",
+        "Snapshot" | "RangeStream" => "server_stream",
+        _ => "unary",
+    };
+    Some((grpc_type, service.to_string(), method.to_string()))
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+impl<S, ReqBody, ResBody> tower_service::Service<http::Request<ReqBody>> for GrpcMetrics<S>
+where
+    S: tower_service::Service<http::Request<CountingBody<ReqBody>>, Response = http::Response<ResBody>>,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    ReqBody: Body<Data = Bytes> + Unpin,
+    ResBody: Body<Data = Bytes> + Unpin + Send + 'static,
+{
+    type Response = http::Response<CountingBody<ResBody>>;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<Self::Response, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<ReqBody>) -> Self::Future {
+        let is_grpc = req.headers().get(http::header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+        let labels = if is_grpc { labels(req.uri().path()) } else { None };
+        let received = labels.as_ref().map(|_| metrics::counter!(m::CLIENT_GRPC_RECEIVED_BYTES));
+        if let Some((t, s, meth)) = &labels {
+            metrics::counter!(m::GRPC_STARTED, "grpc_type" => *t, "grpc_service" => s.clone(), "grpc_method" => meth.clone()).increment(1);
+            if *t == "unary" {
+                metrics::counter!(m::GRPC_MSG_RECEIVED, "grpc_type" => *t, "grpc_service" => s.clone(), "grpc_method" => meth.clone()).increment(1);
+            }
+        }
+        let started = Instant::now();
+        let fut = self.inner.call(req.map(|b| CountingBody { inner: b, bytes: received }));
+        Box::pin(async move {
+            let resp = fut.await?;
+            let Some((t, s, meth)) = labels else {
+                return Ok(resp.map(|b| CountingBody { inner: b, bytes: None }));
+            };
+            // Errors are trailers-only responses (grpc-status in the headers); success puts
+            // grpc-status 0 in the trailers.
+            let code = resp.headers().get("grpc-status").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok()).unwrap_or(0);
+            let code_name = tonic::Code::from_i32(code);
+            metrics::counter!(m::GRPC_HANDLED, "grpc_type" => t, "grpc_service" => s.clone(), "grpc_method" => meth.clone(), "grpc_code" => code_label(code_name)).increment(1);
+            metrics::histogram!(m::GRPC_HANDLING_SECONDS, "grpc_type" => t, "grpc_service" => s.clone(), "grpc_method" => meth.clone())
+                .record(started.elapsed().as_secs_f64());
+            if t == "unary" && code == 0 {
+                metrics::counter!(m::GRPC_MSG_SENT, "grpc_type" => t, "grpc_service" => s, "grpc_method" => meth).increment(1);
+            }
+            let sent = metrics::counter!(m::CLIENT_GRPC_SENT_BYTES);
+            Ok(resp.map(|b| CountingBody { inner: b, bytes: Some(sent) }))
+        })
+    }
+}
+
+/// go-grpc-prometheus spells codes as Go's codes.Code.String(): "OK", "InvalidArgument", ...
+fn code_label(code: tonic::Code) -> &'static str {
+    use tonic::Code::*;
+    match code {
+        Ok => "OK",
+        Cancelled => "Canceled",
+        Unknown => "Unknown",
+        InvalidArgument => "InvalidArgument",
+        DeadlineExceeded => "DeadlineExceeded",
+        NotFound => "NotFound",
+        AlreadyExists => "AlreadyExists",
+        PermissionDenied => "PermissionDenied",
+        ResourceExhausted => "ResourceExhausted",
+        FailedPrecondition => "FailedPrecondition",
+        Aborted => "Aborted",
+        OutOfRange => "OutOfRange",
+        Unimplemented => "Unimplemented",
+        Internal => "Internal",
+        Unavailable => "Unavailable",
+        DataLoss => "DataLoss",
+        Unauthenticated => "Unauthenticated",
+    }
+}
+
+/// A body that adds the size of every data frame to a counter.
+pub struct CountingBody<B> {
+    inner: B,
+    bytes: Option<Counter>,
+}
+
+impl<B: Body<Data = Bytes> + Unpin> Body for CountingBody<B> {
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let (Poll::Ready(Some(Ok(frame))), Some(c)) = (&polled, &self.bytes) {
+            if let Some(data) = frame.data_ref() {
+                c.increment(data.len() as u64);
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}

@@ -1,0 +1,108 @@
+//! /metrics under load: etcd's metric names with moving values, go-grpc-prometheus labels,
+//! and ballast's own per-shard metrics; also served on --listen-metrics-urls.
+
+mod common;
+
+use etcd_client::{Compare, CompareOp, Txn, TxnOp};
+
+/// The value of the first sample line starting with `series` (name plus optional labels).
+fn sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics.lines().filter(|l| !l.starts_with('#')).find(|l| l.starts_with(series)).and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+fn scrape(s: &common::Server) -> String {
+    let resp = s.http_get("/metrics");
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    resp
+}
+
+async fn load(c: &mut etcd_client::Client, n: usize) {
+    for i in 0..n {
+        c.put(format!("m/{i}"), "v", None).await.unwrap();
+        c.get(format!("m/{i}"), None).await.unwrap();
+    }
+    let t = Txn::new().when([Compare::version("m/0", CompareOp::Greater, 0)]).and_then([TxnOp::put("m/t", "x", None)]);
+    c.txn(t).await.unwrap();
+    assert!(c.put("", "v", None).await.is_err());
+}
+
+#[tokio::test]
+async fn metrics_have_etcd_names_and_move_under_load() {
+    let metrics_port = common::free_port();
+    let metrics_url = format!("http://127.0.0.1:{metrics_port}");
+    let s = common::Server::start(&["--shards", "2", "--listen-metrics-urls", &metrics_url]);
+    let mut c = s.client().await;
+    load(&mut c, 40).await;
+    s.ctl(&["defrag"]); // a snapshot: backend commit and snapshot timings
+    let first = scrape(&s);
+    for name in [
+        "etcd_disk_wal_fsync_duration_seconds_bucket{le=\"0.001\"}",
+        "etcd_disk_wal_fsync_duration_seconds_count",
+        "etcd_disk_backend_commit_duration_seconds_count",
+        "etcd_server_has_leader 1",
+        "etcd_server_is_leader 1",
+        "etcd_server_leader_changes_seen_total",
+        "etcd_server_proposals_committed_total",
+        "etcd_server_proposals_applied_total",
+        "etcd_server_proposals_pending",
+        "etcd_server_version{server_version=\"3.5.23\"} 1",
+        "etcd_server_quota_backend_bytes 2147483648",
+        "etcd_mvcc_db_total_size_in_bytes",
+        "etcd_mvcc_db_total_size_in_use_in_bytes",
+        "etcd_debugging_mvcc_keys_total 41",
+        "etcd_network_client_grpc_sent_bytes_total",
+        "etcd_network_client_grpc_received_bytes_total",
+        "grpc_server_started_total{grpc_type=\"unary\",grpc_service=\"etcdserverpb.KV\",grpc_method=\"Put\"}",
+        "grpc_server_handled_total{grpc_type=\"unary\",grpc_service=\"etcdserverpb.KV\",grpc_method=\"Put\",grpc_code=\"OK\"}",
+        "grpc_server_handled_total{grpc_type=\"unary\",grpc_service=\"etcdserverpb.KV\",grpc_method=\"Put\",grpc_code=\"InvalidArgument\"} 1",
+        "grpc_server_msg_received_total{grpc_type=\"unary\",grpc_service=\"etcdserverpb.KV\",grpc_method=\"Range\"}",
+        "grpc_server_msg_sent_total{grpc_type=\"unary\",grpc_service=\"etcdserverpb.KV\",grpc_method=\"Txn\"} 1",
+        "grpc_server_handling_seconds_bucket{grpc_type=\"unary\",grpc_service=\"etcdserverpb.KV\",grpc_method=\"Range\",le=\"0.005\"}",
+        "process_resident_memory_bytes",
+        "process_cpu_seconds_total",
+        "process_open_fds",
+        "process_max_fds",
+        "process_start_time_seconds",
+        "ballast_build_info{version=",
+        "ballast_shard_queue_depth{shard=\"1\"}",
+        "ballast_shard_keys{shard=\"0\"}",
+        "ballast_shard_size_bytes{shard=\"1\"}",
+        "ballast_shard_apply_duration_seconds_count{shard=\"0\"}",
+        "ballast_wal_fsync_batch_entries_count",
+        "ballast_wal_fsync_batch_bytes_sum",
+        "ballast_io_uring_submissions_total{kind=\"fsync\"}",
+        "ballast_raft_proposal_batch_requests_count",
+        "ballast_applied_revision 42",
+        "ballast_snapshot_duration_seconds_count",
+    ] {
+        assert!(sample(&first, name).is_some(), "missing {name} in:\n{first}");
+    }
+    let puts = "grpc_server_handled_total{grpc_type=\"unary\",grpc_service=\"etcdserverpb.KV\",grpc_method=\"Put\",grpc_code=\"OK\"}";
+    assert_eq!(sample(&first, puts), Some(40.0));
+    let keys0 = sample(&first, "ballast_shard_keys{shard=\"0\"}").unwrap();
+    let keys1 = sample(&first, "ballast_shard_keys{shard=\"1\"}").unwrap();
+    assert_eq!(keys0 + keys1, 41.0, "both shards hold keys");
+
+    load(&mut c, 20).await;
+    let second = scrape(&s);
+    for moving in [
+        "etcd_disk_wal_fsync_duration_seconds_count",
+        "etcd_server_proposals_applied_total",
+        "etcd_network_client_grpc_received_bytes_total",
+        "etcd_network_client_grpc_sent_bytes_total",
+        puts,
+        "ballast_io_uring_submissions_total{kind=\"write\"}",
+        "process_cpu_seconds_total",
+    ] {
+        let (a, b) = (sample(&first, moving).unwrap(), sample(&second, moving).unwrap());
+        assert!(b > a, "{moving} did not move: {a} -> {b}");
+    }
+
+    // The same exposition on --listen-metrics-urls.
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", metrics_port)).unwrap();
+    use std::io::{Read, Write};
+    write!(conn, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    let mut body = String::new();
+    conn.read_to_string(&mut body).unwrap();
+    assert!(body.contains("etcd_server_has_leader 1"), "{body}");
+}
