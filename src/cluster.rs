@@ -1,17 +1,20 @@
 //! Cluster membership as configured: member and cluster ids computed exactly as etcd does
 //! (SHA-1 of the sorted peer URLs + cluster token; SHA-1 of the sorted member ids), so a
 //! default ballast reports the same ids as a default etcd (8e9e05c52164694d / cdf818194e3a8c32).
+//! The membership is saved in the data dir at first boot and reused after, as etcd does.
 
 use crate::config::Config;
 
-#[derive(Debug, Clone)]
+const MEMBERSHIP_FILE: &str = "membership.json";
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Member {
     pub id: u64,
     pub name: String,
     pub peer_urls: Vec<String>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Cluster {
     pub id: u64,
     pub members: Vec<Member>,
@@ -53,6 +56,32 @@ impl Cluster {
         ids.sort_unstable();
         let bytes: Vec<u8> = ids.iter().flat_map(|id| id.to_be_bytes()).collect();
         Ok(Cluster { id: sha1_prefix_u64(&bytes), members, local_id })
+    }
+
+    /// The membership this data dir was created with (etcd ignores `--initial-cluster` once a
+    /// member has data), or, for a new data dir, the configured one, saved for next time.
+    pub fn load_or_init(cfg: &Config, member_dir: &std::path::Path) -> Result<Cluster, String> {
+        let path = member_dir.join(MEMBERSHIP_FILE);
+        match std::fs::read(&path) {
+            Ok(bytes) => return serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(format!("{}: {e}", path.display())),
+        }
+        let cluster = Cluster::from_config(cfg)?;
+        cluster.save(&path).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        Ok(cluster)
+    }
+
+    /// Written atomically (temp file, fsync, rename, fsync dir).
+    fn save(&self, path: &std::path::Path) -> std::io::Result<()> {
+        use std::io::Write;
+        let dir = path.parent().expect("membership file lives in the member dir");
+        let tmp = path.with_extension("json.tmp");
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&serde_json::to_vec_pretty(self)?)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        std::fs::File::open(dir)?.sync_all()
     }
 
     pub fn voters(&self) -> Vec<u64> {

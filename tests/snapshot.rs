@@ -91,3 +91,24 @@ async fn defrag_writes_a_fresh_snapshot_online() {
     // The server kept serving and the data is intact.
     assert_eq!(c.get("d/", Some(GetOptions::new().with_prefix().with_count_only())).await.unwrap().count(), 30);
 }
+
+#[tokio::test]
+async fn membership_is_kept_in_the_data_dir_across_restarts() {
+    let mut s = common::Server::start(&["--shards", "2"]);
+    let id = s.member_id_dec();
+    s.ctl(&["put", "k", "v"]);
+    s.ctl(&["defrag"]); // a snapshot names this member as the voter
+    s.terminate();
+    // As etcd: once the data dir exists, --initial-cluster and peer URLs no longer decide ids.
+    s.set_args(&[
+        "--shards",
+        "2",
+        "--initial-advertise-peer-urls",
+        "http://127.0.0.1:4321",
+        "--initial-cluster",
+        "default=http://127.0.0.1:4321",
+    ]);
+    s.restart();
+    assert_eq!(s.member_id_dec(), id);
+    assert_eq!(s.ctl(&["get", "k", "--print-value-only"]).trim(), "v");
+}

@@ -13,6 +13,9 @@ pub fn restore(voters: Vec<u64>, recovered: &Recovered, snap: Option<&Manifest>)
     let storage = match snap {
         None => MemStorage::new_with_conf_state(ConfState::from((voters, vec![]))),
         Some(m) => {
+            if !m.voters.iter().any(|v| voters.contains(v)) {
+                return Err(format!("this member ({voters:x?}) is not among the snapshot's voters ({:x?})", m.voters));
+            }
             let storage = MemStorage::new();
             let mut s = Snapshot::default();
             let meta = s.mut_metadata();

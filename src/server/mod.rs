@@ -50,10 +50,12 @@ fn start(cfg: Config) -> Result<(), String> {
     let compaction = crate::compactor::policy(&cfg.auto_compaction_mode, &cfg.auto_compaction_retention)?;
     // Before any thread records a metric.
     let metrics = crate::metrics::install(&cfg.compat_version, Quota::from_flag(cfg.quota_backend_bytes).limit_bytes)?;
-    let cluster = Cluster::from_config(&cfg)?;
     // Default: the cores the front end's threads leave, at least one (measured on 2 cores: a
     // second shard costs more in cross-thread hops than it gains; see bench/RESULTS.md).
     let shards = if cfg.shards == 0 { executor::usable_cpus().len().saturating_sub(FRONT_END_THREADS).max(1) } else { cfg.shards };
+    let member_dir = cfg.data_dir.join("member");
+    std::fs::create_dir_all(&member_dir).map_err(|e| format!("cannot create data dir {}: {e}", cfg.data_dir.display()))?;
+    let cluster = Cluster::load_or_init(&cfg, &member_dir)?;
     log::info(
         "starting ballast",
         &[
@@ -64,8 +66,6 @@ fn start(cfg: Config) -> Result<(), String> {
             ("ballast-version", env!("CARGO_PKG_VERSION").into()),
         ],
     );
-    std::fs::create_dir_all(cfg.data_dir.join("member"))
-        .map_err(|e| format!("cannot create data dir {}: {e}", cfg.data_dir.display()))?;
     let snap_dir = crate::snapshot::dir(&cfg.data_dir);
     std::fs::create_dir_all(&snap_dir).map_err(|e| format!("cannot create {}: {e}", snap_dir.display()))?;
     let snap = crate::snapshot::load(&snap_dir)?;
