@@ -1030,6 +1030,18 @@ struct RestartRes {
     note: String,
 }
 
+/// `e` and its sources ("transport error: tcp connect error: Connection refused ...").
+fn err_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(c) = src {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        src = c.source();
+    }
+    s
+}
+
 /// Sum of the lengths of the files under `p` (du --apparent-size), without following symlinks.
 fn dir_bytes(p: &Path) -> u64 {
     let mut total = 0;
@@ -1134,7 +1146,7 @@ async fn run_restart(o: &Opts, t: &Target, bin: &Path, dir: &Path) -> Result<Res
                 .tcp_nodelay(true);
             match tokio::time::timeout(Duration::from_secs(2), ep.connect()).await {
                 Ok(Ok(ch)) => kv = Some(KvClient::new(ch)),
-                Ok(Err(e)) => last = format!("connect: {e}"),
+                Ok(Err(e)) => last = format!("connect: {}", err_chain(&e)),
                 Err(_) => last = "connect timed out".into(),
             }
         }
@@ -1142,14 +1154,18 @@ async fn run_restart(o: &Opts, t: &Target, bin: &Path, dir: &Path) -> Result<Res
             // A server that accepts but answers only once recovered is timed by this one call.
             match get(c, key(fill.prefix, probe), deadline - now).await {
                 Ok(Some(v)) if v == want => break t0.elapsed().as_secs_f64() * 1e6,
-                Ok(Some(v)) => return Err(format!(
+                Ok(Some(v)) => {
+                    return Err(format!(
                     "restarted server returned a wrong value for key {probe} ({} B, starts {:?})",
                     v.len(),
                     String::from_utf8_lossy(&v[..v.len().min(24)])
-                )),
-                Ok(None) => return Err(format!(
+                ))
+                }
+                Ok(None) => {
+                    return Err(format!(
                     "restarted server served, but key {probe} (written before the stop) is missing"
-                )),
+                ))
+                }
                 Err(e) => {
                     attempts += 1;
                     last = e;
@@ -1393,10 +1409,15 @@ fn restart_table(rows: &[RestartRow], name: &str) -> String {
     for r in rows {
         match &r.res {
             Err(e) => {
-                let e = e.lines().next().unwrap_or_default().replace('|', "/");
+                let e = e.lines().next().unwrap_or_default();
+                let e = e
+                    .split("; log tail")
+                    .next()
+                    .unwrap_or_default()
+                    .replace('|', "/");
                 let _ = writeln!(
                     s,
-                    "| {name} | {} | failed: {e} | | | | | | | | |",
+                    "| {name} | {} | failed: {e} (see notes) | | | | | | | | |",
                     r.target.name
                 );
             }
