@@ -29,6 +29,14 @@ pub struct Manifest {
     pub alarms: Vec<(u64, i32)>,
     /// Segment file names in this directory, one per shard at snapshot time.
     pub segments: Vec<String>,
+    /// WAL replay starts at this batch sequence: earlier batches hold only entries the
+    /// snapshot covers.
+    #[serde(default = "first_seq")]
+    pub wal_seq_from: u64,
+}
+
+fn first_seq() -> u64 {
+    1
 }
 
 pub fn dir(data_dir: &Path) -> PathBuf {

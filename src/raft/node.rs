@@ -18,7 +18,7 @@
 //! rebuilds the MVCC state (snapshots come with the storage engine).
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -39,7 +39,7 @@ use crate::snapshot::Manifest;
 use crate::status::ServerStatus;
 use crate::wal::record::Batch;
 use crate::wal::recover::Recovered;
-use crate::wal::stripe::Stripe;
+use crate::wal::stripe::StripeMsg;
 
 /// Client messages queued for the raft core; a full queue answers "too many requests".
 pub const PROPOSAL_QUEUE_CAPACITY: usize = 16 * 1024;
@@ -47,6 +47,8 @@ pub const PROPOSAL_QUEUE_CAPACITY: usize = 16 * 1024;
 const MAX_MSGS_PER_TURN: usize = 4096;
 /// A raft entry holds proposals up to this size (plus one request).
 const MAX_ENTRY_BYTES: usize = 4 << 20;
+/// Readies handled per loop turn.
+const MAX_READIES_PER_TURN: usize = 8;
 
 pub enum CoreMsg {
     Propose { req: Request, reply: oneshot::Sender<Result<Response>> },
@@ -96,8 +98,6 @@ pub struct CoreConfig {
     pub voters: Vec<u64>,
     pub heartbeat: Duration,
     pub election_ticks: usize,
-    pub wal_dir: std::path::PathBuf,
-    pub wal_segment_bytes: u64,
     pub quota: crate::quota::Quota,
     pub snap_dir: std::path::PathBuf,
     /// Applied requests between automatic snapshots (`--snapshot-count`).
@@ -115,8 +115,19 @@ type ReadWaiters = Vec<oneshot::Sender<Result<()>>>;
 
 struct Core {
     raw: RawNode<MemStorage>,
-    wal: Stripe,
+    /// One queue per WAL stripe (stripe i is written by shard i); batch `seq` goes to stripe
+    /// `seq % stripes.len()`, so consecutive batches sync in parallel.
+    stripes: Vec<flume::Sender<StripeMsg>>,
+    persisted_tx: flume::Sender<u64>,
+    /// Sequence number of the last WAL batch handed to a stripe.
     wal_seq: u64,
+    /// Readies handed to raft-rs's async API, in order, with the WAL batch each wrote (if
+    /// any). A prefix whose batches are all durable is reported with `on_persist_ready`.
+    /// Bounded by the readies of the fsyncs in flight (one ready per loop turn).
+    in_flight: VecDeque<(u64, Option<u64>)>,
+    persisted: BTreeSet<u64>,
+    /// (batch seq, last raft index) of the batches a future snapshot may still need.
+    batch_index: VecDeque<(u64, u64)>,
     applier: Applier,
     status: Arc<ServerStatus>,
     /// Proposal id → the client waiting for its result (proposals made on this node).
@@ -142,16 +153,19 @@ struct Core {
 
 /// Builds the core from the recovered WAL and runs it until every handle is dropped.
 /// `ready` is signalled once the node leads (or follows) and has re-applied its log.
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     cfg: CoreConfig,
     recovered: Recovered,
     snap: Option<Manifest>,
     rx: flume::Receiver<CoreMsg>,
+    stripes: Vec<flume::Sender<StripeMsg>>,
     shards: Shards,
     status: Arc<ServerStatus>,
     ready: crossbeam::channel::Sender<std::result::Result<(), String>>,
 ) {
-    let mut core = match Core::new(&cfg, recovered, snap, shards, status).await {
+    let (persisted_tx, persisted_rx) = flume::unbounded();
+    let mut core = match Core::new(&cfg, recovered, snap, stripes, persisted_tx, shards, status) {
         Ok(core) => core,
         Err(e) => {
             let _ = ready.send(Err(e));
@@ -162,11 +176,18 @@ pub async fn run(
     let mut next_tick = Instant::now() + cfg.heartbeat;
     loop {
         let wait = next_tick.saturating_duration_since(Instant::now());
-        let first = match select(rx.recv_async(), Box::pin(glommio::timer::sleep(wait))).await {
-            Either::Left((Ok(msg), _)) => Some(msg),
-            Either::Left((Err(_), _)) => break, // every handle dropped: shut down
+        let client_or_disk = select(rx.recv_async(), persisted_rx.recv_async());
+        let first = match select(client_or_disk, Box::pin(glommio::timer::sleep(wait))).await {
+            Either::Left((Either::Left((Ok(msg), _)), _)) => Some(msg),
+            Either::Left((Either::Left((Err(_), _)), _)) => break, // every handle dropped: shut down
+            Either::Left((Either::Right((seq, _)), _)) => {
+                core.persisted.extend(seq.ok()); // the core holds a sender: never closed
+                None
+            }
             Either::Right(_) => None,
         };
+        core.persisted.extend(persisted_rx.try_iter());
+        core.release_persisted();
         for msg in first.into_iter().chain(rx.try_iter().take(MAX_MSGS_PER_TURN)) {
             core.take(msg);
         }
@@ -186,13 +207,16 @@ pub async fn run(
 }
 
 impl Core {
-    async fn new(
+    fn new(
         cfg: &CoreConfig,
         recovered: Recovered,
         snap: Option<Manifest>,
+        stripes: Vec<flume::Sender<StripeMsg>>,
+        persisted_tx: flume::Sender<u64>,
         shards: Shards,
         status: Arc<ServerStatus>,
     ) -> std::result::Result<Core, String> {
+        assert!(!stripes.is_empty());
         let storage = super::storage::restore(cfg.voters.clone(), &recovered, snap.as_ref())?;
         let raft_cfg = RaftConfig {
             applied: snap.as_ref().map_or(0, |m| m.index),
@@ -211,10 +235,6 @@ impl Core {
             // A lone voter need not wait for an election timeout.
             raw.campaign().map_err(|e| format!("raft campaign: {e}"))?;
         }
-        let last_index = recovered.entries.last().map_or(0, |e| e.index);
-        let wal = Stripe::open(cfg.wal_dir.clone(), recovered.tail, recovered.closed.clone(), last_index, cfg.wal_segment_bytes)
-            .await
-            .map_err(|e| format!("cannot open wal in {}: {e}", cfg.wal_dir.display()))?;
         let boot_nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
         let mut applier = Applier::new(shards.clone(), status.clone(), cfg.quota);
         if let Some(m) = &snap {
@@ -223,8 +243,12 @@ impl Core {
         }
         Ok(Core {
             raw,
-            wal,
+            stripes,
+            persisted_tx,
             wal_seq: recovered.last_seq,
+            in_flight: VecDeque::new(),
+            persisted: BTreeSet::new(),
+            batch_index: VecDeque::new(),
             applier,
             status,
             waiters: HashMap::new(),
@@ -302,31 +326,14 @@ impl Core {
         }
     }
 
+    /// Handles readies until raft has nothing more (bounded per turn).
     async fn on_ready(&mut self) {
-        if !self.raw.has_ready() {
-            return;
-        }
-        let mut rd = self.raw.ready();
-        if !rd.messages().is_empty() {
-            crate::log::debug("dropping raft messages: no peer transport yet", &[]);
-        }
-        for rs in rd.take_read_states() {
-            let ctx = u64::from_le_bytes(rs.request_ctx.as_slice().try_into().unwrap_or_default());
-            if let Some(waiters) = self.reads_in_flight.remove(&ctx) {
-                self.reads_ready.push((rs.index, waiters));
+        for _ in 0..MAX_READIES_PER_TURN {
+            if !self.raw.has_ready() {
+                break;
             }
+            self.handle_ready().await;
         }
-        self.apply(rd.take_committed_entries()).await;
-        let entries = rd.take_entries();
-        if !entries.is_empty() || rd.hs().is_some() {
-            self.persist(entries, rd.hs().cloned()).await;
-        }
-        let mut light = self.raw.advance(rd);
-        if let Some(commit) = light.commit_index() {
-            self.raw.mut_store().wl().mut_hard_state().set_commit(commit);
-        }
-        self.apply(light.take_committed_entries()).await;
-        self.raw.advance_apply();
         let r = &self.raw.raft;
         if r.leader_id != self.status.leader() && r.leader_id != raft::INVALID_ID {
             metrics::counter!(m::LEADER_CHANGES).increment(1);
@@ -336,19 +343,75 @@ impl Core {
         self.release_reads();
     }
 
-    /// WAL first (write + fdatasync), then raft's log storage.
-    async fn persist(&mut self, entries: Vec<Entry>, hs: Option<raft::eraftpb::HardState>) {
+    /// One ready with raft-rs's async API: committed entries (already durable) are applied;
+    /// new entries and the hard state go to raft's log storage at once and to a WAL stripe as
+    /// one batch, without waiting: raft counts them persisted only when the stripe reports the
+    /// fdatasync (`release_persisted`), so no client is answered before its entry is durable.
+    async fn handle_ready(&mut self) {
+        let mut rd = self.raw.ready();
+        if !rd.messages().is_empty() || !rd.persisted_messages().is_empty() {
+            crate::log::debug("dropping raft messages: no peer transport yet", &[]);
+        }
+        for rs in rd.take_read_states() {
+            let ctx = u64::from_le_bytes(rs.request_ctx.as_slice().try_into().unwrap_or_default());
+            if let Some(waiters) = self.reads_in_flight.remove(&ctx) {
+                self.reads_ready.push((rs.index, waiters));
+            }
+        }
+        let committed = rd.take_committed_entries();
+        if let Some(last) = committed.last().map(|e| e.index) {
+            self.apply(committed).await;
+            self.raw.advance_apply_to(last);
+        }
+        let entries = rd.take_entries();
+        let hs = rd.hs().cloned();
+        let seq = if entries.is_empty() && hs.is_none() { None } else { Some(self.dispatch(entries, hs).await) };
+        self.in_flight.push_back((rd.number(), seq));
+        self.raw.advance_append_async(rd);
+        self.release_persisted();
+    }
+
+    /// Appends to raft's log storage and queues the WAL batch on its stripe.
+    async fn dispatch(&mut self, entries: Vec<Entry>, hs: Option<raft::eraftpb::HardState>) -> u64 {
         self.wal_seq += 1;
-        let hard_state = hs.clone().unwrap_or_else(|| self.raw.raft.hard_state());
-        let batch = Batch { seq: self.wal_seq, hard_state, entries };
-        self.wal.append(&batch).await;
-        let mut store = self.raw.mut_store().wl();
-        if let Err(e) = store.append(&batch.entries) {
-            crate::log::error("raft log append failed", &[("error", e.to_string())]);
+        let seq = self.wal_seq;
+        {
+            let mut store = self.raw.mut_store().wl();
+            if let Err(e) = store.append(&entries) {
+                crate::log::error("raft log append failed", &[("error", e.to_string())]);
+                std::process::abort();
+            }
+            if let Some(hs) = &hs {
+                store.set_hardstate(hs.clone());
+            }
+        }
+        if let Some(e) = entries.last() {
+            self.batch_index.push_back((seq, e.index));
+        }
+        let hard_state = hs.unwrap_or_else(|| self.raw.raft.hard_state());
+        let stripe = &self.stripes[(seq % self.stripes.len() as u64) as usize];
+        let msg = StripeMsg::Append { batch: Batch { seq, hard_state, entries }, persisted: self.persisted_tx.clone() };
+        if stripe.send_async(msg).await.is_err() {
+            crate::log::error("a wal stripe stopped", &[("seq", seq.to_string())]);
             std::process::abort();
         }
-        if let Some(hs) = hs {
-            store.set_hardstate(hs);
+        seq
+    }
+
+    /// Reports to raft the longest prefix of in-flight readies whose batches are durable.
+    fn release_persisted(&mut self) {
+        let mut last = None;
+        while let Some(&(number, seq)) = self.in_flight.front() {
+            if let Some(seq) = seq {
+                if !self.persisted.remove(&seq) {
+                    break;
+                }
+            }
+            last = Some(number);
+            self.in_flight.pop_front();
+        }
+        if let Some(number) = last {
+            self.raw.on_persist_ready(number);
         }
     }
 
@@ -398,7 +461,9 @@ impl Core {
                     if let Err(e) = self.raw.mut_store().wl().compact(m.index) {
                         crate::log::warn("raft log compaction failed", &[("error", e.to_string())]);
                     }
-                    self.wal.release_through(m.index);
+                    for stripe in &self.stripes {
+                        let _ = stripe.send_async(StripeMsg::ReleaseBefore { seq: m.wal_seq_from }).await;
+                    }
                     crate::log::info("saved snapshot", &[("index", m.index.to_string()), ("revision", m.rev.to_string())]);
                     Ok(())
                 }
@@ -422,6 +487,11 @@ impl Core {
     async fn start_snapshot(&mut self) {
         let index = self.raw.raft.raft_log.applied;
         let term = self.raw.raft.raft_log.term(index).unwrap_or(0);
+        // The first WAL batch holding an entry after the snapshot: recovery starts there.
+        while self.batch_index.front().is_some_and(|&(_, last)| last <= index) {
+            self.batch_index.pop_front();
+        }
+        let wal_seq_from = self.batch_index.front().map_or(self.wal_seq + 1, |&(seq, _)| seq);
         let rev = self.applier.rev();
         let mut pending = Vec::new();
         let mut segments = Vec::new();
@@ -438,6 +508,7 @@ impl Core {
             compact_rev: self.applier.compact_rev(),
             alarms: self.applier.alarms(),
             segments,
+            wal_seq_from,
         };
         let done = Rc::new(RefCell::new(None));
         let slot = done.clone();

@@ -29,6 +29,8 @@ const FRONT_END_THREADS: usize = 2;
 /// How long open client connections may take to finish after SIGTERM/SIGINT.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 const METRICS_UPKEEP: Duration = Duration::from_secs(5);
+/// WAL batches queued per stripe (the raft core waits when a stripe falls this far behind).
+const STRIPE_QUEUE_CAPACITY: usize = 1024;
 
 pub fn wal_dir(cfg: &Config) -> PathBuf {
     cfg.wal_dir.clone().unwrap_or_else(|| cfg.data_dir.join("member").join("wal"))
@@ -76,9 +78,18 @@ fn start(cfg: Config) -> Result<(), String> {
     if let Some(m) = &snap {
         log::info("loaded snapshot", &[("index", m.index.to_string()), ("revision", m.rev.to_string())]);
     }
-    let stripe_dir = wal_dir(&cfg).join("0");
-    let recovered = crate::wal::recover::recover(&stripe_dir, cfg.wal_segment_bytes)?;
-    log::info("recovered wal", &[("entries", recovered.entries.len().to_string()), ("dir", stripe_dir.display().to_string())]);
+    let wal_dir = wal_dir(&cfg);
+    let start_seq = snap.as_ref().map_or(1, |m| m.wal_seq_from);
+    let recovered = crate::wal::recover::recover(&wal_dir, shards, cfg.wal_segment_bytes, start_seq)?;
+    log::info("recovered wal", &[("entries", recovered.entries.len().to_string()), ("dir", wal_dir.display().to_string())]);
+    // One WAL stripe per shard, written by that shard's executor.
+    let (stripe_txs, stripe_rxs): (Vec<_>, Vec<_>) = (0..shards).map(|_| flume::bounded(STRIPE_QUEUE_CAPACITY)).unzip();
+    let stripes: Vec<executor::StripeInit> = recovered.stripes[..shards]
+        .iter()
+        .cloned()
+        .zip(stripe_rxs)
+        .map(|(state, rx)| executor::StripeInit { state, rx, segment_bytes: cfg.wal_segment_bytes })
+        .collect();
 
     let status = Arc::new(ServerStatus::new(cluster.id, cluster.local_id, shards));
     let (core_tx, core_rx) = flume::bounded::<CoreMsg>(PROPOSAL_QUEUE_CAPACITY);
@@ -88,17 +99,15 @@ fn start(cfg: Config) -> Result<(), String> {
         voters: cluster.voters(),
         heartbeat: Duration::from_millis(cfg.heartbeat_interval_ms.max(1)),
         election_ticks: (cfg.election_timeout_ms / cfg.heartbeat_interval_ms.max(1)).max(2) as usize,
-        wal_dir: stripe_dir,
-        wal_segment_bytes: cfg.wal_segment_bytes,
         quota: Quota::from_flag(cfg.quota_backend_bytes),
         snap_dir,
         snapshot_count: cfg.snapshot_count,
     };
     let core_status = status.clone();
     let core: executor::CoreTask = Box::new(move |shards| {
-        Box::pin(node::run(core_cfg, recovered, snap, core_rx, shards, core_status, ready_tx))
+        Box::pin(node::run(core_cfg, recovered, snap, core_rx, stripe_txs, shards, core_status, ready_tx))
     });
-    let (shard_handles, threads) = executor::start(stores, status.clone(), core)?;
+    let (shard_handles, threads) = executor::start(stores, stripes, status.clone(), core)?;
     match ready_rx.recv() {
         Ok(Ok(())) => {}
         Ok(Err(e)) => return Err(e),

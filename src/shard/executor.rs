@@ -18,6 +18,8 @@ use crate::mvcc::segment::{self, SegmentInfo};
 use crate::mvcc::store::Store;
 use crate::status::ServerStatus;
 use crate::view::Local;
+use crate::wal::recover::StripeState;
+use crate::wal::stripe::{Stripe, StripeMsg};
 
 /// Memory glommio registers for io_uring per executor; fits the 8 MiB memlock limit.
 const IO_MEMORY_BYTES: usize = 1 << 20;
@@ -60,25 +62,35 @@ impl ShardThreads {
     }
 }
 
-/// Starts one executor per store in `stores` (the shard count), each serving its store.
-pub fn start(stores: Vec<Store>, status: Arc<ServerStatus>, core: CoreTask) -> Result<(Shards, ShardThreads), String> {
+/// What a shard needs to run its WAL stripe writer.
+pub struct StripeInit {
+    pub state: StripeState,
+    pub rx: flume::Receiver<StripeMsg>,
+    pub segment_bytes: u64,
+}
+
+/// Starts one executor per store in `stores` (the shard count), each serving its store and
+/// writing its WAL stripe.
+pub fn start(stores: Vec<Store>, stripes: Vec<StripeInit>, status: Arc<ServerStatus>, core: CoreTask) -> Result<(Shards, ShardThreads), String> {
     let count = stores.len();
-    assert!(count > 0);
+    assert!(count > 0 && stripes.len() == count);
     let (senders, receivers): (Vec<_>, Vec<_>) = (0..count).map(|_| flume::bounded(SHARD_QUEUE_CAPACITY)).unzip();
     let shards = Shards::new(senders);
     let cpus = usable_cpus();
     let mut core = Some(core);
     let mut handles = Vec::with_capacity(count);
-    for (id, (rx, store)) in receivers.into_iter().zip(stores).enumerate() {
+    for (id, ((rx, store), stripe)) in receivers.into_iter().zip(stores).zip(stripes).enumerate() {
         // Shared so the closure is Clone (pinning may be retried unpinned); taken once.
-        let boot = Arc::new(std::sync::Mutex::new((core.take().map(|c| (c, shards.clone())), Some(store))));
+        let boot = Arc::new(std::sync::Mutex::new((core.take().map(|c| (c, shards.clone())), Some((store, stripe)))));
         let status = status.clone();
         let run = move || async move {
-            let (core, store) = boot.lock().map(|mut b| (b.0.take(), b.1.take())).unwrap_or((None, None));
+            let (core, owned) = boot.lock().map(|mut b| (b.0.take(), b.1.take())).unwrap_or((None, None));
+            let (store, stripe) = owned.expect("an executor starts once");
+            glommio::spawn_local(run_stripe(stripe)).detach();
             if let Some((core, shards)) = core {
                 glommio::spawn_local(core(shards)).detach();
             }
-            serve(id, rx, status, store.expect("an executor starts once")).await;
+            serve(id, rx, status, store).await;
         };
         handles.push(spawn_pinned(id, cpus[id % cpus.len()], run)?);
     }
@@ -95,6 +107,18 @@ where
         crate::log::warn("cannot pin shard; running it unpinned", &[("shard", id.to_string()), ("error", e.to_string())]);
         builder(Placement::Unbound).spawn(run).map_err(|e| format!("cannot start shard {id}: {e}"))
     })
+}
+
+/// The shard's WAL stripe writer; a stripe that cannot be opened is fatal.
+async fn run_stripe(init: StripeInit) {
+    let dir = init.state.dir.clone();
+    match Stripe::open(init.state, init.segment_bytes).await {
+        Ok(stripe) => stripe.run(init.rx).await,
+        Err(e) => {
+            crate::log::error("cannot open wal stripe", &[("dir", dir.display().to_string()), ("error", e.to_string())]);
+            std::process::abort();
+        }
+    }
 }
 
 /// A shard's loop: owns the store, serves messages until every sender is gone. Snapshots run

@@ -1,15 +1,34 @@
-//! The writer of one WAL stripe, owned by one shard's glommio executor. Writes go through
-//! io_uring (glommio files); `append` returns only after fdatasync, and a failed write or sync
-//! aborts the process: after a failed fsync the page cache may have dropped the data, so
+//! The writer of one WAL stripe, a task on one shard's glommio executor. It takes every batch
+//! queued for it, writes them with one io_uring write and makes them durable with one fdatasync
+//! (group commit), then reports each batch's sequence number as persisted. A failed write or
+//! sync aborts the process: after a failed fsync the page cache may have dropped the data, so
 //! retrying could acknowledge a write that is not on disk.
+//!
+//! The next segment is zero-filled on a blocking thread once the current one is half full, so
+//! the hot path never extends or creates a file.
 
+use std::future::Future;
 use std::path::PathBuf;
+use std::pin::Pin;
 
 use glommio::io::{BufferedFile, OpenOptions};
 
 use super::record::{encode, Batch};
-use crate::metrics as m;
+use super::recover::StripeState;
 use super::{create_segment, segment_path, Position};
+use crate::metrics as m;
+
+/// Batches taken from the queue per write.
+const MAX_BATCHES_PER_WRITE: usize = 256;
+
+pub enum StripeMsg {
+    /// Write and sync `batch`, then send its sequence number on `persisted`.
+    Append { batch: Batch, persisted: flume::Sender<u64> },
+    /// Delete closed segments holding only batches below `seq` (covered by a snapshot).
+    ReleaseBefore { seq: u64 },
+}
+
+type Prepared = Pin<Box<dyn Future<Output = std::io::Result<()>>>>;
 
 pub struct Stripe {
     dir: PathBuf,
@@ -17,34 +36,57 @@ pub struct Stripe {
     pos: Position,
     segment_size_bytes: u64,
     buf: Vec<u8>,
-    /// Segments before the current one, with the last raft index each holds.
+    /// Segments before the current one, with the highest batch sequence each holds.
     closed: Vec<(u64, u64)>,
-    /// Last raft index written to the current segment (0 = none).
-    last_index: u64,
-    /// Size of new segments; a batch larger than this gets a segment of its own size.
+    /// Highest batch sequence written to the current segment (0 = none).
+    max_seq: u64,
+    /// Size of new segments; a write larger than this gets a segment of its own size.
     new_segment_bytes: u64,
+    /// The next segment being zero-filled in the background, if started.
+    prepared: Option<Prepared>,
 }
 
 impl Stripe {
-    /// Opens the stripe to append at `pos`; `closed` are the older segments (from recovery).
-    pub async fn open(
-        dir: PathBuf,
-        pos: Position,
-        closed: Vec<(u64, u64)>,
-        last_index: u64,
-        new_segment_bytes: u64,
-    ) -> std::io::Result<Stripe> {
-        let path = segment_path(&dir, pos.segment);
+    pub async fn open(state: StripeState, new_segment_bytes: u64) -> std::io::Result<Stripe> {
+        let path = segment_path(&state.dir, state.tail.segment);
         let file = OpenOptions::new().read(true).write(true).buffered_open(&path).await?;
         let segment_size_bytes = file.file_size().await?;
-        Ok(Stripe { dir, file, pos, segment_size_bytes, buf: Vec::new(), closed, last_index, new_segment_bytes })
+        Ok(Stripe {
+            dir: state.dir,
+            file,
+            pos: state.tail,
+            segment_size_bytes,
+            buf: Vec::new(),
+            closed: state.closed,
+            max_seq: state.tail_max_seq,
+            new_segment_bytes,
+            prepared: None,
+        })
     }
 
-    /// Deletes the closed segments whose entries all lie at or below `index` (covered by a
-    /// snapshot). The current segment always stays: it holds the newest hard state.
-    pub fn release_through(&mut self, index: u64) {
-        self.closed.retain(|&(segment, last)| {
-            if last > index {
+    /// Serves the stripe's queue until every sender is gone.
+    pub async fn run(mut self, rx: flume::Receiver<StripeMsg>) {
+        while let Ok(first) = rx.recv_async().await {
+            let mut appends = Vec::new();
+            for msg in std::iter::once(first).chain(rx.try_iter().take(MAX_BATCHES_PER_WRITE)) {
+                match msg {
+                    StripeMsg::Append { batch, persisted } => appends.push((batch, persisted)),
+                    StripeMsg::ReleaseBefore { seq } => self.release_before(seq),
+                }
+            }
+            if appends.is_empty() {
+                continue;
+            }
+            self.append(appends.iter().map(|(b, _)| b)).await;
+            for (batch, persisted) in appends {
+                let _ = persisted.send(batch.seq);
+            }
+        }
+    }
+
+    fn release_before(&mut self, seq: u64) {
+        self.closed.retain(|&(segment, max_seq)| {
+            if max_seq >= seq {
                 return true;
             }
             if let Err(e) = std::fs::remove_file(segment_path(&self.dir, segment)) {
@@ -55,20 +97,24 @@ impl Stripe {
         });
     }
 
-    /// Writes one batch and syncs it (group commit: one fdatasync for every entry in it).
-    pub async fn append(&mut self, batch: &Batch) {
+    /// Writes the batches as consecutive records with one write and one fdatasync.
+    async fn append<'a>(&mut self, batches: impl Iterator<Item = &'a Batch>) {
         self.buf.clear();
-        encode(batch, &mut self.buf);
-        let record_bytes = self.buf.len() as u64;
-        if self.pos.offset_bytes + record_bytes > self.segment_size_bytes {
-            self.roll(record_bytes).await;
+        let (mut entries, mut max_seq) = (0, 0);
+        for b in batches {
+            encode(b, &mut self.buf);
+            entries += b.entries.len();
+            max_seq = b.seq;
+        }
+        let bytes = self.buf.len() as u64;
+        if self.pos.offset_bytes + bytes > self.segment_size_bytes {
+            self.roll(bytes).await;
         }
         let data = std::mem::take(&mut self.buf);
         metrics::counter!(m::IO_URING_SUBMISSIONS, "kind" => "write").increment(1);
-        let written = self.file.write_at(data, self.pos.offset_bytes).await;
-        match written {
-            Ok(n) if n as u64 == record_bytes => {}
-            Ok(n) => fatal(&format!("short wal write: {n} of {record_bytes} bytes")),
+        match self.file.write_at(data, self.pos.offset_bytes).await {
+            Ok(n) if n as u64 == bytes => {}
+            Ok(n) => fatal(&format!("short wal write: {n} of {bytes} bytes")),
             Err(e) => fatal(&format!("wal write failed: {e}")),
         }
         metrics::counter!(m::IO_URING_SUBMISSIONS, "kind" => "fsync").increment(1);
@@ -77,19 +123,33 @@ impl Stripe {
             fatal(&format!("wal fdatasync failed: {e}"));
         }
         metrics::histogram!(m::WAL_FSYNC_SECONDS).record(sync_started.elapsed().as_secs_f64());
-        metrics::histogram!(m::WAL_BATCH_ENTRIES).record(batch.entries.len() as f64);
-        metrics::histogram!(m::WAL_BATCH_BYTES).record(record_bytes as f64);
-        self.pos.offset_bytes += record_bytes;
-        if let Some(e) = batch.entries.last() {
-            self.last_index = e.index;
+        metrics::histogram!(m::WAL_BATCH_ENTRIES).record(entries as f64);
+        metrics::histogram!(m::WAL_BATCH_BYTES).record(bytes as f64);
+        self.pos.offset_bytes += bytes;
+        self.max_seq = max_seq;
+        if self.prepared.is_none() && self.pos.offset_bytes > self.segment_size_bytes / 2 {
+            self.prepare_next();
         }
     }
 
-    /// Moves to a fresh zero-filled segment big enough for the next record.
-    async fn roll(&mut self, record_bytes: u64) {
+    /// Starts zero-filling the next segment on a blocking thread.
+    fn prepare_next(&mut self) {
+        let (dir, next, size) = (self.dir.clone(), self.pos.segment + 1, self.new_segment_bytes);
+        let task = glommio::executor().spawn_blocking(move || create_segment(&dir, next, size));
+        self.prepared = Some(Box::pin(task));
+    }
+
+    /// Moves to the next segment (prepared in the background unless `bytes` needs a bigger one).
+    async fn roll(&mut self, bytes: u64) {
         let next = self.pos.segment + 1;
-        let size = self.new_segment_bytes.max(record_bytes);
-        if let Err(e) = create_segment(&self.dir, next, size) {
+        if self.prepared.is_none() || bytes > self.new_segment_bytes {
+            if let Some(p) = self.prepared.take() {
+                let _ = p.await; // finish the regular one before replacing it
+            }
+            let (dir, size) = (self.dir.clone(), self.new_segment_bytes.max(bytes));
+            self.prepared = Some(Box::pin(glommio::executor().spawn_blocking(move || create_segment(&dir, next, size))));
+        }
+        if let Err(e) = self.prepared.take().expect("set above").await {
             fatal(&format!("cannot create wal segment {next}: {e}"));
         }
         let path = segment_path(&self.dir, next);
@@ -97,11 +157,16 @@ impl Stripe {
             Ok(f) => f,
             Err(e) => fatal(&format!("cannot open wal segment {}: {e}", path.display())),
         };
+        let size = match file.file_size().await {
+            Ok(s) => s,
+            Err(e) => fatal(&format!("cannot stat wal segment {}: {e}", path.display())),
+        };
         let old = std::mem::replace(&mut self.file, file);
         let _ = old.close().await;
-        self.closed.push((self.pos.segment, self.last_index));
+        self.closed.push((self.pos.segment, self.max_seq));
         self.pos = Position { segment: next, offset_bytes: 0 };
         self.segment_size_bytes = size;
+        self.max_seq = 0;
     }
 }
 
