@@ -326,10 +326,13 @@ impl Core {
         }
     }
 
-    /// Handles readies until raft has nothing more (bounded per turn).
+    /// Handles readies until raft has nothing more (bounded per turn). At most one WAL batch
+    /// per stripe is in flight: proposals arriving meanwhile wait in the queue and go out as
+    /// the next, larger batch — this is what keeps batches big under load.
     async fn on_ready(&mut self) {
         for _ in 0..MAX_READIES_PER_TURN {
-            if !self.raw.has_ready() {
+            let batches_in_flight = self.in_flight.iter().filter(|(_, seq)| seq.is_some()).count();
+            if !self.raw.has_ready() || batches_in_flight >= self.stripes.len() {
                 break;
             }
             self.handle_ready().await;
