@@ -2,16 +2,17 @@
 //! generations. A tombstone is a record with `version == 0`; the next put starts a new
 //! generation (version 1, create_revision = that revision).
 
+use super::value::Value;
 use crate::proto::mvccpb::KeyValue;
 
-#[derive(Debug, Clone, PartialEq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Record {
     pub mod_rev: i64,
     pub create_rev: i64,
     /// 0 marks a tombstone (the key was deleted at `mod_rev`).
     pub version: i64,
     pub lease: i64,
-    pub value: Vec<u8>,
+    pub value: Value,
 }
 
 impl Record {
@@ -20,6 +21,7 @@ impl Record {
     }
 
     pub fn size_bytes(&self) -> u64 {
+        // Logical size (wherever the value lives): what db size and the quota count.
         (self.value.len() + std::mem::size_of::<Record>()) as u64
     }
 
@@ -30,7 +32,7 @@ impl Record {
             create_revision: self.create_rev,
             mod_revision: self.mod_rev,
             version: self.version,
-            value: if keys_only { Vec::new() } else { self.value.clone() },
+            value: if keys_only { Vec::new() } else { self.value.as_slice().to_vec() },
             lease: self.lease,
         }
     }
@@ -83,6 +85,12 @@ impl KeyHistory {
         self.records.is_empty()
     }
 
+    /// The record written at exactly `mod_rev`.
+    pub fn record_mut(&mut self, mod_rev: i64) -> Option<&mut Record> {
+        let i = self.records.binary_search_by_key(&mod_rev, |r| r.mod_rev).ok()?;
+        Some(&mut self.records[i])
+    }
+
     /// The records a read at or below `rev` may need (for snapshots at `rev`).
     pub fn upto(&self, rev: i64) -> &[Record] {
         &self.records[..self.records.partition_point(|r| r.mod_rev <= rev)]
@@ -103,7 +111,7 @@ mod tests {
     use super::*;
 
     fn rec(mod_rev: i64, version: i64) -> Record {
-        Record { mod_rev, create_rev: 2, version, lease: 0, value: vec![1] }
+        Record { mod_rev, create_rev: 2, version, lease: 0, value: vec![1].into() }
     }
 
     #[test]

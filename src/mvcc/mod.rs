@@ -6,6 +6,7 @@
 pub mod index;
 pub mod segment;
 pub mod store;
+pub mod value;
 
 use std::ops::Bound;
 

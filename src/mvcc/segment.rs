@@ -2,37 +2,59 @@
 //! shard with the history a read at or below the snapshot revision may need.
 //!
 //! ```text
-//! "BSEG0001" | block* | end
-//! block = len u32 | crc32c u32 | rkyv(Chunk) (len bytes)      little endian
-//! end   = len 0   | crc 0
+//! "BSEG0002" | block* | end
+//! block = pad | len u32 | crc32c u32 | rkyv(Chunk) (len bytes)   little endian; pad = zeros so
+//!         that the rkyv bytes start 16-byte aligned in the file
+//! end   = pad | len 0 | crc 0
 //! ```
 //!
-//! Chunks hold up to `CHUNK_KEYS` keys in key order. The writer reads the store chunk by
-//! chunk between writes, so the shard keeps serving while its snapshot is written (physical
+//! Chunks hold up to `CHUNK_KEYS` keys in key order. The writer reads the store chunk by chunk
+//! between writes, so the shard keeps serving while its snapshot is written (physical
 //! compaction waits until the snapshot is done, so history at the snapshot revision stays).
-//! Blocks are validated (CRC, then rkyv's checked access) when read back at boot.
+//! Readers map the file and check each block (CRC, then rkyv's validated access) in place:
+//! values are not copied but referenced in the mapping (`value::MappedBytes`).
 
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use rkyv::rancor;
 
 use super::index::Record;
 use super::store::Store;
+use super::value::{Mapping, MappedBytes, Value};
 
-const MAGIC: &[u8; 8] = b"BSEG0001";
+const MAGIC: &[u8; 8] = b"BSEG0002";
 /// Keys per chunk (one rkyv block, one write).
 const CHUNK_KEYS: usize = 4096;
+const ALIGN: usize = 16;
+const BLOCK_HEAD: usize = 8;
 
-#[derive(Debug, Clone, PartialEq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+/// A key with its history, as loaded from a segment or cut for one.
+#[derive(Debug, Clone, PartialEq)]
 pub struct SegKey {
     pub key: Vec<u8>,
     pub records: Vec<Record>,
 }
 
 #[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
-struct Chunk {
-    keys: Vec<SegKey>,
+pub struct SegRecord {
+    pub mod_rev: i64,
+    pub create_rev: i64,
+    pub version: i64,
+    pub lease: i64,
+    pub value: Vec<u8>,
+}
+
+#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct SegEntry {
+    pub key: Vec<u8>,
+    pub records: Vec<SegRecord>,
+}
+
+#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct Chunk {
+    pub keys: Vec<SegEntry>,
 }
 
 #[derive(Debug, Clone)]
@@ -42,10 +64,25 @@ pub struct SegmentInfo {
     pub keys: u64,
 }
 
-fn frame(payload: &[u8], out: &mut Vec<u8>) {
+/// Zero bytes that put a block's payload at an aligned file offset.
+fn pad_before_block(pos: usize) -> usize {
+    (ALIGN - (pos + BLOCK_HEAD) % ALIGN) % ALIGN
+}
+
+fn frame(payload: &[u8], pos: usize, out: &mut Vec<u8>) {
+    out.resize(out.len() + pad_before_block(pos + out.len()), 0);
     out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
     out.extend_from_slice(&crc32c::crc32c(payload).to_le_bytes());
     out.extend_from_slice(payload);
+}
+
+fn to_seg(k: SegKey) -> SegEntry {
+    let records = k
+        .records
+        .into_iter()
+        .map(|r| SegRecord { mod_rev: r.mod_rev, create_rev: r.create_rev, version: r.version, lease: r.lease, value: r.value.as_slice().to_vec() })
+        .collect();
+    SegEntry { key: k.key, records }
 }
 
 /// Writes `store` as of `rev` to `path` through io_uring and fdatasyncs it.
@@ -59,12 +96,13 @@ pub async fn write(path: PathBuf, store: &RefCell<Store>, rev: i64) -> std::io::
         let chunk = store.borrow().snapshot_chunk(after.as_deref(), rev, CHUNK_KEYS);
         let Some(last) = chunk.last() else { break };
         after = Some(last.key.clone());
-        keys += chunk.iter().filter(|k| !k.records.is_empty()).count() as u64;
-        let bytes = rkyv::to_bytes::<rancor::Error>(&Chunk { keys: chunk }).map_err(std::io::Error::other)?;
-        frame(&bytes, &mut buf);
+        let entries: Vec<SegEntry> = chunk.into_iter().filter(|k| !k.records.is_empty()).map(to_seg).collect();
+        keys += entries.len() as u64;
+        let bytes = rkyv::to_bytes::<rancor::Error>(&Chunk { keys: entries }).map_err(std::io::Error::other)?;
+        frame(&bytes, pos as usize, &mut buf);
         pos += write_all(&file, std::mem::take(&mut buf), pos).await?;
     }
-    buf.extend_from_slice(&[0u8; 8]);
+    frame(&[], pos as usize, &mut buf); // the end marker: len 0, crc32c("") = 0
     pos += write_all(&file, buf, pos).await?;
     metrics::counter!(crate::metrics::IO_URING_SUBMISSIONS, "kind" => "fsync").increment(1);
     file.fdatasync().await?;
@@ -82,30 +120,70 @@ async fn write_all(file: &glommio::io::BufferedFile, data: Vec<u8>, pos: u64) ->
     Ok(len as u64)
 }
 
-/// Reads a segment back, validating every block.
-pub fn read(path: &Path) -> Result<Vec<SegKey>, String> {
-    let bad = |why: String| format!("snapshot segment {}: {why}", path.display());
-    let data = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
-    if data.get(..8) != Some(&MAGIC[..]) {
-        return Err(bad("not a ballast segment".into()));
+/// A mapped segment, read block by block with every block validated.
+pub struct Reader {
+    path: PathBuf,
+    map: Arc<Mapping>,
+    pos: usize,
+}
+
+impl Reader {
+    pub fn open(path: &Path) -> Result<Reader, String> {
+        let map = Mapping::open(path).map_err(|e| format!("snapshot segment {}: {e}", path.display()))?;
+        if map.bytes().get(..MAGIC.len()) != Some(&MAGIC[..]) {
+            return Err(format!("snapshot segment {}: not a ballast segment", path.display()));
+        }
+        Ok(Reader { path: path.to_path_buf(), map, pos: MAGIC.len() })
     }
-    let mut keys = Vec::new();
-    let mut off = 8;
-    loop {
-        let head = data.get(off..off + 8).ok_or_else(|| bad(format!("truncated at offset {off}")))?;
+
+    pub fn mapping(&self) -> &Arc<Mapping> {
+        &self.map
+    }
+
+    /// The next chunk, validated in place; `None` at the end marker.
+    pub fn next_chunk(&mut self) -> Result<Option<&ArchivedChunk>, String> {
+        let bad = |why: String| format!("snapshot segment {}: {why}", self.path.display());
+        let data = self.map.bytes();
+        let off = self.pos + pad_before_block(self.pos);
+        let head = data.get(off..off + BLOCK_HEAD).ok_or_else(|| bad(format!("truncated at offset {off}")))?;
         let len = u32::from_le_bytes(head[..4].try_into().unwrap()) as usize;
         let crc = u32::from_le_bytes(head[4..].try_into().unwrap());
         if len == 0 {
-            return Ok(keys);
+            return Ok(None);
         }
-        let body = data.get(off + 8..off + 8 + len).ok_or_else(|| bad(format!("truncated at offset {off}")))?;
+        let body = data.get(off + BLOCK_HEAD..off + BLOCK_HEAD + len).ok_or_else(|| bad(format!("truncated at offset {off}")))?;
         if crc32c::crc32c(body) != crc {
             return Err(bad(format!("checksum mismatch at offset {off}")));
         }
-        let mut aligned = rkyv::util::AlignedVec::<16>::with_capacity(len);
-        aligned.extend_from_slice(body);
-        let chunk = rkyv::from_bytes::<Chunk, rancor::Error>(&aligned).map_err(|e| bad(format!("offset {off}: {e}")))?;
-        keys.extend(chunk.keys);
-        off += 8 + len;
+        let chunk = rkyv::access::<ArchivedChunk, rancor::Error>(body).map_err(|e| bad(format!("offset {off}: {e}")))?;
+        self.pos = off + BLOCK_HEAD + len;
+        Ok(Some(chunk))
     }
+}
+
+/// A key of a segment, with its values left in the mapping.
+pub fn load_key(map: &Arc<Mapping>, e: &ArchivedSegEntry) -> SegKey {
+    let records = e
+        .records
+        .iter()
+        .map(|r| Record {
+            mod_rev: r.mod_rev.to_native(),
+            create_rev: r.create_rev.to_native(),
+            version: r.version.to_native(),
+            lease: r.lease.to_native(),
+            value: Value::Mapped(MappedBytes::new(map, r.value.as_slice())),
+        })
+        .collect();
+    SegKey { key: e.key.as_slice().to_vec(), records }
+}
+
+/// Every key of a segment (values mapped, not copied).
+pub fn read(path: &Path) -> Result<Vec<SegKey>, String> {
+    let mut reader = Reader::open(path)?;
+    let map = reader.mapping().clone();
+    let mut keys = Vec::new();
+    while let Some(chunk) = reader.next_chunk()? {
+        keys.extend(chunk.keys.iter().map(|e| load_key(&map, e)));
+    }
+    Ok(keys)
 }

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use super::index::{KeyHistory, Record};
 use super::segment::SegKey;
+use super::value::Value;
 use super::KeyRange;
 use crate::error::{Error, Result};
 use crate::proto::mvccpb::KeyValue;
@@ -95,9 +96,9 @@ impl Store {
     ) -> Result<WriteResult> {
         let prev = self.keys.get(&key).and_then(|h| h.latest());
         let (value, lease) = match (prev, value, lease) {
-            (_, Some(v), Some(l)) => (v, l),
+            (_, Some(v), Some(l)) => (Value::from(v), l),
             (None, _, _) => return Err(Error::KeyNotFound),
-            (Some(p), v, l) => (v.unwrap_or_else(|| p.value.clone()), l.unwrap_or(p.lease)),
+            (Some(p), v, l) => (v.map_or_else(|| p.value.clone(), Value::from), l.unwrap_or(p.lease)),
         };
         let (create_rev, version) = prev.map_or((rev, 1), |p| (p.create_rev, p.version + 1));
         let prev_out = prev.filter(|_| prev_kv).map(|p| p.to_kv(&key, false));
@@ -119,7 +120,7 @@ impl Store {
             if prev_kv {
                 prev_kvs.push(live.to_kv(key, false));
             }
-            let tomb = Record { mod_rev: rev, create_rev: 0, version: 0, lease: 0, value: Vec::new() };
+            let tomb = Record { mod_rev: rev, create_rev: 0, version: 0, lease: 0, value: Vec::new().into() };
             self.size_bytes += tomb.size_bytes();
             hist.push(tomb);
             count += 1;
@@ -154,6 +155,20 @@ impl Store {
             .take(max_keys)
             .map(|(k, h)| SegKey { key: k.clone(), records: h.upto(rev).to_vec() })
             .collect()
+    }
+
+    /// Points the values of `e`'s records (as written to a segment) into the segment's
+    /// mapping instead of the heap. Records changed or gone since are left alone.
+    pub fn adopt_mapped(&mut self, map: &std::sync::Arc<super::value::Mapping>, e: &super::segment::ArchivedSegEntry) {
+        let Some(hist) = self.keys.get_mut(e.key.as_slice()) else { return };
+        for r in e.records.iter() {
+            let Some(rec) = hist.record_mut(r.mod_rev.to_native()) else { continue };
+            if let Value::Inline(bytes) = &rec.value {
+                if bytes[..] == r.value[..] {
+                    rec.value = Value::Mapped(super::value::MappedBytes::new(map, r.value.as_slice()));
+                }
+            }
+        }
     }
 
     /// Rebuilds a store from snapshot contents.

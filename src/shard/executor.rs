@@ -203,8 +203,30 @@ impl ShardState {
         let started = std::time::Instant::now();
         let result = segment::write(path.clone(), &self.store, rev).await.map_err(|e| format!("{}: {e}", path.display()));
         metrics::histogram!(crate::metrics::BACKEND_COMMIT_SECONDS).record(started.elapsed().as_secs_f64());
+        if result.is_ok() {
+            if let Err(e) = self.adopt_segment(&path).await {
+                crate::log::warn("values stay on the heap: cannot map the new segment", &[("error", e)]);
+            }
+        }
         self.snapshots.set(self.snapshots.get() - 1);
         result
+    }
+
+    /// Moves the values just written to a segment off the heap: they are read from the
+    /// segment's mapping from now on. Chunk by chunk, yielding between chunks.
+    async fn adopt_segment(&self, path: &std::path::Path) -> Result<(), String> {
+        let mut reader = segment::Reader::open(path)?;
+        let map = reader.mapping().clone();
+        while let Some(chunk) = reader.next_chunk()? {
+            let mut store = self.store.borrow_mut();
+            for e in chunk.keys.iter() {
+                store.adopt_mapped(&map, e);
+            }
+            drop(store);
+            self.publish();
+            yield_now().await;
+        }
+        Ok(())
     }
 
     /// Physical compaction in chunks of `COMPACT_CHUNK_KEYS`, yielding between chunks so writes
