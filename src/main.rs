@@ -2,6 +2,11 @@
 
 use std::io::Write;
 
+/// mimalloc: measured with bench/ (1M-key load, 1 shard) against glibc's malloc, 26 vs 35 µs
+/// of server CPU per put and 40k vs 32k puts/s; resident memory about the same.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use ballast::config::{self, Parsed};
 
 /// Prints to stdout; a closed pipe (`ballast --help | head`) is not an error.

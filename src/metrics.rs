@@ -27,6 +27,7 @@ pub const KEYS_TOTAL: &str = "etcd_debugging_mvcc_keys_total";
 pub const PEER_RTT_SECONDS: &str = "etcd_network_peer_round_trip_time_seconds";
 pub const PEER_SENT_BYTES: &str = "etcd_network_peer_sent_bytes_total";
 pub const PEER_RECEIVED_BYTES: &str = "etcd_network_peer_received_bytes_total";
+pub const PEER_SENT_FAILURES: &str = "etcd_network_peer_sent_failures_total";
 pub const CLIENT_GRPC_SENT_BYTES: &str = "etcd_network_client_grpc_sent_bytes_total";
 pub const CLIENT_GRPC_RECEIVED_BYTES: &str = "etcd_network_client_grpc_received_bytes_total";
 // --- go-grpc-prometheus (labels grpc_type, grpc_service, grpc_method[, grpc_code])
@@ -100,6 +101,10 @@ pub fn install(compat_version: &str, quota_bytes: u64) -> Result<PrometheusHandl
     metrics::gauge!(SERVER_VERSION, "server_version" => compat_version.to_string()).set(1.0);
     metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
     metrics::gauge!(QUOTA_BACKEND_BYTES).set(quota_bytes as f64);
+    // Series etcd exports from start-up, at 0 (queries and alerts expect them to exist).
+    metrics::counter!(PROPOSALS_FAILED).absolute(0);
+    metrics::counter!(LEADER_CHANGES).absolute(0);
+    crate::server::grpc_metrics::preregister();
     Ok(handle)
 }
 
@@ -122,6 +127,7 @@ fn describe() {
     h!(PEER_RTT_SECONDS, Unit::Seconds, "Round-Trip-Time histogram between peers");
     c!(PEER_SENT_BYTES, Unit::Bytes, "The total number of bytes sent to peers.");
     c!(PEER_RECEIVED_BYTES, Unit::Bytes, "The total number of bytes received from peers.");
+    c!(PEER_SENT_FAILURES, "The total number of send failures from peers.");
     c!(CLIENT_GRPC_SENT_BYTES, Unit::Bytes, "The total number of bytes sent to grpc clients.");
     c!(CLIENT_GRPC_RECEIVED_BYTES, Unit::Bytes, "The total number of bytes received from grpc clients.");
     c!(GRPC_STARTED, "Total number of RPCs started on the server.");
@@ -131,6 +137,7 @@ fn describe() {
     h!(GRPC_HANDLING_SECONDS, Unit::Seconds, "Histogram of response latency (seconds) of gRPC that had been application-level handled by the server.");
     g!(PROCESS_RESIDENT_MEMORY, Unit::Bytes, "Resident memory size in bytes.");
     g!(PROCESS_VIRTUAL_MEMORY, Unit::Bytes, "Virtual memory size in bytes.");
+    // A gauge here (the exporter's counters are integers); rate() works the same on it.
     g!(PROCESS_CPU_SECONDS, Unit::Seconds, "Total user and system CPU time spent in seconds.");
     g!(PROCESS_OPEN_FDS, "Number of open file descriptors.");
     g!(PROCESS_MAX_FDS, "Maximum number of open file descriptors.");

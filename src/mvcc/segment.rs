@@ -185,5 +185,6 @@ pub fn read(path: &Path) -> Result<Vec<SegKey>, String> {
     while let Some(chunk) = reader.next_chunk()? {
         keys.extend(chunk.keys.iter().map(|e| load_key(&map, e)));
     }
+    map.release_resident();
     Ok(keys)
 }

@@ -163,10 +163,9 @@ impl Store {
         let Some(hist) = self.keys.get_mut(e.key.as_slice()) else { return };
         for r in e.records.iter() {
             let Some(rec) = hist.record_mut(r.mod_rev.to_native()) else { continue };
-            if let Value::Inline(bytes) = &rec.value {
-                if bytes[..] == r.value[..] {
-                    rec.value = Value::Mapped(super::value::MappedBytes::new(map, r.value.as_slice()));
-                }
+            // A record is immutable once written: same key and revision, same value.
+            if matches!(rec.value, Value::Inline(_)) && rec.value.len() == r.value.len() {
+                rec.value = Value::Mapped(super::value::MappedBytes::new(map, r.value.as_slice()));
             }
         }
     }

@@ -75,6 +75,14 @@ impl Mapping {
         Ok(Arc::new(Mapping { ptr: ptr as *const u8, len }))
     }
 
+    /// Drops the mapping's pages from this process's resident set (they stay in the page
+    /// cache and fault back in on access). Called after a pass that touched them all.
+    pub fn release_resident(&self) {
+        // SAFETY: advises on exactly the mapped region; MADV_DONTNEED on a private read-only
+        // file mapping only discards page table entries (contents are refetched from the file).
+        unsafe { libc::madvise(self.ptr as *mut libc::c_void, self.len, libc::MADV_DONTNEED) };
+    }
+
     pub fn bytes(&self) -> &[u8] {
         // SAFETY: ptr..ptr+len is mapped readable for the life of self.
         unsafe { std::slice::from_raw_parts(self.ptr, self.len) }

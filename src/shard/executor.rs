@@ -226,6 +226,10 @@ impl ShardState {
             self.publish();
             yield_now().await;
         }
+        map.release_resident();
+        // The values' heap memory is free now; hand it back to the OS (glibc keeps it otherwise).
+        // SAFETY: malloc_trim has no preconditions.
+        unsafe { libc::malloc_trim(0) };
         Ok(())
     }
 
