@@ -418,15 +418,7 @@ async fn dashboard_and_alert_queries_work_on_a_live_prometheus() {
     }
 
     // Fill the quota until writes fail with NOSPACE; then the quota alert must fire.
-    let value = vec![b'q'; 2048];
-    let mut written = 0;
-    let err = loop {
-        assert!(written < 1000, "the quota never filled");
-        match c.put(format!("fill/{written:04}"), value.clone(), None).await {
-            Ok(_) => written += 1,
-            Err(e) => break e,
-        }
-    };
+    let (_, err) = common::fill_until_error(&mut c, 2048).await;
     assert!(err.to_string().contains("etcdserver: mvcc: database space exceeded"), "{err}");
     p.wait_for("etcdDatabaseQuotaLowSpace to fire", 60, |p| p.alert_state("etcdDatabaseQuotaLowSpace").contains(&"firing".to_string()));
     let ratio = p.query(&format!("etcd_mvcc_db_total_size_in_bytes{{job=\"{JOB}\"}} / etcd_server_quota_backend_bytes{{job=\"{JOB}\"}}"));

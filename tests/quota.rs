@@ -12,15 +12,7 @@ const QUOTA_BYTES: &str = "200000";
 async fn nospace_alarm_caps_writes_until_disarmed() {
     let mut s = common::Server::start(&["--quota-backend-bytes", QUOTA_BYTES]);
     let mut c = s.client().await;
-    let value = vec![b'v'; 1024];
-    let mut written = 0;
-    let err = loop {
-        assert!(written < 1000, "the quota never filled");
-        match c.put(format!("fill/{written:04}"), value.clone(), None).await {
-            Ok(_) => written += 1,
-            Err(e) => break e,
-        }
-    };
+    let (written, err) = common::fill_until_error(&mut c, 1024).await;
     assert!(err.to_string().contains("etcdserver: mvcc: database space exceeded"), "{err}");
     assert!(written > 50, "only {written} writes fit under the quota");
     assert_eq!(s.ctl(&["alarm", "list"]).trim(), format!("memberID:{} alarm:NOSPACE", s.member_id_dec()));

@@ -207,6 +207,18 @@ impl Server {
     }
 }
 
+/// Puts `value_bytes`-byte values under fill/ until a put fails (bounded: 1000 puts); returns
+/// how many succeeded and the error.
+pub async fn fill_until_error(c: &mut etcd_client::Client, value_bytes: usize) -> (i64, etcd_client::Error) {
+    let value = vec![b'f'; value_bytes];
+    for written in 0..1000 {
+        if let Err(e) = c.put(format!("fill/{written:04}"), value.clone(), None).await {
+            return (written, e);
+        }
+    }
+    panic!("1000 puts of {value_bytes} bytes never failed");
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         self.kill();
