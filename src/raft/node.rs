@@ -174,17 +174,21 @@ pub async fn run(
     };
     let mut ready = Some(ready);
     let mut next_tick = Instant::now() + cfg.heartbeat;
+    // One timer for the whole loop, re-armed when it fires: cheaper than a new one per turn.
+    let mut tick_timer = glommio::timer::Timer::new(cfg.heartbeat);
     loop {
-        let wait = next_tick.saturating_duration_since(Instant::now());
         let client_or_disk = select(rx.recv_async(), persisted_rx.recv_async());
-        let first = match select(client_or_disk, Box::pin(glommio::timer::sleep(wait))).await {
+        let first = match select(client_or_disk, &mut tick_timer).await {
             Either::Left((Either::Left((Ok(msg), _)), _)) => Some(msg),
             Either::Left((Either::Left((Err(_), _)), _)) => break, // every handle dropped: shut down
             Either::Left((Either::Right((seq, _)), _)) => {
                 core.persisted.extend(seq.ok()); // the core holds a sender: never closed
                 None
             }
-            Either::Right(_) => None,
+            Either::Right(_) => {
+                tick_timer.reset(cfg.heartbeat); // it fires at the tick, which happens below
+                None
+            }
         };
         core.persisted.extend(persisted_rx.try_iter());
         core.release_persisted();
