@@ -274,9 +274,16 @@ impl Core {
         })
     }
 
+    /// A leader, that has committed an entry of its own term, with everything committed applied.
     fn is_serving(&self) -> bool {
         let r = &self.raw.raft;
-        r.leader_id != raft::INVALID_ID && r.raft_log.applied >= r.raft_log.committed
+        r.leader_id != raft::INVALID_ID && self.committed_in_current_term() && r.raft_log.applied >= r.raft_log.committed
+    }
+
+    /// raft-rs drops a ReadIndex (silently) until the leader has committed an entry of its term.
+    fn committed_in_current_term(&self) -> bool {
+        let r = &self.raw.raft;
+        r.raft_log.term(r.raft_log.committed).is_ok_and(|t| t == r.term)
     }
 
     fn take(&mut self, msg: CoreMsg) {
@@ -302,7 +309,8 @@ impl Core {
 
     fn flush_turn(&mut self) {
         self.propose_batch();
-        if !self.reads.is_empty() {
+        // Reads wait (in `reads`) until raft would not drop them; the next turn retries.
+        if !self.reads.is_empty() && self.committed_in_current_term() {
             let ctx = self.next_read_ctx;
             self.next_read_ctx += 1;
             self.reads_in_flight.insert(ctx, std::mem::take(&mut self.reads));
