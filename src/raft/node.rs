@@ -61,11 +61,14 @@ pub enum CoreMsg {
 #[derive(Clone)]
 pub struct RaftHandle {
     tx: flume::Sender<CoreMsg>,
+    /// etcd's request timeout: 5 s + 2 × election timeout; then "etcdserver: request timed out"
+    /// (the request may still be applied later, as in etcd).
+    timeout: Duration,
 }
 
 impl RaftHandle {
-    pub fn new(tx: flume::Sender<CoreMsg>) -> RaftHandle {
-        RaftHandle { tx }
+    pub fn new(tx: flume::Sender<CoreMsg>, election_timeout: Duration) -> RaftHandle {
+        RaftHandle { tx, timeout: Duration::from_secs(5) + 2 * election_timeout }
     }
 
     async fn call<T>(&self, msg: impl FnOnce(oneshot::Sender<Result<T>>) -> CoreMsg) -> Result<T> {
@@ -74,7 +77,10 @@ impl RaftHandle {
             flume::TrySendError::Full(_) => Error::TooManyRequests,
             flume::TrySendError::Disconnected(_) => Error::Stopped,
         })?;
-        rx.await.map_err(|_| Error::Stopped)?
+        match tokio::time::timeout(self.timeout, rx).await {
+            Ok(reply) => reply.map_err(|_| Error::Stopped)?,
+            Err(_) => Err(Error::Timeout),
+        }
     }
 
     /// Proposes a write; resolves once it is durable, committed and applied.

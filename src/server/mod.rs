@@ -116,7 +116,7 @@ fn start(cfg: Config) -> Result<(), String> {
     log::info("enabled capabilities for version 3.5", &[("cluster-version", "3.5".into())]);
 
     let ctx = Arc::new(Ctx {
-        raft: RaftHandle::new(core_tx),
+        raft: RaftHandle::new(core_tx, Duration::from_millis(cfg.election_timeout_ms)),
         shards: shard_handles,
         status,
         cluster,
