@@ -72,12 +72,16 @@ impl RaftHandle {
     }
 
     async fn call<T>(&self, msg: impl FnOnce(oneshot::Sender<Result<T>>) -> CoreMsg) -> Result<T> {
+        self.call_within(self.timeout, msg).await
+    }
+
+    async fn call_within<T>(&self, timeout: Duration, msg: impl FnOnce(oneshot::Sender<Result<T>>) -> CoreMsg) -> Result<T> {
         let (tx, rx) = oneshot::channel();
         self.tx.try_send(msg(tx)).map_err(|e| match e {
             flume::TrySendError::Full(_) => Error::TooManyRequests,
             flume::TrySendError::Disconnected(_) => Error::Stopped,
         })?;
-        match tokio::time::timeout(self.timeout, rx).await {
+        match tokio::time::timeout(timeout, rx).await {
             Ok(reply) => reply.map_err(|_| Error::Stopped)?,
             Err(_) => Err(Error::Timeout),
         }
@@ -90,7 +94,8 @@ impl RaftHandle {
 
     /// Writes a fresh snapshot (rewriting every segment) and releases the log before it.
     pub async fn snapshot(&self) -> Result<()> {
-        self.call(|reply| CoreMsg::Snapshot { reply }).await
+        // Writing every segment takes as long as the data needs: no request timeout.
+        self.call_within(Duration::MAX, |reply| CoreMsg::Snapshot { reply }).await
     }
 
     /// Resolves once everything committed before the call is applied (raft ReadIndex).
