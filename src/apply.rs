@@ -214,7 +214,7 @@ impl Applier {
             Ok(AlarmAction::Activate) if a.alarm != AlarmType::None as i32 => {
                 if !self.alarms.contains(&member) {
                     crate::log::warn("alarm raised", &[("alarm", alarm_name(a.alarm)), ("from", format!("{:x}", a.member_id))]);
-                    self.alarms.push(member.clone());
+                    self.alarms.push(member);
                 }
                 vec![member]
             }

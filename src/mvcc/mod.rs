@@ -10,6 +10,9 @@ pub mod value;
 
 use std::ops::Bound;
 
+/// Lower and upper bound of a key range, as BTreeMap::range takes them.
+pub type KeyBounds<'a> = (Bound<&'a [u8]>, Bound<&'a [u8]>);
+
 /// The keys a request names, decoded from etcd's (key, range_end) convention.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeyRange {
@@ -29,7 +32,7 @@ impl KeyRange {
     }
 
     /// The BTreeMap bounds; `None` when the range is empty (end <= start).
-    pub fn bounds(&self) -> Option<(Bound<&[u8]>, Bound<&[u8]>)> {
+    pub fn bounds(&self) -> Option<KeyBounds<'_>> {
         match self {
             KeyRange::Single(k) => Some((Bound::Included(k), Bound::Included(k))),
             KeyRange::Span { start, end: None } => Some((Bound::Included(start), Bound::Unbounded)),

@@ -218,18 +218,16 @@ impl ShardState {
         let mut reader = segment::Reader::open(path)?;
         let map = reader.mapping().clone();
         while let Some(chunk) = reader.next_chunk()? {
-            let mut store = self.store.borrow_mut();
-            for e in chunk.keys.iter() {
-                store.adopt_mapped(&map, e);
+            {
+                let mut store = self.store.borrow_mut();
+                for e in chunk.keys.iter() {
+                    store.adopt_mapped(&map, e);
+                }
             }
-            drop(store);
             self.publish();
             yield_now().await;
         }
         map.release_resident();
-        // The values' heap memory is free now; hand it back to the OS (glibc keeps it otherwise).
-        // SAFETY: malloc_trim has no preconditions.
-        unsafe { libc::malloc_trim(0) };
         Ok(())
     }
 

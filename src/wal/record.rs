@@ -102,16 +102,11 @@ impl<'a> Reader<'a> {
 fn parse_batch(payload: &[u8]) -> Option<Batch> {
     let mut r = Reader(payload);
     let seq = r.u64()?;
-    let mut hard_state = HardState::default();
-    hard_state.term = r.u64()?;
-    hard_state.vote = r.u64()?;
-    hard_state.commit = r.u64()?;
+    let hard_state = HardState { term: r.u64()?, vote: r.u64()?, commit: r.u64()?, ..Default::default() };
     let n = r.u32()? as usize;
     let mut entries = Vec::with_capacity(n.min(payload.len() / 21));
     for _ in 0..n {
-        let mut e = Entry::default();
-        e.index = r.u64()?;
-        e.term = r.u64()?;
+        let mut e = Entry { index: r.u64()?, term: r.u64()?, ..Default::default() };
         e.set_entry_type(match r.take(1)?[0] {
             0 => EntryType::EntryNormal,
             1 => EntryType::EntryConfChange,
