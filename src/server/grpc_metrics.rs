@@ -8,6 +8,9 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
+
 use bytes::Bytes;
 use http_body::{Body, Frame};
 use metrics::Counter;
@@ -60,35 +63,84 @@ where
 
     fn call(&mut self, req: http::Request<ReqBody>) -> Self::Future {
         let is_grpc = req.headers().get(http::header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
-        let labels = if is_grpc { labels(req.uri().path()) } else { None };
-        let received = labels.as_ref().map(|_| metrics::counter!(m::CLIENT_GRPC_RECEIVED_BYTES));
-        if let Some((t, s, meth)) = &labels {
-            metrics::counter!(m::GRPC_STARTED, "grpc_type" => *t, "grpc_service" => s.clone(), "grpc_method" => meth.clone()).increment(1);
-            if *t == "unary" {
-                metrics::counter!(m::GRPC_MSG_RECEIVED, "grpc_type" => *t, "grpc_service" => s.clone(), "grpc_method" => meth.clone()).increment(1);
+        let method = if is_grpc { MethodMetrics::of(req.uri().path()) } else { None };
+        let received = method.as_ref().map(|_| bytes_counters().0.clone());
+        if let Some(mm) = &method {
+            mm.started.increment(1);
+            if mm.unary {
+                mm.msg_received.increment(1);
             }
         }
         let started = Instant::now();
         let fut = self.inner.call(req.map(|b| CountingBody { inner: b, bytes: received }));
         Box::pin(async move {
             let resp = fut.await?;
-            let Some((t, s, meth)) = labels else {
+            let Some(mm) = method else {
                 return Ok(resp.map(|b| CountingBody { inner: b, bytes: None }));
             };
             // Errors are trailers-only responses (grpc-status in the headers); success puts
             // grpc-status 0 in the trailers.
-            let code = resp.headers().get("grpc-status").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok()).unwrap_or(0);
-            let code_name = tonic::Code::from_i32(code);
-            metrics::counter!(m::GRPC_HANDLED, "grpc_type" => t, "grpc_service" => s.clone(), "grpc_method" => meth.clone(), "grpc_code" => code_label(code_name)).increment(1);
-            metrics::histogram!(m::GRPC_HANDLING_SECONDS, "grpc_type" => t, "grpc_service" => s.clone(), "grpc_method" => meth.clone())
-                .record(started.elapsed().as_secs_f64());
-            if t == "unary" && code == 0 {
-                metrics::counter!(m::GRPC_MSG_SENT, "grpc_type" => t, "grpc_service" => s, "grpc_method" => meth).increment(1);
+            let code: i32 = resp.headers().get("grpc-status").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok()).unwrap_or(0);
+            mm.handled[code.clamp(0, 16) as usize].increment(1);
+            mm.seconds.record(started.elapsed().as_secs_f64());
+            if mm.unary && code == 0 {
+                mm.msg_sent.increment(1);
             }
-            let sent = metrics::counter!(m::CLIENT_GRPC_SENT_BYTES);
+            let sent = bytes_counters().1.clone();
             Ok(resp.map(|b| CountingBody { inner: b, bytes: Some(sent) }))
         })
     }
+}
+
+/// One method's series, resolved once: the hot path touches no registry and allocates no
+/// label strings.
+struct MethodMetrics {
+    unary: bool,
+    started: Counter,
+    msg_received: Counter,
+    msg_sent: Counter,
+    /// Indexed by gRPC code (0..=16).
+    handled: Vec<Counter>,
+    seconds: metrics::Histogram,
+}
+
+impl MethodMetrics {
+    fn new(grpc_type: &'static str, service: String, method: String) -> MethodMetrics {
+        let counter = |name: &'static str| {
+            metrics::counter!(name, "grpc_type" => grpc_type, "grpc_service" => service.clone(), "grpc_method" => method.clone())
+        };
+        let handled = CODES
+            .iter()
+            .map(|&code| {
+                metrics::counter!(m::GRPC_HANDLED, "grpc_type" => grpc_type, "grpc_service" => service.clone(), "grpc_method" => method.clone(), "grpc_code" => code_label(code))
+            })
+            .collect();
+        MethodMetrics {
+            unary: grpc_type == "unary",
+            started: counter(m::GRPC_STARTED),
+            msg_received: counter(m::GRPC_MSG_RECEIVED),
+            msg_sent: counter(m::GRPC_MSG_SENT),
+            handled,
+            seconds: metrics::histogram!(m::GRPC_HANDLING_SECONDS, "grpc_type" => grpc_type, "grpc_service" => service, "grpc_method" => method),
+        }
+    }
+
+    /// The served methods' series from the table; any other gRPC path gets its own, uncached.
+    fn of(path: &str) -> Option<Arc<MethodMetrics>> {
+        if let Some(mm) = KNOWN.get().and_then(|k| k.get(path)) {
+            return Some(mm.clone());
+        }
+        let (t, s, meth) = labels(path)?;
+        Some(Arc::new(MethodMetrics::new(t, s, meth)))
+    }
+}
+
+static KNOWN: OnceLock<HashMap<String, Arc<MethodMetrics>>> = OnceLock::new();
+
+/// (received, sent) client byte counters.
+fn bytes_counters() -> &'static (Counter, Counter) {
+    static BYTES: OnceLock<(Counter, Counter)> = OnceLock::new();
+    BYTES.get_or_init(|| (metrics::counter!(m::CLIENT_GRPC_RECEIVED_BYTES), metrics::counter!(m::CLIENT_GRPC_SENT_BYTES)))
 }
 
 /// The methods ballast serves, as go-grpc-prometheus registers them (service, method).
@@ -106,24 +158,24 @@ const CODES: [tonic::Code; 17] = {
     ]
 };
 
-/// As go-grpc-prometheus's Register: every method's counters exist from start-up at 0, one
-/// handled series per code, so rate and ratio queries see 0 rather than no data.
+/// As go-grpc-prometheus's Register: every served method's series exist from start-up at 0,
+/// one handled series per code, so rate and ratio queries see 0 rather than no data.
 pub fn preregister() {
+    assert!(CODES.iter().enumerate().all(|(i, &c)| c as usize == i), "CODES is indexed by code");
+    let mut known = HashMap::new();
     for (service, methods) in METHODS {
         for method in *methods {
-            let grpc_type = labels(&format!("/{service}/{method}")).map_or("unary", |l| l.0);
-            let l = |name: &'static str| {
-                metrics::counter!(name, "grpc_type" => grpc_type, "grpc_service" => *service, "grpc_method" => *method).absolute(0)
-            };
-            l(m::GRPC_STARTED);
-            l(m::GRPC_MSG_RECEIVED);
-            l(m::GRPC_MSG_SENT);
-            for code in CODES {
-                metrics::counter!(m::GRPC_HANDLED, "grpc_type" => grpc_type, "grpc_service" => *service, "grpc_method" => *method, "grpc_code" => code_label(code))
-                    .absolute(0);
+            let path = format!("/{service}/{method}");
+            let (t, s, meth) = labels(&path).expect("well-formed path");
+            let mm = MethodMetrics::new(t, s, meth);
+            for c in [&mm.started, &mm.msg_received, &mm.msg_sent].into_iter().chain(&mm.handled) {
+                c.absolute(0);
             }
+            known.insert(path, Arc::new(mm));
         }
     }
+    let _ = KNOWN.set(known);
+    bytes_counters();
 }
 
 /// go-grpc-prometheus spells codes as Go's codes.Code.String(): "OK", "InvalidArgument", ...
