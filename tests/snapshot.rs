@@ -112,3 +112,21 @@ async fn membership_is_kept_in_the_data_dir_across_restarts() {
     assert_eq!(s.member_id_dec(), id);
     assert_eq!(s.ctl(&["get", "k", "--print-value-only"]).trim(), "v");
 }
+
+#[tokio::test]
+async fn values_follow_the_newest_segment_and_old_ones_are_unmapped() {
+    let s = common::Server::start(&["--shards", "2"]);
+    let mut c = s.client().await;
+    for i in 0..200 {
+        c.put(format!("v/{i:03}"), format!("value-{i}"), None).await.unwrap();
+    }
+    s.ctl(&["defrag"]); // values move into the first segments
+    c.put("v/new", "x", None).await.unwrap();
+    s.ctl(&["defrag"]); // ... and then all into the second ones
+    let maps = std::fs::read_to_string(format!("/proc/{}/maps", s.pid())).unwrap();
+    let segs: Vec<&str> = maps.lines().filter(|l| l.contains(".seg")).collect();
+    assert!(!segs.is_empty(), "values are read from mapped segments");
+    assert!(segs.iter().all(|l| !l.contains("(deleted)")), "a replaced segment is still mapped:\n{}", segs.join("\n"));
+    let kv = c.get("v/123", None).await.unwrap();
+    assert_eq!(kv.kvs()[0].value(), b"value-123");
+}

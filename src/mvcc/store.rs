@@ -158,13 +158,18 @@ impl Store {
     }
 
     /// Points the values of `e`'s records (as written to a segment) into the segment's
-    /// mapping instead of the heap. Records changed or gone since are left alone.
+    /// mapping, off the heap and out of older segments. Records gone since are left alone.
     pub fn adopt_mapped(&mut self, map: &std::sync::Arc<super::value::Mapping>, e: &super::segment::ArchivedSegEntry) {
         let Some(hist) = self.keys.get_mut(e.key.as_slice()) else { return };
         for r in e.records.iter() {
             let Some(rec) = hist.record_mut(r.mod_rev.to_native()) else { continue };
-            // A record is immutable once written: same key and revision, same value.
-            if matches!(rec.value, Value::Inline(_)) && rec.value.len() == r.value.len() {
+            // A record is immutable once written: same key and revision, same value. Values
+            // in an older segment move too, so the older mapping (and its deleted file) goes.
+            let elsewhere = match &rec.value {
+                Value::Inline(_) => true,
+                Value::Mapped(m) => !m.is_in(map),
+            };
+            if elsewhere && rec.value.len() == r.value.len() {
                 rec.value = Value::Mapped(super::value::MappedBytes::new(map, r.value.as_slice()));
             }
         }

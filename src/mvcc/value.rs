@@ -113,6 +113,10 @@ impl MappedBytes {
         MappedBytes { map: map.clone(), offset: (start - base) as u64, len: slice.len() as u32 }
     }
 
+    pub fn is_in(&self, map: &Arc<Mapping>) -> bool {
+        Arc::ptr_eq(&self.map, map)
+    }
+
     pub fn as_slice(&self) -> &[u8] {
         let start = self.offset as usize;
         &self.map.bytes()[start..start + self.len as usize]
