@@ -123,3 +123,19 @@ fn sigterm_exits_cleanly() {
     assert!(status.success(), "exit status {status}; log:\n{}", s.log());
     assert!(s.log().contains("stopped ballast"));
 }
+
+#[test]
+fn wal_dir_flag_puts_the_log_elsewhere_and_restart_reads_it() {
+    let wal = common::fresh_dir("wal");
+    let wal_flag = wal.join("log");
+    let mut s = common::Server::start(&["--wal-dir", wal_flag.to_str().unwrap(), "--shards", "2"]);
+    s.ctl(&["put", "k", "v"]);
+    assert!(wal_flag.join("0").read_dir().unwrap().any(|e| e.unwrap().path().extension().is_some_and(|x| x == "wal")));
+    assert!(wal_flag.join("1").is_dir(), "one stripe per shard");
+    assert!(!s.data_dir.join("member/wal").exists(), "nothing under the data dir's default wal path");
+    s.kill();
+    s.restart();
+    assert_eq!(s.ctl(&["get", "k", "--print-value-only"]).trim(), "v");
+    drop(s);
+    let _ = std::fs::remove_dir_all(&wal);
+}
