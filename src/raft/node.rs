@@ -1,21 +1,28 @@
 //! The raft core's Ready loop — the write path of ballast. It runs as a task on shard 0.
 //!
 //! One turn of the loop:
-//! 1. Wait for a client message or the next tick; then drain every queued message (bounded by
-//!    `MAX_MSGS_PER_TURN`). All proposals of the turn become one raft entry (an `EntryBatch`,
-//!    split at `MAX_ENTRY_BYTES`): batching is what makes many clients cheap.
-//!    Linearizable reads queued in the turn share one ReadIndex request.
-//! 2. `Ready`: messages to peers go out first (none while the group has one voter); committed
-//!    entries that were already persisted are applied; new entries and the hard state are
-//!    written to the WAL stripe as one batch with one fdatasync (group commit), and only then
-//!    appended to raft's log storage — so raft never counts an entry persisted before it is
-//!    on disk, and no client is answered before its entry is durable and applied.
-//! 3. `advance`: newly committed entries are applied in log order (apply.rs assigns revisions
-//!    and replies to the waiting clients), applied state is published to the front end, and
-//!    ReadIndex waiters whose index is applied are released.
+//! 1. Wait for a client message, a WAL stripe reporting a durable batch, or the next tick;
+//!    then drain every queued message (bounded by `MAX_MSGS_PER_TURN`). All proposals of the
+//!    turn become one raft entry (an `EntryBatch`, split at `MAX_ENTRY_BYTES`): batching is what
+//!    makes many clients cheap. Linearizable reads queued in the turn share one ReadIndex,
+//!    issued once the leader has committed an entry of its term (raft-rs drops earlier ones).
+//! 2. Durable batches are reported to raft-rs in order (`on_persist_ready` for the longest
+//!    durable prefix of readies); only now may raft count their entries as persisted.
+//! 3. `Ready`s, with raft-rs's async API (at most one WAL batch in flight per stripe, so
+//!    proposals arriving meanwhile form the next, larger batch): messages to peers would go out
+//!    first (none while the group has one voter); committed entries — durable by construction —
+//!    are applied in log order (apply.rs assigns revisions, then the waiting clients are
+//!    answered and the applied revision published); new entries and the hard state go to raft's
+//!    log storage and, as one numbered batch, to a WAL stripe (`seq % stripes`) without waiting.
+//!    The stripe's writer makes everything queued durable with one write and one fdatasync
+//!    (group commit) and reports the sequence numbers back (step 2). So no client is answered
+//!    before its entry is durable and applied.
+//! 4. Snapshots: every `--snapshot-count` applied requests (or on Defragment) every shard is
+//!    told to write its segment, queued behind the writes applied so far; when all are written
+//!    the manifest is renamed into place and the raft log and WAL before it are released.
 //!
-//! On restart every entry in the WAL is committed again and re-applied from index 1, which
-//! rebuilds the MVCC state (snapshots come with the storage engine).
+//! On restart raft's storage is restored from the snapshot and the WAL after it; committed
+//! entries after the snapshot are applied again, which rebuilds the MVCC state.
 
 use std::cell::RefCell;
 use std::collections::{BTreeSet, HashMap, VecDeque};
