@@ -40,6 +40,7 @@ pub mod mvcc;
 pub mod proto;
 pub mod quota;
 pub mod raft;
+pub mod reply;
 pub mod range;
 pub mod server;
 pub mod shard;

@@ -41,6 +41,7 @@ use crate::apply::{Applier, Response};
 use crate::error::{Error, Result};
 use crate::metrics as m;
 use crate::proto::ballastpb::{internal_request::Request, EntryBatch, InternalRequest};
+use crate::reply::{self, Delivery, Outbox};
 use crate::shard::mailbox::Shards;
 use crate::snapshot::Manifest;
 use crate::status::ServerStatus;
@@ -58,8 +59,9 @@ const MAX_ENTRY_BYTES: usize = 4 << 20;
 const MAX_READIES_PER_TURN: usize = 8;
 
 pub enum CoreMsg {
-    Propose { req: Request, reply: oneshot::Sender<Result<Response>> },
-    ReadIndex { reply: oneshot::Sender<Result<()>> },
+    /// `home`: the caller's front-end thread, where its answer is delivered (`reply.rs`).
+    Propose { req: Request, reply: oneshot::Sender<Result<Response>>, home: Option<usize> },
+    ReadIndex { reply: oneshot::Sender<Result<()>>, home: Option<usize> },
     /// Take a snapshot now (Defragment); resolves when its manifest is durable.
     Snapshot { reply: oneshot::Sender<Result<()>> },
 }
@@ -96,7 +98,8 @@ impl RaftHandle {
 
     /// Proposes a write; resolves once it is durable, committed and applied.
     pub async fn propose(&self, req: Request) -> Result<Response> {
-        self.call(|reply| CoreMsg::Propose { req, reply }).await
+        let home = reply::home();
+        self.call(|reply| CoreMsg::Propose { req, reply, home }).await
     }
 
     /// Writes a fresh snapshot (rewriting every segment) and releases the log before it.
@@ -107,7 +110,8 @@ impl RaftHandle {
 
     /// Resolves once everything committed before the call is applied (raft ReadIndex).
     pub async fn read_index(&self) -> Result<()> {
-        self.call(|reply| CoreMsg::ReadIndex { reply }).await
+        let home = reply::home();
+        self.call(|reply| CoreMsg::ReadIndex { reply, home }).await
     }
 }
 
@@ -120,6 +124,8 @@ pub struct CoreConfig {
     pub snap_dir: std::path::PathBuf,
     /// Applied requests between automatic snapshots (`--snapshot-count`).
     pub snapshot_count: u64,
+    /// Front-end thread `i`'s answer dispatcher (`reply.rs`).
+    pub homes: Vec<flume::Sender<reply::Batch>>,
 }
 
 /// A snapshot being written: the shards' segments, then the manifest.
@@ -129,7 +135,7 @@ struct SnapshotJob {
     waiters: Vec<oneshot::Sender<Result<()>>>,
 }
 
-type ReadWaiters = Vec<oneshot::Sender<Result<()>>>;
+type ReadWaiters = Vec<(Option<usize>, oneshot::Sender<Result<()>>)>;
 
 struct Core {
     raw: RawNode<MemStorage>,
@@ -149,7 +155,9 @@ struct Core {
     applier: Applier,
     status: Arc<ServerStatus>,
     /// Proposal id → the client waiting for its result (proposals made on this node).
-    waiters: HashMap<u64, oneshot::Sender<Result<Response>>>,
+    waiters: HashMap<u64, (Option<usize>, oneshot::Sender<Result<Response>>)>,
+    /// Answers of the current turn, sent per front-end thread at its end.
+    outbox: Outbox,
     next_id: u64,
     /// Proposals and reads gathered in the current turn.
     batch: Vec<InternalRequest>,
@@ -220,6 +228,7 @@ pub async fn run(
         }
         core.on_ready().await;
         core.poll_snapshot().await;
+        core.outbox.flush();
         if core.is_serving() {
             if let Some(tx) = ready.take() {
                 let _ = tx.send(Ok(()));
@@ -274,6 +283,7 @@ impl Core {
             applier,
             status,
             waiters: HashMap::new(),
+            outbox: Outbox::new(cfg.homes.clone()),
             // Unique across restarts, so a replayed entry never wakes a new waiter.
             next_id: boot_nanos.as_nanos() as u64,
             batch: Vec::new(),
@@ -306,13 +316,13 @@ impl Core {
 
     fn take(&mut self, msg: CoreMsg) {
         match msg {
-            CoreMsg::Propose { req, reply } => {
+            CoreMsg::Propose { req, reply, home } => {
                 if self.raw.raft.state != StateRole::Leader {
-                    let _ = reply.send(Err(Error::NoLeader));
+                    self.outbox.push(home, Delivery::Write(reply, Err(Error::NoLeader)));
                     return;
                 }
                 self.next_id += 1;
-                self.waiters.insert(self.next_id, reply);
+                self.waiters.insert(self.next_id, (home, reply));
                 let ir = InternalRequest { id: self.next_id, request: Some(req) };
                 self.batch_bytes += ir.encoded_len();
                 self.batch.push(ir);
@@ -320,7 +330,7 @@ impl Core {
                     self.propose_batch();
                 }
             }
-            CoreMsg::ReadIndex { reply } => self.reads.push(reply),
+            CoreMsg::ReadIndex { reply, home } => self.reads.push((home, reply)),
             CoreMsg::Snapshot { reply } => self.snapshot_waiters.push(reply),
         }
     }
@@ -349,8 +359,8 @@ impl Core {
             let failed = EntryBatch::decode(data.as_slice()).map(|b| b.requests).unwrap_or_default();
             metrics::counter!(m::PROPOSALS_FAILED).increment(failed.len() as u64);
             for r in failed {
-                if let Some(w) = self.waiters.remove(&r.id) {
-                    let _ = w.send(Err(Error::NoLeader));
+                if let Some((home, w)) = self.waiters.remove(&r.id) {
+                    self.outbox.push(home, Delivery::Write(w, Err(Error::NoLeader)));
                 }
             }
         }
@@ -475,8 +485,8 @@ impl Core {
         // Published before replying, so a client's next serializable read sees its write.
         self.status.publish_applied(index, self.applier.rev(), self.applier.compact_rev());
         for (id, result) in ids.into_iter().zip(results) {
-            if let Some(w) = self.waiters.remove(&id) {
-                let _ = w.send(result);
+            if let Some((home, w)) = self.waiters.remove(&id) {
+                self.outbox.push(home, Delivery::Write(w, result));
             }
         }
     }
@@ -575,8 +585,8 @@ impl Core {
         let (done, waiting): (Vec<_>, Vec<_>) = self.reads_ready.drain(..).partition(|(idx, _)| *idx <= applied);
         self.reads_ready = waiting;
         for (_, waiters) in done {
-            for w in waiters {
-                let _ = w.send(Ok(()));
+            for (home, w) in waiters {
+                self.outbox.push(home, Delivery::Read(w, Ok(())));
             }
         }
     }

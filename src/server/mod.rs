@@ -4,6 +4,7 @@
 //! open the client listeners on a small tokio runtime. SIGTERM/SIGINT stop the listeners;
 //! dropping the front end's handles then stops the raft core and the shards in turn.
 
+pub mod front_end;
 pub mod grpc_metrics;
 pub mod http;
 
@@ -93,6 +94,8 @@ fn start(cfg: Config) -> Result<(), String> {
 
     let status = Arc::new(ServerStatus::new(cluster.id, cluster.local_id, shards));
     let (core_tx, core_rx) = flume::bounded::<CoreMsg>(PROPOSAL_QUEUE_CAPACITY);
+    // Answers from the raft core to each front-end thread (reply.rs).
+    let (reply_txs, reply_rxs): (Vec<_>, Vec<_>) = (0..FRONT_END_THREADS).map(|_| flume::unbounded()).unzip();
     let (ready_tx, ready_rx) = crossbeam::channel::bounded(1);
     let core_cfg = CoreConfig {
         id: cluster.local_id,
@@ -102,6 +105,7 @@ fn start(cfg: Config) -> Result<(), String> {
         quota: Quota::from_flag(cfg.quota_backend_bytes),
         snap_dir,
         snapshot_count: cfg.snapshot_count,
+        homes: reply_txs,
     };
     let core_status = status.clone();
     let core: executor::CoreTask = Box::new(move |shards| {
@@ -126,7 +130,7 @@ fn start(cfg: Config) -> Result<(), String> {
         compat_version: cfg.compat_version.clone(),
         quota: Quota::from_flag(cfg.quota_backend_bytes),
     });
-    let result = serve_front_end(&cfg, ctx, compaction, metrics);
+    let result = serve_front_end(&cfg, ctx, compaction, metrics, reply_rxs);
     threads.join();
     log::info("stopped ballast", &[("name", cfg.name.clone())]);
     result
@@ -145,55 +149,85 @@ fn serve_front_end(
     ctx: Arc<Ctx>,
     compaction: crate::compactor::Policy,
     metrics: metrics_exporter_prometheus::PrometheusHandle,
+    replies: Vec<flume::Receiver<crate::reply::Batch>>,
 ) -> Result<(), String> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(FRONT_END_THREADS)
-        .thread_name("front-end")
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start tokio runtime: {e}"))?;
-    rt.block_on(async move {
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let mut servers = Vec::new();
-        for url in &cfg.listen_client_urls {
-            let listener = bind(url).await?;
-            let routes = client_routes(cfg, ctx.clone(), metrics.clone());
-            log::info("serving insecure client requests", &[("address", listener.local_addr().map(|a| a.to_string()).unwrap_or_default())]);
-            servers.push(tokio::spawn(serve_grpc(listener, routes, stop_rx.clone())));
+    let (dealer, conns) = front_end::Dealer::new(replies.len());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut workers: Vec<front_end::Worker> = conns
+        .into_iter()
+        .zip(replies)
+        .map(|(conns, replies)| front_end::Worker { conns, replies, routes: client_routes(cfg, ctx.clone(), metrics.clone()) })
+        .collect();
+    let first = workers.remove(0);
+    std::thread::scope(|scope| {
+        let mut threads = Vec::new();
+        for (i, worker) in workers.into_iter().enumerate().map(|(i, w)| (i + 1, w)) {
+            let stop = stop_rx.clone();
+            let thread = std::thread::Builder::new()
+                .name(format!("front-end-{i}"))
+                .spawn_scoped(scope, move || front_end::runtime(i)?.block_on(front_end::serve(worker, stop, SHUTDOWN_GRACE)))
+                .map_err(|e| format!("cannot start front-end thread: {e}"))?;
+            threads.push(thread);
         }
-        for url in &cfg.listen_metrics_urls {
-            let listener = bind(url).await?;
-            let router = http::router(ctx.clone(), metrics.clone());
-            let mut stop = stop_rx.clone();
-            servers.push(tokio::spawn(async move {
-                let shutdown = async move {
-                    let _ = stop.changed().await;
-                };
-                axum::serve(listener, router).with_graceful_shutdown(shutdown).await.map_err(|e| e.to_string())
-            }));
+        let main = std::thread::Builder::new()
+            .name("front-end-0".into())
+            .spawn_scoped(scope, move || {
+                let rt = front_end::runtime(0)?;
+                rt.block_on(front_end_main(cfg, ctx, compaction, metrics, dealer, first, (stop_tx, stop_rx)))
+            })
+            .map_err(|e| format!("cannot start front-end thread: {e}"))?;
+        // Thread 0's result first: a listener that cannot bind is the error to report.
+        let result = main.join().unwrap_or_else(|_| Err("front-end thread panicked".into()));
+        for t in threads {
+            let _ = t.join();
         }
-        log::info(
-            &format!(
-                "published {{Name:{} ClientURLs:[{}]}} to cluster {:x}",
-                cfg.name,
-                cfg.advertise_client_urls.join(" "),
-                ctx.cluster.id
-            ),
-            &[("local-member-id", format!("{:x}", ctx.cluster.local_id))],
-        );
-        crate::compactor::spawn(compaction, ctx.clone());
-        tokio::spawn(metrics_upkeep(metrics.clone()));
-        log::info("ready to serve client requests", &[]);
-        wait_for_signal().await;
-        log::info("received signal; shutting down", &[]);
-        let _ = stop_tx.send(true);
-        // Open client connections get a bounded grace period, as etcd's GracefulStop.
-        let drained = futures_util::future::join_all(servers);
-        if tokio::time::timeout(SHUTDOWN_GRACE, drained).await.is_err() {
-            log::warn("closing client connections that outlived the shutdown grace period", &[]);
-        }
-        Ok::<(), String>(())
+        result
     })
+}
+
+/// Front-end thread 0: binds the listeners and deals their connections to every front-end
+/// thread, serves its own share, the metrics listeners, the auto-compactor; stops on a signal.
+async fn front_end_main(
+    cfg: &Config,
+    ctx: Arc<Ctx>,
+    compaction: crate::compactor::Policy,
+    metrics: metrics_exporter_prometheus::PrometheusHandle,
+    dealer: front_end::Dealer,
+    own: front_end::Worker,
+    (stop_tx, stop_rx): (tokio::sync::watch::Sender<bool>, tokio::sync::watch::Receiver<bool>),
+) -> Result<(), String> {
+    for url in &cfg.listen_client_urls {
+        let listener = bind(url).await?;
+        log::info("serving insecure client requests", &[("address", listener.local_addr().map(|a| a.to_string()).unwrap_or_default())]);
+        tokio::spawn(dealer.clone().accept(listener, stop_rx.clone()));
+    }
+    let mut servers = Vec::new();
+    for url in &cfg.listen_metrics_urls {
+        let listener = bind(url).await?;
+        let router = http::router(ctx.clone(), metrics.clone());
+        let mut stop = stop_rx.clone();
+        servers.push(tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = stop.changed().await;
+            };
+            axum::serve(listener, router).with_graceful_shutdown(shutdown).await.map_err(|e| e.to_string())
+        }));
+    }
+    servers.push(tokio::spawn(front_end::serve(own, stop_rx.clone(), SHUTDOWN_GRACE)));
+    log::info(
+        &format!("published {{Name:{} ClientURLs:[{}]}} to cluster {:x}", cfg.name, cfg.advertise_client_urls.join(" "), ctx.cluster.id),
+        &[("local-member-id", format!("{:x}", ctx.cluster.local_id))],
+    );
+    crate::compactor::spawn(compaction, ctx.clone());
+    tokio::spawn(metrics_upkeep(metrics.clone()));
+    log::info("ready to serve client requests", &[]);
+    wait_for_signal().await;
+    log::info("received signal; shutting down", &[]);
+    let _ = stop_tx.send(true);
+    // Open client connections get a bounded grace period, as etcd's GracefulStop.
+    let drained = futures_util::future::join_all(servers);
+    let _ = tokio::time::timeout(SHUTDOWN_GRACE + Duration::from_millis(100), drained).await;
+    Ok(())
 }
 
 /// Drains histogram samples even when nobody scrapes, so they cannot grow without bound.
@@ -217,24 +251,6 @@ fn client_routes(cfg: &Config, ctx: Arc<Ctx>, metrics: metrics_exporter_promethe
     let grpc = tonic::service::Routes::new(kv).add_service(maintenance).add_service(cluster);
     let router = grpc.into_axum_router().merge(http::router(ctx, metrics));
     tonic::service::Routes::from(router)
-}
-
-async fn serve_grpc(
-    listener: tokio::net::TcpListener,
-    routes: tonic::service::Routes,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) -> Result<(), String> {
-    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    let shutdown = async move {
-        let _ = stop.changed().await;
-    };
-    tonic::transport::Server::builder()
-        .accept_http1(true)
-        .layer(grpc_metrics::GrpcMetricsLayer)
-        .add_routes(routes)
-        .serve_with_incoming_shutdown(incoming, shutdown)
-        .await
-        .map_err(|e| e.to_string())
 }
 
 async fn wait_for_signal() {
