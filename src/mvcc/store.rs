@@ -46,7 +46,9 @@ pub enum WriteResult {
 
 #[derive(Debug, Default)]
 pub struct Store {
-    keys: BTreeMap<Vec<u8>, KeyHistory>,
+    /// Boxed keys: 16 bytes in a B-tree node rather than a Vec's 24 (about 11 MB per million
+    /// keys, nodes being partly full).
+    keys: BTreeMap<Box<[u8]>, KeyHistory>,
     compact_rev: i64,
     /// Bytes held by all records (live and historical), for db size and quota.
     size_bytes: u64,
@@ -94,7 +96,7 @@ impl Store {
         prev_kv: bool,
         rev: i64,
     ) -> Result<WriteResult> {
-        let prev = self.keys.get(&key).and_then(|h| h.latest());
+        let prev = self.keys.get(key.as_slice()).and_then(|h| h.latest());
         let (value, lease) = match (prev, value, lease) {
             (_, Some(v), Some(l)) => (Value::from(v), l),
             (None, _, _) => return Err(Error::KeyNotFound),
@@ -107,7 +109,7 @@ impl Store {
         }
         let rec = Record { mod_rev: rev, create_rev, version, lease, value };
         self.size_bytes += rec.size_bytes();
-        self.keys.entry(key).or_default().push(rec);
+        self.keys.entry(key.into_boxed_slice()).or_default().push(rec);
         Ok(WriteResult::Put { prev: prev_out })
     }
 
@@ -153,7 +155,7 @@ impl Store {
         self.keys
             .range::<[u8], _>((lower, Bound::Unbounded))
             .take(max_keys)
-            .map(|(k, h)| SegKey { key: k.clone(), records: h.upto(rev).to_vec() })
+            .map(|(k, h)| SegKey { key: k.to_vec(), records: h.upto(rev).to_vec() })
             .collect()
     }
 
@@ -185,7 +187,7 @@ impl Store {
             let hist = KeyHistory::from_records(k.records);
             s.size_bytes += hist.size_bytes();
             s.live_keys += u64::from(hist.latest().is_some());
-            s.keys.insert(k.key, hist);
+            s.keys.insert(k.key.into_boxed_slice(), hist);
         }
         s
     }
@@ -213,7 +215,7 @@ impl Store {
                 emptied.push(key.clone());
             }
             visited += 1;
-            last = Some(key.clone());
+            last = Some(key.to_vec());
         }
         for key in emptied {
             self.keys.remove(&key);

@@ -50,6 +50,7 @@ pub fn run(cfg: Config) -> i32 {
 
 fn start(cfg: Config) -> Result<(), String> {
     executor::check_io_uring()?;
+    disable_transparent_huge_pages();
     let compaction = crate::compactor::policy(&cfg.auto_compaction_mode, &cfg.auto_compaction_retention)?;
     // Before any thread records a metric.
     let metrics = crate::metrics::install(&cfg.compat_version, Quota::from_flag(cfg.quota_backend_bytes).limit_bytes)?;
@@ -134,6 +135,15 @@ fn start(cfg: Config) -> Result<(), String> {
     threads.join();
     log::info("stopped ballast", &[("name", cfg.name.clone())]);
     result
+}
+
+/// Transparent huge pages make every fault of the allocator's fresh memory resident 2 MiB at a
+/// time: measured with bench/ (1M keys, 1 shard) RSS 298 → 275 MiB without them, same CPU per put.
+fn disable_transparent_huge_pages() {
+    // SAFETY: prctl with integer arguments only.
+    if unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) } != 0 {
+        log::warn("cannot disable transparent huge pages", &[("error", std::io::Error::last_os_error().to_string())]);
+    }
 }
 
 /// The host:port to bind for an `http://host:port` URL (etcd binds the literal host).
