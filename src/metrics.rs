@@ -165,7 +165,7 @@ pub fn refresh(status: &crate::status::ServerStatus, shard_queue_depths: &[usize
     gauge!(PROPOSALS_COMMITTED).set(status.commit_index() as f64);
     gauge!(PROPOSALS_APPLIED).set(status.applied_index() as f64);
     gauge!(DB_TOTAL_SIZE).set(status.db_size_bytes() as f64);
-    gauge!(DB_TOTAL_SIZE_IN_USE).set(status.db_size_bytes() as f64);
+    gauge!(DB_TOTAL_SIZE_IN_USE).set(status.db_size_in_use_bytes() as f64);
     gauge!(KEYS_TOTAL).set(status.keys_total() as f64);
     gauge!(APPLIED_REVISION).set(status.applied_rev() as f64);
     gauge!(COMPACT_REVISION).set(status.compact_rev() as f64);

@@ -14,7 +14,11 @@ pub struct ServerStatus {
     commit_index: AtomicU64,
     term: AtomicU64,
     leader: AtomicU64,
+    /// Per shard: bytes of the records it holds (dbSizeInUse) and of its storage: its share of
+    /// the snapshot segments plus everything written since (dbSize; shrinks when a snapshot or
+    /// Defragment rewrites the segments without compacted history).
     shard_size_bytes: Vec<AtomicU64>,
+    shard_stored_bytes: Vec<AtomicU64>,
     shard_keys: Vec<AtomicU64>,
     /// Bit `1 << AlarmType` set for every alarm raised on any member.
     alarms: AtomicU32,
@@ -32,6 +36,7 @@ impl ServerStatus {
             term: AtomicU64::new(0),
             leader: AtomicU64::new(0),
             shard_size_bytes: (0..shards).map(|_| AtomicU64::new(0)).collect(),
+            shard_stored_bytes: (0..shards).map(|_| AtomicU64::new(0)).collect(),
             shard_keys: (0..shards).map(|_| AtomicU64::new(0)).collect(),
             alarms: AtomicU32::new(0),
         }
@@ -55,7 +60,13 @@ impl ServerStatus {
     pub fn leader(&self) -> u64 {
         self.leader.load(Acquire)
     }
+    /// etcd's dbSize: what the storage holds, history compacted away included until the
+    /// segments are rewritten. The quota counts this, as etcd counts its file size.
     pub fn db_size_bytes(&self) -> u64 {
+        self.shard_stored_bytes.iter().zip(&self.shard_size_bytes).map(|(s, u)| s.load(Relaxed).max(u.load(Relaxed))).sum()
+    }
+    /// etcd's dbSizeInUse: the bytes of the records held (live and not yet compacted).
+    pub fn db_size_in_use_bytes(&self) -> u64 {
         self.shard_size_bytes.iter().map(|a| a.load(Relaxed)).sum()
     }
     pub fn keys_total(&self) -> u64 {
@@ -85,8 +96,9 @@ impl ServerStatus {
         (self.shard_keys[shard].load(Relaxed), self.shard_size_bytes[shard].load(Relaxed))
     }
 
-    pub fn publish_shard(&self, shard: usize, size_bytes: u64, keys: u64) {
+    pub fn publish_shard(&self, shard: usize, size_bytes: u64, stored_bytes: u64, keys: u64) {
         self.shard_size_bytes[shard].store(size_bytes, Relaxed);
+        self.shard_stored_bytes[shard].store(stored_bytes, Relaxed);
         self.shard_keys[shard].store(keys, Relaxed);
     }
 }

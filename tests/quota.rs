@@ -1,6 +1,7 @@
 //! `--quota-backend-bytes`: past the quota writes fail with NOSPACE and raise the NOSPACE
-//! alarm; reads, deletes and compaction keep working; the alarm survives restart and
-//! `etcdctl alarm disarm` clears it.
+//! alarm; reads, deletes and compaction keep working; the alarm survives restart; as with
+//! etcd, compaction lowers dbSizeInUse, defrag then shrinks dbSize, and `etcdctl alarm disarm`
+//! clears the alarm.
 
 mod common;
 
@@ -34,6 +35,13 @@ async fn nospace_alarm_caps_writes_until_disarmed() {
     assert_eq!(d.deleted(), written);
     let rev = d.header().unwrap().revision();
     c.compact(rev, None).await.unwrap();
+    // As etcd: compaction frees space in use, the storage keeps its size until a defrag.
+    let st = c.status().await.unwrap();
+    assert!(st.raft_used_db_size() < st.db_size() / 2, "in use {} of {}", st.raft_used_db_size(), st.db_size());
+    assert!(st.db_size() > QUOTA_BYTES.parse::<i64>().unwrap() / 2, "db size {}", st.db_size());
+    assert_eq!(s.ctl(&["defrag"]).trim(), format!("Finished defragmenting etcd member[{}]", s.endpoint));
+    let st = c.status().await.unwrap();
+    assert!(st.db_size() < QUOTA_BYTES.parse::<i64>().unwrap() / 4, "db size after defrag {}", st.db_size());
     assert_eq!(s.ctl(&["alarm", "disarm"]).trim(), format!("memberID:{} alarm:NOSPACE", s.member_id_dec()));
     assert_eq!(s.ctl(&["alarm", "list"]), "");
     assert_eq!(s.ctl(&["put", "small", "x"]).trim(), "OK");

@@ -55,7 +55,7 @@ impl Maintenance for MaintenanceService {
             raft_term: s.term(),
             raft_applied_index: s.applied_index(),
             errors: vec![],
-            db_size_in_use: db_size,
+            db_size_in_use: s.db_size_in_use_bytes() as i64,
             is_learner: false,
         }))
     }

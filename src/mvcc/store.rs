@@ -50,8 +50,11 @@ pub struct Store {
     /// keys, nodes being partly full).
     keys: BTreeMap<Box<[u8]>, KeyHistory>,
     compact_rev: i64,
-    /// Bytes held by all records (live and historical), for db size and quota.
+    /// Bytes held by all records (live and historical): dbSizeInUse.
     size_bytes: u64,
+    /// Bytes of every record written since the store was built (never decreases; compaction
+    /// does not shrink what the disk holds until the next segment replaces the old one).
+    written_bytes: u64,
     /// Keys live at the newest revision.
     live_keys: u64,
 }
@@ -59,6 +62,10 @@ pub struct Store {
 impl Store {
     pub fn size_bytes(&self) -> u64 {
         self.size_bytes
+    }
+
+    pub fn written_bytes(&self) -> u64 {
+        self.written_bytes
     }
 
     pub fn live_keys(&self) -> u64 {
@@ -109,6 +116,7 @@ impl Store {
         }
         let rec = Record { mod_rev: rev, create_rev, version, lease, value };
         self.size_bytes += rec.size_bytes();
+        self.written_bytes += rec.size_bytes();
         self.keys.entry(key.into_boxed_slice()).or_default().push(rec);
         Ok(WriteResult::Put { prev: prev_out })
     }
@@ -124,6 +132,7 @@ impl Store {
             }
             let tomb = Record { mod_rev: rev, create_rev: 0, version: 0, lease: 0, value: Vec::new().into() };
             self.size_bytes += tomb.size_bytes();
+            self.written_bytes += tomb.size_bytes();
             hist.push(tomb);
             count += 1;
         }

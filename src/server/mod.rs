@@ -77,6 +77,7 @@ fn start(cfg: Config) -> Result<(), String> {
         Some(m) => crate::snapshot::load_stores(&snap_dir, m, shards)?,
         None => (0..shards).map(|_| Store::default()).collect(),
     };
+    let segment_bytes = snap.as_ref().map_or(0, |m| crate::snapshot::segment_bytes(&snap_dir, m));
     if let Some(m) = &snap {
         log::info("loaded snapshot", &[("index", m.index.to_string()), ("revision", m.rev.to_string())]);
     }
@@ -112,7 +113,7 @@ fn start(cfg: Config) -> Result<(), String> {
     let core: executor::CoreTask = Box::new(move |shards| {
         Box::pin(node::run(core_cfg, recovered, snap, core_rx, stripe_txs, shards, core_status, ready_tx))
     });
-    let (shard_handles, threads) = executor::start(stores, stripes, status.clone(), core)?;
+    let (shard_handles, threads) = executor::start(stores, segment_bytes, stripes, status.clone(), core)?;
     match ready_rx.recv() {
         Ok(Ok(())) => {}
         Ok(Err(e)) => return Err(e),

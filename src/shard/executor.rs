@@ -71,9 +71,16 @@ pub struct StripeInit {
 }
 
 /// Starts one executor per store in `stores` (the shard count), each serving its store and
-/// writing its WAL stripe.
-pub fn start(stores: Vec<Store>, stripes: Vec<StripeInit>, status: Arc<ServerStatus>, core: CoreTask) -> Result<(Shards, ShardThreads), String> {
+/// writing its WAL stripe. `segment_bytes`: the loaded snapshot's segment files, shared out.
+pub fn start(
+    stores: Vec<Store>,
+    segment_bytes: u64,
+    stripes: Vec<StripeInit>,
+    status: Arc<ServerStatus>,
+    core: CoreTask,
+) -> Result<(Shards, ShardThreads), String> {
     let count = stores.len();
+    let segment_bytes = segment_bytes / count as u64;
     assert!(count > 0 && stripes.len() == count);
     let (senders, receivers): (Vec<_>, Vec<_>) = (0..count).map(|_| flume::bounded(SHARD_QUEUE_CAPACITY)).unzip();
     let shards = Shards::new(senders);
@@ -91,7 +98,7 @@ pub fn start(stores: Vec<Store>, stripes: Vec<StripeInit>, status: Arc<ServerSta
             if let Some((core, shards)) = core {
                 glommio::spawn_local(core(shards)).detach();
             }
-            serve(id, rx, status, store).await;
+            serve(id, rx, status, store, segment_bytes).await;
         };
         handles.push(spawn_pinned(id, cpus[id % cpus.len()], run)?);
     }
@@ -124,7 +131,7 @@ async fn run_stripe(init: StripeInit) {
 
 /// A shard's loop: owns the store, serves messages until every sender is gone. Snapshots run
 /// as separate tasks reading the store between writes; physical compaction waits for them.
-async fn serve(id: usize, rx: flume::Receiver<ShardMsg>, status: Arc<ServerStatus>, store: Store) {
+async fn serve(id: usize, rx: flume::Receiver<ShardMsg>, status: Arc<ServerStatus>, store: Store, segment_bytes: u64) {
     let shard = Rc::new(ShardState {
         id,
         status,
@@ -134,6 +141,8 @@ async fn serve(id: usize, rx: flume::Receiver<ShardMsg>, status: Arc<ServerStatu
         compact_target: Cell::new(0),
         compact_waiters: RefCell::new(Vec::new()),
         apply_seconds: metrics::histogram!(crate::metrics::SHARD_APPLY_SECONDS, "shard" => id.to_string()),
+        segment_bytes: Cell::new(segment_bytes),
+        written_at_segment: Cell::new(0),
     });
     shard.publish();
     while let Ok(msg) = rx.recv_async().await {
@@ -192,17 +201,29 @@ struct ShardState {
     /// Callers waiting for physical compaction up to a revision (`physical=true`).
     compact_waiters: RefCell<Vec<(i64, oneshot::Sender<()>)>>,
     apply_seconds: metrics::Histogram,
+    /// This shard's share of the snapshot segments' bytes, and `store.written_bytes()` when
+    /// its segment was cut: the storage holds both (dbSize).
+    segment_bytes: Cell<u64>,
+    written_at_segment: Cell<u64>,
 }
 
 impl ShardState {
     fn publish(&self) {
         let s = self.store.borrow();
-        self.status.publish_shard(self.id, s.size_bytes(), s.live_keys());
+        let stored = self.segment_bytes.get() + (s.written_bytes() - self.written_at_segment.get());
+        self.status.publish_shard(self.id, s.size_bytes(), stored, s.live_keys());
     }
 
     async fn write_segment(self: Rc<Self>, path: std::path::PathBuf, rev: i64) -> Result<SegmentInfo, String> {
         let started = std::time::Instant::now();
+        // The segment holds what was written up to here (later writes queue behind this order).
+        let cut = self.store.borrow().written_bytes();
         let result = segment::write(path.clone(), &self.store, rev).await.map_err(|e| format!("{}: {e}", path.display()));
+        if let Ok(info) = &result {
+            self.segment_bytes.set(info.size_bytes);
+            self.written_at_segment.set(cut);
+            self.publish();
+        }
         metrics::histogram!(crate::metrics::BACKEND_COMMIT_SECONDS).record(started.elapsed().as_secs_f64());
         if result.is_ok() {
             if let Err(e) = self.adopt_segment(&path).await {
