@@ -1,7 +1,7 @@
 //! Snapshots: every --snapshot-count entries each shard writes an rkyv segment and a manifest
 //! is renamed into place; older WAL segments are released; restart loads the segments and
 //! replays only the WAL after them, with history, revisions, compaction point and alarms
-//! intact — also when --shards changes. `etcdctl defrag` writes a fresh snapshot online.
+//! intact — also when --shards changes (a stripe no shard writes any more is then deleted). `etcdctl defrag` writes a fresh snapshot online.
 
 mod common;
 
@@ -75,6 +75,27 @@ async fn snapshot_loads_under_a_different_shard_count() {
     let after = c.get("k/", Some(GetOptions::new().with_prefix())).await.unwrap();
     assert_eq!(format!("{:?}", after.kvs()), before);
     assert_eq!(after.header().unwrap().revision(), rev);
+
+    // Stripe 1 is no longer written; the first snapshot covering its batches deletes it.
+    let stripe1 = s.data_dir.join("member/wal/1");
+    assert!(stripe1.exists());
+    for i in 0..50 {
+        c.put(format!("more/{i}"), "v", None).await.unwrap();
+    }
+    assert!(manifest(&s.data_dir)["index"].as_u64().unwrap() > 0);
+    for _ in 0..100 {
+        if !stripe1.exists() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(!stripe1.exists(), "{}", s.log());
+    drop(c);
+    s.kill();
+    s.restart();
+    let mut c = s.client().await;
+    assert_eq!(format!("{:?}", c.get("k/", Some(GetOptions::new().with_prefix())).await.unwrap().kvs()), before);
+    assert_eq!(c.get("more/", Some(GetOptions::new().with_prefix().with_count_only())).await.unwrap().count(), 50);
 }
 
 #[tokio::test]

@@ -126,6 +126,9 @@ pub struct CoreConfig {
     pub snapshot_count: u64,
     /// Front-end thread `i`'s answer dispatcher (`reply.rs`).
     pub homes: Vec<flume::Sender<reply::Batch>>,
+    /// WAL stripes no shard writes any more (the shard count was lowered), with the highest
+    /// batch sequence each holds: deleted by the first snapshot that covers them.
+    pub retired_stripes: Vec<(std::path::PathBuf, u64)>,
 }
 
 /// A snapshot being written: the shards' segments, then the manifest.
@@ -175,6 +178,7 @@ struct Core {
     snapshot_job: Option<SnapshotJob>,
     /// Snapshot requests that arrived while a job ran: served by the next job.
     snapshot_waiters: Vec<oneshot::Sender<Result<()>>>,
+    retired_stripes: Vec<(std::path::PathBuf, u64)>,
 }
 
 /// Builds the core from the recovered WAL and runs it until every handle is dropped.
@@ -299,6 +303,7 @@ impl Core {
             applied_since_snapshot: 0,
             snapshot_job: None,
             snapshot_waiters: Vec::new(),
+            retired_stripes: cfg.retired_stripes.clone(),
         })
     }
 
@@ -518,6 +523,7 @@ impl Core {
                     for stripe in &self.stripes {
                         let _ = stripe.send_async(StripeMsg::ReleaseBefore { seq: m.wal_seq_from }).await;
                     }
+                    self.release_retired_stripes(m.wal_seq_from);
                     crate::log::info("saved snapshot", &[("index", m.index.to_string()), ("revision", m.rev.to_string())]);
                     Ok(())
                 }
@@ -589,6 +595,25 @@ impl Core {
         self.applied_since_snapshot = 0;
         let waiters = std::mem::take(&mut self.snapshot_waiters);
         self.snapshot_job = Some(SnapshotJob { started: Instant::now(), done, waiters });
+    }
+
+    /// Deletes retired stripes holding only batches before `seq` (covered by a durable snapshot).
+    fn release_retired_stripes(&mut self, seq: u64) {
+        self.retired_stripes.retain(|(dir, max_seq)| {
+            if *max_seq >= seq {
+                return true;
+            }
+            match std::fs::remove_dir_all(dir) {
+                Ok(()) => {
+                    crate::log::info("removed retired wal stripe", &[("dir", dir.display().to_string())]);
+                    false
+                }
+                Err(e) => {
+                    crate::log::warn("cannot remove retired wal stripe", &[("dir", dir.display().to_string()), ("error", e.to_string())]);
+                    true
+                }
+            }
+        });
     }
 
     fn release_reads(&mut self) {

@@ -87,6 +87,9 @@ fn start(cfg: Config) -> Result<(), String> {
     log::info("recovered wal", &[("entries", recovered.entries.len().to_string()), ("dir", wal_dir.display().to_string())]);
     // One WAL stripe per shard, written by that shard's executor.
     let (stripe_txs, stripe_rxs): (Vec<_>, Vec<_>) = (0..shards).map(|_| flume::bounded(STRIPE_QUEUE_CAPACITY)).unzip();
+    // Stripes of shards no longer configured (`--shards` lowered): read above, never written
+    // again, deleted once a snapshot covers their batches.
+    let retired_stripes = recovered.stripes[shards..].iter().map(|st| (st.dir.clone(), st.max_seq())).collect();
     let stripes: Vec<executor::StripeInit> = recovered.stripes[..shards]
         .iter()
         .cloned()
@@ -108,6 +111,7 @@ fn start(cfg: Config) -> Result<(), String> {
         snap_dir,
         snapshot_count: cfg.snapshot_count,
         homes: reply_txs,
+        retired_stripes,
     };
     let core_status = status.clone();
     let core: executor::CoreTask = Box::new(move |shards| {

@@ -42,6 +42,13 @@ pub struct Recovered {
     pub stripes: Vec<StripeState>,
 }
 
+impl StripeState {
+    /// The highest batch sequence number the stripe holds (0 = none).
+    pub fn max_seq(&self) -> u64 {
+        self.closed.iter().map(|&(_, seq)| seq).max().unwrap_or(0).max(self.tail_max_seq)
+    }
+}
+
 /// One stripe's batches in file order, with where each starts.
 struct StripeLog {
     state: StripeState,
