@@ -1,5 +1,5 @@
-//! Answers from the raft core to the front end, delivered one batch per front-end thread per
-//! turn instead of one wake-up per request.
+//! Answers from the raft core and the shards to the front end, delivered one batch per
+//! front-end thread per turn instead of one wake-up per request.
 //!
 //! Why (measured with `perf`, put with 100 clients): a oneshot completed on a shard thread wakes
 //! the waiting tokio task remotely — one eventfd write on the shard per request — and the
@@ -9,8 +9,8 @@
 //! their connections flush, so their responses share a `writev`, and the shard pays one wake-up
 //! per front-end thread per turn.
 //!
-//! A caller records its front-end thread (`home`) in its message to the core; callers on other
-//! threads (none in the server today) are answered directly.
+//! A caller records its front-end thread (`home`) in its message to the core or a shard;
+//! callers on other threads (the raft core reading the shards, for one) are answered directly.
 
 use std::cell::Cell;
 
@@ -18,11 +18,13 @@ use tokio::sync::oneshot;
 
 use crate::apply::Response;
 use crate::error::Result;
+use crate::mvcc::store::RangePart;
 
 /// One answer to deliver.
 pub enum Delivery {
     Write(oneshot::Sender<Result<Response>>, Result<Response>),
     Read(oneshot::Sender<Result<()>>, Result<()>),
+    Range(oneshot::Sender<Result<RangePart>>, Result<RangePart>),
 }
 
 impl Delivery {
@@ -33,6 +35,9 @@ impl Delivery {
                 let _ = tx.send(r);
             }
             Delivery::Read(tx, r) => {
+                let _ = tx.send(r);
+            }
+            Delivery::Range(tx, r) => {
                 let _ = tx.send(r);
             }
         }
@@ -56,7 +61,8 @@ pub fn home() -> Option<usize> {
     HOME.with(|h| h.get())
 }
 
-/// Answers gathered during one turn of the raft core, per front-end thread.
+/// Answers gathered during one turn of the raft core (or of a shard's loop), per front-end
+/// thread.
 pub struct Outbox {
     homes: Vec<flume::Sender<Batch>>,
     pending: Vec<Batch>,

@@ -110,14 +110,14 @@ fn start(cfg: Config) -> Result<(), String> {
         quota: Quota::from_flag(cfg.quota_backend_bytes),
         snap_dir,
         snapshot_count: cfg.snapshot_count,
-        homes: reply_txs,
+        homes: reply_txs.clone(),
         retired_stripes,
     };
     let core_status = status.clone();
     let core: executor::CoreTask = Box::new(move |shards| {
         Box::pin(node::run(core_cfg, recovered, snap, core_rx, stripe_txs, shards, core_status, ready_tx))
     });
-    let (shard_handles, threads) = executor::start(stores, segment_bytes, stripes, status.clone(), core)?;
+    let (shard_handles, threads) = executor::start(stores, segment_bytes, stripes, status.clone(), core, reply_txs.clone())?;
     match ready_rx.recv() {
         Ok(Ok(())) => {}
         Ok(Err(e)) => return Err(e),

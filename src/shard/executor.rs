@@ -17,11 +17,15 @@ use tokio::sync::oneshot;
 use super::mailbox::{ShardMsg, Shards, SHARD_QUEUE_CAPACITY};
 use crate::mvcc::segment::{self, SegmentInfo};
 use crate::mvcc::store::Store;
+use crate::reply::{self, Delivery, Outbox};
 use crate::status::ServerStatus;
 use crate::view::Local;
 use crate::wal::recover::StripeState;
 use crate::wal::stripe::{Stripe, StripeMsg};
 
+/// Messages a shard serves before it sends the front end the answers gathered (it also sends
+/// them whenever its queue is empty): bounds how long an answer waits under a steady stream.
+const MAX_MSGS_PER_FLUSH: usize = 64;
 /// Memory glommio registers for io_uring per executor; fits the 8 MiB memlock limit.
 const IO_MEMORY_BYTES: usize = 1 << 20;
 
@@ -78,6 +82,7 @@ pub fn start(
     stripes: Vec<StripeInit>,
     status: Arc<ServerStatus>,
     core: CoreTask,
+    homes: Vec<flume::Sender<reply::Batch>>,
 ) -> Result<(Shards, ShardThreads), String> {
     let count = stores.len();
     let segment_bytes = segment_bytes / count as u64;
@@ -91,6 +96,7 @@ pub fn start(
         // Shared so the closure is Clone (pinning may be retried unpinned); taken once.
         let boot = Arc::new(std::sync::Mutex::new((core.take().map(|c| (c, shards.clone())), Some((store, stripe)))));
         let status = status.clone();
+        let homes = homes.clone();
         let run = move || async move {
             let (core, owned) = boot.lock().map(|mut b| (b.0.take(), b.1.take())).unwrap_or((None, None));
             let (store, stripe) = owned.expect("an executor starts once");
@@ -98,7 +104,7 @@ pub fn start(
             if let Some((core, shards)) = core {
                 glommio::spawn_local(core(shards)).detach();
             }
-            serve(id, rx, status, store, segment_bytes).await;
+            serve(id, rx, status, (store, segment_bytes), homes).await;
         };
         handles.push(spawn_pinned(id, cpus[id % cpus.len()], run)?);
     }
@@ -131,7 +137,13 @@ async fn run_stripe(init: StripeInit) {
 
 /// A shard's loop: owns the store, serves messages until every sender is gone. Snapshots run
 /// as separate tasks reading the store between writes; physical compaction waits for them.
-async fn serve(id: usize, rx: flume::Receiver<ShardMsg>, status: Arc<ServerStatus>, store: Store, segment_bytes: u64) {
+async fn serve(
+    id: usize,
+    rx: flume::Receiver<ShardMsg>,
+    status: Arc<ServerStatus>,
+    (store, segment_bytes): (Store, u64),
+    homes: Vec<flume::Sender<reply::Batch>>,
+) {
     let shard = Rc::new(ShardState {
         id,
         status,
@@ -145,45 +157,70 @@ async fn serve(id: usize, rx: flume::Receiver<ShardMsg>, status: Arc<ServerStatu
         written_at_segment: Cell::new(0),
     });
     shard.publish();
-    while let Ok(msg) = rx.recv_async().await {
-        match msg {
-            ShardMsg::Range { query, reply } => {
-                let _ = reply.send(shard.store.borrow().range(&query));
-            }
-            ShardMsg::Write { ops, reply } => {
-                let started = std::time::Instant::now();
-                let results: Vec<_> = ops.into_iter().map(|(rev, op)| shard.store.borrow_mut().write(op, rev)).collect();
-                shard.apply_seconds.record(started.elapsed().as_secs_f64());
-                shard.publish();
-                let _ = reply.send(results);
-            }
-            ShardMsg::Compact { rev, reply } => {
-                shard.store.borrow_mut().set_compact_rev(rev);
-                let (done_tx, done_rx) = oneshot::channel();
-                shard.compact_waiters.borrow_mut().push((rev, done_tx));
-                shard.compact_target.set(shard.compact_target.get().max(rev));
-                if !shard.compacting.replace(true) {
-                    glommio::spawn_local(shard.clone().compact_in_background()).detach();
+    let mut outbox = Outbox::new(homes);
+    let mut unflushed = 0;
+    loop {
+        let msg = match rx.try_recv() {
+            Ok(msg) => msg,
+            Err(flume::TryRecvError::Empty) => {
+                // Nothing else queued: answer the front end before waiting.
+                outbox.flush();
+                unflushed = 0;
+                match rx.recv_async().await {
+                    Ok(msg) => msg,
+                    Err(_) => break,
                 }
-                let _ = reply.send(done_rx);
             }
-            ShardMsg::Txn { txn, base, compact_rev, reply } => {
-                let started = std::time::Instant::now();
-                // Local views complete at once: this await never yields to other messages.
-                let result = crate::txn::txn(&Local(&shard.store), &txn, base, compact_rev).await;
-                shard.apply_seconds.record(started.elapsed().as_secs_f64());
-                shard.publish();
+            Err(flume::TryRecvError::Disconnected) => break,
+        };
+        handle(&shard, msg, &mut outbox).await;
+        unflushed += 1;
+        if unflushed >= MAX_MSGS_PER_FLUSH {
+            outbox.flush();
+            unflushed = 0;
+        }
+    }
+    outbox.flush();
+}
+
+async fn handle(shard: &Rc<ShardState>, msg: ShardMsg, outbox: &mut Outbox) {
+    match msg {
+        ShardMsg::Range { query, reply, home } => {
+            outbox.push(home, Delivery::Range(reply, shard.store.borrow().range(&query)));
+        }
+        ShardMsg::Write { ops, reply } => {
+            let started = std::time::Instant::now();
+            let results: Vec<_> = ops.into_iter().map(|(rev, op)| shard.store.borrow_mut().write(op, rev)).collect();
+            shard.apply_seconds.record(started.elapsed().as_secs_f64());
+            shard.publish();
+            let _ = reply.send(results);
+        }
+        ShardMsg::Compact { rev, reply } => {
+            shard.store.borrow_mut().set_compact_rev(rev);
+            let (done_tx, done_rx) = oneshot::channel();
+            shard.compact_waiters.borrow_mut().push((rev, done_tx));
+            shard.compact_target.set(shard.compact_target.get().max(rev));
+            if !shard.compacting.replace(true) {
+                glommio::spawn_local(shard.clone().compact_in_background()).detach();
+            }
+            let _ = reply.send(done_rx);
+        }
+        ShardMsg::Txn { txn, base, compact_rev, reply } => {
+            let started = std::time::Instant::now();
+            // Local views complete at once: this await never yields to other messages.
+            let result = crate::txn::txn(&Local(&shard.store), &txn, base, compact_rev).await;
+            shard.apply_seconds.record(started.elapsed().as_secs_f64());
+            shard.publish();
+            let _ = reply.send(result);
+        }
+        ShardMsg::Snapshot { rev, path, reply } => {
+            shard.snapshots.set(shard.snapshots.get() + 1);
+            let shard = shard.clone();
+            glommio::spawn_local(async move {
+                let result = shard.write_segment(path, rev).await;
                 let _ = reply.send(result);
-            }
-            ShardMsg::Snapshot { rev, path, reply } => {
-                shard.snapshots.set(shard.snapshots.get() + 1);
-                let shard = shard.clone();
-                glommio::spawn_local(async move {
-                    let result = shard.write_segment(path, rev).await;
-                    let _ = reply.send(result);
-                })
-                .detach();
-            }
+            })
+            .detach();
         }
     }
 }

@@ -15,7 +15,8 @@ use crate::proto::etcdserverpb::{TxnRequest, TxnResponse};
 pub const SHARD_QUEUE_CAPACITY: usize = 4096;
 
 pub enum ShardMsg {
-    Range { query: RangeQuery, reply: oneshot::Sender<Result<RangePart>> },
+    /// `home`: the caller's front-end thread, where the answer is delivered (`reply.rs`).
+    Range { query: RangeQuery, reply: oneshot::Sender<Result<RangePart>>, home: Option<usize> },
     /// Applies `ops` in order, each at its revision; one result per op.
     Write { ops: Vec<(i64, WriteOp)>, reply: oneshot::Sender<Vec<Result<WriteResult>>> },
     /// Logical compaction now (the reply); the physical one runs in the background and the
@@ -66,7 +67,8 @@ impl Shards {
     }
 
     pub async fn range_on(&self, shard: usize, query: RangeQuery) -> Result<RangePart> {
-        self.call(shard, |reply| ShardMsg::Range { query, reply }).await?
+        let home = crate::reply::home();
+        self.call(shard, |reply| ShardMsg::Range { query, reply, home }).await?
     }
 
     /// Applies `(revision, op)` pairs on `shard` in order: one message however many ops.
