@@ -70,7 +70,8 @@ pub struct Outbox {
 
 impl Outbox {
     /// `homes[i]` reaches front-end thread `i`'s dispatcher. The channels are unbounded, but
-    /// what they hold is bounded by the requests in flight (the proposal queue's capacity).
+    /// what they hold is bounded by the requests in flight: the raft core's proposal queue and
+    /// the shards' queues (their capacities).
     pub fn new(homes: Vec<flume::Sender<Batch>>) -> Outbox {
         let pending = homes.iter().map(|_| Vec::new()).collect();
         Outbox { homes, pending }
