@@ -1,7 +1,8 @@
 //! Snapshots: every --snapshot-count entries each shard writes an rkyv segment and a manifest
-//! is renamed into place; older WAL segments are released; restart loads the segments and
-//! replays only the WAL after them, with history, revisions, compaction point and alarms
-//! intact — also when --shards changes (a stripe no shard writes any more is then deleted). `etcdctl defrag` writes a fresh snapshot online.
+//! is renamed into place; older WAL segments are released and recycled; restart loads the
+//! segments and replays only the WAL after them, with history, revisions, compaction point and
+//! alarms intact — also when --shards changes (a stripe no shard writes any more is then
+//! deleted). `etcdctl defrag` writes a fresh snapshot online.
 
 mod common;
 
@@ -150,4 +151,48 @@ async fn values_follow_the_newest_segment_and_old_ones_are_unmapped() {
     assert!(segs.iter().all(|l| !l.contains("(deleted)")), "a replaced segment is still mapped:\n{}", segs.join("\n"));
     let kv = c.get("v/123", None).await.unwrap();
     assert_eq!(kv.kvs()[0].value(), b"value-123");
+}
+
+/// Inode of every file in stripe 0 with extension `ext`.
+fn stripe0_inodes(data_dir: &Path, ext: &str) -> Vec<u64> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::read_dir(data_dir.join("member/wal/0"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == ext))
+        .map(|e| e.metadata().unwrap().ino())
+        .collect()
+}
+
+#[tokio::test]
+async fn released_wal_segments_are_recycled() {
+    let mut s = common::Server::start(SMALL_WAL);
+    let mut c = s.client().await;
+    workload(&mut c).await;
+    let spares = stripe0_inodes(&s.data_dir, "spare");
+    assert!(!spares.is_empty() && spares.len() <= 2, "spare segments: {}", spares.len());
+    let files = |d: &Path| [stripe0_inodes(d, "wal"), stripe0_inodes(d, "spare")].concat();
+    let before = files(&s.data_dir);
+    let newest = |d: &Path| {
+        let names = std::fs::read_dir(d.join("member/wal/0")).unwrap().flatten().filter_map(|e| e.file_name().into_string().ok());
+        names.filter_map(|n| u64::from_str_radix(n.strip_suffix(".wal")?, 16).ok()).max().unwrap()
+    };
+    let first_segment = newest(&s.data_dir);
+    // Writing on rolls through several segments (~300 × 600 B in 64 KiB segments); the new
+    // ones are the released files, renamed and zeroed, so the same files keep being used.
+    let value = vec![b'y'; 512];
+    for i in 0..300 {
+        c.put(format!("r/{:02}", i % 50), value.clone(), None).await.unwrap();
+    }
+    let after = files(&s.data_dir);
+    assert!(newest(&s.data_dir) >= first_segment + 2, "segments rolled: {first_segment} -> {}", newest(&s.data_dir));
+    assert!(after.len() <= 4, "wal and spare files: {after:?}");
+    assert!(after.iter().any(|ino| before.contains(ino)), "no file was recycled: {before:?} -> {after:?}");
+    let before = c.get("r/", Some(GetOptions::new().with_prefix())).await.unwrap();
+    drop(c);
+    s.kill();
+    s.restart();
+    let mut c = s.client().await;
+    let after = c.get("r/", Some(GetOptions::new().with_prefix())).await.unwrap();
+    assert_eq!(format!("{:?}", after.kvs()), format!("{:?}", before.kvs()));
 }

@@ -5,7 +5,8 @@
 //! retrying could acknowledge a write that is not on disk.
 //!
 //! The next segment is zero-filled on a blocking thread once the current one is half full, so
-//! the hot path never extends or creates a file.
+//! the hot path never extends or creates a file. Released segments (covered by a snapshot) are
+//! kept as spares, up to `MAX_SPARE_SEGMENTS`, and recycled as the next segments.
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -15,11 +16,13 @@ use glommio::io::{BufferedFile, OpenOptions};
 
 use super::record::{encode, Batch};
 use super::recover::StripeState;
-use super::{create_segment, segment_path, Position};
+use super::{create_segment, segment_path, spare_path, Position};
 use crate::metrics as m;
 
 /// Batches taken from the queue per write.
 const MAX_BATCHES_PER_WRITE: usize = 256;
+/// Released segments kept for reuse; more are deleted.
+const MAX_SPARE_SEGMENTS: usize = 2;
 
 pub enum StripeMsg {
     /// Write and sync `batch`, then send its sequence number on `persisted`.
@@ -44,6 +47,8 @@ pub struct Stripe {
     new_segment_bytes: u64,
     /// The next segment being zero-filled in the background, if started.
     prepared: Option<Prepared>,
+    /// Released segment files waiting to be recycled.
+    spares: Vec<PathBuf>,
 }
 
 impl Stripe {
@@ -52,7 +57,6 @@ impl Stripe {
         let file = OpenOptions::new().read(true).write(true).buffered_open(&path).await?;
         let segment_size_bytes = file.file_size().await?;
         Ok(Stripe {
-            dir: state.dir,
             file,
             pos: state.tail,
             segment_size_bytes,
@@ -61,6 +65,8 @@ impl Stripe {
             max_seq: state.tail_max_seq,
             new_segment_bytes,
             prepared: None,
+            spares: find_spares(&state.dir),
+            dir: state.dir,
         })
     }
 
@@ -85,12 +91,20 @@ impl Stripe {
     }
 
     fn release_before(&mut self, seq: u64) {
+        let (dir, spares) = (&self.dir, &mut self.spares);
         self.closed.retain(|&(segment, max_seq)| {
             if max_seq >= seq {
                 return true;
             }
-            if let Err(e) = std::fs::remove_file(segment_path(&self.dir, segment)) {
-                crate::log::warn("cannot remove released wal segment", &[("segment", segment.to_string()), ("error", e.to_string())]);
+            let path = segment_path(dir, segment);
+            let released = if spares.len() < MAX_SPARE_SEGMENTS {
+                let spare = spare_path(dir, segment);
+                std::fs::rename(&path, &spare).map(|()| spares.push(spare))
+            } else {
+                std::fs::remove_file(&path)
+            };
+            if let Err(e) = released {
+                crate::log::warn("cannot release wal segment", &[("segment", segment.to_string()), ("error", e.to_string())]);
                 return true;
             }
             false
@@ -134,8 +148,8 @@ impl Stripe {
 
     /// Starts zero-filling the next segment on a blocking thread.
     fn prepare_next(&mut self) {
-        let (dir, next, size) = (self.dir.clone(), self.pos.segment + 1, self.new_segment_bytes);
-        let task = glommio::executor().spawn_blocking(move || create_segment(&dir, next, size));
+        let (dir, next, size, spare) = (self.dir.clone(), self.pos.segment + 1, self.new_segment_bytes, self.spares.pop());
+        let task = glommio::executor().spawn_blocking(move || create_segment(&dir, next, size, spare.as_deref()));
         self.prepared = Some(Box::pin(task));
     }
 
@@ -146,8 +160,8 @@ impl Stripe {
             if let Some(p) = self.prepared.take() {
                 let _ = p.await; // finish the regular one before replacing it
             }
-            let (dir, size) = (self.dir.clone(), self.new_segment_bytes.max(bytes));
-            self.prepared = Some(Box::pin(glommio::executor().spawn_blocking(move || create_segment(&dir, next, size))));
+            let (dir, size, spare) = (self.dir.clone(), self.new_segment_bytes.max(bytes), self.spares.pop());
+            self.prepared = Some(Box::pin(glommio::executor().spawn_blocking(move || create_segment(&dir, next, size, spare.as_deref()))));
         }
         if let Err(e) = self.prepared.take().expect("set above").await {
             fatal(&format!("cannot create wal segment {next}: {e}"));
@@ -168,6 +182,12 @@ impl Stripe {
         self.segment_size_bytes = size;
         self.max_seq = 0;
     }
+}
+
+/// Spare segments left by an earlier run (`*.spare`).
+fn find_spares(dir: &std::path::Path) -> Vec<PathBuf> {
+    let Ok(rd) = std::fs::read_dir(dir) else { return Vec::new() };
+    rd.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "spare")).collect()
 }
 
 fn fatal(msg: &str) -> ! {
