@@ -57,16 +57,35 @@ async fn load_until_killed(s: &mut common::Server, cycle: usize) -> Vec<(String,
     all
 }
 
+/// Keys read per Range when reading everything back (a single Range would outgrow the client's
+/// 4 MiB message limit after a few hundred cycles).
+const VERIFY_PAGE_KEYS: i64 = 5000;
+
+/// Every `crash/` key with its mod revision, read page by page at one revision; and that revision.
+async fn read_all(c: &mut etcd_client::Client) -> (i64, Vec<(String, i64)>) {
+    let (mut rev, mut from, mut out) = (0, b"crash/".to_vec(), Vec::new());
+    loop {
+        let opts = GetOptions::new().with_range("crash0").with_limit(VERIFY_PAGE_KEYS).with_revision(rev);
+        let page = c.get(from.clone(), Some(opts)).await.unwrap();
+        if rev == 0 {
+            rev = page.header().unwrap().revision();
+        }
+        out.extend(page.kvs().iter().map(|kv| (kv.key_str().unwrap().to_string(), kv.mod_revision())));
+        match page.kvs().last() {
+            Some(last) if page.more() => from = [last.key(), &[0]].concat(),
+            _ => return (rev, out),
+        }
+    }
+}
+
 async fn verify(s: &common::Server, acked: &[(String, i64)]) {
     let mut c = s.client().await;
-    let all = c.get("crash/", Some(GetOptions::new().with_prefix())).await.unwrap();
-    let current = all.header().unwrap().revision();
-    let mut revs: Vec<i64> = all.kvs().iter().map(|kv| kv.mod_revision()).collect();
+    let (current, all) = read_all(&mut c).await;
+    let mut revs: Vec<i64> = all.iter().map(|(_, rev)| *rev).collect();
     revs.sort_unstable();
     let expected: Vec<i64> = (2..=current).collect();
     assert_eq!(revs, expected, "every revision 2..={current} belongs to exactly one put");
-    let stored: std::collections::HashMap<&str, i64> =
-        all.kvs().iter().map(|kv| (kv.key_str().unwrap(), kv.mod_revision())).collect();
+    let stored: std::collections::HashMap<&str, i64> = all.iter().map(|(k, rev)| (k.as_str(), *rev)).collect();
     for (k, rev) in acked {
         assert_eq!(stored.get(k.as_str()), Some(rev), "acknowledged put {k} at revision {rev}");
     }
