@@ -51,20 +51,19 @@ impl Dealer {
                 _ = stop.changed() => return,
                 r = listener.accept() => r,
             };
-            match accepted.and_then(|(s, _)| {
-                s.set_nodelay(true)?;
-                s.into_std()
-            }) {
-                Ok(conn) => {
-                    let i = self.next.fetch_add(1, Ordering::Relaxed) % self.threads.len();
-                    if self.threads[i].send_async(conn).await.is_err() {
-                        return; // that thread stopped: shutting down
-                    }
-                }
+            let conn = match accepted {
+                Ok((conn, _)) => conn,
                 Err(e) => {
                     log::warn("accept failed", &[("error", e.to_string())]);
                     tokio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
+                    continue;
                 }
+            };
+            // A connection that fails here (reset at once, say) is dropped; accepting goes on.
+            let Ok(conn) = conn.set_nodelay(true).and_then(|()| conn.into_std()) else { continue };
+            let i = self.next.fetch_add(1, Ordering::Relaxed) % self.threads.len();
+            if self.threads[i].send_async(conn).await.is_err() {
+                return; // that thread stopped: shutting down
             }
         }
     }
