@@ -147,8 +147,8 @@ fn describe() {
     h!(SHARD_APPLY_SECONDS, Unit::Seconds, "Time a shard spends applying one write message.");
     g!(SHARD_KEYS, "Live keys held by each shard.");
     g!(SHARD_SIZE_BYTES, Unit::Bytes, "Bytes held by each shard's MVCC store.");
-    h!(WAL_BATCH_ENTRIES, "Raft entries made durable by one WAL fdatasync (group commit).");
-    h!(WAL_BATCH_BYTES, Unit::Bytes, "Bytes made durable by one WAL fdatasync.");
+    h!(WAL_BATCH_ENTRIES, "Raft entries made durable by one WAL write (group commit).");
+    h!(WAL_BATCH_BYTES, Unit::Bytes, "Bytes made durable by one WAL write.");
     c!(IO_URING_SUBMISSIONS, "Writes and syncs submitted to io_uring, by kind.");
     h!(RAFT_PROPOSAL_BATCH, "Client requests batched into one raft entry.");
     g!(APPLIED_REVISION, "The newest revision every shard has applied.");

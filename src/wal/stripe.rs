@@ -1,8 +1,10 @@
 //! The writer of one WAL stripe, a task on one shard's glommio executor. It takes every batch
-//! queued for it, writes them with one io_uring write and makes them durable with one fdatasync
-//! (group commit), then reports each batch's sequence number as persisted. A failed write or
-//! sync aborts the process: after a failed fsync the page cache may have dropped the data, so
-//! retrying could acknowledge a write that is not on disk.
+//! queued for it and makes them durable with one io_uring write to a segment opened O_DSYNC
+//! (group commit: the write returns once its data is durable, as a write and an fdatasync
+//! would, in one operation and one io_uring worker hop instead of two), then reports each
+//! batch's sequence number as persisted. A failed write aborts the process: after a failed sync
+//! the page cache may have dropped the data, so retrying could acknowledge a write that is not
+//! on disk.
 //!
 //! The next segment is zero-filled on a blocking thread once the current one is half full, so
 //! the hot path never extends or creates a file. Released segments (covered by a snapshot) are
@@ -54,7 +56,7 @@ pub struct Stripe {
 impl Stripe {
     pub async fn open(state: StripeState, new_segment_bytes: u64) -> std::io::Result<Stripe> {
         let path = segment_path(&state.dir, state.tail.segment);
-        let file = OpenOptions::new().read(true).write(true).buffered_open(&path).await?;
+        let file = open_segment(&path).await?;
         let segment_size_bytes = file.file_size().await?;
         Ok(Stripe {
             file,
@@ -111,7 +113,7 @@ impl Stripe {
         });
     }
 
-    /// Writes the batches as consecutive records with one write and one fdatasync.
+    /// Writes the batches as consecutive records with one durable (O_DSYNC) write.
     async fn append<'a>(&mut self, batches: impl Iterator<Item = &'a Batch>) {
         self.buf.clear();
         let (mut entries, mut max_seq) = (0, 0);
@@ -126,15 +128,12 @@ impl Stripe {
         }
         let data = std::mem::take(&mut self.buf);
         metrics::counter!(m::IO_URING_SUBMISSIONS, "kind" => "write").increment(1);
+        // etcd's fsync histogram: here the durable write (copy + sync; the copy is negligible).
+        let sync_started = std::time::Instant::now();
         match self.file.write_at(data, self.pos.offset_bytes).await {
             Ok(n) if n as u64 == bytes => {}
             Ok(n) => fatal(&format!("short wal write: {n} of {bytes} bytes")),
             Err(e) => fatal(&format!("wal write failed: {e}")),
-        }
-        metrics::counter!(m::IO_URING_SUBMISSIONS, "kind" => "fsync").increment(1);
-        let sync_started = std::time::Instant::now();
-        if let Err(e) = self.file.fdatasync().await {
-            fatal(&format!("wal fdatasync failed: {e}"));
         }
         metrics::histogram!(m::WAL_FSYNC_SECONDS).record(sync_started.elapsed().as_secs_f64());
         metrics::histogram!(m::WAL_BATCH_ENTRIES).record(entries as f64);
@@ -167,7 +166,7 @@ impl Stripe {
             fatal(&format!("cannot create wal segment {next}: {e}"));
         }
         let path = segment_path(&self.dir, next);
-        let file = match OpenOptions::new().read(true).write(true).buffered_open(&path).await {
+        let file = match open_segment(&path).await {
             Ok(f) => f,
             Err(e) => fatal(&format!("cannot open wal segment {}: {e}", path.display())),
         };
@@ -182,6 +181,11 @@ impl Stripe {
         self.segment_size_bytes = size;
         self.max_seq = 0;
     }
+}
+
+/// Opens a segment for durable writes: with O_DSYNC a write returns once its data is on disk.
+async fn open_segment(path: &std::path::Path) -> glommio::Result<BufferedFile, ()> {
+    OpenOptions::new().read(true).write(true).custom_flags(libc::O_DSYNC).buffered_open(path).await
 }
 
 /// Spare segments left by an earlier run (`*.spare`).
