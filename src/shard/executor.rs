@@ -24,9 +24,9 @@ use crate::view::Local;
 use crate::wal::recover::StripeState;
 use crate::wal::stripe::{Stripe, StripeMsg};
 
-/// Messages a shard serves before it sends the front end the answers gathered (it also sends
-/// them whenever its queue is empty): bounds how long an answer waits under a steady stream.
-const MAX_MSGS_PER_FLUSH: usize = 64;
+/// Reads a shard serves before it sends the front end the answers gathered (it also sends them
+/// whenever its queue is empty, and before any other message): bounds how long an answer waits.
+const MAX_READS_PER_FLUSH: usize = 64;
 /// Memory glommio registers for io_uring per executor; fits the 8 MiB memlock limit.
 const IO_MEMORY_BYTES: usize = 1 << 20;
 
@@ -182,12 +182,13 @@ async fn serve(
             }
             Err(flume::TryRecvError::Disconnected) => break,
         };
-        handle(&shard, msg, &mut outbox).await;
-        unflushed += 1;
-        if unflushed >= MAX_MSGS_PER_FLUSH {
+        // Answers wait only behind other reads (cheap), never behind writes, txns or snapshots.
+        if unflushed >= MAX_READS_PER_FLUSH || !matches!(msg, ShardMsg::Range { .. }) {
             outbox.flush();
             unflushed = 0;
         }
+        handle(&shard, msg, &mut outbox).await;
+        unflushed += 1;
     }
     outbox.flush();
 }
