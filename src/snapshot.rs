@@ -75,13 +75,13 @@ pub fn store(dir: &Path, m: &Manifest) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Loads the snapshot's segments into `shards` stores, routing each key to its owner (the
-/// shard count may differ from the snapshot's).
 /// Total size of the snapshot's segment files.
 pub fn segment_bytes(dir: &Path, m: &Manifest) -> u64 {
     m.segments.iter().filter_map(|name| std::fs::metadata(dir.join(name)).ok()).map(|md| md.len()).sum()
 }
 
+/// Loads the snapshot's segments into `shards` stores, routing each key to its owner (the
+/// shard count may differ from the snapshot's).
 pub fn load_stores(dir: &Path, m: &Manifest, shards: usize) -> Result<Vec<Store>, String> {
     let mut parts: Vec<Vec<segment::SegKey>> = (0..shards).map(|_| Vec::new()).collect();
     for name in &m.segments {

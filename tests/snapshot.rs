@@ -13,7 +13,7 @@ use etcd_client::{DeleteOptions, GetOptions};
 const SMALL_WAL: &[&str] = &["--snapshot-count", "40", "--wal-segment-bytes", "65536", "--shards", "2"];
 
 fn wal_segments(data_dir: &Path) -> usize {
-    std::fs::read_dir(data_dir.join("member/wal/0")).unwrap().filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "wal")).count()
+    stripe0_inodes(data_dir, "wal").len()
 }
 
 fn manifest(data_dir: &Path) -> serde_json::Value {

@@ -1,7 +1,8 @@
 //! Start-up and shutdown. Order: check io_uring, load the snapshot (if any) into per-shard
 //! stores, recover the WAL, start the shard executors (shard 0 hosts the raft core, which
-//! re-applies the log after the snapshot), wait until the core serves, then
-//! open the client listeners on a small tokio runtime. SIGTERM/SIGINT stop the listeners;
+//! re-applies the log after the snapshot), wait until the core serves, then start the
+//! front-end threads (`front_end.rs`), which open the client listeners. SIGTERM/SIGINT stop the
+//! listeners;
 //! dropping the front end's handles then stops the raft core and the shards in turn.
 
 pub mod front_end;

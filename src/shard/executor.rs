@@ -1,8 +1,8 @@
 //! Starts the shard executors: one glommio `LocalExecutor` per shard, pinned to a usable CPU
 //! (from the highest down, round-robin when there are more shards than CPUs, unpinned if
-//! pinning is refused). Each
-//! runs `serve`, the loop that owns the shard's MVCC store (with snapshot writing and
-//! background compaction as side tasks), and the writer task of the shard's WAL stripe.
+//! pinning is refused). Each runs `serve`, the loop that owns the shard's MVCC store (with
+//! snapshot writing and background compaction as side tasks), and the writer task of the
+//! shard's WAL stripe.
 //! Shard 0 also hosts the raft core, started from the `core` closure once its executor runs.
 
 use std::cell::{Cell, RefCell};

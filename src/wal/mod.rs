@@ -1,7 +1,7 @@
-//! The write-ahead log: raft entries and hard state, appended in batches and made durable with
-//! one durable (O_DSYNC) write per batch (group commit) before raft may count them as persisted. There is
-//! one stripe per shard; the raft core numbers its batches and deals them to the stripes in
-//! turn, so several syncs can be in flight. `record.rs` is the on-disk format, `stripe.rs`
+//! The write-ahead log: raft entries and hard state, appended in batches, each made durable by
+//! one O_DSYNC write (group commit) before raft may count them as persisted. There is one
+//! stripe per shard; the raft core numbers its batches and deals them to the stripes in turn,
+//! so several syncs can be in flight. `record.rs` is the on-disk format, `stripe.rs`
 //! the io_uring writer task owned by one shard, `recover.rs` reads the stripes back at boot.
 //!
 //! Files: `<wal-dir>/<stripe>/<segment:016x>.wal`, each preallocated by writing zeros so the

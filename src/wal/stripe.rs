@@ -147,9 +147,14 @@ impl Stripe {
 
     /// Starts zero-filling the next segment on a blocking thread.
     fn prepare_next(&mut self) {
-        let (dir, next, size, spare) = (self.dir.clone(), self.pos.segment + 1, self.new_segment_bytes, self.spares.pop());
-        let task = glommio::executor().spawn_blocking(move || create_segment(&dir, next, size, spare.as_deref()));
-        self.prepared = Some(Box::pin(task));
+        self.prepared = Some(self.prepare(self.pos.segment + 1, self.new_segment_bytes));
+    }
+
+    /// Zero-fills segment `segment` of `size_bytes` on a blocking thread, recycling a spare
+    /// file if there is one.
+    fn prepare(&mut self, segment: u64, size_bytes: u64) -> Prepared {
+        let (dir, spare) = (self.dir.clone(), self.spares.pop());
+        Box::pin(glommio::executor().spawn_blocking(move || create_segment(&dir, segment, size_bytes, spare.as_deref())))
     }
 
     /// Moves to the next segment (prepared in the background unless `bytes` needs a bigger one).
@@ -159,8 +164,7 @@ impl Stripe {
             if let Some(p) = self.prepared.take() {
                 let _ = p.await; // finish the regular one before replacing it
             }
-            let (dir, size, spare) = (self.dir.clone(), self.new_segment_bytes.max(bytes), self.spares.pop());
-            self.prepared = Some(Box::pin(glommio::executor().spawn_blocking(move || create_segment(&dir, next, size, spare.as_deref()))));
+            self.prepared = Some(self.prepare(next, self.new_segment_bytes.max(bytes)));
         }
         if let Err(e) = self.prepared.take().expect("set above").await {
             fatal(&format!("cannot create wal segment {next}: {e}"));
