@@ -14,6 +14,8 @@ use etcd_client::GetOptions;
 const WRITERS: usize = 16;
 /// Upper bound on puts per writer per cycle (the kill usually lands first).
 const MAX_PUTS_PER_WRITER: usize = 400;
+/// Longest a writer waits for one put's answer.
+const PUT_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn cycles() -> usize {
     std::env::var("BALLAST_CRASH_CYCLES").ok().and_then(|v| v.parse().ok()).unwrap_or(4)
@@ -30,12 +32,14 @@ async fn load_until_killed(s: &mut common::Server, cycle: usize) -> Vec<(String,
             let mut mine = Vec::new();
             for i in 0..MAX_PUTS_PER_WRITER {
                 let key = format!("crash/{cycle:04}/{w:02}/{i:04}");
-                match c.put(key.clone(), "v", None).await {
-                    Ok(r) => {
+                // Bounded: a put cut off by the kill must not hang the writer (it once did, with
+                // no socket left open); unanswered, it was not acknowledged.
+                match tokio::time::timeout(PUT_TIMEOUT, c.put(key.clone(), "v", None)).await {
+                    Ok(Ok(r)) => {
                         mine.push((key, r.header().unwrap().revision()));
                         acked.fetch_add(1, Ordering::Relaxed);
                     }
-                    Err(_) => break, // the server is gone
+                    Ok(Err(_)) | Err(_) => break, // the server is gone
                 }
             }
             mine
