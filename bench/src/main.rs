@@ -19,6 +19,8 @@ use ballast_bench::proto::etcdserverpb::{
 use tonic::transport::{Channel, Endpoint};
 
 const KEY_LEN: usize = 32;
+/// Threads of the load generator, each a current-thread tokio runtime (see `drive_clients`).
+const LOADGEN_THREADS: usize = 2;
 const VALUE_LEN: usize = 256;
 /// Value size of the restart workload's data set; its key count is `--restart-bytes` / this.
 const RESTART_VALUE_LEN: usize = 4096;
@@ -925,6 +927,87 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
     sorted[idx] as f64
 }
 
+/// Runs a workload's clients on `LOADGEN_THREADS` threads, each with its own current-thread tokio
+/// runtime that owns its share of the connections and of the clients (client c uses connection
+/// c % conns, and connection j lives on thread j % LOADGEN_THREADS).
+///
+/// Why not one multi-thread runtime: with 1000 clients its per-worker run queues overflow into the
+/// global queue, which a worker visits only every few dozen polls, so some clients wait far longer
+/// than others. That put a 100+ ms p99 on the storage-free server itself, i.e. the load generator
+/// measured its own scheduling. A current-thread runtime runs its ready tasks in FIFO order.
+///
+/// Returns the start instant and server CPU ticks, taken once every thread has connected.
+fn drive_clients(
+    w: &Workload,
+    url: &str,
+    pid: i32,
+    value: Arc<Vec<u8>>,
+) -> Result<(Instant, Option<u64>, Vec<ClientOut>), String> {
+    let threads = LOADGEN_THREADS.min(w.conns).max(1);
+    let next = Arc::new(AtomicU64::new(0));
+    let connected = Arc::new(std::sync::Barrier::new(threads + 1));
+    let start = Arc::new(std::sync::OnceLock::<Instant>::new());
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let (w, url, next, value) = (w.clone(), url.to_string(), next.clone(), value.clone());
+            let (connected, start) = (connected.clone(), start.clone());
+            std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| format!("load generator runtime: {e}"))?;
+                rt.block_on(async move {
+                    let mut chans = Vec::new();
+                    let mut failed = None;
+                    for j in (t..w.conns).step_by(threads) {
+                        match connect(&url).await {
+                            Ok(ch) => chans.push((j, ch)),
+                            Err(e) => failed = Some(e),
+                        }
+                    }
+                    connected.wait();
+                    if let Some(e) = failed {
+                        return Err(e);
+                    }
+                    let t0 = *start.wait();
+                    let deadline = t0 + Duration::from_secs_f64(w.max_secs);
+                    let tasks: Vec<_> = (0..w.clients)
+                        .filter(|c| (c % w.conns) % threads == t)
+                        .map(|c| {
+                            let ch = chans[(c % w.conns) / threads].1.clone();
+                            debug_assert_eq!(chans[(c % w.conns) / threads].0, c % w.conns);
+                            let f = client_loop(w.clone(), ch, c, next.clone(), deadline, value.clone());
+                            tokio::spawn(f)
+                        })
+                        .collect();
+                    let mut outs = Vec::with_capacity(tasks.len());
+                    for task in tasks {
+                        outs.push(task.await.map_err(|e| format!("client task: {e}"))?);
+                    }
+                    Ok(outs)
+                })
+            })
+        })
+        .collect();
+    connected.wait();
+    let cpu0 = cpu_ticks(pid);
+    let t0 = Instant::now();
+    start.set(t0).expect("start is set once");
+    let mut outs = Vec::with_capacity(w.clients);
+    let mut first_err = None;
+    for h in handles {
+        match h.join() {
+            Ok(Ok(o)) => outs.extend(o),
+            Ok(Err(e)) => first_err = first_err.or(Some(e)),
+            Err(_) => first_err = first_err.or(Some("load generator thread panicked".into())),
+        }
+    }
+    match first_err {
+        Some(e) => Err(e),
+        None => Ok((t0, cpu0, outs)),
+    }
+}
+
 async fn run_workload(w: &Workload, s: &mut Server) -> Result<Res, String> {
     if let Some(setup) = &w.setup {
         let r = Box::pin(run_workload(setup, s)).await?;
@@ -937,35 +1020,20 @@ async fn run_workload(w: &Workload, s: &mut Server) -> Result<Res, String> {
             ));
         }
     }
-    let mut chans = Vec::with_capacity(w.conns);
-    for _ in 0..w.conns {
-        chans.push(connect(&s.url).await?);
-    }
     let value = Arc::new(
         (0..w.value_len)
             .map(|i| b'a' + (i % 26) as u8)
             .collect::<Vec<u8>>(),
     );
-    let next = Arc::new(AtomicU64::new(0));
-    let cpu0 = cpu_ticks(s.pid);
-    let t0 = Instant::now();
-    let deadline = t0 + Duration::from_secs_f64(w.max_secs);
-    let tasks: Vec<_> = (0..w.clients)
-        .map(|c| {
-            tokio::spawn(client_loop(
-                w.clone(),
-                chans[c % w.conns].clone(),
-                c,
-                next.clone(),
-                deadline,
-                value.clone(),
-            ))
-        })
-        .collect();
+    let (t0, cpu0, outs) = {
+        let (w, url, pid) = (w.clone(), s.url.clone(), s.pid);
+        tokio::task::spawn_blocking(move || drive_clients(&w, &url, pid, value))
+            .await
+            .map_err(|e| format!("load generator: {e}"))??
+    };
     let mut lat: Vec<u32> = Vec::with_capacity(w.ops as usize);
     let (mut errors, mut first_error) = (0, None);
-    for t in tasks {
-        let o = t.await.map_err(|e| format!("client task: {e}"))?;
+    for o in outs {
         lat.extend(o.lat_us);
         errors += o.errors;
         if first_error.is_none() {
@@ -1346,7 +1414,7 @@ fn table(rows: &[Row], workloads: &[Workload]) -> String {
                     );
                 }
                 Ok(x) => {
-                    let cpu = x.cpu_us_per_op.map_or("—".into(), |c| format!("{c:.0}"));
+                    let cpu = x.cpu_us_per_op.map_or("—".into(), |c| format!("{c:.1}"));
                     let rss = x.rss_mib.map_or("—".into(), |m| format!("{m:.0}"));
                     let (mut vo, mut vp, mut vc, mut vs) = (
                         "".to_string(),
@@ -1715,7 +1783,7 @@ async fn run_target<'a>(
                     r.ops_per_sec(),
                     ms(r.p50_us),
                     ms(r.p99_us),
-                    r.cpu_us_per_op.map_or("—".into(), |c| format!("{c:.0}")),
+                    r.cpu_us_per_op.map_or("—".into(), |c| format!("{c:.1}")),
                     r.rss_mib.map_or("—".into(), |m| format!("{m:.0}")),
                     r.errors
                 ),
