@@ -79,13 +79,15 @@ impl Applier {
     /// Applies the requests of one raft entry in order. Runs of plain puts (which cannot fail)
     /// get consecutive revisions up front and go out as one message per shard, all shards at
     /// once; everything else is applied one request at a time.
-    pub async fn apply_all(&mut self, reqs: &[Option<Request>]) -> Vec<Result<Response>> {
+    /// Applies the requests of one raft entry in order. Plain puts move their keys and values
+    /// into the store (the requests are left emptied); the rest are applied by reference.
+    pub async fn apply_all(&mut self, reqs: &mut [Option<Request>]) -> Vec<Result<Response>> {
         let mut results = Vec::with_capacity(reqs.len());
         let mut i = 0;
         while i < reqs.len() {
             let run = reqs[i..].iter().take_while(|r| self.is_plain_put(r.as_ref())).count();
             if run > 0 {
-                let puts = reqs[i..i + run].iter().map(|r| match r {
+                let puts = reqs[i..i + run].iter_mut().map(|r| match r {
                     Some(Request::Put(p)) => p,
                     _ => unreachable!("counted as plain puts"),
                 });
@@ -107,19 +109,21 @@ impl Applier {
     }
 
     /// Puts that need no precondition: revisions `rev+1..=rev+n`, one message per shard.
-    async fn put_run(&mut self, puts: Vec<&PutRequest>) -> Vec<Result<Response>> {
+    async fn put_run(&mut self, puts: Vec<&mut PutRequest>) -> Vec<Result<Response>> {
         let base = self.rev;
         let mut db_size = self.status.db_size_bytes();
-        let mut fits = Vec::with_capacity(puts.len());
+        let count = puts.len();
+        let mut fits = Vec::with_capacity(count);
         let mut per_shard: Vec<Vec<(i64, WriteOp)>> = vec![Vec::new(); self.shards.count()];
-        let mut slots = Vec::with_capacity(puts.len());
-        for (n, p) in puts.iter().enumerate() {
+        let mut slots = Vec::with_capacity(count);
+        for (n, p) in puts.into_iter().enumerate() {
             let cost = cost_put(p);
             fits.push(self.quota.available(db_size, cost));
             db_size += cost;
             let owner = self.shards.owner(&p.key);
             slots.push((owner, per_shard[owner].len()));
-            let op = WriteOp::Put { key: p.key.clone(), value: Some(p.value.clone()), lease: Some(p.lease), prev_kv: p.prev_kv };
+            let (key, value) = (std::mem::take(&mut p.key), std::mem::take(&mut p.value));
+            let op = WriteOp::Put { key, value: Some(value), lease: Some(p.lease), prev_kv: p.prev_kv };
             per_shard[owner].push((base + 1 + n as i64, op));
         }
         let shards = &self.shards;
@@ -130,10 +134,10 @@ impl Applier {
         for (s, r) in futures_util::future::join_all(calls).await {
             match r {
                 Ok(results) => replies[s] = Some(results),
-                Err(e) => return puts.iter().map(|_| Err(e.clone())).collect(),
+                Err(e) => return (0..count).map(|_| Err(e.clone())).collect(),
             }
         }
-        self.rev = base + puts.len() as i64;
+        self.rev = base + count as i64;
         slots
             .into_iter()
             .enumerate()

@@ -165,6 +165,11 @@ struct Core {
     /// Proposals and reads gathered in the current turn.
     batch: Vec<InternalRequest>,
     batch_bytes: usize,
+    /// (index, term, requests) of the entries this node proposed and has not applied yet, in
+    /// index order: apply takes the requests from here instead of decoding the entry it just
+    /// encoded. An (index, term) pair names one entry (raft's log matching), so an entry that a
+    /// new leader replaced is not mistaken for ours. Bounded by the proposals not yet applied.
+    proposed: VecDeque<(u64, u64, Vec<InternalRequest>)>,
     reads: ReadWaiters,
     /// ReadIndex context → waiters; then (read index, waiters) until applied.
     reads_in_flight: HashMap<u64, ReadWaiters>,
@@ -292,6 +297,7 @@ impl Core {
             next_id: boot_nanos.as_nanos() as u64,
             batch: Vec::new(),
             batch_bytes: 0,
+            proposed: VecDeque::new(),
             reads: Vec::new(),
             reads_in_flight: HashMap::new(),
             reads_ready: Vec::new(),
@@ -358,15 +364,24 @@ impl Core {
         let requests = std::mem::take(&mut self.batch);
         self.batch_bytes = 0;
         metrics::histogram!(m::RAFT_PROPOSAL_BATCH).record(requests.len() as f64);
-        let data = EntryBatch { requests }.encode_to_vec();
-        if let Err(e) = self.raw.propose(vec![], data.clone()) {
-            crate::log::warn("raft dropped a proposal", &[("error", e.to_string())]);
-            let failed = EntryBatch::decode(data.as_slice()).map(|b| b.requests).unwrap_or_default();
-            metrics::counter!(m::PROPOSALS_FAILED).increment(failed.len() as u64);
-            for r in failed {
-                if let Some((home, w)) = self.waiters.remove(&r.id) {
-                    self.outbox.push(home, Delivery::Write(w, Err(Error::NoLeader)));
-                }
+        let batch = EntryBatch { requests };
+        let data = batch.encode_to_vec();
+        match self.raw.propose(vec![], data) {
+            Ok(()) => {
+                let r = &self.raw.raft;
+                self.proposed.push_back((r.raft_log.last_index(), r.term, batch.requests));
+            }
+            Err(e) => self.fail_proposals(batch.requests, e),
+        }
+    }
+
+    /// Answers the proposals of a batch raft refused (no leader) with etcd's error.
+    fn fail_proposals(&mut self, requests: Vec<InternalRequest>, e: raft::Error) {
+        crate::log::warn("raft dropped a proposal", &[("error", e.to_string())]);
+        metrics::counter!(m::PROPOSALS_FAILED).increment(requests.len() as u64);
+        for r in requests {
+            if let Some((home, w)) = self.waiters.remove(&r.id) {
+                self.outbox.push(home, Delivery::Write(w, Err(Error::NoLeader)));
             }
         }
     }
@@ -477,7 +492,8 @@ impl Core {
     async fn apply(&mut self, entries: Vec<Entry>) {
         for e in entries {
             if e.get_entry_type() == EntryType::EntryNormal && !e.data.is_empty() {
-                self.apply_batch(e.index, &e.data).await;
+                let requests = self.take_proposed(e.index, e.term);
+                self.apply_batch(e.index, &e.data, requests).await;
             } else if e.get_entry_type() != EntryType::EntryNormal {
                 crate::log::warn("ignoring conf change entry: membership changes are not supported yet", &[]);
             }
@@ -485,17 +501,36 @@ impl Core {
         }
     }
 
-    async fn apply_batch(&mut self, index: u64, data: &[u8]) {
-        let batch = match EntryBatch::decode(data) {
-            Ok(b) => b,
-            Err(e) => {
-                // Entries are written only by this code; an undecodable one is corruption.
-                crate::log::error("undecodable raft entry", &[("error", e.to_string())]);
-                std::process::abort();
+    /// The requests of entry (index, term) if this node proposed it; older leftovers (entries a
+    /// new leader replaced) are dropped on the way.
+    fn take_proposed(&mut self, index: u64, term: u64) -> Option<Vec<InternalRequest>> {
+        while self.proposed.front().is_some_and(|(i, _, _)| *i < index) {
+            self.proposed.pop_front();
+        }
+        match self.proposed.front() {
+            Some((i, t, _)) if *i == index && *t == term => self.proposed.pop_front().map(|(_, _, r)| r),
+            Some((i, _, _)) if *i == index => {
+                self.proposed.pop_front();
+                None
             }
+            _ => None,
+        }
+    }
+
+    async fn apply_batch(&mut self, index: u64, data: &[u8], proposed: Option<Vec<InternalRequest>>) {
+        let requests = match proposed {
+            Some(r) => r,
+            None => match EntryBatch::decode(data) {
+                Ok(b) => b.requests,
+                Err(e) => {
+                    // Entries are written only by this code; an undecodable one is corruption.
+                    crate::log::error("undecodable raft entry", &[("error", e.to_string())]);
+                    std::process::abort();
+                }
+            },
         };
-        let (ids, reqs): (Vec<u64>, Vec<Option<Request>>) = batch.requests.into_iter().map(|ir| (ir.id, ir.request)).unzip();
-        let results = self.applier.apply_all(&reqs).await;
+        let (ids, mut reqs): (Vec<u64>, Vec<Option<Request>>) = requests.into_iter().map(|ir| (ir.id, ir.request)).unzip();
+        let results = self.applier.apply_all(&mut reqs).await;
         // etcd's --snapshot-count counts requests (one per entry there); ours are batched.
         self.applied_since_snapshot += reqs.len() as u64;
         // Published before replying, so a client's next serializable read sees its write.
