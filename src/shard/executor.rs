@@ -101,7 +101,8 @@ pub fn start(
         let run = move || async move {
             let (core, owned) = boot.lock().map(|mut b| (b.0.take(), b.1.take())).unwrap_or((None, None));
             let (store, stripe) = owned.expect("an executor starts once");
-            glommio::spawn_local(run_stripe(stripe)).detach();
+            let queued = rx.clone();
+            glommio::spawn_local(run_stripe(stripe, Box::new(move || !queued.is_empty()))).detach();
             if let Some((core, shards)) = core {
                 glommio::spawn_local(core(shards)).detach();
             }
@@ -133,9 +134,9 @@ where
 }
 
 /// The shard's WAL stripe writer; a stripe that cannot be opened is fatal.
-async fn run_stripe(init: StripeInit) {
+async fn run_stripe(init: StripeInit, busy: crate::wal::stripe::ShardBusy) {
     let dir = init.state.dir.clone();
-    match Stripe::open(init.state, init.segment_bytes).await {
+    match Stripe::open(init.state, init.segment_bytes, busy).await {
         Ok(stripe) => stripe.run(init.rx).await,
         Err(e) => {
             crate::log::error("cannot open wal stripe", &[("dir", dir.display().to_string()), ("error", e.to_string())]);

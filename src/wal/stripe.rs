@@ -1,10 +1,17 @@
 //! The writer of one WAL stripe, a task on one shard's glommio executor. It takes every batch
 //! queued for it and makes them durable with one io_uring write to a segment opened O_DSYNC
 //! (group commit: the write returns once its data is durable, as a write and an fdatasync
-//! would, in one operation and one io_uring worker hop instead of two), then reports each
-//! batch's sequence number as persisted. A failed write aborts the process: after a failed sync
-//! the page cache may have dropped the data, so retrying could acknowledge a write that is not
-//! on disk.
+//! would, in one operation), then reports each batch's sequence number as persisted. A failed
+//! write aborts the process: after a failed sync the page cache may have dropped the data, so
+//! retrying could acknowledge a write that is not on disk.
+//!
+//! The write goes through the stripe's own small io_uring, not glommio's, and the shard thread
+//! waits for it in `io_uring_enter` whenever it has nothing else to do (`wait_write`). Through
+//! glommio's reactor, each completion cost the shard a park and a wake-up (a `membarrier`,
+//! timer re-arming, several `io_uring_enter` calls): measured with 100 clients, server CPU per
+//! put 18.6–20.0 µs that way against 16.4–16.8 µs this way, and 8% more puts/s. The price: a
+//! read that reaches the shard while it waits is served when the write completes (one WAL
+//! write, about 0.2 ms on this machine's disk); reads already queued are served first.
 //!
 //! The next segment is zero-filled on a blocking thread once the current one is half full, so
 //! the hot path never extends or creates a file. Released segments (covered by a snapshot) are
@@ -25,6 +32,14 @@ use crate::metrics as m;
 const MAX_BATCHES_PER_WRITE: usize = 256;
 /// Released segments kept for reuse; more are deleted.
 const MAX_SPARE_SEGMENTS: usize = 2;
+/// Entries of a stripe's own io_uring: one write is in flight at a time.
+const STRIPE_RING_ENTRIES: u32 = 4;
+/// How long the stripe lets queued shard work run before it checks its write again.
+const BUSY_RECHECK: std::time::Duration = std::time::Duration::from_micros(20);
+
+/// True while the shard has messages waiting (the stripe then lets them be served rather
+/// than block the thread on its write).
+pub type ShardBusy = Box<dyn Fn() -> bool>;
 
 pub enum StripeMsg {
     /// Write and sync `batch`, then send its sequence number on `persisted`.
@@ -51,10 +66,12 @@ pub struct Stripe {
     prepared: Option<Prepared>,
     /// Released segment files waiting to be recycled.
     spares: Vec<PathBuf>,
+    ring: io_uring::IoUring,
+    busy: ShardBusy,
 }
 
 impl Stripe {
-    pub async fn open(state: StripeState, new_segment_bytes: u64) -> std::io::Result<Stripe> {
+    pub async fn open(state: StripeState, new_segment_bytes: u64, busy: ShardBusy) -> std::io::Result<Stripe> {
         let path = segment_path(&state.dir, state.tail.segment);
         let file = open_segment(&path).await?;
         let segment_size_bytes = file.file_size().await?;
@@ -69,6 +86,8 @@ impl Stripe {
             prepared: None,
             spares: find_spares(&state.dir),
             dir: state.dir,
+            ring: io_uring::IoUring::new(STRIPE_RING_ENTRIES)?,
+            busy,
         })
     }
 
@@ -130,11 +149,12 @@ impl Stripe {
         metrics::counter!(m::IO_URING_SUBMISSIONS, "kind" => "write").increment(1);
         // etcd's fsync histogram: here the durable write (copy + sync; the copy is negligible).
         let sync_started = std::time::Instant::now();
-        match self.file.write_at(data, self.pos.offset_bytes).await {
+        match self.write_durable(&data).await {
             Ok(n) if n as u64 == bytes => {}
             Ok(n) => fatal(&format!("short wal write: {n} of {bytes} bytes")),
             Err(e) => fatal(&format!("wal write failed: {e}")),
         }
+        self.buf = data;
         metrics::histogram!(m::WAL_FSYNC_SECONDS).record(sync_started.elapsed().as_secs_f64());
         metrics::histogram!(m::WAL_BATCH_ENTRIES).record(entries as f64);
         metrics::histogram!(m::WAL_BATCH_BYTES).record(bytes as f64);
@@ -142,6 +162,34 @@ impl Stripe {
         self.max_seq = max_seq;
         if self.prepared.is_none() && self.pos.offset_bytes > self.segment_size_bytes / 2 {
             self.prepare_next();
+        }
+    }
+
+    /// Writes `data` at the current position through the stripe's ring and waits for it: while
+    /// the shard has messages queued it lets them run, otherwise the thread blocks in
+    /// `io_uring_enter` until the write completes.
+    async fn write_durable(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        use std::os::fd::AsRawFd;
+        let len = u32::try_from(data.len()).map_err(|_| std::io::Error::other("wal write over 4 GiB"))?;
+        let sqe = io_uring::opcode::Write::new(io_uring::types::Fd(self.file.as_raw_fd()), data.as_ptr(), len)
+            .offset(self.pos.offset_bytes)
+            .build();
+        // SAFETY: `data` and the file outlive the write: this function returns only after its
+        // completion was reaped (or the process aborts on an error).
+        unsafe { self.ring.submission().push(&sqe) }.map_err(|_| std::io::Error::other("wal ring full"))?;
+        loop {
+            if (self.busy)() {
+                retry_interrupted(|| self.ring.submit())?;
+                // A timer, not a bare yield: a reactor turn is what delivers the wake-ups of
+                // messages sent from other threads.
+                glommio::timer::sleep(BUSY_RECHECK).await;
+            } else {
+                retry_interrupted(|| self.ring.submit_and_wait(1))?;
+            }
+            if let Some(cqe) = self.ring.completion().next() {
+                let n = cqe.result();
+                return if n < 0 { Err(std::io::Error::from_raw_os_error(-n)) } else { Ok(n as usize) };
+            }
         }
     }
 
@@ -201,4 +249,13 @@ fn find_spares(dir: &std::path::Path) -> Vec<PathBuf> {
 fn fatal(msg: &str) -> ! {
     crate::log::error(msg, &[]);
     std::process::abort()
+}
+
+fn retry_interrupted(mut f: impl FnMut() -> std::io::Result<usize>) -> std::io::Result<usize> {
+    loop {
+        match f() {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            r => return r,
+        }
+    }
 }
