@@ -1598,7 +1598,7 @@ fn notes(rows: &[Row], targets: &[Target]) -> String {
 const LEGEND: &str = "\
 Columns: ops/s = completed ops / wall time; p50/p99 = client-side latency of successful ops; \
 CPU µs/op = server process utime+stime delta (/proc/PID/stat) over the workload ÷ ops; \
-RSS = server VmRSS at the end of the workload (for the load row: after all keys are written). \
+RSS = server VmRSS at the end of the workload (for the load row, run on a server of its own: after all keys are written). \
 On ballast rows: \"vs etcd\" compares with the faster (by ops/s) of etcd 3.5 / 3.4 in that workload \
 (ops/s: >1 is better; p99 and CPU: <1 is better); \"% of SoL\" = ops/s relative to the storage-free \
 speed-of-light server. Client and server share the machine: on few cores the client's own CPU use \
@@ -1645,6 +1645,9 @@ async fn main() {
     }
     let targets = targets(&o);
     let workloads = workloads(&o);
+    // The load workload gets a server of its own, so its RSS reading counts its keys only, not
+    // the history the other workloads left behind (none of them compacts).
+    let (fresh, shared): (Vec<Workload>, Vec<Workload>) = workloads.iter().cloned().partition(|w| w.id == "load");
     let started = cmd_out("date", &["-u", "+%Y-%m-%d %H:%M:%S UTC"]);
     let loadavg = std::fs::read_to_string("/proc/loadavg")
         .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
@@ -1662,8 +1665,11 @@ async fn main() {
             }
         };
         let dir = o.work_dir.join(t.name);
-        if !workloads.is_empty() {
-            run_target(t, &bin, &dir, &workloads, &mut rows, o.keep_data).await;
+        if !shared.is_empty() {
+            run_target(t, &bin, &dir, &shared, &mut rows, o.keep_data).await;
+        }
+        if !fresh.is_empty() {
+            run_target(t, &bin, &dir.join("load"), &fresh, &mut rows, o.keep_data).await;
         }
         if do_restart && t.kind != Kind::Sol {
             let rdir = dir.join("restart");

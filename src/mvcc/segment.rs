@@ -25,8 +25,10 @@ use super::store::Store;
 use super::value::{Mapping, MappedBytes, Value};
 
 const MAGIC: &[u8; 8] = b"BSEG0002";
-/// Keys per chunk (one rkyv block, one write).
-const CHUNK_KEYS: usize = 4096;
+/// Keys per chunk (one rkyv block, one write). Cutting and serializing a chunk, and adopting
+/// one after the write, run on the shard between its other work: 4096 keys made bursts of a few
+/// ms, which put 1000 clients' p99 at 50-52 ms when a snapshot fell in the run; 512 gave 31-37 ms.
+const CHUNK_KEYS: usize = 512;
 const ALIGN: usize = 16;
 const BLOCK_HEAD: usize = 8;
 
