@@ -127,6 +127,8 @@ pub struct Reader {
     path: PathBuf,
     map: Arc<Mapping>,
     pos: usize,
+    /// Offset below which the read pages were dropped from the resident set.
+    released: usize,
 }
 
 impl Reader {
@@ -135,7 +137,14 @@ impl Reader {
         if map.bytes().get(..MAGIC.len()) != Some(&MAGIC[..]) {
             return Err(format!("snapshot segment {}: not a ballast segment", path.display()));
         }
-        Ok(Reader { path: path.to_path_buf(), map, pos: MAGIC.len() })
+        Ok(Reader { path: path.to_path_buf(), map, pos: MAGIC.len(), released: 0 })
+    }
+
+    /// Drops the pages of the blocks read so far from the resident set (a full pass touches
+    /// every page: the CRC reads it all), so a pass costs resident memory for one block at a
+    /// time, not for the whole segment. Chunks taken before stay valid (pages fault back in).
+    pub fn release_read(&mut self) {
+        self.released = self.map.release_prefix(self.released, self.pos);
     }
 
     pub fn mapping(&self) -> &Arc<Mapping> {
@@ -186,6 +195,7 @@ pub fn read(path: &Path) -> Result<Vec<SegKey>, String> {
     let mut keys = Vec::new();
     while let Some(chunk) = reader.next_chunk()? {
         keys.extend(chunk.keys.iter().map(|e| load_key(&map, e)));
+        reader.release_read();
     }
     map.release_resident();
     Ok(keys)

@@ -53,6 +53,12 @@ pub struct Mapping {
     len: usize,
 }
 
+fn page_size() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    usize::try_from(n).ok().filter(|&n| n > 0).unwrap_or(4096)
+}
+
 // SAFETY: the mapping is read-only and never changes after creation; it is unmapped only in
 // Drop, when no reference to it remains.
 unsafe impl Send for Mapping {}
@@ -78,9 +84,22 @@ impl Mapping {
     /// Drops the mapping's pages from this process's resident set (they stay in the page
     /// cache and fault back in on access). Called after a pass that touched them all.
     pub fn release_resident(&self) {
-        // SAFETY: advises on exactly the mapped region; MADV_DONTNEED on a private read-only
-        // file mapping only discards page table entries (contents are refetched from the file).
-        unsafe { libc::madvise(self.ptr as *mut libc::c_void, self.len, libc::MADV_DONTNEED) };
+        self.release_prefix(0, self.len);
+    }
+
+    /// Like `release_resident` for the whole pages within `from..to` (byte offsets), so a pass
+    /// over the mapping can release what it has read as it goes. Returns the offset released up
+    /// to (`from` rounded down to a page stays where the next call starts).
+    pub fn release_prefix(&self, from: usize, to: usize) -> usize {
+        let page = page_size();
+        let (start, end) = (from / page * page, to.min(self.len) / page * page);
+        if end > start {
+            // SAFETY: start..end lies within the mapping and `ptr` is page aligned (mmap), so
+            // the range is page aligned; MADV_DONTNEED on a private read-only file mapping only
+            // discards page table entries (contents are refetched from the file).
+            unsafe { libc::madvise(self.ptr.add(start) as *mut libc::c_void, end - start, libc::MADV_DONTNEED) };
+        }
+        end.max(start)
     }
 
     pub fn bytes(&self) -> &[u8] {

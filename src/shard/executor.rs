@@ -22,7 +22,7 @@ use crate::reply::{self, Delivery, Outbox};
 use crate::status::ServerStatus;
 use crate::view::Local;
 use crate::wal::recover::StripeState;
-use crate::wal::stripe::{Stripe, StripeMsg};
+use crate::wal::stripe::{ShardBusy, Stripe, StripeMsg};
 
 /// Reads a shard serves before it sends the front end the answers gathered (it also sends them
 /// whenever its queue is empty, and before any other message): bounds how long an answer waits.
@@ -102,7 +102,8 @@ pub fn start(
             let (core, owned) = boot.lock().map(|mut b| (b.0.take(), b.1.take())).unwrap_or((None, None));
             let (store, stripe) = owned.expect("an executor starts once");
             let queued = rx.clone();
-            glommio::spawn_local(run_stripe(stripe, Box::new(move || !queued.is_empty()))).detach();
+            let busy: Option<ShardBusy> = (count == 1).then(|| Box::new(move || !queued.is_empty()) as ShardBusy);
+            glommio::spawn_local(run_stripe(stripe, busy)).detach();
             if let Some((core, shards)) = core {
                 glommio::spawn_local(core(shards)).detach();
             }
@@ -134,7 +135,7 @@ where
 }
 
 /// The shard's WAL stripe writer; a stripe that cannot be opened is fatal.
-async fn run_stripe(init: StripeInit, busy: crate::wal::stripe::ShardBusy) {
+async fn run_stripe(init: StripeInit, busy: Option<ShardBusy>) {
     let dir = init.state.dir.clone();
     match Stripe::open(init.state, init.segment_bytes, busy).await {
         Ok(stripe) => stripe.run(init.rx).await,
@@ -294,6 +295,7 @@ impl ShardState {
                     store.adopt_mapped(&map, e);
                 }
             }
+            reader.release_read();
             self.publish();
             yield_now().await;
         }

@@ -5,13 +5,17 @@
 //! write aborts the process: after a failed sync the page cache may have dropped the data, so
 //! retrying could acknowledge a write that is not on disk.
 //!
-//! The write goes through the stripe's own small io_uring, not glommio's, and the shard thread
-//! waits for it in `io_uring_enter` whenever it has nothing else to do (`wait_write`). Through
-//! glommio's reactor, each completion cost the shard a park and a wake-up (a `membarrier`,
-//! timer re-arming, several `io_uring_enter` calls): measured with 100 clients, server CPU per
-//! put 18.6–20.0 µs that way against 16.4–16.8 µs this way, and 8% more puts/s. The price: a
-//! read that reaches the shard while it waits is served when the write completes (one WAL
-//! write, about 0.2 ms on this machine's disk); reads already queued are served first.
+//! With a single shard, the write goes through the stripe's own small io_uring (`OwnRing`), not
+//! glommio's, and the shard thread waits for it in `io_uring_enter` whenever it has nothing else
+//! to do. Through glommio's reactor, each completion cost the shard a park and a wake-up (a
+//! `membarrier`, timer re-arming, several `io_uring_enter` calls): measured with 100 clients,
+//! server CPU per put 18.6–20.0 µs that way against 16.4–17.8 µs this way, and up to 8% more
+//! puts/s. The price: a read that reaches the shard while it waits is served when the write
+//! completes (one WAL write, about 0.2 ms on this machine's disk); reads already queued are
+//! served first. With several shards the stripes wait through glommio: a blocked shard 0 would
+//! also stop the raft core from feeding the other stripes, and a blocked shard N would hold up
+//! the core's apply messages, so the stripes' writes would no longer overlap. (On this 2-core
+//! machine `--shards 2` measured the same either way; the shards there share the cores anyway.)
 //!
 //! The next segment is zero-filled on a blocking thread once the current one is half full, so
 //! the hot path never extends or creates a file. Released segments (covered by a snapshot) are
@@ -41,6 +45,64 @@ const BUSY_RECHECK: std::time::Duration = std::time::Duration::from_micros(20);
 /// than block the thread on its write).
 pub type ShardBusy = Box<dyn Fn() -> bool>;
 
+/// A stripe's own io_uring for its durable writes, waited on by blocking the shard thread when
+/// the shard has nothing else to do (see the module comment).
+struct OwnRing {
+    ring: io_uring::IoUring,
+    busy: ShardBusy,
+    /// The buffer of the write in flight, owned here so it outlives the write even if the
+    /// waiting task is dropped: `Drop` waits for the completion.
+    in_flight: Option<Vec<u8>>,
+}
+
+impl OwnRing {
+    fn new(busy: ShardBusy) -> std::io::Result<OwnRing> {
+        Ok(OwnRing { ring: io_uring::IoUring::new(STRIPE_RING_ENTRIES)?, busy, in_flight: None })
+    }
+
+    /// Writes `data` at `offset` of `fd` and waits for the write; gives the buffer back.
+    async fn write(&mut self, fd: std::os::fd::RawFd, data: Vec<u8>, offset: u64) -> (std::io::Result<usize>, Vec<u8>) {
+        let Ok(len) = u32::try_from(data.len()) else { return (Err(std::io::Error::other("wal write over 4 GiB")), data) };
+        let sqe = io_uring::opcode::Write::new(io_uring::types::Fd(fd), data.as_ptr(), len).offset(offset).build();
+        // SAFETY: the buffer stays alive in `in_flight` until the completion is reaped (here,
+        // or in Drop); `fd` is the stripe's open segment, closed only after the stripe.
+        if unsafe { self.ring.submission().push(&sqe) }.is_err() {
+            return (Err(std::io::Error::other("wal ring full")), data);
+        }
+        self.in_flight = Some(data);
+        let result = self.wait().await;
+        let data = self.in_flight.take().expect("the write's buffer is held until it completes");
+        (result, data)
+    }
+
+    /// While the shard has messages queued it lets them run, checking the write every
+    /// `BUSY_RECHECK`; otherwise the thread blocks in `io_uring_enter` until the write completes.
+    async fn wait(&mut self) -> std::io::Result<usize> {
+        loop {
+            if (self.busy)() {
+                retry_interrupted(|| self.ring.submit())?;
+                // A timer, not a bare yield: a reactor turn is what delivers the wake-ups of
+                // messages sent from other threads.
+                glommio::timer::sleep(BUSY_RECHECK).await;
+            } else {
+                retry_interrupted(|| self.ring.submit_and_wait(1))?;
+            }
+            if let Some(cqe) = self.ring.completion().next() {
+                let n = cqe.result();
+                return if n < 0 { Err(std::io::Error::from_raw_os_error(-n)) } else { Ok(n as usize) };
+            }
+        }
+    }
+}
+
+impl Drop for OwnRing {
+    fn drop(&mut self) {
+        if self.in_flight.is_some() {
+            let _ = retry_interrupted(|| self.ring.submit_and_wait(1));
+        }
+    }
+}
+
 pub enum StripeMsg {
     /// Write and sync `batch`, then send its sequence number on `persisted`.
     Append { batch: Batch, persisted: flume::Sender<u64> },
@@ -66,12 +128,14 @@ pub struct Stripe {
     prepared: Option<Prepared>,
     /// Released segment files waiting to be recycled.
     spares: Vec<PathBuf>,
-    ring: io_uring::IoUring,
-    busy: ShardBusy,
+    /// `Some` when this is the only shard (see the module comment).
+    own_ring: Option<OwnRing>,
 }
 
 impl Stripe {
-    pub async fn open(state: StripeState, new_segment_bytes: u64, busy: ShardBusy) -> std::io::Result<Stripe> {
+    /// `busy`: given when the stripe's shard is the only one; its writes then go through the
+    /// stripe's own ring.
+    pub async fn open(state: StripeState, new_segment_bytes: u64, busy: Option<ShardBusy>) -> std::io::Result<Stripe> {
         let path = segment_path(&state.dir, state.tail.segment);
         let file = open_segment(&path).await?;
         let segment_size_bytes = file.file_size().await?;
@@ -86,8 +150,7 @@ impl Stripe {
             prepared: None,
             spares: find_spares(&state.dir),
             dir: state.dir,
-            ring: io_uring::IoUring::new(STRIPE_RING_ENTRIES)?,
-            busy,
+            own_ring: busy.map(OwnRing::new).transpose()?,
         })
     }
 
@@ -149,12 +212,20 @@ impl Stripe {
         metrics::counter!(m::IO_URING_SUBMISSIONS, "kind" => "write").increment(1);
         // etcd's fsync histogram: here the durable write (copy + sync; the copy is negligible).
         let sync_started = std::time::Instant::now();
-        match self.write_durable(&data).await {
+        let written = match self.own_ring.as_mut() {
+            Some(ring) => {
+                use std::os::fd::AsRawFd;
+                let (written, data) = ring.write(self.file.as_raw_fd(), data, self.pos.offset_bytes).await;
+                self.buf = data;
+                written
+            }
+            None => self.file.write_at(data, self.pos.offset_bytes).await.map_err(|e| std::io::Error::other(e.to_string())),
+        };
+        match written {
             Ok(n) if n as u64 == bytes => {}
             Ok(n) => fatal(&format!("short wal write: {n} of {bytes} bytes")),
             Err(e) => fatal(&format!("wal write failed: {e}")),
         }
-        self.buf = data;
         metrics::histogram!(m::WAL_FSYNC_SECONDS).record(sync_started.elapsed().as_secs_f64());
         metrics::histogram!(m::WAL_BATCH_ENTRIES).record(entries as f64);
         metrics::histogram!(m::WAL_BATCH_BYTES).record(bytes as f64);
@@ -162,34 +233,6 @@ impl Stripe {
         self.max_seq = max_seq;
         if self.prepared.is_none() && self.pos.offset_bytes > self.segment_size_bytes / 2 {
             self.prepare_next();
-        }
-    }
-
-    /// Writes `data` at the current position through the stripe's ring and waits for it: while
-    /// the shard has messages queued it lets them run, otherwise the thread blocks in
-    /// `io_uring_enter` until the write completes.
-    async fn write_durable(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        use std::os::fd::AsRawFd;
-        let len = u32::try_from(data.len()).map_err(|_| std::io::Error::other("wal write over 4 GiB"))?;
-        let sqe = io_uring::opcode::Write::new(io_uring::types::Fd(self.file.as_raw_fd()), data.as_ptr(), len)
-            .offset(self.pos.offset_bytes)
-            .build();
-        // SAFETY: `data` and the file outlive the write: this function returns only after its
-        // completion was reaped (or the process aborts on an error).
-        unsafe { self.ring.submission().push(&sqe) }.map_err(|_| std::io::Error::other("wal ring full"))?;
-        loop {
-            if (self.busy)() {
-                retry_interrupted(|| self.ring.submit())?;
-                // A timer, not a bare yield: a reactor turn is what delivers the wake-ups of
-                // messages sent from other threads.
-                glommio::timer::sleep(BUSY_RECHECK).await;
-            } else {
-                retry_interrupted(|| self.ring.submit_and_wait(1))?;
-            }
-            if let Some(cqe) = self.ring.completion().next() {
-                let n = cqe.result();
-                return if n < 0 { Err(std::io::Error::from_raw_os_error(-n)) } else { Ok(n as usize) };
-            }
         }
     }
 
