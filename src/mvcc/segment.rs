@@ -87,6 +87,21 @@ fn to_seg(k: SegKey) -> SegEntry {
     SegEntry { key: k.key, records }
 }
 
+/// Per mapping, the span of the mapped values of `chunk` (keys in order, so a chunk's values
+/// sit close together in an older segment).
+fn mapped_ranges(chunk: &[SegKey]) -> Vec<(Arc<Mapping>, std::ops::Range<usize>)> {
+    let mut spans: Vec<(Arc<Mapping>, std::ops::Range<usize>)> = Vec::new();
+    for r in chunk.iter().flat_map(|k| &k.records) {
+        let Value::Mapped(m) = &r.value else { continue };
+        let (map, range) = m.range();
+        match spans.iter_mut().find(|(seen, _)| Arc::ptr_eq(seen, map)) {
+            Some((_, span)) => *span = span.start.min(range.start)..span.end.max(range.end),
+            None => spans.push((map.clone(), range)),
+        }
+    }
+    spans
+}
+
 /// Writes `store` as of `rev` to `path` through io_uring and fdatasyncs it.
 pub async fn write(path: PathBuf, store: &RefCell<Store>, rev: i64) -> std::io::Result<SegmentInfo> {
     let file = glommio::io::BufferedFile::create(&path).await?;
@@ -98,7 +113,12 @@ pub async fn write(path: PathBuf, store: &RefCell<Store>, rev: i64) -> std::io::
         let chunk = store.borrow().snapshot_chunk(after.as_deref(), rev, CHUNK_KEYS);
         let Some(last) = chunk.last() else { break };
         after = Some(last.key.clone());
+        let read = mapped_ranges(&chunk);
         let entries: Vec<SegEntry> = chunk.into_iter().filter(|k| !k.records.is_empty()).map(to_seg).collect();
+        // Copying the values read the older segments' pages; keep them out of the resident set.
+        for (map, range) in read {
+            map.release_prefix(range.start, range.end);
+        }
         keys += entries.len() as u64;
         let bytes = rkyv::to_bytes::<rancor::Error>(&Chunk { keys: entries }).map_err(std::io::Error::other)?;
         frame(&bytes, pos as usize, &mut buf);

@@ -136,6 +136,12 @@ impl MappedBytes {
         Arc::ptr_eq(&self.map, map)
     }
 
+    /// The mapping and the byte range of the value in it.
+    pub fn range(&self) -> (&Arc<Mapping>, std::ops::Range<usize>) {
+        let start = self.offset as usize;
+        (&self.map, start..start + self.len as usize)
+    }
+
     pub fn as_slice(&self) -> &[u8] {
         let start = self.offset as usize;
         &self.map.bytes()[start..start + self.len as usize]
