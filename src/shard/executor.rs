@@ -101,13 +101,17 @@ pub fn start(
         let run = move || async move {
             let (core, owned) = boot.lock().map(|mut b| (b.0.take(), b.1.take())).unwrap_or((None, None));
             let (store, stripe) = owned.expect("an executor starts once");
-            let queued = rx.clone();
-            let busy: Option<ShardBusy> = (count == 1).then(|| Box::new(move || !queued.is_empty()) as ShardBusy);
+            // A snapshot's segment I/O completes through glommio's reactor, which does not run
+            // while the stripe blocks the thread: while one is being written the shard is busy.
+            let snapshots = Rc::new(Cell::new(0));
+            let (queued, writing) = (rx.clone(), snapshots.clone());
+            let busy: Option<ShardBusy> =
+                (count == 1).then(|| Box::new(move || !queued.is_empty() || writing.get() > 0) as ShardBusy);
             glommio::spawn_local(run_stripe(stripe, busy)).detach();
             if let Some((core, shards)) = core {
                 glommio::spawn_local(core(shards)).detach();
             }
-            serve(id, rx, status, (store, segment_bytes), homes).await;
+            serve(id, rx, status, (store, segment_bytes), homes, snapshots).await;
         };
         handles.push(spawn_pinned(id, shard_cpu(&cpus, id), run)?);
     }
@@ -154,12 +158,13 @@ async fn serve(
     status: Arc<ServerStatus>,
     (store, segment_bytes): (Store, u64),
     homes: Vec<flume::Sender<reply::Batch>>,
+    snapshots: Rc<Cell<usize>>,
 ) {
     let shard = Rc::new(ShardState {
         id,
         status,
         store: RefCell::new(store),
-        snapshots: Cell::new(0),
+        snapshots,
         compacting: Cell::new(false),
         compact_target: Cell::new(0),
         compact_waiters: RefCell::new(Vec::new()),
@@ -243,7 +248,7 @@ struct ShardState {
     store: RefCell<Store>,
     /// Snapshots being written; physical compaction pauses while any runs, so a segment
     /// holds all history at its revision.
-    snapshots: Cell<usize>,
+    snapshots: Rc<Cell<usize>>,
     /// A background compaction task is running; it compacts up to `compact_target`.
     compacting: Cell<bool>,
     compact_target: Cell<i64>,

@@ -12,7 +12,9 @@
 //! server CPU per put 18.6–20.0 µs that way against 16.4–17.8 µs this way, and up to 8% more
 //! puts/s. The price: a read that reaches the shard while it waits is served when the write
 //! completes (one WAL write, about 0.2 ms on this machine's disk); reads already queued are
-//! served first. With several shards the stripes wait through glommio: a blocked shard 0 would
+//! served first. While the shard writes a snapshot it never blocks: the segment's I/O completes
+//! through glommio's reactor, which does not run while the thread waits here (blocking then
+//! starved the snapshot: a restart after 1 GiB replayed most of it from the WAL). With several shards the stripes wait through glommio: a blocked shard 0 would
 //! also stop the raft core from feeding the other stripes, and a blocked shard N would hold up
 //! the core's apply messages, so the stripes' writes would no longer overlap. (On this 2-core
 //! machine `--shards 2` measured the same either way; the shards there share the cores anyway.)
