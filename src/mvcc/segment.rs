@@ -117,7 +117,7 @@ pub async fn write(path: PathBuf, store: &RefCell<Store>, rev: i64) -> std::io::
         let entries: Vec<SegEntry> = chunk.into_iter().filter(|k| !k.records.is_empty()).map(to_seg).collect();
         // Copying the values read the older segments' pages; keep them out of the resident set.
         for (map, range) in read {
-            map.release_prefix(range.start, range.end);
+            map.release_range(range.start, range.end);
         }
         keys += entries.len() as u64;
         let bytes = rkyv::to_bytes::<rancor::Error>(&Chunk { keys: entries }).map_err(std::io::Error::other)?;
@@ -164,7 +164,7 @@ impl Reader {
     /// every page: the CRC reads it all), so a pass costs resident memory for one block at a
     /// time, not for the whole segment. Chunks taken before stay valid (pages fault back in).
     pub fn release_read(&mut self) {
-        self.released = self.map.release_prefix(self.released, self.pos);
+        self.released = self.map.release_range(self.released, self.pos);
     }
 
     pub fn mapping(&self) -> &Arc<Mapping> {

@@ -84,13 +84,13 @@ impl Mapping {
     /// Drops the mapping's pages from this process's resident set (they stay in the page
     /// cache and fault back in on access). Called after a pass that touched them all.
     pub fn release_resident(&self) {
-        self.release_prefix(0, self.len);
+        self.release_range(0, self.len);
     }
 
     /// Like `release_resident` for the whole pages within `from..to` (byte offsets), so a pass
-    /// over the mapping can release what it has read as it goes. Returns the offset released up
-    /// to (`from` rounded down to a page stays where the next call starts).
-    pub fn release_prefix(&self, from: usize, to: usize) -> usize {
+    /// over the mapping can release what it has read as it goes. Returns where the next call
+    /// may start: `to` rounded down to a page (the partial page stays resident until then).
+    pub fn release_range(&self, from: usize, to: usize) -> usize {
         let page = page_size();
         let (start, end) = (from / page * page, to.min(self.len) / page * page);
         if end > start {

@@ -6,18 +6,19 @@
 //! retrying could acknowledge a write that is not on disk.
 //!
 //! With a single shard, the write goes through the stripe's own small io_uring (`OwnRing`), not
-//! glommio's, and the shard thread waits for it in `io_uring_enter` whenever it has nothing else
-//! to do. Through glommio's reactor, each completion cost the shard a park and a wake-up (a
+//! glommio's, and the shard thread waits for it in `io_uring_enter` whenever it has nothing else to
+//! do. Through glommio's reactor, each completion cost the shard a park and a wake-up (a
 //! `membarrier`, timer re-arming, several `io_uring_enter` calls): measured with 100 clients,
 //! server CPU per put 18.6–20.0 µs that way against 16.4–17.8 µs this way, and up to 8% more
 //! puts/s. The price: a read that reaches the shard while it waits is served when the write
-//! completes (one WAL write, about 0.2 ms on this machine's disk); reads already queued are
-//! served first. While the shard writes a snapshot it never blocks: the segment's I/O completes
-//! through glommio's reactor, which does not run while the thread waits here (blocking then
-//! starved the snapshot: a restart after 1 GiB replayed most of it from the WAL). With several shards the stripes wait through glommio: a blocked shard 0 would
-//! also stop the raft core from feeding the other stripes, and a blocked shard N would hold up
-//! the core's apply messages, so the stripes' writes would no longer overlap. (On this 2-core
-//! machine `--shards 2` measured the same either way; the shards there share the cores anyway.)
+//! completes (one WAL write, about 0.2 ms on this machine's disk); reads already queued are served
+//! first. While the shard writes a snapshot it never blocks: the segment's I/O completes through
+//! glommio's reactor, which does not run while the thread waits here (blocking then starved the
+//! snapshot: a restart after 1 GiB replayed most of it from the WAL). With several shards the
+//! stripes wait through glommio: a blocked shard 0 would also stop the raft core from feeding the
+//! other stripes, and a blocked shard N would hold up the core's apply messages, so the stripes'
+//! writes would no longer overlap. (On this 2-core machine `--shards 2` measured the same either
+//! way; the shards there share the cores anyway.)
 //!
 //! The next segment is zero-filled on a blocking thread once the current one is half full, so
 //! the hot path never extends or creates a file. Released segments (covered by a snapshot) are
@@ -43,8 +44,8 @@ const STRIPE_RING_ENTRIES: u32 = 4;
 /// How long the stripe lets queued shard work run before it checks its write again.
 const BUSY_RECHECK: std::time::Duration = std::time::Duration::from_micros(20);
 
-/// True while the shard has messages waiting (the stripe then lets them be served rather
-/// than block the thread on its write).
+/// True while the shard has other work that needs its thread (messages queued, a snapshot
+/// being written): the stripe then lets it run rather than block the thread on its write.
 pub type ShardBusy = Box<dyn Fn() -> bool>;
 
 /// A stripe's own io_uring for its durable writes, waited on by blocking the shard thread when
