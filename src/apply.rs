@@ -78,9 +78,8 @@ impl Applier {
 
     /// Applies the requests of one raft entry in order. Runs of plain puts (which cannot fail)
     /// get consecutive revisions up front and go out as one message per shard, all shards at
-    /// once; everything else is applied one request at a time.
-    /// Applies the requests of one raft entry in order. Plain puts move their keys and values
-    /// into the store (the requests are left emptied); the rest are applied by reference.
+    /// once, their keys and values moved into the stores (those requests are left emptied);
+    /// everything else is applied one request at a time, by reference.
     pub async fn apply_all(&mut self, reqs: &mut [Option<Request>]) -> Vec<Result<Response>> {
         let mut results = Vec::with_capacity(reqs.len());
         let mut i = 0;

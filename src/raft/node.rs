@@ -507,14 +507,11 @@ impl Core {
         while self.proposed.front().is_some_and(|(i, _, _)| *i < index) {
             self.proposed.pop_front();
         }
-        match self.proposed.front() {
-            Some((i, t, _)) if *i == index && *t == term => self.proposed.pop_front().map(|(_, _, r)| r),
-            Some((i, _, _)) if *i == index => {
-                self.proposed.pop_front();
-                None
-            }
-            _ => None,
+        if !self.proposed.front().is_some_and(|(i, _, _)| *i == index) {
+            return None;
         }
+        let (_, proposed_term, requests) = self.proposed.pop_front()?;
+        (proposed_term == term).then_some(requests)
     }
 
     async fn apply_batch(&mut self, index: u64, data: &[u8], proposed: Option<Vec<InternalRequest>>) {

@@ -247,7 +247,8 @@ struct ShardState {
     status: Arc<ServerStatus>,
     store: RefCell<Store>,
     /// Snapshots being written; physical compaction pauses while any runs, so a segment
-    /// holds all history at its revision.
+    /// holds all history at its revision. Shared with the WAL stripe, which does not block the
+    /// thread on its write while any runs (see `wal/stripe.rs`).
     snapshots: Rc<Cell<usize>>,
     /// A background compaction task is running; it compacts up to `compact_target`.
     compacting: Cell<bool>,
