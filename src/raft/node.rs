@@ -14,7 +14,7 @@
 //!    are applied in log order (apply.rs assigns revisions, then the waiting clients are
 //!    answered and the applied revision published); new entries and the hard state go to raft's
 //!    log storage and, as one numbered batch, to a WAL stripe (`seq % stripes`) without waiting.
-//!    The stripe's writer makes everything queued durable with one O_DSYNC write
+//!    The stripe's writer makes everything queued durable with one direct O_DSYNC write
 //!    (group commit) and reports the sequence numbers back (step 2). So no client is answered
 //!    before its entry is durable and applied.
 //! 4. Snapshots: every `--snapshot-count` applied requests (or on Defragment) every shard is

@@ -1,5 +1,5 @@
 //! The write-ahead log: raft entries and hard state, appended in batches, each made durable by
-//! one O_DSYNC write (group commit) before raft may count them as persisted. There is one
+//! one direct O_DSYNC write (group commit) before raft may count them as persisted. There is one
 //! stripe per shard; the raft core numbers its batches and deals them to the stripes in turn,
 //! so several syncs can be in flight. `record.rs` is the on-disk format, `stripe.rs`
 //! the io_uring writer task owned by one shard, `recover.rs` reads the stripes back at boot.
@@ -31,9 +31,11 @@ pub fn spare_path(dir: &std::path::Path, segment: u64) -> std::path::PathBuf {
 /// rename, fsync the directory), so a crash never leaves a half-initialised segment. With
 /// `recycle`, a released segment's file is renamed and overwritten with zeros instead of a
 /// new file being created: its blocks are already allocated, so the filesystem does less.
+/// The size is rounded up to whole blocks of direct writes.
 pub fn create_segment(dir: &std::path::Path, segment: u64, size_bytes: u64, recycle: Option<&std::path::Path>) -> std::io::Result<()> {
     use std::io::Write;
     const CHUNK_BYTES: usize = 1 << 20;
+    let size_bytes = stripe::align_up(size_bytes);
     let tmp = dir.join(format!("{segment:016x}.wal.tmp"));
     let reused = recycle.is_some_and(|spare| std::fs::rename(spare, &tmp).is_ok());
     let mut f = if reused { std::fs::OpenOptions::new().write(true).open(&tmp)? } else { std::fs::File::create(&tmp)? };

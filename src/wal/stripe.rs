@@ -1,9 +1,17 @@
 //! The writer of one WAL stripe, a task on one shard's glommio executor. It takes every batch
-//! queued for it and makes them durable with one io_uring write to a segment opened O_DSYNC
-//! (group commit: the write returns once its data is durable, as a write and an fdatasync
-//! would, in one operation), then reports each batch's sequence number as persisted. A failed
-//! write aborts the process: after a failed sync the page cache may have dropped the data, so
-//! retrying could acknowledge a write that is not on disk.
+//! queued for it and makes them durable with one io_uring write to a segment opened
+//! O_DIRECT | O_DSYNC (group commit: the write returns once its data is durable, as a write and
+//! an fdatasync would, in one operation), then reports each batch's sequence number as
+//! persisted. A failed write aborts the process: after a failed sync the page cache may have
+//! dropped the data, so retrying could acknowledge a write that is not on disk.
+//!
+//! Direct I/O writes whole aligned blocks (`WAL_BLOCK_BYTES`): a write starts at the block
+//! holding the end of the last record, carrying that block's earlier bytes again (kept in
+//! `tail_block`), and is padded with zeros to a block boundary, as the segment was zero-filled.
+//! Rewriting acknowledged bytes with the same bytes is safe against a torn write: each sector is
+//! either old or new, and both hold the same prefix. Why not buffered O_DSYNC writes: io_uring
+//! cannot complete them inline, so each went to an io-wq worker thread; measured with fio, 4 KiB
+//! durable writes cost 45 µs of CPU each that way and 18.5 µs direct, at the same latency.
 //!
 //! With a single shard, the write goes through the stripe's own small io_uring (`OwnRing`), not
 //! glommio's, and the shard thread waits for it in `io_uring_enter` whenever it has nothing else to
@@ -28,7 +36,7 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
 
-use glommio::io::{BufferedFile, OpenOptions};
+use glommio::io::{DmaBuffer, DmaFile, OpenOptions};
 
 use super::record::{encode, Batch};
 use super::recover::StripeState;
@@ -37,6 +45,9 @@ use crate::metrics as m;
 
 /// Batches taken from the queue per write.
 const MAX_BATCHES_PER_WRITE: usize = 256;
+/// The unit of a direct write: offsets and lengths are multiples of it (at least the device's
+/// logical block size; 4096 also matches its physical block, so no read-modify-write).
+pub const WAL_BLOCK_BYTES: u64 = 4096;
 /// Released segments kept for reuse; more are deleted.
 const MAX_SPARE_SEGMENTS: usize = 2;
 /// Entries of a stripe's own io_uring: one write is in flight at a time.
@@ -55,7 +66,7 @@ struct OwnRing {
     busy: ShardBusy,
     /// The buffer of the write in flight, owned here so it outlives the write even if the
     /// waiting task is dropped: `Drop` waits for the completion.
-    in_flight: Option<Vec<u8>>,
+    in_flight: Option<DmaBuffer>,
 }
 
 impl OwnRing {
@@ -64,7 +75,7 @@ impl OwnRing {
     }
 
     /// Writes `data` at `offset` of `fd` and waits for the write; gives the buffer back.
-    async fn write(&mut self, fd: std::os::fd::RawFd, data: Vec<u8>, offset: u64) -> (std::io::Result<usize>, Vec<u8>) {
+    async fn write(&mut self, fd: std::os::fd::RawFd, data: DmaBuffer, offset: u64) -> (std::io::Result<usize>, DmaBuffer) {
         let Ok(len) = u32::try_from(data.len()) else { return (Err(std::io::Error::other("wal write over 4 GiB")), data) };
         let sqe = io_uring::opcode::Write::new(io_uring::types::Fd(fd), data.as_ptr(), len).offset(offset).build();
         // SAFETY: the buffer stays alive in `in_flight` until the completion is reaped (here,
@@ -117,10 +128,14 @@ type Prepared = Pin<Box<dyn Future<Output = std::io::Result<()>>>>;
 
 pub struct Stripe {
     dir: PathBuf,
-    file: BufferedFile,
+    file: DmaFile,
     pos: Position,
     segment_size_bytes: u64,
+    /// The encoded records of the write being prepared.
     buf: Vec<u8>,
+    /// The bytes of the current segment from the block holding `pos` up to `pos`: the next
+    /// write starts at that block and must carry them again.
+    tail_block: Vec<u8>,
     /// Segments before the current one, with the highest batch sequence each holds.
     closed: Vec<(u64, u64)>,
     /// Highest batch sequence written to the current segment (0 = none).
@@ -142,14 +157,16 @@ impl Stripe {
         let path = segment_path(&state.dir, state.tail.segment);
         let file = open_segment(&path).await?;
         let segment_size_bytes = file.file_size().await?;
+        let tail_block = read_tail_block(&file, state.tail.offset_bytes).await?;
         Ok(Stripe {
             file,
             pos: state.tail,
             segment_size_bytes,
             buf: Vec::new(),
+            tail_block,
             closed: state.closed,
             max_seq: state.tail_max_seq,
-            new_segment_bytes,
+            new_segment_bytes: align_up(new_segment_bytes),
             prepared: None,
             spares: find_spares(&state.dir),
             dir: state.dir,
@@ -208,35 +225,60 @@ impl Stripe {
             max_seq = b.seq;
         }
         let bytes = self.buf.len() as u64;
-        if self.pos.offset_bytes + bytes > self.segment_size_bytes {
+        if align_up(self.pos.offset_bytes + bytes) > self.segment_size_bytes {
             self.roll(bytes).await;
         }
-        let data = std::mem::take(&mut self.buf);
+        let (start, data) = self.block_aligned_write();
+        let write_bytes = data.len();
         metrics::counter!(m::IO_URING_SUBMISSIONS, "kind" => "write").increment(1);
         // etcd's fsync histogram: here the durable write (copy + sync; the copy is negligible).
         let sync_started = std::time::Instant::now();
         let written = match self.own_ring.as_mut() {
             Some(ring) => {
                 use std::os::fd::AsRawFd;
-                let (written, data) = ring.write(self.file.as_raw_fd(), data, self.pos.offset_bytes).await;
-                self.buf = data;
-                written
+                ring.write(self.file.as_raw_fd(), data, start).await.0
             }
-            None => self.file.write_at(data, self.pos.offset_bytes).await.map_err(|e| std::io::Error::other(e.to_string())),
+            None => self.file.write_at(data, start).await.map_err(|e| std::io::Error::other(e.to_string())),
         };
         match written {
-            Ok(n) if n as u64 == bytes => {}
-            Ok(n) => fatal(&format!("short wal write: {n} of {bytes} bytes")),
+            Ok(n) if n == write_bytes => {}
+            Ok(n) => fatal(&format!("short wal write: {n} of {write_bytes} bytes")),
             Err(e) => fatal(&format!("wal write failed: {e}")),
         }
         metrics::histogram!(m::WAL_FSYNC_SECONDS).record(sync_started.elapsed().as_secs_f64());
         metrics::histogram!(m::WAL_BATCH_ENTRIES).record(entries as f64);
         metrics::histogram!(m::WAL_BATCH_BYTES).record(bytes as f64);
-        self.pos.offset_bytes += bytes;
+        self.advance_tail(bytes);
         self.max_seq = max_seq;
         if self.prepared.is_none() && self.pos.offset_bytes > self.segment_size_bytes / 2 {
             self.prepare_next();
         }
+    }
+
+    /// The direct write of `buf`: the tail block's bytes, the records, zeros up to a block
+    /// boundary; with the offset it goes to (the start of the tail block).
+    fn block_aligned_write(&self) -> (u64, DmaBuffer) {
+        let start = self.pos.offset_bytes - self.tail_block.len() as u64;
+        debug_assert_eq!(start % WAL_BLOCK_BYTES, 0);
+        let used = self.tail_block.len() + self.buf.len();
+        let mut data = self.file.alloc_dma_buffer(align_up(used as u64) as usize);
+        let out = data.as_bytes_mut();
+        out[..self.tail_block.len()].copy_from_slice(&self.tail_block);
+        out[self.tail_block.len()..used].copy_from_slice(&self.buf);
+        out[used..].fill(0);
+        (start, data)
+    }
+
+    /// Moves the write position past `bytes` just written from `buf`, keeping the new partial
+    /// block's bytes for the next write.
+    fn advance_tail(&mut self, bytes: u64) {
+        let end = self.pos.offset_bytes + bytes;
+        let keep = (end % WAL_BLOCK_BYTES) as usize;
+        let mut tail = std::mem::take(&mut self.tail_block);
+        tail.extend_from_slice(&self.buf);
+        tail.drain(..tail.len() - keep);
+        self.tail_block = tail;
+        self.pos.offset_bytes = end;
     }
 
     /// Starts zero-filling the next segment on a blocking thread.
@@ -254,6 +296,7 @@ impl Stripe {
     /// Moves to the next segment (prepared in the background unless `bytes` needs a bigger one).
     async fn roll(&mut self, bytes: u64) {
         let next = self.pos.segment + 1;
+        let bytes = align_up(bytes);
         if self.prepared.is_none() || bytes > self.new_segment_bytes {
             if let Some(p) = self.prepared.take() {
                 let _ = p.await; // finish the regular one before replacing it
@@ -276,14 +319,35 @@ impl Stripe {
         let _ = old.close().await;
         self.closed.push((self.pos.segment, self.max_seq));
         self.pos = Position { segment: next, offset_bytes: 0 };
+        self.tail_block.clear();
         self.segment_size_bytes = size;
         self.max_seq = 0;
     }
 }
 
-/// Opens a segment for durable writes: with O_DSYNC a write returns once its data is on disk.
-async fn open_segment(path: &std::path::Path) -> glommio::Result<BufferedFile, ()> {
-    OpenOptions::new().read(true).write(true).custom_flags(libc::O_DSYNC).buffered_open(path).await
+/// Opens a segment for durable direct writes: with O_DSYNC a write returns once its data is on
+/// disk. (glommio adds O_DIRECT, and leaves it out on tmpfs, which has no disk to bypass.)
+async fn open_segment(path: &std::path::Path) -> glommio::Result<DmaFile, ()> {
+    OpenOptions::new().read(true).write(true).custom_flags(libc::O_DSYNC).dma_open(path).await
+}
+
+/// The bytes of the block holding `offset`, before `offset` (the written part of that block).
+async fn read_tail_block(file: &DmaFile, offset: u64) -> std::io::Result<Vec<u8>> {
+    let start = offset - offset % WAL_BLOCK_BYTES;
+    let len = (offset - start) as usize;
+    if len == 0 {
+        return Ok(Vec::new());
+    }
+    let read = file.read_at(start, len).await.map_err(|e| std::io::Error::other(e.to_string()))?;
+    if read.len() != len {
+        return Err(std::io::Error::other(format!("short read of the wal tail block: {} of {len} bytes", read.len())));
+    }
+    Ok(read.to_vec())
+}
+
+/// `n` rounded up to a whole number of blocks.
+pub fn align_up(n: u64) -> u64 {
+    n.div_ceil(WAL_BLOCK_BYTES) * WAL_BLOCK_BYTES
 }
 
 /// Spare segments left by an earlier run (`*.spare`).
