@@ -57,6 +57,11 @@ const MAX_MSGS_PER_TURN: usize = 4096;
 const MAX_ENTRY_BYTES: usize = 4 << 20;
 /// Readies handled per loop turn.
 const MAX_READIES_PER_TURN: usize = 8;
+/// Applied entries kept in raft's in-memory log for followers to catch up from (etcd's
+/// SnapshotCatchUpEntries); a single voter keeps none.
+const CATCH_UP_ENTRIES: u64 = 5000;
+/// Raft's in-memory log is trimmed once this many entries can go (not on every apply).
+const LOG_TRIM_STEP_ENTRIES: u64 = 64;
 
 pub enum CoreMsg {
     /// `home`: the caller's front-end thread, where its answer is delivered (`reply.rs`).
@@ -425,6 +430,7 @@ impl Core {
         if let Some(last) = committed.last().map(|e| e.index) {
             self.apply(committed).await;
             self.raw.advance_apply_to(last);
+            self.trim_log(last);
         }
         let entries = rd.take_entries();
         let hs = rd.hs().cloned();
@@ -432,6 +438,21 @@ impl Core {
         self.in_flight.push_back((rd.number(), seq));
         self.raw.advance_append_async(rd);
         self.release_persisted();
+    }
+
+    /// Drops applied entries from raft's in-memory log that no peer can need. A single voter
+    /// keeps none: the WAL and the snapshots hold them for recovery. With peers, etcd's
+    /// SnapshotCatchUpEntries stay for followers to catch up from. Before, the log held every
+    /// request since the last snapshot (up to `--snapshot-count` of them, ~30 MiB by default).
+    fn trim_log(&mut self, applied: u64) {
+        let keep = if self.voters.len() > 1 { CATCH_UP_ENTRIES } else { 0 };
+        let to = applied.saturating_sub(keep);
+        let first = raft::Storage::first_index(self.raw.store()).unwrap_or(to);
+        if to >= first + LOG_TRIM_STEP_ENTRIES {
+            if let Err(e) = self.raw.mut_store().wl().compact(to) {
+                crate::log::warn("raft log compaction failed", &[("error", e.to_string())]);
+            }
+        }
     }
 
     /// etcd's `raft.MustSync`: new entries, or a new term or vote, must be durable before raft
