@@ -27,8 +27,25 @@ pub struct Manifest {
     pub compact_rev: i64,
     /// Raised alarms as (member id, alarm type).
     pub alarms: Vec<(u64, i32)>,
-    /// Segment file names in this directory, one per shard at snapshot time.
+    /// Segment file names in this directory, oldest first: a full snapshot's (one per shard),
+    /// then the delta snapshots' written since (one per shard each), each holding only the
+    /// records written after the previous snapshot's revision.
     pub segments: Vec<String>,
+    /// Shards the segments were cut for (0 in manifests from before deltas): a delta needs the
+    /// same shards as the segments before it.
+    #[serde(default)]
+    pub shards: usize,
+    /// Delta snapshots since the full one, and the bytes of the full one's and of theirs: the
+    /// next snapshot is full once the deltas outgrow it (`Manifest::next_is_delta`).
+    #[serde(default)]
+    pub deltas: u32,
+    #[serde(default)]
+    pub full_bytes: u64,
+    #[serde(default)]
+    pub delta_bytes: u64,
+    /// Snapshots taken by this data dir, this one included: makes segment names unique.
+    #[serde(default)]
+    pub seq: u64,
     /// WAL replay starts at this batch sequence: earlier batches hold only entries the
     /// snapshot covers.
     #[serde(default = "first_seq")]
@@ -43,8 +60,22 @@ pub fn dir(data_dir: &Path) -> PathBuf {
     data_dir.join("member").join("snap")
 }
 
-pub fn segment_name(index: u64, shard: usize) -> String {
-    format!("{index:016x}-{shard}.seg")
+/// Delta snapshots allowed between two full ones (each adds a file per shard to load at boot).
+const MAX_DELTAS: u32 = 8;
+
+impl Manifest {
+    /// Whether the snapshot after this one may be a delta on top of it: same shards, few
+    /// enough deltas, and the deltas still smaller than the full snapshot they add to. So
+    /// what snapshots write stays within twice what the writes and the live data need,
+    /// instead of the whole store every `--snapshot-count` requests.
+    pub fn next_is_delta(&self, shards: usize) -> bool {
+        self.shards == shards && self.deltas < MAX_DELTAS && self.delta_bytes < self.full_bytes
+    }
+}
+
+/// The segment file of shard `shard` in the snapshot numbered `seq` (taken at raft `index`).
+pub fn segment_name(index: u64, seq: u64, shard: usize) -> String {
+    format!("{index:016x}-{seq}-{shard}.seg")
 }
 
 pub fn load(dir: &Path) -> Result<Option<Manifest>, String> {
@@ -81,7 +112,9 @@ pub fn segment_bytes(dir: &Path, m: &Manifest) -> u64 {
 }
 
 /// Loads the snapshot's segments into `shards` stores, routing each key to its owner (the
-/// shard count may differ from the snapshot's).
+/// shard count may differ from the snapshot's). A key's records from several segments (a full
+/// one and deltas) are joined in revision order; history compacted since an older segment
+/// was written is compacted again.
 pub fn load_stores(dir: &Path, m: &Manifest, shards: usize) -> Result<Vec<Store>, String> {
     let mut parts: Vec<Vec<segment::SegKey>> = (0..shards).map(|_| Vec::new()).collect();
     for name in &m.segments {
@@ -91,9 +124,27 @@ pub fn load_stores(dir: &Path, m: &Manifest, shards: usize) -> Result<Vec<Store>
     }
     Ok(parts
         .into_iter()
-        .map(|mut keys| {
-            keys.sort_unstable_by(|a, b| a.key.cmp(&b.key));
-            Store::restore(keys, m.compact_rev)
+        .map(|keys| {
+            let mut store = Store::restore(join_keys(keys), m.compact_rev, m.rev);
+            store.compact_physical(m.compact_rev);
+            store
         })
         .collect())
+}
+
+/// Sorts keys and joins the records of a key found in several segments, oldest first.
+fn join_keys(mut keys: Vec<segment::SegKey>) -> Vec<segment::SegKey> {
+    keys.sort_by(|a, b| a.key.cmp(&b.key)); // stable: a key's segments stay oldest first
+    let mut joined: Vec<segment::SegKey> = Vec::with_capacity(keys.len());
+    for k in keys {
+        match joined.last_mut() {
+            Some(last) if last.key == k.key => {
+                last.records.extend(k.records);
+                last.records.sort_by_key(|r| r.mod_rev);
+                last.records.dedup_by_key(|r| r.mod_rev);
+            }
+            _ => joined.push(k),
+        }
+    }
+    joined
 }

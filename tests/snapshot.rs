@@ -40,7 +40,9 @@ async fn snapshots_release_wal_and_restart_restores_everything() {
     assert_eq!(rev, 402);
     let m = manifest(&s.data_dir);
     assert!(m["index"].as_u64().unwrap() >= 360, "a snapshot was taken recently: {m}");
-    assert_eq!(m["segments"].as_array().unwrap().len(), 2);
+    // A full snapshot's segment per shard, then each delta's.
+    let deltas = m["deltas"].as_u64().unwrap() as usize;
+    assert_eq!(m["segments"].as_array().unwrap().len(), 2 * (deltas + 1), "{m}");
     // 400 × ~600 B of WAL would fill four 64 KiB segments; snapshots released the old ones.
     assert!(wal_segments(&s.data_dir) <= 2, "wal segments: {}", wal_segments(&s.data_dir));
     let before = c.get("k/", Some(GetOptions::new().with_prefix())).await.unwrap();
@@ -60,6 +62,78 @@ async fn snapshots_release_wal_and_restart_restores_everything() {
     let e = c.get("k/0", Some(GetOptions::new().with_revision(299))).await.unwrap_err();
     assert!(e.to_string().contains("required revision has been compacted"), "{e}");
     assert_eq!(c.put("next", "v", None).await.unwrap().header().unwrap().revision(), rev + 1);
+}
+
+/// Polls the manifest (bounded) until `ok` holds for it; returns it.
+async fn manifest_when(data_dir: &Path, ok: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    for _ in 0..200 {
+        if let Some(m) = std::fs::read(data_dir.join("member/snap/manifest.json")).ok().and_then(|b| serde_json::from_slice(&b).ok()) {
+            if ok(&m) {
+                return m;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("manifest never matched: {:?}", std::fs::read_to_string(data_dir.join("member/snap/manifest.json")));
+}
+
+#[tokio::test]
+async fn delta_snapshots_add_only_new_records_and_restart_joins_them() {
+    let mut s = common::Server::start(SMALL_WAL);
+    let mut c = s.client().await;
+    let value = vec![b'v'; 512];
+    for i in 0..200 {
+        c.put(format!("big/{i:03}"), value.clone(), None).await.unwrap();
+    }
+    // Overwrites of a few keys: each snapshot now adds far less than the full one holds.
+    for i in 0..120 {
+        c.put(format!("big/{:03}", i % 10), format!("new-{i}"), None).await.unwrap();
+    }
+    // A snapshot taken during the overwrites (rev 201..321) is a delta.
+    let m = manifest_when(&s.data_dir, |m| m["rev"].as_i64() >= Some(250) && m["deltas"].as_u64() >= Some(1)).await;
+    let segs: Vec<String> = m["segments"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
+    assert_eq!(segs.len(), 2 * (m["deltas"].as_u64().unwrap() as usize + 1), "{m}");
+    let size = |name: &str| std::fs::metadata(s.data_dir.join("member/snap").join(name)).unwrap().len();
+    let (full, delta) = (size(&segs[0]) + size(&segs[1]), size(&segs[segs.len() - 2]) + size(&segs[segs.len() - 1]));
+    assert!(delta * 4 < full, "a delta holds only new records: {delta} vs {full} bytes ({m})");
+    // Deletes and a compaction after the full snapshot, then more deltas.
+    c.delete("big/1", Some(DeleteOptions::new().with_prefix())).await.unwrap(); // big/100..big/199
+    let rev = c.put("big/000", "last", None).await.unwrap().header().unwrap().revision();
+    c.compact(rev - 1, None).await.unwrap();
+    for i in 0..80 {
+        c.put(format!("small/{i}"), "s", None).await.unwrap();
+    }
+    let rev = c.get("big/000", None).await.unwrap().header().unwrap().revision();
+    manifest_when(&s.data_dir, |m| m["rev"].as_i64() >= Some(rev - 40) && m["deltas"].as_u64() >= Some(1)).await;
+    let before = c.get("", Some(GetOptions::new().with_from_key())).await.unwrap();
+    drop(c);
+
+    s.kill();
+    s.restart();
+    let mut c = s.client().await;
+    let after = c.get("", Some(GetOptions::new().with_from_key())).await.unwrap();
+    let summary = |kvs: &[etcd_client::KeyValue]| -> Vec<String> {
+        kvs.iter().map(|kv| format!("{} c{} m{} v{} {}B", kv.key_str().unwrap(), kv.create_revision(), kv.mod_revision(), kv.version(), kv.value().len())).collect()
+    };
+    let (b, a) = (summary(before.kvs()), summary(after.kvs()));
+    let missing: Vec<_> = b.iter().filter(|x| !a.contains(x)).collect();
+    let extra: Vec<_> = a.iter().filter(|x| !b.contains(x)).collect();
+    assert!(missing.is_empty() && extra.is_empty(), "lost: {missing:?}\ngained: {extra:?}");
+    assert!(after.kvs().iter().zip(before.kvs()).all(|(x, y)| x.value() == y.value()), "values differ");
+    assert_eq!(after.count(), 100 + 80);
+    assert_eq!(c.get("big/000", None).await.unwrap().kvs()[0].value(), b"last");
+    assert!(c.get("big/150", None).await.unwrap().kvs().is_empty());
+    let e = c.get("big/000", Some(GetOptions::new().with_revision(rev - 200))).await.unwrap_err();
+    assert!(e.to_string().contains("required revision has been compacted"), "{e}");
+    drop(c);
+
+    // Defragment rewrites a full snapshot: the deltas' files go.
+    s.ctl(&["defrag"]);
+    let m = manifest(&s.data_dir);
+    assert_eq!(m["deltas"].as_u64(), Some(0), "{m}");
+    assert_eq!(m["segments"].as_array().unwrap().len(), 2, "{m}");
+    let files = std::fs::read_dir(s.data_dir.join("member/snap")).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().ends_with(".seg")).count();
+    assert_eq!(files, 2);
 }
 
 #[tokio::test]

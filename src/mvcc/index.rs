@@ -68,14 +68,18 @@ impl KeyHistory {
     }
 
     /// Drops history that no read at or above `rev` can see. Returns the bytes freed.
-    /// The key is gone entirely (empty history) when its newest record at `rev` is a tombstone.
-    pub fn compact(&mut self, rev: i64) -> u64 {
+    /// The key is gone entirely (empty history) when its newest record at `rev` is a tombstone,
+    /// unless that tombstone is the key's last record and newer than `keep_tombstones_after`
+    /// (no snapshot segment holds it yet: see `Store::segment_rev`).
+    pub fn compact(&mut self, rev: i64, keep_tombstones_after: i64) -> u64 {
         let visible = self.records.partition_point(|r| r.mod_rev <= rev);
         if visible == 0 {
             return 0;
         }
         let mut drop_upto = visible - 1; // keep the record visible at `rev`...
-        if self.records[drop_upto].is_tombstone() {
+        let last = &self.records[drop_upto];
+        let unsaved_end = visible == self.records.len() && last.mod_rev > keep_tombstones_after;
+        if last.is_tombstone() && !unsaved_end {
             drop_upto += 1; // ...unless it is a tombstone: nothing below needs it.
         }
         self.records.drain(..drop_upto).map(|r| r.size_bytes()).sum()
@@ -91,9 +95,12 @@ impl KeyHistory {
         Some(&mut self.records[i])
     }
 
-    /// The records a read at or below `rev` may need (for snapshots at `rev`).
-    pub fn upto(&self, rev: i64) -> &[Record] {
-        &self.records[..self.records.partition_point(|r| r.mod_rev <= rev)]
+    /// The records written after `since` and at or before `rev`: with `since` 0, those a read
+    /// at or below `rev` may need (a full snapshot at `rev`); else what a delta snapshot adds.
+    pub fn between(&self, since: i64, rev: i64) -> &[Record] {
+        let from = self.records.partition_point(|r| r.mod_rev <= since);
+        let to = self.records.partition_point(|r| r.mod_rev <= rev);
+        &self.records[from..to.max(from)]
     }
 
     pub fn from_records(records: Vec<Record>) -> KeyHistory {
@@ -124,9 +131,21 @@ mod tests {
         assert_eq!(h.at(3).unwrap().mod_rev, 2);
         assert_eq!(h.at(5).unwrap().mod_rev, 4);
         assert!(h.at(6).is_none());
-        h.compact(5);
+        h.compact(5, 0);
         assert!(h.at(5).is_some());
-        h.compact(6);
+        h.compact(6, 6); // the tombstone is in a segment: the key goes
+        assert!(h.is_empty());
+    }
+
+    #[test]
+    fn a_tombstone_no_segment_holds_survives_compaction() {
+        let mut h = KeyHistory::default();
+        h.push(rec(2, 1));
+        h.push(rec(6, 0));
+        h.compact(6, 5);
+        assert_eq!(h.between(0, 6).len(), 1, "the tombstone stays for the next delta segment");
+        assert!(h.at(6).is_none() && h.latest().is_none());
+        h.compact(6, 6);
         assert!(h.is_empty());
     }
 }

@@ -1,5 +1,6 @@
-//! Snapshot segments: one immutable file per shard per snapshot, holding every key of the
-//! shard with the history a read at or below the snapshot revision may need.
+//! Snapshot segments: one immutable file per shard per snapshot. A full segment holds every key
+//! of the shard with the history a read at or below the snapshot revision may need; a delta
+//! segment only the records written since the previous snapshot's revision (see snapshot.rs).
 //!
 //! ```text
 //! "BSEG0002" | block* | end
@@ -102,17 +103,28 @@ fn mapped_ranges(chunk: &[SegKey]) -> Vec<(Arc<Mapping>, std::ops::Range<usize>)
     spans
 }
 
-/// Writes `store` as of `rev` to `path` through io_uring and fdatasyncs it.
-pub async fn write(path: PathBuf, store: &RefCell<Store>, rev: i64) -> std::io::Result<SegmentInfo> {
+/// Writes the records of `store` after `since` (0: all) up to `rev` to `path` through io_uring
+/// and fdatasyncs it.
+pub async fn write(path: PathBuf, store: &RefCell<Store>, since: i64, rev: i64) -> std::io::Result<SegmentInfo> {
     let file = glommio::io::BufferedFile::create(&path).await?;
     let mut pos = 0u64;
     let mut keys = 0u64;
     let mut after: Option<Vec<u8>> = None;
     let mut buf = MAGIC.to_vec();
     loop {
-        let chunk = store.borrow().snapshot_chunk(after.as_deref(), rev, CHUNK_KEYS);
-        let Some(last) = chunk.last() else { break };
-        after = Some(last.key.clone());
+        let (chunk, next) = store.borrow().snapshot_chunk(after.as_deref(), since, rev, CHUNK_KEYS);
+        if chunk.is_empty() {
+            match next {
+                Some(k) => {
+                    after = Some(k);
+                    glommio::executor().yield_now().await; // let the shard serve between scans
+                    continue;
+                }
+                None => break,
+            }
+        }
+        let done = next.is_none();
+        after = next;
         let read = mapped_ranges(&chunk);
         let entries: Vec<SegEntry> = chunk.into_iter().filter(|k| !k.records.is_empty()).map(to_seg).collect();
         // Copying the values read the older segments' pages; keep them out of the resident set.
@@ -123,6 +135,9 @@ pub async fn write(path: PathBuf, store: &RefCell<Store>, rev: i64) -> std::io::
         let bytes = rkyv::to_bytes::<rancor::Error>(&Chunk { keys: entries }).map_err(std::io::Error::other)?;
         frame(&bytes, pos as usize, &mut buf);
         pos += write_all(&file, std::mem::take(&mut buf), pos).await?;
+        if done {
+            break;
+        }
     }
     frame(&[], pos as usize, &mut buf); // the end marker: len 0, crc32c("") = 0
     pos += write_all(&file, buf, pos).await?;

@@ -57,6 +57,11 @@ pub struct Store {
     written_bytes: u64,
     /// Keys live at the newest revision.
     live_keys: u64,
+    /// Revision of the newest snapshot segment holding this store's records. A key deleted
+    /// after it keeps its tombstone through physical compaction until a segment holds it:
+    /// otherwise the next delta segment would not say the key is gone, and the older segment
+    /// holding its last put would bring it back at boot.
+    segment_rev: i64,
 }
 
 impl Store {
@@ -166,16 +171,27 @@ impl Store {
         self.compact_physical(rev);
     }
 
-    /// Up to `max_keys` keys after `after` (all keys when `None`), each with the records a read
-    /// at or below `rev` may need: one chunk of a snapshot at `rev`.
-    pub fn snapshot_chunk(&self, after: Option<&[u8]>, rev: i64, max_keys: usize) -> Vec<SegKey> {
+    /// One chunk of a snapshot at `rev` holding the records after `since` (0: a full snapshot):
+    /// up to `max_keys` keys after `after` (from the first key when `None`) that have such
+    /// records, each with them, looking at no more than `max_keys * SCAN_PER_KEY` keys. Also
+    /// returns the key to continue after (`None` when the last key was looked at).
+    pub fn snapshot_chunk(&self, after: Option<&[u8]>, since: i64, rev: i64, max_keys: usize) -> (Vec<SegKey>, Option<Vec<u8>>) {
         use std::ops::Bound;
+        const SCAN_PER_KEY: usize = 16;
         let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
-        self.keys
-            .range::<[u8], _>((lower, Bound::Unbounded))
-            .take(max_keys)
-            .map(|(k, h)| SegKey { key: k.to_vec(), records: h.upto(rev).to_vec() })
-            .collect()
+        let (mut keys, mut last) = (Vec::new(), None);
+        for (k, h) in self.keys.range::<[u8], _>((lower, Bound::Unbounded)).take(max_keys * SCAN_PER_KEY) {
+            last = Some(k);
+            let records = h.between(since, rev);
+            if !records.is_empty() {
+                keys.push(SegKey { key: k.to_vec(), records: records.to_vec() });
+                if keys.len() == max_keys {
+                    break;
+                }
+            }
+        }
+        let more = last.is_some_and(|k| self.keys.range::<[u8], _>((Bound::Excluded(&**k), Bound::Unbounded)).next().is_some());
+        (keys, if more { last.map(|k| k.to_vec()) } else { None })
     }
 
     /// Points the values of `e`'s records (as written to a segment) into the segment's
@@ -196,9 +212,14 @@ impl Store {
         }
     }
 
-    /// Rebuilds a store from snapshot contents.
-    pub fn restore(keys: impl IntoIterator<Item = SegKey>, compact_rev: i64) -> Store {
-        let mut s = Store { compact_rev, ..Store::default() };
+    /// A segment holding every record up to `rev` is durable (see `segment_rev`).
+    pub fn set_segment_rev(&mut self, rev: i64) {
+        self.segment_rev = self.segment_rev.max(rev);
+    }
+
+    /// Rebuilds a store from snapshot contents (a snapshot at `rev`).
+    pub fn restore(keys: impl IntoIterator<Item = SegKey>, compact_rev: i64, rev: i64) -> Store {
+        let mut s = Store { compact_rev, segment_rev: rev, ..Store::default() };
         for k in keys {
             if k.records.is_empty() {
                 continue;
@@ -229,7 +250,7 @@ impl Store {
         let (mut freed, mut visited, mut last) = (0, 0, None);
         let mut emptied = Vec::new();
         for (key, hist) in self.keys.range_mut::<[u8], _>((lower, Bound::Unbounded)).take(max_keys) {
-            freed += hist.compact(rev);
+            freed += hist.compact(rev, self.segment_rev);
             if hist.is_empty() {
                 emptied.push(key.clone());
             }

@@ -186,6 +186,10 @@ struct Core {
     snapshot_count: u64,
     applied_since_snapshot: u64,
     snapshot_job: Option<SnapshotJob>,
+    /// The newest durable snapshot: the next one may be a delta on top of it.
+    last_snapshot: Option<Manifest>,
+    /// Number of the last snapshot started (`Manifest::seq`), failed ones included.
+    snapshot_seq: u64,
     /// Snapshot requests that arrived while a job ran: served by the next job.
     snapshot_waiters: Vec<oneshot::Sender<Result<()>>>,
     retired_stripes: Vec<(std::path::PathBuf, u64)>,
@@ -313,6 +317,8 @@ impl Core {
             snapshot_count: cfg.snapshot_count.max(1),
             applied_since_snapshot: 0,
             snapshot_job: None,
+            snapshot_seq: snap.as_ref().map_or(0, |m| m.seq),
+            last_snapshot: snap,
             snapshot_waiters: Vec::new(),
             retired_stripes: cfg.retired_stripes.clone(),
         })
@@ -577,10 +583,15 @@ impl Core {
                         let _ = stripe.send_async(StripeMsg::ReleaseBefore { seq: m.wal_seq_from }).await;
                     }
                     self.release_retired_stripes(m.wal_seq_from);
-                    crate::log::info("saved snapshot", &[("index", m.index.to_string()), ("revision", m.rev.to_string())]);
+                    let kind = if m.deltas == 0 { "full" } else { "delta" };
+                    crate::log::info("saved snapshot", &[("index", m.index.to_string()), ("revision", m.rev.to_string()), ("kind", kind.into())]);
+                    self.last_snapshot = Some(m);
                     Ok(())
                 }
                 Err(e) => {
+                    // A shard may have let go of tombstones its segment holds, and that segment
+                    // is in no manifest: only a full snapshot no longer needs them.
+                    self.last_snapshot = None;
                     crate::log::error("snapshot failed", &[("error", e.clone())]);
                     Err(Error::Internal(format!("snapshot failed: {e}")))
                 }
@@ -606,11 +617,17 @@ impl Core {
         }
         let wal_seq_from = self.batch_index.front().map_or(self.wal_seq + 1, |&(seq, _)| seq);
         let rev = self.applier.rev();
+        let shards = self.shards.count();
+        // Defragment asks for a full rewrite; otherwise a delta when the last snapshot allows.
+        let base = self.last_snapshot.as_ref().filter(|m| self.snapshot_waiters.is_empty() && m.next_is_delta(shards));
+        let since = base.map_or(0, |m| m.rev);
+        self.snapshot_seq += 1;
+        let seq = self.snapshot_seq;
         let mut pending = Vec::new();
-        let mut segments = Vec::new();
-        for shard in 0..self.shards.count() {
-            let name = crate::snapshot::segment_name(index, shard);
-            pending.push(self.shards.send_snapshot(shard, rev, self.snap_dir.join(&name)).await);
+        let mut segments = base.map_or_else(Vec::new, |m| m.segments.clone());
+        for shard in 0..shards {
+            let name = crate::snapshot::segment_name(index, seq, shard);
+            pending.push(self.shards.send_snapshot(shard, (since, rev), self.snap_dir.join(&name)).await);
             segments.push(name);
         }
         let manifest = Manifest {
@@ -622,6 +639,11 @@ impl Core {
             alarms: self.applier.alarms(),
             segments,
             wal_seq_from,
+            shards,
+            deltas: base.map_or(0, |m| m.deltas + 1),
+            full_bytes: base.map_or(0, |m| m.full_bytes),
+            delta_bytes: base.map_or(0, |m| m.delta_bytes),
+            seq,
         };
         let done = Rc::new(RefCell::new(None));
         let slot = done.clone();
@@ -633,8 +655,11 @@ impl Core {
                     Ok(rx) => rx.await.unwrap_or_else(|_| Err("shard stopped".into())),
                     Err(e) => Err(e.to_string()),
                 };
-                if let Err(e) = written {
-                    result = Err(e);
+                match (written, &mut result) {
+                    (Ok(info), Ok(m)) if m.deltas == 0 => m.full_bytes += info.size_bytes,
+                    (Ok(info), Ok(m)) => m.delta_bytes += info.size_bytes,
+                    (Ok(_), Err(_)) => {}
+                    (Err(e), _) => result = Err(e),
                 }
             }
             if let Ok(m) = &result {

@@ -239,11 +239,11 @@ async fn handle(shard: &Rc<ShardState>, msg: ShardMsg, outbox: &mut Outbox) {
             shard.publish();
             let _ = reply.send(result);
         }
-        ShardMsg::Snapshot { rev, path, reply } => {
+        ShardMsg::Snapshot { since, rev, path, reply } => {
             shard.snapshots.set(shard.snapshots.get() + 1);
             let shard = shard.clone();
             glommio::spawn_local(async move {
-                let result = shard.write_segment(path, rev).await;
+                let result = shard.write_segment(path, since, rev).await;
                 let _ = reply.send(result);
             })
             .detach();
@@ -266,7 +266,7 @@ struct ShardState {
     compact_waiters: RefCell<Vec<(i64, oneshot::Sender<()>)>>,
     apply_seconds: metrics::Histogram,
     /// This shard's share of the snapshot segments' bytes, and `store.written_bytes()` when
-    /// its segment was cut: the storage holds both (dbSize).
+    /// its newest segment was cut: the storage holds both (dbSize).
     segment_bytes: Cell<u64>,
     written_at_segment: Cell<u64>,
 }
@@ -278,13 +278,17 @@ impl ShardState {
         self.status.publish_shard(self.id, s.size_bytes(), stored, s.live_keys());
     }
 
-    async fn write_segment(self: Rc<Self>, path: std::path::PathBuf, rev: i64) -> Result<SegmentInfo, String> {
+    /// Writes the shard's segment of a snapshot at `rev`: its records after `since`, all of
+    /// them when `since` is 0 (a full snapshot, which replaces the segments before it).
+    async fn write_segment(self: Rc<Self>, path: std::path::PathBuf, since: i64, rev: i64) -> Result<SegmentInfo, String> {
         let started = std::time::Instant::now();
         // The segment holds what was written up to here (later writes queue behind this order).
         let cut = self.store.borrow().written_bytes();
-        let result = segment::write(path.clone(), &self.store, rev).await.map_err(|e| format!("{}: {e}", path.display()));
+        let result = segment::write(path.clone(), &self.store, since, rev).await.map_err(|e| format!("{}: {e}", path.display()));
         if let Ok(info) = &result {
-            self.segment_bytes.set(info.size_bytes);
+            self.store.borrow_mut().set_segment_rev(rev);
+            let before = if since == 0 { 0 } else { self.segment_bytes.get() };
+            self.segment_bytes.set(before + info.size_bytes);
             self.written_at_segment.set(cut);
             self.publish();
         }

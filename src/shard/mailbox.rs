@@ -24,8 +24,8 @@ pub enum ShardMsg {
     Compact { rev: i64, reply: oneshot::Sender<oneshot::Receiver<()>> },
     /// Runs a whole txn on the shard holding all its keys, on top of revision `base`.
     Txn { txn: TxnRequest, base: i64, compact_rev: i64, reply: oneshot::Sender<Result<(TxnResponse, bool)>> },
-    /// Writes the shard's state as of `rev` (applied through raft index `index`) to `path`.
-    Snapshot { rev: i64, path: std::path::PathBuf, reply: oneshot::Sender<std::result::Result<SegmentInfo, String>> },
+    /// Writes the shard's records after `since` (0: its whole state) as of `rev` to `path`.
+    Snapshot { since: i64, rev: i64, path: std::path::PathBuf, reply: oneshot::Sender<std::result::Result<SegmentInfo, String>> },
 }
 
 #[derive(Clone)]
@@ -89,11 +89,11 @@ impl Shards {
     pub async fn send_snapshot(
         &self,
         shard: usize,
-        rev: i64,
+        (since, rev): (i64, i64),
         path: std::path::PathBuf,
     ) -> Result<oneshot::Receiver<std::result::Result<SegmentInfo, String>>> {
         let (reply, rx) = oneshot::channel();
-        self.senders[shard].send_async(ShardMsg::Snapshot { rev, path, reply }).await.map_err(|_| Error::Stopped)?;
+        self.senders[shard].send_async(ShardMsg::Snapshot { since, rev, path, reply }).await.map_err(|_| Error::Stopped)?;
         Ok(rx)
     }
 
