@@ -16,8 +16,9 @@
 //! * `shard` — glommio executors pinned per core, each owning an MVCC segment; key routing and
 //!   the message protocol that reaches them.
 //! * `mvcc` — per-shard multi-version store: key histories, ranges at a revision, compaction.
-//! * `snapshot` — the snapshot manifest: which rkyv segments hold the state up to which raft
-//!   index; written by rename after every shard wrote its segment.
+//! * `snapshot` — the snapshot manifest: which rkyv segments (a full snapshot's and the deltas
+//!   after it) hold the state up to which raft index; written by rename after every shard
+//!   wrote its segment.
 //! * `wal` — the write-ahead log: record format, io_uring stripe writer, recovery.
 //! * `compactor` — auto-compaction (`--auto-compaction-mode/-retention`), as etcd's.
 //! * `cluster` — membership from `--initial-cluster`, etcd-compatible member and cluster ids.

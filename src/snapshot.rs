@@ -1,10 +1,13 @@
 //! Snapshots: every `--snapshot-count` applied entries (and on Defragment) each shard writes
-//! its MVCC state as an rkyv segment (mvcc/segment.rs); then the manifest below records the
-//! raft position and the segment files, written by rename, so a snapshot exists whole or not
-//! at all. Afterwards raft's log and the WAL segments before the snapshot are released.
-//! Boot loads the segments named by the manifest and replays the WAL after its index.
+//! an rkyv segment (mvcc/segment.rs): its whole MVCC state (a full snapshot) or only the records
+//! written since the previous snapshot (a delta, while `Manifest::next_is_delta` allows); then
+//! the manifest below records the raft position and the segment files of the full snapshot and
+//! of every delta since, written by rename, so a snapshot exists whole or not at all.
+//! Afterwards raft's log and the WAL segments before the snapshot are released. Boot loads the
+//! segments named by the manifest, joining a key's records across them, and replays the WAL
+//! after its index.
 //!
-//! Files: `<data-dir>/member/snap/manifest.json` and `<index:016x>-<shard>.seg`.
+//! Files: `<data-dir>/member/snap/manifest.json` and `<index:016x>-<seq>-<shard>.seg`.
 
 use std::path::{Path, PathBuf};
 
