@@ -153,7 +153,11 @@ async fn run_stripe(init: StripeInit, busy: Option<ShardBusy>) {
     match Stripe::open(init.state, init.segment_bytes, busy).await {
         Ok(stripe) => stripe.run(init.rx).await,
         Err(e) => {
-            crate::log::error("cannot open wal stripe", &[("dir", dir.display().to_string()), ("error", e.to_string())]);
+            let mut fields = vec![("dir", dir.display().to_string()), ("error", e.to_string())];
+            if e.kind() == std::io::ErrorKind::InvalidInput {
+                fields.push(("hint", "the WAL is written with O_DIRECT; put --wal-dir on a filesystem that supports it".into()));
+            }
+            crate::log::error("cannot open wal stripe", &fields);
             std::process::abort();
         }
     }
