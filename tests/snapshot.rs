@@ -98,8 +98,13 @@ async fn delta_snapshots_add_only_new_records_and_restart_joins_them() {
     assert!(delta * 4 < full, "a delta holds only new records: {delta} vs {full} bytes ({m})");
     // Deletes and a compaction after the full snapshot, then more deltas.
     c.delete("big/1", Some(DeleteOptions::new().with_prefix())).await.unwrap(); // big/100..big/199
+    c.delete("big/005", None).await.unwrap();
     let rev = c.put("big/000", "last", None).await.unwrap().header().unwrap().revision();
-    c.compact(rev - 1, None).await.unwrap();
+    // big/005 again, then a compaction at a revision where it is deleted: after a restart it
+    // must still read as deleted there (the tombstone is in no segment when compacted).
+    c.put("big/005", "again", None).await.unwrap();
+    c.compact(rev, Some(etcd_client::CompactionOptions::new().with_physical())).await.unwrap();
+    let gap = rev;
     for i in 0..80 {
         c.put(format!("small/{i}"), "s", None).await.unwrap();
     }
@@ -122,6 +127,9 @@ async fn delta_snapshots_add_only_new_records_and_restart_joins_them() {
     assert!(after.kvs().iter().zip(before.kvs()).all(|(x, y)| x.value() == y.value()), "values differ");
     assert_eq!(after.count(), 100 + 80);
     assert_eq!(c.get("big/000", None).await.unwrap().kvs()[0].value(), b"last");
+    assert!(c.get("big/005", Some(GetOptions::new().with_revision(gap))).await.unwrap().kvs().is_empty());
+    let again = c.get("big/005", None).await.unwrap();
+    assert_eq!((again.kvs()[0].value(), again.kvs()[0].version()), (&b"again"[..], 1));
     assert!(c.get("big/150", None).await.unwrap().kvs().is_empty());
     let e = c.get("big/000", Some(GetOptions::new().with_revision(rev - 200))).await.unwrap_err();
     assert!(e.to_string().contains("required revision has been compacted"), "{e}");

@@ -68,9 +68,10 @@ impl KeyHistory {
     }
 
     /// Drops history that no read at or above `rev` can see. Returns the bytes freed.
-    /// The key is gone entirely (empty history) when its newest record at `rev` is a tombstone,
-    /// unless that tombstone is the key's last record and newer than `keep_tombstones_after`
-    /// (no snapshot segment holds it yet: see `Store::segment_rev`).
+    /// The key's history up to a tombstone visible at `rev` goes too (the whole key when nothing
+    /// follows), unless that tombstone is newer than `keep_tombstones_after`: no snapshot
+    /// segment holds it yet, and an older segment's put would otherwise come back at boot (see
+    /// `Store::segment_rev`).
     pub fn compact(&mut self, rev: i64, keep_tombstones_after: i64) -> u64 {
         let visible = self.records.partition_point(|r| r.mod_rev <= rev);
         if visible == 0 {
@@ -78,9 +79,8 @@ impl KeyHistory {
         }
         let mut drop_upto = visible - 1; // keep the record visible at `rev`...
         let last = &self.records[drop_upto];
-        let unsaved_end = visible == self.records.len() && last.mod_rev > keep_tombstones_after;
-        if last.is_tombstone() && !unsaved_end {
-            drop_upto += 1; // ...unless it is a tombstone: nothing below needs it.
+        if last.is_tombstone() && last.mod_rev <= keep_tombstones_after {
+            drop_upto += 1; // ...unless it is a saved tombstone: nothing below needs it.
         }
         self.records.drain(..drop_upto).map(|r| r.size_bytes()).sum()
     }
@@ -147,5 +147,15 @@ mod tests {
         assert!(h.at(6).is_none() && h.latest().is_none());
         h.compact(6, 6);
         assert!(h.is_empty());
+        // Followed by a new generation: the tombstone still marks the gap until it is saved.
+        h.push(rec(8, 1));
+        h.push(rec(9, 0));
+        h.push(rec(11, 1));
+        h.compact(10, 8);
+        assert!(h.at(10).is_none(), "deleted at 9, put again at 11");
+        assert_eq!(h.between(0, 11).len(), 2);
+        h.compact(10, 9);
+        assert_eq!(h.between(0, 11).len(), 1);
+        assert!(h.at(10).is_none());
     }
 }
