@@ -114,29 +114,22 @@ pub async fn write(path: PathBuf, store: &RefCell<Store>, since: i64, rev: i64) 
     loop {
         let (chunk, next) = store.borrow().snapshot_chunk(after.as_deref(), since, rev, CHUNK_KEYS);
         if chunk.is_empty() {
-            match next {
-                Some(k) => {
-                    after = Some(k);
-                    glommio::executor().yield_now().await; // let the shard serve between scans
-                    continue;
-                }
-                None => break,
+            glommio::executor().yield_now().await; // let the shard serve between scans
+        } else {
+            let read = mapped_ranges(&chunk);
+            let entries: Vec<SegEntry> = chunk.into_iter().map(to_seg).collect();
+            // Copying the values read the older segments' pages; keep them out of the resident set.
+            for (map, range) in read {
+                map.release_range(range.start, range.end);
             }
+            keys += entries.len() as u64;
+            let bytes = rkyv::to_bytes::<rancor::Error>(&Chunk { keys: entries }).map_err(std::io::Error::other)?;
+            frame(&bytes, pos as usize, &mut buf);
+            pos += write_all(&file, std::mem::take(&mut buf), pos).await?;
         }
-        let done = next.is_none();
-        after = next;
-        let read = mapped_ranges(&chunk);
-        let entries: Vec<SegEntry> = chunk.into_iter().filter(|k| !k.records.is_empty()).map(to_seg).collect();
-        // Copying the values read the older segments' pages; keep them out of the resident set.
-        for (map, range) in read {
-            map.release_range(range.start, range.end);
-        }
-        keys += entries.len() as u64;
-        let bytes = rkyv::to_bytes::<rancor::Error>(&Chunk { keys: entries }).map_err(std::io::Error::other)?;
-        frame(&bytes, pos as usize, &mut buf);
-        pos += write_all(&file, std::mem::take(&mut buf), pos).await?;
-        if done {
-            break;
+        match next {
+            Some(k) => after = Some(k),
+            None => break,
         }
     }
     frame(&[], pos as usize, &mut buf); // the end marker: len 0, crc32c("") = 0

@@ -174,24 +174,22 @@ impl Store {
     /// One chunk of a snapshot at `rev` holding the records after `since` (0: a full snapshot):
     /// up to `max_keys` keys after `after` (from the first key when `None`) that have such
     /// records, each with them, looking at no more than `max_keys * SCAN_PER_KEY` keys. Also
-    /// returns the key to continue after (`None` when the last key was looked at).
+    /// returns the key to continue after (`None` once no key is left to look at).
     pub fn snapshot_chunk(&self, after: Option<&[u8]>, since: i64, rev: i64, max_keys: usize) -> (Vec<SegKey>, Option<Vec<u8>>) {
         use std::ops::Bound;
         const SCAN_PER_KEY: usize = 16;
         let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
-        let (mut keys, mut last) = (Vec::new(), None);
-        for (k, h) in self.keys.range::<[u8], _>((lower, Bound::Unbounded)).take(max_keys * SCAN_PER_KEY) {
-            last = Some(k);
+        let mut keys = Vec::new();
+        for (scanned, (k, h)) in self.keys.range::<[u8], _>((lower, Bound::Unbounded)).enumerate() {
             let records = h.between(since, rev);
             if !records.is_empty() {
                 keys.push(SegKey { key: k.to_vec(), records: records.to_vec() });
-                if keys.len() == max_keys {
-                    break;
-                }
+            }
+            if keys.len() == max_keys || scanned + 1 == max_keys * SCAN_PER_KEY {
+                return (keys, Some(k.to_vec()));
             }
         }
-        let more = last.is_some_and(|k| self.keys.range::<[u8], _>((Bound::Excluded(&**k), Bound::Unbounded)).next().is_some());
-        (keys, if more { last.map(|k| k.to_vec()) } else { None })
+        (keys, None)
     }
 
     /// Points the values of `e`'s records (as written to a segment) into the segment's

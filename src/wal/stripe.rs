@@ -274,10 +274,15 @@ impl Stripe {
     fn advance_tail(&mut self, bytes: u64) {
         let end = self.pos.offset_bytes + bytes;
         let keep = (end % WAL_BLOCK_BYTES) as usize;
-        let mut tail = std::mem::take(&mut self.tail_block);
-        tail.extend_from_slice(&self.buf);
-        tail.drain(..tail.len() - keep);
-        self.tail_block = tail;
+        if keep <= self.buf.len() {
+            // The new partial block holds only bytes of this write.
+            self.tail_block.clear();
+            self.tail_block.extend_from_slice(&self.buf[self.buf.len() - keep..]);
+        } else {
+            // The write ended inside the block it started in.
+            self.tail_block.extend_from_slice(&self.buf);
+        }
+        debug_assert_eq!(self.tail_block.len(), keep);
         self.pos.offset_bytes = end;
     }
 
