@@ -3,17 +3,23 @@
 //! current revision; a txn is one revision), sends each shard its writes at that revision and
 //! builds the response (etcd's put/delete/txn semantics live in txn.rs). Quota, the NOSPACE
 //! cap and the alarm store are applied here. Runs on shard 0, the only writer of revisions.
+//!
+//! A request either fails before it writes anything (etcd's errors: key or lease not found,
+//! compacted, no space...) or applies whole. A fault while applying (a shard gone, an answer
+//! that cannot be) stops the process (`txn::fatal`): a committed entry half applied, or a
+//! revision handed out twice, would be worse, and a restart replays the entry from the WAL.
 
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::mvcc::store::{WriteOp, WriteResult};
+use crate::mvcc::Rev;
 use crate::proto::ballastpb::internal_request::Request;
 use crate::proto::etcdserverpb::alarm_request::AlarmAction;
 use crate::proto::etcdserverpb::*;
 use crate::quota::{cost_put, cost_txn, Quota};
 use crate::shard::mailbox::Shards;
-use crate::txn::header;
+use crate::txn::{check_lease, fatal, header};
 use crate::status::ServerStatus;
 
 #[derive(Debug)]
@@ -93,10 +99,11 @@ impl Applier {
                 results.extend(self.put_run(puts.collect()).await);
                 i += run;
             } else {
-                results.push(match &reqs[i] {
+                let result = match &reqs[i] {
                     Some(req) => self.apply(req).await,
-                    None => Err(Error::Internal("empty request in raft entry".into())),
-                });
+                    None => fatal("a raft entry holds an empty request"),
+                };
+                results.push(settled(result));
                 i += 1;
             }
         }
@@ -104,7 +111,7 @@ impl Applier {
     }
 
     fn is_plain_put(&self, req: Option<&Request>) -> bool {
-        matches!(req, Some(Request::Put(p)) if !p.ignore_value && !p.ignore_lease) && !self.nospace()
+        matches!(req, Some(Request::Put(p)) if !p.ignore_value && !p.ignore_lease && p.lease == 0) && !self.nospace()
     }
 
     /// Puts that need no precondition: revisions `rev+1..=rev+n`, one message per shard.
@@ -113,7 +120,7 @@ impl Applier {
         let mut db_size = self.status.db_size_bytes();
         let count = puts.len();
         let mut fits = Vec::with_capacity(count);
-        let mut per_shard: Vec<Vec<(i64, WriteOp)>> = vec![Vec::new(); self.shards.count()];
+        let mut per_shard: Vec<Vec<(Rev, WriteOp)>> = vec![Vec::new(); self.shards.count()];
         let mut slots = Vec::with_capacity(count);
         for (n, p) in puts.into_iter().enumerate() {
             let cost = cost_put(p);
@@ -123,7 +130,7 @@ impl Applier {
             slots.push((owner, per_shard[owner].len()));
             let (key, value) = (std::mem::take(&mut p.key), std::mem::take(&mut p.value));
             let op = WriteOp::Put { key, value: Some(value), lease: Some(p.lease), prev_kv: p.prev_kv };
-            per_shard[owner].push((base + 1 + n as i64, op));
+            per_shard[owner].push((Rev::main(base + 1 + n as i64), op));
         }
         let shards = &self.shards;
         let calls = per_shard.into_iter().enumerate().filter(|(_, ops)| !ops.is_empty()).map(|(s, ops)| async move {
@@ -133,7 +140,7 @@ impl Applier {
         for (s, r) in futures_util::future::join_all(calls).await {
             match r {
                 Ok(results) => replies[s] = Some(results),
-                Err(e) => return (0..count).map(|_| Err(e.clone())).collect(),
+                Err(e) => fatal(&format!("shard {s} did not apply puts: {e}")),
             }
         }
         self.rev = base + count as i64;
@@ -147,8 +154,7 @@ impl Applier {
                         Ok(Response::Put(PutResponse { header: header(base + 1 + n as i64), prev_kv: prev }))
                     }
                     Some(Ok(WriteResult::Put { .. })) => Err(Error::NoSpace),
-                    Some(Err(e)) => Err(e),
-                    other => Err(Error::Internal(format!("unexpected shard reply to put: {other:?}"))),
+                    other => fatal(&format!("unexpected shard reply to a plain put: {other:?}")),
                 }
             })
             .collect()
@@ -160,20 +166,21 @@ impl Applier {
                 if self.nospace() {
                     return Err(Error::NoSpace);
                 }
+                check_lease(p.lease)?;
                 let fits = self.within_quota(cost_put(p));
-                let base = self.rev;
-                let resp = crate::txn::put(&self.shards, p, base).await?;
-                self.rev = base + 1;
+                let rev = Rev::main(self.rev + 1);
+                // Fails (ignore_value / ignore_lease on a missing key) before writing anything.
+                let resp = crate::txn::put(&self.shards, p, rev).await?;
+                self.rev = rev.main;
                 if !fits {
                     return Err(Error::NoSpace);
                 }
                 Ok(Response::Put(resp))
             }
             Request::DeleteRange(d) => {
-                let base = self.rev;
-                let resp = crate::txn::delete_range(&self.shards, d, base).await?;
+                let resp = crate::txn::delete_range(&self.shards, d, Rev::main(self.rev + 1)).await?;
                 if resp.deleted > 0 {
-                    self.rev = base + 1;
+                    self.rev += 1;
                 }
                 Ok(Response::DeleteRange(resp))
             }
@@ -239,7 +246,8 @@ impl Applier {
     async fn txn(&mut self, t: &TxnRequest) -> Result<TxnResponse> {
         let base = self.rev;
         let shards = &self.shards;
-        let (resp, changed) = match crate::txn::single_owner(t, &|k| shards.owner(k)) {
+        let owner = if shards.count() == 1 { Some(0) } else { crate::txn::single_owner(t, &|k| shards.owner(k)) };
+        let (resp, changed) = match owner {
             Some(shard) => shards.txn_on(shard, t.clone(), base, self.compact_rev).await?,
             None => crate::txn::txn(shards, t, base, self.compact_rev).await?,
         };
@@ -247,6 +255,14 @@ impl Applier {
             self.rev = base + 1;
         }
         Ok(resp)
+    }
+}
+
+/// A request's result, unless it is a fault rather than an answer: then the process stops.
+fn settled(result: Result<Response>) -> Result<Response> {
+    match result {
+        Err(e @ (Error::Stopped | Error::Internal(_) | Error::Timeout)) => fatal(&e.to_string()),
+        other => other,
     }
 }
 

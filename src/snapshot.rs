@@ -143,8 +143,8 @@ fn join_keys(mut keys: Vec<segment::SegKey>) -> Vec<segment::SegKey> {
         match joined.last_mut() {
             Some(last) if last.key == k.key => {
                 last.records.extend(k.records);
-                last.records.sort_by_key(|r| r.mod_rev);
-                last.records.dedup_by_key(|r| r.mod_rev);
+                last.records.sort_by_key(|r| r.rev());
+                last.records.dedup_by_key(|r| r.rev());
             }
             _ => joined.push(k),
         }

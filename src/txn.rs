@@ -3,16 +3,21 @@
 //! key of a txn lives there (then the whole txn is one message to that shard).
 //!
 //! A txn is planned first — compares read at the revision before it (nested txns included),
-//! branch chosen, etcd's checkRequests run — and only then written, so a failing txn changes
-//! nothing. All its writes share revision `base + 1`; a range inside it sees the writes of the
-//! ops before it.
+//! branch chosen, etcd's checkRequests run, and every way an op could fail while writing is
+//! ruled out — and only then written, so a txn either applies whole or fails having changed
+//! nothing. All its writes share main revision `base + 1` and take sub revisions 0, 1, 2... in
+//! the order they run (etcd's (main, sub) revisions), so one txn may delete a key and put it
+//! again; a range inside it sees the writes of the ops before it. A write that fails after the
+//! checks passed is a fault, not the client's doing: the process stops (`fatal`) rather than
+//! leave a txn half applied, as etcd panics.
 
 use std::future::Future;
 use std::pin::Pin;
 
 use crate::error::{Error, Result};
+use crate::mvcc::key_set::KeySet;
 use crate::mvcc::store::{RangeQuery, WriteOp, WriteResult};
-use crate::mvcc::KeyRange;
+use crate::mvcc::{KeyRange, Rev};
 use crate::proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
 use crate::proto::etcdserverpb::request_op::Request as Op;
 use crate::proto::etcdserverpb::response_op::Response as OpResponse;
@@ -27,26 +32,35 @@ pub fn header(revision: i64) -> Option<ResponseHeader> {
     Some(ResponseHeader { revision, ..Default::default() })
 }
 
-/// A put at `base + 1` (ignore_value / ignore_lease keep the key's current value / lease).
-pub async fn put<V: KvView>(view: &V, p: &PutRequest, base: i64) -> Result<PutResponse> {
+/// Leases are not implemented yet, so none exists: a put naming one fails as etcd's does for
+/// an unknown lease (checked before anything is written).
+pub fn check_lease(lease: i64) -> Result<()> {
+    if lease != 0 {
+        return Err(Error::LeaseNotFound);
+    }
+    Ok(())
+}
+
+/// A put at `rev` (ignore_value / ignore_lease keep the key's current value / lease).
+pub async fn put<V: KvView>(view: &V, p: &PutRequest, rev: Rev) -> Result<PutResponse> {
     let op = WriteOp::Put {
         key: p.key.clone(),
         value: (!p.ignore_value).then(|| p.value.clone()),
         lease: (!p.ignore_lease).then_some(p.lease),
         prev_kv: p.prev_kv,
     };
-    match view.write(base + 1, op).await? {
-        WriteResult::Put { prev } => Ok(PutResponse { header: header(base + 1), prev_kv: prev }),
+    match view.write(rev, op).await? {
+        WriteResult::Put { prev } => Ok(PutResponse { header: header(rev.main), prev_kv: prev }),
         other => Err(Error::Internal(format!("unexpected reply to put: {other:?}"))),
     }
 }
 
-/// Deletes at `base + 1`; the response's revision is `base + 1` only if something was deleted.
-pub async fn delete_range<V: KvView>(view: &V, d: &DeleteRangeRequest, base: i64) -> Result<DeleteRangeResponse> {
+/// Deletes at `rev`; the response's revision is `rev.main` only if something was deleted.
+pub async fn delete_range<V: KvView>(view: &V, d: &DeleteRangeRequest, rev: Rev) -> Result<DeleteRangeResponse> {
     let op = WriteOp::DeleteRange { range: KeyRange::new(&d.key, &d.range_end), prev_kv: d.prev_kv };
-    match view.write(base + 1, op).await? {
+    match view.write(rev, op).await? {
         WriteResult::Deleted { count, prev_kvs } => Ok(DeleteRangeResponse {
-            header: header(if count > 0 { base + 1 } else { base }),
+            header: header(if count > 0 { rev.main } else { rev.main - 1 }),
             deleted: count,
             prev_kvs,
         }),
@@ -55,16 +69,26 @@ pub async fn delete_range<V: KvView>(view: &V, d: &DeleteRangeRequest, base: i64
 }
 
 /// Runs a txn on top of revision `base`. Returns the response (header revision `base + 1` if
-/// it wrote anything, else `base`) and whether it wrote.
+/// it wrote anything, else `base`) and whether it wrote. An error means nothing was written.
 pub async fn txn<V: KvView>(view: &V, t: &TxnRequest, base: i64, compact_rev: i64) -> Result<(TxnResponse, bool)> {
     let mut path = Vec::new();
     plan(view, t, base, &mut path).await?;
-    check(view, t, &path, base, compact_rev, CheckKind::Put).await?;
-    check(view, t, &path, base, compact_rev, CheckKind::Range).await?;
-    let mut x = TxnExec { base, changed: false, path: path.into_iter() };
-    let mut resp = exec(view, t, &mut x).await?;
+    // As etcd: every put of the chosen branches is checked before any range.
+    check(view, t, &path, &mut Checks { base, compact_rev, kind: CheckKind::Put, deleted: KeySet::default() }).await?;
+    check(view, t, &path, &mut Checks { base, compact_rev, kind: CheckKind::Range, deleted: KeySet::default() }).await?;
+    let mut x = TxnExec { base, changed: false, sub: 0, path: path.into_iter() };
+    let mut resp = match exec(view, t, &mut x).await {
+        Ok(resp) => resp,
+        Err(e) => fatal(&format!("a txn failed while writing, after its checks passed: {e}")),
+    };
     resp.header = header(base + i64::from(x.changed));
     Ok((resp, x.changed))
+}
+
+/// Stops the process: a committed request could not be applied whole (etcd panics too).
+pub fn fatal(msg: &str) -> ! {
+    crate::log::error("cannot apply a committed request; stopping", &[("error", msg.to_string())]);
+    std::process::abort()
 }
 
 /// The one shard holding every key `t` touches, if there is one: all compares and ops name
@@ -131,38 +155,29 @@ async fn compare<V: KvView>(view: &V, c: &Compare, base: i64) -> Result<bool> {
     Ok(kvs.iter().all(|kv| compare_kv(c, kv)))
 }
 
-/// etcd's checkRequests: on the chosen branches, puts with ignore_value/ignore_lease need
-/// an existing key, and ranges need a revision within [compact_rev, base].
-fn check<'a, V: KvView>(
-view: &'a V,
-t: &'a TxnRequest,
-path: &'a [bool],
-base: i64,
-compact_rev: i64,
-kind: CheckKind,
-) -> BoxFut<'a, Result<usize>> {
+/// etcd's checkRequests on the chosen branches, in the order the ops run: puts with
+/// ignore_value/ignore_lease need a key that exists at that point (at `base`, and not deleted
+/// by an earlier op of this txn: etcd would fail there halfway through the txn and panic),
+/// leases must exist, and ranges need a revision within [compact_rev, base]. Returns how many
+/// entries of `path` this txn and its nested ones used.
+fn check<'a, V: KvView>(view: &'a V, t: &'a TxnRequest, path: &'a [bool], c: &'a mut Checks) -> BoxFut<'a, Result<usize>> {
     Box::pin(async move {
         let mut used = 1;
         for op in branch(t, path[0]) {
-            match (&op.request, kind) {
-                (Some(Op::RequestTxn(nested)), _) => used += check(view, nested, &path[used..], base, compact_rev, kind).await?,
-                (Some(Op::RequestPut(p)), CheckKind::Put) if p.ignore_value || p.ignore_lease => {
-                    let query = RangeQuery {
-                        range: KeyRange::Single(p.key.clone()),
-                        rev: base,
-                        limit: 1,
-                        count_only: true,
-                        keys_only: true,
-                    };
-                    if view.range(query).await?.count == 0 {
+            match (&op.request, c.kind) {
+                (Some(Op::RequestTxn(nested)), _) => used += check(view, nested, &path[used..], c).await?,
+                (Some(Op::RequestPut(p)), CheckKind::Put) => {
+                    if (p.ignore_value || p.ignore_lease) && (c.deleted.contains(&p.key) || !exists(view, &p.key, c.base).await?) {
                         return Err(Error::KeyNotFound);
                     }
+                    check_lease(p.lease)?;
                 }
+                (Some(Op::RequestDeleteRange(d)), CheckKind::Put) => c.deleted.insert_range(&KeyRange::new(&d.key, &d.range_end)),
                 (Some(Op::RequestRange(r)), CheckKind::Range) if r.revision != 0 => {
-                    if r.revision > base {
+                    if r.revision > c.base {
                         return Err(Error::FutureRev);
                     }
-                    if r.revision < compact_rev {
+                    if r.revision < c.compact_rev {
                         return Err(Error::Compacted);
                     }
                 }
@@ -173,8 +188,13 @@ kind: CheckKind,
     })
 }
 
-/// Runs the planned branches. All writes happen at `base + 1`; a range sees the writes of
-/// the ops before it, as in etcd's write txn.
+async fn exists<V: KvView>(view: &V, key: &[u8], rev: i64) -> Result<bool> {
+    let query = RangeQuery { range: KeyRange::Single(key.to_vec()), rev, limit: 1, count_only: true, keys_only: true };
+    Ok(view.range(query).await?.count > 0)
+}
+
+/// Runs the planned branches. Writes happen at `base + 1`, each at the next sub revision; a
+/// range sees the writes of the ops before it, as in etcd's write txn.
 fn exec<'a, V: KvView>(view: &'a V, t: &'a TxnRequest, x: &'a mut TxnExec) -> BoxFut<'a, Result<TxnResponse>> {
     Box::pin(async move {
         let ok = x.path.next().expect("txn plan covers every nested txn");
@@ -186,12 +206,12 @@ fn exec<'a, V: KvView>(view: &'a V, t: &'a TxnRequest, x: &'a mut TxnExec) -> Bo
                     OpResponse::ResponseRange(range(view, r, current).await?)
                 }
                 Some(Op::RequestPut(p)) => {
-                    let resp = put(view, p, x.base).await?;
+                    let resp = put(view, p, x.next_rev()).await?;
                     x.changed = true;
                     OpResponse::ResponsePut(resp)
                 }
                 Some(Op::RequestDeleteRange(d)) => {
-                    let mut resp = delete_range(view, d, x.base).await?;
+                    let mut resp = delete_range(view, d, x.next_rev()).await?;
                     x.changed |= resp.deleted > 0;
                     resp.header = header(x.base + i64::from(x.changed));
                     OpResponse::ResponseDeleteRange(resp)
@@ -205,6 +225,14 @@ fn exec<'a, V: KvView>(view: &'a V, t: &'a TxnRequest, x: &'a mut TxnExec) -> Bo
     })
 }
 
+struct Checks {
+    base: i64,
+    compact_rev: i64,
+    kind: CheckKind,
+    /// Keys deleted by the ops checked so far (the put pass only).
+    deleted: KeySet,
+}
+
 #[derive(Clone, Copy)]
 enum CheckKind {
     Put,
@@ -214,7 +242,17 @@ enum CheckKind {
 struct TxnExec {
     base: i64,
     changed: bool,
+    /// Sub revision of the next write.
+    sub: u32,
     path: std::vec::IntoIter<bool>,
+}
+
+impl TxnExec {
+    fn next_rev(&mut self) -> Rev {
+        let rev = Rev::new(self.base + 1, self.sub);
+        self.sub = self.sub.checked_add(1).expect("a txn has fewer than 2^32 writes");
+        rev
+    }
 }
 
 fn branch(t: &TxnRequest, ok: bool) -> &[RequestOp] {

@@ -9,6 +9,7 @@ use std::pin::Pin;
 
 use crate::error::{Error, Result};
 use crate::mvcc::store::{RangePart, RangeQuery, Store, WriteOp, WriteResult};
+use crate::mvcc::Rev;
 use crate::shard::mailbox::Shards;
 
 pub type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
@@ -18,7 +19,7 @@ pub trait KvView {
     /// full count.
     fn range(&self, q: RangeQuery) -> BoxFut<'_, Result<RangePart>>;
     /// One write at revision `rev`, on whichever shards hold its keys.
-    fn write(&self, rev: i64, op: WriteOp) -> BoxFut<'_, Result<WriteResult>>;
+    fn write(&self, rev: Rev, op: WriteOp) -> BoxFut<'_, Result<WriteResult>>;
 }
 
 impl KvView for Shards {
@@ -26,7 +27,7 @@ impl KvView for Shards {
         Box::pin(async move { self.scatter_range(&q).await })
     }
 
-    fn write(&self, rev: i64, op: WriteOp) -> BoxFut<'_, Result<WriteResult>> {
+    fn write(&self, rev: Rev, op: WriteOp) -> BoxFut<'_, Result<WriteResult>> {
         Box::pin(async move {
             let owners = match &op {
                 WriteOp::Put { key, .. } => vec![self.owner(key)],
@@ -66,7 +67,7 @@ impl KvView for Local<'_> {
         Box::pin(std::future::ready(r))
     }
 
-    fn write(&self, rev: i64, op: WriteOp) -> BoxFut<'_, Result<WriteResult>> {
+    fn write(&self, rev: Rev, op: WriteOp) -> BoxFut<'_, Result<WriteResult>> {
         let r = self.0.borrow_mut().write(op, rev);
         Box::pin(std::future::ready(r))
     }

@@ -2,6 +2,7 @@
 //! etcd's checks and their order; writes and txns go through raft; Range reads the shards at
 //! the applied revision, after a ReadIndex unless `serializable`.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use prost::Message as _;
@@ -10,6 +11,7 @@ use tonic::{Request, Response, Status};
 use super::Ctx;
 use crate::apply::Response as Applied;
 use crate::error::{Error, Result};
+use crate::mvcc::key_set::KeySet;
 use crate::proto::ballastpb::internal_request::Request as Write;
 use crate::proto::etcdserverpb::kv_server::Kv;
 use crate::proto::etcdserverpb::request_op::Request as Op;
@@ -182,59 +184,48 @@ fn check_op(op: &RequestOp, max_txn_ops: usize) -> Result<()> {
     }
 }
 
-/// A delete's keys as etcd's interval tree sees them: `[key, end)`, or the point `key`.
-struct Interval<'a> {
-    key: &'a [u8],
-    end: &'a [u8],
-}
-
-impl Interval<'_> {
-    fn contains(&self, k: &[u8]) -> bool {
-        if self.end.is_empty() {
-            self.key == k
-        } else {
-            self.key <= k && k < self.end
+/// etcd's checkIntervals: within one txn no key may be put twice, or put and deleted, across
+/// nested txns (the then/else branches of one nested txn may put the same key). A delete's keys
+/// are those etcd's interval tree sees: the point `key`, or `[key, range_end)` taken literally,
+/// so a `"\0"` range_end (from-key) covers nothing here. Hash and span sets: a txn of 100k ops
+/// is checked in O(n log n) per nesting level, not O(n²).
+fn check_intervals(reqs: &[RequestOp]) -> Result<(HashSet<&[u8]>, KeySet)> {
+    let mut dels = KeySet::default();
+    for r in reqs {
+        if let Some(Op::RequestDeleteRange(d)) = &r.request {
+            if d.range_end.is_empty() {
+                dels.insert_key(&d.key);
+            } else {
+                dels.insert_span(&d.key, Some(&d.range_end));
+            }
         }
     }
-}
-
-/// etcd's checkIntervals: within one txn no key may be put twice, or put and deleted, across
-/// nested txns (the then/else branches of one nested txn may put the same key).
-fn check_intervals(reqs: &[RequestOp]) -> Result<(Vec<&[u8]>, Vec<Interval<'_>>)> {
-    let mut dels: Vec<Interval> = reqs
-        .iter()
-        .filter_map(|r| match &r.request {
-            Some(Op::RequestDeleteRange(d)) => Some(Interval { key: &d.key, end: &d.range_end }),
-            _ => None,
-        })
-        .collect();
-    let mut puts: Vec<&[u8]> = Vec::new();
-    let deleted = |dels: &[Interval], k: &[u8]| dels.iter().any(|d| d.contains(k));
+    let mut puts: HashSet<&[u8]> = HashSet::new();
     for r in reqs {
         let Some(Op::RequestTxn(t)) = &r.request else { continue };
         let (puts_then, dels_then) = check_intervals(&t.success)?;
         let (puts_else, dels_else) = check_intervals(&t.failure)?;
-        for k in &puts_then {
-            if puts.contains(k) || deleted(&dels, k) {
+        for &k in &puts_then {
+            if puts.contains(k) || dels.contains(k) {
                 return Err(Error::DuplicateKey);
             }
-            puts.push(k);
+            puts.insert(k);
         }
-        for k in &puts_else {
-            if (puts.contains(k) && !puts_then.contains(k)) || deleted(&dels, k) {
+        for &k in &puts_else {
+            if (puts.contains(k) && !puts_then.contains(k)) || dels.contains(k) {
                 return Err(Error::DuplicateKey);
             }
-            puts.push(k);
+            puts.insert(k);
         }
-        dels.extend(dels_then);
-        dels.extend(dels_else);
+        dels.extend(&dels_then);
+        dels.extend(&dels_else);
     }
     for r in reqs {
         let Some(Op::RequestPut(p)) = &r.request else { continue };
-        if puts.contains(&p.key.as_slice()) || deleted(&dels, &p.key) {
+        if puts.contains(p.key.as_slice()) || dels.contains(&p.key) {
             return Err(Error::DuplicateKey);
         }
-        puts.push(&p.key);
+        puts.insert(&p.key);
     }
     Ok((puts, dels))
 }
@@ -262,5 +253,23 @@ mod tests {
         assert!(check_intervals(&[txn(vec![put("a")], vec![put("a")])]).is_ok());
         assert_eq!(check_intervals(&[txn(vec![put("a")], vec![]), put("a")]).err(), Some(Error::DuplicateKey));
         assert_eq!(check_intervals(&[txn(vec![del("a", "")], vec![]), put("a")]).err(), Some(Error::DuplicateKey));
+        assert!(check_intervals(&[del("a", "\0"), put("b")]).is_ok(), "etcd's interval tree: [a, \\0) is empty");
+    }
+
+    #[test]
+    fn a_txn_of_100k_ops_is_checked() {
+        // 100 nested txns of 1000 puts each, and a delete per nested txn.
+        let nested: Vec<RequestOp> = (0..100)
+            .map(|t| {
+                let mut ops: Vec<RequestOp> = (0..1000).map(|i| put(&format!("k{t}/{i}"))).collect();
+                ops.push(del(&format!("d{t}/"), &format!("d{t}0")));
+                txn(ops, vec![])
+            })
+            .collect();
+        // Quadratic work here was ~10^10 steps (minutes); now ~10^5.
+        assert!(check_intervals(&nested).is_ok());
+        let mut dup = nested.clone();
+        dup.push(put("k99/999"));
+        assert_eq!(check_intervals(&dup).err(), Some(Error::DuplicateKey));
     }
 }

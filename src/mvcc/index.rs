@@ -1,13 +1,18 @@
-//! The history of one key: its revisions in increasing order, as etcd's keyIndex keeps
-//! generations. A tombstone is a record with `version == 0`; the next put starts a new
-//! generation (version 1, create_revision = that revision).
+//! The history of one key: its records in increasing revision order, (main, sub) as etcd's
+//! keyIndex keeps them. A tombstone is a record with `version == 0`; the next put starts a new
+//! generation (version 1, create_revision = that revision), possibly at the same main revision
+//! (a txn that deletes the key and puts it again). A read at main revision `r` sees the last
+//! record with `mod_rev <= r`: within one txn the last write of the key wins.
 
 use super::value::Value;
+use super::Rev;
 use crate::proto::mvccpb::KeyValue;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Record {
     pub mod_rev: i64,
+    /// Orders the writes of one txn (`Rev::sub`).
+    pub sub: u32,
     pub create_rev: i64,
     /// 0 marks a tombstone (the key was deleted at `mod_rev`).
     pub version: i64,
@@ -18,6 +23,10 @@ pub struct Record {
 impl Record {
     pub fn is_tombstone(&self) -> bool {
         self.version == 0
+    }
+
+    pub fn rev(&self) -> Rev {
+        Rev::new(self.mod_rev, self.sub)
     }
 
     pub fn size_bytes(&self) -> u64 {
@@ -58,7 +67,7 @@ impl KeyHistory {
 
     pub fn push(&mut self, rec: Record) {
         if let Some(last) = self.records.last() {
-            assert!(rec.mod_rev > last.mod_rev, "revisions of a key must increase");
+            assert!(rec.rev() > last.rev(), "revisions of a key must increase: {:?} after {:?}", rec.rev(), last.rev());
         }
         // Most keys keep one or two records: grow exactly while short (Vec would jump to 4).
         if self.records.len() < 4 {
@@ -89,9 +98,9 @@ impl KeyHistory {
         self.records.is_empty()
     }
 
-    /// The record written at exactly `mod_rev`.
-    pub fn record_mut(&mut self, mod_rev: i64) -> Option<&mut Record> {
-        let i = self.records.binary_search_by_key(&mod_rev, |r| r.mod_rev).ok()?;
+    /// The record written at exactly `rev`.
+    pub fn record_mut(&mut self, rev: Rev) -> Option<&mut Record> {
+        let i = self.records.binary_search_by_key(&rev, Record::rev).ok()?;
         Some(&mut self.records[i])
     }
 
@@ -104,7 +113,7 @@ impl KeyHistory {
     }
 
     pub fn from_records(records: Vec<Record>) -> KeyHistory {
-        assert!(records.windows(2).all(|w| w[0].mod_rev < w[1].mod_rev), "revisions of a key must increase");
+        assert!(records.windows(2).all(|w| w[0].rev() < w[1].rev()), "revisions of a key must increase");
         KeyHistory { records }
     }
 
@@ -118,7 +127,7 @@ mod tests {
     use super::*;
 
     fn rec(mod_rev: i64, version: i64) -> Record {
-        Record { mod_rev, create_rev: 2, version, lease: 0, value: vec![1].into() }
+        Record { mod_rev, sub: 0, create_rev: 2, version, lease: 0, value: vec![1].into() }
     }
 
     #[test]
@@ -157,5 +166,19 @@ mod tests {
         h.compact(10, 9);
         assert_eq!(h.between(0, 11).len(), 1);
         assert!(h.at(10).is_none());
+    }
+
+    #[test]
+    fn one_txn_deletes_and_puts_again_at_one_main_revision() {
+        let mut h = KeyHistory::default();
+        h.push(rec(2, 1));
+        h.push(Record { sub: 0, ..rec(5, 0) }); // deleted by the txn at 5...
+        h.push(Record { sub: 1, create_rev: 5, ..rec(5, 1) }); // ...and put again by it
+        assert_eq!(h.at(4).unwrap().mod_rev, 2);
+        let now = h.at(5).unwrap();
+        assert_eq!((now.create_rev, now.version, now.sub), (5, 1, 1));
+        assert!(h.record_mut(Rev::new(5, 0)).unwrap().is_tombstone());
+        h.compact(5, 5);
+        assert_eq!(h.between(0, 5).len(), 1, "the put that ends the txn is what a read at 5 sees");
     }
 }

@@ -1,14 +1,36 @@
 //! Multi-version key-value state of one shard. Each key keeps its history of revisions
 //! (`index.rs`, as etcd's keyIndex); `store.rs` answers ranges at a revision and applies
 //! writes at the revision the applier assigns. Compaction drops history below a revision.
-//! `segment.rs` writes and reads a shard's state as an immutable rkyv snapshot segment.
+//! `segment.rs` writes and reads a shard's state as an immutable rkyv snapshot segment;
+//! `key_set.rs` is a set of keys and spans for txn checks.
 
 pub mod index;
+pub mod key_set;
 pub mod segment;
 pub mod store;
 pub mod value;
 
 use std::ops::Bound;
+
+/// A revision as etcd's mvcc keeps it: `main` is the revision clients see (one per change
+/// request; every write of a txn shares it), `sub` orders the writes within one `main` (the
+/// n-th write of a txn), so one txn may delete a key and put it again (a new generation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Rev {
+    pub main: i64,
+    pub sub: u32,
+}
+
+impl Rev {
+    pub fn new(main: i64, sub: u32) -> Rev {
+        Rev { main, sub }
+    }
+
+    /// The first (often only) write of revision `main`.
+    pub fn main(main: i64) -> Rev {
+        Rev { main, sub: 0 }
+    }
+}
 
 /// Lower and upper bound of a key range, as BTreeMap::range takes them.
 pub type KeyBounds<'a> = (Bound<&'a [u8]>, Bound<&'a [u8]>);

@@ -3,7 +3,7 @@
 //! segment only the records written since the previous snapshot's revision (see snapshot.rs).
 //!
 //! ```text
-//! "BSEG0002" | block* | end
+//! "BSEG0003" | block* | end
 //! block = pad | len u32 | crc32c u32 | rkyv(Chunk) (len bytes)   little endian; pad = zeros so
 //!         that the rkyv bytes start 16-byte aligned in the file
 //! end   = pad | len 0 | crc 0
@@ -25,7 +25,9 @@ use super::index::Record;
 use super::store::Store;
 use super::value::{Mapping, MappedBytes, Value};
 
-const MAGIC: &[u8; 8] = b"BSEG0002";
+const MAGIC: &[u8; 8] = b"BSEG0003";
+/// Segments of the format before sub revisions (`SegRecord::sub`); not readable any more.
+const MAGIC_V2: &[u8; 8] = b"BSEG0002";
 /// Keys per chunk (one rkyv block, one write). Cutting and serializing a chunk, and adopting
 /// one after the write, run on the shard between its other work: 4096 keys made bursts of a few
 /// ms, which put 1000 clients' p99 at 50-52 ms when a snapshot fell in the run; 512 gave 31-37 ms.
@@ -43,6 +45,7 @@ pub struct SegKey {
 #[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub struct SegRecord {
     pub mod_rev: i64,
+    pub sub: u32,
     pub create_rev: i64,
     pub version: i64,
     pub lease: i64,
@@ -83,7 +86,14 @@ fn to_seg(k: SegKey) -> SegEntry {
     let records = k
         .records
         .into_iter()
-        .map(|r| SegRecord { mod_rev: r.mod_rev, create_rev: r.create_rev, version: r.version, lease: r.lease, value: r.value.as_slice().to_vec() })
+        .map(|r| SegRecord {
+            mod_rev: r.mod_rev,
+            sub: r.sub,
+            create_rev: r.create_rev,
+            version: r.version,
+            lease: r.lease,
+            value: r.value.as_slice().to_vec(),
+        })
         .collect();
     SegEntry { key: k.key, records }
 }
@@ -162,8 +172,12 @@ pub struct Reader {
 impl Reader {
     pub fn open(path: &Path) -> Result<Reader, String> {
         let map = Mapping::open(path).map_err(|e| format!("snapshot segment {}: {e}", path.display()))?;
-        if map.bytes().get(..MAGIC.len()) != Some(&MAGIC[..]) {
-            return Err(format!("snapshot segment {}: not a ballast segment", path.display()));
+        match map.bytes().get(..MAGIC.len()) {
+            Some(m) if m == MAGIC => {}
+            Some(m) if m == MAGIC_V2 => {
+                return Err(format!("snapshot segment {}: written by an older ballast (format 2, before sub revisions); this version cannot read it", path.display()))
+            }
+            _ => return Err(format!("snapshot segment {}: not a ballast segment", path.display())),
         }
         Ok(Reader { path: path.to_path_buf(), map, pos: MAGIC.len(), released: 0 })
     }
@@ -207,6 +221,7 @@ pub fn load_key(map: &Arc<Mapping>, e: &ArchivedSegEntry) -> SegKey {
         .iter()
         .map(|r| Record {
             mod_rev: r.mod_rev.to_native(),
+            sub: r.sub.to_native(),
             create_rev: r.create_rev.to_native(),
             version: r.version.to_native(),
             lease: r.lease.to_native(),

@@ -1,6 +1,6 @@
 //! One shard's MVCC store: the keys whose hash maps to this shard, each with its history.
-//! Reads name a revision; writes carry the revision the applier assigned (all writes of one
-//! txn share it). The store checks revisions against its compaction point itself, so a read
+//! Reads name a main revision; writes carry the revision the applier assigned (all writes of
+//! one txn share its main revision and are ordered by their sub revision). The store checks revisions against its compaction point itself, so a read
 //! racing a compaction gets etcd's "compacted" error rather than a partial answer.
 
 use std::collections::BTreeMap;
@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use super::index::{KeyHistory, Record};
 use super::segment::SegKey;
 use super::value::Value;
-use super::KeyRange;
+use super::{KeyRange, Rev};
 use crate::error::{Error, Result};
 use crate::proto::mvccpb::KeyValue;
 
@@ -93,7 +93,7 @@ impl Store {
         Ok(part)
     }
 
-    pub fn write(&mut self, op: WriteOp, rev: i64) -> Result<WriteResult> {
+    pub fn write(&mut self, op: WriteOp, rev: Rev) -> Result<WriteResult> {
         match op {
             WriteOp::Put { key, value, lease, prev_kv } => self.put(key, value, lease, prev_kv, rev),
             WriteOp::DeleteRange { range, prev_kv } => Ok(self.delete_range(&range, prev_kv, rev)),
@@ -106,7 +106,7 @@ impl Store {
         value: Option<Vec<u8>>,
         lease: Option<i64>,
         prev_kv: bool,
-        rev: i64,
+        rev: Rev,
     ) -> Result<WriteResult> {
         use std::collections::btree_map::Entry;
         // One descent of the tree for both the previous record and the insert: the key
@@ -122,10 +122,10 @@ impl Store {
             (None, _, _) => return Err(Error::KeyNotFound),
             (Some(p), v, l) => (v.map_or_else(|| p.value.clone(), Value::from), l.unwrap_or(p.lease)),
         };
-        let (create_rev, version) = prev.map_or((rev, 1), |p| (p.create_rev, p.version + 1));
+        let (create_rev, version) = prev.map_or((rev.main, 1), |p| (p.create_rev, p.version + 1));
         let prev_out = prev.filter(|_| prev_kv).map(|p| p.to_kv(entry.key(), false));
         let new_key = prev.is_none();
-        let rec = Record { mod_rev: rev, create_rev, version, lease, value };
+        let rec = Record { mod_rev: rev.main, sub: rev.sub, create_rev, version, lease, value };
         let size = rec.size_bytes();
         entry.or_default().push(rec);
         if new_key {
@@ -136,7 +136,7 @@ impl Store {
         Ok(WriteResult::Put { prev: prev_out })
     }
 
-    fn delete_range(&mut self, range: &KeyRange, prev_kv: bool, rev: i64) -> WriteResult {
+    fn delete_range(&mut self, range: &KeyRange, prev_kv: bool, rev: Rev) -> WriteResult {
         let mut count = 0;
         let mut prev_kvs = Vec::new();
         let Some(bounds) = range.bounds() else { return WriteResult::Deleted { count, prev_kvs } };
@@ -145,7 +145,7 @@ impl Store {
             if prev_kv {
                 prev_kvs.push(live.to_kv(key, false));
             }
-            let tomb = Record { mod_rev: rev, create_rev: 0, version: 0, lease: 0, value: Vec::new().into() };
+            let tomb = Record { mod_rev: rev.main, sub: rev.sub, create_rev: 0, version: 0, lease: 0, value: Vec::new().into() };
             self.size_bytes += tomb.size_bytes();
             self.written_bytes += tomb.size_bytes();
             hist.push(tomb);
@@ -197,7 +197,7 @@ impl Store {
     pub fn adopt_mapped(&mut self, map: &std::sync::Arc<super::value::Mapping>, e: &super::segment::ArchivedSegEntry) {
         let Some(hist) = self.keys.get_mut(e.key.as_slice()) else { return };
         for r in e.records.iter() {
-            let Some(rec) = hist.record_mut(r.mod_rev.to_native()) else { continue };
+            let Some(rec) = hist.record_mut(Rev::new(r.mod_rev.to_native(), r.sub.to_native())) else { continue };
             // A record is immutable once written: same key and revision, same value. Values
             // in an older segment move too, so the older mapping (and its deleted file) goes.
             let elsewhere = match &rec.value {
@@ -273,7 +273,7 @@ mod tests {
 
     fn put(s: &mut Store, k: &str, v: &str, rev: i64) {
         let op = WriteOp::Put { key: k.into(), value: Some(v.into()), lease: Some(0), prev_kv: false };
-        s.write(op, rev).unwrap();
+        s.write(op, Rev::main(rev)).unwrap();
     }
 
     fn get(s: &Store, k: &str, rev: i64) -> Result<Vec<KeyValue>> {
@@ -288,7 +288,7 @@ mod tests {
         put(&mut s, "a", "2", 3);
         let kv = &get(&s, "a", 3).unwrap()[0];
         assert_eq!((kv.create_revision, kv.mod_revision, kv.version), (2, 3, 2));
-        s.write(WriteOp::DeleteRange { range: KeyRange::new(b"a", b""), prev_kv: false }, 4).unwrap();
+        s.write(WriteOp::DeleteRange { range: KeyRange::new(b"a", b""), prev_kv: false }, Rev::main(4)).unwrap();
         put(&mut s, "a", "3", 5);
         let kv = &get(&s, "a", 5).unwrap()[0];
         assert_eq!((kv.create_revision, kv.mod_revision, kv.version), (5, 5, 1));
@@ -303,7 +303,7 @@ mod tests {
     fn ignore_value_needs_existing_key() {
         let mut s = Store::default();
         let op = WriteOp::Put { key: b"x".to_vec(), value: None, lease: Some(0), prev_kv: false };
-        assert!(matches!(s.write(op, 2), Err(Error::KeyNotFound)));
+        assert!(matches!(s.write(op, Rev::main(2)), Err(Error::KeyNotFound)));
         assert_eq!(s.live_keys(), 0);
     }
 }

@@ -8,7 +8,7 @@ use super::router::shard_of;
 use crate::error::{Error, Result};
 use crate::mvcc::segment::SegmentInfo;
 use crate::mvcc::store::{RangePart, RangeQuery, WriteOp, WriteResult};
-use crate::mvcc::KeyRange;
+use crate::mvcc::{KeyRange, Rev};
 use crate::proto::etcdserverpb::{TxnRequest, TxnResponse};
 
 /// Messages queued per shard before senders wait.
@@ -18,7 +18,7 @@ pub enum ShardMsg {
     /// `home`: the caller's front-end thread, where the answer is delivered (`reply.rs`).
     Range { query: RangeQuery, reply: oneshot::Sender<Result<RangePart>>, home: Option<usize> },
     /// Applies `ops` in order, each at its revision; one result per op.
-    Write { ops: Vec<(i64, WriteOp)>, reply: oneshot::Sender<Vec<Result<WriteResult>>> },
+    Write { ops: Vec<(Rev, WriteOp)>, reply: oneshot::Sender<Vec<Result<WriteResult>>> },
     /// Logical compaction now (the reply); the physical one runs in the background and the
     /// replied receiver resolves when it is done.
     Compact { rev: i64, reply: oneshot::Sender<oneshot::Receiver<()>> },
@@ -72,7 +72,7 @@ impl Shards {
     }
 
     /// Applies `(revision, op)` pairs on `shard` in order: one message however many ops.
-    pub async fn write_on(&self, shard: usize, ops: Vec<(i64, WriteOp)>) -> Result<Vec<Result<WriteResult>>> {
+    pub async fn write_on(&self, shard: usize, ops: Vec<(Rev, WriteOp)>) -> Result<Vec<Result<WriteResult>>> {
         self.call(shard, |reply| ShardMsg::Write { ops, reply }).await
     }
 
