@@ -62,26 +62,12 @@ impl Cluster {
     /// member has data), or, for a new data dir, the configured one, saved for next time.
     pub fn load_or_init(cfg: &Config, member_dir: &std::path::Path) -> Result<Cluster, String> {
         let path = member_dir.join(MEMBERSHIP_FILE);
-        match std::fs::read(&path) {
-            Ok(bytes) => return serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(format!("{}: {e}", path.display())),
+        if let Some(saved) = crate::durable::read_checked_json(&path)? {
+            return Ok(saved);
         }
         let cluster = Cluster::from_config(cfg)?;
-        cluster.save(&path).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        crate::durable::write_checked_json(&path, &cluster).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
         Ok(cluster)
-    }
-
-    /// Written atomically (temp file, fsync, rename, fsync dir).
-    fn save(&self, path: &std::path::Path) -> std::io::Result<()> {
-        use std::io::Write;
-        let dir = path.parent().expect("membership file lives in the member dir");
-        let tmp = path.with_extension("json.tmp");
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&serde_json::to_vec_pretty(self)?)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        std::fs::File::open(dir)?.sync_all()
     }
 
     pub fn voters(&self) -> Vec<u64> {

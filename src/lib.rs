@@ -24,6 +24,7 @@
 //! * `cluster` — membership from `--initial-cluster`, etcd-compatible member and cluster ids.
 //! * `quota` — `--quota-backend-bytes` and etcd's request cost model (NOSPACE alarm).
 //! * `status` — the atomics shared between threads (applied revision, raft progress, sizes).
+//! * `durable` — atomic small files with checksums, directory fsyncs after renames and unlinks.
 //! * `error` — the one error type, mapped once to etcd's gRPC codes and messages.
 //! * `metrics` — every metric name, and the Prometheus recorder.
 //! * `log` — etcd-shaped (zap JSON) log lines.
@@ -34,6 +35,7 @@ pub mod apply;
 pub mod cluster;
 pub mod compactor;
 pub mod config;
+pub mod durable;
 pub mod error;
 pub mod log;
 pub mod metrics;

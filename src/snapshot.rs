@@ -53,6 +53,12 @@ pub struct Manifest {
     /// snapshot covers.
     #[serde(default = "first_seq")]
     pub wal_seq_from: u64,
+    /// A WAL batch that was durable when the snapshot was cut and that the WAL keeps until a
+    /// later snapshot replaces this one (0: none yet). Boot refuses a WAL that does not hold it
+    /// or a later one: the WAL is missing, or is not this data dir's (a changed `--wal-dir`),
+    /// and starting would serve the snapshot without the writes after it.
+    #[serde(default)]
+    pub wal_seq_kept: u64,
 }
 
 fn first_seq() -> u64 {
@@ -82,29 +88,22 @@ pub fn segment_name(index: u64, seq: u64, shard: usize) -> String {
 }
 
 pub fn load(dir: &Path) -> Result<Option<Manifest>, String> {
-    let path = dir.join(MANIFEST);
-    match std::fs::read(&path) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| format!("{}: {e}", path.display())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(format!("{}: {e}", path.display())),
-    }
+    crate::durable::read_checked_json(&dir.join(MANIFEST))
 }
 
-/// Writes the manifest atomically (temp file, fsync, rename, fsync dir), then removes segment
-/// files no longer named by it.
+/// Writes the manifest atomically, with a checksum (`durable.rs`), then removes segment files
+/// no longer named by it (and makes the removal durable).
 pub fn store(dir: &Path, m: &Manifest) -> std::io::Result<()> {
-    use std::io::Write;
-    let tmp = dir.join(format!("{MANIFEST}.tmp"));
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(&serde_json::to_vec_pretty(m)?)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, dir.join(MANIFEST))?;
-    std::fs::File::open(dir)?.sync_all()?;
+    crate::durable::write_checked_json(&dir.join(MANIFEST), m)?;
+    let mut removed = false;
     for entry in std::fs::read_dir(dir)?.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         if name.ends_with(".seg") && !m.segments.contains(&name) {
-            let _ = std::fs::remove_file(entry.path());
+            removed |= std::fs::remove_file(entry.path()).is_ok();
         }
+    }
+    if removed {
+        crate::durable::sync_dir(dir)?;
     }
     Ok(())
 }

@@ -17,8 +17,7 @@ fn wal_segments(data_dir: &Path) -> usize {
 }
 
 fn manifest(data_dir: &Path) -> serde_json::Value {
-    let bytes = std::fs::read(data_dir.join("member/snap/manifest.json")).expect("a snapshot manifest");
-    serde_json::from_slice(&bytes).unwrap()
+    common::read_checked_json(&data_dir.join("member/snap/manifest.json")).expect("a snapshot manifest")
 }
 
 /// Writes 400 puts over 50 keys (history), deletes a few, compacts; returns the revision.
@@ -67,7 +66,7 @@ async fn snapshots_release_wal_and_restart_restores_everything() {
 /// Polls the manifest (bounded) until `ok` holds for it; returns it.
 async fn manifest_when(data_dir: &Path, ok: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
     for _ in 0..200 {
-        if let Some(m) = std::fs::read(data_dir.join("member/snap/manifest.json")).ok().and_then(|b| serde_json::from_slice(&b).ok()) {
+        if let Some(m) = common::read_checked_json(&data_dir.join("member/snap/manifest.json")) {
             if ok(&m) {
                 return m;
             }

@@ -55,6 +55,11 @@ pub const PROPOSAL_QUEUE_CAPACITY: usize = 16 * 1024;
 const MAX_MSGS_PER_TURN: usize = 4096;
 /// A raft entry holds proposals up to this size (plus one request).
 const MAX_ENTRY_BYTES: usize = 4 << 20;
+/// Proposal bytes taken from the queue but not yet durable: while this much is outstanding the
+/// core takes no new client messages (they wait in the bounded queue), so one ready, hence one
+/// WAL write, holds at most this plus one entry (`MAX_ENTRY_BYTES` plus one request) — not,
+/// say, 4096 queued 1.5 MiB requests in one 6 GiB write.
+const MAX_UNPERSISTED_BYTES: usize = 8 << 20;
 /// Readies handled per loop turn.
 const MAX_READIES_PER_TURN: usize = 8;
 /// Applied entries kept in raft's in-memory log for followers to catch up from (etcd's
@@ -157,6 +162,8 @@ struct Core {
     /// any). A prefix whose batches are all durable is reported with `on_persist_ready`.
     /// Bounded by the readies of the fsyncs in flight (one ready per loop turn).
     in_flight: VecDeque<(u64, Option<u64>)>,
+    /// The newest WAL batch known durable with every batch before it (the released prefix).
+    durable_seq: u64,
     persisted: BTreeSet<u64>,
     /// (batch seq, last raft index) of the batches a future snapshot may still need.
     batch_index: VecDeque<(u64, u64)>,
@@ -221,7 +228,17 @@ pub async fn run(
     // One timer for the whole loop, re-armed when it fires: cheaper than a new one per turn.
     let mut tick_timer = glommio::timer::Timer::new(cfg.heartbeat);
     loop {
-        let client_or_disk = select(rx.recv_async(), persisted_rx.recv_async());
+        // Client messages wait in their queue while too much is proposed and not yet durable.
+        let accepting = core.unpersisted_bytes() < MAX_UNPERSISTED_BYTES;
+        let clients = async {
+            if accepting {
+                rx.recv_async().await
+            } else {
+                std::future::pending().await
+            }
+        };
+        let clients = std::pin::pin!(clients);
+        let client_or_disk = select(clients, persisted_rx.recv_async());
         let first = match select(client_or_disk, &mut tick_timer).await {
             Either::Left((Either::Left((Ok(msg), _)), _)) => Some(msg),
             Either::Left((Either::Left((Err(_), _)), _)) => break, // every handle dropped: shut down
@@ -236,7 +253,14 @@ pub async fn run(
         };
         core.persisted.extend(persisted_rx.try_iter());
         core.release_persisted();
-        for msg in first.into_iter().chain(rx.try_iter().take(MAX_MSGS_PER_TURN)) {
+        if let Some(msg) = first {
+            core.take(msg);
+        }
+        for _ in 0..MAX_MSGS_PER_TURN {
+            if core.unpersisted_bytes() >= MAX_UNPERSISTED_BYTES {
+                break;
+            }
+            let Ok(msg) = rx.try_recv() else { break };
             core.take(msg);
         }
         core.flush_turn();
@@ -296,6 +320,7 @@ impl Core {
             persisted_tx,
             wal_seq: recovered.last_seq,
             in_flight: VecDeque::new(),
+            durable_seq: recovered.max_seq_found,
             persisted: BTreeSet::new(),
             batch_index: VecDeque::new(),
             applier,
@@ -322,6 +347,12 @@ impl Core {
             snapshot_waiters: Vec::new(),
             retired_stripes: cfg.retired_stripes.clone(),
         })
+    }
+
+    /// Bytes proposed and not yet durable: raft's unstable entries (it keeps them until
+    /// `on_persist_ready`) and the batch being gathered.
+    fn unpersisted_bytes(&self) -> usize {
+        self.raw.raft.raft_log.unstable().entries_size + self.batch_bytes
     }
 
     /// A leader, that has committed an entry of its own term, with everything committed applied.
@@ -507,6 +538,7 @@ impl Core {
                 if !self.persisted.remove(&seq) {
                     break;
                 }
+                self.durable_seq = seq;
             }
             last = Some(number);
             self.in_flight.pop_front();
@@ -579,10 +611,12 @@ impl Core {
                     if let Err(e) = self.raw.mut_store().wl().compact(m.index) {
                         crate::log::warn("raft log compaction failed", &[("error", e.to_string())]);
                     }
+                    // Batches from `wal_seq_kept` on stay too: boot checks that the WAL holds it.
+                    let release_before = m.wal_seq_from.min(m.wal_seq_kept);
                     for stripe in &self.stripes {
-                        let _ = stripe.send_async(StripeMsg::ReleaseBefore { seq: m.wal_seq_from }).await;
+                        let _ = stripe.send_async(StripeMsg::ReleaseBefore { seq: release_before }).await;
                     }
-                    self.release_retired_stripes(m.wal_seq_from);
+                    self.release_retired_stripes(release_before);
                     let kind = if m.deltas == 0 { "full" } else { "delta" };
                     crate::log::info("saved snapshot", &[("index", m.index.to_string()), ("revision", m.rev.to_string()), ("kind", kind.into())]);
                     self.last_snapshot = Some(m);
@@ -639,6 +673,7 @@ impl Core {
             alarms: self.applier.alarms(),
             segments,
             wal_seq_from,
+            wal_seq_kept: self.durable_seq,
             shards,
             deltas: base.map_or(0, |m| m.deltas + 1),
             full_bytes: base.map_or(0, |m| m.full_bytes),
@@ -688,6 +723,9 @@ impl Core {
             match std::fs::remove_dir_all(dir) {
                 Ok(()) => {
                     crate::log::info("removed retired wal stripe", &[("dir", dir.display().to_string())]);
+                    if let Some(parent) = dir.parent() {
+                        let _ = crate::durable::sync_dir(parent);
+                    }
                     false
                 }
                 Err(e) => {

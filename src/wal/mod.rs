@@ -49,5 +49,5 @@ pub fn create_segment(dir: &std::path::Path, segment: u64, size_bytes: u64, recy
     }
     f.sync_all()?;
     std::fs::rename(&tmp, segment_path(dir, segment))?;
-    std::fs::File::open(dir)?.sync_all()
+    crate::durable::sync_dir(dir)
 }

@@ -57,6 +57,53 @@ pub fn encode(batch: &Batch, out: &mut Vec<u8>) {
     out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
 }
 
+/// The unit a disk writes atomically at the least (etcd's minSectorSize): a torn write leaves
+/// each such sector old or new.
+pub const SECTOR_BYTES: usize = 512;
+
+/// The offset of the first valid record at or after `from`, trying every byte offset (after
+/// damage the record boundaries are unknown). Runs of zeros are skipped quickly: a record's
+/// length is never zero.
+pub fn find_valid(buf: &[u8], from: usize) -> Option<usize> {
+    let mut off = from;
+    while off + HEADER_BYTES <= buf.len() {
+        if buf[off..off + 4] == [0; 4] {
+            let next = buf[off..].iter().position(|&b| b != 0)?;
+            off = (off + next).saturating_sub(3).max(off + 1);
+            continue;
+        }
+        if buf[off + 8] == KIND_BATCH && matches!(decode(&buf[off..]), Decoded::Batch { .. }) {
+            return Some(off);
+        }
+        off += 1;
+    }
+    None
+}
+
+/// Whether the bad record at the start of `buf` (at `file_offset` in its file) looks torn — a
+/// write cut short by a crash — as etcd's isTornEntry decides: some sector after the first
+/// holds only zeros where the record should be (that sector of the write never reached the
+/// disk; segments are zero-filled before use). A complete record whose checksum fails is
+/// damage, not a torn write; so is a record running past the end of its file (segments are
+/// preallocated, so a write never ends the file: the file was cut short).
+pub fn looks_torn(buf: &[u8], file_offset: usize) -> bool {
+    if buf.len() < HEADER_BYTES {
+        return false;
+    }
+    let len = u32::from_le_bytes(buf[0..4].try_into().unwrap()) as usize;
+    let Some(record) = buf.get(..HEADER_BYTES + len) else { return false };
+    let mut start = 0;
+    while start < record.len() {
+        let sector_end = (file_offset + start) / SECTOR_BYTES * SECTOR_BYTES + SECTOR_BYTES - file_offset;
+        let chunk = &record[start..sector_end.min(record.len())];
+        if start > 0 && chunk.iter().all(|&b| b == 0) {
+            return true;
+        }
+        start = sector_end;
+    }
+    false
+}
+
 pub fn decode(buf: &[u8]) -> Decoded {
     if buf.len() < HEADER_BYTES {
         return if buf.iter().all(|&b| b == 0) { Decoded::End } else { Decoded::Bad("truncated header") };
@@ -146,5 +193,27 @@ mod tests {
         assert_eq!(decode(&buf[..size - 1]), Decoded::Bad("truncated record"));
         buf[HEADER_BYTES + 3] ^= 1;
         assert_eq!(decode(&buf), Decoded::Bad("checksum mismatch"));
+        assert!(!looks_torn(&buf, 0), "a flipped bit in a whole record is damage");
+    }
+
+    #[test]
+    fn finds_valid_records_after_damage_and_tells_torn_from_damaged() {
+        let mut big = sample();
+        big.entries[0].data = vec![7u8; 2000].into();
+        let mut buf = vec![0u8; 100];
+        encode(&big, &mut buf);
+        let end = buf.len();
+        buf.extend_from_slice(&[0u8; 4096]);
+        assert_eq!(find_valid(&buf, 0), Some(100));
+        assert_eq!(find_valid(&buf, 101), None);
+        // The record's third sector never landed: torn.
+        let mut torn = buf.clone();
+        torn[1024..1536].fill(0);
+        assert!(matches!(decode(&torn[100..]), Decoded::Bad(_)));
+        assert!(looks_torn(&torn[100..end + 100], 100));
+        // A flipped byte instead: damage.
+        let mut flipped = buf.clone();
+        flipped[1200] ^= 0x10;
+        assert!(!looks_torn(&flipped[100..], 100));
     }
 }

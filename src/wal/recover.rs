@@ -1,22 +1,38 @@
 //! Reads the WAL back at boot: every stripe, every segment in order, then every batch in
-//! sequence order across stripes.
+//! sequence order across stripes. Only what a crash can explain is repaired; everything else
+//! refuses to start, naming the file and offset, so an acknowledged write is never dropped
+//! silently (etcd refuses the same way).
 //!
-//! Per stripe: a damaged record in the newest segment is a torn write from a crash — the rest
-//! of that segment is zeroed and writing resumes there; damage in an older segment means data
-//! loss, and boot refuses with the file and offset.
+//! Per stripe, records are read up to the first that is not a valid batch (offset X):
+//! * past X the segment must hold no valid record: damage followed by a valid record is not a
+//!   torn tail (the raft core keeps at most one batch per stripe in flight, so a torn write is
+//!   always the stripe's last record);
+//! * in an older segment, a bad record at X refuses;
+//! * a zero length at X must be a whole zero header inside the file: a stripe always leaves a
+//!   zero block after its last record, so a segment that ends at X was cut short;
+//! * in the newest segment, a zero length at X ends the written part, and a bad record there
+//!   is a torn write only if one of its sectors after the first holds only zeros (a sector of
+//!   the write never reached the disk, as etcd's isTornEntry decides); a complete record whose
+//!   checksum fails refuses;
+//! * non-zero bytes past X in the newest segment (a torn write's fragments, stale blocks) are
+//!   zeroed before writing resumes, so they cannot confuse a later boot.
 //!
-//! Across stripes: batches are replayed from `start_seq` (the manifest's `wal_seq_from`, or 1)
-//! while their sequence numbers are consecutive. A batch after a gap was written on one stripe
-//! while an earlier one on another stripe was not yet durable, so it was never acknowledged:
-//! it and everything after it on its stripe are erased. Batches below `start_seq` are covered
-//! by the snapshot (only their hard state still counts). A batch starting at an index already
-//! in the log replaces the tail from there (a raft conflict resolved before the crash).
+//! Across stripes, batches are replayed from `start_seq` (the manifest's `wal_seq_from`, or 1)
+//! while their sequence numbers are consecutive. At most one batch per stripe is ever in flight
+//! (`raft/node.rs` dispatches a batch only while fewer than `stripes` are unpersisted), so after
+//! the first missing batch L+1 only batches up to L + stripes can exist that were never
+//! acknowledged: they are erased (with everything after them on their stripe); a batch beyond
+//! that window refuses. Batches below `start_seq` are covered by the snapshot (only their hard
+//! state still counts). A batch starting at an index already in the log replaces the tail from
+//! there (a raft conflict resolved before the crash). Every valid batch's commit index must be
+//! reached by the replayed log (with the snapshot): a batch is written with the commit index of
+//! its time, which only counts entries already durable.
 
 use std::path::{Path, PathBuf};
 
 use raft::eraftpb::{Entry, HardState};
 
-use super::record::{decode, Batch, Decoded};
+use super::record::{decode, find_valid, looks_torn, Batch, Decoded};
 use super::{create_segment, segment_path, Position};
 
 /// What one stripe holds after recovery, for its writer.
@@ -40,6 +56,11 @@ pub struct Recovered {
     pub last_seq: u64,
     /// One per stripe directory found or created (at least `stripes`).
     pub stripes: Vec<StripeState>,
+    /// The highest sequence number of a batch kept on disk (replayed, or covered by the
+    /// snapshot; 0 = none).
+    pub max_seq_found: u64,
+    /// The highest commit index any valid batch records, with where that batch is.
+    pub max_commit: (u64, String),
 }
 
 impl StripeState {
@@ -57,16 +78,20 @@ struct StripeLog {
 
 /// Reads `stripes` stripe directories under `wal_dir` (and any older extra ones), creating
 /// empty ones with a first segment of `segment_bytes`.
-pub fn recover(wal_dir: &Path, stripes: usize, segment_bytes: u64, start_seq: u64) -> Result<Recovered, String> {
+/// `start_seq` and `snap_index`: the snapshot's first WAL batch and raft index (1 and 0 without
+/// a snapshot). Every check runs before anything is erased, so a refusal leaves the WAL as it
+/// found it.
+pub fn recover(wal_dir: &Path, stripes: usize, segment_bytes: u64, start_seq: u64, snap_index: u64) -> Result<Recovered, String> {
     let count = stripes.max(existing_stripes(wal_dir)?);
     let mut logs = Vec::with_capacity(count);
     for stripe in 0..count {
         logs.push(read_stripe(&wal_dir.join(stripe.to_string()), segment_bytes)?);
     }
-    replay(logs, start_seq.max(1))
+    replay(logs, start_seq.max(1), snap_index)
 }
 
-fn existing_stripes(wal_dir: &Path) -> Result<usize, String> {
+/// How many stripe directories `wal_dir` holds (0 if it does not exist).
+pub fn existing_stripes(wal_dir: &Path) -> Result<usize, String> {
     let rd = match std::fs::read_dir(wal_dir) {
         Ok(rd) => rd,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
@@ -80,10 +105,16 @@ fn read_stripe(dir: &Path, segment_bytes: u64) -> Result<StripeLog, String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create wal dir {}: {e}", dir.display()))?;
     let mut segments = list_segments(dir)?;
     // A segment zero-filled ahead of need and never written holds nothing: drop it, so the
-    // last written segment is the newest (its torn tail, if any, is then truncated).
+    // last written segment is the newest (its torn tail, if any, is then truncated). "Nothing"
+    // means no valid record anywhere in it, not just a zero head.
+    let mut dropped = false;
     while segments.len() > 1 && segment_is_empty(dir, *segments.last().unwrap())? {
         let path = segment_path(dir, segments.pop().unwrap());
         std::fs::remove_file(&path).map_err(|e| format!("cannot remove {}: {e}", path.display()))?;
+        dropped = true;
+    }
+    if dropped {
+        crate::durable::sync_dir(dir).map_err(|e| format!("cannot sync {}: {e}", dir.display()))?;
     }
     let mut log = StripeLog { state: StripeState { dir: dir.to_path_buf(), ..Default::default() }, batches: Vec::new() };
     if segments.is_empty() {
@@ -104,13 +135,12 @@ fn read_stripe(dir: &Path, segment_bytes: u64) -> Result<StripeLog, String> {
     Ok(log)
 }
 
+/// A segment that starts with zeros and holds no valid record anywhere (one whose head was
+/// damaged but which holds records is read, and refused, by `read_segment`).
 fn segment_is_empty(dir: &Path, segment: u64) -> Result<bool, String> {
-    use std::io::Read;
     let path = segment_path(dir, segment);
-    let mut head = [0u8; super::record::HEADER_BYTES];
-    let mut f = std::fs::File::open(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let n = f.read(&mut head).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    Ok(head[..n].iter().all(|&b| b == 0))
+    let buf = std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    Ok(matches!(decode(&buf), Decoded::End) && find_valid(&buf, 0).is_none())
 }
 
 fn list_segments(dir: &Path) -> Result<Vec<u64>, String> {
@@ -126,14 +156,15 @@ fn list_segments(dir: &Path) -> Result<Vec<u64>, String> {
     Ok(segments)
 }
 
-/// Collects every batch of one segment; returns the offset after the last good record.
+/// Collects every batch of one segment; returns the offset after the last good record. The
+/// rules are in the module comment.
 fn read_segment(dir: &Path, segment: u64, newest: bool, out: &mut Vec<(Batch, Position)>) -> Result<u64, String> {
     let path = segment_path(dir, segment);
     let buf = std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let mut offset = 0usize;
-    loop {
+    let bad = loop {
         match decode(&buf[offset..]) {
-            Decoded::End => return Ok(offset as u64),
+            Decoded::End => break None,
             Decoded::Batch { batch, size_bytes } => {
                 if out.last().is_some_and(|(b, _)| b.seq >= batch.seq) {
                     return Err(damaged(&path, offset, "batch sequence numbers go backwards"));
@@ -141,24 +172,41 @@ fn read_segment(dir: &Path, segment: u64, newest: bool, out: &mut Vec<(Batch, Po
                 out.push((batch, Position { segment, offset_bytes: offset as u64 }));
                 offset += size_bytes;
             }
-            Decoded::Bad(why) if newest => {
-                zero_tail(&path, offset as u64, buf.len() as u64).map_err(|e| damaged(&path, offset, &e))?;
-                crate::log::warn(
-                    "truncated torn wal tail",
-                    &[("file", path.display().to_string()), ("offset", offset.to_string()), ("reason", why.into())],
-                );
-                return Ok(offset as u64);
-            }
-            Decoded::Bad(why) => return Err(damaged(&path, offset, why)),
+            Decoded::Bad(why) => break Some(why),
+        }
+    };
+    if bad.is_none() && offset + super::record::HEADER_BYTES > buf.len() {
+        // A stripe always leaves a zero block after its last record (`Stripe::append`).
+        return Err(damaged(&path, offset, "the file ends where the next record should start: the segment was cut short"));
+    }
+    if let Some(valid) = find_valid(&buf, offset + 1) {
+        let why = format!("{}, and a valid record follows at offset {valid}: not a torn tail", bad.unwrap_or("zero length"));
+        return Err(damaged(&path, offset, &why));
+    }
+    match bad {
+        Some(why) if !newest => return Err(damaged(&path, offset, why)),
+        Some(why) if !looks_torn(&buf[offset..], offset) => {
+            return Err(damaged(&path, offset, &format!("{why} in a complete record (no sector of it is missing)")))
+        }
+        _ => {}
+    }
+    if newest {
+        if let Some(last) = buf[offset..].iter().rposition(|&b| b != 0) {
+            zero_tail(&path, offset as u64, (offset + last + 1) as u64).map_err(|e| damaged(&path, offset, &e))?;
+            crate::log::warn(
+                "truncated torn wal tail",
+                &[("file", path.display().to_string()), ("offset", offset.to_string()), ("reason", bad.unwrap_or("stale bytes past the end").into())],
+            );
         }
     }
+    Ok(offset as u64)
 }
 
 fn damaged(path: &Path, offset: usize, why: &str) -> String {
     format!("wal: damaged record in {} at offset {offset}: {why}; refusing to start", path.display())
 }
 
-fn replay(logs: Vec<StripeLog>, start_seq: u64) -> Result<Recovered, String> {
+fn replay(logs: Vec<StripeLog>, start_seq: u64, snap_index: u64) -> Result<Recovered, String> {
     let mut all: Vec<(u64, usize, usize)> = Vec::new(); // (seq, stripe, index in its log)
     for (s, log) in logs.iter().enumerate() {
         all.extend(log.batches.iter().enumerate().map(|(i, (b, _))| (b.seq, s, i)));
@@ -167,19 +215,44 @@ fn replay(logs: Vec<StripeLog>, start_seq: u64) -> Result<Recovered, String> {
     if let Some(w) = all.windows(2).find(|w| w[0].0 == w[1].0) {
         return Err(format!("wal: batch sequence {} appears twice; refusing to start", w[0].0));
     }
+    let where_is = |s: usize, i: usize| {
+        let pos = logs[s].batches[i].1;
+        format!("{} at offset {}", segment_path(&logs[s].state.dir, pos.segment).display(), pos.offset_bytes)
+    };
     let mut rec = Recovered { last_seq: start_seq - 1, ..Default::default() };
     // Per stripe, the first batch erased after a gap.
     let mut erase_from: Vec<Option<usize>> = vec![None; logs.len()];
     for &(seq, s, i) in &all {
         let batch = &logs[s].batches[i].0;
+        if batch.hard_state.commit > rec.max_commit.0 {
+            rec.max_commit = (batch.hard_state.commit, where_is(s, i));
+        }
         if seq < start_seq {
             rec.hard_state = batch.hard_state.clone(); // covered by the snapshot
+            rec.max_seq_found = seq;
         } else if seq == rec.last_seq + 1 && erase_from.iter().all(Option::is_none) {
-            apply(&mut rec, batch).map_err(|why| format!("wal: batch {seq}: {why}; refusing to start"))?;
+            apply(&mut rec, batch).map_err(|why| format!("wal: batch {seq} ({}): {why}; refusing to start", where_is(s, i)))?;
             rec.last_seq = seq;
-        } else {
+            rec.max_seq_found = seq;
+        } else if seq <= rec.last_seq + logs.len() as u64 {
             erase_from[s].get_or_insert(i);
+        } else {
+            return Err(format!(
+                "wal: batch {seq} ({}) follows missing batch {}, more than the {} batches that can be in flight at once: \
+                 acknowledged writes are missing; refusing to start",
+                where_is(s, i),
+                rec.last_seq + 1,
+                logs.len()
+            ));
         }
+    }
+    let last = rec.entries.last().map_or(snap_index, |e| e.index).max(snap_index);
+    let (commit, batch) = &rec.max_commit;
+    if *commit > last {
+        return Err(format!(
+            "wal: the batch in {batch} records entries up to {commit} as committed, but the log recovered from the snapshot \
+             (index {snap_index}) and the wal ends at {last}: committed entries are missing; refusing to start"
+        ));
     }
     for (log, from) in logs.into_iter().zip(erase_from) {
         rec.stripes.push(match from {
@@ -215,8 +288,11 @@ fn erase_after(log: StripeLog, i: usize) -> Result<StripeState, String> {
     let len = std::fs::metadata(&path).map_err(|e| e.to_string())?.len();
     zero_tail(&path, pos.offset_bytes, len)?;
     let later: Vec<u64> = log.state.closed.iter().map(|&(s, _)| s).chain([log.state.tail.segment]).filter(|&s| s > pos.segment).collect();
-    for segment in later {
+    for &segment in &later {
         std::fs::remove_file(segment_path(dir, segment)).map_err(|e| e.to_string())?;
+    }
+    if !later.is_empty() {
+        crate::durable::sync_dir(dir).map_err(|e| e.to_string())?;
     }
     let kept = &log.batches[..i];
     Ok(StripeState {
@@ -267,16 +343,16 @@ mod tests {
         // Batch 5 never reached stripe 1: 6 was durable but never acknowledged.
         write_stripe(&wal.join("0"), &[batch(1, 1), batch(3, 3)]);
         write_stripe(&wal.join("1"), &[batch(2, 2), batch(4, 4), batch(6, 6)]);
-        let rec = recover(&wal, 2, 1 << 16, 1).unwrap();
+        let rec = recover(&wal, 2, 1 << 16, 1, 0).unwrap();
         assert_eq!(rec.last_seq, 4);
         assert_eq!(rec.entries.iter().map(|e| e.index).collect::<Vec<_>>(), [1, 2, 3, 4]);
         // Batch 6 is gone from disk: a second recovery agrees, and stripe 1 resumes where 6 was.
-        let again = recover(&wal, 2, 1 << 16, 1).unwrap();
+        let again = recover(&wal, 2, 1 << 16, 1, 0).unwrap();
         assert_eq!(again.last_seq, 4);
         assert_eq!(again.stripes[1].tail, rec.stripes[1].tail);
         assert!(rec.stripes[1].tail.offset_bytes > 0);
         // From a snapshot's cut: batches below it only lend their hard state.
-        let from3 = recover(&wal, 2, 1 << 16, 3).unwrap();
+        let from3 = recover(&wal, 2, 1 << 16, 3, 0).unwrap();
         assert_eq!(from3.entries.iter().map(|e| e.index).collect::<Vec<_>>(), [3, 4]);
         let _ = std::fs::remove_dir_all(&wal);
     }

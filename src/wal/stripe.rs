@@ -196,6 +196,7 @@ impl Stripe {
 
     fn release_before(&mut self, seq: u64) {
         let (dir, spares) = (&self.dir, &mut self.spares);
+        let before = self.closed.len();
         self.closed.retain(|&(segment, max_seq)| {
             if max_seq >= seq {
                 return true;
@@ -213,6 +214,19 @@ impl Stripe {
             }
             false
         });
+        if self.closed.len() < before {
+            // The renames and unlinks made durable off the shard's thread (a directory fsync
+            // waits for the disk). Not needed for safety: a released segment that comes back
+            // after a crash holds only batches the snapshot covers.
+            let dir = self.dir.clone();
+            let sync = glommio::executor().spawn_blocking(move || crate::durable::sync_dir(&dir));
+            glommio::spawn_local(async move {
+                if let Err(e) = sync.await {
+                    crate::log::warn("cannot sync the wal dir after releasing segments", &[("error", e.to_string())]);
+                }
+            })
+            .detach();
+        }
     }
 
     /// Writes the batches as consecutive records with one durable (O_DSYNC) write.
@@ -225,7 +239,9 @@ impl Stripe {
             max_seq = b.seq;
         }
         let bytes = self.buf.len() as u64;
-        if align_up(self.pos.offset_bytes + bytes) > self.segment_size_bytes {
+        // At least one zero block stays after the write: recovery reads a segment that ends
+        // without a zero header as cut short.
+        if align_up(self.pos.offset_bytes + bytes) >= self.segment_size_bytes {
             self.roll(bytes).await;
         }
         let (start, data) = self.block_aligned_write();
@@ -301,7 +317,7 @@ impl Stripe {
     /// Moves to the next segment (prepared in the background unless `bytes` needs a bigger one).
     async fn roll(&mut self, bytes: u64) {
         let next = self.pos.segment + 1;
-        let bytes = align_up(bytes);
+        let bytes = align_up(bytes) + WAL_BLOCK_BYTES;
         if self.prepared.is_none() || bytes > self.new_segment_bytes {
             if let Some(p) = self.prepared.take() {
                 let _ = p.await; // finish the regular one before replacing it

@@ -28,6 +28,46 @@ pub fn fresh_dir(tag: &str) -> PathBuf {
     dir
 }
 
+/// The records of a WAL segment as (offset, size in bytes), walking the length fields
+/// (`len u32 | crc u32 | kind u8 | payload`, `len` counting the payload) up to the first zero
+/// length.
+pub fn wal_records(segment: &Path) -> Vec<(usize, usize)> {
+    let data = std::fs::read(segment).unwrap();
+    let mut records = Vec::new();
+    let mut at = 0;
+    while at + 9 <= data.len() {
+        let len = u32::from_le_bytes(data[at..at + 4].try_into().unwrap()) as usize;
+        if len == 0 {
+            break;
+        }
+        records.push((at, 9 + len));
+        at += 9 + len;
+    }
+    records
+}
+
+/// Overwrites `bytes` at `offset` of `path`.
+pub fn write_at(path: &Path, offset: u64, bytes: &[u8]) {
+    use std::io::{Seek, SeekFrom, Write};
+    let mut f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    f.seek(SeekFrom::Start(offset)).unwrap();
+    f.write_all(bytes).unwrap();
+}
+
+/// XORs the byte at `offset` of `path` with `mask`.
+pub fn flip_byte(path: &Path, offset: u64, mask: u8) {
+    let data = std::fs::read(path).unwrap();
+    write_at(path, offset, &[data[offset as usize] ^ mask]);
+}
+
+/// A JSON file ballast writes with a checksum line after it (`src/durable.rs`): the JSON part,
+/// or None if the file is missing or not whole.
+pub fn read_checked_json(path: &Path) -> Option<serde_json::Value> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let (json, _crc) = text.rsplit_once("\ncrc32c ")?;
+    serde_json::from_str(json).ok()
+}
+
 /// Debian's etcdctl (what CI installs), unless BALLAST_ETCDCTL names another.
 pub fn etcdctl_path() -> String {
     if let Ok(p) = std::env::var("BALLAST_ETCDCTL") {
@@ -75,6 +115,11 @@ impl Server {
     }
 
     fn spawn(&mut self) {
+        self.spawn_child();
+        self.wait_ready();
+    }
+
+    fn spawn_child(&mut self) {
         let url = format!("http://127.0.0.1:{}", self.port);
         let log = std::fs::File::create(&self.log_path).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_ballast"))
@@ -87,7 +132,6 @@ impl Server {
             .spawn()
             .expect("spawn ballast");
         self.child = Some(child);
-        self.wait_ready();
     }
 
     fn wait_ready(&mut self) {
@@ -149,6 +193,42 @@ impl Server {
         self.endpoint = format!("127.0.0.1:{}", self.port);
         self.log_path = self.dir.join(format!("ballast-{}.log", self.port));
         self.spawn();
+    }
+
+    /// Starts ballast again on the same data dir expecting it to refuse to start: returns its
+    /// log once it has exited with a failure (bounded wait); panics if it serves instead.
+    pub fn restart_refused(&mut self) -> String {
+        assert!(self.child.is_none(), "stop the server first");
+        self.port = free_port();
+        self.endpoint = format!("127.0.0.1:{}", self.port);
+        self.log_path = self.dir.join(format!("ballast-{}.log", self.port));
+        self.spawn_child();
+        for _ in 0..READY_POLLS {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                self.child = None;
+                assert!(!status.success(), "ballast exited with success; log:\n{}", self.log());
+                return self.log();
+            }
+            if self.log().contains("ready to serve client requests") {
+                self.kill();
+                panic!("ballast started where it should have refused; log:\n{}", self.log());
+            }
+            std::thread::sleep(POLL_PAUSE);
+        }
+        self.kill();
+        panic!("ballast neither served nor exited; log:\n{}", self.log());
+    }
+
+    /// The WAL segment files of stripe `stripe` (default wal dir), oldest first.
+    pub fn wal_segments(&self, stripe: usize) -> Vec<PathBuf> {
+        let dir = self.data_dir.join("member/wal").join(stripe.to_string());
+        let mut segs: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "wal"))
+            .collect();
+        segs.sort();
+        segs
     }
 
     pub fn etcdctl(&self, args: &[&str]) -> Output {
