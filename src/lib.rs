@@ -26,6 +26,7 @@
 //! * `status` — the atomics shared between threads (applied revision, raft progress, sizes).
 //! * `durable` — atomic small files with checksums, directory fsyncs after renames and unlinks.
 //! * `error` — the one error type, mapped once to etcd's gRPC codes and messages.
+//! * `failpoint` — crash and fault points for tests (debug builds only).
 //! * `metrics` — every metric name, and the Prometheus recorder.
 //! * `log` — etcd-shaped (zap JSON) log lines.
 //! * `proto` — generated code for etcd's v3 API and ballast's raft entry format.
@@ -37,6 +38,7 @@ pub mod compactor;
 pub mod config;
 pub mod durable;
 pub mod error;
+pub mod failpoint;
 pub mod log;
 pub mod metrics;
 pub mod mvcc;

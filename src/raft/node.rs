@@ -74,6 +74,9 @@ pub enum CoreMsg {
     ReadIndex { reply: oneshot::Sender<Result<()>>, home: Option<usize> },
     /// Take a snapshot now (Defragment); resolves when its manifest is durable.
     Snapshot { reply: oneshot::Sender<Result<()>> },
+    /// Resolves once every WAL batch written before it is durable (health checks: a stuck disk
+    /// never answers, as etcd's raft loop stuck in fsync answers no read).
+    DiskBarrier { reply: oneshot::Sender<Result<()>> },
 }
 
 /// The front end's handle to the raft core.
@@ -116,6 +119,16 @@ impl RaftHandle {
     pub async fn snapshot(&self) -> Result<()> {
         // Writing every segment takes as long as the data needs: no request timeout.
         self.call_within(Duration::MAX, |reply| CoreMsg::Snapshot { reply }).await
+    }
+
+    /// Resolves once every WAL write issued before the call is durable.
+    pub async fn disk_barrier(&self) -> Result<()> {
+        self.call(|reply| CoreMsg::DiskBarrier { reply }).await
+    }
+
+    /// etcd's request timeout.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     /// Resolves once everything committed before the call is applied (raft ReadIndex).
@@ -197,6 +210,8 @@ struct Core {
     last_snapshot: Option<Manifest>,
     /// Number of the last snapshot started (`Manifest::seq`), failed ones included.
     snapshot_seq: u64,
+    /// Disk barriers waiting for a batch sequence to be durable (`CoreMsg::DiskBarrier`).
+    barriers: Vec<(u64, oneshot::Sender<Result<()>>)>,
     /// Snapshot requests that arrived while a job ran: served by the next job.
     snapshot_waiters: Vec<oneshot::Sender<Result<()>>>,
     retired_stripes: Vec<(std::path::PathBuf, u64)>,
@@ -345,6 +360,7 @@ impl Core {
             snapshot_seq: snap.as_ref().map_or(0, |m| m.seq),
             last_snapshot: snap,
             snapshot_waiters: Vec::new(),
+            barriers: Vec::new(),
             retired_stripes: cfg.retired_stripes.clone(),
         })
     }
@@ -385,6 +401,10 @@ impl Core {
             }
             CoreMsg::ReadIndex { reply, home } => self.reads.push((home, reply)),
             CoreMsg::Snapshot { reply } => self.snapshot_waiters.push(reply),
+            CoreMsg::DiskBarrier { reply } => {
+                self.barriers.push((self.wal_seq, reply));
+                self.release_barriers();
+            }
         }
     }
 
@@ -545,6 +565,14 @@ impl Core {
         }
         if let Some(number) = last {
             self.raw.on_persist_ready(number);
+        }
+        self.release_barriers();
+    }
+
+    fn release_barriers(&mut self) {
+        let durable = self.durable_seq;
+        for (_, reply) in self.barriers.extract_if(.., |(seq, _)| *seq <= durable) {
+            let _ = reply.send(Ok(()));
         }
     }
 

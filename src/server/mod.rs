@@ -40,6 +40,7 @@ pub fn wal_dir(cfg: &Config) -> PathBuf {
 
 /// Runs the server until a signal; returns the process exit code.
 pub fn run(cfg: Config) -> i32 {
+    abort_on_panic();
     match start(cfg) {
         Ok(()) => 0,
         Err(e) => {
@@ -148,6 +149,19 @@ fn start(cfg: Config) -> Result<(), String> {
     threads.join();
     log::info("stopped ballast", &[("name", cfg.name.clone())]);
     result
+}
+
+/// A panic on any thread ends the process. A thread that died alone would leave a zombie: its
+/// listener open and /livez answering while the requests it owned hang or fail (a shard's keys,
+/// the raft core's writes). A restart recovers from the WAL, as after a crash.
+fn abort_on_panic() {
+    let print = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        print(info);
+        let thread = std::thread::current().name().unwrap_or("unnamed").to_string();
+        log::error("a thread panicked; stopping the process", &[("thread", thread), ("panic", info.to_string())]);
+        std::process::abort();
+    }));
 }
 
 /// A snapshot needs the WAL that continues it: refuses a WAL dir that is missing (checked before

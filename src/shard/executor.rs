@@ -207,6 +207,10 @@ async fn serve(
             outbox.flush();
             unflushed = 0;
         }
+        // Failpoint: the shard's thread is stuck while the named file exists.
+        while crate::failpoint::arg("shard-stall").is_some_and(|f| std::path::Path::new(f).exists()) {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
         handle(&shard, msg, &mut outbox).await;
         unflushed += 1;
     }
@@ -219,6 +223,10 @@ async fn handle(shard: &Rc<ShardState>, msg: ShardMsg, outbox: &mut Outbox) {
             outbox.push(home, Delivery::Range(reply, shard.store.borrow().range(&query)));
         }
         ShardMsg::Write { ops, reply } => {
+            if let Some(key) = crate::failpoint::arg("shard-panic-on-put") {
+                let hit = ops.iter().any(|(_, op)| matches!(op, crate::mvcc::store::WriteOp::Put { key: k, .. } if k == key.as_bytes()));
+                assert!(!hit, "failpoint shard-panic-on-put");
+            }
             let started = std::time::Instant::now();
             let results: Vec<_> = ops.into_iter().map(|(rev, op)| shard.store.borrow_mut().write(op, rev)).collect();
             shard.apply_seconds.record(started.elapsed().as_secs_f64());

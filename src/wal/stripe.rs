@@ -244,6 +244,10 @@ impl Stripe {
         if align_up(self.pos.offset_bytes + bytes) >= self.segment_size_bytes {
             self.roll(bytes).await;
         }
+        // Failpoint: the disk hangs while the named file exists.
+        while crate::failpoint::arg("wal-stall").is_some_and(|f| std::path::Path::new(f).exists()) {
+            glommio::timer::sleep(std::time::Duration::from_millis(10)).await;
+        }
         let (start, data) = self.block_aligned_write();
         let write_bytes = data.len();
         metrics::counter!(m::IO_URING_SUBMISSIONS, "kind" => "write").increment(1);

@@ -87,18 +87,25 @@ pub struct Server {
     pub data_dir: PathBuf,
     log_path: PathBuf,
     args: Vec<String>,
+    env: Vec<(String, String)>,
     keep_dir: bool,
 }
 
 impl Server {
     /// Starts ballast on a fresh data dir with `extra` flags.
     pub fn start(extra: &[&str]) -> Server {
-        let dir = fresh_dir("srv");
-        let data_dir = dir.join("data.ballast");
-        Server::start_with(dir, data_dir, extra.iter().map(|s| s.to_string()).collect())
+        Server::start_with_env(extra, &[])
     }
 
-    fn start_with(dir: PathBuf, data_dir: PathBuf, args: Vec<String>) -> Server {
+    /// Like `start`, with environment variables (`BALLAST_FAILPOINTS`, say) for this process.
+    pub fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Server {
+        let dir = fresh_dir("srv");
+        let data_dir = dir.join("data.ballast");
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Server::start_with(dir, data_dir, extra.iter().map(|s| s.to_string()).collect(), env)
+    }
+
+    fn start_with(dir: PathBuf, data_dir: PathBuf, args: Vec<String>, env: Vec<(String, String)>) -> Server {
         let port = free_port();
         let mut s = Server {
             child: None,
@@ -108,6 +115,7 @@ impl Server {
             dir,
             data_dir,
             args,
+            env,
             keep_dir: false,
         };
         s.spawn();
@@ -126,6 +134,7 @@ impl Server {
             .args(["--data-dir", self.data_dir.to_str().unwrap()])
             .args(["--listen-client-urls", &url, "--advertise-client-urls", &url])
             .args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -179,6 +188,24 @@ impl Server {
         }
         let _ = c.kill();
         panic!("ballast did not exit after SIGTERM; log:\n{}", self.log());
+    }
+
+    /// Replaces the environment variables used by the next `restart`.
+    pub fn set_env(&mut self, env: &[(&str, &str)]) {
+        self.env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    }
+
+    /// Waits (bounded) for the process to exit by itself; returns its status.
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        let mut c = self.child.take().expect("running");
+        for _ in 0..READY_POLLS {
+            if let Some(status) = c.try_wait().unwrap() {
+                return status;
+            }
+            std::thread::sleep(POLL_PAUSE);
+        }
+        let _ = c.kill();
+        panic!("ballast did not exit; log:\n{}", self.log());
     }
 
     /// Replaces the extra flags used by the next `restart`.
