@@ -74,7 +74,7 @@ fn batch_buckets() -> Vec<f64> {
     (0..13).map(|i| f64::powi(2.0, i)).collect()
 }
 fn batch_bytes_buckets() -> Vec<f64> {
-    (8..24).map(|i| f64::powi(2.0, i)).collect()
+    (8..26).map(|i| f64::powi(2.0, i)).collect()
 }
 /// Shard apply latency: 10 µs .. ~80 ms.
 fn apply_buckets() -> Vec<f64> {

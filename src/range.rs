@@ -12,6 +12,7 @@ use crate::proto::etcdserverpb::range_request::{SortOrder, SortTarget};
 use crate::proto::etcdserverpb::{RangeRequest, RangeResponse, ResponseHeader};
 use crate::proto::mvccpb::KeyValue;
 use crate::shard::mailbox::Shards;
+use crate::status::ServerStatus;
 use crate::view::KvView;
 
 /// Answers `r` as of `current_rev` through `view` (inside txns).
@@ -20,10 +21,31 @@ pub async fn range<V: KvView>(view: &V, r: &RangeRequest, current_rev: i64) -> R
     Ok(finish(r, part, current_rev))
 }
 
-/// Answers `r` as of `current_rev` on the shards (the front end's reads; a Send future).
-pub async fn range_on_shards(shards: &Shards, r: &RangeRequest, current_rev: i64) -> Result<RangeResponse> {
-    let part = shards.scatter_range(&query(r, current_rev)?).await?;
-    Ok(finish(r, part, current_rev))
+/// Retries of a read at revision 0 that a compaction overtook.
+const MAX_OVERTAKEN_RETRIES: u32 = 16;
+
+/// Answers `r` on the shards as of the revision `current` gives now (the front end's reads; a
+/// Send future). A read at revision 0 means "the newest": if a compaction passed the revision
+/// it picked before the shards served it, it reads again at a newer one instead of answering
+/// "compacted", which etcd never answers it (its reads hold the store's revision). The status
+/// publishes a compaction just after the shards take it, hence a few retries, 1 ms apart.
+pub async fn range_on_shards(shards: &Shards, r: &RangeRequest, status: &ServerStatus) -> Result<RangeResponse> {
+    let mut retries = 0;
+    loop {
+        let current_rev = status.applied_rev().max(status.compact_rev());
+        if crate::failpoint::on("range-delay") {
+            // Failpoint: widen the window in which a compaction can overtake this read.
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        match shards.scatter_range(&query(r, current_rev)?).await {
+            Ok(part) => return Ok(finish(r, part, current_rev)),
+            Err(Error::Compacted) if r.revision <= 0 && retries < MAX_OVERTAKEN_RETRIES => {
+                retries += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// What to ask the shards: the revision resolved (0 = current; above it is an error) and the

@@ -63,3 +63,35 @@ async fn periodic_auto_compaction_compacts_old_revisions() {
     }
     panic!("revision 2 was never auto-compacted; log:\n{}", s.log());
 }
+
+#[tokio::test]
+async fn reads_at_revision_0_never_answer_compacted_while_compactions_race_them() {
+    // The failpoint waits 5 ms between picking a read's revision and reading, so that
+    // compactions overtake reads often.
+    let s = common::Server::start_with_env(&["--shards", "2"], &[("BALLAST_FAILPOINTS", "range-delay")]);
+    let mut writer = s.client().await;
+    let mut reader = s.client().await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let done = stop.clone();
+    // Writes and compacts at the newest revision as fast as it can, for a bounded count.
+    let compactor = tokio::spawn(async move {
+        for i in 0..300 {
+            let rev = writer.put(format!("k{}", i % 7), "v", None).await.unwrap().header().unwrap().revision();
+            writer.compact(rev, None).await.unwrap();
+        }
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    let mut reads = 0;
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) && reads < 5_000 {
+        for serializable in [true, false] {
+            let opts = etcd_client::GetOptions::new().with_prefix();
+            let opts = if serializable { opts.with_serializable() } else { opts };
+            if let Err(e) = reader.get("k", Some(opts)).await {
+                panic!("a read at revision 0 failed after {reads} reads: {e}");
+            }
+            reads += 1;
+        }
+    }
+    compactor.await.unwrap();
+    assert!(reads > 0);
+}

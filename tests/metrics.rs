@@ -106,3 +106,26 @@ async fn metrics_have_etcd_names_and_move_under_load() {
     conn.read_to_string(&mut body).unwrap();
     assert!(body.contains("etcd_server_has_leader 1"), "{body}");
 }
+
+#[tokio::test]
+async fn invented_grpc_paths_add_no_metric_series() {
+    use ballast::proto::etcdserverpb::RangeRequest;
+    let s = common::Server::start(&[]);
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", s.endpoint)).unwrap().connect().await.unwrap();
+    let before = scrape(&s).lines().filter(|l| l.starts_with("grpc_server_")).count();
+    for i in 0..200 {
+        let mut grpc = tonic::client::Grpc::new(channel.clone());
+        grpc.ready().await.unwrap();
+        let path = tonic::codegen::http::uri::PathAndQuery::try_from(format!("/invented.Service{i}/Method{i}")).unwrap();
+        let codec = tonic_prost::ProstCodec::<RangeRequest, RangeRequest>::default();
+        let e = grpc.unary(tonic::Request::new(RangeRequest::default()), path, codec).await.unwrap_err();
+        assert_eq!(e.code(), tonic::Code::Unimplemented);
+    }
+    let after = scrape(&s);
+    assert!(!after.contains("invented"), "an invented path got series");
+    assert_eq!(after.lines().filter(|l| l.starts_with("grpc_server_")).count(), before, "no new grpc_server_ series");
+    // A method of etcd's API that ballast does not serve yet still gets (bounded) series.
+    let mut c = s.client().await;
+    assert!(c.lease_grant(10, None).await.is_err());
+    assert!(scrape(&s).contains(r#"grpc_server_started_total{grpc_type="unary",grpc_service="etcdserverpb.Lease",grpc_method="LeaseGrant"} 1"#));
+}

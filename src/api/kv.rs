@@ -38,7 +38,7 @@ impl KvService {
         if !r.serializable {
             self.ctx.raft.read_index().await?;
         }
-        let mut resp = crate::range::range_on_shards(&self.ctx.shards, &r, self.ctx.status.applied_rev()).await?;
+        let mut resp = crate::range::range_on_shards(&self.ctx.shards, &r, &self.ctx.status).await?;
         self.ctx.fill(&mut resp.header);
         Ok(resp)
     }

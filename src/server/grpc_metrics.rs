@@ -37,7 +37,7 @@ fn labels(path: &str) -> Option<(&'static str, String, String)> {
     let (service, method) = path.strip_prefix('/')?.split_once('/')?;
     let grpc_type = match method {
         "Watch" | "LeaseKeepAlive" => "bidi_stream",
-        "Snapshot" | "RangeStream" => "server_stream",
+        "Snapshot" | "Observe" => "server_stream",
         _ => "unary",
     };
     Some((grpc_type, service.to_string(), method.to_string()))
@@ -125,17 +125,32 @@ impl MethodMetrics {
         }
     }
 
-    /// The served methods' series from the table; any other gRPC path gets its own, uncached.
+    /// The served methods' series from the table; another method of etcd's API gets its series
+    /// on first use (kept); any other path gets none, so a client inventing paths cannot grow
+    /// /metrics without bound (go-grpc-prometheus only sees registered services either).
     fn of(path: &str) -> Option<Arc<MethodMetrics>> {
         if let Some(mm) = KNOWN.get().and_then(|k| k.get(path)) {
             return Some(mm.clone());
         }
-        let (t, s, meth) = labels(path)?;
-        Some(Arc::new(MethodMetrics::new(t, s, meth)))
+        let (service, method) = path.strip_prefix('/')?.split_once('/')?;
+        let known = ETCD_METHODS.iter().any(|(s, ms)| *s == service && ms.contains(&method));
+        if !known {
+            return None;
+        }
+        let mut others = OTHERS.lock().unwrap_or_else(|e| e.into_inner());
+        let mm = others.entry(path.to_string()).or_insert_with(|| {
+            let (t, s, meth) = labels(path).expect("well-formed path");
+            Arc::new(MethodMetrics::new(t, s, meth))
+        });
+        Some(mm.clone())
     }
 }
 
 static KNOWN: OnceLock<HashMap<String, Arc<MethodMetrics>>> = OnceLock::new();
+/// Series of etcd methods ballast does not serve yet, created on first use (at most one per
+/// entry of `ETCD_METHODS`).
+static OTHERS: std::sync::LazyLock<std::sync::Mutex<HashMap<String, Arc<MethodMetrics>>>> =
+    std::sync::LazyLock::new(|| std::sync::Mutex::new(HashMap::new()));
 
 /// (received, sent) client byte counters.
 fn bytes_counters() -> &'static (Counter, Counter) {
@@ -148,6 +163,25 @@ const METHODS: &[(&str, &[&str])] = &[
     ("etcdserverpb.KV", &["Range", "Put", "DeleteRange", "Txn", "Compact"]),
     ("etcdserverpb.Maintenance", &["Alarm", "Status", "Defragment", "Hash", "HashKV", "Snapshot", "MoveLeader", "Downgrade"]),
     ("etcdserverpb.Cluster", &["MemberAdd", "MemberRemove", "MemberUpdate", "MemberList", "MemberPromote"]),
+];
+
+/// Every method of etcd's v3 API (rpc.proto, v3lock.proto, v3election.proto).
+const ETCD_METHODS: &[(&str, &[&str])] = &[
+    ("etcdserverpb.KV", &["Range", "Put", "DeleteRange", "Txn", "Compact"]),
+    ("etcdserverpb.Watch", &["Watch"]),
+    ("etcdserverpb.Lease", &["LeaseGrant", "LeaseRevoke", "LeaseKeepAlive", "LeaseTimeToLive", "LeaseLeases"]),
+    ("etcdserverpb.Cluster", &["MemberAdd", "MemberRemove", "MemberUpdate", "MemberList", "MemberPromote"]),
+    ("etcdserverpb.Maintenance", &["Alarm", "Status", "Defragment", "Hash", "HashKV", "Snapshot", "MoveLeader", "Downgrade"]),
+    (
+        "etcdserverpb.Auth",
+        &[
+            "AuthEnable", "AuthDisable", "AuthStatus", "Authenticate", "UserAdd", "UserGet", "UserList", "UserDelete",
+            "UserChangePassword", "UserGrantRole", "UserRevokeRole", "RoleAdd", "RoleGet", "RoleList", "RoleDelete",
+            "RoleGrantPermission", "RoleRevokePermission",
+        ],
+    ),
+    ("v3lockpb.Lock", &["Lock", "Unlock"]),
+    ("v3electionpb.Election", &["Campaign", "Proclaim", "Leader", "Observe", "Resign"]),
 ];
 
 const CODES: [tonic::Code; 17] = {

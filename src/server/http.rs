@@ -52,7 +52,7 @@ async fn health_read(ctx: &Ctx, serializable: bool) -> Result<(), Error> {
             ctx.raft.disk_barrier().await?;
         }
         let r = RangeRequest { key: b"health".to_vec(), keys_only: true, limit: 1, serializable, ..Default::default() };
-        crate::range::range_on_shards(&ctx.shards, &r, ctx.status.applied_rev()).await.map(|_| ())
+        crate::range::range_on_shards(&ctx.shards, &r, &ctx.status).await.map(|_| ())
     };
     tokio::time::timeout(ctx.raft.timeout(), read).await.unwrap_or(Err(Error::Timeout))
 }
