@@ -27,6 +27,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let mut f = std::fs::File::create(&tmp)?;
     f.write_all(bytes)?;
     f.sync_all()?;
+    crate::failpoint::crash_for("atomic-write-before-rename", &path.to_string_lossy());
     std::fs::rename(&tmp, path)?;
     sync_dir(dir)
 }
@@ -51,16 +52,16 @@ pub fn read_checked_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<
     let at = bytes
         .windows(CRC_LINE.len())
         .rposition(|w| w == CRC_LINE.as_bytes())
-        .ok_or_else(|| bad(format!("no checksum line (damaged, or written by an older ballast), {} bytes", bytes.len())))?;
+        .ok_or_else(|| bad(format!("no checksum line in its {} bytes from offset 0 (damaged, or written by an older ballast)", bytes.len())))?;
     let (json, trailer) = bytes.split_at(at);
     let want = std::str::from_utf8(&trailer[CRC_LINE.len()..])
         .ok()
         .and_then(|t| u32::from_str_radix(t.trim_end_matches('\n'), 16).ok())
         .ok_or_else(|| bad(format!("damaged checksum line at offset {at}")))?;
     if crc32c::crc32c(json) != want {
-        return Err(bad(format!("checksum mismatch over bytes 0..{at}")));
+        return Err(bad(format!("checksum mismatch (bytes 0..{at} against the checksum line at offset {at})")));
     }
-    serde_json::from_slice(json).map(Some).map_err(|e| bad(e.to_string()))
+    serde_json::from_slice(json).map(Some).map_err(|e| bad(format!("{e} (line and column of the JSON from offset 0)")))
 }
 
 #[cfg(test)]

@@ -27,6 +27,15 @@ pub fn crash(name: &str) {
     }
 }
 
+/// Aborts at failpoint `name` if it is on and its argument is empty or part of `subject` (a
+/// file name, say: `atomic-write-before-rename=manifest.json`).
+pub fn crash_for(name: &str, subject: &str) {
+    if arg(name).is_some_and(|a| subject.contains(a)) {
+        crate::log::warn("failpoint: crashing here", &[("failpoint", name.to_string()), ("subject", subject.to_string())]);
+        std::process::abort();
+    }
+}
+
 fn active() -> &'static [(String, String)] {
     static ACTIVE: std::sync::OnceLock<Vec<(String, String)>> = std::sync::OnceLock::new();
     ACTIVE.get_or_init(|| {

@@ -142,6 +142,7 @@ pub async fn write(path: PathBuf, store: &RefCell<Store>, since: i64, rev: i64) 
             None => break,
         }
     }
+    crate::failpoint::crash("snapshot-segment-unfinished");
     frame(&[], pos as usize, &mut buf); // the end marker: len 0, crc32c("") = 0
     pos += write_all(&file, buf, pos).await?;
     metrics::counter!(crate::metrics::IO_URING_SUBMISSIONS, "kind" => "fsync").increment(1);
@@ -171,13 +172,13 @@ pub struct Reader {
 
 impl Reader {
     pub fn open(path: &Path) -> Result<Reader, String> {
-        let map = Mapping::open(path).map_err(|e| format!("snapshot segment {}: {e}", path.display()))?;
+        let map = Mapping::open(path).map_err(|e| format!("snapshot segment {}: {e} (at offset 0)", path.display()))?;
         match map.bytes().get(..MAGIC.len()) {
             Some(m) if m == MAGIC => {}
             Some(m) if m == MAGIC_V2 => {
-                return Err(format!("snapshot segment {}: written by an older ballast (format 2, before sub revisions); this version cannot read it", path.display()))
+                return Err(format!("snapshot segment {}: written by an older ballast (format 2 at offset 0, before sub revisions); this version cannot read it", path.display()))
             }
-            _ => return Err(format!("snapshot segment {}: not a ballast segment", path.display())),
+            _ => return Err(format!("snapshot segment {}: not a ballast segment (magic at offset 0)", path.display())),
         }
         Ok(Reader { path: path.to_path_buf(), map, pos: MAGIC.len(), released: 0 })
     }

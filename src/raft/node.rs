@@ -639,6 +639,7 @@ impl Core {
                     if let Err(e) = self.raw.mut_store().wl().compact(m.index) {
                         crate::log::warn("raft log compaction failed", &[("error", e.to_string())]);
                     }
+                    crate::failpoint::crash("snapshot-before-release");
                     // Batches from `wal_seq_kept` on stay too: boot checks that the WAL holds it.
                     let release_before = m.wal_seq_from.min(m.wal_seq_kept);
                     for stripe in &self.stripes {
@@ -724,6 +725,9 @@ impl Core {
                     (Ok(_), Err(_)) => {}
                     (Err(e), _) => result = Err(e),
                 }
+            }
+            if result.is_ok() {
+                crate::failpoint::crash("snapshot-before-manifest");
             }
             if let Ok(m) = &result {
                 // On a blocking thread: the fsyncs and the unlink of the previous (large)

@@ -46,6 +46,9 @@ pub fn create_segment(dir: &std::path::Path, segment: u64, size_bytes: u64, recy
         let n = left.min(CHUNK_BYTES as u64) as usize;
         f.write_all(&zeros[..n])?;
         left -= n as u64;
+        if reused && left < size_bytes / 2 {
+            crate::failpoint::crash("wal-recycle-half-zeroed");
+        }
     }
     f.sync_all()?;
     std::fs::rename(&tmp, segment_path(dir, segment))?;

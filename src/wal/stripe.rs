@@ -215,6 +215,7 @@ impl Stripe {
             false
         });
         if self.closed.len() < before {
+            crate::failpoint::crash("wal-release-before-sync");
             // The renames and unlinks made durable off the shard's thread (a directory fsync
             // waits for the disk). Not needed for safety: a released segment that comes back
             // after a crash holds only batches the snapshot covers.
@@ -331,6 +332,7 @@ impl Stripe {
         if let Err(e) = self.prepared.take().expect("set above").await {
             fatal(&format!("cannot create wal segment {next}: {e}"));
         }
+        crate::failpoint::crash("wal-roll-before-open");
         let path = segment_path(&self.dir, next);
         let file = match open_segment(&path).await {
             Ok(f) => f,
@@ -347,6 +349,7 @@ impl Stripe {
         self.tail_block.clear();
         self.segment_size_bytes = size;
         self.max_seq = 0;
+        crate::failpoint::crash("wal-roll-before-write");
     }
 }
 
