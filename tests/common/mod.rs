@@ -46,6 +46,20 @@ pub fn wal_records(segment: &Path) -> Vec<(usize, usize)> {
     records
 }
 
+/// Copies a directory tree.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
 /// Overwrites `bytes` at `offset` of `path`.
 pub fn write_at(path: &Path, offset: u64, bytes: &[u8]) {
     use std::io::{Seek, SeekFrom, Write};
@@ -220,6 +234,44 @@ impl Server {
         self.endpoint = format!("127.0.0.1:{}", self.port);
         self.log_path = self.dir.join(format!("ballast-{}.log", self.port));
         self.spawn();
+    }
+
+    /// A server for an existing data dir, not started yet (`try_restart` or `restart` start it).
+    pub fn on_data_dir(data_dir: &Path, extra: &[&str]) -> Server {
+        let dir = fresh_dir("existing");
+        Server {
+            child: None,
+            port: 0,
+            endpoint: String::new(),
+            log_path: dir.join("ballast.log"),
+            dir,
+            data_dir: data_dir.to_path_buf(),
+            args: extra.iter().map(|s| s.to_string()).collect(),
+            env: Vec::new(),
+            keep_dir: false,
+        }
+    }
+
+    /// Starts ballast (again) on its data dir: Ok once it serves, Err(log) if it exits instead.
+    pub fn try_restart(&mut self) -> Result<(), String> {
+        assert!(self.child.is_none(), "stop the server first");
+        self.port = free_port();
+        self.endpoint = format!("127.0.0.1:{}", self.port);
+        self.log_path = self.dir.join(format!("ballast-{}.log", self.port));
+        self.spawn_child();
+        for _ in 0..READY_POLLS {
+            if self.log().contains("ready to serve client requests") {
+                return Ok(());
+            }
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                self.child = None;
+                assert!(!status.success(), "ballast exited with success before serving; log:\n{}", self.log());
+                return Err(self.log());
+            }
+            std::thread::sleep(POLL_PAUSE);
+        }
+        self.kill();
+        panic!("ballast neither served nor exited; log:\n{}", self.log());
     }
 
     /// Starts ballast again on the same data dir expecting it to refuse to start: returns its
