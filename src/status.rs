@@ -2,7 +2,7 @@
 //! front end reads (headers, Status, serializable reads). Everything else is owned by one
 //! shard and reached by message.
 
-use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering::*};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering::*};
 
 pub struct ServerStatus {
     pub cluster_id: u64,
@@ -22,6 +22,8 @@ pub struct ServerStatus {
     shard_keys: Vec<AtomicU64>,
     /// Bit `1 << AlarmType` set for every alarm raised on any member.
     alarms: AtomicU32,
+    /// A file could not be written for lack of space since the raft core last looked.
+    disk_full: AtomicBool,
 }
 
 impl ServerStatus {
@@ -39,6 +41,7 @@ impl ServerStatus {
             shard_stored_bytes: (0..shards).map(|_| AtomicU64::new(0)).collect(),
             shard_keys: (0..shards).map(|_| AtomicU64::new(0)).collect(),
             alarms: AtomicU32::new(0),
+            disk_full: AtomicBool::new(false),
         }
     }
 
@@ -77,6 +80,22 @@ impl ServerStatus {
     pub fn alarms(&self) -> u32 {
         self.alarms.load(Acquire)
     }
+    /// Whether the NOSPACE alarm is raised: writes are refused.
+    pub fn nospace(&self) -> bool {
+        self.alarms() & (1 << crate::proto::etcdserverpb::AlarmType::Nospace as u32) != 0
+    }
+
+    /// Reports that the disk is full (a WAL segment or snapshot could not be written); the
+    /// raft core raises the NOSPACE alarm.
+    pub fn report_disk_full(&self) {
+        self.disk_full.store(true, Release);
+    }
+
+    /// Whether the disk was reported full since the last call.
+    pub fn take_disk_full(&self) -> bool {
+        self.disk_full.swap(false, AcqRel)
+    }
+
     pub fn publish_alarms(&self, bits: u32) {
         self.alarms.store(bits, Release);
     }

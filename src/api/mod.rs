@@ -41,7 +41,12 @@ impl Ctx {
 
     /// etcd's quotaAlarmer: a write that does not fit raises NOSPACE (through raft, like every
     /// alarm) and is refused before it is proposed.
+    /// While the NOSPACE alarm is raised a write is refused here too, as the applier would
+    /// refuse it: it costs no WAL space on a disk that may be full.
     pub async fn check_quota(&self, cost_bytes: u64) -> crate::error::Result<()> {
+        if cost_bytes > 0 && self.status.nospace() {
+            return Err(crate::error::Error::NoSpace);
+        }
         if self.quota.available(self.status.db_size_bytes(), cost_bytes) {
             return Ok(());
         }

@@ -41,6 +41,7 @@ use crate::apply::{Applier, Response};
 use crate::error::{Error, Result};
 use crate::metrics as m;
 use crate::proto::ballastpb::{internal_request::Request, EntryBatch, InternalRequest};
+use crate::proto::etcdserverpb::{alarm_request::AlarmAction, AlarmRequest, AlarmType};
 use crate::reply::{self, Delivery, Outbox};
 use crate::shard::mailbox::Shards;
 use crate::snapshot::Manifest;
@@ -268,6 +269,7 @@ pub async fn run(
         };
         core.persisted.extend(persisted_rx.try_iter());
         core.release_persisted();
+        core.raise_nospace_on_full_disk();
         if let Some(msg) = first {
             core.take(msg);
         }
@@ -406,6 +408,18 @@ impl Core {
                 self.release_barriers();
             }
         }
+    }
+
+    /// A WAL stripe or a snapshot found the disk full: raise the NOSPACE alarm (through raft,
+    /// as every alarm), so writes are refused until space is freed and the alarm disarmed.
+    fn raise_nospace_on_full_disk(&mut self) {
+        if !self.status.take_disk_full() || self.status.nospace() || self.raw.raft.state != StateRole::Leader {
+            return;
+        }
+        crate::log::error("disk full: raising the NOSPACE alarm", &[]);
+        let alarm = AlarmRequest { action: AlarmAction::Activate as i32, member_id: self.status.member_id, alarm: AlarmType::Nospace as i32 };
+        let (reply, _) = oneshot::channel();
+        self.take(CoreMsg::Propose { req: Request::Alarm(alarm), reply, home: None });
     }
 
     fn flush_turn(&mut self) {
@@ -711,7 +725,7 @@ impl Core {
         };
         let done = Rc::new(RefCell::new(None));
         let slot = done.clone();
-        let dir = self.snap_dir.clone();
+        let (dir, status) = (self.snap_dir.clone(), self.status.clone());
         glommio::spawn_local(async move {
             let mut result = Ok(manifest);
             for p in pending {
@@ -735,6 +749,9 @@ impl Core {
                 let (dir, m) = (dir.clone(), m.clone());
                 let stored = glommio::executor().spawn_blocking(move || crate::snapshot::store(&dir, &m)).await;
                 if let Err(e) = stored {
+                    if crate::durable::is_disk_full(&e) {
+                        status.report_disk_full();
+                    }
                     result = Err(format!("cannot write snapshot manifest: {e}"));
                 }
             }

@@ -114,7 +114,7 @@ pub fn start(
             let (queued, writing) = (rx.clone(), snapshots.clone());
             let busy: Option<ShardBusy> =
                 (count == 1).then(|| Box::new(move || !queued.is_empty() || writing.get() > 0) as ShardBusy);
-            glommio::spawn_local(run_stripe(stripe, busy)).detach();
+            glommio::spawn_local(run_stripe(stripe, busy, status.clone())).detach();
             if let Some((core, shards)) = core {
                 glommio::spawn_local(core(shards)).detach();
             }
@@ -148,9 +148,9 @@ where
 }
 
 /// The shard's WAL stripe writer; a stripe that cannot be opened is fatal.
-async fn run_stripe(init: StripeInit, busy: Option<ShardBusy>) {
+async fn run_stripe(init: StripeInit, busy: Option<ShardBusy>, status: Arc<ServerStatus>) {
     let dir = init.state.dir.clone();
-    match Stripe::open(init.state, init.segment_bytes, busy).await {
+    match Stripe::open(init.state, init.segment_bytes, busy, status).await {
         Ok(stripe) => stripe.run(init.rx).await,
         Err(e) => {
             let mut fields = vec![("dir", dir.display().to_string()), ("error", e.to_string())];
@@ -296,7 +296,14 @@ impl ShardState {
         let started = std::time::Instant::now();
         // The segment holds what was written up to here (later writes queue behind this order).
         let cut = self.store.borrow().written_bytes();
-        let result = segment::write(path.clone(), &self.store, since, rev).await.map_err(|e| format!("{}: {e}", path.display()));
+        let result = segment::write(path.clone(), &self.store, since, rev).await.map_err(|e| {
+            // A partial segment is in no manifest: remove it (on a full disk it holds space).
+            let _ = std::fs::remove_file(&path);
+            if crate::durable::is_disk_full(&e) {
+                self.status.report_disk_full();
+            }
+            format!("{}: {e}", path.display())
+        });
         if let Ok(info) = &result {
             self.store.borrow_mut().set_segment_rev(rev);
             let before = if since == 0 { 0 } else { self.segment_bytes.get() };

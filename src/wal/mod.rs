@@ -37,7 +37,8 @@ pub fn create_segment(dir: &std::path::Path, segment: u64, size_bytes: u64, recy
     const CHUNK_BYTES: usize = 1 << 20;
     let size_bytes = stripe::align_up(size_bytes);
     let tmp = dir.join(format!("{segment:016x}.wal.tmp"));
-    let reused = recycle.is_some_and(|spare| std::fs::rename(spare, &tmp).is_ok());
+    // A temp file left by an attempt that failed (a full disk) or crashed is reused too.
+    let reused = recycle.is_some_and(|spare| std::fs::rename(spare, &tmp).is_ok()) || tmp.exists();
     let mut f = if reused { std::fs::OpenOptions::new().write(true).open(&tmp)? } else { std::fs::File::create(&tmp)? };
     f.set_len(size_bytes)?;
     let zeros = vec![0u8; CHUNK_BYTES];

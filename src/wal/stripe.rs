@@ -50,6 +50,8 @@ const MAX_BATCHES_PER_WRITE: usize = 256;
 pub const WAL_BLOCK_BYTES: u64 = 4096;
 /// Released segments kept for reuse; more are deleted.
 const MAX_SPARE_SEGMENTS: usize = 2;
+/// How often a stripe that found the disk full tries again to prepare its next segment.
+const DISK_FULL_RETRY: std::time::Duration = std::time::Duration::from_millis(500);
 /// Entries of a stripe's own io_uring: one write is in flight at a time.
 const STRIPE_RING_ENTRIES: u32 = 4;
 /// How long the stripe lets queued shard work run before it checks its write again.
@@ -128,6 +130,8 @@ type Prepared = Pin<Box<dyn Future<Output = std::io::Result<()>>>>;
 
 pub struct Stripe {
     dir: PathBuf,
+    /// Where a full disk is reported.
+    status: std::sync::Arc<crate::status::ServerStatus>,
     file: DmaFile,
     pos: Position,
     segment_size_bytes: u64,
@@ -153,7 +157,12 @@ pub struct Stripe {
 impl Stripe {
     /// `busy`: given when the stripe's shard is the only one; its writes then go through the
     /// stripe's own ring.
-    pub async fn open(state: StripeState, new_segment_bytes: u64, busy: Option<ShardBusy>) -> std::io::Result<Stripe> {
+    pub async fn open(
+        state: StripeState,
+        new_segment_bytes: u64,
+        busy: Option<ShardBusy>,
+        status: std::sync::Arc<crate::status::ServerStatus>,
+    ) -> std::io::Result<Stripe> {
         let path = segment_path(&state.dir, state.tail.segment);
         let file = open_segment(&path).await?;
         let segment_size_bytes = file.file_size().await?;
@@ -171,6 +180,7 @@ impl Stripe {
             spares: find_spares(&state.dir),
             dir: state.dir,
             own_ring: busy.map(OwnRing::new).transpose()?,
+            status,
         })
     }
 
@@ -314,9 +324,30 @@ impl Stripe {
 
     /// Zero-fills segment `segment` of `size_bytes` on a blocking thread, recycling a spare
     /// file if there is one.
+    /// On a full disk it reports to the status (the raft core raises the NOSPACE alarm, so
+    /// writes are refused while the rest of this segment holds deletes, compactions and the
+    /// alarm's own entries) and tries again every `DISK_FULL_RETRY` until space is freed.
     fn prepare(&mut self, segment: u64, size_bytes: u64) -> Prepared {
-        let (dir, spare) = (self.dir.clone(), self.spares.pop());
-        Box::pin(glommio::executor().spawn_blocking(move || create_segment(&dir, segment, size_bytes, spare.as_deref())))
+        let (dir, spare, status) = (self.dir.clone(), self.spares.pop(), self.status.clone());
+        let task = glommio::spawn_local(async move {
+            let mut reported = false;
+            loop {
+                let (dir, spare) = (dir.clone(), spare.clone());
+                let made = glommio::executor().spawn_blocking(move || create_segment(&dir, segment, size_bytes, spare.as_deref())).await;
+                match made {
+                    Err(e) if crate::durable::is_disk_full(&e) => {
+                        status.report_disk_full();
+                        if !reported {
+                            crate::log::warn("disk full: cannot prepare the next wal segment; retrying", &[("error", e.to_string())]);
+                            reported = true;
+                        }
+                        glommio::timer::sleep(DISK_FULL_RETRY).await;
+                    }
+                    other => return other,
+                }
+            }
+        });
+        Box::pin(task)
     }
 
     /// Moves to the next segment (prepared in the background unless `bytes` needs a bigger one).
