@@ -2,9 +2,10 @@
 //!
 //! One turn of the loop:
 //! 1. Wait for a client message, a WAL stripe reporting a durable batch, or the next tick;
-//!    then drain every queued message (bounded by `MAX_MSGS_PER_TURN`). All proposals of the
-//!    turn become one raft entry (an `EntryBatch`, split at `MAX_ENTRY_BYTES`): batching is what
-//!    makes many clients cheap. Linearizable reads queued in the turn share one ReadIndex,
+//!    then drain every queued message (bounded by `MAX_MSGS_PER_TURN`, and none while
+//!    `MAX_UNPERSISTED_BYTES` are proposed and not durable: that bounds a WAL write). All
+//!    proposals of the turn become one raft entry (an `EntryBatch`, split at `MAX_ENTRY_BYTES`):
+//!    batching is what makes many clients cheap. Linearizable reads queued in the turn share one ReadIndex,
 //!    issued once the leader has committed an entry of its term (raft-rs drops earlier ones).
 //! 2. Durable batches are reported to raft-rs in order (`on_persist_ready` for the longest
 //!    durable prefix of readies); only now may raft count their entries as persisted.
@@ -16,7 +17,8 @@
 //!    log storage and, as one numbered batch, to a WAL stripe (`seq % stripes`) without waiting.
 //!    The stripe's writer makes everything queued durable with one direct O_DSYNC write
 //!    (group commit) and reports the sequence numbers back (step 2). So no client is answered
-//!    before its entry is durable and applied.
+//!    before its entry is durable and applied. At most one batch per stripe is in flight: WAL
+//!    recovery relies on it (a torn write can only be a stripe's last record).
 //! 4. Snapshots: every `--snapshot-count` applied requests (or on Defragment) every shard is
 //!    told to write its segment, queued behind the writes applied so far; when all are written
 //!    the manifest is renamed into place and the raft log and WAL before it are released.
