@@ -38,6 +38,8 @@ pub struct Applier {
     quota: Quota,
     /// Revision of the last change; etcd starts at 1.
     rev: i64,
+    /// etcd's compactMainRev: -1 until the first compaction, so a compaction at revision 0 is
+    /// accepted once and a txn's range at revision -1 reads the newest state, as in etcd.
     compact_rev: i64,
     /// Raised alarms, raft-applied like etcd's alarm store. NOSPACE caps writes.
     alarms: Vec<AlarmMember>,
@@ -45,7 +47,7 @@ pub struct Applier {
 
 impl Applier {
     pub fn new(shards: Shards, status: Arc<ServerStatus>, quota: Quota) -> Applier {
-        Applier { shards, status, quota, rev: 1, compact_rev: 0, alarms: Vec::new() }
+        Applier { shards, status, quota, rev: 1, compact_rev: -1, alarms: Vec::new() }
     }
 
     /// Resumes from a snapshot's state.

@@ -168,7 +168,7 @@ pub fn refresh(status: &crate::status::ServerStatus, shard_queue_depths: &[usize
     gauge!(DB_TOTAL_SIZE_IN_USE).set(status.db_size_in_use_bytes() as f64);
     gauge!(KEYS_TOTAL).set(status.keys_total() as f64);
     gauge!(APPLIED_REVISION).set(status.applied_rev() as f64);
-    gauge!(COMPACT_REVISION).set(status.compact_rev() as f64);
+    gauge!(COMPACT_REVISION).set(status.compact_rev().max(0) as f64);
     for (shard, depth) in shard_queue_depths.iter().enumerate() {
         let (keys, bytes) = status.shard_stats(shard);
         let shard = shard.to_string();

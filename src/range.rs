@@ -110,12 +110,15 @@ fn passes_filters(r: &RangeRequest, kv: &KeyValue) -> bool {
 }
 
 fn sort(kvs: &mut [KeyValue], r: &RangeRequest) {
+    // An unknown target was refused before (`api::kv::check_range`).
     let target = SortTarget::try_from(r.sort_target).unwrap_or(SortTarget::Key);
-    let mut order = SortOrder::try_from(r.sort_order).unwrap_or(SortOrder::None);
-    // As etcd: a non-key target with no order sorts ascending.
-    if target != SortTarget::Key && order == SortOrder::None {
-        order = SortOrder::Ascend;
-    }
+    let order = match SortOrder::try_from(r.sort_order) {
+        // As etcd: a non-key target with no order sorts ascending...
+        Ok(SortOrder::None) if target != SortTarget::Key => SortOrder::Ascend,
+        Ok(order) => order,
+        // ...and an order it does not know sorts nothing (the keys stay in key order).
+        Err(_) => return,
+    };
     let cmp = |a: &KeyValue, b: &KeyValue| -> Ordering {
         match target {
             SortTarget::Key => a.key.cmp(&b.key),

