@@ -138,7 +138,9 @@ impl Server {
 
     fn spawn(&mut self) {
         self.spawn_child();
-        self.wait_ready();
+        if let Err(log) = self.wait_serving() {
+            panic!("ballast exited early; log:\n{log}");
+        }
     }
 
     fn spawn_child(&mut self) {
@@ -157,17 +159,21 @@ impl Server {
         self.child = Some(child);
     }
 
-    fn wait_ready(&mut self) {
+    /// Waits (bounded) until ballast serves: Ok, or Err(log) if it exits with a failure first.
+    fn wait_serving(&mut self) -> Result<(), String> {
         for _ in 0..READY_POLLS {
             if self.log().contains("ready to serve client requests") {
-                return;
+                return Ok(());
             }
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("ballast exited early ({status}); log:\n{}", self.log());
+                self.child = None;
+                assert!(!status.success(), "ballast exited with success before serving; log:\n{}", self.log());
+                return Err(self.log());
             }
             std::thread::sleep(POLL_PAUSE);
         }
-        panic!("ballast not ready in time; log:\n{}", self.log());
+        self.kill();
+        panic!("ballast neither served nor exited in time; log:\n{}", self.log());
     }
 
     pub fn log(&self) -> String {
@@ -192,16 +198,8 @@ impl Server {
 
     /// SIGTERM, then wait (bounded) for a clean exit.
     pub fn terminate(&mut self) -> ExitStatus {
-        let mut c = self.child.take().expect("running");
-        unsafe { libc_kill(c.id() as i32, 15) };
-        for _ in 0..READY_POLLS {
-            if let Some(status) = c.try_wait().unwrap() {
-                return status;
-            }
-            std::thread::sleep(POLL_PAUSE);
-        }
-        let _ = c.kill();
-        panic!("ballast did not exit after SIGTERM; log:\n{}", self.log());
+        unsafe { libc_kill(self.pid() as i32, 15) };
+        self.wait_exit()
     }
 
     /// Replaces the environment variables used by the next `restart`.
@@ -219,6 +217,7 @@ impl Server {
             std::thread::sleep(POLL_PAUSE);
         }
         let _ = c.kill();
+        let _ = c.wait();
         panic!("ballast did not exit; log:\n{}", self.log());
     }
 
@@ -229,11 +228,16 @@ impl Server {
 
     /// Starts ballast again on the same data dir (new port), with the same flags.
     pub fn restart(&mut self) {
+        self.new_port();
+        self.spawn();
+    }
+
+    /// A fresh port and log file for the next start.
+    fn new_port(&mut self) {
         assert!(self.child.is_none(), "stop the server first");
         self.port = free_port();
         self.endpoint = format!("127.0.0.1:{}", self.port);
         self.log_path = self.dir.join(format!("ballast-{}.log", self.port));
-        self.spawn();
     }
 
     /// A server for an existing data dir, not started yet (`try_restart` or `restart` start it).
@@ -254,48 +258,19 @@ impl Server {
 
     /// Starts ballast (again) on its data dir: Ok once it serves, Err(log) if it exits instead.
     pub fn try_restart(&mut self) -> Result<(), String> {
-        assert!(self.child.is_none(), "stop the server first");
-        self.port = free_port();
-        self.endpoint = format!("127.0.0.1:{}", self.port);
-        self.log_path = self.dir.join(format!("ballast-{}.log", self.port));
+        self.new_port();
         self.spawn_child();
-        for _ in 0..READY_POLLS {
-            if self.log().contains("ready to serve client requests") {
-                return Ok(());
-            }
-            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                self.child = None;
-                assert!(!status.success(), "ballast exited with success before serving; log:\n{}", self.log());
-                return Err(self.log());
-            }
-            std::thread::sleep(POLL_PAUSE);
-        }
-        self.kill();
-        panic!("ballast neither served nor exited; log:\n{}", self.log());
+        self.wait_serving()
     }
 
     /// Starts ballast again on the same data dir expecting it to refuse to start: returns its
     /// log once it has exited with a failure (bounded wait); panics if it serves instead.
     pub fn restart_refused(&mut self) -> String {
-        assert!(self.child.is_none(), "stop the server first");
-        self.port = free_port();
-        self.endpoint = format!("127.0.0.1:{}", self.port);
-        self.log_path = self.dir.join(format!("ballast-{}.log", self.port));
-        self.spawn_child();
-        for _ in 0..READY_POLLS {
-            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                self.child = None;
-                assert!(!status.success(), "ballast exited with success; log:\n{}", self.log());
-                return self.log();
-            }
-            if self.log().contains("ready to serve client requests") {
-                self.kill();
-                panic!("ballast started where it should have refused; log:\n{}", self.log());
-            }
-            std::thread::sleep(POLL_PAUSE);
+        if self.try_restart().is_ok() {
+            self.kill();
+            panic!("ballast started where it should have refused; log:\n{}", self.log());
         }
-        self.kill();
-        panic!("ballast neither served nor exited; log:\n{}", self.log());
+        self.log()
     }
 
     /// The WAL segment files of stripe `stripe` (default wal dir), oldest first.
