@@ -79,8 +79,9 @@ struct StripeLog {
 /// Reads `stripes` stripe directories under `wal_dir` (and any older extra ones), creating
 /// empty ones with a first segment of `segment_bytes`.
 /// `start_seq` and `snap_index`: the snapshot's first WAL batch and raft index (1 and 0 without
-/// a snapshot). Every check runs before anything is erased, so a refusal leaves the WAL as it
-/// found it.
+/// a snapshot). Batches are erased only once every check has passed, so a refusal leaves every
+/// valid record where it was (reading a stripe may already have zeroed a torn record's bytes or
+/// dropped a segment that was never written: neither held a valid record).
 pub fn recover(wal_dir: &Path, stripes: usize, segment_bytes: u64, start_seq: u64, snap_index: u64) -> Result<Recovered, String> {
     let count = stripes.max(existing_stripes(wal_dir)?);
     let mut logs = Vec::with_capacity(count);
