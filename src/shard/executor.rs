@@ -344,7 +344,8 @@ impl ShardState {
     /// Physical compaction in chunks of `COMPACT_CHUNK_KEYS`, yielding between chunks so writes
     /// and reads keep flowing; waits while a snapshot is being written.
     async fn compact_in_background(self: Rc<Self>) {
-        let mut done_rev = 0;
+        // Below any revision a compaction can name (etcd accepts one at 0), so every waiter is answered.
+        let mut done_rev = -1;
         while self.compact_target.get() > done_rev {
             let target = self.compact_target.get();
             let mut cursor: Option<Vec<u8>> = None;
