@@ -20,7 +20,7 @@ pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
 
 /// Whether an I/O error means the file system is full.
 pub fn is_disk_full(e: &std::io::Error) -> bool {
-    e.raw_os_error() == Some(libc::ENOSPC) || e.raw_os_error() == Some(libc::EDQUOT)
+    e.kind() == std::io::ErrorKind::StorageFull || e.kind() == std::io::ErrorKind::QuotaExceeded
 }
 
 /// Replaces `path` with `bytes` atomically: after a crash it holds the old or the new bytes.

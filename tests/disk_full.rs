@@ -71,7 +71,7 @@ async fn a_full_disk_raises_nospace_refuses_writes_and_recovers() {
     let mut s = common::Server::on_data_dir(&data_dir, &["--shards", "1", "--wal-segment-bytes", "1048576", "--snapshot-count", "400"]);
     s.try_restart().expect("ballast starts on the tmpfs");
     let mut c = s.client().await;
-    // Leave about 1.5 MiB free: the next WAL segment (1 MiB) fits once, the one after does not.
+    // Leave about 1.5 MiB free: one more WAL segment (1 MiB) fits, the one after it does not.
     let filler = fs.0.join("filler");
     fill(&filler, fs.free_bytes().saturating_sub(1536 << 10));
     let value = vec![b'v'; 4096];
@@ -90,7 +90,7 @@ async fn a_full_disk_raises_nospace_refuses_writes_and_recovers() {
         }
     }
     let refused = refused.expect("writes were refused before 5000 puts of 4 KiB filled a 24 MiB disk");
-    assert!(refused.contains(NOSPACE), "{refused}");
+    assert!(refused.contains(NOSPACE), "{refused}; log:\n{}", s.log());
     assert!(s.log().contains("disk full"), "{}", s.log());
     // The alarm is raised and listed; reads are served; /health says why it is unhealthy.
     let alarms = c.alarm(AlarmAction::Get, AlarmType::None, None).await.unwrap();

@@ -156,7 +156,8 @@ async fn write_all(file: &glommio::io::BufferedFile, data: Vec<u8>, pos: u64) ->
     metrics::counter!(crate::metrics::IO_URING_SUBMISSIONS, "kind" => "write").increment(1);
     let n = file.write_at(data, pos).await?;
     if n != len {
-        return Err(std::io::Error::other(format!("short write: {n} of {len} bytes")));
+        // A short write means the file system ran out of room (or of file size).
+        return Err(std::io::Error::new(std::io::ErrorKind::StorageFull, format!("short write: {n} of {len} bytes")));
     }
     Ok(len as u64)
 }
