@@ -35,7 +35,8 @@ async fn a_panicking_shard_ends_the_process() {
 
 #[tokio::test]
 async fn health_turns_red_while_the_disk_is_stuck() {
-    let stall = common::fresh_dir("stall").join("disk-stuck");
+    let stall_dir = common::fresh_dir("stall");
+    let stall = stall_dir.join("disk-stuck");
     let fp = format!("wal-stall={}", stall.display());
     let s = common::Server::start_with_env(FLAGS, &[("BALLAST_FAILPOINTS", &fp)]);
     assert!(s.http_get("/health").contains(r#"{"health":"true","reason":""}"#), "{}", s.http_get("/health"));
@@ -60,11 +61,13 @@ async fn health_turns_red_while_the_disk_is_stuck() {
     assert_eq!(c.get("k", None).await.unwrap().kvs()[0].mod_revision(), 2);
     assert!(s.http_get("/health").contains(r#""health":"true""#));
     assert!(s.http_get("/readyz").ends_with("ok"));
+    let _ = std::fs::remove_dir_all(&stall_dir);
 }
 
 #[tokio::test]
 async fn probes_turn_red_while_a_shard_is_stuck() {
-    let stall = common::fresh_dir("stall").join("shard-stuck");
+    let stall_dir = common::fresh_dir("stall");
+    let stall = stall_dir.join("shard-stuck");
     let fp = format!("shard-stall={}", stall.display());
     let s = common::Server::start_with_env(FLAGS, &[("BALLAST_FAILPOINTS", &fp)]);
     let verbose = s.http_get("/readyz?verbose");
@@ -81,4 +84,5 @@ async fn probes_turn_red_while_a_shard_is_stuck() {
     assert!(tokio::time::timeout(Duration::from_secs(20), get).await.unwrap().unwrap());
     assert!(s.http_get("/livez").ends_with("ok"));
     assert!(s.http_get("/health").contains(r#""health":"true""#));
+    let _ = std::fs::remove_dir_all(&stall_dir);
 }
