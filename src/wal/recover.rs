@@ -108,10 +108,18 @@ fn read_stripe(dir: &Path, segment_bytes: u64) -> Result<StripeLog, String> {
     // A segment zero-filled ahead of need and never written holds nothing: drop it, so the
     // last written segment is the newest (its torn tail, if any, is then truncated). "Nothing"
     // means no valid record anywhere in it, not just a zero head.
+    // The newest segment's bytes, once read here, are not read again below.
     let mut dropped = false;
-    while segments.len() > 1 && segment_is_empty(dir, *segments.last().unwrap())? {
-        let path = segment_path(dir, segments.pop().unwrap());
+    let mut newest_bytes = None;
+    while segments.len() > 1 {
+        let path = segment_path(dir, *segments.last().expect("more than one segment"));
+        let buf = read_file(&path)?;
+        if !holds_nothing(&buf) {
+            newest_bytes = Some(buf);
+            break;
+        }
         std::fs::remove_file(&path).map_err(|e| format!("cannot remove {}: {e}", path.display()))?;
+        segments.pop();
         dropped = true;
     }
     if dropped {
@@ -124,7 +132,12 @@ fn read_stripe(dir: &Path, segment_bytes: u64) -> Result<StripeLog, String> {
     }
     for (i, &segment) in segments.iter().enumerate() {
         let newest = i + 1 == segments.len();
-        let end = read_segment(dir, segment, newest, &mut log.batches)?;
+        let cached = if newest { newest_bytes.take() } else { None };
+        let buf = match cached {
+            Some(buf) => buf,
+            None => read_file(&segment_path(dir, segment))?,
+        };
+        let end = read_segment(dir, segment, buf, newest, &mut log.batches)?;
         let max_seq = log.batches.iter().rev().find(|(_, p)| p.segment == segment).map_or(0, |(b, _)| b.seq);
         if newest {
             log.state.tail = Position { segment, offset_bytes: end };
@@ -136,12 +149,14 @@ fn read_stripe(dir: &Path, segment_bytes: u64) -> Result<StripeLog, String> {
     Ok(log)
 }
 
-/// A segment that starts with zeros and holds no valid record anywhere (one whose head was
-/// damaged but which holds records is read, and refused, by `read_segment`).
-fn segment_is_empty(dir: &Path, segment: u64) -> Result<bool, String> {
-    let path = segment_path(dir, segment);
-    let buf = std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    Ok(matches!(decode(&buf), Decoded::End) && find_valid(&buf, 0).is_none())
+/// A segment's bytes that start with zeros and hold no valid record anywhere (one whose head
+/// was damaged but which holds records is read, and refused, by `read_segment`).
+fn holds_nothing(buf: &[u8]) -> bool {
+    matches!(decode(buf), Decoded::End) && find_valid(buf, 0).is_none()
+}
+
+fn read_file(path: &Path) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
 }
 
 fn list_segments(dir: &Path) -> Result<Vec<u64>, String> {
@@ -159,9 +174,8 @@ fn list_segments(dir: &Path) -> Result<Vec<u64>, String> {
 
 /// Collects every batch of one segment; returns the offset after the last good record. The
 /// rules are in the module comment.
-fn read_segment(dir: &Path, segment: u64, newest: bool, out: &mut Vec<(Batch, Position)>) -> Result<u64, String> {
+fn read_segment(dir: &Path, segment: u64, buf: Vec<u8>, newest: bool, out: &mut Vec<(Batch, Position)>) -> Result<u64, String> {
     let path = segment_path(dir, segment);
-    let buf = std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let mut offset = 0usize;
     let bad = loop {
         match decode(&buf[offset..]) {
