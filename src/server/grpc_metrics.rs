@@ -158,12 +158,8 @@ fn bytes_counters() -> &'static (Counter, Counter) {
     BYTES.get_or_init(|| (metrics::counter!(m::CLIENT_GRPC_RECEIVED_BYTES), metrics::counter!(m::CLIENT_GRPC_SENT_BYTES)))
 }
 
-/// The methods ballast serves, as go-grpc-prometheus registers them (service, method).
-const METHODS: &[(&str, &[&str])] = &[
-    ("etcdserverpb.KV", &["Range", "Put", "DeleteRange", "Txn", "Compact"]),
-    ("etcdserverpb.Maintenance", &["Alarm", "Status", "Defragment", "Hash", "HashKV", "Snapshot", "MoveLeader", "Downgrade"]),
-    ("etcdserverpb.Cluster", &["MemberAdd", "MemberRemove", "MemberUpdate", "MemberList", "MemberPromote"]),
-];
+/// The services ballast serves: go-grpc-prometheus registers every method of these.
+const SERVED_SERVICES: &[&str] = &["etcdserverpb.KV", "etcdserverpb.Maintenance", "etcdserverpb.Cluster"];
 
 /// Every method of etcd's v3 API (rpc.proto, v3lock.proto, v3election.proto).
 const ETCD_METHODS: &[(&str, &[&str])] = &[
@@ -197,7 +193,7 @@ const CODES: [tonic::Code; 17] = {
 pub fn preregister() {
     assert!(CODES.iter().enumerate().all(|(i, &c)| c as usize == i), "CODES is indexed by code");
     let mut known = HashMap::new();
-    for (service, methods) in METHODS {
+    for (service, methods) in ETCD_METHODS.iter().filter(|(s, _)| SERVED_SERVICES.contains(s)) {
         for method in *methods {
             let path = format!("/{service}/{method}");
             let (t, s, meth) = labels(&path).expect("well-formed path");
