@@ -22,8 +22,7 @@ pub fn on(name: &str) -> bool {
 /// Aborts the process at failpoint `name` if it is on.
 pub fn crash(name: &str) {
     if on(name) {
-        crate::log::warn("failpoint: crashing here", &[("failpoint", name.to_string())]);
-        std::process::abort();
+        abort_at(name, "");
     }
 }
 
@@ -31,9 +30,13 @@ pub fn crash(name: &str) {
 /// file name, say: `atomic-write-before-rename=manifest.json`).
 pub fn crash_for(name: &str, subject: &str) {
     if arg(name).is_some_and(|a| subject.contains(a)) {
-        crate::log::warn("failpoint: crashing here", &[("failpoint", name.to_string()), ("subject", subject.to_string())]);
-        std::process::abort();
+        abort_at(name, subject);
     }
+}
+
+fn abort_at(name: &str, subject: &str) -> ! {
+    crate::log::warn("failpoint: crashing here", &[("failpoint", name.to_string()), ("subject", subject.to_string())]);
+    std::process::abort()
 }
 
 fn active() -> &'static [(String, String)] {

@@ -35,6 +35,18 @@ async fn assert_present(s: &common::Server, acked: &BTreeMap<String, (i64, Strin
     }
 }
 
+/// Zeroes `seg` from `from` on (records vanish cleanly), expects the boot to refuse with `why`,
+/// then restores the segment and expects every acknowledged write to be served.
+async fn zeroed_tail_refuses(s: &mut common::Server, seg: &std::path::Path, from: usize, why: &str, acked: &BTreeMap<String, (i64, String)>) {
+    let saved = std::fs::read(seg).unwrap();
+    common::write_at(seg, from as u64, &vec![0u8; saved.len() - from]);
+    let log = s.restart_refused();
+    assert!(log.contains(why), "{log}");
+    std::fs::write(seg, &saved).unwrap();
+    s.restart();
+    assert_present(s, acked).await;
+}
+
 /// The newest segment of stripe 0 and the end of its written records.
 fn tail_of_stripe0(s: &common::Server) -> (std::path::PathBuf, Vec<(usize, usize)>) {
     let seg = s.wal_segments(0).pop().expect("a wal segment");
@@ -129,14 +141,7 @@ async fn a_gap_no_in_flight_write_explains_refuses() {
     // Three batches vanish cleanly from the end of stripe 0 while stripe 1 holds later ones:
     // at most two batches (one per stripe) can be in flight, so acknowledged writes are gone.
     let (seg, records) = tail_of_stripe0(&s);
-    let saved = std::fs::read(&seg).unwrap();
-    let from = records[records.len() - 3].0;
-    common::write_at(&seg, from as u64, &vec![0u8; saved.len() - from]);
-    let log = s.restart_refused();
-    assert!(log.contains("more than the 2 batches that can be in flight"), "{log}");
-    std::fs::write(&seg, &saved).unwrap();
-    s.restart();
-    assert_present(&s, &acked).await;
+    zeroed_tail_refuses(&mut s, &seg, records[records.len() - 3].0, "more than the 2 batches that can be in flight", &acked).await;
 }
 
 #[tokio::test]
@@ -154,14 +159,8 @@ async fn committed_entries_missing_refuses() {
     // Remove the last batch of whichever stripe does not hold the very last one.
     let (last0, last1) = (*seqs(&seg0).last().unwrap(), *seqs(&seg1).last().unwrap());
     let seg = if last0 < last1 { seg0 } else { seg1 };
-    let saved = std::fs::read(&seg).unwrap();
     let &(at, _) = common::wal_records(&seg).last().unwrap();
-    common::write_at(&seg, at as u64, &vec![0u8; saved.len() - at]);
-    let log = s.restart_refused();
-    assert!(log.contains("committed entries are missing"), "{log}");
-    std::fs::write(&seg, &saved).unwrap();
-    s.restart();
-    assert_present(&s, &acked).await;
+    zeroed_tail_refuses(&mut s, &seg, at, "committed entries are missing", &acked).await;
 }
 
 #[tokio::test]

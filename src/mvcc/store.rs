@@ -1,7 +1,8 @@
 //! One shard's MVCC store: the keys whose hash maps to this shard, each with its history.
 //! Reads name a main revision; writes carry the revision the applier assigned (all writes of
-//! one txn share its main revision and are ordered by their sub revision). The store checks revisions against its compaction point itself, so a read
-//! racing a compaction gets etcd's "compacted" error rather than a partial answer.
+//! one txn share its main revision and are ordered by their sub revision). The store checks
+//! revisions against its compaction point itself, so a read racing a compaction gets etcd's
+//! "compacted" error rather than a partial answer.
 
 use std::collections::BTreeMap;
 

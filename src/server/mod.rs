@@ -84,15 +84,7 @@ fn start(cfg: Config) -> Result<(), String> {
         log::info("loaded snapshot", &[("index", m.index.to_string()), ("revision", m.rev.to_string())]);
     }
     let wal_dir = wal_dir(&cfg);
-    let start_seq = snap.as_ref().map_or(1, |m| m.wal_seq_from);
-    if let Some(m) = &snap {
-        check_wal_continues(&wal_dir, m, None)?;
-    }
-    let snap_index = snap.as_ref().map_or(0, |m| m.index);
-    let recovered = crate::wal::recover::recover(&wal_dir, shards, cfg.wal_segment_bytes, start_seq, snap_index)?;
-    if let Some(m) = &snap {
-        check_wal_continues(&wal_dir, m, Some(recovered.max_seq_found))?;
-    }
+    let recovered = recover_wal(&wal_dir, shards, cfg.wal_segment_bytes, snap.as_ref())?;
     log::info("recovered wal", &[("entries", recovered.entries.len().to_string()), ("dir", wal_dir.display().to_string())]);
     // One WAL stripe per shard, written by that shard's executor.
     let (stripe_txs, stripe_rxs): (Vec<_>, Vec<_>) = (0..shards).map(|_| flume::bounded(STRIPE_QUEUE_CAPACITY)).unzip();
@@ -164,26 +156,37 @@ fn abort_on_panic() {
     }));
 }
 
-/// A snapshot needs the WAL that continues it: refuses a WAL dir that is missing (checked before
-/// recovery would create an empty one) or that does not hold the batch the manifest says was
-/// kept (`Manifest::wal_seq_kept`) — a changed `--wal-dir`, or a WAL that is not this data
-/// dir's. Starting would serve the snapshot without the acknowledged writes after it.
-fn check_wal_continues(wal_dir: &std::path::Path, m: &crate::snapshot::Manifest, max_seq_found: Option<u64>) -> Result<(), String> {
+/// Recovers the WAL after the snapshot (if any). A snapshot needs the WAL that continues it:
+/// refuses a WAL dir that is missing (checked before recovery would create an empty one) or
+/// that does not hold the batch the manifest says was kept (`Manifest::wal_seq_kept`) — a
+/// changed `--wal-dir`, or a WAL that is not this data dir's. Starting would serve the
+/// snapshot without the acknowledged writes after it.
+fn recover_wal(
+    wal_dir: &std::path::Path,
+    shards: usize,
+    segment_bytes: u64,
+    snap: Option<&crate::snapshot::Manifest>,
+) -> Result<crate::wal::recover::Recovered, String> {
     let hint = "the WAL is missing or is not this data dir's (was --wal-dir changed?); refusing to start";
-    match max_seq_found {
-        None if crate::wal::recover::existing_stripes(wal_dir)? == 0 => Err(format!(
+    let Some(m) = snap else { return crate::wal::recover::recover(wal_dir, shards, segment_bytes, 1, 0) };
+    if crate::wal::recover::existing_stripes(wal_dir)? == 0 {
+        return Err(format!(
             "wal dir {} holds no WAL, but the snapshot at index {} needs the WAL after it: {hint}",
             wal_dir.display(),
             m.index
-        )),
-        Some(found) if found < m.wal_seq_kept => Err(format!(
-            "wal dir {} holds batches up to {found}, but the snapshot at index {} was cut after batch {}: {hint}",
+        ));
+    }
+    let recovered = crate::wal::recover::recover(wal_dir, shards, segment_bytes, m.wal_seq_from, m.index)?;
+    if recovered.max_seq_found < m.wal_seq_kept {
+        return Err(format!(
+            "wal dir {} holds batches up to {}, but the snapshot at index {} was cut after batch {}: {hint}",
             wal_dir.display(),
+            recovered.max_seq_found,
             m.index,
             m.wal_seq_kept
-        )),
-        _ => Ok(()),
+        ));
     }
+    Ok(recovered)
 }
 
 /// Transparent huge pages make every fault of the allocator's fresh memory resident 2 MiB at a
