@@ -13,6 +13,8 @@ static NEXT_DIR: AtomicU32 = AtomicU32::new(0);
 /// Polls of the log while waiting for readiness, and the pause between them.
 const READY_POLLS: u32 = 600;
 const POLL_PAUSE: Duration = Duration::from_millis(50);
+/// Starts tried when the chosen port was taken in between (`Server::start_serving`).
+const PORT_ATTEMPTS: u32 = 5;
 
 pub fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
@@ -137,10 +139,23 @@ impl Server {
     }
 
     fn spawn(&mut self) {
-        self.spawn_child();
-        if let Err(log) = self.wait_serving() {
+        if let Err(log) = self.start_serving() {
             panic!("ballast exited early; log:\n{log}");
         }
+    }
+
+    /// Starts ballast and waits until it serves: Err(log) if it exits instead. `free_port`
+    /// only finds a port free at that moment: when another test took it before ballast bound
+    /// it, ballast is started again on a fresh port (bounded).
+    fn start_serving(&mut self) -> Result<(), String> {
+        for _ in 0..PORT_ATTEMPTS {
+            self.spawn_child();
+            match self.wait_serving() {
+                Err(log) if log.contains("Address already in use") => self.new_port(),
+                other => return other,
+            }
+        }
+        Err(format!("no free port in {PORT_ATTEMPTS} attempts; log:\n{}", self.log()))
     }
 
     fn spawn_child(&mut self) {
@@ -259,8 +274,7 @@ impl Server {
     /// Starts ballast (again) on its data dir: Ok once it serves, Err(log) if it exits instead.
     pub fn try_restart(&mut self) -> Result<(), String> {
         self.new_port();
-        self.spawn_child();
-        self.wait_serving()
+        self.start_serving()
     }
 
     /// Starts ballast again on the same data dir expecting it to refuse to start: returns its
