@@ -10,7 +10,7 @@ pub mod maintenance;
 use std::sync::Arc;
 
 use crate::proto::etcdserverpb::ResponseHeader;
-use crate::raft::node::RaftHandle;
+use crate::raft::handle::RaftHandle;
 use crate::shard::mailbox::Shards;
 use crate::status::ServerStatus;
 

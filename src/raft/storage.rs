@@ -6,10 +6,10 @@
 use raft::prelude::{ConfState, Snapshot};
 use raft::storage::MemStorage;
 
-use crate::snapshot::Manifest;
+use super::core::SnapPoint;
 use crate::wal::recover::Recovered;
 
-pub fn restore(voters: Vec<u64>, recovered: &Recovered, snap: Option<&Manifest>) -> Result<MemStorage, String> {
+pub fn restore(voters: Vec<u64>, recovered: &Recovered, snap: Option<&SnapPoint>) -> Result<MemStorage, String> {
     let storage = match snap {
         None => MemStorage::new_with_conf_state(ConfState::from((voters, vec![]))),
         Some(m) => {

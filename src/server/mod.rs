@@ -20,8 +20,9 @@ use crate::log;
 use crate::mvcc::store::Store;
 use crate::quota::Quota;
 use crate::proto::etcdserverpb::{cluster_server::ClusterServer, kv_server::KvServer, maintenance_server::MaintenanceServer};
-use crate::raft::node::{self, CoreConfig, CoreMsg, RaftHandle, PROPOSAL_QUEUE_CAPACITY};
-use crate::shard::executor;
+use crate::raft::driver::{self, DriverConfig};
+use crate::raft::handle::{CoreMsg, RaftHandle, PROPOSAL_QUEUE_CAPACITY};
+use crate::shard::threads;
 use crate::status::ServerStatus;
 
 /// gRPC messages may exceed --max-request-bytes by this much (etcd's grpcOverheadBytes).
@@ -51,14 +52,14 @@ pub fn run(cfg: Config) -> i32 {
 }
 
 fn start(cfg: Config) -> Result<(), String> {
-    executor::check_io_uring()?;
+    threads::check_io_uring()?;
     disable_transparent_huge_pages();
     let compaction = crate::compactor::policy(&cfg.auto_compaction_mode, &cfg.auto_compaction_retention)?;
     // Before any thread records a metric.
     let metrics = crate::metrics::install(&cfg.compat_version, Quota::from_flag(cfg.quota_backend_bytes).limit_bytes)?;
     // Default: the cores the front end's threads leave, at least one (measured on 2 cores: a
     // second shard costs more in cross-thread hops than it gains; see bench/RESULTS.md).
-    let shards = if cfg.shards == 0 { executor::usable_cpus().len().saturating_sub(FRONT_END_THREADS).max(1) } else { cfg.shards };
+    let shards = if cfg.shards == 0 { threads::usable_cpus().len().saturating_sub(FRONT_END_THREADS).max(1) } else { cfg.shards };
     let member_dir = cfg.data_dir.join("member");
     std::fs::create_dir_all(&member_dir).map_err(|e| format!("cannot create data dir {}: {e}", cfg.data_dir.display()))?;
     let cluster = Cluster::load_or_init(&cfg, &member_dir)?;
@@ -74,12 +75,12 @@ fn start(cfg: Config) -> Result<(), String> {
     );
     let snap_dir = crate::snapshot::dir(&cfg.data_dir);
     std::fs::create_dir_all(&snap_dir).map_err(|e| format!("cannot create {}: {e}", snap_dir.display()))?;
-    let snap = crate::snapshot::load(&snap_dir)?;
+    let snap = crate::snapshot::manifest::load(&snap_dir)?;
     let stores = match &snap {
-        Some(m) => crate::snapshot::load_stores(&snap_dir, m, shards)?,
+        Some(m) => crate::snapshot::load::load_stores(&snap_dir, m, shards)?,
         None => (0..shards).map(|_| Store::default()).collect(),
     };
-    let segment_bytes = snap.as_ref().map_or(0, |m| crate::snapshot::segment_bytes(&snap_dir, m));
+    let segment_bytes = snap.as_ref().map_or(0, |m| crate::snapshot::load::segment_bytes(&snap_dir, m));
     if let Some(m) = &snap {
         log::info("loaded snapshot", &[("index", m.index.to_string()), ("revision", m.rev.to_string())]);
     }
@@ -91,11 +92,11 @@ fn start(cfg: Config) -> Result<(), String> {
     // Stripes of shards no longer configured (`--shards` lowered): read above, never written
     // again, deleted once a snapshot covers their batches.
     let retired_stripes = recovered.stripes[shards..].iter().map(|st| (st.dir.clone(), st.max_seq())).collect();
-    let stripes: Vec<executor::StripeInit> = recovered.stripes[..shards]
+    let stripes: Vec<threads::StripeInit> = recovered.stripes[..shards]
         .iter()
         .cloned()
         .zip(stripe_rxs)
-        .map(|(state, rx)| executor::StripeInit { state, rx, segment_bytes: cfg.wal_segment_bytes })
+        .map(|(state, rx)| threads::StripeInit { state, rx, segment_bytes: cfg.wal_segment_bytes })
         .collect();
 
     let status = Arc::new(ServerStatus::new(cluster.id, cluster.local_id, shards));
@@ -103,7 +104,7 @@ fn start(cfg: Config) -> Result<(), String> {
     // Answers from the raft core to each front-end thread (reply.rs).
     let (reply_txs, reply_rxs): (Vec<_>, Vec<_>) = (0..FRONT_END_THREADS).map(|_| flume::unbounded()).unzip();
     let (ready_tx, ready_rx) = crossbeam::channel::bounded(1);
-    let core_cfg = CoreConfig {
+    let core_cfg = DriverConfig {
         id: cluster.local_id,
         voters: cluster.voters(),
         heartbeat: Duration::from_millis(cfg.heartbeat_interval_ms.max(1)),
@@ -115,10 +116,10 @@ fn start(cfg: Config) -> Result<(), String> {
         retired_stripes,
     };
     let core_status = status.clone();
-    let core: executor::CoreTask = Box::new(move |shards| {
-        Box::pin(node::run(core_cfg, recovered, snap, core_rx, stripe_txs, shards, core_status, ready_tx))
+    let core: threads::CoreTask = Box::new(move |shards| {
+        Box::pin(driver::run(core_cfg, recovered, snap, core_rx, stripe_txs, shards, core_status, ready_tx))
     });
-    let (shard_handles, threads) = executor::start(stores, segment_bytes, stripes, status.clone(), core, reply_txs.clone())?;
+    let (shard_handles, threads) = threads::start(stores, segment_bytes, stripes, status.clone(), core, reply_txs.clone())?;
     match ready_rx.recv() {
         Ok(Ok(())) => {}
         Ok(Err(e)) => return Err(e),

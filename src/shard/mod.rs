@@ -1,7 +1,12 @@
-//! Shards: one glommio executor pinned per core, each owning an MVCC segment of the keyspace.
-//! `router.rs` maps a key to its shard, `mailbox.rs` is the message protocol other threads use
-//! to reach a shard, `executor.rs` starts and pins the executors and runs a shard's loop.
+//! Shards: one glommio executor pinned per core, each owning an MVCC store for its part of the
+//! keyspace. `router.rs` maps a key to its shard; `mailbox.rs` is the message protocol other
+//! threads use to reach a shard; `threads.rs` starts and pins the executors; `actor.rs` is the
+//! shard's loop, with its side tasks `segments.rs` (snapshot segments) and `compaction.rs`
+//! (background physical compaction).
 
-pub mod executor;
+pub mod actor;
+pub mod compaction;
 pub mod mailbox;
 pub mod router;
+pub mod segments;
+pub mod threads;

@@ -9,6 +9,7 @@
 
 pub mod record;
 pub mod recover;
+pub mod retire;
 pub mod stripe;
 
 /// Where the next record of a stripe goes.

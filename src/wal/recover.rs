@@ -246,7 +246,7 @@ fn replay(logs: Vec<StripeLog>, start_seq: u64, snap_index: u64) -> Result<Recov
             rec.hard_state = batch.hard_state.clone(); // covered by the snapshot
             rec.max_seq_found = seq;
         } else if seq == rec.last_seq + 1 && erase_from.iter().all(Option::is_none) {
-            apply(&mut rec, batch).map_err(|why| format!("wal: batch {seq} ({}): {why}; refusing to start", where_is(s, i)))?;
+            append_batch(&mut rec, batch).map_err(|why| format!("wal: batch {seq} ({}): {why}; refusing to start", where_is(s, i)))?;
             rec.last_seq = seq;
             rec.max_seq_found = seq;
         } else if seq <= rec.last_seq + logs.len() as u64 {
@@ -278,7 +278,9 @@ fn replay(logs: Vec<StripeLog>, start_seq: u64, snap_index: u64) -> Result<Recov
     Ok(rec)
 }
 
-fn apply(rec: &mut Recovered, batch: &Batch) -> Result<(), &'static str> {
+/// Continues the recovered log with a batch: its entries replace the log from their first
+/// index on (as raft's log does when a leader overwrites a conflicting suffix).
+pub fn append_batch(rec: &mut Recovered, batch: &Batch) -> Result<(), &'static str> {
     rec.hard_state = batch.hard_state.clone();
     let Some(first) = batch.entries.first() else { return Ok(()) };
     let first_index = rec.entries.first().map_or(first.index, |e| e.index);

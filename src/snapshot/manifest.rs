@@ -1,21 +1,10 @@
-//! Snapshots: every `--snapshot-count` applied entries (and on Defragment) each shard writes
-//! an rkyv segment (mvcc/segment.rs): its whole MVCC state (a full snapshot) or only the records
-//! written since the previous snapshot (a delta, while `Manifest::next_is_delta` allows); then
-//! the manifest below records the raft position and the segment files of the full snapshot and
-//! of every delta since, written by rename, so a snapshot exists whole or not at all.
-//! Afterwards raft's log and the WAL segments before the snapshot are released. Boot loads the
-//! segments named by the manifest, joining a key's records across them, and replays the WAL
-//! after its index.
-//!
-//! Files: `<data-dir>/member/snap/manifest.json` and `<index:016x>-<seq>-<shard>.seg`.
+//! The snapshot manifest: the raft position a snapshot stands for and the segment files of
+//! the full snapshot and of every delta since, written by rename (with a checksum), so a
+//! snapshot exists whole or not at all.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
-
-use crate::mvcc::segment;
-use crate::mvcc::store::Store;
-use crate::shard::router::shard_of;
 
 const MANIFEST: &str = "manifest.json";
 
@@ -65,10 +54,6 @@ fn first_seq() -> u64 {
     1
 }
 
-pub fn dir(data_dir: &Path) -> PathBuf {
-    data_dir.join("member").join("snap")
-}
-
 /// Delta snapshots allowed between two full ones (each adds a file per shard to load at boot).
 const MAX_DELTAS: u32 = 8;
 
@@ -108,45 +93,3 @@ pub fn store(dir: &Path, m: &Manifest) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Total size of the snapshot's segment files.
-pub fn segment_bytes(dir: &Path, m: &Manifest) -> u64 {
-    m.segments.iter().filter_map(|name| std::fs::metadata(dir.join(name)).ok()).map(|md| md.len()).sum()
-}
-
-/// Loads the snapshot's segments into `shards` stores, routing each key to its owner (the
-/// shard count may differ from the snapshot's). A key's records from several segments (a full
-/// one and deltas) are joined in revision order; history compacted since an older segment
-/// was written is compacted again.
-pub fn load_stores(dir: &Path, m: &Manifest, shards: usize) -> Result<Vec<Store>, String> {
-    let mut parts: Vec<Vec<segment::SegKey>> = (0..shards).map(|_| Vec::new()).collect();
-    for name in &m.segments {
-        for k in segment::read(&dir.join(name))? {
-            parts[shard_of(&k.key, shards)].push(k);
-        }
-    }
-    Ok(parts
-        .into_iter()
-        .map(|keys| {
-            let mut store = Store::restore(join_keys(keys), m.compact_rev, m.rev);
-            store.compact_physical(m.compact_rev);
-            store
-        })
-        .collect())
-}
-
-/// Sorts keys and joins the records of a key found in several segments, oldest first.
-fn join_keys(mut keys: Vec<segment::SegKey>) -> Vec<segment::SegKey> {
-    keys.sort_by(|a, b| a.key.cmp(&b.key)); // stable: a key's segments stay oldest first
-    let mut joined: Vec<segment::SegKey> = Vec::with_capacity(keys.len());
-    for k in keys {
-        match joined.last_mut() {
-            Some(last) if last.key == k.key => {
-                last.records.extend(k.records);
-                last.records.sort_by_key(|r| r.rev());
-                last.records.dedup_by_key(|r| r.rev());
-            }
-            _ => joined.push(k),
-        }
-    }
-    joined
-}

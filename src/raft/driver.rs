@@ -1,0 +1,293 @@
+//! The raft core's driver: a thin glommio loop on shard 0 that feeds the core (`core.rs`) its
+//! inputs and carries out its outputs. It owns everything that waits or touches the world:
+//! the client queue, the WAL stripes' queues, apply (`apply.rs`, which reaches the shards), the
+//! answers to clients (`reply.rs`), the snapshot coordinator and the server status.
+//!
+//! One turn: wait for a client message, a durable WAL batch, a finished snapshot or the tick;
+//! drain the queued client messages (at most `MAX_MSGS_PER_TURN`, none while the core is not
+//! accepting); `core.advance()`; write the WAL batches it produced, apply the committed entries
+//! in log order and answer their clients (published as applied first, so a client's next
+//! serializable read sees its write); `core.end_turn()`; start the snapshot it ordered; flush
+//! the turn's answers, one batch per front-end thread.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::future::{select, Either};
+use tokio::sync::oneshot;
+
+use super::core::{Core, CoreConfig, Output, SnapPoint};
+use super::handle::CoreMsg;
+use super::proposals::ToApply;
+use crate::apply::{Applier, Response};
+use crate::error::Result;
+use crate::metrics as m;
+use crate::proto::ballastpb::internal_request::Request;
+use crate::proto::etcdserverpb::{alarm_request::AlarmAction, AlarmRequest, AlarmType};
+use crate::reply::{self, Delivery, Outbox};
+use crate::shard::mailbox::Shards;
+use crate::snapshot::coordinator::{AppliedState, Coordinator, Finished};
+use crate::snapshot::Manifest;
+use crate::status::ServerStatus;
+use crate::wal::recover::Recovered;
+use crate::wal::stripe::StripeMsg;
+
+/// Client messages taken from the queue per turn.
+const MAX_MSGS_PER_TURN: usize = 4096;
+
+type WriteWaiter = (Option<usize>, oneshot::Sender<Result<Response>>);
+type DoneWaiter = (Option<usize>, oneshot::Sender<Result<()>>);
+
+pub struct DriverConfig {
+    pub id: u64,
+    pub voters: Vec<u64>,
+    pub heartbeat: Duration,
+    pub election_ticks: usize,
+    pub quota: crate::quota::Quota,
+    pub snap_dir: std::path::PathBuf,
+    /// Applied requests between automatic snapshots (`--snapshot-count`).
+    pub snapshot_count: u64,
+    /// Front-end thread `i`'s answer dispatcher (`reply.rs`).
+    pub homes: Vec<flume::Sender<reply::Batch>>,
+    /// WAL stripes no shard writes any more (the shard count was lowered), with the highest
+    /// batch sequence each holds: deleted by the first snapshot that covers them.
+    pub retired_stripes: Vec<(std::path::PathBuf, u64)>,
+}
+
+struct Driver {
+    core: Core<WriteWaiter, DoneWaiter>,
+    applier: Applier,
+    outbox: Outbox,
+    /// One queue per WAL stripe (stripe i is written by shard i).
+    stripes: Vec<flume::Sender<StripeMsg>>,
+    persisted_tx: flume::Sender<u64>,
+    snapshots: Coordinator,
+    status: Arc<ServerStatus>,
+    retired_stripes: Vec<(std::path::PathBuf, u64)>,
+}
+
+/// Builds the core from the recovered WAL and runs it until every handle is dropped.
+/// `ready` is signalled once the node leads (or follows) and has re-applied its log.
+#[allow(clippy::too_many_arguments)]
+pub async fn run(
+    cfg: DriverConfig,
+    recovered: Recovered,
+    snap: Option<Manifest>,
+    rx: flume::Receiver<CoreMsg>,
+    stripes: Vec<flume::Sender<StripeMsg>>,
+    shards: Shards,
+    status: Arc<ServerStatus>,
+    ready: crossbeam::channel::Sender<std::result::Result<(), String>>,
+) {
+    let (persisted_tx, persisted_rx) = flume::unbounded();
+    let (done_tx, done_rx) = flume::unbounded();
+    let mut driver = match Driver::new(&cfg, &recovered, snap, stripes, persisted_tx, shards, status, done_tx) {
+        Ok(driver) => driver,
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return;
+        }
+    };
+    drop(recovered);
+    let mut ready = Some(ready);
+    let mut next_tick = Instant::now() + cfg.heartbeat;
+    // One timer for the whole loop, re-armed when it fires: cheaper than a new one per turn.
+    let mut tick_timer = glommio::timer::Timer::new(cfg.heartbeat);
+    loop {
+        let accepting = driver.core.accepting();
+        let clients = async {
+            if accepting {
+                rx.recv_async().await
+            } else {
+                std::future::pending().await
+            }
+        };
+        let clients = std::pin::pin!(clients);
+        let events = select(persisted_rx.recv_async(), done_rx.recv_async());
+        let first = match select(select(clients, events), &mut tick_timer).await {
+            Either::Left((Either::Left((Ok(msg), _)), _)) => Some(msg),
+            Either::Left((Either::Left((Err(_), _)), _)) => break, // every handle dropped: shut down
+            Either::Left((Either::Right((Either::Left((seq, _)), _)), _)) => {
+                driver.core.persisted(seq.expect("the driver holds a sender"));
+                None
+            }
+            Either::Left((Either::Right((Either::Right((finished, _)), _)), _)) => {
+                driver.snapshot_finished(finished.expect("the driver holds a sender"));
+                None
+            }
+            Either::Right(_) => {
+                tick_timer.reset(cfg.heartbeat); // it fires at the tick, which happens below
+                None
+            }
+        };
+        persisted_rx.try_iter().for_each(|seq| driver.core.persisted(seq));
+        driver.raise_nospace_on_full_disk();
+        driver.take_all(first, &rx);
+        if Instant::now() >= next_tick {
+            driver.core.tick();
+            next_tick = Instant::now() + cfg.heartbeat;
+        }
+        driver.turn().await;
+        if driver.core.is_serving() {
+            if let Some(tx) = ready.take() {
+                let _ = tx.send(Ok(()));
+            }
+        }
+    }
+}
+
+impl Driver {
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        cfg: &DriverConfig,
+        recovered: &Recovered,
+        snap: Option<Manifest>,
+        stripes: Vec<flume::Sender<StripeMsg>>,
+        persisted_tx: flume::Sender<u64>,
+        shards: Shards,
+        status: Arc<ServerStatus>,
+        done_tx: flume::Sender<Finished>,
+    ) -> std::result::Result<Driver, String> {
+        let boot_nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        let core_cfg = CoreConfig {
+            id: cfg.id,
+            voters: cfg.voters.clone(),
+            election_ticks: cfg.election_ticks,
+            stripes: stripes.len(),
+            snapshot_count: cfg.snapshot_count,
+            first_proposal_id: boot_nanos.as_nanos() as u64,
+        };
+        let point = snap.as_ref().map(|m| SnapPoint { index: m.index, term: m.term, voters: m.voters.clone() });
+        let core = Core::new(&core_cfg, recovered, point.as_ref())?;
+        let mut applier = Applier::new(shards.clone(), status.clone(), cfg.quota);
+        if let Some(m) = &snap {
+            applier.restore(m.rev, m.compact_rev, &m.alarms);
+            status.publish_applied(m.index, m.rev, m.compact_rev);
+        }
+        let snapshots = Coordinator::new(cfg.snap_dir.clone(), shards, status.clone(), cfg.voters.clone(), snap, done_tx);
+        Ok(Driver {
+            core,
+            applier,
+            outbox: Outbox::new(cfg.homes.clone()),
+            stripes,
+            persisted_tx,
+            snapshots,
+            status,
+            retired_stripes: cfg.retired_stripes.clone(),
+        })
+    }
+
+    /// Feeds the core the first message and every queued one (bounded per turn).
+    fn take_all(&mut self, first: Option<CoreMsg>, rx: &flume::Receiver<CoreMsg>) {
+        if let Some(msg) = first {
+            self.take(msg);
+        }
+        for _ in 0..MAX_MSGS_PER_TURN {
+            if !self.core.accepting() {
+                break;
+            }
+            let Ok(msg) = rx.try_recv() else { break };
+            self.take(msg);
+        }
+    }
+
+    fn take(&mut self, msg: CoreMsg) {
+        match msg {
+            CoreMsg::Propose { req, reply, home } => self.core.propose(req, (home, reply)),
+            CoreMsg::ReadIndex { reply, home } => self.core.read((home, reply)),
+            CoreMsg::Snapshot { reply } => self.core.request_snapshot((None, reply)),
+            CoreMsg::DiskBarrier { reply } => self.core.barrier((None, reply)),
+        }
+    }
+
+    /// A WAL stripe or a snapshot found the disk full: raise the NOSPACE alarm (through raft,
+    /// as every alarm), so writes are refused until space is freed and the alarm disarmed.
+    fn raise_nospace_on_full_disk(&mut self) {
+        if !self.status.take_disk_full() || self.status.nospace() || !self.core.is_leader() {
+            return;
+        }
+        crate::log::error("disk full: raising the NOSPACE alarm", &[]);
+        let alarm = AlarmRequest { action: AlarmAction::Activate as i32, member_id: self.status.member_id, alarm: AlarmType::Nospace as i32 };
+        let (reply, _) = oneshot::channel();
+        self.core.propose(Request::Alarm(alarm), (None, reply));
+    }
+
+    /// Advances the core and carries out what it asks, until it asks nothing more this turn.
+    async fn turn(&mut self) {
+        self.core.advance();
+        let out = self.core.take_output();
+        self.carry_out(out).await;
+        self.core.end_turn();
+        let out = self.core.take_output();
+        self.carry_out(out).await;
+        let (term, leader, commit) = self.core.progress();
+        if leader != self.status.leader() && leader != raft::INVALID_ID {
+            metrics::counter!(m::LEADER_CHANGES).increment(1);
+        }
+        self.status.publish_raft(term, leader, commit);
+        metrics::gauge!(m::PROPOSALS_PENDING).set(self.core.pending_proposals() as f64);
+        self.outbox.flush();
+    }
+
+    async fn carry_out(&mut self, out: Output<WriteWaiter, DoneWaiter>) {
+        if !out.messages.is_empty() {
+            crate::log::debug("dropping raft messages: no peer transport yet", &[]);
+        }
+        for (w, e) in out.refused {
+            self.outbox.push(w.0, Delivery::Write(w.1, Err(e)));
+        }
+        for write in out.wal {
+            let seq = write.batch.seq;
+            let msg = StripeMsg::Append { batch: write.batch, persisted: self.persisted_tx.clone() };
+            if self.stripes[write.stripe].send_async(msg).await.is_err() {
+                crate::log::error("a wal stripe stopped", &[("seq", seq.to_string())]);
+                std::process::abort();
+            }
+        }
+        for entry in out.apply {
+            self.apply(entry).await;
+        }
+        self.answer(out.done);
+        let more = self.core.take_output();
+        self.answer(more.done);
+        debug_assert!(more.wal.is_empty() && more.apply.is_empty() && more.snapshot.is_none());
+        if let Some(order) = out.snapshot {
+            let state = AppliedState { rev: self.applier.rev(), compact_rev: self.applier.compact_rev(), alarms: self.applier.alarms() };
+            self.snapshots.start(&order, state).await;
+        }
+        if let Some(seq) = out.release_wal_before {
+            for stripe in &self.stripes {
+                let _ = stripe.send_async(StripeMsg::ReleaseBefore { seq }).await;
+            }
+            crate::wal::retire::release(&mut self.retired_stripes, seq);
+        }
+    }
+
+    fn answer(&mut self, done: Vec<(DoneWaiter, Result<()>)>) {
+        for ((home, tx), result) in done {
+            self.outbox.push(home, Delivery::Read(tx, result));
+        }
+    }
+
+    /// Applies one committed entry and answers its clients.
+    async fn apply(&mut self, entry: ToApply<WriteWaiter>) {
+        let ToApply { index, mut requests, waiters, conf_change, .. } = entry;
+        if conf_change {
+            crate::log::warn("ignoring conf change entry: membership changes are not supported yet", &[]);
+        }
+        let results = if requests.is_empty() { Vec::new() } else { self.applier.apply_all(&mut requests).await };
+        // Published before replying, so a client's next serializable read sees its write.
+        self.status.publish_applied(index, self.applier.rev(), self.applier.compact_rev());
+        self.core.applied(index, requests.len() as u64);
+        for (waiter, result) in waiters.into_iter().zip(results) {
+            if let Some((home, tx)) = waiter {
+                self.outbox.push(home, Delivery::Write(tx, result));
+            }
+        }
+    }
+
+    fn snapshot_finished(&mut self, finished: Finished) {
+        let result = self.snapshots.finish(finished);
+        self.core.snapshot_done(result);
+    }
+}

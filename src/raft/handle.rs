@@ -1,0 +1,84 @@
+//! The front end's handle to the raft core: the messages it sends (`CoreMsg`), each answered
+//! on a oneshot, within etcd's request timeout.
+
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+
+use crate::apply::Response;
+use crate::error::{Error, Result};
+use crate::proto::ballastpb::internal_request::Request;
+use crate::reply;
+
+/// Client messages queued for the raft core; a full queue answers "too many requests".
+pub const PROPOSAL_QUEUE_CAPACITY: usize = 16 * 1024;
+
+pub enum CoreMsg {
+    /// `home`: the caller's front-end thread, where its answer is delivered (`reply.rs`).
+    Propose { req: Request, reply: oneshot::Sender<Result<Response>>, home: Option<usize> },
+    ReadIndex { reply: oneshot::Sender<Result<()>>, home: Option<usize> },
+    /// Take a snapshot now (Defragment); resolves when its manifest is durable.
+    Snapshot { reply: oneshot::Sender<Result<()>> },
+    /// Resolves once every WAL batch written before it is durable (health checks: a stuck disk
+    /// never answers, as etcd's raft loop stuck in fsync answers no read).
+    DiskBarrier { reply: oneshot::Sender<Result<()>> },
+}
+
+/// The front end's handle to the raft core.
+#[derive(Clone)]
+pub struct RaftHandle {
+    tx: flume::Sender<CoreMsg>,
+    /// etcd's request timeout: 5 s + 2 × election timeout; then "etcdserver: request timed out"
+    /// (the request may still be applied later, as in etcd).
+    timeout: Duration,
+}
+
+impl RaftHandle {
+    pub fn new(tx: flume::Sender<CoreMsg>, election_timeout: Duration) -> RaftHandle {
+        RaftHandle { tx, timeout: Duration::from_secs(5) + 2 * election_timeout }
+    }
+
+    async fn call<T>(&self, msg: impl FnOnce(oneshot::Sender<Result<T>>) -> CoreMsg) -> Result<T> {
+        self.call_within(self.timeout, msg).await
+    }
+
+    async fn call_within<T>(&self, timeout: Duration, msg: impl FnOnce(oneshot::Sender<Result<T>>) -> CoreMsg) -> Result<T> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.try_send(msg(tx)).map_err(|e| match e {
+            flume::TrySendError::Full(_) => Error::TooManyRequests,
+            flume::TrySendError::Disconnected(_) => Error::Stopped,
+        })?;
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(reply) => reply.map_err(|_| Error::Stopped)?,
+            Err(_) => Err(Error::Timeout),
+        }
+    }
+
+    /// Proposes a write; resolves once it is durable, committed and applied.
+    pub async fn propose(&self, req: Request) -> Result<Response> {
+        let home = reply::home();
+        self.call(|reply| CoreMsg::Propose { req, reply, home }).await
+    }
+
+    /// Writes a fresh snapshot (rewriting every segment) and releases the log before it.
+    pub async fn snapshot(&self) -> Result<()> {
+        // Writing every segment takes as long as the data needs: no request timeout.
+        self.call_within(Duration::MAX, |reply| CoreMsg::Snapshot { reply }).await
+    }
+
+    /// Resolves once every WAL write issued before the call is durable.
+    pub async fn disk_barrier(&self) -> Result<()> {
+        self.call(|reply| CoreMsg::DiskBarrier { reply }).await
+    }
+
+    /// etcd's request timeout.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// Resolves once everything committed before the call is applied (raft ReadIndex).
+    pub async fn read_index(&self) -> Result<()> {
+        let home = reply::home();
+        self.call(|reply| CoreMsg::ReadIndex { reply, home }).await
+    }
+}

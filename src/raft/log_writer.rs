@@ -1,0 +1,124 @@
+//! Log writing: which readies wrote which WAL batch, and which batches are durable.
+//!
+//! Each ready's new entries and hard state become one numbered WAL batch (batch `seq` goes to
+//! stripe `seq % stripes`, so consecutive batches sync in parallel). raft-rs's async API counts
+//! a ready's entries as persisted only when `on_persist_ready` names it; that is called for the
+//! longest prefix of readies whose batches are all durable, whatever order the stripes report
+//! them in. So no entry counts as persisted (hence none is committed or answered) before it and
+//! every entry before it are on disk. At most one batch per stripe is in flight: WAL recovery
+//! relies on it (a torn write can only be a stripe's last record), and proposals arriving
+//! meanwhile form the next, larger batch.
+
+use std::collections::{BTreeSet, VecDeque};
+
+use raft::eraftpb::{Entry, HardState};
+
+use crate::wal::record::Batch;
+
+/// A WAL batch to write: `stripe` makes it durable and reports `batch.seq` back.
+#[derive(Debug)]
+pub struct WalWrite {
+    pub stripe: usize,
+    pub batch: Batch,
+}
+
+pub struct LogWriter<B> {
+    stripes: usize,
+    /// Sequence number of the last batch handed out.
+    wal_seq: u64,
+    /// Readies handed to raft-rs, in order, with the batch each wrote (if any).
+    in_flight: VecDeque<(u64, Option<u64>)>,
+    /// Batches reported durable that are not yet part of the released prefix.
+    persisted: BTreeSet<u64>,
+    /// The newest batch durable with every batch before it.
+    durable_seq: u64,
+    /// (batch seq, last raft index) of the batches a future snapshot may still need.
+    batch_index: VecDeque<(u64, u64)>,
+    /// Waiters for a batch sequence to be durable (disk barriers).
+    barriers: Vec<(u64, B)>,
+}
+
+impl<B> LogWriter<B> {
+    /// `last_seq`: the last batch recovery replayed; `durable_seq`: the newest batch on disk.
+    pub fn new(stripes: usize, last_seq: u64, durable_seq: u64) -> LogWriter<B> {
+        assert!(stripes > 0, "a log needs at least one stripe");
+        LogWriter {
+            stripes,
+            wal_seq: last_seq,
+            in_flight: VecDeque::new(),
+            persisted: BTreeSet::new(),
+            durable_seq,
+            batch_index: VecDeque::new(),
+            barriers: Vec::new(),
+        }
+    }
+
+    /// True while every stripe has a batch in flight: the next ready waits.
+    pub fn is_full(&self) -> bool {
+        self.in_flight.iter().filter(|(_, seq)| seq.is_some()).count() >= self.stripes
+    }
+
+    pub fn durable_seq(&self) -> u64 {
+        self.durable_seq
+    }
+
+    /// Numbers a batch of new entries and hard state for the next stripe.
+    pub fn write(&mut self, entries: Vec<Entry>, hard_state: HardState) -> WalWrite {
+        self.wal_seq += 1;
+        let seq = self.wal_seq;
+        if let Some(e) = entries.last() {
+            self.batch_index.push_back((seq, e.index));
+        }
+        let stripe = (seq % self.stripes as u64) as usize;
+        WalWrite { stripe, batch: Batch { seq, hard_state, entries } }
+    }
+
+    /// Records ready `number` and the batch it wrote, if any.
+    pub fn track(&mut self, number: u64, seq: Option<u64>) {
+        self.in_flight.push_back((number, seq));
+    }
+
+    /// A stripe reports batch `seq` durable.
+    pub fn persisted(&mut self, seq: u64) {
+        assert!(seq <= self.wal_seq, "batch {seq} reported durable but only {} were written", self.wal_seq);
+        self.persisted.insert(seq);
+    }
+
+    /// The newest ready of the longest durable prefix, to report with `on_persist_ready`, and
+    /// the barriers it releases.
+    pub fn release(&mut self) -> (Option<u64>, Vec<B>) {
+        let mut last = None;
+        while let Some(&(number, seq)) = self.in_flight.front() {
+            if let Some(seq) = seq {
+                if !self.persisted.remove(&seq) {
+                    break;
+                }
+                assert!(seq > self.durable_seq, "batch {seq} released after batch {}", self.durable_seq);
+                self.durable_seq = seq;
+            }
+            last = Some(number);
+            self.in_flight.pop_front();
+        }
+        (last, self.release_barriers())
+    }
+
+    /// Resolves once every batch handed out so far is durable.
+    pub fn barrier(&mut self, waiter: B) -> Vec<B> {
+        self.barriers.push((self.wal_seq, waiter));
+        self.release_barriers()
+    }
+
+    fn release_barriers(&mut self) -> Vec<B> {
+        let durable = self.durable_seq;
+        self.barriers.extract_if(.., |(seq, _)| *seq <= durable).map(|(_, b)| b).collect()
+    }
+
+    /// The first batch holding an entry after `index`: WAL replay after a snapshot at `index`
+    /// starts there (the next batch to write when none does).
+    pub fn first_batch_after(&mut self, index: u64) -> u64 {
+        while self.batch_index.front().is_some_and(|&(_, last)| last <= index) {
+            self.batch_index.pop_front();
+        }
+        self.batch_index.front().map_or(self.wal_seq + 1, |&(seq, _)| seq)
+    }
+}

@@ -1,0 +1,117 @@
+//! Proposal batching, and matching committed entries back to the clients waiting for them.
+//!
+//! All proposals taken in one core turn become one raft entry (an `EntryBatch`, cut at
+//! `MAX_ENTRY_BYTES`): batching is what makes many clients cheap. Each request carries an id
+//! unique across restarts (it starts at the boot time in nanoseconds), so an entry replayed
+//! after a restart never wakes a new waiter. The requests of entries this node proposed are kept
+//! until applied, so apply does not decode what it just encoded; an (index, term) pair names one
+//! entry (raft's log matching), so an entry a new leader replaced is not mistaken for ours.
+
+use std::collections::{HashMap, VecDeque};
+
+use prost::Message as _;
+
+use crate::proto::ballastpb::{internal_request::Request, EntryBatch, InternalRequest};
+
+/// A raft entry holds proposals up to this size (plus one request).
+pub const MAX_ENTRY_BYTES: usize = 4 << 20;
+
+/// A committed entry to apply, with the waiter of each request this node proposed.
+#[derive(Debug)]
+pub struct ToApply<W> {
+    pub index: u64,
+    pub term: u64,
+    pub requests: Vec<Option<Request>>,
+    /// One per request: `Some` when a client of this node waits for its result.
+    pub waiters: Vec<Option<W>>,
+    /// A membership change (not supported yet: applied as nothing).
+    pub conf_change: bool,
+}
+
+pub struct Proposals<W> {
+    next_id: u64,
+    /// Proposal id → the client waiting for its result.
+    waiters: HashMap<u64, W>,
+    /// The batch being gathered in the current turn.
+    batch: Vec<InternalRequest>,
+    batch_bytes: usize,
+    /// (index, term, requests) of the entries proposed and not yet committed, in index order.
+    /// Bounded by the proposals not yet applied.
+    proposed: VecDeque<(u64, u64, Vec<InternalRequest>)>,
+}
+
+impl<W> Proposals<W> {
+    /// `first_id`: unique across restarts (the boot time in nanoseconds).
+    pub fn new(first_id: u64) -> Proposals<W> {
+        Proposals { next_id: first_id, waiters: HashMap::new(), batch: Vec::new(), batch_bytes: 0, proposed: VecDeque::new() }
+    }
+
+    /// Adds a request to the turn's batch; true when the batch is full and must be proposed.
+    pub fn add(&mut self, request: Request, waiter: W) -> bool {
+        self.next_id += 1;
+        self.waiters.insert(self.next_id, waiter);
+        let ir = InternalRequest { id: self.next_id, request: Some(request) };
+        self.batch_bytes += ir.encoded_len();
+        self.batch.push(ir);
+        self.batch_bytes >= MAX_ENTRY_BYTES
+    }
+
+    /// Bytes gathered in the batch not yet proposed.
+    pub fn batch_bytes(&self) -> usize {
+        self.batch_bytes
+    }
+
+    /// Clients waiting for a result.
+    pub fn pending(&self) -> usize {
+        self.waiters.len()
+    }
+
+    /// The turn's batch, if any, encoded as one entry's data.
+    pub fn take_batch(&mut self) -> Option<(Vec<InternalRequest>, Vec<u8>)> {
+        if self.batch.is_empty() {
+            return None;
+        }
+        self.batch_bytes = 0;
+        let batch = EntryBatch { requests: std::mem::take(&mut self.batch) };
+        let data = batch.encode_to_vec();
+        Some((batch.requests, data))
+    }
+
+    /// Raft accepted the batch as entry (index, term).
+    pub fn proposed(&mut self, index: u64, term: u64, requests: Vec<InternalRequest>) {
+        assert!(self.proposed.back().is_none_or(|&(i, _, _)| i < index), "proposals out of index order");
+        self.proposed.push_back((index, term, requests));
+    }
+
+    /// Raft refused the batch: the waiters to answer with an error.
+    pub fn refuse(&mut self, requests: Vec<InternalRequest>) -> Vec<W> {
+        requests.iter().filter_map(|r| self.waiters.remove(&r.id)).collect()
+    }
+
+    /// The requests of a committed normal entry, with their waiters.
+    pub fn committed(&mut self, index: u64, term: u64, data: &[u8]) -> ToApply<W> {
+        let requests = match self.take_proposed(index, term) {
+            Some(r) => r,
+            None if data.is_empty() => Vec::new(), // a new leader's empty entry
+            // Entries are written only by this code; an undecodable one is corruption (a
+            // panic ends the process: the log on disk is not touched).
+            None => EntryBatch::decode(data).unwrap_or_else(|e| panic!("undecodable raft entry at index {index}: {e}")).requests,
+        };
+        let (waiters, requests) = requests.into_iter().map(|ir| (self.waiters.remove(&ir.id), ir.request)).unzip();
+        ToApply { index, term, requests, waiters, conf_change: false }
+    }
+
+    /// The requests of entry (index, term) if this node proposed it; older leftovers (entries a
+    /// new leader replaced) are dropped on the way. Their waiters stay until the request
+    /// timeout answers the client (as etcd's do); with a single voter there are none.
+    fn take_proposed(&mut self, index: u64, term: u64) -> Option<Vec<InternalRequest>> {
+        while self.proposed.front().is_some_and(|(i, _, _)| *i < index) {
+            self.proposed.pop_front();
+        }
+        if self.proposed.front().is_none_or(|(i, _, _)| *i != index) {
+            return None;
+        }
+        let (_, proposed_term, requests) = self.proposed.pop_front()?;
+        (proposed_term == term).then_some(requests)
+    }
+}

@@ -1,0 +1,45 @@
+//! Physical compaction on a shard, in the background: chunk by chunk, yielding between chunks,
+//! paused while a snapshot segment is being written (so a segment holds all history at its
+//! revision).
+
+use std::rc::Rc;
+
+use super::actor::{yield_now, ShardState};
+
+/// Keys compacted per step of a background compaction.
+const COMPACT_CHUNK_KEYS: usize = 10_000;
+/// How often a paused compaction checks whether the snapshot is done.
+const SNAPSHOT_WAIT: std::time::Duration = std::time::Duration::from_millis(5);
+
+
+impl ShardState {
+    /// Physical compaction in chunks of `COMPACT_CHUNK_KEYS`, yielding between chunks so writes
+    /// and reads keep flowing; waits while a snapshot is being written.
+    pub(super) async fn compact_in_background(self: Rc<Self>) {
+        // Below any revision a compaction can name (etcd accepts one at 0), so every waiter is answered.
+        let mut done_rev = -1;
+        while self.compact_target.get() > done_rev {
+            let target = self.compact_target.get();
+            let mut cursor: Option<Vec<u8>> = None;
+            loop {
+                while self.snapshots.get() > 0 {
+                    glommio::timer::sleep(SNAPSHOT_WAIT).await;
+                }
+                cursor = self.store.borrow_mut().compact_chunk(target, cursor.as_deref(), COMPACT_CHUNK_KEYS);
+                self.publish();
+                if cursor.is_none() {
+                    break;
+                }
+                yield_now().await;
+            }
+            done_rev = target;
+            let (done, pending): (Vec<_>, Vec<_>) =
+                self.compact_waiters.borrow_mut().drain(..).partition(|(rev, _)| *rev <= done_rev);
+            *self.compact_waiters.borrow_mut() = pending;
+            for (_, waiter) in done {
+                let _ = waiter.send(());
+            }
+        }
+        self.compacting.set(false);
+    }
+}

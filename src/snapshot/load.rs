@@ -1,0 +1,51 @@
+//! Boot: the segments a manifest names, loaded into the shards' stores.
+
+use std::path::Path;
+
+use super::Manifest;
+use crate::mvcc::segment;
+use crate::mvcc::store::Store;
+use crate::shard::router::shard_of;
+
+/// Total size of the snapshot's segment files.
+pub fn segment_bytes(dir: &Path, m: &Manifest) -> u64 {
+    m.segments.iter().filter_map(|name| std::fs::metadata(dir.join(name)).ok()).map(|md| md.len()).sum()
+}
+
+/// Loads the snapshot's segments into `shards` stores, routing each key to its owner (the
+/// shard count may differ from the snapshot's). A key's records from several segments (a full
+/// one and deltas) are joined in revision order; history compacted since an older segment
+/// was written is compacted again.
+pub fn load_stores(dir: &Path, m: &Manifest, shards: usize) -> Result<Vec<Store>, String> {
+    let mut parts: Vec<Vec<segment::SegKey>> = (0..shards).map(|_| Vec::new()).collect();
+    for name in &m.segments {
+        for k in segment::read(&dir.join(name))? {
+            parts[shard_of(&k.key, shards)].push(k);
+        }
+    }
+    Ok(parts
+        .into_iter()
+        .map(|keys| {
+            let mut store = Store::restore(join_keys(keys), m.compact_rev, m.rev);
+            store.compact_physical(m.compact_rev);
+            store
+        })
+        .collect())
+}
+
+/// Sorts keys and joins the records of a key found in several segments, oldest first.
+fn join_keys(mut keys: Vec<segment::SegKey>) -> Vec<segment::SegKey> {
+    keys.sort_by(|a, b| a.key.cmp(&b.key)); // stable: a key's segments stay oldest first
+    let mut joined: Vec<segment::SegKey> = Vec::with_capacity(keys.len());
+    for k in keys {
+        match joined.last_mut() {
+            Some(last) if last.key == k.key => {
+                last.records.extend(k.records);
+                last.records.sort_by_key(|r| r.rev());
+                last.records.dedup_by_key(|r| r.rev());
+            }
+            _ => joined.push(k),
+        }
+    }
+    joined
+}
