@@ -16,6 +16,7 @@ use glommio::{LocalExecutorBuilder, Placement};
 use tokio::sync::oneshot;
 
 use super::mailbox::{ShardMsg, Shards, SHARD_QUEUE_CAPACITY};
+use crate::mvcc::persist;
 use crate::mvcc::segment::{self, SegmentInfo};
 use crate::mvcc::store::Store;
 use crate::reply::{self, Delivery, Outbox};
@@ -296,7 +297,7 @@ impl ShardState {
         let started = std::time::Instant::now();
         // The segment holds what was written up to here (later writes queue behind this order).
         let cut = self.store.borrow().written_bytes();
-        let result = segment::write(path.clone(), &self.store, since, rev).await.map_err(|e| {
+        let result = persist::write_segment(path.clone(), &self.store, since, rev).await.map_err(|e| {
             // A partial segment is in no manifest: remove it (on a full disk it holds space).
             let _ = std::fs::remove_file(&path);
             if crate::durable::is_disk_full(&e) {
