@@ -1,9 +1,13 @@
 //! Every metric name ballast exports, in one place, with etcd's names, types, labels and
 //! buckets where etcd has the metric (etcd: server/etcdserver/metrics.go, server/storage/wal,
 //! server/storage/backend, server/storage/mvcc, go-grpc-prometheus), plus `ballast_*` metrics
-//! for what etcd cannot show. `install` sets up the recorder behind /metrics; `refresh`
-//! samples the gauges derived from shared state on each scrape.
+//! for what etcd cannot show. `install` sets up the recorder behind /metrics and registers
+//! every series known at start-up; `handles` are the cached handles of the hot paths' metrics;
+//! `refresh` samples the gauges derived from shared state on each scrape.
 
+use std::sync::{LazyLock, OnceLock};
+
+use metrics::{Counter, Gauge, Histogram, KeyName, SharedString, Unit};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 // --- etcd: disk
@@ -68,7 +72,9 @@ fn rtt_buckets() -> Vec<f64> {
 }
 
 /// go-grpc-prometheus defaults (prometheus.DefBuckets).
-const GRPC_BUCKETS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+fn grpc_buckets() -> Vec<f64> {
+    vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]
+}
 /// Batch sizes: 1 .. 4096 by powers of two.
 fn batch_buckets() -> Vec<f64> {
     (0..13).map(|i| f64::powi(2.0, i)).collect()
@@ -81,79 +87,175 @@ fn apply_buckets() -> Vec<f64> {
     (0..14).map(|i| 0.00001 * f64::powi(2.0, i)).collect()
 }
 
-/// Installs the global recorder; the handle renders the exposition text for /metrics.
+#[derive(Clone, Copy)]
+pub enum Kind {
+    Counter,
+    Gauge,
+    /// With the bucket bounds.
+    Histogram(fn() -> Vec<f64>),
+}
+
+/// One exported metric. An unlabeled metric's series is registered at `install`, so it is
+/// exported from the first scrape (counters and gauges at 0, histograms with empty buckets), as
+/// etcd's are; a labeled one's series appear where their label values are known.
+pub struct Metric {
+    pub name: &'static str,
+    pub kind: Kind,
+    pub unit: Option<Unit>,
+    pub help: &'static str,
+    pub labeled: bool,
+}
+
+impl Metric {
+    const fn new(name: &'static str, kind: Kind, help: &'static str) -> Metric {
+        Metric { name, kind, unit: None, help, labeled: false }
+    }
+    const fn unit(self, unit: Unit) -> Metric {
+        Metric { unit: Some(unit), ..self }
+    }
+    const fn labeled(self) -> Metric {
+        Metric { labeled: true, ..self }
+    }
+
+    fn describe(&self) {
+        let (name, unit, help) = (KeyName::from_const_str(self.name), self.unit, SharedString::const_str(self.help));
+        metrics::with_recorder(|r| match self.kind {
+            Kind::Counter => r.describe_counter(name, unit, help),
+            Kind::Gauge => r.describe_gauge(name, unit, help),
+            Kind::Histogram(_) => r.describe_histogram(name, unit, help),
+        });
+    }
+
+    fn register(&self) {
+        match self.kind {
+            Kind::Counter => drop(metrics::counter!(self.name)),
+            Kind::Gauge => drop(metrics::gauge!(self.name)),
+            Kind::Histogram(_) => drop(metrics::histogram!(self.name)),
+        }
+    }
+}
+
+use Kind::{Counter as C, Gauge as G, Histogram as H};
+const SECONDS: Unit = Unit::Seconds;
+const BYTES: Unit = Unit::Bytes;
+
+/// Every metric ballast exports, with etcd's help text where etcd has it.
+pub const METRICS: &[Metric] = &[
+    Metric::new(WAL_FSYNC_SECONDS, H(disk_buckets), "The latency distributions of fsync called by WAL.").unit(SECONDS),
+    Metric::new(BACKEND_COMMIT_SECONDS, H(disk_buckets), "The latency distributions of commit called by backend (ballast: snapshot segment writes).").unit(SECONDS),
+    Metric::new(HAS_LEADER, G, "Whether or not a leader exists. 1 is existence, 0 is not."),
+    Metric::new(IS_LEADER, G, "Whether or not this member is a leader. 1 if is, 0 otherwise."),
+    Metric::new(LEADER_CHANGES, C, "The number of leader changes seen."),
+    Metric::new(PROPOSALS_COMMITTED, G, "The total number of consensus proposals committed."),
+    Metric::new(PROPOSALS_APPLIED, G, "The total number of consensus proposals applied."),
+    Metric::new(PROPOSALS_PENDING, G, "The current number of pending proposals to commit."),
+    Metric::new(PROPOSALS_FAILED, C, "The total number of failed proposals seen."),
+    Metric::new(SERVER_VERSION, G, "Which version is running. 1 for 'server_version' label with current version.").labeled(),
+    Metric::new(QUOTA_BACKEND_BYTES, G, "Current backend storage quota size in bytes."),
+    Metric::new(DB_TOTAL_SIZE, G, "Total size of the underlying database physically allocated in bytes.").unit(BYTES),
+    Metric::new(DB_TOTAL_SIZE_IN_USE, G, "Total size of the underlying database logically in use in bytes.").unit(BYTES),
+    Metric::new(KEYS_TOTAL, G, "Total number of keys."),
+    Metric::new(PEER_RTT_SECONDS, H(rtt_buckets), "Round-Trip-Time histogram between peers").unit(SECONDS).labeled(),
+    Metric::new(PEER_SENT_BYTES, C, "The total number of bytes sent to peers.").unit(BYTES).labeled(),
+    Metric::new(PEER_RECEIVED_BYTES, C, "The total number of bytes received from peers.").unit(BYTES).labeled(),
+    Metric::new(PEER_SENT_FAILURES, C, "The total number of send failures from peers.").labeled(),
+    Metric::new(CLIENT_GRPC_SENT_BYTES, C, "The total number of bytes sent to grpc clients.").unit(BYTES),
+    Metric::new(CLIENT_GRPC_RECEIVED_BYTES, C, "The total number of bytes received from grpc clients.").unit(BYTES),
+    Metric::new(GRPC_STARTED, C, "Total number of RPCs started on the server.").labeled(),
+    Metric::new(GRPC_HANDLED, C, "Total number of RPCs completed on the server, regardless of success or failure.").labeled(),
+    Metric::new(GRPC_MSG_RECEIVED, C, "Total number of RPC stream messages received on the server.").labeled(),
+    Metric::new(GRPC_MSG_SENT, C, "Total number of gRPC stream messages sent by the server.").labeled(),
+    Metric::new(GRPC_HANDLING_SECONDS, H(grpc_buckets), "Histogram of response latency (seconds) of gRPC that had been application-level handled by the server.").unit(SECONDS).labeled(),
+    Metric::new(PROCESS_RESIDENT_MEMORY, G, "Resident memory size in bytes.").unit(BYTES),
+    Metric::new(PROCESS_VIRTUAL_MEMORY, G, "Virtual memory size in bytes.").unit(BYTES),
+    // A gauge here (the exporter's counters are integers); rate() works the same on it.
+    Metric::new(PROCESS_CPU_SECONDS, G, "Total user and system CPU time spent in seconds.").unit(SECONDS),
+    Metric::new(PROCESS_OPEN_FDS, G, "Number of open file descriptors."),
+    Metric::new(PROCESS_MAX_FDS, G, "Maximum number of open file descriptors."),
+    Metric::new(PROCESS_START_TIME, G, "Start time of the process since unix epoch in seconds.").unit(SECONDS),
+    Metric::new(BUILD_INFO, G, "ballast build; 1 for the 'version' label with ballast's version.").labeled(),
+    Metric::new(SHARD_QUEUE_DEPTH, G, "Messages waiting in each shard's queue.").labeled(),
+    Metric::new(SHARD_APPLY_SECONDS, H(apply_buckets), "Time a shard spends applying one write message.").unit(SECONDS).labeled(),
+    Metric::new(SHARD_KEYS, G, "Live keys held by each shard.").labeled(),
+    Metric::new(SHARD_SIZE_BYTES, G, "Bytes held by each shard's MVCC store.").unit(BYTES).labeled(),
+    Metric::new(WAL_BATCH_ENTRIES, H(batch_buckets), "Raft entries made durable by one WAL write (group commit)."),
+    Metric::new(WAL_BATCH_BYTES, H(batch_bytes_buckets), "Bytes made durable by one WAL write.").unit(BYTES),
+    Metric::new(IO_URING_SUBMISSIONS, C, "Writes and syncs submitted to io_uring, by kind.").labeled(),
+    Metric::new(RAFT_PROPOSAL_BATCH, H(batch_buckets), "Client requests batched into one raft entry."),
+    Metric::new(APPLIED_REVISION, G, "The newest revision every shard has applied."),
+    Metric::new(COMPACT_REVISION, G, "The compaction revision."),
+    Metric::new(SNAPSHOT_SECONDS, H(disk_buckets), "Time to write a snapshot (all shards' segments and the manifest).").unit(SECONDS),
+];
+
+/// Installs the global recorder and registers every metric's series that can exist from
+/// start-up; the handle renders the exposition text for /metrics.
 pub fn install(compat_version: &str, quota_bytes: u64) -> Result<PrometheusHandle, String> {
-    let b = PrometheusBuilder::new();
-    let set = |b: PrometheusBuilder, name: &str, buckets: &[f64]| {
-        b.set_buckets_for_metric(Matcher::Full(name.to_string()), buckets).map_err(|e| format!("metrics buckets: {e}"))
-    };
-    let b = set(b, WAL_FSYNC_SECONDS, &disk_buckets())?;
-    let b = set(b, BACKEND_COMMIT_SECONDS, &disk_buckets())?;
-    let b = set(b, SNAPSHOT_SECONDS, &disk_buckets())?;
-    let b = set(b, PEER_RTT_SECONDS, &rtt_buckets())?;
-    let b = set(b, GRPC_HANDLING_SECONDS, GRPC_BUCKETS)?;
-    let b = set(b, WAL_BATCH_ENTRIES, &batch_buckets())?;
-    let b = set(b, RAFT_PROPOSAL_BATCH, &batch_buckets())?;
-    let b = set(b, WAL_BATCH_BYTES, &batch_bytes_buckets())?;
-    let b = set(b, SHARD_APPLY_SECONDS, &apply_buckets())?;
+    let mut b = PrometheusBuilder::new();
+    for m in METRICS {
+        if let Kind::Histogram(buckets) = m.kind {
+            b = b.set_buckets_for_metric(Matcher::Full(m.name.to_string()), &buckets()).map_err(|e| format!("metrics buckets: {e}"))?;
+        }
+    }
     let handle = b.install_recorder().map_err(|e| format!("metrics recorder: {e}"))?;
-    describe();
+    for m in METRICS {
+        m.describe();
+        if !m.labeled {
+            m.register();
+        }
+    }
+    let _ = HANDLES.set(Handles::new());
     metrics::gauge!(SERVER_VERSION, "server_version" => compat_version.to_string()).set(1.0);
     metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
     metrics::gauge!(QUOTA_BACKEND_BYTES).set(quota_bytes as f64);
-    // Series etcd exports from start-up, at 0 (queries and alerts expect them to exist).
-    metrics::counter!(PROPOSALS_FAILED).absolute(0);
-    metrics::counter!(LEADER_CHANGES).absolute(0);
-    crate::server::grpc_metrics::preregister();
     Ok(handle)
 }
 
-fn describe() {
-    use metrics::{describe_counter as c, describe_gauge as g, describe_histogram as h, Unit};
-    h!(WAL_FSYNC_SECONDS, Unit::Seconds, "The latency distributions of fsync called by WAL.");
-    h!(BACKEND_COMMIT_SECONDS, Unit::Seconds, "The latency distributions of commit called by backend (ballast: snapshot segment writes).");
-    g!(HAS_LEADER, "Whether or not a leader exists. 1 is existence, 0 is not.");
-    g!(IS_LEADER, "Whether or not this member is a leader. 1 if is, 0 otherwise.");
-    c!(LEADER_CHANGES, "The number of leader changes seen.");
-    g!(PROPOSALS_COMMITTED, "The total number of consensus proposals committed.");
-    g!(PROPOSALS_APPLIED, "The total number of consensus proposals applied.");
-    g!(PROPOSALS_PENDING, "The current number of pending proposals to commit.");
-    c!(PROPOSALS_FAILED, "The total number of failed proposals seen.");
-    g!(SERVER_VERSION, "Which version is running. 1 for 'server_version' label with current version.");
-    g!(QUOTA_BACKEND_BYTES, "Current backend storage quota size in bytes.");
-    g!(DB_TOTAL_SIZE, Unit::Bytes, "Total size of the underlying database physically allocated in bytes.");
-    g!(DB_TOTAL_SIZE_IN_USE, Unit::Bytes, "Total size of the underlying database logically in use in bytes.");
-    g!(KEYS_TOTAL, "Total number of keys.");
-    h!(PEER_RTT_SECONDS, Unit::Seconds, "Round-Trip-Time histogram between peers");
-    c!(PEER_SENT_BYTES, Unit::Bytes, "The total number of bytes sent to peers.");
-    c!(PEER_RECEIVED_BYTES, Unit::Bytes, "The total number of bytes received from peers.");
-    c!(PEER_SENT_FAILURES, "The total number of send failures from peers.");
-    c!(CLIENT_GRPC_SENT_BYTES, Unit::Bytes, "The total number of bytes sent to grpc clients.");
-    c!(CLIENT_GRPC_RECEIVED_BYTES, Unit::Bytes, "The total number of bytes received from grpc clients.");
-    c!(GRPC_STARTED, "Total number of RPCs started on the server.");
-    c!(GRPC_HANDLED, "Total number of RPCs completed on the server, regardless of success or failure.");
-    c!(GRPC_MSG_RECEIVED, "Total number of RPC stream messages received on the server.");
-    c!(GRPC_MSG_SENT, "Total number of gRPC stream messages sent by the server.");
-    h!(GRPC_HANDLING_SECONDS, Unit::Seconds, "Histogram of response latency (seconds) of gRPC that had been application-level handled by the server.");
-    g!(PROCESS_RESIDENT_MEMORY, Unit::Bytes, "Resident memory size in bytes.");
-    g!(PROCESS_VIRTUAL_MEMORY, Unit::Bytes, "Virtual memory size in bytes.");
-    // A gauge here (the exporter's counters are integers); rate() works the same on it.
-    g!(PROCESS_CPU_SECONDS, Unit::Seconds, "Total user and system CPU time spent in seconds.");
-    g!(PROCESS_OPEN_FDS, "Number of open file descriptors.");
-    g!(PROCESS_MAX_FDS, "Maximum number of open file descriptors.");
-    g!(PROCESS_START_TIME, Unit::Seconds, "Start time of the process since unix epoch in seconds.");
-    g!(BUILD_INFO, "ballast build; 1 for the 'version' label with ballast's version.");
-    g!(SHARD_QUEUE_DEPTH, "Messages waiting in each shard's queue.");
-    h!(SHARD_APPLY_SECONDS, Unit::Seconds, "Time a shard spends applying one write message.");
-    g!(SHARD_KEYS, "Live keys held by each shard.");
-    g!(SHARD_SIZE_BYTES, Unit::Bytes, "Bytes held by each shard's MVCC store.");
-    h!(WAL_BATCH_ENTRIES, "Raft entries made durable by one WAL write (group commit).");
-    h!(WAL_BATCH_BYTES, Unit::Bytes, "Bytes made durable by one WAL write.");
-    c!(IO_URING_SUBMISSIONS, "Writes and syncs submitted to io_uring, by kind.");
-    h!(RAFT_PROPOSAL_BATCH, "Client requests batched into one raft entry.");
-    g!(APPLIED_REVISION, "The newest revision every shard has applied.");
-    g!(COMPACT_REVISION, "The compaction revision.");
-    h!(SNAPSHOT_SECONDS, Unit::Seconds, "Time to write a snapshot (all shards' segments and the manifest).");
+/// The handles of the metrics recorded per request, per raft turn or per write, resolved once:
+/// recording through them looks up no name and allocates no label.
+pub struct Handles {
+    pub wal_fsync_seconds: Histogram,
+    pub wal_batch_entries: Histogram,
+    pub wal_batch_bytes: Histogram,
+    pub io_uring_writes: Counter,
+    pub io_uring_fsyncs: Counter,
+    pub backend_commit_seconds: Histogram,
+    pub snapshot_seconds: Histogram,
+    pub raft_proposal_batch: Histogram,
+    pub proposals_failed: Counter,
+    pub proposals_pending: Gauge,
+    pub leader_changes: Counter,
+    pub client_grpc_received_bytes: Counter,
+    pub client_grpc_sent_bytes: Counter,
+}
+
+impl Handles {
+    fn new() -> Handles {
+        use metrics::{counter, gauge, histogram};
+        Handles {
+            wal_fsync_seconds: histogram!(WAL_FSYNC_SECONDS),
+            wal_batch_entries: histogram!(WAL_BATCH_ENTRIES),
+            wal_batch_bytes: histogram!(WAL_BATCH_BYTES),
+            io_uring_writes: counter!(IO_URING_SUBMISSIONS, "kind" => "write"),
+            io_uring_fsyncs: counter!(IO_URING_SUBMISSIONS, "kind" => "fsync"),
+            backend_commit_seconds: histogram!(BACKEND_COMMIT_SECONDS),
+            snapshot_seconds: histogram!(SNAPSHOT_SECONDS),
+            raft_proposal_batch: histogram!(RAFT_PROPOSAL_BATCH),
+            proposals_failed: counter!(PROPOSALS_FAILED),
+            proposals_pending: gauge!(PROPOSALS_PENDING),
+            leader_changes: counter!(LEADER_CHANGES),
+            client_grpc_received_bytes: counter!(CLIENT_GRPC_RECEIVED_BYTES),
+            client_grpc_sent_bytes: counter!(CLIENT_GRPC_SENT_BYTES),
+        }
+    }
+}
+
+static HANDLES: OnceLock<Handles> = OnceLock::new();
+/// Before `install` (unit tests, offline tools) the handles record nowhere.
+static UNINSTALLED: LazyLock<Handles> = LazyLock::new(Handles::new);
+
+/// The cached handles; after `install`, those of the installed recorder.
+pub fn handles() -> &'static Handles {
+    HANDLES.get().unwrap_or(&UNINSTALLED)
 }
 
 /// Samples the gauges derived from shared status and the process; called on each scrape.

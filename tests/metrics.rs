@@ -129,3 +129,30 @@ async fn invented_grpc_paths_add_no_metric_series() {
     assert!(c.lease_grant(10, None).await.is_err());
     assert!(scrape(&s).contains(r#"grpc_server_started_total{grpc_type="unary",grpc_service="etcdserverpb.Lease",grpc_method="LeaseGrant"} 1"#));
 }
+
+/// The metric names of the sample lines (a histogram's by its `_count` line).
+fn exported_names(metrics: &str) -> std::collections::HashSet<&str> {
+    let names = metrics.lines().filter(|l| !l.starts_with('#')).filter_map(|l| l.split(['{', ' ']).next());
+    names.map(|n| n.strip_suffix("_count").unwrap_or(n)).collect()
+}
+
+#[tokio::test]
+async fn a_fresh_server_exports_every_metric_from_the_first_scrape() {
+    let s = common::Server::start(&["--shards", "2"]);
+    let first = scrape(&s);
+    let exported = exported_names(&first);
+    for m in ballast::metrics::METRICS {
+        // As etcd, the peer series appear once there are peers.
+        if !m.name.starts_with("etcd_network_peer_") {
+            assert!(exported.contains(m.name), "missing {} in the first scrape:\n{first}", m.name);
+        }
+    }
+    // Histograms nothing recorded yet show etcd's buckets at 0.
+    assert_eq!(sample(&first, "etcd_disk_backend_commit_duration_seconds_bucket{le=\"0.001\"}"), Some(0.0));
+    assert_eq!(sample(&first, "etcd_disk_backend_commit_duration_seconds_count"), Some(0.0));
+    assert_eq!(sample(&first, "etcd_server_proposals_failed_total"), Some(0.0));
+    let compact = r#"grpc_server_handled_total{grpc_type="unary",grpc_service="etcdserverpb.KV",grpc_method="Compact",grpc_code="OK"}"#;
+    assert_eq!(sample(&first, compact), Some(0.0));
+    let snapshot = r#"grpc_server_handling_seconds_count{grpc_type="server_stream",grpc_service="etcdserverpb.Maintenance",grpc_method="Snapshot"}"#;
+    assert_eq!(sample(&first, snapshot), Some(0.0));
+}

@@ -354,7 +354,7 @@ async fn dashboard_and_alert_queries_work_on_a_live_prometheus() {
     let after = Instant::now();
     p.wait_for("three scrapes after the load", 30, |p| {
         after.elapsed() > Duration::from_secs(3)
-            && p.query(&format!("count_over_time(up{{job=\"{JOB}\"}}[1m])")).first().map_or(false, |r| r["value"][1].as_str().unwrap().parse::<f64>().unwrap() >= 4.0)
+            && p.query(&format!("count_over_time(up{{job=\"{JOB}\"}}[1m])")).first().is_some_and(|r| r["value"][1].as_str().unwrap().parse::<f64>().unwrap() >= 4.0)
     });
 
     // Every rule loaded and evaluates without error.

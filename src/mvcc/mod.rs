@@ -1,11 +1,13 @@
 //! Multi-version key-value state of one shard. Each key keeps its history of revisions
 //! (`index.rs`, as etcd's keyIndex); `store.rs` answers ranges at a revision and applies
 //! writes at the revision the applier assigns. Compaction drops history below a revision.
-//! `segment.rs` writes and reads a shard's state as an immutable rkyv snapshot segment;
-//! `key_set.rs` is a set of keys and spans for txn checks.
+//! `segment.rs` is the codec of an immutable rkyv snapshot segment (no IO runtime, no store);
+//! `persist.rs` writes a shard's store to one; `key_set.rs` is a set of keys and spans for txn
+//! checks.
 
 pub mod index;
 pub mod key_set;
+pub mod persist;
 pub mod segment;
 pub mod store;
 pub mod value;

@@ -25,6 +25,7 @@ use super::log_writer::{LogWriter, WalWrite};
 use super::proposals::{Proposals, ToApply};
 use super::reads::Reads;
 use super::snapshots::{Schedule, SnapshotOrder};
+pub use super::storage::SnapPoint;
 use crate::error::Error;
 use crate::proto::ballastpb::internal_request::Request;
 use crate::wal::recover::Recovered;
@@ -52,14 +53,6 @@ pub struct CoreConfig {
     pub snapshot_count: u64,
     /// The first proposal id: unique across restarts (the boot time in nanoseconds).
     pub first_proposal_id: u64,
-}
-
-/// Where a snapshot left the log: raft resumes after it.
-#[derive(Debug, Clone)]
-pub struct SnapPoint {
-    pub index: u64,
-    pub term: u64,
-    pub voters: Vec<u64>,
 }
 
 /// What the driver must do. `W` answers a write, `R` a read, barrier or snapshot request.
@@ -285,7 +278,7 @@ impl<W, R> Core<W, R> {
 
     fn propose_batch(&mut self) {
         let Some((requests, data)) = self.proposals.take_batch() else { return };
-        metrics::histogram!(crate::metrics::RAFT_PROPOSAL_BATCH).record(requests.len() as f64);
+        crate::metrics::handles().raft_proposal_batch.record(requests.len() as f64);
         match self.raw.propose(vec![], data) {
             Ok(()) => {
                 let r = &self.raw.raft;
@@ -293,7 +286,7 @@ impl<W, R> Core<W, R> {
             }
             Err(e) => {
                 crate::log::warn("raft dropped a proposal", &[("error", e.to_string())]);
-                metrics::counter!(crate::metrics::PROPOSALS_FAILED).increment(requests.len() as u64);
+                crate::metrics::handles().proposals_failed.increment(requests.len() as u64);
                 let refused = self.proposals.refuse(requests);
                 self.out.refused.extend(refused.into_iter().map(|w| (w, Error::NoLeader)));
             }

@@ -222,10 +222,10 @@ impl Driver {
         self.carry_out(out).await;
         let (term, leader, commit) = self.core.progress();
         if leader != self.status.leader() && leader != raft::INVALID_ID {
-            metrics::counter!(m::LEADER_CHANGES).increment(1);
+            m::handles().leader_changes.increment(1);
         }
         self.status.publish_raft(term, leader, commit);
-        metrics::gauge!(m::PROPOSALS_PENDING).set(self.core.pending_proposals() as f64);
+        m::handles().proposals_pending.set(self.core.pending_proposals() as f64);
         self.outbox.flush();
     }
 

@@ -6,8 +6,15 @@
 use raft::prelude::{ConfState, Snapshot};
 use raft::storage::MemStorage;
 
-use super::core::SnapPoint;
 use crate::wal::recover::Recovered;
+
+/// Where a snapshot left the log: raft resumes after it.
+#[derive(Debug, Clone)]
+pub struct SnapPoint {
+    pub index: u64,
+    pub term: u64,
+    pub voters: Vec<u64>,
+}
 
 pub fn restore(voters: Vec<u64>, recovered: &Recovered, snap: Option<&SnapPoint>) -> Result<MemStorage, String> {
     let storage = match snap {

@@ -311,7 +311,7 @@ fn client_routes(cfg: &Config, ctx: Arc<Ctx>, metrics: metrics_exporter_promethe
     let kv = KvServer::new(KvService::new(ctx.clone())).max_decoding_message_size(max_msg).max_encoding_message_size(usize::MAX);
     let maintenance = MaintenanceServer::new(MaintenanceService::new(ctx.clone())).max_decoding_message_size(max_msg);
     let cluster = ClusterServer::new(ClusterService::new(ctx.clone())).max_decoding_message_size(max_msg);
-    let grpc = tonic::service::Routes::new(kv).add_service(maintenance).add_service(cluster);
+    let grpc = grpc_metrics::ServedRoutes::default().add_service(kv).add_service(maintenance).add_service(cluster).into_routes();
     let router = grpc.into_axum_router().merge(http::router(ctx, metrics));
     tonic::service::Routes::from(router)
 }

@@ -4,6 +4,7 @@
 use std::rc::Rc;
 
 use super::actor::{yield_now, ShardState};
+use crate::mvcc::persist;
 use crate::mvcc::segment::{self, SegmentInfo};
 
 impl ShardState {
@@ -13,7 +14,7 @@ impl ShardState {
         let started = std::time::Instant::now();
         // The segment holds what was written up to here (later writes queue behind this order).
         let cut = self.store.borrow().written_bytes();
-        let result = segment::write(path.clone(), &self.store, since, rev).await.map_err(|e| {
+        let result = persist::write_segment(path.clone(), &self.store, since, rev).await.map_err(|e| {
             // A partial segment is in no manifest: remove it (on a full disk it holds space).
             let _ = std::fs::remove_file(&path);
             if crate::durable::is_disk_full(&e) {
@@ -28,7 +29,7 @@ impl ShardState {
             self.written_at_segment.set(cut);
             self.publish();
         }
-        metrics::histogram!(crate::metrics::BACKEND_COMMIT_SECONDS).record(started.elapsed().as_secs_f64());
+        crate::metrics::handles().backend_commit_seconds.record(started.elapsed().as_secs_f64());
         if result.is_ok() {
             if let Err(e) = self.adopt_segment(&path).await {
                 crate::log::warn("values stay on the heap: cannot map the new segment", &[("error", e)]);

@@ -90,7 +90,7 @@ impl Coordinator {
     /// Records the outcome of the running snapshot.
     pub fn finish(&mut self, result: Finished) -> Result<(), String> {
         if let Some(started) = self.started.take() {
-            metrics::histogram!(m::SNAPSHOT_SECONDS).record(started.elapsed().as_secs_f64());
+            m::handles().snapshot_seconds.record(started.elapsed().as_secs_f64());
         }
         match result {
             Ok(m) => {

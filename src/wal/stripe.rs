@@ -267,7 +267,7 @@ impl Stripe {
         }
         let (start, data) = self.block_aligned_write();
         let write_bytes = data.len();
-        metrics::counter!(m::IO_URING_SUBMISSIONS, "kind" => "write").increment(1);
+        m::handles().io_uring_writes.increment(1);
         // etcd's fsync histogram: here the durable write (copy + sync; the copy is negligible).
         let sync_started = std::time::Instant::now();
         let written = match self.own_ring.as_mut() {
@@ -282,9 +282,9 @@ impl Stripe {
             Ok(n) => fatal(&format!("short wal write: {n} of {write_bytes} bytes")),
             Err(e) => fatal(&format!("wal write failed: {e}")),
         }
-        metrics::histogram!(m::WAL_FSYNC_SECONDS).record(sync_started.elapsed().as_secs_f64());
-        metrics::histogram!(m::WAL_BATCH_ENTRIES).record(entries as f64);
-        metrics::histogram!(m::WAL_BATCH_BYTES).record(bytes as f64);
+        m::handles().wal_fsync_seconds.record(sync_started.elapsed().as_secs_f64());
+        m::handles().wal_batch_entries.record(entries as f64);
+        m::handles().wal_batch_bytes.record(bytes as f64);
         self.advance_tail(bytes);
         self.max_seq = max_seq;
         self.prepare_next_when_due();

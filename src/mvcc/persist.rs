@@ -1,0 +1,56 @@
+//! A shard's store written to a snapshot segment: the glue between the store (which cuts its
+//! records chunk by chunk) and the segment codec, with the file written through glommio's
+//! io_uring. The writer takes one chunk between writes, so the shard keeps serving while its
+//! snapshot is written (physical compaction waits until the snapshot is done, so history at the
+//! snapshot revision stays). Loading goes the other way through `segment::read` and
+//! `Store::restore`.
+
+use std::cell::RefCell;
+use std::path::PathBuf;
+
+use super::segment::{Encoder, SegmentInfo};
+use super::store::Store;
+
+/// Keys per chunk (one rkyv block, one write). Cutting and serializing a chunk, and adopting
+/// one after the write, run on the shard between its other work: 4096 keys made bursts of a few
+/// ms, which put 1000 clients' p99 at 50-52 ms when a snapshot fell in the run; 512 gave 31-37 ms.
+const CHUNK_KEYS: usize = 512;
+
+/// Writes the records of `store` after `since` (0: all) up to `rev` to `path` through io_uring
+/// and fdatasyncs it.
+pub async fn write_segment(path: PathBuf, store: &RefCell<Store>, since: i64, rev: i64) -> std::io::Result<SegmentInfo> {
+    let file = glommio::io::BufferedFile::create(&path).await?;
+    let mut encoder = Encoder::default();
+    let mut after: Option<Vec<u8>> = None;
+    loop {
+        let (chunk, next) = store.borrow().snapshot_chunk(after.as_deref(), since, rev, CHUNK_KEYS);
+        if chunk.is_empty() {
+            glommio::executor().yield_now().await; // let the shard serve between scans
+        } else {
+            encoder.chunk(chunk)?;
+            write_all(&file, encoder.take()).await?;
+        }
+        match next {
+            Some(k) => after = Some(k),
+            None => break,
+        }
+    }
+    crate::failpoint::crash("snapshot-segment-unfinished");
+    encoder.finish();
+    write_all(&file, encoder.take()).await?;
+    crate::metrics::handles().io_uring_fsyncs.increment(1);
+    file.fdatasync().await?;
+    file.close().await?;
+    Ok(SegmentInfo { path, size_bytes: encoder.size_bytes(), keys: encoder.keys() })
+}
+
+async fn write_all(file: &glommio::io::BufferedFile, (at, data): (u64, Vec<u8>)) -> std::io::Result<()> {
+    let len = data.len();
+    crate::metrics::handles().io_uring_writes.increment(1);
+    let n = file.write_at(data, at).await?;
+    if n != len {
+        // A short write means the file system ran out of room (or of file size).
+        return Err(std::io::Error::new(std::io::ErrorKind::StorageFull, format!("short write: {n} of {len} bytes")));
+    }
+    Ok(())
+}
