@@ -34,11 +34,13 @@ impl FlagValues {
     }
 }
 
+/// What the command line holds: a request for help, or flags to go on with.
 pub(super) enum Scan {
     Help,
     Flags(FlagValues),
 }
 
+/// Go's `flag.FlagSet.Parse`: syntax errors exit 2; stops at `--` or the first non-flag.
 pub(super) fn scan_command_line(args: &[String]) -> Result<Scan, ConfigError> {
     let mut flags = FlagValues::default();
     let mut i = 0;
@@ -118,6 +120,7 @@ fn unimplemented_warning(flags: &FlagValues, name: &str) -> String {
     }
 }
 
+/// One warning for each flag given that ballast accepts but does not implement.
 pub(super) fn warn_unimplemented(flags: &FlagValues, warnings: &mut Vec<String>) {
     for name in &flags.order {
         if !lookup(name).is_some_and(|s| s.implemented) {
@@ -126,6 +129,7 @@ pub(super) fn warn_unimplemented(flags: &FlagValues, warnings: &mut Vec<String>)
     }
 }
 
+/// With a config file, etcd ignores every flag; ballast says so for each one given.
 pub(super) fn warn_flags_ignored_by_config_file(flags: &FlagValues, warnings: &mut Vec<String>) {
     for name in &flags.order {
         let spec = lookup(name).expect("only known flags are stored");
@@ -140,6 +144,7 @@ pub(super) fn warn_flags_ignored_by_config_file(flags: &FlagValues, warnings: &m
     }
 }
 
+/// The [`Config`] the command line and environment make (no config file).
 pub(super) fn config_from_flags(flags: &FlagValues) -> Result<Config, ConfigError> {
     let mut c = Config::default();
     let str_flag = |name: &str, target: &mut String| {
@@ -202,7 +207,7 @@ pub(super) fn config_from_flags(flags: &FlagValues) -> Result<Config, ConfigErro
 
 /// Sets ballast's own flags ([`BALLAST_ONLY`]), which apply with a config file too.
 pub(super) fn apply_ballast_flags(c: &mut Config, flags: &FlagValues) {
-    // Values were type-checked when set, so these parses cannot fail.
+    // Type-checked when set, so these parses cannot fail.
     if let Some(v) = flags.get("compat-version") {
         c.compat_version = v.to_string();
     }

@@ -25,7 +25,6 @@
 //! [`Config`]; the others produce one warning each so that operators notice.
 //! Post-parse validation (bind addresses must be IPs, election timeout vs
 //! heartbeat, ...) mirrors `embed.Config.Validate` and exits with code 1.
-
 //!
 //! The files, in the order [`parse`] uses them: `flags` (the flag table and
 //! `usage`), `command_line` (Go's flag syntax, and the Config the flags make),
@@ -253,12 +252,12 @@ fn quota_from_i64(v: i64) -> u64 {
 fn parse_initial_cluster(s: &str) -> Result<Vec<(String, String)>, ConfigError> {
     let mut out = Vec::new();
     for entry in s.split(',').filter(|e| !e.is_empty()) {
-        let (name, url) = entry.split_once('=').unwrap_or((entry, ""));
-        let url = url.trim();
-        url::check_url(url).map_err(|e| {
+        let (name, address) = entry.split_once('=').unwrap_or((entry, ""));
+        let address = address.trim();
+        url::check_url(address).map_err(|e| {
             ConfigError::invalid(format!("error setting up initial cluster: {}", e))
         })?;
-        out.push((name.to_string(), url.to_string()));
+        out.push((name.to_string(), address.to_string()));
     }
     Ok(out)
 }
