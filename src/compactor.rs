@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::api::Ctx;
+use crate::config::duration;
 use crate::error::Error;
 use crate::proto::ballastpb::internal_request::Request;
 use crate::proto::etcdserverpb::CompactionRequest;
@@ -33,9 +34,12 @@ pub enum Policy {
 pub fn policy(mode: &str, retention: &str) -> Result<Policy, String> {
     match mode {
         "periodic" => {
+            // etcd: an integer is a number of hours, anything else a Go duration.
             let period = match retention.parse::<u64>() {
                 Ok(hours) => Duration::from_secs(hours * 3600),
-                Err(_) => parse_go_duration(retention)?,
+                Err(_) => duration::parse(retention)?
+                    .non_negative()
+                    .ok_or_else(|| format!("negative auto-compaction-retention {retention:?}"))?,
             };
             Ok(if period.is_zero() { Policy::Off } else { Policy::Periodic(period) })
         }
@@ -45,34 +49,6 @@ pub fn policy(mode: &str, retention: &str) -> Result<Policy, String> {
         }
         other => Err(format!("unknown auto-compaction-mode {other:?}")),
     }
-}
-
-/// Go's time.ParseDuration for the forms retention uses ("1h30m", "90s", "1.5h", "500ms").
-pub fn parse_go_duration(s: &str) -> Result<Duration, String> {
-    let invalid = || format!("time: invalid duration {s:?}");
-    let mut rest = s;
-    let mut total = 0f64;
-    if rest.is_empty() {
-        return Err(invalid());
-    }
-    while !rest.is_empty() {
-        let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
-        let value: f64 = rest[..num_len].parse().map_err(|_| invalid())?;
-        rest = &rest[num_len..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
-        let seconds = match &rest[..unit_len] {
-            "ns" => 1e-9,
-            "us" | "µs" | "μs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return Err(invalid()),
-        };
-        total += value * seconds;
-        rest = &rest[unit_len..];
-    }
-    Ok(Duration::from_secs_f64(total))
 }
 
 /// Runs the compactor on the current tokio runtime until the server stops.
@@ -154,5 +130,21 @@ mod tests {
         assert!(policy("periodic", "abc").is_err());
         assert!(policy("revision", "1h").is_err());
         assert!(policy("weekly", "1").is_err());
+    }
+
+    #[test]
+    fn periodic_retention_is_hours_or_a_go_duration() {
+        let periodic = |r: &str| policy("periodic", r);
+        assert_eq!(periodic("1.5h"), Ok(Policy::Periodic(Duration::from_secs(5400))));
+        assert_eq!(periodic("90s"), Ok(Policy::Periodic(Duration::from_secs(90))));
+        assert_eq!(periodic("+1h"), Ok(Policy::Periodic(HOUR)));
+        assert_eq!(periodic("2µs"), Ok(Policy::Periodic(Duration::from_micros(2))));
+        for off in ["0", "-0", "0s", "0.0h"] {
+            assert_eq!(periodic(off), Ok(Policy::Off), "{off}");
+        }
+        assert_eq!(periodic("abc"), Err("time: invalid duration \"abc\"".to_string()));
+        assert_eq!(periodic("-5"), Err("time: missing unit in duration \"-5\"".to_string()));
+        assert_eq!(periodic("1d"), Err("time: unknown unit \"d\" in duration \"1d\"".to_string()));
+        assert_eq!(periodic("-1h"), Err("negative auto-compaction-retention \"-1h\"".to_string()));
     }
 }

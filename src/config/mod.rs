@@ -1,0 +1,263 @@
+//! Command-line, environment and config-file handling for ballast.
+//!
+//! ballast is a drop-in replacement for an etcd 3.5 server, so its command
+//! line *is* etcd's command line: scripts, systemd units and test harnesses
+//! written for etcd must start ballast unchanged.  The specification we follow
+//! is therefore etcd's own behaviour (`server/etcdmain/config.go`,
+//! `server/embed/config.go` and `pkg/flags` in etcd v3.5), which in turn uses
+//! Go's `flag` package syntax:
+//!
+//! * `--flag value`, `--flag=value`, `-flag value`, `-flag=value`;
+//! * boolean flags are bare (`--flag` means true) and only take a value with
+//!   `=` (`--flag=false`);
+//! * `--` ends the flags; the first non-flag argument stops parsing and is
+//!   reported as `'<arg>' is not a valid flag` (exit code 1, as etcd does);
+//! * an unknown flag is `flag provided but not defined: -<name>` and a bad
+//!   value is `invalid value "<v>" for flag -<name>: <why>` (exit code 2,
+//!   Go's `flag.ContinueOnError` + `os.Exit(2)` in etcd);
+//! * `ETCD_<FLAG_NAME>` environment variables fill in flags that were not
+//!   given on the command line;
+//! * `--config-file` (or `ETCD_CONFIG_FILE`) loads a YAML file with etcd's
+//!   keys, and then every other flag and environment variable is ignored.
+//!
+//! Every flag etcd 3.4/3.5 knows is accepted (and type-checked like etcd
+//! does), but only those the flag table marks implemented affect
+//! [`Config`]; the others produce one warning each so that operators notice.
+//! Post-parse validation (bind addresses must be IPs, election timeout vs
+//! heartbeat, ...) mirrors `embed.Config.Validate` and exits with code 1.
+//!
+//! The files, in the order [`parse`] uses them: `flags` (the flag table and
+//! `usage`), `command_line` (Go's flag syntax, and the Config the flags make),
+//! `env` (`ETCD_*`), `file` (the YAML config file), `validate` (etcd's
+//! checks after parsing). Values are checked by `values` (Go's strconv and
+//! etcd's flag types), `url` (Go's url/net subset) and `duration` (Go's
+//! `time.ParseDuration`, also used by the compactor).
+
+mod command_line;
+pub mod duration;
+mod env;
+mod file;
+mod flags;
+mod url;
+mod validate;
+mod values;
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::path::PathBuf;
+
+use command_line::{config_from_flags, scan_command_line, warn_flags_ignored_by_config_file, warn_unimplemented, Scan};
+use env::{apply_env, env_get, warn_unrecognized_env};
+use flags::{BALLAST_ONLY, FLAGS};
+pub use flags::usage;
+
+/// Version ballast reports to clients as its etcd cluster/server version.
+pub const DEFAULT_COMPAT_VERSION: &str = "3.5.23";
+pub const DEFAULT_WAL_SEGMENT_BYTES: u64 = 64 << 20;
+const MIN_WAL_SEGMENT_BYTES: u64 = 64 << 10;
+
+const DEFAULT_CLIENT_URL: &str = "http://localhost:2379";
+const DEFAULT_PEER_URL: &str = "http://localhost:2380";
+
+/// The resolved server configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub name: String,
+    pub data_dir: PathBuf,
+    pub wal_dir: Option<PathBuf>,
+    pub listen_client_urls: Vec<String>,
+    pub advertise_client_urls: Vec<String>,
+    pub listen_peer_urls: Vec<String>,
+    pub initial_advertise_peer_urls: Vec<String>,
+    pub initial_cluster: Vec<(String, String)>,
+    pub initial_cluster_state: String,
+    pub initial_cluster_token: String,
+    pub snapshot_count: u64,
+    pub heartbeat_interval_ms: u64,
+    pub election_timeout_ms: u64,
+    /// 0 means etcd's default of 2 GiB. A negative etcd value (quota
+    /// disabled) is stored as `u64::MAX`.
+    pub quota_backend_bytes: u64,
+    pub max_request_bytes: u64,
+    pub max_txn_ops: u64,
+    pub auto_compaction_mode: String,
+    pub auto_compaction_retention: String,
+    pub logger: String,
+    pub log_level: String,
+    pub listen_metrics_urls: Vec<String>,
+    pub compat_version: String,
+    /// 0 = the usable cores less the front end's threads, at least 1 (resolved by the server).
+    pub shards: usize,
+    /// ours: --wal-segment-bytes, size of a preallocated WAL segment file.
+    pub wal_segment_bytes: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let name = "default".to_string();
+        Config {
+            data_dir: default_data_dir(&name),
+            wal_dir: None,
+            listen_client_urls: vec![DEFAULT_CLIENT_URL.to_string()],
+            advertise_client_urls: vec![DEFAULT_CLIENT_URL.to_string()],
+            listen_peer_urls: vec![DEFAULT_PEER_URL.to_string()],
+            initial_advertise_peer_urls: vec![DEFAULT_PEER_URL.to_string()],
+            initial_cluster: vec![(name.clone(), DEFAULT_PEER_URL.to_string())],
+            name,
+            initial_cluster_state: "new".to_string(),
+            initial_cluster_token: "etcd-cluster".to_string(),
+            snapshot_count: 100_000,
+            heartbeat_interval_ms: 100,
+            election_timeout_ms: 1000,
+            quota_backend_bytes: 0,
+            max_request_bytes: 1_572_864,
+            max_txn_ops: 128,
+            auto_compaction_mode: "periodic".to_string(),
+            auto_compaction_retention: "0".to_string(),
+            logger: "zap".to_string(),
+            log_level: "info".to_string(),
+            listen_metrics_urls: Vec::new(),
+            compat_version: DEFAULT_COMPAT_VERSION.to_string(),
+            shards: 0,
+            wal_segment_bytes: DEFAULT_WAL_SEGMENT_BYTES,
+        }
+    }
+}
+
+fn default_data_dir(name: &str) -> PathBuf {
+    PathBuf::from(format!("{}.ballast", name))
+}
+
+/// What the command line asked for.
+#[derive(Debug, Clone, PartialEq)]
+#[allow(clippy::large_enum_variant)]
+pub enum Parsed {
+    Run {
+        config: Config,
+        warnings: Vec<String>,
+    },
+    Version,
+    Help,
+}
+
+/// A configuration error; the caller prints `message` and exits with
+/// `exit_code` (2 for flag syntax/value errors, 1 for validation errors).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigError {
+    pub message: String,
+    pub exit_code: i32,
+}
+
+impl ConfigError {
+    /// Flag-parsing failure (Go's flag package; etcd exits 2).
+    fn usage(message: String) -> Self {
+        ConfigError {
+            message,
+            exit_code: 2,
+        }
+    }
+    /// Validation failure after parsing (etcd logs and exits 1).
+    fn invalid(message: String) -> Self {
+        ConfigError {
+            message,
+            exit_code: 1,
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Parses `args` (without argv[0]) and `env` the way etcd 3.5 does.
+pub fn parse(args: &[String], env: &[(String, String)]) -> Result<Parsed, ConfigError> {
+    let mut flags = match scan_command_line(args)? {
+        Scan::Help => return Ok(Parsed::Help),
+        Scan::Flags(flags) => flags,
+    };
+    if let Some(arg) = &flags.positional {
+        return Err(ConfigError::invalid(format!(
+            "'{}' is not a valid flag",
+            arg
+        )));
+    }
+    if flags
+        .get("version")
+        .is_some_and(|v| values::parse_go_bool(v) == Ok(true))
+    {
+        return Ok(Parsed::Version);
+    }
+    let mut warnings = Vec::new();
+    let config_file = flags
+        .get("config-file")
+        .filter(|f| !f.is_empty())
+        .map(str::to_string)
+        .or_else(|| env_get(env, "ETCD_CONFIG_FILE").map(str::to_string));
+    let config = match config_file {
+        Some(path) => {
+            apply_env(&mut flags, env, BALLAST_ONLY, &mut warnings)?;
+            warn_flags_ignored_by_config_file(&flags, &mut warnings);
+            file::config_from_file(&path, &flags, &mut warnings)?
+        }
+        None => {
+            let all: Vec<&str> = FLAGS.iter().map(|s| s.name).collect();
+            apply_env(&mut flags, env, &all, &mut warnings)?;
+            warn_unrecognized_env(env, &mut warnings);
+            warn_unimplemented(&flags, &mut warnings);
+            config_from_flags(&flags)?
+        }
+    };
+    validate::validate(&config)?;
+    Ok(Parsed::Run { config, warnings })
+}
+
+/// Applies the data/wal dir and initial-cluster rules shared by both modes.
+fn finish_paths_and_cluster(
+    c: &mut Config,
+    data_dir: Option<&str>,
+    wal_dir: Option<&str>,
+    initial_cluster: Option<&str>,
+) -> Result<(), ConfigError> {
+    c.data_dir = match data_dir {
+        Some(d) if !d.is_empty() => PathBuf::from(d),
+        _ => default_data_dir(&c.name),
+    };
+    c.wal_dir = wal_dir.filter(|w| !w.is_empty()).map(PathBuf::from);
+    c.initial_cluster = match initial_cluster {
+        Some(s) => parse_initial_cluster(s)?,
+        None => c
+            .initial_advertise_peer_urls
+            .iter()
+            .map(|u| (c.name.clone(), u.clone()))
+            .collect(),
+    };
+    Ok(())
+}
+
+fn quota_from_i64(v: i64) -> u64 {
+    // etcd: negative quota disables the quota check entirely.
+    if v < 0 {
+        u64::MAX
+    } else {
+        v as u64
+    }
+}
+
+/// `name=url,name=url` (etcd `types.NewURLsMap`), kept in the given order.
+fn parse_initial_cluster(s: &str) -> Result<Vec<(String, String)>, ConfigError> {
+    let mut out = Vec::new();
+    for entry in s.split(',').filter(|e| !e.is_empty()) {
+        let (name, address) = entry.split_once('=').unwrap_or((entry, ""));
+        let address = address.trim();
+        url::check_url(address).map_err(|e| {
+            ConfigError::invalid(format!("error setting up initial cluster: {}", e))
+        })?;
+        out.push((name.to_string(), address.to_string()));
+    }
+    Ok(out)
+}
