@@ -36,7 +36,9 @@ pub fn policy(mode: &str, retention: &str) -> Result<Policy, String> {
         "periodic" => {
             // etcd: an integer is a number of hours, anything else a Go duration.
             let period = match retention.parse::<u64>() {
-                Ok(hours) => Duration::from_secs(hours * 3600),
+                Ok(hours) => Duration::from_secs(
+                    hours.checked_mul(3600).ok_or_else(|| format!("auto-compaction-retention {retention:?} hours is too long"))?,
+                ),
                 Err(_) => duration::parse(retention)?
                     .non_negative()
                     .ok_or_else(|| format!("negative auto-compaction-retention {retention:?}"))?,
