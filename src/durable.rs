@@ -9,7 +9,7 @@
 //! ```
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 const CRC_LINE: &str = "\ncrc32c ";
 
@@ -26,10 +26,7 @@ pub fn is_disk_full(e: &std::io::Error) -> bool {
 /// Replaces `path` with `bytes` atomically: after a crash it holds the old or the new bytes.
 /// A failed write removes its temp file (on a full disk it would hold space).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().ok_or_else(|| std::io::Error::other("a file needs a directory"))?;
-    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
-    tmp_name.push(".tmp");
-    let tmp = dir.join(tmp_name);
+    let tmp = temp_path(path);
     let written = std::fs::File::create(&tmp).and_then(|mut f| {
         f.write_all(bytes)?;
         f.sync_all()
@@ -38,8 +35,22 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         let _ = std::fs::remove_file(&tmp);
         return Err(e);
     }
+    rename_into_place(&tmp, path)
+}
+
+/// Where the new content of `path` is written before it replaces `path`: `<path>.tmp`.
+pub fn temp_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_os_string();
+    name.push(".tmp");
+    PathBuf::from(name)
+}
+
+/// The last step of an atomic replace: `tmp`, written and synced, is renamed to `path` and the
+/// rename made durable.
+pub fn rename_into_place(tmp: &Path, path: &Path) -> std::io::Result<()> {
+    let dir = path.parent().ok_or_else(|| std::io::Error::other("a file needs a directory"))?;
     crate::failpoint::crash_for("atomic-write-before-rename", &path.to_string_lossy());
-    std::fs::rename(&tmp, path)?;
+    std::fs::rename(tmp, path)?;
     sync_dir(dir)
 }
 

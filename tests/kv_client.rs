@@ -196,7 +196,7 @@ async fn txn_compares_branches_and_one_revision() {
     assert_eq!(r.header().unwrap().revision(), 5);
     let cmp = |cmp: Compare| Txn::new().when([cmp]).and_then([]).or_else([]);
     assert!(c.txn(cmp(Compare::mod_revision("x", CompareOp::Equal, 4))).await.unwrap().succeeded());
-    assert!(c.txn(cmp(Compare::mod_revision("x", CompareOp::Less, 4))).await.unwrap().succeeded() == false);
+    assert!(!c.txn(cmp(Compare::mod_revision("x", CompareOp::Less, 4))).await.unwrap().succeeded());
     assert!(c.txn(cmp(Compare::lease("x", CompareOp::Equal, 0))).await.unwrap().succeeded());
     assert!(c.txn(cmp(Compare::version("missing", CompareOp::Equal, 0))).await.unwrap().succeeded());
     assert!(!c.txn(cmp(Compare::value("missing", CompareOp::NotEqual, "a"))).await.unwrap().succeeded());

@@ -37,7 +37,8 @@ pub fn create_segment(dir: &std::path::Path, segment: u64, size_bytes: u64, recy
     use std::io::Write;
     const CHUNK_BYTES: usize = 1 << 20;
     let size_bytes = stripe::align_up(size_bytes);
-    let tmp = dir.join(format!("{segment:016x}.wal.tmp"));
+    let path = segment_path(dir, segment);
+    let tmp = crate::durable::temp_path(&path);
     // A temp file left by an attempt that failed (a full disk) or crashed is reused too.
     let reused = recycle.is_some_and(|spare| std::fs::rename(spare, &tmp).is_ok()) || tmp.exists();
     let mut f = if reused { std::fs::OpenOptions::new().write(true).open(&tmp)? } else { std::fs::File::create(&tmp)? };
@@ -53,6 +54,5 @@ pub fn create_segment(dir: &std::path::Path, segment: u64, size_bytes: u64, recy
         }
     }
     f.sync_all()?;
-    std::fs::rename(&tmp, segment_path(dir, segment))?;
-    crate::durable::sync_dir(dir)
+    crate::durable::rename_into_place(&tmp, &path)
 }

@@ -172,13 +172,8 @@ mod tests {
     use super::*;
 
     fn sample() -> Batch {
-        let mut e = Entry::default();
-        e.index = 7;
-        e.term = 2;
-        e.data = b"hello".to_vec().into();
-        let mut hard_state = HardState::default();
-        hard_state.term = 2;
-        hard_state.commit = 6;
+        let e = Entry { index: 7, term: 2, data: b"hello".to_vec().into(), ..Default::default() };
+        let hard_state = HardState { term: 2, commit: 6, ..Default::default() };
         Batch { seq: 3, hard_state, entries: vec![e] }
     }
 

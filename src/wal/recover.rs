@@ -334,10 +334,7 @@ mod tests {
     use crate::wal::record::encode;
 
     fn batch(seq: u64, index: u64) -> Batch {
-        let mut e = Entry::default();
-        e.index = index;
-        e.term = 1;
-        e.data = vec![seq as u8].into();
+        let e = Entry { index, term: 1, data: vec![seq as u8].into(), ..Default::default() };
         Batch { seq, entries: vec![e], ..Default::default() }
     }
 
