@@ -1,6 +1,6 @@
 //! Snapshot segments: one immutable file per shard per snapshot. A full segment holds every key
 //! of the shard with the history a read at or below the snapshot revision may need; a delta
-//! segment only the records written since the previous snapshot's revision (see snapshot.rs).
+//! segment only the records written since the previous snapshot's revision (see snapshot/mod.rs).
 //!
 //! ```text
 //! "BSEG0003" | block* | end

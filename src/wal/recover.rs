@@ -19,7 +19,7 @@
 //!
 //! Across stripes, batches are replayed from `start_seq` (the manifest's `wal_seq_from`, or 1)
 //! while their sequence numbers are consecutive. At most one batch per stripe is ever in flight
-//! (`raft/node.rs` dispatches a batch only while fewer than `stripes` are unpersisted), so after
+//! (`raft/log_writer.rs`: a ready writes a batch only while fewer than `stripes` are unpersisted), so after
 //! the first missing batch L+1 only batches up to L + stripes can exist that were never
 //! acknowledged: they are erased (with everything after them on their stripe); a batch beyond
 //! that window refuses. Batches below `start_seq` are covered by the snapshot (only their hard
