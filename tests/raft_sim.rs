@@ -30,29 +30,13 @@ use ballast::raft::snapshots::SnapshotOrder;
 use ballast::wal::record::Batch;
 use ballast::wal::recover::{append_batch, Recovered};
 
+#[path = "common/rng.rs"]
+mod rng;
+use rng::Rng;
+
 const STEPS_PER_SEED: usize = 400;
 const DRAIN_TURNS_MAX: usize = 200;
 
-/// splitmix64: small, seedable, the same on every platform.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-
-    fn percent(&mut self, p: u64) -> bool {
-        self.below(100) < p
-    }
-}
 
 /// The applied state: revision → request tag, as apply would build it.
 #[derive(Clone, Default)]
@@ -357,14 +341,14 @@ impl World {
     /// The running snapshot's segments and manifest are written (or it fails).
     fn finish_snapshot(&mut self) {
         let Some(running) = self.node.running_snapshot.take() else { return };
-        if self.rng.percent(10) {
+        if self.rng.chance(10) {
             self.log(|| "snapshot failed".into());
             self.node.core.snapshot_done(Err("simulated failure".into()));
             return;
         }
         self.log(|| format!("snapshot durable at index {}", running.0.index));
         self.node.disk.snapshot = Some(running);
-        if self.rng.percent(10) {
+        if self.rng.chance(10) {
             self.crash(); // after the manifest, before the core heard of it
         } else {
             self.node.core.snapshot_done(Ok(()));
@@ -376,7 +360,7 @@ impl World {
         let mut disk = std::mem::take(&mut self.node.disk);
         for stripe in &mut self.node.stripes {
             for batch in stripe.drain(..) {
-                if self.rng.percent(50) {
+                if self.rng.chance(50) {
                     disk.batches.insert(batch.seq, batch);
                 }
             }
