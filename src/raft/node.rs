@@ -39,12 +39,14 @@ use raft::storage::MemStorage;
 use raft::{Config as RaftConfig, RawNode, StateRole};
 use tokio::sync::oneshot;
 
-use crate::apply::{Applier, Response};
+use crate::kv::apply::Applier;
+use crate::kv::delivery::{Delivery, Outbox};
+use crate::kv::response::Response;
 use crate::error::{Error, Result};
 use crate::metrics as m;
 use crate::proto::ballastpb::{internal_request::Request, EntryBatch, InternalRequest};
 use crate::proto::etcdserverpb::{alarm_request::AlarmAction, AlarmRequest, AlarmType};
-use crate::reply::{self, Delivery, Outbox};
+use crate::reply;
 use crate::shard::mailbox::Shards;
 use crate::snapshot::Manifest;
 use crate::status::ServerStatus;

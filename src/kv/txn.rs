@@ -11,9 +11,8 @@
 //! checks passed is a fault, not the client's doing: the process stops (`fatal`) rather than
 //! leave a txn half applied, as etcd panics.
 
-use std::future::Future;
-use std::pin::Pin;
-
+use super::range::range;
+use super::view::{BoxFut, KvView};
 use crate::error::{Error, Result};
 use crate::mvcc::key_set::KeySet;
 use crate::mvcc::store::{RangeQuery, WriteOp, WriteResult};
@@ -23,10 +22,6 @@ use crate::proto::etcdserverpb::request_op::Request as Op;
 use crate::proto::etcdserverpb::response_op::Response as OpResponse;
 use crate::proto::etcdserverpb::*;
 use crate::proto::mvccpb::KeyValue;
-use crate::range::range;
-use crate::view::KvView;
-
-type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
 
 pub fn header(revision: i64) -> Option<ResponseHeader> {
     Some(ResponseHeader { revision, ..Default::default() })
