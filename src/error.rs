@@ -108,5 +108,8 @@ mod tests {
         let s = Status::from(Error::EmptyKey);
         assert_eq!(s.code(), Code::InvalidArgument);
         assert_eq!(s.message(), "etcdserver: key is not provided");
+        let s = Status::from(Error::Unimplemented(Missing::HashKv));
+        assert_eq!(s.code(), Code::Unimplemented);
+        assert_eq!(s.message(), "ballast: hashkv is not implemented yet");
     }
 }

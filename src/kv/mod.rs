@@ -57,11 +57,8 @@ impl Kv {
         validate::check_put(&r)?;
         self.ctx.check_quota(crate::quota::cost_put(&r)).await?;
         let size = r.encoded_len();
-        match self.propose(Write::Put(r), size).await? {
-            Response::Put(mut resp) => {
-                self.ctx.fill(&mut resp.header);
-                Ok(resp)
-            }
+        match self.write(Write::Put(r), size).await? {
+            Response::Put(resp) => Ok(resp),
             other => Err(other.unexpected()),
         }
     }
@@ -69,11 +66,8 @@ impl Kv {
     pub async fn delete_range(&self, r: DeleteRangeRequest) -> Result<DeleteRangeResponse> {
         validate::check_delete(&r)?;
         let size = r.encoded_len();
-        match self.propose(Write::DeleteRange(r), size).await? {
-            Response::DeleteRange(mut resp) => {
-                self.ctx.fill(&mut resp.header);
-                Ok(resp)
-            }
+        match self.write(Write::DeleteRange(r), size).await? {
+            Response::DeleteRange(resp) => Ok(resp),
             other => Err(other.unexpected()),
         }
     }
@@ -82,11 +76,8 @@ impl Kv {
         validate::check_txn(&r, self.ctx.max_txn_ops)?;
         self.ctx.check_quota(crate::quota::cost_txn(&r)).await?;
         let size = r.encoded_len();
-        match self.propose(Write::Txn(r), size).await? {
-            Response::Txn(mut resp) => {
-                self.ctx.fill(&mut resp.header);
-                Ok(resp)
-            }
+        match self.write(Write::Txn(r), size).await? {
+            Response::Txn(resp) => Ok(resp),
             other => Err(other.unexpected()),
         }
     }
@@ -96,24 +87,26 @@ impl Kv {
     pub async fn compact(&self, r: CompactionRequest) -> Result<CompactionResponse> {
         let size = r.encoded_len();
         let physical = r.physical;
-        match self.propose(Write::Compaction(r), size).await? {
-            Response::Compaction(mut resp, done) => {
+        match self.write(Write::Compaction(r), size).await? {
+            Response::Compaction(resp, done) => {
                 if physical {
                     for d in done {
                         d.await.map_err(|_| Error::Stopped)?;
                     }
                 }
-                self.ctx.fill(&mut resp.header);
                 Ok(resp)
             }
             other => Err(other.unexpected()),
         }
     }
 
-    async fn propose(&self, w: Write, size_bytes: usize) -> Result<Response> {
+    /// Proposes `w` (its request `size_bytes` long) and fills the header of its answer.
+    async fn write(&self, w: Write, size_bytes: usize) -> Result<Response> {
         if size_bytes > self.ctx.max_request_bytes {
             return Err(Error::RequestTooLarge);
         }
-        self.ctx.raft.propose(w).await
+        let mut resp = self.ctx.raft.propose(w).await?;
+        self.ctx.fill(resp.header_mut());
+        Ok(resp)
     }
 }

@@ -2,7 +2,9 @@
 //! below the applier that builds it and the raft core and front end that carry and read it.
 
 use crate::error::Error;
-use crate::proto::etcdserverpb::{AlarmResponse, CompactionResponse, DeleteRangeResponse, PutResponse, TxnResponse};
+use crate::proto::etcdserverpb::{
+    AlarmResponse, CompactionResponse, DeleteRangeResponse, PutResponse, ResponseHeader, TxnResponse,
+};
 
 #[derive(Debug)]
 pub enum Response {
@@ -15,6 +17,16 @@ pub enum Response {
 }
 
 impl Response {
+    pub fn header_mut(&mut self) -> &mut Option<ResponseHeader> {
+        match self {
+            Response::Put(r) => &mut r.header,
+            Response::DeleteRange(r) => &mut r.header,
+            Response::Txn(r) => &mut r.header,
+            Response::Compaction(r, _) => &mut r.header,
+            Response::Alarm(r) => &mut r.header,
+        }
+    }
+
     /// The fault of an answer of another kind than its request's.
     pub fn unexpected(self) -> Error {
         Error::Internal(format!("unexpected apply result {self:?}"))
