@@ -23,13 +23,37 @@ pub enum Error {
     NotLeader,
     Stopped,
     Timeout,
-    /// A feature this build does not offer yet (the service method is named).
-    Unimplemented(&'static str),
+    /// A feature this build does not offer yet.
+    Unimplemented(Missing),
     /// A fault inside the server that is not the client's doing.
     Internal(String),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
+
+/// The features this build does not offer yet, each answered with its own message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Missing {
+    Hash,
+    HashKv,
+    Snapshot,
+    MoveLeader,
+    Downgrade,
+    MembershipChanges,
+}
+
+impl Missing {
+    fn message(self) -> &'static str {
+        match self {
+            Missing::Hash => "ballast: hash is not implemented yet",
+            Missing::HashKv => "ballast: hashkv is not implemented yet",
+            Missing::Snapshot => "ballast: snapshot is not implemented yet",
+            Missing::MoveLeader => "ballast: move-leader is not implemented yet",
+            Missing::Downgrade => "ballast: downgrade is not implemented yet",
+            Missing::MembershipChanges => "ballast: membership changes are not implemented yet",
+        }
+    }
+}
 
 impl Error {
     fn code_and_message(&self) -> (Code, &str) {
@@ -51,7 +75,7 @@ impl Error {
             Error::NotLeader => (Code::FailedPrecondition, "etcdserver: not leader"),
             Error::Stopped => (Code::Unavailable, "etcdserver: server stopped"),
             Error::Timeout => (Code::Unavailable, "etcdserver: request timed out"),
-            Error::Unimplemented(what) => (Code::Unimplemented, what),
+            Error::Unimplemented(what) => (Code::Unimplemented, what.message()),
             Error::Internal(msg) => (Code::Internal, msg),
         }
     }
@@ -84,5 +108,8 @@ mod tests {
         let s = Status::from(Error::EmptyKey);
         assert_eq!(s.code(), Code::InvalidArgument);
         assert_eq!(s.message(), "etcdserver: key is not provided");
+        let s = Status::from(Error::Unimplemented(Missing::HashKv));
+        assert_eq!(s.code(), Code::Unimplemented);
+        assert_eq!(s.message(), "ballast: hashkv is not implemented yet");
     }
 }

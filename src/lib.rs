@@ -4,15 +4,16 @@
 //! * `config` — etcd's command-line flags, `ETCD_*` environment variables and YAML config file.
 //! * `server` — start-up and shutdown: WAL recovery, shard executors, raft core, listeners;
 //!   `server::http` serves /health, /livez, /readyz, /version and /metrics.
-//! * `api` — the gRPC front end, one file per etcd service (KV, Maintenance, Cluster). Handlers
-//!   validate with etcd's exact errors, then call the raft core or the shards.
+//! * `api` — the gRPC front end, one file per etcd service (KV, Maintenance, Cluster): thin
+//!   tonic adapters over `kv` and the raft core.
+//! * `kv` — etcd's KV semantics without gRPC: `Kv` validates with etcd's exact errors, then
+//!   calls the raft core or the shards. Inside: `apply` (a committed request → revision
+//!   assignment, quota, alarms), `txn` (put / delete / txn semantics over a view), `range`
+//!   (Range semantics: scatter, merge, filter, sort, limit), `view` (the keyspace seen through
+//!   the shards or one shard's store), and the answers the raft core and shards deliver.
 //! * `raft` — the raft core (one raft-rs group, hosted on shard 0): batching proposals,
 //!   persisting to the WAL before acknowledging, applying committed entries in order.
-//! * `apply` — a committed request → revision assignment, quota, alarms.
-//! * `txn` — etcd's put / delete / txn semantics over a `view` (all shards, or one shard's own
-//!   store when a txn's keys all live there).
-//! * `range` — etcd's Range semantics over a view (scatter, merge, filter, sort, limit).
-//! * `view` — `KvView`: the keyspace seen through the shards, or through one shard's store.
+//! * `reply` — answers to the front end, batched per front-end thread.
 //! * `shard` — glommio executors pinned per core, each owning an MVCC segment; key routing and
 //!   the message protocol that reaches them.
 //! * `mvcc` — per-shard multi-version store: key histories, ranges at a revision, compaction.
@@ -32,13 +33,13 @@
 //! * `proto` — generated code for etcd's v3 API and ballast's raft entry format.
 
 pub mod api;
-pub mod apply;
 pub mod cluster;
 pub mod compactor;
 pub mod config;
 pub mod durable;
 pub mod error;
 pub mod failpoint;
+pub mod kv;
 pub mod log;
 pub mod metrics;
 pub mod mvcc;
@@ -46,13 +47,10 @@ pub mod proto;
 pub mod quota;
 pub mod raft;
 pub mod reply;
-pub mod range;
 pub mod server;
 pub mod shard;
 pub mod snapshot;
 pub mod status;
-pub mod txn;
-pub mod view;
 pub mod wal;
 
 /// What `ballast --version` prints.

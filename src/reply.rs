@@ -11,41 +11,31 @@
 //!
 //! A caller records its front-end thread (`home`) in its message to the core or a shard;
 //! callers on other threads (the raft core reading the shards, for one) are answered directly.
+//!
+//! This file carries answers without knowing their kinds: an `Outbox` holds whatever `Deliver`
+//! type its owner answers with (`kv::delivery`), and a batch reaches the front-end thread as
+//! one closure, so a new kind of answer changes nothing here.
 
 use std::cell::Cell;
 
-use tokio::sync::oneshot;
-
-use crate::apply::Response;
-use crate::error::Result;
-use crate::mvcc::store::RangePart;
-
-/// One answer to deliver.
-pub enum Delivery {
-    Write(oneshot::Sender<Result<Response>>, Result<Response>),
-    Read(oneshot::Sender<Result<()>>, Result<()>),
-    Range(oneshot::Sender<Result<RangePart>>, Result<RangePart>),
+/// An answer that completes a waiting caller when delivered.
+pub trait Deliver: Send + 'static {
+    fn deliver(self);
 }
 
-impl Delivery {
+/// A batch of answers for one front-end thread, of whatever kind its sender gathered: one
+/// allocation per batch, none per answer.
+pub struct Batch(Box<dyn FnOnce() + Send>);
+
+impl Batch {
+    fn new<D: Deliver>(answers: Vec<D>) -> Batch {
+        Batch(Box::new(move || answers.into_iter().for_each(D::deliver)))
+    }
+
     fn deliver(self) {
-        // A caller that gave up (timed out, client gone) dropped its receiver: nothing to do.
-        match self {
-            Delivery::Write(tx, r) => {
-                let _ = tx.send(r);
-            }
-            Delivery::Read(tx, r) => {
-                let _ = tx.send(r);
-            }
-            Delivery::Range(tx, r) => {
-                let _ = tx.send(r);
-            }
-        }
+        (self.0)()
     }
 }
-
-/// A batch of answers for one front-end thread.
-pub type Batch = Vec<Delivery>;
 
 thread_local! {
     static HOME: Cell<Option<usize>> = const { Cell::new(None) };
@@ -63,21 +53,21 @@ pub fn home() -> Option<usize> {
 
 /// Answers gathered during one turn of the raft core (or of a shard's loop), per front-end
 /// thread.
-pub struct Outbox {
+pub struct Outbox<D> {
     homes: Vec<flume::Sender<Batch>>,
-    pending: Vec<Batch>,
+    pending: Vec<Vec<D>>,
 }
 
-impl Outbox {
+impl<D: Deliver> Outbox<D> {
     /// `homes[i]` reaches front-end thread `i`'s dispatcher. The channels are unbounded, but
     /// what they hold is bounded by the requests in flight: the raft core's proposal queue and
     /// the shards' queues (their capacities).
-    pub fn new(homes: Vec<flume::Sender<Batch>>) -> Outbox {
+    pub fn new(homes: Vec<flume::Sender<Batch>>) -> Outbox<D> {
         let pending = homes.iter().map(|_| Vec::new()).collect();
         Outbox { homes, pending }
     }
 
-    pub fn push(&mut self, home: Option<usize>, d: Delivery) {
+    pub fn push(&mut self, home: Option<usize>, d: D) {
         match home.and_then(|h| self.pending.get_mut(h)) {
             Some(batch) => batch.push(d),
             None => d.deliver(),
@@ -90,9 +80,9 @@ impl Outbox {
             if batch.is_empty() {
                 continue;
             }
-            if let Err(flume::SendError(batch)) = tx.send(std::mem::take(batch)) {
+            if let Err(flume::SendError(batch)) = tx.send(Batch::new(std::mem::take(batch))) {
                 // The thread's dispatcher is gone (shutting down): answer directly.
-                batch.into_iter().for_each(Delivery::deliver);
+                batch.deliver();
             }
         }
     }
@@ -101,6 +91,6 @@ impl Outbox {
 /// Runs on front-end thread `home`: completes each batch's oneshots from this thread.
 pub async fn dispatch(rx: flume::Receiver<Batch>) {
     while let Ok(batch) = rx.recv_async().await {
-        batch.into_iter().for_each(Delivery::deliver);
+        batch.deliver();
     }
 }

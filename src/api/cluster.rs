@@ -6,7 +6,7 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 use super::Ctx;
-use crate::error::Error;
+use crate::error::{Error, Missing};
 use crate::proto::etcdserverpb::cluster_server::Cluster;
 use crate::proto::etcdserverpb::*;
 
@@ -23,7 +23,7 @@ impl ClusterService {
 type Reply<T> = Result<Response<T>, Status>;
 
 fn unimplemented<T>() -> Reply<T> {
-    Err(Error::Unimplemented("ballast: membership changes are not implemented yet").into())
+    Err(Error::Unimplemented(Missing::MembershipChanges).into())
 }
 
 #[tonic::async_trait]

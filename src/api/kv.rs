@@ -1,280 +1,48 @@
-//! etcd's KV service (etcd: server/etcdserver/api/v3rpc/key.go). Validation here mirrors
-//! etcd's checks and their order; writes and txns go through raft; Range reads the shards at
-//! the applied revision, after a ReadIndex unless `serializable`.
+//! etcd's KV service (etcd: server/etcdserver/api/v3rpc/key.go) over gRPC: each call is
+//! `kv::Kv`'s, its error mapped to etcd's status once (`From<Error> for Status`).
 
-use std::collections::HashSet;
+use std::future::Future;
 use std::sync::Arc;
 
-use prost::Message as _;
 use tonic::{Request, Response, Status};
 
 use super::Ctx;
-use crate::apply::Response as Applied;
-use crate::error::{Error, Result};
-use crate::mvcc::key_set::KeySet;
-use crate::proto::ballastpb::internal_request::Request as Write;
-use crate::proto::etcdserverpb::kv_server::Kv;
-use crate::proto::etcdserverpb::request_op::Request as Op;
+use crate::error::Result;
+use crate::kv::Kv;
+use crate::proto::etcdserverpb::kv_server;
 use crate::proto::etcdserverpb::*;
 
 pub struct KvService {
-    ctx: Arc<Ctx>,
+    kv: Kv,
 }
 
 impl KvService {
     pub fn new(ctx: Arc<Ctx>) -> KvService {
-        KvService { ctx }
-    }
-
-    async fn propose(&self, w: Write, size_bytes: usize) -> Result<Applied> {
-        if size_bytes > self.ctx.max_request_bytes {
-            return Err(Error::RequestTooLarge);
-        }
-        self.ctx.raft.propose(w).await
-    }
-
-    async fn range(&self, r: RangeRequest) -> Result<RangeResponse> {
-        check_range(&r)?;
-        if !r.serializable {
-            self.ctx.raft.read_index().await?;
-        }
-        let mut resp = crate::range::range_on_shards(&self.ctx.shards, &r, &self.ctx.status).await?;
-        self.ctx.fill(&mut resp.header);
-        Ok(resp)
-    }
-
-    async fn put(&self, r: PutRequest) -> Result<PutResponse> {
-        check_put(&r)?;
-        self.ctx.check_quota(crate::quota::cost_put(&r)).await?;
-        let size = r.encoded_len();
-        match self.propose(Write::Put(r), size).await? {
-            Applied::Put(mut resp) => {
-                self.ctx.fill(&mut resp.header);
-                Ok(resp)
-            }
-            other => Err(unexpected(other)),
-        }
-    }
-
-    async fn delete_range(&self, r: DeleteRangeRequest) -> Result<DeleteRangeResponse> {
-        check_delete(&r)?;
-        let size = r.encoded_len();
-        match self.propose(Write::DeleteRange(r), size).await? {
-            Applied::DeleteRange(mut resp) => {
-                self.ctx.fill(&mut resp.header);
-                Ok(resp)
-            }
-            other => Err(unexpected(other)),
-        }
-    }
-
-    async fn txn(&self, r: TxnRequest) -> Result<TxnResponse> {
-        check_txn(&r, self.ctx.max_txn_ops)?;
-        check_intervals(&r.success)?;
-        check_intervals(&r.failure)?;
-        self.ctx.check_quota(crate::quota::cost_txn(&r)).await?;
-        let size = r.encoded_len();
-        match self.propose(Write::Txn(r), size).await? {
-            Applied::Txn(mut resp) => {
-                self.ctx.fill(&mut resp.header);
-                Ok(resp)
-            }
-            other => Err(unexpected(other)),
-        }
-    }
-
-    /// Returns once the compaction is logically applied; with `physical` once every shard has
-    /// also dropped the history (as etcd).
-    async fn compact(&self, r: CompactionRequest) -> Result<CompactionResponse> {
-        let size = r.encoded_len();
-        let physical = r.physical;
-        match self.propose(Write::Compaction(r), size).await? {
-            Applied::Compaction(mut resp, done) => {
-                if physical {
-                    for d in done {
-                        d.await.map_err(|_| Error::Stopped)?;
-                    }
-                }
-                self.ctx.fill(&mut resp.header);
-                Ok(resp)
-            }
-            other => Err(unexpected(other)),
-        }
+        KvService { kv: Kv::new(ctx) }
     }
 }
 
-fn unexpected(r: Applied) -> Error {
-    Error::Internal(format!("unexpected apply result {r:?}"))
+type Reply<T> = std::result::Result<Response<T>, Status>;
+
+async fn reply<T>(call: impl Future<Output = Result<T>>) -> Reply<T> {
+    Ok(Response::new(call.await?))
 }
 
 #[tonic::async_trait]
-impl Kv for KvService {
-    async fn range(&self, r: Request<RangeRequest>) -> std::result::Result<Response<RangeResponse>, Status> {
-        Ok(Response::new(self.range(r.into_inner()).await?))
+impl kv_server::Kv for KvService {
+    async fn range(&self, r: Request<RangeRequest>) -> Reply<RangeResponse> {
+        reply(self.kv.range(r.into_inner())).await
     }
-    async fn put(&self, r: Request<PutRequest>) -> std::result::Result<Response<PutResponse>, Status> {
-        Ok(Response::new(self.put(r.into_inner()).await?))
+    async fn put(&self, r: Request<PutRequest>) -> Reply<PutResponse> {
+        reply(self.kv.put(r.into_inner())).await
     }
-    async fn delete_range(
-        &self,
-        r: Request<DeleteRangeRequest>,
-    ) -> std::result::Result<Response<DeleteRangeResponse>, Status> {
-        Ok(Response::new(self.delete_range(r.into_inner()).await?))
+    async fn delete_range(&self, r: Request<DeleteRangeRequest>) -> Reply<DeleteRangeResponse> {
+        reply(self.kv.delete_range(r.into_inner())).await
     }
-    async fn txn(&self, r: Request<TxnRequest>) -> std::result::Result<Response<TxnResponse>, Status> {
-        Ok(Response::new(self.txn(r.into_inner()).await?))
+    async fn txn(&self, r: Request<TxnRequest>) -> Reply<TxnResponse> {
+        reply(self.kv.txn(r.into_inner())).await
     }
-    async fn compact(
-        &self,
-        r: Request<CompactionRequest>,
-    ) -> std::result::Result<Response<CompactionResponse>, Status> {
-        Ok(Response::new(self.compact(r.into_inner()).await?))
-    }
-}
-
-/// etcd 3.5's checkRangeRequest, and an unknown sort target refused as etcd 3.6 refuses it: etcd
-/// 3.5 dereferences a nil sorter and crashes on it. (An unknown sort order sorts nothing, as 3.5.)
-fn check_range(r: &RangeRequest) -> Result<()> {
-    if r.key.is_empty() {
-        return Err(Error::EmptyKey);
-    }
-    if range_request::SortTarget::try_from(r.sort_target).is_err() {
-        return Err(Error::InvalidSortOption);
-    }
-    Ok(())
-}
-
-fn check_put(r: &PutRequest) -> Result<()> {
-    if r.key.is_empty() {
-        return Err(Error::EmptyKey);
-    }
-    if r.ignore_value && !r.value.is_empty() {
-        return Err(Error::ValueProvided);
-    }
-    if r.ignore_lease && r.lease != 0 {
-        return Err(Error::LeaseProvided);
-    }
-    Ok(())
-}
-
-fn check_delete(r: &DeleteRangeRequest) -> Result<()> {
-    if r.key.is_empty() {
-        return Err(Error::EmptyKey);
-    }
-    Ok(())
-}
-
-/// etcd's checkTxnRequest: op counts per level, then every op (recursively).
-fn check_txn(r: &TxnRequest, max_txn_ops: usize) -> Result<()> {
-    let opc = r.compare.len().max(r.success.len()).max(r.failure.len());
-    if opc > max_txn_ops {
-        return Err(Error::TooManyOps);
-    }
-    if r.compare.iter().any(|c| c.key.is_empty()) {
-        return Err(Error::EmptyKey);
-    }
-    for op in r.success.iter().chain(&r.failure) {
-        check_op(op, max_txn_ops - opc)?;
-    }
-    Ok(())
-}
-
-fn check_op(op: &RequestOp, max_txn_ops: usize) -> Result<()> {
-    match &op.request {
-        Some(Op::RequestRange(r)) => check_range(r),
-        Some(Op::RequestPut(r)) => check_put(r),
-        Some(Op::RequestDeleteRange(r)) => check_delete(r),
-        Some(Op::RequestTxn(r)) => check_txn(r, max_txn_ops),
-        None => Err(Error::KeyNotFound),
-    }
-}
-
-/// etcd's checkIntervals: within one txn no key may be put twice, or put and deleted, across
-/// nested txns (the then/else branches of one nested txn may put the same key). A delete's keys
-/// are those etcd's interval tree sees: the point `key`, or `[key, range_end)` taken literally,
-/// so a `"\0"` range_end (from-key) covers nothing here. Hash and span sets: a txn of 100k ops
-/// is checked in O(n log n) per nesting level, not O(n²).
-fn check_intervals(reqs: &[RequestOp]) -> Result<(HashSet<&[u8]>, KeySet)> {
-    let mut dels = KeySet::default();
-    for r in reqs {
-        if let Some(Op::RequestDeleteRange(d)) = &r.request {
-            if d.range_end.is_empty() {
-                dels.insert_key(&d.key);
-            } else {
-                dels.insert_span(&d.key, Some(&d.range_end));
-            }
-        }
-    }
-    let mut puts: HashSet<&[u8]> = HashSet::new();
-    for r in reqs {
-        let Some(Op::RequestTxn(t)) = &r.request else { continue };
-        let (puts_then, dels_then) = check_intervals(&t.success)?;
-        let (puts_else, dels_else) = check_intervals(&t.failure)?;
-        for &k in &puts_then {
-            if puts.contains(k) || dels.contains(k) {
-                return Err(Error::DuplicateKey);
-            }
-            puts.insert(k);
-        }
-        for &k in &puts_else {
-            if (puts.contains(k) && !puts_then.contains(k)) || dels.contains(k) {
-                return Err(Error::DuplicateKey);
-            }
-            puts.insert(k);
-        }
-        dels.extend(&dels_then);
-        dels.extend(&dels_else);
-    }
-    for r in reqs {
-        let Some(Op::RequestPut(p)) = &r.request else { continue };
-        if puts.contains(p.key.as_slice()) || dels.contains(&p.key) {
-            return Err(Error::DuplicateKey);
-        }
-        puts.insert(&p.key);
-    }
-    Ok((puts, dels))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn put(k: &str) -> RequestOp {
-        RequestOp { request: Some(Op::RequestPut(PutRequest { key: k.into(), ..Default::default() })) }
-    }
-    fn del(k: &str, end: &str) -> RequestOp {
-        let d = DeleteRangeRequest { key: k.into(), range_end: end.into(), ..Default::default() };
-        RequestOp { request: Some(Op::RequestDeleteRange(d)) }
-    }
-    fn txn(success: Vec<RequestOp>, failure: Vec<RequestOp>) -> RequestOp {
-        RequestOp { request: Some(Op::RequestTxn(TxnRequest { compare: vec![], success, failure })) }
-    }
-
-    #[test]
-    fn duplicate_keys_as_etcd() {
-        assert!(check_intervals(&[put("a"), put("b")]).is_ok());
-        assert_eq!(check_intervals(&[put("a"), put("a")]).err(), Some(Error::DuplicateKey));
-        assert_eq!(check_intervals(&[del("a", "c"), put("b")]).err(), Some(Error::DuplicateKey));
-        assert!(check_intervals(&[txn(vec![put("a")], vec![put("a")])]).is_ok());
-        assert_eq!(check_intervals(&[txn(vec![put("a")], vec![]), put("a")]).err(), Some(Error::DuplicateKey));
-        assert_eq!(check_intervals(&[txn(vec![del("a", "")], vec![]), put("a")]).err(), Some(Error::DuplicateKey));
-        assert!(check_intervals(&[del("a", "\0"), put("b")]).is_ok(), "etcd's interval tree: [a, \\0) is empty");
-    }
-
-    #[test]
-    fn a_txn_of_100k_ops_is_checked() {
-        // 100 nested txns of 1000 puts each, and a delete per nested txn.
-        let nested: Vec<RequestOp> = (0..100)
-            .map(|t| {
-                let mut ops: Vec<RequestOp> = (0..1000).map(|i| put(&format!("k{t}/{i}"))).collect();
-                ops.push(del(&format!("d{t}/"), &format!("d{t}0")));
-                txn(ops, vec![])
-            })
-            .collect();
-        // Quadratic work here was ~10^10 steps (minutes); now ~10^5.
-        assert!(check_intervals(&nested).is_ok());
-        let mut dup = nested.clone();
-        dup.push(put("k99/999"));
-        assert_eq!(check_intervals(&dup).err(), Some(Error::DuplicateKey));
+    async fn compact(&self, r: Request<CompactionRequest>) -> Reply<CompactionResponse> {
+        reply(self.kv.compact(r.into_inner())).await
     }
 }

@@ -9,8 +9,8 @@ use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
 use super::Ctx;
-use crate::error::Error;
-use crate::apply::Response as Applied;
+use crate::error::{Error, Missing};
+use crate::kv::response::Response as Applied;
 use crate::proto::ballastpb::internal_request::Request as Write;
 use crate::proto::etcdserverpb::maintenance_server::Maintenance;
 use crate::proto::etcdserverpb::*;
@@ -27,8 +27,8 @@ impl MaintenanceService {
 
 type Reply<T> = Result<Response<T>, Status>;
 
-fn unimplemented<T>(method: &'static str) -> Reply<T> {
-    Err(Error::Unimplemented(method).into())
+fn unimplemented<T>(what: Missing) -> Reply<T> {
+    Err(Error::Unimplemented(what).into())
 }
 
 #[tonic::async_trait]
@@ -39,7 +39,7 @@ impl Maintenance for MaintenanceService {
                 self.ctx.fill(&mut resp.header);
                 Ok(Response::new(resp))
             }
-            other => Err(Error::Internal(format!("unexpected apply result {other:?}")).into()),
+            other => Err(other.unexpected().into()),
         }
     }
 
@@ -68,24 +68,24 @@ impl Maintenance for MaintenanceService {
     }
 
     async fn hash(&self, _r: Request<HashRequest>) -> Reply<HashResponse> {
-        unimplemented("ballast: hash is not implemented yet")
+        unimplemented(Missing::Hash)
     }
 
     async fn hash_kv(&self, _r: Request<HashKvRequest>) -> Reply<HashKvResponse> {
-        unimplemented("ballast: hashkv is not implemented yet")
+        unimplemented(Missing::HashKv)
     }
 
     type SnapshotStream = Pin<Box<dyn Stream<Item = Result<SnapshotResponse, Status>> + Send>>;
 
     async fn snapshot(&self, _r: Request<SnapshotRequest>) -> Reply<Self::SnapshotStream> {
-        unimplemented("ballast: snapshot is not implemented yet")
+        unimplemented(Missing::Snapshot)
     }
 
     async fn move_leader(&self, _r: Request<MoveLeaderRequest>) -> Reply<MoveLeaderResponse> {
-        unimplemented("ballast: move-leader is not implemented yet")
+        unimplemented(Missing::MoveLeader)
     }
 
     async fn downgrade(&self, _r: Request<DowngradeRequest>) -> Reply<DowngradeResponse> {
-        unimplemented("ballast: downgrade is not implemented yet")
+        unimplemented(Missing::Downgrade)
     }
 }

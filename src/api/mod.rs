@@ -1,7 +1,7 @@
-//! The gRPC front end: one file per etcd service. Handlers run on the tokio runtime; they
-//! validate a request (etcd's exact errors), then send it to the raft core (writes,
-//! linearizable reads) or straight to the shards (serializable reads), and fill etcd's
-//! response header. `Ctx` is everything a handler may reach.
+//! The gRPC front end: one file per etcd service, each a thin tonic adapter. Handlers run on
+//! the tokio runtime; KV calls are `kv::Kv`'s (validation with etcd's exact errors, then the
+//! raft core or the shards), the others reach the raft core or the server's state directly and
+//! fill etcd's response header. `Ctx` is everything a handler may reach.
 
 pub mod cluster;
 pub mod kv;

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 
-use crate::apply::Response;
+use crate::kv::response::Response;
 use crate::error::{Error, Result};
 use crate::proto::ballastpb::internal_request::Request;
 use crate::reply;

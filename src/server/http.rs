@@ -26,7 +26,7 @@ fn cluster_version(compat: &str) -> String {
 fn health_from_status(status: &crate::status::ServerStatus, excluded: &[String], serializable: bool) -> Result<(), String> {
     let alarms = status.alarms();
     for bit in (0..32).filter(|bit| alarms & (1 << bit) != 0) {
-        let name = crate::apply::alarm_name(bit);
+        let name = crate::kv::apply::alarm_name(bit);
         if excluded.contains(&name) {
             continue;
         }
@@ -52,7 +52,7 @@ async fn health_read(ctx: &Ctx, serializable: bool) -> Result<(), Error> {
             ctx.raft.disk_barrier().await?;
         }
         let r = RangeRequest { key: b"health".to_vec(), keys_only: true, limit: 1, serializable, ..Default::default() };
-        crate::range::range_on_shards(&ctx.shards, &r, &ctx.status).await.map(|_| ())
+        crate::kv::range::range_on_shards(&ctx.shards, &r, &ctx.status).await.map(|_| ())
     };
     tokio::time::timeout(ctx.raft.timeout(), read).await.unwrap_or(Err(Error::Timeout))
 }

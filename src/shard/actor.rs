@@ -13,9 +13,10 @@ use tokio::sync::oneshot;
 
 use super::mailbox::ShardMsg;
 use crate::mvcc::store::Store;
-use crate::reply::{self, Delivery, Outbox};
+use crate::kv::delivery::{Delivery, Outbox};
+use crate::reply;
 use crate::status::ServerStatus;
-use crate::view::Local;
+use crate::kv::view::Local;
 
 /// Reads a shard serves before it sends the front end the answers gathered (it also sends them
 /// whenever its queue is empty, and before any other message): bounds how long an answer waits.
@@ -103,7 +104,7 @@ async fn handle(shard: &Rc<ShardState>, msg: ShardMsg, outbox: &mut Outbox) {
         ShardMsg::Txn { txn, base, compact_rev, reply } => {
             let started = std::time::Instant::now();
             // Local views complete at once: this await never yields to other messages.
-            let result = crate::txn::txn(&Local(&shard.store), &txn, base, compact_rev).await;
+            let result = crate::kv::txn::txn(&Local(&shard.store), &txn, base, compact_rev).await;
             shard.apply_seconds.record(started.elapsed().as_secs_f64());
             shard.publish();
             let _ = reply.send(result);

@@ -5,6 +5,7 @@
 
 use std::cmp::Ordering;
 
+use super::view::KvView;
 use crate::error::{Error, Result};
 use crate::mvcc::store::{RangePart, RangeQuery};
 use crate::mvcc::KeyRange;
@@ -13,7 +14,6 @@ use crate::proto::etcdserverpb::{RangeRequest, RangeResponse, ResponseHeader};
 use crate::proto::mvccpb::KeyValue;
 use crate::shard::mailbox::Shards;
 use crate::status::ServerStatus;
-use crate::view::KvView;
 
 /// Answers `r` as of `current_rev` through `view` (inside txns).
 pub async fn range<V: KvView>(view: &V, r: &RangeRequest, current_rev: i64) -> Result<RangeResponse> {
@@ -110,7 +110,7 @@ fn passes_filters(r: &RangeRequest, kv: &KeyValue) -> bool {
 }
 
 fn sort(kvs: &mut [KeyValue], r: &RangeRequest) {
-    // An unknown target was refused before (`api::kv::check_range`).
+    // An unknown target was refused before (`validate::check_range`).
     let target = SortTarget::try_from(r.sort_target).unwrap_or(SortTarget::Key);
     let order = match SortOrder::try_from(r.sort_order) {
         // As etcd: a non-key target with no order sorts ascending...

@@ -11,9 +11,8 @@
 //! checks passed is a fault, not the client's doing: the process stops (`fatal`) rather than
 //! leave a txn half applied, as etcd panics.
 
-use std::future::Future;
-use std::pin::Pin;
-
+use super::range::range;
+use super::view::{BoxFut, KvView};
 use crate::error::{Error, Result};
 use crate::mvcc::key_set::KeySet;
 use crate::mvcc::store::{RangeQuery, WriteOp, WriteResult};
@@ -23,10 +22,6 @@ use crate::proto::etcdserverpb::request_op::Request as Op;
 use crate::proto::etcdserverpb::response_op::Response as OpResponse;
 use crate::proto::etcdserverpb::*;
 use crate::proto::mvccpb::KeyValue;
-use crate::range::range;
-use crate::view::KvView;
-
-type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
 
 pub fn header(revision: i64) -> Option<ResponseHeader> {
     Some(ResponseHeader { revision, ..Default::default() })
@@ -269,22 +264,7 @@ fn compare_kv(c: &Compare, kv: &KeyValue) -> bool {
     let ord: Ordering = match (CompareTarget::try_from(c.target), &c.target_union) {
         (Ok(CompareTarget::Value), Some(TargetUnion::Value(v))) => kv.value.as_slice().cmp(v),
         (Ok(CompareTarget::Value), _) => kv.value.as_slice().cmp(&[][..]),
-        (Ok(CompareTarget::Create), u) => kv.create_revision.cmp(&int_target(u, |u| match u {
-            TargetUnion::CreateRevision(r) => Some(*r),
-            _ => None,
-        })),
-        (Ok(CompareTarget::Mod), u) => kv.mod_revision.cmp(&int_target(u, |u| match u {
-            TargetUnion::ModRevision(r) => Some(*r),
-            _ => None,
-        })),
-        (Ok(CompareTarget::Version), u) => kv.version.cmp(&int_target(u, |u| match u {
-            TargetUnion::Version(r) => Some(*r),
-            _ => None,
-        })),
-        (Ok(CompareTarget::Lease), u) => kv.lease.cmp(&int_target(u, |u| match u {
-            TargetUnion::Lease(r) => Some(*r),
-            _ => None,
-        })),
+        (Ok(target), u) => int_field(kv, target).cmp(&int_target(u, target)),
         (Err(_), _) => Ordering::Equal,
     };
     match CompareResult::try_from(c.result) {
@@ -296,7 +276,24 @@ fn compare_kv(c: &Compare, kv: &KeyValue) -> bool {
     }
 }
 
-/// The integer a compare targets; 0 when the union holds another kind (as etcd).
-fn int_target(u: &Option<TargetUnion>, pick: impl Fn(&TargetUnion) -> Option<i64>) -> i64 {
-    u.as_ref().and_then(pick).unwrap_or(0)
+/// The integer field of `kv` a compare of `target` reads.
+fn int_field(kv: &KeyValue, target: CompareTarget) -> i64 {
+    match target {
+        CompareTarget::Create => kv.create_revision,
+        CompareTarget::Mod => kv.mod_revision,
+        CompareTarget::Version => kv.version,
+        CompareTarget::Lease => kv.lease,
+        CompareTarget::Value => 0,
+    }
+}
+
+/// The integer a compare of `target` targets; 0 when the union holds another kind (as etcd).
+fn int_target(u: &Option<TargetUnion>, target: CompareTarget) -> i64 {
+    match (target, u) {
+        (CompareTarget::Create, Some(TargetUnion::CreateRevision(r)))
+        | (CompareTarget::Mod, Some(TargetUnion::ModRevision(r)))
+        | (CompareTarget::Version, Some(TargetUnion::Version(r)))
+        | (CompareTarget::Lease, Some(TargetUnion::Lease(r))) => *r,
+        _ => 0,
+    }
 }

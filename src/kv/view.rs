@@ -12,6 +12,7 @@ use crate::mvcc::store::{RangePart, RangeQuery, Store, WriteOp, WriteResult};
 use crate::mvcc::Rev;
 use crate::shard::mailbox::Shards;
 
+/// The future of a view's call (and of txn.rs's recursion over nested txns).
 pub type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
 
 pub trait KvView {

@@ -11,6 +11,8 @@
 
 use std::sync::Arc;
 
+use super::response::Response;
+use super::txn::{check_lease, fatal, header};
 use crate::error::{Error, Result};
 use crate::mvcc::store::{WriteOp, WriteResult};
 use crate::mvcc::Rev;
@@ -19,18 +21,7 @@ use crate::proto::etcdserverpb::alarm_request::AlarmAction;
 use crate::proto::etcdserverpb::*;
 use crate::quota::{cost_put, cost_txn, Quota};
 use crate::shard::mailbox::Shards;
-use crate::txn::{check_lease, fatal, header};
 use crate::status::ServerStatus;
-
-#[derive(Debug)]
-pub enum Response {
-    Put(PutResponse),
-    DeleteRange(DeleteRangeResponse),
-    Txn(TxnResponse),
-    /// With one receiver per shard, resolved when its physical compaction is done.
-    Compaction(CompactionResponse, Vec<tokio::sync::oneshot::Receiver<()>>),
-    Alarm(AlarmResponse),
-}
 
 pub struct Applier {
     shards: Shards,
@@ -172,7 +163,7 @@ impl Applier {
                 let fits = self.within_quota(cost_put(p));
                 let rev = Rev::main(self.rev + 1);
                 // Fails (ignore_value / ignore_lease on a missing key) before writing anything.
-                let resp = crate::txn::put(&self.shards, p, rev).await?;
+                let resp = super::txn::put(&self.shards, p, rev).await?;
                 self.rev = rev.main;
                 if !fits {
                     return Err(Error::NoSpace);
@@ -180,7 +171,7 @@ impl Applier {
                 Ok(Response::Put(resp))
             }
             Request::DeleteRange(d) => {
-                let resp = crate::txn::delete_range(&self.shards, d, Rev::main(self.rev + 1)).await?;
+                let resp = super::txn::delete_range(&self.shards, d, Rev::main(self.rev + 1)).await?;
                 if resp.deleted > 0 {
                     self.rev += 1;
                 }
@@ -248,10 +239,10 @@ impl Applier {
     async fn txn(&mut self, t: &TxnRequest) -> Result<TxnResponse> {
         let base = self.rev;
         let shards = &self.shards;
-        let owner = if shards.count() == 1 { Some(0) } else { crate::txn::single_owner(t, &|k| shards.owner(k)) };
+        let owner = if shards.count() == 1 { Some(0) } else { super::txn::single_owner(t, &|k| shards.owner(k)) };
         let (resp, changed) = match owner {
             Some(shard) => shards.txn_on(shard, t.clone(), base, self.compact_rev).await?,
-            None => crate::txn::txn(shards, t, base, self.compact_rev).await?,
+            None => super::txn::txn(shards, t, base, self.compact_rev).await?,
         };
         if changed {
             self.rev = base + 1;

@@ -1,0 +1,112 @@
+//! etcd's KV semantics, callable without gRPC: `Kv` takes and returns etcd's request and
+//! response types and `crate::error::Result`, for every front end (the gRPC KV service, and
+//! services that read and write keys themselves). A request is validated with etcd's checks
+//! and errors (`validate`), then writes and txns go through raft and Range reads the shards at
+//! the applied revision, after a ReadIndex unless `serializable`.
+//!
+//! Below the facade, in the order a write meets them:
+//!
+//! * `apply` — a committed request → revision assignment, quota, alarms.
+//! * `txn` — etcd's put / delete / txn semantics over a `view` (all shards, or one shard's own
+//!   store when a txn's keys all live there).
+//! * `range` — etcd's Range semantics over a view (scatter, merge, filter, sort, limit).
+//! * `view` — `KvView`: the keyspace seen through the shards, or through one shard's store.
+//! * `response` — what applying a write answers; `delivery` — the answers the raft core and
+//!   the shards send back to waiting callers (through `reply`).
+
+pub mod apply;
+pub mod delivery;
+pub mod range;
+pub mod response;
+pub mod txn;
+pub mod validate;
+pub mod view;
+
+use std::sync::Arc;
+
+use prost::Message as _;
+
+use crate::api::Ctx;
+use crate::error::{Error, Result};
+use crate::proto::ballastpb::internal_request::Request as Write;
+use crate::proto::etcdserverpb::*;
+use response::Response;
+
+/// etcd's KV calls over the server's context.
+#[derive(Clone)]
+pub struct Kv {
+    ctx: Arc<Ctx>,
+}
+
+impl Kv {
+    pub fn new(ctx: Arc<Ctx>) -> Kv {
+        Kv { ctx }
+    }
+
+    pub async fn range(&self, r: RangeRequest) -> Result<RangeResponse> {
+        validate::check_range(&r)?;
+        if !r.serializable {
+            self.ctx.raft.read_index().await?;
+        }
+        let mut resp = range::range_on_shards(&self.ctx.shards, &r, &self.ctx.status).await?;
+        self.ctx.fill(&mut resp.header);
+        Ok(resp)
+    }
+
+    pub async fn put(&self, r: PutRequest) -> Result<PutResponse> {
+        validate::check_put(&r)?;
+        self.ctx.check_quota(crate::quota::cost_put(&r)).await?;
+        let size = r.encoded_len();
+        match self.write(Write::Put(r), size).await? {
+            Response::Put(resp) => Ok(resp),
+            other => Err(other.unexpected()),
+        }
+    }
+
+    pub async fn delete_range(&self, r: DeleteRangeRequest) -> Result<DeleteRangeResponse> {
+        validate::check_delete(&r)?;
+        let size = r.encoded_len();
+        match self.write(Write::DeleteRange(r), size).await? {
+            Response::DeleteRange(resp) => Ok(resp),
+            other => Err(other.unexpected()),
+        }
+    }
+
+    pub async fn txn(&self, r: TxnRequest) -> Result<TxnResponse> {
+        validate::check_txn(&r, self.ctx.max_txn_ops)?;
+        self.ctx.check_quota(crate::quota::cost_txn(&r)).await?;
+        let size = r.encoded_len();
+        match self.write(Write::Txn(r), size).await? {
+            Response::Txn(resp) => Ok(resp),
+            other => Err(other.unexpected()),
+        }
+    }
+
+    /// Returns once the compaction is logically applied; with `physical` once every shard has
+    /// also dropped the history (as etcd).
+    pub async fn compact(&self, r: CompactionRequest) -> Result<CompactionResponse> {
+        let size = r.encoded_len();
+        let physical = r.physical;
+        match self.write(Write::Compaction(r), size).await? {
+            Response::Compaction(resp, done) => {
+                if physical {
+                    for d in done {
+                        d.await.map_err(|_| Error::Stopped)?;
+                    }
+                }
+                Ok(resp)
+            }
+            other => Err(other.unexpected()),
+        }
+    }
+
+    /// Proposes `w` (its request `size_bytes` long) and fills the header of its answer.
+    async fn write(&self, w: Write, size_bytes: usize) -> Result<Response> {
+        if size_bytes > self.ctx.max_request_bytes {
+            return Err(Error::RequestTooLarge);
+        }
+        let mut resp = self.ctx.raft.propose(w).await?;
+        self.ctx.fill(resp.header_mut());
+        Ok(resp)
+    }
+}

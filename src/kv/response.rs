@@ -1,0 +1,34 @@
+//! `Response`: what applying a committed write answers, one variant per kind of write. It sits
+//! below the applier that builds it and the raft core and front end that carry and read it.
+
+use crate::error::Error;
+use crate::proto::etcdserverpb::{
+    AlarmResponse, CompactionResponse, DeleteRangeResponse, PutResponse, ResponseHeader, TxnResponse,
+};
+
+#[derive(Debug)]
+pub enum Response {
+    Put(PutResponse),
+    DeleteRange(DeleteRangeResponse),
+    Txn(TxnResponse),
+    /// With one receiver per shard, resolved when its physical compaction is done.
+    Compaction(CompactionResponse, Vec<tokio::sync::oneshot::Receiver<()>>),
+    Alarm(AlarmResponse),
+}
+
+impl Response {
+    pub fn header_mut(&mut self) -> &mut Option<ResponseHeader> {
+        match self {
+            Response::Put(r) => &mut r.header,
+            Response::DeleteRange(r) => &mut r.header,
+            Response::Txn(r) => &mut r.header,
+            Response::Compaction(r, _) => &mut r.header,
+            Response::Alarm(r) => &mut r.header,
+        }
+    }
+
+    /// The fault of an answer of another kind than its request's.
+    pub fn unexpected(self) -> Error {
+        Error::Internal(format!("unexpected apply result {self:?}"))
+    }
+}
