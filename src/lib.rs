@@ -1,34 +1,45 @@
 //! ballast: an etcd v3 compatible key-value store on a thread-per-core architecture.
 //! See docs/design.md for the picture; the modules, in the order a request meets them:
 //!
-//! * `config` — etcd's command-line flags, `ETCD_*` environment variables and YAML config file.
+//! * `config` — etcd's command-line flags, `ETCD_*` environment variables and YAML config file:
+//!   `flags` (the table), `command_line`, `env`, `file`, `values`/`url`/`validate` (etcd's
+//!   checks and messages), `duration` (Go's ParseDuration, the one parser).
 //! * `server` — start-up and shutdown: WAL recovery, shard executors, raft core, listeners;
-//!   `server::http` serves /health, /livez, /readyz, /version and /metrics.
+//!   `front_end` (tokio threads), `http` (/health, /livez, /readyz, /version, /metrics),
+//!   `grpc_metrics` (go-grpc-prometheus's series for the served services).
 //! * `api` — the gRPC front end, one file per etcd service (KV, Maintenance, Cluster): thin
 //!   tonic adapters over `kv` and the raft core.
-//! * `kv` — etcd's KV semantics without gRPC: `Kv` validates with etcd's exact errors, then
-//!   calls the raft core or the shards. Inside: `apply` (a committed request → revision
-//!   assignment, quota, alarms), `txn` (put / delete / txn semantics over a view), `range`
-//!   (Range semantics: scatter, merge, filter, sort, limit), `view` (the keyspace seen through
-//!   the shards or one shard's store), and the answers the raft core and shards deliver.
-//! * `raft` — the raft core (one raft-rs group, hosted on shard 0): batching proposals,
-//!   persisting to the WAL before acknowledging, applying committed entries in order.
-//! * `reply` — answers to the front end, batched per front-end thread.
-//! * `shard` — glommio executors pinned per core, each owning an MVCC segment; key routing and
-//!   the message protocol that reaches them.
-//! * `mvcc` — per-shard multi-version store: key histories, ranges at a revision, compaction.
-//! * `snapshot` — the snapshot manifest: which rkyv segments (a full snapshot's and the deltas
-//!   after it) hold the state up to which raft index; written by rename after every shard
-//!   wrote its segment.
-//! * `wal` — the write-ahead log: record format, io_uring stripe writer, recovery.
+//! * `kv` — etcd's KV semantics without gRPC: `Kv` (mod.rs) validates (`validate`) with etcd's
+//!   exact errors, then calls the raft core or the shards; `apply` (a committed request →
+//!   revision assignment, quota, alarms), `txn` (put / delete / txn semantics over a view),
+//!   `range` (scatter, merge, filter, sort, limit), `view` (the keyspace seen through the
+//!   shards or one shard's store), `response` and `delivery` (the answers raft and the shards
+//!   deliver).
+//! * `raft` — the raft core (one raft-rs group, driven on shard 0): `core` is a state machine
+//!   without I/O built of `proposals`, `reads`, `log_writer` and `snapshots`; `driver` is the
+//!   glommio loop that carries out its outputs; `handle` is the front end's way in; `storage`
+//!   rebuilds raft's log at boot.
+//! * `reply` — answers to the front end, batched per front-end thread (any `Deliver` type).
+//! * `shard` — glommio executors pinned per core (`threads`), each running a shard actor
+//!   (`actor`, with `segments` and `compaction` as side tasks) that owns an MVCC store; key
+//!   routing (`router`) and the message protocol that reaches them (`mailbox`).
+//! * `mvcc` — per-shard multi-version store: key histories (`index`), ranges at a revision,
+//!   compaction (`store`); values on the heap or mapped from a segment (`value`); the segment
+//!   file format (`segment`, no runtime) and writing a store into one (`persist`).
+//! * `snapshot` — the manifest (`manifest`: which segments hold the state up to which raft
+//!   index), loading it at boot (`load`), and carrying out the core's snapshot orders
+//!   (`coordinator`).
+//! * `wal` — the write-ahead log: record format (`record`), io_uring stripe writer (`stripe`),
+//!   recovery (`recover`), retired stripes (`retire`).
 //! * `compactor` — auto-compaction (`--auto-compaction-mode/-retention`), as etcd's.
 //! * `cluster` — membership from `--initial-cluster`, etcd-compatible member and cluster ids.
 //! * `quota` — `--quota-backend-bytes` and etcd's request cost model (NOSPACE alarm).
 //! * `status` — the atomics shared between threads (applied revision, raft progress, sizes).
-//! * `durable` — atomic small files with checksums, directory fsyncs after renames and unlinks.
+//! * `durable` — atomic files (temp, fsync, rename, fsync the directory), small files with
+//!   checksums.
 //! * `error` — the one error type, mapped once to etcd's gRPC codes and messages.
 //! * `failpoint` — crash and fault points for tests (debug builds only).
-//! * `metrics` — every metric name, and the Prometheus recorder.
+//! * `metrics` — every metric name in one table, the Prometheus recorder, cached handles.
 //! * `log` — etcd-shaped (zap JSON) log lines.
 //! * `proto` — generated code for etcd's v3 API and ballast's raft entry format.
 

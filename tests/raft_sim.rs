@@ -16,14 +16,16 @@
 //! * at the end (everything made durable, no more crashes) every proposal of the last life is
 //!   answered, and every read, barrier and snapshot request too.
 //!
-//! `RAFT_SIM_SEEDS=n` (default 2000) seeds from `RAFT_SIM_FIRST_SEED` (default 1);
-//! `RAFT_SIM_SEED=s` replays one seed, `RAFT_SIM_TRACE=1` prints its steps. The world has a
-//! list of nodes and a network queue so peers, partitions and message loss can be added; with
-//! one voter the core must send no messages.
+//! `RAFT_SIM_SEEDS=n` seeds (default 10000, about 20 s) from `RAFT_SIM_FIRST_SEED` (default
+//! 1); a longer run: `RAFT_SIM_SEEDS=1000000 RAFT_SIM_FIRST_SEED=10001 cargo test --release
+//! --test raft_sim`. `RAFT_SIM_SEED=s` replays one seed, `RAFT_SIM_TRACE=1` prints its steps. The world holds a
+//! list of members and a network queue that delivers the messages they send, so peers,
+//! partitions and message loss can be added; today it has one voter, which must send none.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 use ballast::proto::ballastpb::internal_request::Request;
+use raft::eraftpb::Message;
 use ballast::proto::etcdserverpb::PutRequest;
 use ballast::raft::core::{Core, CoreConfig, SnapPoint};
 use ballast::raft::snapshots::SnapshotOrder;
@@ -64,6 +66,7 @@ struct Disk {
 }
 
 struct Node {
+    id: u64,
     core: Core<u64, Waiter>,
     /// Batches handed to each stripe and not yet durable, in write order.
     stripes: Vec<VecDeque<Batch>>,
@@ -87,7 +90,12 @@ struct World {
     trace: bool,
     stripes: usize,
     snapshot_count: u64,
-    node: Node,
+    /// The members, and the one the current step acts on. One voter for now: the cluster
+    /// issue adds peers, and with them message delivery, loss and partitions on `network`.
+    nodes: Vec<Node>,
+    at: usize,
+    /// Messages sent and not yet delivered.
+    network: VecDeque<Message>,
     /// Revision → the request applied there (applied means durable: permanent).
     history: BTreeMap<i64, u64>,
     max_applied_rev: i64,
@@ -119,6 +127,7 @@ impl Node {
         let core = Core::new(&config(stripes, snapshot_count, boots), &rec, point.as_ref()).expect("core starts");
         let model = disk.snapshot.as_ref().map_or_else(Model::default, |(_, m)| m.clone());
         Node {
+            id: 1,
             core,
             stripes: (0..stripes).map(|_| VecDeque::new()).collect(),
             disk,
@@ -169,7 +178,7 @@ impl World {
         let stripes = 1 + rng.below(4) as usize;
         let snapshot_count = 1 + rng.below(60);
         let node = Node::boot(Disk::default(), stripes, snapshot_count, 1);
-        World { rng, trace, stripes, snapshot_count, node, history: BTreeMap::new(), max_applied_rev: 0, next_tag: 1, boots: 1, acked: 0 }
+        World { rng, trace, stripes, snapshot_count, nodes: vec![node], at: 0, network: VecDeque::new(), history: BTreeMap::new(), max_applied_rev: 0, next_tag: 1, boots: 1, acked: 0 }
     }
 
     fn log(&self, what: impl FnOnce() -> String) {
@@ -179,6 +188,7 @@ impl World {
     }
 
     fn step(&mut self) {
+        self.at = self.rng.below(self.nodes.len() as u64) as usize;
         match self.rng.below(100) {
             0..=29 => {
                 for _ in 0..=self.rng.below(3) {
@@ -186,26 +196,27 @@ impl World {
                 }
             }
             30..=34 => {
-                let w = Waiter::Read { applied_at_issue: self.node.model.index };
+                let w = Waiter::Read { applied_at_issue: self.nodes[self.at].model.index };
                 self.log(|| format!("read {w:?}"));
-                self.node.waiting += 1;
-                self.node.core.read(w);
+                self.nodes[self.at].waiting += 1;
+                self.nodes[self.at].core.read(w);
             }
             35..=37 => {
-                let w = Waiter::Barrier { written_at_issue: self.node.written_seq };
+                let w = Waiter::Barrier { written_at_issue: self.nodes[self.at].written_seq };
                 self.log(|| format!("barrier {w:?}"));
-                self.node.waiting += 1;
-                self.node.core.barrier(w);
+                self.nodes[self.at].waiting += 1;
+                self.nodes[self.at].core.barrier(w);
             }
             38..=39 => {
                 self.log(|| "request snapshot".into());
-                self.node.waiting += 1;
-                self.node.core.request_snapshot(Waiter::Snapshot);
+                self.nodes[self.at].waiting += 1;
+                self.nodes[self.at].core.request_snapshot(Waiter::Snapshot);
             }
             40..=64 => self.make_durable(),
             65..=89 => self.turn(),
-            90..=94 => self.node.core.tick(),
-            95..=98 => self.finish_snapshot(),
+            90..=94 => self.nodes[self.at].core.tick(),
+            95..=97 => self.finish_snapshot(),
+            98 => self.deliver(),
             _ => self.crash(),
         }
     }
@@ -214,20 +225,20 @@ impl World {
         let tag = self.next_tag;
         self.next_tag += 1;
         self.log(|| format!("propose {tag}"));
-        self.node.unanswered.insert(tag);
-        self.node.core.propose(put(tag), tag);
+        self.nodes[self.at].unanswered.insert(tag);
+        self.nodes[self.at].core.propose(put(tag), tag);
     }
 
     /// The front batch of a random stripe reaches the disk.
     fn make_durable(&mut self) {
-        let busy: Vec<usize> = (0..self.stripes).filter(|&s| !self.node.stripes[s].is_empty()).collect();
+        let busy: Vec<usize> = (0..self.stripes).filter(|&s| !self.nodes[self.at].stripes[s].is_empty()).collect();
         if busy.is_empty() {
             return;
         }
         let s = busy[self.rng.below(busy.len() as u64) as usize];
-        let batch = self.node.stripes[s].pop_front().expect("busy stripe");
+        let batch = self.nodes[self.at].stripes[s].pop_front().expect("busy stripe");
         self.log(|| format!("durable batch {} (stripe {s})", batch.seq));
-        let node = &mut self.node;
+        let node = &mut self.nodes[self.at];
         node.durable_above_prefix.insert(batch.seq);
         while node.durable_above_prefix.remove(&(node.durable_prefix + 1)) {
             node.durable_prefix += 1;
@@ -238,64 +249,65 @@ impl World {
 
     fn turn(&mut self) {
         self.log(|| "turn".into());
-        self.node.core.advance();
+        self.nodes[self.at].core.advance();
         self.carry_out();
-        self.node.core.end_turn();
+        self.nodes[self.at].core.end_turn();
         self.carry_out();
-        if self.node.core.is_serving() && !self.node.serving_checked {
-            self.node.serving_checked = true;
+        if self.nodes[self.at].core.is_serving() && !self.nodes[self.at].serving_checked {
+            self.nodes[self.at].serving_checked = true;
             assert!(
-                self.node.model.rev >= self.max_applied_rev,
+                self.nodes[self.at].model.rev >= self.max_applied_rev,
                 "serving after a restart at revision {} but revision {} was applied before",
-                self.node.model.rev,
+                self.nodes[self.at].model.rev,
                 self.max_applied_rev
             );
         }
     }
 
     fn carry_out(&mut self) {
-        let out = self.node.core.take_output();
-        assert!(out.messages.is_empty(), "a lone voter sends no messages");
+        let out = self.nodes[self.at].core.take_output();
+        assert!(self.nodes.len() > 1 || out.messages.is_empty(), "a lone voter sends no messages");
+        self.network.extend(out.messages);
         for (tag, e) in out.refused {
             self.log(|| format!("refused {tag}: {e:?}"));
-            assert!(self.node.unanswered.remove(&tag), "proposal {tag} answered twice");
+            assert!(self.nodes[self.at].unanswered.remove(&tag), "proposal {tag} answered twice");
         }
         for w in out.wal {
             let seq = w.batch.seq;
-            assert_eq!(seq, self.node.written_seq + 1, "batches are numbered without gaps");
+            assert_eq!(seq, self.nodes[self.at].written_seq + 1, "batches are numbered without gaps");
             assert_eq!(w.stripe, (seq % self.stripes as u64) as usize);
-            assert!(self.node.stripes[w.stripe].is_empty(), "two batches in flight on stripe {}", w.stripe);
-            self.node.written_seq = seq;
+            assert!(self.nodes[self.at].stripes[w.stripe].is_empty(), "two batches in flight on stripe {}", w.stripe);
+            self.nodes[self.at].written_seq = seq;
             for e in &w.batch.entries {
-                self.node.batch_of_index.insert(e.index, seq);
+                self.nodes[self.at].batch_of_index.insert(e.index, seq);
             }
             self.log(|| format!("write batch {seq} on stripe {}: {} entries", w.stripe, w.batch.entries.len()));
-            self.node.stripes[w.stripe].push_back(w.batch);
+            self.nodes[self.at].stripes[w.stripe].push_back(w.batch);
         }
         for entry in out.apply {
             self.apply(entry);
         }
-        let more = self.node.core.take_output();
+        let more = self.nodes[self.at].core.take_output();
         assert!(more.wal.is_empty() && more.apply.is_empty() && more.snapshot.is_none());
         for (w, result) in out.done.into_iter().chain(more.done) {
             self.answered(w, result);
         }
         if let Some(order) = out.snapshot {
             self.log(|| format!("snapshot ordered {order:?}"));
-            assert_eq!(order.index, self.node.model.index, "a snapshot is cut at the applied state");
-            assert!(self.node.running_snapshot.is_none(), "two snapshots at once");
-            self.node.running_snapshot = Some((order, self.node.model.clone()));
+            assert_eq!(order.index, self.nodes[self.at].model.index, "a snapshot is cut at the applied state");
+            assert!(self.nodes[self.at].running_snapshot.is_none(), "two snapshots at once");
+            self.nodes[self.at].running_snapshot = Some((order, self.nodes[self.at].model.clone()));
         }
         if let Some(seq) = out.release_wal_before {
-            let kept = self.node.disk.snapshot.as_ref().expect("a release follows a durable snapshot");
+            let kept = self.nodes[self.at].disk.snapshot.as_ref().expect("a release follows a durable snapshot");
             assert_eq!(seq, kept.0.release_wal_before());
             self.log(|| format!("release wal before {seq}"));
-            self.node.disk.batches.retain(|&s, _| s >= seq);
+            self.nodes[self.at].disk.batches.retain(|&s, _| s >= seq);
         }
     }
 
     fn apply(&mut self, entry: ballast::raft::proposals::ToApply<u64>) {
-        let node = &mut self.node;
+        let node = &mut self.nodes[self.at];
         assert_eq!(entry.index, node.model.index + 1, "applied out of log order");
         if let Some(&seq) = node.batch_of_index.get(&entry.index) {
             assert!(seq <= node.durable_prefix, "entry {} applied before batch {seq} (and all before it) is durable", entry.index);
@@ -324,41 +336,48 @@ impl World {
 
     fn answered(&mut self, w: Waiter, result: ballast::error::Result<()>) {
         self.log(|| format!("answered {w:?}: {result:?}"));
-        self.node.waiting -= 1;
+        self.nodes[self.at].waiting -= 1;
         match w {
             Waiter::Read { applied_at_issue } => {
                 assert!(result.is_ok());
-                assert!(self.node.model.index >= applied_at_issue, "a read answered before an earlier write is applied");
+                assert!(self.nodes[self.at].model.index >= applied_at_issue, "a read answered before an earlier write is applied");
             }
             Waiter::Barrier { written_at_issue } => {
                 assert!(result.is_ok());
-                assert!(self.node.durable_prefix >= written_at_issue, "a barrier answered before batch {written_at_issue} is durable");
+                assert!(self.nodes[self.at].durable_prefix >= written_at_issue, "a barrier answered before batch {written_at_issue} is durable");
             }
             Waiter::Snapshot => {}
         }
     }
 
+    /// The oldest message in flight reaches its member.
+    fn deliver(&mut self) {
+        let Some(msg) = self.network.pop_front() else { return };
+        let to = self.nodes.iter().position(|n| n.id == msg.to).expect("a message to a member");
+        self.nodes[to].core.step(msg).expect("raft accepts a peer's message");
+    }
+
     /// The running snapshot's segments and manifest are written (or it fails).
     fn finish_snapshot(&mut self) {
-        let Some(running) = self.node.running_snapshot.take() else { return };
+        let Some(running) = self.nodes[self.at].running_snapshot.take() else { return };
         if self.rng.chance(10) {
             self.log(|| "snapshot failed".into());
-            self.node.core.snapshot_done(Err("simulated failure".into()));
+            self.nodes[self.at].core.snapshot_done(Err("simulated failure".into()));
             return;
         }
         self.log(|| format!("snapshot durable at index {}", running.0.index));
-        self.node.disk.snapshot = Some(running);
+        self.nodes[self.at].disk.snapshot = Some(running);
         if self.rng.chance(10) {
             self.crash(); // after the manifest, before the core heard of it
         } else {
-            self.node.core.snapshot_done(Ok(()));
+            self.nodes[self.at].core.snapshot_done(Ok(()));
         }
     }
 
     /// The process dies: each batch in flight is written or lost; the node restarts from disk.
     fn crash(&mut self) {
-        let mut disk = std::mem::take(&mut self.node.disk);
-        for stripe in &mut self.node.stripes {
+        let mut disk = std::mem::take(&mut self.nodes[self.at].disk);
+        for stripe in &mut self.nodes[self.at].stripes {
             for batch in stripe.drain(..) {
                 if self.rng.chance(50) {
                     disk.batches.insert(batch.seq, batch);
@@ -367,26 +386,26 @@ impl World {
         }
         self.boots += 1;
         self.log(|| format!("crash; restart {} from {} batches", self.boots, disk.batches.len()));
-        self.node = Node::boot(disk, self.stripes, self.snapshot_count, self.boots);
+        self.nodes[self.at] = Node::boot(disk, self.stripes, self.snapshot_count, self.boots);
     }
 
     /// No more crashes: everything becomes durable and every waiter of the last life is answered.
     fn drain(&mut self) {
         for _ in 0..DRAIN_TURNS_MAX {
-            while self.node.stripes.iter().any(|s| !s.is_empty()) {
+            while self.nodes[self.at].stripes.iter().any(|s| !s.is_empty()) {
                 self.make_durable();
             }
-            if self.node.running_snapshot.is_some() {
-                let running = self.node.running_snapshot.take().expect("checked");
-                self.node.disk.snapshot = Some(running);
-                self.node.core.snapshot_done(Ok(()));
+            if self.nodes[self.at].running_snapshot.is_some() {
+                let running = self.nodes[self.at].running_snapshot.take().expect("checked");
+                self.nodes[self.at].disk.snapshot = Some(running);
+                self.nodes[self.at].core.snapshot_done(Ok(()));
             }
             self.turn();
-            if self.node.unanswered.is_empty() && self.node.waiting == 0 && self.node.stripes.iter().all(VecDeque::is_empty) {
+            if self.nodes[self.at].unanswered.is_empty() && self.nodes[self.at].waiting == 0 && self.nodes[self.at].stripes.iter().all(VecDeque::is_empty) {
                 return;
             }
         }
-        panic!("not quiet after {DRAIN_TURNS_MAX} turns: {} proposals and {} other requests unanswered", self.node.unanswered.len(), self.node.waiting);
+        panic!("not quiet after {DRAIN_TURNS_MAX} turns: {} proposals and {} other requests unanswered", self.nodes[self.at].unanswered.len(), self.nodes[self.at].waiting);
     }
 }
 
@@ -410,7 +429,7 @@ fn raft_core_simulation() {
         Some(seed) => vec![seed],
         None => {
             let first = env_u64("RAFT_SIM_FIRST_SEED").unwrap_or(1);
-            (first..first + env_u64("RAFT_SIM_SEEDS").unwrap_or(2000)).collect()
+            (first..first + env_u64("RAFT_SIM_SEEDS").unwrap_or(10_000)).collect()
         }
     };
     let (mut acked, mut boots) = (0, 0);
