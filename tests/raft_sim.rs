@@ -18,9 +18,10 @@
 //!
 //! `RAFT_SIM_SEEDS=n` seeds (default 10000, about 20 s) from `RAFT_SIM_FIRST_SEED` (default
 //! 1); a longer run: `RAFT_SIM_SEEDS=1000000 RAFT_SIM_FIRST_SEED=10001 cargo test --release
-//! --test raft_sim`. `RAFT_SIM_SEED=s` replays one seed, `RAFT_SIM_TRACE=1` prints its steps. The world holds a
-//! list of members and a network queue that delivers the messages they send, so peers,
-//! partitions and message loss can be added; today it has one voter, which must send none.
+//! --test raft_sim`. `RAFT_SIM_SEED=s` replays one seed, `RAFT_SIM_TRACE=1` prints its steps.
+//! The world holds a list of members and a network queue that delivers the messages they send,
+//! so peers, partitions and message loss can be added; today it has one voter, which must send
+//! none.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
