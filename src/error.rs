@@ -22,6 +22,10 @@ pub enum Error {
     NoLeader,
     NotLeader,
     Stopped,
+    /// A watch create whose range_end is not after its key (a cancel reason, not a status).
+    WatchRangeEmpty,
+    /// A watch create with an id its stream already uses (a cancel reason).
+    DuplicateWatchId,
     Timeout,
     /// A feature this build does not offer yet.
     Unimplemented(Missing),
@@ -74,6 +78,8 @@ impl Error {
             Error::NoLeader => (Code::Unavailable, "etcdserver: no leader"),
             Error::NotLeader => (Code::FailedPrecondition, "etcdserver: not leader"),
             Error::Stopped => (Code::Unavailable, "etcdserver: server stopped"),
+            Error::WatchRangeEmpty => (Code::InvalidArgument, "mvcc: watcher range is empty"),
+            Error::DuplicateWatchId => (Code::InvalidArgument, "mvcc: duplicate watch ID provided on the WatchStream"),
             Error::Timeout => (Code::Unavailable, "etcdserver: request timed out"),
             Error::Unimplemented(what) => (Code::Unimplemented, what.message()),
             Error::Internal(msg) => (Code::Internal, msg),

@@ -7,7 +7,7 @@
 //! * `server` — start-up and shutdown: WAL recovery, shard executors, raft core, listeners;
 //!   `front_end` (tokio threads), `http` (/health, /livez, /readyz, /version, /metrics),
 //!   `grpc_metrics` (go-grpc-prometheus's series for the served services).
-//! * `api` — the gRPC front end, one file per etcd service (KV, Maintenance, Cluster): thin
+//! * `api` — the gRPC front end, one file per etcd service (KV, Watch, Maintenance, Cluster): thin
 //!   tonic adapters over `kv` and the raft core.
 //! * `kv` — etcd's KV semantics without gRPC: `Kv` (mod.rs) validates (`validate`) with etcd's
 //!   exact errors, then calls the raft core or the shards; `apply` (a committed request →
@@ -19,6 +19,8 @@
 //!   without I/O built of `proposals`, `reads`, `log_writer` and `snapshots`; `driver` is the
 //!   glommio loop that carries out its outputs; `handle` is the front end's way in; `storage`
 //!   rebuilds raft's log at boot.
+//! * `watch` — etcd's watch: the hub on shard 0 that owns every watcher and fans the shards'
+//!   events out in revision order (`hub`), and the watcher (`watcher`).
 //! * `reply` — answers to the front end, batched per front-end thread (any `Deliver` type).
 //! * `shard` — glommio executors pinned per core (`threads`), each running a shard actor
 //!   (`actor`, with `segments` and `compaction` as side tasks) that owns an MVCC store; key
@@ -63,6 +65,7 @@ pub mod shard;
 pub mod snapshot;
 pub mod status;
 pub mod wal;
+pub mod watch;
 
 /// What `ballast --version` prints.
 pub fn version_text() -> String {

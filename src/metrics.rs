@@ -27,6 +27,10 @@ pub const QUOTA_BACKEND_BYTES: &str = "etcd_server_quota_backend_bytes";
 pub const DB_TOTAL_SIZE: &str = "etcd_mvcc_db_total_size_in_bytes";
 pub const DB_TOTAL_SIZE_IN_USE: &str = "etcd_mvcc_db_total_size_in_use_in_bytes";
 pub const KEYS_TOTAL: &str = "etcd_debugging_mvcc_keys_total";
+pub const WATCHERS: &str = "etcd_debugging_mvcc_watcher_total";
+pub const SLOW_WATCHERS: &str = "etcd_debugging_mvcc_slow_watcher_total";
+pub const WATCH_STREAMS: &str = "etcd_debugging_mvcc_watch_stream_total";
+pub const WATCH_EVENTS: &str = "etcd_debugging_mvcc_events_total";
 // --- etcd: network (peers appear with multi-member clusters; clients always)
 pub const PEER_RTT_SECONDS: &str = "etcd_network_peer_round_trip_time_seconds";
 pub const PEER_SENT_BYTES: &str = "etcd_network_peer_sent_bytes_total";
@@ -155,6 +159,10 @@ pub const METRICS: &[Metric] = &[
     Metric::new(DB_TOTAL_SIZE, G, "Total size of the underlying database physically allocated in bytes.").unit(BYTES),
     Metric::new(DB_TOTAL_SIZE_IN_USE, G, "Total size of the underlying database logically in use in bytes.").unit(BYTES),
     Metric::new(KEYS_TOTAL, G, "Total number of keys."),
+    Metric::new(WATCHERS, G, "Total number of watchers."),
+    Metric::new(SLOW_WATCHERS, G, "Total number of unsynced slow watchers."),
+    Metric::new(WATCH_STREAMS, G, "Total number of watch streams."),
+    Metric::new(WATCH_EVENTS, C, "Total number of events sent by this member."),
     Metric::new(PEER_RTT_SECONDS, H(rtt_buckets), "Round-Trip-Time histogram between peers").unit(SECONDS).labeled(),
     Metric::new(PEER_SENT_BYTES, C, "The total number of bytes sent to peers.").unit(BYTES).labeled(),
     Metric::new(PEER_RECEIVED_BYTES, C, "The total number of bytes received from peers.").unit(BYTES).labeled(),
@@ -226,6 +234,10 @@ pub struct Handles {
     pub leader_changes: Counter,
     pub client_grpc_received_bytes: Counter,
     pub client_grpc_sent_bytes: Counter,
+    pub watchers: Gauge,
+    pub slow_watchers: Gauge,
+    pub watch_streams: Gauge,
+    pub watch_events: Counter,
 }
 
 impl Handles {
@@ -245,6 +257,10 @@ impl Handles {
             leader_changes: counter!(LEADER_CHANGES),
             client_grpc_received_bytes: counter!(CLIENT_GRPC_RECEIVED_BYTES),
             client_grpc_sent_bytes: counter!(CLIENT_GRPC_SENT_BYTES),
+            watchers: gauge!(WATCHERS),
+            slow_watchers: gauge!(SLOW_WATCHERS),
+            watch_streams: gauge!(WATCH_STREAMS),
+            watch_events: counter!(WATCH_EVENTS),
         }
     }
 }

@@ -6,6 +6,7 @@
 pub mod cluster;
 pub mod kv;
 pub mod maintenance;
+pub mod watch;
 
 use std::sync::Arc;
 
@@ -25,6 +26,7 @@ pub struct Ctx {
     /// The etcd version whose API ballast offers (`--compat-version`).
     pub compat_version: String,
     pub quota: crate::quota::Quota,
+    pub watch: crate::watch::WatchHub,
 }
 
 impl Ctx {

@@ -60,6 +60,20 @@ const MIN_WAL_SEGMENT_BYTES: u64 = 64 << 10;
 const DEFAULT_CLIENT_URL: &str = "http://localhost:2379";
 const DEFAULT_PEER_URL: &str = "http://localhost:2380";
 
+/// etcd's default interval of watch progress notifications.
+pub const DEFAULT_WATCH_PROGRESS_NOTIFY_INTERVAL: std::time::Duration = std::time::Duration::from_secs(600);
+/// etcd's shortest one.
+const MIN_WATCH_PROGRESS_NOTIFY_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// etcd's reading of --experimental-watch-progress-notify-interval: 0 (or negative) keeps the
+/// default, anything shorter than 100 ms is 100 ms.
+pub(super) fn watch_progress_interval(d: Option<std::time::Duration>) -> std::time::Duration {
+    match d {
+        Some(d) if !d.is_zero() => d.max(MIN_WATCH_PROGRESS_NOTIFY_INTERVAL),
+        _ => DEFAULT_WATCH_PROGRESS_NOTIFY_INTERVAL,
+    }
+}
+
 /// The resolved server configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -91,6 +105,8 @@ pub struct Config {
     pub shards: usize,
     /// ours: --wal-segment-bytes, size of a preallocated WAL segment file.
     pub wal_segment_bytes: u64,
+    /// --experimental-watch-progress-notify-interval (etcd: 0 keeps 10m, at least 100 ms).
+    pub watch_progress_notify_interval: std::time::Duration,
 }
 
 impl Default for Config {
@@ -121,6 +137,7 @@ impl Default for Config {
             compat_version: DEFAULT_COMPAT_VERSION.to_string(),
             shards: 0,
             wal_segment_bytes: DEFAULT_WAL_SEGMENT_BYTES,
+            watch_progress_notify_interval: DEFAULT_WATCH_PROGRESS_NOTIFY_INTERVAL,
         }
     }
 }

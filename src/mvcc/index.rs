@@ -99,6 +99,12 @@ impl KeyHistory {
     }
 
     /// The record written at exactly `rev`.
+    pub fn record(&self, rev: Rev) -> Option<&Record> {
+        let i = self.records.binary_search_by_key(&rev, Record::rev).ok()?;
+        Some(&self.records[i])
+    }
+
+    /// The record written at exactly `rev`.
     pub fn record_mut(&mut self, rev: Rev) -> Option<&mut Record> {
         let i = self.records.binary_search_by_key(&rev, Record::rev).ok()?;
         Some(&mut self.records[i])

@@ -5,6 +5,8 @@
 //! `persist.rs` writes a shard's store to one; `key_set.rs` is a set of keys and spans for txn
 //! checks.
 
+pub mod changes;
+pub mod events;
 pub mod index;
 pub mod key_set;
 pub mod persist;
@@ -38,7 +40,7 @@ impl Rev {
 pub type KeyBounds<'a> = (Bound<&'a [u8]>, Bound<&'a [u8]>);
 
 /// The keys a request names, decoded from etcd's (key, range_end) convention.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum KeyRange {
     /// `range_end` empty: exactly `key`.
     Single(Vec<u8>),

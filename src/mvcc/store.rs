@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 
+use super::changes::ChangeLog;
 use super::index::{KeyHistory, Record};
 use super::segment::SegKey;
 use super::value::Value;
@@ -63,6 +64,8 @@ pub struct Store {
     /// otherwise the next delta segment would not say the key is gone, and the older segment
     /// holding its last put would bring it back at boot.
     segment_rev: i64,
+    /// The last writes, for the watch hub (`changes.rs`).
+    changes: ChangeLog,
 }
 
 impl Store {
@@ -76,6 +79,18 @@ impl Store {
 
     pub fn live_keys(&self) -> u64 {
         self.live_keys
+    }
+
+    pub(super) fn changes(&self) -> &ChangeLog {
+        &self.changes
+    }
+
+    pub(super) fn history(&self, key: &[u8]) -> Option<&KeyHistory> {
+        self.keys.get(key)
+    }
+
+    pub(super) fn histories<'a>(&'a self, range: &'a KeyRange) -> impl Iterator<Item = (&'a [u8], &'a KeyHistory)> + 'a {
+        range.bounds().into_iter().flat_map(move |b| self.keys.range::<[u8], _>(b)).map(|(k, h)| (&**k, h))
     }
 
     pub fn range(&self, q: &RangeQuery) -> Result<RangePart> {
@@ -128,6 +143,7 @@ impl Store {
         let new_key = prev.is_none();
         let rec = Record { mod_rev: rev.main, sub: rev.sub, create_rev, version, lease, value };
         let size = rec.size_bytes();
+        self.changes.record(rev, entry.key());
         entry.or_default().push(rec);
         if new_key {
             self.live_keys += 1;
@@ -149,6 +165,7 @@ impl Store {
             let tomb = Record { mod_rev: rev.main, sub: rev.sub, create_rev: 0, version: 0, lease: 0, value: Vec::new().into() };
             self.size_bytes += tomb.size_bytes();
             self.written_bytes += tomb.size_bytes();
+            self.changes.record(rev, key);
             hist.push(tomb);
             count += 1;
         }
@@ -218,7 +235,7 @@ impl Store {
 
     /// Rebuilds a store from snapshot contents (a snapshot at `rev`).
     pub fn restore(keys: impl IntoIterator<Item = SegKey>, compact_rev: i64, rev: i64) -> Store {
-        let mut s = Store { compact_rev, segment_rev: rev, ..Store::default() };
+        let mut s = Store { compact_rev, segment_rev: rev, changes: ChangeLog::starting_after(rev), ..Store::default() };
         for k in keys {
             if k.records.is_empty() {
                 continue;

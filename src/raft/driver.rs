@@ -79,11 +79,12 @@ pub async fn run(
     stripes: Vec<flume::Sender<StripeMsg>>,
     shards: Shards,
     status: Arc<ServerStatus>,
+    applied: flume::Sender<i64>,
     ready: crossbeam::channel::Sender<std::result::Result<(), String>>,
 ) {
     let (persisted_tx, persisted_rx) = flume::unbounded();
     let (done_tx, done_rx) = flume::unbounded();
-    let mut driver = match Driver::new(&cfg, &recovered, snap, stripes, persisted_tx, shards, status, done_tx) {
+    let mut driver = match Driver::new(&cfg, &recovered, snap, stripes, persisted_tx, shards, status.clone(), done_tx) {
         Ok(driver) => driver,
         Err(e) => {
             let _ = ready.send(Err(e));
@@ -129,7 +130,11 @@ pub async fn run(
             driver.core.tick();
             next_tick = Instant::now() + cfg.heartbeat;
         }
+        let rev = status.applied_rev();
         driver.turn().await;
+        if status.applied_rev() > rev {
+            let _ = applied.send(status.applied_rev()); // the watch hub releases the events up to here
+        }
         if driver.core.is_serving() {
             if let Some(tx) = ready.take() {
                 let _ = tx.send(Ok(()));

@@ -13,17 +13,18 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::api::{cluster::ClusterService, kv::KvService, maintenance::MaintenanceService, Ctx};
+use crate::api::{cluster::ClusterService, kv::KvService, maintenance::MaintenanceService, watch::WatchService, Ctx};
 use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::log;
 use crate::mvcc::store::Store;
 use crate::quota::Quota;
-use crate::proto::etcdserverpb::{cluster_server::ClusterServer, kv_server::KvServer, maintenance_server::MaintenanceServer};
+use crate::proto::etcdserverpb::{cluster_server::ClusterServer, kv_server::KvServer, maintenance_server::MaintenanceServer, watch_server::WatchServer};
 use crate::raft::driver::{self, DriverConfig};
 use crate::raft::handle::{CoreMsg, RaftHandle, PROPOSAL_QUEUE_CAPACITY};
 use crate::shard::threads;
 use crate::status::ServerStatus;
+use crate::watch::hub::HubConfig;
 
 /// gRPC messages may exceed --max-request-bytes by this much (etcd's grpcOverheadBytes).
 const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
@@ -116,8 +117,18 @@ fn start(cfg: Config) -> Result<(), String> {
         retired_stripes,
     };
     let core_status = status.clone();
+    // The watch hub runs beside the raft driver on shard 0; the driver tells it how far apply went.
+    let (hub_tx, hub_rx) = flume::bounded(crate::watch::HUB_QUEUE_CAPACITY);
+    let (applied_tx, applied_rx) = flume::unbounded();
+    let hub_cfg = HubConfig {
+        progress_interval: cfg.watch_progress_notify_interval,
+        max_response_bytes: cfg.max_request_bytes as usize + GRPC_OVERHEAD_BYTES,
+    };
     let core: threads::CoreTask = Box::new(move |shards| {
-        Box::pin(driver::run(core_cfg, recovered, snap, core_rx, stripe_txs, shards, core_status, ready_tx))
+        Box::pin(async move {
+            glommio::spawn_local(crate::watch::hub::run(hub_cfg, shards.clone(), core_status.clone(), hub_rx, applied_rx)).detach();
+            driver::run(core_cfg, recovered, snap, core_rx, stripe_txs, shards, core_status, applied_tx, ready_tx).await
+        })
     });
     let (shard_handles, threads) = threads::start(stores, segment_bytes, stripes, status.clone(), core, reply_txs.clone())?;
     match ready_rx.recv() {
@@ -137,6 +148,7 @@ fn start(cfg: Config) -> Result<(), String> {
         max_txn_ops: cfg.max_txn_ops as usize,
         compat_version: cfg.compat_version.clone(),
         quota: Quota::from_flag(cfg.quota_backend_bytes),
+        watch: crate::watch::WatchHub::new(hub_tx),
     });
     let result = serve_front_end(&cfg, ctx, compaction, metrics, reply_rxs);
     threads.join();
@@ -311,7 +323,8 @@ fn client_routes(cfg: &Config, ctx: Arc<Ctx>, metrics: metrics_exporter_promethe
     let kv = KvServer::new(KvService::new(ctx.clone())).max_decoding_message_size(max_msg).max_encoding_message_size(usize::MAX);
     let maintenance = MaintenanceServer::new(MaintenanceService::new(ctx.clone())).max_decoding_message_size(max_msg);
     let cluster = ClusterServer::new(ClusterService::new(ctx.clone())).max_decoding_message_size(max_msg);
-    let grpc = grpc_metrics::ServedRoutes::default().add_service(kv).add_service(maintenance).add_service(cluster).into_routes();
+    let watch = WatchServer::new(WatchService::new(ctx.clone())).max_decoding_message_size(max_msg).max_encoding_message_size(usize::MAX);
+    let grpc = grpc_metrics::ServedRoutes::default().add_service(kv).add_service(watch).add_service(maintenance).add_service(cluster).into_routes();
     let router = grpc.into_axum_router().merge(http::router(ctx, metrics));
     tonic::service::Routes::from(router)
 }

@@ -109,6 +109,9 @@ async fn handle(shard: &Rc<ShardState>, msg: ShardMsg, outbox: &mut Outbox) {
             shard.publish();
             let _ = reply.send(result);
         }
+        ShardMsg::Events { query, reply } => {
+            let _ = reply.send(shard.store.borrow().events(&query));
+        }
         ShardMsg::Snapshot { since, rev, path, reply } => {
             shard.snapshots.set(shard.snapshots.get() + 1);
             let shard = shard.clone();

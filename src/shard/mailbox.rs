@@ -6,6 +6,7 @@ use tokio::sync::oneshot;
 
 use super::router::shard_of;
 use crate::error::{Error, Result};
+use crate::mvcc::events::{EventQuery, EventsPart};
 use crate::mvcc::segment::SegmentInfo;
 use crate::mvcc::store::{RangePart, RangeQuery, WriteOp, WriteResult};
 use crate::mvcc::{KeyRange, Rev};
@@ -24,6 +25,8 @@ pub enum ShardMsg {
     Compact { rev: i64, reply: oneshot::Sender<oneshot::Receiver<()>> },
     /// Runs a whole txn on the shard holding all its keys, on top of revision `base`.
     Txn { txn: TxnRequest, base: i64, compact_rev: i64, reply: oneshot::Sender<Result<(TxnResponse, bool)>> },
+    /// The watch events of a revision window (`mvcc/events.rs`).
+    Events { query: EventQuery, reply: oneshot::Sender<Result<EventsPart>> },
     /// Writes the shard's records after `since` (0: its whole state) as of `rev` to `path`.
     Snapshot { since: i64, rev: i64, path: std::path::PathBuf, reply: oneshot::Sender<std::result::Result<SegmentInfo, String>> },
 }
@@ -115,6 +118,28 @@ impl Shards {
         }
         if query.limit > 0 {
             merged.kvs.truncate(query.limit);
+        }
+        Ok(merged)
+    }
+
+    /// The events of `query` on every shard that may hold its keys, merged into revision
+    /// order and complete up to the smallest revision every shard reached.
+    pub async fn scatter_events(&self, query: &EventQuery) -> Result<EventsPart> {
+        let owners = match &query.range {
+            Some(range) => self.owners(range),
+            None => (0..self.count()).collect(),
+        };
+        let calls = owners.iter().map(|&s| self.call(s, |reply| ShardMsg::Events { query: query.clone(), reply }));
+        let mut merged = EventsPart { events: Vec::new(), to: query.to };
+        for part in futures_util::future::join_all(calls).await {
+            let part = part??;
+            merged.to = merged.to.min(part.to);
+            merged.events.extend(part.events);
+        }
+        if owners.len() > 1 {
+            let to = merged.to;
+            merged.events.retain(|e| e.rev.main <= to);
+            merged.events.sort_by_key(|e| e.rev);
         }
         Ok(merged)
     }

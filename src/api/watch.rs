@@ -1,0 +1,78 @@
+//! etcd's Watch service (etcd: server/etcdserver/api/v3rpc/watch.go) over gRPC: one
+//! bidirectional stream per call. Requests go to the watch hub (`watch/hub.rs`) in order; the
+//! hub's responses come back on the stream's channel and leave with etcd's header filled in.
+//! The stream stays open when the client half-closes, as etcd's does.
+
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use futures_util::{Stream, StreamExt};
+use tonic::{Request, Response, Status, Streaming};
+
+use super::Ctx;
+use crate::proto::etcdserverpb::watch_request::RequestUnion;
+use crate::proto::etcdserverpb::watch_server;
+use crate::proto::etcdserverpb::{WatchRequest, WatchResponse};
+use crate::watch::{HubMsg, WatchHub};
+
+pub struct WatchService {
+    ctx: Arc<Ctx>,
+}
+
+impl WatchService {
+    pub fn new(ctx: Arc<Ctx>) -> WatchService {
+        WatchService { ctx }
+    }
+}
+
+type Responses = Pin<Box<dyn Stream<Item = Result<WatchResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl watch_server::Watch for WatchService {
+    type WatchStream = Responses;
+
+    async fn watch(&self, req: Request<Streaming<WatchRequest>>) -> Result<Response<Responses>, Status> {
+        let hub = self.ctx.watch.clone();
+        let stream = hub.open().await?;
+        let id = stream.id;
+        tokio::spawn(forward_requests(hub.clone(), id, req.into_inner()));
+        let closer = CloseOnDrop { hub, stream: id };
+        let (ctx, queued) = (self.ctx.clone(), stream.queued);
+        let responses = stream.responses.into_stream().map(move |o| {
+            let _ = &closer;
+            queued.fetch_sub(o.bytes, Ordering::Relaxed);
+            let mut resp = o.resp;
+            ctx.fill(&mut resp.header);
+            Ok(resp)
+        });
+        Ok(Response::new(Box::pin(responses)))
+    }
+}
+
+/// Passes the client's requests to the hub until the client stops sending.
+async fn forward_requests(hub: WatchHub, stream: u64, mut requests: Streaming<WatchRequest>) {
+    while let Some(Ok(req)) = requests.next().await {
+        let msg = match req.request_union {
+            Some(RequestUnion::CreateRequest(req)) => HubMsg::Create { stream, req },
+            Some(RequestUnion::CancelRequest(c)) => HubMsg::Cancel { stream, watch_id: c.watch_id },
+            Some(RequestUnion::ProgressRequest(_)) => HubMsg::Progress { stream },
+            None => continue,
+        };
+        if hub.send(msg).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Tells the hub when the response stream is dropped (the client went away).
+struct CloseOnDrop {
+    hub: WatchHub,
+    stream: u64,
+}
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        self.hub.close(self.stream);
+    }
+}

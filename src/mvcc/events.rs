@@ -1,0 +1,138 @@
+//! Watch events from one shard's store: what changed in a window of main revisions, as etcd's
+//! watchers see it — a PUT with the key's record, a DELETE with the key and the deleting
+//! revision, and on request the key's previous state (its value at the revision before, as
+//! etcd reads it; none when that revision is compacted). From the change log while it covers
+//! the window, else by scanning the watched range's histories.
+
+use super::index::{KeyHistory, Record};
+use super::store::Store;
+use super::{KeyRange, Rev};
+use crate::error::{Error, Result};
+use crate::proto::mvccpb::KeyValue;
+
+/// One change, as a watcher receives it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChangeEvent {
+    pub rev: Rev,
+    pub delete: bool,
+    pub kv: KeyValue,
+    pub prev: Option<KeyValue>,
+}
+
+/// The events of keys in `range` (every key when `None`) at main revisions `from..=to`.
+#[derive(Debug, Clone)]
+pub struct EventQuery {
+    pub range: Option<KeyRange>,
+    pub from: i64,
+    pub to: i64,
+    /// Fill `ChangeEvent::prev`.
+    pub prev: bool,
+    /// Answer at most about this many events: the answer ends at a whole main revision.
+    pub max_events: usize,
+}
+
+/// Events in revision order, complete up to main revision `to` (the query's, or less when
+/// `max_events` cut it short).
+#[derive(Debug, Default)]
+pub struct EventsPart {
+    pub events: Vec<ChangeEvent>,
+    pub to: i64,
+}
+
+impl Store {
+    pub fn events(&self, q: &EventQuery) -> Result<EventsPart> {
+        if q.from < self.compact_rev() {
+            return Err(Error::Compacted);
+        }
+        let events = if self.changes().covers(q.from) { self.logged_events(q) } else { self.scanned_events(q) };
+        Ok(cut(events, q.to, q.max_events))
+    }
+
+    fn logged_events(&self, q: &EventQuery) -> Vec<ChangeEvent> {
+        let mut events = Vec::new();
+        for (rev, key) in self.changes().between(q.from, q.to) {
+            if q.range.as_ref().is_none_or(|r| r.contains(key)) {
+                events.extend(self.history(key).and_then(|h| self.event(key, h, h.record(*rev)?, q.prev)));
+            }
+        }
+        events
+    }
+
+    fn scanned_events(&self, q: &EventQuery) -> Vec<ChangeEvent> {
+        let all = KeyRange::new(b"\0", b"\0");
+        let mut events = Vec::new();
+        for (key, hist) in self.histories(q.range.as_ref().unwrap_or(&all)) {
+            events.extend(hist.between(q.from - 1, q.to).iter().filter_map(|rec| self.event(key, hist, rec, q.prev)));
+        }
+        events.sort_by_key(|e| e.rev);
+        events
+    }
+
+    fn event(&self, key: &[u8], hist: &KeyHistory, rec: &Record, with_prev: bool) -> Option<ChangeEvent> {
+        let delete = rec.is_tombstone();
+        let kv = if delete { KeyValue { key: key.to_vec(), mod_revision: rec.mod_rev, ..Default::default() } } else { rec.to_kv(key, false) };
+        // etcd gives no prev_kv to a put that creates the key (create revision = its revision).
+        let creates = !delete && rec.create_rev == rec.mod_rev;
+        let before = rec.mod_rev - 1;
+        let prev = (with_prev && !creates && before >= self.compact_rev()).then(|| hist.at(before).map(|p| p.to_kv(key, false))).flatten();
+        Some(ChangeEvent { rev: rec.rev(), delete, kv, prev })
+    }
+}
+
+/// Keeps about `max_events` events, ending at a whole main revision (all of the first one,
+/// however many it has).
+fn cut(mut events: Vec<ChangeEvent>, to: i64, max_events: usize) -> EventsPart {
+    if events.len() <= max_events {
+        return EventsPart { events, to };
+    }
+    let last_main = events[max_events.max(1) - 1].rev.main;
+    let keep = events.partition_point(|e| e.rev.main <= last_main);
+    events.truncate(keep);
+    EventsPart { events, to: last_main }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mvcc::store::WriteOp;
+
+    fn put(s: &mut Store, k: &str, v: &str, rev: Rev) {
+        s.write(WriteOp::Put { key: k.into(), value: Some(v.into()), lease: Some(0), prev_kv: false }, rev).unwrap();
+    }
+
+    fn query(range: Option<KeyRange>, from: i64, to: i64) -> EventQuery {
+        EventQuery { range, from, to, prev: true, max_events: usize::MAX }
+    }
+
+    #[test]
+    fn events_from_the_log_and_from_a_scan_agree() {
+        let mut s = Store::default();
+        put(&mut s, "a", "1", Rev::main(2));
+        put(&mut s, "b", "1", Rev::main(3));
+        s.write(WriteOp::DeleteRange { range: KeyRange::new(b"a", b""), prev_kv: false }, Rev::new(4, 0)).unwrap();
+        put(&mut s, "a", "2", Rev::new(4, 1));
+        let logged = s.events(&query(None, 3, 4)).unwrap();
+        let kinds: Vec<_> = logged.events.iter().map(|e| (e.kv.key.clone(), e.rev, e.delete)).collect();
+        assert_eq!(kinds, [(b"b".to_vec(), Rev::main(3), false), (b"a".to_vec(), Rev::new(4, 0), true), (b"a".to_vec(), Rev::new(4, 1), false)]);
+        // The delete of the txn at 4 carries the state at 3 as prev; its put creates the key
+        // again, and a creating put has none, as in etcd.
+        assert_eq!(logged.events[1].prev.as_ref().unwrap().value, b"1");
+        assert!(logged.events[2].prev.is_none());
+        assert_eq!(logged.events[1].kv, KeyValue { key: b"a".to_vec(), mod_revision: 4, ..Default::default() });
+        assert_eq!(s.scanned_events(&query(None, 3, 4)), logged.events);
+        assert_eq!(s.scanned_events(&query(Some(KeyRange::new(b"b", b"")), 3, 4)), logged.events[..1]);
+    }
+
+    #[test]
+    fn a_compacted_window_is_refused_and_long_answers_end_at_a_whole_revision() {
+        let mut s = Store::default();
+        for rev in 2..10 {
+            put(&mut s, "k", "v", Rev::main(rev));
+        }
+        s.compact(5);
+        assert_eq!(s.events(&query(None, 4, 9)).unwrap_err(), Error::Compacted);
+        let part = s.events(&EventQuery { max_events: 2, ..query(None, 5, 9) }).unwrap();
+        assert_eq!((part.events.len(), part.to), (2, 6));
+        assert!(part.events[0].prev.is_none(), "the state before 5 is compacted");
+    }
+}

@@ -1,0 +1,376 @@
+//! The watch hub: one task on shard 0 that owns every watcher of the server. It learns from the
+//! raft driver how far apply has gone, asks the shards for the events of the new revisions
+//! (`Shards::scatter_events`: merged into revision order, so every event goes out once and in
+//! order, all events of a txn together), and fans them out to the watchers whose range they
+//! touch. Streams answer on unbounded channels, but the hub counts what each holds: a watcher
+//! whose stream holds more than `STREAM_BUFFER_BYTES` is moved aside (etcd's unsynced group) and
+//! caught up later from MVCC, so a stalled client costs neither apply nor other watchers time,
+//! and memory stays bounded. Watchers that start in the past (`start_revision`) are caught up the
+//! same way; one that falls below the compaction revision is cancelled with it.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::{select, Either};
+
+use super::watcher::{header, range_of, Watcher};
+use super::{HubMsg, Outgoing, CATCH_UP_MAX_EVENTS, RELEASE_MAX_EVENTS, STREAM_BUFFER_BYTES, SYNC_INTERVAL};
+use crate::error::Error;
+use crate::metrics as m;
+use crate::mvcc::events::{ChangeEvent, EventQuery};
+use crate::proto::etcdserverpb::{WatchCreateRequest, WatchResponse};
+use crate::proto::mvccpb::Event;
+use crate::shard::mailbox::Shards;
+use crate::status::ServerStatus;
+
+pub struct HubConfig {
+    /// `--experimental-watch-progress-notify-interval`.
+    pub progress_interval: Duration,
+    /// Fragments are at most this large (`--max-request-bytes`).
+    pub max_response_bytes: usize,
+}
+
+struct Stream {
+    sink: Sink,
+    next_id: i64,
+    watchers: HashMap<i64, Watcher>,
+}
+
+/// Where a stream's responses go.
+struct Sink {
+    out: flume::Sender<Outgoing>,
+    /// Bytes sent and not yet taken by the front end.
+    queued: Arc<AtomicUsize>,
+}
+
+impl Sink {
+    fn full(&self) -> bool {
+        self.queued.load(Ordering::Relaxed) >= STREAM_BUFFER_BYTES
+    }
+
+    fn gone(&self) -> bool {
+        self.out.is_disconnected()
+    }
+
+    fn send(&self, resp: WatchResponse) {
+        let bytes = prost::Message::encoded_len(&resp);
+        self.queued.fetch_add(bytes, Ordering::Relaxed);
+        // A stream whose front end is gone is removed at the next fan-out.
+        let _ = self.out.send(Outgoing { resp, bytes });
+    }
+}
+
+struct Hub {
+    cfg: HubConfig,
+    shards: Shards,
+    status: Arc<ServerStatus>,
+    streams: HashMap<u64, Stream>,
+    /// Every event up to this revision went out to the synced watchers.
+    released: i64,
+}
+
+/// Runs the hub until every front-end handle and the driver are gone.
+pub async fn run(cfg: HubConfig, shards: Shards, status: Arc<ServerStatus>, rx: flume::Receiver<HubMsg>, applied: flume::Receiver<i64>) {
+    let released = status.applied_rev();
+    let mut hub = Hub { cfg, shards, status, streams: HashMap::new(), released };
+    let mut sync_timer = glommio::timer::Timer::new(SYNC_INTERVAL);
+    let mut next_progress = std::time::Instant::now() + hub.cfg.progress_interval;
+    loop {
+        let inputs = select(rx.recv_async(), applied.recv_async());
+        match select(inputs, &mut sync_timer).await {
+            Either::Left((Either::Left((Ok(msg), _)), _)) => hub.take(msg).await,
+            Either::Left((Either::Right((Ok(rev), _)), _)) => {
+                let newest = applied.try_iter().fold(rev, i64::max);
+                hub.release(newest).await;
+            }
+            Either::Left(_) => break, // the front end or the driver is gone: shutting down
+            Either::Right(_) => {
+                sync_timer.reset(SYNC_INTERVAL);
+                hub.catch_up().await;
+                if std::time::Instant::now() >= next_progress {
+                    hub.progress_notify();
+                    next_progress = std::time::Instant::now() + hub.cfg.progress_interval;
+                }
+                hub.publish();
+            }
+        }
+    }
+}
+
+impl Hub {
+    async fn take(&mut self, msg: HubMsg) {
+        match msg {
+            HubMsg::Open { stream, out, queued } => {
+                let s = Stream { sink: Sink { out, queued }, next_id: 0, watchers: HashMap::new() };
+                self.streams.insert(stream, s);
+            }
+            HubMsg::Close { stream } => {
+                self.streams.remove(&stream);
+            }
+            HubMsg::Create { stream, req } => self.create(stream, req).await,
+            HubMsg::Cancel { stream, watch_id } => self.cancel(stream, watch_id),
+            HubMsg::Progress { stream } => self.request_progress(stream),
+        }
+    }
+
+    async fn create(&mut self, stream: u64, req: WatchCreateRequest) {
+        let rev = self.status.applied_rev();
+        let released = self.released;
+        let Some(s) = self.streams.get_mut(&stream) else { return };
+        if let Err(e) = check_create(s, &req) {
+            // A refused create is still answered as created (clients pair creates with these).
+            let reason = e.to_string();
+            s.sink.send(WatchResponse { header: Some(header(rev)), watch_id: -1, created: true, canceled: true, cancel_reason: reason, ..Default::default() });
+            return;
+        }
+        let id = if req.watch_id != 0 { req.watch_id } else { next_free_id(s) };
+        let start = if req.start_revision > 0 { req.start_revision } else { rev + 1 };
+        let mut w = Watcher::new(id, &req, start);
+        w.unsynced = start <= released;
+        let unsynced = w.unsynced;
+        s.watchers.insert(id, w);
+        s.sink.send(WatchResponse { header: Some(header(rev)), watch_id: id, created: true, ..Default::default() });
+        if unsynced {
+            self.catch_up_stream(stream).await;
+        }
+    }
+
+    fn cancel(&mut self, stream: u64, watch_id: i64) {
+        let rev = self.status.applied_rev();
+        let Some(s) = self.streams.get_mut(&stream) else { return };
+        if s.watchers.remove(&watch_id).is_some() {
+            s.sink.send(WatchResponse { header: Some(header(rev)), watch_id, canceled: true, ..Default::default() });
+        }
+    }
+
+    fn request_progress(&mut self, stream: u64) {
+        let released = self.released;
+        if let Some(s) = self.streams.get_mut(&stream) {
+            answer_progress(s, released);
+        }
+    }
+
+    /// Sends the events of revisions `released+1 ..= rev` to the synced watchers.
+    async fn release(&mut self, rev: i64) {
+        while self.released < rev {
+            let prev = self.synced_want_prev();
+            let Some(prev) = prev else {
+                self.released = rev; // nobody follows the live events
+                break;
+            };
+            let q = EventQuery { range: None, from: self.released + 1, to: rev, prev, max_events: RELEASE_MAX_EVENTS };
+            match self.shards.scatter_events(&q).await {
+                Ok(part) => {
+                    self.fan_out(&part.events, part.to);
+                    self.released = part.to;
+                }
+                Err(e) => {
+                    // Compacted under us (or a shard gone): every synced watcher catches up
+                    // from MVCC, which cancels those below the compaction.
+                    crate::log::warn("watch: cannot read events; watchers will catch up", &[("error", e.to_string())]);
+                    self.mark_all_unsynced();
+                    self.released = rev;
+                }
+            }
+        }
+    }
+
+    /// `Some(prev_kv wanted)` when any synced watcher exists.
+    fn synced_want_prev(&self) -> Option<bool> {
+        let mut any = None;
+        for w in self.streams.values().flat_map(|s| s.watchers.values()).filter(|w| !w.unsynced) {
+            if w.prev_kv {
+                return Some(true);
+            }
+            any = Some(false);
+        }
+        any
+    }
+
+    fn mark_all_unsynced(&mut self) {
+        let from = self.released + 1;
+        for w in self.streams.values_mut().flat_map(|s| s.watchers.values_mut()).filter(|w| !w.unsynced) {
+            w.unsynced = true;
+            w.next_rev = w.next_rev.max(from);
+        }
+    }
+
+    /// Delivers `events` (complete up to `to`) to every synced watcher they concern. Watchers
+    /// with the same range share the work of finding their events.
+    fn fan_out(&mut self, events: &[ChangeEvent], to: i64) {
+        let max_bytes = self.cfg.max_response_bytes;
+        let mut by_range: HashMap<crate::mvcc::KeyRange, Vec<usize>> = HashMap::new();
+        let mut sent = 0;
+        self.streams.retain(|_, s| !s.sink.gone());
+        for s in self.streams.values_mut() {
+            let full = s.sink.full();
+            for w in s.watchers.values_mut().filter(|w| !w.unsynced && !w.compacted) {
+                if !by_range.contains_key(&w.range) {
+                    let found = events.iter().enumerate().filter(|(_, e)| w.range.contains(&e.kv.key)).map(|(i, _)| i).collect();
+                    by_range.insert(w.range.clone(), found);
+                }
+                let mine: Vec<_> = by_range[&w.range].iter().map(|&i| &events[i]).filter(|e| w.wants(e)).collect();
+                if mine.is_empty() {
+                    w.next_rev = w.next_rev.max(to + 1);
+                } else if full {
+                    w.unsynced = true; // its client is not keeping up: catch up from MVCC later
+                } else {
+                    // One response per revision, at that revision, as etcd sends them.
+                    sent += mine.len();
+                    for (rev, events) in by_revision(mine, w) {
+                        for resp in w.responses(events, rev, max_bytes) {
+                            s.sink.send(resp);
+                        }
+                    }
+                    w.quiet = false;
+                    w.next_rev = to + 1;
+                }
+            }
+        }
+        m::handles().watch_events.increment(sent as u64);
+    }
+
+    /// Catches up unsynced watchers (those not behind a full stream), a bounded number of
+    /// events at a time.
+    async fn catch_up(&mut self) {
+        let ids: Vec<u64> = self.streams.iter().filter(|(_, s)| !s.sink.full() && s.watchers.values().any(|w| w.unsynced)).map(|(&id, _)| id).collect();
+        for id in ids {
+            self.catch_up_stream(id).await;
+        }
+    }
+
+    async fn catch_up_stream(&mut self, stream: u64) {
+        let Some(ids) = self.streams.get(&stream).map(|s| s.watchers.values().filter(|w| w.unsynced).map(|w| w.id).collect::<Vec<_>>()) else {
+            return;
+        };
+        for id in ids {
+            while self.catch_up_step(stream, id).await {}
+        }
+    }
+
+    /// Sends watcher `id` of `stream` its next events from MVCC; true while it stays behind
+    /// and its stream has room for more.
+    async fn catch_up_step(&mut self, stream: u64, id: i64) -> bool {
+        let released = self.released;
+        let Some(s) = self.streams.get_mut(&stream) else { return false };
+        let Some(w) = s.watchers.get_mut(&id) else { return false };
+        if s.sink.full() || !w.unsynced {
+            return false;
+        }
+        if w.next_rev > released {
+            w.unsynced = false;
+            return false;
+        }
+        let q = EventQuery { range: Some(w.range.clone()), from: w.next_rev, to: released, prev: w.prev_kv, max_events: CATCH_UP_MAX_EVENTS };
+        let result = self.shards.scatter_events(&q).await;
+        let (max_bytes, compact_rev) = (self.cfg.max_response_bytes, self.status.compact_rev());
+        let Some(s) = self.streams.get_mut(&stream) else { return false };
+        let Some(w) = s.watchers.get_mut(&id) else { return false };
+        match result {
+            Ok(part) => {
+                let mine: Vec<_> = part.events.iter().filter(|e| w.wants(e)).map(|e| w.event(e)).collect();
+                if !mine.is_empty() {
+                    m::handles().watch_events.increment(mine.len() as u64);
+                    for resp in w.responses(mine, released, max_bytes) {
+                        s.sink.send(resp);
+                    }
+                    w.quiet = false;
+                }
+                w.next_rev = part.to + 1;
+                w.unsynced = part.to < released;
+                w.unsynced
+            }
+            Err(Error::Compacted) => {
+                // etcd's answer, header revision 0 included; the id stays taken until the
+                // client cancels it.
+                w.compacted = true;
+                w.unsynced = false;
+                s.sink.send(WatchResponse { header: Some(header(0)), watch_id: id, canceled: true, compact_revision: compact_rev, ..Default::default() });
+                false
+            }
+            Err(e) => {
+                crate::log::warn("watch: catching up failed; retrying", &[("error", e.to_string())]);
+                false
+            }
+        }
+    }
+
+    /// etcd's progress notifications: every interval, each synced watcher that asked for them
+    /// and was sent nothing since the last one gets an empty response at the current revision.
+    fn progress_notify(&mut self) {
+        let released = self.released;
+        for s in self.streams.values_mut() {
+            let mut due = Vec::new();
+            for w in s.watchers.values_mut() {
+                if w.progress_notify && w.quiet && !w.unsynced && !w.compacted && w.next_rev <= released + 1 {
+                    due.push(w.id);
+                }
+                w.quiet = true;
+            }
+            for id in due {
+                s.sink.send(WatchResponse { header: Some(header(released)), watch_id: id, ..Default::default() });
+            }
+        }
+    }
+
+    fn publish(&self) {
+        let (mut watchers, mut slow) = (0, 0);
+        for w in self.streams.values().flat_map(|s| s.watchers.values()) {
+            watchers += 1;
+            slow += usize::from(w.unsynced);
+        }
+        let h = m::handles();
+        h.watch_streams.set(self.streams.len() as f64);
+        h.watchers.set(watchers as f64);
+        h.slow_watchers.set(slow as f64);
+    }
+}
+
+/// The next automatic id: etcd counts up from 0, skipping ids in use.
+fn next_free_id(s: &mut Stream) -> i64 {
+    while s.watchers.contains_key(&s.next_id) {
+        s.next_id += 1;
+    }
+    let id = s.next_id;
+    s.next_id += 1;
+    id
+}
+
+/// Answers a RequestProgress as etcd 3.5.13+ does: only when the stream has watchers and every
+/// one is synced (none behind, cancelled by a compaction, or waiting for a future start), with
+/// watch id -1 at the revision up to which every event was sent; otherwise not at all.
+fn answer_progress(s: &mut Stream, released: i64) {
+    let synced = |w: &Watcher| !w.unsynced && !w.compacted && w.next_rev <= released + 1;
+    if !s.watchers.is_empty() && s.watchers.values().all(synced) {
+        s.sink.send(WatchResponse { header: Some(header(released)), watch_id: -1, ..Default::default() });
+    }
+}
+
+/// etcd's checks of a create request, in its order.
+fn check_create(s: &Stream, req: &WatchCreateRequest) -> Result<(), Error> {
+    if req.start_revision < 0 {
+        return Err(Error::Compacted);
+    }
+    let range = range_of(req);
+    if range.bounds().is_none() {
+        return Err(Error::WatchRangeEmpty);
+    }
+    if req.watch_id != 0 && s.watchers.contains_key(&req.watch_id) {
+        return Err(Error::DuplicateWatchId);
+    }
+    Ok(())
+}
+
+/// Events (in revision order) grouped by main revision.
+fn by_revision(events: Vec<&ChangeEvent>, w: &Watcher) -> Vec<(i64, Vec<Event>)> {
+    let mut out: Vec<(i64, Vec<Event>)> = Vec::new();
+    for e in events {
+        match out.last_mut() {
+            Some((rev, evs)) if *rev == e.rev.main => evs.push(w.event(e)),
+            _ => out.push((e.rev.main, vec![w.event(e)])),
+        }
+    }
+    out
+}

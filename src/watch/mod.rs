@@ -1,0 +1,79 @@
+//! etcd's watch: the hub (`hub.rs`, one task on shard 0 that owns every watcher and fans the
+//! shards' events out in revision order) and the watcher (`watcher.rs`: range, filters, where
+//! it stands, its responses). The gRPC stream (`api/watch.rs`) reaches the hub through
+//! `WatchHub`; the raft driver tells it how far apply has gone.
+
+pub mod hub;
+pub mod watcher;
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::proto::etcdserverpb::{WatchCreateRequest, WatchResponse};
+
+/// Requests from every watch stream queued for the hub; a stream waits while it is full.
+pub const HUB_QUEUE_CAPACITY: usize = 16 * 1024;
+/// Response bytes a stream may hold for its client; past this its watchers are moved aside
+/// and caught up from MVCC once the client has read them.
+pub const STREAM_BUFFER_BYTES: usize = 4 << 20;
+/// Events asked of the shards per release of live events.
+pub const RELEASE_MAX_EVENTS: usize = 10_000;
+/// Events read from MVCC per catch-up step of one watcher.
+pub const CATCH_UP_MAX_EVENTS: usize = 1000;
+/// How often watchers moved aside are caught up (etcd: 100 ms).
+pub const SYNC_INTERVAL: Duration = Duration::from_millis(100);
+
+/// A response for a stream, with its encoded size (counted against `STREAM_BUFFER_BYTES`
+/// until the stream takes it).
+pub struct Outgoing {
+    pub resp: WatchResponse,
+    pub bytes: usize,
+}
+
+pub enum HubMsg {
+    Open { stream: u64, out: flume::Sender<Outgoing>, queued: Arc<AtomicUsize> },
+    Close { stream: u64 },
+    Create { stream: u64, req: WatchCreateRequest },
+    Cancel { stream: u64, watch_id: i64 },
+    Progress { stream: u64 },
+}
+
+/// The front end's handle to the hub.
+#[derive(Clone)]
+pub struct WatchHub {
+    tx: flume::Sender<HubMsg>,
+    next_stream: Arc<AtomicU64>,
+}
+
+/// One open watch stream, as the front end holds it.
+pub struct StreamHandle {
+    pub id: u64,
+    pub responses: flume::Receiver<Outgoing>,
+    pub queued: Arc<AtomicUsize>,
+}
+
+impl WatchHub {
+    pub fn new(tx: flume::Sender<HubMsg>) -> WatchHub {
+        WatchHub { tx, next_stream: Arc::new(AtomicU64::new(1)) }
+    }
+
+    pub async fn open(&self) -> Result<StreamHandle> {
+        let id = self.next_stream.fetch_add(1, Ordering::Relaxed);
+        let (out, responses) = flume::unbounded();
+        let queued = Arc::new(AtomicUsize::new(0));
+        self.send(HubMsg::Open { stream: id, out, queued: queued.clone() }).await?;
+        Ok(StreamHandle { id, responses, queued })
+    }
+
+    pub async fn send(&self, msg: HubMsg) -> Result<()> {
+        self.tx.send_async(msg).await.map_err(|_| Error::Stopped)
+    }
+
+    /// Closes a stream without waiting (from a `Drop`); the hub also notices a stream whose
+    /// receiver is gone.
+    pub fn close(&self, stream: u64) {
+        let _ = self.tx.try_send(HubMsg::Close { stream });
+    }
+}
