@@ -139,7 +139,9 @@ impl Shards {
         if owners.len() > 1 {
             let to = merged.to;
             merged.events.retain(|e| e.rev.main <= to);
-            merged.events.sort_by_key(|e| e.rev);
+            // A delete of a range spanning shards deletes every key at one revision: its
+            // events go in key order, as etcd's.
+            merged.events.sort_by(|a, b| (a.rev, &a.kv.key).cmp(&(b.rev, &b.kv.key)));
         }
         Ok(merged)
     }
