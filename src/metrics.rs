@@ -64,6 +64,7 @@ pub const RAFT_PROPOSAL_BATCH: &str = "ballast_raft_proposal_batch_requests";
 pub const APPLIED_REVISION: &str = "ballast_applied_revision";
 pub const COMPACT_REVISION: &str = "ballast_compact_revision";
 pub const SNAPSHOT_SECONDS: &str = "ballast_snapshot_duration_seconds";
+pub const WATCH_LAG_REVISIONS: &str = "ballast_watch_lag_revisions";
 
 /// etcd's disk histograms: prometheus.ExponentialBuckets(0.001, 2, 14).
 fn disk_buckets() -> Vec<f64> {
@@ -193,6 +194,7 @@ pub const METRICS: &[Metric] = &[
     Metric::new(APPLIED_REVISION, G, "The newest revision every shard has applied."),
     Metric::new(COMPACT_REVISION, G, "The compaction revision."),
     Metric::new(SNAPSHOT_SECONDS, H(disk_buckets), "Time to write a snapshot (all shards' segments and the manifest).").unit(SECONDS),
+    Metric::new(WATCH_LAG_REVISIONS, G, "Revisions between the applied revision and the oldest one a watcher still waits for."),
 ];
 
 /// Installs the global recorder and registers every metric's series that can exist from
@@ -238,6 +240,7 @@ pub struct Handles {
     pub slow_watchers: Gauge,
     pub watch_streams: Gauge,
     pub watch_events: Counter,
+    pub watch_lag: Gauge,
 }
 
 impl Handles {
@@ -261,6 +264,7 @@ impl Handles {
             slow_watchers: gauge!(SLOW_WATCHERS),
             watch_streams: gauge!(WATCH_STREAMS),
             watch_events: counter!(WATCH_EVENTS),
+            watch_lag: gauge!(WATCH_LAG_REVISIONS),
         }
     }
 }

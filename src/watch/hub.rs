@@ -316,15 +316,20 @@ impl Hub {
     }
 
     fn publish(&self) {
-        let (mut watchers, mut slow) = (0, 0);
+        let applied = self.status.applied_rev();
+        let (mut watchers, mut slow, mut oldest_wait) = (0, 0, applied + 1);
         for w in self.streams.values().flat_map(|s| s.watchers.values()) {
             watchers += 1;
             slow += usize::from(w.unsynced);
+            if !w.compacted {
+                oldest_wait = oldest_wait.min(w.next_rev);
+            }
         }
         let h = m::handles();
         h.watch_streams.set(self.streams.len() as f64);
         h.watchers.set(watchers as f64);
         h.slow_watchers.set(slow as f64);
+        h.watch_lag.set((applied + 1 - oldest_wait) as f64);
     }
 }
 
