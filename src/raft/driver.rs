@@ -33,6 +33,7 @@ use crate::snapshot::Manifest;
 use crate::status::ServerStatus;
 use crate::wal::recover::Recovered;
 use crate::wal::stripe::StripeMsg;
+use crate::watch::Applied;
 
 /// Client messages taken from the queue per turn.
 const MAX_MSGS_PER_TURN: usize = 4096;
@@ -66,6 +67,16 @@ struct Driver {
     snapshots: Coordinator,
     status: Arc<ServerStatus>,
     retired_stripes: Vec<(std::path::PathBuf, u64)>,
+    /// The watch hub, told how far apply has gone.
+    watch: flume::Sender<Applied>,
+}
+
+/// Where the driver's outside events come from and go: durable WAL batches, finished
+/// snapshots, and the watch hub.
+struct Channels {
+    persisted_tx: flume::Sender<u64>,
+    done_tx: flume::Sender<Finished>,
+    watch: flume::Sender<Applied>,
 }
 
 /// Builds the core from the recovered WAL and runs it until every handle is dropped.
@@ -79,12 +90,13 @@ pub async fn run(
     stripes: Vec<flume::Sender<StripeMsg>>,
     shards: Shards,
     status: Arc<ServerStatus>,
-    applied: flume::Sender<i64>,
+    applied: flume::Sender<Applied>,
     ready: crossbeam::channel::Sender<std::result::Result<(), String>>,
 ) {
     let (persisted_tx, persisted_rx) = flume::unbounded();
     let (done_tx, done_rx) = flume::unbounded();
-    let mut driver = match Driver::new(&cfg, &recovered, snap, stripes, persisted_tx, shards, status.clone(), done_tx) {
+    let channels = Channels { persisted_tx, done_tx, watch: applied };
+    let mut driver = match Driver::new(&cfg, &recovered, snap, stripes, channels, shards, status.clone()) {
         Ok(driver) => driver,
         Err(e) => {
             let _ = ready.send(Err(e));
@@ -133,7 +145,7 @@ pub async fn run(
         let rev = status.applied_rev();
         driver.turn().await;
         if status.applied_rev() > rev {
-            let _ = applied.send(status.applied_rev()); // the watch hub releases the events up to here
+            driver.tell_watch(); // the watch hub releases the events up to here
         }
         if driver.core.is_serving() {
             if let Some(tx) = ready.take() {
@@ -144,17 +156,16 @@ pub async fn run(
 }
 
 impl Driver {
-    #[allow(clippy::too_many_arguments)]
     fn new(
         cfg: &DriverConfig,
         recovered: &Recovered,
         snap: Option<Manifest>,
         stripes: Vec<flume::Sender<StripeMsg>>,
-        persisted_tx: flume::Sender<u64>,
+        channels: Channels,
         shards: Shards,
         status: Arc<ServerStatus>,
-        done_tx: flume::Sender<Finished>,
     ) -> std::result::Result<Driver, String> {
+        let Channels { persisted_tx, done_tx, watch } = channels;
         let boot_nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
         let core_cfg = CoreConfig {
             id: cfg.id,
@@ -181,6 +192,7 @@ impl Driver {
             snapshots,
             status,
             retired_stripes: cfg.retired_stripes.clone(),
+            watch,
         })
     }
 
@@ -282,7 +294,7 @@ impl Driver {
         if conf_change {
             crate::log::warn("ignoring conf change entry: membership changes are not supported yet", &[]);
         }
-        let results = if requests.is_empty() { Vec::new() } else { self.applier.apply_all(&mut requests).await };
+        let results = self.apply_requests(&mut requests).await;
         // Published before replying, so a client's next serializable read sees its write.
         self.status.publish_applied(index, self.applier.rev(), self.applier.compact_rev());
         self.core.applied(index, requests.len() as u64);
@@ -291,6 +303,33 @@ impl Driver {
                 self.outbox.push(home, Delivery::Write(tx, result));
             }
         }
+    }
+
+    /// Applies an entry's requests in order. Before a compaction the watch hub reads the events
+    /// of every revision applied so far (this entry's included): a compaction must not remove
+    /// history a watcher following the live events has not been sent (etcd notifies watchers as
+    /// it writes, so they never miss one).
+    async fn apply_requests(&mut self, requests: &mut [Option<Request>]) -> Vec<Result<Response>> {
+        let mut results = Vec::with_capacity(requests.len());
+        let mut rest = requests;
+        while !rest.is_empty() {
+            let run = rest.iter().position(|r| matches!(r, Some(Request::Compaction(_)))).unwrap_or(rest.len());
+            let (now, later) = if run == 0 {
+                let (done, wait) = oneshot::channel();
+                let _ = self.watch.send(Applied { rev: self.applier.rev(), done: Some(done) });
+                let _ = wait.await; // (an error: the hub is gone)
+                rest.split_at_mut(1)
+            } else {
+                rest.split_at_mut(run)
+            };
+            results.extend(self.applier.apply_all(now).await);
+            rest = later;
+        }
+        results
+    }
+
+    fn tell_watch(&self) {
+        let _ = self.watch.send(Applied { rev: self.status.applied_rev(), done: None });
     }
 
     fn snapshot_finished(&mut self, finished: Finished) {

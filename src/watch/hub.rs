@@ -16,7 +16,7 @@ use std::time::Duration;
 use futures_util::future::{select, Either};
 
 use super::watcher::{header, range_of, Watcher};
-use super::{HubMsg, Outgoing, CATCH_UP_MAX_EVENTS, RELEASE_MAX_EVENTS, STREAM_BUFFER_BYTES, SYNC_INTERVAL};
+use super::{Applied, HubMsg, Outgoing, CATCH_UP_MAX_EVENTS, RELEASE_MAX_EVENTS, STREAM_BUFFER_BYTES, SYNC_INTERVAL};
 use crate::error::Error;
 use crate::metrics as m;
 use crate::mvcc::events::{ChangeEvent, EventQuery};
@@ -72,7 +72,7 @@ struct Hub {
 }
 
 /// Runs the hub until every front-end handle and the driver are gone.
-pub async fn run(cfg: HubConfig, shards: Shards, status: Arc<ServerStatus>, rx: flume::Receiver<HubMsg>, applied: flume::Receiver<i64>) {
+pub async fn run(cfg: HubConfig, shards: Shards, status: Arc<ServerStatus>, rx: flume::Receiver<HubMsg>, applied: flume::Receiver<Applied>) {
     let released = status.applied_rev();
     let mut hub = Hub { cfg, shards, status, streams: HashMap::new(), released };
     let mut sync_timer = glommio::timer::Timer::new(SYNC_INTERVAL);
@@ -81,9 +81,17 @@ pub async fn run(cfg: HubConfig, shards: Shards, status: Arc<ServerStatus>, rx: 
         let inputs = select(rx.recv_async(), applied.recv_async());
         match select(inputs, &mut sync_timer).await {
             Either::Left((Either::Left((Ok(msg), _)), _)) => hub.take(msg).await,
-            Either::Left((Either::Right((Ok(rev), _)), _)) => {
-                let newest = applied.try_iter().fold(rev, i64::max);
+            Either::Left((Either::Right((Ok(first), _)), _)) => {
+                let mut waiting = Vec::new();
+                let mut newest = first.rev;
+                for a in std::iter::once(first).chain(applied.try_iter()) {
+                    newest = newest.max(a.rev);
+                    waiting.extend(a.done);
+                }
                 hub.release(newest).await;
+                for done in waiting {
+                    let _ = done.send(());
+                }
             }
             Either::Left(_) => break, // the front end or the driver is gone: shutting down
             Either::Right(_) => {

@@ -32,6 +32,13 @@ pub struct Outgoing {
     pub bytes: usize,
 }
 
+/// From the raft driver: everything up to `rev` is applied. With `done`, the driver waits until
+/// the hub has read the events up to `rev` (before a compaction could remove them).
+pub struct Applied {
+    pub rev: i64,
+    pub done: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
 pub enum HubMsg {
     Open { stream: u64, out: flume::Sender<Outgoing>, queued: Arc<AtomicUsize> },
     Close { stream: u64 },
