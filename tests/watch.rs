@@ -179,7 +179,7 @@ async fn a_watch_below_the_compaction_is_cancelled_with_the_compact_revision() {
     w.create(b"c", b"", 3).await;
     assert!(w.next().await.created);
     let cancel = w.next().await;
-    assert!(cancel.canceled && cancel.compact_revision == 6, "{cancel:?}");
+    assert!(cancel.canceled && cancel.compact_revision == 6 && cancel.header.as_ref().unwrap().revision == 0, "{cancel:?}");
     // From the compaction revision itself the history is still there.
     w.create(b"c", b"", 6).await;
     assert!(w.next().await.created);

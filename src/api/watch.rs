@@ -1,6 +1,7 @@
 //! etcd's Watch service (etcd: server/etcdserver/api/v3rpc/watch.go) over gRPC: one
 //! bidirectional stream per call. Requests go to the watch hub (`watch/hub.rs`) in order; the
-//! hub's responses come back on the stream's channel and leave with etcd's header filled in.
+//! hub's responses come back on the stream's channel and leave with etcd's header filled in
+//! (the hub set the revision).
 //! The stream stays open when the client half-closes, as etcd's does.
 
 use std::pin::Pin;
@@ -43,7 +44,7 @@ impl watch_server::Watch for WatchService {
             let _ = &closer;
             queued.fetch_sub(o.bytes, Ordering::Relaxed);
             let mut resp = o.resp;
-            ctx.fill(&mut resp.header);
+            ctx.fill_ids(&mut resp.header);
             Ok(resp)
         });
         Ok(Response::new(Box::pin(responses)))

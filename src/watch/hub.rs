@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::future::{select, Either};
 
@@ -76,7 +76,8 @@ pub async fn run(cfg: HubConfig, shards: Shards, status: Arc<ServerStatus>, rx: 
     let released = status.applied_rev();
     let mut hub = Hub { cfg, shards, status, streams: HashMap::new(), released };
     let mut sync_timer = glommio::timer::Timer::new(SYNC_INTERVAL);
-    let mut next_progress = std::time::Instant::now() + hub.cfg.progress_interval;
+    let mut next_sync = Instant::now() + SYNC_INTERVAL;
+    let mut next_progress = Instant::now() + hub.cfg.progress_interval;
     loop {
         let inputs = select(rx.recv_async(), applied.recv_async());
         match select(inputs, &mut sync_timer).await {
@@ -94,15 +95,18 @@ pub async fn run(cfg: HubConfig, shards: Shards, status: Arc<ServerStatus>, rx: 
                 }
             }
             Either::Left(_) => break, // the front end or the driver is gone: shutting down
-            Either::Right(_) => {
-                sync_timer.reset(SYNC_INTERVAL);
-                hub.catch_up().await;
-                if std::time::Instant::now() >= next_progress {
-                    hub.progress_notify();
-                    next_progress = std::time::Instant::now() + hub.cfg.progress_interval;
-                }
-                hub.publish();
-            }
+            Either::Right(_) => sync_timer.reset(SYNC_INTERVAL),
+        }
+        // Checked on every turn: a hub busy with messages still catches up and notifies.
+        let now = Instant::now();
+        if now >= next_sync {
+            next_sync = now + SYNC_INTERVAL;
+            hub.catch_up().await;
+            hub.publish();
+        }
+        if now >= next_progress {
+            next_progress = now + hub.cfg.progress_interval;
+            hub.progress_notify();
         }
     }
 }
