@@ -32,19 +32,13 @@ pub struct Ctx {
 impl Ctx {
     /// etcd's header.fill: ids and term always; the revision when the handler has none.
     pub fn fill(&self, header: &mut Option<ResponseHeader>) {
-        let h = self.fill_ids(header);
-        if h.revision == 0 {
-            h.revision = self.status.applied_rev();
-        }
-    }
-
-    /// The ids and term only: the revision is the caller's (a watch response's may be 0).
-    pub fn fill_ids<'a>(&self, header: &'a mut Option<ResponseHeader>) -> &'a mut ResponseHeader {
         let h = header.get_or_insert_with(ResponseHeader::default);
         h.cluster_id = self.status.cluster_id;
         h.member_id = self.status.member_id;
         h.raft_term = self.status.term();
-        h
+        if h.revision == 0 {
+            h.revision = self.status.applied_rev();
+        }
     }
 
     /// etcd's quotaAlarmer: a write that does not fit raises NOSPACE (through raft, like every

@@ -1,7 +1,7 @@
 //! etcd's Watch service (etcd: server/etcdserver/api/v3rpc/watch.go) over gRPC: one
 //! bidirectional stream per call. Requests go to the watch hub (`watch/hub.rs`) in order; the
-//! hub's responses come back on the stream's channel and leave with etcd's header filled in
-//! (the hub set the revision).
+//! hub's responses (headers filled in: their size counts for fragments) come back on the
+//! stream's channel.
 //! The stream stays open when the client half-closes, as etcd's does.
 
 use std::pin::Pin;
@@ -39,13 +39,11 @@ impl watch_server::Watch for WatchService {
         let id = stream.id;
         tokio::spawn(forward_requests(hub.clone(), id, req.into_inner()));
         let closer = CloseOnDrop { hub, stream: id };
-        let (ctx, queued) = (self.ctx.clone(), stream.queued);
+        let queued = stream.queued;
         let responses = stream.responses.into_stream().map(move |o| {
             let _ = &closer;
             queued.fetch_sub(o.bytes, Ordering::Relaxed);
-            let mut resp = o.resp;
-            ctx.fill_ids(&mut resp.header);
-            Ok(resp)
+            Ok(o.resp)
         });
         Ok(Response::new(Box::pin(responses)))
     }

@@ -27,12 +27,13 @@ pub struct EventQuery {
     pub to: i64,
     /// Fill `ChangeEvent::prev`.
     pub prev: bool,
-    /// Answer at most about this many events: the answer ends at a whole main revision.
-    pub max_events: usize,
+    /// Answer the events of at most this many main revisions (each whole, however many
+    /// events it has).
+    pub max_revisions: usize,
 }
 
 /// Events in revision order, complete up to main revision `to` (the query's, or less when
-/// `max_events` cut it short).
+/// `max_revisions` cut it short).
 #[derive(Debug, Default)]
 pub struct EventsPart {
     pub events: Vec<ChangeEvent>,
@@ -45,7 +46,7 @@ impl Store {
             return Err(Error::Compacted);
         }
         let events = if self.changes().covers(q.from) { self.logged_events(q) } else { self.scanned_events(q) };
-        Ok(cut(events, q.to, q.max_events))
+        Ok(cut(events, q.to, q.max_revisions))
     }
 
     fn logged_events(&self, q: &EventQuery) -> Vec<ChangeEvent> {
@@ -79,16 +80,23 @@ impl Store {
     }
 }
 
-/// Keeps about `max_events` events, ending at a whole main revision (all of the first one,
-/// however many it has).
-fn cut(mut events: Vec<ChangeEvent>, to: i64, max_events: usize) -> EventsPart {
-    if events.len() <= max_events {
-        return EventsPart { events, to };
+/// Keeps the events of the first `max_revisions` main revisions (etcd batches history by
+/// revisions: watchBatchMaxRevs).
+pub fn cut(mut events: Vec<ChangeEvent>, to: i64, max_revisions: usize) -> EventsPart {
+    let mut revisions = 0;
+    let mut last_main = None;
+    for (i, e) in events.iter().enumerate() {
+        if last_main != Some(e.rev.main) {
+            if revisions == max_revisions.max(1) {
+                let last = last_main.expect("a revision was counted");
+                events.truncate(i);
+                return EventsPart { events, to: last };
+            }
+            revisions += 1;
+            last_main = Some(e.rev.main);
+        }
     }
-    let last_main = events[max_events.max(1) - 1].rev.main;
-    let keep = events.partition_point(|e| e.rev.main <= last_main);
-    events.truncate(keep);
-    EventsPart { events, to: last_main }
+    EventsPart { events, to }
 }
 
 #[cfg(test)]
@@ -101,7 +109,7 @@ mod tests {
     }
 
     fn query(range: Option<KeyRange>, from: i64, to: i64) -> EventQuery {
-        EventQuery { range, from, to, prev: true, max_events: usize::MAX }
+        EventQuery { range, from, to, prev: true, max_revisions: usize::MAX }
     }
 
     #[test]
@@ -131,7 +139,7 @@ mod tests {
         }
         s.compact(5);
         assert_eq!(s.events(&query(None, 4, 9)).unwrap_err(), Error::Compacted);
-        let part = s.events(&EventQuery { max_events: 2, ..query(None, 5, 9) }).unwrap();
+        let part = s.events(&EventQuery { max_revisions: 2, ..query(None, 5, 9) }).unwrap();
         assert_eq!((part.events.len(), part.to), (2, 6));
         assert!(part.events[0].prev.is_none(), "the state before 5 is compacted");
     }

@@ -142,6 +142,8 @@ impl Shards {
             // A delete of a range spanning shards deletes every key at one revision: its
             // events go in key order, as etcd's.
             merged.events.sort_by(|a, b| (a.rev, &a.kv.key).cmp(&(b.rev, &b.kv.key)));
+            // Each shard kept `max_revisions`; together they may hold more.
+            merged = crate::mvcc::events::cut(merged.events, merged.to, query.max_revisions);
         }
         Ok(merged)
     }

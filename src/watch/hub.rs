@@ -15,12 +15,12 @@ use std::time::{Duration, Instant};
 
 use futures_util::future::{select, Either};
 
-use super::watcher::{header, range_of, Watcher};
-use super::{Applied, HubMsg, Outgoing, CATCH_UP_MAX_EVENTS, RELEASE_MAX_EVENTS, STREAM_BUFFER_BYTES, SYNC_INTERVAL};
+use super::watcher::{range_of, Watcher};
+use super::{Applied, HubMsg, Outgoing, CATCH_UP_MAX_REVISIONS, RELEASE_MAX_REVISIONS, STREAM_BUFFER_BYTES, SYNC_INTERVAL};
 use crate::error::Error;
 use crate::metrics as m;
 use crate::mvcc::events::{ChangeEvent, EventQuery};
-use crate::proto::etcdserverpb::{WatchCreateRequest, WatchResponse};
+use crate::proto::etcdserverpb::{ResponseHeader, WatchCreateRequest, WatchResponse};
 use crate::proto::mvccpb::Event;
 use crate::shard::mailbox::Shards;
 use crate::status::ServerStatus;
@@ -134,7 +134,7 @@ impl Hub {
         if let Err(e) = check_create(s, &req) {
             // A refused create is still answered as created (clients pair creates with these).
             let reason = e.to_string();
-            s.sink.send(WatchResponse { header: Some(header(rev)), watch_id: -1, created: true, canceled: true, cancel_reason: reason, ..Default::default() });
+            s.sink.send(WatchResponse { header: Some(header(&self.status, rev)), watch_id: -1, created: true, canceled: true, cancel_reason: reason, ..Default::default() });
             return;
         }
         let id = if req.watch_id != 0 { req.watch_id } else { next_free_id(s) };
@@ -143,7 +143,7 @@ impl Hub {
         w.unsynced = start <= released;
         let unsynced = w.unsynced;
         s.watchers.insert(id, w);
-        s.sink.send(WatchResponse { header: Some(header(rev)), watch_id: id, created: true, ..Default::default() });
+        s.sink.send(WatchResponse { header: Some(header(&self.status, rev)), watch_id: id, created: true, ..Default::default() });
         if unsynced {
             self.catch_up_stream(stream).await;
         }
@@ -153,14 +153,14 @@ impl Hub {
         let rev = self.status.applied_rev();
         let Some(s) = self.streams.get_mut(&stream) else { return };
         if s.watchers.remove(&watch_id).is_some() {
-            s.sink.send(WatchResponse { header: Some(header(rev)), watch_id, canceled: true, ..Default::default() });
+            s.sink.send(WatchResponse { header: Some(header(&self.status, rev)), watch_id, canceled: true, ..Default::default() });
         }
     }
 
     fn request_progress(&mut self, stream: u64) {
         let released = self.released;
         if let Some(s) = self.streams.get_mut(&stream) {
-            answer_progress(s, released);
+            answer_progress(s, &self.status, released);
         }
     }
 
@@ -172,7 +172,7 @@ impl Hub {
                 self.released = rev; // nobody follows the live events
                 break;
             };
-            let q = EventQuery { range: None, from: self.released + 1, to: rev, prev, max_events: RELEASE_MAX_EVENTS };
+            let q = EventQuery { range: None, from: self.released + 1, to: rev, prev, max_revisions: RELEASE_MAX_REVISIONS };
             match self.shards.scatter_events(&q).await {
                 Ok(part) => {
                     self.fan_out(&part.events, part.to);
@@ -232,7 +232,7 @@ impl Hub {
                     // One response per revision, at that revision, as etcd sends them.
                     sent += mine.len();
                     for (rev, events) in by_revision(mine, w) {
-                        for resp in w.responses(events, rev, max_bytes) {
+                        for resp in w.responses(events, &header(&self.status, rev), max_bytes) {
                             s.sink.send(resp);
                         }
                     }
@@ -275,7 +275,7 @@ impl Hub {
             w.unsynced = false;
             return false;
         }
-        let q = EventQuery { range: Some(w.range.clone()), from: w.next_rev, to: released, prev: w.prev_kv, max_events: CATCH_UP_MAX_EVENTS };
+        let q = EventQuery { range: Some(w.range.clone()), from: w.next_rev, to: released, prev: w.prev_kv, max_revisions: CATCH_UP_MAX_REVISIONS };
         let result = self.shards.scatter_events(&q).await;
         let (max_bytes, compact_rev) = (self.cfg.max_response_bytes, self.status.compact_rev());
         let Some(s) = self.streams.get_mut(&stream) else { return false };
@@ -285,7 +285,7 @@ impl Hub {
                 let mine: Vec<_> = part.events.iter().filter(|e| w.wants(e)).map(|e| w.event(e)).collect();
                 if !mine.is_empty() {
                     m::handles().watch_events.increment(mine.len() as u64);
-                    for resp in w.responses(mine, released, max_bytes) {
+                    for resp in w.responses(mine, &header(&self.status, released), max_bytes) {
                         s.sink.send(resp);
                     }
                     w.quiet = false;
@@ -299,7 +299,7 @@ impl Hub {
                 // client cancels it.
                 w.compacted = true;
                 w.unsynced = false;
-                s.sink.send(WatchResponse { header: Some(header(0)), watch_id: id, canceled: true, compact_revision: compact_rev, ..Default::default() });
+                s.sink.send(WatchResponse { header: Some(header(&self.status, 0)), watch_id: id, canceled: true, compact_revision: compact_rev, ..Default::default() });
                 false
             }
             Err(e) => {
@@ -322,7 +322,7 @@ impl Hub {
                 w.quiet = true;
             }
             for id in due {
-                s.sink.send(WatchResponse { header: Some(header(released)), watch_id: id, ..Default::default() });
+                s.sink.send(WatchResponse { header: Some(header(&self.status, released)), watch_id: id, ..Default::default() });
             }
         }
     }
@@ -358,11 +358,16 @@ fn next_free_id(s: &mut Stream) -> i64 {
 /// Answers a RequestProgress as etcd 3.5.13+ does: only when the stream has watchers and every
 /// one is synced (none behind, cancelled by a compaction, or waiting for a future start), with
 /// watch id -1 at the revision up to which every event was sent; otherwise not at all.
-fn answer_progress(s: &mut Stream, released: i64) {
+fn answer_progress(s: &mut Stream, status: &ServerStatus, released: i64) {
     let synced = |w: &Watcher| !w.unsynced && !w.compacted && w.next_rev <= released + 1;
     if !s.watchers.is_empty() && s.watchers.values().all(synced) {
-        s.sink.send(WatchResponse { header: Some(header(released)), watch_id: -1, ..Default::default() });
+        s.sink.send(WatchResponse { header: Some(header(status, released)), watch_id: -1, ..Default::default() });
     }
+}
+
+/// etcd's response header: cluster, member and term, at `rev`.
+fn header(status: &ServerStatus, rev: i64) -> ResponseHeader {
+    ResponseHeader { cluster_id: status.cluster_id, member_id: status.member_id, revision: rev, raft_term: status.term() }
 }
 
 /// etcd's checks of a create request, in its order.

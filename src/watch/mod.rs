@@ -18,10 +18,11 @@ pub const HUB_QUEUE_CAPACITY: usize = 16 * 1024;
 /// Response bytes a stream may hold for its client; past this its watchers are moved aside
 /// and caught up from MVCC once the client has read them.
 pub const STREAM_BUFFER_BYTES: usize = 4 << 20;
-/// Events asked of the shards per release of live events.
-pub const RELEASE_MAX_EVENTS: usize = 10_000;
-/// Events read from MVCC per catch-up step of one watcher.
-pub const CATCH_UP_MAX_EVENTS: usize = 1000;
+/// Revisions asked of the shards per release of live events.
+pub const RELEASE_MAX_REVISIONS: usize = 10_000;
+/// Revisions read from MVCC per catch-up step of one watcher, sent as one response (etcd's
+/// watchBatchMaxRevs).
+pub const CATCH_UP_MAX_REVISIONS: usize = 1000;
 /// How often watchers moved aside are caught up (etcd: 100 ms).
 pub const SYNC_INTERVAL: Duration = Duration::from_millis(100);
 

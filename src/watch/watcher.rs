@@ -57,32 +57,34 @@ impl Watcher {
         Event { r#type: kind as i32, kv: Some(e.kv.clone()), prev_kv }
     }
 
-    /// The responses carrying `events` at header revision `rev`: one, or when the watcher
-    /// asked for fragments and the response reaches `max_bytes` with two events or more,
-    /// fragments that each stay below it (one event may be larger), as etcd splits them.
-    pub fn responses(&self, events: Vec<Event>, rev: i64, max_bytes: usize) -> Vec<WatchResponse> {
-        let whole = self.response(rev, events);
+    /// The responses carrying `events` under `header`: one, or when the watcher asked for
+    /// fragments and the whole response reaches `max_bytes` with two events or more,
+    /// fragments as etcd cuts them (each below the limit unless it holds a single event, all
+    /// but the last marked `fragment`).
+    pub fn responses(&self, events: Vec<Event>, header: &ResponseHeader, max_bytes: usize) -> Vec<WatchResponse> {
+        let whole = self.response(header, events);
         if !self.fragment || whole.events.len() < 2 || prost::Message::encoded_len(&whole) < max_bytes {
             return vec![whole];
         }
-        let empty_bytes = prost::Message::encoded_len(&self.response(rev, Vec::new()));
+        let empty = WatchResponse { fragment: true, ..self.response(header, Vec::new()) };
+        let empty_bytes = prost::Message::encoded_len(&empty);
         let mut out = Vec::new();
         let (mut chunk, mut chunk_bytes) = (Vec::new(), empty_bytes);
         for e in whole.events {
             let bytes = prost::encoding::message::encoded_len(11, &e);
             if !chunk.is_empty() && chunk_bytes + bytes >= max_bytes {
-                out.push(WatchResponse { fragment: true, ..self.response(rev, std::mem::take(&mut chunk)) });
+                out.push(WatchResponse { events: std::mem::take(&mut chunk), ..empty.clone() });
                 chunk_bytes = empty_bytes;
             }
             chunk_bytes += bytes;
             chunk.push(e);
         }
-        out.push(self.response(rev, chunk));
+        out.push(self.response(header, chunk));
         out
     }
 
-    fn response(&self, rev: i64, events: Vec<Event>) -> WatchResponse {
-        WatchResponse { header: Some(header(rev)), watch_id: self.id, events, ..Default::default() }
+    fn response(&self, header: &ResponseHeader, events: Vec<Event>) -> WatchResponse {
+        WatchResponse { header: Some(header.clone()), watch_id: self.id, events, ..Default::default() }
     }
 }
 
@@ -91,9 +93,4 @@ impl Watcher {
 pub fn range_of(req: &WatchCreateRequest) -> KeyRange {
     let key: &[u8] = if req.key.is_empty() { b"\0" } else { &req.key };
     KeyRange::new(key, &req.range_end)
-}
-
-/// A header with the revision; the front end fills in the cluster, member and term.
-pub fn header(rev: i64) -> ResponseHeader {
-    ResponseHeader { revision: rev, ..Default::default() }
 }
