@@ -68,6 +68,11 @@ impl Etcd {
     /// Starts etcd 3.5 on 127.0.0.1 with a fresh data dir; panics (failing the test) when the
     /// binary cannot be found or it does not answer in time.
     pub fn start() -> Etcd {
+        Etcd::start_with(&[])
+    }
+
+    /// Like `start`, with `extra` flags (`--max-request-bytes 65536`, say).
+    pub fn start_with(extra: &[&str]) -> Etcd {
         let bin = find_etcd35().unwrap_or_else(|e| panic!("etcd 3.5 is needed for this test: {e}"));
         let dir = crate::common::fresh_dir("etcd");
         let (cport, pport) = loop {
@@ -88,6 +93,7 @@ impl Etcd {
             .args(["--initial-cluster", &format!("default={peer}")])
             // Answers do not depend on durability; this keeps the test fast on slow disks.
             .arg("--unsafe-no-fsync")
+            .args(extra)
             .current_dir(&dir)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
