@@ -129,6 +129,9 @@ impl Hub {
 
     async fn create(&mut self, stream: u64, req: WatchCreateRequest) {
         let rev = self.status.applied_rev();
+        // Up to date first, so a watch of the past gets its history to the current revision in
+        // one catch-up, as etcd sends it.
+        self.release(rev).await;
         let released = self.released;
         let Some(s) = self.streams.get_mut(&stream) else { return };
         if let Err(e) = check_create(s, &req) {

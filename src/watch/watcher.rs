@@ -84,7 +84,7 @@ impl Watcher {
     }
 
     fn response(&self, header: &ResponseHeader, events: Vec<Event>) -> WatchResponse {
-        WatchResponse { header: Some(header.clone()), watch_id: self.id, events, ..Default::default() }
+        WatchResponse { header: Some(*header), watch_id: self.id, events, ..Default::default() }
     }
 }
 
