@@ -19,6 +19,8 @@
 //!   without I/O built of `proposals`, `reads`, `log_writer` and `snapshots`; `driver` is the
 //!   glommio loop that carries out its outputs; `handle` is the front end's way in; `storage`
 //!   rebuilds raft's log at boot.
+//! * `lease` — etcd's leases: the lessor (raft-applied leases, the keys put with them, the
+//!   leader's expiry clocks), lease ids and TTL bounds.
 //! * `watch` — etcd's watch: the hub on shard 0 that owns every watcher and fans the shards'
 //!   events out in revision order (`hub`), and the watcher (`watcher`).
 //! * `reply` — answers to the front end, batched per front-end thread (any `Deliver` type).
@@ -53,6 +55,7 @@ pub mod durable;
 pub mod error;
 pub mod failpoint;
 pub mod kv;
+pub mod lease;
 pub mod log;
 pub mod metrics;
 pub mod mvcc;

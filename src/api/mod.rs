@@ -5,6 +5,7 @@
 
 pub mod cluster;
 pub mod kv;
+pub mod lease;
 pub mod maintenance;
 pub mod watch;
 
@@ -27,6 +28,8 @@ pub struct Ctx {
     pub compat_version: String,
     pub quota: crate::quota::Quota,
     pub watch: crate::watch::WatchHub,
+    /// Server-chosen lease ids.
+    pub lease_ids: crate::lease::IdGenerator,
 }
 
 impl Ctx {

@@ -12,7 +12,8 @@
 use std::sync::Arc;
 
 use super::response::Response;
-use super::txn::{check_lease, fatal, header};
+use super::txn::{check_lease, fatal, header, leased_puts, leases_named};
+use crate::lease::lessor::Lessor;
 use crate::error::{Error, Result};
 use crate::mvcc::store::{WriteOp, WriteResult};
 use crate::mvcc::Rev;
@@ -34,11 +35,24 @@ pub struct Applier {
     compact_rev: i64,
     /// Raised alarms, raft-applied like etcd's alarm store. NOSPACE caps writes.
     alarms: Vec<AlarmMember>,
+    /// Leases, raft-applied; their expiry clocks run while this member leads.
+    lessor: Lessor,
+    leader: bool,
 }
 
 impl Applier {
-    pub fn new(shards: Shards, status: Arc<ServerStatus>, quota: Quota) -> Applier {
-        Applier { shards, status, quota, rev: 1, compact_rev: -1, alarms: Vec::new() }
+    pub fn new(shards: Shards, status: Arc<ServerStatus>, quota: Quota, lessor: Lessor) -> Applier {
+        Applier { shards, status, quota, rev: 1, compact_rev: -1, alarms: Vec::new(), lessor, leader: false }
+    }
+
+    pub fn lessor(&mut self) -> &mut Lessor {
+        &mut self.lessor
+    }
+
+    /// This member leads from now: lease expiry clocks start (etcd's Promote).
+    pub fn promote(&mut self, extend: std::time::Duration) {
+        self.leader = true;
+        self.lessor.promote(std::time::Instant::now(), extend);
     }
 
     /// Resumes from a snapshot's state.
@@ -159,12 +173,13 @@ impl Applier {
                 if self.nospace() {
                     return Err(Error::NoSpace);
                 }
-                check_lease(p.lease)?;
+                check_lease(p.lease, &self.existing([p.lease]))?;
                 let fits = self.within_quota(cost_put(p));
                 let rev = Rev::main(self.rev + 1);
                 // Fails (ignore_value / ignore_lease on a missing key) before writing anything.
                 let resp = super::txn::put(&self.shards, p, rev).await?;
                 self.rev = rev.main;
+                self.lessor.attach(p.lease, &p.key);
                 if !fits {
                     return Err(Error::NoSpace);
                 }
@@ -191,7 +206,44 @@ impl Applier {
             }
             Request::Compaction(c) => self.compact(c.revision).await,
             Request::Alarm(a) => Ok(Response::Alarm(self.alarm(a))),
+            Request::LeaseGrant(g) => {
+                if self.nospace() {
+                    return Err(Error::NoSpace);
+                }
+                let now = self.leader.then(std::time::Instant::now);
+                let ttl = self.lessor.grant(g.id, g.ttl, now)?;
+                Ok(Response::LeaseGrant(LeaseGrantResponse { header: header(self.rev), id: g.id, ttl, error: String::new() }))
+            }
+            Request::LeaseRevoke(r) => self.revoke(r.id).await,
         }
+    }
+
+    /// Of `leases`, those that exist.
+    fn existing(&self, leases: impl IntoIterator<Item = i64>) -> Vec<i64> {
+        leases.into_iter().filter(|&l| l != 0 && self.lessor.exists(l)).collect()
+    }
+
+    /// etcd's revoke: the lease goes, and every key still on it is deleted in one revision, in
+    /// key order (a key put again without it, or deleted since, is left alone: each delete is a
+    /// nested txn comparing the key's lease).
+    async fn revoke(&mut self, id: i64) -> Result<Response> {
+        let keys = self.lessor.revoke(id)?;
+        let deletes = keys
+            .into_iter()
+            .map(|key| {
+                let still_on = Compare {
+                    result: compare::CompareResult::Equal as i32,
+                    target: compare::CompareTarget::Lease as i32,
+                    key: key.clone(),
+                    range_end: Vec::new(),
+                    target_union: Some(compare::TargetUnion::Lease(id)),
+                };
+                let delete = RequestOp { request: Some(request_op::Request::RequestDeleteRange(DeleteRangeRequest { key, ..Default::default() })) };
+                RequestOp { request: Some(request_op::Request::RequestTxn(TxnRequest { compare: vec![still_on], success: vec![delete], failure: vec![] })) }
+            })
+            .collect();
+        self.txn(&TxnRequest { compare: vec![], success: deletes, failure: vec![] }).await?;
+        Ok(Response::LeaseRevoke(LeaseRevokeResponse { header: header(self.rev) }))
     }
 
     async fn compact(&mut self, rev: i64) -> Result<Response> {
@@ -240,12 +292,20 @@ impl Applier {
         let base = self.rev;
         let shards = &self.shards;
         let owner = if shards.count() == 1 { Some(0) } else { super::txn::single_owner(t, &|k| shards.owner(k)) };
+        let mut named = Vec::new();
+        leases_named(t, &mut named);
+        let leases = self.existing(named);
         let (resp, changed) = match owner {
-            Some(shard) => shards.txn_on(shard, t.clone(), base, self.compact_rev).await?,
-            None => super::txn::txn(shards, t, base, self.compact_rev).await?,
+            Some(shard) => shards.txn_on(shard, t.clone(), (base, self.compact_rev), leases).await?,
+            None => super::txn::txn(shards, t, base, self.compact_rev, &leases).await?,
         };
         if changed {
             self.rev = base + 1;
+            let mut attached = Vec::new();
+            leased_puts(t, &resp, &mut attached);
+            for (lease, key) in attached {
+                self.lessor.attach(lease, &key);
+            }
         }
         Ok(resp)
     }

@@ -3,7 +3,8 @@
 
 use crate::error::Error;
 use crate::proto::etcdserverpb::{
-    AlarmResponse, CompactionResponse, DeleteRangeResponse, PutResponse, ResponseHeader, TxnResponse,
+    AlarmResponse, CompactionResponse, DeleteRangeResponse, LeaseGrantResponse, LeaseRevokeResponse, PutResponse, ResponseHeader,
+    TxnResponse,
 };
 
 #[derive(Debug)]
@@ -14,6 +15,8 @@ pub enum Response {
     /// With one receiver per shard, resolved when its physical compaction is done.
     Compaction(CompactionResponse, Vec<tokio::sync::oneshot::Receiver<()>>),
     Alarm(AlarmResponse),
+    LeaseGrant(LeaseGrantResponse),
+    LeaseRevoke(LeaseRevokeResponse),
 }
 
 impl Response {
@@ -24,6 +27,8 @@ impl Response {
             Response::Txn(r) => &mut r.header,
             Response::Compaction(r, _) => &mut r.header,
             Response::Alarm(r) => &mut r.header,
+            Response::LeaseGrant(r) => &mut r.header,
+            Response::LeaseRevoke(r) => &mut r.header,
         }
     }
 

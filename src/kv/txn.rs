@@ -27,13 +27,36 @@ pub fn header(revision: i64) -> Option<ResponseHeader> {
     Some(ResponseHeader { revision, ..Default::default() })
 }
 
-/// Leases are not implemented yet, so none exists: a put naming one fails as etcd's does for
-/// an unknown lease (checked before anything is written).
-pub fn check_lease(lease: i64) -> Result<()> {
-    if lease != 0 {
+/// A put may name no lease, or one of `leases` (those that exist): etcd's lease check, before
+/// anything is written.
+pub fn check_lease(lease: i64, leases: &[i64]) -> Result<()> {
+    if lease != 0 && !leases.contains(&lease) {
         return Err(Error::LeaseNotFound);
     }
     Ok(())
+}
+
+/// Every lease the puts of `t` name, nested txns and both branches included.
+pub fn leases_named(t: &TxnRequest, out: &mut Vec<i64>) {
+    for op in t.success.iter().chain(&t.failure) {
+        match &op.request {
+            Some(Op::RequestPut(p)) if p.lease != 0 => out.push(p.lease),
+            Some(Op::RequestTxn(nested)) => leases_named(nested, out),
+            _ => {}
+        }
+    }
+}
+
+/// The (lease, key) of every put `t` made: the branches it took, as its response tells.
+pub fn leased_puts(t: &TxnRequest, resp: &TxnResponse, out: &mut Vec<(i64, Vec<u8>)>) {
+    let taken = if resp.succeeded { &t.success } else { &t.failure };
+    for (op, r) in taken.iter().zip(&resp.responses) {
+        match (&op.request, &r.response) {
+            (Some(Op::RequestPut(p)), _) if p.lease != 0 => out.push((p.lease, p.key.clone())),
+            (Some(Op::RequestTxn(nested)), Some(OpResponse::ResponseTxn(nr))) => leased_puts(nested, nr, out),
+            _ => {}
+        }
+    }
 }
 
 /// A put at `rev` (ignore_value / ignore_lease keep the key's current value / lease).
@@ -65,12 +88,13 @@ pub async fn delete_range<V: KvView>(view: &V, d: &DeleteRangeRequest, rev: Rev)
 
 /// Runs a txn on top of revision `base`. Returns the response (header revision `base + 1` if
 /// it wrote anything, else `base`) and whether it wrote. An error means nothing was written.
-pub async fn txn<V: KvView>(view: &V, t: &TxnRequest, base: i64, compact_rev: i64) -> Result<(TxnResponse, bool)> {
+pub async fn txn<V: KvView>(view: &V, t: &TxnRequest, base: i64, compact_rev: i64, leases: &[i64]) -> Result<(TxnResponse, bool)> {
     let mut path = Vec::new();
     plan(view, t, base, &mut path).await?;
     // As etcd: every put of the chosen branches is checked before any range.
-    check(view, t, &path, &mut Checks { base, compact_rev, kind: CheckKind::Put, deleted: KeySet::default() }).await?;
-    check(view, t, &path, &mut Checks { base, compact_rev, kind: CheckKind::Range, deleted: KeySet::default() }).await?;
+    let checks = |kind| Checks { base, compact_rev, kind, deleted: KeySet::default(), leases: leases.to_vec() };
+    check(view, t, &path, &mut checks(CheckKind::Put)).await?;
+    check(view, t, &path, &mut checks(CheckKind::Range)).await?;
     let mut x = TxnExec { base, changed: false, sub: 0, path: path.into_iter() };
     let mut resp = match exec(view, t, &mut x).await {
         Ok(resp) => resp,
@@ -165,7 +189,7 @@ fn check<'a, V: KvView>(view: &'a V, t: &'a TxnRequest, path: &'a [bool], c: &'a
                     if (p.ignore_value || p.ignore_lease) && (c.deleted.contains(&p.key) || !exists(view, &p.key, c.base).await?) {
                         return Err(Error::KeyNotFound);
                     }
-                    check_lease(p.lease)?;
+                    check_lease(p.lease, &c.leases)?;
                 }
                 (Some(Op::RequestDeleteRange(d)), CheckKind::Put) => c.deleted.insert_range(&KeyRange::new(&d.key, &d.range_end)),
                 (Some(Op::RequestRange(r)), CheckKind::Range) if r.revision != 0 => {
@@ -226,6 +250,8 @@ struct Checks {
     kind: CheckKind,
     /// Keys deleted by the ops checked so far (the put pass only).
     deleted: KeySet,
+    /// The leases that exist, of those the txn's puts name.
+    leases: Vec<i64>,
 }
 
 #[derive(Clone, Copy)]

@@ -17,15 +17,16 @@ use futures_util::future::{select, Either};
 use tokio::sync::oneshot;
 
 use super::core::{Core, CoreConfig, Output, SnapPoint};
-use super::handle::CoreMsg;
+use super::handle::{CoreMsg, LeaseCall};
 use super::proposals::ToApply;
 use crate::kv::apply::Applier;
+use crate::lease::lessor::Lessor;
 use crate::kv::delivery::{Delivery, Outbox};
 use crate::kv::response::Response;
 use crate::error::Result;
 use crate::metrics as m;
 use crate::proto::ballastpb::internal_request::Request;
-use crate::proto::etcdserverpb::{alarm_request::AlarmAction, AlarmRequest, AlarmType};
+use crate::proto::etcdserverpb::{alarm_request::AlarmAction, AlarmRequest, AlarmType, LeaseRevokeRequest};
 use crate::reply;
 use crate::shard::mailbox::Shards;
 use crate::snapshot::coordinator::{AppliedState, Coordinator, Finished};
@@ -55,6 +56,8 @@ pub struct DriverConfig {
     /// WAL stripes no shard writes any more (the shard count was lowered), with the highest
     /// batch sequence each holds: deleted by the first snapshot that covers them.
     pub retired_stripes: Vec<(std::path::PathBuf, u64)>,
+    /// (lease, key) of every live key with a lease in the snapshot's stores: attached at boot.
+    pub leased_keys: Vec<(i64, Vec<u8>)>,
 }
 
 struct Driver {
@@ -106,6 +109,7 @@ pub async fn run(
     drop(recovered);
     let mut ready = Some(ready);
     let mut next_tick = Instant::now() + cfg.heartbeat;
+    let mut next_expiry_check = Instant::now() + crate::lease::EXPIRY_CHECK_INTERVAL;
     // One timer for the whole loop, re-armed when it fires: cheaper than a new one per turn.
     let mut tick_timer = glommio::timer::Timer::new(cfg.heartbeat);
     loop {
@@ -149,8 +153,15 @@ pub async fn run(
         }
         if driver.core.is_serving() {
             if let Some(tx) = ready.take() {
+                // Leading from now: lease clocks start, each lease with its TTL plus an
+                // election timeout (etcd's Promote).
+                driver.applier.promote(cfg.heartbeat * cfg.election_ticks as u32);
                 let _ = tx.send(Ok(()));
             }
+        }
+        if Instant::now() >= next_expiry_check {
+            next_expiry_check = Instant::now() + crate::lease::EXPIRY_CHECK_INTERVAL;
+            driver.revoke_expired_leases();
         }
     }
 }
@@ -177,9 +188,17 @@ impl Driver {
         };
         let point = snap.as_ref().map(|m| SnapPoint { index: m.index, term: m.term, voters: m.voters.clone() });
         let core = Core::new(&core_cfg, recovered, point.as_ref())?;
-        let mut applier = Applier::new(shards.clone(), status.clone(), cfg.quota);
+        let election_timeout = cfg.heartbeat * cfg.election_ticks as u32;
+        let min_ttl = crate::lease::min_ttl_seconds(cfg.heartbeat, cfg.election_ticks as u64);
+        // A revoke not applied within etcd's request timeout is proposed again.
+        let lessor = Lessor::new(min_ttl, Duration::from_secs(5) + 2 * election_timeout);
+        let mut applier = Applier::new(shards.clone(), status.clone(), cfg.quota, lessor);
         if let Some(m) = &snap {
             applier.restore(m.rev, m.compact_rev, &m.alarms);
+            applier.lessor().restore(&m.leases);
+            for (lease, key) in &cfg.leased_keys {
+                applier.lessor().attach(*lease, key);
+            }
             status.publish_applied(m.index, m.rev, m.compact_rev);
         }
         let snapshots = Coordinator::new(cfg.snap_dir.clone(), shards, status.clone(), cfg.voters.clone(), snap, done_tx);
@@ -216,6 +235,7 @@ impl Driver {
             CoreMsg::ReadIndex { reply, home } => self.core.read((home, reply)),
             CoreMsg::Snapshot { reply } => self.core.request_snapshot((None, reply)),
             CoreMsg::DiskBarrier { reply } => self.core.barrier((None, reply)),
+            CoreMsg::Lease { call } => self.lease_call(call),
         }
     }
 
@@ -271,7 +291,12 @@ impl Driver {
         self.answer(more.done);
         debug_assert!(more.wal.is_empty() && more.apply.is_empty() && more.snapshot.is_none());
         if let Some(order) = out.snapshot {
-            let state = AppliedState { rev: self.applier.rev(), compact_rev: self.applier.compact_rev(), alarms: self.applier.alarms() };
+            let state = AppliedState {
+                rev: self.applier.rev(),
+                compact_rev: self.applier.compact_rev(),
+                alarms: self.applier.alarms(),
+                leases: self.applier.lessor().saved(),
+            };
             self.snapshots.start(&order, state).await;
         }
         if let Some(seq) = out.release_wal_before {
@@ -330,6 +355,33 @@ impl Driver {
 
     fn tell_watch(&self) {
         let _ = self.watch.send(Applied { rev: self.status.applied_rev(), done: None });
+    }
+
+    fn lease_call(&mut self, call: LeaseCall) {
+        let now = Instant::now();
+        let lessor = self.applier.lessor();
+        match call {
+            LeaseCall::Renew { id, reply } => {
+                let _ = reply.send(Ok(lessor.renew(id, now).unwrap_or(0)));
+            }
+            LeaseCall::TimeToLive { id, reply } => {
+                let _ = reply.send(Ok(lessor.time_to_live(id, now)));
+            }
+            LeaseCall::Ids { reply } => {
+                let _ = reply.send(Ok(lessor.ids()));
+            }
+        }
+    }
+
+    /// The leader revokes expired leases through raft, a bounded number per look.
+    fn revoke_expired_leases(&mut self) {
+        if !self.core.is_serving() {
+            return;
+        }
+        for id in self.applier.lessor().expired(Instant::now(), crate::lease::MAX_REVOKES_PER_CHECK) {
+            let (reply, _) = oneshot::channel();
+            self.core.propose(Request::LeaseRevoke(LeaseRevokeRequest { id }), (None, reply));
+        }
     }
 
     fn snapshot_finished(&mut self, finished: Finished) {

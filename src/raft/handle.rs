@@ -22,7 +22,21 @@ pub enum CoreMsg {
     /// Resolves once every WAL batch written before it is durable (health checks: a stuck disk
     /// never answers, as etcd's raft loop stuck in fsync answers no read).
     DiskBarrier { reply: oneshot::Sender<Result<()>> },
+    /// Lease calls the leader answers from its lessor, without raft (as etcd's).
+    Lease { call: LeaseCall },
 }
+
+/// A lease call answered by the leader's lessor.
+pub enum LeaseCall {
+    /// A keepalive: the TTL renewed to, 0 when the lease is unknown or expired.
+    Renew { id: i64, reply: oneshot::Sender<Result<i64>> },
+    /// (remaining seconds, granted TTL, keys put with it), or None when unknown.
+    TimeToLive { id: i64, reply: oneshot::Sender<Result<Option<LeaseTtl>>> },
+    /// Every lease id, soonest expiry first.
+    Ids { reply: oneshot::Sender<Result<Vec<i64>>> },
+}
+
+pub type LeaseTtl = (i64, i64, Vec<Vec<u8>>);
 
 /// The front end's handle to the raft core.
 #[derive(Clone)]
@@ -69,6 +83,18 @@ impl RaftHandle {
     /// Resolves once every WAL write issued before the call is durable.
     pub async fn disk_barrier(&self) -> Result<()> {
         self.call(|reply| CoreMsg::DiskBarrier { reply }).await
+    }
+
+    pub async fn lease_renew(&self, id: i64) -> Result<i64> {
+        self.call(|reply| CoreMsg::Lease { call: LeaseCall::Renew { id, reply } }).await
+    }
+
+    pub async fn lease_time_to_live(&self, id: i64) -> Result<Option<LeaseTtl>> {
+        self.call(|reply| CoreMsg::Lease { call: LeaseCall::TimeToLive { id, reply } }).await
+    }
+
+    pub async fn lease_ids(&self) -> Result<Vec<i64>> {
+        self.call(|reply| CoreMsg::Lease { call: LeaseCall::Ids { reply } }).await
     }
 
     /// etcd's request timeout.

@@ -13,13 +13,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::api::{cluster::ClusterService, kv::KvService, maintenance::MaintenanceService, watch::WatchService, Ctx};
+use crate::api::{cluster::ClusterService, kv::KvService, maintenance::MaintenanceService, watch::WatchService, lease::LeaseService, Ctx};
 use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::log;
 use crate::mvcc::store::Store;
 use crate::quota::Quota;
-use crate::proto::etcdserverpb::{cluster_server::ClusterServer, kv_server::KvServer, maintenance_server::MaintenanceServer, watch_server::WatchServer};
+use crate::proto::etcdserverpb::{cluster_server::ClusterServer, kv_server::KvServer, maintenance_server::MaintenanceServer, watch_server::WatchServer, lease_server::LeaseServer};
 use crate::raft::driver::{self, DriverConfig};
 use crate::raft::handle::{CoreMsg, RaftHandle, PROPOSAL_QUEUE_CAPACITY};
 use crate::shard::threads;
@@ -115,6 +115,7 @@ fn start(cfg: Config) -> Result<(), String> {
         snapshot_count: cfg.snapshot_count,
         homes: reply_txs.clone(),
         retired_stripes,
+        leased_keys: stores.iter().flat_map(Store::leased_keys).collect(),
     };
     let core_status = status.clone();
     // The watch hub runs beside the raft driver on shard 0; the driver tells it how far apply went.
@@ -138,6 +139,7 @@ fn start(cfg: Config) -> Result<(), String> {
     }
     log::info("enabled capabilities for version 3.5", &[("cluster-version", "3.5".into())]);
 
+    let lease_ids = crate::lease::IdGenerator::new(cluster.local_id);
     let ctx = Arc::new(Ctx {
         raft: RaftHandle::new(core_tx, Duration::from_millis(cfg.election_timeout_ms)),
         shards: shard_handles,
@@ -149,6 +151,7 @@ fn start(cfg: Config) -> Result<(), String> {
         compat_version: cfg.compat_version.clone(),
         quota: Quota::from_flag(cfg.quota_backend_bytes),
         watch: crate::watch::WatchHub::new(hub_tx),
+        lease_ids,
     });
     let result = serve_front_end(&cfg, ctx, compaction, metrics, reply_rxs);
     threads.join();
@@ -324,7 +327,8 @@ fn client_routes(cfg: &Config, ctx: Arc<Ctx>, metrics: metrics_exporter_promethe
     let maintenance = MaintenanceServer::new(MaintenanceService::new(ctx.clone())).max_decoding_message_size(max_msg);
     let cluster = ClusterServer::new(ClusterService::new(ctx.clone())).max_decoding_message_size(max_msg);
     let watch = WatchServer::new(WatchService::new(ctx.clone())).max_decoding_message_size(max_msg).max_encoding_message_size(usize::MAX);
-    let grpc = grpc_metrics::ServedRoutes::default().add_service(kv).add_service(watch).add_service(maintenance).add_service(cluster).into_routes();
+    let lease = LeaseServer::new(LeaseService::new(ctx.clone())).max_decoding_message_size(max_msg);
+    let grpc = grpc_metrics::ServedRoutes::default().add_service(kv).add_service(watch).add_service(lease).add_service(maintenance).add_service(cluster).into_routes();
     let router = grpc.into_axum_router().merge(http::router(ctx, metrics));
     tonic::service::Routes::from(router)
 }

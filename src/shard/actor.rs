@@ -101,10 +101,10 @@ async fn handle(shard: &Rc<ShardState>, msg: ShardMsg, outbox: &mut Outbox) {
             }
             let _ = reply.send(done_rx);
         }
-        ShardMsg::Txn { txn, base, compact_rev, reply } => {
+        ShardMsg::Txn { txn, base, compact_rev, leases, reply } => {
             let started = std::time::Instant::now();
             // Local views complete at once: this await never yields to other messages.
-            let result = crate::kv::txn::txn(&Local(&shard.store), &txn, base, compact_rev).await;
+            let result = crate::kv::txn::txn(&Local(&shard.store), &txn, base, compact_rev, &leases).await;
             shard.apply_seconds.record(started.elapsed().as_secs_f64());
             shard.publish();
             let _ = reply.send(result);

@@ -24,7 +24,7 @@ pub enum ShardMsg {
     /// replied receiver resolves when it is done.
     Compact { rev: i64, reply: oneshot::Sender<oneshot::Receiver<()>> },
     /// Runs a whole txn on the shard holding all its keys, on top of revision `base`.
-    Txn { txn: TxnRequest, base: i64, compact_rev: i64, reply: oneshot::Sender<Result<(TxnResponse, bool)>> },
+    Txn { txn: TxnRequest, base: i64, compact_rev: i64, leases: Vec<i64>, reply: oneshot::Sender<Result<(TxnResponse, bool)>> },
     /// The watch events of a revision window (`mvcc/events.rs`).
     Events { query: EventQuery, reply: oneshot::Sender<Result<EventsPart>> },
     /// Writes the shard's records after `since` (0: its whole state) as of `rev` to `path`.
@@ -83,8 +83,8 @@ impl Shards {
         self.call(shard, |reply| ShardMsg::Compact { rev, reply }).await
     }
 
-    pub async fn txn_on(&self, shard: usize, txn: TxnRequest, base: i64, compact_rev: i64) -> Result<(TxnResponse, bool)> {
-        self.call(shard, |reply| ShardMsg::Txn { txn, base, compact_rev, reply }).await?
+    pub async fn txn_on(&self, shard: usize, txn: TxnRequest, (base, compact_rev): (i64, i64), leases: Vec<i64>) -> Result<(TxnResponse, bool)> {
+        self.call(shard, |reply| ShardMsg::Txn { txn, base, compact_rev, leases, reply }).await?
     }
 
     /// Queues a snapshot order on `shard` (behind everything sent before); the receiver

@@ -18,6 +18,7 @@ pub struct AppliedState {
     pub rev: i64,
     pub compact_rev: i64,
     pub alarms: Vec<(u64, i32)>,
+    pub leases: Vec<(i64, i64)>,
 }
 
 /// The outcome of a snapshot: its manifest, durable, or why it failed.
@@ -70,6 +71,7 @@ impl Coordinator {
             rev: state.rev,
             compact_rev: state.compact_rev,
             alarms: state.alarms,
+            leases: state.leases,
             segments,
             wal_seq_from: order.wal_seq_from,
             wal_seq_kept: order.wal_seq_kept,

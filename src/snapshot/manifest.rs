@@ -48,6 +48,9 @@ pub struct Manifest {
     /// and starting would serve the snapshot without the writes after it.
     #[serde(default)]
     pub wal_seq_kept: u64,
+    /// Leases as (id, granted TTL); their keys are those whose newest record names them.
+    #[serde(default)]
+    pub leases: Vec<(i64, i64)>,
 }
 
 fn first_seq() -> u64 {
