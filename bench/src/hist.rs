@@ -80,9 +80,23 @@ mod tests {
 
     #[test]
     fn buckets_round_trip_within_error() {
-        for v in [0u64, 1, 127, 128, 129, 255, 256, 1000, 123_456, 9_999_999_999] {
+        for v in [
+            0u64,
+            1,
+            127,
+            128,
+            129,
+            255,
+            256,
+            1000,
+            123_456,
+            9_999_999_999,
+        ] {
             let back = value(index(v));
-            assert!(back <= v && (v - back) as f64 <= v as f64 / 64.0, "{v} -> {back}");
+            assert!(
+                back <= v && (v - back) as f64 <= v as f64 / 64.0,
+                "{v} -> {back}"
+            );
         }
         let mut h = Hist::default();
         (1..=1000).for_each(|v| h.record(v));

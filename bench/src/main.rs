@@ -14,11 +14,11 @@ use std::time::{Duration, Instant};
 
 use ballast_bench::procstat::{clk_tck, cpu_ticks, cpu_us_per, rss_mib};
 use ballast_bench::proto::etcdserverpb::kv_client::KvClient;
-use ballast_bench::report::{ms, ratio};
-use ballast_bench::LOADGEN_THREADS;
 use ballast_bench::proto::etcdserverpb::{
     compare, request_op, response_op, Compare, PutRequest, RangeRequest, RequestOp, TxnRequest,
 };
+use ballast_bench::report::{ms, ratio};
+use ballast_bench::LOADGEN_THREADS;
 use tonic::transport::{Channel, Endpoint};
 
 mod watch;
@@ -966,7 +966,14 @@ fn drive_clients(
                         .map(|c| {
                             let ch = chans[(c % w.conns) / threads].1.clone();
                             debug_assert_eq!(chans[(c % w.conns) / threads].0, c % w.conns);
-                            let f = client_loop(w.clone(), ch, c, next.clone(), deadline, value.clone());
+                            let f = client_loop(
+                                w.clone(),
+                                ch,
+                                c,
+                                next.clone(),
+                                deadline,
+                                value.clone(),
+                            );
                             tokio::spawn(f)
                         })
                         .collect();
@@ -1589,7 +1596,7 @@ values, 2 connections). Event latency = put sent by the writer → event receive
 − events received within 5 s of the step's last put answer. events/s = events delivered ÷ (first \
 put sent → last event received). Server CPU µs/event = server utime+stime over the step (writes \
 included) ÷ events delivered; client CPU = this harness (writer and watchers) likewise. watch-max \
-doubles the rate until p99 > 1 s or an event is missing and reports the passing step with the most \
+doubles the rate until p99 > 1 s or an event is missing, bisects twice, and reports the passing step with the most \
 delivered events/s (all steps in the notes). watch-idle: RSS before any stream, after each stream created one watcher \
 (→ KiB per stream, which includes that watcher and a share of the connections), after the rest \
 (→ KiB per watcher), 1 s settle before each reading; one put at the end checks every watcher. \
@@ -1627,7 +1634,8 @@ async fn main() {
     let workloads = workloads(&o);
     // The load workload gets a server of its own, so its RSS reading counts its keys only, not
     // the history the other workloads left behind (none of them compacts).
-    let (fresh, shared): (Vec<Workload>, Vec<Workload>) = workloads.iter().cloned().partition(|w| w.id == "load");
+    let (fresh, shared): (Vec<Workload>, Vec<Workload>) =
+        workloads.iter().cloned().partition(|w| w.id == "load");
     let started = cmd_out("date", &["-u", "+%Y-%m-%d %H:%M:%S UTC"]);
     let loadavg = std::fs::read_to_string("/proc/loadavg")
         .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
@@ -1737,13 +1745,14 @@ async fn main() {
         let w = watch_opts(&o);
         let _ = writeln!(
             md,
-            "- watch parameters: {} watchers over {} streams / {} connections, watch-1000 at {:.0} puts/s for {} puts, watch-max from {:.0} puts/s doubling, {} idle watchers\n",
+            "- watch parameters: {} watchers over {} streams / {} connections, watch-1000 at {:.0} puts/s for {} puts, watch-max from {:.0} puts/s doubling, {:.1} s per step, {} idle watchers\n",
             w.watchers,
             watch::WATCH_STREAMS,
             watch::WATCH_CONNS,
             w.rate,
             w.puts,
             w.rate / watch::MAX_START_DIV,
+            w.puts as f64 / w.rate / 2.0,
             w.idle_watchers,
         );
     }
@@ -1759,7 +1768,11 @@ fn watch_selected(o: &Opts) -> Vec<&'static str> {
     watch::IDS
         .iter()
         .copied()
-        .filter(|id| o.workloads.as_ref().is_none_or(|l| l.iter().any(|n| n == id)))
+        .filter(|id| {
+            o.workloads
+                .as_ref()
+                .is_none_or(|l| l.iter().any(|n| n == id))
+        })
         .collect()
 }
 

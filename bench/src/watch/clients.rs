@@ -11,8 +11,8 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ballast_bench::LOADGEN_THREADS;
 use ballast_bench::proto::etcdserverpb::{watch_request, WatchCreateRequest, WatchRequest};
+use ballast_bench::LOADGEN_THREADS;
 use tokio::sync::{mpsc, oneshot, watch};
 use tonic::codegen::http::uri::PathAndQuery;
 use tonic::codegen::tokio_stream::wrappers::ReceiverStream;
@@ -177,27 +177,32 @@ pub struct Watchers {
 
 type Opened = Result<Vec<mpsc::Sender<WatchRequest>>, String>;
 
-/// One load-generator thread: connects connections `t, t + threads, ...`, opens the streams that
-/// use them (stream k uses connection k % conns), receives until stop.
-fn thread_main(
-    t: usize,
+/// What one load-generator thread needs.
+struct ThreadCtx {
     url: String,
     prefix: String,
-    l: Layout,
+    layout: Layout,
     shared: Arc<Shared>,
     seen: Arc<Mutex<Vec<StepSeen>>>,
     stop: watch::Receiver<bool>,
-    opened: oneshot::Sender<Opened>,
-) {
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+}
+
+/// One load-generator thread: connects connections `t, t + threads, ...`, opens the streams that
+/// use them (stream k uses connection k % conns), receives until stop.
+fn thread_main(t: usize, cx: ThreadCtx, opened: oneshot::Sender<Opened>) {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => return drop(opened.send(Err(format!("watcher runtime: {e}")))),
     };
+    let l = cx.layout;
     let threads = LOADGEN_THREADS.min(l.conns).max(1);
     rt.block_on(async move {
         let mut chans = HashMap::new();
         for j in (t..l.conns).step_by(threads) {
-            match connect(&url).await {
+            match connect(&cx.url).await {
                 Ok(ch) => chans.insert(j, ch),
                 Err(e) => return drop(opened.send(Err(e))),
             };
@@ -205,10 +210,11 @@ fn thread_main(
         let mut txs = Vec::new();
         let mut tasks = Vec::new();
         for k in (0..l.streams).filter(|k| chans.contains_key(&(k % l.conns))) {
-            match open_stream(chans[&(k % l.conns)].clone(), &prefix, l.per_stream.max(1)).await {
+            let ch = chans[&(k % l.conns)].clone();
+            match open_stream(ch, &cx.prefix, l.per_stream.max(1)).await {
                 Ok((tx, rx)) => {
                     txs.push(tx);
-                    let f = receive(rx, shared.clone(), seen.clone(), stop.clone());
+                    let f = receive(rx, cx.shared.clone(), cx.seen.clone(), cx.stop.clone());
                     tasks.push(tokio::spawn(f));
                 }
                 Err(e) => return drop(opened.send(Err(e))),
@@ -243,12 +249,16 @@ impl Watchers {
         for t in 0..threads {
             let seen = Arc::new(Mutex::new(vec![StepSeen::default(); shared.steps()]));
             let (tx, rx) = oneshot::channel();
-            let (url, prefix, shared, stop) =
-                (url.to_string(), prefix.to_string(), shared.clone(), stop_rx.clone());
-            let s = seen.clone();
-            w.threads.push(std::thread::spawn(move || {
-                thread_main(t, url, prefix, layout, shared, s, stop, tx)
-            }));
+            let cx = ThreadCtx {
+                url: url.to_string(),
+                prefix: prefix.to_string(),
+                layout,
+                shared: shared.clone(),
+                seen: seen.clone(),
+                stop: stop_rx.clone(),
+            };
+            w.threads
+                .push(std::thread::spawn(move || thread_main(t, cx, tx)));
             w.seen.push(seen);
             waits.push(rx);
         }

@@ -4,7 +4,8 @@
 //!   `WATCH_CONNS` connections, and an open-loop writer putting keys under it at `--watch-rate`;
 //!   every event must arrive; latency = put sent → event received.
 //! * `watch-max`: the same watchers, the write rate doubling step by step until the event latency
-//!   p99 passes 1 s or events go missing; the highest passing step's delivered events/s counts.
+//!   p99 passes 1 s or events go missing, then two bisection steps; the passing step with the most
+//!   delivered events/s counts.
 //! * `watch-idle`: `--idle-watchers` watchers nobody writes to; server memory per watcher and per
 //!   stream from RSS deltas.
 mod clients;
@@ -20,8 +21,8 @@ use std::time::{Duration, Instant};
 use ballast_bench::procstat::{cpu_ticks, cpu_us_per, rss_mib};
 
 use clients::{wait_created, Layout, Watchers};
-use shared::{Shared, PREFIX};
 pub use idle::IdleRes;
+use shared::{Shared, PREFIX};
 pub use table::{notes, tables, WatchRow};
 
 pub const IDS: [&str; 3] = ["watch-1000", "watch-max", "watch-idle"];
@@ -30,7 +31,7 @@ pub const WATCH_STREAMS: usize = 100;
 pub const WATCH_CONNS: usize = 10;
 /// watch-max: a step passes while its event latency p99 stays at or below this and none is missing.
 const MAX_P99_US: u64 = 1_000_000;
-/// watch-max: steps at most (rates start/2^k), and the first step's rate ÷ `--watch-rate`.
+/// watch-max: doubling steps at most (rates start·2^k), and `--watch-rate` ÷ the first rate.
 const MAX_STEPS: usize = 12;
 pub const MAX_START_DIV: f64 = 4.0;
 /// How long after a step's last put answer its events may still arrive before they count missing.
@@ -97,35 +98,84 @@ pub enum WatchRes {
 }
 
 pub async fn run(id: &str, o: &WatchOpts, url: &str, pid: i32) -> Result<WatchRes, String> {
+    let secs = o.puts as f64 / o.rate;
     match id {
-        "watch-1000" => flow(o, url, pid, &[o.rate], o.puts, false).await.map(WatchRes::Flow),
+        "watch-1000" => {
+            let plan = Plan {
+                rates: vec![o.rate],
+                secs,
+                search: false,
+            };
+            flow(o, url, pid, &plan).await.map(WatchRes::Flow)
+        }
         "watch-max" => {
             let start = (o.rate / MAX_START_DIV).max(1.0);
-            let rates: Vec<f64> = (0..MAX_STEPS).map(|k| start * f64::from(1 << k)).collect();
-            let secs = o.puts as f64 / o.rate / 2.0;
-            let puts = (start * secs).ceil() as u64;
-            flow(o, url, pid, &rates, puts, true).await.map(WatchRes::Flow)
+            let plan = Plan {
+                rates: (0..MAX_STEPS).map(|k| start * f64::from(1 << k)).collect(),
+                secs: secs / 2.0,
+                search: true,
+            };
+            flow(o, url, pid, &plan).await.map(WatchRes::Flow)
         }
         "watch-idle" => idle::run(o, url, pid).await.map(WatchRes::Idle),
         _ => Err(format!("unknown watch workload {id}")),
     }
 }
 
-/// Watchers up, then one step per rate (step k writes `first_puts` × rate/rates[0] puts), each
-/// drained before the next; with `stop_on_fail` the steps end at the first failing one.
-async fn flow(
-    o: &WatchOpts,
-    url: &str,
-    pid: i32,
-    rates: &[f64],
-    first_puts: u64,
-    stop_on_fail: bool,
-) -> Result<FlowRes, String> {
-    let puts: Vec<u64> = rates
-        .iter()
-        .map(|r| (first_puts as f64 * r / rates[0]).round() as u64)
-        .collect();
-    let shared = Arc::new(Shared::new(&puts));
+/// The write rates of a flowing workload, each held `secs`: the listed ones in order; with
+/// `search`, until the first failing one, then `REFINE` bisection steps between the fastest
+/// passing rate and the slowest failing one.
+struct Plan {
+    rates: Vec<f64>,
+    secs: f64,
+    search: bool,
+}
+
+/// watch-max: bisection steps after the doubling failed (resolution: a quarter of the last
+/// doubling).
+const REFINE: usize = 2;
+
+impl Plan {
+    fn puts(&self, rate: f64) -> u64 {
+        ((rate * self.secs).round() as u64).max(1)
+    }
+
+    /// Puts each step may write at most (the index space `Shared` preallocates).
+    fn slots(&self) -> Vec<u64> {
+        let mut v: Vec<u64> = self.rates.iter().map(|r| self.puts(*r)).collect();
+        let largest = v.iter().copied().max().unwrap_or(1);
+        if self.search {
+            v.extend([largest; REFINE]);
+        }
+        v
+    }
+
+    /// The rate of the next step after `ran`, if any.
+    fn next(&self, ran: &[StepRes]) -> Option<f64> {
+        let first_fail = ran.iter().position(|s| !s.passes()).filter(|_| self.search);
+        let Some(f) = first_fail else {
+            return self.rates.get(ran.len()).copied();
+        };
+        if ran.len() - (f + 1) >= REFINE {
+            return None;
+        }
+        let hi = ran
+            .iter()
+            .filter(|s| !s.passes())
+            .map(|s| s.rate)
+            .fold(f64::MAX, f64::min);
+        let lo = ran
+            .iter()
+            .filter(|s| s.passes() && s.rate < hi)
+            .map(|s| s.rate)
+            .fold(None, |m: Option<f64>, r| Some(m.map_or(r, |m| m.max(r))))?;
+        Some((lo + hi) / 2.0)
+    }
+}
+
+/// Watchers up, then one step per rate of `plan`, each drained before the next.
+async fn flow(o: &WatchOpts, url: &str, pid: i32, plan: &Plan) -> Result<FlowRes, String> {
+    let shared = Arc::new(Shared::new(&plan.slots()));
     let layout = Layout {
         conns: WATCH_CONNS,
         streams: WATCH_STREAMS,
@@ -138,10 +188,19 @@ async fn flow(
         w.stop();
         return Err(e);
     }
-    let mut steps = Vec::new();
-    for (s, rate) in rates.iter().enumerate() {
-        let r = step(o, url, pid, &shared, &w, s, *rate, watchers as u64).await;
-        let r = match r {
+    let cx = StepCtx {
+        o,
+        url,
+        pid,
+        shared: &shared,
+        w: &w,
+        watchers: watchers as u64,
+    };
+    let mut steps: Vec<StepRes> = Vec::new();
+    while let Some(rate) = plan.next(&steps) {
+        let s = steps.len();
+        let n = plan.puts(rate).min(shared.bounds[s + 1] - shared.bounds[s]);
+        let r = match step(&cx, s, n, rate).await {
             Ok(r) => r,
             Err(e) => {
                 w.stop();
@@ -158,15 +217,13 @@ async fn flow(
             r.p99_us as f64 / 1e3,
             r.server_cpu_us.map_or("—".into(), |c| format!("{c:.2}"))
         );
-        let pass = r.passes();
         steps.push(r);
-        if stop_on_fail && !pass {
-            break;
-        }
     }
     let expected: u64 = steps.iter().map(|s| s.expected).sum();
     let delivered = |sh: &Shared| -> u64 {
-        (0..steps.len()).map(|s| sh.delivered[s].load(Ordering::Relaxed)).sum()
+        (0..steps.len())
+            .map(|s| sh.delivered[s].load(Ordering::Relaxed))
+            .sum()
     };
     let until = Instant::now() + Duration::from_secs_f64(LATE_SECS);
     while delivered(&shared) < expected && Instant::now() < until {
@@ -174,10 +231,14 @@ async fn flow(
     }
     let lost = expected.saturating_sub(delivered(&shared));
     w.stop();
-    let shown = if stop_on_fail {
+    let shown = if plan.search {
         (0..steps.len())
             .filter(|i| steps[*i].passes())
-            .max_by(|a, b| steps[*a].events_per_sec.total_cmp(&steps[*b].events_per_sec))
+            .max_by(|a, b| {
+                steps[*a]
+                    .events_per_sec
+                    .total_cmp(&steps[*b].events_per_sec)
+            })
     } else {
         Some(0)
     };
@@ -191,23 +252,32 @@ async fn flow(
     })
 }
 
-/// One step: write at `rate`, wait for its events (`DRAIN_SECS` after the last answer), read.
-#[allow(clippy::too_many_arguments)]
-async fn step(
-    o: &WatchOpts,
-    url: &str,
+/// What every step of a flowing workload shares.
+struct StepCtx<'a> {
+    o: &'a WatchOpts,
+    url: &'a str,
     pid: i32,
-    shared: &Arc<Shared>,
-    w: &Watchers,
-    s: usize,
-    rate: f64,
+    shared: &'a Arc<Shared>,
+    w: &'a Watchers,
     watchers: u64,
-) -> Result<StepRes, String> {
+}
+
+/// One step: write `n` puts at `rate`, wait for their events (`DRAIN_SECS` after the last
+/// answer), read.
+async fn step(cx: &StepCtx<'_>, s: usize, n: u64, rate: f64) -> Result<StepRes, String> {
+    let StepCtx {
+        o,
+        url,
+        pid,
+        shared,
+        w,
+        watchers,
+    } = *cx;
     let me = std::process::id() as i32;
     let (cpu0, me0) = (cpu_ticks(pid), cpu_ticks(me));
     let wrote = {
         let (url, shared, ack) = (url.to_string(), shared.clone(), o.max_secs);
-        tokio::task::spawn_blocking(move || writer::write_step(&url, shared, s, rate, ack))
+        tokio::task::spawn_blocking(move || writer::write_step(&url, shared, s, n, rate, ack))
             .await
             .map_err(|e| format!("writer: {e}"))??
     };
@@ -229,7 +299,11 @@ async fn step(
         p50_us: seen.lat.quantile(0.50),
         p99_us: seen.lat.quantile(0.99),
         p999_us: seen.lat.quantile(0.999),
-        events_per_sec: if span > 0.0 { delivered as f64 / span } else { 0.0 },
+        events_per_sec: if span > 0.0 {
+            delivered as f64 / span
+        } else {
+            0.0
+        },
         server_cpu_us: cpu_us_per(cpu0, cpu1, delivered),
         client_cpu_us: cpu_us_per(me0, me1, delivered),
         rss_mib: rss_mib(pid),

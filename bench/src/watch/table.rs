@@ -33,7 +33,10 @@ fn opt(v: Option<f64>, digits: usize) -> String {
 
 fn failed(id_name: &str, target: &str, e: &str, cols: usize) -> String {
     let e = e.lines().next().unwrap_or_default().replace('|', "/");
-    format!("| {id_name} | {target} | failed: {e} |{}\n", " |".repeat(cols - 3))
+    format!(
+        "| {id_name} | {target} | failed: {e} |{}\n",
+        " |".repeat(cols - 3)
+    )
 }
 
 fn flow_row(s: &mut String, r: &WatchRow, f: &FlowRes, etcd: Option<&StepRes>) {
@@ -186,10 +189,18 @@ pub fn notes(rows: &[WatchRow]) -> String {
                     let _ = writeln!(s, "{head}: {} watchers, {}", f.watchers, step_line(x));
                 }
                 if f.lost > 0 {
-                    let _ = writeln!(s, "{head}: {} events still not received 10 s after the last step", f.lost);
+                    let _ = writeln!(
+                        s,
+                        "{head}: {} events still not received 10 s after the last step",
+                        f.lost
+                    );
                 }
                 if let Some(e) = &f.first_error {
-                    let _ = writeln!(s, "{head}: {} watch stream errors, first: {e}", f.stream_errors);
+                    let _ = writeln!(
+                        s,
+                        "{head}: {} watch stream errors, first: {e}",
+                        f.stream_errors
+                    );
                 }
             }
             Ok(WatchRes::Idle(x)) if x.delivered != x.watchers as u64 => {

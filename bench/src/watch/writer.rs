@@ -33,12 +33,13 @@ struct Tally {
     first_error: std::sync::Mutex<Option<String>>,
 }
 
-/// Writes step `step`'s puts at `rate` per second on a thread and runtime of its own; waits up
+/// Writes `n` puts of step `step` (from its first index) at `rate` per second on a thread and runtime of its own; waits up
 /// to `ack_secs` after the last send for the answers.
 pub fn write_step(
     url: &str,
     shared: Arc<Shared>,
     step: usize,
+    n: u64,
     rate: f64,
     ack_secs: f64,
 ) -> Result<Wrote, String> {
@@ -52,8 +53,7 @@ pub fn write_step(
             chans.push(connect(url).await?);
         }
         let value: Arc<Vec<u8>> = Arc::new((0..VALUE_LEN).map(|i| b'a' + (i % 26) as u8).collect());
-        let (first, end) = (shared.bounds[step], shared.bounds[step + 1]);
-        let n = end - first;
+        let first = shared.bounds[step];
         let tally = Arc::new(Tally::default());
         let start_ns = shared.now_ns();
         let t0 = Instant::now();
@@ -79,7 +79,11 @@ pub fn write_step(
                     match kv.put(req).await {
                         Ok(_) => tally.acked.fetch_add(1, Ordering::Relaxed),
                         Err(e) => {
-                            tally.first_error.lock().expect("tally").get_or_insert(e.to_string());
+                            tally
+                                .first_error
+                                .lock()
+                                .expect("tally")
+                                .get_or_insert(e.to_string());
                             tally.errors.fetch_add(1, Ordering::Relaxed)
                         }
                     };
@@ -95,9 +99,14 @@ pub fn write_step(
         }
         let acked = tally.acked.load(Ordering::Relaxed);
         let errors = n - acked;
-        let first_error = tally.first_error.lock().expect("tally").clone().or_else(|| {
-            (errors > 0).then(|| format!("{errors} puts unanswered after {ack_secs:.0} s"))
-        });
+        let first_error = tally
+            .first_error
+            .lock()
+            .expect("tally")
+            .clone()
+            .or_else(|| {
+                (errors > 0).then(|| format!("{errors} puts unanswered after {ack_secs:.0} s"))
+            });
         Ok(Wrote {
             acked,
             errors,
