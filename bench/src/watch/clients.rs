@@ -109,10 +109,14 @@ async fn receive(
 ) {
     let mut last_rev: HashMap<i64, i64> = HashMap::new();
     let mut per_step = vec![0u64; shared.steps()];
+    // One stop future for the whole loop: re-creating it per message registers and drops a
+    // waiter each time (a few % of the client's CPU at high event rates).
+    let stopped = stop.changed();
+    tokio::pin!(stopped);
     loop {
         let msg = tokio::select! {
             m = stream.message() => m,
-            _ = stop.changed() => return,
+            _ = &mut stopped => return,
         };
         let r = match msg {
             Ok(Some(r)) => r,
