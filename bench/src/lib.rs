@@ -1,4 +1,5 @@
-//! Shared pieces of the benchmark harness: the generated etcd v3 protos.
+//! Shared pieces of the benchmark harness: the generated etcd v3 protos, /proc readings, a
+//! latency histogram and number formatting.
 //! The module names match the proto packages so generated cross-references
 //! (`super::mvccpb::KeyValue`) resolve.
 
@@ -14,3 +15,11 @@ pub mod proto {
         tonic::include_proto!("etcdserverpb");
     }
 }
+
+/// Threads of the load generator, each a current-thread tokio runtime (see `drive_clients` in
+/// main.rs and the watch clients).
+pub const LOADGEN_THREADS: usize = 2;
+
+pub mod hist;
+pub mod procstat;
+pub mod report;

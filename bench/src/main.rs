@@ -12,20 +12,23 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use ballast_bench::procstat::{clk_tck, cpu_ticks, cpu_us_per, rss_mib};
 use ballast_bench::proto::etcdserverpb::kv_client::KvClient;
 use ballast_bench::proto::etcdserverpb::{
     compare, request_op, response_op, Compare, PutRequest, RangeRequest, RequestOp, TxnRequest,
 };
+use ballast_bench::report::{ms, ratio};
+use ballast_bench::LOADGEN_THREADS;
 use tonic::transport::{Channel, Endpoint};
 
+mod watch;
+
 const KEY_LEN: usize = 32;
-/// Threads of the load generator, each a current-thread tokio runtime (see `drive_clients`).
-const LOADGEN_THREADS: usize = 2;
 const VALUE_LEN: usize = 256;
 /// Value size of the restart workload's data set; its key count is `--restart-bytes` / this.
 const RESTART_VALUE_LEN: usize = 4096;
 /// Every known workload id, in the default order (`restart` runs on its own server, after `load`).
-const WORKLOAD_IDS: [&str; 8] = [
+const WORKLOAD_IDS: [&str; 11] = [
     "put-1c",
     "put-100c",
     "put-1000c",
@@ -34,6 +37,9 @@ const WORKLOAD_IDS: [&str; 8] = [
     "txn-cas",
     "load",
     "restart",
+    "watch-1000",
+    "watch-max",
+    "watch-idle",
 ];
 const USAGE: &str = "\
 usage: cargo run --release -p ballast-bench -- [options]
@@ -53,7 +59,12 @@ usage: cargo run --release -p ballast-bench -- [options]
   --sol PATH         speed-of-light server binary (default: target/release/sol)
   --targets LIST     comma-separated subset of: etcd-3.5,etcd-3.4,ballast-1shard,ballast-2shards,sol
   --workloads LIST   comma-separated subset of:
-                     put-1c,put-100c,put-1000c,range-lin,range-ser,txn-cas,load,restart
+                     put-1c,put-100c,put-1000c,range-lin,range-ser,txn-cas,load,restart,
+                     watch-1000,watch-max,watch-idle (not for sol)
+  --watchers N       watchers of watch-1000 / watch-max (default 1000, over 100 streams / 10 conns)
+  --watch-rate R     puts/s of watch-1000 (default 200; it writes --ops/10 puts); watch-max starts
+                     at R/4 and doubles, each step half as long as watch-1000
+  --idle-watchers N  watchers of watch-idle (default 10000, over 100 streams / 10 conns)
   --no-build         do not run `cargo build --release` for ballast and sol first
   --keep-data        keep each target's data dir after its run
   --out PATH         where to write the results markdown (default bench/RESULTS.md)
@@ -77,6 +88,9 @@ struct Opts {
     sol: Option<PathBuf>,
     targets: Option<Vec<String>>,
     workloads: Option<Vec<String>>,
+    watchers: u64,
+    idle_watchers: u64,
+    watch_rate: f64,
     build: bool,
     keep_data: bool,
     out: PathBuf,
@@ -104,6 +118,9 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
         sol: None,
         targets: None,
         workloads: None,
+        watchers: 1000,
+        idle_watchers: 10_000,
+        watch_rate: 200.0,
         build: true,
         keep_data: false,
         out: Path::new(env!("CARGO_MANIFEST_DIR")).join("RESULTS.md"),
@@ -164,6 +181,9 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
             "--sol" => o.sol = Some(PathBuf::from(val()?)),
             "--targets" => o.targets = Some(list(val()?)),
             "--workloads" => o.workloads = Some(list(val()?)),
+            "--watchers" => o.watchers = num(val()?)?.max(1),
+            "--idle-watchers" => o.idle_watchers = num(val()?)?.max(1),
+            "--watch-rate" => o.watch_rate = secs(val()?)?.max(1.0),
             "--no-build" => o.build = false,
             "--keep-data" => o.keep_data = true,
             "--out" => o.out = PathBuf::from(val()?),
@@ -519,36 +539,6 @@ async fn wait_ready(s: &mut Server) -> Result<(), String> {
         "not ready after 60 s ({last}); log tail:\n{}",
         tail(&s.log, 15)
     ))
-}
-
-// ---------------------------------------------------------------------------------------------
-// /proc
-// ---------------------------------------------------------------------------------------------
-
-/// utime+stime of `pid` in clock ticks.
-fn cpu_ticks(pid: i32) -> Option<u64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &s[s.rfind(')')? + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    // After "pid (comm) ", field 0 is state (stat field 3): utime is field 14, stime field 15.
-    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
-}
-
-fn clk_tck() -> f64 {
-    // SAFETY: sysconf has no preconditions.
-    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if t > 0 {
-        t as f64
-    } else {
-        100.0
-    }
-}
-
-fn rss_mib(pid: i32) -> Option<f64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = s.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb / 1024.0)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -976,7 +966,14 @@ fn drive_clients(
                         .map(|c| {
                             let ch = chans[(c % w.conns) / threads].1.clone();
                             debug_assert_eq!(chans[(c % w.conns) / threads].0, c % w.conns);
-                            let f = client_loop(w.clone(), ch, c, next.clone(), deadline, value.clone());
+                            let f = client_loop(
+                                w.clone(),
+                                ch,
+                                c,
+                                next.clone(),
+                                deadline,
+                                value.clone(),
+                            );
                             tokio::spawn(f)
                         })
                         .collect();
@@ -1044,12 +1041,7 @@ async fn run_workload(w: &Workload, s: &mut Server) -> Result<Res, String> {
     let cpu1 = cpu_ticks(s.pid);
     lat.sort_unstable();
     let ops = lat.len() as u64;
-    let cpu_us_per_op = match (cpu0, cpu1) {
-        (Some(a), Some(b)) if ops > 0 => {
-            Some((b.saturating_sub(a)) as f64 * 1e6 / clk_tck() / ops as f64)
-        }
-        _ => None,
-    };
+    let cpu_us_per_op = cpu_us_per(cpu0, cpu1, ops);
     let mut note = String::new();
     if ops + errors < w.ops {
         note = format!(
@@ -1299,25 +1291,6 @@ async fn run_restart(o: &Opts, t: &Target, bin: &Path, dir: &Path) -> Result<Res
 // ---------------------------------------------------------------------------------------------
 // Report
 // ---------------------------------------------------------------------------------------------
-
-fn ms(us: f64) -> String {
-    let m = us / 1000.0;
-    if m < 1.0 {
-        format!("{m:.3}")
-    } else if m < 10.0 {
-        format!("{m:.2}")
-    } else {
-        format!("{m:.1}")
-    }
-}
-
-fn ratio(a: f64, b: f64) -> String {
-    if b > 0.0 && a.is_finite() {
-        format!("{:.2}×", a / b)
-    } else {
-        "—".into()
-    }
-}
 
 fn sh_quote(a: &str) -> String {
     if !a.is_empty()
@@ -1615,6 +1588,20 @@ restarted process when it first served (clock-tick resolution). The page cache i
 were just written). After the timing a few other keys and the key count are checked. \
 On ballast rows \"vs etcd\" divides by the etcd with the shorter time to serving (<1 is better).";
 
+const WATCH_LEGEND: &str = "\
+Watch tables (not for sol; each workload on a fresh server): watchers on one prefix spread over \
+streams and connections as stated above, an open-loop writer (puts sent on schedule, 256 B \
+values, 2 connections). Event latency = put sent by the writer → event received by the watcher \
+(same clock), p99.9 from a log-linear histogram (±1.6 %). Missing = watchers × acknowledged puts \
+− events received within 5 s of the step's last put answer. events/s = events delivered ÷ (first \
+put sent → last event received). Server CPU µs/event = server utime+stime over the step (writes \
+included) ÷ events delivered; client CPU = this harness (writer and watchers) likewise. watch-max \
+doubles the rate until p99 > 1 s or an event is missing, bisects twice, and reports the passing step with the most \
+delivered events/s (all steps in the notes). watch-idle: RSS before any stream, after each stream created one watcher \
+(→ KiB per stream, which includes that watcher and a share of the connections), after the rest \
+(→ KiB per watcher), 1 s settle before each reading; one put at the end checks every watcher. \
+On ballast rows \"vs etcd\" divides by etcd 3.5 (else 3.4): <1 is better, except events/s.";
+
 // ---------------------------------------------------------------------------------------------
 // main
 // ---------------------------------------------------------------------------------------------
@@ -1647,13 +1634,16 @@ async fn main() {
     let workloads = workloads(&o);
     // The load workload gets a server of its own, so its RSS reading counts its keys only, not
     // the history the other workloads left behind (none of them compacts).
-    let (fresh, shared): (Vec<Workload>, Vec<Workload>) = workloads.iter().cloned().partition(|w| w.id == "load");
+    let (fresh, shared): (Vec<Workload>, Vec<Workload>) =
+        workloads.iter().cloned().partition(|w| w.id == "load");
     let started = cmd_out("date", &["-u", "+%Y-%m-%d %H:%M:%S UTC"]);
     let loadavg = std::fs::read_to_string("/proc/loadavg")
         .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_default();
     let do_restart = restart_selected(&o);
     let restart_name = format!("restart {}", human_bytes(o.restart_bytes));
+    let watch_ids = watch_selected(&o);
+    let mut watch_rows: Vec<watch::WatchRow> = Vec::new();
     let mut rows: Vec<Row> = Vec::new();
     let mut restart_rows: Vec<RestartRow> = Vec::new();
     for t in &targets {
@@ -1691,6 +1681,9 @@ async fn main() {
                 let _ = std::fs::remove_dir_all(rdir.join("data"));
             }
         }
+        if t.kind != Kind::Sol {
+            run_watch(&o, t, &bin, &dir, &watch_ids, &mut watch_rows).await;
+        }
     }
     let mut tbl = if workloads.is_empty() {
         String::new()
@@ -1714,6 +1707,18 @@ async fn main() {
         }
         legend.push_str(RESTART_LEGEND);
     }
+    if !watch_rows.is_empty() {
+        for (text, more) in [
+            (&mut tbl, watch::tables(&watch_rows, &watch_ids)),
+            (&mut legend, WATCH_LEGEND.to_string()),
+        ] {
+            if !text.is_empty() {
+                text.push_str("\n\n");
+            }
+            text.push_str(&more);
+        }
+        nts.push_str(&watch::notes(&watch_rows));
+    }
     println!("\n{tbl}\n{nts}");
     let mut md = String::new();
     let _ = writeln!(md, "# ballast benchmark results\n");
@@ -1736,10 +1741,102 @@ async fn main() {
         human_bytes(o.restart_bytes),
         restart_keys(&o),
     );
+    if !watch_ids.is_empty() {
+        let w = watch_opts(&o);
+        let _ = writeln!(
+            md,
+            "- watch parameters: {} watchers over {} streams / {} connections, watch-1000 at {:.0} puts/s for {} puts, watch-max from {:.0} puts/s doubling, {:.1} s per step, {} idle watchers\n",
+            w.watchers,
+            watch::WATCH_STREAMS,
+            watch::WATCH_CONNS,
+            w.rate,
+            w.puts,
+            w.rate / watch::MAX_START_DIV,
+            w.puts as f64 / w.rate / 2.0,
+            w.idle_watchers,
+        );
+    }
     let _ = writeln!(md, "{tbl}\n{legend}\n\n{nts}");
     match std::fs::File::create(&o.out).and_then(|mut f| f.write_all(md.as_bytes())) {
         Ok(()) => eprintln!("bench: wrote {}", o.out.display()),
         Err(e) => eprintln!("bench: cannot write {}: {e}", o.out.display()),
+    }
+}
+
+/// The selected watch workloads, in the default order.
+fn watch_selected(o: &Opts) -> Vec<&'static str> {
+    watch::IDS
+        .iter()
+        .copied()
+        .filter(|id| {
+            o.workloads
+                .as_ref()
+                .is_none_or(|l| l.iter().any(|n| n == id))
+        })
+        .collect()
+}
+
+fn watch_opts(o: &Opts) -> watch::WatchOpts {
+    watch::WatchOpts {
+        watchers: o.watchers as usize,
+        idle_watchers: o.idle_watchers as usize,
+        rate: o.watch_rate,
+        puts: (o.ops / 10).max(1),
+        max_secs: o.max_secs,
+    }
+}
+
+fn watch_name(id: &str, w: &watch::WatchOpts) -> String {
+    match id {
+        "watch-1000" => format!("watch {}w {:.0} puts/s", w.watchers, w.rate),
+        "watch-max" => format!("watch max {}w", w.watchers),
+        _ => format!("watch idle {}w", w.idle_watchers),
+    }
+}
+
+/// Runs each watch workload of `ids` on a fresh server of its own (`<dir>/<id>/`), so its RSS
+/// and CPU readings start from the same state for every target.
+async fn run_watch(
+    o: &Opts,
+    t: &Target,
+    bin: &Path,
+    dir: &Path,
+    ids: &[&'static str],
+    rows: &mut Vec<watch::WatchRow>,
+) {
+    let wo = watch_opts(o);
+    for id in ids {
+        let wdir = dir.join(id);
+        let name = watch_name(id, &wo);
+        let res = match start(t, bin, &wdir) {
+            Err(e) => Err(e),
+            Ok(mut s) => {
+                let r = match wait_ready(&mut s).await {
+                    Ok(()) => watch::run(id, &wo, &s.url, s.pid).await,
+                    Err(e) => Err(e),
+                };
+                let r = match s.exited() {
+                    Some(e) => Err(r.err().map_or(e.clone(), |r| format!("{r}; {e}"))),
+                    None => r,
+                };
+                s.stop();
+                r
+            }
+        };
+        if let Err(e) = &res {
+            eprintln!("bench: {} {name}: failed: {e}", t.name);
+        }
+        if !o.keep_data {
+            let _ = std::fs::remove_dir_all(wdir.join("data"));
+        }
+        rows.push(watch::WatchRow {
+            id,
+            name,
+            target: t.name,
+            is_etcd: t.kind == Kind::Etcd,
+            is_ballast: matches!(t.kind, Kind::Ballast(_)),
+            res,
+        });
     }
 }
 
