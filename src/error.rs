@@ -24,6 +24,12 @@ pub enum Error {
     NoLeader,
     NotLeader,
     Stopped,
+    /// The recipes behind Lock and Election (answered with gRPC code Unknown, as etcd's).
+    SessionExpired,
+    LostWatcher,
+    ElectionNotLeader,
+    ElectionNoLeader,
+    LeaderFieldMissing,
     /// A watch create whose range_end is not after its key (a cancel reason, not a status).
     WatchRangeEmpty,
     /// A watch create with an id its stream already uses (a cancel reason).
@@ -82,12 +88,25 @@ impl Error {
             Error::NoLeader => (Code::Unavailable, "etcdserver: no leader"),
             Error::NotLeader => (Code::FailedPrecondition, "etcdserver: not leader"),
             Error::Stopped => (Code::Unavailable, "etcdserver: server stopped"),
+            Error::SessionExpired => (Code::Unknown, "mutex: session is expired"),
+            Error::LostWatcher => (Code::Unknown, "lost watcher waiting for delete"),
+            Error::ElectionNotLeader => (Code::Unknown, "election: not leader"),
+            Error::ElectionNoLeader => (Code::Unknown, "election: no leader"),
+            Error::LeaderFieldMissing => (Code::Unknown, "\"leader\" field must be provided"),
             Error::WatchRangeEmpty => (Code::InvalidArgument, "mvcc: watcher range is empty"),
             Error::DuplicateWatchId => (Code::InvalidArgument, "mvcc: duplicate watch ID provided on the WatchStream"),
             Error::Timeout => (Code::Unavailable, "etcdserver: request timed out"),
             Error::Unimplemented(what) => (Code::Unimplemented, what.message()),
             Error::Internal(msg) => (Code::Internal, msg),
         }
+    }
+}
+
+impl Error {
+    /// etcd's Lock and Election services send every error of their recipes as gRPC code Unknown
+    /// with the error's message (etcd's errors reach them through its in-process client).
+    pub fn into_unknown(self) -> Status {
+        Status::new(Code::Unknown, self.code_and_message().1)
     }
 }
 

@@ -19,6 +19,8 @@
 //!   without I/O built of `proposals`, `reads`, `log_writer` and `snapshots`; `driver` is the
 //!   glommio loop that carries out its outputs; `handle` is the front end's way in; `storage`
 //!   rebuilds raft's log at boot.
+//! * `concurrency` — etcd's lock and election recipes (`mutex`, `election`) over `kv` and the
+//!   watch hub, which the Lock and Election services serve.
 //! * `lease` — etcd's leases: the lessor (raft-applied leases, the keys put with them, the
 //!   leader's expiry clocks), lease ids and TTL bounds.
 //! * `watch` — etcd's watch: the hub on shard 0 that owns every watcher and fans the shards'
@@ -50,6 +52,7 @@
 pub mod api;
 pub mod cluster;
 pub mod compactor;
+pub mod concurrency;
 pub mod config;
 pub mod durable;
 pub mod error;

@@ -1,5 +1,6 @@
 //! Generated protobuf and gRPC code: etcd's v3 API (proto/rpc.proto, kv.proto, auth.proto) and
-//! ballast's raft entry payload (proto/ballast.proto). The module names match the proto packages
+//! etcd's Lock and Election services (v3lock.proto, v3election.proto) and ballast's raft entry
+//! payload (proto/ballast.proto). The module names match the proto packages
 //! so the generated cross-references (`super::mvccpb::KeyValue`) resolve.
 #![allow(clippy::all, missing_docs)]
 
@@ -11,6 +12,12 @@ pub mod authpb {
 }
 pub mod etcdserverpb {
     tonic::include_proto!("etcdserverpb");
+}
+pub mod v3lockpb {
+    tonic::include_proto!("v3lockpb");
+}
+pub mod v3electionpb {
+    tonic::include_proto!("v3electionpb");
 }
 pub mod ballastpb {
     tonic::include_proto!("ballastpb");

@@ -4,8 +4,10 @@
 //! fill etcd's response header. `Ctx` is everything a handler may reach.
 
 pub mod cluster;
+pub mod election;
 pub mod kv;
 pub mod lease;
+pub mod lock;
 pub mod maintenance;
 pub mod watch;
 

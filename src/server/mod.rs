@@ -13,11 +13,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::api::{cluster::ClusterService, kv::KvService, maintenance::MaintenanceService, watch::WatchService, lease::LeaseService, Ctx};
+use crate::api::{cluster::ClusterService, kv::KvService, maintenance::MaintenanceService, watch::WatchService, lease::LeaseService, lock::LockService, election::ElectionService, Ctx};
 use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::log;
 use crate::mvcc::store::Store;
+use crate::proto::v3electionpb::election_server::ElectionServer;
+use crate::proto::v3lockpb::lock_server::LockServer;
 use crate::quota::Quota;
 use crate::proto::etcdserverpb::{cluster_server::ClusterServer, kv_server::KvServer, maintenance_server::MaintenanceServer, watch_server::WatchServer, lease_server::LeaseServer};
 use crate::raft::driver::{self, DriverConfig};
@@ -328,7 +330,9 @@ fn client_routes(cfg: &Config, ctx: Arc<Ctx>, metrics: metrics_exporter_promethe
     let cluster = ClusterServer::new(ClusterService::new(ctx.clone())).max_decoding_message_size(max_msg);
     let watch = WatchServer::new(WatchService::new(ctx.clone())).max_decoding_message_size(max_msg).max_encoding_message_size(usize::MAX);
     let lease = LeaseServer::new(LeaseService::new(ctx.clone())).max_decoding_message_size(max_msg);
-    let grpc = grpc_metrics::ServedRoutes::default().add_service(kv).add_service(watch).add_service(lease).add_service(maintenance).add_service(cluster).into_routes();
+    let lock = LockServer::new(LockService::new(ctx.clone())).max_decoding_message_size(max_msg);
+    let election = ElectionServer::new(ElectionService::new(ctx.clone())).max_decoding_message_size(max_msg);
+    let grpc = grpc_metrics::ServedRoutes::default().add_service(kv).add_service(watch).add_service(lease).add_service(lock).add_service(election).add_service(maintenance).add_service(cluster).into_routes();
     let router = grpc.into_axum_router().merge(http::router(ctx, metrics));
     tonic::service::Routes::from(router)
 }

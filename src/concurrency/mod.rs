@@ -1,0 +1,119 @@
+//! etcd's concurrency recipes, served by the Lock and Election services as etcd serves them:
+//! over its own KV and Watch (etcd runs clientv3's recipes against an in-process client; ours
+//! call `kv::Kv` and the watch hub). `mutex.rs` is the lock, `election.rs` the election; this
+//! file has what both use: a waiter's key, and waiting for the keys created before it to go.
+
+pub mod election;
+pub mod mutex;
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use crate::api::Ctx;
+use crate::error::{Error, Result};
+use crate::kv::Kv;
+use crate::proto::etcdserverpb::range_request::{SortOrder, SortTarget};
+use crate::proto::etcdserverpb::*;
+use crate::watch::HubMsg;
+
+/// etcd's session TTL for a recipe called with lease 0: it grants one and lets it lapse.
+const DEFAULT_SESSION_TTL_SECONDS: i64 = 60;
+
+/// `prefix` + the lease in Go's `%x` (a negative one with a minus sign).
+pub fn key_of(prefix: &[u8], lease: i64) -> Vec<u8> {
+    let hex = if lease < 0 { format!("-{:x}", lease.unsigned_abs()) } else { format!("{lease:x}") };
+    [prefix, hex.as_bytes()].concat()
+}
+
+/// The lease a recipe runs under: the caller's, or (lease 0) a fresh 60 s one nobody keeps
+/// alive, as etcd's server does.
+pub async fn session_lease(ctx: &Arc<Ctx>, lease: i64) -> Result<i64> {
+    if lease != 0 {
+        return Ok(lease);
+    }
+    let id = ctx.lease_ids.next();
+    let req = crate::proto::ballastpb::internal_request::Request::LeaseGrant(LeaseGrantRequest { ttl: DEFAULT_SESSION_TTL_SECONDS, id });
+    ctx.raft.propose(req).await?;
+    Ok(id)
+}
+
+/// The range of every key under `prefix`.
+pub fn prefix_range(prefix: &[u8]) -> RangeRequest {
+    RangeRequest { key: prefix.to_vec(), range_end: prefix_end(prefix), ..Default::default() }
+}
+
+fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0]
+}
+
+/// The first key created under `prefix` (the owner), if any.
+pub fn first_created(prefix: &[u8]) -> RangeRequest {
+    RangeRequest { limit: 1, sort_order: SortOrder::Ascend as i32, sort_target: SortTarget::Create as i32, ..prefix_range(prefix) }
+}
+
+/// etcd's waitDeletes: returns once no key under `prefix` was created at or before `max_rev`.
+pub async fn wait_deletes(ctx: &Arc<Ctx>, prefix: &[u8], max_rev: i64) -> Result<()> {
+    let kv = Kv::new(ctx.clone());
+    loop {
+        let last = RangeRequest {
+            limit: 1,
+            sort_order: SortOrder::Descend as i32,
+            sort_target: SortTarget::Create as i32,
+            max_create_revision: max_rev,
+            ..prefix_range(prefix)
+        };
+        let resp = kv.range(last).await?;
+        let Some(kv) = resp.kvs.first() else { return Ok(()) };
+        let rev = resp.header.map_or(0, |h| h.revision);
+        wait_delete(ctx, &kv.key, rev).await?;
+    }
+}
+
+/// Watches `key` from revision `rev` until it is deleted.
+pub async fn wait_delete(ctx: &Arc<Ctx>, key: &[u8], rev: i64) -> Result<()> {
+    let no_puts = vec![watch_create_request::FilterType::Noput as i32];
+    let mut sub = Subscription::open(ctx, WatchCreateRequest { key: key.to_vec(), start_revision: rev, filters: no_puts, ..Default::default() }).await?;
+    sub.next().await.map(drop)
+}
+
+/// An internal watch: the events of one watcher, response by response.
+pub struct Subscription {
+    ctx: Arc<Ctx>,
+    stream: crate::watch::StreamHandle,
+}
+
+impl Subscription {
+    pub async fn open(ctx: &Arc<Ctx>, req: WatchCreateRequest) -> Result<Subscription> {
+        let stream = ctx.watch.open().await?;
+        let sub = Subscription { ctx: ctx.clone(), stream };
+        ctx.watch.send(HubMsg::Create { stream: sub.stream.id, req }).await?;
+        Ok(sub)
+    }
+
+    /// The next response with events: (its header, its events).
+    pub async fn next(&mut self) -> Result<(Option<ResponseHeader>, Vec<crate::proto::mvccpb::Event>)> {
+        while let Ok(o) = self.stream.responses.recv_async().await {
+            self.stream.queued.fetch_sub(o.bytes, Ordering::Relaxed);
+            if o.resp.canceled {
+                return Err(Error::LostWatcher);
+            }
+            if !o.resp.events.is_empty() {
+                return Ok((o.resp.header, o.resp.events));
+            }
+        }
+        Err(Error::Stopped)
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.ctx.watch.close(self.stream.id);
+    }
+}

@@ -1,0 +1,115 @@
+//! etcd's Lock and Election services on a real ballast: mutual exclusion among concurrent
+//! clients, a lock that goes with its lease, one leader at a time, Observe seeing every
+//! change, Resign handing over, and etcd's errors (code Unknown, etcd's messages).
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ballast::proto::etcdserverpb::lease_client::LeaseClient;
+use ballast::proto::etcdserverpb::{LeaseGrantRequest, LeaseRevokeRequest};
+use ballast::proto::v3electionpb::election_client::ElectionClient;
+use ballast::proto::v3electionpb::*;
+use ballast::proto::v3lockpb::lock_client::LockClient;
+use ballast::proto::v3lockpb::*;
+use tokio_stream::StreamExt;
+use tonic::transport::{Channel, Endpoint};
+
+const CALL_TIMEOUT: Duration = Duration::from_secs(20);
+
+async fn channel(s: &common::Server) -> Channel {
+    Endpoint::from_shared(format!("http://{}", s.endpoint)).unwrap().connect().await.expect("connect")
+}
+
+async fn lease(ch: &Channel, ttl: i64) -> i64 {
+    LeaseClient::new(ch.clone()).lease_grant(LeaseGrantRequest { ttl, id: 0 }).await.unwrap().into_inner().id
+}
+
+async fn within<T>(f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(CALL_TIMEOUT, f).await.expect("answered in time")
+}
+
+#[tokio::test]
+async fn the_lock_excludes_concurrent_holders_and_goes_with_its_lease() {
+    let s = common::Server::start(&[]);
+    let ch = channel(&s).await;
+    let holders = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
+    let tasks: Vec<_> = (0..6)
+        .map(|_| {
+            let (ch, holders, most) = (ch.clone(), holders.clone(), most.clone());
+            tokio::spawn(async move {
+                let id = lease(&ch, 30).await;
+                let mut c = LockClient::new(ch);
+                let key = within(c.lock(LockRequest { name: b"mtx".to_vec(), lease: id })).await.unwrap().into_inner().key;
+                assert!(key.starts_with(b"mtx/"));
+                let now = holders.fetch_add(1, Ordering::SeqCst) + 1;
+                most.fetch_max(now, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(30)).await;
+                holders.fetch_sub(1, Ordering::SeqCst);
+                within(c.unlock(UnlockRequest { key })).await.unwrap();
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(most.load(Ordering::SeqCst), 1, "two clients held the lock at once");
+
+    // A holder whose lease is revoked loses the lock to the next waiter.
+    let (first, second) = (lease(&ch, 30).await, lease(&ch, 30).await);
+    let mut c = LockClient::new(ch.clone());
+    within(c.lock(LockRequest { name: b"l2".to_vec(), lease: first })).await.unwrap();
+    let waiter = tokio::spawn({
+        let mut c = c.clone();
+        async move { within(c.lock(LockRequest { name: b"l2".to_vec(), lease: second })).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!waiter.is_finished(), "the second lock waits for the first");
+    LeaseClient::new(ch.clone()).lease_revoke(LeaseRevokeRequest { id: first }).await.unwrap();
+    let got = waiter.await.unwrap().unwrap().into_inner();
+    assert_eq!(got.key, format!("l2/{second:x}").into_bytes());
+
+    // A lock on a lease that does not exist: etcd's message, code Unknown.
+    let err = within(c.lock(LockRequest { name: b"l3".to_vec(), lease: 12345 })).await.unwrap_err();
+    assert_eq!((err.code(), err.message()), (tonic::Code::Unknown, "etcdserver: requested lease not found"));
+}
+
+#[tokio::test]
+async fn one_leader_at_a_time_observe_sees_every_change_and_resign_hands_over() {
+    let s = common::Server::start(&[]);
+    let ch = channel(&s).await;
+    let mut e = ElectionClient::new(ch.clone());
+    let err = within(e.leader(LeaderRequest { name: b"el".to_vec() })).await.unwrap_err();
+    assert_eq!((err.code(), err.message()), (tonic::Code::Unknown, "election: no leader"));
+
+    let mut observed = within(e.observe(LeaderRequest { name: b"el".to_vec() })).await.unwrap().into_inner();
+    let (la, lb) = (lease(&ch, 30).await, lease(&ch, 30).await);
+    let a = within(e.campaign(CampaignRequest { name: b"el".to_vec(), lease: la, value: b"a1".to_vec() })).await.unwrap().into_inner().leader.unwrap();
+    let b_campaign = tokio::spawn({
+        let mut e = e.clone();
+        async move { within(e.campaign(CampaignRequest { name: b"el".to_vec(), lease: lb, value: b"b1".to_vec() })).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!b_campaign.is_finished(), "one leader at a time");
+    within(e.proclaim(ProclaimRequest { leader: Some(a.clone()), value: b"a2".to_vec() })).await.unwrap();
+    let leader = within(e.leader(LeaderRequest { name: b"el".to_vec() })).await.unwrap().into_inner().kv.unwrap();
+    assert_eq!(leader.value, b"a2");
+    within(e.resign(ResignRequest { leader: Some(a.clone()) })).await.unwrap();
+    let b = b_campaign.await.unwrap().unwrap().into_inner().leader.unwrap();
+    assert_eq!(b.key, format!("el/{lb:x}").into_bytes());
+    // A resigned leader proclaims nothing.
+    let err = within(e.proclaim(ProclaimRequest { leader: Some(a), value: b"late".to_vec() })).await.unwrap_err();
+    assert_eq!((err.code(), err.message()), (tonic::Code::Unknown, "election: not leader"));
+    let err = within(e.resign(ResignRequest { leader: None })).await.unwrap_err();
+    assert_eq!(err.message(), "\"leader\" field must be provided");
+
+    let mut values = Vec::new();
+    while values.len() < 3 {
+        let r = within(observed.next()).await.unwrap().unwrap();
+        values.push(r.kv.unwrap().value);
+    }
+    assert_eq!(values, [b"a1".to_vec(), b"a2".to_vec(), b"b1".to_vec()], "Observe sees the leader, its proclamation, then the next leader");
+}
