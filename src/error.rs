@@ -46,8 +46,6 @@ pub type Result<T> = std::result::Result<T, Error>;
 /// The features this build does not offer yet, each answered with its own message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Missing {
-    Hash,
-    HashKv,
     Snapshot,
     MoveLeader,
     Downgrade,
@@ -57,8 +55,6 @@ pub enum Missing {
 impl Missing {
     fn message(self) -> &'static str {
         match self {
-            Missing::Hash => "ballast: hash is not implemented yet",
-            Missing::HashKv => "ballast: hashkv is not implemented yet",
             Missing::Snapshot => "ballast: snapshot is not implemented yet",
             Missing::MoveLeader => "ballast: move-leader is not implemented yet",
             Missing::Downgrade => "ballast: downgrade is not implemented yet",
@@ -137,8 +133,8 @@ mod tests {
         let s = Status::from(Error::EmptyKey);
         assert_eq!(s.code(), Code::InvalidArgument);
         assert_eq!(s.message(), "etcdserver: key is not provided");
-        let s = Status::from(Error::Unimplemented(Missing::HashKv));
+        let s = Status::from(Error::Unimplemented(Missing::Snapshot));
         assert_eq!(s.code(), Code::Unimplemented);
-        assert_eq!(s.message(), "ballast: hashkv is not implemented yet");
+        assert_eq!(s.message(), "ballast: snapshot is not implemented yet");
     }
 }

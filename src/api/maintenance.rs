@@ -1,6 +1,7 @@
 //! etcd's Maintenance service. Status reports the compat version, db size (bytes held by the
 //! MVCC store), leader and raft progress. Alarm requests go through raft, as in etcd.
-//! Defragment writes a fresh snapshot. Hashes, snapshot streaming, move-leader and downgrade are not implemented yet.
+//! Defragment writes a fresh snapshot; HashKV is etcd's (`mvcc/hash.rs`). Snapshot streaming,
+//! move-leader and downgrade are not implemented yet.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -22,6 +23,27 @@ pub struct MaintenanceService {
 impl MaintenanceService {
     pub fn new(ctx: Arc<Ctx>) -> MaintenanceService {
         MaintenanceService { ctx }
+    }
+
+    /// etcd's HashKV at `rev` (0: the current revision): (hash, compaction revision, current
+    /// revision). A revision below the compaction, or beyond the current one, is refused.
+    async fn hash_kv_at(&self, rev: i64) -> Result<(u32, i64, i64), Status> {
+        let (current, compact) = (self.ctx.status.applied_rev(), self.ctx.status.compact_rev());
+        if rev > 0 && rev < compact {
+            return Err(Error::Compacted.into());
+        }
+        if rev > current {
+            return Err(Error::FutureRev.into());
+        }
+        let at = if rev == 0 { current } else { rev };
+        let records = self.ctx.shards.hash_records(at).await?;
+        Ok((crate::mvcc::hash::hash(records, compact), compact, current))
+    }
+
+    fn header(&self, rev: i64) -> ResponseHeader {
+        let mut h = Some(ResponseHeader { revision: rev, ..Default::default() });
+        self.ctx.fill(&mut h);
+        h.unwrap_or_default()
     }
 }
 
@@ -67,12 +89,16 @@ impl Maintenance for MaintenanceService {
         Ok(Response::new(DefragmentResponse { header: self.ctx.header() }))
     }
 
+    /// etcd hashes its whole bolt file, which no other store can reproduce; ballast answers the
+    /// HashKV of the current revision (equal on members of one ballast cluster).
     async fn hash(&self, _r: Request<HashRequest>) -> Reply<HashResponse> {
-        unimplemented(Missing::Hash)
+        let (hash, _, rev) = self.hash_kv_at(0).await?;
+        Ok(Response::new(HashResponse { header: Some(self.header(rev)), hash }))
     }
 
-    async fn hash_kv(&self, _r: Request<HashKvRequest>) -> Reply<HashKvResponse> {
-        unimplemented(Missing::HashKv)
+    async fn hash_kv(&self, r: Request<HashKvRequest>) -> Reply<HashKvResponse> {
+        let (hash, compact_revision, rev) = self.hash_kv_at(r.into_inner().revision).await?;
+        Ok(Response::new(HashKvResponse { header: Some(self.header(rev)), hash, compact_revision }))
     }
 
     type SnapshotStream = Pin<Box<dyn Stream<Item = Result<SnapshotResponse, Status>> + Send>>;

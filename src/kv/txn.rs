@@ -226,12 +226,12 @@ fn exec<'a, V: KvView>(view: &'a V, t: &'a TxnRequest, x: &'a mut TxnExec) -> Bo
                 }
                 Some(Op::RequestPut(p)) => {
                     let resp = put(view, p, x.next_rev()).await?;
-                    x.changed = true;
+                    x.changed(1);
                     OpResponse::ResponsePut(resp)
                 }
                 Some(Op::RequestDeleteRange(d)) => {
                     let mut resp = delete_range(view, d, x.next_rev()).await?;
-                    x.changed |= resp.deleted > 0;
+                    x.changed(resp.deleted);
                     resp.header = header(x.base + i64::from(x.changed));
                     OpResponse::ResponseDeleteRange(resp)
                 }
@@ -269,10 +269,15 @@ struct TxnExec {
 }
 
 impl TxnExec {
-    fn next_rev(&mut self) -> Rev {
-        let rev = Rev::new(self.base + 1, self.sub);
-        self.sub = self.sub.checked_add(1).expect("a txn has fewer than 2^32 writes");
-        rev
+    /// The revision of the next write: etcd numbers a txn's changes 0, 1, 2..., one per key put
+    /// or deleted, so a range delete takes one sub revision per key it deletes.
+    fn next_rev(&self) -> Rev {
+        Rev::new(self.base + 1, self.sub)
+    }
+
+    fn changed(&mut self, keys: i64) {
+        self.changed |= keys > 0;
+        self.sub = u32::try_from(keys).ok().and_then(|k| self.sub.checked_add(k)).expect("a txn has fewer than 2^32 writes");
     }
 }
 

@@ -34,6 +34,9 @@ impl KvView for Shards {
                 WriteOp::Put { key, .. } => vec![self.owner(key)],
                 WriteOp::DeleteRange { range, .. } => self.owners(range),
             };
+            if let (WriteOp::DeleteRange { range, prev_kv }, true) = (&op, owners.len() > 1) {
+                return self.delete_across(range, *prev_kv, rev).await;
+            }
             let calls = owners.iter().map(|&s| self.write_on(s, vec![(rev, op.clone())]));
             let mut merged: Option<WriteResult> = None;
             for results in futures_util::future::join_all(calls).await {
@@ -43,6 +46,29 @@ impl KvView for Shards {
             }
             merged.ok_or_else(|| Error::Internal("no shard answered a write".into()))
         })
+    }
+}
+
+impl Shards {
+    /// A range delete over several shards: the keys it deletes take sub revisions `rev.sub..`
+    /// in key order across the shards (etcd's numbering), so each shard is told its keys' own.
+    async fn delete_across(&self, range: &crate::mvcc::KeyRange, prev_kv: bool, rev: Rev) -> Result<WriteResult> {
+        let q = RangeQuery { range: range.clone(), rev: rev.main, limit: 0, count_only: false, keys_only: true };
+        let keys = self.scatter_range(&q).await?.kvs;
+        let mut per_shard: Vec<Vec<(Rev, WriteOp)>> = vec![Vec::new(); self.count()];
+        for (i, kv) in keys.into_iter().enumerate() {
+            let at = Rev::new(rev.main, rev.sub + i as u32);
+            let one = WriteOp::DeleteRange { range: crate::mvcc::KeyRange::Single(kv.key.clone()), prev_kv };
+            per_shard[self.owner(&kv.key)].push((at, one));
+        }
+        let calls = per_shard.into_iter().enumerate().filter(|(_, ops)| !ops.is_empty()).map(|(s, ops)| self.write_on(s, ops));
+        let mut merged = WriteResult::Deleted { count: 0, prev_kvs: Vec::new() };
+        for results in futures_util::future::join_all(calls).await {
+            for r in results? {
+                merged = merge(Some(merged), r?)?;
+            }
+        }
+        Ok(merged)
     }
 }
 

@@ -7,6 +7,7 @@
 
 pub mod changes;
 pub mod events;
+pub mod hash;
 pub mod index;
 pub mod key_set;
 pub mod persist;

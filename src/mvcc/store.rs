@@ -167,10 +167,12 @@ impl Store {
             if prev_kv {
                 prev_kvs.push(live.to_kv(key, false));
             }
-            let tomb = Record { mod_rev: rev.main, sub: rev.sub, create_rev: 0, version: 0, lease: 0, value: Vec::new().into() };
+            // One sub revision per deleted key, in key order, as etcd numbers them.
+            let sub = rev.sub + count as u32;
+            let tomb = Record { mod_rev: rev.main, sub, create_rev: 0, version: 0, lease: 0, value: Vec::new().into() };
             self.size_bytes += tomb.size_bytes();
             self.written_bytes += tomb.size_bytes();
-            self.changes.record(rev, key);
+            self.changes.record(Rev::new(rev.main, sub), key);
             hist.push(tomb);
             count += 1;
         }

@@ -109,6 +109,9 @@ async fn handle(shard: &Rc<ShardState>, msg: ShardMsg, outbox: &mut Outbox) {
             shard.publish();
             let _ = reply.send(result);
         }
+        ShardMsg::HashRecords { rev, reply } => {
+            let _ = reply.send(shard.store.borrow().hash_records(rev));
+        }
         ShardMsg::Events { query, reply } => {
             let _ = reply.send(shard.store.borrow().events(&query));
         }

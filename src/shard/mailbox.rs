@@ -25,6 +25,8 @@ pub enum ShardMsg {
     Compact { rev: i64, reply: oneshot::Sender<oneshot::Receiver<()>> },
     /// Runs a whole txn on the shard holding all its keys, on top of revision `base`.
     Txn { txn: TxnRequest, base: i64, compact_rev: i64, leases: Vec<i64>, reply: oneshot::Sender<Result<(TxnResponse, bool)>> },
+    /// The shard's records up to a revision, for etcd's HashKV (`mvcc/hash.rs`).
+    HashRecords { rev: i64, reply: oneshot::Sender<Vec<crate::mvcc::hash::HashRecord>> },
     /// The watch events of a revision window (`mvcc/events.rs`).
     Events { query: EventQuery, reply: oneshot::Sender<Result<EventsPart>> },
     /// Writes the shard's records after `since` (0: its whole state) as of `rev` to `path`.
@@ -120,6 +122,16 @@ impl Shards {
             merged.kvs.truncate(query.limit);
         }
         Ok(merged)
+    }
+
+    /// Every shard's records up to `rev` (HashKV).
+    pub async fn hash_records(&self, rev: i64) -> Result<Vec<crate::mvcc::hash::HashRecord>> {
+        let calls = (0..self.count()).map(|s| self.call(s, |reply| ShardMsg::HashRecords { rev, reply }));
+        let mut all = Vec::new();
+        for part in futures_util::future::join_all(calls).await {
+            all.extend(part?);
+        }
+        Ok(all)
     }
 
     /// The events of `query` on every shard that may hold its keys, merged into revision
