@@ -28,6 +28,12 @@ pub const DB_TOTAL_SIZE: &str = "etcd_mvcc_db_total_size_in_bytes";
 pub const DB_TOTAL_SIZE_IN_USE: &str = "etcd_mvcc_db_total_size_in_use_in_bytes";
 pub const KEYS_TOTAL: &str = "etcd_debugging_mvcc_keys_total";
 pub const WATCHERS: &str = "etcd_debugging_mvcc_watcher_total";
+// --- etcd: lease
+pub const LEASES_GRANTED: &str = "etcd_debugging_lease_granted_total";
+pub const LEASES_REVOKED: &str = "etcd_debugging_lease_revoked_total";
+pub const LEASES_RENEWED: &str = "etcd_debugging_lease_renewed_total";
+pub const LEASE_TTLS: &str = "etcd_debugging_lease_ttl_total";
+pub const LEASES_EXPIRED: &str = "etcd_debugging_server_lease_expired_total";
 pub const SLOW_WATCHERS: &str = "etcd_debugging_mvcc_slow_watcher_total";
 pub const WATCH_STREAMS: &str = "etcd_debugging_mvcc_watch_stream_total";
 pub const WATCH_EVENTS: &str = "etcd_debugging_mvcc_events_total";
@@ -79,6 +85,10 @@ fn rtt_buckets() -> Vec<f64> {
 /// go-grpc-prometheus defaults (prometheus.DefBuckets).
 fn grpc_buckets() -> Vec<f64> {
     vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]
+}
+/// etcd's lease TTL histogram: ExponentialBuckets(1, 2, 24).
+fn lease_ttl_buckets() -> Vec<f64> {
+    (0..24).map(|i| f64::powi(2.0, i)).collect()
 }
 /// Batch sizes: 1 .. 4096 by powers of two.
 fn batch_buckets() -> Vec<f64> {
@@ -161,6 +171,11 @@ pub const METRICS: &[Metric] = &[
     Metric::new(DB_TOTAL_SIZE_IN_USE, G, "Total size of the underlying database logically in use in bytes.").unit(BYTES),
     Metric::new(KEYS_TOTAL, G, "Total number of keys."),
     Metric::new(WATCHERS, G, "Total number of watchers."),
+    Metric::new(LEASES_GRANTED, C, "The total number of granted leases."),
+    Metric::new(LEASES_REVOKED, C, "The total number of revoked leases."),
+    Metric::new(LEASES_RENEWED, C, "The number of renewed leases seen by the leader."),
+    Metric::new(LEASE_TTLS, H(lease_ttl_buckets), "Bucketed histogram of lease TTLs."),
+    Metric::new(LEASES_EXPIRED, C, "The total number of expired leases."),
     Metric::new(SLOW_WATCHERS, G, "Total number of unsynced slow watchers."),
     Metric::new(WATCH_STREAMS, G, "Total number of watch streams."),
     Metric::new(WATCH_EVENTS, C, "Total number of events sent by this member."),
@@ -241,6 +256,11 @@ pub struct Handles {
     pub watch_streams: Gauge,
     pub watch_events: Counter,
     pub watch_lag: Gauge,
+    pub leases_granted: Counter,
+    pub leases_revoked: Counter,
+    pub leases_renewed: Counter,
+    pub lease_ttls: Histogram,
+    pub leases_expired: Counter,
 }
 
 impl Handles {
@@ -265,6 +285,11 @@ impl Handles {
             watch_streams: gauge!(WATCH_STREAMS),
             watch_events: counter!(WATCH_EVENTS),
             watch_lag: gauge!(WATCH_LAG_REVISIONS),
+            leases_granted: counter!(LEASES_GRANTED),
+            leases_revoked: counter!(LEASES_REVOKED),
+            leases_renewed: counter!(LEASES_RENEWED),
+            lease_ttls: histogram!(LEASE_TTLS),
+            leases_expired: counter!(LEASES_EXPIRED),
         }
     }
 }

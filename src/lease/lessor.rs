@@ -63,12 +63,16 @@ impl Lessor {
         let ttl = ttl.max(self.min_ttl);
         let expiry = leader_now.map(|now| now + seconds(ttl));
         self.leases.insert(id, Lease { ttl, keys: BTreeSet::new(), expiry, revoking: None });
+        let m = crate::metrics::handles();
+        m.leases_granted.increment(1);
+        m.lease_ttls.record(ttl as f64);
         Ok(ttl)
     }
 
     /// Applies a revoke: the lease is gone; returns its keys, in key order.
     pub fn revoke(&mut self, id: i64) -> Result<Vec<Vec<u8>>> {
         let lease = self.leases.remove(&id).ok_or(Error::LeaseNotFound)?;
+        crate::metrics::handles().leases_revoked.increment(1);
         Ok(lease.keys.into_iter().collect())
     }
 
@@ -92,6 +96,7 @@ impl Lessor {
             return None;
         }
         l.expiry = Some(now + seconds(l.ttl));
+        crate::metrics::handles().leases_renewed.increment(1);
         Some(l.ttl)
     }
 
@@ -129,6 +134,7 @@ impl Lessor {
                 l.revoking = Some(now + self.retry);
             }
         }
+        crate::metrics::handles().leases_expired.increment(due.len() as u64);
         due.into_iter().map(|(_, id)| id).collect()
     }
 }
