@@ -177,6 +177,9 @@ pub(super) fn config_from_flags(flags: &FlagValues) -> Result<Config, ConfigErro
         c.quota_backend_bytes = quota_from_i64(parse_go_int(v).unwrap_or(0));
     }
     apply_ballast_flags(&mut c, flags);
+    let bool_flag = |name: &str| flags.get(name).is_some_and(|v| super::values::parse_go_bool(v).unwrap_or(false));
+    c.lease_checkpoint = bool_flag("experimental-enable-lease-checkpoint");
+    c.lease_checkpoint_persist = bool_flag("experimental-enable-lease-checkpoint-persist");
     if let Some(v) = flags.get("experimental-watch-progress-notify-interval") {
         c.watch_progress_notify_interval = super::watch_progress_interval(super::duration::parse(v).ok().and_then(|d| d.non_negative()));
     }

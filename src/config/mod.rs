@@ -107,6 +107,9 @@ pub struct Config {
     pub wal_segment_bytes: u64,
     /// --experimental-watch-progress-notify-interval (etcd: 0 keeps 10m, at least 100 ms).
     pub watch_progress_notify_interval: std::time::Duration,
+    /// --experimental-enable-lease-checkpoint(-persist).
+    pub lease_checkpoint: bool,
+    pub lease_checkpoint_persist: bool,
 }
 
 impl Default for Config {
@@ -138,6 +141,8 @@ impl Default for Config {
             shards: 0,
             wal_segment_bytes: DEFAULT_WAL_SEGMENT_BYTES,
             watch_progress_notify_interval: DEFAULT_WATCH_PROGRESS_NOTIFY_INTERVAL,
+            lease_checkpoint: false,
+            lease_checkpoint_persist: false,
         }
     }
 }

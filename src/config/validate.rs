@@ -20,6 +20,9 @@ pub(super) fn validate(c: &Config) -> Result<(), ConfigError> {
         other => return err(format!("unknown logger option {:?}", other)),
     }
     check_log_level(&c.log_level)?;
+    if c.lease_checkpoint_persist && !c.lease_checkpoint {
+        return err("setting experimental-enable-lease-checkpoint-persist requires experimental-enable-lease-checkpoint".to_string());
+    }
     for urls in [
         &c.listen_peer_urls,
         &c.listen_client_urls,

@@ -215,6 +215,13 @@ impl Applier {
                 Ok(Response::LeaseGrant(LeaseGrantResponse { header: header(self.rev), id: g.id, ttl, error: String::new() }))
             }
             Request::LeaseRevoke(r) => self.revoke(r.id).await,
+            Request::LeaseCheckpoint(c) => {
+                let now = self.leader.then(std::time::Instant::now);
+                for cp in &c.checkpoints {
+                    self.lessor.checkpoint(cp.id, cp.remaining_ttl, now);
+                }
+                Ok(Response::LeaseCheckpoint(LeaseCheckpointResponse { header: header(self.rev) }))
+            }
         }
     }
 

@@ -3,7 +3,7 @@
 
 use crate::error::Error;
 use crate::proto::etcdserverpb::{
-    AlarmResponse, CompactionResponse, DeleteRangeResponse, LeaseGrantResponse, LeaseRevokeResponse, PutResponse, ResponseHeader,
+    AlarmResponse, CompactionResponse, DeleteRangeResponse, LeaseCheckpointResponse, LeaseGrantResponse, LeaseRevokeResponse, PutResponse, ResponseHeader,
     TxnResponse,
 };
 
@@ -17,6 +17,7 @@ pub enum Response {
     Alarm(AlarmResponse),
     LeaseGrant(LeaseGrantResponse),
     LeaseRevoke(LeaseRevokeResponse),
+    LeaseCheckpoint(LeaseCheckpointResponse),
 }
 
 impl Response {
@@ -29,6 +30,7 @@ impl Response {
             Response::Alarm(r) => &mut r.header,
             Response::LeaseGrant(r) => &mut r.header,
             Response::LeaseRevoke(r) => &mut r.header,
+            Response::LeaseCheckpoint(r) => &mut r.header,
         }
     }
 

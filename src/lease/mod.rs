@@ -11,6 +11,9 @@ pub const MAX_LEASE_TTL_SECONDS: i64 = 9_000_000_000;
 /// (etcd: half its 1000/s revoke rate).
 pub const EXPIRY_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
 pub const MAX_REVOKES_PER_CHECK: usize = 500;
+/// etcd's lease checkpoint interval (no flag in 3.5) and checkpoints per raft entry.
+pub const LEASE_CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(300);
+pub const MAX_CHECKPOINTS_PER_ENTRY: usize = 1000;
 
 /// etcd's minimum lease TTL: ceil(3/2 election ticks x heartbeat), 2 s with the defaults.
 pub fn min_ttl_seconds(heartbeat: std::time::Duration, election_ticks: u64) -> i64 {

@@ -20,13 +20,14 @@ use super::core::{Core, CoreConfig, Output, SnapPoint};
 use super::handle::{CoreMsg, LeaseCall};
 use super::proposals::ToApply;
 use crate::kv::apply::Applier;
-use crate::lease::lessor::Lessor;
+use crate::lease::lessor::{Checkpoints, Lessor};
+use crate::lease::LEASE_CHECKPOINT_INTERVAL;
 use crate::kv::delivery::{Delivery, Outbox};
 use crate::kv::response::Response;
 use crate::error::Result;
 use crate::metrics as m;
 use crate::proto::ballastpb::internal_request::Request;
-use crate::proto::etcdserverpb::{alarm_request::AlarmAction, AlarmRequest, AlarmType, LeaseRevokeRequest};
+use crate::proto::etcdserverpb::{alarm_request::AlarmAction, AlarmRequest, AlarmType, LeaseCheckpoint, LeaseCheckpointRequest, LeaseRevokeRequest};
 use crate::reply;
 use crate::shard::mailbox::Shards;
 use crate::snapshot::coordinator::{AppliedState, Coordinator, Finished};
@@ -58,6 +59,9 @@ pub struct DriverConfig {
     pub retired_stripes: Vec<(std::path::PathBuf, u64)>,
     /// (lease, key) of every live key with a lease in the snapshot's stores: attached at boot.
     pub leased_keys: Vec<(i64, Vec<u8>)>,
+    /// --experimental-enable-lease-checkpoint(-persist).
+    pub lease_checkpoint: bool,
+    pub lease_checkpoint_persist: bool,
 }
 
 struct Driver {
@@ -191,11 +195,12 @@ impl Driver {
         let election_timeout = cfg.heartbeat * cfg.election_ticks as u32;
         let min_ttl = crate::lease::min_ttl_seconds(cfg.heartbeat, cfg.election_ticks as u64);
         // A revoke not applied within etcd's request timeout is proposed again.
-        let lessor = Lessor::new(min_ttl, Duration::from_secs(5) + 2 * election_timeout);
+        let checkpoints = cfg.lease_checkpoint.then_some(Checkpoints { interval: LEASE_CHECKPOINT_INTERVAL, persist: cfg.lease_checkpoint_persist });
+        let lessor = Lessor::new(min_ttl, Duration::from_secs(5) + 2 * election_timeout, checkpoints);
         let mut applier = Applier::new(shards.clone(), status.clone(), cfg.quota, lessor);
         if let Some(m) = &snap {
             applier.restore(m.rev, m.compact_rev, &m.alarms);
-            applier.lessor().restore(&m.leases);
+            applier.lessor().restore(&m.leases, &m.lease_remaining);
             for (lease, key) in &cfg.leased_keys {
                 applier.lessor().attach(*lease, key);
             }
@@ -291,11 +296,13 @@ impl Driver {
         self.answer(more.done);
         debug_assert!(more.wal.is_empty() && more.apply.is_empty() && more.snapshot.is_none());
         if let Some(order) = out.snapshot {
+            let (leases, lease_remaining) = self.applier.lessor().saved();
             let state = AppliedState {
                 rev: self.applier.rev(),
                 compact_rev: self.applier.compact_rev(),
                 alarms: self.applier.alarms(),
-                leases: self.applier.lessor().saved(),
+                leases,
+                lease_remaining,
             };
             self.snapshots.start(&order, state).await;
         }
@@ -362,7 +369,12 @@ impl Driver {
         let lessor = self.applier.lessor();
         match call {
             LeaseCall::Renew { id, reply } => {
-                let _ = reply.send(Ok(lessor.renew(id, now).unwrap_or(0)));
+                let (ttl, clear) = lessor.renew(id, now).unwrap_or((0, false));
+                if clear {
+                    let cp = LeaseCheckpoint { id, remaining_ttl: 0 };
+                    self.propose_internal(Request::LeaseCheckpoint(LeaseCheckpointRequest { checkpoints: vec![cp] }));
+                }
+                let _ = reply.send(Ok(ttl));
             }
             LeaseCall::TimeToLive { id, reply } => {
                 let _ = reply.send(Ok(lessor.time_to_live(id, now)));
@@ -379,9 +391,19 @@ impl Driver {
             return;
         }
         for id in self.applier.lessor().expired(Instant::now(), crate::lease::MAX_REVOKES_PER_CHECK) {
-            let (reply, _) = oneshot::channel();
-            self.core.propose(Request::LeaseRevoke(LeaseRevokeRequest { id }), (None, reply));
+            self.propose_internal(Request::LeaseRevoke(LeaseRevokeRequest { id }));
         }
+        let due = self.applier.lessor().due_checkpoints(Instant::now(), crate::lease::MAX_CHECKPOINTS_PER_ENTRY);
+        if !due.is_empty() {
+            let checkpoints = due.into_iter().map(|(id, remaining_ttl)| LeaseCheckpoint { id, remaining_ttl }).collect();
+            self.propose_internal(Request::LeaseCheckpoint(LeaseCheckpointRequest { checkpoints }));
+        }
+    }
+
+    /// A request of the server's own (no client waits for it).
+    fn propose_internal(&mut self, req: Request) {
+        let (reply, _) = oneshot::channel();
+        self.core.propose(req, (None, reply));
     }
 
     fn snapshot_finished(&mut self, finished: Finished) {

@@ -118,6 +118,8 @@ fn start(cfg: Config) -> Result<(), String> {
         homes: reply_txs.clone(),
         retired_stripes,
         leased_keys: stores.iter().flat_map(Store::leased_keys).collect(),
+        lease_checkpoint: cfg.lease_checkpoint,
+        lease_checkpoint_persist: cfg.lease_checkpoint_persist,
     };
     let core_status = status.clone();
     // The watch hub runs beside the raft driver on shard 0; the driver tells it how far apply went.

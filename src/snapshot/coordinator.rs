@@ -19,6 +19,7 @@ pub struct AppliedState {
     pub compact_rev: i64,
     pub alarms: Vec<(u64, i32)>,
     pub leases: Vec<(i64, i64)>,
+    pub lease_remaining: Vec<(i64, i64)>,
 }
 
 /// The outcome of a snapshot: its manifest, durable, or why it failed.
@@ -72,6 +73,7 @@ impl Coordinator {
             compact_rev: state.compact_rev,
             alarms: state.alarms,
             leases: state.leases,
+            lease_remaining: state.lease_remaining,
             segments,
             wal_seq_from: order.wal_seq_from,
             wal_seq_kept: order.wal_seq_kept,

@@ -51,6 +51,9 @@ pub struct Manifest {
     /// Leases as (id, granted TTL); their keys are those whose newest record names them.
     #[serde(default)]
     pub leases: Vec<(i64, i64)>,
+    /// (id, seconds left at its last checkpoint), with --experimental-enable-lease-checkpoint-persist.
+    #[serde(default)]
+    pub lease_remaining: Vec<(i64, i64)>,
 }
 
 fn first_seq() -> u64 {
