@@ -7,7 +7,8 @@
 //! * `server` — start-up and shutdown: WAL recovery, shard executors, raft core, listeners;
 //!   `front_end` (tokio threads), `http` (/health, /livez, /readyz, /version, /metrics),
 //!   `grpc_metrics` (go-grpc-prometheus's series for the served services).
-//! * `api` — the gRPC front end, one file per etcd service (KV, Watch, Maintenance, Cluster): thin
+//! * `api` — the gRPC front end, one file per etcd service (KV, Watch, Lease, Lock, Election,
+//!   Maintenance, Cluster): thin
 //!   tonic adapters over `kv` and the raft core.
 //! * `kv` — etcd's KV semantics without gRPC: `Kv` (mod.rs) validates (`validate`) with etcd's
 //!   exact errors, then calls the raft core or the shards; `apply` (a committed request →
@@ -31,7 +32,8 @@
 //!   routing (`router`) and the message protocol that reaches them (`mailbox`).
 //! * `mvcc` — per-shard multi-version store: key histories (`index`), ranges at a revision,
 //!   compaction (`store`); values on the heap or mapped from a segment (`value`); the segment
-//!   file format (`segment`, no runtime) and writing a store into one (`persist`).
+//!   file format (`segment`, no runtime) and writing a store into one (`persist`); the recent
+//!   changes and watch events (`changes`, `events`); etcd's HashKV (`hash`).
 //! * `snapshot` — the manifest (`manifest`: which segments hold the state up to which raft
 //!   index), loading it at boot (`load`), and carrying out the core's snapshot orders
 //!   (`coordinator`).
