@@ -1,0 +1,360 @@
+//! Leases on a real ballast process: expiry deletes a lease's keys within TTL plus a bound and
+//! keepalives hold it off; leases and their keys survive a kill -9 (through a snapshot and the
+//! WAL tail) with their TTL extended; a thousand leases expiring at once are all revoked while
+//! writes keep being served; etcdctl's lease commands print what they print against etcd 3.5.
+//! Every wait is bounded.
+
+mod common;
+#[path = "common/etcd.rs"]
+mod etcd;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::Server;
+use etcd_client::{Client, LeaseGrantOptions, LeaseTimeToLiveOptions, PutOptions};
+
+/// How long after its TTL an expired lease's keys may still be there: the 500 ms expiry check
+/// plus a raft round trip, with room for a loaded machine (etcd's e2e test allows 1 s).
+const EXPIRY_SLACK: Duration = Duration::from_millis(2500);
+
+async fn grant(c: &mut Client, id: i64, ttl: i64) -> i64 {
+    c.lease_grant(ttl, Some(LeaseGrantOptions::new().with_id(id))).await.expect("grant").id()
+}
+
+async fn put_leased(c: &mut Client, key: &str, lease: i64) {
+    c.put(key, "v", Some(PutOptions::new().with_lease(lease))).await.expect("put with lease");
+}
+
+/// The lease of `key`, or None when it is missing.
+async fn lease_of(c: &mut Client, key: &str) -> Option<i64> {
+    c.get(key, None).await.expect("get").kvs().first().map(|kv| kv.lease())
+}
+
+/// Waits (bounded by `limit` from `since`) until `key` is gone; returns when it went.
+async fn gone_by(c: &mut Client, key: &str, since: Instant, limit: Duration) -> Duration {
+    loop {
+        if lease_of(c, key).await.is_none() {
+            return since.elapsed();
+        }
+        assert!(since.elapsed() < limit, "{key} still there {:?} after its lease was granted", since.elapsed());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// (remaining, granted, sorted keys) of lease `id`.
+async fn time_to_live(c: &mut Client, id: i64) -> (i64, i64, Vec<String>) {
+    let r = c.lease_time_to_live(id, Some(LeaseTimeToLiveOptions::new().with_keys())).await.expect("timetolive");
+    let mut keys: Vec<String> = r.keys().iter().map(|k| String::from_utf8_lossy(k).into_owned()).collect();
+    keys.sort();
+    (r.ttl(), r.granted_ttl(), keys)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Expiry and keepalive
+
+/// A 2 s lease's keys are there at 1 s and gone within TTL + slack; a put without lease
+/// detaches a key, which then stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_vanish_when_their_lease_expires() {
+    let s = Server::start(&[]);
+    let mut c = s.client().await;
+    let start = Instant::now();
+    grant(&mut c, 7, 2).await;
+    for key in ["x/a", "x/b", "x/detached"] {
+        put_leased(&mut c, key, 7).await;
+    }
+    c.put("x/detached", "plain", None).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(1).saturating_sub(start.elapsed())).await;
+    assert_eq!(lease_of(&mut c, "x/a").await, Some(7), "still there 1 s into a 2 s lease");
+    let took = gone_by(&mut c, "x/a", start, Duration::from_secs(2) + EXPIRY_SLACK).await;
+    assert!(took >= Duration::from_secs(2), "gone after {took:?}, before the TTL");
+    assert_eq!(lease_of(&mut c, "x/b").await, None, "every key of the lease goes at once");
+    assert_eq!(lease_of(&mut c, "x/detached").await, Some(0), "a detached key stays");
+    assert_eq!(time_to_live(&mut c, 7).await, (-1, 0, vec![]));
+    assert!(c.leases().await.unwrap().leases().is_empty());
+}
+
+/// Keepalives from the etcd-client crate hold a 2 s lease for 5 s; once they stop, it expires.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keepalives_hold_a_lease() {
+    let s = Server::start(&[]);
+    let mut c = s.client().await;
+    grant(&mut c, 8, 2).await;
+    put_leased(&mut c, "held", 8).await;
+    let (mut keeper, mut answers) = c.lease_keep_alive(8).await.expect("keepalive stream");
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(5) {
+        keeper.keep_alive().await.expect("send a keepalive");
+        let answer = tokio::time::timeout(Duration::from_secs(2), answers.message()).await;
+        let answer = answer.expect("a keepalive answer in time").expect("stream open").expect("an answer");
+        assert_eq!((answer.id(), answer.ttl()), (8, 2), "keepalive answers the granted TTL");
+        assert_eq!(lease_of(&mut c, "held").await, Some(8), "kept alive at {:?}", start.elapsed());
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let (remaining, granted, keys) = time_to_live(&mut c, 8).await;
+    assert!((1..=2).contains(&remaining) && granted == 2 && keys == ["held"], "{remaining} {granted} {keys:?}");
+    drop((keeper, answers));
+    let stopped = Instant::now();
+    gone_by(&mut c, "held", stopped, Duration::from_secs(2) + EXPIRY_SLACK).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Restart
+
+/// Leases (one saved in a snapshot, one only in the WAL tail) and their keys survive kill -9;
+/// after the restart every lease has its full TTL again (plus the election timeout), a short
+/// lease still expires, and a revoke still deletes the re-attached keys.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leases_survive_a_restart() {
+    let mut s = Server::start(&["--snapshot-count", "10"]);
+    let mut c = s.client().await;
+    grant(&mut c, 100, 30).await;
+    put_leased(&mut c, "snap/a", 100).await;
+    put_leased(&mut c, "snap/b", 100).await;
+    for i in 0..30 {
+        c.put(format!("filler/{i}"), "f", None).await.unwrap();
+    }
+    let snapped = wait_for_lease_in_manifest(&s, 100).await;
+    assert!(snapped, "lease 100 never reached a snapshot manifest");
+    grant(&mut c, 200, 20).await;
+    put_leased(&mut c, "tail/a", 200).await;
+    grant(&mut c, 300, 2).await;
+    put_leased(&mut c, "short", 300).await;
+    // Spend some of lease 100's TTL: it must come back whole.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(time_to_live(&mut c, 100).await.0 <= 27);
+    drop(c);
+    s.kill();
+    s.restart();
+    let restarted = Instant::now();
+    let mut c = s.client().await;
+    assert_eq!(lease_of(&mut c, "snap/a").await, Some(100));
+    assert_eq!(lease_of(&mut c, "tail/a").await, Some(200));
+    let (remaining, granted, keys) = time_to_live(&mut c, 100).await;
+    assert!((29..=31).contains(&remaining) && granted == 30, "lease 100 after restart: {remaining}/{granted}");
+    assert_eq!(keys, ["snap/a", "snap/b"]);
+    let (remaining, granted, keys) = time_to_live(&mut c, 200).await;
+    assert!((19..=21).contains(&remaining) && granted == 20, "lease 200 after restart: {remaining}/{granted}");
+    assert_eq!(keys, ["tail/a"]);
+    let mut ids: Vec<i64> = c.leases().await.unwrap().leases().iter().map(|l| l.id()).collect();
+    ids.sort();
+    assert!(ids == [100, 200, 300] || ids == [100, 200], "leases after restart: {ids:?}");
+    // The short lease gets 2 s + the election timeout from the restart.
+    gone_by(&mut c, "short", restarted, Duration::from_secs(3) + EXPIRY_SLACK).await;
+    c.lease_revoke(100).await.expect("revoke after restart");
+    assert_eq!(lease_of(&mut c, "snap/a").await, None);
+    assert_eq!(lease_of(&mut c, "snap/b").await, None);
+    assert_eq!(lease_of(&mut c, "tail/a").await, Some(200));
+}
+
+/// Polls (bounded) the snapshot manifest for lease `id`.
+async fn wait_for_lease_in_manifest(s: &Server, id: i64) -> bool {
+    let path = s.data_dir.join("member/snap/manifest.json");
+    for _ in 0..100 {
+        if let Some(m) = common::read_checked_json(&path) {
+            let leases = m["leases"].as_array().cloned().unwrap_or_default();
+            if leases.iter().any(|l| l[0].as_i64() == Some(id) || l["id"].as_i64() == Some(id)) {
+                return true;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+// ---------------------------------------------------------------------------------------------
+// Many leases at once
+
+/// A thousand 2 s leases, each with a key, granted together: all are revoked (etcd revokes
+/// 500 per 500 ms) within a bound, while puts keep being answered promptly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_leases_expire_while_writes_go_on() {
+    const N: i64 = 1000;
+    let s = Server::start(&[]);
+    let c = s.client().await;
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for chunk in 0..10 {
+        let mut c = c.clone();
+        tasks.push(tokio::spawn(async move {
+            for id in (chunk * N / 10 + 1)..=((chunk + 1) * N / 10) {
+                grant(&mut c, id, 2).await;
+                put_leased(&mut c, &format!("many/{id:04}"), id).await;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let granted = start.elapsed();
+    let mut c = c.clone();
+    let count = |c: &mut Client| {
+        let mut c = c.clone();
+        async move {
+            let opts = etcd_client::GetOptions::new().with_prefix().with_count_only();
+            c.get("many/", Some(opts)).await.expect("count").count()
+        }
+    };
+    let limit = granted + Duration::from_secs(2) + Duration::from_secs(10);
+    let mut writes = 0;
+    let mut slowest = Duration::ZERO;
+    loop {
+        let t = Instant::now();
+        c.put(format!("busy/{}", writes % 10), "w", None).await.expect("a put during the expiry");
+        slowest = slowest.max(t.elapsed());
+        writes += 1;
+        if count(&mut c).await == 0 {
+            break;
+        }
+        assert!(start.elapsed() < limit, "{} keys left {:?} after the grants began", count(&mut c).await, start.elapsed());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(slowest < Duration::from_secs(2), "a put took {slowest:?} during the expiry");
+    assert!(c.leases().await.unwrap().leases().is_empty(), "every lease revoked");
+    assert!(writes > 10, "writes went on during the expiry ({writes})");
+}
+
+// ---------------------------------------------------------------------------------------------
+// etcdctl
+
+/// etcdctl against `endpoint`: (exit code, stdout, stderr).
+fn etcdctl(endpoint: &str, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(common::etcdctl_path())
+        .env("ETCDCTL_API", "3")
+        .args(["--endpoints", endpoint, "--command-timeout", "10s"])
+        .args(args)
+        .output()
+        .expect("run etcdctl");
+    let text = |b: Vec<u8>| String::from_utf8(b).unwrap();
+    (out.status.code().unwrap_or(-1), text(out.stdout), text(out.stderr))
+}
+
+/// The lease id (hex) etcdctl printed in `lease <id> granted with TTL(..)`.
+fn granted_id(stdout: &str) -> String {
+    stdout.strip_prefix("lease ").and_then(|s| s.split(' ').next()).unwrap_or_else(|| panic!("not a grant: {stdout}")).to_string()
+}
+
+/// Replaces `remaining(<n>s)` by `remaining(<rem>)` and the `"TTL" : <n>` line of `-w fields`
+/// by `"TTL" : <rem>` after checking `n` within [lo, hi].
+fn mask_remaining(s: &str, lo: i64, hi: i64) -> String {
+    if let Some(n) = s.strip_prefix("\"TTL\" : ") {
+        let n: i64 = n.parse().unwrap();
+        assert!((lo..=hi).contains(&n), "remaining {n} not in [{lo}, {hi}]: {s}");
+        return "\"TTL\" : <rem>".into();
+    }
+    let Some(at) = s.find("remaining(") else { return s.to_string() };
+    let from = at + "remaining(".len();
+    let to = from + s[from..].find("s)").expect("remaining(<n>s)");
+    let n: i64 = s[from..to].parse().unwrap();
+    assert!((lo..=hi).contains(&n), "remaining {n} not in [{lo}, {hi}]: {s}");
+    format!("{}<rem>{}", &s[..from], &s[to + 1..])
+}
+
+/// Sorts the keys of `attached keys([k2 k1])` (etcd lists them in Go map order).
+fn sort_attached(s: &str) -> String {
+    let Some(at) = s.find("attached keys([") else { return s.to_string() };
+    let from = at + "attached keys([".len();
+    let to = from + s[from..].find("])").expect("attached keys([..])");
+    let mut keys: Vec<&str> = s[from..to].split(' ').collect();
+    keys.sort();
+    format!("{}{}{}", &s[..from], keys.join(" "), &s[to..])
+}
+
+/// One server's etcdctl session: every command's (code, stdout, `Error:` lines) with the lease
+/// ids it granted replaced by names (`<A>`, `<B>`, in hex and decimal), remaining TTLs checked
+/// and masked, and the header lines of `-w fields` dropped.
+struct Session<'a> {
+    endpoint: &'a str,
+    names: Vec<(String, String)>,
+    out: Vec<(i32, String, String)>,
+}
+
+impl Session<'_> {
+    /// Runs etcdctl `args`, records its normalized output; returns the raw stdout.
+    fn run(&mut self, args: &[&str]) -> String {
+        let (code, raw, stderr) = etcdctl(self.endpoint, args);
+        if code == 0 && args[..2] == ["lease", "grant"] {
+            let name = format!("<{}>", (b'A' + self.names.len() as u8) as char);
+            self.names.push((granted_id(&raw), name));
+        }
+        let (mut stdout, mut stderr) = (raw.clone(), stderr);
+        for (hex, name) in &self.names {
+            let dec = i64::from_str_radix(hex, 16).unwrap().to_string();
+            stdout = stdout.replace(hex, name).replace(&dec, name);
+            stderr = stderr.replace(hex, name);
+        }
+        // etcdctl's client logs (timestamps, connection ids) are not part of the answer.
+        let stderr: String = stderr.lines().filter(|l| l.starts_with("Error:")).map(|l| format!("{l}\n")).collect();
+        let mut lines: Vec<String> = stdout
+            .lines()
+            .filter(|l| !["\"ClusterID\"", "\"MemberID\"", "\"RaftTerm\""].iter().any(|h| l.starts_with(h)))
+            .map(|l| sort_attached(&mask_remaining(l, 58, 60)))
+            .collect();
+        if args.contains(&"fields") {
+            // Attached keys come in Go map order.
+            lines.sort();
+        }
+        self.out.push((code, lines.iter().map(|l| format!("{l}\n")).collect(), stderr));
+        raw
+    }
+}
+
+fn etcdctl_session(endpoint: &str) -> Vec<(i32, String, String)> {
+    let mut s = Session { endpoint, names: Vec::new(), out: Vec::new() };
+    let a = granted_id(&s.run(&["lease", "grant", "60"]));
+    for args in [
+        &["lease", "grant", "0"][..],
+        &["lease", "grant", "9000000001"],
+        &["lease", "grant", "abc"],
+        &["lease", "grant"],
+        &["put", "--lease", &a, "k1", "v"],
+        &["put", "--lease", &a, "k2", "v"],
+        &["put", "--lease", "1234", "k3", "v"],
+        &["put", "--lease", "zz", "k3", "v"],
+        &["put", "--ignore-lease", "k1", "w"],
+        &["get", "k1", "-w", "fields"],
+        &["lease", "timetolive", &a],
+        &["lease", "timetolive", "--keys", &a],
+        &["lease", "timetolive", "--keys", &a, "-w", "fields"],
+        &["lease", "timetolive", "1234"],
+    ] {
+        s.run(args);
+    }
+    // etcd lists soonest expiry first: B (2 s) before A (60 s).
+    let list = s.run(&["lease", "list"]);
+    assert!(list.starts_with("found 2 leases\n"), "{list}");
+    for args in [
+        &["lease", "keep-alive", "--once", &a][..],
+        &["lease", "keep-alive", "--once", "1234"],
+        &["lease", "revoke", &a],
+        &["lease", "revoke", &a],
+        &["lease", "revoke", "xyz"],
+        &["get", "--prefix", "k"],
+        &["lease", "timetolive", &a],
+    ] {
+        s.run(args);
+    }
+    s.out
+}
+
+/// The same etcdctl session against etcd 3.5 and ballast prints the same (ids aside).
+#[test]
+fn etcdctl_lease_commands_match_etcd() {
+    let e = etcd::Etcd::start();
+    let s = Server::start(&[]);
+    let want = etcdctl_session(&e.endpoint);
+    let got = etcdctl_session(&s.endpoint);
+    assert_eq!(want.len(), got.len());
+    for (i, (w, g)) in want.iter().zip(&got).enumerate() {
+        assert_eq!(g, w, "etcdctl command {i}: ballast (left) vs etcd (right)");
+    }
+    // Spot checks of the formats themselves (etcdctl's simple printer).
+    assert_eq!(want[0].1, "lease <A> granted with TTL(60s)\n");
+    assert_eq!(want[1].1, "lease <B> granted with TTL(2s)\n");
+    assert_eq!(want[12].1, "lease <A> granted with TTL(60s), remaining(<rem>), attached keys([k1 k2])\n");
+    assert!(want[13].1.contains("\"TTL\" : <rem>\n"), "{}", want[13].1);
+    assert_eq!(want[15].1, "found 2 leases\n<B>\n<A>\n");
+    assert_eq!(want[16].1, "lease <A> keepalived with TTL(60)\n");
+    assert_eq!(want[22].1, "lease <A> already expired\n");
+}
