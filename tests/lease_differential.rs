@@ -220,9 +220,7 @@ async fn grant_matches_etcd() {
 
 /// Revoke: unknown, with no keys (revision unchanged), with several keys (one revision, keys
 /// deleted in key order, seen by a watch as one response); TimeToLive before and after.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn revoke_and_time_to_live_match_etcd() {
-    let pair = Pair::start(&[]).await;
+async fn revoke_and_time_to_live(pair: Pair) {
     assert_eq!(err(&pair, Req::Revoke(77)).await, NOT_FOUND);
     let unknown = ok(&pair, Req::TimeToLive(77, true)).await;
     assert!(unknown.contains("ttl: -1") && unknown.contains("granted_ttl: 0"), "{unknown}");
@@ -250,6 +248,16 @@ async fn revoke_and_time_to_live_match_etcd() {
     }
     ok(&pair, Req::TimeToLive(10, true)).await;
     ok(&pair, Req::Leases).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoke_and_time_to_live_match_etcd() {
+    revoke_and_time_to_live(Pair::start(&[]).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoke_and_time_to_live_match_etcd_with_two_shards() {
+    revoke_and_time_to_live(Pair::start_with(&[], &["--shards", "2"]).await).await;
 }
 
 /// The remaining TTL counts down alike (within a second).
@@ -295,9 +303,7 @@ async fn puts_with_leases_match_etcd() {
 
 /// Txns: puts naming existing and unknown leases on the taken and the other branch; compares
 /// on the LEASE target, including a missing key (lease 0).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn txns_with_leases_match_etcd() {
-    let pair = Pair::start(&[]).await;
+async fn txns_with_leases(pair: Pair) {
     ok(&pair, grant(5, 60)).await;
     ok(&pair, put("k", "v", 5)).await;
     // Taken branch with a known lease.
@@ -320,6 +326,16 @@ async fn txns_with_leases_match_etcd() {
     for key in ["k", "t", "w", "y", "m", "n", "g"] {
         ok(&pair, Req::Range(key.into())).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn txns_with_leases_match_etcd() {
+    txns_with_leases(Pair::start(&[]).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn txns_with_leases_match_etcd_with_two_shards() {
+    txns_with_leases(Pair::start_with(&[], &["--shards", "2"]).await).await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -407,9 +423,7 @@ async fn keepalive_matches_etcd() {
 
 /// A lease that expires is revoked like an explicit revoke: its keys deleted in one revision,
 /// seen by a watch as one response; the keepalive then answers TTL 0.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn expiry_matches_etcd() {
-    let pair = Pair::start(&[]).await;
+async fn expiry(pair: Pair) {
     ok(&pair, grant(20, 2)).await;
     for key in ["e/2", "e/1", "e/3"] {
         ok(&pair, put(key, "v", 20)).await;
@@ -423,4 +437,59 @@ async fn expiry_matches_etcd() {
     ok(&pair, Req::Leases).await;
     let mut streams = [KeepAlive::open(pair.channels[0].clone()), KeepAlive::open(pair.channels[1].clone())];
     keepalive(&mut streams, 20, 0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expiry_matches_etcd() {
+    expiry(Pair::start(&[]).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expiry_matches_etcd_with_two_shards() {
+    expiry(Pair::start_with(&[], &["--shards", "2"]).await).await;
+}
+
+/// Which keys a lease holds through re-puts, deletes, re-puts without lease, moves between
+/// leases, txn deletes and puts; a revoke deletes exactly those.
+async fn attachments_track_the_newest_put(pair: &Pair) {
+    ok(pair, grant(1, 60)).await;
+    ok(pair, grant(2, 60)).await;
+    for key in ["a", "b", "c", "d", "e", "f", "g"] {
+        ok(pair, put(key, "v", 1)).await;
+    }
+    ok(pair, put("a", "again", 1)).await; // listed once
+    ok(pair, Req::Txn(TxnRequest { success: vec![delete_op("b")], ..Default::default() })).await;
+    ok(pair, put("c", "x", 0)).await; // detached...
+    ok(pair, put("c", "y", 1)).await; // ...and attached again
+    ok(pair, Req::Txn(TxnRequest { success: vec![delete_op("d")], ..Default::default() })).await;
+    ok(pair, put("d", "plain", 0)).await; // deleted, then put back without lease
+    ok(pair, put("e", "moved", 2)).await;
+    ok(pair, put("e", "back", 1)).await; // moved to 2 and back to 1
+    ok(pair, put("f", "moved", 2)).await;
+    ok(pair, txn(vec![], vec![put_op("g", "txn", 0), put_op("h", "txn", 1)], vec![])).await;
+    ok(pair, Req::TimeToLive(1, true)).await;
+    ok(pair, Req::TimeToLive(2, true)).await;
+    let mut watch = pair.stream();
+    let all = WatchCreateRequest { key: vec![0], range_end: vec![0], prev_kv: true, ..Default::default() };
+    watch.ask(WatchRequest { request_union: Some(RequestUnion::CreateRequest(all)) }, 1, "watch all").await;
+    ok(pair, Req::Revoke(1)).await;
+    watch.expect(1, "revoke of lease 1").await;
+    for key in ["a", "b", "c", "d", "e", "f", "g", "h"] {
+        ok(pair, Req::Range(key.into())).await;
+    }
+    ok(pair, Req::TimeToLive(2, true)).await;
+}
+
+fn delete_op(key: &str) -> RequestOp {
+    RequestOp { request: Some(Op::RequestDeleteRange(DeleteRangeRequest { key: key.into(), ..Default::default() })) }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attachments_match_etcd() {
+    attachments_track_the_newest_put(&Pair::start(&[]).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attachments_match_etcd_with_two_shards() {
+    attachments_track_the_newest_put(&Pair::start_with(&[], &["--shards", "2"]).await).await;
 }
