@@ -358,3 +358,70 @@ fn etcdctl_lease_commands_match_etcd() {
     assert_eq!(want[16].1, "lease <A> keepalived with TTL(60)\n");
     assert_eq!(want[22].1, "lease <A> already expired\n");
 }
+
+/// What a restart re-attaches is each key's newest record: a key detached (put without lease),
+/// deleted and put back, or moved to another lease before the kill is not deleted by a revoke
+/// after it; a lease revoked after the snapshot stays revoked. Two shards, a snapshot in the
+/// middle of it all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_reattaches_only_the_newest_records() {
+    let mut s = Server::start(&["--snapshot-count", "10", "--shards", "2"]);
+    let mut c = s.client().await;
+    for id in [1, 2, 3] {
+        grant(&mut c, id, 60).await;
+    }
+    for key in ["a", "b", "c", "d", "e", "f", "g", "h"] {
+        put_leased(&mut c, key, 1).await;
+    }
+    put_leased(&mut c, "gone/1", 3).await;
+    c.put("b", "plain", None).await.unwrap();
+    c.delete("c", None).await.unwrap();
+    c.put("c", "back", None).await.unwrap();
+    put_leased(&mut c, "d", 2).await;
+    for i in 0..30 {
+        c.put(format!("filler/{i}"), "f", None).await.unwrap();
+    }
+    assert!(wait_for_lease_in_manifest(&s, 3).await, "lease 3 never reached a snapshot manifest");
+    // After the snapshot, in the WAL tail only.
+    c.put("e", "plain", None).await.unwrap();
+    put_leased(&mut c, "f", 2).await;
+    c.lease_revoke(3).await.unwrap();
+    drop(c);
+    s.kill();
+    s.restart();
+    let mut c = s.client().await;
+    assert_eq!(time_to_live(&mut c, 1).await.2, ["a", "g", "h"]);
+    assert_eq!(time_to_live(&mut c, 2).await.2, ["d", "f"]);
+    assert_eq!(time_to_live(&mut c, 3).await.0, -1, "lease 3 was revoked before the kill");
+    assert_eq!(lease_of(&mut c, "gone/1").await, None);
+    c.lease_revoke(1).await.unwrap();
+    let mut left = Vec::new();
+    for key in ["a", "b", "c", "d", "e", "f", "g", "h"] {
+        left.push((key, lease_of(&mut c, key).await));
+    }
+    let want = [("a", None), ("b", Some(0)), ("c", Some(0)), ("d", Some(2)), ("e", Some(0)), ("f", Some(2)), ("g", None), ("h", None)];
+    assert_eq!(left, want);
+}
+
+/// A lease that expired before the kill stays gone, with its keys; one granted 2 s before the
+/// kill expires after the restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expiry_before_and_after_a_restart() {
+    let mut s = Server::start(&[]);
+    let mut c = s.client().await;
+    let start = Instant::now();
+    grant(&mut c, 1, 2).await;
+    put_leased(&mut c, "early", 1).await;
+    gone_by(&mut c, "early", start, Duration::from_secs(2) + EXPIRY_SLACK).await;
+    grant(&mut c, 2, 2).await;
+    put_leased(&mut c, "late", 2).await;
+    drop(c);
+    s.kill();
+    s.restart();
+    let restarted = Instant::now();
+    let mut c = s.client().await;
+    assert_eq!(lease_of(&mut c, "early").await, None);
+    assert_eq!(time_to_live(&mut c, 1).await.0, -1);
+    assert_eq!(lease_of(&mut c, "late").await, Some(2));
+    gone_by(&mut c, "late", restarted, Duration::from_secs(3) + EXPIRY_SLACK).await;
+}
