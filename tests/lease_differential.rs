@@ -493,3 +493,30 @@ async fn attachments_match_etcd() {
 async fn attachments_match_etcd_with_two_shards() {
     attachments_track_the_newest_put(&Pair::start_with(&[], &["--shards", "2"]).await).await;
 }
+
+/// A lease with more keys than etcd lets one txn hold (--max-txn-ops 128): its revoke still
+/// deletes them all in one revision, one watch response.
+async fn revoke_of_many_keys(pair: Pair) {
+    ok(&pair, grant(9, 60)).await;
+    for i in 0..200 {
+        ok(&pair, put(&format!("many/{i:03}"), "v", 9)).await;
+    }
+    let mut watch = pair.stream();
+    let all = WatchCreateRequest { key: b"many/".to_vec(), range_end: b"many0".to_vec(), ..Default::default() };
+    watch.ask(WatchRequest { request_union: Some(RequestUnion::CreateRequest(all)) }, 1, "watch many/").await;
+    let revoked = ok(&pair, Req::Revoke(9)).await;
+    assert_eq!(revision(&revoked), 202, "{revoked}");
+    let events = watch.expect(1, "the revoke's 200 deletes").await;
+    assert_eq!(events[0].events.len(), 200);
+    ok(&pair, Req::Range("many/000".into())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoke_of_many_keys_matches_etcd() {
+    revoke_of_many_keys(Pair::start(&[]).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoke_of_many_keys_matches_etcd_with_two_shards() {
+    revoke_of_many_keys(Pair::start_with(&[], &["--shards", "2"]).await).await;
+}
