@@ -520,3 +520,15 @@ async fn revoke_of_many_keys_matches_etcd() {
 async fn revoke_of_many_keys_matches_etcd_with_two_shards() {
     revoke_of_many_keys(Pair::start_with(&[], &["--shards", "2"]).await).await;
 }
+
+/// The TTL floor follows the timeouts: ceil(((3 x election ticks) / 2) x heartbeat), ticks
+/// counted in whole heartbeats (280 ms / 5000 ms: 17 ticks, 25 x 280 ms = 7 s exactly).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ttl_floor_follows_the_timeouts_as_etcd() {
+    for (heartbeat, election, floor) in [("100", "3000", 5), ("400", "2200", 3), ("280", "5000", 7)] {
+        let pair = Pair::start(&["--heartbeat-interval", heartbeat, "--election-timeout", election]).await;
+        let a = ok(&pair, grant(1, 1)).await;
+        assert!(a.contains(&format!("ttl: {floor},")), "heartbeat {heartbeat} ms, election {election} ms: {a}");
+        ok(&pair, grant(2, floor + 1)).await;
+    }
+}
