@@ -532,3 +532,19 @@ async fn ttl_floor_follows_the_timeouts_as_etcd() {
         ok(&pair, grant(2, floor + 1)).await;
     }
 }
+
+/// Puts naming leases inside nested txns: checked (unknown lease) and attached (revoked with
+/// the lease) as top-level ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nested_txn_puts_with_leases_match_etcd() {
+    let pair = Pair::start(&[]).await;
+    ok(&pair, grant(5, 60)).await;
+    let nested = |ops: Vec<RequestOp>| RequestOp { request: Some(Op::RequestTxn(TxnRequest { compare: vec![], success: ops, failure: vec![] })) };
+    assert_eq!(err(&pair, txn(vec![], vec![nested(vec![put_op("bad", "1", 42)])], vec![])).await, NOT_FOUND);
+    ok(&pair, txn(vec![], vec![put_op("top", "1", 5), nested(vec![put_op("inner", "1", 5), nested(vec![put_op("deep", "1", 5)])])], vec![])).await;
+    ok(&pair, Req::TimeToLive(5, true)).await;
+    ok(&pair, Req::Revoke(5)).await;
+    for key in ["top", "inner", "deep", "bad"] {
+        ok(&pair, Req::Range(key.into())).await;
+    }
+}
