@@ -425,3 +425,33 @@ async fn expiry_before_and_after_a_restart() {
     assert_eq!(lease_of(&mut c, "late").await, Some(2));
     gone_by(&mut c, "late", restarted, Duration::from_secs(3) + EXPIRY_SLACK).await;
 }
+
+/// Under the NOSPACE alarm a grant fails as etcd's (ResourceExhausted, database space
+/// exceeded), while keepalives, TimeToLive, revokes and expiry still work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leases_under_the_nospace_alarm() {
+    let s = Server::start(&["--quota-backend-bytes", "200000"]);
+    let mut c = s.client().await;
+    grant(&mut c, 1, 2).await;
+    grant(&mut c, 2, 60).await;
+    put_leased(&mut c, "short", 1).await;
+    put_leased(&mut c, "long", 2).await;
+    let start = Instant::now();
+    let (_, e) = common::fill_until_error(&mut c, 1024).await;
+    assert!(e.to_string().contains("etcdserver: mvcc: database space exceeded"), "{e}");
+    let refused = c.lease_grant(60, Some(LeaseGrantOptions::new().with_id(3))).await.expect_err("a grant under NOSPACE");
+    match refused {
+        etcd_client::Error::GRpcStatus(st) => {
+            assert_eq!((st.code(), st.message()), (tonic::Code::ResourceExhausted, "etcdserver: mvcc: database space exceeded"))
+        }
+        other => panic!("{other}"),
+    }
+    let (mut keeper, mut answers) = c.lease_keep_alive(2).await.unwrap();
+    keeper.keep_alive().await.unwrap();
+    let answer = tokio::time::timeout(Duration::from_secs(2), answers.message()).await.expect("in time").unwrap().unwrap();
+    assert_eq!(answer.ttl(), 60);
+    assert_eq!(time_to_live(&mut c, 2).await.2, ["long"]);
+    gone_by(&mut c, "short", start, Duration::from_secs(10)).await;
+    c.lease_revoke(2).await.expect("a revoke under NOSPACE");
+    assert_eq!(lease_of(&mut c, "long").await, None);
+}
