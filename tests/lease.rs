@@ -455,3 +455,39 @@ async fn leases_under_the_nospace_alarm() {
     c.lease_revoke(2).await.expect("a revoke under NOSPACE");
     assert_eq!(lease_of(&mut c, "long").await, None);
 }
+
+/// `etcdctl lease keep-alive <id>` on a 3 s lease revoked after 1.5 s: the same distinct lines
+/// (keepalived with the granted TTL, then expired or revoked) and exit code on both servers.
+fn keep_alive_until_revoked(endpoint: &str) -> (i32, Vec<String>) {
+    let (_, granted, _) = etcdctl(endpoint, &["lease", "grant", "3"]);
+    let id = granted_id(&granted);
+    let child = Command::new(common::etcdctl_path())
+        .env("ETCDCTL_API", "3")
+        .args(["--endpoints", endpoint, "lease", "keep-alive", &id])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("run etcdctl");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(etcdctl(endpoint, &["lease", "revoke", &id]).0, 0);
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || drop(tx.send(child.wait_with_output())));
+    let Ok(out) = rx.recv_timeout(Duration::from_secs(8)) else {
+        let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+        panic!("etcdctl lease keep-alive did not end after the revoke");
+    };
+    let out = out.unwrap();
+    let mut lines: Vec<String> = String::from_utf8(out.stdout).unwrap().lines().map(|l| l.replace(&id, "<id>")).collect();
+    lines.dedup();
+    (out.status.code().unwrap_or(-1), lines)
+}
+
+#[test]
+fn etcdctl_keep_alive_ends_on_revoke_as_with_etcd() {
+    let e = etcd::Etcd::start();
+    let s = Server::start(&[]);
+    let want = keep_alive_until_revoked(&e.endpoint);
+    assert_eq!(want, (0, vec!["lease <id> keepalived with TTL(3)".to_string(), "lease <id> expired or revoked.".to_string()]));
+    assert_eq!(keep_alive_until_revoked(&s.endpoint), want);
+}
