@@ -548,3 +548,72 @@ async fn nested_txn_puts_with_leases_match_etcd() {
         ok(&pair, Req::Range(key.into())).await;
     }
 }
+
+/// A revoke whose keys all left the lease (put again without it, deleted, moved) writes
+/// nothing: the revision stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoke_of_a_lease_whose_keys_left_matches_etcd() {
+    let pair = Pair::start(&[]).await;
+    ok(&pair, grant(1, 60)).await;
+    ok(&pair, grant(2, 60)).await;
+    for key in ["a", "b", "c"] {
+        ok(&pair, put(key, "v", 1)).await;
+    }
+    ok(&pair, put("a", "plain", 0)).await;
+    ok(&pair, Req::Txn(TxnRequest { success: vec![delete_op("b")], ..Default::default() })).await;
+    ok(&pair, put("c", "moved", 2)).await;
+    ok(&pair, Req::TimeToLive(1, true)).await;
+    let revoked = ok(&pair, Req::Revoke(1)).await;
+    assert_eq!(revision(&revoked), 7, "no delete, no new revision: {revoked}");
+    ok(&pair, put("d", "after", 0)).await;
+}
+
+/// Server-chosen ids of many grants at once are distinct and positive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_chosen_ids_are_distinct() {
+    let pair = Pair::start(&[]).await;
+    let ballast = pair.channels[1].clone();
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let mut c = LeaseClient::new(ballast.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut ids = Vec::new();
+            for _ in 0..50 {
+                ids.push(c.lease_grant(LeaseGrantRequest { id: 0, ttl: 60 }).await.expect("grant").into_inner().id);
+            }
+            ids
+        }));
+    }
+    let mut ids = Vec::new();
+    for t in tasks {
+        ids.extend(t.await.unwrap());
+    }
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 400);
+    assert!(ids[0] > 0);
+}
+
+/// A hundred keepalives sent at once on one stream: a hundred answers, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_keepalives_match_etcd() {
+    let pair = Pair::start(&[]).await;
+    ok(&pair, grant(1, 10)).await;
+    ok(&pair, grant(2, 20)).await;
+    let mut answers = Vec::new();
+    for ch in &pair.channels {
+        let mut ka = KeepAlive::open(ch.clone());
+        for i in 0..100 {
+            ka.requests.send(LeaseKeepAliveRequest { id: [1, 2, 3][i % 3] }).unwrap();
+        }
+        let mut got = Vec::new();
+        for _ in 0..100 {
+            match tokio::time::timeout(RESPONSE_TIMEOUT, ka.responses.recv()).await {
+                Ok(Some(Ok(r))) => got.push((r.id, r.ttl)),
+                other => panic!("keepalive answer {}: {other:?}", got.len()),
+            }
+        }
+        answers.push(got);
+    }
+    assert_eq!(answers[1], answers[0]);
+}
