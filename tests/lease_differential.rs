@@ -205,6 +205,10 @@ async fn grant_matches_etcd() {
     assert_eq!(err(&pair, grant(6, 9_000_000_001)).await, TOO_LARGE);
     ok(&pair, grant(6, 9_000_000_000)).await;
     assert_eq!(err(&pair, grant(5, 10)).await, EXISTS);
+    assert_eq!(err(&pair, grant(5, 9_000_000_001)).await, TOO_LARGE, "the TTL is checked before the id");
+    assert_eq!(err(&pair, grant(0, i64::MAX)).await, TOO_LARGE);
+    assert_eq!(err(&pair, Req::Revoke(0)).await, NOT_FOUND);
+    ok(&pair, Req::TimeToLive(0, true)).await;
     ok(&pair, grant(-1, 30)).await;
     ok(&pair, grant(i64::MIN, 30)).await;
     assert_eq!(err(&pair, grant(-1, 30)).await, EXISTS);
@@ -412,6 +416,7 @@ async fn keepalive_matches_etcd() {
     keepalive(&mut streams, 1, 30).await;
     keepalive(&mut streams, 2, 2).await;
     keepalive(&mut streams, 99, 0).await;
+    keepalive(&mut streams, 0, 0).await;
     keepalive(&mut streams, 1, 30).await;
     tokio::time::sleep(Duration::from_millis(1100)).await;
     keepalive(&mut streams, 1, 30).await;
