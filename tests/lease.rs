@@ -491,3 +491,121 @@ fn etcdctl_keep_alive_ends_on_revoke_as_with_etcd() {
     assert_eq!(want, (0, vec!["lease <id> keepalived with TTL(3)".to_string(), "lease <id> expired or revoked.".to_string()]));
     assert_eq!(keep_alive_until_revoked(&s.endpoint), want);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Restarts against a model
+
+#[path = "common/rng.rs"]
+mod rng;
+
+/// Lease state as the acknowledged writes left it: lease -> keys, key -> lease (0: none).
+#[derive(Default)]
+struct Model {
+    leases: std::collections::BTreeMap<i64, std::collections::BTreeSet<String>>,
+    keys: std::collections::BTreeMap<String, i64>,
+}
+
+impl Model {
+    fn put(&mut self, key: &str, lease: i64) {
+        self.detach(key);
+        self.keys.insert(key.to_string(), lease);
+        if lease != 0 {
+            self.leases.get_mut(&lease).unwrap().insert(key.to_string());
+        }
+    }
+    fn detach(&mut self, key: &str) {
+        if let Some(old) = self.keys.remove(key) {
+            if let Some(ks) = self.leases.get_mut(&old) {
+                ks.remove(key);
+            }
+        }
+    }
+}
+
+/// One random acknowledged write, applied to the model too.
+async fn random_write(c: &mut Client, r: &mut rng::Rng, m: &mut Model) {
+    let key = format!("k{:02}", r.below(20));
+    let live: Vec<i64> = m.leases.keys().copied().collect();
+    match r.below(10) {
+        0 => {
+            let id = r.between(1, 8);
+            let res = c.lease_grant(600, Some(LeaseGrantOptions::new().with_id(id))).await;
+            assert_eq!(res.is_ok(), !m.leases.contains_key(&id), "grant {id}: {res:?}");
+            m.leases.entry(id).or_default();
+        }
+        1 if !live.is_empty() => {
+            let id = r.pick(&live);
+            c.lease_revoke(id).await.expect("revoke");
+            for key in m.leases.remove(&id).unwrap() {
+                m.keys.remove(&key);
+            }
+        }
+        2 => {
+            c.delete(key.as_str(), None).await.expect("delete");
+            m.detach(&key);
+        }
+        3 if m.keys.contains_key(&key) => {
+            c.put(key.as_str(), "kept", Some(PutOptions::new().with_ignore_lease())).await.expect("put ignore_lease");
+        }
+        4 if !live.is_empty() => {
+            let (a, b) = (r.pick(&live), format!("k{:02}", r.below(20)));
+            let ops = vec![etcd_client::TxnOp::put(key.as_str(), "t", Some(PutOptions::new().with_lease(a))), etcd_client::TxnOp::put(b.as_str(), "t", None)];
+            if key != b {
+                c.txn(etcd_client::Txn::new().and_then(ops)).await.expect("txn");
+                m.put(&key, a);
+                m.put(&b, 0);
+            }
+        }
+        _ => {
+            let lease = if live.is_empty() || r.chance(30) { 0 } else { r.pick(&live) };
+            c.put(key.as_str(), "v", Some(PutOptions::new().with_lease(lease))).await.expect("put");
+            m.put(&key, lease);
+        }
+    }
+}
+
+/// Leases, every key's lease, every lease's keys: as the model says.
+async fn check_model(c: &mut Client, m: &Model, when: &str) {
+    let mut ids: Vec<i64> = c.leases().await.unwrap().leases().iter().map(|l| l.id()).collect();
+    ids.sort();
+    assert_eq!(ids, m.leases.keys().copied().collect::<Vec<_>>(), "{when}: leases");
+    for i in 0..20 {
+        let key = format!("k{i:02}");
+        assert_eq!(lease_of(c, &key).await, m.keys.get(&key).copied(), "{when}: lease of {key}");
+    }
+    for (id, keys) in &m.leases {
+        let (remaining, granted, got) = time_to_live(c, *id).await;
+        assert_eq!(got, keys.iter().cloned().collect::<Vec<_>>(), "{when}: keys of lease {id}");
+        assert!(granted == 600 && remaining > 590, "{when}: lease {id} {remaining}/{granted}");
+    }
+}
+
+/// Rounds of random lease writes, each ended by kill -9 and a restart (two shards, a
+/// snapshot every 7 entries): what comes back is what the acknowledged writes made.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarts_keep_what_acknowledged_lease_writes_made() {
+    let mut s = Server::start(&["--snapshot-count", "7", "--shards", "2"]);
+    let mut r = rng::Rng(0x1ea5e);
+    let mut m = Model::default();
+    for round in 0..4 {
+        let mut c = s.client().await;
+        for _ in 0..120 {
+            random_write(&mut c, &mut r, &mut m).await;
+        }
+        check_model(&mut c, &m, &format!("round {round}, before the kill")).await;
+        drop(c);
+        s.kill();
+        s.restart();
+        let mut c = s.client().await;
+        check_model(&mut c, &m, &format!("round {round}, after the restart")).await;
+    }
+    let mut c = s.client().await;
+    for id in m.leases.keys() {
+        c.lease_revoke(*id).await.unwrap();
+    }
+    for i in 0..20 {
+        let key = format!("k{i:02}");
+        let want = m.keys.get(&key).filter(|&&l| l == 0).copied();
+        assert_eq!(lease_of(&mut c, &key).await, want, "{key} after revoking every lease");
+    }
+}
