@@ -251,6 +251,26 @@ fn mask_remaining(s: &str, lo: i64, hi: i64) -> String {
     format!("{}<rem>{}", &s[..from], &s[to + 1..])
 }
 
+/// etcdctl's `-w json` output without the header's cluster_id, member_id and raft_term, keys
+/// sorted, a remaining `ttl` below the granted one checked and masked.
+fn normalized_json(out: &str) -> String {
+    let mut v: serde_json::Value = serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("bad json ({e}): {out}"));
+    for f in ["cluster_id", "member_id", "raft_term"] {
+        v.as_object_mut().expect("a json object").remove(f);
+        if let Some(h) = v.get_mut("header").and_then(|h| h.as_object_mut()) {
+            h.remove(f);
+        }
+    }
+    if let Some(keys) = v.get_mut("keys").and_then(|k| k.as_array_mut()) {
+        keys.sort_by_key(|k| k.to_string());
+    }
+    if let (Some(ttl), Some(granted)) = (v["ttl"].as_i64(), v["granted-ttl"].as_i64()) {
+        assert!(ttl > granted - 3 && ttl <= granted, "remaining {ttl} of {granted}: {out}");
+        v["ttl"] = "<rem>".into();
+    }
+    format!("{v}\n")
+}
+
 /// Sorts the keys of `attached keys([k2 k1])` (etcd lists them in Go map order).
 fn sort_attached(s: &str) -> String {
     let Some(at) = s.find("attached keys([") else { return s.to_string() };
@@ -279,6 +299,9 @@ impl Session<'_> {
             self.names.push((granted_id(&raw), name));
         }
         let (mut stdout, mut stderr) = (raw.clone(), stderr);
+        if args.contains(&"json") && code == 0 {
+            stdout = normalized_json(&stdout);
+        }
         for (hex, name) in &self.names {
             let dec = i64::from_str_radix(hex, 16).unwrap().to_string();
             stdout = stdout.replace(hex, name).replace(&dec, name);
@@ -303,9 +326,9 @@ impl Session<'_> {
 fn etcdctl_session(endpoint: &str) -> Vec<(i32, String, String)> {
     let mut s = Session { endpoint, names: Vec::new(), out: Vec::new() };
     let a = granted_id(&s.run(&["lease", "grant", "60"]));
+    let b = granted_id(&s.run(&["lease", "grant", "0"]));
     for args in [
-        &["lease", "grant", "0"][..],
-        &["lease", "grant", "9000000001"],
+        &["lease", "grant", "9000000001"][..],
         &["lease", "grant", "abc"],
         &["lease", "grant"],
         &["put", "--lease", &a, "k1", "v"],
@@ -318,6 +341,9 @@ fn etcdctl_session(endpoint: &str) -> Vec<(i32, String, String)> {
         &["lease", "timetolive", "--keys", &a],
         &["lease", "timetolive", "--keys", &a, "-w", "fields"],
         &["lease", "timetolive", "1234"],
+        &["lease", "timetolive", "--keys", &a, "-w", "json"],
+        &["lease", "keep-alive", "--once", &a, "-w", "json"],
+        &["lease", "list", "-w", "json"],
     ] {
         s.run(args);
     }
@@ -332,6 +358,8 @@ fn etcdctl_session(endpoint: &str) -> Vec<(i32, String, String)> {
         &["lease", "revoke", "xyz"],
         &["get", "--prefix", "k"],
         &["lease", "timetolive", &a],
+        &["lease", "revoke", &b],
+        &["lease", "list"],
     ] {
         s.run(args);
     }
@@ -354,9 +382,10 @@ fn etcdctl_lease_commands_match_etcd() {
     assert_eq!(want[1].1, "lease <B> granted with TTL(2s)\n");
     assert_eq!(want[12].1, "lease <A> granted with TTL(60s), remaining(<rem>), attached keys([k1 k2])\n");
     assert!(want[13].1.contains("\"TTL\" : <rem>\n"), "{}", want[13].1);
-    assert_eq!(want[15].1, "found 2 leases\n<B>\n<A>\n");
-    assert_eq!(want[16].1, "lease <A> keepalived with TTL(60)\n");
-    assert_eq!(want[22].1, "lease <A> already expired\n");
+    assert_eq!(want[18].1, "found 2 leases\n<B>\n<A>\n");
+    assert_eq!(want[19].1, "lease <A> keepalived with TTL(60)\n");
+    assert_eq!(want[25].1, "lease <A> already expired\n");
+    assert_eq!(want[27].1, "found 0 leases\n");
 }
 
 /// What a restart re-attaches is each key's newest record: a key detached (put without lease),
