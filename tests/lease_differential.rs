@@ -318,6 +318,19 @@ async fn txns_with_leases(pair: Pair) {
     // Unknown lease on the branch not taken.
     ok(&pair, txn(vec![lease_is("k", 5)], vec![put_op("w", "1", 0)], vec![put_op("x", "1", 42)])).await;
     ok(&pair, txn(vec![lease_is("k", 6)], vec![put_op("x", "1", 42)], vec![put_op("y", "1", 5)])).await;
+    // Unknown lease on the failure branch, taken.
+    assert_eq!(err(&pair, txn(vec![lease_is("k", 6)], vec![], vec![put_op("x", "1", 42)])).await, NOT_FOUND);
+    // Which error first: an unknown lease or ignore_lease on a missing key, in either order.
+    let ignore_missing = RequestOp { request: Some(Op::RequestPut(PutRequest { key: "nokey".into(), ignore_lease: true, ..Default::default() })) };
+    err(&pair, txn(vec![], vec![put_op("u", "1", 42), ignore_missing.clone()], vec![])).await;
+    err(&pair, txn(vec![], vec![ignore_missing, put_op("u", "1", 42)], vec![])).await;
+    let both = PutRequest { key: "nokey".into(), lease: 42, ignore_value: true, ..Default::default() };
+    err(&pair, Req::Put(both.clone())).await;
+    err(&pair, txn(vec![], vec![RequestOp { request: Some(Op::RequestPut(both)) }], vec![])).await;
+    let keep_all = PutRequest { key: "k".into(), ignore_lease: true, ignore_value: true, ..Default::default() };
+    ok(&pair, Req::Put(keep_all.clone())).await;
+    ok(&pair, txn(vec![], vec![RequestOp { request: Some(Op::RequestPut(keep_all)) }], vec![])).await;
+    ok(&pair, Req::Range("k".into())).await;
     // A missing key has lease 0.
     ok(&pair, txn(vec![lease_is("missing", 0)], vec![put_op("m", "1", 0)], vec![])).await;
     ok(&pair, txn(vec![lease_is("missing", 5)], vec![], vec![put_op("n", "1", 0)])).await;
