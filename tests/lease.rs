@@ -638,3 +638,64 @@ async fn restarts_keep_what_acknowledged_lease_writes_made() {
         assert_eq!(lease_of(&mut c, &key).await, want, "{key} after revoking every lease");
     }
 }
+
+/// Writers that never stop (grants, puts with and without leases, revokes) and kill -9 in the
+/// middle of them, three times: after each restart every key's lease exists and lists it, every
+/// lease's keys name it, and revoking every lease leaves no key with a lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kills_during_lease_writes_leave_consistent_leases() {
+    let mut s = Server::start(&["--snapshot-count", "9", "--shards", "2"]);
+    for round in 0..3u64 {
+        let c = s.client().await;
+        let mut writers = Vec::new();
+        for w in 0..4u64 {
+            let mut c = c.clone();
+            writers.push(tokio::spawn(async move {
+                let mut r = rng::Rng(round * 10 + w);
+                loop {
+                    let id = r.between(1, 12);
+                    let key = format!("k{:02}", r.below(20));
+                    // Errors (lease exists / not found, the server going away) are expected.
+                    let _ = match r.below(6) {
+                        0 => c.lease_grant(600, Some(LeaseGrantOptions::new().with_id(id))).await.map(drop),
+                        1 => c.lease_revoke(id).await.map(drop),
+                        2 => c.put(key, "plain", None).await.map(drop),
+                        3 => c.delete(key, None).await.map(drop),
+                        _ => c.put(key, "leased", Some(PutOptions::new().with_lease(id))).await.map(drop),
+                    };
+                }
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        s.kill();
+        for w in writers {
+            w.abort();
+        }
+        drop(c);
+        s.restart();
+        let mut c = s.client().await;
+        let ids: Vec<i64> = c.leases().await.unwrap().leases().iter().map(|l| l.id()).collect();
+        let mut on_leases = std::collections::BTreeMap::new();
+        for id in &ids {
+            for key in time_to_live(&mut c, *id).await.2 {
+                assert!(on_leases.insert(key.clone(), *id).is_none(), "round {round}: {key} on two leases");
+            }
+        }
+        for i in 0..20 {
+            let key = format!("k{i:02}");
+            let lease = lease_of(&mut c, &key).await.filter(|&l| l != 0);
+            assert_eq!(lease, on_leases.get(&key).copied(), "round {round}: {key} vs the leases' keys");
+            if let Some(l) = lease {
+                assert!(ids.contains(&l), "round {round}: {key} names lease {l}, which is gone");
+            }
+        }
+    }
+    let mut c = s.client().await;
+    for l in c.leases().await.unwrap().leases().to_vec() {
+        c.lease_revoke(l.id()).await.unwrap();
+    }
+    for i in 0..20 {
+        let key = format!("k{i:02}");
+        assert!(lease_of(&mut c, &key).await.unwrap_or(0) == 0, "{key} keeps a lease after every revoke");
+    }
+}
