@@ -119,11 +119,12 @@ async fn leases_survive_a_restart() {
     assert!(snapped, "lease 100 never reached a snapshot manifest");
     grant(&mut c, 200, 20).await;
     put_leased(&mut c, "tail/a", 200).await;
-    grant(&mut c, 300, 2).await;
-    put_leased(&mut c, "short", 300).await;
+    grant(&mut c, 400, 9_000_000_000).await;
     // Spend some of lease 100's TTL: it must come back whole.
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(time_to_live(&mut c, 100).await.0 <= 27);
+    grant(&mut c, 300, 2).await;
+    put_leased(&mut c, "short", 300).await;
     drop(c);
     s.kill();
     s.restart();
@@ -139,9 +140,13 @@ async fn leases_survive_a_restart() {
     assert_eq!(keys, ["tail/a"]);
     let mut ids: Vec<i64> = c.leases().await.unwrap().leases().iter().map(|l| l.id()).collect();
     ids.sort();
-    assert!(ids == [100, 200, 300] || ids == [100, 200], "leases after restart: {ids:?}");
+    assert_eq!(ids, [100, 200, 300, 400], "leases after restart");
+    let (remaining, granted, _) = time_to_live(&mut c, 400).await;
+    assert!(granted == 9_000_000_000 && remaining >= 9_000_000_000 - 1, "the longest lease: {remaining}/{granted}");
     // The short lease gets 2 s + the election timeout from the restart.
-    gone_by(&mut c, "short", restarted, Duration::from_secs(3) + EXPIRY_SLACK).await;
+    assert_eq!(lease_of(&mut c, "short").await, Some(300));
+    let took = gone_by(&mut c, "short", restarted, Duration::from_secs(3) + EXPIRY_SLACK).await;
+    assert!(took >= Duration::from_millis(2500), "the short lease went {took:?} after the restart");
     c.lease_revoke(100).await.expect("revoke after restart");
     assert_eq!(lease_of(&mut c, "snap/a").await, None);
     assert_eq!(lease_of(&mut c, "snap/b").await, None);
