@@ -17,8 +17,10 @@ pub const MAX_CHECKPOINTS_PER_ENTRY: usize = 1000;
 
 /// etcd's minimum lease TTL: ceil(3/2 election ticks x heartbeat), 2 s with the defaults.
 pub fn min_ttl_seconds(heartbeat: std::time::Duration, election_ticks: u64) -> i64 {
-    let min = heartbeat.as_secs_f64() * ((3 * election_ticks) / 2) as f64;
-    min.ceil() as i64
+    // In whole milliseconds, as etcd's Duration arithmetic: a float product can land just
+    // above a whole second and round up one too many.
+    let ms = heartbeat.as_millis() as u64 * ((3 * election_ticks) / 2);
+    ms.div_ceil(1000) as i64
 }
 
 /// Server-chosen lease ids, laid out as etcd's: member id (low 16 bits) | milliseconds (40
