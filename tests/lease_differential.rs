@@ -370,20 +370,9 @@ impl KeepAlive {
         let (requests, rx) = mpsc::unbounded_channel();
         let (tx, responses) = mpsc::unbounded_channel();
         let task = tokio::spawn(async move {
-            let mut stream = match LeaseClient::new(ch).lease_keep_alive(UnboundedReceiverStream::new(rx)).await {
-                Ok(s) => s.into_inner(),
-                Err(e) => return drop(tx.send(Err(format!("keepalive call failed: {e}")))),
-            };
-            loop {
-                let item = match stream.message().await {
-                    Ok(Some(r)) => Ok(r),
-                    Ok(None) => Err("the server ended the stream".to_string()),
-                    Err(e) => Err(format!("stream error: {e}")),
-                };
-                let end = item.is_err();
-                if tx.send(item).is_err() || end {
-                    return;
-                }
+            match LeaseClient::new(ch).lease_keep_alive(UnboundedReceiverStream::new(rx)).await {
+                Ok(stream) => watch_pair::pump(stream.into_inner(), tx).await,
+                Err(e) => drop(tx.send(Err(format!("keepalive call failed: {e}")))),
             }
         });
         KeepAlive { requests, responses, task }

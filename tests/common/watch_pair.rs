@@ -129,20 +129,9 @@ impl Half {
         // etcd (grpc-go) sends the response headers with its first message, so the call is
         // awaited in the task, never before the first request is sent.
         let task = tokio::spawn(async move {
-            let mut stream = match WatchClient::new(ch).watch(UnboundedReceiverStream::new(rx)).await {
-                Ok(s) => s.into_inner(),
-                Err(e) => return drop(tx.send(Err(format!("watch call failed: {e}")))),
-            };
-            loop {
-                let item = match stream.message().await {
-                    Ok(Some(r)) => Ok(r),
-                    Ok(None) => Err("the server ended the stream".to_string()),
-                    Err(e) => Err(format!("stream error: {e}")),
-                };
-                let end = item.is_err();
-                if tx.send(item).is_err() || end {
-                    return;
-                }
+            match WatchClient::new(ch).watch(UnboundedReceiverStream::new(rx)).await {
+                Ok(stream) => pump(stream.into_inner(), tx).await,
+                Err(e) => drop(tx.send(Err(format!("watch call failed: {e}")))),
             }
         });
         Half { requests: Some(requests), responses, task }
@@ -333,4 +322,20 @@ pub fn of(rs: &[WatchResponse], id: i64) -> &WatchResponse {
 
 pub fn rev(r: &WatchResponse) -> i64 {
     r.header.as_ref().expect("a header").revision
+}
+
+/// Passes a server stream's messages on, then why it ended (an error, or the server closing
+/// it), until the receiver is gone.
+pub async fn pump<T>(mut stream: tonic::Streaming<T>, tx: mpsc::UnboundedSender<Result<T, String>>) {
+    loop {
+        let item = match stream.message().await {
+            Ok(Some(r)) => Ok(r),
+            Ok(None) => Err("the server ended the stream".to_string()),
+            Err(e) => Err(format!("stream error: {e}")),
+        };
+        let end = item.is_err();
+        if tx.send(item).is_err() || end {
+            return;
+        }
+    }
 }
