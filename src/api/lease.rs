@@ -7,11 +7,11 @@
 use std::pin::Pin;
 use std::sync::Arc;
 
-use futures_util::{Stream, StreamExt};
+use futures_util::{FutureExt, Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
 use super::Ctx;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::kv::response::Response as Applied;
 use crate::mvcc::store::RangeQuery;
 use crate::mvcc::KeyRange;
@@ -20,7 +20,9 @@ use crate::proto::etcdserverpb::lease_server;
 use crate::proto::etcdserverpb::*;
 
 /// Keepalive answers a stream may have waiting for its client.
-const KEEPALIVE_BUFFER: usize = 64;
+const KEEPALIVE_BUFFER: usize = 1024;
+/// Keepalives of one stream renewed in one message to the lessor.
+const MAX_KEEPALIVES_PER_BATCH: usize = 1024;
 
 pub struct LeaseService {
     ctx: Arc<Ctx>,
@@ -115,21 +117,32 @@ impl lease_server::Lease for LeaseService {
     }
 }
 
-/// Answers each keepalive in order until the client stops; an error other than an unknown
-/// lease (answered TTL 0) ends the stream, as etcd's.
+/// Answers the keepalives in order until the client stops. Those that arrived together go to
+/// the lessor as one message (a client keeps all its leases alive on one stream). An error other
+/// than an unknown lease (answered TTL 0) ends the stream, as etcd's.
 async fn keep_alive(ctx: Arc<Ctx>, mut requests: Streaming<LeaseKeepAliveRequest>, tx: tokio::sync::mpsc::Sender<std::result::Result<LeaseKeepAliveResponse, Status>>) {
-    while let Some(Ok(req)) = requests.next().await {
+    while let Some(Ok(first)) = requests.next().await {
+        let mut ids = vec![first.id];
+        while ids.len() < MAX_KEEPALIVES_PER_BATCH {
+            match requests.next().now_or_never() {
+                Some(Some(Ok(req))) => ids.push(req.id),
+                _ => break,
+            }
+        }
         // etcd takes the header before renewing.
         let mut header = None;
         ctx.fill(&mut header);
-        let answer = match ctx.raft.lease_renew(req.id).await {
-            Ok(ttl) => Ok(LeaseKeepAliveResponse { header, id: req.id, ttl }),
-            Err(Error::LeaseNotFound) => Ok(LeaseKeepAliveResponse { header, id: req.id, ttl: 0 }),
-            Err(e) => Err(Status::from(e)),
+        let answers = match ctx.raft.lease_renew(ids.clone()).await {
+            Ok(ttls) => ttls,
+            Err(e) => {
+                let _ = tx.send(Err(Status::from(e))).await;
+                return;
+            }
         };
-        let stop = answer.is_err();
-        if tx.send(answer).await.is_err() || stop {
-            return;
+        for (id, ttl) in ids.into_iter().zip(answers) {
+            if tx.send(Ok(LeaseKeepAliveResponse { header, id, ttl })).await.is_err() {
+                return;
+            }
         }
     }
 }

@@ -368,13 +368,22 @@ impl Driver {
         let now = Instant::now();
         let lessor = self.applier.lessor();
         match call {
-            LeaseCall::Renew { id, reply } => {
-                let (ttl, clear) = lessor.renew(id, now).unwrap_or((0, false));
-                if clear {
-                    let cp = LeaseCheckpoint { id, remaining_ttl: 0 };
-                    self.propose_internal(Request::LeaseCheckpoint(LeaseCheckpointRequest { checkpoints: vec![cp] }));
+            LeaseCall::Renew { ids, reply } => {
+                let mut clear = Vec::new();
+                let ttls = ids
+                    .into_iter()
+                    .map(|id| {
+                        let (ttl, must_clear) = lessor.renew(id, now).unwrap_or((0, false));
+                        if must_clear {
+                            clear.push(LeaseCheckpoint { id, remaining_ttl: 0 });
+                        }
+                        ttl
+                    })
+                    .collect();
+                if !clear.is_empty() {
+                    self.propose_internal(Request::LeaseCheckpoint(LeaseCheckpointRequest { checkpoints: clear }));
                 }
-                let _ = reply.send(Ok(ttl));
+                let _ = reply.send(Ok(ttls));
             }
             LeaseCall::TimeToLive { id, reply } => {
                 let _ = reply.send(Ok(lessor.time_to_live(id, now)));

@@ -28,8 +28,9 @@ pub enum CoreMsg {
 
 /// A lease call answered by the leader's lessor.
 pub enum LeaseCall {
-    /// A keepalive: the TTL renewed to, 0 when the lease is unknown or expired.
-    Renew { id: i64, reply: oneshot::Sender<Result<i64>> },
+    /// Keepalives (a stream's batch): the TTL each lease is renewed to, 0 when it is unknown
+    /// or expired.
+    Renew { ids: Vec<i64>, reply: oneshot::Sender<Result<Vec<i64>>> },
     /// (remaining seconds, granted TTL, keys put with it), or None when unknown.
     TimeToLive { id: i64, reply: oneshot::Sender<Result<Option<LeaseTtl>>> },
     /// Every lease id, soonest expiry first.
@@ -85,8 +86,8 @@ impl RaftHandle {
         self.call(|reply| CoreMsg::DiskBarrier { reply }).await
     }
 
-    pub async fn lease_renew(&self, id: i64) -> Result<i64> {
-        self.call(|reply| CoreMsg::Lease { call: LeaseCall::Renew { id, reply } }).await
+    pub async fn lease_renew(&self, ids: Vec<i64>) -> Result<Vec<i64>> {
+        self.call(|reply| CoreMsg::Lease { call: LeaseCall::Renew { ids, reply } }).await
     }
 
     pub async fn lease_time_to_live(&self, id: i64) -> Result<Option<LeaseTtl>> {
