@@ -17,10 +17,11 @@ use ballast_bench::proto::etcdserverpb::kv_client::KvClient;
 use ballast_bench::proto::etcdserverpb::{
     compare, request_op, response_op, Compare, PutRequest, RangeRequest, RequestOp, TxnRequest,
 };
-use ballast_bench::report::{ms, ratio};
+use ballast_bench::report::{ms, opt, ratio};
 use ballast_bench::LOADGEN_THREADS;
 use tonic::transport::{Channel, Endpoint};
 
+mod lease;
 mod watch;
 
 const KEY_LEN: usize = 32;
@@ -28,7 +29,7 @@ const VALUE_LEN: usize = 256;
 /// Value size of the restart workload's data set; its key count is `--restart-bytes` / this.
 const RESTART_VALUE_LEN: usize = 4096;
 /// Every known workload id, in the default order (`restart` runs on its own server, after `load`).
-const WORKLOAD_IDS: [&str; 11] = [
+const WORKLOAD_IDS: [&str; 12] = [
     "put-1c",
     "put-100c",
     "put-1000c",
@@ -40,6 +41,7 @@ const WORKLOAD_IDS: [&str; 11] = [
     "watch-1000",
     "watch-max",
     "watch-idle",
+    "lease-keepalive",
 ];
 const USAGE: &str = "\
 usage: cargo run --release -p ballast-bench -- [options]
@@ -60,11 +62,13 @@ usage: cargo run --release -p ballast-bench -- [options]
   --targets LIST     comma-separated subset of: etcd-3.5,etcd-3.4,ballast-1shard,ballast-2shards,sol
   --workloads LIST   comma-separated subset of:
                      put-1c,put-100c,put-1000c,range-lin,range-ser,txn-cas,load,restart,
-                     watch-1000,watch-max,watch-idle (not for sol)
+                     watch-1000,watch-max,watch-idle,lease-keepalive (not for sol)
   --watchers N       watchers of watch-1000 / watch-max (default 1000, over 100 streams / 10 conns)
   --watch-rate R     puts/s of watch-1000 (default 200; it writes --ops/10 puts); watch-max starts
                      at R/4 and doubles, each step half as long as watch-1000
   --idle-watchers N  watchers of watch-idle (default 10000, over 100 streams / 10 conns)
+  --leases N         leases of lease-keepalive (default 1000), all kept alive over one stream
+  --lease-secs S     measured seconds of lease-keepalive (default 10, after 1 s of warmup)
   --no-build         do not run `cargo build --release` for ballast and sol first
   --keep-data        keep each target's data dir after its run
   --out PATH         where to write the results markdown (default bench/RESULTS.md)
@@ -91,6 +95,8 @@ struct Opts {
     watchers: u64,
     idle_watchers: u64,
     watch_rate: f64,
+    leases: u64,
+    lease_secs: f64,
     build: bool,
     keep_data: bool,
     out: PathBuf,
@@ -121,6 +127,8 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
         watchers: 1000,
         idle_watchers: 10_000,
         watch_rate: 200.0,
+        leases: 1000,
+        lease_secs: 10.0,
         build: true,
         keep_data: false,
         out: Path::new(env!("CARGO_MANIFEST_DIR")).join("RESULTS.md"),
@@ -184,6 +192,8 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
             "--watchers" => o.watchers = num(val()?)?.max(1),
             "--idle-watchers" => o.idle_watchers = num(val()?)?.max(1),
             "--watch-rate" => o.watch_rate = secs(val()?)?.max(1.0),
+            "--leases" => o.leases = num(val()?)?.max(1),
+            "--lease-secs" => o.lease_secs = secs(val()?)?.max(0.1),
             "--no-build" => o.build = false,
             "--keep-data" => o.keep_data = true,
             "--out" => o.out = PathBuf::from(val()?),
@@ -1644,6 +1654,8 @@ async fn main() {
     let restart_name = format!("restart {}", human_bytes(o.restart_bytes));
     let watch_ids = watch_selected(&o);
     let mut watch_rows: Vec<watch::WatchRow> = Vec::new();
+    let do_lease = lease_selected(&o);
+    let mut lease_rows: Vec<lease::LeaseRow> = Vec::new();
     let mut rows: Vec<Row> = Vec::new();
     let mut restart_rows: Vec<RestartRow> = Vec::new();
     for t in &targets {
@@ -1684,6 +1696,9 @@ async fn main() {
         if t.kind != Kind::Sol {
             run_watch(&o, t, &bin, &dir, &watch_ids, &mut watch_rows).await;
         }
+        if do_lease && t.kind != Kind::Sol {
+            lease_rows.push(run_lease(&o, t, &bin, &dir.join(lease::ID)).await);
+        }
     }
     let mut tbl = if workloads.is_empty() {
         String::new()
@@ -1718,6 +1733,18 @@ async fn main() {
             text.push_str(&more);
         }
         nts.push_str(&watch::notes(&watch_rows));
+    }
+    if !lease_rows.is_empty() {
+        for (text, more) in [
+            (&mut tbl, lease::table(&lease_rows)),
+            (&mut legend, lease::LEGEND.to_string()),
+        ] {
+            if !text.is_empty() {
+                text.push_str("\n\n");
+            }
+            text.push_str(&more);
+        }
+        nts.push_str(&lease::notes(&lease_rows));
     }
     println!("\n{tbl}\n{nts}");
     let mut md = String::new();
@@ -1754,6 +1781,16 @@ async fn main() {
             w.rate / watch::MAX_START_DIV,
             w.puts as f64 / w.rate / 2.0,
             w.idle_watchers,
+        );
+    }
+    if do_lease {
+        let _ = writeln!(
+            md,
+            "- lease parameters: {} leases (TTL {} s) kept alive over 1 LeaseKeepAlive stream, {} in flight, {} s measured after 1 s warmup\n",
+            o.leases,
+            lease::TTL,
+            o.leases,
+            o.lease_secs,
         );
     }
     let _ = writeln!(md, "{tbl}\n{legend}\n\n{nts}");
@@ -1808,26 +1845,13 @@ async fn run_watch(
     for id in ids {
         let wdir = dir.join(id);
         let name = watch_name(id, &wo);
-        let res = match start(t, bin, &wdir) {
-            Err(e) => Err(e),
-            Ok(mut s) => {
-                let r = match wait_ready(&mut s).await {
-                    Ok(()) => watch::run(id, &wo, &s.url, s.pid).await,
-                    Err(e) => Err(e),
-                };
-                let r = match s.exited() {
-                    Some(e) => Err(r.err().map_or(e.clone(), |r| format!("{r}; {e}"))),
-                    None => r,
-                };
-                s.stop();
-                r
-            }
-        };
+        let wo = &wo;
+        let res = on_fresh_server(t, bin, &wdir, o.keep_data, |url, pid| async move {
+            watch::run(id, wo, &url, pid).await
+        })
+        .await;
         if let Err(e) = &res {
             eprintln!("bench: {} {name}: failed: {e}", t.name);
-        }
-        if !o.keep_data {
-            let _ = std::fs::remove_dir_all(wdir.join("data"));
         }
         rows.push(watch::WatchRow {
             id,
@@ -1838,6 +1862,80 @@ async fn run_watch(
             res,
         });
     }
+}
+
+/// Whether the lease-keepalive workload is selected.
+fn lease_selected(o: &Opts) -> bool {
+    o.workloads
+        .as_ref()
+        .is_none_or(|l| l.iter().any(|n| n == lease::ID))
+}
+
+/// Runs lease-keepalive on a fresh server of its own (`dir`).
+async fn run_lease(o: &Opts, t: &Target, bin: &Path, dir: &Path) -> lease::LeaseRow {
+    let lo = lease::LeaseOpts {
+        leases: o.leases as usize,
+        secs: o.lease_secs,
+        max_secs: o.max_secs,
+    };
+    let name = format!("lease keepalive {}", o.leases);
+    let lo = &lo;
+    let res = on_fresh_server(t, bin, dir, o.keep_data, |url, pid| async move {
+        lease::run(lo, &url, pid).await
+    })
+    .await;
+    match &res {
+        Ok(r) => eprintln!(
+            "bench: {:<16} {name}: {:.0} keepalives/s  p99 {} ms  server cpu {} µs/keepalive  bad {}",
+            t.name,
+            r.per_sec,
+            ms(r.m.p99_us as f64),
+            opt(r.m.server_cpu_us, 2),
+            r.bad
+        ),
+        Err(e) => eprintln!("bench: {} {name}: failed: {e}", t.name),
+    }
+    lease::LeaseRow {
+        name,
+        target: t.name,
+        is_etcd: t.kind == Kind::Etcd,
+        is_ballast: matches!(t.kind, Kind::Ballast(_)),
+        res,
+    }
+}
+
+/// Starts `t` on a fresh `dir`, runs `f(url, pid)` against it once it serves, stops it (removing
+/// its data dir unless `keep_data`). A server that exited meanwhile fails the run.
+async fn on_fresh_server<T, F, Fut>(
+    t: &Target,
+    bin: &Path,
+    dir: &Path,
+    keep_data: bool,
+    f: F,
+) -> Result<T, String>
+where
+    F: FnOnce(String, i32) -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let res = match start(t, bin, dir) {
+        Err(e) => Err(e),
+        Ok(mut s) => {
+            let r = match wait_ready(&mut s).await {
+                Ok(()) => f(s.url.clone(), s.pid).await,
+                Err(e) => Err(e),
+            };
+            let r = match s.exited() {
+                Some(e) => Err(r.err().map_or(e.clone(), |r| format!("{r}; {e}"))),
+                None => r,
+            };
+            s.stop();
+            r
+        }
+    };
+    if !keep_data {
+        let _ = std::fs::remove_dir_all(dir.join("data"));
+    }
+    res
 }
 
 /// Starts `t` on a fresh `dir`, runs `workloads` against it in order, stops it.

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use ballast_bench::procstat::{cpu_ticks, cpu_us_per, rss_mib};
 
+pub use clients::connect;
 use clients::{wait_created, Layout, Watchers};
 pub use idle::IdleRes;
 use shared::{Shared, PREFIX};

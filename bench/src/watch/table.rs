@@ -2,7 +2,7 @@
 //! watch-idle, with ratios of ballast rows against etcd 3.5 (else etcd 3.4), and their notes.
 use std::fmt::Write as _;
 
-use ballast_bench::report::{ms, ratio};
+use ballast_bench::report::{ms, opt, ratio, Cells};
 
 use super::{FlowRes, IdleRes, StepRes, WatchRes};
 
@@ -25,10 +25,6 @@ fn reference<'a>(rows: &'a [WatchRow], id: &str) -> Option<&'a WatchRes> {
 
 fn shown(f: &FlowRes) -> Option<&StepRes> {
     f.shown.and_then(|i| f.steps.get(i))
-}
-
-fn opt(v: Option<f64>, digits: usize) -> String {
-    v.map_or("—".into(), |c| format!("{c:.digits$}"))
 }
 
 fn failed(id_name: &str, target: &str, e: &str, cols: usize) -> String {
@@ -60,19 +56,22 @@ fn flow_row(s: &mut String, r: &WatchRow, f: &FlowRes, etcd: Option<&StepRes>) {
     }
     let _ = writeln!(
         s,
-        "| {} | {} | {:.0} | {} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {vp} | {vc} | {ve} |",
+        "| {} | {} | {:.0} | {} | {} | {:.0} | {} | {vp} | {vc} | {ve} |",
         r.name,
         r.target,
         x.rate,
         x.delivered,
         x.missing(),
         x.events_per_sec,
-        ms(x.p50_us as f64),
-        ms(x.p99_us as f64),
-        ms(x.p999_us as f64),
-        opt(x.server_cpu_us, 2),
-        opt(x.client_cpu_us, 2),
-        opt(x.rss_mib, 0),
+        Cells {
+            p50_us: x.p50_us,
+            p99_us: x.p99_us,
+            p999_us: x.p999_us,
+            server_cpu_us: x.server_cpu_us,
+            client_cpu_us: x.client_cpu_us,
+            rss_mib: x.rss_mib,
+        }
+        .cols(),
     );
 }
 
