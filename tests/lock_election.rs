@@ -105,6 +105,12 @@ async fn one_leader_at_a_time_observe_sees_every_change_and_resign_hands_over() 
     assert_eq!((err.code(), err.message()), (tonic::Code::Unknown, "election: not leader"));
     let err = within(e.resign(ResignRequest { leader: None })).await.unwrap_err();
     assert_eq!(err.message(), "\"leader\" field must be provided");
+    // A campaign on a revoked lease: etcd's answer, and no key is left behind.
+    LeaseClient::new(ch.clone()).lease_revoke(LeaseRevokeRequest { id: la }).await.unwrap();
+    let err = within(e.campaign(CampaignRequest { name: b"el".to_vec(), lease: la, value: b"x".to_vec() })).await.unwrap_err();
+    assert_eq!((err.code(), err.message()), (tonic::Code::Unknown, "etcdserver: requested lease not found"));
+    let leader = within(e.leader(LeaderRequest { name: b"el".to_vec() })).await.unwrap().into_inner().kv.unwrap();
+    assert_eq!(leader.key, b.key, "the leader is unchanged");
 
     let mut values = Vec::new();
     while values.len() < 3 {
