@@ -40,10 +40,10 @@ impl watch_server::Watch for WatchService {
         tokio::spawn(forward_requests(hub.clone(), id, req.into_inner()));
         let closer = CloseOnDrop { hub, stream: id };
         let queued = stream.queued;
-        let responses = stream.responses.into_stream().map(move |o| {
+        let responses = stream.responses.into_stream().flat_map(move |o| {
             let _ = &closer;
             queued.fetch_sub(o.bytes, Ordering::Relaxed);
-            Ok(o.resp)
+            futures_util::stream::iter(o.resps.into_iter().map(Ok))
         });
         Ok(Response::new(Box::pin(responses)))
     }

@@ -87,28 +87,34 @@ pub async fn wait_delete(ctx: &Arc<Ctx>, key: &[u8], rev: i64) -> Result<()> {
 pub struct Subscription {
     ctx: Arc<Ctx>,
     stream: crate::watch::StreamHandle,
+    /// Responses received and not yet looked at.
+    ready: std::collections::VecDeque<WatchResponse>,
 }
 
 impl Subscription {
     pub async fn open(ctx: &Arc<Ctx>, req: WatchCreateRequest) -> Result<Subscription> {
         let stream = ctx.watch.open().await?;
-        let sub = Subscription { ctx: ctx.clone(), stream };
+        let sub = Subscription { ctx: ctx.clone(), stream, ready: Default::default() };
         ctx.watch.send(HubMsg::Create { stream: sub.stream.id, req }).await?;
         Ok(sub)
     }
 
     /// The next response with events: (its header, its events).
     pub async fn next(&mut self) -> Result<(Option<ResponseHeader>, Vec<crate::proto::mvccpb::Event>)> {
-        while let Ok(o) = self.stream.responses.recv_async().await {
+        loop {
+            if let Some(resp) = self.ready.pop_front() {
+                if resp.canceled {
+                    return Err(Error::LostWatcher);
+                }
+                if !resp.events.is_empty() {
+                    return Ok((resp.header, resp.events));
+                }
+                continue;
+            }
+            let o = self.stream.responses.recv_async().await.map_err(|_| Error::Stopped)?;
             self.stream.queued.fetch_sub(o.bytes, Ordering::Relaxed);
-            if o.resp.canceled {
-                return Err(Error::LostWatcher);
-            }
-            if !o.resp.events.is_empty() {
-                return Ok((o.resp.header, o.resp.events));
-            }
+            self.ready.extend(o.resps);
         }
-        Err(Error::Stopped)
     }
 }
 

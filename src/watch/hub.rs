@@ -38,11 +38,13 @@ struct Stream {
     watchers: HashMap<i64, Watcher>,
 }
 
-/// Where a stream's responses go.
+/// Where a stream's responses go: gathered during a turn of the hub, sent at its end.
 struct Sink {
     out: flume::Sender<Outgoing>,
-    /// Bytes sent and not yet taken by the front end.
+    /// Bytes sent (or gathered) and not yet taken by the front end.
     queued: Arc<AtomicUsize>,
+    pending: Vec<WatchResponse>,
+    pending_bytes: usize,
 }
 
 impl Sink {
@@ -54,11 +56,20 @@ impl Sink {
         self.out.is_disconnected()
     }
 
-    fn send(&self, resp: WatchResponse) {
-        let bytes = prost::Message::encoded_len(&resp);
+    fn send(&mut self, resp: WatchResponse) {
+        let bytes = approx_bytes(&resp);
         self.queued.fetch_add(bytes, Ordering::Relaxed);
-        // A stream whose front end is gone is removed at the next fan-out.
-        let _ = self.out.send(Outgoing { resp, bytes });
+        self.pending_bytes += bytes;
+        self.pending.push(resp);
+    }
+
+    /// Sends what the turn gathered. A stream whose front end is gone is removed at the next
+    /// fan-out.
+    fn flush(&mut self) {
+        if !self.pending.is_empty() {
+            let resps = std::mem::take(&mut self.pending);
+            let _ = self.out.send(Outgoing { resps, bytes: std::mem::take(&mut self.pending_bytes) });
+        }
     }
 }
 
@@ -108,6 +119,7 @@ pub async fn run(cfg: HubConfig, shards: Shards, status: Arc<ServerStatus>, rx: 
             next_progress = now + hub.cfg.progress_interval;
             hub.progress_notify();
         }
+        hub.flush();
     }
 }
 
@@ -115,7 +127,7 @@ impl Hub {
     async fn take(&mut self, msg: HubMsg) {
         match msg {
             HubMsg::Open { stream, out, queued } => {
-                let s = Stream { sink: Sink { out, queued }, next_id: 0, watchers: HashMap::new() };
+                let s = Stream { sink: Sink { out, queued, pending: Vec::new(), pending_bytes: 0 }, next_id: 0, watchers: HashMap::new() };
                 self.streams.insert(stream, s);
             }
             HubMsg::Close { stream } => {
@@ -330,6 +342,13 @@ impl Hub {
         }
     }
 
+    /// Sends every stream what this turn gathered for it.
+    fn flush(&mut self) {
+        for s in self.streams.values_mut() {
+            s.sink.flush();
+        }
+    }
+
     fn publish(&self) {
         let applied = self.status.applied_rev();
         let (mut watchers, mut slow, mut oldest_wait) = (0, 0, applied + 1);
@@ -346,6 +365,13 @@ impl Hub {
         h.slow_watchers.set(slow as f64);
         h.watch_lag.set((applied + 1 - oldest_wait) as f64);
     }
+}
+
+/// About the bytes a response encodes to (keys, values, their previous ones, and a margin for
+/// the fixed fields): cheaper than encoding it twice, and close enough for the stream budget.
+fn approx_bytes(resp: &WatchResponse) -> usize {
+    let kv = |kv: &Option<crate::proto::mvccpb::KeyValue>| kv.as_ref().map_or(0, |kv| kv.key.len() + kv.value.len() + 40);
+    48 + resp.events.iter().map(|e| 8 + kv(&e.kv) + kv(&e.prev_kv)).sum::<usize>() + resp.cancel_reason.len()
 }
 
 /// The next automatic id: etcd counts up from 0, skipping ids in use.

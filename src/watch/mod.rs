@@ -26,10 +26,11 @@ pub const CATCH_UP_MAX_REVISIONS: usize = 1000;
 /// How often watchers moved aside are caught up (etcd: 100 ms).
 pub const SYNC_INTERVAL: Duration = Duration::from_millis(100);
 
-/// A response for a stream, with its encoded size (counted against `STREAM_BUFFER_BYTES`
-/// until the stream takes it).
+/// The responses for a stream gathered in one turn of the hub (one channel message, so one
+/// wake-up of the stream's thread), with about the bytes they encode to (counted against
+/// `STREAM_BUFFER_BYTES` until the stream takes them).
 pub struct Outgoing {
-    pub resp: WatchResponse,
+    pub resps: Vec<WatchResponse>,
     pub bytes: usize,
 }
 
