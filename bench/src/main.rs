@@ -17,7 +17,7 @@ use ballast_bench::proto::etcdserverpb::kv_client::KvClient;
 use ballast_bench::proto::etcdserverpb::{
     compare, request_op, response_op, Compare, PutRequest, RangeRequest, RequestOp, TxnRequest,
 };
-use ballast_bench::report::{ms, opt, ratio};
+use ballast_bench::report::{ms, opt, ratio, TargetRow};
 use ballast_bench::LOADGEN_THREADS;
 use tonic::transport::{Channel, Endpoint};
 
@@ -29,7 +29,7 @@ const VALUE_LEN: usize = 256;
 /// Value size of the restart workload's data set; its key count is `--restart-bytes` / this.
 const RESTART_VALUE_LEN: usize = 4096;
 /// Every known workload id, in the default order (`restart` runs on its own server, after `load`).
-const WORKLOAD_IDS: [&str; 12] = [
+const WORKLOAD_IDS: [&str; 13] = [
     "put-1c",
     "put-100c",
     "put-1000c",
@@ -42,6 +42,7 @@ const WORKLOAD_IDS: [&str; 12] = [
     "watch-max",
     "watch-idle",
     "lease-keepalive",
+    "lease-expiry",
 ];
 const USAGE: &str = "\
 usage: cargo run --release -p ballast-bench -- [options]
@@ -62,13 +63,17 @@ usage: cargo run --release -p ballast-bench -- [options]
   --targets LIST     comma-separated subset of: etcd-3.5,etcd-3.4,ballast-1shard,ballast-2shards,sol
   --workloads LIST   comma-separated subset of:
                      put-1c,put-100c,put-1000c,range-lin,range-ser,txn-cas,load,restart,
-                     watch-1000,watch-max,watch-idle,lease-keepalive (not for sol)
+                     watch-1000,watch-max,watch-idle,lease-keepalive,lease-expiry (not for sol)
   --watchers N       watchers of watch-1000 / watch-max (default 1000, over 100 streams / 10 conns)
   --watch-rate R     puts/s of watch-1000 (default 200; it writes --ops/10 puts); watch-max starts
                      at R/4 and doubles, each step half as long as watch-1000
   --idle-watchers N  watchers of watch-idle (default 10000, over 100 streams / 10 conns)
   --leases N         leases of lease-keepalive (default 1000), all kept alive over one stream
   --lease-secs S     measured seconds of lease-keepalive (default 10, after 1 s of warmup)
+  --expiring-leases N  leases of lease-expiry (default 100000), one key each, left to expire;
+                     revoked at ~1000/s by etcd and ballast alike, so ~N/1000 s per target
+  --expiry-ttl S     their TTL (default 45; must outlast granting them and putting their keys)
+  --expiry-rate R    puts/s of the writer running while they expire (default 500)
   --no-build         do not run `cargo build --release` for ballast and sol first
   --keep-data        keep each target's data dir after its run
   --out PATH         where to write the results markdown (default bench/RESULTS.md)
@@ -97,6 +102,9 @@ struct Opts {
     watch_rate: f64,
     leases: u64,
     lease_secs: f64,
+    expiring_leases: u64,
+    expiry_ttl: u64,
+    expiry_rate: f64,
     build: bool,
     keep_data: bool,
     out: PathBuf,
@@ -129,6 +137,9 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
         watch_rate: 200.0,
         leases: 1000,
         lease_secs: 10.0,
+        expiring_leases: 100_000,
+        expiry_ttl: 45,
+        expiry_rate: 500.0,
         build: true,
         keep_data: false,
         out: Path::new(env!("CARGO_MANIFEST_DIR")).join("RESULTS.md"),
@@ -194,6 +205,9 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
             "--watch-rate" => o.watch_rate = secs(val()?)?.max(1.0),
             "--leases" => o.leases = num(val()?)?.max(1),
             "--lease-secs" => o.lease_secs = secs(val()?)?.max(0.1),
+            "--expiring-leases" => o.expiring_leases = num(val()?)?.max(1),
+            "--expiry-ttl" => o.expiry_ttl = num(val()?)?.max(2),
+            "--expiry-rate" => o.expiry_rate = secs(val()?)?.max(1.0),
             "--no-build" => o.build = false,
             "--keep-data" => o.keep_data = true,
             "--out" => o.out = PathBuf::from(val()?),
@@ -1654,8 +1668,10 @@ async fn main() {
     let restart_name = format!("restart {}", human_bytes(o.restart_bytes));
     let watch_ids = watch_selected(&o);
     let mut watch_rows: Vec<watch::WatchRow> = Vec::new();
-    let do_lease = lease_selected(&o);
+    let do_lease = selected(&o, lease::ID);
     let mut lease_rows: Vec<lease::LeaseRow> = Vec::new();
+    let do_expiry = selected(&o, lease::expiry::ID);
+    let mut expiry_rows: Vec<lease::expiry::ExpiryRow> = Vec::new();
     let mut rows: Vec<Row> = Vec::new();
     let mut restart_rows: Vec<RestartRow> = Vec::new();
     for t in &targets {
@@ -1698,6 +1714,10 @@ async fn main() {
         }
         if do_lease && t.kind != Kind::Sol {
             lease_rows.push(run_lease(&o, t, &bin, &dir.join(lease::ID)).await);
+        }
+        if do_expiry && t.kind != Kind::Sol {
+            let edir = dir.join(lease::expiry::ID);
+            expiry_rows.push(run_lease_expiry(&o, t, &bin, &edir).await);
         }
     }
     let mut tbl = if workloads.is_empty() {
@@ -1746,6 +1766,18 @@ async fn main() {
         }
         nts.push_str(&lease::notes(&lease_rows));
     }
+    if !expiry_rows.is_empty() {
+        for (text, more) in [
+            (&mut tbl, lease::expiry::table(&expiry_rows)),
+            (&mut legend, lease::expiry::LEGEND.to_string()),
+        ] {
+            if !text.is_empty() {
+                text.push_str("\n\n");
+            }
+            text.push_str(&more);
+        }
+        nts.push_str(&lease::expiry::notes(&expiry_rows));
+    }
     println!("\n{tbl}\n{nts}");
     let mut md = String::new();
     let _ = writeln!(md, "# ballast benchmark results\n");
@@ -1791,6 +1823,14 @@ async fn main() {
             lease::TTL,
             o.leases,
             o.lease_secs,
+        );
+    }
+    if do_expiry {
+        let e = expiry_opts(&o);
+        let _ = writeln!(
+            md,
+            "- lease expiry parameters: {} leases (TTL {} s, no keepalive) with one key each, writer {:.0} puts/s while they expire, removal bounded by {:.0} s\n",
+            e.leases, e.ttl, e.rate, e.removal_secs,
         );
     }
     let _ = writeln!(md, "{tbl}\n{legend}\n\n{nts}");
@@ -1864,11 +1904,11 @@ async fn run_watch(
     }
 }
 
-/// Whether the lease-keepalive workload is selected.
-fn lease_selected(o: &Opts) -> bool {
+/// Whether the workload `id` is selected.
+fn selected(o: &Opts, id: &str) -> bool {
     o.workloads
         .as_ref()
-        .is_none_or(|l| l.iter().any(|n| n == lease::ID))
+        .is_none_or(|l| l.iter().any(|n| n == id))
 }
 
 /// Runs lease-keepalive on a fresh server of its own (`dir`).
@@ -1895,13 +1935,60 @@ async fn run_lease(o: &Opts, t: &Target, bin: &Path, dir: &Path) -> lease::Lease
         ),
         Err(e) => eprintln!("bench: {} {name}: failed: {e}", t.name),
     }
-    lease::LeaseRow {
+    target_row(t, name, res)
+}
+
+/// The table row of `t`'s result of the workload `name`.
+fn target_row<T>(t: &Target, name: String, res: Result<T, String>) -> TargetRow<T> {
+    TargetRow {
         name,
         target: t.name,
         is_etcd: t.kind == Kind::Etcd,
         is_ballast: matches!(t.kind, Kind::Ballast(_)),
         res,
     }
+}
+
+fn expiry_opts(o: &Opts) -> lease::expiry::ExpiryOpts {
+    let leases = o.expiring_leases as usize;
+    lease::expiry::ExpiryOpts {
+        leases,
+        ttl: o.expiry_ttl as i64,
+        rate: o.expiry_rate,
+        max_secs: o.max_secs,
+        // Both revoke ~1000 leases/s: 3x that, and at least 300 s.
+        removal_secs: (leases as f64 * 3.0 / 1000.0).max(300.0),
+    }
+}
+
+/// Runs lease-expiry on a fresh server of its own (`dir`).
+async fn run_lease_expiry(
+    o: &Opts,
+    t: &Target,
+    bin: &Path,
+    dir: &Path,
+) -> lease::expiry::ExpiryRow {
+    let eo = expiry_opts(o);
+    let name = format!("lease expiry {}", human(o.expiring_leases));
+    let eo = &eo;
+    let res = on_fresh_server(t, bin, dir, o.keep_data, |url, pid| async move {
+        lease::expiry::run(eo, &url, pid).await
+    })
+    .await;
+    match &res {
+        Ok(r) => eprintln!(
+            "bench: {:<16} {name}: all keys removed after {} s ({} left)  put p99 {} ms (before {} ms)  server cpu {} s  errors {}",
+            t.name,
+            opt(r.removed_secs, 1),
+            r.keys_left,
+            ms(r.during.p99_us as f64),
+            ms(r.before.p99_us as f64),
+            opt(r.server_cpu_secs, 1),
+            r.errors(),
+        ),
+        Err(e) => eprintln!("bench: {} {name}: failed: {e}", t.name),
+    }
+    target_row(t, name, res)
 }
 
 /// Starts `t` on a fresh `dir`, runs `f(url, pid)` against it once it serves, stops it (removing

@@ -50,3 +50,59 @@ impl Cells {
         )
     }
 }
+
+/// One target's result of one workload, as a per-workload table shows it.
+pub struct TargetRow<T> {
+    pub name: String,
+    pub target: &'static str,
+    pub is_etcd: bool,
+    pub is_ballast: bool,
+    pub res: Result<T, String>,
+}
+
+/// The result ballast rows compare with: etcd 3.5's, else any etcd's.
+pub fn etcd_reference<T>(rows: &[TargetRow<T>]) -> Option<&T> {
+    let of = || rows.iter().filter(|r| r.is_etcd);
+    of().find(|r| r.target == "etcd-3.5")
+        .or_else(|| of().next())
+        .and_then(|r| r.res.as_ref().ok())
+}
+
+/// A markdown table: `head` (header and separator lines), then per row `row(row, result, the
+/// etcd reference)`, or for a failed run its first error line and `cells` empty cells.
+pub fn table<T>(
+    head: &str,
+    rows: &[TargetRow<T>],
+    cells: usize,
+    row: impl Fn(&TargetRow<T>, &T, Option<&T>) -> String,
+) -> String {
+    let mut s = head.to_string();
+    let etcd = etcd_reference(rows);
+    for r in rows {
+        match &r.res {
+            Ok(x) => s.push_str(&row(r, x, etcd)),
+            Err(e) => {
+                let e = e.lines().next().unwrap_or_default().replace('|', "/");
+                let empty = " |".repeat(cells);
+                s.push_str(&format!(
+                    "| {} | {} | failed: {e} |{empty}\n",
+                    r.name, r.target
+                ));
+            }
+        }
+    }
+    s
+}
+
+/// One notes line per row: "- name / target: " and `ok(result)`, or the whole error.
+pub fn notes<T>(rows: &[TargetRow<T>], ok: impl Fn(&T) -> String) -> String {
+    rows.iter()
+        .map(|r| {
+            let what = match &r.res {
+                Err(e) => format!("failed: {}", e.replace('\n', " ⏎ ")),
+                Ok(x) => ok(x),
+            };
+            format!("- {} / {}: {what}\n", r.name, r.target)
+        })
+        .collect()
+}

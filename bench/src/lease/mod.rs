@@ -4,6 +4,7 @@
 //! exactly one keepalive in flight, re-sent as soon as its answer arrives, so `--leases`
 //! keepalives are in flight at all times. After `WARMUP`, answers, latency and server CPU are
 //! measured for `--lease-secs`; every answer must carry its lease's granted TTL.
+pub mod expiry;
 mod table;
 
 use std::collections::HashMap;
@@ -58,16 +59,24 @@ struct Granted {
     ttls: Vec<i64>,
 }
 
-async fn grant(ch: &Channel, n: usize, max_secs: f64) -> Result<Granted, String> {
+/// Grants `n` leases of `ttl` seconds with `granters` concurrent LeaseGrant calls, granter g on
+/// connection g mod `chans.len()`; bounded by `max_secs`.
+async fn grant(
+    chans: &[Channel],
+    n: usize,
+    ttl: i64,
+    granters: usize,
+    max_secs: f64,
+) -> Result<Granted, String> {
     let mut tasks = tokio::task::JoinSet::new();
-    for g in 0..GRANTERS {
-        let mut c = LeaseClient::new(ch.clone());
-        let count = n / GRANTERS + usize::from(g < n % GRANTERS);
+    for g in 0..granters {
+        let mut c = LeaseClient::new(chans[g % chans.len()].clone());
+        let count = n / granters + usize::from(g < n % granters);
         tasks.spawn(async move {
             let mut got = Vec::with_capacity(count);
             for _ in 0..count {
                 let r = c
-                    .lease_grant(LeaseGrantRequest { ttl: TTL, id: 0 })
+                    .lease_grant(LeaseGrantRequest { ttl, id: 0 })
                     .await
                     .map_err(|e| format!("LeaseGrant: {e}"))?
                     .into_inner();
@@ -178,7 +187,14 @@ impl Seen {
 pub async fn run(o: &LeaseOpts, url: &str, pid: i32) -> Result<LeaseRes, String> {
     let ch = connect(url).await?;
     let t0 = Instant::now();
-    let g = grant(&ch, o.leases, o.max_secs).await?;
+    let g = grant(
+        std::slice::from_ref(&ch),
+        o.leases,
+        TTL,
+        GRANTERS,
+        o.max_secs,
+    )
+    .await?;
     let grant_secs = t0.elapsed().as_secs_f64();
     let index: HashMap<i64, usize> = g.ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
     let mut sent = vec![Instant::now(); g.ids.len()];

@@ -1,18 +1,10 @@
 //! The lease-keepalive result table, with ratios of ballast rows against etcd 3.5 (else 3.4),
 //! its legend and notes.
-use std::fmt::Write as _;
-
-use ballast_bench::report::ratio;
+use ballast_bench::report::{self, ratio, TargetRow};
 
 use super::LeaseRes;
 
-pub struct LeaseRow {
-    pub name: String,
-    pub target: &'static str,
-    pub is_etcd: bool,
-    pub is_ballast: bool,
-    pub res: Result<LeaseRes, String>,
-}
+pub type LeaseRow = TargetRow<LeaseRes>;
 
 pub const LEGEND: &str = "\
 Lease table (not for sol; on a fresh server): the leases are granted (16 concurrent LeaseGrant \
@@ -24,15 +16,7 @@ answers, client CPU likewise for this harness; RSS at the end. Bad answers = ans
 included) whose TTL is not the lease's granted TTL or whose ID is unknown; they must be 0. \
 On ballast rows \"vs etcd\" divides by etcd 3.5 (else 3.4): <1 is better, except keepalives/s.";
 
-/// The row ballast rows compare with: etcd 3.5's, else any etcd's.
-fn reference(rows: &[LeaseRow]) -> Option<&LeaseRes> {
-    let of = || rows.iter().filter(|r| r.is_etcd);
-    of().find(|r| r.target == "etcd-3.5")
-        .or_else(|| of().next())
-        .and_then(|r| r.res.as_ref().ok())
-}
-
-fn row(s: &mut String, r: &LeaseRow, x: &LeaseRes, etcd: Option<&LeaseRes>) {
+fn row(r: &LeaseRow, x: &LeaseRes, etcd: Option<&LeaseRes>) -> String {
     let (mut vk, mut vp, mut vc) = (String::new(), String::new(), String::new());
     if let (true, Some(e)) = (r.is_ballast, etcd) {
         vk = ratio(x.per_sec, e.per_sec);
@@ -41,9 +25,8 @@ fn row(s: &mut String, r: &LeaseRow, x: &LeaseRes, etcd: Option<&LeaseRes>) {
             vc = ratio(a, b);
         }
     }
-    let _ = writeln!(
-        s,
-        "| {} | {} | {} / {} | {} | {:.0} | {} | {} | {vk} | {vp} | {vc} |",
+    format!(
+        "| {} | {} | {} / {} | {} | {:.0} | {} | {} | {vk} | {vp} | {vc} |\n",
         r.name,
         r.target,
         x.leases,
@@ -52,46 +35,23 @@ fn row(s: &mut String, r: &LeaseRow, x: &LeaseRes, etcd: Option<&LeaseRes>) {
         x.per_sec,
         x.m.cols(),
         x.bad,
-    );
+    )
 }
 
 pub fn table(rows: &[LeaseRow]) -> String {
-    let mut s = String::from("| workload | target | leases / in flight | keepalives | keepalives/s | p50 ms | p99 ms | p99.9 ms | server CPU µs/keepalive | client CPU µs/keepalive | RSS MiB | bad answers | keepalives/s vs etcd | p99 vs etcd | CPU vs etcd |\n|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n");
-    let etcd = reference(rows);
-    for r in rows {
-        match &r.res {
-            Ok(x) => row(&mut s, r, x, etcd),
-            Err(e) => {
-                let e = e.lines().next().unwrap_or_default().replace('|', "/");
-                let _ = writeln!(
-                    s,
-                    "| {} | {} | failed: {e} |{}",
-                    r.name,
-                    r.target,
-                    " |".repeat(12)
-                );
-            }
-        }
-    }
-    s
+    report::table("| workload | target | leases / in flight | keepalives | keepalives/s | p50 ms | p99 ms | p99.9 ms | server CPU µs/keepalive | client CPU µs/keepalive | RSS MiB | bad answers | keepalives/s vs etcd | p99 vs etcd | CPU vs etcd |\n|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n", rows, 12, row)
 }
 
 pub fn notes(rows: &[LeaseRow]) -> String {
-    rows.iter()
-        .map(|r| {
-            let what = match &r.res {
-                Err(e) => format!("failed: {}", e.replace('\n', " ⏎ ")),
-                Ok(x) => format!(
-                    "{} leases granted in {:.2} s{}",
-                    x.leases,
-                    x.grant_secs,
-                    x.first_bad
-                        .as_ref()
-                        .map(|e| format!("; {} bad answers, first: {e}", x.bad))
-                        .unwrap_or_default()
-                ),
-            };
-            format!("- {} / {}: {what}\n", r.name, r.target)
-        })
-        .collect()
+    report::notes(rows, |x| {
+        format!(
+            "{} leases granted in {:.2} s{}",
+            x.leases,
+            x.grant_secs,
+            x.first_bad
+                .as_ref()
+                .map(|e| format!("; {} bad answers, first: {e}", x.bad))
+                .unwrap_or_default()
+        )
+    })
 }

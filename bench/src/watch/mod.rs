@@ -23,6 +23,7 @@ use ballast_bench::procstat::{cpu_ticks, cpu_us_per, rss_mib};
 pub use clients::connect;
 use clients::{wait_created, Layout, Watchers};
 pub use idle::IdleRes;
+pub use shared::prefix_end;
 use shared::{Shared, PREFIX};
 pub use table::{notes, tables, WatchRow};
 
