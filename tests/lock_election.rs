@@ -119,3 +119,30 @@ async fn one_leader_at_a_time_observe_sees_every_change_and_resign_hands_over() 
     }
     assert_eq!(values, [b"a1".to_vec(), b"a2".to_vec(), b"b1".to_vec()], "Observe sees the leader, its proclamation, then the next leader");
 }
+
+#[test]
+fn etcdctl_lock_and_elect_behave_as_with_etcd() {
+    let s = common::Server::start(&[]);
+    let ctl = common::etcdctl_path();
+    let endpoints = format!("--endpoints={}", s.endpoint);
+    let run = |secs: &str, args: &[&str]| {
+        std::process::Command::new("timeout").args([secs, &ctl, &endpoints]).args(args).stdout(std::process::Stdio::piped()).spawn().unwrap()
+    };
+    // `lock <name> -- <command>`: the second holder runs only after the first is done.
+    let a = run("8", &["lock", "mylock", "--", "sh", "-c", "echo A got; sleep 1; echo A done"]);
+    std::thread::sleep(Duration::from_millis(400));
+    let b = run("8", &["lock", "mylock", "--", "sh", "-c", "echo B got; echo B done"]);
+    let a = String::from_utf8(a.wait_with_output().unwrap().stdout).unwrap();
+    let b = String::from_utf8(b.wait_with_output().unwrap().stdout).unwrap();
+    assert_eq!(a, "A got\nA done\n");
+    assert_eq!(b, "B got\nB done\n");
+    // `elect -l` sees the proposal of `elect <name> <proposal>`.
+    let listen = run("4", &["elect", "-l", "myelect"]);
+    std::thread::sleep(Duration::from_millis(400));
+    let campaign = run("3", &["elect", "myelect", "p1"]);
+    let campaign = String::from_utf8(campaign.wait_with_output().unwrap().stdout).unwrap();
+    let listen = String::from_utf8(listen.wait_with_output().unwrap().stdout).unwrap();
+    let lines: Vec<&str> = campaign.lines().collect();
+    assert!(lines.len() == 2 && lines[0].starts_with("myelect/") && lines[1] == "p1", "{campaign:?}");
+    assert_eq!(listen, campaign, "the listener prints the leader key and its proposal");
+}
