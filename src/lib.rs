@@ -30,6 +30,7 @@
 //! * `shard` — glommio executors pinned per core (`threads`), each running a shard actor
 //!   (`actor`, with `segments` and `compaction` as side tasks) that owns an MVCC store; key
 //!   routing (`router`) and the message protocol that reaches them (`mailbox`).
+//! * `background` — how background work on a shard's executor steps aside between chunks.
 //! * `mvcc` — per-shard multi-version store: key histories (`index`), ranges at a revision,
 //!   compaction (`store`); values on the heap or mapped from a segment (`value`); the segment
 //!   file format (`segment`, no runtime) and writing a store into one (`persist`); the recent
@@ -43,6 +44,7 @@
 //! * `cluster` — membership from `--initial-cluster`, etcd-compatible member and cluster ids.
 //! * `quota` — `--quota-backend-bytes` and etcd's request cost model (NOSPACE alarm).
 //! * `status` — the atomics shared between threads (applied revision, raft progress, sizes).
+//! * `writeback` — paced writeback of background files (snapshot and WAL segments).
 //! * `durable` — atomic files (temp, fsync, rename, fsync the directory), small files with
 //!   checksums.
 //! * `error` — the one error type, mapped once to etcd's gRPC codes and messages.
@@ -52,6 +54,7 @@
 //! * `proto` — generated code for etcd's v3 API and ballast's raft entry format.
 
 pub mod api;
+pub mod background;
 pub mod cluster;
 pub mod compactor;
 pub mod concurrency;
@@ -74,6 +77,7 @@ pub mod snapshot;
 pub mod status;
 pub mod wal;
 pub mod watch;
+pub mod writeback;
 
 /// What `ballast --version` prints.
 pub fn version_text() -> String {

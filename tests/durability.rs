@@ -112,3 +112,28 @@ fn wal_dir_flag_puts_the_log_elsewhere_and_restart_reads_it() {
     drop(s);
     let _ = std::fs::remove_dir_all(&wal);
 }
+
+/// The next WAL segment is prepared (zero-filled) in the background once an eighth of the
+/// current one is written, not when the current one is full: it exists while the first still
+/// takes writes. glommio starts a blocking call only when its future is first polled, so the
+/// preparation used to run at the roll itself, with every write waiting for it.
+#[tokio::test]
+async fn the_next_wal_segment_is_ready_before_the_current_one_fills() {
+    const SEGMENT_BYTES: usize = 1 << 20;
+    let s = common::Server::start(&["--shards", "1", "--wal-segment-bytes", &SEGMENT_BYTES.to_string(), "--snapshot-count", "1000000"]);
+    let mut c = s.client().await;
+    // About a quarter of the segment: past the eighth that starts the preparation.
+    let value = "v".repeat(4096);
+    for i in 0..SEGMENT_BYTES / 4 / 4096 {
+        c.put(format!("k{i:04}"), value.clone(), None).await.unwrap();
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while s.wal_segments(0).len() < 2 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let segs = s.wal_segments(0);
+    assert_eq!(segs.len(), 2, "the next segment is prepared while the first takes writes: {segs:?}");
+    assert!(!common::wal_records(&segs[0]).is_empty(), "the first segment holds the writes");
+    assert!(common::wal_records(&segs[1]).is_empty(), "the prepared segment is not written yet");
+    assert_eq!(std::fs::metadata(&segs[1]).unwrap().len(), SEGMENT_BYTES as u64, "prepared whole");
+}

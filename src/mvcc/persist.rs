@@ -10,6 +10,7 @@ use std::path::PathBuf;
 
 use super::segment::{Encoder, SegmentInfo};
 use super::store::Store;
+use crate::writeback::{push, Pacer};
 
 /// Keys per chunk (one rkyv block, one write). Cutting and serializing a chunk, and adopting
 /// one after the write, run on the shard between its other work: 4096 keys made bursts of a few
@@ -21,14 +22,16 @@ const CHUNK_KEYS: usize = 512;
 pub async fn write_segment(path: PathBuf, store: &RefCell<Store>, since: i64, rev: i64) -> std::io::Result<SegmentInfo> {
     let file = glommio::io::BufferedFile::create(&path).await?;
     let mut encoder = Encoder::default();
+    let mut pacer = Pacer::default();
     let mut after: Option<Vec<u8>> = None;
     loop {
         let (chunk, next) = store.borrow().snapshot_chunk(after.as_deref(), since, rev, CHUNK_KEYS);
         if chunk.is_empty() {
-            glommio::executor().yield_now().await; // let the shard serve between scans
+            crate::background::step_aside().await; // let the shard serve between scans
         } else {
             encoder.chunk(chunk)?;
             write_all(&file, encoder.take()).await?;
+            pace(&mut pacer, &file, encoder.size_bytes()).await?;
         }
         match next {
             Some(k) => after = Some(k),
@@ -42,6 +45,18 @@ pub async fn write_segment(path: PathBuf, store: &RefCell<Store>, since: i64, re
     file.fdatasync().await?;
     file.close().await?;
     Ok(SegmentInfo { path, size_bytes: encoder.size_bytes(), keys: encoder.keys() })
+}
+
+/// Pushes the segment's bytes to the disk as they are written, at `writeback`'s pace, so the
+/// WAL's durable writes never queue behind the whole segment (see `crate::writeback`).
+async fn pace(pacer: &mut Pacer, file: &glommio::io::BufferedFile, written_bytes: u64) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let Some((offset, len)) = pacer.due(written_bytes) else { return Ok(()) };
+    let fd = file.as_raw_fd();
+    // The file stays open: this task owns it and awaits the push.
+    glommio::executor().spawn_blocking(move || push(fd, offset, len)).await?;
+    glommio::timer::sleep(pacer.pushed(offset + len)).await;
+    Ok(())
 }
 
 async fn write_all(file: &glommio::io::BufferedFile, (at, data): (u64, Vec<u8>)) -> std::io::Result<()> {

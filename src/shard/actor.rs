@@ -5,7 +5,6 @@
 //! messages.
 
 use std::cell::{Cell, RefCell};
-use std::future::Future;
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -153,17 +152,4 @@ impl ShardState {
         let stored = self.segment_bytes.get() + (s.written_bytes() - self.written_at_segment.get());
         self.status.publish_shard(self.id, s.size_bytes(), stored, s.live_keys());
     }
-}
-
-/// Lets every other ready task of this executor run once.
-pub(super) fn yield_now() -> impl Future<Output = ()> {
-    let mut yielded = false;
-    std::future::poll_fn(move |cx| {
-        if yielded {
-            return std::task::Poll::Ready(());
-        }
-        yielded = true;
-        cx.waker().wake_by_ref();
-        std::task::Poll::Pending
-    })
 }

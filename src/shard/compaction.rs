@@ -4,7 +4,8 @@
 
 use std::rc::Rc;
 
-use super::actor::{yield_now, ShardState};
+use super::actor::ShardState;
+use crate::background::step_aside;
 
 /// Keys compacted per step of a background compaction.
 const COMPACT_CHUNK_KEYS: usize = 10_000;
@@ -30,7 +31,7 @@ impl ShardState {
                 if cursor.is_none() {
                     break;
                 }
-                yield_now().await;
+                step_aside().await;
             }
             done_rev = target;
             let (done, pending): (Vec<_>, Vec<_>) =

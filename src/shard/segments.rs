@@ -3,7 +3,8 @@
 
 use std::rc::Rc;
 
-use super::actor::{yield_now, ShardState};
+use super::actor::ShardState;
+use crate::background::step_aside;
 use crate::mvcc::persist;
 use crate::mvcc::segment::{self, SegmentInfo};
 
@@ -53,7 +54,7 @@ impl ShardState {
             }
             reader.release_read();
             self.publish();
-            yield_now().await;
+            step_aside().await;
         }
         map.release_resident();
         Ok(())

@@ -10,7 +10,7 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use glommio::{LocalExecutorBuilder, Placement};
+use glommio::{LocalExecutorBuilder, Placement, PoolPlacement};
 
 use super::actor;
 use super::mailbox::{Shards, SHARD_QUEUE_CAPACITY};
@@ -29,6 +29,11 @@ const IO_MEMORY_BYTES: usize = 1 << 20;
 /// it rarely spins there (puts/s and CPU per put unchanged). Spinning used to starve the io-wq
 /// worker that did the WAL's buffered writes on the same CPU; direct writes have none.
 const SPIN_BEFORE_PARK: std::time::Duration = std::time::Duration::from_micros(100);
+/// Threads of a shard's pool for blocking calls (zero-filling the next WAL segment, pushing a
+/// snapshot segment to the disk, manifests, directory fsyncs), unpinned. glommio's default is
+/// one thread on the shard's own CPU: a paced WAL segment (most of a second) would hold up
+/// every snapshot push queued behind it, and its copying took the shard's CPU.
+const BLOCKING_THREADS: usize = 2;
 
 pub type CoreTask = Box<dyn FnOnce(Shards) -> Pin<Box<dyn Future<Output = ()>>> + Send>;
 
@@ -133,6 +138,7 @@ where
 {
     let builder = |p| {
         LocalExecutorBuilder::new(p).name(&format!("shard-{id}")).io_memory(IO_MEMORY_BYTES).spin_before_park(SPIN_BEFORE_PARK)
+            .blocking_thread_pool_placement(PoolPlacement::Unbound(BLOCKING_THREADS))
     };
     builder(Placement::Fixed(cpu)).spawn(run.clone()).or_else(|e| {
         crate::log::warn("cannot pin shard; running it unpinned", &[("shard", id.to_string()), ("error", e.to_string())]);

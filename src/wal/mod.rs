@@ -12,6 +12,8 @@ pub mod recover;
 pub mod retire;
 pub mod stripe;
 
+use crate::writeback::{Speed, PIECE_BYTES};
+
 /// Where the next record of a stripe goes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Position {
@@ -32,10 +34,11 @@ pub fn spare_path(dir: &std::path::Path, segment: u64) -> std::path::PathBuf {
 /// rename, fsync the directory), so a crash never leaves a half-initialised segment. With
 /// `recycle`, a released segment's file is renamed and overwritten with zeros instead of a
 /// new file being created: its blocks are already allocated, so the filesystem does less.
-/// The size is rounded up to whole blocks of direct writes.
-pub fn create_segment(dir: &std::path::Path, segment: u64, size_bytes: u64, recycle: Option<&std::path::Path>) -> std::io::Result<()> {
+/// The size is rounded up to whole blocks of direct writes. `speed` paces the zeros for a
+/// segment prepared while the stripe serves (see `writeback`).
+pub fn create_segment(dir: &std::path::Path, segment: u64, size_bytes: u64, recycle: Option<&std::path::Path>, speed: Speed) -> std::io::Result<()> {
     use std::io::Write;
-    const CHUNK_BYTES: usize = 1 << 20;
+    const CHUNK_BYTES: usize = PIECE_BYTES as usize;
     let size_bytes = stripe::align_up(size_bytes);
     let path = segment_path(dir, segment);
     let tmp = crate::durable::temp_path(&path);
@@ -44,11 +47,15 @@ pub fn create_segment(dir: &std::path::Path, segment: u64, size_bytes: u64, recy
     let mut f = if reused { std::fs::OpenOptions::new().write(true).open(&tmp)? } else { std::fs::File::create(&tmp)? };
     f.set_len(size_bytes)?;
     let zeros = vec![0u8; CHUNK_BYTES];
+    let mut pacer = crate::writeback::Pacer::default();
     let mut left = size_bytes;
     while left > 0 {
         let n = left.min(CHUNK_BYTES as u64) as usize;
         f.write_all(&zeros[..n])?;
         left -= n as u64;
+        if speed == Speed::Paced {
+            crate::writeback::pace_blocking(&mut pacer, &f, size_bytes - left)?;
+        }
         if reused && left < size_bytes / 2 {
             crate::failpoint::crash("wal-recycle-half-zeroed");
         }

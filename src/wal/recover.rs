@@ -127,7 +127,7 @@ fn read_stripe(dir: &Path, segment_bytes: u64) -> Result<StripeLog, String> {
     }
     let mut log = StripeLog { state: StripeState { dir: dir.to_path_buf(), ..Default::default() }, batches: Vec::new() };
     if segments.is_empty() {
-        create_segment(dir, 0, segment_bytes, None).map_err(|e| format!("cannot create wal segment in {}: {e}", dir.display()))?;
+        create_segment(dir, 0, segment_bytes, None, crate::writeback::Speed::AtOnce).map_err(|e| format!("cannot create wal segment in {}: {e}", dir.display()))?;
         return Ok(log);
     }
     for (i, &segment) in segments.iter().enumerate() {
@@ -340,7 +340,7 @@ mod tests {
 
     fn write_stripe(dir: &Path, batches: &[Batch]) {
         std::fs::create_dir_all(dir).unwrap();
-        create_segment(dir, 0, 1 << 16, None).unwrap();
+        create_segment(dir, 0, 1 << 16, None, crate::writeback::Speed::AtOnce).unwrap();
         let mut buf = Vec::new();
         for b in batches {
             encode(b, &mut buf);
