@@ -4,11 +4,13 @@ use std::path::{Path, PathBuf};
 
 use crate::restart::RESTART_VALUE_LEN;
 
-/// Every known workload id, in the default order (`restart` runs on its own server, after `load`).
-pub const WORKLOAD_IDS: [&str; 13] = [
+/// Every known workload id, in table order (`load` is the preload, run first; `restart` and the
+/// watch and lease workloads run each on a server of their own, after the KV ones).
+pub const WORKLOAD_IDS: [&str; 14] = [
     "put-1c",
     "put-100c",
     "put-1000c",
+    "put-open-1000c",
     "range-lin",
     "range-ser",
     "txn-cas",
@@ -23,11 +25,18 @@ pub const WORKLOAD_IDS: [&str; 13] = [
 pub const USAGE: &str = "\
 usage: cargo run --release -p ballast-bench -- [options]
 
-  --ops N            ops per workload (default 20000; the 1-client put runs N/10)
-  --keys N           keys written by the load workload before the RSS reading (default 1000000)
-  --keyspace N       distinct keys the put workloads pick from at random (default 100000)
-  --max-secs S       time bound per workload (default 60)
-  --load-max-secs S  time bound for the load workload and the restart workload's write phase
+  --duration S       seconds each sustained KV workload runs (default 60)
+  --short            --duration 10; the KV table is labelled \"short mode, not steady state\"
+                     (so is any duration under 60 s)
+  --preload-keys N   keys (32 B, values 256 B) written before the KV workloads, unmeasured except
+                     as the load row (default 1000000; 1000 clients / 100 conns)
+  --compact-secs S   the compactor's interval: every S it compacts (physical=false) at the revision
+                     it saw S earlier, as kube-apiserver does every 300 s (default 60)
+  --open-rate R      requests/s of put-open-1000c (default: etcd 3.5's put-1000c ops/s of this run;
+                     without etcd 3.5 among the targets it is skipped)
+  --ops N            watch-1000 writes N/10 puts (default 20000)
+  --max-secs S       time bound of each watch and lease step and of the restart (default 60)
+  --load-max-secs S  time bound of the preload and of the restart workload's write phase
                      (default 1200)
   --restart-bytes N  data written before the restart workload's restart (default 1G = 1073741824;
                      suffixes K/M/G = KiB/MiB/GiB; values are 4 KiB, so N/4096 keys)
@@ -38,7 +47,8 @@ usage: cargo run --release -p ballast-bench -- [options]
   --sol PATH         speed-of-light server binary (default: target/release/sol)
   --targets LIST     comma-separated subset of: etcd-3.5,etcd-3.4,ballast-1shard,ballast-2shards,sol
   --workloads LIST   comma-separated subset of:
-                     put-1c,put-100c,put-1000c,range-lin,range-ser,txn-cas,load,restart,
+                     put-1c,put-100c,put-1000c,put-open-1000c,range-lin,range-ser,txn-cas,load,
+                     restart,
                      watch-1000,watch-max,watch-idle,lease-keepalive,lease-expiry (not for sol)
   --watchers N       watchers of watch-1000 / watch-max (default 1000, over 100 streams / 10 conns)
   --watch-rate R     puts/s of watch-1000 (default 200; it writes --ops/10 puts); watch-max starts
@@ -55,10 +65,17 @@ usage: cargo run --release -p ballast-bench -- [options]
   --out PATH         where to write the results markdown (default bench/RESULTS.md)
 ";
 
+/// `--short`'s duration.
+const SHORT_SECS: f64 = 10.0;
+/// Below this duration the KV table is labelled "short mode, not steady state".
+pub const STEADY_SECS: f64 = 60.0;
+
 pub struct Opts {
+    pub duration: f64,
+    pub preload_keys: u64,
+    pub compact_secs: f64,
+    pub open_rate: Option<f64>,
     pub ops: u64,
-    pub keys: u64,
-    pub keyspace: u64,
     pub max_secs: f64,
     pub load_max_secs: f64,
     pub restart_bytes: u64,
@@ -92,9 +109,11 @@ pub fn repo_root() -> PathBuf {
 impl Default for Opts {
     fn default() -> Self {
         Opts {
+            duration: 60.0,
+            preload_keys: 1_000_000,
+            compact_secs: 60.0,
+            open_rate: None,
             ops: 20_000,
-            keys: 1_000_000,
-            keyspace: 100_000,
             max_secs: 60.0,
             load_max_secs: 1200.0,
             restart_bytes: 1 << 30,
@@ -167,9 +186,12 @@ fn set(
     val: &mut dyn FnMut() -> Result<String, String>,
 ) -> Result<bool, String> {
     match name {
+        "--duration" => o.duration = secs(name, &val()?)?.max(1.0),
+        "--short" => o.duration = SHORT_SECS,
+        "--preload-keys" => o.preload_keys = num(name, &val()?)?.max(1),
+        "--compact-secs" => o.compact_secs = secs(name, &val()?)?.max(1.0),
+        "--open-rate" => o.open_rate = Some(secs(name, &val()?)?.max(1.0)),
         "--ops" => o.ops = num(name, &val()?)?.max(1),
-        "--keys" => o.keys = num(name, &val()?)?.max(1),
-        "--keyspace" => o.keyspace = num(name, &val()?)?.max(1),
         "--max-secs" => o.max_secs = secs(name, &val()?)?,
         "--load-max-secs" => o.load_max_secs = secs(name, &val()?)?,
         "--restart-bytes" => o.restart_bytes = bytes(name, &val()?)?.max(RESTART_VALUE_LEN as u64),
@@ -231,4 +253,13 @@ pub fn selected(o: &Opts, id: &str) -> bool {
     o.workloads
         .as_ref()
         .is_none_or(|l| l.iter().any(|n| n == id))
+}
+
+/// The label above the KV table: sustained mode and its duration, or short mode.
+pub fn mode(o: &Opts) -> String {
+    if o.duration < STEADY_SECS {
+        format!("short mode ({} s), not steady state", o.duration)
+    } else {
+        format!("sustained mode ({} s per workload)", o.duration)
+    }
 }

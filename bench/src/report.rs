@@ -12,12 +12,16 @@ pub fn ms(us: f64) -> String {
     }
 }
 
-/// `a / b` as "0.42×", or "—" when undefined.
+/// `a / b` as "0.42×" ("0.004×" below 0.1), or "—" when undefined.
 pub fn ratio(a: f64, b: f64) -> String {
-    if b > 0.0 && a.is_finite() {
-        format!("{:.2}×", a / b)
+    if !(b > 0.0 && a.is_finite()) {
+        return "—".into();
+    }
+    let r = a / b;
+    if r < 0.1 {
+        format!("{r:.3}×")
     } else {
-        "—".into()
+        format!("{r:.2}×")
     }
 }
 

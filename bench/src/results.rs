@@ -5,13 +5,13 @@ use std::io::Write as _;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use ballast_bench::report::human_bytes;
+use ballast_bench::report::{human, human_bytes};
 
 use crate::fresh::{expiry_opts, watch_opts};
-use crate::kv::{KEY_LEN, VALUE_LEN};
+use crate::kv::{self, KEY_LEN, VALUE_LEN};
 use crate::lease;
-use crate::opts::{selected, Opts};
-use crate::restart::{restart_keys, RESTART_VALUE_LEN};
+use crate::opts::{mode, selected, Opts};
+use crate::restart::{restart_keys, restart_selected, RESTART_VALUE_LEN};
 use crate::suite::Text;
 use crate::watch;
 
@@ -103,20 +103,39 @@ impl Context {
     }
 }
 
-/// The parameter lines of the selected workload families.
-fn parameters(o: &Opts, md: &mut String) {
+/// The mode line and the KV workloads' parameters.
+fn kv_parameters(o: &Opts, md: &mut String) {
+    let _ = writeln!(md, "- mode: {}", mode(o));
+    let rate = o
+        .open_rate
+        .map_or("etcd 3.5's put-1000c ops/s in this run".into(), |r| {
+            format!("{r:.0}/s (--open-rate)")
+        });
     let _ = writeln!(
         md,
-        "- parameters: ops {} (1-client put: {}), load keys {}, put keyspace {}, keys {KEY_LEN} B, values {VALUE_LEN} B, max {} s per workload (load {} s), restart data {} ({} keys × {RESTART_VALUE_LEN} B)\n",
-        o.ops,
-        (o.ops / 10).max(1),
-        o.keys,
-        o.keyspace,
-        o.max_secs,
+        "- KV parameters: preload {} keys ({KEY_LEN} B keys, {VALUE_LEN} B values, 1000 clients / 100 conns, bound {} s), then each workload for {} s on that server; compaction every {} s at the revision seen one interval earlier (physical=false); the targets' default snapshot settings; open-loop rate: {rate}\n",
+        human(o.preload_keys),
         o.load_max_secs,
-        human_bytes(o.restart_bytes),
-        restart_keys(o),
+        o.duration,
+        o.compact_secs,
     );
+}
+
+/// The parameter lines of the selected workload families.
+fn parameters(o: &Opts, md: &mut String) {
+    if !kv::plan(o).is_empty() {
+        kv_parameters(o, md);
+    }
+    if restart_selected(o) {
+        let _ = writeln!(
+            md,
+            "- restart parameters: {} ({} keys × {RESTART_VALUE_LEN} B), written within {} s, serving within {} s\n",
+            human_bytes(o.restart_bytes),
+            restart_keys(o),
+            o.load_max_secs,
+            o.max_secs,
+        );
+    }
     if watch::IDS.iter().any(|id| selected(o, id)) {
         let w = watch_opts(o);
         let _ = writeln!(

@@ -85,9 +85,13 @@ fn free_port() -> u16 {
         .expect("free port")
 }
 
-/// Starts `t` on a fresh (emptied) `dir`: data in `dir/data`, log in `dir/server.log`.
+/// Starts `t` on a fresh (emptied) `dir`: data in `dir/data`, log in `dir/server.log`. Dirty
+/// pages of earlier servers are flushed first (sync(2)), so their writeback does not compete with
+/// this server's fsyncs.
 pub fn start(t: &Target, bin: &Path, dir: &Path) -> Result<Server, String> {
     let _ = std::fs::remove_dir_all(dir);
+    // SAFETY: sync(2) has no preconditions.
+    unsafe { libc::sync() };
     std::fs::create_dir_all(dir).map_err(|e| format!("mkdir {}: {e}", dir.display()))?;
     spawn(t, bin, dir, "server.log")
 }

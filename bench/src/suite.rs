@@ -5,8 +5,8 @@ use std::path::Path;
 use ballast_bench::report::{human_bytes, ms};
 
 use crate::fresh::{run_lease, run_lease_expiry, run_watch, watch_selected};
-use crate::kv::{self, run_target, Workload};
-use crate::opts::{selected, Opts};
+use crate::kv::{self, run_target, KvRows, Plan};
+use crate::opts::{mode, selected, Opts};
 use crate::restart::{self, restart_selected, run_restart, RestartRow};
 use crate::targets::{Kind, Target};
 use crate::{lease, watch};
@@ -14,12 +14,8 @@ use crate::{lease, watch};
 /// The workloads selected for this run.
 pub struct Suite<'o> {
     o: &'o Opts,
-    /// The KV workloads, in table order.
-    workloads: Vec<Workload>,
-    /// The load workload gets a server of its own, so its RSS reading counts its keys only, not
-    /// the history the other workloads left behind (none of them compacts).
-    fresh: Vec<Workload>,
-    shared: Vec<Workload>,
+    /// The KV workloads: preload, then the sustained ones, on one server per target.
+    plan: Plan,
     restart_name: String,
     watch_ids: Vec<&'static str>,
 }
@@ -27,7 +23,7 @@ pub struct Suite<'o> {
 /// Every row of the run.
 #[derive(Default)]
 pub struct Rows<'a> {
-    kv: Vec<kv::Row<'a>>,
+    kv: KvRows<'a>,
     restart: Vec<RestartRow<'a>>,
     watch: Vec<watch::WatchRow>,
     lease: Vec<lease::LeaseRow>,
@@ -59,13 +55,9 @@ impl Text {
 
 impl<'o> Suite<'o> {
     pub fn new(o: &'o Opts) -> Suite<'o> {
-        let workloads = kv::workloads(o);
-        let (fresh, shared) = workloads.iter().cloned().partition(|w| w.id == "load");
         Suite {
             o,
-            workloads,
-            fresh,
-            shared,
+            plan: kv::plan(o),
             restart_name: format!("restart {}", human_bytes(o.restart_bytes)),
             watch_ids: watch_selected(o),
         }
@@ -86,12 +78,8 @@ impl<'o> Suite<'o> {
     async fn run_target<'a>(&'a self, t: &'a Target, bin: &Path, rows: &mut Rows<'a>) {
         let o = self.o;
         let dir = o.work_dir.join(t.name);
-        if !self.shared.is_empty() {
-            run_target(t, bin, &dir, &self.shared, &mut rows.kv, o.keep_data).await;
-        }
-        if !self.fresh.is_empty() {
-            let ldir = dir.join("load");
-            run_target(t, bin, &ldir, &self.fresh, &mut rows.kv, o.keep_data).await;
+        if !self.plan.is_empty() {
+            run_target(t, bin, &dir, &self.plan, &mut rows.kv, o.keep_data).await;
         }
         if t.kind == Kind::Sol {
             return;
@@ -136,11 +124,12 @@ impl<'o> Suite<'o> {
     /// The tables, legends and notes of `rows`.
     pub fn text(&self, rows: &Rows, targets: &[Target]) -> Text {
         let mut x = Text::default();
-        if !self.workloads.is_empty() {
-            x.tbl = kv::table(&rows.kv, &self.workloads);
+        if !self.plan.is_empty() {
+            let tbl = kv::table(&rows.kv.rows, &self.plan.rows());
+            x.tbl = format!("**{}**\n\n{tbl}", mode(self.o));
             x.legend = kv::LEGEND.to_string();
         }
-        x.nts = kv::notes(&rows.kv, targets);
+        x.nts = kv::notes(&rows.kv.rows, targets) + &rows.kv.notes;
         if restart_selected(self.o) {
             let name = &self.restart_name;
             let tbl = restart::restart_table(&rows.restart, name);

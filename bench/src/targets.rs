@@ -6,6 +6,9 @@ use std::process::{Command, Stdio};
 
 use crate::opts::{repo_root, Opts};
 
+/// The name of the etcd 3.5 target, the reference of the ratios and of the open loop's rate.
+pub const ETCD35: &str = "etcd-3.5";
+
 #[derive(Clone, Copy, PartialEq)]
 pub enum Kind {
     Etcd,
@@ -135,7 +138,7 @@ pub fn targets(o: &Opts) -> Vec<Target> {
         }
     };
     let all = vec![
-        mk("etcd-3.5", Kind::Etcd, etcd35),
+        mk(ETCD35, Kind::Etcd, etcd35),
         mk("etcd-3.4", Kind::Etcd, etcd34),
         mk("ballast-1shard", Kind::Ballast(1), ballast.clone()),
         mk("ballast-2shards", Kind::Ballast(2), ballast),

@@ -1,5 +1,5 @@
-//! One client of a KV workload: its requests (put, range, compare-and-swap) and its closed loop.
-use std::sync::atomic::{AtomicU64, Ordering};
+//! One client of a KV workload: its connection, its requests (put, range, compare-and-swap) and
+//! what it measured.
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -12,15 +12,32 @@ use tonic::transport::Channel;
 
 use super::workload::{key, keyed_value, Op, Rng, Workload};
 
+/// A client's latencies (µs, of its successful ops) and errors.
+#[derive(Default)]
 pub struct ClientOut {
     pub lat_us: Vec<u32>,
     pub errors: u64,
     pub first_error: Option<String>,
 }
 
+impl ClientOut {
+    /// Records an op's outcome; its latency counts from `since`.
+    pub fn record(&mut self, since: Instant, r: Result<(), String>) {
+        match r {
+            Ok(()) => self
+                .lat_us
+                .push(since.elapsed().as_micros().min(u32::MAX as u128) as u32),
+            Err(e) => {
+                self.errors += 1;
+                self.first_error.get_or_insert(e);
+            }
+        }
+    }
+}
+
 /// A client's connection and state: its randomness, and for CAS its key and the last revision it
 /// wrote there.
-struct Client {
+pub struct Client {
     w: Workload,
     kv: KvClient<Channel>,
     rng: Rng,
@@ -30,7 +47,7 @@ struct Client {
 }
 
 impl Client {
-    fn new(w: Workload, ch: Channel, client: usize, value: Arc<Vec<u8>>) -> Client {
+    pub fn new(w: Workload, ch: Channel, client: usize, value: Arc<Vec<u8>>) -> Client {
         Client {
             cas_key: key(w.prefix, client as u64),
             w,
@@ -42,7 +59,7 @@ impl Client {
     }
 
     /// Op number `i` of the workload.
-    async fn one(&mut self, i: u64) -> Result<(), String> {
+    pub async fn one(&mut self, i: u64) -> Result<(), String> {
         match self.w.op {
             Op::PutRandom | Op::PutSeq => self.put(i).await,
             Op::Range { serializable } => self.range(serializable).await,
@@ -140,39 +157,4 @@ fn seen_revision(resp: TxnResponse) -> Option<i64> {
         }
         _ => None,
     })
-}
-
-/// Takes op numbers from `next` until the workload's ops are taken or `deadline` passed; each
-/// op's latency is from its send to its answer.
-pub async fn client_loop(
-    w: Workload,
-    ch: Channel,
-    client: usize,
-    next: Arc<AtomicU64>,
-    deadline: Instant,
-    value: Arc<Vec<u8>>,
-) -> ClientOut {
-    let mut out = ClientOut {
-        lat_us: Vec::with_capacity((w.ops as usize / w.clients) + 16),
-        errors: 0,
-        first_error: None,
-    };
-    let mut c = Client::new(w, ch, client, value);
-    loop {
-        let i = next.fetch_add(1, Ordering::Relaxed);
-        if i >= c.w.ops || Instant::now() >= deadline {
-            break;
-        }
-        let t0 = Instant::now();
-        match c.one(i).await {
-            Ok(()) => out
-                .lat_us
-                .push(t0.elapsed().as_micros().min(u32::MAX as u128) as u32),
-            Err(e) => {
-                out.errors += 1;
-                out.first_error.get_or_insert(e);
-            }
-        }
-    }
-    out
 }

@@ -13,7 +13,7 @@ use ballast_bench::proto::etcdserverpb::RangeRequest;
 use ballast_bench::report::{human, ms};
 use tonic::transport::{Channel, Endpoint};
 
-use crate::kv::{key, keyed_value, run_workload, Op, Workload};
+use crate::kv::{key, keyed_value, run_workload, Op, Pace, Workload};
 use crate::opts::{selected, Opts};
 use crate::server::{spawn, start, tail, wait_ready, Server, Stopped};
 use crate::targets::Target;
@@ -59,15 +59,15 @@ fn restart_fill(o: &Opts) -> Workload {
         name: format!("restart fill {} keys", human(n)),
         id: "restart-fill",
         op: Op::PutSeq,
+        pace: Pace::Closed,
         prefix: "rst/",
         keyspace: n,
         clients: 1000,
         conns: 100,
-        ops: n,
-        max_secs: o.load_max_secs,
+        ops: Some(n),
+        secs: o.load_max_secs,
         value_len: RESTART_VALUE_LEN,
         keyed_values: true,
-        setup: None,
     }
 }
 
@@ -132,10 +132,10 @@ async fn write_and_stop(
     bin: &Path,
     dir: &Path,
 ) -> Result<(f64, Stopped), String> {
-    let n = fill.ops;
+    let n = fill.keyspace; // each key of the keyspace once
     let mut s = start(t, bin, dir)?;
     wait_ready(&mut s).await?;
-    let w = run_workload(fill, &mut s).await?;
+    let w = run_workload(fill, &mut s, None).await?;
     if w.errors > 0 || w.ops < n {
         return Err(format!(
             "write phase incomplete: {} of {n} puts ok, {} errors{}{}",
@@ -278,7 +278,7 @@ pub async fn run_restart(
     dir: &Path,
 ) -> Result<RestartRes, String> {
     let fill = restart_fill(o);
-    let n = fill.ops;
+    let n = fill.keyspace;
     let (fill_mib_per_sec, stop) = write_and_stop(&fill, t, bin, dir).await?;
     let disk_mib = dir_bytes(&dir.join("data")) as f64 / (1 << 20) as f64;
 
