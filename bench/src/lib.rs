@@ -17,7 +17,7 @@ pub mod proto {
 }
 
 /// Threads of the load generator, each a current-thread tokio runtime (see `drive_clients` in
-/// main.rs and the watch clients).
+/// kv/drive.rs and the watch clients).
 pub const LOADGEN_THREADS: usize = 2;
 
 pub mod hist;

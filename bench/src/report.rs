@@ -12,18 +12,48 @@ pub fn ms(us: f64) -> String {
     }
 }
 
-/// `a / b` as "0.42×", or "—" when undefined.
+/// `a / b` as "0.42×" ("0.004×" below 0.1), or "—" when undefined.
 pub fn ratio(a: f64, b: f64) -> String {
-    if b > 0.0 && a.is_finite() {
-        format!("{:.2}×", a / b)
+    if !(b > 0.0 && a.is_finite()) {
+        return "—".into();
+    }
+    let r = a / b;
+    if r < 0.1 {
+        format!("{r:.3}×")
     } else {
-        "—".into()
+        format!("{r:.2}×")
     }
 }
 
 /// An optional number with `digits` decimals, or "—".
 pub fn opt(v: Option<f64>, digits: usize) -> String {
     v.map_or("—".into(), |c| format!("{c:.digits$}"))
+}
+
+/// A count as "1M", "20k" when round, else the number.
+pub fn human(n: u64) -> String {
+    if n >= 1_000_000 && n.is_multiple_of(1_000_000) {
+        format!("{}M", n / 1_000_000)
+    } else if n >= 1000 && n.is_multiple_of(1000) {
+        format!("{}k", n / 1000)
+    } else {
+        n.to_string()
+    }
+}
+
+/// A byte count in GiB / MiB / KiB (one decimal unless round) or B.
+pub fn human_bytes(n: u64) -> String {
+    for (unit, name) in [(1u64 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")] {
+        if n >= unit {
+            let v = n as f64 / unit as f64;
+            return if n.is_multiple_of(unit) {
+                format!("{} {name}", n / unit)
+            } else {
+                format!("{v:.1} {name}")
+            };
+        }
+    }
+    format!("{n} B")
 }
 
 /// Latency and resource readings of one result row.

