@@ -21,6 +21,7 @@ use ballast_bench::report::{ms, opt, ratio, TargetRow};
 use ballast_bench::LOADGEN_THREADS;
 use tonic::transport::{Channel, Endpoint};
 
+mod k8s;
 mod lease;
 mod watch;
 
@@ -29,7 +30,7 @@ const VALUE_LEN: usize = 256;
 /// Value size of the restart workload's data set; its key count is `--restart-bytes` / this.
 const RESTART_VALUE_LEN: usize = 4096;
 /// Every known workload id, in the default order (`restart` runs on its own server, after `load`).
-const WORKLOAD_IDS: [&str; 13] = [
+const WORKLOAD_IDS: [&str; 14] = [
     "put-1c",
     "put-100c",
     "put-1000c",
@@ -43,6 +44,7 @@ const WORKLOAD_IDS: [&str; 13] = [
     "watch-idle",
     "lease-keepalive",
     "lease-expiry",
+    "k8s",
 ];
 const USAGE: &str = "\
 usage: cargo run --release -p ballast-bench -- [options]
@@ -63,7 +65,7 @@ usage: cargo run --release -p ballast-bench -- [options]
   --targets LIST     comma-separated subset of: etcd-3.5,etcd-3.4,ballast-1shard,ballast-2shards,sol
   --workloads LIST   comma-separated subset of:
                      put-1c,put-100c,put-1000c,range-lin,range-ser,txn-cas,load,restart,
-                     watch-1000,watch-max,watch-idle,lease-keepalive,lease-expiry (not for sol)
+                     watch-1000,watch-max,watch-idle,lease-keepalive,lease-expiry,k8s (not for sol)
   --watchers N       watchers of watch-1000 / watch-max (default 1000, over 100 streams / 10 conns)
   --watch-rate R     puts/s of watch-1000 (default 200; it writes --ops/10 puts); watch-max starts
                      at R/4 and doubles, each step half as long as watch-1000
@@ -74,6 +76,16 @@ usage: cargo run --release -p ballast-bench -- [options]
                      revoked at ~1000/s by etcd and ballast alike, so ~N/1000 s per target
   --expiry-ttl S     their TTL (default 45; must outlast granting them and putting their keys)
   --expiry-rate R    puts/s of the writer running while they expire (default 500)
+  --k8s-secs S       k8s: seconds of open-loop traffic (default 60)
+  --k8s-nodes N      k8s: nodes (default 500): a lease heartbeat per node every 10 s, a node
+                     status update per node every 60 s
+  --k8s-pods N       k8s: pods preloaded (default 5000; also N/5 configmaps, N/10 services,
+                     N/2 events)
+  --k8s-pod-rate R   k8s: pod writes/s, creates : updates : deletes = 1 : 5 : 1 (default 70)
+  --k8s-event-rate R k8s: event creates/s (default 50), under a 1 h lease
+  --k8s-list-rate R  k8s: paginated LISTs of one namespace's pods per s (default 1)
+  --k8s-compact-secs S  k8s: compactor interval (default 60)
+  --k8s-lease-reuse-secs S  k8s: the lease manager's reuse window (default 60)
   --no-build         do not run `cargo build --release` for ballast and sol first
   --keep-data        keep each target's data dir after its run
   --out PATH         where to write the results markdown (default bench/RESULTS.md)
@@ -105,6 +117,7 @@ struct Opts {
     expiring_leases: u64,
     expiry_ttl: u64,
     expiry_rate: f64,
+    k8s: k8s::K8sOpts,
     build: bool,
     keep_data: bool,
     out: PathBuf,
@@ -140,6 +153,7 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
         expiring_leases: 100_000,
         expiry_ttl: 45,
         expiry_rate: 500.0,
+        k8s: k8s::K8sOpts::default(),
         build: true,
         keep_data: false,
         out: Path::new(env!("CARGO_MANIFEST_DIR")).join("RESULTS.md"),
@@ -208,6 +222,7 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
             "--expiring-leases" => o.expiring_leases = num(val()?)?.max(1),
             "--expiry-ttl" => o.expiry_ttl = num(val()?)?.max(2),
             "--expiry-rate" => o.expiry_rate = secs(val()?)?.max(1.0),
+            n if n.starts_with("--k8s-") => o.k8s.set(n, &val()?)?,
             "--no-build" => o.build = false,
             "--keep-data" => o.keep_data = true,
             "--out" => o.out = PathBuf::from(val()?),
@@ -1672,6 +1687,8 @@ async fn main() {
     let mut lease_rows: Vec<lease::LeaseRow> = Vec::new();
     let do_expiry = selected(&o, lease::expiry::ID);
     let mut expiry_rows: Vec<lease::expiry::ExpiryRow> = Vec::new();
+    let do_k8s = selected(&o, k8s::ID);
+    let mut k8s_rows: Vec<k8s::K8sRow> = Vec::new();
     let mut rows: Vec<Row> = Vec::new();
     let mut restart_rows: Vec<RestartRow> = Vec::new();
     for t in &targets {
@@ -1718,6 +1735,9 @@ async fn main() {
         if do_expiry && t.kind != Kind::Sol {
             let edir = dir.join(lease::expiry::ID);
             expiry_rows.push(run_lease_expiry(&o, t, &bin, &edir).await);
+        }
+        if do_k8s && t.kind != Kind::Sol {
+            k8s_rows.push(run_k8s(&o, t, &bin, &dir.join(k8s::ID)).await);
         }
     }
     let mut tbl = if workloads.is_empty() {
@@ -1778,6 +1798,18 @@ async fn main() {
         }
         nts.push_str(&lease::expiry::notes(&expiry_rows));
     }
+    if !k8s_rows.is_empty() {
+        for (text, more) in [
+            (&mut tbl, k8s::table(&k8s_rows)),
+            (&mut legend, k8s::LEGEND.to_string()),
+        ] {
+            if !text.is_empty() {
+                text.push_str("\n\n");
+            }
+            text.push_str(&more);
+        }
+        nts.push_str(&k8s::notes(&k8s_rows));
+    }
     println!("\n{tbl}\n{nts}");
     let mut md = String::new();
     let _ = writeln!(md, "# ballast benchmark results\n");
@@ -1832,6 +1864,9 @@ async fn main() {
             "- lease expiry parameters: {} leases (TTL {} s, no keepalive) with one key each, writer {:.0} puts/s while they expire, removal bounded by {:.0} s\n",
             e.leases, e.ttl, e.rate, e.removal_secs,
         );
+    }
+    if do_k8s {
+        let _ = writeln!(md, "- k8s parameters: {}\n", o.k8s.describe());
     }
     let _ = writeln!(md, "{tbl}\n{legend}\n\n{nts}");
     match std::fs::File::create(&o.out).and_then(|mut f| f.write_all(md.as_bytes())) {
@@ -1985,6 +2020,30 @@ async fn run_lease_expiry(
             ms(r.before.p99_us as f64),
             opt(r.server_cpu_secs, 1),
             r.errors(),
+        ),
+        Err(e) => eprintln!("bench: {} {name}: failed: {e}", t.name),
+    }
+    target_row(t, name, res)
+}
+
+/// Runs k8s on a fresh server of its own (`dir`).
+async fn run_k8s(o: &Opts, t: &Target, bin: &Path, dir: &Path) -> k8s::K8sRow {
+    let (ko, max_secs) = (&o.k8s, o.max_secs);
+    let name = ko.name();
+    let res = on_fresh_server(t, bin, dir, o.keep_data, |url, pid| async move {
+        k8s::run(ko, max_secs, &url, pid).await
+    })
+    .await;
+    match &res {
+        Ok(r) => eprintln!(
+            "bench: {:<16} {name}: {} ops, server cpu {} µs/op, watch events {}/{}, errors {}, conflicts {}",
+            t.name,
+            r.traffic_ops(),
+            opt(r.cpu_us_per_op(), 1),
+            r.events.delivered,
+            r.events.expected,
+            r.errors(),
+            r.conflicts(),
         ),
         Err(e) => eprintln!("bench: {} {name}: failed: {e}", t.name),
     }
