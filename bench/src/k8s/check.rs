@@ -25,6 +25,8 @@ pub struct EventCheck {
     pub disorder: u64,
     pub progress: u64,
     pub progress_behind: u64,
+    /// Events at or below the revision of an earlier progress answer on their stream.
+    pub after_progress: u64,
     /// Write sent → event received, µs.
     pub lat: Hist,
     pub first_problem: Option<String>,
@@ -32,7 +34,12 @@ pub struct EventCheck {
 
 impl EventCheck {
     pub fn errors(&self) -> u64 {
-        self.missing + self.wrong + self.unexpected + self.disorder + self.progress_behind
+        self.missing
+            + self.wrong
+            + self.unexpected
+            + self.disorder
+            + self.progress_behind
+            + self.after_progress
     }
 }
 
@@ -47,6 +54,7 @@ pub fn check(writes: &[Write], log: &WatchLog) -> EventCheck {
         c.disorder += st.disorder;
         c.progress += st.progress;
         c.progress_behind += st.progress_behind;
+        c.after_progress += st.after_progress;
         let by_rev: HashMap<i64, usize> =
             st.events.iter().enumerate().map(|(n, e)| (e.rev, n)).collect();
         let mut matched = 0u64;

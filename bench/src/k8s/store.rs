@@ -185,7 +185,9 @@ pub struct Listed {
 pub async fn list(ch: &Channel, prefix: &[u8], limit: i64) -> Result<Listed, String> {
     let mut end = prefix.to_vec();
     *end.last_mut().expect("non-empty prefix") += 1;
-    let mut grpc = tonic::client::Grpc::new(ch.clone());
+    // As kube-apiserver's etcd client (MaxCallRecvMsgSize = MaxInt32): a page of 500 objects
+    // of up to 10 KiB passes tonic's default 4 MiB limit.
+    let mut grpc = tonic::client::Grpc::new(ch.clone()).max_decoding_message_size(usize::MAX);
     let mut l = Listed {
         rev: 0,
         keys: 0,

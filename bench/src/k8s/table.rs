@@ -39,7 +39,8 @@ event = applied write sent → its event received on its prefix's watch, ops = e
 the traffic and the drain of its events; server CPU over that window (from /proc: clock ticks, \
 so short runs are coarse), ÷ ops; client CPU likewise for this harness; RSS at the end. Errors \
 = failed requests + watch events missing, for no write, with a wrong key/type/prev_kv, out of \
-revision order, progress answers behind the last event + watch stream errors; all must be 0. \
+revision order, progress answers behind the last event, events arriving after a progress \
+answer at or past their revision + watch stream errors; all must be 0. \
 On ballast rows \"vs etcd\" divides by etcd 3.5 (else 3.4): <1 is better. The issue's targets \
 (column \"issue targets\"): every request type's p99 ≤ 0.5× etcd's, server CPU per op ≤ 0.33×, \
 no errors, every watch event delivered.";
@@ -244,8 +245,8 @@ fn note(x: &K8sRes) -> String {
     if e.errors() > 0 {
         let _ = write!(
             s,
-            "; watch: {} missing, {} wrong, {} unexpected, {} out of order, {} progress answers behind",
-            e.missing, e.wrong, e.unexpected, e.disorder, e.progress_behind
+            "; watch: {} missing, {} wrong, {} unexpected, {} out of order, {} progress answers behind, {} events after a progress answer past them",
+            e.missing, e.wrong, e.unexpected, e.disorder, e.progress_behind, e.after_progress
         );
     }
     if let Some(p) = &e.first_problem {

@@ -7,8 +7,10 @@
 //!
 //! Responses are decoded with a reduced message (per event: type, key, mod_revision and the
 //! prev_kv's mod_revision; prost skips the values). Each event is logged with its arrival time
-//! for the check against the writes (`check.rs`); per stream, revisions must increase and a
-//! progress answer must not be behind the last event.
+//! for the check against the writes (`check.rs`); per stream, revisions must increase, a
+//! progress answer must not be behind the last event, and no event may follow at or below the
+//! revision of a progress answer (the guarantee the apiserver's watch cache relies on when it
+//! treats a progress notification as "everything up to here was sent").
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -89,7 +91,10 @@ pub struct StreamLog {
     /// Progress answers (no events, not the creation) and those behind the last event.
     pub progress: u64,
     pub progress_behind: u64,
+    /// Events at or below the revision of an earlier progress answer.
+    pub after_progress: u64,
     last_rev: i64,
+    progress_rev: i64,
 }
 
 /// What every watch received, and the stream errors (ended, canceled, broken).
@@ -150,7 +155,7 @@ async fn open(
 ) -> Result<(mpsc::Sender<WatchRequest>, Streaming<LiteResponse>), String> {
     let (tx, rx) = mpsc::channel(16);
     tx.try_send(first).map_err(|e| format!("queue create: {e}"))?;
-    let mut grpc = tonic::client::Grpc::new(ch);
+    let mut grpc = tonic::client::Grpc::new(ch).max_decoding_message_size(usize::MAX);
     grpc.ready()
         .await
         .map_err(|e| format!("watch stream not ready: {e}"))?;
@@ -204,22 +209,22 @@ async fn receive(
         }
         if r.created {
             shared.created.fetch_add(1, Ordering::Relaxed);
-            continue;
         }
         let st = &mut log.streams[s];
         if r.events.is_empty() {
-            st.progress += 1;
-            if r.header.map_or(0, |h| h.revision) < st.last_rev {
-                st.progress_behind += 1;
+            if !r.created {
+                let rev = r.header.map_or(0, |h| h.revision);
+                st.progress += 1;
+                st.progress_behind += u64::from(rev < st.last_rev);
+                st.progress_rev = st.progress_rev.max(rev);
             }
             continue;
         }
         let n = r.events.len() as u64;
         for e in r.events {
             let Some(kv) = e.kv else { continue };
-            if kv.mod_revision <= st.last_rev {
-                st.disorder += 1;
-            }
+            st.disorder += u64::from(kv.mod_revision <= st.last_rev);
+            st.after_progress += u64::from(kv.mod_revision <= st.progress_rev);
             st.last_rev = kv.mod_revision;
             st.events.push(Seen {
                 rev: kv.mod_revision,
