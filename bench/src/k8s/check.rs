@@ -55,6 +55,9 @@ pub fn check(writes: &[Write], log: &WatchLog) -> EventCheck {
         c.progress += st.progress;
         c.progress_behind += st.progress_behind;
         c.after_progress += st.after_progress;
+        if let Some(o) = &st.first_odd {
+            c.first_problem.get_or_insert_with(|| o.clone());
+        }
         let by_rev: HashMap<i64, usize> =
             st.events.iter().enumerate().map(|(n, e)| (e.rev, n)).collect();
         let mut matched = 0u64;

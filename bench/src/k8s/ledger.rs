@@ -95,9 +95,15 @@ pub struct Write {
     pub sent_ns: u64,
 }
 
+/// Requests at least this slow are kept with their second of the traffic, to show whether a
+/// tail is a few stalls or spread out.
+pub const SLOW_US: u64 = 50_000;
+
 pub struct Ledger {
     pub ops: Vec<OpStats>,
     pub writes: Vec<Write>,
+    /// Per request of at least `SLOW_US`: the second of the traffic it was due in.
+    pub slow_secs: Vec<u64>,
 }
 
 impl Default for Ledger {
@@ -105,6 +111,7 @@ impl Default for Ledger {
         Ledger {
             ops: vec![OpStats::default(); OpKind::ALL.len()],
             writes: Vec::new(),
+            slow_secs: Vec::new(),
         }
     }
 }

@@ -171,6 +171,8 @@ pub struct K8sRes {
     pub leases_granted: u64,
     pub pods_end: usize,
     pub lag_ms: f64,
+    /// Per traffic request of at least `ledger::SLOW_US`: the second it was due in.
+    pub slow_secs: Vec<u64>,
     pub watch_errors: u64,
     pub watch_error: Option<String>,
 }
@@ -279,7 +281,7 @@ pub async fn run(o: &K8sOpts, max_secs: f64, url: &str, pid: i32) -> Result<K8sR
         .await?;
     let (cpu1, me1) = (cpu_ticks(pid), cpu_ticks(me));
     let t1 = Instant::now();
-    let done = traffic::run(url, world.clone(), &o.rates(), base).await?;
+    let mut done = traffic::run(url, world.clone(), &o.rates(), base).await?;
     let expected = done.ledger.writes.len() as u64;
     let until = Instant::now() + Duration::from_secs_f64(DRAIN_SECS);
     while watches.events() < expected && Instant::now() < until {
@@ -289,7 +291,7 @@ pub async fn run(o: &K8sOpts, max_secs: f64, url: &str, pid: i32) -> Result<K8sR
     let secs = t1.elapsed().as_secs_f64();
     let log = watches.stop();
     let events = check::check(&done.ledger.writes, &log);
-    let mut ops = done.ledger.ops;
+    let mut ops = std::mem::take(&mut done.ledger.ops);
     ops[OpKind::InitialList.index()] = initial;
     let mut sent = done.sent;
     sent[OpKind::InitialList.index()] = Resource::ALL.len() as u64;
@@ -310,6 +312,7 @@ pub async fn run(o: &K8sOpts, max_secs: f64, url: &str, pid: i32) -> Result<K8sR
         leases_granted: world.leases.granted.load(Ordering::Relaxed),
         pods_end: world.pods.len(),
         lag_ms: done.max_lag_ms,
+        slow_secs: done.ledger.slow_secs,
         watch_errors: log.errors,
         watch_error: log.first_error,
     })

@@ -26,7 +26,7 @@ use ballast_bench::proto::etcdserverpb::kv_client::KvClient;
 use ballast_bench::proto::etcdserverpb::lease_client::LeaseClient;
 use tonic::transport::Channel;
 
-use super::ledger::{Ledger, OpKind, Write};
+use super::ledger::{Ledger, OpKind, Write, SLOW_US};
 use super::leases::EVENT_TTL;
 use super::objects::{mix, namespace_prefix, Held, Resource, NAMESPACES};
 use super::store::{self, Outcome};
@@ -139,6 +139,8 @@ struct Cx {
     list_limit: i64,
     ledger: Mutex<Ledger>,
     base: Instant,
+    /// The start of the traffic.
+    t0: Instant,
     sent: Vec<AtomicU64>,
     inflight: Vec<AtomicU64>,
 }
@@ -292,6 +294,9 @@ async fn run_op(cx: Arc<Cx>, kind: OpKind, k: u64, from: Instant) {
     let lat_us = from.elapsed().as_micros() as u64;
     {
         let mut l = cx.ledger.lock().expect("ledger");
+        if lat_us >= SLOW_US {
+            l.slow_secs.push(from.duration_since(cx.t0).as_secs());
+        }
         let s = l.op(kind);
         match r {
             Ok(Ok(Did::Applied)) => s.ok(lat_us),
@@ -338,13 +343,13 @@ async fn drive(url: &str, world: Arc<World>, o: &Rates, base: Instant) -> Result
         list_limit: o.list_limit,
         ledger: Mutex::new(Ledger::default()),
         base,
+        t0: Instant::now(),
         sent: (0..n).map(|_| AtomicU64::new(0)).collect(),
         inflight: (0..n).map(|_| AtomicU64::new(0)).collect(),
     });
-    let t0 = Instant::now();
     let mut set = tokio::task::JoinSet::new();
     for c in classes(o) {
-        set.spawn(schedule(cx.clone(), c, t0));
+        set.spawn(schedule(cx.clone(), c, cx.t0));
     }
     let max_lag_ms = set.join_all().await.into_iter().fold(0.0, f64::max);
     let until = Instant::now() + Duration::from_secs(ACK_SECS);

@@ -93,6 +93,8 @@ pub struct StreamLog {
     pub progress_behind: u64,
     /// Events at or below the revision of an earlier progress answer.
     pub after_progress: u64,
+    /// The first progress answer behind, or event after one: what it was.
+    pub first_odd: Option<String>,
     last_rev: i64,
     progress_rev: i64,
 }
@@ -215,7 +217,13 @@ async fn receive(
             if !r.created {
                 let rev = r.header.map_or(0, |h| h.revision);
                 st.progress += 1;
-                st.progress_behind += u64::from(rev < st.last_rev);
+                if rev < st.last_rev {
+                    st.progress_behind += 1;
+                    let last = st.last_rev;
+                    st.first_odd.get_or_insert_with(|| {
+                        format!("{}: progress answer at revision {rev} after an event at {last}", Resource::ALL[s].prefix())
+                    });
+                }
                 st.progress_rev = st.progress_rev.max(rev);
             }
             continue;
@@ -224,7 +232,13 @@ async fn receive(
         for e in r.events {
             let Some(kv) = e.kv else { continue };
             st.disorder += u64::from(kv.mod_revision <= st.last_rev);
-            st.after_progress += u64::from(kv.mod_revision <= st.progress_rev);
+            if kv.mod_revision <= st.progress_rev {
+                st.after_progress += 1;
+                let (rev, p) = (kv.mod_revision, st.progress_rev);
+                st.first_odd.get_or_insert_with(|| {
+                    format!("{}: event at revision {rev} after a progress answer at {p}", Resource::ALL[s].prefix())
+                });
+            }
             st.last_rev = kv.mod_revision;
             st.events.push(Seen {
                 rev: kv.mod_revision,
