@@ -8,7 +8,7 @@ use ballast_bench::report::{human, ms, opt, TargetRow};
 use crate::opts::{selected, Opts};
 use crate::server::on_fresh_server;
 use crate::targets::{Kind, Target};
-use crate::{lease, watch};
+use crate::{k8s, lease, watch};
 
 /// The selected watch workloads, in the default order.
 pub fn watch_selected(o: &Opts) -> Vec<&'static str> {
@@ -91,6 +91,30 @@ pub async fn run_lease(o: &Opts, t: &Target, bin: &Path, dir: &Path) -> lease::L
             ms(r.m.p99_us as f64),
             opt(r.m.server_cpu_us, 2),
             r.bad
+        ),
+        Err(e) => eprintln!("bench: {} {name}: failed: {e}", t.name),
+    }
+    target_row(t, name, res)
+}
+
+/// Runs k8s on a fresh server of its own (`dir`).
+pub async fn run_k8s(o: &Opts, t: &Target, bin: &Path, dir: &Path) -> k8s::K8sRow {
+    let (ko, max_secs) = (&o.k8s, o.max_secs);
+    let name = ko.name();
+    let res = on_fresh_server(t, bin, dir, o.keep_data, |url, pid| async move {
+        k8s::run(ko, max_secs, &url, pid).await
+    })
+    .await;
+    match &res {
+        Ok(r) => eprintln!(
+            "bench: {:<16} {name}: {} ops, server cpu {} µs/op, watch events {}/{}, errors {}, conflicts {}",
+            t.name,
+            r.traffic_ops(),
+            opt(r.cpu_us_per_op(), 1),
+            r.events.delivered,
+            r.events.expected,
+            r.errors(),
+            r.conflicts(),
         ),
         Err(e) => eprintln!("bench: {} {name}: failed: {e}", t.name),
     }

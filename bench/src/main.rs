@@ -5,6 +5,7 @@
 //! the same workloads against each, and prints a markdown table (also written to bench/RESULTS.md).
 //! See bench/README.md.
 mod fresh;
+mod k8s;
 mod kv;
 mod lease;
 mod opts;

@@ -6,7 +6,7 @@ use crate::restart::RESTART_VALUE_LEN;
 
 /// Every known workload id, in table order (`load` is the preload, run first; `restart` and the
 /// watch and lease workloads run each on a server of their own, after the KV ones).
-pub const WORKLOAD_IDS: [&str; 14] = [
+pub const WORKLOAD_IDS: [&str; 15] = [
     "put-1c",
     "put-100c",
     "put-1000c",
@@ -21,6 +21,7 @@ pub const WORKLOAD_IDS: [&str; 14] = [
     "watch-idle",
     "lease-keepalive",
     "lease-expiry",
+    "k8s",
 ];
 pub const USAGE: &str = "\
 usage: cargo run --release -p ballast-bench -- [options]
@@ -49,7 +50,7 @@ usage: cargo run --release -p ballast-bench -- [options]
   --workloads LIST   comma-separated subset of:
                      put-1c,put-100c,put-1000c,put-open-1000c,range-lin,range-ser,txn-cas,load,
                      restart,
-                     watch-1000,watch-max,watch-idle,lease-keepalive,lease-expiry (not for sol)
+                     watch-1000,watch-max,watch-idle,lease-keepalive,lease-expiry,k8s (not for sol)
   --watchers N       watchers of watch-1000 / watch-max (default 1000, over 100 streams / 10 conns)
   --watch-rate R     puts/s of watch-1000 (default 200; it writes --ops/10 puts); watch-max starts
                      at R/4 and doubles, each step half as long as watch-1000
@@ -60,6 +61,16 @@ usage: cargo run --release -p ballast-bench -- [options]
                      revoked at ~1000/s by etcd and ballast alike, so ~N/1000 s per target
   --expiry-ttl S     their TTL (default 45; must outlast granting them and putting their keys)
   --expiry-rate R    puts/s of the writer running while they expire (default 500)
+  --k8s-secs S       k8s: seconds of open-loop traffic (default 60)
+  --k8s-nodes N      k8s: nodes (default 500): a lease heartbeat per node every 10 s, a node
+                     status update per node every 60 s
+  --k8s-pods N       k8s: pods preloaded (default 5000; also N/5 configmaps, N/10 services,
+                     N/2 events)
+  --k8s-pod-rate R   k8s: pod writes/s, creates : updates : deletes = 1 : 5 : 1 (default 70)
+  --k8s-event-rate R k8s: event creates/s (default 50), under a 1 h lease
+  --k8s-list-rate R  k8s: paginated LISTs of one namespace's pods per s (default 1)
+  --k8s-compact-secs S  k8s: compactor interval (default 60)
+  --k8s-lease-reuse-secs S  k8s: the lease manager's reuse window (default 60)
   --no-build         do not run `cargo build --release` for ballast and sol first
   --keep-data        keep each target's data dir after its run
   --out PATH         where to write the results markdown (default bench/RESULTS.md)
@@ -94,6 +105,7 @@ pub struct Opts {
     pub expiring_leases: u64,
     pub expiry_ttl: u64,
     pub expiry_rate: f64,
+    pub k8s: crate::k8s::K8sOpts,
     pub build: bool,
     pub keep_data: bool,
     pub out: PathBuf,
@@ -132,6 +144,7 @@ impl Default for Opts {
             expiring_leases: 100_000,
             expiry_ttl: 45,
             expiry_rate: 500.0,
+            k8s: crate::k8s::K8sOpts::default(),
             build: true,
             keep_data: false,
             out: Path::new(env!("CARGO_MANIFEST_DIR")).join("RESULTS.md"),
@@ -210,6 +223,7 @@ fn set(
         "--expiring-leases" => o.expiring_leases = num(name, &val()?)?.max(1),
         "--expiry-ttl" => o.expiry_ttl = num(name, &val()?)?.max(2),
         "--expiry-rate" => o.expiry_rate = secs(name, &val()?)?.max(1.0),
+        n if n.starts_with("--k8s-") => o.k8s.set(n, &val()?)?,
         "--no-build" => o.build = false,
         "--keep-data" => o.keep_data = true,
         "--out" => o.out = PathBuf::from(val()?),

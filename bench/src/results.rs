@@ -169,6 +169,9 @@ fn parameters(o: &Opts, md: &mut String) {
             e.leases, e.ttl, e.rate, e.removal_secs,
         );
     }
+    if selected(o, crate::k8s::ID) {
+        let _ = writeln!(md, "- k8s parameters: {}\n", o.k8s.describe());
+    }
 }
 
 /// Writes the results markdown to `--out`.

@@ -4,12 +4,12 @@ use std::path::Path;
 
 use ballast_bench::report::{human_bytes, ms};
 
-use crate::fresh::{run_lease, run_lease_expiry, run_watch, watch_selected};
+use crate::fresh::{run_k8s, run_lease, run_lease_expiry, run_watch, watch_selected};
 use crate::kv::{self, run_target, KvRows, Plan};
 use crate::opts::{mode, selected, Opts};
 use crate::restart::{self, restart_selected, run_restart, RestartRow};
 use crate::targets::{Kind, Target};
-use crate::{lease, watch};
+use crate::{k8s, lease, watch};
 
 /// The workloads selected for this run.
 pub struct Suite<'o> {
@@ -28,6 +28,7 @@ pub struct Rows<'a> {
     watch: Vec<watch::WatchRow>,
     lease: Vec<lease::LeaseRow>,
     expiry: Vec<lease::expiry::ExpiryRow>,
+    k8s: Vec<k8s::K8sRow>,
 }
 
 /// The results text: tables, their legends, the notes.
@@ -96,6 +97,9 @@ impl<'o> Suite<'o> {
             let edir = dir.join(lease::expiry::ID);
             rows.expiry.push(run_lease_expiry(o, t, bin, &edir).await);
         }
+        if selected(o, k8s::ID) {
+            rows.k8s.push(run_k8s(o, t, bin, &dir.join(k8s::ID)).await);
+        }
     }
 
     /// The restart workload on `t`, in `dir/restart`.
@@ -150,6 +154,10 @@ impl<'o> Suite<'o> {
                 lease::expiry::notes(&rows.expiry),
             );
             x.add("\n\n", &tbl, lease::expiry::LEGEND, &nts);
+        }
+        if !rows.k8s.is_empty() {
+            let tbl = k8s::table(&rows.k8s);
+            x.add("\n\n", &tbl, k8s::LEGEND, &k8s::notes(&rows.k8s));
         }
         x
     }
