@@ -49,7 +49,7 @@ async fn zeroed_tail_refuses(s: &mut common::Server, seg: &std::path::Path, from
 
 /// The newest segment of stripe 0 and the end of its written records.
 fn tail_of_stripe0(s: &common::Server) -> (std::path::PathBuf, Vec<(usize, usize)>) {
-    let seg = s.wal_segments(0).pop().expect("a wal segment");
+    let seg = s.newest_written_wal_segment(0).expect("a wal segment with records");
     let records = common::wal_records(&seg);
     assert!(!records.is_empty(), "the wal holds records");
     (seg, records)
@@ -155,7 +155,7 @@ async fn committed_entries_missing_refuses() {
         let data = std::fs::read(seg).unwrap();
         common::wal_records(seg).iter().map(|&(at, _)| u64::from_le_bytes(data[at + 9..at + 17].try_into().unwrap())).collect()
     };
-    let (seg0, seg1) = (s.wal_segments(0).pop().unwrap(), s.wal_segments(1).pop().unwrap());
+    let (seg0, seg1) = (s.newest_written_wal_segment(0).unwrap(), s.newest_written_wal_segment(1).unwrap());
     // Remove the last batch of whichever stripe does not hold the very last one.
     let (last0, last1) = (*seqs(&seg0).last().unwrap(), *seqs(&seg1).last().unwrap());
     let seg = if last0 < last1 { seg0 } else { seg1 };

@@ -299,6 +299,12 @@ impl Server {
         segs
     }
 
+    /// The newest WAL segment of stripe `stripe` that holds records (the next segment is
+    /// prepared, zero-filled, before the current one fills: it may be newer and empty).
+    pub fn newest_written_wal_segment(&self, stripe: usize) -> Option<PathBuf> {
+        self.wal_segments(stripe).into_iter().rev().find(|s| !wal_records(s).is_empty())
+    }
+
     pub fn etcdctl(&self, args: &[&str]) -> Output {
         self.etcdctl_stdin(args, "")
     }
