@@ -58,8 +58,12 @@ pub fn check(writes: &[Write], log: &WatchLog) -> EventCheck {
         if let Some(o) = &st.first_odd {
             c.first_problem.get_or_insert_with(|| o.clone());
         }
-        let by_rev: HashMap<i64, usize> =
-            st.events.iter().enumerate().map(|(n, e)| (e.rev, n)).collect();
+        let by_rev: HashMap<i64, usize> = st
+            .events
+            .iter()
+            .enumerate()
+            .map(|(n, e)| (e.rev, n))
+            .collect();
         let mut matched = 0u64;
         for w in writes.iter().filter(|w| w.res == r) {
             c.expected += 1;

@@ -216,7 +216,8 @@ impl K8sRes {
 }
 
 fn cpu_secs(a: Option<u64>, b: Option<u64>) -> Option<f64> {
-    a.zip(b).map(|(a, b)| b.saturating_sub(a) as f64 / clk_tck())
+    a.zip(b)
+        .map(|(a, b)| b.saturating_sub(a) as f64 / clk_tck())
 }
 
 /// The apiserver's start: a paginated LIST per resource, concurrently; per resource the
@@ -272,8 +273,7 @@ pub async fn run(o: &K8sOpts, max_secs: f64, url: &str, pid: i32) -> Result<K8sR
     let me = std::process::id() as i32;
     let cpu0 = cpu_ticks(pid);
     let mut initial = OpStats::default();
-    let (lists, list_pages, list_keys) =
-        initial_lists(url, o, &pre.objects, &mut initial).await?;
+    let (lists, list_pages, list_keys) = initial_lists(url, o, &pre.objects, &mut initial).await?;
     let starts = lists.iter().map(|(r, rev)| (*r, rev + 1)).collect();
     let watches = watch::Watches::start(url, starts, base, PROGRESS_EVERY).await?;
     watches

@@ -81,7 +81,12 @@ impl Resource {
         if self.per_node() {
             format!("{}{}-{i:05}", self.prefix(), self.stem())
         } else {
-            format!("{}{}/{}-{i:08}", self.prefix(), namespace(i % NAMESPACES), self.stem())
+            format!(
+                "{}{}/{}-{i:08}",
+                self.prefix(),
+                namespace(i % NAMESPACES),
+                self.stem()
+            )
         }
         .into_bytes()
     }

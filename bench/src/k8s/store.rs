@@ -21,6 +21,8 @@ use ballast_bench::proto::etcdserverpb::{
 use tonic::codegen::http::uri::PathAndQuery;
 use tonic::transport::Channel;
 
+use super::watch::LiteHeader;
+
 /// The answer of a conditional write.
 pub enum Outcome {
     /// Applied at this revision (the object's new mod_revision).
@@ -73,7 +75,9 @@ fn revision(r: &TxnResponse) -> i64 {
 /// The mod_revision the Else-Get of a failed txn read (0: no such key).
 fn else_mod_rev(r: &TxnResponse) -> i64 {
     match r.responses.first().and_then(|x| x.response.as_ref()) {
-        Some(response_op::Response::ResponseRange(g)) => g.kvs.first().map_or(0, |k| k.mod_revision),
+        Some(response_op::Response::ResponseRange(g)) => {
+            g.kvs.first().map_or(0, |k| k.mod_revision)
+        }
         _ => 0,
     }
 }
@@ -149,12 +153,6 @@ pub async fn delete(kv: &mut KvClient<Channel>, key: &[u8], orig: i64) -> Result
         }
         other => Err(format!("delete of an existing key answered {other:?}")),
     }
-}
-
-#[derive(Clone, PartialEq, prost::Message)]
-struct LiteHeader {
-    #[prost(int64, tag = "3")]
-    revision: i64,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]

@@ -238,10 +238,16 @@ fn note(x: &K8sRes) -> String {
     let _ = write!(s, "; sent: {}", sent.join(", "));
     if !x.slow_secs.is_empty() {
         let mut per: std::collections::BTreeMap<u64, u64> = Default::default();
-        x.slow_secs.iter().for_each(|t| *per.entry(*t).or_default() += 1);
+        x.slow_secs
+            .iter()
+            .for_each(|t| *per.entry(*t).or_default() += 1);
         let mut top: Vec<(u64, u64)> = per.iter().map(|(t, n)| (*t, *n)).collect();
         top.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-        let top: Vec<String> = top.iter().take(6).map(|(t, n)| format!("{t} s: {n}")).collect();
+        let top: Vec<String> = top
+            .iter()
+            .take(6)
+            .map(|(t, n)| format!("{t} s: {n}"))
+            .collect();
         let _ = write!(
             s,
             "; requests ≥ {} ms: {} in {} distinct seconds of the traffic (most: {})",

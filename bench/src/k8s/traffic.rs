@@ -26,8 +26,8 @@ use ballast_bench::proto::etcdserverpb::kv_client::KvClient;
 use ballast_bench::proto::etcdserverpb::lease_client::LeaseClient;
 use tonic::transport::Channel;
 
-use super::ledger::{Ledger, OpKind, Write, SLOW_US};
 use super::leases::EVENT_TTL;
+use super::ledger::{Ledger, OpKind, Write, SLOW_US};
 use super::objects::{mix, namespace_prefix, Held, Resource, NAMESPACES};
 use super::store::{self, Outcome};
 use super::World;
@@ -73,7 +73,8 @@ impl Class {
             return off + self.every;
         }
         // Uniform in (0, 1] from 53 bits of the hash, then an exponential gap.
-        let u = ((mix(k ^ (self.kind.index() as u64) << 58) >> 11) + 1) as f64 / (1u64 << 53) as f64;
+        let u =
+            ((mix(k ^ (self.kind.index() as u64) << 58) >> 11) + 1) as f64 / (1u64 << 53) as f64;
         off - u.ln() * self.every
     }
 }
@@ -164,7 +165,12 @@ enum Did {
 }
 
 /// GuaranteedUpdate of the held object of `res`, from the mod_revision the apiserver knows.
-async fn update(cx: &Cx, kv: &KvClient<Channel>, res: Resource, mut o: Held) -> Result<Did, String> {
+async fn update(
+    cx: &Cx,
+    kv: &KvClient<Channel>,
+    res: Resource,
+    mut o: Held,
+) -> Result<Did, String> {
     let key = res.key(o.i);
     let value = res.value(o.i, o.gen);
     let sent_ns = cx.now_ns();
@@ -321,7 +327,11 @@ async fn schedule(cx: Arc<Cx>, c: Class, t0: Instant) -> f64 {
         tokio::time::sleep_until(due.into()).await;
         let lag = due.elapsed();
         max_lag = max_lag.max(lag.as_secs_f64() * 1e3);
-        let from = if lag <= TIMER_SLACK { Instant::now() } else { due };
+        let from = if lag <= TIMER_SLACK {
+            Instant::now()
+        } else {
+            due
+        };
         cx.sent[c.kind.index()].fetch_add(1, Ordering::Relaxed);
         cx.inflight[c.kind.index()].fetch_add(1, Ordering::Relaxed);
         tokio::spawn(run_op(cx.clone(), c.kind, k, from));
@@ -331,7 +341,11 @@ async fn schedule(cx: Arc<Cx>, c: Class, t0: Instant) -> f64 {
 }
 
 async fn drive(url: &str, world: Arc<World>, o: &Rates, base: Instant) -> Result<Done, String> {
-    let (pods, misc, nodes) = (connect(url).await?, connect(url).await?, connect(url).await?);
+    let (pods, misc, nodes) = (
+        connect(url).await?,
+        connect(url).await?,
+        connect(url).await?,
+    );
     let n = OpKind::ALL.len();
     let cx = Arc::new(Cx {
         world,

@@ -19,8 +19,6 @@ use ballast_bench::proto::etcdserverpb::{
     watch_request, WatchCreateRequest, WatchProgressRequest, WatchRequest,
 };
 use tokio::sync::{mpsc, oneshot, watch};
-use tonic::codegen::http::uri::PathAndQuery;
-use tonic::codegen::tokio_stream::wrappers::ReceiverStream;
 use tonic::Streaming;
 
 use super::objects::Resource;
@@ -29,10 +27,11 @@ use crate::watch::{connect, prefix_end};
 /// Connections the watch streams are spread over.
 const CONNS: usize = 2;
 
+/// The response header's revision only (also decoded by the store's LIST pages).
 #[derive(Clone, PartialEq, prost::Message)]
-struct LiteHeader {
+pub(super) struct LiteHeader {
     #[prost(int64, tag = "3")]
-    revision: i64,
+    pub(super) revision: i64,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -150,24 +149,13 @@ fn progress_request() -> WatchRequest {
     }
 }
 
-/// Opens a Watch stream whose first request (the create) is queued before the call.
+/// Opens a Watch stream whose first request (the create) is queued before the call; responses
+/// are not size-bounded, as kube-apiserver's client.
 async fn open(
     ch: tonic::transport::Channel,
     first: WatchRequest,
 ) -> Result<(mpsc::Sender<WatchRequest>, Streaming<LiteResponse>), String> {
-    let (tx, rx) = mpsc::channel(16);
-    tx.try_send(first).map_err(|e| format!("queue create: {e}"))?;
-    let mut grpc = tonic::client::Grpc::new(ch).max_decoding_message_size(usize::MAX);
-    grpc.ready()
-        .await
-        .map_err(|e| format!("watch stream not ready: {e}"))?;
-    let path = PathAndQuery::from_static("/etcdserverpb.Watch/Watch");
-    let codec = tonic_prost::ProstCodec::<WatchRequest, LiteResponse>::default();
-    let resp = grpc
-        .streaming(tonic::Request::new(ReceiverStream::new(rx)), path, codec)
-        .await
-        .map_err(|e| format!("open watch stream: {e}"))?;
-    Ok((tx, resp.into_inner()))
+    crate::watch::clients::open_watch(ch, vec![first], 16, usize::MAX).await
 }
 
 /// Receives the watch of resource `s` until stop.
@@ -221,7 +209,10 @@ async fn receive(
                     st.progress_behind += 1;
                     let last = st.last_rev;
                     st.first_odd.get_or_insert_with(|| {
-                        format!("{}: progress answer at revision {rev} after an event at {last}", Resource::ALL[s].prefix())
+                        format!(
+                            "{}: progress answer at revision {rev} after an event at {last}",
+                            Resource::ALL[s].prefix()
+                        )
                     });
                 }
                 st.progress_rev = st.progress_rev.max(rev);
@@ -236,7 +227,10 @@ async fn receive(
                 st.after_progress += 1;
                 let (rev, p) = (kv.mod_revision, st.progress_rev);
                 st.first_odd.get_or_insert_with(|| {
-                    format!("{}: event at revision {rev} after a progress answer at {p}", Resource::ALL[s].prefix())
+                    format!(
+                        "{}: event at revision {rev} after a progress answer at {p}",
+                        Resource::ALL[s].prefix()
+                    )
                 });
             }
             st.last_rev = kv.mod_revision;
@@ -340,9 +334,8 @@ impl Watches {
         let (stop, stop_rx) = watch::channel(false);
         let (tx, rx) = oneshot::channel();
         let (url, sh) = (url.to_string(), shared.clone());
-        let thread = std::thread::spawn(move || {
-            thread_main(url, starts, progress_every, sh, stop_rx, tx)
-        });
+        let thread =
+            std::thread::spawn(move || thread_main(url, starts, progress_every, sh, stop_rx, tx));
         let w = Watches {
             thread: Some(thread),
             stop,
@@ -359,7 +352,14 @@ impl Watches {
     pub async fn wait_created(&self, n: u64, secs: f64) -> Result<(), String> {
         let until = Instant::now() + Duration::from_secs_f64(secs);
         while self.shared.created.load(Ordering::Relaxed) < n {
-            if let Some(e) = self.shared.log.lock().expect("watch log").first_error.clone() {
+            if let Some(e) = self
+                .shared
+                .log
+                .lock()
+                .expect("watch log")
+                .first_error
+                .clone()
+            {
                 return Err(e);
             }
             if Instant::now() > until {

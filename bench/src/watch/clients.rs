@@ -81,17 +81,32 @@ async fn open_stream(
     prefix: &str,
     creates: usize,
 ) -> Result<(mpsc::Sender<WatchRequest>, Streaming<LiteResponse>), String> {
-    let (tx, rx) = mpsc::channel(creates.max(1) + 64);
-    for _ in 0..creates {
-        tx.try_send(create_request(prefix))
-            .map_err(|e| format!("queue create: {e}"))?;
+    let first = (0..creates).map(|_| create_request(prefix)).collect();
+    open_watch(ch, first, creates.max(1) + 64, 4 << 20).await
+}
+
+/// Opens a Watch stream decoding responses as `R` (a lighter message than WatchResponse), with
+/// `first` queued before the call and room for `queue` requests; responses up to
+/// `max_decoding_bytes`.
+pub(crate) async fn open_watch<R>(
+    ch: Channel,
+    first: Vec<WatchRequest>,
+    queue: usize,
+    max_decoding_bytes: usize,
+) -> Result<(mpsc::Sender<WatchRequest>, Streaming<R>), String>
+where
+    R: prost::Message + Default + Send + 'static,
+{
+    let (tx, rx) = mpsc::channel(queue.max(first.len()).max(1));
+    for req in first {
+        tx.try_send(req).map_err(|e| format!("queue create: {e}"))?;
     }
-    let mut grpc = tonic::client::Grpc::new(ch);
+    let mut grpc = tonic::client::Grpc::new(ch).max_decoding_message_size(max_decoding_bytes);
     grpc.ready()
         .await
         .map_err(|e| format!("watch stream not ready: {e}"))?;
     let path = PathAndQuery::from_static("/etcdserverpb.Watch/Watch");
-    let codec = tonic_prost::ProstCodec::<WatchRequest, LiteResponse>::default();
+    let codec = tonic_prost::ProstCodec::<WatchRequest, R>::default();
     let resp = grpc
         .streaming(tonic::Request::new(ReceiverStream::new(rx)), path, codec)
         .await

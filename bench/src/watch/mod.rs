@@ -8,7 +8,7 @@
 //!   delivered events/s counts.
 //! * `watch-idle`: `--idle-watchers` watchers nobody writes to; server memory per watcher and per
 //!   stream from RSS deltas.
-mod clients;
+pub(crate) mod clients;
 mod idle;
 mod shared;
 mod table;
