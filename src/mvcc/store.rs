@@ -68,6 +68,13 @@ pub struct Store {
     changes: ChangeLog,
 }
 
+/// Where the next chunk of a snapshot starts: at `key`, whose first `written` records (of those
+/// the snapshot holds) are in earlier chunks.
+pub struct SnapCursor {
+    pub key: Vec<u8>,
+    pub written: usize,
+}
+
 impl Store {
     pub fn size_bytes(&self) -> u64 {
         self.size_bytes
@@ -196,22 +203,32 @@ impl Store {
         self.compact_physical(rev);
     }
 
-    /// One chunk of a snapshot at `rev` holding the records after `since` (0: a full snapshot):
-    /// up to `max_keys` keys after `after` (from the first key when `None`) that have such
-    /// records, each with them, looking at no more than `max_keys * SCAN_PER_KEY` keys. Also
-    /// returns the key to continue after (`None` once no key is left to look at).
-    pub fn snapshot_chunk(&self, after: Option<&[u8]>, since: i64, rev: i64, max_keys: usize) -> (Vec<SegKey>, Option<Vec<u8>>) {
+    /// One chunk of a snapshot at `rev` holding the records after `since` (0: a full snapshot),
+    /// from `from` on (the first key when `None`): up to `max_keys` keys that have such records,
+    /// each with them, about `max_bytes` of records at most (a key with more history is split
+    /// over several chunks, its records in order: loading joins them), looking at no more than
+    /// `max_keys * SCAN_PER_KEY` keys. Also returns where to continue (`None` once no key is
+    /// left to look at). Needs the records up to `rev` unchanged between calls (physical
+    /// compaction waits for snapshots).
+    pub fn snapshot_chunk(&self, from: Option<&SnapCursor>, since: i64, rev: i64, max_keys: usize, max_bytes: u64) -> (Vec<SegKey>, Option<SnapCursor>) {
         use std::ops::Bound;
         const SCAN_PER_KEY: usize = 16;
-        let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
-        let mut keys = Vec::new();
+        let lower = from.map_or(Bound::Unbounded, |c| Bound::Included(c.key.as_slice()));
+        let (mut keys, mut bytes) = (Vec::new(), 0u64);
         for (scanned, (k, h)) in self.keys.range::<[u8], _>((lower, Bound::Unbounded)).enumerate() {
-            let records = h.between(since, rev);
-            if !records.is_empty() {
-                keys.push(SegKey { key: k.to_vec(), records: records.to_vec() });
+            let all = h.between(since, rev);
+            let done = from.filter(|c| *c.key == **k).map_or(0, |c| c.written);
+            let mut end = done;
+            while end < all.len() && (end == done || bytes < max_bytes) {
+                bytes += all[end].size_bytes() + k.len() as u64;
+                end += 1;
             }
-            if keys.len() == max_keys || scanned + 1 == max_keys * SCAN_PER_KEY {
-                return (keys, Some(k.to_vec()));
+            if end > done {
+                keys.push(SegKey { key: k.to_vec(), records: all[done..end].to_vec() });
+            }
+            let cursor = || Some(SnapCursor { key: k.to_vec(), written: end });
+            if end < all.len() || keys.len() == max_keys || bytes >= max_bytes || scanned + 1 == max_keys * SCAN_PER_KEY {
+                return (keys, cursor());
             }
         }
         (keys, None)
@@ -330,5 +347,41 @@ mod tests {
         let op = WriteOp::Put { key: b"x".to_vec(), value: None, lease: Some(0), prev_kv: false };
         assert!(matches!(s.write(op, Rev::main(2)), Err(Error::KeyNotFound)));
         assert_eq!(s.live_keys(), 0);
+    }
+
+    /// Every snapshot chunk, cut with `max_bytes`: the keys' records in order, each once.
+    fn chunks(s: &Store, since: i64, rev: i64, max_bytes: u64) -> Vec<Vec<SegKey>> {
+        let (mut out, mut from) = (Vec::new(), None);
+        loop {
+            let (chunk, next) = s.snapshot_chunk(from.as_ref(), since, rev, 4, max_bytes);
+            out.push(chunk);
+            match next {
+                Some(c) => from = Some(c),
+                None => return out,
+            }
+        }
+    }
+
+    #[test]
+    fn a_key_with_a_long_history_is_split_over_chunks_in_order() {
+        let mut s = Store::default();
+        for rev in 2..=401 {
+            put(&mut s, "hot", &format!("{rev:0>200}"), rev);
+        }
+        put(&mut s, "a", "1", 402);
+        put(&mut s, "z", "1", 403);
+        let cut = chunks(&s, 100, 402, 4096);
+        let biggest = cut.iter().map(|c| c.iter().map(|k| k.records.len()).sum::<usize>()).max().unwrap();
+        assert!(biggest < 20, "chunks stay near the byte bound: {biggest} records");
+        let mut seen: Vec<(Vec<u8>, i64)> = Vec::new();
+        for k in cut.iter().flatten() {
+            seen.extend(k.records.iter().map(|r| (k.key.clone(), r.mod_rev)));
+        }
+        let mut want: Vec<(Vec<u8>, i64)> = vec![(b"a".to_vec(), 402)];
+        want.extend((101..=401).map(|rev| (b"hot".to_vec(), rev)));
+        assert_eq!(seen, want, "records after `since` up to `rev`, each once, in key then revision order");
+        // A bound no chunk reaches cuts by keys only, as before.
+        let whole = chunks(&s, 0, 403, u64::MAX);
+        assert_eq!(whole.iter().flatten().map(|k| k.records.len()).sum::<usize>(), 402);
     }
 }

@@ -33,19 +33,29 @@ pub fn load_stores(dir: &Path, m: &Manifest, shards: usize) -> Result<Vec<Store>
         .collect())
 }
 
-/// Sorts keys and joins the records of a key found in several segments, oldest first.
+/// Sorts keys and joins the records of a key found in several segments (a full one and deltas)
+/// or in several chunks of one (a key with a long history is split), then puts each joined
+/// key's records in revision order once.
 fn join_keys(mut keys: Vec<segment::SegKey>) -> Vec<segment::SegKey> {
-    keys.sort_by(|a, b| a.key.cmp(&b.key)); // stable: a key's segments stay oldest first
-    let mut joined: Vec<segment::SegKey> = Vec::with_capacity(keys.len());
+    keys.sort_by(|a, b| a.key.cmp(&b.key)); // stable: a key's parts stay in file order
+    let mut joined: Vec<(segment::SegKey, bool)> = Vec::with_capacity(keys.len());
     for k in keys {
         match joined.last_mut() {
-            Some(last) if last.key == k.key => {
+            Some((last, parts)) if last.key == k.key => {
                 last.records.extend(k.records);
-                last.records.sort_by_key(|r| r.rev());
-                last.records.dedup_by_key(|r| r.rev());
+                *parts = true;
             }
-            _ => joined.push(k),
+            _ => joined.push((k, false)),
         }
     }
     joined
+        .into_iter()
+        .map(|(mut k, parts)| {
+            if parts {
+                k.records.sort_by_key(|r| r.rev());
+                k.records.dedup_by_key(|r| r.rev());
+            }
+            k
+        })
+        .collect()
 }
