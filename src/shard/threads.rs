@@ -22,15 +22,6 @@ use crate::wal::stripe::{ShardBusy, Stripe, StripeMsg};
 
 /// Memory glommio registers for io_uring per executor; fits the 8 MiB memlock limit.
 const IO_MEMORY_BYTES: usize = 1 << 20;
-/// An idle shard does not poll for work before it sleeps (glommio's `spin_before_park`).
-/// Waking a sleeping vCPU goes through the host on this VM (`haltpoll` off), so spinning 100 µs
-/// once bought a lone client's put p50 0.326 → 0.244 ms. Measured again with the sustained
-/// bench (`--duration 10 --preload-keys 20000`, 2 rounds): with 100 µs of spinning a lone
-/// client got 0.30 instead of 0.34 ms p50 and 10% more puts/s, at 250 instead of 170 µs of
-/// server CPU per put; and every busier load paid for it: 100 clients 39k → 44k puts/s without
-/// it (the spinning shard took CPU the front end needed), CPU per put 25.8 → 22.9 µs; open
-/// loop at 19k puts/s 46 → 41 µs per put; the Kubernetes-shaped workload 471 → 404 µs per
-/// request. CPU per request is what a many-core host turns into throughput: no spinning.
 /// Threads of a shard's pool for blocking calls (zero-filling the next WAL segment, pushing a
 /// snapshot segment to the disk, manifests, directory fsyncs), unpinned. glommio's default is
 /// one thread on the shard's own CPU: a paced WAL segment (most of a second) would hold up
@@ -139,6 +130,15 @@ where
     Fut: Future<Output = ()> + 'static,
 {
     let builder = |p| {
+        // An idle shard does not poll for work before it sleeps (glommio's `spin_before_park`).
+        // Waking a sleeping vCPU goes through the host on this VM (`haltpoll` off), so spinning 100 µs
+        // once bought a lone client's put p50 0.326 → 0.244 ms. Measured again with the sustained
+        // bench (`--duration 10 --preload-keys 20000`, 2 rounds): with 100 µs of spinning a lone
+        // client got 0.30 instead of 0.34 ms p50 and 10% more puts/s, at 250 instead of 170 µs of
+        // server CPU per put; and every busier load paid for it: 100 clients 39k → 44k puts/s without
+        // it (the spinning shard took CPU the front end needed), CPU per put 25.8 → 22.9 µs; open
+        // loop at 19k puts/s 46 → 41 µs per put; the Kubernetes-shaped workload 471 → 404 µs per
+        // request. CPU per request is what a many-core host turns into throughput: no spinning.
         LocalExecutorBuilder::new(p).name(&format!("shard-{id}")).io_memory(IO_MEMORY_BYTES)
             .blocking_thread_pool_placement(PoolPlacement::Unbound(BLOCKING_THREADS))
     };
