@@ -12,14 +12,6 @@ use etcd_client::{DeleteOptions, GetOptions};
 
 const SMALL_WAL: &[&str] = &["--snapshot-count", "40", "--wal-segment-bytes", "65536", "--shards", "2"];
 
-/// Stripe 0's WAL segments holding records (the next one, prepared zero-filled before the
-/// current one fills, holds none).
-fn wal_segments(data_dir: &Path) -> usize {
-    let dir = data_dir.join("member/wal/0");
-    let segs = std::fs::read_dir(dir).unwrap().flatten().map(|e| e.path());
-    segs.filter(|p| p.extension().is_some_and(|x| x == "wal") && !common::wal_records(p).is_empty()).count()
-}
-
 fn manifest(data_dir: &Path) -> serde_json::Value {
     common::read_checked_json(&data_dir.join("member/snap/manifest.json")).expect("a snapshot manifest")
 }
@@ -47,7 +39,8 @@ async fn snapshots_release_wal_and_restart_restores_everything() {
     let deltas = m["deltas"].as_u64().unwrap() as usize;
     assert_eq!(m["segments"].as_array().unwrap().len(), 2 * (deltas + 1), "{m}");
     // 400 × ~600 B of WAL would fill four 64 KiB segments; snapshots released the old ones.
-    assert!(wal_segments(&s.data_dir) <= 2, "wal segments: {}", wal_segments(&s.data_dir));
+    let written = s.written_wal_segments(0);
+    assert!(written.len() <= 2, "wal segments holding records: {written:?}");
     let before = c.get("k/", Some(GetOptions::new().with_prefix())).await.unwrap();
     let history = c.get("k/0", Some(GetOptions::new().with_revision(310))).await.unwrap();
     drop(c);

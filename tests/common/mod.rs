@@ -299,10 +299,15 @@ impl Server {
         segs
     }
 
-    /// The newest WAL segment of stripe `stripe` that holds records (the next segment is
-    /// prepared, zero-filled, before the current one fills: it may be newer and empty).
+    /// The WAL segments of stripe `stripe` that hold records, oldest first (the next segment
+    /// is prepared, zero-filled, before the current one fills: it may be newer and empty).
+    pub fn written_wal_segments(&self, stripe: usize) -> Vec<PathBuf> {
+        self.wal_segments(stripe).into_iter().filter(|s| !wal_records(s).is_empty()).collect()
+    }
+
+    /// The newest WAL segment of stripe `stripe` that holds records.
     pub fn newest_written_wal_segment(&self, stripe: usize) -> Option<PathBuf> {
-        self.wal_segments(stripe).into_iter().rev().find(|s| !wal_records(s).is_empty())
+        self.written_wal_segments(stripe).pop()
     }
 
     pub fn etcdctl(&self, args: &[&str]) -> Output {
