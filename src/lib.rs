@@ -65,6 +65,7 @@ pub mod failpoint;
 pub mod kv;
 pub mod lease;
 pub mod log;
+pub mod memory;
 pub mod metrics;
 pub mod mvcc;
 pub mod proto;

@@ -260,15 +260,21 @@ impl Store {
     /// Rebuilds a store from snapshot contents (a snapshot at `rev`).
     pub fn restore(keys: impl IntoIterator<Item = SegKey>, compact_rev: i64, rev: i64) -> Store {
         let mut s = Store { compact_rev, segment_rev: rev, changes: ChangeLog::starting_after(rev), ..Store::default() };
-        for k in keys {
-            if k.records.is_empty() {
-                continue;
-            }
-            let hist = KeyHistory::from_records(k.records);
-            s.size_bytes += hist.size_bytes();
-            s.live_keys += u64::from(hist.latest().is_some());
-            s.keys.insert(k.key.into_boxed_slice(), hist);
-        }
+        let (mut size_bytes, mut live_keys) = (0, 0);
+        // Built in one go (sorted, then bulk-loaded into full nodes): inserting keys in order
+        // one by one leaves every node half full, 86 rather than 68 (random order) or about
+        // 45 bytes of tree per key.
+        s.keys = keys
+            .into_iter()
+            .filter(|k| !k.records.is_empty())
+            .map(|k| {
+                let hist = KeyHistory::from_records(k.records);
+                size_bytes += hist.size_bytes();
+                live_keys += u64::from(hist.latest().is_some());
+                (k.key.into_boxed_slice(), hist)
+            })
+            .collect();
+        (s.size_bytes, s.live_keys) = (size_bytes, live_keys);
         s
     }
 

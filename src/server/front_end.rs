@@ -73,6 +73,7 @@ impl Dealer {
 /// connections then get `grace` to finish.
 pub async fn serve(worker: Worker, mut stop: tokio::sync::watch::Receiver<bool>, grace: Duration) -> Result<(), String> {
     tokio::spawn(reply::dispatch(worker.replies));
+    tokio::spawn(release_freed_memory());
     let incoming = worker.conns.into_stream().map(tokio::net::TcpStream::from_std);
     let mut stop_server = stop.clone();
     let shutdown = async move {
@@ -93,6 +94,16 @@ pub async fn serve(worker: Worker, mut stop: tokio::sync::watch::Receiver<bool>,
             log::warn("closing client connections that outlived the shutdown grace period", &[]);
             Ok(())
         }
+    }
+}
+
+/// Returns what this thread freed to the system, every `memory::RELEASE_INTERVAL`.
+async fn release_freed_memory() {
+    let mut every = tokio::time::interval(crate::memory::RELEASE_INTERVAL);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        crate::memory::release_freed();
     }
 }
 

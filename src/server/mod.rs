@@ -90,6 +90,7 @@ fn start(cfg: Config) -> Result<(), String> {
     let wal_dir = wal_dir(&cfg);
     let recovered = recover_wal(&wal_dir, shards, cfg.wal_segment_bytes, snap.as_ref())?;
     log::info("recovered wal", &[("entries", recovered.entries.len().to_string()), ("dir", wal_dir.display().to_string())]);
+    crate::memory::release_all(); // what reading the snapshot and the WAL left freed
     // One WAL stripe per shard, written by that shard's executor.
     let (stripe_txs, stripe_rxs): (Vec<_>, Vec<_>) = (0..shards).map(|_| flume::bounded(STRIPE_QUEUE_CAPACITY)).unzip();
     // Stripes of shards no longer configured (`--shards` lowered): read above, never written

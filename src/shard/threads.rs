@@ -106,6 +106,7 @@ pub fn start(
             let busy: Option<ShardBusy> =
                 (count == 1).then(|| Box::new(move || !queued.is_empty() || writing.get() > 0) as ShardBusy);
             glommio::spawn_local(run_stripe(stripe, busy, status.clone())).detach();
+            glommio::spawn_local(release_freed_memory()).detach();
             if let Some((core, shards)) = core {
                 glommio::spawn_local(core(shards)).detach();
             }
@@ -149,6 +150,14 @@ where
 }
 
 /// The shard's WAL stripe writer; a stripe that cannot be opened is fatal.
+/// Returns what this shard's thread freed to the system, every `memory::RELEASE_INTERVAL`.
+async fn release_freed_memory() {
+    loop {
+        glommio::timer::sleep(crate::memory::RELEASE_INTERVAL).await;
+        crate::memory::release_freed();
+    }
+}
+
 async fn run_stripe(init: StripeInit, busy: Option<ShardBusy>, status: Arc<ServerStatus>) {
     let dir = init.state.dir.clone();
     match Stripe::open(init.state, init.segment_bytes, busy, status).await {
