@@ -16,7 +16,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     unsafe { std::env::set_var("PROTOC", protoc) };
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
     let descriptors = out_dir.join("descriptors.bin");
-    tonic_prost_build::configure().build_client(true).file_descriptor_set_path(&descriptors).compile_protos(PROTOS, &["proto"])?;
+    // A KeyValue's value is `Bytes`: a value in a mapped snapshot segment goes into an answer
+    // without a copy (`mvcc/value.rs`), so a LIST holds one copy of its values, gRPC's encoding.
+    tonic_prost_build::configure()
+        .build_client(true)
+        .bytes(".mvccpb.KeyValue.value")
+        .codec_path("crate::server::codec::ReservingCodec")
+        .file_descriptor_set_path(&descriptors)
+        .compile_protos(PROTOS, &["proto"])?;
     let fds = tonic_prost_build::Config::new().file_descriptor_set_path(&descriptors).skip_protoc_run().load_fds(PROTOS, &["proto"])?;
     std::fs::write(out_dir.join("grpc_methods.rs"), method_table(&fds))?;
     println!("cargo:rerun-if-changed=proto");

@@ -95,3 +95,33 @@ async fn reads_at_revision_0_never_answer_compacted_while_compactions_race_them(
     compactor.await.unwrap();
     assert!(reads > 0);
 }
+
+#[tokio::test]
+async fn a_read_served_in_steps_keeps_its_revision_through_a_compaction_past_it() {
+    // 25 000 keys: a shard serves them in 3 steps (10 000 keys each); the failpoint (debug
+    // builds) holds each later step 100 ms, so the delete and the compaction below land while
+    // the read runs. Physical compaction at the delete's revision would drop every record the
+    // read needs; it must wait for the read instead.
+    let s = common::Server::start_with_env(&[], &[("BALLAST_FAILPOINTS", "read-step-delay")]);
+    let mut c = s.client().await;
+    for batch in 0..200 {
+        let puts: Vec<etcd_client::TxnOp> =
+            (0..125).map(|i| etcd_client::TxnOp::put(format!("l/{:05}", batch * 125 + i), "v", None)).collect();
+        c.txn(etcd_client::Txn::new().and_then(puts)).await.unwrap();
+    }
+    let rev = c.get("l/", None).await.unwrap().header().unwrap().revision();
+    let mut reader = s.client().await;
+    let list = tokio::spawn(async move { reader.get("l/", Some(GetOptions::new().with_prefix().with_revision(rev))).await });
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let del = c.delete("l/", Some(etcd_client::DeleteOptions::new().with_prefix())).await.unwrap();
+    assert_eq!(del.deleted(), 25_000);
+    let del_rev = del.header().unwrap().revision();
+    c.compact(del_rev, Some(CompactionOptions::new().with_physical())).await.unwrap();
+    let got = list.await.unwrap().expect("the read at its revision succeeds");
+    assert_eq!((got.count(), got.kvs().len()), (25_000, 25_000));
+    assert!(got.kvs().windows(2).all(|w| w[0].key() < w[1].key()));
+    assert!(got.kvs().iter().all(|kv| kv.value() == b"v" && kv.mod_revision() <= rev));
+    // And the compaction did happen: the revision is gone, the keys too.
+    assert!(c.get("l/", Some(GetOptions::new().with_prefix().with_revision(rev))).await.is_err());
+    assert_eq!(c.get("l/", Some(GetOptions::new().with_prefix().with_count_only())).await.unwrap().count(), 0);
+}

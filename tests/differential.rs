@@ -640,7 +640,7 @@ fn canon_range(r: &RangeRequest, resp: &mut RangeResponse) {
             2 => SortKey::Int(kv.create_revision),
             3 => SortKey::Int(kv.mod_revision),
             _ if r.keys_only => SortKey::Int(0),
-            _ => SortKey::Bytes(kv.value.clone()),
+            _ => SortKey::Bytes(kv.value.to_vec()),
         }
     };
     let mut start = 0;
@@ -661,7 +661,7 @@ fn canon_range(r: &RangeRequest, resp: &mut RangeResponse) {
                         3 => kv.mod_revision = v,
                         _ => {}
                     },
-                    SortKey::Bytes(v) => kv.value = v,
+                    SortKey::Bytes(v) => kv.value = v.into(),
                 }
                 kv.key = b"<one of the tied keys>".to_vec();
             }

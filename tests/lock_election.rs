@@ -96,7 +96,7 @@ async fn one_leader_at_a_time_observe_sees_every_change_and_resign_hands_over() 
     assert!(!b_campaign.is_finished(), "one leader at a time");
     within(e.proclaim(ProclaimRequest { leader: Some(a.clone()), value: b"a2".to_vec() })).await.unwrap();
     let leader = within(e.leader(LeaderRequest { name: b"el".to_vec() })).await.unwrap().into_inner().kv.unwrap();
-    assert_eq!(leader.value, b"a2");
+    assert_eq!(leader.value, &b"a2"[..]);
     within(e.resign(ResignRequest { leader: Some(a.clone()) })).await.unwrap();
     let b = b_campaign.await.unwrap().unwrap().into_inner().leader.unwrap();
     assert_eq!(b.key, format!("el/{lb:x}").into_bytes());

@@ -159,7 +159,7 @@ async fn history_is_replayed_across_a_snapshot_and_a_restart_then_live_events_fo
     let got = w.events(100).await;
     for (i, (_, e)) in got.iter().enumerate() {
         let kv = e.kv.as_ref().unwrap();
-        assert_eq!((kv.mod_revision, kv.value.clone()), (i as i64 + 2, format!("{i}").into_bytes()));
+        assert_eq!((kv.mod_revision, kv.value.to_vec()), (i as i64 + 2, format!("{i}").into_bytes()));
     }
     KvClient::new(ch).put(PutRequest { key: b"h/x".to_vec(), value: b"live".to_vec(), ..Default::default() }).await.unwrap();
     let live = w.events(1).await;

@@ -475,7 +475,7 @@ async fn fragment_limit_counts_the_whole_header() {
     let value = |i: usize, last_len: usize| vec![b'v'; if i == 9 { last_len } else { 60_000 }];
     let event = |i: usize, last_len: usize| {
         let rev = i as i64 + 2;
-        let kv = KeyValue { key: format!("g/{i:02}").into_bytes(), value: value(i, last_len), create_revision: rev, mod_revision: rev, version: 1, lease: 0 };
+        let kv = KeyValue { key: format!("g/{i:02}").into_bytes(), value: value(i, last_len).into(), create_revision: rev, mod_revision: rev, version: 1, lease: 0 };
         Event { r#type: 0, kv: Some(kv), prev_kv: None }
     };
     let bare = |last_len: usize| {

@@ -1,5 +1,5 @@
 //! The workloads that run each on a fresh server of their own: watch (watch-1000, watch-max,
-//! watch-idle), lease-keepalive and lease-expiry; their options from the command line and their
+//! watch-idle), lease-keepalive, lease-expiry, k8s and pauses; their options from the command line and their
 //! progress lines.
 use std::path::Path;
 
@@ -8,7 +8,7 @@ use ballast_bench::report::{human, ms, opt, TargetRow};
 use crate::opts::{selected, Opts};
 use crate::server::on_fresh_server;
 use crate::targets::{Kind, Target};
-use crate::{k8s, lease, watch};
+use crate::{k8s, lease, pauses, watch};
 
 /// The selected watch workloads, in the default order.
 pub fn watch_selected(o: &Opts) -> Vec<&'static str> {
@@ -169,6 +169,44 @@ pub async fn run_lease_expiry(
             opt(r.server_cpu_secs, 1),
             r.errors(),
         ),
+        Err(e) => eprintln!("bench: {} {name}: failed: {e}", t.name),
+    }
+    target_row(t, name, res)
+}
+
+pub fn pause_opts(o: &Opts) -> pauses::PausesOpts {
+    pauses::PausesOpts {
+        list_keys: o.pause_list_keys as usize,
+        history_puts: o.pause_history as usize,
+        rate: o.pause_rate,
+        phase_secs: o.pause_secs,
+        max_secs: o.load_max_secs,
+    }
+}
+
+/// Runs pauses on a fresh server of its own (`dir`).
+pub async fn run_pauses(o: &Opts, t: &Target, bin: &Path, dir: &Path) -> pauses::PausesRow {
+    let po = pause_opts(o);
+    let name = format!("pauses {} listed, {} revisions", human(o.pause_list_keys), human(o.pause_list_keys + o.pause_history));
+    let po = &po;
+    let res = on_fresh_server(t, bin, dir, o.keep_data, |url, pid| async move {
+        pauses::run(po, &url, pid).await
+    })
+    .await;
+    match &res {
+        Ok(r) => {
+            for p in &r.phases {
+                eprintln!(
+                    "bench: {:<16} {name} / {}: {:.1} s, put p99 {} ms (baseline {} ms); {}",
+                    t.name,
+                    p.name,
+                    p.secs,
+                    ms(p.lat.p99_us as f64),
+                    ms(r.baseline_p99_us() as f64),
+                    p.what,
+                );
+            }
+        }
         Err(e) => eprintln!("bench: {} {name}: failed: {e}", t.name),
     }
     target_row(t, name, res)

@@ -9,12 +9,14 @@ mod k8s;
 mod kv;
 mod lease;
 mod opts;
+mod pauses;
 mod restart;
 mod results;
 mod server;
 mod suite;
 mod targets;
 mod watch;
+mod writer;
 
 #[tokio::main]
 async fn main() {

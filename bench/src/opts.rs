@@ -6,7 +6,7 @@ use crate::restart::RESTART_VALUE_LEN;
 
 /// Every known workload id, in table order (`load` is the preload, run first; `restart` and the
 /// watch and lease workloads run each on a server of their own, after the KV ones).
-pub const WORKLOAD_IDS: [&str; 15] = [
+pub const WORKLOAD_IDS: [&str; 16] = [
     "put-1c",
     "put-100c",
     "put-1000c",
@@ -22,6 +22,7 @@ pub const WORKLOAD_IDS: [&str; 15] = [
     "lease-keepalive",
     "lease-expiry",
     "k8s",
+    "pauses",
 ];
 pub const USAGE: &str = "\
 usage: cargo run --release -p ballast-bench -- [options]
@@ -50,7 +51,8 @@ usage: cargo run --release -p ballast-bench -- [options]
   --workloads LIST   comma-separated subset of:
                      put-1c,put-100c,put-1000c,put-open-1000c,range-lin,range-ser,txn-cas,load,
                      restart,
-                     watch-1000,watch-max,watch-idle,lease-keepalive,lease-expiry,k8s (not for sol)
+                     watch-1000,watch-max,watch-idle,lease-keepalive,lease-expiry,k8s,pauses
+                     (not for sol)
   --watchers N       watchers of watch-1000 / watch-max (default 1000, over 100 streams / 10 conns)
   --watch-rate R     puts/s of watch-1000 (default 200; it writes --ops/10 puts); watch-max starts
                      at R/4 and doubles, each step half as long as watch-1000
@@ -71,6 +73,11 @@ usage: cargo run --release -p ballast-bench -- [options]
   --k8s-list-rate R  k8s: paginated LISTs of one namespace's pods per s (default 1)
   --k8s-compact-secs S  k8s: compactor interval (default 60)
   --k8s-lease-reuse-secs S  k8s: the lease manager's reuse window (default 60)
+  --pause-list-keys N  pauses: keys of 1 KiB LISTed in the list phase (default 100000)
+  --pause-history N  pauses: puts of 256 B over 10000 keys after them, the history the compaction
+                     phase drops (default 900000)
+  --pause-rate R     pauses: puts/s of the writer running through the phases (default 1000)
+  --pause-secs S     pauses: seconds of the baseline and of the list phase (default 15)
   --no-build         do not run `cargo build --release` for ballast and sol first
   --keep-data        keep each target's data dir after its run
   --out PATH         where to write the results markdown (default bench/RESULTS.md)
@@ -106,6 +113,10 @@ pub struct Opts {
     pub expiry_ttl: u64,
     pub expiry_rate: f64,
     pub k8s: crate::k8s::K8sOpts,
+    pub pause_list_keys: u64,
+    pub pause_history: u64,
+    pub pause_rate: f64,
+    pub pause_secs: f64,
     pub build: bool,
     pub keep_data: bool,
     pub out: PathBuf,
@@ -145,6 +156,10 @@ impl Default for Opts {
             expiry_ttl: 45,
             expiry_rate: 500.0,
             k8s: crate::k8s::K8sOpts::default(),
+            pause_list_keys: 100_000,
+            pause_history: 900_000,
+            pause_rate: 1000.0,
+            pause_secs: 15.0,
             build: true,
             keep_data: false,
             out: Path::new(env!("CARGO_MANIFEST_DIR")).join("RESULTS.md"),
@@ -223,6 +238,10 @@ fn set(
         "--expiring-leases" => o.expiring_leases = num(name, &val()?)?.max(1),
         "--expiry-ttl" => o.expiry_ttl = num(name, &val()?)?.max(2),
         "--expiry-rate" => o.expiry_rate = secs(name, &val()?)?.max(1.0),
+        "--pause-list-keys" => o.pause_list_keys = num(name, &val()?)?.max(1),
+        "--pause-history" => o.pause_history = num(name, &val()?)?,
+        "--pause-rate" => o.pause_rate = secs(name, &val()?)?.max(1.0),
+        "--pause-secs" => o.pause_secs = secs(name, &val()?)?.max(1.0),
         n if n.starts_with("--k8s-") => o.k8s.set(n, &val()?)?,
         "--no-build" => o.build = false,
         "--keep-data" => o.keep_data = true,

@@ -169,6 +169,14 @@ fn parameters(o: &Opts, md: &mut String) {
             e.leases, e.ttl, e.rate, e.removal_secs,
         );
     }
+    if selected(o, crate::pauses::ID) {
+        let p = crate::fresh::pause_opts(o);
+        let _ = writeln!(
+            md,
+            "- pauses parameters: {} keys × 1 KiB listed, then {} puts × 256 B over 10000 keys; writer {:.0} puts/s; baseline and list phases {:.0} s each\n",
+            p.list_keys, p.history_puts, p.rate, p.phase_secs,
+        );
+    }
     if selected(o, crate::k8s::ID) {
         let _ = writeln!(md, "- k8s parameters: {}\n", o.k8s.describe());
     }

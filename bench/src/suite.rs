@@ -4,12 +4,12 @@ use std::path::Path;
 
 use ballast_bench::report::{human_bytes, ms};
 
-use crate::fresh::{run_k8s, run_lease, run_lease_expiry, run_watch, watch_selected};
+use crate::fresh::{run_k8s, run_lease, run_lease_expiry, run_pauses, run_watch, watch_selected};
 use crate::kv::{self, run_target, KvRows, Plan};
 use crate::opts::{mode, selected, Opts};
 use crate::restart::{self, restart_selected, run_restart, RestartRow};
 use crate::targets::{Kind, Target};
-use crate::{k8s, lease, watch};
+use crate::{k8s, lease, pauses, watch};
 
 /// The workloads selected for this run.
 pub struct Suite<'o> {
@@ -29,6 +29,7 @@ pub struct Rows<'a> {
     lease: Vec<lease::LeaseRow>,
     expiry: Vec<lease::expiry::ExpiryRow>,
     k8s: Vec<k8s::K8sRow>,
+    pauses: Vec<pauses::PausesRow>,
 }
 
 /// The results text: tables, their legends, the notes.
@@ -100,6 +101,9 @@ impl<'o> Suite<'o> {
         if selected(o, k8s::ID) {
             rows.k8s.push(run_k8s(o, t, bin, &dir.join(k8s::ID)).await);
         }
+        if selected(o, pauses::ID) {
+            rows.pauses.push(run_pauses(o, t, bin, &dir.join(pauses::ID)).await);
+        }
     }
 
     /// The restart workload on `t`, in `dir/restart`.
@@ -158,6 +162,10 @@ impl<'o> Suite<'o> {
         if !rows.k8s.is_empty() {
             let tbl = k8s::table(&rows.k8s);
             x.add("\n\n", &tbl, k8s::LEGEND, &k8s::notes(&rows.k8s));
+        }
+        if !rows.pauses.is_empty() {
+            let tbl = pauses::table(&rows.pauses);
+            x.add("\n\n", &tbl, pauses::LEGEND, &pauses::notes(&rows.pauses));
         }
         x
     }

@@ -293,8 +293,8 @@ fn branch(t: &TxnRequest, ok: bool) -> &[RequestOp] {
 fn compare_kv(c: &Compare, kv: &KeyValue) -> bool {
     use std::cmp::Ordering;
     let ord: Ordering = match (CompareTarget::try_from(c.target), &c.target_union) {
-        (Ok(CompareTarget::Value), Some(TargetUnion::Value(v))) => kv.value.as_slice().cmp(v),
-        (Ok(CompareTarget::Value), _) => kv.value.as_slice().cmp(&[][..]),
+        (Ok(CompareTarget::Value), Some(TargetUnion::Value(v))) => kv.value.as_ref().cmp(v.as_slice()),
+        (Ok(CompareTarget::Value), _) => kv.value.as_ref().cmp(&[][..]),
         (Ok(target), u) => int_field(kv, target).cmp(&int_target(u, target)),
         (Err(_), _) => Ordering::Equal,
     };

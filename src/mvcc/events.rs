@@ -124,7 +124,7 @@ mod tests {
         assert_eq!(kinds, [(b"b".to_vec(), Rev::main(3), false), (b"a".to_vec(), Rev::new(4, 0), true), (b"a".to_vec(), Rev::new(4, 1), false)]);
         // The delete of the txn at 4 carries the state at 3 as prev; its put creates the key
         // again, and a creating put has none, as in etcd.
-        assert_eq!(logged.events[1].prev.as_ref().unwrap().value, b"1");
+        assert_eq!(logged.events[1].prev.as_ref().unwrap().value, &b"1"[..]);
         assert!(logged.events[2].prev.is_none());
         assert_eq!(logged.events[1].kv, KeyValue { key: b"a".to_vec(), mod_revision: 4, ..Default::default() });
         assert_eq!(s.scanned_events(&query(None, 3, 4)), logged.events);

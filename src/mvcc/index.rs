@@ -41,7 +41,7 @@ impl Record {
             create_revision: self.create_rev,
             mod_revision: self.mod_rev,
             version: self.version,
-            value: if keys_only { Vec::new() } else { self.value.as_slice().to_vec() },
+            value: if keys_only { bytes::Bytes::new() } else { self.value.to_bytes() },
             lease: self.lease,
         }
     }

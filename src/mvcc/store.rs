@@ -106,19 +106,40 @@ impl Store {
     }
 
     pub fn range(&self, q: &RangeQuery) -> Result<RangePart> {
-        if q.rev < self.compact_rev {
+        let mut part = RangePart::default();
+        let mut after = self.range_step(q, &mut part, None, usize::MAX)?;
+        while let Some(last) = after {
+            after = self.range_step(q, &mut part, Some(&last), usize::MAX)?;
+        }
+        Ok(part)
+    }
+
+    /// One step of a read: adds to `part` what `q` finds among the next `max_keys` keys of its
+    /// range after `after` (from its start with `None`), and returns the last key visited while
+    /// the range may go on. The first step checks the revision against the compaction point;
+    /// a caller continuing after others ran in between must hold back physical compaction
+    /// beyond `q.rev` meanwhile (the shard's `reading`), and then reads what the first step
+    /// would have read.
+    pub fn range_step(&self, q: &RangeQuery, part: &mut RangePart, after: Option<&[u8]>, max_keys: usize) -> Result<Option<Vec<u8>>> {
+        if after.is_none() && q.rev < self.compact_rev {
             return Err(Error::Compacted);
         }
-        let mut part = RangePart::default();
-        let Some(bounds) = q.range.bounds() else { return Ok(part) };
-        for (key, hist) in self.keys.range::<[u8], _>(bounds) {
+        let Some((start, end)) = q.range.bounds() else { return Ok(None) };
+        let start = after.map_or(start, std::ops::Bound::Excluded);
+        assert!(max_keys > 0, "a read step visits at least one key");
+        let mut last: Option<&[u8]> = None;
+        for (visited, (key, hist)) in self.keys.range::<[u8], _>((start, end)).enumerate() {
+            if visited == max_keys {
+                return Ok(last.map(<[u8]>::to_vec));
+            }
+            last = Some(key);
             let Some(rec) = hist.at(q.rev) else { continue };
             part.count += 1;
             if !q.count_only && (q.limit == 0 || part.kvs.len() < q.limit) {
                 part.kvs.push(rec.to_kv(key, q.keys_only));
             }
         }
-        Ok(part)
+        Ok(None)
     }
 
     pub fn write(&mut self, op: WriteOp, rev: Rev) -> Result<WriteResult> {
@@ -343,7 +364,7 @@ mod tests {
         s.compact(4);
         assert_eq!(get(&s, "a", 3), Err(Error::Compacted));
         assert!(get(&s, "a", 4).unwrap().is_empty());
-        assert_eq!(get(&s, "a", 5).unwrap()[0].value, b"3");
+        assert_eq!(get(&s, "a", 5).unwrap()[0].value, &b"3"[..]);
         assert_eq!(s.live_keys(), 1);
     }
 
@@ -353,6 +374,32 @@ mod tests {
         let op = WriteOp::Put { key: b"x".to_vec(), value: None, lease: Some(0), prev_kv: false };
         assert!(matches!(s.write(op, Rev::main(2)), Err(Error::KeyNotFound)));
         assert_eq!(s.live_keys(), 0);
+    }
+
+    #[test]
+    fn a_read_in_steps_sees_its_revision_whatever_is_written_between_steps() {
+        let mut s = Store::default();
+        for i in 0..25 {
+            put(&mut s, &format!("k{i:02}"), "old", 2 + i);
+        }
+        let q = RangeQuery { range: KeyRange::new(b"k", b"l"), rev: 26, limit: 12, count_only: false, keys_only: false };
+        let whole = s.range(&q).unwrap();
+        let (mut part, mut after, mut steps) = (RangePart::default(), None, 0);
+        loop {
+            after = s.range_step(&q, &mut part, after.as_deref(), 4).unwrap();
+            steps += 1;
+            // Between steps: overwrites, a delete, new keys, all after the read's revision.
+            put(&mut s, &format!("k{:02}", steps * 3), "new", 100 + steps);
+            put(&mut s, &format!("k{:02}x", steps * 3), "new", 200 + steps);
+            s.write(WriteOp::DeleteRange { range: KeyRange::new(format!("k{:02}", steps * 3 + 1).as_bytes(), b""), prev_kv: false }, Rev::main(300 + steps)).unwrap();
+            if after.is_none() {
+                break;
+            }
+        }
+        assert!(steps >= 6, "25 keys, 4 a step, and more keys inserted: {steps} steps");
+        assert_eq!((part.count, part.kvs.len()), (25, 12), "count covers the range, kvs stop at the limit");
+        assert_eq!(part.kvs, whole.kvs);
+        assert!(part.kvs.iter().all(|kv| kv.value == b"old"[..]));
     }
 
     /// Every snapshot chunk, cut with `max_bytes`: the keys' records in order, each once.

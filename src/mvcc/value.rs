@@ -27,6 +27,15 @@ impl Value {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// The value for an answer: a mapped one shares its mapping (no copy; the mapping lives
+    /// as long as the answer does), an inline one (written since the last snapshot) is copied.
+    pub fn to_bytes(&self) -> bytes::Bytes {
+        match self {
+            Value::Inline(b) => bytes::Bytes::copy_from_slice(b),
+            Value::Mapped(m) => bytes::Bytes::from_owner(m.clone()),
+        }
+    }
 }
 
 impl From<Vec<u8>> for Value {
@@ -145,5 +154,11 @@ impl MappedBytes {
     pub fn as_slice(&self) -> &[u8] {
         let start = self.offset as usize;
         &self.map.bytes()[start..start + self.len as usize]
+    }
+}
+
+impl AsRef<[u8]> for MappedBytes {
+    fn as_ref(&self) -> &[u8] {
+        self.as_slice()
     }
 }

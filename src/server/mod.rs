@@ -5,6 +5,7 @@
 //! listeners;
 //! dropping the front end's handles then stops the raft core and the shards in turn.
 
+pub mod codec;
 pub mod front_end;
 pub mod grpc_metrics;
 pub mod http;

@@ -11,7 +11,8 @@ use std::sync::Arc;
 use tokio::sync::oneshot;
 
 use super::mailbox::ShardMsg;
-use crate::mvcc::store::Store;
+use super::reads::READ_STEP_KEYS;
+use crate::mvcc::store::{RangePart, Store};
 use crate::kv::delivery::{Delivery, Outbox};
 use crate::reply;
 use crate::status::ServerStatus;
@@ -38,6 +39,7 @@ pub async fn run(
         compacting: Cell::new(false),
         compact_target: Cell::new(0),
         compact_waiters: RefCell::new(Vec::new()),
+        reading: RefCell::new(Vec::new()),
         apply_seconds: metrics::histogram!(crate::metrics::SHARD_APPLY_SECONDS, "shard" => id.to_string()),
         segment_bytes: Cell::new(segment_bytes),
         written_at_segment: Cell::new(0),
@@ -77,7 +79,15 @@ pub async fn run(
 async fn handle(shard: &Rc<ShardState>, msg: ShardMsg, outbox: &mut Outbox) {
     match msg {
         ShardMsg::Range { query, reply, home } => {
-            outbox.push(home, Delivery::Range(reply, shard.store.borrow().range(&query)));
+            let mut part = RangePart::default();
+            let first = shard.store.borrow().range_step(&query, &mut part, None, READ_STEP_KEYS);
+            match first {
+                Ok(Some(after)) => {
+                    let guard = shard.read_at(query.rev);
+                    glommio::spawn_local(shard.clone().finish_read(query, (part, after), guard, reply)).detach();
+                }
+                done => outbox.push(home, Delivery::Range(reply, done.map(|_| part))),
+            }
         }
         ShardMsg::Write { ops, reply } => {
             if let Some(key) = crate::failpoint::arg("shard-panic-on-put") {
@@ -139,6 +149,8 @@ pub(super) struct ShardState {
     pub(super) compact_target: Cell<i64>,
     /// Callers waiting for physical compaction up to a revision (`physical=true`).
     pub(super) compact_waiters: RefCell<Vec<(i64, oneshot::Sender<()>)>>,
+    /// Revisions of the reads running in steps (`reads.rs`): compaction beyond the oldest waits.
+    pub(super) reading: RefCell<Vec<i64>>,
     pub(super) apply_seconds: metrics::Histogram,
     /// This shard's share of the snapshot segments' bytes, and `store.written_bytes()` when
     /// its newest segment was cut: the storage holds both (dbSize).

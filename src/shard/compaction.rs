@@ -1,6 +1,6 @@
 //! Physical compaction on a shard, in the background: chunk by chunk, yielding between chunks,
 //! paused while a snapshot segment is being written (so a segment holds all history at its
-//! revision).
+//! revision) and while a read below its revision runs in steps (`reads.rs`).
 
 use std::rc::Rc;
 
@@ -9,7 +9,7 @@ use crate::background::step_aside;
 
 /// Keys compacted per step of a background compaction.
 const COMPACT_CHUNK_KEYS: usize = 10_000;
-/// How often a paused compaction checks whether the snapshot is done.
+/// How often a paused compaction checks whether the snapshot (or the read) is done.
 const SNAPSHOT_WAIT: std::time::Duration = std::time::Duration::from_millis(5);
 
 
@@ -23,7 +23,7 @@ impl ShardState {
             let target = self.compact_target.get();
             let mut cursor: Option<Vec<u8>> = None;
             loop {
-                while self.snapshots.get() > 0 {
+                while self.snapshots.get() > 0 || self.oldest_read().is_some_and(|r| r < target) {
                     glommio::timer::sleep(SNAPSHOT_WAIT).await;
                 }
                 cursor = self.store.borrow_mut().compact_chunk(target, cursor.as_deref(), COMPACT_CHUNK_KEYS);

@@ -7,6 +7,7 @@
 pub mod actor;
 pub mod compaction;
 pub mod mailbox;
+pub mod reads;
 pub mod router;
 pub mod segments;
 pub mod threads;

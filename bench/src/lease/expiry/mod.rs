@@ -7,11 +7,9 @@
 //! during that window (and before it), server CPU over it, RSS; afterwards the writer's keys, the
 //! revisions the revokes used and the leases left are checked.
 mod table;
-mod writer;
 
 use std::time::{Duration, Instant};
 
-use ballast_bench::hist::Hist;
 use ballast_bench::procstat::{clk_tck, cpu_ticks, rss_mib};
 use ballast_bench::proto::etcdserverpb::kv_client::KvClient;
 use ballast_bench::proto::etcdserverpb::lease_client::LeaseClient;
@@ -20,7 +18,10 @@ use tonic::transport::Channel;
 
 use crate::watch::{connect, prefix_end};
 pub use table::{notes, table, ExpiryRow, LEGEND};
-use writer::{Sample, Writer, WRITER_PREFIX};
+use crate::writer::{Lat, Writer};
+
+/// The writer's keys.
+const WRITER_PREFIX: &str = "lxw/";
 
 pub const ID: &str = "lease-expiry";
 /// The leased keys: `KEY_PREFIX` + the lease's index, zero-padded.
@@ -43,27 +44,6 @@ pub struct ExpiryOpts {
     pub max_secs: f64,
     /// Bound of the wait for the leased keys to go, from the first possible expiry.
     pub removal_secs: f64,
-}
-
-/// Put latency quantiles of a set of writer samples.
-pub struct Lat {
-    pub puts: u64,
-    pub p50_us: u64,
-    pub p99_us: u64,
-    pub p999_us: u64,
-}
-
-impl Lat {
-    fn of<'a>(samples: impl Iterator<Item = &'a Sample>) -> Lat {
-        let mut h = Hist::default();
-        samples.for_each(|s| h.record(s.lat_us));
-        Lat {
-            puts: h.len(),
-            p50_us: h.quantile(0.50),
-            p99_us: h.quantile(0.99),
-            p999_us: h.quantile(0.999),
-        }
-    }
 }
 
 pub struct ExpiryRes {
@@ -237,7 +217,7 @@ pub async fn run(o: &ExpiryOpts, url: &str, pid: i32) -> Result<ExpiryRes, Strin
         ));
     }
     let rss_setup_mib = rss_mib(pid);
-    let writer = Writer::start(url, t0, o.rate);
+    let writer = Writer::start(url, WRITER_PREFIX, t0, o.rate);
     tokio::time::sleep_until(expiry.into()).await;
     let cpu0 = cpu_ticks(pid);
     let removal = await_removal(&mut kv, n, expiry, o.removal_secs).await;

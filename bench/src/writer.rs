@@ -1,5 +1,5 @@
-//! The fixed-rate writer of lease-expiry: puts new keys (not leased, under `WRITER_PREFIX`) at a
-//! fixed rate, open loop (a put is sent when it is due, whatever the answers take), on a thread
+//! A fixed-rate writer (lease-expiry, pauses): puts new keys under a prefix of its own at a fixed
+//! rate, open loop (a put is sent when it is due, whatever the answers take), on a thread
 //! and current-thread runtime of its own so the harness's polling does not delay it. Every
 //! answered put is kept as (send time, latency), so the caller can cut the expiry window out
 //! after the fact.
@@ -7,14 +7,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use ballast_bench::hist::Hist;
 use ballast_bench::proto::etcdserverpb::kv_client::KvClient;
 use ballast_bench::proto::etcdserverpb::PutRequest;
 use tokio::task::JoinHandle;
 
 use crate::watch::connect;
 
-/// The writer's keys: `WRITER_PREFIX` + its put index, zero-padded.
-pub const WRITER_PREFIX: &str = "lxw/";
 /// Connections the writer spreads its puts over.
 const WRITER_CONNS: usize = 2;
 const VALUE_LEN: usize = 256;
@@ -52,8 +51,9 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Starts putting at `rate` per second against `url`; send times count from `base`.
-    pub fn start(url: &str, base: Instant, rate: f64) -> Writer {
+    /// Starts putting keys `prefix` + put index (zero-padded) at `rate` per second against
+    /// `url`; send times count from `base`.
+    pub fn start(url: &str, prefix: &'static str, base: Instant, rate: f64) -> Writer {
         let stop = Arc::new(AtomicBool::new(false));
         let (url, flag) = (url.to_string(), stop.clone());
         let handle = tokio::task::spawn_blocking(move || {
@@ -61,7 +61,7 @@ impl Writer {
                 .enable_all()
                 .build()
                 .map_err(|e| format!("writer runtime: {e}"))?;
-            rt.block_on(write(&url, base, rate, &flag))
+            rt.block_on(write(&url, prefix, base, rate, &flag))
         });
         Writer { stop, handle }
     }
@@ -86,7 +86,13 @@ impl Writer {
     }
 }
 
-async fn write(url: &str, base: Instant, rate: f64, stop: &AtomicBool) -> Result<Wrote, String> {
+async fn write(
+    url: &str,
+    prefix: &'static str,
+    base: Instant,
+    rate: f64,
+    stop: &AtomicBool,
+) -> Result<Wrote, String> {
     let mut chans = Vec::new();
     for _ in 0..WRITER_CONNS {
         chans.push(connect(url).await?);
@@ -106,7 +112,7 @@ async fn write(url: &str, base: Instant, rate: f64, stop: &AtomicBool) -> Result
             let (tally, value) = (tally.clone(), value.clone());
             tokio::spawn(async move {
                 let req = PutRequest {
-                    key: format!("{WRITER_PREFIX}{i:012}").into_bytes(),
+                    key: format!("{prefix}{i:012}").into_bytes(),
                     value: value.to_vec(),
                     ..Default::default()
                 };
@@ -143,4 +149,25 @@ async fn write(url: &str, base: Instant, rate: f64, stop: &AtomicBool) -> Result
         first_error: t.first_error,
         max_lag_ms: max_lag * 1e3,
     })
+}
+
+/// Put latency quantiles of a set of writer samples.
+pub struct Lat {
+    pub puts: u64,
+    pub p50_us: u64,
+    pub p99_us: u64,
+    pub p999_us: u64,
+}
+
+impl Lat {
+    pub fn of<'a>(samples: impl Iterator<Item = &'a Sample>) -> Lat {
+        let mut h = Hist::default();
+        samples.for_each(|s| h.record(s.lat_us));
+        Lat {
+            puts: h.len(),
+            p50_us: h.quantile(0.50),
+            p99_us: h.quantile(0.99),
+            p999_us: h.quantile(0.999),
+        }
+    }
 }

@@ -1,0 +1,176 @@
+//! The list phase of pauses: one client LISTs the LIST set again and again, rotating over
+//! unpaginated and paginated (limit 500, later pages at the first page's revision, as
+//! kube-apiserver pages) at the current revision and at the revision the set was complete at.
+//! Every answer must hold every key of the set, in order, with its whole value.
+use std::time::{Duration, Instant};
+
+use ballast_bench::procstat::rss_mib;
+use ballast_bench::proto::etcdserverpb::kv_client::KvClient;
+use ballast_bench::proto::etcdserverpb::RangeRequest;
+use tonic::transport::Channel;
+
+use crate::watch::{connect, prefix_end};
+
+/// Keys per page of a paginated LIST (kube-apiserver's default page).
+const PAGE: i64 = 500;
+/// A LIST slower than this fails the phase.
+const LIST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What is listed: `keys` keys under `prefix`, values of `value_len` bytes, complete at `past_rev`.
+pub struct ListSet {
+    pub prefix: &'static str,
+    pub keys: usize,
+    pub value_len: usize,
+    pub past_rev: i64,
+}
+
+/// The four kinds, in rotation: (paginated, at the past revision).
+const KINDS: [(bool, bool); 4] = [(false, false), (false, true), (true, false), (true, true)];
+
+fn kind_name(k: usize) -> &'static str {
+    [
+        "unpaginated",
+        "unpaginated at a past revision",
+        "paginated",
+        "paginated at a past revision",
+    ][k]
+}
+
+#[derive(Default)]
+pub struct ListSeen {
+    /// Per kind: LISTs done and their slowest, ms.
+    pub lists: [u64; 4],
+    pub max_ms: [f64; 4],
+    pub errors: u64,
+    pub first_error: Option<String>,
+    /// Server RSS at the phase's start and its peak during the phase (VmHWM after a reset).
+    pub rss_start_mib: Option<f64>,
+    pub rss_peak_mib: Option<f64>,
+    /// Encoded size of one unpaginated answer, MiB.
+    pub answer_mib: f64,
+}
+
+impl ListSeen {
+    pub fn describe(&self) -> String {
+        let kinds: Vec<String> = (0..4)
+            .map(|k| {
+                format!(
+                    "{} {} (slowest {:.0} ms)",
+                    self.lists[k],
+                    kind_name(k),
+                    self.max_ms[k]
+                )
+            })
+            .collect();
+        let growth = match (self.rss_start_mib, self.rss_peak_mib) {
+            (Some(a), Some(b)) => format!("{:.0}", b - a),
+            _ => "—".into(),
+        };
+        format!(
+            "LISTs: {}; server RSS peak {growth} MiB above the phase's start (one unpaginated answer: {:.0} MiB)",
+            kinds.join(", "),
+            self.answer_mib
+        )
+    }
+}
+
+/// Resets the peak RSS the kernel keeps for `pid` (VmHWM), so the phase reads its own peak.
+fn reset_peak_rss(pid: i32) -> bool {
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok()
+}
+
+fn peak_rss_mib(pid: i32) -> Option<f64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    Some(line.split_whitespace().nth(1)?.parse::<f64>().ok()? / 1024.0)
+}
+
+/// One LIST of the set; checks it and returns its encoded size.
+async fn list_once(
+    kv: &mut KvClient<Channel>,
+    set: &ListSet,
+    paginated: bool,
+    past: bool,
+) -> Result<usize, String> {
+    let end = prefix_end(set.prefix);
+    let mut key = set.prefix.as_bytes().to_vec();
+    let mut rev = if past { set.past_rev } else { 0 };
+    let (mut seen, mut bytes) = (0usize, 0usize);
+    let mut last: Option<Vec<u8>> = None;
+    loop {
+        let req = RangeRequest {
+            key: key.clone(),
+            range_end: end.clone(),
+            revision: rev,
+            limit: if paginated { PAGE } else { 0 },
+            ..Default::default()
+        };
+        let r = kv
+            .range(req)
+            .await
+            .map_err(|e| format!("LIST: {e}"))?
+            .into_inner();
+        bytes += prost::Message::encoded_len(&r);
+        rev = r
+            .header
+            .as_ref()
+            .map_or(rev, |h| if rev == 0 { h.revision } else { rev });
+        for kv in &r.kvs {
+            if kv.value.len() != set.value_len || last.as_ref().is_some_and(|l| *l >= kv.key) {
+                return Err(format!(
+                    "LIST: key {:?} out of order or with a {} B value",
+                    String::from_utf8_lossy(&kv.key),
+                    kv.value.len()
+                ));
+            }
+            last = Some(kv.key.clone());
+        }
+        seen += r.kvs.len();
+        match (r.more, r.kvs.last()) {
+            (true, Some(kv)) => key = [kv.key.as_slice(), b"\0"].concat(),
+            _ => break,
+        }
+    }
+    if seen != set.keys {
+        return Err(format!("LIST returned {seen} keys, not {}", set.keys));
+    }
+    Ok(bytes)
+}
+
+/// LISTs the set for `secs` (the LIST under way finishes), rotating over the kinds.
+pub async fn run(url: &str, pid: i32, set: &ListSet, secs: f64) -> Result<ListSeen, String> {
+    let mut kv = KvClient::new(connect(url).await?).max_decoding_message_size(usize::MAX);
+    let mut seen = ListSeen {
+        rss_start_mib: rss_mib(pid),
+        ..ListSeen::default()
+    };
+    let reset = reset_peak_rss(pid);
+    let until = Instant::now() + Duration::from_secs_f64(secs);
+    let mut k = 0;
+    while Instant::now() < until {
+        let (paginated, past) = KINDS[k % KINDS.len()];
+        let t0 = Instant::now();
+        match tokio::time::timeout(LIST_TIMEOUT, list_once(&mut kv, set, paginated, past)).await {
+            Ok(Ok(bytes)) => {
+                let i = k % KINDS.len();
+                seen.lists[i] += 1;
+                seen.max_ms[i] = seen.max_ms[i].max(t0.elapsed().as_secs_f64() * 1e3);
+                if !paginated {
+                    seen.answer_mib = bytes as f64 / (1 << 20) as f64;
+                }
+            }
+            Ok(Err(e)) => {
+                seen.errors += 1;
+                seen.first_error.get_or_insert(e);
+            }
+            Err(_) => {
+                seen.errors += 1;
+                seen.first_error
+                    .get_or_insert(format!("a LIST took over {LIST_TIMEOUT:?}"));
+            }
+        }
+        k += 1;
+    }
+    seen.rss_peak_mib = if reset { peak_rss_mib(pid) } else { None };
+    Ok(seen)
+}

@@ -1,0 +1,72 @@
+//! Reads too big for one step. A shard serves the first `READ_STEP_KEYS` keys of a read at once,
+//! as before; a read whose range goes on (a LIST of 100k keys) continues in a task of its own,
+//! a step at a time, stepping aside between steps, so writes and other reads are served in
+//! between rather than behind it. Writes after the read's revision do not change what it sees
+//! (a read at `rev` sees each key's last record at or below it); physical compaction could, so
+//! while the read runs, compaction beyond its revision waits (`ShardState::reading`). etcd reads
+//! from a consistent bolt transaction, and compaction never fails a read it has admitted; nor
+//! does ballast's.
+
+use std::rc::Rc;
+
+use tokio::sync::oneshot;
+
+use super::actor::ShardState;
+use crate::background::step_aside;
+use crate::error::Result;
+use crate::mvcc::store::{RangePart, RangeQuery};
+
+/// Keys a read visits per step on its shard (about a millisecond: values are not copied,
+/// mapped ones are shared with the answer).
+pub const READ_STEP_KEYS: usize = 10_000;
+
+/// A read registered as running at a revision; deregisters when dropped.
+pub(super) struct ReadGuard {
+    shard: Rc<ShardState>,
+    rev: i64,
+}
+
+impl Drop for ReadGuard {
+    fn drop(&mut self) {
+        let mut reading = self.shard.reading.borrow_mut();
+        let i = reading.iter().position(|&r| r == self.rev).expect("a registered read");
+        reading.swap_remove(i);
+    }
+}
+
+impl ShardState {
+    /// Registers a read at `rev` until the guard drops: compaction beyond `rev` waits.
+    pub(super) fn read_at(self: &Rc<Self>, rev: i64) -> ReadGuard {
+        self.reading.borrow_mut().push(rev);
+        ReadGuard { shard: self.clone(), rev }
+    }
+
+    /// The oldest revision a running read holds, if any.
+    pub(super) fn oldest_read(&self) -> Option<i64> {
+        self.reading.borrow().iter().copied().min()
+    }
+
+    /// Serves the rest of `q` after `after`, a step at a time, then answers.
+    pub(super) async fn finish_read(
+        self: Rc<Self>,
+        q: RangeQuery,
+        (mut part, mut after): (RangePart, Vec<u8>),
+        guard: ReadGuard,
+        reply: oneshot::Sender<Result<RangePart>>,
+    ) {
+        let result = loop {
+            step_aside().await;
+            if crate::failpoint::on("read-step-delay") {
+                // Failpoint: a long read's steps take 100 ms each, so compactions land inside it.
+                glommio::timer::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            match self.store.borrow().range_step(&q, &mut part, Some(&after), READ_STEP_KEYS) {
+                Ok(Some(last)) => after = last,
+                Ok(None) => break Ok(part),
+                Err(e) => break Err(e),
+            }
+        };
+        drop(guard);
+        let _ = reply.send(result);
+    }
+}
