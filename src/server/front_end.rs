@@ -145,6 +145,11 @@ pub async fn serve(worker: Worker, mut stop: tokio::sync::watch::Receiver<bool>,
     }
 }
 
+/// Serves a unix socket listener's connections on the current thread until `stop` changes.
+pub async fn serve_unix(listener: tokio::net::UnixListener, routes: tonic::service::Routes, stop: tokio::sync::watch::Receiver<bool>) -> Result<(), String> {
+    serve_connections(routes, tokio_stream::wrappers::UnixListenerStream::new(listener), stop).await
+}
+
 /// One tonic server (gRPC and the HTTP routes) on `incoming`'s connections until `stop` changes.
 async fn serve_connections<S, IO>(routes: tonic::service::Routes, incoming: S, mut stop: tokio::sync::watch::Receiver<bool>) -> Result<(), String>
 where

@@ -229,7 +229,7 @@ fn bind_addr(url: &str) -> Result<(String, bool), String> {
     let (rest, secure) = match (url.strip_prefix("http://"), url.strip_prefix("https://")) {
         (Some(rest), _) => (rest, false),
         (_, Some(rest)) => (rest, true),
-        _ => return Err(format!("listen url {url}: only http:// and https:// are supported yet (unix sockets are not)")),
+        _ => return Err(format!("listen url {url}: only http://, https:// and (client URLs) unix:// are supported yet")),
     };
     Ok((rest.trim_end_matches('/').to_string(), secure))
 }
@@ -239,7 +239,7 @@ fn bind_addr(url: &str) -> Result<(String, bool), String> {
 fn client_listeners(urls: &[String]) -> Result<Vec<(String, front_end::Transport)>, String> {
     use front_end::Transport;
     let mut out: Vec<(String, Transport)> = Vec::new();
-    for url in urls {
+    for url in urls.iter().filter(|u| !u.starts_with("unix")) {
         let (addr, secure) = bind_addr(url)?;
         let this = if secure { Transport::Tls } else { Transport::Plain };
         match out.iter_mut().find(|(a, _)| *a == addr) {
@@ -249,6 +249,33 @@ fn client_listeners(urls: &[String]) -> Result<Vec<(String, front_end::Transport
         }
     }
     Ok(out)
+}
+
+/// The unix socket paths of `unix://` client URLs (etcd: `u.Host + u.Path`, so
+/// `unix://localhost:2379` is the file `localhost:2379` in the working directory).
+fn unix_sockets(urls: &[String]) -> Result<Vec<String>, String> {
+    let mut out: Vec<String> = Vec::new();
+    for url in urls {
+        if url.starts_with("unixs://") {
+            return Err(format!("listen url {url}: unixs:// (TLS on a unix socket) is not supported yet"));
+        }
+        let Some(path) = url.strip_prefix("unix://") else { continue };
+        let path = path.split(['?', '#']).next().unwrap_or("").to_string();
+        if !out.contains(&path) {
+            out.push(path);
+        }
+    }
+    Ok(out)
+}
+
+/// A unix socket listener at `path`, replacing a stale socket file (etcd's NewUnixListener).
+fn bind_unix(path: &str) -> Result<tokio::net::UnixListener, String> {
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(format!("remove {path}: {e}")),
+    }
+    tokio::net::UnixListener::bind(path).map_err(|e| format!("listen unix {path}: {e}"))
 }
 
 fn serve_front_end(
@@ -322,6 +349,12 @@ async fn front_end_main(
         tokio::spawn(dealer.clone().accept(listener, transport, stop_rx.clone()));
     }
     let mut servers = Vec::new();
+    // Unix socket clients are served by this thread alone (local tools, not the hot path).
+    for path in unix_sockets(&cfg.listen_client_urls)? {
+        let listener = bind_unix(&path)?;
+        log::info("serving insecure client requests", &[("address", format!("unix://{path}"))]);
+        servers.push(tokio::spawn(front_end::serve_unix(listener, own.routes.clone(), stop_rx.clone())));
+    }
     for url in &cfg.listen_metrics_urls {
         let listener = bind(&metrics_bind_addr(url)?).await?;
         let router = http::router(ctx.clone(), metrics.clone());
