@@ -151,6 +151,9 @@ pub fn client_config(cfg: &Config) -> Result<Option<Arc<ServerConfig>>, String> 
     if !secure {
         return Ok(None);
     }
+    if !info.crl_file.is_empty() && !requires_client_cert(&info) {
+        log::warn("--client-crl-file has no effect: no client certificates are asked for (no --client-cert-auth or --trusted-ca-file)", &[]);
+    }
     let config = server_config(&info, tls12, &cfg.tls_min_version, &cfg.tls_max_version)?;
     log::info(
         "starting with client TLS",
@@ -222,9 +225,6 @@ fn server_config(info: &TlsFlags, tls12: Option<Vec<SupportedCipherSuite>>, min:
     let builder = if requires_client_cert(info) {
         builder.with_client_cert_verifier(client_verifier(info, provider)?)
     } else {
-        if !info.crl_file.is_empty() {
-            log::warn("--client-crl-file has no effect: no client certificates are asked for (no --client-cert-auth or --trusted-ca-file)", &[]);
-        }
         builder.with_no_client_auth()
     };
     let mut config = builder.with_single_cert(certs, key).map_err(|e| match e {
