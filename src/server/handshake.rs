@@ -11,8 +11,14 @@
 //! is closed: wrong or missing client certificate, revoked certificate, no common cipher
 //! suite or protocol version.
 
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use rustls::pki_types::CertificateDer;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
@@ -37,7 +43,7 @@ pub async fn run(
     conns: flume::Receiver<SecureConn>,
     acceptor: TlsAcceptor,
     plain: flume::Sender<std::net::TcpStream>,
-    tls: flume::Sender<TlsStream<TcpStream>>,
+    tls: flume::Sender<TlsConn>,
 ) {
     while let Ok(c) = conns.recv_async().await {
         tokio::spawn(one(c, acceptor.clone(), plain.clone(), tls.clone()));
@@ -49,7 +55,7 @@ enum Next {
     Tls(Box<TlsStream<TcpStream>>),
 }
 
-async fn one(c: SecureConn, acceptor: TlsAcceptor, plain: flume::Sender<std::net::TcpStream>, tls: flume::Sender<TlsStream<TcpStream>>) {
+async fn one(c: SecureConn, acceptor: TlsAcceptor, plain: flume::Sender<std::net::TcpStream>, tls: flume::Sender<TlsConn>) {
     let Ok(conn) = TcpStream::from_std(c.conn) else { return };
     let remote = conn.peer_addr().map(|a| a.to_string()).unwrap_or_default();
     let handshake = async {
@@ -71,7 +77,7 @@ async fn one(c: SecureConn, acceptor: TlsAcceptor, plain: flume::Sender<std::net
             }
         }
         Next::Tls(stream) => {
-            let _ = tls.send_async(*stream).await;
+            let _ = tls.send_async(TlsConn(*stream)).await;
         }
     }
 }
@@ -86,4 +92,56 @@ async fn starts_tls(conn: &TcpStream) -> std::io::Result<bool> {
 /// etcd's log line for a refused TLS connection (embed/config_logging.go).
 fn rejected(remote: &str, error: &str) {
     log::warn("rejected connection", &[("remote-addr", remote.to_string()), ("error", error.to_string())]);
+}
+
+/// A handshaken TLS connection, as the TLS server serves it. A type of ballast's own, so that
+/// tonic is built without its TLS features and the plaintext connections' I/O stays as it was.
+pub struct TlsConn(TlsStream<TcpStream>);
+
+/// What a request over TLS can learn of its connection (a tonic request extension).
+#[derive(Clone)]
+pub struct TlsConnectInfo {
+    pub remote_addr: Option<std::net::SocketAddr>,
+    /// The client's certificate chain, leaf first, when it presented one (verified).
+    pub peer_certificates: Option<Arc<Vec<CertificateDer<'static>>>>,
+}
+
+impl tonic::transport::server::Connected for TlsConn {
+    type ConnectInfo = TlsConnectInfo;
+
+    fn connect_info(&self) -> TlsConnectInfo {
+        let (tcp, session) = self.0.get_ref();
+        TlsConnectInfo {
+            remote_addr: tcp.peer_addr().ok(),
+            peer_certificates: session.peer_certificates().map(|c| Arc::new(c.to_vec())),
+        }
+    }
+}
+
+impl AsyncRead for TlsConn {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for TlsConn {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(mut self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.0.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
+    }
 }
