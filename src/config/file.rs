@@ -6,7 +6,7 @@ use serde::Deserialize;
 
 use super::command_line::{apply_ballast_flags, FlagValues};
 use super::url::parse_urls;
-use super::{finish_paths_and_cluster, quota_from_i64, Config, ConfigError};
+use super::{finish_paths_and_cluster, quota_from_i64, Config, ConfigError, TlsFlags};
 
 /// The subset of etcd's YAML keys ballast understands; others are ignored.
 #[derive(Deserialize, Default)]
@@ -35,6 +35,39 @@ struct FileConfig {
     listen_metrics_urls: Option<String>,
     compat_version: Option<String>,
     shards: Option<usize>,
+    client_transport_security: Option<SecurityConfig>,
+    peer_transport_security: Option<SecurityConfig>,
+    cipher_suites: Option<Vec<String>>,
+    tls_min_version: Option<String>,
+    tls_max_version: Option<String>,
+    self_signed_cert_validity: Option<u64>,
+}
+
+/// etcd's `securityConfig` (`client-transport-security`, `peer-transport-security`). The
+/// YAML has no CRL file, as etcd's has none.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+struct SecurityConfig {
+    cert_file: Option<String>,
+    key_file: Option<String>,
+    client_cert_auth: Option<bool>,
+    trusted_ca_file: Option<String>,
+    auto_tls: Option<bool>,
+    allowed_cn: Option<Vec<String>>,
+}
+
+impl SecurityConfig {
+    fn into_flags(self) -> TlsFlags {
+        TlsFlags {
+            cert_file: self.cert_file.unwrap_or_default(),
+            key_file: self.key_file.unwrap_or_default(),
+            trusted_ca_file: self.trusted_ca_file.unwrap_or_default(),
+            client_cert_auth: self.client_cert_auth.unwrap_or(false),
+            crl_file: String::new(),
+            auto_tls: self.auto_tls.unwrap_or(false),
+            allowed_cns: self.allowed_cn.unwrap_or_default(),
+        }
+    }
 }
 
 const FILE_KEYS: &[&str] = &[
@@ -61,6 +94,12 @@ const FILE_KEYS: &[&str] = &[
     "listen-metrics-urls",
     "compat-version",
     "shards",
+    "client-transport-security",
+    "peer-transport-security",
+    "cipher-suites",
+    "tls-min-version",
+    "tls-max-version",
+    "self-signed-cert-validity",
 ];
 
 pub(super) fn config_from_file(
@@ -169,6 +208,15 @@ fn config_from_file_values(f: FileConfig, flags: &FlagValues) -> Result<Config, 
         f.listen_metrics_urls,
         &mut c.listen_metrics_urls,
     )?;
+    c.client_tls = f.client_transport_security.map(SecurityConfig::into_flags).unwrap_or_default();
+    c.peer_tls = f.peer_transport_security.map(SecurityConfig::into_flags).unwrap_or_default();
+    c.cipher_suites = f.cipher_suites.unwrap_or_default();
+    set_str(f.tls_min_version, &mut c.tls_min_version);
+    if let Some(v) = f.tls_max_version {
+        c.tls_max_version = v;
+    }
+    // etcd's configFromFile: 0 (or absent) is 1 year.
+    c.self_signed_cert_validity_years = f.self_signed_cert_validity.filter(|&y| y > 0).unwrap_or(1);
     // ballast-only flags still apply from the command line / environment.
     apply_ballast_flags(&mut c, flags);
     let initial_cluster = f.initial_cluster.filter(|s| !s.is_empty());

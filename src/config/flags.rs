@@ -96,6 +96,16 @@ pub(super) static FLAGS: &[Spec] = &[
     ours("compat-version", Ty::Str, DEFAULT_COMPAT_VERSION, "(ballast) etcd version reported to clients."),
     ours("shards", Ty::Uint, "0", "(ballast) Number of shards; 0 means the usable cores less the 2 front-end threads, at least 1."),
     ours("wal-segment-bytes", Ty::Uint, "67108864", "(ballast) Size of a preallocated WAL segment file."),
+    ours("cert-file", Ty::Str, "", "Path to the client server TLS cert file."),
+    ours("key-file", Ty::Str, "", "Path to the client server TLS key file."),
+    ours("client-cert-auth", Ty::Bool, "false", "Enable client cert authentication."),
+    ours("client-crl-file", Ty::Str, "", "Path to the client certificate revocation list file."),
+    ours("trusted-ca-file", Ty::Str, "", "Path to the client server TLS trusted CA cert file."),
+    ours("auto-tls", Ty::Bool, "false", "Client TLS using generated certificates."),
+    ours("self-signed-cert-validity", Ty::Uint, "1", "The validity period of the client and peer certificates, unit is year."),
+    ours("cipher-suites", Ty::Strings, "", "Comma-separated list of supported TLS cipher suites between client/server and peers (empty: the TLS library's defaults)."),
+    ours("tls-min-version", Ty::Str, "TLS1.2", "Minimum TLS version supported by ballast. Possible values: TLS1.2, TLS1.3."),
+    ours("tls-max-version", Ty::Str, "", "Maximum TLS version supported by ballast. Possible values: TLS1.2, TLS1.3 (empty: the highest the TLS library supports)."),
     // etcd 3.5 flags ballast accepts but does not implement yet
     etcd("listen-client-http-urls", Ty::Urls),
     etcd("max-snapshots", Ty::Uint),
@@ -128,15 +138,10 @@ pub(super) static FLAGS: &[Spec] = &[
     etcd("proxy-dial-timeout", Ty::Uint),
     etcd("proxy-write-timeout", Ty::Uint),
     etcd("proxy-read-timeout", Ty::Uint),
-    etcd("cert-file", Ty::Str),
-    etcd("key-file", Ty::Str),
     etcd("client-cert-file", Ty::Str),
     etcd("client-key-file", Ty::Str),
-    etcd("client-cert-auth", Ty::Bool),
-    etcd("client-crl-file", Ty::Str),
     etcd("client-cert-allowed-hostname", Ty::Strings),
-    etcd("trusted-ca-file", Ty::Str),
-    etcd("auto-tls", Ty::Bool),
+    // peer TLS: those in PEER_TLS are read and checked, none is used (no peers yet)
     etcd("peer-cert-file", Ty::Str),
     etcd("peer-key-file", Ty::Str),
     etcd("peer-client-cert-file", Ty::Str),
@@ -144,14 +149,10 @@ pub(super) static FLAGS: &[Spec] = &[
     etcd("peer-client-cert-auth", Ty::Bool),
     etcd("peer-trusted-ca-file", Ty::Str),
     etcd("peer-auto-tls", Ty::Bool),
-    etcd("self-signed-cert-validity", Ty::Uint),
     etcd("peer-crl-file", Ty::Str),
     etcd("peer-cert-allowed-cn", Ty::Strings),
     etcd("peer-cert-allowed-hostname", Ty::Strings),
-    etcd("cipher-suites", Ty::Strings),
     etcd("experimental-peer-skip-client-san-verification", Ty::Bool),
-    etcd("tls-min-version", Ty::Str),
-    etcd("tls-max-version", Ty::Str),
     etcd("cors", Ty::UrlsOrStar),
     etcd("host-whitelist", Ty::Strings),
     etcd("log-outputs", Ty::Strings),
@@ -205,6 +206,18 @@ pub(super) static FLAGS: &[Spec] = &[
     etcd("vv", Ty::Ignored),
     etcd("test.coverprofile", Ty::Ignored),
     etcd("test.outputdir", Ty::Ignored),
+];
+
+/// Peer TLS flags: read into `Config::peer_tls` and checked at start as etcd checks them,
+/// but unused, since ballast has no peers yet (their warning says so).
+pub(super) const PEER_TLS: &[&str] = &[
+    "peer-cert-file",
+    "peer-key-file",
+    "peer-trusted-ca-file",
+    "peer-client-cert-auth",
+    "peer-crl-file",
+    "peer-auto-tls",
+    "peer-cert-allowed-cn",
 ];
 
 /// Flags that are ballast's own invention: etcd has no opinion on them, so

@@ -51,11 +51,15 @@ use command_line::{config_from_flags, scan_command_line, warn_flags_ignored_by_c
 use env::{apply_env, env_get, warn_unrecognized_env};
 use flags::{BALLAST_ONLY, FLAGS};
 pub use flags::usage;
+pub use validate::tls_version;
 
 /// Version ballast reports to clients as its etcd cluster/server version.
 pub const DEFAULT_COMPAT_VERSION: &str = "3.5.23";
 pub const DEFAULT_WAL_SEGMENT_BYTES: u64 = 64 << 20;
 const MIN_WAL_SEGMENT_BYTES: u64 = 64 << 10;
+
+/// etcd's default --tls-min-version.
+const DEFAULT_TLS_MIN_VERSION: &str = "TLS1.2";
 
 const DEFAULT_CLIENT_URL: &str = "http://localhost:2379";
 const DEFAULT_PEER_URL: &str = "http://localhost:2380";
@@ -110,6 +114,41 @@ pub struct Config {
     /// --experimental-enable-lease-checkpoint(-persist).
     pub lease_checkpoint: bool,
     pub lease_checkpoint_persist: bool,
+    /// The client listeners' TLS: --cert-file, --key-file, --trusted-ca-file,
+    /// --client-cert-auth, --client-crl-file, --auto-tls.
+    pub client_tls: TlsFlags,
+    /// The --peer-* equivalents: checked as etcd checks them at start, otherwise unused
+    /// (ballast has no peers yet).
+    pub peer_tls: TlsFlags,
+    /// --cipher-suites, Go's names in the order given; empty = the TLS library's defaults.
+    /// The names are checked when the listeners are set up (`server/tls.rs`), as etcd does.
+    pub cipher_suites: Vec<String>,
+    /// --tls-min-version / --tls-max-version: "" (the library's choice), "TLS1.2" or "TLS1.3".
+    pub tls_min_version: String,
+    pub tls_max_version: String,
+    /// --self-signed-cert-validity: years an --auto-tls certificate is valid.
+    pub self_signed_cert_validity_years: u64,
+}
+
+/// One side's TLS flags (client or peer), as etcd's `transport.TLSInfo`: an empty string is
+/// unset, and the side is "empty" (no TLS) when neither certificate nor key is given.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TlsFlags {
+    pub cert_file: String,
+    pub key_file: String,
+    pub trusted_ca_file: String,
+    pub client_cert_auth: bool,
+    pub crl_file: String,
+    pub auto_tls: bool,
+    /// --peer-cert-allowed-cn (peers only).
+    pub allowed_cns: Vec<String>,
+}
+
+impl TlsFlags {
+    /// etcd's `TLSInfo.Empty`.
+    pub fn is_empty(&self) -> bool {
+        self.cert_file.is_empty() && self.key_file.is_empty()
+    }
 }
 
 impl Default for Config {
@@ -143,6 +182,12 @@ impl Default for Config {
             watch_progress_notify_interval: DEFAULT_WATCH_PROGRESS_NOTIFY_INTERVAL,
             lease_checkpoint: false,
             lease_checkpoint_persist: false,
+            client_tls: TlsFlags::default(),
+            peer_tls: TlsFlags::default(),
+            cipher_suites: Vec::new(),
+            tls_min_version: DEFAULT_TLS_MIN_VERSION.to_string(),
+            tls_max_version: String::new(),
+            self_signed_cert_validity_years: 1,
         }
     }
 }

@@ -310,11 +310,73 @@ fn unimplemented_flags_warn_once_each() {
             "flag --v is not implemented by ballast yet; ignored",
         ]
     );
-    let (_, w) = run(&[], &[("ETCD_AUTO_TLS", "true")]);
+    let (_, w) = run(&[], &[("ETCD_ENABLE_PPROF", "true")]);
     assert_eq!(
         w,
-        vec!["environment variable ETCD_AUTO_TLS (flag --auto-tls) is not implemented by ballast yet; ignored"]
+        vec!["environment variable ETCD_ENABLE_PPROF (flag --enable-pprof) is not implemented by ballast yet; ignored"]
     );
+}
+
+#[test]
+fn tls_flags() {
+    let (c, w) = run(
+        &[
+            "--cert-file=/c.pem",
+            "--key-file",
+            "/k.pem",
+            "--trusted-ca-file=/ca.pem",
+            "--client-cert-auth",
+            "--client-crl-file=/crl.pem",
+            "--cipher-suites=TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
+            "--tls-max-version=TLS1.2",
+            "--self-signed-cert-validity=3",
+            "--peer-cert-file=/p.pem",
+        ],
+        &[("ETCD_AUTO_TLS", "true"), ("ETCD_PEER_CERT_ALLOWED_CN", "a,b")],
+    );
+    assert_eq!(
+        c.client_tls,
+        TlsFlags {
+            cert_file: "/c.pem".into(),
+            key_file: "/k.pem".into(),
+            trusted_ca_file: "/ca.pem".into(),
+            client_cert_auth: true,
+            crl_file: "/crl.pem".into(),
+            auto_tls: true,
+            allowed_cns: vec![],
+        }
+    );
+    assert_eq!(c.peer_tls.cert_file, "/p.pem");
+    assert_eq!(c.peer_tls.allowed_cns, vec!["a", "b"]);
+    assert_eq!(c.cipher_suites, vec!["TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256", "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384"]);
+    assert_eq!((c.tls_min_version.as_str(), c.tls_max_version.as_str()), ("TLS1.2", "TLS1.2"));
+    assert_eq!(c.self_signed_cert_validity_years, 3);
+    assert_eq!(
+        w,
+        vec![
+            "flag --peer-cert-file is checked but not used: ballast has no peers yet (no clustering)",
+            "environment variable ETCD_PEER_CERT_ALLOWED_CN (flag --peer-cert-allowed-cn) is checked but not used: ballast has no peers yet (no clustering)",
+        ]
+    );
+    let d = Config::default();
+    assert_eq!((d.tls_min_version.as_str(), d.tls_max_version.as_str(), d.self_signed_cert_validity_years), ("TLS1.2", "", 1));
+    assert!(d.client_tls.is_empty() && d.cipher_suites.is_empty());
+}
+
+/// etcd 3.5's Validate: the TLS versions and cipher suites with TLS 1.3 only.
+#[test]
+fn tls_version_errors() {
+    let e = fail(&["--tls-min-version=TLS1.1"], &[]);
+    assert_eq!((e.message.as_str(), e.exit_code), ("unexpected TLS version \"TLS1.1\" (must be one of: TLS1.2, TLS1.3)", 1));
+    let e = fail(&["--tls-max-version=tls1.3"], &[]);
+    assert_eq!(e.message, "unexpected TLS version \"tls1.3\" (must be one of: TLS1.2, TLS1.3)");
+    let e = fail(&["--tls-min-version=TLS1.3", "--tls-max-version=TLS1.2"], &[]);
+    assert_eq!(e.message, "min version (TLS1.3) is greater than max version (TLS1.2)");
+    let e = fail(&["--tls-min-version=TLS1.3", "--cipher-suites=TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"], &[]);
+    assert_eq!(e.message, "cipher suites cannot be configured when only TLS1.3 is enabled");
+    // TLS 1.3 only, or suites with TLS 1.2 allowed, are fine.
+    run(&["--tls-min-version=TLS1.3"], &[]);
+    run(&["--tls-max-version=TLS1.3", "--cipher-suites=TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"], &[]);
 }
 
 #[test]
@@ -370,7 +432,8 @@ fn config_file() {
         "name: infra2\nlisten-client-urls: http://127.0.0.1:3379,http://127.0.0.1:3380\n\
          advertise-client-urls: http://127.0.0.1:3379\nsnapshot-count: 77\n\
          heartbeat-interval: 50\nelection-timeout: 500\nquota-backend-bytes: 1024\n\
-         initial-cluster-state: existing\nunknown-key: whatever\nclient-transport-security:\n  cert-file: x\n",
+         initial-cluster-state: existing\nunknown-key: whatever\nclient-transport-security:\n  cert-file: x\n  \
+         key-file: y\n  client-cert-auth: true\ncipher-suites: [TLS_AES_128_GCM_SHA256]\ntls-max-version: TLS1.3\n",
     );
     let (c, w) = run(
         &[
@@ -405,9 +468,13 @@ fn config_file() {
             "flag --name is ignored because a config file is given (as etcd does)",
             "flag --enable-pprof is not implemented by ballast yet; ignored",
             "config file key \"unknown-key\" is not implemented by ballast yet; ignored",
-            "config file key \"client-transport-security\" is not implemented by ballast yet; ignored",
         ]
     );
+    assert_eq!((c.client_tls.cert_file.as_str(), c.client_tls.key_file.as_str()), ("x", "y"));
+    assert!(c.client_tls.client_cert_auth && !c.client_tls.auto_tls);
+    assert_eq!(c.cipher_suites, vec!["TLS_AES_128_GCM_SHA256"]);
+    assert_eq!((c.tls_min_version.as_str(), c.tls_max_version.as_str()), ("TLS1.2", "TLS1.3"));
+    assert_eq!(c.self_signed_cert_validity_years, 1);
     // via environment
     let (c, _) = run(&[], &[("ETCD_CONFIG_FILE", &path)]);
     assert_eq!(c.name, "infra2");

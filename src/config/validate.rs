@@ -78,9 +78,36 @@ pub(super) fn validate(c: &Config) -> Result<(), ConfigError> {
         ));
     }
     match c.auto_compaction_mode.as_str() {
-        "" | "periodic" | "revision" => Ok(()),
-        other => err(format!("unknown auto-compaction-mode {:?}", other)),
+        "" | "periodic" | "revision" => {}
+        other => return err(format!("unknown auto-compaction-mode {:?}", other)),
     }
+    check_tls_versions(c).or_else(err)
+}
+
+/// A --tls-min-version / --tls-max-version value (etcd's `tlsutil.GetTLSVersion`): 0 is "the
+/// library's choice", otherwise the protocol version number (TLS 1.2 = 0x0303).
+pub fn tls_version(name: &str) -> Result<u16, String> {
+    match name {
+        "" => Ok(0),
+        "TLS1.2" => Ok(0x0303),
+        "TLS1.3" => Ok(0x0304),
+        other => Err(format!("unexpected TLS version {:?} (must be one of: TLS1.2, TLS1.3)", other)),
+    }
+}
+
+/// etcd 3.5's checks of the TLS versions: min <= max, and no --cipher-suites when only TLS 1.3
+/// is allowed (TLS 1.3 suites cannot be chosen; with TLS 1.2 allowed too, the list only
+/// applies to TLS 1.2 handshakes).
+fn check_tls_versions(c: &Config) -> Result<(), String> {
+    let min = tls_version(&c.tls_min_version)?;
+    let max = tls_version(&c.tls_max_version)?;
+    if max != 0 && min > max {
+        return Err(format!("min version ({}) is greater than max version ({})", c.tls_min_version, c.tls_max_version));
+    }
+    if min == 0x0304 && !c.cipher_suites.is_empty() {
+        return Err("cipher suites cannot be configured when only TLS1.3 is enabled".to_string());
+    }
+    Ok(())
 }
 
 /// zap's level names. etcd 3.5 panics (exit 2) on anything else.

@@ -31,6 +31,12 @@ pub(super) fn check_value(ty: Ty, value: &str) -> Result<(), String> {
     }
 }
 
+/// etcd's `flags.StringsValue.Set`: split at commas, nothing trimmed (so an explicit empty
+/// value is one empty string).
+pub(super) fn split_strings(s: &str) -> Vec<String> {
+    s.split(',').map(str::to_string).collect()
+}
+
 pub(super) fn parse_go_bool(s: &str) -> Result<bool, String> {
     match s {
         "1" | "t" | "T" | "TRUE" | "true" | "True" => Ok(true),

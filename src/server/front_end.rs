@@ -8,6 +8,10 @@
 //! the other handlers the reply dispatcher woke in the same batch, so a connection flushes all
 //! its ready responses at once. Each thread owns its connections; thread 0 also accepts them for
 //! every listener (round robin), serves the metrics listeners, the auto-compactor and signals.
+//!
+//! With TLS (`tls.rs`), a thread runs a second server, for its TLS connections: connections of
+//! secure listeners reach the thread on a queue of their own and are handshaken there
+//! (`handshake.rs`). The plaintext path is the same with or without TLS.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -16,6 +20,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 
 use super::grpc_metrics;
+use super::handshake::{self, SecureConn};
 use crate::log;
 use crate::reply;
 
@@ -26,26 +31,61 @@ const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(10);
 
 /// One front-end thread's share: where its connections arrive and its answers are delivered.
 pub struct Worker {
-    pub conns: flume::Receiver<std::net::TcpStream>,
+    pub conns: Queues,
     pub replies: flume::Receiver<reply::Batch>,
     pub routes: tonic::service::Routes,
+    /// The TLS configuration of the secure listeners, if any.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
+/// What a listener serves: its URLs' schemes (etcd: a serveCtx's `insecure` and `secure`).
+#[derive(Clone, Copy, PartialEq, Debug)]
+pub enum Transport {
+    /// `http://` only.
+    Plain,
+    /// `https://` only.
+    Tls,
+    /// Both on one port: each connection's first byte decides.
+    Both,
+}
+
+/// A thread's connection queues, as its receiving end.
+pub struct Queues {
+    pub plain: flume::Receiver<std::net::TcpStream>,
+    pub secure: flume::Receiver<SecureConn>,
+    /// The plain queue's sending end: where a connection found plaintext on a port serving
+    /// both goes.
+    pub plain_again: flume::Sender<std::net::TcpStream>,
+}
+
+/// A thread's connection queues, as the dealer's sending end.
+struct Senders {
+    plain: flume::Sender<std::net::TcpStream>,
+    secure: flume::Sender<SecureConn>,
 }
 
 /// Hands accepted connections to the front-end threads in turn.
 #[derive(Clone)]
 pub struct Dealer {
-    threads: Arc<Vec<flume::Sender<std::net::TcpStream>>>,
+    threads: Arc<Vec<Senders>>,
     next: Arc<AtomicUsize>,
 }
 
 impl Dealer {
-    pub fn new(n: usize) -> (Dealer, Vec<flume::Receiver<std::net::TcpStream>>) {
-        let (txs, rxs): (Vec<_>, Vec<_>) = (0..n).map(|_| flume::bounded(CONN_QUEUE_CAPACITY)).unzip();
-        (Dealer { threads: Arc::new(txs), next: Arc::new(AtomicUsize::new(0)) }, rxs)
+    pub fn new(n: usize) -> (Dealer, Vec<Queues>) {
+        let mut senders = Vec::with_capacity(n);
+        let mut queues = Vec::with_capacity(n);
+        for _ in 0..n {
+            let (plain_tx, plain_rx) = flume::bounded(CONN_QUEUE_CAPACITY);
+            let (secure_tx, secure_rx) = flume::bounded(CONN_QUEUE_CAPACITY);
+            queues.push(Queues { plain: plain_rx, secure: secure_rx, plain_again: plain_tx.clone() });
+            senders.push(Senders { plain: plain_tx, secure: secure_tx });
+        }
+        (Dealer { threads: Arc::new(senders), next: Arc::new(AtomicUsize::new(0)) }, queues)
     }
 
-    /// Accepts connections on `listener` until `stop` changes.
-    pub async fn accept(self, listener: tokio::net::TcpListener, mut stop: tokio::sync::watch::Receiver<bool>) {
+    /// Accepts connections on `listener`, serving `transport`, until `stop` changes.
+    pub async fn accept(self, listener: tokio::net::TcpListener, transport: Transport, mut stop: tokio::sync::watch::Receiver<bool>) {
         loop {
             let accepted = tokio::select! {
                 _ = stop.changed() => return,
@@ -62,7 +102,14 @@ impl Dealer {
             // A connection that fails here (reset at once, say) is dropped; accepting goes on.
             let Ok(conn) = conn.set_nodelay(true).and_then(|()| conn.into_std()) else { continue };
             let i = self.next.fetch_add(1, Ordering::Relaxed) % self.threads.len();
-            if self.threads[i].send_async(conn).await.is_err() {
+            let sent = match transport {
+                Transport::Plain => self.threads[i].plain.send_async(conn).await.is_ok(),
+                Transport::Tls | Transport::Both => {
+                    let sniff = transport == Transport::Both;
+                    self.threads[i].secure.send_async(SecureConn { conn, sniff }).await.is_ok()
+                }
+            };
+            if !sent {
                 return; // that thread stopped: shutting down
             }
         }
@@ -72,24 +119,26 @@ impl Dealer {
 /// Serves `worker`'s connections on the current thread's runtime until `stop` changes; open
 /// connections then get `grace` to finish.
 pub async fn serve(worker: Worker, mut stop: tokio::sync::watch::Receiver<bool>, grace: Duration) -> Result<(), String> {
-    tokio::spawn(reply::dispatch(worker.replies));
+    let Worker { conns: Queues { plain, secure, plain_again }, replies, routes, tls } = worker;
+    tokio::spawn(reply::dispatch(replies));
     tokio::spawn(release_freed_memory());
-    let incoming = worker.conns.into_stream().map(tokio::net::TcpStream::from_std);
-    let mut stop_server = stop.clone();
-    let shutdown = async move {
-        let _ = stop_server.changed().await;
+    let incoming = plain.into_stream().map(tokio::net::TcpStream::from_std);
+    let plain_server = serve_connections(routes.clone(), incoming, stop.clone());
+    let tls_stop = stop.clone();
+    let tls_server = async move {
+        let Some(acceptor) = tls else { return Ok(()) };
+        let (tls_tx, tls_rx) = flume::bounded(CONN_QUEUE_CAPACITY);
+        tokio::spawn(handshake::run(secure, acceptor, plain_again, tls_tx));
+        let incoming = tls_rx.into_stream().map(Ok::<_, std::io::Error>);
+        serve_connections(routes, incoming, tls_stop).await
     };
-    let server = tonic::transport::Server::builder()
-        .accept_http1(true)
-        .layer(grpc_metrics::GrpcMetricsLayer)
-        .add_routes(worker.routes)
-        .serve_with_incoming_shutdown(incoming, shutdown);
+    let server = futures_util::future::try_join(plain_server, tls_server);
     let deadline = async move {
         let _ = stop.changed().await;
         tokio::time::sleep(grace).await;
     };
     tokio::select! {
-        r = server => r.map_err(|e| e.to_string()),
+        r = server => r.map(|_| ()),
         _ = deadline => {
             log::warn("closing client connections that outlived the shutdown grace period", &[]);
             Ok(())
@@ -105,6 +154,29 @@ async fn release_freed_memory() {
         every.tick().await;
         crate::memory::release_freed();
     }
+}
+
+/// Serves a unix socket listener's connections on the current thread until `stop` changes.
+pub async fn serve_unix(listener: tokio::net::UnixListener, routes: tonic::service::Routes, stop: tokio::sync::watch::Receiver<bool>) -> Result<(), String> {
+    serve_connections(routes, tokio_stream::wrappers::UnixListenerStream::new(listener), stop).await
+}
+
+/// One tonic server (gRPC and the HTTP routes) on `incoming`'s connections until `stop` changes.
+async fn serve_connections<S, IO>(routes: tonic::service::Routes, incoming: S, mut stop: tokio::sync::watch::Receiver<bool>) -> Result<(), String>
+where
+    S: futures_util::Stream<Item = std::io::Result<IO>>,
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + tonic::transport::server::Connected + Unpin + Send + 'static,
+{
+    let shutdown = async move {
+        let _ = stop.changed().await;
+    };
+    tonic::transport::Server::builder()
+        .accept_http1(true)
+        .layer(grpc_metrics::GrpcMetricsLayer)
+        .add_routes(routes)
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// A current-thread runtime for front-end thread `index`.

@@ -8,7 +8,10 @@
 pub mod codec;
 pub mod front_end;
 pub mod grpc_metrics;
+pub mod handshake;
 pub mod http;
+pub mod self_cert;
+pub mod tls;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -77,6 +80,8 @@ fn start(cfg: Config) -> Result<(), String> {
             ("ballast-version", env!("CARGO_PKG_VERSION").into()),
         ],
     );
+    // Before the stores: a TLS setting that cannot work refuses to start (as etcd, before serving).
+    let tls = tls::client_config(&cfg)?;
     let snap_dir = crate::snapshot::dir(&cfg.data_dir);
     std::fs::create_dir_all(&snap_dir).map_err(|e| format!("cannot create {}: {e}", snap_dir.display()))?;
     let snap = crate::snapshot::manifest::load(&snap_dir)?;
@@ -159,7 +164,7 @@ fn start(cfg: Config) -> Result<(), String> {
         watch: crate::watch::WatchHub::new(hub_tx),
         lease_ids,
     });
-    let result = serve_front_end(&cfg, ctx, compaction, metrics, reply_rxs);
+    let result = serve_front_end(&cfg, ctx, compaction, metrics, reply_rxs, tls);
     threads.join();
     log::info("stopped ballast", &[("name", cfg.name.clone())]);
     result
@@ -220,12 +225,59 @@ fn disable_transparent_huge_pages() {
     }
 }
 
-/// The host:port to bind for an `http://host:port` URL (etcd binds the literal host).
-fn bind_addr(url: &str) -> Result<String, String> {
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| format!("listen url {url}: only http:// is supported yet (TLS and unix sockets are not)"))?;
-    Ok(rest.trim_end_matches('/').to_string())
+/// The host:port to bind for an `http://` or `https://` URL (etcd binds the literal host), and
+/// whether it is `https://`.
+fn bind_addr(url: &str) -> Result<(String, bool), String> {
+    let (rest, secure) = match (url.strip_prefix("http://"), url.strip_prefix("https://")) {
+        (Some(rest), _) => (rest, false),
+        (_, Some(rest)) => (rest, true),
+        _ => return Err(format!("listen url {url}: only http://, https:// and (client URLs) unix:// are supported yet")),
+    };
+    Ok((rest.trim_end_matches('/').to_string(), secure))
+}
+
+/// The client listeners: one per distinct host:port, serving what its URLs' schemes say (etcd
+/// keys its serveCtx by `u.Host` the same way, so `http://h:p` and `https://h:p` share a port).
+fn client_listeners(urls: &[String]) -> Result<Vec<(String, front_end::Transport)>, String> {
+    use front_end::Transport;
+    let mut out: Vec<(String, Transport)> = Vec::new();
+    for url in urls.iter().filter(|u| !u.starts_with("unix")) {
+        let (addr, secure) = bind_addr(url)?;
+        let this = if secure { Transport::Tls } else { Transport::Plain };
+        match out.iter_mut().find(|(a, _)| *a == addr) {
+            Some((_, t)) if *t != this => *t = Transport::Both,
+            Some(_) => {}
+            None => out.push((addr, this)),
+        }
+    }
+    Ok(out)
+}
+
+/// The unix socket paths of `unix://` client URLs (etcd: `u.Host + u.Path`, so
+/// `unix://localhost:2379` is the file `localhost:2379` in the working directory).
+fn unix_sockets(urls: &[String]) -> Result<Vec<String>, String> {
+    let mut out: Vec<String> = Vec::new();
+    for url in urls {
+        if url.starts_with("unixs://") {
+            return Err(format!("listen url {url}: unixs:// (TLS on a unix socket) is not supported yet"));
+        }
+        let Some(path) = url.strip_prefix("unix://") else { continue };
+        let path = path.split(['?', '#']).next().unwrap_or("").to_string();
+        if !out.contains(&path) {
+            out.push(path);
+        }
+    }
+    Ok(out)
+}
+
+/// A unix socket listener at `path`, replacing a stale socket file (etcd's NewUnixListener).
+fn bind_unix(path: &str) -> Result<tokio::net::UnixListener, String> {
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(format!("remove {path}: {e}")),
+    }
+    tokio::net::UnixListener::bind(path).map_err(|e| format!("listen unix {path}: {e}"))
 }
 
 fn serve_front_end(
@@ -234,13 +286,20 @@ fn serve_front_end(
     compaction: crate::compactor::Policy,
     metrics: metrics_exporter_prometheus::PrometheusHandle,
     replies: Vec<flume::Receiver<crate::reply::Batch>>,
+    tls: Option<Arc<rustls::ServerConfig>>,
 ) -> Result<(), String> {
     let (dealer, conns) = front_end::Dealer::new(replies.len());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let mut workers: Vec<front_end::Worker> = conns
         .into_iter()
         .zip(replies)
-        .map(|(conns, replies)| front_end::Worker { conns, replies, routes: client_routes(cfg, ctx.clone(), metrics.clone()) })
+        .map(|(conns, replies)| front_end::Worker {
+            conns,
+            replies,
+            routes: client_routes(cfg, ctx.clone(), metrics.clone()),
+            tls: acceptor.clone(),
+        })
         .collect();
     let first = workers.remove(0);
     std::thread::scope(|scope| {
@@ -280,14 +339,26 @@ async fn front_end_main(
     own: front_end::Worker,
     (stop_tx, stop_rx): (tokio::sync::watch::Sender<bool>, tokio::sync::watch::Receiver<bool>),
 ) -> Result<(), String> {
-    for url in &cfg.listen_client_urls {
-        let listener = bind(url).await?;
-        log::info("serving insecure client requests", &[("address", listener.local_addr().map(|a| a.to_string()).unwrap_or_default())]);
-        tokio::spawn(dealer.clone().accept(listener, stop_rx.clone()));
+    for (addr, transport) in client_listeners(&cfg.listen_client_urls)? {
+        let listener = bind(&addr).await?;
+        let address = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+        if transport != front_end::Transport::Tls {
+            log::info("serving insecure client requests", &[("address", address.clone())]);
+        }
+        if transport != front_end::Transport::Plain {
+            log::info("serving client traffic securely", &[("address", address)]);
+        }
+        tokio::spawn(dealer.clone().accept(listener, transport, stop_rx.clone()));
     }
     let mut servers = Vec::new();
+    // Unix socket clients are served by this thread alone (local tools, not the hot path).
+    for path in unix_sockets(&cfg.listen_client_urls)? {
+        let listener = bind_unix(&path)?;
+        log::info("serving insecure client requests", &[("address", format!("unix://{path}"))]);
+        servers.push(tokio::spawn(front_end::serve_unix(listener, own.routes.clone(), stop_rx.clone())));
+    }
     for url in &cfg.listen_metrics_urls {
-        let listener = bind(url).await?;
+        let listener = bind(&metrics_bind_addr(url)?).await?;
         let router = http::router(ctx.clone(), metrics.clone());
         let mut stop = stop_rx.clone();
         servers.push(tokio::spawn(async move {
@@ -322,9 +393,16 @@ async fn metrics_upkeep(handle: metrics_exporter_prometheus::PrometheusHandle) {
     }
 }
 
-async fn bind(url: &str) -> Result<tokio::net::TcpListener, String> {
-    let addr = bind_addr(url)?;
-    tokio::net::TcpListener::bind(&addr).await.map_err(|e| format!("listen tcp {addr}: {e}"))
+async fn bind(addr: &str) -> Result<tokio::net::TcpListener, String> {
+    tokio::net::TcpListener::bind(addr).await.map_err(|e| format!("listen tcp {addr}: {e}"))
+}
+
+/// The host:port of a --listen-metrics-urls URL: served plaintext only, so far.
+fn metrics_bind_addr(url: &str) -> Result<String, String> {
+    match bind_addr(url)? {
+        (addr, false) => Ok(addr),
+        (_, true) => Err(format!("listen url {url}: https:// metrics listeners are not supported yet")),
+    }
 }
 
 fn client_routes(cfg: &Config, ctx: Arc<Ctx>, metrics: metrics_exporter_prometheus::PrometheusHandle) -> tonic::service::Routes {

