@@ -259,3 +259,29 @@ async fn maintenance_status_and_member_list() {
     assert_eq!(members.members()[0].name(), "default");
     assert_eq!(members.members()[0].client_urls(), [format!("http://{}", s.endpoint)]);
 }
+
+#[tokio::test]
+async fn a_list_of_several_mebibytes_is_answered_whole() {
+    // Above 1 MiB the answer is encoded off the front-end thread (server/range_route.rs).
+    let s = common::Server::start(&[]);
+    let mut c = s.client().await;
+    let value = |i: usize| format!("{i:04}").repeat(256).into_bytes(); // 1 KiB
+    for batch in 0..30 {
+        let puts: Vec<etcd_client::TxnOp> = (0..100).map(|i| etcd_client::TxnOp::put(format!("big/{:05}", batch * 100 + i), value(batch * 100 + i), None)).collect();
+        c.txn(etcd_client::Txn::new().and_then(puts)).await.unwrap();
+    }
+    let all = c.get("big/", Some(GetOptions::new().with_prefix())).await.unwrap();
+    assert_eq!((all.kvs().len(), all.count(), all.more()), (3000, 3000, false));
+    for (i, kv) in all.kvs().iter().enumerate() {
+        assert_eq!((kv.key(), kv.value()), (format!("big/{i:05}").as_bytes(), value(i).as_slice()));
+    }
+    let page = c.get("big/", Some(GetOptions::new().with_prefix().with_limit(2500))).await.unwrap();
+    assert_eq!((page.kvs().len(), page.count(), page.more()), (2500, 3000, true));
+    // A request over the gRPC message bound is refused as tonic refuses one (put goes through tonic).
+    let key = vec![b'k'; 3 << 20];
+    let range = status(c.get(key.clone(), None).await.unwrap_err());
+    let put = status(c.put(key, "v", None).await.unwrap_err());
+    assert_eq!(range.0, put.0);
+    assert!(range.1.starts_with("Error, decoded message length too large"), "{range:?}");
+    assert_eq!(c.get("big/00007", None).await.unwrap().kvs()[0].value(), value(7).as_slice(), "the server keeps serving");
+}

@@ -98,6 +98,10 @@ impl KeyHistory {
         self.records.is_empty()
     }
 
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
     /// The record written at exactly `rev`.
     pub fn record(&self, rev: Rev) -> Option<&Record> {
         let i = self.records.binary_search_by_key(&rev, Record::rev).ok()?;

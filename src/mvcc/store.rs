@@ -303,20 +303,27 @@ impl Store {
     /// disappear.
     pub fn compact_physical(&mut self, rev: i64) {
         let mut cursor = None;
-        while let Some(next) = self.compact_chunk(rev, cursor.as_deref(), usize::MAX) {
+        while let Some(next) = self.compact_chunk(rev, cursor.as_deref(), (usize::MAX, usize::MAX)) {
             cursor = Some(next);
         }
     }
 
     /// Physical compaction of up to `max_keys` keys after `after`; returns where to continue
     /// (`None` when the last key was done). Chunks let a shard compact between writes.
-    pub fn compact_chunk(&mut self, rev: i64, after: Option<&[u8]>, max_keys: usize) -> Option<Vec<u8>> {
+    pub fn compact_chunk(&mut self, rev: i64, after: Option<&[u8]>, (max_keys, max_records): (usize, usize)) -> Option<Vec<u8>> {
         use std::ops::Bound;
         assert!(rev <= self.compact_rev, "physical compaction beyond the logical one");
+        assert!(max_keys > 0 && max_records > 0, "a compaction step visits at least one key");
         let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
-        let (mut freed, mut visited, mut last) = (0, 0, None);
+        let (mut freed, mut visited, mut records, mut last) = (0, 0, 0, None);
         let mut emptied = Vec::new();
-        for (key, hist) in self.keys.range_mut::<[u8], _>((lower, Bound::Unbounded)).take(max_keys) {
+        let mut more = false;
+        for (key, hist) in self.keys.range_mut::<[u8], _>((lower, Bound::Unbounded)) {
+            if visited == max_keys || records >= max_records {
+                more = true;
+                break;
+            }
+            records += hist.len();
             freed += hist.compact(rev, self.segment_rev);
             if hist.is_empty() {
                 emptied.push(key.clone());
@@ -328,10 +335,10 @@ impl Store {
             self.keys.remove(&key);
         }
         self.size_bytes -= freed;
-        if visited < max_keys {
-            None
-        } else {
+        if more {
             last
+        } else {
+            None
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod front_end;
 pub mod grpc_metrics;
 pub mod handshake;
 pub mod http;
+pub mod range_route;
 pub mod self_cert;
 pub mod tls;
 
@@ -407,7 +408,9 @@ fn metrics_bind_addr(url: &str) -> Result<String, String> {
 
 fn client_routes(cfg: &Config, ctx: Arc<Ctx>, metrics: metrics_exporter_prometheus::PrometheusHandle) -> tonic::service::Routes {
     let max_msg = cfg.max_request_bytes as usize + GRPC_OVERHEAD_BYTES;
-    let kv = KvServer::new(KvService::new(ctx.clone())).max_decoding_message_size(max_msg).max_encoding_message_size(usize::MAX);
+    let kv_service = Arc::new(KvService::new(ctx.clone()));
+    let range = range_route::RangeRoute::new(kv_service.clone(), max_msg);
+    let kv = KvServer::from_arc(kv_service).max_decoding_message_size(max_msg).max_encoding_message_size(usize::MAX);
     let maintenance = MaintenanceServer::new(MaintenanceService::new(ctx.clone())).max_decoding_message_size(max_msg);
     let cluster = ClusterServer::new(ClusterService::new(ctx.clone())).max_decoding_message_size(max_msg);
     let watch = WatchServer::new(WatchService::new(ctx.clone())).max_decoding_message_size(max_msg).max_encoding_message_size(usize::MAX);
@@ -415,7 +418,8 @@ fn client_routes(cfg: &Config, ctx: Arc<Ctx>, metrics: metrics_exporter_promethe
     let lock = LockServer::new(LockService::new(ctx.clone())).max_decoding_message_size(max_msg);
     let election = ElectionServer::new(ElectionService::new(ctx.clone())).max_decoding_message_size(max_msg);
     let grpc = grpc_metrics::ServedRoutes::default().add_service(kv).add_service(watch).add_service(lease).add_service(lock).add_service(election).add_service(maintenance).add_service(cluster).into_routes();
-    let router = grpc.into_axum_router().merge(http::router(ctx, metrics));
+    let range = axum::routing::post(move |req: axum::extract::Request| range.clone().serve(req));
+    let router = grpc.into_axum_router().route(range_route::RANGE_PATH, range).merge(http::router(ctx, metrics));
     tonic::service::Routes::from(router)
 }
 

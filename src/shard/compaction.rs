@@ -7,14 +7,15 @@ use std::rc::Rc;
 use super::actor::ShardState;
 use crate::background::step_aside;
 
-/// Keys compacted per step of a background compaction.
-const COMPACT_CHUNK_KEYS: usize = 10_000;
+/// Keys, and records, a step of a background compaction visits at most: 10 000 keys holding
+/// 900 000 records (a history of 90 writes each) took 40 ms in one step, holding writes.
+const COMPACT_CHUNK: (usize, usize) = (10_000, 20_000);
 /// How often a paused compaction checks whether the snapshot (or the read) is done.
 const SNAPSHOT_WAIT: std::time::Duration = std::time::Duration::from_millis(5);
 
 
 impl ShardState {
-    /// Physical compaction in chunks of `COMPACT_CHUNK_KEYS`, yielding between chunks so writes
+    /// Physical compaction in chunks of `COMPACT_CHUNK`, yielding between chunks so writes
     /// and reads keep flowing; waits while a snapshot is being written.
     pub(super) async fn compact_in_background(self: Rc<Self>) {
         // Below any revision a compaction can name (etcd accepts one at 0), so every waiter is answered.
@@ -26,7 +27,7 @@ impl ShardState {
                 while self.snapshots.get() > 0 || self.oldest_read().is_some_and(|r| r < target) {
                     glommio::timer::sleep(SNAPSHOT_WAIT).await;
                 }
-                cursor = self.store.borrow_mut().compact_chunk(target, cursor.as_deref(), COMPACT_CHUNK_KEYS);
+                cursor = self.store.borrow_mut().compact_chunk(target, cursor.as_deref(), COMPACT_CHUNK);
                 self.publish();
                 if cursor.is_none() {
                     break;

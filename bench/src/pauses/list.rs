@@ -46,6 +46,10 @@ pub struct ListSeen {
     /// Server RSS at the phase's start and its peak during the phase (VmHWM after a reset).
     pub rss_start_mib: Option<f64>,
     pub rss_peak_mib: Option<f64>,
+    /// Anonymous RSS (heap, not mapped files) at the start and its highest sample (every
+    /// `SAMPLE_EVERY`) during the phase.
+    pub anon_start_mib: Option<f64>,
+    pub anon_peak_mib: Option<f64>,
     /// Encoded size of one unpaginated answer, MiB.
     pub answer_mib: f64,
 }
@@ -62,13 +66,15 @@ impl ListSeen {
                 )
             })
             .collect();
-        let growth = match (self.rss_start_mib, self.rss_peak_mib) {
+        let growth = |start: Option<f64>, peak: Option<f64>| match (start, peak) {
             (Some(a), Some(b)) => format!("{:.0}", b - a),
             _ => "—".into(),
         };
         format!(
-            "LISTs: {}; server RSS peak {growth} MiB above the phase's start (one unpaginated answer: {:.0} MiB)",
+            "LISTs: {}; server RSS peak {} MiB above the phase's start, of which anonymous (heap) {} MiB (one unpaginated answer: {:.0} MiB)",
             kinds.join(", "),
+            growth(self.rss_start_mib, self.rss_peak_mib),
+            growth(self.anon_start_mib, self.anon_peak_mib),
             self.answer_mib
         )
     }
@@ -79,10 +85,29 @@ fn reset_peak_rss(pid: i32) -> bool {
     std::fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok()
 }
 
-fn peak_rss_mib(pid: i32) -> Option<f64> {
+/// A `/proc/<pid>/status` line's value in MiB (`field` is e.g. "VmHWM:").
+fn status_mib(pid: i32, field: &str) -> Option<f64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let line = s.lines().find(|l| l.starts_with(field))?;
     Some(line.split_whitespace().nth(1)?.parse::<f64>().ok()? / 1024.0)
+}
+
+/// How often the anonymous RSS is sampled during the phase.
+const SAMPLE_EVERY: Duration = Duration::from_millis(10);
+
+/// Samples the anonymous RSS of `pid` until `stop` is set; returns the highest sample.
+async fn sample_anon_peak(
+    pid: i32,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> Option<f64> {
+    let mut peak: Option<f64> = None;
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        if let Some(v) = status_mib(pid, "RssAnon:") {
+            peak = Some(peak.map_or(v, |p| p.max(v)));
+        }
+        tokio::time::sleep(SAMPLE_EVERY).await;
+    }
+    peak
 }
 
 /// One LIST of the set; checks it and returns its encoded size.
@@ -142,9 +167,12 @@ pub async fn run(url: &str, pid: i32, set: &ListSet, secs: f64) -> Result<ListSe
     let mut kv = KvClient::new(connect(url).await?).max_decoding_message_size(usize::MAX);
     let mut seen = ListSeen {
         rss_start_mib: rss_mib(pid),
+        anon_start_mib: status_mib(pid, "RssAnon:"),
         ..ListSeen::default()
     };
     let reset = reset_peak_rss(pid);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = tokio::spawn(sample_anon_peak(pid, stop.clone()));
     let until = Instant::now() + Duration::from_secs_f64(secs);
     let mut k = 0;
     while Instant::now() < until {
@@ -171,6 +199,12 @@ pub async fn run(url: &str, pid: i32, set: &ListSet, secs: f64) -> Result<ListSe
         }
         k += 1;
     }
-    seen.rss_peak_mib = if reset { peak_rss_mib(pid) } else { None };
+    seen.rss_peak_mib = if reset {
+        status_mib(pid, "VmHWM:")
+    } else {
+        None
+    };
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    seen.anon_peak_mib = sampler.await.unwrap_or(None);
     Ok(seen)
 }
