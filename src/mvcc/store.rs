@@ -409,6 +409,25 @@ mod tests {
         assert!(part.kvs.iter().all(|kv| kv.value == b"old"[..]));
     }
 
+    #[test]
+    fn a_compaction_step_stops_at_its_record_budget() {
+        let mut s = Store::default();
+        let mut rev = 1;
+        for k in ["a", "b", "c"] {
+            for _ in 0..10 {
+                rev += 1;
+                put(&mut s, k, "v", rev);
+            }
+        }
+        s.set_compact_rev(rev);
+        // 15 records a step: "a" (10 records), then "b" reaches the budget; "c" waits.
+        let after = s.compact_chunk(rev, None, (100, 15));
+        assert_eq!(after.as_deref(), Some(&b"b"[..]));
+        assert_eq!(s.keys.get(&b"c"[..]).unwrap().len(), 10, "untouched");
+        assert_eq!(s.compact_chunk(rev, after.as_deref(), (100, 15)), None, "the last step");
+        assert!(s.keys.values().all(|h| h.len() == 1));
+    }
+
     /// Every snapshot chunk, cut with `max_bytes`: the keys' records in order, each once.
     fn chunks(s: &Store, since: i64, rev: i64, max_bytes: u64) -> Vec<Vec<SegKey>> {
         let (mut out, mut from) = (Vec::new(), None);

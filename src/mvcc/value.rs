@@ -60,6 +60,36 @@ impl PartialEq for Value {
 pub struct Mapping {
     ptr: *const u8,
     len: usize,
+    /// The file's (device, inode), counted in `MAPPED` while mapped.
+    file_id: (u64, u64),
+}
+
+/// How many `Mapping`s each file (device, inode) has: a file still mapped must never be
+/// truncated (a read of a page past its new end would kill the process with SIGBUS), so
+/// `writeback::delete_paced` deletes it whole instead.
+static MAPPED: std::sync::Mutex<Vec<((u64, u64), usize)>> = std::sync::Mutex::new(Vec::new());
+
+fn count_mapping(file_id: (u64, u64), delta: isize) {
+    let mut mapped = MAPPED.lock().unwrap_or_else(|e| e.into_inner());
+    match mapped.iter().position(|(id, _)| *id == file_id) {
+        Some(i) => {
+            let n = mapped[i].1.checked_add_signed(delta).expect("mapping counts balance");
+            if n == 0 {
+                mapped.swap_remove(i);
+            } else {
+                mapped[i].1 = n;
+            }
+        }
+        None => {
+            assert!(delta > 0, "an unmapping of a file never mapped");
+            mapped.push((file_id, delta as usize));
+        }
+    }
+}
+
+/// Whether any `Mapping` of the file (device, inode) is alive.
+pub fn is_mapped(file_id: (u64, u64)) -> bool {
+    MAPPED.lock().unwrap_or_else(|e| e.into_inner()).iter().any(|(id, _)| *id == file_id)
 }
 
 fn page_size() -> usize {
@@ -77,7 +107,9 @@ impl Mapping {
     pub fn open(path: &Path) -> std::io::Result<Arc<Mapping>> {
         use std::os::fd::AsRawFd;
         let file = std::fs::File::open(path)?;
-        let len = file.metadata()?.len() as usize;
+        let meta = file.metadata()?;
+        let len = meta.len() as usize;
+        let file_id = (std::os::unix::fs::MetadataExt::dev(&meta), std::os::unix::fs::MetadataExt::ino(&meta));
         if len == 0 {
             return Err(std::io::Error::other("empty file"));
         }
@@ -87,7 +119,8 @@ impl Mapping {
         if ptr == libc::MAP_FAILED {
             return Err(std::io::Error::last_os_error());
         }
-        Ok(Arc::new(Mapping { ptr: ptr as *const u8, len }))
+        count_mapping(file_id, 1);
+        Ok(Arc::new(Mapping { ptr: ptr as *const u8, len, file_id }))
     }
 
     /// Drops the mapping's pages from this process's resident set (they stay in the page
@@ -119,9 +152,43 @@ impl Mapping {
 
 impl Drop for Mapping {
     fn drop(&mut self) {
-        // SAFETY: unmaps exactly the region mapped in `open`; no borrow of it outlives self.
-        unsafe { libc::munmap(self.ptr as *mut libc::c_void, self.len) };
+        let region = Region { addr: self.ptr as usize, len: self.len, file_id: self.file_id };
+        if let Err(std::sync::mpsc::SendError(region)) = unmapper().send(region) {
+            unmap(region);
+        }
     }
+}
+
+/// A dropped `Mapping`'s region, to unmap.
+struct Region {
+    addr: usize,
+    len: usize,
+    file_id: (u64, u64),
+}
+
+/// Unmaps a region mapped in `Mapping::open` that nothing borrows any more.
+fn unmap(r: Region) {
+    // SAFETY: the region was mapped by `Mapping::open`, and its `Mapping` was dropped, so no
+    // borrow of it remains.
+    unsafe { libc::munmap(r.addr as *mut libc::c_void, r.len) };
+    count_mapping(r.file_id, -1);
+}
+
+/// Where dropped mappings are unmapped: a thread of their own. Unmapping the last mapping of a
+/// deleted segment file releases the file, and the kernel then drops its pages from the page
+/// cache before munmap returns: 20 ms for a 110 MB segment, which held every write on the
+/// shard (the drop of the last value adopted away from an old segment) at the end of each
+/// Defragment.
+fn unmapper() -> &'static std::sync::mpsc::Sender<Region> {
+    static UNMAPPER: std::sync::OnceLock<std::sync::mpsc::Sender<Region>> = std::sync::OnceLock::new();
+    UNMAPPER.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel::<Region>();
+        let spawned = std::thread::Builder::new().name("unmap".into()).spawn(move || rx.into_iter().for_each(unmap));
+        if spawned.is_err() {
+            crate::log::warn("cannot start the unmap thread: dropped segments are unmapped where they are dropped", &[]);
+        }
+        tx
+    })
 }
 
 /// A slice of a mapping.

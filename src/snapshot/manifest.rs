@@ -90,7 +90,7 @@ pub fn store(dir: &Path, m: &Manifest) -> std::io::Result<()> {
     for entry in std::fs::read_dir(dir)?.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         if name.ends_with(".seg") && !m.segments.contains(&name) {
-            removed |= std::fs::remove_file(entry.path()).is_ok();
+            removed |= crate::writeback::delete_paced(&entry.path()).is_ok();
         }
     }
     if removed {
