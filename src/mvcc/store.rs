@@ -396,9 +396,9 @@ mod tests {
             after = s.range_step(&q, &mut part, after.as_deref(), 4).unwrap();
             steps += 1;
             // Between steps: overwrites, a delete, new keys, all after the read's revision.
-            put(&mut s, &format!("k{:02}", steps * 3), "new", 100 + steps);
-            put(&mut s, &format!("k{:02}x", steps * 3), "new", 200 + steps);
-            s.write(WriteOp::DeleteRange { range: KeyRange::new(format!("k{:02}", steps * 3 + 1).as_bytes(), b""), prev_kv: false }, Rev::main(300 + steps)).unwrap();
+            put(&mut s, &format!("k{:02}", steps * 3), "new", 100 + 3 * steps);
+            put(&mut s, &format!("k{:02}x", steps * 3), "new", 101 + 3 * steps);
+            s.write(WriteOp::DeleteRange { range: KeyRange::new(format!("k{:02}", steps * 3 + 1).as_bytes(), b""), prev_kv: false }, Rev::main(102 + 3 * steps)).unwrap();
             if after.is_none() {
                 break;
             }

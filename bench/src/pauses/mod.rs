@@ -9,8 +9,8 @@
 //!   by 500, at the current revision and at the revision the set was complete at, every answer
 //!   checked; the server's peak RSS above the phase's start is measured (VmHWM reset first);
 //! * compaction: Compact at the current revision with physical=true (the history of a million
-//!   revisions dropped), send → answer;
-//! * defrag: Defragment, send → answer.
+//!   revisions dropped), from its send until its answer, at least `MIN_PHASE`;
+//! * defrag: Defragment, likewise.
 //!
 //! The bound: in each phase the writer's p99 ≤ 2 × its baseline p99.
 mod list;
@@ -44,6 +44,9 @@ const SETUP_CONNS: usize = 8;
 const SETUP_CALLS: usize = 256;
 /// The writer runs this long before the baseline phase opens.
 const WARMUP: Duration = Duration::from_secs(2);
+/// The compaction and defrag phases last at least this long (a call answered sooner leaves
+/// the rest of it to what follows the call), so each holds enough puts for a p99.
+const MIN_PHASE: Duration = Duration::from_secs(2);
 
 pub struct PausesOpts {
     pub list_keys: usize,
@@ -238,6 +241,7 @@ pub async fn run(o: &PausesOpts, url: &str, pid: i32) -> Result<PausesRes, Strin
         .map_err(|_| format!("Compact at {rev} took over {} s", o.max_secs))?
         .map_err(|e| format!("Compact at {rev}: {e}"))?;
     let secs = w.from.elapsed().as_secs_f64();
+    tokio::time::sleep(MIN_PHASE.saturating_sub(w.from.elapsed())).await;
     phases.push(w.close(
         pid,
         base,
@@ -255,6 +259,7 @@ pub async fn run(o: &PausesOpts, url: &str, pid: i32) -> Result<PausesRes, Strin
     .map_err(|_| format!("Defragment took over {} s", o.max_secs))?
     .map_err(|e| format!("Defragment: {e}"))?;
     let secs = w.from.elapsed().as_secs_f64();
+    tokio::time::sleep(MIN_PHASE.saturating_sub(w.from.elapsed())).await;
     phases.push(w.close(
         pid,
         base,
