@@ -54,6 +54,7 @@
 //! * `proto` — generated code for etcd's v3 API and ballast's raft entry format.
 
 pub mod api;
+pub mod auth;
 pub mod background;
 pub mod cluster;
 pub mod compactor;
