@@ -95,7 +95,7 @@ impl Subscription {
     pub async fn open(ctx: &Arc<Ctx>, req: WatchCreateRequest) -> Result<Subscription> {
         let stream = ctx.watch.open().await?;
         let sub = Subscription { ctx: ctx.clone(), stream, ready: Default::default() };
-        ctx.watch.send(HubMsg::Create { stream: sub.stream.id, req }).await?;
+        ctx.watch.send(HubMsg::Create { stream: sub.stream.id, req, denied: None }).await?;
         Ok(sub)
     }
 
