@@ -411,3 +411,72 @@ async fn auth_state_survives_restart() {
     u.put("t/1", "v", None).await.unwrap();
     login(&s, "later", "pw").await.unwrap();
 }
+
+/// A CA and certificates signed by it (common names as asked), as PEM files in `dir`.
+fn certificates(dir: &std::path::Path, cns: &[&str]) -> Vec<(std::path::PathBuf, std::path::PathBuf)> {
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "auth test CA");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::DigitalSignature];
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+    let issuer = rcgen::Issuer::from_params(&ca_params, &ca_key);
+    cns.iter()
+        .map(|cn| {
+            let mut params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()]).unwrap();
+            params.distinguished_name.push(rcgen::DnType::CommonName, *cn);
+            params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth, rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+            let key = rcgen::KeyPair::generate().unwrap();
+            let cert = params.signed_by(&key, &issuer).unwrap();
+            let (c, k) = (dir.join(format!("{cn}.pem")), dir.join(format!("{cn}-key.pem")));
+            std::fs::write(&c, cert.pem()).unwrap();
+            std::fs::write(&k, key.serialize_pem()).unwrap();
+            (c, k)
+        })
+        .collect()
+}
+
+/// With --client-cert-auth, a verified client certificate's common name is the user when a
+/// request carries no token; a token still wins.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn common_name_is_the_user_without_a_token() {
+    let dir = common::fresh_dir("cn");
+    let certs = certificates(&dir, &["server", "alice", "root"]);
+    let ca = dir.join("ca.pem");
+    let (server_cert, server_key) = (certs[0].0.to_str().unwrap(), certs[0].1.to_str().unwrap());
+    let s = Server::start_urls(
+        &["https://127.0.0.1:{port}"],
+        &["--bcrypt-cost", "4", "--cert-file", server_cert, "--key-file", server_key, "--trusted-ca-file", ca.to_str().unwrap(), "--client-cert-auth"],
+    );
+    let client = |leaf: &(std::path::PathBuf, std::path::PathBuf), user: Option<(&str, &str)>| {
+        let tls = etcd_client::TlsOptions::new()
+            .ca_certificate(etcd_client::Certificate::from_pem(std::fs::read(&ca).unwrap()))
+            .domain_name("localhost")
+            .identity(etcd_client::Identity::from_pem(std::fs::read(&leaf.0).unwrap(), std::fs::read(&leaf.1).unwrap()));
+        let mut options = ConnectOptions::new().with_tls(tls);
+        if let Some((u, p)) = user {
+            options = options.with_user(u, p);
+        }
+        Client::connect([format!("https://127.0.0.1:{}", s.port)], Some(options))
+    };
+    // Auth off: the certificate changes nothing.
+    let mut as_root = client(&certs[2], None).await.unwrap();
+    as_root.user_add("root", "rootpw", None).await.unwrap();
+    as_root.user_grant_role("root", "root").await.unwrap();
+    as_root.user_add("alice", "alicepw", None).await.unwrap();
+    as_root.role_add("a").await.unwrap();
+    as_root.role_grant_permission("a", Permission::read_write("a/").with_prefix()).await.unwrap();
+    as_root.user_grant_role("alice", "a").await.unwrap();
+    as_root.auth_enable().await.unwrap();
+    // Auth on: the certificate named "root" is root, without a password.
+    as_root.put("x", "1", None).await.unwrap();
+    as_root.user_list().await.unwrap();
+    let mut alice = client(&certs[1], None).await.unwrap();
+    alice.put("a/1", "1", None).await.unwrap();
+    assert_eq!(message(alice.put("x", "2", None).await.unwrap_err()), "etcdserver: permission denied");
+    assert_eq!(message(alice.user_list().await.unwrap_err()), "etcdserver: permission denied");
+    // A token wins over the certificate: alice's certificate, root's login.
+    let mut alice_as_root = client(&certs[1], Some(("root", "rootpw"))).await.unwrap();
+    alice_as_root.put("x", "3", None).await.unwrap();
+}
