@@ -474,6 +474,8 @@ async fn common_name_is_the_user_without_a_token() {
     as_root.user_list().await.unwrap();
     let mut alice = client(&certs[1], None).await.unwrap();
     alice.put("a/1", "1", None).await.unwrap();
+    assert_eq!(alice.get("a/1", None).await.unwrap().kvs().len(), 1);
+    assert_eq!(message(alice.get("x", None).await.unwrap_err()), "etcdserver: permission denied");
     assert_eq!(message(alice.put("x", "2", None).await.unwrap_err()), "etcdserver: permission denied");
     assert_eq!(message(alice.user_list().await.unwrap_err()), "etcdserver: permission denied");
     // A token wins over the certificate: alice's certificate, root's login.
