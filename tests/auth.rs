@@ -482,3 +482,28 @@ async fn common_name_is_the_user_without_a_token() {
     let mut alice_as_root = client(&certs[1], Some(("root", "rootpw"))).await.unwrap();
     alice_as_root.put("x", "3", None).await.unwrap();
 }
+
+/// Lock and Election act as their caller: its permissions on the lock's keys.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lock_and_election_act_as_the_caller() {
+    let s = Server::start(FAST);
+    let mut c = s.client().await;
+    enable_auth(&mut c).await;
+    let mut r = root(&s).await;
+    r.role_add("locker").await.unwrap();
+    r.role_grant_permission("locker", Permission::read_write("locks/").with_prefix()).await.unwrap();
+    r.user_add("u", "pw", None).await.unwrap();
+    r.user_grant_role("u", "locker").await.unwrap();
+    let mut u = login(&s, "u", "pw").await.unwrap();
+    let lease = u.lease_grant(60, None).await.unwrap().id();
+    let opts = || Some(etcd_client::LockOptions::new().with_lease(lease));
+    let held = u.lock("locks/a", opts()).await.unwrap();
+    u.unlock(held.key().to_vec()).await.unwrap();
+    assert_eq!(message(u.lock("other/a", opts()).await.unwrap_err()), "etcdserver: permission denied");
+    let e = u.campaign("other/e", "v", lease).await.unwrap_err();
+    assert_eq!((code(&e), message(e)), (tonic::Code::Unknown, "etcdserver: permission denied".into()));
+    u.campaign("locks/e", "v", lease).await.unwrap();
+    assert_eq!(u.leader("locks/e").await.unwrap().kv().unwrap().value(), b"v");
+    assert_eq!(message(c.lock("locks/b", None).await.unwrap_err()), "etcdserver: user name is empty");
+    r.lock("anything", None).await.unwrap();
+}

@@ -92,6 +92,14 @@ impl AuthGuard {
         Ok(cn.map(|username| AuthInfo { username, revision: self.view.load().state.revision }))
     }
 
+    /// With auth on, the caller of a request or nobody (`AuthInfo::default()`); None when off.
+    pub fn sender<T>(&self, req: &tonic::Request<T>) -> Result<Option<AuthInfo>> {
+        if !self.enabled() {
+            return Ok(None);
+        }
+        self.who(req).map(Some)
+    }
+
     /// The caller of a request, or nobody (etcd: an empty AuthInfo).
     pub fn who<T>(&self, req: &tonic::Request<T>) -> Result<AuthInfo> {
         Ok(self.caller(req.metadata(), req.extensions())?.unwrap_or_default())
@@ -116,6 +124,26 @@ impl AuthGuard {
         let who = self.who(req)?;
         self.view().state.admin(&who)
     }
+}
+
+tokio::task_local! {
+    /// The caller of the Lock or Election call being served (auth on; `AuthInfo::default()`
+    /// when it names nobody): the recipes' reads, writes and watches act as it, as etcd's
+    /// recipes run on an in-process client that carries the caller's token.
+    static CALLER: AuthInfo;
+}
+
+/// Runs `f` as `who` (None: auth off, `f` runs as it is).
+pub async fn as_caller<F: std::future::Future>(who: Option<AuthInfo>, f: F) -> F::Output {
+    match who {
+        Some(who) => CALLER.scope(who, f).await,
+        None => f.await,
+    }
+}
+
+/// The caller `as_caller` set for this task, if any.
+pub fn scoped_caller() -> Option<AuthInfo> {
+    CALLER.try_with(Clone::clone).ok()
 }
 
 /// The header a checked write carries into raft.

@@ -49,8 +49,9 @@ impl Kv {
         &self.ctx
     }
 
+    /// Range as the task's caller (`auth::as_caller`: Lock and Election), else unchecked.
     pub async fn range(&self, r: RangeRequest) -> Result<RangeResponse> {
-        self.range_as(r, None).await
+        self.range_as(r, crate::auth::scoped_caller()).await
     }
 
     /// `who`: the sender when auth is on (nobody: `AuthInfo::default()`), None when it is off.
@@ -75,7 +76,7 @@ impl Kv {
     }
 
     pub async fn put(&self, r: PutRequest) -> Result<PutResponse> {
-        self.put_as(r, None).await
+        self.put_as(r, crate::auth::scoped_caller()).await
     }
 
     pub async fn put_as(&self, r: PutRequest, who: Option<AuthInfo>) -> Result<PutResponse> {
@@ -90,7 +91,7 @@ impl Kv {
     }
 
     pub async fn delete_range(&self, r: DeleteRangeRequest) -> Result<DeleteRangeResponse> {
-        self.delete_range_as(r, None).await
+        self.delete_range_as(r, crate::auth::scoped_caller()).await
     }
 
     pub async fn delete_range_as(&self, r: DeleteRangeRequest, who: Option<AuthInfo>) -> Result<DeleteRangeResponse> {
@@ -104,7 +105,7 @@ impl Kv {
     }
 
     pub async fn txn(&self, r: TxnRequest) -> Result<TxnResponse> {
-        self.txn_as(r, None).await
+        self.txn_as(r, crate::auth::scoped_caller()).await
     }
 
     pub async fn txn_as(&self, r: TxnRequest, who: Option<AuthInfo>) -> Result<TxnResponse> {
