@@ -35,6 +35,26 @@ pub enum Error {
     /// A watch create with an id its stream already uses (a cancel reason).
     DuplicateWatchId,
     Timeout,
+    /// etcd's auth errors (server/auth/store.go, mapped in api/v3rpc/util.go).
+    RootUserNotExist,
+    RootRoleNotExist,
+    UserAlreadyExist,
+    UserEmpty,
+    UserNotFound,
+    RoleAlreadyExist,
+    RoleNotFound,
+    RoleEmpty,
+    AuthFailed,
+    PermissionNotGiven,
+    PermissionDenied,
+    RoleNotGranted,
+    PermissionNotGranted,
+    AuthNotEnabled,
+    InvalidAuthToken,
+    InvalidAuthMgmt,
+    AuthOldRevision,
+    /// etcd has no gRPC error for it: answered as code Unknown with the auth package's text.
+    NoPasswordUser,
     /// A feature this build does not offer yet.
     Unimplemented(Missing),
     /// A fault inside the server that is not the client's doing.
@@ -92,6 +112,24 @@ impl Error {
             Error::WatchRangeEmpty => (Code::InvalidArgument, "mvcc: watcher range is empty"),
             Error::DuplicateWatchId => (Code::InvalidArgument, "mvcc: duplicate watch ID provided on the WatchStream"),
             Error::Timeout => (Code::Unavailable, "etcdserver: request timed out"),
+            Error::RootUserNotExist => (Code::FailedPrecondition, "etcdserver: root user does not exist"),
+            Error::RootRoleNotExist => (Code::FailedPrecondition, "etcdserver: root user does not have root role"),
+            Error::UserAlreadyExist => (Code::FailedPrecondition, "etcdserver: user name already exists"),
+            Error::UserEmpty => (Code::InvalidArgument, "etcdserver: user name is empty"),
+            Error::UserNotFound => (Code::FailedPrecondition, "etcdserver: user name not found"),
+            Error::RoleAlreadyExist => (Code::FailedPrecondition, "etcdserver: role name already exists"),
+            Error::RoleNotFound => (Code::FailedPrecondition, "etcdserver: role name not found"),
+            Error::RoleEmpty => (Code::InvalidArgument, "etcdserver: role name is empty"),
+            Error::AuthFailed => (Code::InvalidArgument, "etcdserver: authentication failed, invalid user ID or password"),
+            Error::PermissionNotGiven => (Code::InvalidArgument, "etcdserver: permission not given"),
+            Error::PermissionDenied => (Code::PermissionDenied, "etcdserver: permission denied"),
+            Error::RoleNotGranted => (Code::FailedPrecondition, "etcdserver: role is not granted to the user"),
+            Error::PermissionNotGranted => (Code::FailedPrecondition, "etcdserver: permission is not granted to the role"),
+            Error::AuthNotEnabled => (Code::FailedPrecondition, "etcdserver: authentication is not enabled"),
+            Error::InvalidAuthToken => (Code::Unauthenticated, "etcdserver: invalid auth token"),
+            Error::InvalidAuthMgmt => (Code::InvalidArgument, "etcdserver: invalid auth management"),
+            Error::AuthOldRevision => (Code::InvalidArgument, "etcdserver: revision of auth store is old"),
+            Error::NoPasswordUser => (Code::Unknown, "auth: authentication failed, password was given for no password user"),
             Error::Unimplemented(what) => (Code::Unimplemented, what.message()),
             Error::Internal(msg) => (Code::Internal, msg),
         }
@@ -103,6 +141,25 @@ impl Error {
     /// with the error's message (etcd's errors reach them through its in-process client).
     pub fn into_unknown(self) -> Status {
         Status::new(Code::Unknown, self.code_and_message().1)
+    }
+}
+
+impl Error {
+    /// The text etcd puts in a refused watch's cancel reason: the gRPC error's own text.
+    pub fn as_grpc_text(&self) -> String {
+        let (code, message) = self.code_and_message();
+        format!("rpc error: code = {} desc = {message}", go_code_name(code))
+    }
+}
+
+/// grpc-go's names of the codes (codes.Code.String()).
+fn go_code_name(code: Code) -> &'static str {
+    match code {
+        Code::InvalidArgument => "InvalidArgument",
+        Code::PermissionDenied => "PermissionDenied",
+        Code::Unauthenticated => "Unauthenticated",
+        Code::FailedPrecondition => "FailedPrecondition",
+        _ => "Unknown",
     }
 }
 

@@ -8,8 +8,11 @@
 //!   `front_end` (tokio threads), `http` (/health, /livez, /readyz, /version, /metrics),
 //!   `grpc_metrics` (go-grpc-prometheus's series for the served services).
 //! * `api` — the gRPC front end, one file per etcd service (KV, Watch, Lease, Lock, Election,
-//!   Maintenance, Cluster): thin
+//!   Maintenance, Cluster, Auth): thin
 //!   tonic adapters over `kv` and the raft core.
+//! * `auth` — etcd's auth: the raft-applied store of users, roles and permissions (`store`), a
+//!   user's merged key ranges (`perm`), simple and JWT tokens (`token`), and the guard every
+//!   front-end thread checks requests with (a copy of the store, swapped on each change).
 //! * `kv` — etcd's KV semantics without gRPC: `Kv` (mod.rs) validates (`validate`) with etcd's
 //!   exact errors, then calls the raft core or the shards; `apply` (a committed request →
 //!   revision assignment, quota, alarms), `txn` (put / delete / txn semantics over a view),
@@ -54,6 +57,7 @@
 //! * `proto` — generated code for etcd's v3 API and ballast's raft entry format.
 
 pub mod api;
+pub mod auth;
 pub mod background;
 pub mod cluster;
 pub mod compactor;

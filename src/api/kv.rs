@@ -24,6 +24,17 @@ impl KvService {
 
 type Reply<T> = std::result::Result<Response<T>, Status>;
 
+impl KvService {
+    /// The sender, when auth is on (one atomic load when it is off).
+    fn who<T>(&self, r: &Request<T>) -> Result<Option<crate::auth::AuthInfo>> {
+        let auth = &self.kv.ctx().auth;
+        if !auth.enabled() {
+            return Ok(None);
+        }
+        auth.who(r).map(Some)
+    }
+}
+
 async fn reply<T>(call: impl Future<Output = Result<T>>) -> Reply<T> {
     Ok(Response::new(call.await?))
 }
@@ -31,16 +42,20 @@ async fn reply<T>(call: impl Future<Output = Result<T>>) -> Reply<T> {
 #[tonic::async_trait]
 impl kv_server::Kv for KvService {
     async fn range(&self, r: Request<RangeRequest>) -> Reply<RangeResponse> {
-        reply(self.kv.range(r.into_inner())).await
+        let who = self.who(&r)?;
+        reply(self.kv.range_as(r.into_inner(), who)).await
     }
     async fn put(&self, r: Request<PutRequest>) -> Reply<PutResponse> {
-        reply(self.kv.put(r.into_inner())).await
+        let who = self.who(&r)?;
+        reply(self.kv.put_as(r.into_inner(), who)).await
     }
     async fn delete_range(&self, r: Request<DeleteRangeRequest>) -> Reply<DeleteRangeResponse> {
-        reply(self.kv.delete_range(r.into_inner())).await
+        let who = self.who(&r)?;
+        reply(self.kv.delete_range_as(r.into_inner(), who)).await
     }
     async fn txn(&self, r: Request<TxnRequest>) -> Reply<TxnResponse> {
-        reply(self.kv.txn(r.into_inner())).await
+        let who = self.who(&r)?;
+        reply(self.kv.txn_as(r.into_inner(), who)).await
     }
     async fn compact(&self, r: Request<CompactionRequest>) -> Reply<CompactionResponse> {
         reply(self.kv.compact(r.into_inner())).await

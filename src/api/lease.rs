@@ -11,7 +11,9 @@ use futures_util::{FutureExt, Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
 use super::Ctx;
-use crate::error::Result;
+use crate::auth::store::Access;
+use crate::auth::AuthInfo;
+use crate::error::{Error, Result};
 use crate::kv::response::Response as Applied;
 use crate::mvcc::store::RangeQuery;
 use crate::mvcc::KeyRange;
@@ -46,8 +48,10 @@ impl LeaseService {
         }
     }
 
-    async fn revoke(&self, r: LeaseRevokeRequest) -> Result<LeaseRevokeResponse> {
-        match self.ctx.raft.propose(Write::LeaseRevoke(r)).await? {
+    /// `who`: the sender when auth is on; the applier checks the lease's keys are writable.
+    async fn revoke(&self, r: LeaseRevokeRequest, who: Option<AuthInfo>) -> Result<LeaseRevokeResponse> {
+        let header = who.as_ref().map(crate::auth::header);
+        match self.ctx.raft.propose_as(Write::LeaseRevoke(r), header).await? {
             Applied::LeaseRevoke(mut resp) => {
                 self.ctx.fill(&mut resp.header);
                 Ok(resp)
@@ -56,9 +60,19 @@ impl LeaseService {
         }
     }
 
-    async fn time_to_live(&self, r: LeaseTimeToLiveRequest) -> Result<LeaseTimeToLiveResponse> {
+    async fn time_to_live(&self, r: LeaseTimeToLiveRequest, who: Option<AuthInfo>) -> Result<LeaseTimeToLiveResponse> {
         let mut resp = LeaseTimeToLiveResponse { id: r.id, ttl: -1, ..Default::default() };
-        if let Some((remaining, granted, keys)) = self.ctx.raft.lease_time_to_live(r.id).await? {
+        // etcd's checkLeaseTimeToLive (only when the keys are asked for): the root role or
+        // read permission on each of the lease's keys; the auth store must not change meanwhile.
+        let checked_at = match &who {
+            Some(who) if r.keys => Some(self.keys_permitted(who, &[r.id], Access::Read).await?),
+            _ => None,
+        };
+        let ttl = self.ctx.raft.lease_time_to_live(r.id).await?;
+        if checked_at.is_some_and(|rev| rev != self.ctx.auth.view().state.revision) {
+            return Err(Error::AuthOldRevision);
+        }
+        if let Some((remaining, granted, keys)) = ttl {
             resp.ttl = remaining;
             resp.granted_ttl = granted;
             if r.keys {
@@ -82,12 +96,42 @@ impl LeaseService {
         Ok(out)
     }
 
-    async fn leases(&self) -> Result<LeaseLeasesResponse> {
+    async fn leases(&self, who: Option<AuthInfo>) -> Result<LeaseLeasesResponse> {
         let ids = self.ctx.raft.lease_ids().await?;
+        // etcd's checkLeaseLeases: the root role or read permission on every lease's keys.
+        if let Some(who) = &who {
+            let rev = self.keys_permitted(who, &ids, Access::Read).await?;
+            if rev != self.ctx.auth.view().state.revision {
+                return Err(Error::AuthOldRevision);
+            }
+        }
         let mut resp = LeaseLeasesResponse { leases: ids.into_iter().map(|id| LeaseStatus { id }).collect(), ..Default::default() };
         self.ctx.fill(&mut resp.header);
         Ok(resp)
     }
+}
+
+impl LeaseService {
+    /// The root role, or `access` to every key of `leases`; the auth revision checked at.
+    async fn keys_permitted(&self, who: &AuthInfo, leases: &[i64], access: Access) -> Result<u64> {
+        keys_permitted(&self.ctx, who, leases, access).await
+    }
+}
+
+/// The root role, or `access` to every key put with one of `leases` (etcd's lease checks);
+/// returns the auth revision checked at. The keys come from the lessor (one call per lease).
+async fn keys_permitted(ctx: &Ctx, who: &AuthInfo, leases: &[i64], access: Access) -> Result<u64> {
+    let view = ctx.auth.view();
+    if view.state.admin(who).is_ok() {
+        return Ok(view.state.revision);
+    }
+    for &id in leases {
+        let Some((_, _, keys)) = ctx.raft.lease_time_to_live(id).await? else { continue };
+        for key in keys {
+            view.permitted(who, &key, &[], access)?;
+        }
+    }
+    Ok(view.state.revision)
 }
 
 type Reply<T> = std::result::Result<Response<T>, Status>;
@@ -97,22 +141,34 @@ type KeepAlives = Pin<Box<dyn Stream<Item = std::result::Result<LeaseKeepAliveRe
 impl lease_server::Lease for LeaseService {
     type LeaseKeepAliveStream = KeepAlives;
 
+    // etcd 3.5 (since 3.5.13): every lease call needs a user when auth is on (requireAuthInfo).
     async fn lease_grant(&self, r: Request<LeaseGrantRequest>) -> Reply<LeaseGrantResponse> {
+        self.ctx.auth.require(&r)?;
         Ok(Response::new(self.grant(r.into_inner()).await?))
     }
     async fn lease_revoke(&self, r: Request<LeaseRevokeRequest>) -> Reply<LeaseRevokeResponse> {
-        Ok(Response::new(self.revoke(r.into_inner()).await?))
+        let who = self.ctx.auth.require(&r)?;
+        Ok(Response::new(self.revoke(r.into_inner(), who).await?))
     }
     async fn lease_time_to_live(&self, r: Request<LeaseTimeToLiveRequest>) -> Reply<LeaseTimeToLiveResponse> {
-        Ok(Response::new(self.time_to_live(r.into_inner()).await?))
+        let who = self.ctx.auth.require(&r)?;
+        Ok(Response::new(self.time_to_live(r.into_inner(), who).await?))
     }
-    async fn lease_leases(&self, _: Request<LeaseLeasesRequest>) -> Reply<LeaseLeasesResponse> {
-        Ok(Response::new(self.leases().await?))
+    async fn lease_leases(&self, r: Request<LeaseLeasesRequest>) -> Reply<LeaseLeasesResponse> {
+        let who = self.ctx.auth.require(&r)?;
+        Ok(Response::new(self.leases(who).await?))
     }
 
     async fn lease_keep_alive(&self, r: Request<Streaming<LeaseKeepAliveRequest>>) -> Reply<KeepAlives> {
         let (tx, rx) = tokio::sync::mpsc::channel(KEEPALIVE_BUFFER);
-        tokio::spawn(keep_alive(self.ctx.clone(), r.into_inner(), tx));
+        // etcd's checkLeaseRenew, with the stream's token, at each keepalive.
+        let sender = self.ctx.auth.enabled().then(|| self.ctx.auth.caller(r.metadata(), r.extensions()));
+        let who = match sender {
+            Some(Err(e)) => return Err(e.into()),
+            Some(Ok(who)) => Some(who.unwrap_or_default()),
+            None => None,
+        };
+        tokio::spawn(keep_alive(self.ctx.clone(), r.into_inner(), tx, who));
         Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
     }
 }
@@ -120,13 +176,29 @@ impl lease_server::Lease for LeaseService {
 /// Answers the keepalives in order until the client stops. Those that arrived together go to
 /// the lessor as one message (a client keeps all its leases alive on one stream). An error other
 /// than an unknown lease (answered TTL 0) ends the stream, as etcd's.
-async fn keep_alive(ctx: Arc<Ctx>, mut requests: Streaming<LeaseKeepAliveRequest>, tx: tokio::sync::mpsc::Sender<std::result::Result<LeaseKeepAliveResponse, Status>>) {
+async fn keep_alive(
+    ctx: Arc<Ctx>,
+    mut requests: Streaming<LeaseKeepAliveRequest>,
+    tx: tokio::sync::mpsc::Sender<std::result::Result<LeaseKeepAliveResponse, Status>>,
+    who: Option<AuthInfo>,
+) {
     while let Some(Ok(first)) = requests.next().await {
         let mut ids = vec![first.id];
         while ids.len() < MAX_KEEPALIVES_PER_BATCH {
             match requests.next().now_or_never() {
                 Some(Some(Ok(req))) => ids.push(req.id),
                 _ => break,
+            }
+        }
+        if let Some(who) = who.as_ref().filter(|_| ctx.auth.enabled()) {
+            let checked = match who.revision {
+                0 => Err(Error::UserEmpty),
+                _ => keys_permitted(&ctx, who, &ids, Access::Write).await,
+            };
+            let checked = checked.and_then(|rev| if rev == ctx.auth.view().state.revision { Ok(()) } else { Err(Error::AuthOldRevision) });
+            if let Err(e) = checked {
+                let _ = tx.send(Err(Status::from(e))).await;
+                return;
             }
         }
         // etcd takes the header before renewing.

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 use super::Ctx;
+use crate::auth::as_caller;
 use crate::concurrency::mutex;
 use crate::proto::v3lockpb::lock_server;
 use crate::proto::v3lockpb::*;
@@ -23,13 +24,15 @@ impl LockService {
 #[tonic::async_trait]
 impl lock_server::Lock for LockService {
     async fn lock(&self, r: Request<LockRequest>) -> Result<Response<LockResponse>, Status> {
+        let who = self.ctx.auth.sender(&r).map_err(|e| e.into_unknown())?;
         let r = r.into_inner();
-        let (header, key) = mutex::lock(&self.ctx, &r.name, r.lease).await.map_err(|e| e.into_unknown())?;
+        let (header, key) = as_caller(who, mutex::lock(&self.ctx, &r.name, r.lease)).await.map_err(|e| e.into_unknown())?;
         Ok(Response::new(LockResponse { header, key }))
     }
 
     async fn unlock(&self, r: Request<UnlockRequest>) -> Result<Response<UnlockResponse>, Status> {
-        let header = mutex::unlock(&self.ctx, &r.into_inner().key).await.map_err(|e| e.into_unknown())?;
+        let who = self.ctx.auth.sender(&r).map_err(|e| e.into_unknown())?;
+        let header = as_caller(who, mutex::unlock(&self.ctx, &r.into_inner().key)).await.map_err(|e| e.into_unknown())?;
         Ok(Response::new(UnlockResponse { header }))
     }
 }

@@ -56,6 +56,12 @@ fn unimplemented<T>(what: Missing) -> Reply<T> {
 #[tonic::async_trait]
 impl Maintenance for MaintenanceService {
     async fn alarm(&self, r: Request<AlarmRequest>) -> Reply<AlarmResponse> {
+        // etcd's authMaintenanceServer: listing needs a user, changing alarms the root role.
+        if r.get_ref().action == crate::proto::etcdserverpb::alarm_request::AlarmAction::Get as i32 {
+            self.ctx.auth.require(&r)?;
+        } else {
+            self.ctx.auth.admin(&r)?;
+        }
         match self.ctx.raft.propose(Write::Alarm(r.into_inner())).await? {
             Applied::Alarm(mut resp) => {
                 self.ctx.fill(&mut resp.header);
@@ -65,7 +71,8 @@ impl Maintenance for MaintenanceService {
         }
     }
 
-    async fn status(&self, _r: Request<StatusRequest>) -> Reply<StatusResponse> {
+    async fn status(&self, r: Request<StatusRequest>) -> Reply<StatusResponse> {
+        self.ctx.auth.require(&r)?;
         let s = &self.ctx.status;
         let db_size = s.db_size_bytes() as i64;
         Ok(Response::new(StatusResponse {
@@ -84,34 +91,40 @@ impl Maintenance for MaintenanceService {
 
     /// Online defragmentation: a fresh snapshot rewrites every shard's segment compactly
     /// (shards keep serving while they write) and releases the WAL before it.
-    async fn defragment(&self, _r: Request<DefragmentRequest>) -> Reply<DefragmentResponse> {
+    async fn defragment(&self, r: Request<DefragmentRequest>) -> Reply<DefragmentResponse> {
+        self.ctx.auth.admin(&r)?;
         self.ctx.raft.snapshot().await?;
         Ok(Response::new(DefragmentResponse { header: self.ctx.header() }))
     }
 
     /// etcd hashes its whole bolt file, which no other store can reproduce; ballast answers the
     /// HashKV of the current revision (equal on members of one ballast cluster).
-    async fn hash(&self, _r: Request<HashRequest>) -> Reply<HashResponse> {
+    async fn hash(&self, r: Request<HashRequest>) -> Reply<HashResponse> {
+        self.ctx.auth.admin(&r)?;
         let (hash, _, rev) = self.hash_kv_at(0).await?;
         Ok(Response::new(HashResponse { header: Some(self.header(rev)), hash }))
     }
 
     async fn hash_kv(&self, r: Request<HashKvRequest>) -> Reply<HashKvResponse> {
+        self.ctx.auth.admin(&r)?;
         let (hash, compact_revision, rev) = self.hash_kv_at(r.into_inner().revision).await?;
         Ok(Response::new(HashKvResponse { header: Some(self.header(rev)), hash, compact_revision }))
     }
 
     type SnapshotStream = Pin<Box<dyn Stream<Item = Result<SnapshotResponse, Status>> + Send>>;
 
-    async fn snapshot(&self, _r: Request<SnapshotRequest>) -> Reply<Self::SnapshotStream> {
+    async fn snapshot(&self, r: Request<SnapshotRequest>) -> Reply<Self::SnapshotStream> {
+        self.ctx.auth.admin(&r)?;
         unimplemented(Missing::Snapshot)
     }
 
-    async fn move_leader(&self, _r: Request<MoveLeaderRequest>) -> Reply<MoveLeaderResponse> {
+    async fn move_leader(&self, r: Request<MoveLeaderRequest>) -> Reply<MoveLeaderResponse> {
+        self.ctx.auth.admin(&r)?;
         unimplemented(Missing::MoveLeader)
     }
 
-    async fn downgrade(&self, _r: Request<DowngradeRequest>) -> Reply<DowngradeResponse> {
+    async fn downgrade(&self, r: Request<DowngradeRequest>) -> Reply<DowngradeResponse> {
+        self.ctx.auth.admin(&r)?;
         unimplemented(Missing::Downgrade)
     }
 }

@@ -3,6 +3,7 @@
 //! raft core or the shards), the others reach the raft core or the server's state directly and
 //! fill etcd's response header. `Ctx` is everything a handler may reach.
 
+pub mod auth;
 pub mod cluster;
 pub mod election;
 pub mod kv;
@@ -32,6 +33,8 @@ pub struct Ctx {
     pub watch: crate::watch::WatchHub,
     /// Server-chosen lease ids.
     pub lease_ids: crate::lease::IdGenerator,
+    /// The front end's copy of the auth state, and the tokens.
+    pub auth: Arc<crate::auth::AuthGuard>,
 }
 
 impl Ctx {

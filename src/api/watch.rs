@@ -37,7 +37,13 @@ impl watch_server::Watch for WatchService {
         let hub = self.ctx.watch.clone();
         let stream = hub.open().await?;
         let id = stream.id;
-        tokio::spawn(forward_requests(hub.clone(), id, req.into_inner()));
+        // etcd checks each create against the token the stream was opened with.
+        let sender = Sender {
+            auth: self.ctx.auth.clone(),
+            meta: req.metadata().clone(),
+            tls: req.extensions().get::<crate::server::handshake::TlsConnectInfo>().cloned(),
+        };
+        tokio::spawn(forward_requests(hub.clone(), id, req.into_inner(), sender));
         let closer = CloseOnDrop { hub, stream: id };
         let queued = stream.queued;
         let responses = stream.responses.into_stream().flat_map(move |o| {
@@ -50,10 +56,13 @@ impl watch_server::Watch for WatchService {
 }
 
 /// Passes the client's requests to the hub until the client stops sending.
-async fn forward_requests(hub: WatchHub, stream: u64, mut requests: Streaming<WatchRequest>) {
+async fn forward_requests(hub: WatchHub, stream: u64, mut requests: Streaming<WatchRequest>, sender: Sender) {
     while let Some(Ok(req)) = requests.next().await {
         let msg = match req.request_union {
-            Some(RequestUnion::CreateRequest(req)) => HubMsg::Create { stream, req },
+            Some(RequestUnion::CreateRequest(req)) => {
+                let denied = sender.check(&req).err();
+                HubMsg::Create { stream, req, denied }
+            }
             Some(RequestUnion::CancelRequest(c)) => HubMsg::Cancel { stream, watch_id: c.watch_id },
             Some(RequestUnion::ProgressRequest(_)) => HubMsg::Progress { stream },
             None => continue,
@@ -61,6 +70,28 @@ async fn forward_requests(hub: WatchHub, stream: u64, mut requests: Streaming<Wa
         if hub.send(msg).await.is_err() {
             return;
         }
+    }
+}
+
+/// Who opened a watch stream, for the auth check of each create.
+struct Sender {
+    auth: Arc<crate::auth::AuthGuard>,
+    meta: tonic::metadata::MetadataMap,
+    tls: Option<crate::server::handshake::TlsConnectInfo>,
+}
+
+impl Sender {
+    /// etcd's isWatchPermitted: read permission on the watched range.
+    fn check(&self, req: &crate::proto::etcdserverpb::WatchCreateRequest) -> crate::error::Result<()> {
+        if !self.auth.enabled() {
+            return Ok(());
+        }
+        let mut ext = http::Extensions::new();
+        if let Some(tls) = &self.tls {
+            ext.insert(tls.clone());
+        }
+        let who = self.auth.caller(&self.meta, &ext)?.unwrap_or_default();
+        self.auth.view().read(&who, &req.key, &req.range_end)
     }
 }
 

@@ -31,6 +31,10 @@ pub async fn session_lease(ctx: &Arc<Ctx>, lease: i64) -> Result<i64> {
     if lease != 0 {
         return Ok(lease);
     }
+    // etcd's LeaseGrant: a user is needed when auth is on.
+    if crate::auth::scoped_caller().is_some_and(|who| ctx.auth.enabled() && who.revision == 0) {
+        return Err(Error::UserEmpty);
+    }
     let id = ctx.lease_ids.next();
     let req = crate::proto::ballastpb::internal_request::Request::LeaseGrant(LeaseGrantRequest { ttl: DEFAULT_SESSION_TTL_SECONDS, id });
     ctx.raft.propose(req).await?;
@@ -95,7 +99,12 @@ impl Subscription {
     pub async fn open(ctx: &Arc<Ctx>, req: WatchCreateRequest) -> Result<Subscription> {
         let stream = ctx.watch.open().await?;
         let sub = Subscription { ctx: ctx.clone(), stream, ready: Default::default() };
-        ctx.watch.send(HubMsg::Create { stream: sub.stream.id, req }).await?;
+        // As the caller (Lock, Election): read permission on the watched range.
+        let denied = match crate::auth::scoped_caller() {
+            Some(who) if ctx.auth.enabled() => ctx.auth.view().read(&who, &req.key, &req.range_end).err(),
+            _ => None,
+        };
+        ctx.watch.send(HubMsg::Create { stream: sub.stream.id, req, denied }).await?;
         Ok(sub)
     }
 

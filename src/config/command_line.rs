@@ -184,6 +184,15 @@ pub(super) fn config_from_flags(flags: &FlagValues) -> Result<Config, ConfigErro
     let bool_flag = |name: &str| flags.get(name).is_some_and(|v| super::values::parse_go_bool(v).unwrap_or(false));
     c.lease_checkpoint = bool_flag("experimental-enable-lease-checkpoint");
     c.lease_checkpoint_persist = bool_flag("experimental-enable-lease-checkpoint-persist");
+    if let Some(v) = flags.get("auth-token") {
+        c.auth_token = v.to_string();
+    }
+    if let Some(v) = flags.get("auth-token-ttl") {
+        c.auth_token_ttl_secs = parse_go_uint(v).unwrap_or(300);
+    }
+    if let Some(v) = flags.get("bcrypt-cost") {
+        c.bcrypt_cost = super::bcrypt_cost(parse_go_uint(v).unwrap_or(10));
+    }
     if let Some(v) = flags.get("experimental-watch-progress-notify-interval") {
         c.watch_progress_notify_interval = super::watch_progress_interval(super::duration::parse(v).ok().and_then(|d| d.non_negative()));
     }

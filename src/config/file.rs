@@ -41,6 +41,9 @@ struct FileConfig {
     tls_min_version: Option<String>,
     tls_max_version: Option<String>,
     self_signed_cert_validity: Option<u64>,
+    auth_token: Option<String>,
+    auth_token_ttl: Option<u64>,
+    bcrypt_cost: Option<u64>,
 }
 
 /// etcd's `securityConfig` (`client-transport-security`, `peer-transport-security`). The
@@ -72,6 +75,9 @@ impl SecurityConfig {
 
 const FILE_KEYS: &[&str] = &[
     "name",
+    "auth-token",
+    "auth-token-ttl",
+    "bcrypt-cost",
     "data-dir",
     "wal-dir",
     "listen-client-urls",
@@ -217,6 +223,11 @@ fn config_from_file_values(f: FileConfig, flags: &FlagValues) -> Result<Config, 
     }
     // etcd's configFromFile: 0 (or absent) is 1 year.
     c.self_signed_cert_validity_years = f.self_signed_cert_validity.filter(|&y| y > 0).unwrap_or(1);
+    if let Some(v) = f.auth_token {
+        c.auth_token = v;
+    }
+    c.auth_token_ttl_secs = f.auth_token_ttl.unwrap_or(300);
+    c.bcrypt_cost = super::bcrypt_cost(f.bcrypt_cost.unwrap_or(10));
     // ballast-only flags still apply from the command line / environment.
     apply_ballast_flags(&mut c, flags);
     let initial_cluster = f.initial_cluster.filter(|s| !s.is_empty());

@@ -128,6 +128,12 @@ pub struct Config {
     pub tls_max_version: String,
     /// --self-signed-cert-validity: years an --auto-tls certificate is valid.
     pub self_signed_cert_validity_years: u64,
+    /// --auth-token: `simple` or `jwt,pub-key=…,priv-key=…,sign-method=…,ttl=…`.
+    pub auth_token: String,
+    /// --auth-token-ttl: seconds a simple token lives after its last use.
+    pub auth_token_ttl_secs: u64,
+    /// --bcrypt-cost (etcd: outside 4..=31 the default, 10).
+    pub bcrypt_cost: u32,
 }
 
 /// One side's TLS flags (client or peer), as etcd's `transport.TLSInfo`: an empty string is
@@ -188,6 +194,9 @@ impl Default for Config {
             tls_min_version: DEFAULT_TLS_MIN_VERSION.to_string(),
             tls_max_version: String::new(),
             self_signed_cert_validity_years: 1,
+            auth_token: "simple".into(),
+            auth_token_ttl_secs: 300,
+            bcrypt_cost: 10,
         }
     }
 }
@@ -327,4 +336,13 @@ fn parse_initial_cluster(s: &str) -> Result<Vec<(String, String)>, ConfigError> 
         out.push((name.to_string(), address.to_string()));
     }
     Ok(out)
+}
+
+/// etcd's NewAuthStore: a cost outside bcrypt's 4..=31 is the default, 10.
+pub fn bcrypt_cost(cost: u64) -> u32 {
+    if (4..=31).contains(&cost) {
+        cost as u32
+    } else {
+        10
+    }
 }

@@ -17,7 +17,9 @@ use crate::lease::lessor::Lessor;
 use crate::error::{Error, Result};
 use crate::mvcc::store::{WriteOp, WriteResult};
 use crate::mvcc::Rev;
+use crate::auth::{AuthGuard, AuthInfo, AuthState};
 use crate::proto::ballastpb::internal_request::Request;
+use crate::proto::ballastpb::AuthHeader;
 use crate::proto::etcdserverpb::alarm_request::AlarmAction;
 use crate::proto::etcdserverpb::*;
 use crate::quota::{cost_put, cost_txn, Quota};
@@ -38,11 +40,32 @@ pub struct Applier {
     /// Leases, raft-applied; their expiry clocks run while this member leads.
     lessor: Lessor,
     leader: bool,
+    /// etcd's auth store, raft-applied; each change is published to the front end's guard.
+    auth: AuthState,
+    guard: Arc<AuthGuard>,
+    /// Raft index of the entry being applied (a simple token names it).
+    index: u64,
 }
 
 impl Applier {
-    pub fn new(shards: Shards, status: Arc<ServerStatus>, quota: Quota, lessor: Lessor) -> Applier {
-        Applier { shards, status, quota, rev: 1, compact_rev: -1, alarms: Vec::new(), lessor, leader: false }
+    pub fn new(shards: Shards, status: Arc<ServerStatus>, quota: Quota, lessor: Lessor, guard: Arc<AuthGuard>) -> Applier {
+        let auth = AuthState::default();
+        guard.publish(&auth);
+        Applier { shards, status, quota, rev: 1, compact_rev: -1, alarms: Vec::new(), lessor, leader: false, auth, guard, index: 0 }
+    }
+
+    pub fn auth(&self) -> &AuthState {
+        &self.auth
+    }
+
+    /// Resumes the auth store from a snapshot.
+    pub fn restore_auth(&mut self, auth: AuthState) {
+        self.auth = auth;
+        self.guard.publish(&self.auth);
+    }
+
+    pub fn set_index(&mut self, index: u64) {
+        self.index = index;
     }
 
     pub fn lessor(&mut self) -> &mut Lessor {
@@ -93,11 +116,23 @@ impl Applier {
     /// get consecutive revisions up front and go out as one message per shard, all shards at
     /// once, their keys and values moved into the stores (those requests are left emptied);
     /// everything else is applied one request at a time, by reference.
-    pub async fn apply_all(&mut self, reqs: &mut [Option<Request>]) -> Vec<Result<Response>> {
+    pub async fn apply_all(&mut self, reqs: &mut [Option<Request>], auth: &[Option<AuthHeader>]) -> Vec<Result<Response>> {
         let mut results = Vec::with_capacity(reqs.len());
         let mut i = 0;
+        let sender = |i: usize| auth.get(i).and_then(Option::as_ref);
         while i < reqs.len() {
-            let run = reqs[i..].iter().take_while(|r| self.is_plain_put(r.as_ref())).count();
+            if let (true, Some(req)) = (self.auth.enabled, &reqs[i]) {
+                if let Err(e) = self.auth_check(req, sender(i)) {
+                    results.push(Err(e));
+                    i += 1;
+                    continue;
+                }
+            }
+            let run = reqs[i..]
+                .iter()
+                .enumerate()
+                .take_while(|(n, r)| self.is_plain_put(r.as_ref()) && (!self.auth.enabled || self.auth_check(r.as_ref().expect("a plain put"), sender(i + n)).is_ok()))
+                .count();
             if run > 0 {
                 let puts = reqs[i..i + run].iter_mut().map(|r| match r {
                     Some(Request::Put(p)) => p,
@@ -107,7 +142,7 @@ impl Applier {
                 i += run;
             } else {
                 let result = match &reqs[i] {
-                    Some(req) => self.apply(req).await,
+                    Some(req) => self.apply_as(req, sender(i)).await,
                     None => fatal("a raft entry holds an empty request"),
                 };
                 results.push(settled(result));
@@ -167,6 +202,113 @@ impl Applier {
             .collect()
     }
 
+    /// etcd's authApplierV3: who may apply `req` (auth enabled). A KV write was checked by the
+    /// front end against the auth state of its header's revision: refused now if that state
+    /// changed since (or if it names nobody). Auth changes need the root role (etcd's
+    /// needAdminPermission); a lease's keys must be writable to revoke it or put keys on it.
+    fn auth_check(&self, req: &Request, sender: Option<&AuthHeader>) -> Result<()> {
+        let who = sender.map(|h| AuthInfo { username: h.username.clone(), revision: h.revision }).unwrap_or_default();
+        let checked_at_current = || {
+            if who.revision == 0 {
+                Err(Error::UserEmpty)
+            } else if who.revision < self.auth.revision {
+                Err(Error::AuthOldRevision)
+            } else {
+                Ok(())
+            }
+        };
+        match req {
+            Request::Put(p) => {
+                checked_at_current()?;
+                self.lease_keys_writable(&who, [p.lease])
+            }
+            Request::DeleteRange(_) => checked_at_current(),
+            Request::Txn(t) => {
+                checked_at_current()?;
+                let mut named = Vec::new();
+                leases_named(t, &mut named);
+                self.lease_keys_writable(&who, named)
+            }
+            // Without a header: the leader's own revoke of an expired lease.
+            Request::LeaseRevoke(r) if sender.is_some() => {
+                checked_at_current()?;
+                self.lease_keys_writable(&who, [r.id])
+            }
+            Request::AuthEnable(_)
+            | Request::AuthDisable(_)
+            | Request::UserAdd(_)
+            | Request::UserDelete(_)
+            | Request::UserChangePassword(_)
+            | Request::UserGrantRole(_)
+            | Request::UserRevokeRole(_)
+            | Request::RoleAdd(_)
+            | Request::RoleDelete(_)
+            | Request::RoleGrantPermission(_)
+            | Request::RoleRevokePermission(_) => self.auth.admin(&who),
+            _ => Ok(()),
+        }
+    }
+
+    /// etcd's checkLeasePuts: the root role, or write permission on every key of each lease.
+    fn lease_keys_writable(&self, who: &AuthInfo, leases: impl IntoIterator<Item = i64>) -> Result<()> {
+        let mut leases = leases.into_iter().filter(|&l| l != 0 && self.lessor.exists(l)).peekable();
+        if leases.peek().is_none() || self.auth.admin(who).is_ok() {
+            return Ok(());
+        }
+        let view = self.guard.view();
+        for lease in leases {
+            for key in self.lessor.keys(lease) {
+                view.write(who, key, &[])?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn apply_as(&mut self, req: &Request, sender: Option<&AuthHeader>) -> Result<Response> {
+        if is_auth_change(req) {
+            return self.apply_auth(req, sender);
+        }
+        self.apply(req).await
+    }
+
+    /// An auth store change (checked by `auth_check` when auth is on): published to the front
+    /// end before it is answered.
+    fn apply_auth(&mut self, req: &Request, sender: Option<&AuthHeader>) -> Result<Response> {
+        let mut authenticated = None;
+        let result = match req {
+            Request::AuthEnable(_) => self.auth.enable(),
+            Request::AuthDisable(_) => {
+                self.auth.disable();
+                self.guard.tokens.clear();
+                Ok(())
+            }
+            Request::Authenticate(a) => self.auth.authenticate(&a.name).map(|()| {
+                authenticated = Some(crate::kv::response::Authenticated {
+                    name: a.name.clone(),
+                    revision: self.auth.revision,
+                    index: self.index,
+                    prefix: a.simple_token.clone(),
+                });
+            }),
+            Request::UserAdd(r) => self.auth.user_add(r),
+            Request::UserDelete(r) => self.auth.user_delete(&r.name).inspect(|()| self.guard.tokens.invalidate_user(&r.name)),
+            Request::UserChangePassword(r) => self.auth.user_change_password(r).inspect(|()| self.guard.tokens.invalidate_user(&r.name)),
+            Request::UserGrantRole(r) => self.auth.user_grant_role(r),
+            Request::UserRevokeRole(r) => self.auth.user_revoke_role(r),
+            Request::RoleAdd(r) => self.auth.role_add(&r.name),
+            Request::RoleDelete(r) => self.auth.role_delete(&r.role),
+            Request::RoleGrantPermission(r) => self.auth.role_grant_permission(r),
+            Request::RoleRevokePermission(r) => self.auth.role_revoke_permission(r),
+            _ => unreachable!("not an auth change"),
+        };
+        let _ = sender;
+        result?;
+        if authenticated.is_none() {
+            self.guard.publish(&self.auth);
+        }
+        Ok(Response::Auth(header(self.rev), authenticated))
+    }
+
     pub async fn apply(&mut self, req: &Request) -> Result<Response> {
         match req {
             Request::Put(p) => {
@@ -222,6 +364,7 @@ impl Applier {
                 }
                 Ok(Response::LeaseCheckpoint(LeaseCheckpointResponse { header: header(self.rev) }))
             }
+            other => self.apply_auth(other, None),
         }
     }
 
@@ -316,6 +459,24 @@ impl Applier {
         }
         Ok(resp)
     }
+}
+
+fn is_auth_change(req: &Request) -> bool {
+    matches!(
+        req,
+        Request::AuthEnable(_)
+            | Request::AuthDisable(_)
+            | Request::Authenticate(_)
+            | Request::UserAdd(_)
+            | Request::UserDelete(_)
+            | Request::UserChangePassword(_)
+            | Request::UserGrantRole(_)
+            | Request::UserRevokeRole(_)
+            | Request::RoleAdd(_)
+            | Request::RoleDelete(_)
+            | Request::RoleGrantPermission(_)
+            | Request::RoleRevokePermission(_)
+    )
 }
 
 /// A request's result, unless it is a fault rather than an answer: then the process stops.

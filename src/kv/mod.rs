@@ -27,6 +27,8 @@ use std::sync::Arc;
 use prost::Message as _;
 
 use crate::api::Ctx;
+use crate::auth::AuthInfo;
+use crate::proto::ballastpb::AuthHeader;
 use crate::error::{Error, Result};
 use crate::proto::ballastpb::internal_request::Request as Write;
 use crate::proto::etcdserverpb::*;
@@ -43,40 +45,75 @@ impl Kv {
         Kv { ctx }
     }
 
+    pub fn ctx(&self) -> &Arc<Ctx> {
+        &self.ctx
+    }
+
+    /// Range as the task's caller (`auth::as_caller`: Lock and Election), else unchecked.
     pub async fn range(&self, r: RangeRequest) -> Result<RangeResponse> {
+        self.range_as(r, crate::auth::scoped_caller()).await
+    }
+
+    /// `who`: the sender when auth is on (nobody: `AuthInfo::default()`), None when it is off.
+    /// Checked after etcd's validation, against the front end's copy of the auth state.
+    pub async fn range_as(&self, r: RangeRequest, who: Option<AuthInfo>) -> Result<RangeResponse> {
         validate::check_range(&r)?;
         if !r.serializable {
             self.ctx.raft.read_index().await?;
         }
+        if let Some(who) = &who {
+            self.ctx.auth.view().read(who, &r.key, &r.range_end)?;
+        }
         let mut resp = range::range_on_shards(&self.ctx.shards, &r, &self.ctx.status).await?;
+        // etcd's doSerialize: the auth store changed while the read was served.
+        if let Some(who) = &who {
+            if who.revision != 0 && who.revision != self.ctx.auth.view().state.revision {
+                return Err(Error::AuthOldRevision);
+            }
+        }
         self.ctx.fill(&mut resp.header);
         Ok(resp)
     }
 
     pub async fn put(&self, r: PutRequest) -> Result<PutResponse> {
+        self.put_as(r, crate::auth::scoped_caller()).await
+    }
+
+    pub async fn put_as(&self, r: PutRequest, who: Option<AuthInfo>) -> Result<PutResponse> {
         validate::check_put(&r)?;
+        let auth = self.checked(who, |v, who| v.put(who, &r))?;
         self.ctx.check_quota(crate::quota::cost_put(&r)).await?;
         let size = r.encoded_len();
-        match self.write(Write::Put(r), size).await? {
+        match self.write(Write::Put(r), size, auth).await? {
             Response::Put(resp) => Ok(resp),
             other => Err(other.unexpected()),
         }
     }
 
     pub async fn delete_range(&self, r: DeleteRangeRequest) -> Result<DeleteRangeResponse> {
+        self.delete_range_as(r, crate::auth::scoped_caller()).await
+    }
+
+    pub async fn delete_range_as(&self, r: DeleteRangeRequest, who: Option<AuthInfo>) -> Result<DeleteRangeResponse> {
         validate::check_delete(&r)?;
+        let auth = self.checked(who, |v, who| v.delete_range(who, &r))?;
         let size = r.encoded_len();
-        match self.write(Write::DeleteRange(r), size).await? {
+        match self.write(Write::DeleteRange(r), size, auth).await? {
             Response::DeleteRange(resp) => Ok(resp),
             other => Err(other.unexpected()),
         }
     }
 
     pub async fn txn(&self, r: TxnRequest) -> Result<TxnResponse> {
+        self.txn_as(r, crate::auth::scoped_caller()).await
+    }
+
+    pub async fn txn_as(&self, r: TxnRequest, who: Option<AuthInfo>) -> Result<TxnResponse> {
         validate::check_txn(&r, self.ctx.max_txn_ops)?;
+        let auth = self.checked(who, |v, who| v.txn(who, &r))?;
         self.ctx.check_quota(crate::quota::cost_txn(&r)).await?;
         let size = r.encoded_len();
-        match self.write(Write::Txn(r), size).await? {
+        match self.write(Write::Txn(r), size, auth).await? {
             Response::Txn(resp) => Ok(resp),
             other => Err(other.unexpected()),
         }
@@ -87,7 +124,7 @@ impl Kv {
     pub async fn compact(&self, r: CompactionRequest) -> Result<CompactionResponse> {
         let size = r.encoded_len();
         let physical = r.physical;
-        match self.write(Write::Compaction(r), size).await? {
+        match self.write(Write::Compaction(r), size, None).await? {
             Response::Compaction(resp, done) => {
                 if physical {
                     for d in done {
@@ -100,12 +137,20 @@ impl Kv {
         }
     }
 
+    /// With auth on, `check` against the front end's auth state; the header the write carries
+    /// into raft, where the applier refuses it if the auth state changed since.
+    fn checked(&self, who: Option<AuthInfo>, check: impl FnOnce(&crate::auth::AuthView, &AuthInfo) -> Result<()>) -> Result<Option<AuthHeader>> {
+        let Some(who) = who else { return Ok(None) };
+        check(&self.ctx.auth.view(), &who)?;
+        Ok(Some(crate::auth::header(&who)))
+    }
+
     /// Proposes `w` (its request `size_bytes` long) and fills the header of its answer.
-    async fn write(&self, w: Write, size_bytes: usize) -> Result<Response> {
+    async fn write(&self, w: Write, size_bytes: usize, auth: Option<AuthHeader>) -> Result<Response> {
         if size_bytes > self.ctx.max_request_bytes {
             return Err(Error::RequestTooLarge);
         }
-        let mut resp = self.ctx.raft.propose(w).await?;
+        let mut resp = self.ctx.raft.propose_as(w, auth).await?;
         self.ctx.fill(resp.header_mut());
         Ok(resp)
     }

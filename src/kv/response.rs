@@ -18,6 +18,20 @@ pub enum Response {
     LeaseGrant(LeaseGrantResponse),
     LeaseRevoke(LeaseRevokeResponse),
     LeaseCheckpoint(LeaseCheckpointResponse),
+    /// An auth store change; for Authenticate, whom to give a token.
+    Auth(Option<ResponseHeader>, Option<Authenticated>),
+}
+
+/// An applied Authenticate: the front end makes the token (`auth::token`).
+#[derive(Debug)]
+pub struct Authenticated {
+    pub name: String,
+    /// The auth revision at apply (a JWT carries it).
+    pub revision: u64,
+    /// The raft index of the entry (a simple token ends with it).
+    pub index: u64,
+    /// The simple token's random part, chosen by the front end.
+    pub prefix: String,
 }
 
 impl Response {
@@ -31,6 +45,7 @@ impl Response {
             Response::LeaseGrant(r) => &mut r.header,
             Response::LeaseRevoke(r) => &mut r.header,
             Response::LeaseCheckpoint(r) => &mut r.header,
+            Response::Auth(h, _) => h,
         }
     }
 

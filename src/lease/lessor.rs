@@ -107,6 +107,11 @@ impl Lessor {
         Ok(lease.keys.into_iter().collect())
     }
 
+    /// The keys put with lease `id` (some may have been put again without it since).
+    pub fn keys(&self, id: i64) -> impl Iterator<Item = &[u8]> {
+        self.leases.get(&id).into_iter().flat_map(|l| l.keys.iter().map(Vec::as_slice))
+    }
+
     pub fn exists(&self, id: i64) -> bool {
         self.leases.contains_key(&id)
     }

@@ -136,9 +136,14 @@ impl<W, R> Core<W, R> {
 
     /// A write; refused with `Error::NoLeader` unless this node leads.
     pub fn propose(&mut self, request: Request, waiter: W) {
+        self.propose_as(request, None, waiter)
+    }
+
+    /// A write with its sender (`auth`: who sent it, when auth is on).
+    pub fn propose_as(&mut self, request: Request, auth: Option<crate::proto::ballastpb::AuthHeader>, waiter: W) {
         if !self.is_leader() {
             self.out.refused.push((waiter, Error::NoLeader));
-        } else if self.proposals.add(request, waiter) {
+        } else if self.proposals.add(request, auth, waiter) {
             self.propose_batch();
         }
     }
@@ -322,7 +327,7 @@ impl<W, R> Core<W, R> {
         if e.get_entry_type() == EntryType::EntryNormal {
             return self.proposals.committed(e.index, e.term, &e.data);
         }
-        ToApply { index: e.index, term: e.term, requests: Vec::new(), waiters: Vec::new(), conf_change: true }
+        ToApply { index: e.index, term: e.term, requests: Vec::new(), auth: Vec::new(), waiters: Vec::new(), conf_change: true }
     }
 
     /// etcd's `raft.MustSync`: new entries, or a new term or vote, must be durable before raft

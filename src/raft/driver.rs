@@ -26,7 +26,7 @@ use crate::kv::delivery::{Delivery, Outbox};
 use crate::kv::response::Response;
 use crate::error::Result;
 use crate::metrics as m;
-use crate::proto::ballastpb::internal_request::Request;
+use crate::proto::ballastpb::{internal_request::Request, AuthHeader};
 use crate::proto::etcdserverpb::{alarm_request::AlarmAction, AlarmRequest, AlarmType, LeaseCheckpoint, LeaseCheckpointRequest, LeaseRevokeRequest};
 use crate::reply;
 use crate::shard::mailbox::Shards;
@@ -62,6 +62,8 @@ pub struct DriverConfig {
     /// --experimental-enable-lease-checkpoint(-persist).
     pub lease_checkpoint: bool,
     pub lease_checkpoint_persist: bool,
+    /// The front end's copy of the auth state, which the applier publishes.
+    pub auth: Arc<crate::auth::AuthGuard>,
 }
 
 struct Driver {
@@ -197,9 +199,10 @@ impl Driver {
         // A revoke not applied within etcd's request timeout is proposed again.
         let checkpoints = cfg.lease_checkpoint.then_some(Checkpoints { interval: LEASE_CHECKPOINT_INTERVAL, persist: cfg.lease_checkpoint_persist });
         let lessor = Lessor::new(min_ttl, Duration::from_secs(5) + 2 * election_timeout, checkpoints);
-        let mut applier = Applier::new(shards.clone(), status.clone(), cfg.quota, lessor);
+        let mut applier = Applier::new(shards.clone(), status.clone(), cfg.quota, lessor, cfg.auth.clone());
         if let Some(m) = &snap {
             applier.restore(m.rev, m.compact_rev, &m.alarms);
+            applier.restore_auth(m.auth.clone());
             applier.lessor().restore(&m.leases, &m.lease_remaining);
             for (lease, key) in &cfg.leased_keys {
                 applier.lessor().attach(*lease, key);
@@ -236,7 +239,7 @@ impl Driver {
 
     fn take(&mut self, msg: CoreMsg) {
         match msg {
-            CoreMsg::Propose { req, reply, home } => self.core.propose(req, (home, reply)),
+            CoreMsg::Propose { req, auth, reply, home } => self.core.propose_as(req, auth, (home, reply)),
             CoreMsg::ReadIndex { reply, home } => self.core.read((home, reply)),
             CoreMsg::Snapshot { reply } => self.core.request_snapshot((None, reply)),
             CoreMsg::DiskBarrier { reply } => self.core.barrier((None, reply)),
@@ -303,6 +306,7 @@ impl Driver {
                 alarms: self.applier.alarms(),
                 leases,
                 lease_remaining,
+                auth: self.applier.auth().clone(),
             };
             self.snapshots.start(&order, state).await;
         }
@@ -322,11 +326,12 @@ impl Driver {
 
     /// Applies one committed entry and answers its clients.
     async fn apply(&mut self, entry: ToApply<WriteWaiter>) {
-        let ToApply { index, mut requests, waiters, conf_change, .. } = entry;
+        let ToApply { index, mut requests, auth, waiters, conf_change, .. } = entry;
         if conf_change {
             crate::log::warn("ignoring conf change entry: membership changes are not supported yet", &[]);
         }
-        let results = self.apply_requests(&mut requests).await;
+        self.applier.set_index(index);
+        let results = self.apply_requests(&mut requests, &auth).await;
         // Published before replying, so a client's next serializable read sees its write.
         self.status.publish_applied(index, self.applier.rev(), self.applier.compact_rev());
         self.core.applied(index, requests.len() as u64);
@@ -341,9 +346,10 @@ impl Driver {
     /// of every revision applied so far (this entry's included): a compaction must not remove
     /// history a watcher following the live events has not been sent (etcd notifies watchers as
     /// it writes, so they never miss one).
-    async fn apply_requests(&mut self, requests: &mut [Option<Request>]) -> Vec<Result<Response>> {
+    async fn apply_requests(&mut self, requests: &mut [Option<Request>], auth: &[Option<AuthHeader>]) -> Vec<Result<Response>> {
         let mut results = Vec::with_capacity(requests.len());
         let mut rest = requests;
+        let mut rest_auth = auth;
         while !rest.is_empty() {
             let run = rest.iter().position(|r| matches!(r, Some(Request::Compaction(_)))).unwrap_or(rest.len());
             let (now, later) = if run == 0 {
@@ -354,8 +360,10 @@ impl Driver {
             } else {
                 rest.split_at_mut(run)
             };
-            results.extend(self.applier.apply_all(now).await);
+            let (now_auth, later_auth) = rest_auth.split_at(now.len().min(rest_auth.len()));
+            results.extend(self.applier.apply_all(now, now_auth).await);
             rest = later;
+            rest_auth = later_auth;
         }
         results
     }

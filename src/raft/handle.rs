@@ -7,7 +7,7 @@ use tokio::sync::oneshot;
 
 use crate::kv::response::Response;
 use crate::error::{Error, Result};
-use crate::proto::ballastpb::internal_request::Request;
+use crate::proto::ballastpb::{internal_request::Request, AuthHeader};
 use crate::reply;
 
 /// Client messages queued for the raft core; a full queue answers "too many requests".
@@ -15,7 +15,7 @@ pub const PROPOSAL_QUEUE_CAPACITY: usize = 16 * 1024;
 
 pub enum CoreMsg {
     /// `home`: the caller's front-end thread, where its answer is delivered (`reply.rs`).
-    Propose { req: Request, reply: oneshot::Sender<Result<Response>>, home: Option<usize> },
+    Propose { req: Request, auth: Option<AuthHeader>, reply: oneshot::Sender<Result<Response>>, home: Option<usize> },
     ReadIndex { reply: oneshot::Sender<Result<()>>, home: Option<usize> },
     /// Take a snapshot now (Defragment); resolves when its manifest is durable.
     Snapshot { reply: oneshot::Sender<Result<()>> },
@@ -71,8 +71,13 @@ impl RaftHandle {
 
     /// Proposes a write; resolves once it is durable, committed and applied.
     pub async fn propose(&self, req: Request) -> Result<Response> {
+        self.propose_as(req, None).await
+    }
+
+    /// Proposes a write sent by `auth`'s user (auth on): the applier checks its auth revision.
+    pub async fn propose_as(&self, req: Request, auth: Option<AuthHeader>) -> Result<Response> {
         let home = reply::home();
-        self.call(|reply| CoreMsg::Propose { req, reply, home }).await
+        self.call(|reply| CoreMsg::Propose { req, auth, reply, home }).await
     }
 
     /// Writes a fresh snapshot (rewriting every segment) and releases the log before it.

@@ -11,7 +11,7 @@ use std::collections::{HashMap, VecDeque};
 
 use prost::Message as _;
 
-use crate::proto::ballastpb::{internal_request::Request, EntryBatch, InternalRequest};
+use crate::proto::ballastpb::{internal_request::Request, AuthHeader, EntryBatch, InternalRequest};
 
 /// A raft entry holds proposals up to this size (plus one request).
 pub const MAX_ENTRY_BYTES: usize = 4 << 20;
@@ -22,6 +22,8 @@ pub struct ToApply<W> {
     pub index: u64,
     pub term: u64,
     pub requests: Vec<Option<Request>>,
+    /// One per request: who sent it, when auth was on at the front end.
+    pub auth: Vec<Option<AuthHeader>>,
     /// One per request: `Some` when a client of this node waits for its result.
     pub waiters: Vec<Option<W>>,
     /// A membership change (not supported yet: applied as nothing).
@@ -47,10 +49,10 @@ impl<W> Proposals<W> {
     }
 
     /// Adds a request to the turn's batch; true when the batch is full and must be proposed.
-    pub fn add(&mut self, request: Request, waiter: W) -> bool {
+    pub fn add(&mut self, request: Request, auth: Option<AuthHeader>, waiter: W) -> bool {
         self.next_id += 1;
         self.waiters.insert(self.next_id, waiter);
-        let ir = InternalRequest { id: self.next_id, request: Some(request) };
+        let ir = InternalRequest { id: self.next_id, request: Some(request), auth };
         self.batch_bytes += ir.encoded_len();
         self.batch.push(ir);
         self.batch_bytes >= MAX_ENTRY_BYTES
@@ -97,8 +99,17 @@ impl<W> Proposals<W> {
             // panic ends the process: the log on disk is not touched).
             None => EntryBatch::decode(data).unwrap_or_else(|e| panic!("undecodable raft entry at index {index}: {e}")).requests,
         };
-        let (waiters, requests) = requests.into_iter().map(|ir| (self.waiters.remove(&ir.id), ir.request)).unzip();
-        ToApply { index, term, requests, waiters, conf_change: false }
+        let mut waiters = Vec::with_capacity(requests.len());
+        let mut auth = Vec::with_capacity(requests.len());
+        let requests = requests
+            .into_iter()
+            .map(|ir| {
+                waiters.push(self.waiters.remove(&ir.id));
+                auth.push(ir.auth);
+                ir.request
+            })
+            .collect();
+        ToApply { index, term, requests, auth, waiters, conf_change: false }
     }
 
     /// The requests of entry (index, term) if this node proposed it; older leftovers (entries a

@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::api::{cluster::ClusterService, kv::KvService, maintenance::MaintenanceService, watch::WatchService, lease::LeaseService, lock::LockService, election::ElectionService, Ctx};
+use crate::api::{auth::AuthService, cluster::ClusterService, kv::KvService, maintenance::MaintenanceService, watch::WatchService, lease::LeaseService, lock::LockService, election::ElectionService, Ctx};
 use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::log;
@@ -26,7 +26,7 @@ use crate::mvcc::store::Store;
 use crate::proto::v3electionpb::election_server::ElectionServer;
 use crate::proto::v3lockpb::lock_server::LockServer;
 use crate::quota::Quota;
-use crate::proto::etcdserverpb::{cluster_server::ClusterServer, kv_server::KvServer, maintenance_server::MaintenanceServer, watch_server::WatchServer, lease_server::LeaseServer};
+use crate::proto::etcdserverpb::{auth_server::AuthServer, cluster_server::ClusterServer, kv_server::KvServer, maintenance_server::MaintenanceServer, watch_server::WatchServer, lease_server::LeaseServer};
 use crate::raft::driver::{self, DriverConfig};
 use crate::raft::handle::{CoreMsg, RaftHandle, PROPOSAL_QUEUE_CAPACITY};
 use crate::shard::threads;
@@ -83,6 +83,8 @@ fn start(cfg: Config) -> Result<(), String> {
     );
     // Before the stores: a TLS setting that cannot work refuses to start (as etcd, before serving).
     let tls = tls::client_config(&cfg)?;
+    let tokens = crate::auth::token::Tokens::from_flag(&cfg.auth_token, Duration::from_secs(cfg.auth_token_ttl_secs.max(1)))?;
+    let auth = Arc::new(crate::auth::AuthGuard::new(tokens, cfg.bcrypt_cost, cfg.client_tls.client_cert_auth));
     let snap_dir = crate::snapshot::dir(&cfg.data_dir);
     std::fs::create_dir_all(&snap_dir).map_err(|e| format!("cannot create {}: {e}", snap_dir.display()))?;
     let snap = crate::snapshot::manifest::load(&snap_dir)?;
@@ -128,6 +130,7 @@ fn start(cfg: Config) -> Result<(), String> {
         leased_keys: stores.iter().flat_map(Store::leased_keys).collect(),
         lease_checkpoint: cfg.lease_checkpoint,
         lease_checkpoint_persist: cfg.lease_checkpoint_persist,
+        auth: auth.clone(),
     };
     let core_status = status.clone();
     // The watch hub runs beside the raft driver on shard 0; the driver tells it how far apply went.
@@ -164,6 +167,7 @@ fn start(cfg: Config) -> Result<(), String> {
         quota: Quota::from_flag(cfg.quota_backend_bytes),
         watch: crate::watch::WatchHub::new(hub_tx),
         lease_ids,
+        auth,
     });
     let result = serve_front_end(&cfg, ctx, compaction, metrics, reply_rxs, tls);
     threads.join();
@@ -417,7 +421,8 @@ fn client_routes(cfg: &Config, ctx: Arc<Ctx>, metrics: metrics_exporter_promethe
     let lease = LeaseServer::new(LeaseService::new(ctx.clone())).max_decoding_message_size(max_msg);
     let lock = LockServer::new(LockService::new(ctx.clone())).max_decoding_message_size(max_msg);
     let election = ElectionServer::new(ElectionService::new(ctx.clone())).max_decoding_message_size(max_msg);
-    let grpc = grpc_metrics::ServedRoutes::default().add_service(kv).add_service(watch).add_service(lease).add_service(lock).add_service(election).add_service(maintenance).add_service(cluster).into_routes();
+    let auth = AuthServer::new(AuthService::new(ctx.clone())).max_decoding_message_size(max_msg);
+    let grpc = grpc_metrics::ServedRoutes::default().add_service(kv).add_service(auth).add_service(watch).add_service(lease).add_service(lock).add_service(election).add_service(maintenance).add_service(cluster).into_routes();
     let range = axum::routing::post(move |req: axum::extract::Request| range.clone().serve(req));
     let router = grpc.into_axum_router().route(range_route::RANGE_PATH, range).merge(http::router(ctx, metrics));
     tonic::service::Routes::from(router)

@@ -20,6 +20,7 @@ pub struct AppliedState {
     pub alarms: Vec<(u64, i32)>,
     pub leases: Vec<(i64, i64)>,
     pub lease_remaining: Vec<(i64, i64)>,
+    pub auth: crate::auth::AuthState,
 }
 
 /// The outcome of a snapshot: its manifest, durable, or why it failed.
@@ -73,6 +74,7 @@ impl Coordinator {
             compact_rev: state.compact_rev,
             alarms: state.alarms,
             leases: state.leases,
+            auth: state.auth,
             lease_remaining: state.lease_remaining,
             segments,
             wal_seq_from: order.wal_seq_from,

@@ -54,6 +54,9 @@ pub struct Manifest {
     /// (id, seconds left at its last checkpoint), with --experimental-enable-lease-checkpoint-persist.
     #[serde(default)]
     pub lease_remaining: Vec<(i64, i64)>,
+    /// The auth store (users, roles, enabled flag, auth revision).
+    #[serde(default)]
+    pub auth: crate::auth::AuthState,
 }
 
 fn first_seq() -> u64 {

@@ -133,10 +133,20 @@ impl Hub {
             HubMsg::Close { stream } => {
                 self.streams.remove(&stream);
             }
-            HubMsg::Create { stream, req } => self.create(stream, req).await,
+            HubMsg::Create { stream, denied: Some(e), .. } => self.refuse(stream, &e),
+            HubMsg::Create { stream, req, denied: None } => self.create(stream, req).await,
             HubMsg::Cancel { stream, watch_id } => self.cancel(stream, watch_id),
             HubMsg::Progress { stream } => self.request_progress(stream),
         }
+    }
+
+    /// etcd's answer to a create its auth check refused: created and canceled, watch id -1,
+    /// the gRPC error's text as the reason.
+    fn refuse(&mut self, stream: u64, e: &Error) {
+        let rev = self.status.applied_rev();
+        let Some(s) = self.streams.get_mut(&stream) else { return };
+        let reason = e.as_grpc_text();
+        s.sink.send(WatchResponse { header: Some(header(&self.status, rev)), watch_id: -1, created: true, canceled: true, cancel_reason: reason, ..Default::default() });
     }
 
     async fn create(&mut self, stream: u64, req: WatchCreateRequest) {

@@ -44,7 +44,8 @@ pub struct Applied {
 pub enum HubMsg {
     Open { stream: u64, out: flume::Sender<Outgoing>, queued: Arc<AtomicUsize> },
     Close { stream: u64 },
-    Create { stream: u64, req: WatchCreateRequest },
+    /// `denied`: refused by an auth check (etcd's isWatchPermitted), answered as a cancel.
+    Create { stream: u64, req: WatchCreateRequest, denied: Option<crate::error::Error> },
     Cancel { stream: u64, watch_id: i64 },
     Progress { stream: u64 },
 }

@@ -1,0 +1,198 @@
+//! etcd's token providers (server/auth/simple_token.go, jwt.go), chosen by `--auth-token`.
+//!
+//! * `simple` (default): `<16 random letters>.<raft index of the Authenticate entry>`, kept in
+//!   memory (lost at restart, as etcd's), valid for `--auth-token-ttl` seconds after its last
+//!   use; deleting a user or changing its password drops its tokens, disabling auth drops all.
+//! * `jwt,pub-key=…,priv-key=…,sign-method=…,ttl=…`: signed claims {username, revision, exp};
+//!   nothing kept. A token from before an auth change carries the older revision, which the
+//!   permission checks refuse (`etcdserver: revision of auth store is old`), as etcd's do.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+/// Simple tokens kept at most (a bound on memory; the oldest expire first).
+const MAX_SIMPLE_TOKENS: usize = 1 << 20;
+const SIMPLE_TOKEN_LETTERS: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+const SIMPLE_TOKEN_LENGTH: usize = 16;
+
+pub enum Tokens {
+    Simple(SimpleTokens),
+    Jwt(Box<Jwt>),
+}
+
+pub struct SimpleTokens {
+    ttl: Duration,
+    /// token → (user, expiry).
+    tokens: Mutex<HashMap<String, (String, Instant)>>,
+}
+
+pub struct Jwt {
+    alg: Algorithm,
+    /// None: verify only (a public key alone).
+    sign: Option<EncodingKey>,
+    verify: DecodingKey,
+    ttl: Duration,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Claims {
+    username: String,
+    revision: u64,
+    exp: u64,
+}
+
+impl Tokens {
+    /// Parses `--auth-token` (etcd's `simple` or `jwt,key=value,…`).
+    pub fn from_flag(flag: &str, simple_ttl: Duration) -> Result<Tokens, String> {
+        let mut parts = flag.split(',');
+        match parts.next().unwrap_or("") {
+            "" | "simple" => Ok(Tokens::Simple(SimpleTokens { ttl: simple_ttl, tokens: Mutex::new(HashMap::new()) })),
+            "jwt" => Jwt::from_options(parts).map(|j| Tokens::Jwt(Box::new(j))),
+            other => Err(format!("unknown token type: {other}")),
+        }
+    }
+
+    /// The random part of a new simple token (etcd's genTokenPrefix); empty with JWT.
+    pub fn prefix(&self) -> String {
+        match self {
+            Tokens::Simple(_) => {
+                let mut rng = rand::thread_rng();
+                (0..SIMPLE_TOKEN_LENGTH).map(|_| SIMPLE_TOKEN_LETTERS[rng.gen_range(0..SIMPLE_TOKEN_LETTERS.len())] as char).collect()
+            }
+            Tokens::Jwt(_) => String::new(),
+        }
+    }
+
+    /// etcd's assign: the token of `user`, authenticated at auth `revision` by raft entry `index`.
+    pub fn assign(&self, user: &str, revision: u64, prefix: &str, index: u64) -> Result<String, String> {
+        match self {
+            Tokens::Simple(s) => {
+                let token = format!("{prefix}.{index}");
+                s.add(&token, user);
+                Ok(token)
+            }
+            Tokens::Jwt(j) => j.sign(user, revision),
+        }
+    }
+
+    /// The user a token names (and, with JWT, the auth revision it was issued at); None: invalid.
+    pub fn info(&self, token: &str) -> Option<(String, Option<u64>)> {
+        match self {
+            Tokens::Simple(s) => s.user(token).map(|u| (u, None)),
+            Tokens::Jwt(j) => j.verify(token).map(|(u, r)| (u, Some(r))),
+        }
+    }
+
+    pub fn invalidate_user(&self, user: &str) {
+        if let Tokens::Simple(s) = self {
+            s.lock().retain(|_, (u, _)| u != user);
+        }
+    }
+
+    pub fn clear(&self) {
+        if let Tokens::Simple(s) = self {
+            s.lock().clear();
+        }
+    }
+}
+
+impl SimpleTokens {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (String, Instant)>> {
+        self.tokens.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn add(&self, token: &str, user: &str) {
+        let now = Instant::now();
+        let mut tokens = self.lock();
+        // Authenticate is rare and costs a bcrypt check: dropping expired tokens here is cheap.
+        tokens.retain(|_, (_, until)| *until > now);
+        if tokens.len() >= MAX_SIMPLE_TOKENS {
+            if let Some(oldest) = tokens.iter().min_by_key(|(_, (_, until))| *until).map(|(t, _)| t.clone()) {
+                tokens.remove(&oldest);
+            }
+        }
+        tokens.insert(token.to_string(), (user.to_string(), now + self.ttl));
+    }
+
+    /// The token's user, its life renewed (etcd's resetSimpleToken).
+    fn user(&self, token: &str) -> Option<String> {
+        // etcd's isValidSimpleToken: `<prefix>.<index>`.
+        let (prefix, index) = token.split_once('.')?;
+        if prefix.len() != SIMPLE_TOKEN_LENGTH || index.parse::<u64>().is_err() {
+            return None;
+        }
+        let now = Instant::now();
+        let mut tokens = self.lock();
+        match tokens.get_mut(token) {
+            Some((user, until)) if *until > now => {
+                *until = now + self.ttl;
+                Some(user.clone())
+            }
+            Some(_) => {
+                tokens.remove(token);
+                None
+            }
+            None => None,
+        }
+    }
+}
+
+impl Jwt {
+    /// etcd's jwtOptions: pub-key, priv-key, sign-method, ttl (Go duration, default 5m).
+    fn from_options<'a>(options: impl Iterator<Item = &'a str>) -> Result<Jwt, String> {
+        let mut opts = HashMap::new();
+        for o in options {
+            let (k, v) = o.split_once('=').ok_or_else(|| format!("invalid jwt option {o:?}"))?;
+            opts.insert(k.to_string(), v.to_string());
+        }
+        let method = opts.get("sign-method").ok_or("jwt: sign-method is required")?;
+        let alg: Algorithm = method.parse().map_err(|_| format!("jwt: unsupported sign-method {method:?}"))?;
+        let ttl = match opts.get("ttl") {
+            Some(t) => crate::config::duration::parse(t).ok().and_then(|d| d.non_negative()).ok_or_else(|| format!("jwt: invalid ttl {t:?}"))?,
+            None => Duration::from_secs(300),
+        };
+        let read = |k: &str| opts.get(k).map(|p| std::fs::read(p).map_err(|e| format!("jwt: cannot read {k} {p}: {e}"))).transpose();
+        let (public, private) = (read("pub-key")?, read("priv-key")?);
+        let bad = |e: jsonwebtoken::errors::Error| format!("jwt: invalid key: {e}");
+        use Algorithm::*;
+        let (sign, verify) = match alg {
+            HS256 | HS384 | HS512 => {
+                let key = private.or(public).ok_or("jwt: a key is required")?;
+                (Some(EncodingKey::from_secret(&key)), DecodingKey::from_secret(&key))
+            }
+            RS256 | RS384 | RS512 | PS256 | PS384 | PS512 => (
+                private.map(|k| EncodingKey::from_rsa_pem(&k)).transpose().map_err(bad)?,
+                DecodingKey::from_rsa_pem(&public.ok_or("jwt: pub-key is required")?).map_err(bad)?,
+            ),
+            ES256 | ES384 => (
+                private.map(|k| EncodingKey::from_ec_pem(&k)).transpose().map_err(bad)?,
+                DecodingKey::from_ec_pem(&public.ok_or("jwt: pub-key is required")?).map_err(bad)?,
+            ),
+            EdDSA => (
+                private.map(|k| EncodingKey::from_ed_pem(&k)).transpose().map_err(bad)?,
+                DecodingKey::from_ed_pem(&public.ok_or("jwt: pub-key is required")?).map_err(bad)?,
+            ),
+        };
+        Ok(Jwt { alg, sign, verify, ttl })
+    }
+
+    fn sign(&self, user: &str, revision: u64) -> Result<String, String> {
+        let key = self.sign.as_ref().ok_or("auth: token signing attempted with verify-only key")?;
+        let exp = (std::time::SystemTime::now() + self.ttl).duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
+        let claims = Claims { username: user.to_string(), revision, exp };
+        jsonwebtoken::encode(&Header::new(self.alg), &claims, key).map_err(|e| e.to_string())
+    }
+
+    fn verify(&self, token: &str) -> Option<(String, u64)> {
+        let mut v = Validation::new(self.alg);
+        v.leeway = 0;
+        v.required_spec_claims.clear();
+        let data = jsonwebtoken::decode::<Claims>(token, &self.verify, &v).ok()?;
+        Some((data.claims.username, data.claims.revision))
+    }
+}

@@ -1,0 +1,129 @@
+//! etcdctl 3.5's auth commands against etcd 3.5.1 and ballast: the same script, every
+//! command's exit status, stdout and error line compared (the client's JSON retry logs left
+//! out). Revisions and auth revisions are compared as they are: ballast counts them as etcd.
+//! `BALLAST_SHOW_STEPS=1` prints ballast's side of every step.
+
+mod common;
+#[path = "common/etcd.rs"]
+mod etcd;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use etcd::Etcd;
+use common::Server;
+
+/// (args, stdin) of each step.
+const SCRIPT: &[(&[&str], &str)] = &[
+    (&["auth", "enable"], ""),
+    (&["user", "add", "root:rootpw"], ""),
+    (&["user", "add", "alice:alicepw"], ""),
+    (&["user", "add", "alice:again"], ""),
+    (&["user", "add", "--no-password", "bob"], ""),
+    (&["user", "add", "carol", "--interactive=false"], "carolpw\n"),
+    (&["user", "list"], ""),
+    (&["user", "get", "alice"], ""),
+    (&["user", "get", "nobody"], ""),
+    (&["role", "add", "reader"], ""),
+    (&["role", "add", "reader"], ""),
+    (&["role", "add", "writer"], ""),
+    (&["role", "grant-permission", "reader", "read", "k1"], ""),
+    (&["role", "grant-permission", "reader", "--prefix=true", "readwrite", "p/"], ""),
+    (&["role", "grant-permission", "reader", "--from-key", "write", "m"], ""),
+    (&["role", "grant-permission", "reader", "read", "a", "c"], ""),
+    (&["role", "grant-permission", "reader", "write", "a", "c"], ""),
+    (&["role", "grant-permission", "nosuch", "read", "x"], ""),
+    (&["role", "get", "reader"], ""),
+    (&["role", "get", "nosuch"], ""),
+    (&["role", "list"], ""),
+    (&["user", "grant-role", "alice", "reader"], ""),
+    (&["user", "grant-role", "alice", "writer"], ""),
+    (&["user", "grant-role", "alice", "nosuch"], ""),
+    (&["user", "get", "alice"], ""),
+    (&["user", "get", "alice", "--detail"], ""),
+    (&["user", "revoke-role", "alice", "writer"], ""),
+    (&["user", "revoke-role", "alice", "writer"], ""),
+    (&["user", "grant-role", "root", "root"], ""),
+    (&["auth", "enable"], ""),
+    (&["auth", "enable"], ""),
+    (&["--user", "root:rootpw", "auth", "status"], ""),
+    (&["put", "k1", "v"], ""),
+    (&["get", "k1"], ""),
+    (&["--user", "root:wrong", "get", "k1"], ""),
+    (&["--user", "nobody:x", "get", "k1"], ""),
+    (&["--user", "root:rootpw", "put", "k1", "v1"], ""),
+    (&["--user", "alice:alicepw", "get", "k1"], ""),
+    (&["--user", "alice:alicepw", "put", "k1", "v2"], ""),
+    (&["--user", "alice:alicepw", "put", "p/x", "px"], ""),
+    (&["--user", "alice:alicepw", "get", "p/", "--prefix"], ""),
+    (&["--user", "alice:alicepw", "get", "p", "--prefix"], ""),
+    (&["--user", "alice:alicepw", "put", "zz", "z"], ""),
+    (&["--user", "alice:alicepw", "del", "b"], ""),
+    (&["--user", "alice:alicepw", "get", "m", "--from-key"], ""),
+    (&["--user", "alice:alicepw", "user", "list"], ""),
+    (&["--user", "alice:alicepw", "role", "get", "reader"], ""),
+    (&["--user", "alice:alicepw", "role", "get", "root"], ""),
+    (&["--user", "alice:alicepw", "user", "get", "root"], ""),
+    (&["--user", "alice:alicepw", "auth", "disable"], ""),
+    (&["--user", "bob:", "get", "k1"], ""),
+    (&["--user", "carol:carolpw", "get", "k1"], ""),
+    (&["--user", "root:rootpw", "role", "revoke-permission", "reader", "k1"], ""),
+    (&["--user", "root:rootpw", "role", "revoke-permission", "reader", "k1"], ""),
+    (&["--user", "root:rootpw", "role", "revoke-permission", "reader", "p/", "--prefix"], ""),
+    (&["--user", "root:rootpw", "role", "revoke-permission", "reader", "m", "--from-key"], ""),
+    (&["--user", "root:rootpw", "role", "get", "reader"], ""),
+    (&["--user", "alice:alicepw", "get", "k1"], ""),
+    (&["--user", "root:rootpw", "user", "passwd", "alice", "--interactive=false"], "newpw\n"),
+    (&["--user", "alice:alicepw", "get", "a"], ""),
+    (&["--user", "alice:newpw", "get", "a"], ""),
+    (&["--user", "root:rootpw", "user", "delete", "root"], ""),
+    (&["--user", "root:rootpw", "role", "delete", "root"], ""),
+    (&["--user", "root:rootpw", "user", "revoke-role", "root", "root"], ""),
+    (&["--user", "root:rootpw", "user", "delete", "alice"], ""),
+    (&["--user", "root:rootpw", "user", "delete", "alice"], ""),
+    (&["--user", "root:rootpw", "role", "delete", "reader"], ""),
+    (&["--user", "root:rootpw", "role", "delete", "reader"], ""),
+    (&["--user", "root:rootpw", "user", "list"], ""),
+    (&["--user", "root:rootpw", "role", "list"], ""),
+    (&["--user", "root:rootpw", "auth", "status"], ""),
+    (&["--user", "root:rootpw", "auth", "disable"], ""),
+    (&["auth", "status"], ""),
+    (&["auth", "disable"], ""),
+    (&["get", "k1"], ""),
+];
+
+/// One step's outcome: exit status, stdout, and stderr without the client's JSON log lines.
+fn run(ctl: &std::path::Path, endpoint: &str, args: &[&str], stdin: &str) -> String {
+    let mut child = Command::new(ctl)
+        .env("ETCDCTL_API", "3")
+        .args(["--endpoints", endpoint, "--command-timeout", "10s", "--dial-timeout", "3s"])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr: Vec<String> = String::from_utf8_lossy(&out.stderr).lines().filter(|l| !l.starts_with('{')).map(str::to_string).collect();
+    format!("exit {}\n{}{}", out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout), stderr.join("\n"))
+}
+
+#[test]
+fn etcdctl_auth_commands_match_etcd() {
+    let ctl = etcd::find_etcdctl35().unwrap_or_else(|e| panic!("etcdctl 3.5 is needed for this test: {e}"));
+    let etcd = Etcd::start();
+    let ballast = Server::start(&["--bcrypt-cost", "4"]);
+    let etcd_url = format!("http://{}", etcd.endpoint);
+    let ballast_url = format!("http://{}", ballast.endpoint);
+    let mut differences = Vec::new();
+    for (args, stdin) in SCRIPT {
+        let want = run(&ctl, &etcd_url, args, stdin);
+        let got = run(&ctl, &ballast_url, args, stdin);
+        if std::env::var("BALLAST_SHOW_STEPS").is_ok() { eprintln!("$ {}\n{got}", args.join(" ")); }
+        if want != got {
+            differences.push(format!("etcdctl {}\n--- etcd 3.5:\n{want}\n--- ballast:\n{got}\n", args.join(" ")));
+        }
+    }
+    assert!(differences.is_empty(), "{} of {} steps differ:\n{}", differences.len(), SCRIPT.len(), differences.join("\n"));
+}
