@@ -42,8 +42,9 @@ const HISTORY_VALUE_LEN: usize = 256;
 /// Connections and concurrent puts of the setup.
 const SETUP_CONNS: usize = 8;
 const SETUP_CALLS: usize = 256;
-/// The writer runs this long before the baseline phase opens.
-const WARMUP: Duration = Duration::from_secs(2);
+/// The writer runs this long before the baseline phase opens (long enough for the server to
+/// settle after the setup: its snapshot and write-back of the loaded data).
+const WARMUP: Duration = Duration::from_secs(10);
 /// The compaction and defrag phases last at least this long (a call answered sooner leaves
 /// the rest of it to what follows the call), so each holds enough puts for a p99.
 const MIN_PHASE: Duration = Duration::from_secs(2);
