@@ -372,6 +372,59 @@ async fn jwt_tokens_expire_and_carry_the_auth_revision() {
     root(&s).await.get("j", None).await.unwrap();
 }
 
+/// JWT with priv-key alone, as etcd (auth/options.go rsaKey, ecKey): the verifying key is the
+/// private key's public half. RSA keys as PKCS#1 and PKCS#8 (openssl), ECDSA as PKCS#8 (rcgen);
+/// tokens are signed and accepted, a token of another key is refused. An HMAC method with
+/// pub-key alone refuses to start, as etcd's hmacKey (ErrMissingKey).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jwt_public_key_derived_from_the_private_key() {
+    let dir = common::fresh_dir("jwt-priv");
+    let openssl = |args: &[&str]| {
+        let out = std::process::Command::new("openssl").args(args).output().expect("openssl is needed for this test");
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    let pkcs1 = dir.join("rsa-pkcs1.pem");
+    openssl(&["genrsa", "-traditional", "-out", pkcs1.to_str().unwrap(), "2048"]);
+    let pkcs8 = dir.join("rsa-pkcs8.pem");
+    openssl(&["pkcs8", "-topk8", "-nocrypt", "-in", pkcs1.to_str().unwrap(), "-out", pkcs8.to_str().unwrap()]);
+    assert!(std::fs::read_to_string(&pkcs1).unwrap().starts_with("-----BEGIN RSA PRIVATE KEY-----"));
+    let ec = dir.join("ec.pem");
+    std::fs::write(&ec, rcgen::KeyPair::generate().unwrap().serialize_pem()).unwrap();
+    let other_ec = dir.join("other-ec.pem");
+    std::fs::write(&other_ec, rcgen::KeyPair::generate().unwrap().serialize_pem()).unwrap();
+    let mut tokens = Vec::new();
+    for (key, method) in [(&pkcs1, "RS256"), (&pkcs8, "PS384"), (&ec, "ES256"), (&other_ec, "ES256")] {
+        let flag = format!("jwt,priv-key={},sign-method={method}", key.display());
+        let s = Server::start(&["--bcrypt-cost", "4", "--auth-token", &flag]);
+        let mut c = s.client().await;
+        enable_auth(&mut c).await;
+        let mut r = root(&s).await;
+        let token = r.auth_client().authenticate("root".into(), "rootpw".into()).await.unwrap().token().to_string();
+        assert_eq!(token.split('.').count(), 3, "a JWT: {token}");
+        r.put("j", method, None).await.unwrap();
+        assert_eq!(r.get("j", None).await.unwrap().kvs()[0].value(), method.as_bytes());
+        tokens.push(token);
+        if key == &other_ec {
+            // The first ES256 server's token is signed by another key.
+            use ballast::proto::etcdserverpb::{kv_client::KvClient, RangeRequest};
+            let channel = tonic::transport::Channel::from_shared(format!("http://{}", s.endpoint)).unwrap().connect().await.unwrap();
+            let mut req = tonic::Request::new(RangeRequest { key: b"j".to_vec(), ..Default::default() });
+            req.metadata_mut().insert("token", tokens[2].parse().unwrap());
+            let e = KvClient::new(channel).range(req).await.unwrap_err();
+            assert_eq!((e.code(), e.message()), (tonic::Code::Unauthenticated, "etcdserver: invalid auth token"));
+        }
+    }
+    let secret = dir.join("secret");
+    std::fs::write(&secret, "a shared secret").unwrap();
+    let flag = format!("jwt,pub-key={},sign-method=HS256", secret.display());
+    let (log, _) = Server::refused_urls(&["http://127.0.0.1:{port}"], &["--auth-token", &flag]);
+    assert!(log.contains("auth: missing key data"), "{log}");
+    let flag = format!("jwt,priv-key={},sign-method=HS256", secret.display());
+    let s = Server::start(&["--bcrypt-cost", "4", "--auth-token", &flag]);
+    enable_auth(&mut s.client().await).await;
+    root(&s).await.put("j", "hs", None).await.unwrap();
+}
+
 /// Users, roles, permissions and the enabled flag survive restarts: from the WAL, then from a
 /// snapshot plus the WAL after it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -64,7 +64,12 @@ impl Ca {
     /// A certificate for 127.0.0.1 and localhost, good for server and client authentication,
     /// with common name `cn` and serial number `serial`.
     fn leaf(&self, cn: &str, serial: u64) -> Leaf {
-        let mut params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()]).unwrap();
+        self.leaf_for(cn, serial, &["127.0.0.1", "localhost"])
+    }
+
+    /// Like `leaf`, for the subject alternative names `sans` (hostnames or IP addresses).
+    fn leaf_for(&self, cn: &str, serial: u64, sans: &[&str]) -> Leaf {
+        let mut params = rcgen::CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
         params.distinguished_name.push(rcgen::DnType::CommonName, cn);
         params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth, rcgen::ExtendedKeyUsagePurpose::ClientAuth];
         params.serial_number = Some(rcgen::SerialNumber::from(serial));
@@ -316,6 +321,50 @@ async fn one_port_serves_plaintext_and_tls() {
     assert_eq!(many.count(), 8);
 }
 
+/// Replaces `to` with a copy of `from` in one rename (a new inode, as a rotation tool does).
+fn replace_file(from: &Path, to: &Path) {
+    let tmp = to.with_extension("tmp");
+    std::fs::copy(from, &tmp).unwrap();
+    std::fs::rename(&tmp, to).unwrap();
+}
+
+/// A rotated certificate and key are served without a restart (etcd reads them at each
+/// handshake; ballast looks at the files at most once a second): the server's certificate
+/// moves from one CA to another. A replacement that does not load keeps the current pair.
+#[test]
+fn rotated_certificate_is_served_without_a_restart() {
+    let dir = common::fresh_dir("tls-rotate");
+    let (old, new) = (Ca::new(&dir, "old"), Ca::new(&dir, "new"));
+    let first = old.leaf("server", 10);
+    let served = Leaf { cert: dir.join("served.pem"), key: dir.join("served-key.pem") };
+    replace_file(&first.cert, &served.cert);
+    replace_file(&first.key, &served.key);
+    let s = Server::start_urls(&["https://127.0.0.1:{port}"], &["--cert-file", served.cert(), "--key-file", served.key()]);
+    Probe::new(old.ca()).healthy(&s.endpoint);
+    assert!(Probe::new(new.ca()).health(&s.endpoint).is_err(), "served a certificate of the new CA before the rotation");
+
+    let second = new.leaf("server", 20);
+    replace_file(&second.key, &served.key);
+    replace_file(&second.cert, &served.cert);
+    // Bounded: 50 handshakes 100 ms apart; the files are looked at once a second.
+    let rotated = (0..50).any(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        Probe::new(new.ca()).health(&s.endpoint).is_ok()
+    });
+    assert!(rotated, "the rotated certificate was not served; log:\n{}", s.log());
+    Probe::new(new.ca()).healthy(&s.endpoint);
+    assert!(Probe::new(old.ca()).health(&s.endpoint).is_err(), "the old certificate is still served");
+    assert!(s.log().contains("client TLS certificate reloaded"), "{}", s.log());
+
+    std::fs::write(&served.key, "not a key").unwrap();
+    let warned = (0..50).any(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        Probe::new(new.ca()).healthy(&s.endpoint);
+        s.log().contains("cannot reload the client TLS certificate")
+    });
+    assert!(warned, "{}", s.log());
+}
+
 // ---------------------------------------------------------------------------------------------
 // Client certificates
 
@@ -404,6 +453,54 @@ fn revoked_client_certificate_is_refused() {
     probe.identity = Some(&good);
     probe.healthy(&s.endpoint);
     assert!(s.log().contains("Revoked"), "the refusal is logged: {}", s.log());
+
+    // A new CRL file takes effect without a restart (etcd reads it after each handshake; the
+    // file is looked at once a second here): bounded, 50 handshakes 100 ms apart.
+    let crl_again = ca.crl(&[11, 12]);
+    assert_eq!(crl_again, crl);
+    let refused = (0..50).any(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        probe.health(&s.endpoint).is_err()
+    });
+    assert!(refused, "the new CRL was not used; log:\n{}", s.log());
+    assert!(s.log().contains("client CRL file reloaded"), "{}", s.log());
+}
+
+/// `--client-cert-allowed-hostname`: a client certificate must be valid for the name in its
+/// subject alternative names (its common name does not count), as etcd 3.5.1 decides for the
+/// same certificates; a hostname or an IP address.
+#[test]
+fn client_cert_allowed_hostname_as_etcd() {
+    let dir = common::fresh_dir("tls-allowed-host");
+    let ca = Ca::new(&dir, "main");
+    let server_cert = ca.leaf("server", 10);
+    let named = ca.leaf_for("named", 11, &["allowed.example"]);
+    let ip = ca.leaf_for("ip", 12, &["10.1.2.3"]);
+    let cn_only = ca.leaf_for("allowed.example", 13, &["other.example"]);
+    let outcomes = |addr: &str| -> Vec<bool> {
+        [&named, &ip, &cn_only]
+            .into_iter()
+            .map(|leaf| {
+                let mut probe = Probe::new(ca.ca());
+                probe.identity = Some(leaf);
+                probe.health(addr).is_ok()
+            })
+            .collect()
+    };
+    for (allowed, expected) in [("allowed.example", [true, false, false]), ("10.1.2.3", [false, true, false])] {
+        let flags = [
+            "--cert-file", server_cert.cert(), "--key-file", server_cert.key(), "--trusted-ca-file", ca.ca(), "--client-cert-auth",
+            "--client-cert-allowed-hostname", allowed,
+        ];
+        let s = Server::start_urls(&["https://127.0.0.1:{port}"], &flags);
+        let ours = outcomes(&s.endpoint);
+        assert_eq!(ours, expected, "allowed {allowed}");
+        assert!(s.log().contains("client certificate authentication failed"), "{}", s.log());
+        assert!(!s.log().contains("not implemented"), "{}", s.log());
+        drop(s);
+        let etcd = etcd::Etcd::start_tls(&flags);
+        assert_eq!(outcomes(&etcd.endpoint), ours, "etcd 3.5.1, allowed {allowed}");
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

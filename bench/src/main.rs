@@ -12,6 +12,7 @@ mod opts;
 mod pauses;
 mod restart;
 mod results;
+mod secure;
 mod server;
 mod suite;
 mod targets;

@@ -48,6 +48,9 @@ usage: cargo run --release -p ballast-bench -- [options]
   --ballast PATH     ballast binary (default: target/release/ballast, next to this harness)
   --sol PATH         speed-of-light server binary (default: target/release/sol)
   --targets LIST     comma-separated subset of: etcd-3.5,etcd-3.4,ballast-1shard,ballast-2shards,sol
+                     and the secure twins (run only when named; KV workloads only):
+                     etcd-3.5+tls-auth,etcd-3.4+tls-auth,ballast-1shard+tls-auth,
+                     ballast-2shards+tls-auth (mutual TLS and auth on, see bench/README.md)
   --workloads LIST   comma-separated subset of:
                      put-1c,put-100c,put-1000c,put-open-1000c,range-lin,range-ser,txn-cas,load,
                      restart,

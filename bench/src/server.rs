@@ -1,13 +1,15 @@
-//! Server processes: spawn on free loopback ports, readiness, stop (SIGTERM, then SIGKILL), and
-//! the run of one workload on a fresh server of its own.
+//! Server processes: spawn on free loopback ports, readiness (and on a secure target the auth
+//! setup), stop (SIGTERM, then SIGKILL), and the run of one workload on a fresh server of its own.
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ballast_bench::proto::etcdserverpb::kv_client::KvClient;
 use ballast_bench::proto::etcdserverpb::RangeRequest;
 use tonic::transport::{Channel, Endpoint};
 
+use crate::secure::{Link, Secure};
 use crate::targets::{Kind, Target};
 
 pub struct Server {
@@ -17,6 +19,8 @@ pub struct Server {
     pub log: PathBuf,
     /// Taken just before the spawn: the restart workload's "time to serving" starts here.
     pub spawned: Instant,
+    /// A secure target's certificates (its URL is https, auth is enabled once it serves).
+    pub secure: Option<Arc<Secure>>,
 }
 
 /// How a server stopped: after SIGTERM within the bound, or SIGKILLed.
@@ -26,6 +30,14 @@ pub struct Stopped {
 }
 
 impl Server {
+    /// How clients reach this server.
+    pub fn link(&self) -> Link {
+        Link {
+            url: self.url.clone(),
+            secure: self.secure.clone(),
+        }
+    }
+
     /// SIGTERM, a bounded wait (10 s), then SIGKILL; always reaps.
     pub fn stop(&mut self) -> Stopped {
         let t0 = Instant::now();
@@ -107,7 +119,7 @@ fn two_ports() -> (u16, u16) {
 }
 
 /// The command line of `t` serving clients on `url`, with its data in `data` (etcd flags; ballast
-/// adds its shard count; sol takes the client URLs only).
+/// adds its shard count; a secure target its TLS and auth flags; sol takes the client URLs only).
 fn server_args(t: &Target, data: &Path, url: &str, peer: &str) -> Vec<String> {
     let mut args: Vec<String> = vec![
         "--listen-client-urls".into(),
@@ -137,6 +149,9 @@ fn server_args(t: &Target, data: &Path, url: &str, peer: &str) -> Vec<String> {
     if let Kind::Ballast(n) = t.kind {
         args.extend(["--shards".to_string(), n.to_string()]);
     }
+    if let Some(s) = &t.secure {
+        args.extend(s.server_flags());
+    }
     args
 }
 
@@ -144,7 +159,8 @@ fn server_args(t: &Target, data: &Path, url: &str, peer: &str) -> Vec<String> {
 pub fn spawn(t: &Target, bin: &Path, dir: &Path, log_name: &str) -> Result<Server, String> {
     let log = dir.join(log_name);
     let (cport, pport) = two_ports();
-    let url = format!("http://127.0.0.1:{cport}");
+    let scheme = if t.secure.is_some() { "https" } else { "http" };
+    let url = format!("{scheme}://127.0.0.1:{cport}");
     let peer = format!("http://127.0.0.1:{pport}");
     let args = server_args(t, &dir.join("data"), &url, &peer);
     let logf = std::fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
@@ -170,6 +186,7 @@ pub fn spawn(t: &Target, bin: &Path, dir: &Path, log_name: &str) -> Result<Serve
         url,
         log,
         spawned,
+        secure: t.secure.clone(),
     })
 }
 
@@ -184,7 +201,8 @@ pub async fn connect(url: &str) -> Result<Channel, String> {
         .map_err(|e| format!("connect {url}: {e}"))
 }
 
-/// Polls a linearizable Range until it succeeds (bounded: 60 s).
+/// Polls a linearizable Range until it succeeds (bounded: 60 s); a secure target then gets its
+/// users, role and auth enabled.
 pub async fn wait_ready(s: &mut Server) -> Result<(), String> {
     let until = Instant::now() + Duration::from_secs(60);
     let mut last = String::new();
@@ -192,14 +210,23 @@ pub async fn wait_ready(s: &mut Server) -> Result<(), String> {
         if let Some(e) = s.exited() {
             return Err(e);
         }
-        if let Ok(ch) = connect(&s.url).await {
+        let ch = match &s.secure {
+            None => connect(&s.url).await,
+            Some(sec) => sec.channel(&s.url).await,
+        };
+        if let Ok(ch) = ch {
             let mut kv = KvClient::new(ch);
             let req = RangeRequest {
                 key: b"bench/ready".to_vec(),
                 ..Default::default()
             };
             match tokio::time::timeout(Duration::from_secs(2), kv.range(req)).await {
-                Ok(Ok(_)) => return Ok(()),
+                Ok(Ok(_)) => {
+                    return match &s.secure {
+                        None => Ok(()),
+                        Some(sec) => sec.enable_auth(&s.url).await,
+                    }
+                }
                 Ok(Err(e)) => last = e.to_string(),
                 Err(_) => last = "range timed out".into(),
             }

@@ -65,6 +65,15 @@ impl<'o> Suite<'o> {
         }
     }
 
+    /// Whether only KV workloads are selected (the only ones a secure target runs).
+    fn only_kv(&self) -> bool {
+        !restart_selected(self.o)
+            && self.watch_ids.is_empty()
+            && ![lease::ID, lease::expiry::ID, k8s::ID, pauses::ID]
+                .iter()
+                .any(|id| selected(self.o, id))
+    }
+
     /// Runs every selected workload on `targets`, one target after another.
     pub async fn run<'a>(&'a self, targets: &'a [Target]) -> Rows<'a> {
         let mut rows = Rows::default();
@@ -86,6 +95,15 @@ impl<'o> Suite<'o> {
         if t.kind == Kind::Sol {
             return;
         }
+        if t.secure.is_some() {
+            if !self.only_kv() {
+                eprintln!(
+                    "bench: {}: secure targets run the KV workloads only",
+                    t.name
+                );
+            }
+            return;
+        }
         if restart_selected(o) {
             rows.restart.push(self.restart(t, bin, &dir).await);
         }
@@ -102,7 +120,8 @@ impl<'o> Suite<'o> {
             rows.k8s.push(run_k8s(o, t, bin, &dir.join(k8s::ID)).await);
         }
         if selected(o, pauses::ID) {
-            rows.pauses.push(run_pauses(o, t, bin, &dir.join(pauses::ID)).await);
+            rows.pauses
+                .push(run_pauses(o, t, bin, &dir.join(pauses::ID)).await);
         }
     }
 
@@ -138,6 +157,18 @@ impl<'o> Suite<'o> {
             x.legend = kv::LEGEND.to_string();
         }
         x.nts = kv::notes(&rows.kv.rows, targets) + &rows.kv.notes;
+        if !self.only_kv() {
+            for t in targets.iter().filter(|t| t.secure.is_some()) {
+                x.nts += &format!("- {}: secure targets run the KV workloads only\n", t.name);
+            }
+        }
+        if !self.plan.is_empty() {
+            let sec = kv::secure_table(&rows.kv.rows, &self.plan.rows());
+            if !sec.is_empty() {
+                x.tbl += &format!("\n{sec}");
+                x.legend += &format!("\n\n{}", kv::SECURE_LEGEND);
+            }
+        }
         if restart_selected(self.o) {
             let name = &self.restart_name;
             let tbl = restart::restart_table(&rows.restart, name);

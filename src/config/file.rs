@@ -69,6 +69,7 @@ impl SecurityConfig {
             crl_file: String::new(),
             auto_tls: self.auto_tls.unwrap_or(false),
             allowed_cns: self.allowed_cn.unwrap_or_default(),
+            allowed_hostnames: Vec::new(),
         }
     }
 }

@@ -140,7 +140,7 @@ pub(super) static FLAGS: &[Spec] = &[
     etcd("proxy-read-timeout", Ty::Uint),
     etcd("client-cert-file", Ty::Str),
     etcd("client-key-file", Ty::Str),
-    etcd("client-cert-allowed-hostname", Ty::Strings),
+    ours("client-cert-allowed-hostname", Ty::Strings, "", "Allowed TLS hostname for client cert authentication."),
     // peer TLS: those in PEER_TLS are read and checked, none is used (no peers yet)
     etcd("peer-cert-file", Ty::Str),
     etcd("peer-key-file", Ty::Str),

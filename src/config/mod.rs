@@ -148,6 +148,8 @@ pub struct TlsFlags {
     pub auto_tls: bool,
     /// --peer-cert-allowed-cn (peers only).
     pub allowed_cns: Vec<String>,
+    /// --client-cert-allowed-hostname (clients only: the peer flag is not read yet).
+    pub allowed_hostnames: Vec<String>,
 }
 
 impl TlsFlags {

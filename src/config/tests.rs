@@ -327,6 +327,7 @@ fn tls_flags() {
             "--trusted-ca-file=/ca.pem",
             "--client-cert-auth",
             "--client-crl-file=/crl.pem",
+            "--client-cert-allowed-hostname=a.example,127.0.0.1",
             "--cipher-suites=TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
             "--tls-max-version=TLS1.2",
             "--self-signed-cert-validity=3",
@@ -344,6 +345,7 @@ fn tls_flags() {
             crl_file: "/crl.pem".into(),
             auto_tls: true,
             allowed_cns: vec![],
+            allowed_hostnames: vec!["a.example".into(), "127.0.0.1".into()],
         }
     );
     assert_eq!(c.peer_tls.cert_file, "/p.pem");

@@ -12,16 +12,18 @@
 //! * `--trusted-ca-file` or `--client-cert-auth` (either, as etcd's `ClientAuth =
 //!   RequireAndVerifyClientCert`) require a client certificate signed by the CA file's
 //!   certificates (the system's roots without a CA file, as Go's nil `ClientCAs`);
-//!   `--client-crl-file` refuses revoked ones during the handshake.
+//!   `--client-crl-file` refuses revoked ones during the handshake;
+//!   `--client-cert-allowed-hostname` requires one of its names (`allowed_hostname.rs`).
 //! * `--auto-tls` without certificate and key: `self_cert.rs`. As in etcd, the generated
 //!   certificate replaces all client TLS settings (no client certificates are asked for).
 //! * ALPN offers `h2` and `http/1.1`: gRPC, and HTTP/1.1 for /health, /metrics and the rest.
+//! * The certificate, key and CRL files are read again when they change (`cert_reload.rs`), as
+//!   etcd reads them at each handshake; the CA file is read once at start, as etcd's.
 //!
-//! Differences from etcd: the certificate, key, CA and CRL files are read once at start (etcd
-//! reads certificate and key again at each handshake, and the CRL file after it), so a
-//! replaced file takes effect at the next restart; a CRL must be signed by the certificate
-//! issuer it lists (etcd compares serial numbers only); a bad file refuses to start where
-//! etcd refuses the handshakes.
+//! Differences from etcd: a changed file takes effect up to a second later, and one that does
+//! not load is logged while the previous contents stay in use (etcd fails the handshakes); a
+//! CRL must be signed by the certificate issuer it lists (etcd compares serial numbers only); a
+//! bad file refuses to start where etcd refuses the handshakes.
 
 use std::sync::Arc;
 
@@ -30,8 +32,11 @@ use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
+use rustls::sign::CertifiedKey;
 use rustls::{RootCertStore, ServerConfig, SupportedCipherSuite};
 
+use super::allowed_hostname::AllowedHostname;
+use super::cert_reload::{Loader, Reloading, ReloadingCert, ReloadingCrl};
 use super::self_cert;
 use crate::config::{tls_version, Config, TlsFlags};
 use crate::log;
@@ -209,8 +214,6 @@ fn server_config(info: &TlsFlags, tls12: Option<Vec<SupportedCipherSuite>>, min:
     if info.key_file.is_empty() || info.cert_file.is_empty() {
         return Err(format!("KeyFile and CertFile must both be present[key: {}, cert: {}]", info.key_file, info.cert_file));
     }
-    let certs = load_certs(&info.cert_file, "certificate")?;
-    let key = load_key(&info.key_file)?;
     let mut provider = rustls::crypto::ring::default_provider();
     let server_order = tls12.is_some();
     if let Some(tls12) = tls12 {
@@ -219,6 +222,7 @@ fn server_config(info: &TlsFlags, tls12: Option<Vec<SupportedCipherSuite>>, min:
     }
     let versions = protocol_versions(&provider, min, max)?;
     let provider = Arc::new(provider);
+    let key_provider = provider.clone();
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&versions)
         .map_err(|e| format!("tls: {e}"))?;
@@ -227,10 +231,19 @@ fn server_config(info: &TlsFlags, tls12: Option<Vec<SupportedCipherSuite>>, min:
     } else {
         builder.with_no_client_auth()
     };
-    let mut config = builder.with_single_cert(certs, key).map_err(|e| match e {
-        rustls::Error::InconsistentKeys(_) => "tls: private key does not match public key".to_string(),
-        other => format!("tls: {other}"),
-    })?;
+    let (cert_file, key_file) = (info.cert_file.clone(), info.key_file.clone());
+    let load: Loader<Arc<CertifiedKey>> = Box::new(move || {
+        let certs = load_certs(&cert_file, "certificate")?;
+        let key = load_key(&key_file)?;
+        let key = CertifiedKey::from_der(certs, key, &key_provider).map_err(|e| match e {
+            rustls::Error::InconsistentKeys(_) => "tls: private key does not match public key".to_string(),
+            other => format!("tls: {other}"),
+        })?;
+        Ok(Arc::new(key))
+    });
+    let files = [info.cert_file.as_str(), info.key_file.as_str()];
+    let resolver = ReloadingCert(Reloading::new(&files, "client TLS certificate", load)?);
+    let mut config = builder.with_cert_resolver(Arc::new(resolver));
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     config.ignore_client_order = server_order;
     Ok(config)
@@ -279,17 +292,29 @@ fn client_verifier(info: &TlsFlags, provider: Arc<CryptoProvider>) -> Result<Arc
             roots.add(cert).map_err(|e| format!("x509: {e} ({})", info.trusted_ca_file))?;
         }
     }
-    let mut builder = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
-    if !info.crl_file.is_empty() {
-        builder = builder.with_crls(load_crls(&info.crl_file)?).allow_unknown_revocation_status();
-    }
-    builder.build().map_err(|e| match e {
-        rustls::server::VerifierBuilderError::NoRootAnchors => {
-            let from = if info.trusted_ca_file.is_empty() { "the system" } else { info.trusted_ca_file.as_str() };
-            format!("no CA certificate to verify client certificates with (from {from})")
+    let (roots, info_) = (Arc::new(roots), info.clone());
+    let build = move || -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, String> {
+        let mut builder = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone());
+        if !info_.crl_file.is_empty() {
+            builder = builder.with_crls(load_crls(&info_.crl_file)?).allow_unknown_revocation_status();
         }
-        other => format!("{} ({})", other, info.crl_file),
-    })
+        builder.build().map_err(|e| match e {
+            rustls::server::VerifierBuilderError::NoRootAnchors => {
+                let from = if info_.trusted_ca_file.is_empty() { "the system" } else { info_.trusted_ca_file.as_str() };
+                format!("no CA certificate to verify client certificates with (from {from})")
+            }
+            other => format!("{} ({})", other, info_.crl_file),
+        })
+    };
+    let verifier = if info.crl_file.is_empty() {
+        build()?
+    } else {
+        Arc::new(ReloadingCrl::new(Reloading::new(&[info.crl_file.as_str()], "client CRL file", Box::new(build))?))
+    };
+    if info.allowed_hostnames.is_empty() {
+        return Ok(verifier);
+    }
+    Ok(Arc::new(AllowedHostname::new(verifier, &info.allowed_hostnames)?))
 }
 
 /// A file's bytes, or Go's `open <path>: <reason>` error.

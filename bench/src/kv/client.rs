@@ -11,6 +11,7 @@ use ballast_bench::proto::etcdserverpb::{
 use tonic::transport::Channel;
 
 use super::workload::{key, keyed_value, Op, Rng, Workload};
+use crate::secure::{with_token, Token};
 
 /// A client's latencies (µs, of its successful ops) and errors.
 #[derive(Default)]
@@ -35,11 +36,12 @@ impl ClientOut {
     }
 }
 
-/// A client's connection and state: its randomness, and for CAS its key and the last revision it
-/// wrote there.
+/// A client's connection (and on a secure target its connection's token) and state: its
+/// randomness, and for CAS its key and the last revision it wrote there.
 pub struct Client {
     w: Workload,
     kv: KvClient<Channel>,
+    token: Option<Token>,
     rng: Rng,
     value: Arc<Vec<u8>>,
     cas_key: Vec<u8>,
@@ -47,11 +49,18 @@ pub struct Client {
 }
 
 impl Client {
-    pub fn new(w: Workload, ch: Channel, client: usize, value: Arc<Vec<u8>>) -> Client {
+    pub fn new(
+        w: Workload,
+        ch: Channel,
+        token: Option<Token>,
+        client: usize,
+        value: Arc<Vec<u8>>,
+    ) -> Client {
         Client {
             cas_key: key(w.prefix, client as u64),
             w,
             kv: KvClient::new(ch),
+            token,
             rng: Rng(0x9E37_79B9_7F4A_7C15 ^ ((client as u64 + 1) * 0xD1B5_4A32_D192_ED03)),
             value,
             cas_rev: 0,
@@ -83,7 +92,7 @@ impl Client {
             ..Default::default()
         };
         self.kv
-            .put(req)
+            .put(with_token(req, &self.token))
             .await
             .map(|_| ())
             .map_err(|e| e.to_string())
@@ -96,7 +105,7 @@ impl Client {
             ..Default::default()
         };
         self.kv
-            .range(req)
+            .range(with_token(req, &self.token))
             .await
             .map(|_| ())
             .map_err(|e| e.to_string())
@@ -131,7 +140,7 @@ impl Client {
     async fn cas(&mut self) -> Result<(), String> {
         let resp = self
             .kv
-            .txn(self.cas_request())
+            .txn(with_token(self.cas_request(), &self.token))
             .await
             .map_err(|e| e.to_string())?
             .into_inner();

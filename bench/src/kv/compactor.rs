@@ -11,7 +11,7 @@ use ballast_bench::proto::etcdserverpb::kv_client::KvClient;
 use ballast_bench::proto::etcdserverpb::{CompactionRequest, RangeRequest};
 use tonic::transport::Channel;
 
-use crate::server::connect;
+use crate::secure::{with_token, Link, Token};
 
 /// One compaction the compactor asked for.
 #[derive(Clone)]
@@ -32,11 +32,11 @@ pub struct Compactor {
 }
 
 impl Compactor {
-    /// Starts compacting the server at `url` every `every` (the first compaction after two
-    /// intervals, at the revision seen after the first).
-    pub fn start(url: String, every: Duration) -> Compactor {
+    /// Starts compacting the server `link` leads to every `every` (the first compaction after
+    /// two intervals, at the revision seen after the first).
+    pub fn start(link: Link, every: Duration) -> Compactor {
         let log = Log::default();
-        let task = tokio::spawn(run(url, every, log.clone()));
+        let task = tokio::spawn(run(link, every, log.clone()));
         Compactor { log, task }
     }
 
@@ -57,23 +57,33 @@ impl Drop for Compactor {
 }
 
 /// The store's current revision (from a linearizable Range's header).
-async fn current_revision(kv: &mut KvClient<Channel>) -> Result<i64, String> {
+async fn current_revision(
+    kv: &mut KvClient<Channel>,
+    token: &Option<Token>,
+) -> Result<i64, String> {
     let req = RangeRequest {
         key: b"bench/compactor".to_vec(),
         ..Default::default()
     };
-    let r = kv.range(req).await.map_err(|e| e.to_string())?;
+    let r = kv
+        .range(with_token(req, token))
+        .await
+        .map_err(|e| e.to_string())?;
     Ok(r.into_inner().header.map_or(0, |h| h.revision))
 }
 
 /// Compacts at `rev`, timed.
-async fn compact(kv: &mut KvClient<Channel>, rev: i64) -> Compaction {
+async fn compact(kv: &mut KvClient<Channel>, token: &Option<Token>, rev: i64) -> Compaction {
     let at = Instant::now();
     let req = CompactionRequest {
         revision: rev,
         physical: false,
     };
-    let error = kv.compact(req).await.err().map(|e| e.to_string());
+    let error = kv
+        .compact(with_token(req, token))
+        .await
+        .err()
+        .map(|e| e.to_string());
     Compaction {
         at,
         rev,
@@ -82,9 +92,9 @@ async fn compact(kv: &mut KvClient<Channel>, rev: i64) -> Compaction {
     }
 }
 
-async fn run(url: String, every: Duration, log: Log) {
-    let mut kv = match connect(&url).await {
-        Ok(ch) => KvClient::new(ch),
+async fn run(link: Link, every: Duration, log: Log) {
+    let (mut kv, token) = match link.open().await {
+        Ok((ch, token)) => (KvClient::new(ch), token),
         Err(e) => {
             let (at, took) = (Instant::now(), Duration::ZERO);
             let error = Some(format!("compactor: {e}"));
@@ -102,9 +112,9 @@ async fn run(url: String, every: Duration, log: Log) {
     let (mut seen, mut compacted) = (None, 0);
     loop {
         tick.tick().await;
-        let now = current_revision(&mut kv).await.ok();
+        let now = current_revision(&mut kv, &token).await.ok();
         if let Some(rev) = seen.filter(|&r| r > compacted) {
-            let c = compact(&mut kv, rev).await;
+            let c = compact(&mut kv, &token, rev).await;
             if c.error.is_none() {
                 compacted = rev;
             }

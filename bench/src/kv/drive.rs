@@ -13,7 +13,8 @@ use super::client::{Client, ClientOut};
 use super::compactor::Compactor;
 use super::pace::{closed_loop, open_loop, pacer, ticket_queues, Schedule, Tickets};
 use super::workload::{Pace, Workload};
-use crate::server::{connect, Server};
+use crate::secure::{Link, Token};
+use crate::server::Server;
 
 #[derive(Default, Clone)]
 pub struct Res {
@@ -63,17 +64,17 @@ struct Shared {
     value: Arc<Vec<u8>>,
 }
 
-/// Client `c` of `w` on `ch` (on load generator thread `t`), in a closed or an open loop from
-/// `t0`.
+/// Client `c` of `w` on `ch` (with its login's token on a secure target; on load generator
+/// thread `t`), in a closed or an open loop from `t0`.
 async fn client_task(
     w: Workload,
-    ch: Channel,
+    (ch, token): (Channel, Option<Token>),
     (c, t): (usize, usize),
     t0: Instant,
     sh: Shared,
 ) -> ClientOut {
     let (pace, ops, secs) = (w.pace, w.ops, w.secs);
-    let client = Client::new(w, ch, c, sh.value);
+    let client = Client::new(w, ch, token, c, sh.value);
     match pace {
         Pace::Closed => {
             let deadline = t0 + Duration::from_secs_f64(secs);
@@ -87,19 +88,20 @@ async fn client_task(
     }
 }
 
-/// Load generator thread `t` of `threads`: connects its connections (j ≡ t mod threads), waits
-/// for the start, runs its clients (c with c mod conns ≡ t mod threads) to their end.
+/// Load generator thread `t` of `threads`: connects its connections (j ≡ t mod threads; on a
+/// secure target each logs in once), waits for the start, runs its clients (c with c mod conns ≡
+/// t mod threads) to their end.
 async fn loadgen_thread(
     t: usize,
     threads: usize,
     w: Workload,
-    url: String,
+    link: Link,
     sh: Shared,
 ) -> Result<Vec<ClientOut>, String> {
     let mut chans = Vec::new();
     let mut failed = None;
     for j in (t..w.conns).step_by(threads) {
-        match connect(&url).await {
+        match link.open().await {
             Ok(ch) => chans.push((j, ch)),
             Err(e) => failed = Some(e),
         }
@@ -136,19 +138,19 @@ struct Driven {
 /// Starts the load generator threads, each a current-thread runtime running `loadgen_thread`.
 fn spawn_threads(
     w: &Workload,
-    url: &str,
+    link: &Link,
     threads: usize,
     sh: &Shared,
 ) -> Vec<std::thread::JoinHandle<Result<Vec<ClientOut>, String>>> {
     (0..threads)
         .map(|t| {
-            let (w, url, sh) = (w.clone(), url.to_string(), sh.clone());
+            let (w, link, sh) = (w.clone(), link.clone(), sh.clone());
             std::thread::spawn(move || {
                 let rt = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
                     .map_err(|e| format!("load generator runtime: {e}"))?;
-                rt.block_on(loadgen_thread(t, threads, w, url, sh))
+                rt.block_on(loadgen_thread(t, threads, w, link, sh))
             })
         })
         .collect()
@@ -181,7 +183,12 @@ fn join_all(
 ///
 /// An open loop adds the pacer thread, which releases the tickets into the threads' queues.
 /// The start instant and CPU readings are taken once every thread has connected.
-fn drive_clients(w: &Workload, url: &str, pid: i32, value: Arc<Vec<u8>>) -> Result<Driven, String> {
+fn drive_clients(
+    w: &Workload,
+    link: &Link,
+    pid: i32,
+    value: Arc<Vec<u8>>,
+) -> Result<Driven, String> {
     let threads = LOADGEN_THREADS.min(w.conns).max(1);
     let (senders, tickets) = match w.pace {
         Pace::Open(_) => ticket_queues(threads),
@@ -194,7 +201,7 @@ fn drive_clients(w: &Workload, url: &str, pid: i32, value: Arc<Vec<u8>>) -> Resu
         start: Arc::new(OnceLock::new()),
         value,
     };
-    let handles = spawn_threads(w, url, threads, &sh);
+    let handles = spawn_threads(w, link, threads, &sh);
     drop(sh.tickets);
     sh.connected.wait();
     let (server_cpu0, own_cpu0) = (cpu_ticks(pid), cpu_ticks(own_pid()));
@@ -292,8 +299,8 @@ pub async fn run_workload(
             .collect::<Vec<u8>>(),
     );
     let d = {
-        let (w, url, pid) = (w.clone(), s.url.clone(), s.pid);
-        tokio::task::spawn_blocking(move || drive_clients(&w, &url, pid, value))
+        let (w, link, pid) = (w.clone(), s.link(), s.pid);
+        tokio::task::spawn_blocking(move || drive_clients(&w, &link, pid, value))
             .await
             .map_err(|e| format!("load generator: {e}"))??
     };

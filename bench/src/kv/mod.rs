@@ -12,5 +12,5 @@ mod workload;
 
 pub use drive::run_workload;
 pub use run::{run_target, KvRows};
-pub use table::{notes, table, LEGEND};
+pub use table::{notes, secure_table, table, LEGEND, SECURE_LEGEND};
 pub use workload::{key, keyed_value, plan, Op, Pace, Plan, Workload, KEY_LEN, VALUE_LEN};

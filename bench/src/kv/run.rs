@@ -146,7 +146,7 @@ pub async fn run_target<'a>(
         server.stop();
         return all_failed(t, plan, &e, out);
     }
-    let compactor = Compactor::start(server.url.clone(), plan.compact_every);
+    let compactor = Compactor::start(server.link(), plan.compact_every);
     match preload(t, plan, &mut server, &compactor, out).await {
         Ok(()) => {
             for w in &plan.sustained {

@@ -71,11 +71,15 @@ fn line(w: &Workload, r: &Row, etcd: Option<&Res>, sol: Option<&Res>) -> String 
     )
 }
 
-/// The etcd result ballast rows of a workload compare with: etcd 3.5's, else any etcd's.
-fn reference<'r>(of_w: &[&'r Row]) -> Option<&'r Res> {
-    let etcd = || of_w.iter().filter(|r| r.target.kind == Kind::Etcd);
+/// The etcd result ballast rows of a workload compare with: etcd 3.5's, else any etcd's, with
+/// the same security (plain, or TLS and auth).
+fn reference<'r>(of_w: &[&'r Row], secure: bool) -> Option<&'r Res> {
+    let etcd = || {
+        of_w.iter()
+            .filter(move |r| r.target.kind == Kind::Etcd && r.target.secure.is_some() == secure)
+    };
     etcd()
-        .find(|r| r.target.name == ETCD35)
+        .find(|r| r.target.plain_name() == ETCD35)
         .or_else(|| etcd().next())
         .and_then(|r| r.res.as_ref().ok())
 }
@@ -84,13 +88,14 @@ pub fn table(rows: &[Row], workloads: &[&Workload]) -> String {
     let mut s = HEAD.to_string();
     for w in workloads {
         let of_w: Vec<&Row> = rows.iter().filter(|r| r.workload.id == w.id).collect();
-        let etcd = reference(&of_w);
         let sol = of_w
             .iter()
             .filter(|r| r.target.kind == Kind::Sol)
             .find_map(|r| r.res.as_ref().ok());
         for r in &of_w {
-            s.push_str(&line(w, r, etcd, sol));
+            let secure = r.target.secure.is_some();
+            let sol = if secure { None } else { sol };
+            s.push_str(&line(w, r, reference(&of_w, secure), sol));
         }
     }
     s
@@ -147,3 +152,81 @@ VmRSS at the end of the workload; errors include open-loop requests never sent. 
 CPU: <1 is better); \"% of SoL\" = ops/s relative to the storage-free speed-of-light server. \
 Client and server share the machine: when server + client CPU per op × ops/s nears the core \
 count, the client shares the limit.";
+
+/// The result of the target named `name` in the rows of one workload.
+fn result_of<'r>(of_w: &[&'r Row], name: &str) -> Option<&'r Res> {
+    of_w.iter()
+        .find(|r| r.target.name == name)
+        .and_then(|r| r.res.as_ref().ok())
+}
+
+/// What security costs: per workload and ballast target with a secure twin that ran, ballast's
+/// ratios to etcd 3.5 plain and secure (ops/s, p99, p99.9, server CPU per op) and secure ÷ plain
+/// of each; empty if no pair ran.
+pub fn secure_table(rows: &[Row], workloads: &[&Workload]) -> String {
+    let mut s = String::new();
+    for w in workloads {
+        let of_w: Vec<&Row> = rows.iter().filter(|r| r.workload.id == w.id).collect();
+        let twins = of_w
+            .iter()
+            .filter(|r| matches!(r.target.kind, Kind::Ballast(_)) && r.target.secure.is_some());
+        for twin in twins {
+            let (Some(bp), Some(bs)) = (
+                result_of(&of_w, twin.target.plain_name()),
+                twin.res.as_ref().ok(),
+            ) else {
+                continue;
+            };
+            let (Some(ep), Some(es)) = (reference(&of_w, false), reference(&of_w, true)) else {
+                continue;
+            };
+            s.push_str(&secure_line(w, twin.target.plain_name(), [bp, bs, ep, es]));
+        }
+    }
+    if s.is_empty() {
+        return s;
+    }
+    format!("{SECURE_HEAD}{s}")
+}
+
+const SECURE_HEAD: &str = "\
+| workload | target | ops/s plain: ballast / etcd | ops/s TLS+auth: ballast / etcd | ops/s ratio, plain | ops/s ratio, TLS+auth | **ratio of ratios** | p99 ratio plain → TLS+auth | p99.9 ratio plain → TLS+auth | CPU/op ratio plain → TLS+auth | ballast ops/s TLS+auth ÷ plain | etcd ops/s TLS+auth ÷ plain |
+|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|
+";
+
+/// One line of the security table: `[ballast plain, ballast secure, etcd plain, etcd secure]`.
+fn secure_line(w: &Workload, ballast: &str, [bp, bs, ep, es]: [&Res; 4]) -> String {
+    let r = |a: f64, b: f64| if b > 0.0 { a / b } else { f64::NAN };
+    let (plain, secure) = (
+        r(bp.ops_per_sec(), ep.ops_per_sec()),
+        r(bs.ops_per_sec(), es.ops_per_sec()),
+    );
+    let pair = |f: fn(&Res) -> Option<f64>| match (f(bp), f(ep), f(bs), f(es)) {
+        (Some(a), Some(b), Some(c), Some(d)) => format!("{} → {}", ratio(a, b), ratio(c, d)),
+        _ => "—".into(),
+    };
+    format!(
+        "| {} | {ballast} | {:.0} / {:.0} | {:.0} / {:.0} | {plain:.2}× | {secure:.2}× | **{:.2}** | {} | {} | {} | {:.2} | {:.2} |\n",
+        w.name,
+        bp.ops_per_sec(),
+        ep.ops_per_sec(),
+        bs.ops_per_sec(),
+        es.ops_per_sec(),
+        r(secure, plain),
+        pair(|x| Some(x.p99_us)),
+        pair(|x| Some(x.p999_us)),
+        pair(|x| x.cpu_us_per_op),
+        r(bs.ops_per_sec(), bp.ops_per_sec()),
+        r(es.ops_per_sec(), ep.ops_per_sec()),
+    )
+}
+
+pub const SECURE_LEGEND: &str = "\
+Security table (when a `+tls-auth` twin ran beside its plain target and etcd 3.5 ran both ways): \
+the twins serve over mutual TLS (`--cert-file --key-file --trusted-ca-file --client-cert-auth`, \
+certificates made at the run's start) with auth enabled (`--auth-token simple`, a user with \
+READWRITE on the workloads' prefixes); every client connection is TLS with a client certificate, \
+logs in once and sends its token with every request. \"ops/s ratio\" = ballast ÷ etcd 3.5 with \
+the same security; ratio of ratios = TLS+auth ratio ÷ plain ratio (the issue's target: within \
+10% of 1, i.e. ≥ 0.90: security does not eat ballast's lead); the latency and CPU columns show \
+ballast ÷ etcd plain → with TLS+auth; the last two columns what TLS+auth costs each server.";
