@@ -11,8 +11,7 @@ use std::sync::Arc;
 use tokio::sync::oneshot;
 
 use super::mailbox::ShardMsg;
-use super::reads::READ_STEP_KEYS;
-use crate::mvcc::store::{RangePart, Store};
+use crate::mvcc::store::Store;
 use crate::kv::delivery::{Delivery, Outbox};
 use crate::reply;
 use crate::status::ServerStatus;
@@ -79,14 +78,8 @@ pub async fn run(
 async fn handle(shard: &Rc<ShardState>, msg: ShardMsg, outbox: &mut Outbox) {
     match msg {
         ShardMsg::Range { query, reply, home } => {
-            let mut part = RangePart::default();
-            let first = shard.store.borrow().range_step(&query, &mut part, None, READ_STEP_KEYS);
-            match first {
-                Ok(Some(after)) => {
-                    let guard = shard.read_at(query.rev);
-                    glommio::spawn_local(shard.clone().finish_read(query, (part, after), guard, reply)).detach();
-                }
-                done => outbox.push(home, Delivery::Range(reply, done.map(|_| part))),
+            if let Some((reply, done)) = shard.start_read(query, reply) {
+                outbox.push(home, Delivery::Range(reply, done));
             }
         }
         ShardMsg::Write { ops, reply } => {

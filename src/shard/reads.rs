@@ -20,6 +20,8 @@ use crate::mvcc::store::{RangePart, RangeQuery};
 /// mapped ones are shared with the answer).
 pub const READ_STEP_KEYS: usize = 10_000;
 
+type RangeReply = oneshot::Sender<Result<RangePart>>;
+
 /// A read registered as running at a revision; deregisters when dropped.
 pub(super) struct ReadGuard {
     shard: Rc<ShardState>,
@@ -36,7 +38,7 @@ impl Drop for ReadGuard {
 
 impl ShardState {
     /// Registers a read at `rev` until the guard drops: compaction beyond `rev` waits.
-    pub(super) fn read_at(self: &Rc<Self>, rev: i64) -> ReadGuard {
+    fn read_at(self: &Rc<Self>, rev: i64) -> ReadGuard {
         self.reading.borrow_mut().push(rev);
         ReadGuard { shard: self.clone(), rev }
     }
@@ -46,13 +48,28 @@ impl ShardState {
         self.reading.borrow().iter().copied().min()
     }
 
+    /// Serves the first step of `q`. A read done in it is given back to be answered with the
+    /// other answers of the turn; a longer one goes on in a task of its own, which answers it.
+    pub(super) fn start_read(self: &Rc<Self>, q: RangeQuery, reply: RangeReply) -> Option<(RangeReply, Result<RangePart>)> {
+        let mut part = RangePart::default();
+        let first = self.store.borrow().range_step(&q, &mut part, None, READ_STEP_KEYS);
+        match first {
+            Ok(Some(after)) => {
+                let guard = self.read_at(q.rev);
+                glommio::spawn_local(self.clone().finish_read(q, (part, after), guard, reply)).detach();
+                None
+            }
+            done => Some((reply, done.map(|_| part))),
+        }
+    }
+
     /// Serves the rest of `q` after `after`, a step at a time, then answers.
-    pub(super) async fn finish_read(
+    async fn finish_read(
         self: Rc<Self>,
         q: RangeQuery,
         (mut part, mut after): (RangePart, Vec<u8>),
         guard: ReadGuard,
-        reply: oneshot::Sender<Result<RangePart>>,
+        reply: RangeReply,
     ) {
         let result = loop {
             step_aside().await;
