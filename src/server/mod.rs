@@ -304,6 +304,7 @@ fn serve_front_end(
             replies,
             routes: client_routes(cfg, ctx.clone(), metrics.clone()),
             tls: acceptor.clone(),
+            max_streams: cfg.max_concurrent_streams,
         })
         .collect();
     let first = workers.remove(0);
@@ -360,7 +361,7 @@ async fn front_end_main(
     for path in unix_sockets(&cfg.listen_client_urls)? {
         let listener = bind_unix(&path)?;
         log::info("serving insecure client requests", &[("address", format!("unix://{path}"))]);
-        servers.push(tokio::spawn(front_end::serve_unix(listener, own.routes.clone(), stop_rx.clone())));
+        servers.push(tokio::spawn(front_end::serve_unix(listener, own.routes.clone(), stop_rx.clone(), cfg.max_concurrent_streams)));
     }
     for url in &cfg.listen_metrics_urls {
         let listener = bind(&metrics_bind_addr(url)?).await?;
@@ -424,7 +425,11 @@ fn client_routes(cfg: &Config, ctx: Arc<Ctx>, metrics: metrics_exporter_promethe
     let auth = AuthServer::new(AuthService::new(ctx.clone())).max_decoding_message_size(max_msg);
     let grpc = grpc_metrics::ServedRoutes::default().add_service(kv).add_service(auth).add_service(watch).add_service(lease).add_service(lock).add_service(election).add_service(maintenance).add_service(cluster).into_routes();
     let range = axum::routing::post(move |req: axum::extract::Request| range.clone().serve(req));
-    let router = grpc.into_axum_router().route(range_route::RANGE_PATH, range).merge(http::router(ctx, metrics));
+    let grpc = grpc.into_axum_router().route(range_route::RANGE_PATH, range);
+    // The JSON gateway calls the gRPC routes above, in process, as etcd's gateway dials its
+    // own gRPC server.
+    let gateway = Arc::new(crate::gateway::Gateway::new(grpc.clone(), max_msg, cfg.max_concurrent_streams));
+    let router = grpc.merge(crate::gateway::router(gateway)).merge(http::router(ctx, metrics)).fallback(crate::gateway::unknown_path);
     tonic::service::Routes::from(router)
 }
 
