@@ -127,15 +127,22 @@ pub struct Gateway {
     /// The largest request message the services take (`--max-request-bytes` + gRPC's
     /// overhead allowance): a bigger one is refused here as etcd's gRPC server refuses it.
     pub max_message_bytes: usize,
-    /// Streaming calls open at once through the gateway (`--max-concurrent-streams`: etcd's
-    /// gateway is one gRPC connection to its server, whose streams that bounds); more wait.
+    /// Streaming calls open at once through the gateway, shared by every front-end thread
+    /// (`stream_bound`).
     pub streams: Arc<tokio::sync::Semaphore>,
 }
 
+/// The bound on the gateway's open streaming calls, one for the whole server:
+/// `--max-concurrent-streams` (etcd's gateway is one gRPC connection to its own server, whose
+/// streams that flag bounds); more wait for a turn.
+pub fn stream_bound(max_concurrent_streams: u32) -> Arc<tokio::sync::Semaphore> {
+    let permits = (max_concurrent_streams as usize).min(tokio::sync::Semaphore::MAX_PERMITS);
+    Arc::new(tokio::sync::Semaphore::new(permits))
+}
+
 impl Gateway {
-    pub fn new(grpc: axum::Router, max_message_bytes: usize, max_concurrent_streams: u32) -> Gateway {
-        let permits = (max_concurrent_streams as usize).min(tokio::sync::Semaphore::MAX_PERMITS);
-        Gateway { grpc, max_message_bytes, streams: Arc::new(tokio::sync::Semaphore::new(permits)) }
+    pub fn new(grpc: axum::Router, max_message_bytes: usize, streams: Arc<tokio::sync::Semaphore>) -> Gateway {
+        Gateway { grpc, max_message_bytes, streams }
     }
 
     /// A request body larger than this is refused unread: a request message's JSON (base64

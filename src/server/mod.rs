@@ -294,6 +294,7 @@ fn serve_front_end(
     tls: Option<Arc<rustls::ServerConfig>>,
 ) -> Result<(), String> {
     let (dealer, conns) = front_end::Dealer::new(replies.len());
+    let gateway_streams = crate::gateway::stream_bound(cfg.max_concurrent_streams);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let mut workers: Vec<front_end::Worker> = conns
@@ -302,7 +303,7 @@ fn serve_front_end(
         .map(|(conns, replies)| front_end::Worker {
             conns,
             replies,
-            routes: client_routes(cfg, ctx.clone(), metrics.clone()),
+            routes: client_routes(cfg, ctx.clone(), metrics.clone(), gateway_streams.clone()),
             tls: acceptor.clone(),
             max_streams: cfg.max_concurrent_streams,
         })
@@ -411,7 +412,12 @@ fn metrics_bind_addr(url: &str) -> Result<String, String> {
     }
 }
 
-fn client_routes(cfg: &Config, ctx: Arc<Ctx>, metrics: metrics_exporter_prometheus::PrometheusHandle) -> tonic::service::Routes {
+fn client_routes(
+    cfg: &Config,
+    ctx: Arc<Ctx>,
+    metrics: metrics_exporter_prometheus::PrometheusHandle,
+    gateway_streams: Arc<tokio::sync::Semaphore>,
+) -> tonic::service::Routes {
     let max_msg = cfg.max_request_bytes as usize + GRPC_OVERHEAD_BYTES;
     let kv_service = Arc::new(KvService::new(ctx.clone()));
     let range = range_route::RangeRoute::new(kv_service.clone(), max_msg);
@@ -428,7 +434,7 @@ fn client_routes(cfg: &Config, ctx: Arc<Ctx>, metrics: metrics_exporter_promethe
     let grpc = grpc.into_axum_router().route(range_route::RANGE_PATH, range);
     // The JSON gateway calls the gRPC routes above, in process, as etcd's gateway dials its
     // own gRPC server.
-    let gateway = Arc::new(crate::gateway::Gateway::new(grpc.clone(), max_msg, cfg.max_concurrent_streams));
+    let gateway = Arc::new(crate::gateway::Gateway::new(grpc.clone(), max_msg, gateway_streams));
     let router = grpc.merge(crate::gateway::router(gateway)).merge(http::router(ctx, metrics)).fallback(crate::gateway::unknown_path);
     tonic::service::Routes::from(router)
 }
