@@ -94,7 +94,12 @@ pub struct Stream {
 impl Stream {
     /// Sends the request and reads the answer's head (waits at most `READ_TIMEOUT`).
     pub fn open(endpoint: &str, path: &str, body: &str) -> Stream {
-        let mut conn = send(endpoint, "POST", path, body, &[]);
+        Stream::open_with(endpoint, path, body, &[])
+    }
+
+    /// `open` with extra request headers.
+    pub fn open_with(endpoint: &str, path: &str, body: &str, headers: &[(&str, &str)]) -> Stream {
+        let mut conn = send(endpoint, "POST", path, body, headers);
         let mut raw = Vec::new();
         let mut buf = [0u8; 65536];
         loop {
