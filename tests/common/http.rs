@@ -41,7 +41,7 @@ pub fn request(endpoint: &str, method: &str, path: &str, body: &str, headers: &[
     let mut conn = send(endpoint, method, path, body, headers);
     let mut raw = Vec::new();
     let _ = conn.read_to_end(&mut raw);
-    let (status, headers, rest) = parse_head(&raw).unwrap_or_else(|| panic!("no HTTP head in {:?}", String::from_utf8_lossy(&raw)));
+    let ((status, headers), rest) = parse_head(&raw).unwrap_or_else(|| panic!("no HTTP head in {:?}", String::from_utf8_lossy(&raw)));
     let chunked = headers.iter().any(|(n, v)| n == "transfer-encoding" && v == "chunked");
     let body = if chunked { dechunk(rest).0 } else { rest.to_vec() };
     Answer { status, headers, body: String::from_utf8_lossy(&body).into_owned() }
@@ -51,7 +51,11 @@ pub fn post(endpoint: &str, path: &str, body: &str) -> Answer {
     request(endpoint, "POST", path, body, &[])
 }
 
-fn parse_head(raw: &[u8]) -> Option<(u16, Vec<(String, String)>, &[u8])> {
+/// An answer's head: status and headers.
+type Head = (u16, Vec<(String, String)>);
+
+/// The head of `raw` and the bytes after it.
+fn parse_head(raw: &[u8]) -> Option<(Head, &[u8])> {
     let end = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
     let head = String::from_utf8_lossy(&raw[..end]).into_owned();
     let mut lines = head.split("\r\n");
@@ -61,7 +65,7 @@ fn parse_head(raw: &[u8]) -> Option<(u16, Vec<(String, String)>, &[u8])> {
         .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
         .filter(|(n, _)| n != "date")
         .collect();
-    Some((status, headers, &raw[end + 4..]))
+    Some(((status, headers), &raw[end + 4..]))
 }
 
 /// A chunked body's data, and whether its last chunk came.
@@ -103,7 +107,7 @@ impl Stream {
         let mut raw = Vec::new();
         let mut buf = [0u8; 65536];
         loop {
-            if let Some((status, headers, rest)) = parse_head(&raw) {
+            if let Some(((status, headers), rest)) = parse_head(&raw) {
                 let rest = rest.to_vec();
                 return Stream { conn, raw: rest, status, headers, taken: 0 };
             }
