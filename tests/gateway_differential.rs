@@ -315,6 +315,17 @@ fn auth_cluster_and_maintenance_answer_as_etcds() {
     let alice = (token(&e), token(&b));
     p.same("/v3/kv/put", r#"{"key":"YQ==","value":"MQ=="}"#);
     p.same_with("POST", "/v3/kv/put", r#"{"key":"YQ==","value":"MQ=="}"#, &[("Authorization", "nonsense")], &[]);
+    // A watch with a token that is no token: the same head; the refused create names watch id
+    // -1 and the token error since etcd 3.5.13 (3.5.1: id 0, `permission denied`).
+    let bad = [("Authorization", "nonsense")];
+    let e = http::request(&p.etcd.endpoint, "POST", "/v3/watch", r#"{"create_request":{"key":"YQ=="}}"#, &bad);
+    let b = http::request(&p.ballast.endpoint, "POST", "/v3/watch", r#"{"create_request":{"key":"YQ=="}}"#, &bad);
+    let newest = e.body.replace(r#""created":true"#, r#""watch_id":"-1","created":true"#).replace(
+        "code = PermissionDenied desc = etcdserver: permission denied",
+        "code = Unauthenticated desc = etcdserver: invalid auth token",
+    );
+    compare("a watch with a bad token", &Answer { body: newest, ..e }, &b, &[]);
+    p.same_with("POST", "/v3/kv/range", r#"{"key":"YQ=="}"#, &[("Grpc-Metadata-Token", "nonsense")], &[]);
     p.same_as(&alice, "/v3/kv/put", r#"{"key":"YQ==","value":"MQ=="}"#);
     p.same_as(&alice, "/v3/kv/put", r#"{"key":"eg==","value":"MQ=="}"#);
     p.same_as(&alice, "/v3/kv/range", r#"{"key":"YQ=="}"#);
