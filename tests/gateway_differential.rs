@@ -318,13 +318,16 @@ fn auth_cluster_and_maintenance_answer_as_etcds() {
     // A watch with a token that is no token: the same head; the refused create names watch id
     // -1 and the token error since etcd 3.5.13 (3.5.1: id 0, `permission denied`).
     let bad = [("Authorization", "nonsense")];
-    let e = http::request(&p.etcd.endpoint, "POST", "/v3/watch", r#"{"create_request":{"key":"YQ=="}}"#, &bad);
-    let b = http::request(&p.ballast.endpoint, "POST", "/v3/watch", r#"{"create_request":{"key":"YQ=="}}"#, &bad);
-    let newest = e.body.replace(r#""created":true"#, r#""watch_id":"-1","created":true"#).replace(
+    let body = r#"{"create_request":{"key":"YQ=="}}"#;
+    let mut w = (http::Stream::open_with(&p.etcd.endpoint, "/v3/watch", body, &bad), http::Stream::open_with(&p.ballast.endpoint, "/v3/watch", body, &bad));
+    let wait = Duration::from_secs(5);
+    let (e, b) = (w.0.line(wait).unwrap_or_default(), w.1.line(wait).unwrap_or_default());
+    let newest = e.replace(r#""created":true"#, r#""watch_id":"-1","created":true"#).replace(
         "code = PermissionDenied desc = etcdserver: permission denied",
         "code = Unauthenticated desc = etcdserver: invalid auth token",
     );
-    compare("a watch with a bad token", &Answer { body: newest, ..e }, &b, &[]);
+    let answer = |s: &http::Stream, body: String| Answer { status: s.status, headers: s.headers.clone(), body };
+    compare("a watch with a bad token", &answer(&w.0, newest), &answer(&w.1, b), &[]);
     p.same_with("POST", "/v3/kv/range", r#"{"key":"YQ=="}"#, &[("Grpc-Metadata-Token", "nonsense")], &[]);
     p.same_as(&alice, "/v3/kv/put", r#"{"key":"YQ==","value":"MQ=="}"#);
     p.same_as(&alice, "/v3/kv/put", r#"{"key":"eg==","value":"MQ=="}"#);
