@@ -130,6 +130,8 @@ pub struct Gateway {
     /// Streaming calls open at once through the gateway, shared by every front-end thread
     /// (`stream_bound`).
     pub streams: Arc<tokio::sync::Semaphore>,
+    /// For etcd's refusal of common names on the gateway.
+    pub auth: Arc<crate::auth::AuthGuard>,
 }
 
 /// The bound on the gateway's open streaming calls, one for the whole server:
@@ -141,8 +143,20 @@ pub fn stream_bound(max_concurrent_streams: u32) -> Arc<tokio::sync::Semaphore> 
 }
 
 impl Gateway {
-    pub fn new(grpc: axum::Router, max_message_bytes: usize, streams: Arc<tokio::sync::Semaphore>) -> Gateway {
-        Gateway { grpc, max_message_bytes, streams }
+    pub fn new(grpc: axum::Router, max_message_bytes: usize, streams: Arc<tokio::sync::Semaphore>, auth: Arc<crate::auth::AuthGuard>) -> Gateway {
+        Gateway { grpc, max_message_bytes, streams, auth }
+    }
+
+    /// etcd's access controller: with `--client-cert-auth` and auth on, a gateway request over
+    /// TLS whose client certificate has a common name is refused (the gateway's calls carry no
+    /// certificate, so the name would silently not count).
+    fn refuses_common_name(&self, req: &Request<Body>) -> bool {
+        if !self.auth.client_cert_auth() || !self.auth.enabled() {
+            return false;
+        }
+        let info = req.extensions().get::<crate::server::handshake::TlsConnectInfo>();
+        let leaf = info.and_then(|i| i.peer_certificates.as_ref()).and_then(|chain| chain.first());
+        leaf.and_then(|c| crate::auth::common_name(c.as_ref())).is_some_and(|cn| !cn.is_empty())
     }
 
     /// A request body larger than this is refused unread: a request message's JSON (base64
@@ -165,6 +179,9 @@ pub fn router(gateway: Arc<Gateway>) -> axum::Router {
 }
 
 async fn serve(gateway: Arc<Gateway>, req: Request<Body>) -> Response<Body> {
+    if gateway.refuses_common_name(&req) {
+        return text(StatusCode::BAD_REQUEST, "CommonName of client sending a request against gateway will be ignored and not used as expected");
+    }
     let path = req.uri().path();
     let rest = path.strip_prefix("/v3/").or_else(|| path.strip_prefix("/v3beta/")).unwrap_or("");
     if req.method() == http::Method::OPTIONS {

@@ -434,7 +434,7 @@ fn client_routes(
     let grpc = grpc.into_axum_router().route(range_route::RANGE_PATH, range);
     // The JSON gateway calls the gRPC routes above, in process, as etcd's gateway dials its
     // own gRPC server.
-    let gateway = Arc::new(crate::gateway::Gateway::new(grpc.clone(), max_msg, gateway_streams));
+    let gateway = Arc::new(crate::gateway::Gateway::new(grpc.clone(), max_msg, gateway_streams, ctx.auth.clone()));
     let router = grpc.merge(crate::gateway::router(gateway)).merge(http::router(ctx, metrics)).fallback(crate::gateway::unknown_path);
     tonic::service::Routes::from(router)
 }
