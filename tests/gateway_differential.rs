@@ -22,6 +22,7 @@ const HEADERS: &[&str] = &[
     "grpc-metadata-content-type",
     "transfer-encoding",
     "x-content-type-options",
+    "location",
     "access-control-allow-origin",
     "access-control-allow-methods",
     "access-control-allow-headers",
@@ -208,6 +209,13 @@ fn bad_requests_are_refused_as_etcd_refuses_them() {
         ("POST", "/v3/nothing"),
         ("POST", "/v3/maintenance/hashkv"),
         ("POST", "/v3alpha/kv/range"),
+        ("POST", "/v3"),
+        ("POST", "/v3/"),
+        ("POST", "/v3beta/"),
+        ("POST", "/v3beta"),
+        ("POST", "/v3/kv/range/"),
+        ("POST", "/v3//kv/range"),
+        ("POST", "/v3/kv/../kv/range?x=1"),
         ("OPTIONS", "/v3/kv/range"),
     ] {
         p.same_with(method, path, "{}", &[], &[]);

@@ -172,7 +172,12 @@ pub fn router(gateway: Arc<Gateway>) -> axum::Router {
         let gateway = gateway.clone();
         async move { with_cors(serve(gateway, req).await) }
     };
+    // Go's ServeMux sends `/v3` to `/v3/` (a subtree registered with its slash).
+    let to_subtree = |req: Request<Body>| async move { with_cors(redirect("/v3/", req.uri().query())) };
     axum::Router::new()
+        .route("/v3", axum::routing::any(to_subtree))
+        .route("/v3/", axum::routing::any(serve.clone()))
+        .route("/v3beta/", axum::routing::any(serve.clone()))
         .route("/v3/{*rest}", axum::routing::any(serve.clone()))
         .route("/v3beta/{*rest}", axum::routing::any(serve.clone()))
         .route("/v3alpha/{*rest}", axum::routing::any(|| async { with_cors(text(StatusCode::NOT_FOUND, "404 page not found")) }))
@@ -184,6 +189,12 @@ async fn serve(gateway: Arc<Gateway>, req: Request<Body>) -> Response<Body> {
     }
     let path = req.uri().path();
     let rest = path.strip_prefix("/v3/").or_else(|| path.strip_prefix("/v3beta/")).unwrap_or("");
+    // Go's ServeMux answers a path that is not clean (`//`, `.`, `..`) with a redirect to
+    // the clean one.
+    let clean = clean_path(&format!("/v3/{rest}"));
+    if clean != format!("/v3/{rest}") {
+        return redirect(&clean, req.uri().query());
+    }
     if req.method() == http::Method::OPTIONS {
         return Response::new(Body::empty());
     }
@@ -328,6 +339,40 @@ pub async fn unknown_path(req: Request<Body>) -> Response<Body> {
         return tonic::Status::unimplemented("").into_http();
     }
     with_cors(text(StatusCode::NOT_FOUND, "404 page not found"))
+}
+
+/// Go's `path.Clean` as its ServeMux applies it: `//`, `.` and `..` resolved, a trailing
+/// slash kept.
+fn clean_path(path: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            p => parts.push(p),
+        }
+    }
+    let mut out = format!("/{}", parts.join("/"));
+    if path.ends_with('/') && out != "/" {
+        out.push('/');
+    }
+    out
+}
+
+/// Go's ServeMux redirect (301, `Location`, no body for a POST).
+fn redirect(path: &str, query: Option<&str>) -> Response<Body> {
+    let location = match query {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_string(),
+    };
+    let mut resp = Response::new(Body::empty());
+    *resp.status_mut() = StatusCode::MOVED_PERMANENTLY;
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        resp.headers_mut().insert(http::header::LOCATION, v);
+    }
+    resp
 }
 
 /// Go's `http.Error`: a plain-text line.
