@@ -10,6 +10,9 @@
 //! * `api` — the gRPC front end, one file per etcd service (KV, Watch, Lease, Lock, Election,
 //!   Maintenance, Cluster, Auth): thin
 //!   tonic adapters over `kv` and the raft core.
+//! * `gateway` — etcd's JSON gateway (`/v3/kv/put`, `/v3/watch`, ...): JSON read and written
+//!   as etcd 3.5's grpc-gateway does (`go_json`, `mapping`), each call made in process to the
+//!   gRPC routes above (`call`), streams as newline-delimited JSON (`stream`).
 //! * `auth` — etcd's auth: the raft-applied store of users, roles and permissions (`store`), a
 //!   user's merged key ranges (`perm`), simple and JWT tokens (`token`), and the guard every
 //!   front-end thread checks requests with (a copy of the store, swapped on each change).
@@ -66,6 +69,7 @@ pub mod config;
 pub mod durable;
 pub mod error;
 pub mod failpoint;
+pub mod gateway;
 pub mod kv;
 pub mod lease;
 pub mod log;

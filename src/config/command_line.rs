@@ -177,6 +177,9 @@ pub(super) fn config_from_flags(flags: &FlagValues) -> Result<Config, ConfigErro
     uint_flag("election-timeout", &mut c.election_timeout_ms);
     uint_flag("max-request-bytes", &mut c.max_request_bytes);
     uint_flag("max-txn-ops", &mut c.max_txn_ops);
+    if let Some(v) = flags.get("max-concurrent-streams") {
+        c.max_concurrent_streams = v.parse().unwrap_or(u32::MAX);
+    }
     if let Some(v) = flags.get("quota-backend-bytes") {
         c.quota_backend_bytes = quota_from_i64(parse_go_int(v).unwrap_or(0));
     }

@@ -28,6 +28,7 @@ struct FileConfig {
     quota_backend_bytes: Option<i64>,
     max_request_bytes: Option<u64>,
     max_txn_ops: Option<u64>,
+    max_concurrent_streams: Option<u32>,
     auto_compaction_mode: Option<String>,
     auto_compaction_retention: Option<String>,
     logger: Option<String>,
@@ -94,6 +95,7 @@ const FILE_KEYS: &[&str] = &[
     "quota-backend-bytes",
     "max-request-bytes",
     "max-txn-ops",
+    "max-concurrent-streams",
     "auto-compaction-mode",
     "auto-compaction-retention",
     "logger",
@@ -176,6 +178,9 @@ fn config_from_file_values(f: FileConfig, flags: &FlagValues) -> Result<Config, 
     set_u64(f.election_timeout, &mut c.election_timeout_ms);
     set_u64(f.max_request_bytes, &mut c.max_request_bytes);
     set_u64(f.max_txn_ops, &mut c.max_txn_ops);
+    if let Some(n) = f.max_concurrent_streams {
+        c.max_concurrent_streams = n;
+    }
     if let Some(q) = f.quota_backend_bytes {
         c.quota_backend_bytes = quota_from_i64(q);
     }

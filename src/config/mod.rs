@@ -99,6 +99,9 @@ pub struct Config {
     pub quota_backend_bytes: u64,
     pub max_request_bytes: u64,
     pub max_txn_ops: u64,
+    /// --max-concurrent-streams: HTTP/2 streams per client connection, and the gateway's
+    /// streaming calls open at once (etcd's default: no limit, `u32::MAX`).
+    pub max_concurrent_streams: u32,
     pub auto_compaction_mode: String,
     pub auto_compaction_retention: String,
     pub logger: String,
@@ -179,6 +182,7 @@ impl Default for Config {
             quota_backend_bytes: 0,
             max_request_bytes: 1_572_864,
             max_txn_ops: 128,
+            max_concurrent_streams: u32::MAX,
             auto_compaction_mode: "periodic".to_string(),
             auto_compaction_retention: "0".to_string(),
             logger: "zap".to_string(),

@@ -36,6 +36,8 @@ pub struct Worker {
     pub routes: tonic::service::Routes,
     /// The TLS configuration of the secure listeners, if any.
     pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// HTTP/2 streams per connection (`--max-concurrent-streams`).
+    pub max_streams: u32,
 }
 
 /// What a listener serves: its URLs' schemes (etcd: a serveCtx's `insecure` and `secure`).
@@ -119,18 +121,18 @@ impl Dealer {
 /// Serves `worker`'s connections on the current thread's runtime until `stop` changes; open
 /// connections then get `grace` to finish.
 pub async fn serve(worker: Worker, mut stop: tokio::sync::watch::Receiver<bool>, grace: Duration) -> Result<(), String> {
-    let Worker { conns: Queues { plain, secure, plain_again }, replies, routes, tls } = worker;
+    let Worker { conns: Queues { plain, secure, plain_again }, replies, routes, tls, max_streams } = worker;
     tokio::spawn(reply::dispatch(replies));
     tokio::spawn(release_freed_memory());
     let incoming = plain.into_stream().map(tokio::net::TcpStream::from_std);
-    let plain_server = serve_connections(routes.clone(), incoming, stop.clone());
+    let plain_server = serve_connections(routes.clone(), incoming, stop.clone(), max_streams);
     let tls_stop = stop.clone();
     let tls_server = async move {
         let Some(acceptor) = tls else { return Ok(()) };
         let (tls_tx, tls_rx) = flume::bounded(CONN_QUEUE_CAPACITY);
         tokio::spawn(handshake::run(secure, acceptor, plain_again, tls_tx));
         let incoming = tls_rx.into_stream().map(Ok::<_, std::io::Error>);
-        serve_connections(routes, incoming, tls_stop).await
+        serve_connections(routes, incoming, tls_stop, max_streams).await
     };
     let server = futures_util::future::try_join(plain_server, tls_server);
     let deadline = async move {
@@ -157,12 +159,12 @@ async fn release_freed_memory() {
 }
 
 /// Serves a unix socket listener's connections on the current thread until `stop` changes.
-pub async fn serve_unix(listener: tokio::net::UnixListener, routes: tonic::service::Routes, stop: tokio::sync::watch::Receiver<bool>) -> Result<(), String> {
-    serve_connections(routes, tokio_stream::wrappers::UnixListenerStream::new(listener), stop).await
+pub async fn serve_unix(listener: tokio::net::UnixListener, routes: tonic::service::Routes, stop: tokio::sync::watch::Receiver<bool>, max_streams: u32) -> Result<(), String> {
+    serve_connections(routes, tokio_stream::wrappers::UnixListenerStream::new(listener), stop, max_streams).await
 }
 
 /// One tonic server (gRPC and the HTTP routes) on `incoming`'s connections until `stop` changes.
-async fn serve_connections<S, IO>(routes: tonic::service::Routes, incoming: S, mut stop: tokio::sync::watch::Receiver<bool>) -> Result<(), String>
+async fn serve_connections<S, IO>(routes: tonic::service::Routes, incoming: S, mut stop: tokio::sync::watch::Receiver<bool>, max_streams: u32) -> Result<(), String>
 where
     S: futures_util::Stream<Item = std::io::Result<IO>>,
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + tonic::transport::server::Connected + Unpin + Send + 'static,
@@ -172,6 +174,7 @@ where
     };
     tonic::transport::Server::builder()
         .accept_http1(true)
+        .max_concurrent_streams(Some(max_streams))
         .layer(grpc_metrics::GrpcMetricsLayer)
         .add_routes(routes)
         .serve_with_incoming_shutdown(incoming, shutdown)

@@ -296,6 +296,7 @@ fn serve_front_end(
     tls: Option<Arc<rustls::ServerConfig>>,
 ) -> Result<(), String> {
     let (dealer, conns) = front_end::Dealer::new(replies.len());
+    let gateway_streams = crate::gateway::stream_bound(cfg.max_concurrent_streams);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let mut workers: Vec<front_end::Worker> = conns
@@ -304,8 +305,9 @@ fn serve_front_end(
         .map(|(conns, replies)| front_end::Worker {
             conns,
             replies,
-            routes: client_routes(cfg, ctx.clone(), metrics.clone()),
+            routes: client_routes(cfg, ctx.clone(), metrics.clone(), gateway_streams.clone()),
             tls: acceptor.clone(),
+            max_streams: cfg.max_concurrent_streams,
         })
         .collect();
     let first = workers.remove(0);
@@ -362,7 +364,7 @@ async fn front_end_main(
     for path in unix_sockets(&cfg.listen_client_urls)? {
         let listener = bind_unix(&path)?;
         log::info("serving insecure client requests", &[("address", format!("unix://{path}"))]);
-        servers.push(tokio::spawn(front_end::serve_unix(listener, own.routes.clone(), stop_rx.clone())));
+        servers.push(tokio::spawn(front_end::serve_unix(listener, own.routes.clone(), stop_rx.clone(), cfg.max_concurrent_streams)));
     }
     for url in &cfg.listen_metrics_urls {
         let listener = bind(&metrics_bind_addr(url)?).await?;
@@ -412,7 +414,12 @@ fn metrics_bind_addr(url: &str) -> Result<String, String> {
     }
 }
 
-fn client_routes(cfg: &Config, ctx: Arc<Ctx>, metrics: metrics_exporter_prometheus::PrometheusHandle) -> tonic::service::Routes {
+fn client_routes(
+    cfg: &Config,
+    ctx: Arc<Ctx>,
+    metrics: metrics_exporter_prometheus::PrometheusHandle,
+    gateway_streams: Arc<tokio::sync::Semaphore>,
+) -> tonic::service::Routes {
     let max_msg = cfg.max_request_bytes as usize + GRPC_OVERHEAD_BYTES;
     let kv_service = Arc::new(KvService::new(ctx.clone()));
     let range = range_route::RangeRoute::new(kv_service.clone(), max_msg);
@@ -426,7 +433,11 @@ fn client_routes(cfg: &Config, ctx: Arc<Ctx>, metrics: metrics_exporter_promethe
     let auth = AuthServer::new(AuthService::new(ctx.clone())).max_decoding_message_size(max_msg);
     let grpc = grpc_metrics::ServedRoutes::default().add_service(kv).add_service(auth).add_service(watch).add_service(lease).add_service(lock).add_service(election).add_service(maintenance).add_service(cluster).into_routes();
     let range = axum::routing::post(move |req: axum::extract::Request| range.clone().serve(req));
-    let router = grpc.into_axum_router().route(range_route::RANGE_PATH, range).merge(http::router(ctx, metrics));
+    let grpc = grpc.into_axum_router().route(range_route::RANGE_PATH, range);
+    // The JSON gateway calls the gRPC routes above, in process, as etcd's gateway dials its
+    // own gRPC server.
+    let gateway = Arc::new(crate::gateway::Gateway::new(grpc.clone(), max_msg, gateway_streams, ctx.auth.clone()));
+    let router = grpc.merge(crate::gateway::router(gateway)).merge(http::router(ctx, metrics)).fallback(crate::gateway::unknown_path);
     tonic::service::Routes::from(router)
 }
 
