@@ -147,11 +147,31 @@ impl Kv {
 
     /// Proposes `w` (its request `size_bytes` long) and fills the header of its answer.
     async fn write(&self, w: Write, size_bytes: usize, auth: Option<AuthHeader>) -> Result<Response> {
-        if size_bytes > self.ctx.max_request_bytes {
+        if etcd_proposal_len(size_bytes, self.ctx.cluster.local_id, auth.as_ref()) > self.ctx.max_request_bytes {
             return Err(Error::RequestTooLarge);
         }
         let mut resp = self.ctx.raft.propose_as(w, auth).await?;
         self.ctx.fill(resp.header_mut());
         Ok(resp)
     }
+}
+
+/// The length etcd compares with `--max-request-bytes`: the InternalRaftRequest it would
+/// propose for a request `size_bytes` long (v3_server.go, processInternalRaftRequestOnce): a
+/// header at field 100 (the request id; with auth on, the user and the auth revision), then the
+/// request at a field below 16. etcd's request ids carry the member id's low 16 bits in their top
+/// 16 (idutil), which fixes the id's varint length; the clock's bits below are taken as set.
+fn etcd_proposal_len(size_bytes: usize, member_id: u64, auth: Option<&AuthHeader>) -> usize {
+    use prost::encoding::encoded_len_varint as varint;
+    let id = ((member_id & 0xffff) << 48) | (1 << 47);
+    let mut header = 1 + varint(id);
+    if let Some(a) = auth {
+        if !a.username.is_empty() {
+            header += 1 + varint(a.username.len() as u64) + a.username.len();
+        }
+        if a.revision != 0 {
+            header += 1 + varint(a.revision);
+        }
+    }
+    2 + varint(header as u64) + header + 1 + varint(size_bytes as u64) + size_bytes
 }
