@@ -101,9 +101,16 @@ impl<W> Proposals<W> {
         Some((batch.requests, data))
     }
 
-    /// Raft accepted the batch as entry (index, term).
+    /// Raft accepted the batch as entry (index, term). Entries this node proposed in an
+    /// earlier term at this index or after are gone from its log (a leader since overwrote
+    /// them), but may still be committed from another member's log: their requests are
+    /// forgotten here, their waiters stay (answered if the entry is applied after all, by id,
+    /// or when the request times out).
     pub fn proposed(&mut self, index: u64, term: u64, requests: Vec<InternalRequest>) {
-        assert!(self.proposed.back().is_none_or(|&(i, _, _)| i < index), "proposals out of index order");
+        while self.proposed.back().is_some_and(|&(i, _, _)| i >= index) {
+            let (_, earlier_term, _) = self.proposed.pop_back().expect("checked above");
+            assert!(earlier_term < term, "two entries proposed at index {index} in term {term}");
+        }
         self.proposed.push_back((index, term, requests));
     }
 
