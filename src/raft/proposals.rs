@@ -42,7 +42,7 @@ pub struct Proposals<W> {
     /// Proposal id → the client waiting for its result.
     waiters: HashMap<u64, W>,
     /// (tick after which the client is answered "request timed out", proposal id), in id order;
-    /// bounded by the waiters (an answered id is skipped when its deadline comes).
+    /// an answered id is dropped when it reaches the front.
     deadlines: VecDeque<(u64, u64)>,
     timeout_ticks: u64,
     /// The batch being gathered in the current turn.
@@ -73,6 +73,11 @@ impl<W> Proposals<W> {
     pub fn add(&mut self, request: Request, auth: Option<AuthHeader>, waiter: W, now: u64) -> bool {
         self.next_id += 1;
         self.waiters.insert(self.next_id, waiter);
+        // Answered ids leave the front as they go (answers come mostly in id order), so the
+        // deadlines stay about as many as the waiters, not every request of a timeout.
+        while self.deadlines.front().is_some_and(|(_, id)| !self.waiters.contains_key(id)) {
+            self.deadlines.pop_front();
+        }
         self.deadlines.push_back((now + self.timeout_ticks, self.next_id));
         let ir = InternalRequest { id: self.next_id, request: Some(request), auth };
         self.batch_bytes += ir.encoded_len();
