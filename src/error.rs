@@ -22,6 +22,9 @@ pub enum Error {
     RequestTooLarge,
     TooManyRequests,
     NoLeader,
+    /// A ReadIndex in flight when the leader changed, or a write whose entry a new leader
+    /// replaced (so it will never be applied).
+    LeaderChanged,
     NotLeader,
     Stopped,
     /// The recipes behind Lock and Election (answered with gRPC code Unknown, as etcd's).
@@ -102,6 +105,7 @@ impl Error {
             Error::RequestTooLarge => (Code::InvalidArgument, "etcdserver: request is too large"),
             Error::TooManyRequests => (Code::ResourceExhausted, "etcdserver: too many requests"),
             Error::NoLeader => (Code::Unavailable, "etcdserver: no leader"),
+            Error::LeaderChanged => (Code::Unavailable, "etcdserver: leader changed"),
             Error::NotLeader => (Code::FailedPrecondition, "etcdserver: not leader"),
             Error::Stopped => (Code::Unavailable, "etcdserver: server stopped"),
             Error::SessionExpired => (Code::Unknown, "mutex: session is expired"),

@@ -107,7 +107,7 @@ struct World {
 
 fn config(stripes: usize, snapshot_count: u64, boots: u64) -> CoreConfig {
     // Proposal ids unique across restarts, as the boot time in nanoseconds makes them.
-    CoreConfig { id: 1, voters: vec![1], election_ticks: 10, stripes, snapshot_count, first_proposal_id: boots << 40 }
+    CoreConfig { id: 1, voters: vec![1], election_ticks: 10, randomized_election: false, stripes, snapshot_count, first_proposal_id: boots << 40, request_timeout_ticks: 1000 }
 }
 
 fn put(tag: u64) -> Request {
@@ -149,7 +149,7 @@ impl Node {
 /// durable batches (batches after a gap are erased, as `wal::recover` does).
 fn recover(mut disk: Disk, stripes: usize) -> (Recovered, Disk) {
     let start_seq = disk.snapshot.as_ref().map_or(1, |(o, _)| o.wal_seq_from);
-    let mut rec = Recovered { last_seq: start_seq - 1, ..Default::default() };
+    let mut rec = Recovered { last_seq: start_seq - 1, first_seq: start_seq, ..Default::default() };
     let mut erased = Vec::new();
     for (&seq, batch) in &disk.batches {
         if seq < start_seq {

@@ -14,17 +14,32 @@
 //!    `end_turn` answers the reads now applied and orders a snapshot when one is due.
 //!
 //! So no client is answered before its entry is durable and applied.
+//!
+//! One member of N: messages from peers come in with `step`, messages to them leave in the
+//! output, under raft-rs's async-ready rules: a leader's go out at once (pipelining: it counts
+//! its own entries only once durable), a follower's or candidate's (votes, append answers,
+//! forwarded proposals) only once the ready they came with is durable, so no vote or
+//! acknowledged entry is forgotten by a crash. Each WAL batch carries the hard state (term,
+//! vote, commit); a new term or vote is written even without entries (`must_sync`).
+//! Proposals on a follower are forwarded to the leader (raft-rs's proposal forwarding, as
+//! etcd); with no leader known they are refused at once with etcd's "no leader". A linearizable
+//! read works on any member (ReadIndex, forwarded by raft-rs); see `reads.rs` for retries and
+//! etcd's "leader changed". Every client waiting in the core is answered within the request
+//! timeout (`request_timeout_ticks`: "request timed out"), so a lost message or a leader
+//! change never leaves one hanging. Not built yet: installing a raft snapshot from the leader
+//! (`storage.rs`: a follower behind the leader's log waits), membership changes (a conf change
+//! entry is applied as nothing).
 
 use std::collections::VecDeque;
 
 use raft::eraftpb::{Entry, EntryType, HardState, Message};
-use raft::storage::MemStorage;
 use raft::{Config as RaftConfig, RawNode, StateRole};
 
 use super::log_writer::{LogWriter, WalWrite};
 use super::proposals::{Proposals, ToApply};
 use super::reads::Reads;
 use super::snapshots::{Schedule, SnapshotOrder};
+use super::storage::LogStore;
 pub use super::storage::SnapPoint;
 use crate::error::Error;
 use crate::proto::ballastpb::internal_request::Request;
@@ -47,12 +62,20 @@ pub struct CoreConfig {
     pub id: u64,
     pub voters: Vec<u64>,
     pub election_ticks: usize,
+    /// raft-rs draws each election timeout from [election_ticks, 2 × election_ticks) with the
+    /// thread's RNG, which no seed replays: a simulation sets this false (the timeout is then
+    /// exactly `election_ticks`) and jitters the members' clocks instead.
+    pub randomized_election: bool,
     /// WAL stripes (one per shard).
     pub stripes: usize,
     /// Applied requests between automatic snapshots (`--snapshot-count`).
     pub snapshot_count: u64,
-    /// The first proposal id: unique across restarts (the boot time in nanoseconds).
+    /// The first proposal id: unique across restarts and members (the member id and the boot
+    /// time); ReadIndex contexts count from it too.
     pub first_proposal_id: u64,
+    /// etcd's request timeout in ticks: a client waiting in the core longer is answered
+    /// "request timed out".
+    pub request_timeout_ticks: u64,
 }
 
 /// What the driver must do. `W` answers a write, `R` a read, barrier or snapshot request.
@@ -84,7 +107,7 @@ impl<W, R> Default for Output<W, R> {
 }
 
 pub struct Core<W, R> {
-    raw: RawNode<MemStorage>,
+    raw: RawNode<LogStore>,
     voters: Vec<u64>,
     proposals: Proposals<W>,
     reads: Reads<R>,
@@ -93,6 +116,10 @@ pub struct Core<W, R> {
     /// (ready number, messages raft may send only once that ready is durable).
     after_persist: VecDeque<(u64, Vec<Message>)>,
     out: Output<W, R>,
+    /// Ticks since boot: the clock of request timeouts.
+    ticks: u64,
+    /// The leader last seen (`INVALID_ID`: none), to notice a new one.
+    leader_seen: u64,
 }
 
 impl<W, R> Core<W, R> {
@@ -104,9 +131,12 @@ impl<W, R> Core<W, R> {
             id: cfg.id,
             election_tick: cfg.election_ticks,
             heartbeat_tick: 1,
+            max_election_tick: if cfg.randomized_election { 2 * cfg.election_ticks } else { cfg.election_ticks + 1 },
             max_size_per_msg: 1 << 20,
             max_inflight_msgs: 256,
             pre_vote: true,
+            // As etcd: a leader cut off from a quorum steps down after an election timeout.
+            check_quorum: true,
             ..Default::default()
         };
         raft_cfg.validate().map_err(|e| format!("raft config: {e}"))?;
@@ -116,15 +146,22 @@ impl<W, R> Core<W, R> {
             // A lone voter need not wait for an election timeout.
             raw.campaign().map_err(|e| format!("raft campaign: {e}"))?;
         }
+        let leader_seen = raw.raft.leader_id;
+        let timeout = cfg.request_timeout_ticks.max(1);
         Ok(Core {
             raw,
             voters: cfg.voters.clone(),
-            proposals: Proposals::new(cfg.first_proposal_id),
-            reads: Reads::default(),
-            log: LogWriter::new(cfg.stripes, recovered.last_seq, recovered.max_seq_found),
+            proposals: Proposals::new(cfg.first_proposal_id, timeout),
+            // etcd asks again every 500 ms: half its default election timeout.
+            reads: Reads::new(cfg.id, cfg.first_proposal_id, timeout, (cfg.election_ticks / 2) as u64),
+            // Replayed entries a follower has not applied yet (not known committed) must stay
+            // replayable after a snapshot below them.
+            log: LogWriter::new(cfg.stripes, recovered.last_seq, recovered.max_seq_found, recovered.entries.last().map(|e| (recovered.first_seq.max(1), e.index))),
             snapshots: Schedule::new(cfg.snapshot_count),
             after_persist: VecDeque::new(),
             out: Output::default(),
+            ticks: 0,
+            leader_seen,
         })
     }
 
@@ -134,23 +171,24 @@ impl<W, R> Core<W, R> {
 
     // ---- inputs ----
 
-    /// A write; refused with `Error::NoLeader` unless this node leads.
+    /// A write; forwarded to the leader by a follower, refused with `Error::NoLeader` when no
+    /// leader is known.
     pub fn propose(&mut self, request: Request, waiter: W) {
         self.propose_as(request, None, waiter)
     }
 
     /// A write with its sender (`auth`: who sent it, when auth is on).
     pub fn propose_as(&mut self, request: Request, auth: Option<crate::proto::ballastpb::AuthHeader>, waiter: W) {
-        if !self.is_leader() {
+        if self.raw.raft.leader_id == raft::INVALID_ID {
             self.out.refused.push((waiter, Error::NoLeader));
-        } else if self.proposals.add(request, auth, waiter) {
+        } else if self.proposals.add(request, auth, waiter, self.ticks) {
             self.propose_batch();
         }
     }
 
     /// A linearizable read: answered once everything committed before it is applied.
     pub fn read(&mut self, waiter: R) {
-        self.reads.queue(waiter);
+        self.reads.queue(waiter, self.ticks);
     }
 
     /// Answered once every WAL batch written before it is durable.
@@ -169,13 +207,26 @@ impl<W, R> Core<W, R> {
         self.log.persisted(seq);
     }
 
+    /// One heartbeat interval passed: raft's clock, and the request timeouts'.
     pub fn tick(&mut self) {
         self.raw.tick();
+        self.ticks += 1;
+        let expired = self.proposals.expire(self.ticks);
+        self.out.refused.extend(expired.into_iter().map(|w| (w, Error::Timeout)));
+        let expired = self.reads.expire(self.ticks);
+        self.out.done.extend(expired.into_iter().map(|r| (r, Err(Error::Timeout))));
+        for ctx in self.reads.retry(self.ticks) {
+            self.raw.read_index(ctx);
+        }
     }
 
-    /// A message from a peer.
+    /// A message from a peer. A proposal forwarded here that raft drops (no leader any more)
+    /// is not an error: its sender's client times out, as etcd's.
     pub fn step(&mut self, msg: Message) -> Result<(), String> {
-        self.raw.step(msg).map_err(|e| format!("raft step: {e}"))
+        match self.raw.step(msg) {
+            Ok(()) | Err(raft::Error::ProposalDropped) => Ok(()),
+            Err(e) => Err(format!("raft step: {e}")),
+        }
     }
 
     // ---- the turn ----
@@ -184,9 +235,11 @@ impl<W, R> Core<W, R> {
     pub fn advance(&mut self) {
         self.release_persisted();
         self.propose_batch();
-        // Reads wait until raft would not drop them; a later turn retries.
-        if self.committed_in_current_term() {
-            if let Some(ctx) = self.reads.ask() {
+        // Reads wait until raft would not drop them: a leader that has committed an entry of
+        // its term, or a follower that knows a leader (who may still drop it: `reads.rs`).
+        let leader = self.raw.raft.leader_id;
+        if (self.is_leader() && self.committed_in_current_term()) || (!self.is_leader() && leader != raft::INVALID_ID) {
+            if let Some(ctx) = self.reads.ask(self.ticks) {
                 self.raw.read_index(ctx);
             }
         }
@@ -196,6 +249,7 @@ impl<W, R> Core<W, R> {
             }
             self.handle_ready();
         }
+        self.notice_new_leader();
     }
 
     /// The driver applied committed entry `index` (`requests` requests in it).
@@ -210,7 +264,7 @@ impl<W, R> Core<W, R> {
     pub fn end_turn(&mut self) {
         let done = self.reads.release(self.raw.raft.raft_log.applied);
         self.out.done.extend(done.into_iter().map(|r| (r, Ok(()))));
-        if !self.snapshots.is_due() || !self.is_serving() {
+        if !self.snapshots.is_due() || !self.may_snapshot() {
             return;
         }
         let index = self.raw.raft.raft_log.applied;
@@ -230,7 +284,9 @@ impl<W, R> Core<W, R> {
         let (order, waiters) = self.snapshots.finish();
         let reply = match result {
             Ok(()) => {
-                if let Err(e) = self.raw.mut_store().wl().compact(order.index) {
+                // With peers, etcd's SnapshotCatchUpEntries stay for followers behind.
+                let to = order.index.saturating_sub(self.catch_up_entries());
+                if let Err(e) = self.raw.mut_store().wl().compact(to) {
                     crate::log::warn("raft log compaction failed", &[("error", e.to_string())]);
                 }
                 self.out.release_wal_before = Some(order.release_wal_before());
@@ -255,13 +311,19 @@ impl<W, R> Core<W, R> {
     /// A leader that has committed an entry of its own term, with everything committed applied.
     pub fn is_serving(&self) -> bool {
         let r = &self.raw.raft;
-        r.leader_id != raft::INVALID_ID && self.committed_in_current_term() && r.raft_log.applied >= r.raft_log.committed
+        r.state == StateRole::Leader && self.committed_in_current_term() && r.raft_log.applied >= r.raft_log.committed
     }
 
     /// (term, leader id, commit index).
     pub fn progress(&self) -> (u64, u64, u64) {
         let r = &self.raw.raft;
         (r.term, r.leader_id, r.raft_log.committed)
+    }
+
+    /// The term of the entry at `index` in raft's log, if it holds one (tests' checks).
+    pub fn log_term(&self, index: u64) -> Option<u64> {
+        let log = &self.raw.raft.raft_log;
+        (index <= log.last_index()).then(|| log.term(index).ok()).flatten()
     }
 
     pub fn applied_index(&self) -> u64 {
@@ -275,6 +337,33 @@ impl<W, R> Core<W, R> {
 
     // ---- internals ----
 
+    /// Applied entries raft's log keeps for followers to catch up from.
+    fn catch_up_entries(&self) -> u64 {
+        if self.voters.len() > 1 {
+            CATCH_UP_ENTRIES
+        } else {
+            0
+        }
+    }
+
+    /// A snapshot may be cut once everything committed is applied, on a leader that has
+    /// committed an entry of its term (`is_serving`) or on a follower that knows one.
+    fn may_snapshot(&self) -> bool {
+        let r = &self.raw.raft;
+        self.is_serving() || (r.state == StateRole::Follower && r.leader_id != raft::INVALID_ID && r.raft_log.applied >= r.raft_log.committed)
+    }
+
+    /// etcd's leader-change notice: when a new leader is seen, the ReadIndex requests in
+    /// flight fail with "leader changed" (the old leader may never answer them).
+    fn notice_new_leader(&mut self) {
+        let leader = self.raw.raft.leader_id;
+        if leader != self.leader_seen && leader != raft::INVALID_ID {
+            let failed = self.reads.leader_changed();
+            self.out.done.extend(failed.into_iter().map(|r| (r, Err(Error::LeaderChanged))));
+        }
+        self.leader_seen = leader;
+    }
+
     /// raft-rs drops a ReadIndex (silently) until the leader has committed an entry of its term.
     fn committed_in_current_term(&self) -> bool {
         let r = &self.raw.raft;
@@ -284,11 +373,15 @@ impl<W, R> Core<W, R> {
     fn propose_batch(&mut self) {
         let Some((requests, data)) = self.proposals.take_batch() else { return };
         crate::metrics::handles().raft_proposal_batch.record(requests.len() as f64);
+        let leading = self.is_leader();
         match self.raw.propose(vec![], data) {
-            Ok(()) => {
+            // A leader appended it as its last entry; a follower forwarded it to the leader,
+            // where it gets an index this node learns only when the entry comes back.
+            Ok(()) if leading => {
                 let r = &self.raw.raft;
                 self.proposals.proposed(r.raft_log.last_index(), r.term, requests);
             }
+            Ok(()) => {}
             Err(e) => {
                 crate::log::warn("raft dropped a proposal", &[("error", e.to_string())]);
                 crate::metrics::handles().proposals_failed.increment(requests.len() as u64);
@@ -303,6 +396,8 @@ impl<W, R> Core<W, R> {
     /// them persisted only when the batch is durable (`release_persisted`).
     fn handle_ready(&mut self) {
         let mut rd = self.raw.ready();
+        // `LogStore` offers no snapshot, so no leader built from this code sends one.
+        assert!(rd.snapshot().is_empty(), "a raft snapshot from the leader: installing one is not built yet");
         self.out.messages.extend(rd.take_messages());
         let persisted_messages = rd.take_persisted_messages();
         if !persisted_messages.is_empty() {
@@ -324,9 +419,14 @@ impl<W, R> Core<W, R> {
     }
 
     fn committed(&mut self, e: Entry) -> ToApply<W> {
+        let replaced = |core: &mut Self, lost: Vec<W>| core.out.refused.extend(lost.into_iter().map(|w| (w, Error::LeaderChanged)));
         if e.get_entry_type() == EntryType::EntryNormal {
-            return self.proposals.committed(e.index, e.term, &e.data);
+            let (to_apply, lost) = self.proposals.committed(e.index, e.term, &e.data);
+            replaced(self, lost);
+            return to_apply;
         }
+        let lost = self.proposals.replaced_up_to(e.index);
+        replaced(self, lost);
         ToApply { index: e.index, term: e.term, requests: Vec::new(), auth: Vec::new(), waiters: Vec::new(), conf_change: true }
     }
 
@@ -375,8 +475,7 @@ impl<W, R> Core<W, R> {
     /// keeps none: the WAL and the snapshots hold them for recovery. With peers, etcd's
     /// SnapshotCatchUpEntries stay for followers to catch up from.
     fn trim_log(&mut self, applied: u64) {
-        let keep = if self.voters.len() > 1 { CATCH_UP_ENTRIES } else { 0 };
-        let to = applied.saturating_sub(keep);
+        let to = applied.saturating_sub(self.catch_up_entries());
         let first = raft::Storage::first_index(self.raw.store()).unwrap_or(to);
         if to >= first + LOG_TRIM_STEP_ENTRIES {
             if let Err(e) = self.raw.mut_store().wl().compact(to) {

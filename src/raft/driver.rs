@@ -183,14 +183,21 @@ impl Driver {
         status: Arc<ServerStatus>,
     ) -> std::result::Result<Driver, String> {
         let Channels { persisted_tx, done_tx, watch } = channels;
-        let boot_nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        let boot = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        // As etcd's request ids: the member id's low 16 bits, then the boot time (in µs: it
+        // wraps after 8.9 years, and no life proposes a million requests a second).
+        let boot_micros = boot.as_micros() as u64 & ((1 << 48) - 1);
+        // etcd's request timeout: 5 s + 2 × election timeout.
+        let timeout = Duration::from_secs(5) + 2 * cfg.heartbeat * cfg.election_ticks as u32;
         let core_cfg = CoreConfig {
             id: cfg.id,
             voters: cfg.voters.clone(),
             election_ticks: cfg.election_ticks,
+            randomized_election: true,
             stripes: stripes.len(),
             snapshot_count: cfg.snapshot_count,
-            first_proposal_id: boot_nanos.as_nanos() as u64,
+            first_proposal_id: (cfg.id & 0xffff) << 48 | boot_micros,
+            request_timeout_ticks: timeout.as_nanos().div_ceil(cfg.heartbeat.as_nanos().max(1)) as u64,
         };
         let point = snap.as_ref().map(|m| SnapPoint { index: m.index, term: m.term, voters: m.voters.clone() });
         let core = Core::new(&core_cfg, recovered, point.as_ref())?;

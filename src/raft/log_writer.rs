@@ -39,8 +39,10 @@ pub struct LogWriter<B> {
 }
 
 impl<B> LogWriter<B> {
-    /// `last_seq`: the last batch recovery replayed; `durable_seq`: the newest batch on disk.
-    pub fn new(stripes: usize, last_seq: u64, durable_seq: u64) -> LogWriter<B> {
+    /// `last_seq`: the last batch recovery replayed; `durable_seq`: the newest batch on disk;
+    /// `replayed`: (the first batch replayed, the last entry index replayed), when replay
+    /// brought back entries (a snapshot before that index must replay them again).
+    pub fn new(stripes: usize, last_seq: u64, durable_seq: u64, replayed: Option<(u64, u64)>) -> LogWriter<B> {
         assert!(stripes > 0, "a log needs at least one stripe");
         LogWriter {
             stripes,
@@ -48,7 +50,7 @@ impl<B> LogWriter<B> {
             in_flight: VecDeque::new(),
             persisted: BTreeSet::new(),
             durable_seq,
-            batch_index: VecDeque::new(),
+            batch_index: replayed.into_iter().collect(),
             barriers: Vec::new(),
         }
     }

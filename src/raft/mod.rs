@@ -10,7 +10,19 @@
 //! * `handle` — the front end's handle: the messages it sends and etcd's request timeout.
 //! * `storage` — raft's log storage rebuilt from the snapshot and the WAL at boot.
 //!
-//! `tests/raft_sim.rs` drives `core` under a seeded deterministic simulation.
+//! The core is one member of N: `step` takes peers' messages, its output carries messages to
+//! them (a follower's only once the ready they came with is durable), each WAL batch carries
+//! the hard state. A follower forwards its clients' writes to the leader and serves
+//! linearizable reads by ReadIndex; no leader: "no leader"; a new leader fails ReadIndex
+//! requests in flight with "leader changed"; every client waiting in the core is answered
+//! within etcd's request timeout. Not yet: installing a raft snapshot from the leader (a
+//! follower behind the leader's first entry waits: `storage::LogStore` offers none),
+//! membership changes, and the peer transport (the driver drops the messages).
+//!
+//! `tests/raft_sim.rs` drives `core` as a lone voter under a seeded deterministic simulation;
+//! `tests/raft_sim_cluster.rs` drives 3 or 5 of them through a lossy, duplicating, reordering,
+//! partitioned network, crashes and slow disks, checking raft's safety properties,
+//! linearizable reads and liveness once the faults stop.
 
 pub mod core;
 pub mod driver;

@@ -6,6 +6,13 @@
 //! after a restart never wakes a new waiter. The requests of entries this node proposed are kept
 //! until applied, so apply does not decode what it just encoded; an (index, term) pair names one
 //! entry (raft's log matching), so an entry a new leader replaced is not mistaken for ours.
+//!
+//! With peers: a follower's proposals go to the leader (raft-rs forwards them); its clients are
+//! answered when it applies the entry holding their ids, wherever it was proposed. A waiter is
+//! answered at the latest after the request timeout (in ticks): a forwarded proposal the
+//! leader dropped leaves no trace, and etcd answers "request timed out" then too (the write may
+//! still be applied later). An entry this node proposed as leader that a new leader replaced
+//! (another entry committed at its index) will never be applied: its clients are told at once.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -34,6 +41,10 @@ pub struct Proposals<W> {
     next_id: u64,
     /// Proposal id → the client waiting for its result.
     waiters: HashMap<u64, W>,
+    /// (tick after which the client is answered "request timed out", proposal id), in id order;
+    /// an answered id is dropped when it reaches the front.
+    deadlines: VecDeque<(u64, u64)>,
+    timeout_ticks: u64,
     /// The batch being gathered in the current turn.
     batch: Vec<InternalRequest>,
     batch_bytes: usize,
@@ -43,15 +54,31 @@ pub struct Proposals<W> {
 }
 
 impl<W> Proposals<W> {
-    /// `first_id`: unique across restarts (the boot time in nanoseconds).
-    pub fn new(first_id: u64) -> Proposals<W> {
-        Proposals { next_id: first_id, waiters: HashMap::new(), batch: Vec::new(), batch_bytes: 0, proposed: VecDeque::new() }
+    /// `first_id`: unique across restarts and members (see `CoreConfig::first_proposal_id`);
+    /// a waiter is answered within `timeout_ticks` ticks.
+    pub fn new(first_id: u64, timeout_ticks: u64) -> Proposals<W> {
+        Proposals {
+            next_id: first_id,
+            waiters: HashMap::new(),
+            deadlines: VecDeque::new(),
+            timeout_ticks,
+            batch: Vec::new(),
+            batch_bytes: 0,
+            proposed: VecDeque::new(),
+        }
     }
 
-    /// Adds a request to the turn's batch; true when the batch is full and must be proposed.
-    pub fn add(&mut self, request: Request, auth: Option<AuthHeader>, waiter: W) -> bool {
+    /// Adds a request to the turn's batch at tick `now`; true when the batch is full and must
+    /// be proposed.
+    pub fn add(&mut self, request: Request, auth: Option<AuthHeader>, waiter: W, now: u64) -> bool {
         self.next_id += 1;
         self.waiters.insert(self.next_id, waiter);
+        // Answered ids leave the front as they go (answers come mostly in id order), so the
+        // deadlines stay about as many as the waiters, not every request of a timeout.
+        while self.deadlines.front().is_some_and(|(_, id)| !self.waiters.contains_key(id)) {
+            self.deadlines.pop_front();
+        }
+        self.deadlines.push_back((now + self.timeout_ticks, self.next_id));
         let ir = InternalRequest { id: self.next_id, request: Some(request), auth };
         self.batch_bytes += ir.encoded_len();
         self.batch.push(ir);
@@ -79,9 +106,16 @@ impl<W> Proposals<W> {
         Some((batch.requests, data))
     }
 
-    /// Raft accepted the batch as entry (index, term).
+    /// Raft accepted the batch as entry (index, term). Entries this node proposed in an
+    /// earlier term at this index or after are gone from its log (a leader since overwrote
+    /// them), but may still be committed from another member's log: their requests are
+    /// forgotten here, their waiters stay (answered if the entry is applied after all, by id,
+    /// or when the request times out).
     pub fn proposed(&mut self, index: u64, term: u64, requests: Vec<InternalRequest>) {
-        assert!(self.proposed.back().is_none_or(|&(i, _, _)| i < index), "proposals out of index order");
+        while self.proposed.back().is_some_and(|&(i, _, _)| i >= index) {
+            let (_, earlier_term, _) = self.proposed.pop_back().expect("checked above");
+            assert!(earlier_term < term, "two entries proposed at index {index} in term {term}");
+        }
         self.proposed.push_back((index, term, requests));
     }
 
@@ -90,9 +124,32 @@ impl<W> Proposals<W> {
         requests.iter().filter_map(|r| self.waiters.remove(&r.id)).collect()
     }
 
-    /// The requests of a committed normal entry, with their waiters.
-    pub fn committed(&mut self, index: u64, term: u64, data: &[u8]) -> ToApply<W> {
-        let requests = match self.take_proposed(index, term) {
+    /// The waiters whose request timeout has passed at tick `now`.
+    pub fn expire(&mut self, now: u64) -> Vec<W> {
+        let mut expired = Vec::new();
+        while self.deadlines.front().is_some_and(|&(deadline, _)| deadline <= now) {
+            let (_, id) = self.deadlines.pop_front().expect("checked above");
+            expired.extend(self.waiters.remove(&id));
+        }
+        expired
+    }
+
+    /// A committed entry that is not a normal one (a conf change) sits at `index`: an entry
+    /// this node proposed there was replaced. Returns the waiters that will never be answered.
+    pub fn replaced_up_to(&mut self, index: u64) -> Vec<W> {
+        let mut lost = Vec::new();
+        while self.proposed.front().is_some_and(|(i, _, _)| *i <= index) {
+            let (_, _, requests) = self.proposed.pop_front().expect("checked above");
+            lost.extend(self.refuse(requests));
+        }
+        lost
+    }
+
+    /// The requests of a committed normal entry, with their waiters, and the waiters of
+    /// entries this node proposed that a new leader replaced (never to be applied).
+    pub fn committed(&mut self, index: u64, term: u64, data: &[u8]) -> (ToApply<W>, Vec<W>) {
+        let (ours, lost) = self.take_proposed(index, term);
+        let requests = match ours {
             Some(r) => r,
             None if data.is_empty() => Vec::new(), // a new leader's empty entry
             // Entries are written only by this code; an undecodable one is corruption (a
@@ -109,20 +166,22 @@ impl<W> Proposals<W> {
                 ir.request
             })
             .collect();
-        ToApply { index, term, requests, auth, waiters, conf_change: false }
+        (ToApply { index, term, requests, auth, waiters, conf_change: false }, lost)
     }
 
-    /// The requests of entry (index, term) if this node proposed it; older leftovers (entries a
-    /// new leader replaced) are dropped on the way. Their waiters stay until the request
-    /// timeout answers the client (as etcd's do); with a single voter there are none.
-    fn take_proposed(&mut self, index: u64, term: u64) -> Option<Vec<InternalRequest>> {
-        while self.proposed.front().is_some_and(|(i, _, _)| *i < index) {
-            self.proposed.pop_front();
-        }
+    /// The requests of entry (index, term) if this node proposed it, and the waiters of older
+    /// leftovers and of another entry at this index: entries a new leader replaced (an index
+    /// holds one committed entry, and it is not theirs).
+    fn take_proposed(&mut self, index: u64, term: u64) -> (Option<Vec<InternalRequest>>, Vec<W>) {
+        let mut lost = self.replaced_up_to(index.saturating_sub(1));
         if self.proposed.front().is_none_or(|(i, _, _)| *i != index) {
-            return None;
+            return (None, lost);
         }
-        let (_, proposed_term, requests) = self.proposed.pop_front()?;
-        (proposed_term == term).then_some(requests)
+        let (_, proposed_term, requests) = self.proposed.pop_front().expect("checked above");
+        if proposed_term == term {
+            return (Some(requests), lost);
+        }
+        lost.extend(self.refuse(requests));
+        (None, lost)
     }
 }

@@ -2,9 +2,17 @@
 //! which the Ready loop writes (and syncs) before entries are appended here. At boot the
 //! snapshot position (if any), the recovered hard state and the entries after the snapshot are
 //! loaded back, so raft resumes where it stopped.
+//!
+//! `LogStore` is `MemStorage` that never offers raft a snapshot: a follower behind the first
+//! entry the leader still holds would need the MVCC segments sent and installed, which is not
+//! built yet, and `MemStorage`'s own snapshot carries no data (the follower would skip the
+//! entries and apply nothing in their place). Refused, raft keeps the follower waiting instead.
 
-use raft::prelude::{ConfState, Snapshot};
-use raft::storage::MemStorage;
+use std::ops::Deref;
+
+use raft::prelude::{ConfState, Entry, Snapshot};
+use raft::storage::{MemStorage, RaftState};
+use raft::GetEntriesContext;
 
 use crate::wal::recover::Recovered;
 
@@ -16,7 +24,39 @@ pub struct SnapPoint {
     pub voters: Vec<u64>,
 }
 
-pub fn restore(voters: Vec<u64>, recovered: &Recovered, snap: Option<&SnapPoint>) -> Result<MemStorage, String> {
+/// raft's log: `MemStorage` without snapshots (see the module comment).
+#[derive(Clone, Default)]
+pub struct LogStore(MemStorage);
+
+impl Deref for LogStore {
+    type Target = MemStorage;
+    fn deref(&self) -> &MemStorage {
+        &self.0
+    }
+}
+
+impl raft::Storage for LogStore {
+    fn initial_state(&self) -> raft::Result<RaftState> {
+        self.0.initial_state()
+    }
+    fn entries(&self, low: u64, high: u64, max_size: impl Into<Option<u64>>, context: GetEntriesContext) -> raft::Result<Vec<Entry>> {
+        self.0.entries(low, high, max_size, context)
+    }
+    fn term(&self, idx: u64) -> raft::Result<u64> {
+        self.0.term(idx)
+    }
+    fn first_index(&self) -> raft::Result<u64> {
+        self.0.first_index()
+    }
+    fn last_index(&self) -> raft::Result<u64> {
+        self.0.last_index()
+    }
+    fn snapshot(&self, _request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+        Err(raft::Error::Store(raft::StorageError::SnapshotTemporarilyUnavailable))
+    }
+}
+
+pub fn restore(voters: Vec<u64>, recovered: &Recovered, snap: Option<&SnapPoint>) -> Result<LogStore, String> {
     let storage = match snap {
         None => MemStorage::new_with_conf_state(ConfState::from((voters, vec![]))),
         Some(m) => {
@@ -53,5 +93,5 @@ pub fn restore(voters: Vec<u64>, recovered: &Recovered, snap: Option<&SnapPoint>
     hs.term = hs.term.max(snap.map_or(0, |m| m.term));
     core.set_hardstate(hs);
     drop(core);
-    Ok(storage)
+    Ok(LogStore(storage))
 }

@@ -54,6 +54,8 @@ pub struct Recovered {
     pub entries: Vec<Entry>,
     /// Sequence number of the last batch replayed (next batch: `last_seq + 1`).
     pub last_seq: u64,
+    /// Sequence number replay started at (the snapshot's `wal_seq_from`, or 1).
+    pub first_seq: u64,
     /// One per stripe directory found or created (at least `stripes`).
     pub stripes: Vec<StripeState>,
     /// The highest sequence number of a batch kept on disk (replayed, or covered by the
@@ -234,7 +236,7 @@ fn replay(logs: Vec<StripeLog>, start_seq: u64, snap_index: u64) -> Result<Recov
         let pos = logs[s].batches[i].1;
         format!("{} at offset {}", segment_path(&logs[s].state.dir, pos.segment).display(), pos.offset_bytes)
     };
-    let mut rec = Recovered { last_seq: start_seq - 1, ..Default::default() };
+    let mut rec = Recovered { last_seq: start_seq - 1, first_seq: start_seq, ..Default::default() };
     // Per stripe, the first batch erased after a gap.
     let mut erase_from: Vec<Option<usize>> = vec![None; logs.len()];
     for &(seq, s, i) in &all {

@@ -1,0 +1,782 @@
+//! Deterministic simulation of the raft core (`src/raft/core.rs`) as one member of 3 or 5, in
+//! the spirit of TigerBeetle's simulator: a seeded run drives every member's core with random
+//! interleavings of client writes and linearizable reads on any member, turns, ticks, WAL
+//! batches becoming durable (in any order across stripes, in order within one; a slow disk
+//! makes them durable late), snapshots, and a network that loses, duplicates (every message but
+//! a forwarded proposal: see below), delays and reorders messages, partitions that heal, and
+//! crashes with a restart from exactly what was durable (a member may stay down a while).
+//!
+//! Checked at every step:
+//! * election safety: at most one leader per term;
+//! * log matching: an (index, term) pair written anywhere always holds the same entry, after
+//!   the same (index - 1, term) pair;
+//! * leader completeness: a new leader of term t holds every entry applied anywhere while no
+//!   leader had a term of t or more;
+//! * state machine safety: every member applies the same entry (term and requests) at each
+//!   index, each request at one index only; nothing is applied before it and every WAL batch
+//!   before it are durable on that member;
+//! * refusals are definite: a write refused with "no leader" or "leader changed" is never
+//!   applied ("request timed out" and a crash leave it open, as in etcd);
+//! * linearizable reads: a read answered on any member sees every write acknowledged, and
+//!   everything a read observed, before the read was issued (real time against the model);
+//! * at the end (faults stop, partitions heal, every member up, disks fast): a leader is
+//!   elected, every outstanding write and read of every member is answered, every member
+//!   applies everything committed and holds every write acknowledged on any member in any
+//!   life (no acknowledged write lost) — except a member whose log ends before the first entry the
+//!   leader still holds (after the leader restarted from a snapshot): it would need a raft
+//!   snapshot, which the core cannot install yet; such seeds are counted and reported.
+//!
+//! The network never duplicates a forwarded proposal (MsgPropose): the leader would append it
+//! twice and apply the write twice, as etcd would; a transport over one gRPC stream per peer
+//! does not duplicate.
+//!
+//! `RAFT_SIM_SEEDS=n` seeds (default 3000, about 35 s in a debug build) from `RAFT_SIM_FIRST_SEED` (default 1); a long run:
+//! `RAFT_SIM_SEEDS=100000 cargo test --release --test raft_sim_cluster`. `RAFT_SIM_SEED=s`
+//! replays one seed, `RAFT_SIM_TRACE=1` prints its steps.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+
+use ballast::error::Error;
+use ballast::proto::ballastpb::internal_request::Request;
+use ballast::proto::etcdserverpb::PutRequest;
+use ballast::raft::core::{Core, CoreConfig, SnapPoint};
+use ballast::raft::proposals::ToApply;
+use ballast::raft::snapshots::SnapshotOrder;
+use ballast::wal::record::Batch;
+use ballast::wal::recover::{append_batch, Recovered};
+use raft::eraftpb::{Message, MessageType};
+
+#[path = "common/rng.rs"]
+mod rng;
+use rng::Rng;
+
+const STEPS_PER_SEED: usize = 1500;
+const HEAL_ROUNDS_MAX: usize = 600;
+const ELECTION_TICKS: usize = 10;
+const REQUEST_TIMEOUT_TICKS: u64 = 40;
+
+/// A member's applied state.
+#[derive(Clone, Default)]
+struct Model {
+    index: u64,
+    tags: HashSet<u64>,
+}
+
+#[derive(Debug)]
+struct Read {
+    /// The highest index any client had observed when the read was issued.
+    observed_at_issue: u64,
+}
+
+#[derive(Default)]
+struct Disk {
+    batches: BTreeMap<u64, Batch>,
+    snapshot: Option<(SnapshotOrder, Model)>,
+}
+
+struct Node {
+    id: u64,
+    /// None while down.
+    core: Option<Core<u64, Read>>,
+    stripes: Vec<VecDeque<Batch>>,
+    disk: Disk,
+    model: Model,
+    running_snapshot: Option<(SnapshotOrder, Model)>,
+    durable_prefix: u64,
+    written_seq: u64,
+    durable_above_prefix: HashSet<u64>,
+    batch_of_index: HashMap<u64, u64>,
+    /// This life's raft log as written: index → term; entries from `log_first` on.
+    log: BTreeMap<u64, u64>,
+    log_first: u64,
+    /// Writes and reads of this life not yet answered.
+    unanswered: HashSet<u64>,
+    reads_waiting: usize,
+    slow_disk: bool,
+    down_steps: u64,
+    boots: u64,
+}
+
+struct World {
+    rng: Rng,
+    trace: bool,
+    stripes: usize,
+    snapshot_count: u64,
+    voters: Vec<u64>,
+    nodes: Vec<Node>,
+    network: Vec<Message>,
+    /// Members cut off from the others (one side of a partition), and the steps it lasts.
+    partition: Option<(HashSet<u64>, u64)>,
+    faults: bool,
+    drop_percent: u64,
+    dup_percent: u64,
+    // ---- the checks' state ----
+    /// Term → its leader.
+    leaders: HashMap<u64, u64>,
+    max_leader_term: u64,
+    /// (index, term) → (entry hash, term before it).
+    entries: HashMap<(u64, u64), (u64, Option<u64>)>,
+    /// Index → (term, requests, the highest leader term when first applied).
+    applied: BTreeMap<u64, (u64, Vec<u64>, u64)>,
+    tag_index: HashMap<u64, u64>,
+    /// Writes refused for certain: never to be applied.
+    refused: HashSet<u64>,
+    acked: u64,
+    acked_tags: Vec<u64>,
+    reads_ok: u64,
+    /// The highest index any client observed (an acknowledged write's, a read's state).
+    observed: u64,
+    next_tag: u64,
+    boots: u64,
+    stuck_needing_snapshot: bool,
+}
+
+fn put(tag: u64) -> Request {
+    Request::Put(PutRequest { key: format!("k{tag}").into_bytes(), value: tag.to_le_bytes().to_vec(), ..Default::default() })
+}
+
+fn tag_of(req: &Option<Request>) -> u64 {
+    match req {
+        Some(Request::Put(p)) => String::from_utf8_lossy(&p.key)[1..].parse().expect("a simulated key"),
+        other => panic!("unexpected request {other:?}"),
+    }
+}
+
+fn hash(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3))
+}
+
+/// What WAL recovery reads back (as `wal::recover`): from the snapshot's first batch, the
+/// contiguous prefix of durable batches; batches after a gap are erased.
+fn recover(mut disk: Disk, stripes: usize) -> (Recovered, Disk) {
+    let start_seq = disk.snapshot.as_ref().map_or(1, |(o, _)| o.wal_seq_from);
+    let mut rec = Recovered { last_seq: start_seq - 1, first_seq: start_seq, ..Default::default() };
+    let mut erased = Vec::new();
+    for (&seq, batch) in &disk.batches {
+        if seq < start_seq {
+            rec.hard_state = batch.hard_state.clone();
+            rec.max_seq_found = seq;
+        } else if seq == rec.last_seq + 1 && erased.is_empty() {
+            append_batch(&mut rec, batch).expect("batches continue the log");
+            rec.last_seq = seq;
+            rec.max_seq_found = seq;
+        } else {
+            assert!(seq <= rec.last_seq + stripes as u64, "batch {seq} beyond the {stripes} that may be in flight after {}", rec.last_seq);
+            erased.push(seq);
+        }
+    }
+    for seq in erased {
+        disk.batches.remove(&seq);
+    }
+    if let Some((o, _)) = &disk.snapshot {
+        assert!(rec.max_seq_found >= o.wal_seq_kept, "the wal lost batch {} the snapshot kept", o.wal_seq_kept);
+    }
+    (rec, disk)
+}
+
+impl Node {
+    fn new(id: u64, stripes: usize) -> Node {
+        Node {
+            id,
+            core: None,
+            stripes: (0..stripes).map(|_| VecDeque::new()).collect(),
+            disk: Disk::default(),
+            model: Model::default(),
+            running_snapshot: None,
+            durable_prefix: 0,
+            written_seq: 0,
+            durable_above_prefix: HashSet::new(),
+            batch_of_index: HashMap::new(),
+            log: BTreeMap::new(),
+            log_first: 1,
+            unanswered: HashSet::new(),
+            reads_waiting: 0,
+            slow_disk: false,
+            down_steps: 0,
+            boots: 0,
+        }
+    }
+
+    /// Starts from the disk: the snapshot's state, then the WAL after it.
+    fn boot(&mut self, world_boots: u64, voters: &[u64], snapshot_count: u64) {
+        let stripes = self.stripes.len();
+        let (rec, disk) = recover(std::mem::take(&mut self.disk), stripes);
+        self.disk = disk;
+        let point = self.disk.snapshot.as_ref().map(|(o, _)| SnapPoint { index: o.index, term: o.term, voters: voters.to_vec() });
+        let cfg = CoreConfig {
+            id: self.id,
+            voters: voters.to_vec(),
+            election_ticks: ELECTION_TICKS,
+            randomized_election: false,
+            stripes,
+            snapshot_count,
+            first_proposal_id: (self.id << 56) | (world_boots << 40),
+            request_timeout_ticks: REQUEST_TIMEOUT_TICKS,
+        };
+        self.core = Some(Core::new(&cfg, &rec, point.as_ref()).expect("core starts"));
+        self.model = self.disk.snapshot.as_ref().map_or_else(Model::default, |(_, m)| m.clone());
+        self.stripes.iter_mut().for_each(VecDeque::clear);
+        self.running_snapshot = None;
+        self.durable_prefix = rec.last_seq;
+        self.written_seq = rec.last_seq;
+        self.durable_above_prefix.clear();
+        self.batch_of_index.clear();
+        self.log_first = point.as_ref().map_or(1, |p| p.index + 1);
+        self.log = rec.entries.iter().filter(|e| e.index >= self.log_first).map(|e| (e.index, e.term)).collect();
+        self.unanswered.clear();
+        self.reads_waiting = 0;
+        self.boots += 1;
+    }
+
+    fn core(&mut self) -> &mut Core<u64, Read> {
+        self.core.as_mut().expect("a member that is up")
+    }
+
+    fn is_up(&self) -> bool {
+        self.core.is_some()
+    }
+}
+
+impl World {
+    fn new(seed: u64, trace: bool) -> World {
+        let mut rng = Rng(seed);
+        let members = if rng.chance(30) { 5 } else { 3 };
+        let stripes = 1 + rng.below(3) as usize;
+        let snapshot_count = 10 + rng.below(200);
+        let voters: Vec<u64> = (1..=members).collect();
+        let drop_percent = rng.below(15);
+        let dup_percent = rng.below(10);
+        let mut nodes: Vec<Node> = voters.iter().map(|&id| Node::new(id, stripes)).collect();
+        for (i, n) in nodes.iter_mut().enumerate() {
+            n.boot(i as u64 + 1, &voters, snapshot_count);
+        }
+        World {
+            rng,
+            trace,
+            stripes,
+            snapshot_count,
+            boots: members,
+            voters,
+            nodes,
+            network: Vec::new(),
+            partition: None,
+            faults: true,
+            drop_percent,
+            dup_percent,
+            leaders: HashMap::new(),
+            max_leader_term: 0,
+            entries: HashMap::new(),
+            applied: BTreeMap::new(),
+            tag_index: HashMap::new(),
+            refused: HashSet::new(),
+            acked: 0,
+            acked_tags: Vec::new(),
+            reads_ok: 0,
+            observed: 0,
+            next_tag: 1,
+            stuck_needing_snapshot: false,
+        }
+    }
+
+    fn log(&self, what: impl FnOnce() -> String) {
+        if self.trace {
+            eprintln!("{}", what());
+        }
+    }
+
+    fn random_up(&mut self) -> Option<usize> {
+        let up: Vec<usize> = (0..self.nodes.len()).filter(|&i| self.nodes[i].is_up()).collect();
+        (!up.is_empty()).then(|| up[self.rng.below(up.len() as u64) as usize])
+    }
+
+    fn step(&mut self) {
+        for i in 0..self.nodes.len() {
+            if !self.nodes[i].is_up() {
+                self.nodes[i].down_steps = self.nodes[i].down_steps.saturating_sub(1);
+                if self.nodes[i].down_steps == 0 {
+                    self.restart(i);
+                }
+            }
+        }
+        if let Some((_, left)) = &mut self.partition {
+            *left = left.saturating_sub(1);
+            if *left == 0 {
+                self.log(|| "partition heals".into());
+                self.partition = None;
+            }
+        }
+        let roll = self.rng.below(100);
+        if roll >= 93 {
+            if self.rng.chance(20) {
+                self.fault(roll);
+            }
+            return;
+        }
+        if roll < 25 {
+            for _ in 0..3 {
+                self.deliver_one();
+            }
+            return;
+        }
+        if roll < 30 {
+            return self.tick_all();
+        }
+        let Some(at) = self.random_up() else { return };
+        match roll {
+            30..=44 => {
+                for _ in 0..=self.rng.below(2) {
+                    self.propose(at);
+                }
+            }
+            45..=49 => self.read(at),
+            50..=69 => self.make_durable(at),
+            70..=89 => self.turn(at),
+            _ => self.finish_snapshot(at),
+        }
+    }
+
+    fn fault(&mut self, roll: u64) {
+        match roll {
+            93..=94 => {
+                if self.partition.is_none() {
+                    let side: HashSet<u64> = self.voters.iter().copied().filter(|_| self.rng.chance(40)).collect();
+                    let steps = 20 + self.rng.below(300);
+                    self.log(|| format!("partition {side:?} from the rest for {steps} steps"));
+                    self.partition = Some((side, steps));
+                }
+            }
+            95..=96 => {
+                let i = self.rng.below(self.nodes.len() as u64) as usize;
+                self.nodes[i].slow_disk = !self.nodes[i].slow_disk;
+                self.log(|| format!("member {} disk slow: {}", i + 1, self.nodes[i].slow_disk));
+            }
+            _ => {
+                if let Some(i) = self.random_up() {
+                    let down = if self.rng.chance(50) { 0 } else { self.rng.below(200) };
+                    self.crash(i, down);
+                }
+            }
+        }
+    }
+
+    fn propose(&mut self, at: usize) {
+        let tag = self.next_tag;
+        self.next_tag += 1;
+        self.log(|| format!("{}: propose {tag}", at + 1));
+        self.nodes[at].unanswered.insert(tag);
+        self.nodes[at].core().propose(put(tag), tag);
+        self.carry_out(at);
+    }
+
+    fn read(&mut self, at: usize) {
+        let r = Read { observed_at_issue: self.observed };
+        self.log(|| format!("{}: read {r:?}", at + 1));
+        self.nodes[at].reads_waiting += 1;
+        self.nodes[at].core().read(r);
+    }
+
+    /// A heartbeat interval passes; each member's clock misses it at random
+    /// (the election timeouts' jitter: the cores' own is off, to replay a seed exactly).
+    fn tick_all(&mut self) {
+        self.log(|| "tick".into());
+        for i in 0..self.nodes.len() {
+            if self.nodes[i].is_up() && !self.rng.chance(30) {
+                self.nodes[i].core().tick();
+                self.carry_out(i);
+            }
+        }
+    }
+
+    /// The front batch of a random stripe reaches the disk (on a slow disk, rarely).
+    fn make_durable(&mut self, at: usize) {
+        if self.nodes[at].slow_disk && self.faults && !self.rng.chance(10) {
+            return;
+        }
+        let busy: Vec<usize> = (0..self.stripes).filter(|&s| !self.nodes[at].stripes[s].is_empty()).collect();
+        if busy.is_empty() {
+            return;
+        }
+        let s = busy[self.rng.below(busy.len() as u64) as usize];
+        let node = &mut self.nodes[at];
+        let batch = node.stripes[s].pop_front().expect("busy stripe");
+        if self.trace {
+            eprintln!("{}: durable batch {}", at + 1, batch.seq);
+        }
+        node.durable_above_prefix.insert(batch.seq);
+        while node.durable_above_prefix.remove(&(node.durable_prefix + 1)) {
+            node.durable_prefix += 1;
+        }
+        node.core().persisted(batch.seq);
+        node.disk.batches.insert(batch.seq, batch);
+    }
+
+    fn turn(&mut self, at: usize) {
+        self.nodes[at].core().advance();
+        self.carry_out(at);
+        self.nodes[at].core().end_turn();
+        self.carry_out(at);
+    }
+
+    /// Carries out a member's output, then checks election safety and leader completeness.
+    fn carry_out(&mut self, at: usize) {
+        let mut out = self.nodes[at].core().take_output();
+        // raft-rs walks its peers in a HashMap's order, which differs between runs: sorted
+        // (stably: each peer's messages keep their order), a seed replays exactly.
+        out.messages.sort_by_key(|m| m.to);
+        for m in out.messages {
+            self.send(m);
+        }
+        for (tag, e) in out.refused {
+            self.log(|| format!("{}: refused {tag}: {e:?}", at + 1));
+            assert!(self.nodes[at].unanswered.remove(&tag), "proposal {tag} answered twice");
+            match e {
+                Error::NoLeader | Error::LeaderChanged => {
+                    assert!(!self.tag_index.contains_key(&tag), "write {tag} refused with {e:?} but applied");
+                    self.refused.insert(tag);
+                }
+                Error::Timeout => {}
+                other => panic!("write {tag} refused with {other:?}"),
+            }
+        }
+        for w in out.wal {
+            self.write(at, w.stripe, w.batch);
+        }
+        for entry in out.apply {
+            self.apply(at, entry);
+        }
+        let more = self.nodes[at].core().take_output();
+        assert!(more.wal.is_empty() && more.apply.is_empty() && more.snapshot.is_none() && more.messages.is_empty());
+        assert!(more.refused.is_empty());
+        for (r, result) in out.done.into_iter().chain(more.done) {
+            self.answered(at, r, result);
+        }
+        if let Some(order) = out.snapshot {
+            self.log(|| format!("{}: snapshot ordered {order:?}", at + 1));
+            assert_eq!(order.index, self.nodes[at].model.index, "a snapshot is cut at the applied state");
+            assert!(self.nodes[at].running_snapshot.is_none(), "two snapshots at once");
+            self.nodes[at].running_snapshot = Some((order, self.nodes[at].model.clone()));
+        }
+        if let Some(seq) = out.release_wal_before {
+            let kept = self.nodes[at].disk.snapshot.as_ref().expect("a release follows a durable snapshot");
+            assert_eq!(seq, kept.0.release_wal_before());
+            self.nodes[at].disk.batches.retain(|&s, _| s >= seq);
+        }
+        self.check_leader(at);
+    }
+
+    /// Election safety and leader completeness.
+    fn check_leader(&mut self, at: usize) {
+        let core = self.nodes[at].core.as_ref().expect("up");
+        if !core.is_leader() {
+            return;
+        }
+        let (term, _, _) = core.progress();
+        let id = self.nodes[at].id;
+        let held = *self.leaders.entry(term).or_insert(id);
+        assert_eq!(held, id, "two leaders in term {term}: {held} and {id}");
+        if term <= self.max_leader_term {
+            return;
+        }
+        self.log(|| format!("{}: leader of term {term}", at + 1));
+        self.max_leader_term = term;
+        let node = &self.nodes[at];
+        let core = node.core.as_ref().expect("up");
+        for (&index, &(entry_term, _, leader_term)) in self.applied.range(node.model.index + 1..) {
+            if leader_term < term {
+                assert_eq!(core.log_term(index), Some(entry_term), "leader {id} of term {term} lacks entry {index} (term {entry_term}), applied before");
+            }
+        }
+    }
+
+    fn write(&mut self, at: usize, stripe: usize, batch: Batch) {
+        let node = &mut self.nodes[at];
+        let seq = batch.seq;
+        assert_eq!(seq, node.written_seq + 1, "batches are numbered without gaps");
+        assert_eq!(stripe, (seq % self.stripes as u64) as usize);
+        assert!(node.stripes[stripe].is_empty(), "two batches in flight on stripe {stripe}");
+        node.written_seq = seq;
+        if let Some(first) = batch.entries.first() {
+            node.log.split_off(&first.index);
+        }
+        if self.trace {
+            let span = batch.entries.first().map(|f| (f.index, batch.entries.last().map_or(0, |l| l.index)));
+            eprintln!("{}: write batch {seq} on stripe {stripe}: entries {span:?}, {:?}", at + 1, batch.hard_state);
+        }
+        for e in &batch.entries {
+            node.batch_of_index.insert(e.index, seq);
+            let before = node.log.get(&(e.index - 1)).copied();
+            node.log.insert(e.index, e.term);
+            let key = (e.index, e.term);
+            let value = (hash(&e.data), before);
+            let held = *self.entries.entry(key).or_insert(value);
+            assert_eq!(held.0, value.0, "entry ({}, term {}) written with two contents", e.index, e.term);
+            if let (Some(a), Some(b)) = (held.1, value.1) {
+                assert_eq!(a, b, "entry ({}, term {}) follows term {a} on one member and {b} on another", e.index, e.term);
+            }
+        }
+        node.stripes[stripe].push_back(batch);
+    }
+
+    fn apply(&mut self, at: usize, entry: ToApply<u64>) {
+        let node = &mut self.nodes[at];
+        assert_eq!(entry.index, node.model.index + 1, "member {} applied {} after {}", at + 1, entry.index, node.model.index);
+        if let Some(&seq) = node.batch_of_index.get(&entry.index) {
+            assert!(seq <= node.durable_prefix, "entry {} applied before batch {seq} (and all before it) is durable", entry.index);
+        }
+        assert!(!entry.conf_change);
+        let tags: Vec<u64> = entry.requests.iter().map(tag_of).collect();
+        let (term, held_tags, _) = self.applied.entry(entry.index).or_insert((entry.term, tags.clone(), self.max_leader_term));
+        assert_eq!((*term, &*held_tags), (entry.term, &tags), "member {} applied another entry at index {}", at + 1, entry.index);
+        for (&tag, waiter) in tags.iter().zip(&entry.waiters) {
+            assert!(!self.refused.contains(&tag), "write {tag} applied after a definite refusal");
+            let index = *self.tag_index.entry(tag).or_insert(entry.index);
+            assert_eq!(index, entry.index, "write {tag} applied at index {index} and {}", entry.index);
+            assert!(node.model.tags.insert(tag), "write {tag} applied twice on member {}", at + 1);
+            if let Some(w) = waiter {
+                assert_eq!(*w, tag, "a waiter answered with another request's result");
+                assert!(node.unanswered.remove(w), "write {w} answered twice");
+                self.acked += 1;
+                self.acked_tags.push(tag);
+                self.observed = self.observed.max(entry.index);
+            }
+        }
+        node.model.index = entry.index;
+        if self.trace {
+            eprintln!("{}: apply {} (term {}) {tags:?}", at + 1, entry.index, entry.term);
+        }
+        node.core().applied(entry.index, entry.requests.len() as u64);
+    }
+
+    fn answered(&mut self, at: usize, r: Read, result: ballast::error::Result<()>) {
+        self.log(|| format!("{}: read {r:?} answered {result:?} at {}", at + 1, self.nodes[at].model.index));
+        self.nodes[at].reads_waiting -= 1;
+        match result {
+            Ok(()) => {
+                let index = self.nodes[at].model.index;
+                assert!(index >= r.observed_at_issue, "a read on member {} saw index {index}, but index {} was observed before it was issued", at + 1, r.observed_at_issue);
+                self.observed = self.observed.max(index);
+                self.reads_ok += 1;
+            }
+            Err(Error::Timeout | Error::LeaderChanged) => {}
+            Err(other) => panic!("read answered {other:?}"),
+        }
+    }
+
+    fn cut(&self, from: u64, to: u64) -> bool {
+        self.partition.as_ref().is_some_and(|(side, _)| side.contains(&from) != side.contains(&to))
+    }
+
+    fn send(&mut self, m: Message) {
+        assert!(self.voters.contains(&m.to) && m.to != m.from, "a message to {} from {}", m.to, m.from);
+        if self.faults && self.rng.chance(self.drop_percent) {
+            return;
+        }
+        if self.faults && m.get_msg_type() != MessageType::MsgPropose && self.rng.chance(self.dup_percent) {
+            self.network.push(m.clone());
+        }
+        self.network.push(m);
+    }
+
+    /// A random message in flight (so: reordered, delayed) reaches its member, unless the
+    /// partition or a crash is in the way.
+    fn deliver_one(&mut self) {
+        if self.network.is_empty() {
+            return;
+        }
+        let i = self.rng.below(self.network.len() as u64) as usize;
+        let m = self.network.swap_remove(i);
+        self.deliver(m);
+    }
+
+    fn deliver(&mut self, m: Message) {
+        let to = (m.to - 1) as usize;
+        if self.cut(m.from, m.to) || !self.nodes[to].is_up() {
+            return;
+        }
+        self.nodes[to].core().step(m).expect("raft accepts a peer's message");
+        self.carry_out(to);
+    }
+
+    fn finish_snapshot(&mut self, at: usize) {
+        let Some(running) = self.nodes[at].running_snapshot.take() else { return };
+        if self.rng.chance(10) {
+            self.nodes[at].core().snapshot_done(Err("simulated failure".into()));
+            return self.carry_out(at);
+        }
+        self.log(|| format!("{}: snapshot durable at index {}", at + 1, running.0.index));
+        self.nodes[at].disk.snapshot = Some(running);
+        if self.faults && self.rng.chance(10) {
+            self.crash(at, 0); // after the manifest, before the core heard of it
+        } else {
+            self.nodes[at].core().snapshot_done(Ok(()));
+            self.carry_out(at);
+        }
+    }
+
+    /// The process dies: each batch in flight is written or lost; its clients' outcomes stay
+    /// open. It restarts after `down_steps` steps (at once when 0).
+    fn crash(&mut self, at: usize, down_steps: u64) {
+        let mut written = Vec::new();
+        for stripe in &mut self.nodes[at].stripes {
+            written.extend(stripe.drain(..));
+        }
+        for batch in written {
+            if self.rng.chance(50) {
+                self.nodes[at].disk.batches.insert(batch.seq, batch);
+            }
+        }
+        self.log(|| format!("{}: crash, down {down_steps} steps", at + 1));
+        self.nodes[at].core = None;
+        self.nodes[at].down_steps = down_steps;
+        if down_steps == 0 {
+            self.restart(at);
+        }
+    }
+
+    fn restart(&mut self, at: usize) {
+        self.boots += 1;
+        self.log(|| format!("{}: restart from {} batches", at + 1, self.nodes[at].disk.batches.len()));
+        let (boots, voters, count) = (self.boots, self.voters.clone(), self.snapshot_count);
+        self.nodes[at].boot(boots, &voters, count);
+    }
+
+    /// Faults stop: every member up, the network whole and reliable, disks fast. Then a leader
+    /// must be elected, every client answered and everything committed applied everywhere.
+    fn heal(&mut self) {
+        self.faults = false;
+        self.partition = None;
+        for i in 0..self.nodes.len() {
+            self.nodes[i].slow_disk = false;
+            if !self.nodes[i].is_up() {
+                self.restart(i);
+            }
+        }
+        for round in 0..HEAL_ROUNDS_MAX {
+            for i in 0..self.nodes.len() {
+                if self.nodes[i].running_snapshot.is_some() {
+                    self.finish_snapshot(i);
+                }
+                while self.nodes[i].stripes.iter().any(|s| !s.is_empty()) {
+                    self.make_durable(i);
+                }
+                self.turn(i);
+            }
+            while let Some(m) = (!self.network.is_empty()).then(|| self.network.remove(0)) {
+                self.deliver(m);
+            }
+            if round % 3 == 2 {
+                self.tick_all();
+            }
+            if self.quiet() {
+                return;
+            }
+        }
+        let pending: Vec<_> = self
+            .nodes
+            .iter()
+            .map(|n| (n.unanswered.len(), n.reads_waiting, n.model.index, n.log_first, n.log.keys().next_back().copied(), n.core.as_ref().map(|c| (c.is_leader(), c.progress()))))
+            .collect();
+        panic!("not quiet after {HEAL_ROUNDS_MAX} rounds: (writes, reads unanswered, applied, log first, log last, (leader?, (term, leader, commit))) per member {pending:?}");
+    }
+
+    /// A serving leader, no client waiting, and every member caught up — or unable to catch up
+    /// without a raft snapshot.
+    fn quiet(&mut self) -> bool {
+        let Some(leader) = self.nodes.iter().position(|n| n.core.as_ref().is_some_and(|c| c.is_serving())) else { return false };
+        let commit = self.nodes[leader].core.as_ref().expect("up").progress().2;
+        let leader_first = self.nodes[leader].log_first;
+        let mut stuck = false;
+        for n in &self.nodes {
+            if !n.unanswered.is_empty() || n.reads_waiting > 0 {
+                return false;
+            }
+            if n.model.index < commit {
+                let last = n.log.keys().next_back().copied().unwrap_or(n.log_first - 1);
+                if last + 1 >= leader_first {
+                    return false;
+                }
+                stuck = true;
+            }
+        }
+        self.stuck_needing_snapshot = stuck;
+        true
+    }
+}
+
+struct Outcome {
+    acked: u64,
+    reads: u64,
+    boots: u64,
+    stuck: bool,
+}
+
+fn run_seed(seed: u64, trace: bool) -> Outcome {
+    let mut world = World::new(seed, trace);
+    for _ in 0..STEPS_PER_SEED {
+        world.step();
+    }
+    world.heal();
+    // No acknowledged write lost: every member that caught up holds every one of them.
+    let last = world.applied.keys().next_back().copied().unwrap_or(0);
+    for n in world.nodes.iter().filter(|n| n.model.index >= last) {
+        for tag in &world.acked_tags {
+            assert!(n.model.tags.contains(tag), "member {} lost acknowledged write {tag}", n.id);
+        }
+    }
+    Outcome { acked: world.acked, reads: world.reads_ok, boots: world.boots, stuck: world.stuck_needing_snapshot }
+}
+
+fn env_u64(name: &str) -> Option<u64> {
+    std::env::var(name).ok().map(|v| v.parse().unwrap_or_else(|_| panic!("{name}={v} is not a number")))
+}
+
+#[test]
+fn raft_cluster_simulation() {
+    let trace = std::env::var("RAFT_SIM_TRACE").is_ok_and(|v| v == "1");
+    let seeds: Vec<u64> = match env_u64("RAFT_SIM_SEED") {
+        Some(seed) => vec![seed],
+        None => {
+            let first = env_u64("RAFT_SIM_FIRST_SEED").unwrap_or(1);
+            (first..first + env_u64("RAFT_SIM_SEEDS").unwrap_or(3000)).collect()
+        }
+    };
+    let (mut acked, mut reads, mut boots, mut stuck) = (0, 0, 0, 0);
+    for &seed in &seeds {
+        match std::panic::catch_unwind(|| run_seed(seed, trace)) {
+            Ok(o) => {
+                acked += o.acked;
+                reads += o.reads;
+                boots += o.boots;
+                stuck += o.stuck as u64;
+            }
+            Err(e) => {
+                let why = e.downcast_ref::<String>().cloned().or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()));
+                panic!(
+                    "raft cluster simulation failed at seed {seed}: {}\nreplay: RAFT_SIM_SEED={seed} RAFT_SIM_TRACE=1 cargo test --test raft_sim_cluster",
+                    why.unwrap_or_default()
+                );
+            }
+        }
+    }
+    eprintln!(
+        "raft cluster simulation: {} seeds, {acked} writes acknowledged, {reads} reads answered, {boots} lives, {stuck} seeds with a member needing a snapshot",
+        seeds.len()
+    );
+    // The runs must exercise what they check.
+    assert!(acked > seeds.len() as u64 * 10, "only {acked} writes acknowledged over {} seeds", seeds.len());
+    assert!(reads > seeds.len() as u64, "only {reads} reads answered over {} seeds", seeds.len());
+}
+
+#[test]
+fn a_failing_invariant_names_its_seed() {
+    // The checker itself: a world that believes another entry was applied at index 2 must fail.
+    let mut world = World::new(3, false);
+    world.applied.insert(2, (u64::MAX, vec![], 0));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        for _ in 0..STEPS_PER_SEED {
+            world.step();
+        }
+        world.heal();
+    }));
+    assert!(result.is_err(), "another entry at index 2 went unnoticed");
+}
