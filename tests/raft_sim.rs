@@ -25,16 +25,16 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
-use ballast::proto::ballastpb::internal_request::Request;
 use raft::eraftpb::Message;
-use ballast::proto::etcdserverpb::PutRequest;
 use ballast::raft::core::{Core, CoreConfig, SnapPoint};
 use ballast::raft::snapshots::SnapshotOrder;
 use ballast::wal::record::Batch;
-use ballast::wal::recover::{append_batch, Recovered};
 
 #[path = "common/rng.rs"]
 mod rng;
+#[path = "common/sim.rs"]
+mod sim;
+use sim::{env_u64, put, recover, tag_of};
 use rng::Rng;
 
 const STEPS_PER_SEED: usize = 400;
@@ -60,11 +60,7 @@ enum Waiter {
 }
 
 /// What survives a crash.
-#[derive(Default)]
-struct Disk {
-    batches: BTreeMap<u64, Batch>,
-    snapshot: Option<(SnapshotOrder, Model)>,
-}
+type Disk = sim::Disk<Model>;
 
 struct Node {
     id: u64,
@@ -110,17 +106,6 @@ fn config(stripes: usize, snapshot_count: u64, boots: u64) -> CoreConfig {
     CoreConfig { id: 1, voters: vec![1], election_ticks: 10, randomized_election: false, stripes, snapshot_count, first_proposal_id: boots << 40, request_timeout_ticks: 1000 }
 }
 
-fn put(tag: u64) -> Request {
-    Request::Put(PutRequest { key: format!("k{tag}").into_bytes(), value: tag.to_le_bytes().to_vec(), ..Default::default() })
-}
-
-fn tag_of(req: &Option<Request>) -> u64 {
-    match req {
-        Some(Request::Put(p)) => String::from_utf8_lossy(&p.key)[1..].parse().expect("a simulated key"),
-        other => panic!("unexpected request {other:?}"),
-    }
-}
-
 impl Node {
     fn boot(disk: Disk, stripes: usize, snapshot_count: u64, boots: u64) -> Node {
         let (rec, disk) = recover(disk, stripes);
@@ -143,34 +128,6 @@ impl Node {
             serving_checked: false,
         }
     }
-}
-
-/// What WAL recovery reads back: from the snapshot's first batch, the contiguous prefix of
-/// durable batches (batches after a gap are erased, as `wal::recover` does).
-fn recover(mut disk: Disk, stripes: usize) -> (Recovered, Disk) {
-    let start_seq = disk.snapshot.as_ref().map_or(1, |(o, _)| o.wal_seq_from);
-    let mut rec = Recovered { last_seq: start_seq - 1, first_seq: start_seq, ..Default::default() };
-    let mut erased = Vec::new();
-    for (&seq, batch) in &disk.batches {
-        if seq < start_seq {
-            rec.hard_state = batch.hard_state.clone();
-            rec.max_seq_found = seq;
-        } else if seq == rec.last_seq + 1 && erased.is_empty() {
-            append_batch(&mut rec, batch).expect("batches continue the log");
-            rec.last_seq = seq;
-            rec.max_seq_found = seq;
-        } else {
-            assert!(seq <= rec.last_seq + stripes as u64, "batch {seq} beyond the {stripes} that may be in flight after {}", rec.last_seq);
-            erased.push(seq);
-        }
-    }
-    for seq in erased {
-        disk.batches.remove(&seq);
-    }
-    if let Some((o, _)) = &disk.snapshot {
-        assert!(rec.max_seq_found >= o.wal_seq_kept, "the wal lost batch {} the snapshot kept", o.wal_seq_kept);
-    }
-    (rec, disk)
 }
 
 impl World {
@@ -417,10 +374,6 @@ fn run_seed(seed: u64, trace: bool) -> (u64, u64) {
     }
     world.drain();
     (world.acked, world.boots)
-}
-
-fn env_u64(name: &str) -> Option<u64> {
-    std::env::var(name).ok().map(|v| v.parse().unwrap_or_else(|_| panic!("{name}={v} is not a number")))
 }
 
 #[test]

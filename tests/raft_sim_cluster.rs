@@ -37,17 +37,17 @@
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 use ballast::error::Error;
-use ballast::proto::ballastpb::internal_request::Request;
-use ballast::proto::etcdserverpb::PutRequest;
 use ballast::raft::core::{Core, CoreConfig, SnapPoint};
 use ballast::raft::proposals::ToApply;
 use ballast::raft::snapshots::SnapshotOrder;
 use ballast::wal::record::Batch;
-use ballast::wal::recover::{append_batch, Recovered};
 use raft::eraftpb::{Message, MessageType};
 
 #[path = "common/rng.rs"]
 mod rng;
+#[path = "common/sim.rs"]
+mod sim;
+use sim::{env_u64, put, recover, tag_of};
 use rng::Rng;
 
 const STEPS_PER_SEED: usize = 1500;
@@ -68,11 +68,7 @@ struct Read {
     observed_at_issue: u64,
 }
 
-#[derive(Default)]
-struct Disk {
-    batches: BTreeMap<u64, Batch>,
-    snapshot: Option<(SnapshotOrder, Model)>,
-}
+type Disk = sim::Disk<Model>;
 
 struct Node {
     id: u64,
@@ -131,47 +127,8 @@ struct World {
     stuck_needing_snapshot: bool,
 }
 
-fn put(tag: u64) -> Request {
-    Request::Put(PutRequest { key: format!("k{tag}").into_bytes(), value: tag.to_le_bytes().to_vec(), ..Default::default() })
-}
-
-fn tag_of(req: &Option<Request>) -> u64 {
-    match req {
-        Some(Request::Put(p)) => String::from_utf8_lossy(&p.key)[1..].parse().expect("a simulated key"),
-        other => panic!("unexpected request {other:?}"),
-    }
-}
-
 fn hash(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3))
-}
-
-/// What WAL recovery reads back (as `wal::recover`): from the snapshot's first batch, the
-/// contiguous prefix of durable batches; batches after a gap are erased.
-fn recover(mut disk: Disk, stripes: usize) -> (Recovered, Disk) {
-    let start_seq = disk.snapshot.as_ref().map_or(1, |(o, _)| o.wal_seq_from);
-    let mut rec = Recovered { last_seq: start_seq - 1, first_seq: start_seq, ..Default::default() };
-    let mut erased = Vec::new();
-    for (&seq, batch) in &disk.batches {
-        if seq < start_seq {
-            rec.hard_state = batch.hard_state.clone();
-            rec.max_seq_found = seq;
-        } else if seq == rec.last_seq + 1 && erased.is_empty() {
-            append_batch(&mut rec, batch).expect("batches continue the log");
-            rec.last_seq = seq;
-            rec.max_seq_found = seq;
-        } else {
-            assert!(seq <= rec.last_seq + stripes as u64, "batch {seq} beyond the {stripes} that may be in flight after {}", rec.last_seq);
-            erased.push(seq);
-        }
-    }
-    for seq in erased {
-        disk.batches.remove(&seq);
-    }
-    if let Some((o, _)) = &disk.snapshot {
-        assert!(rec.max_seq_found >= o.wal_seq_kept, "the wal lost batch {} the snapshot kept", o.wal_seq_kept);
-    }
-    (rec, disk)
 }
 
 impl Node {
@@ -724,10 +681,6 @@ fn run_seed(seed: u64, trace: bool) -> Outcome {
         }
     }
     Outcome { acked: world.acked, reads: world.reads_ok, boots: world.boots, stuck: world.stuck_needing_snapshot }
-}
-
-fn env_u64(name: &str) -> Option<u64> {
-    std::env::var(name).ok().map(|v| v.parse().unwrap_or_else(|_| panic!("{name}={v} is not a number")))
 }
 
 #[test]
