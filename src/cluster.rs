@@ -12,6 +12,11 @@ pub struct Member {
     pub id: u64,
     pub name: String,
     pub peer_urls: Vec<String>,
+    /// Published by the member once it serves (etcd's member attributes); empty until then.
+    #[serde(default)]
+    pub client_urls: Vec<String>,
+    #[serde(default)]
+    pub is_learner: bool,
 }
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -41,7 +46,7 @@ impl Cluster {
         for (name, url) in &cfg.initial_cluster {
             match members.iter_mut().find(|m| &m.name == name) {
                 Some(m) => m.peer_urls.push(url.clone()),
-                None => members.push(Member { id: 0, name: name.clone(), peer_urls: vec![url.clone()] }),
+                None => members.push(Member { id: 0, name: name.clone(), peer_urls: vec![url.clone()], client_urls: vec![], is_learner: false }),
             }
         }
         for m in &mut members {
@@ -71,7 +76,39 @@ impl Cluster {
     }
 
     pub fn voters(&self) -> Vec<u64> {
-        self.members.iter().map(|m| m.id).collect()
+        self.members.iter().filter(|m| !m.is_learner).map(|m| m.id).collect()
+    }
+
+    pub fn learners(&self) -> Vec<u64> {
+        self.members.iter().filter(|m| m.is_learner).map(|m| m.id).collect()
+    }
+
+    pub fn member(&self, id: u64) -> Option<&Member> {
+        self.members.iter().find(|m| m.id == id)
+    }
+}
+
+/// The live membership, shared by the applier (which replaces it whole on every applied
+/// change), the peer transport (which dials the members' peer URLs) and the Cluster service.
+#[derive(Clone)]
+pub struct Membership(std::sync::Arc<tokio::sync::watch::Sender<std::sync::Arc<Cluster>>>);
+
+impl Membership {
+    pub fn new(cluster: Cluster) -> Membership {
+        Membership(std::sync::Arc::new(tokio::sync::watch::Sender::new(std::sync::Arc::new(cluster))))
+    }
+
+    pub fn current(&self) -> std::sync::Arc<Cluster> {
+        self.0.borrow().clone()
+    }
+
+    pub fn set(&self, cluster: Cluster) {
+        self.0.send_replace(std::sync::Arc::new(cluster));
+    }
+
+    /// Changes from now on (the receiver sees the current value as seen).
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<std::sync::Arc<Cluster>> {
+        self.0.subscribe()
     }
 }
 

@@ -41,7 +41,7 @@ impl Cluster for ClusterService {
     }
 
     async fn member_list(&self, _r: Request<MemberListRequest>) -> Reply<MemberListResponse> {
-        let cluster = &self.ctx.cluster;
+        let cluster = self.ctx.membership.current();
         let members = cluster
             .members
             .iter()
@@ -49,8 +49,8 @@ impl Cluster for ClusterService {
                 id: m.id,
                 name: m.name.clone(),
                 peer_ur_ls: m.peer_urls.clone(),
-                client_ur_ls: if m.id == cluster.local_id { self.ctx.client_urls.clone() } else { vec![] },
-                is_learner: false,
+                client_ur_ls: if m.id == cluster.local_id { self.ctx.client_urls.clone() } else { m.client_urls.clone() },
+                is_learner: m.is_learner,
             })
             .collect();
         Ok(Response::new(MemberListResponse { header: self.ctx.header_without_revision(), members }))

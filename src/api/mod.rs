@@ -23,7 +23,10 @@ pub struct Ctx {
     pub raft: RaftHandle,
     pub shards: Shards,
     pub status: Arc<ServerStatus>,
+    /// The membership this member booted with (its ids).
     pub cluster: crate::cluster::Cluster,
+    /// The live membership (changed by applied member add/remove/update/promote).
+    pub membership: crate::cluster::Membership,
     pub client_urls: Vec<String>,
     pub max_request_bytes: usize,
     pub max_txn_ops: usize,

@@ -64,6 +64,8 @@ pub struct DriverConfig {
     pub lease_checkpoint_persist: bool,
     /// The front end's copy of the auth state, which the applier publishes.
     pub auth: Arc<crate::auth::AuthGuard>,
+    /// The live membership, which applied conf changes replace.
+    pub membership: crate::cluster::Membership,
 }
 
 struct Driver {

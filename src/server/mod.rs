@@ -119,6 +119,7 @@ fn start(cfg: Config) -> Result<(), String> {
     // Answers from the raft core to each front-end thread (reply.rs).
     let (reply_txs, reply_rxs): (Vec<_>, Vec<_>) = (0..FRONT_END_THREADS).map(|_| flume::unbounded()).unzip();
     let (ready_tx, ready_rx) = crossbeam::channel::bounded(1);
+    let membership = crate::cluster::Membership::new(cluster.clone());
     let core_cfg = DriverConfig {
         id: cluster.local_id,
         voters: cluster.voters(),
@@ -133,6 +134,7 @@ fn start(cfg: Config) -> Result<(), String> {
         lease_checkpoint: cfg.lease_checkpoint,
         lease_checkpoint_persist: cfg.lease_checkpoint_persist,
         auth: auth.clone(),
+        membership: membership.clone(),
     };
     let core_status = status.clone();
     // The watch hub runs beside the raft driver on shard 0; the driver tells it how far apply went.
@@ -162,6 +164,7 @@ fn start(cfg: Config) -> Result<(), String> {
         shards: shard_handles,
         status,
         cluster,
+        membership,
         client_urls: cfg.advertise_client_urls.clone(),
         max_request_bytes: cfg.max_request_bytes as usize,
         max_txn_ops: cfg.max_txn_ops as usize,
