@@ -109,7 +109,7 @@ fn config(stripes: usize, snapshot_count: u64, boots: u64) -> CoreConfig {
 impl Node {
     fn boot(disk: Disk, stripes: usize, snapshot_count: u64, boots: u64) -> Node {
         let (rec, disk) = recover(disk, stripes);
-        let point = disk.snapshot.as_ref().map(|(o, _)| SnapPoint { index: o.index, term: o.term, voters: vec![1] });
+        let point = disk.snapshot.as_ref().map(|(o, _)| SnapPoint { index: o.index, term: o.term, voters: vec![1], data: Vec::new() });
         let core = Core::new(&config(stripes, snapshot_count, boots), &rec, point.as_ref()).expect("core starts");
         let model = disk.snapshot.as_ref().map_or_else(Model::default, |(_, m)| m.clone());
         Node {
@@ -328,7 +328,7 @@ impl World {
         if self.rng.chance(10) {
             self.crash(); // after the manifest, before the core heard of it
         } else {
-            self.nodes[self.at].core.snapshot_done(Ok(()));
+            self.nodes[self.at].core.snapshot_done(Ok(Vec::new()));
         }
     }
 
@@ -356,7 +356,7 @@ impl World {
             if self.nodes[self.at].running_snapshot.is_some() {
                 let running = self.nodes[self.at].running_snapshot.take().expect("checked");
                 self.nodes[self.at].disk.snapshot = Some(running);
-                self.nodes[self.at].core.snapshot_done(Ok(()));
+                self.nodes[self.at].core.snapshot_done(Ok(Vec::new()));
             }
             self.turn();
             if self.nodes[self.at].unanswered.is_empty() && self.nodes[self.at].waiting == 0 && self.nodes[self.at].stripes.iter().all(VecDeque::is_empty) {

@@ -26,15 +26,22 @@
 //! read works on any member (ReadIndex, forwarded by raft-rs); see `reads.rs` for retries and
 //! etcd's "leader changed". Every client waiting in the core is answered within the request
 //! timeout (`request_timeout_ticks`: "request timed out"), so a lost message or a leader
-//! change never leaves one hanging. Not built yet: installing a raft snapshot from the leader
-//! (`storage.rs`: a follower behind the leader's log waits), membership changes (a conf change
-//! entry is applied as nothing).
+//! change never leaves one hanging.
+//!
+//! A follower behind the first entry the leader still holds is sent a raft snapshot: raft's
+//! storage offers the latest durable local snapshot (`storage.rs`), with a descriptor of its
+//! files as data; the follower fetches the files, then installs them while raft's ready that
+//! carries the snapshot waits (`installs.rs`: the two steps, and why). Raft's log is never
+//! trimmed past the snapshot offered, so the snapshot always reaches the leader's first entry.
+//! Not built yet: membership changes (a conf change entry is applied as nothing).
 
 use std::collections::VecDeque;
 
-use raft::eraftpb::{Entry, EntryType, HardState, Message};
-use raft::{Config as RaftConfig, RawNode, StateRole};
+use raft::eraftpb::{ConfState, Entry, EntryType, HardState, Message, MessageType};
+use raft::{Config as RaftConfig, RawNode, SnapshotStatus, StateRole};
 
+use super::installs::{status_message, Installs, STATUS_TIMEOUT_ELECTIONS};
+pub use super::installs::{FetchOrder, InstallOrder};
 use super::log_writer::{LogWriter, WalWrite};
 use super::proposals::{Proposals, ToApply};
 use super::reads::Reads;
@@ -90,6 +97,10 @@ pub struct Output<W, R> {
     pub snapshot: Option<SnapshotOrder>,
     /// WAL batches before this sequence number may be deleted (a snapshot covers them).
     pub release_wal_before: Option<u64>,
+    /// Fetch the leader's snapshot files, then report `Core::fetched`.
+    pub fetch: Option<FetchOrder>,
+    /// Install the fetched snapshot, then report `Core::installed`.
+    pub install: Option<InstallOrder>,
 }
 
 impl<W, R> Default for Output<W, R> {
@@ -102,6 +113,8 @@ impl<W, R> Default for Output<W, R> {
             done: Vec::new(),
             snapshot: None,
             release_wal_before: None,
+            fetch: None,
+            install: None,
         }
     }
 }
@@ -120,6 +133,13 @@ pub struct Core<W, R> {
     ticks: u64,
     /// The leader last seen (`INVALID_ID`: none), to notice a new one.
     leader_seen: u64,
+    /// Raft snapshots from the leader (`installs.rs`).
+    installs: Installs,
+    /// The index of an installed snapshot, applied as soon as raft counts it persisted.
+    applied_to_after_persist: Option<u64>,
+    /// The conf state of the running local snapshot, as of its index.
+    snapshot_conf: ConfState,
+    election_ticks: u64,
 }
 
 impl<W, R> Core<W, R> {
@@ -162,6 +182,10 @@ impl<W, R> Core<W, R> {
             out: Output::default(),
             ticks: 0,
             leader_seen,
+            installs: Installs::default(),
+            applied_to_after_persist: None,
+            snapshot_conf: ConfState::default(),
+            election_ticks: cfg.election_ticks as u64,
         })
     }
 
@@ -209,20 +233,40 @@ impl<W, R> Core<W, R> {
 
     /// One heartbeat interval passed: raft's clock, and the request timeouts'.
     pub fn tick(&mut self) {
-        self.raw.tick();
         self.ticks += 1;
+        if !self.installs.holding_ready() {
+            self.raw.tick();
+            self.report_overdue_snapshots();
+        }
         let expired = self.proposals.expire(self.ticks);
         self.out.refused.extend(expired.into_iter().map(|w| (w, Error::Timeout)));
         let expired = self.reads.expire(self.ticks);
         self.out.done.extend(expired.into_iter().map(|r| (r, Err(Error::Timeout))));
         for ctx in self.reads.retry(self.ticks) {
-            self.raw.read_index(ctx);
+            if !self.installs.holding_ready() {
+                self.raw.read_index(ctx);
+            }
         }
     }
 
     /// A message from a peer. A proposal forwarded here that raft drops (no leader any more)
     /// is not an error: its sender's client times out, as etcd's.
     pub fn step(&mut self, msg: Message) -> Result<(), String> {
+        match msg.get_msg_type() {
+            MessageType::MsgSnapStatus => {
+                self.snapshot_status(msg.from, !msg.reject);
+                return Ok(());
+            }
+            MessageType::MsgSnapshot if self.would_restore(&msg) => {
+                if !self.installs.busy() {
+                    self.out.fetch = Some(self.installs.fetch(msg));
+                }
+                return Ok(());
+            }
+            // A held ready must be advanced before raft changes: the message is lost.
+            _ if self.installs.holding_ready() => return Ok(()),
+            _ => {}
+        }
         match self.raw.step(msg) {
             Ok(()) | Err(raft::Error::ProposalDropped) => Ok(()),
             Err(e) => Err(format!("raft step: {e}")),
@@ -234,6 +278,9 @@ impl<W, R> Core<W, R> {
     /// Proposes the turn's batch, asks for the turn's reads and handles readies.
     pub fn advance(&mut self) {
         self.release_persisted();
+        if self.installs.holding_ready() {
+            return;
+        }
         self.propose_batch();
         // Reads wait until raft would not drop them: a leader that has committed an entry of
         // its term, or a follower that knows a leader (who may still drop it: `reads.rs`).
@@ -244,7 +291,7 @@ impl<W, R> Core<W, R> {
             }
         }
         for _ in 0..MAX_READIES_PER_TURN {
-            if !self.raw.has_ready() || self.log.is_full() {
+            if !self.raw.has_ready() || self.log.is_full() || self.installs.holding_ready() {
                 break;
             }
             self.handle_ready();
@@ -264,10 +311,12 @@ impl<W, R> Core<W, R> {
     pub fn end_turn(&mut self) {
         let done = self.reads.release(self.raw.raft.raft_log.applied);
         self.out.done.extend(done.into_iter().map(|r| (r, Ok(()))));
-        if !self.snapshots.is_due() || !self.may_snapshot() {
+        self.order_install();
+        if !self.snapshots.is_due() || !self.may_snapshot() || self.installs.holding_ready() {
             return;
         }
         let index = self.raw.raft.raft_log.applied;
+        self.snapshot_conf = self.raw.raft.prs().conf().to_conf_state();
         let order = SnapshotOrder {
             index,
             term: self.raw.raft.raft_log.term(index).unwrap_or(0),
@@ -279,11 +328,14 @@ impl<W, R> Core<W, R> {
     }
 
     /// The running snapshot is durable (or failed): raft's log before it is released, and the
-    /// WAL batches before it may go.
-    pub fn snapshot_done(&mut self, result: Result<(), String>) {
+    /// WAL batches before it may go. `data`: its descriptor, which followers are sent from now.
+    pub fn snapshot_done(&mut self, result: Result<Vec<u8>, String>) {
         let (order, waiters) = self.snapshots.finish();
         let reply = match result {
-            Ok(()) => {
+            Ok(data) => {
+                let conf = std::mem::take(&mut self.snapshot_conf);
+                let point = SnapPoint { index: order.index, term: order.term, voters: conf.voters, data };
+                self.raw.store().offer(point.to_snapshot());
                 // With peers, etcd's SnapshotCatchUpEntries stay for followers behind.
                 let to = order.index.saturating_sub(self.catch_up_entries());
                 if let Err(e) = self.raw.mut_store().wl().compact(to) {
@@ -295,6 +347,59 @@ impl<W, R> Core<W, R> {
             Err(e) => Err(Error::Internal(format!("snapshot failed: {e}"))),
         };
         self.out.done.extend(waiters.into_iter().map(|w| (w, reply.clone())));
+        self.order_install();
+    }
+
+    /// The leader's snapshot files are fetched (step 1 of `installs.rs`): raft may restore it.
+    /// A failure tells the leader, which sends again later.
+    pub fn fetched(&mut self, result: Result<(), String>) {
+        let Some(msg) = self.installs.fetched(result.is_ok()) else { return };
+        match result {
+            Ok(()) => {
+                if let Err(e) = self.raw.step(msg) {
+                    crate::log::warn("raft refused a snapshot", &[("error", e.to_string())]);
+                }
+            }
+            Err(e) => {
+                crate::log::warn("cannot fetch the leader's snapshot", &[("index", msg.get_snapshot().get_metadata().index.to_string()), ("error", e)]);
+                self.out.messages.push(status_message(self.raw.raft.id, msg.from, false));
+            }
+        }
+    }
+
+    /// The ordered install is durable (step 2): raft's storage takes the snapshot and the held
+    /// ready goes on. `data`: the installed snapshot's own descriptor, offered from now on. An
+    /// install that failed left the old state or the new one on disk: fatal, as a failed WAL
+    /// write.
+    pub fn installed(&mut self, result: Result<Vec<u8>, String>) {
+        let (mut rd, order) = self.installs.take_installed();
+        let data = result.unwrap_or_else(|e| panic!("cannot install the leader's snapshot at index {}: {e}", order.index));
+        let snap = rd.snapshot().clone();
+        {
+            let mut store = self.raw.mut_store().wl();
+            store.apply_snapshot(snap.clone()).unwrap_or_else(|e| panic!("raft storage refused snapshot {}: {e}", order.index));
+        }
+        let point = SnapPoint { index: order.index, term: order.term, voters: order.voters.clone(), data };
+        self.raw.store().offer(point.to_snapshot());
+        self.log.forget_before(order.wal_seq_from);
+        let entries = rd.take_entries();
+        let hs = rd.hs().cloned();
+        let seq = self.must_sync(&entries, hs.as_ref()).then(|| self.write(entries, hs));
+        self.log.track(rd.number(), seq);
+        if order.from != raft::INVALID_ID {
+            let finished = status_message(self.raw.raft.id, order.from, true);
+            match self.after_persist.back_mut() {
+                Some((n, msgs)) if *n == rd.number() => msgs.push(finished),
+                _ => self.after_persist.push_back((rd.number(), vec![finished])),
+            }
+        }
+        self.raw.advance_append_async(rd);
+        // Entries this node proposed up to the snapshot: applied or not, nobody here can tell.
+        self.proposals.forget_up_to(order.index);
+        self.snapshots.installed();
+        self.applied_to_after_persist = Some(order.index);
+        self.out.release_wal_before = Some(order.release_wal_before());
+        self.release_persisted();
     }
 
     // ---- state ----
@@ -353,6 +458,43 @@ impl<W, R> Core<W, R> {
         self.is_serving() || (r.state == StateRole::Follower && r.leader_id != raft::INVALID_ID && r.raft_log.applied >= r.raft_log.committed)
     }
 
+    /// Whether raft would restore the snapshot this message carries (else it is stepped as is:
+    /// raft answers where this member is).
+    fn would_restore(&self, msg: &Message) -> bool {
+        let r = &self.raw.raft;
+        let meta = msg.get_snapshot().get_metadata();
+        msg.term >= r.term && meta.index > r.raft_log.committed && !r.raft_log.match_term(meta.index, meta.term)
+    }
+
+    /// The held ready's install, once no local snapshot runs (the two would race for the
+    /// manifest).
+    fn order_install(&mut self) {
+        if self.snapshots.is_running() {
+            return;
+        }
+        let wal = (self.log.next_seq(), self.log.durable_seq());
+        if let Some(order) = self.installs.order(wal) {
+            self.out.install = Some(order);
+        }
+    }
+
+    /// Leader: follower `from` finished (or failed) fetching the snapshot it was sent.
+    fn snapshot_status(&mut self, from: u64, ok: bool) {
+        if self.is_leader() && self.installs.status(from) {
+            self.raw.report_snapshot(from, if ok { SnapshotStatus::Finish } else { SnapshotStatus::Failure });
+        }
+    }
+
+    /// Leader: snapshots sent without news for too long count as failed (so raft sends again).
+    fn report_overdue_snapshots(&mut self) {
+        let timeout = STATUS_TIMEOUT_ELECTIONS * self.election_ticks.max(1);
+        for id in self.installs.overdue(self.ticks, timeout) {
+            if self.is_leader() {
+                self.raw.report_snapshot(id, SnapshotStatus::Failure);
+            }
+        }
+    }
+
     /// etcd's leader-change notice: when a new leader is seen, the ReadIndex requests in
     /// flight fail with "leader changed" (the old leader may never answer them).
     fn notice_new_leader(&mut self) {
@@ -371,6 +513,9 @@ impl<W, R> Core<W, R> {
     }
 
     fn propose_batch(&mut self) {
+        if self.installs.holding_ready() {
+            return;
+        }
         let Some((requests, data)) = self.proposals.take_batch() else { return };
         crate::metrics::handles().raft_proposal_batch.record(requests.len() as f64);
         let leading = self.is_leader();
@@ -396,8 +541,9 @@ impl<W, R> Core<W, R> {
     /// them persisted only when the batch is durable (`release_persisted`).
     fn handle_ready(&mut self) {
         let mut rd = self.raw.ready();
-        // `LogStore` offers no snapshot, so no leader built from this code sends one.
-        assert!(rd.snapshot().is_empty(), "a raft snapshot from the leader: installing one is not built yet");
+        for m in rd.messages().iter().filter(|m| m.get_msg_type() == MessageType::MsgSnapshot) {
+            self.installs.sent(m.to, self.ticks);
+        }
         self.out.messages.extend(rd.take_messages());
         let persisted_messages = rd.take_persisted_messages();
         if !persisted_messages.is_empty() {
@@ -405,6 +551,14 @@ impl<W, R> Core<W, R> {
         }
         for rs in rd.take_read_states() {
             self.reads.answered(&rs.request_ctx, rs.index);
+        }
+        if !rd.snapshot().is_empty() {
+            // raft-rs hands out no committed entries with a snapshot; the ready waits for the
+            // install (`installs.rs`, step 2).
+            assert!(rd.committed_entries().is_empty(), "a ready with a snapshot and committed entries");
+            self.installs.hold(rd);
+            self.order_install();
+            return;
         }
         for e in rd.take_committed_entries() {
             let to_apply = self.committed(e);
@@ -463,6 +617,11 @@ impl<W, R> Core<W, R> {
         let (number, barriers) = self.log.release();
         if let Some(number) = number {
             self.raw.on_persist_ready(number);
+            // An installed snapshot counts as applied once raft counts it persisted.
+            if let Some(index) = self.applied_to_after_persist.filter(|&i| self.raw.raft.raft_log.persisted >= i) {
+                self.raw.advance_apply_to(index);
+                self.applied_to_after_persist = None;
+            }
             while self.after_persist.front().is_some_and(|(n, _)| *n <= number) {
                 let (_, msgs) = self.after_persist.pop_front().expect("checked above");
                 self.out.messages.extend(msgs);
@@ -475,7 +634,11 @@ impl<W, R> Core<W, R> {
     /// keeps none: the WAL and the snapshots hold them for recovery. With peers, etcd's
     /// SnapshotCatchUpEntries stay for followers to catch up from.
     fn trim_log(&mut self, applied: u64) {
-        let to = applied.saturating_sub(self.catch_up_entries());
+        let mut to = applied.saturating_sub(self.catch_up_entries());
+        if self.voters.len() > 1 {
+            // Never past the snapshot a follower would be sent instead of the entries.
+            to = to.min(self.raw.store().offered_index());
+        }
         let first = raft::Storage::first_index(self.raw.store()).unwrap_or(to);
         if to >= first + LOG_TRIM_STEP_ENTRIES {
             if let Err(e) = self.raw.mut_store().wl().compact(to) {

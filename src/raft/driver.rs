@@ -31,6 +31,7 @@ use crate::proto::etcdserverpb::{alarm_request::AlarmAction, AlarmRequest, Alarm
 use crate::reply;
 use crate::shard::mailbox::Shards;
 use crate::snapshot::coordinator::{AppliedState, Coordinator, Finished};
+use crate::snapshot::descriptor::Descriptor;
 use crate::snapshot::Manifest;
 use crate::status::ServerStatus;
 use crate::wal::recover::Recovered;
@@ -201,7 +202,7 @@ impl Driver {
             first_proposal_id: (cfg.id & 0xffff) << 48 | boot_micros,
             request_timeout_ticks: timeout.as_nanos().div_ceil(cfg.heartbeat.as_nanos().max(1)) as u64,
         };
-        let point = snap.as_ref().map(|m| SnapPoint { index: m.index, term: m.term, voters: m.voters.clone() });
+        let point = snap.as_ref().map(|m| SnapPoint { index: m.index, term: m.term, voters: m.voters.clone(), data: Descriptor::of(m).encode() });
         let core = Core::new(&core_cfg, recovered, point.as_ref())?;
         let election_timeout = cfg.heartbeat * cfg.election_ticks as u32;
         let min_ttl = crate::lease::min_ttl_seconds(cfg.heartbeat, cfg.election_ticks as u64);

@@ -115,6 +115,17 @@ impl<B> LogWriter<B> {
         self.barriers.extract_if(.., |(seq, _)| *seq <= durable).map(|(_, b)| b).collect()
     }
 
+    /// The sequence number the next batch will get.
+    pub fn next_seq(&self) -> u64 {
+        self.wal_seq + 1
+    }
+
+    /// A snapshot from the leader replaced the log: WAL replay after it starts at batch `seq`,
+    /// and batches before it (entries of the replaced log) never count for a later snapshot.
+    pub fn forget_before(&mut self, seq: u64) {
+        self.batch_index.retain(|&(s, _)| s >= seq);
+    }
+
     /// The first batch holding an entry after `index`: WAL replay after a snapshot at `index`
     /// starts there (the next batch to write when none does).
     pub fn first_batch_after(&mut self, index: u64) -> u64 {

@@ -145,6 +145,16 @@ impl<W> Proposals<W> {
         lost
     }
 
+    /// A snapshot from the leader covers everything up to `index`: entries this node proposed
+    /// there may or may not be in it. Their requests are forgotten; their waiters stay, answered
+    /// by id if applied later (they cannot be) or when their request times out — never refused
+    /// for certain.
+    pub fn forget_up_to(&mut self, index: u64) {
+        while self.proposed.front().is_some_and(|(i, _, _)| *i <= index) {
+            self.proposed.pop_front();
+        }
+    }
+
     /// The requests of a committed normal entry, with their waiters, and the waiters of
     /// entries this node proposed that a new leader replaced (never to be applied).
     pub fn committed(&mut self, index: u64, term: u64, data: &[u8]) -> (ToApply<W>, Vec<W>) {

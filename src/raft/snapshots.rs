@@ -49,6 +49,16 @@ impl<R> Schedule<R> {
         self.running.is_none() && (self.applied_since >= self.every_requests || !self.requested.is_empty())
     }
 
+    pub fn is_running(&self) -> bool {
+        self.running.is_some()
+    }
+
+    /// A snapshot from the leader was installed: it counts as the last snapshot.
+    pub fn installed(&mut self) {
+        assert!(self.running.is_none(), "a snapshot from the leader installed while one of ours ran");
+        self.applied_since = 0;
+    }
+
     /// Marks `order` as running; its `full` is set when a snapshot was requested.
     pub fn start(&mut self, mut order: SnapshotOrder) -> SnapshotOrder {
         assert!(self.running.is_none(), "a snapshot is already running");

@@ -3,12 +3,16 @@
 //! snapshot position (if any), the recovered hard state and the entries after the snapshot are
 //! loaded back, so raft resumes where it stopped.
 //!
-//! `LogStore` is `MemStorage` that never offers raft a snapshot: a follower behind the first
-//! entry the leader still holds would need the MVCC segments sent and installed, which is not
-//! built yet, and `MemStorage`'s own snapshot carries no data (the follower would skip the
-//! entries and apply nothing in their place). Refused, raft keeps the follower waiting instead.
+//! `LogStore` is `MemStorage` whose snapshot is the latest durable local snapshot (`offer`):
+//! its raft position and conf state, and as data a small descriptor the driver understands
+//! (which snapshot files to fetch: `snapshot::install::Descriptor`), never the segments
+//! themselves. `MemStorage`'s own snapshot would carry no data (a follower would skip the
+//! entries and apply nothing in their place). Before the first durable snapshot there is none
+//! to offer, and raft's log is not compacted past it (`Core::trim_log`), so a follower behind
+//! the leader's first entry can always be sent one.
 
 use std::ops::Deref;
+use std::sync::{Arc, RwLock};
 
 use raft::prelude::{ConfState, Entry, Snapshot};
 use raft::storage::{MemStorage, RaftState};
@@ -22,11 +26,42 @@ pub struct SnapPoint {
     pub index: u64,
     pub term: u64,
     pub voters: Vec<u64>,
+    /// The snapshot's descriptor, offered to followers as the raft snapshot's data.
+    pub data: Vec<u8>,
 }
 
-/// raft's log: `MemStorage` without snapshots (see the module comment).
+impl SnapPoint {
+    /// The raft snapshot that stands for this point.
+    pub fn to_snapshot(&self) -> Snapshot {
+        let mut s = Snapshot::default();
+        let meta = s.mut_metadata();
+        meta.index = self.index;
+        meta.term = self.term;
+        meta.set_conf_state(ConfState::from((self.voters.clone(), vec![])));
+        s.data = self.data.clone().into();
+        s
+    }
+}
+
+/// raft's log: `MemStorage`, offering the latest durable snapshot (see the module comment).
 #[derive(Clone, Default)]
-pub struct LogStore(MemStorage);
+pub struct LogStore(MemStorage, Arc<RwLock<Option<Snapshot>>>);
+
+impl LogStore {
+    /// From now on a follower that needs a snapshot is sent this one (durable, and not older
+    /// than the one offered before).
+    pub fn offer(&self, snap: Snapshot) {
+        let mut offered = self.1.write().unwrap_or_else(|e| e.into_inner());
+        if offered.as_ref().is_none_or(|o| o.get_metadata().index <= snap.get_metadata().index) {
+            *offered = Some(snap);
+        }
+    }
+
+    /// The index of the snapshot offered (0: none yet).
+    pub fn offered_index(&self) -> u64 {
+        self.1.read().unwrap_or_else(|e| e.into_inner()).as_ref().map_or(0, |s| s.get_metadata().index)
+    }
+}
 
 impl Deref for LogStore {
     type Target = MemStorage;
@@ -51,8 +86,11 @@ impl raft::Storage for LogStore {
     fn last_index(&self) -> raft::Result<u64> {
         self.0.last_index()
     }
-    fn snapshot(&self, _request_index: u64, _to: u64) -> raft::Result<Snapshot> {
-        Err(raft::Error::Store(raft::StorageError::SnapshotTemporarilyUnavailable))
+    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+        match &*self.1.read().unwrap_or_else(|e| e.into_inner()) {
+            Some(s) if s.get_metadata().index >= request_index => Ok(s.clone()),
+            _ => Err(raft::Error::Store(raft::StorageError::SnapshotTemporarilyUnavailable)),
+        }
     }
 }
 
@@ -64,12 +102,7 @@ pub fn restore(voters: Vec<u64>, recovered: &Recovered, snap: Option<&SnapPoint>
                 return Err(format!("this member ({voters:x?}) is not among the snapshot's voters ({:x?})", m.voters));
             }
             let storage = MemStorage::new();
-            let mut s = Snapshot::default();
-            let meta = s.mut_metadata();
-            meta.index = m.index;
-            meta.term = m.term;
-            meta.set_conf_state(ConfState::from((m.voters.clone(), vec![])));
-            storage.wl().apply_snapshot(s).map_err(|e| format!("cannot load snapshot into raft: {e}"))?;
+            storage.wl().apply_snapshot(m.to_snapshot()).map_err(|e| format!("cannot load snapshot into raft: {e}"))?;
             storage
         }
     };
@@ -93,5 +126,9 @@ pub fn restore(voters: Vec<u64>, recovered: &Recovered, snap: Option<&SnapPoint>
     hs.term = hs.term.max(snap.map_or(0, |m| m.term));
     core.set_hardstate(hs);
     drop(core);
-    Ok(LogStore(storage))
+    let store = LogStore(storage, Arc::default());
+    if let Some(m) = snap {
+        store.offer(m.to_snapshot());
+    }
+    Ok(store)
 }

@@ -93,8 +93,9 @@ impl Coordinator {
         .detach();
     }
 
-    /// Records the outcome of the running snapshot.
-    pub fn finish(&mut self, result: Finished) -> Result<(), String> {
+    /// Records the outcome of the running snapshot: its descriptor (which followers are sent
+    /// from now on), or why it failed.
+    pub fn finish(&mut self, result: Finished) -> Result<Vec<u8>, String> {
         if let Some(started) = self.started.take() {
             m::handles().snapshot_seconds.record(started.elapsed().as_secs_f64());
         }
@@ -103,8 +104,9 @@ impl Coordinator {
                 crate::failpoint::crash("snapshot-before-release");
                 let kind = if m.deltas == 0 { "full" } else { "delta" };
                 crate::log::info("saved snapshot", &[("index", m.index.to_string()), ("revision", m.rev.to_string()), ("kind", kind.into())]);
+                let descriptor = super::descriptor::Descriptor::of(&m).encode();
                 self.last = Some(m);
-                Ok(())
+                Ok(descriptor)
             }
             Err(e) => {
                 // A shard may have let go of tombstones its segment holds, and that segment is

@@ -12,9 +12,17 @@
 //! reports the outcome to the core's driver as a message; the driver hands it to the core, which
 //! releases raft's log and the WAL before the snapshot.
 //!
-//! Files: `<data-dir>/member/snap/manifest.json` and `<index:016x>-<seq>-<shard>.seg`.
+//! A follower behind the leader's log is sent a raft snapshot whose data is a descriptor
+//! (`descriptor.rs`); it copies the leader's files (`fetch.rs`) and installs them as its own
+//! snapshot (`install.rs`), manifest last.
+//!
+//! Files: `<data-dir>/member/snap/manifest.json` and `<index:016x>-<seq>-<shard>.seg`
+//! (`incoming/` while a leader's snapshot is fetched).
 
 pub mod coordinator;
+pub mod descriptor;
+pub mod fetch;
+pub mod install;
 pub mod load;
 pub mod manifest;
 
