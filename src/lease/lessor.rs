@@ -56,6 +56,12 @@ impl Lessor {
         Lessor { leases: HashMap::new(), min_ttl, retry, checkpoints }
     }
 
+    /// A snapshot from the leader replaced the state: its leases replace every lease held.
+    pub fn replace(&mut self, leases: &[(i64, i64)], remaining: &[(i64, i64)]) {
+        self.leases.clear();
+        self.restore(leases, remaining);
+    }
+
     /// Leases saved by a snapshot, as (id, ttl), and the time left at their last checkpoint.
     pub fn restore(&mut self, leases: &[(i64, i64)], remaining: &[(i64, i64)]) {
         for &(id, ttl) in leases {

@@ -9,6 +9,13 @@
 //! in log order and answer their clients (published as applied first, so a client's next
 //! serializable read sees its write); `core.end_turn()`; start the snapshot it ordered; flush
 //! the turn's answers, one batch per front-end thread.
+//!
+//! A raft snapshot from the leader (`installs.rs`): the driver fetches the files the core
+//! orders (`snapshot::fetch`; needs the peer transport, not wired yet: the fetch fails and the
+//! leader is told), then installs them: the stores are loaded from them with the boot path's
+//! code and replace every shard's, the applier takes the snapshot's revision, alarms, auth
+//! state and leases, the watch hub moves every watcher to catch up from the new stores, and
+//! the manifest is written last (`snapshot::install`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,7 +23,7 @@ use std::time::{Duration, Instant};
 use futures_util::future::{select, Either};
 use tokio::sync::oneshot;
 
-use super::core::{Core, CoreConfig, Output, SnapPoint};
+use super::core::{Core, CoreConfig, FetchOrder, InstallOrder, Output, SnapPoint};
 use super::handle::{CoreMsg, LeaseCall};
 use super::proposals::ToApply;
 use crate::kv::apply::Applier;
@@ -32,6 +39,7 @@ use crate::reply;
 use crate::shard::mailbox::Shards;
 use crate::snapshot::coordinator::{AppliedState, Coordinator, Finished};
 use crate::snapshot::descriptor::Descriptor;
+use crate::snapshot::install::{self, Placement};
 use crate::snapshot::Manifest;
 use crate::status::ServerStatus;
 use crate::wal::recover::Recovered;
@@ -81,6 +89,10 @@ struct Driver {
     retired_stripes: Vec<(std::path::PathBuf, u64)>,
     /// The watch hub, told how far apply has gone.
     watch: flume::Sender<Applied>,
+    shards: Shards,
+    snap_dir: std::path::PathBuf,
+    /// The manifest of the leader's snapshot fetched into the staging directory.
+    fetched: Option<Manifest>,
 }
 
 /// Where the driver's outside events come from and go: durable WAL batches, finished
@@ -219,7 +231,7 @@ impl Driver {
             }
             status.publish_applied(m.index, m.rev, m.compact_rev);
         }
-        let snapshots = Coordinator::new(cfg.snap_dir.clone(), shards, status.clone(), cfg.voters.clone(), snap, done_tx);
+        let snapshots = Coordinator::new(cfg.snap_dir.clone(), shards.clone(), status.clone(), cfg.voters.clone(), snap, done_tx);
         Ok(Driver {
             core,
             applier,
@@ -230,6 +242,9 @@ impl Driver {
             status,
             retired_stripes: cfg.retired_stripes.clone(),
             watch,
+            shards,
+            snap_dir: cfg.snap_dir.clone(),
+            fetched: None,
         })
     }
 
@@ -308,6 +323,13 @@ impl Driver {
         let more = self.core.take_output();
         self.answer(more.done);
         debug_assert!(more.wal.is_empty() && more.apply.is_empty() && more.snapshot.is_none());
+        if let Some(order) = out.fetch {
+            self.fetch(order).await;
+        }
+        if let Some(order) = out.install {
+            let result = self.install(&order).await;
+            self.core.installed(result);
+        }
         if let Some(order) = out.snapshot {
             let (leases, lease_remaining) = self.applier.lessor().saved();
             let state = AppliedState {
@@ -364,7 +386,7 @@ impl Driver {
             let run = rest.iter().position(|r| matches!(r, Some(Request::Compaction(_)))).unwrap_or(rest.len());
             let (now, later) = if run == 0 {
                 let (done, wait) = oneshot::channel();
-                let _ = self.watch.send(Applied { rev: self.applier.rev(), done: Some(done) });
+                let _ = self.watch.send(Applied { rev: self.applier.rev(), done: Some(done), restored: false });
                 let _ = wait.await; // (an error: the hub is gone)
                 rest.split_at_mut(1)
             } else {
@@ -379,7 +401,7 @@ impl Driver {
     }
 
     fn tell_watch(&self) {
-        let _ = self.watch.send(Applied { rev: self.status.applied_rev(), done: None });
+        let _ = self.watch.send(Applied { rev: self.status.applied_rev(), done: None, restored: false });
     }
 
     fn lease_call(&mut self, call: LeaseCall) {
@@ -431,6 +453,61 @@ impl Driver {
     fn propose_internal(&mut self, req: Request) {
         let (reply, _) = oneshot::channel();
         self.core.propose(req, (None, reply));
+    }
+
+    /// Step 1 of a snapshot from the leader: its files, into the staging directory.
+    async fn fetch(&mut self, order: FetchOrder) {
+        let result = match Descriptor::decode(&order.data) {
+            // Needs the peer transport (a `snapshot::fetch::Source` on the leader's `Served`).
+            Ok(d) => Err(format!("no peer transport to fetch snapshot {} (index {}) from member {:x}", d.seq, d.index, order.from)),
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(m) => {
+                self.fetched = Some(m);
+                self.core.fetched(Ok(()));
+            }
+            Err(e) => self.core.fetched(Err(e)),
+        }
+    }
+
+    /// Step 2: the fetched files become this member's state and snapshot; returns its
+    /// descriptor. An error is fatal (the core stops the process): the disk holds the old
+    /// snapshot or, once the manifest is written, the new one.
+    async fn install(&mut self, order: &InstallOrder) -> std::result::Result<Vec<u8>, String> {
+        let fetched = self.fetched.take().ok_or("no snapshot fetched")?;
+        let placement = Placement {
+            seq: self.snapshots.next_seq(),
+            index: order.index,
+            term: order.term,
+            voters: order.voters.clone(),
+            wal_seq_from: order.wal_seq_from,
+            wal_seq_kept: order.wal_seq_kept,
+        };
+        let (dir, shards) = (self.snap_dir.clone(), self.shards.count());
+        let (m, stores) = glommio::executor()
+            .spawn_blocking(move || {
+                let m = install::place(&dir, &fetched, &placement)?;
+                let stores = crate::snapshot::load::load_stores(&dir, &m, shards)?;
+                Ok::<_, String>((m, stores))
+            })
+            .await?;
+        let leased: Vec<_> = stores.iter().flat_map(crate::mvcc::store::Store::leased_keys).collect();
+        let bytes = crate::snapshot::load::segment_bytes(&self.snap_dir, &m);
+        self.shards.replace_stores(stores, bytes).await.map_err(|e| e.to_string())?;
+        self.applier.restore(m.rev, m.compact_rev, &m.alarms);
+        self.applier.restore_auth(m.auth.clone());
+        self.applier.lessor().replace(&m.leases, &m.lease_remaining);
+        for (lease, key) in &leased {
+            self.applier.lessor().attach(*lease, key);
+        }
+        self.applier.set_index(m.index);
+        self.status.publish_applied(m.index, m.rev, m.compact_rev);
+        let _ = self.watch.send(Applied { rev: m.rev, done: None, restored: true });
+        let (dir, manifest) = (self.snap_dir.clone(), m.clone());
+        glommio::executor().spawn_blocking(move || install::commit(&dir, &manifest)).await?;
+        crate::log::info("installed the leader's snapshot", &[("index", m.index.to_string()), ("revision", m.rev.to_string())]);
+        Ok(self.snapshots.installed(m))
     }
 
     fn snapshot_finished(&mut self, finished: Finished) {

@@ -117,6 +117,16 @@ async fn handle(shard: &Rc<ShardState>, msg: ShardMsg, outbox: &mut Outbox) {
         ShardMsg::Events { query, reply } => {
             let _ = reply.send(shard.store.borrow().events(&query));
         }
+        ShardMsg::Replace { store, segment_bytes, reply } => {
+            // The old and the new store hold the same history (the new one further along), so
+            // a read running in steps or a compaction in progress may go on in the new one.
+            let written = store.written_bytes();
+            *shard.store.borrow_mut() = *store;
+            shard.segment_bytes.set(segment_bytes);
+            shard.written_at_segment.set(written);
+            shard.publish();
+            let _ = reply.send(());
+        }
         ShardMsg::Snapshot { since, rev, path, reply } => {
             shard.snapshots.set(shard.snapshots.get() + 1);
             let shard = shard.clone();

@@ -31,6 +31,9 @@ pub enum ShardMsg {
     Events { query: EventQuery, reply: oneshot::Sender<Result<EventsPart>> },
     /// Writes the shard's records after `since` (0: its whole state) as of `rev` to `path`.
     Snapshot { since: i64, rev: i64, path: std::path::PathBuf, reply: oneshot::Sender<std::result::Result<SegmentInfo, String>> },
+    /// A snapshot from the leader was installed: the shard serves `store` from now on
+    /// (`segment_bytes`: its share of the snapshot's segments).
+    Replace { store: Box<crate::mvcc::store::Store>, segment_bytes: u64, reply: oneshot::Sender<()> },
 }
 
 #[derive(Clone)]
@@ -100,6 +103,23 @@ impl Shards {
         let (reply, rx) = oneshot::channel();
         self.senders[shard].send_async(ShardMsg::Snapshot { since, rev, path, reply }).await.map_err(|_| Error::Stopped)?;
         Ok(rx)
+    }
+
+    /// Replaces every shard's store (behind everything sent before) with `stores`, one per
+    /// shard, and waits until all have.
+    pub async fn replace_stores(&self, stores: Vec<crate::mvcc::store::Store>, segment_bytes: u64) -> Result<()> {
+        assert_eq!(stores.len(), self.senders.len(), "one store per shard");
+        let share = segment_bytes / self.senders.len().max(1) as u64;
+        let mut done = Vec::new();
+        for (shard, store) in stores.into_iter().enumerate() {
+            let (reply, rx) = oneshot::channel();
+            self.senders[shard].send_async(ShardMsg::Replace { store: Box::new(store), segment_bytes: share, reply }).await.map_err(|_| Error::Stopped)?;
+            done.push(rx);
+        }
+        for rx in done {
+            rx.await.map_err(|_| Error::Stopped)?;
+        }
+        Ok(())
     }
 
     /// Reads `query` on every shard that may hold its keys, concurrently, and merges the parts

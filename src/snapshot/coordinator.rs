@@ -93,6 +93,21 @@ impl Coordinator {
         .detach();
     }
 
+    /// The number the next snapshot (or an installed one) gets.
+    pub fn next_seq(&self) -> u64 {
+        self.seq + 1
+    }
+
+    /// A snapshot from the leader was installed as `m` (durable): the next snapshot builds
+    /// on it. Returns its descriptor, which followers are sent from now on.
+    pub fn installed(&mut self, m: Manifest) -> Vec<u8> {
+        assert!(self.started.is_none(), "an install while a snapshot runs");
+        self.seq = self.seq.max(m.seq);
+        let descriptor = super::descriptor::Descriptor::of(&m).encode();
+        self.last = Some(m);
+        descriptor
+    }
+
     /// Records the outcome of the running snapshot: its descriptor (which followers are sent
     /// from now on), or why it failed.
     pub fn finish(&mut self, result: Finished) -> Result<Vec<u8>, String> {

@@ -97,6 +97,9 @@ pub async fn run(cfg: HubConfig, shards: Shards, status: Arc<ServerStatus>, rx: 
                 let mut waiting = Vec::new();
                 let mut newest = first.rev;
                 for a in std::iter::once(first).chain(applied.try_iter()) {
+                    if a.restored {
+                        hub.mark_all_unsynced();
+                    }
                     newest = newest.max(a.rev);
                     waiting.extend(a.done);
                 }

@@ -39,6 +39,10 @@ pub struct Outgoing {
 pub struct Applied {
     pub rev: i64,
     pub done: Option<tokio::sync::oneshot::Sender<()>>,
+    /// The store was replaced by a snapshot from the leader (etcd: every synced watcher becomes
+    /// unsynced and catches up from the new store; one whose start is compacted away is
+    /// cancelled with the compaction revision).
+    pub restored: bool,
 }
 
 pub enum HubMsg {
