@@ -103,7 +103,7 @@ struct World {
 
 fn config(stripes: usize, snapshot_count: u64, boots: u64) -> CoreConfig {
     // Proposal ids unique across restarts, as the boot time in nanoseconds makes them.
-    CoreConfig { id: 1, voters: vec![1], election_ticks: 10, randomized_election: false, stripes, snapshot_count, first_proposal_id: boots << 40, request_timeout_ticks: 1000 }
+    CoreConfig { id: 1, voters: vec![1], election_ticks: 10, randomized_election: false, stripes, snapshot_count, first_proposal_id: boots << 40, request_timeout_ticks: 1000, catch_up_entries: 0 }
 }
 
 impl Node {

@@ -41,7 +41,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 use ballast::error::Error;
-use ballast::raft::core::{Core, CoreConfig, FetchOrder, InstallOrder, SnapPoint};
+use ballast::raft::core::{Core, CoreConfig, FetchOrder, InstallOrder, SnapPoint, CATCH_UP_ENTRIES};
 use ballast::raft::proposals::ToApply;
 use ballast::raft::snapshots::SnapshotOrder;
 use ballast::wal::record::Batch;
@@ -107,6 +107,7 @@ struct World {
     trace: bool,
     stripes: usize,
     snapshot_count: u64,
+    catch_up_entries: u64,
     voters: Vec<u64>,
     nodes: Vec<Node>,
     network: Vec<Message>,
@@ -172,7 +173,7 @@ impl Node {
     }
 
     /// Starts from the disk: the snapshot's state, then the WAL after it.
-    fn boot(&mut self, world_boots: u64, voters: &[u64], snapshot_count: u64) {
+    fn boot(&mut self, world_boots: u64, voters: &[u64], (snapshot_count, catch_up_entries): (u64, u64)) {
         let stripes = self.stripes.len();
         let (rec, disk) = recover(std::mem::take(&mut self.disk), stripes);
         self.disk = disk;
@@ -186,6 +187,7 @@ impl Node {
             snapshot_count,
             first_proposal_id: (self.id << 56) | (world_boots << 40),
             request_timeout_ticks: REQUEST_TIMEOUT_TICKS,
+            catch_up_entries,
         };
         self.core = Some(Core::new(&cfg, &rec, point.as_ref()).expect("core starts"));
         self.model = self.disk.snapshot.as_ref().map_or_else(Model::default, |(_, m)| m.clone());
@@ -219,19 +221,24 @@ impl World {
         let mut rng = Rng(seed);
         let members = if rng.chance(30) { 5 } else { 3 };
         let stripes = 1 + rng.below(3) as usize;
-        let snapshot_count = 10 + rng.below(200);
+        // Frequent snapshots in half the seeds: leaders' logs then start late.
+        let snapshot_count = if rng.chance(50) { 2 + rng.below(20) } else { 10 + rng.below(200) };
+        // Fewer entries kept for followers than etcd's 5000 (in most seeds), so followers fall
+        // behind the leader's log and install snapshots often.
+        let catch_up_entries = if rng.chance(20) { CATCH_UP_ENTRIES } else { rng.below(50) };
         let voters: Vec<u64> = (1..=members).collect();
         let drop_percent = rng.below(15);
         let dup_percent = rng.below(10);
         let mut nodes: Vec<Node> = voters.iter().map(|&id| Node::new(id, stripes)).collect();
         for (i, n) in nodes.iter_mut().enumerate() {
-            n.boot(i as u64 + 1, &voters, snapshot_count);
+            n.boot(i as u64 + 1, &voters, (snapshot_count, catch_up_entries));
         }
         World {
             rng,
             trace,
             stripes,
             snapshot_count,
+            catch_up_entries,
             boots: members,
             voters,
             nodes,
@@ -689,8 +696,8 @@ impl World {
     fn restart(&mut self, at: usize) {
         self.boots += 1;
         self.log(|| format!("{}: restart from {} batches", at + 1, self.nodes[at].disk.batches.len()));
-        let (boots, voters, count) = (self.boots, self.voters.clone(), self.snapshot_count);
-        self.nodes[at].boot(boots, &voters, count);
+        let (boots, voters, settings) = (self.boots, self.voters.clone(), (self.snapshot_count, self.catch_up_entries));
+        self.nodes[at].boot(boots, &voters, settings);
     }
 
     /// Faults stop: every member up, the network whole and reliable, disks fast. Then a leader

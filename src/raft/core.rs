@@ -61,7 +61,7 @@ pub const MAX_UNPERSISTED_BYTES: usize = 8 << 20;
 const MAX_READIES_PER_TURN: usize = 8;
 /// Applied entries kept in raft's in-memory log for followers to catch up from (etcd's
 /// SnapshotCatchUpEntries); a single voter keeps none.
-const CATCH_UP_ENTRIES: u64 = 5000;
+pub const CATCH_UP_ENTRIES: u64 = 5000;
 /// Raft's in-memory log is trimmed once this many entries can go (not on every apply).
 const LOG_TRIM_STEP_ENTRIES: u64 = 64;
 
@@ -83,6 +83,9 @@ pub struct CoreConfig {
     /// etcd's request timeout in ticks: a client waiting in the core longer is answered
     /// "request timed out".
     pub request_timeout_ticks: u64,
+    /// Applied entries kept for followers to catch up from, with peers (`CATCH_UP_ENTRIES`;
+    /// a simulation keeps fewer, so followers need snapshots more often).
+    pub catch_up_entries: u64,
 }
 
 /// What the driver must do. `W` answers a write, `R` a read, barrier or snapshot request.
@@ -122,6 +125,7 @@ impl<W, R> Default for Output<W, R> {
 pub struct Core<W, R> {
     raw: RawNode<LogStore>,
     voters: Vec<u64>,
+    catch_up_entries: u64,
     proposals: Proposals<W>,
     reads: Reads<R>,
     log: LogWriter<R>,
@@ -171,6 +175,7 @@ impl<W, R> Core<W, R> {
         Ok(Core {
             raw,
             voters: cfg.voters.clone(),
+            catch_up_entries: cfg.catch_up_entries,
             proposals: Proposals::new(cfg.first_proposal_id, timeout),
             // etcd asks again every 500 ms: half its default election timeout.
             reads: Reads::new(cfg.id, cfg.first_proposal_id, timeout, (cfg.election_ticks / 2) as u64),
@@ -445,7 +450,7 @@ impl<W, R> Core<W, R> {
     /// Applied entries raft's log keeps for followers to catch up from.
     fn catch_up_entries(&self) -> u64 {
         if self.voters.len() > 1 {
-            CATCH_UP_ENTRIES
+            self.catch_up_entries
         } else {
             0
         }

@@ -213,6 +213,7 @@ impl Driver {
             snapshot_count: cfg.snapshot_count,
             first_proposal_id: (cfg.id & 0xffff) << 48 | boot_micros,
             request_timeout_ticks: timeout.as_nanos().div_ceil(cfg.heartbeat.as_nanos().max(1)) as u64,
+            catch_up_entries: super::core::CATCH_UP_ENTRIES,
         };
         let point = snap.as_ref().map(|m| SnapPoint { index: m.index, term: m.term, voters: m.voters.clone(), data: Descriptor::of(m).encode() });
         let core = Core::new(&core_cfg, recovered, point.as_ref())?;
