@@ -20,7 +20,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::future::{select, Either};
+use futures_util::future::{select, Either, LocalBoxFuture};
 use tokio::sync::oneshot;
 
 use super::core::{Core, CoreConfig, FetchOrder, InstallOrder, Output, SnapPoint};
@@ -75,7 +75,15 @@ pub struct DriverConfig {
     pub auth: Arc<crate::auth::AuthGuard>,
     /// The live membership, which applied conf changes replace.
     pub membership: crate::cluster::Membership,
+    /// Fetches a leader's snapshot files (None until the peer transport provides one: a
+    /// fetch then fails at once and the leader is told).
+    pub fetcher: Option<Fetcher>,
 }
+
+/// Copies the files of the snapshot a descriptor names from a member into the staging
+/// directory of this snapshot dir (`snapshot::fetch::fetch` on that member's `Source`) and
+/// returns the member's manifest. Runs as a task on the driver's executor.
+pub type Fetcher = Arc<dyn Fn(u64, Descriptor, std::path::PathBuf) -> LocalBoxFuture<'static, std::result::Result<Manifest, String>> + Send + Sync>;
 
 struct Driver {
     core: Core<WriteWaiter, DoneWaiter>,
@@ -93,12 +101,15 @@ struct Driver {
     snap_dir: std::path::PathBuf,
     /// The manifest of the leader's snapshot fetched into the staging directory.
     fetched: Option<Manifest>,
+    fetcher: Option<Fetcher>,
+    fetched_tx: flume::Sender<std::result::Result<Manifest, String>>,
 }
 
 /// Where the driver's outside events come from and go: durable WAL batches, finished
 /// snapshots, and the watch hub.
 struct Channels {
     persisted_tx: flume::Sender<u64>,
+    fetched_tx: flume::Sender<std::result::Result<Manifest, String>>,
     done_tx: flume::Sender<Finished>,
     watch: flume::Sender<Applied>,
 }
@@ -119,7 +130,8 @@ pub async fn run(
 ) {
     let (persisted_tx, persisted_rx) = flume::unbounded();
     let (done_tx, done_rx) = flume::unbounded();
-    let channels = Channels { persisted_tx, done_tx, watch: applied };
+    let (fetched_tx, fetched_rx) = flume::unbounded();
+    let channels = Channels { persisted_tx, fetched_tx, done_tx, watch: applied };
     let mut driver = match Driver::new(&cfg, &recovered, snap, stripes, channels, shards, status.clone()) {
         Ok(driver) => driver,
         Err(e) => {
@@ -143,7 +155,7 @@ pub async fn run(
             }
         };
         let clients = std::pin::pin!(clients);
-        let events = select(persisted_rx.recv_async(), done_rx.recv_async());
+        let events = select(persisted_rx.recv_async(), select(done_rx.recv_async(), fetched_rx.recv_async()));
         let first = match select(select(clients, events), &mut tick_timer).await {
             Either::Left((Either::Left((Ok(msg), _)), _)) => Some(msg),
             Either::Left((Either::Left((Err(_), _)), _)) => break, // every handle dropped: shut down
@@ -151,8 +163,12 @@ pub async fn run(
                 driver.core.persisted(seq.expect("the driver holds a sender"));
                 None
             }
-            Either::Left((Either::Right((Either::Right((finished, _)), _)), _)) => {
+            Either::Left((Either::Right((Either::Right((Either::Left((finished, _)), _)), _)), _)) => {
                 driver.snapshot_finished(finished.expect("the driver holds a sender"));
+                None
+            }
+            Either::Left((Either::Right((Either::Right((Either::Right((fetched, _)), _)), _)), _)) => {
+                driver.fetch_done(fetched.expect("the driver holds a sender"));
                 None
             }
             Either::Right(_) => {
@@ -197,7 +213,7 @@ impl Driver {
         shards: Shards,
         status: Arc<ServerStatus>,
     ) -> std::result::Result<Driver, String> {
-        let Channels { persisted_tx, done_tx, watch } = channels;
+        let Channels { persisted_tx, fetched_tx, done_tx, watch } = channels;
         let boot = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
         // As etcd's request ids: the member id's low 16 bits, then the boot time (in µs: it
         // wraps after 8.9 years, and no life proposes a million requests a second).
@@ -246,6 +262,8 @@ impl Driver {
             shards,
             snap_dir: cfg.snap_dir.clone(),
             fetched: None,
+            fetcher: cfg.fetcher.clone(),
+            fetched_tx,
         })
     }
 
@@ -325,7 +343,7 @@ impl Driver {
         self.answer(more.done);
         debug_assert!(more.wal.is_empty() && more.apply.is_empty() && more.snapshot.is_none());
         if let Some(order) = out.fetch {
-            self.fetch(order).await;
+            self.fetch(order);
         }
         if let Some(order) = out.install {
             let result = self.install(&order).await;
@@ -456,13 +474,25 @@ impl Driver {
         self.core.propose(req, (None, reply));
     }
 
-    /// Step 1 of a snapshot from the leader: its files, into the staging directory.
-    async fn fetch(&mut self, order: FetchOrder) {
-        let result = match Descriptor::decode(&order.data) {
-            // Needs the peer transport (a `snapshot::fetch::Source` on the leader's `Served`).
-            Ok(d) => Err(format!("no peer transport to fetch snapshot {} (index {}) from member {:x}", d.seq, d.index, order.from)),
-            Err(e) => Err(e),
+    /// Step 1 of a snapshot from the leader: its files, into the staging directory, in a task
+    /// (a large snapshot takes a while; raft goes on meanwhile). The outcome comes back as
+    /// `fetch_done`.
+    fn fetch(&mut self, order: FetchOrder) {
+        let d = match Descriptor::decode(&order.data) {
+            Ok(d) => d,
+            Err(e) => return self.core.fetched(Err(e)),
         };
+        let Some(fetcher) = self.fetcher.clone() else {
+            return self.core.fetched(Err(format!("no peer transport to fetch snapshot {} (index {}) from member {:x}", d.seq, d.index, order.from)));
+        };
+        let (tx, dir) = (self.fetched_tx.clone(), self.snap_dir.clone());
+        glommio::spawn_local(async move {
+            let _ = tx.send(fetcher(order.from, d, dir).await);
+        })
+        .detach();
+    }
+
+    fn fetch_done(&mut self, result: std::result::Result<Manifest, String>) {
         match result {
             Ok(m) => {
                 self.fetched = Some(m);

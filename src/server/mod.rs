@@ -135,6 +135,7 @@ fn start(cfg: Config) -> Result<(), String> {
         lease_checkpoint_persist: cfg.lease_checkpoint_persist,
         auth: auth.clone(),
         membership: membership.clone(),
+        fetcher: None,
     };
     let core_status = status.clone();
     // The watch hub runs beside the raft driver on shard 0; the driver tells it how far apply went.
