@@ -191,14 +191,20 @@ pub fn spawn(t: &Target, bin: &Path, dir: &Path, log_name: &str) -> Result<Serve
 }
 
 pub async fn connect(url: &str) -> Result<Channel, String> {
-    Endpoint::from_shared(url.to_string())
+    dial(endpoint(url)?, url).await
+}
+
+/// The bench's connection settings for `url`, plain or (after `tls_config`) secure.
+pub fn endpoint(url: &str) -> Result<Endpoint, String> {
+    Ok(Endpoint::from_shared(url.to_string())
         .map_err(|e| e.to_string())?
         .connect_timeout(Duration::from_secs(5))
         .timeout(Duration::from_secs(30))
-        .tcp_nodelay(true)
-        .connect()
-        .await
-        .map_err(|e| format!("connect {url}: {e}"))
+        .tcp_nodelay(true))
+}
+
+pub async fn dial(endpoint: Endpoint, url: &str) -> Result<Channel, String> {
+    endpoint.connect().await.map_err(|e| format!("connect {url}: {e}"))
 }
 
 /// Polls a linearizable Range until it succeeds (bounded: 60 s); a secure target then gets its
