@@ -133,7 +133,7 @@ impl Maintenance for MaintenanceService {
         if status.leader() != status.member_id {
             return Err(Error::NotLeader.into());
         }
-        if !self.ctx.membership.current().member(target).is_some_and(|m| !m.is_learner) {
+        if self.ctx.membership.current().member(target).is_none_or(|m| m.is_learner) {
             return Err(Error::BadLeaderTransferee.into());
         }
         crate::log::info("leadership transfer starting", &[("transferee-member-id", format!("{target:x}"))]);
