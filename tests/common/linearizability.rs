@@ -340,7 +340,7 @@ fn check_key(key: &str, ops: &[&Operation], steps_left: &mut u64, deadline: Inst
     let mut deepest = (0usize, usize::MAX);
     // Once every known operation is linearized, the unknown ones left go last, any outcome.
     while s.known_left > 0 {
-        if *steps_left == 0 || (*steps_left % 4096 == 0 && Instant::now() > deadline) {
+        if *steps_left == 0 || (steps_left.is_multiple_of(4096) && Instant::now() > deadline) {
             return Verdict::Undecided { key: key.to_string(), steps: *steps_left };
         }
         *steps_left -= 1;
