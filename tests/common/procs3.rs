@@ -57,7 +57,6 @@ pub struct Member {
     pub id: u64,
     /// Flags every start of this member gets (the `--initial-cluster*` ones).
     initial: Vec<String>,
-    starts: u32,
 }
 
 impl Member {
@@ -102,7 +101,7 @@ impl Cluster {
             let dir = root.join(format!("m{i}"));
             std::fs::create_dir_all(&dir).unwrap();
             let name = format!("m{i}");
-            members.push(Member { name, client_port, peer_port, dir, child: None, id: 0, initial: Vec::new(), starts: 0 });
+            members.push(Member { name, client_port, peer_port, dir, child: None, id: 0, initial: Vec::new() });
         }
         let token = format!("faults-{}-{}", std::process::id(), root.file_name().unwrap().to_string_lossy());
         let mut c = Cluster { target, bin: target.binary(), members, proxies, token };
@@ -171,7 +170,6 @@ impl Cluster {
             .unwrap_or_else(|e| panic!("spawn {}: {e}", self.bin.display()));
         self.proxies.set_pid(i, Some(child.id()));
         m.child = Some(child);
-        m.starts += 1;
     }
 
     /// SIGKILL member `i` by its PID.
@@ -262,7 +260,7 @@ impl Cluster {
         let name = format!("m{i}");
         let dir = root.join(&name);
         std::fs::create_dir_all(&dir).unwrap();
-        self.members.push(Member { name, client_port, peer_port, dir, child: None, id: 0, initial: Vec::new(), starts: 0 });
+        self.members.push(Member { name, client_port, peer_port, dir, child: None, id: 0, initial: Vec::new() });
         let url = self.peer_url(i);
         let added = self
             .retry_unhealthy("MemberAdd of a learner", |mut c| {
