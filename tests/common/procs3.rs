@@ -14,7 +14,8 @@ use etcd_client::{Client, ConnectOptions, MemberAddOptions, StatusResponse};
 
 use crate::peer_proxy::PeerProxies;
 
-/// Which binary the fault tests run: `BALLAST_FAULTS_TARGET=etcd|ballast` (etcd by default).
+/// Which binary the fault tests run: `BALLAST_FAULTS_TARGET=etcd|ballast` (etcd by default;
+/// ballast is this build's binary unless `BALLAST_FAULTS_BIN` names another).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Target {
     Etcd,
@@ -33,7 +34,9 @@ impl Target {
     fn binary(self) -> PathBuf {
         match self {
             Target::Etcd => crate::etcd::find_etcd35().unwrap_or_else(|e| panic!("etcd 3.5 is needed: {e}")),
-            Target::Ballast => PathBuf::from(env!("CARGO_BIN_EXE_ballast")),
+            // BALLAST_FAULTS_BIN: another ballast build (a release one, another branch's).
+            Target::Ballast => std::env::var_os("BALLAST_FAULTS_BIN")
+                .map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_ballast")), PathBuf::from),
         }
     }
 }
