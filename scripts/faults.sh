@@ -8,8 +8,7 @@
 # seconds_per_phase (default 20) is each phase's length (BALLAST_FAULTS_SECONDS); rounds
 # (default 3) repeats the whole file; target is etcd (default) or ballast
 # (BALLAST_FAULTS_TARGET; BALLAST_FAULTS_BIN may name another ballast binary). Stops at the
-# first failing round; the failing cluster's data dirs
-# are kept and their log tails printed.
+# first failing round; the failing cluster's data dirs are kept and their log tails printed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
