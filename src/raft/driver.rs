@@ -288,6 +288,7 @@ impl Driver {
             CoreMsg::Snapshot { reply } => self.core.request_snapshot((None, reply)),
             CoreMsg::DiskBarrier { reply } => self.core.barrier((None, reply)),
             CoreMsg::Lease { call } => self.lease_call(call),
+            CoreMsg::TransferLeader { target } => self.core.transfer_leader(target),
         }
     }
 
