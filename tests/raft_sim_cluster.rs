@@ -4,7 +4,10 @@
 //! batches becoming durable (in any order across stripes, in order within one; a slow disk
 //! makes them durable late), snapshots, and a network that loses, duplicates (every message but
 //! a forwarded proposal: see below), delays and reorders messages, partitions that heal, and
-//! crashes with a restart from exactly what was durable (a member may stay down a while).
+//! crashes with a restart from exactly what was durable (a member may stay down a while), and
+//! membership changes through the core's API (add a learner, which then starts and catches
+//! up; promote it; remove a voter, the leader included; update peer URLs, sometimes to a
+//! taken one), refused or applied as etcd's checks decide.
 //!
 //! Checked at every step:
 //! * election safety: at most one leader per term;
@@ -15,6 +18,9 @@
 //! * state machine safety: every member applies the same entry (term and requests) at each
 //!   index, each request at one index only; nothing is applied before it and every WAL batch
 //!   before it are durable on that member;
+//! * every member reaches the same verdict on each conf change entry and the same member list
+//!   after it; a member that applies its own removal stops for good (as does one whose
+//!   messages reach a member that applied its removal: etcd's transport tells it);
 //! * refusals are definite: a write refused with "no leader" or "leader changed" is never
 //!   applied ("request timed out" and a crash leave it open, as in etcd);
 //! * linearizable reads: a read answered on any member sees every write acknowledged, and
@@ -37,7 +43,8 @@
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 use ballast::error::Error;
-use ballast::raft::core::{Core, CoreConfig, SnapPoint};
+use ballast::raft::conf_change::MemberChange;
+use ballast::raft::core::{Core, CoreConfig};
 use ballast::raft::proposals::ToApply;
 use ballast::raft::snapshots::SnapshotOrder;
 use ballast::wal::record::Batch;
@@ -47,13 +54,17 @@ use raft::eraftpb::{Message, MessageType};
 mod rng;
 #[path = "common/sim.rs"]
 mod sim;
-use sim::{env_u64, put, recover, tag_of};
+use sim::{env_u64, put, recover, snap_point, tag_of};
 use rng::Rng;
 
 const STEPS_PER_SEED: usize = 1500;
 const HEAL_ROUNDS_MAX: usize = 600;
 const ELECTION_TICKS: usize = 10;
 const REQUEST_TIMEOUT_TICKS: u64 = 40;
+/// Member slots beyond the initial members, for members added at runtime.
+const SPARE_SLOTS: u64 = 2;
+/// One step in this many proposes a membership change.
+const MEMBER_CHANGE_ONE_IN: u64 = 150;
 
 /// A member's applied state.
 #[derive(Clone, Default)]
@@ -91,6 +102,10 @@ struct Node {
     slow_disk: bool,
     down_steps: u64,
     boots: u64,
+    /// Added to the cluster (initial members are); a slot not yet added is never up.
+    born: bool,
+    /// Stopped for good: it applied its own removal.
+    removed: bool,
 }
 
 struct World {
@@ -98,7 +113,9 @@ struct World {
     trace: bool,
     stripes: usize,
     snapshot_count: u64,
-    voters: Vec<u64>,
+    /// The initial members (voters), and every slot's id (initial members, then spares).
+    initial: Vec<u64>,
+    slots: Vec<u64>,
     nodes: Vec<Node>,
     network: Vec<Message>,
     /// Members cut off from the others (one side of a partition), and the steps it lasts.
@@ -125,6 +142,12 @@ struct World {
     next_tag: u64,
     boots: u64,
     stuck_needing_snapshot: bool,
+    /// Membership changes proposed (their tags), and per conf change entry the verdict and
+    /// member list every member must reach.
+    member_tags: HashSet<u64>,
+    conf_verdicts: HashMap<u64, String>,
+    conf_applied: u64,
+    conf_refused_at_commit: u64,
 }
 
 fn hash(bytes: &[u8]) -> u64 {
@@ -151,18 +174,24 @@ impl Node {
             slow_disk: false,
             down_steps: 0,
             boots: 0,
+            born: true,
+            removed: false,
         }
     }
 
     /// Starts from the disk: the snapshot's state, then the WAL after it.
-    fn boot(&mut self, world_boots: u64, voters: &[u64], snapshot_count: u64) {
+    /// `initial`: the initial members, whose configuration a member without a snapshot starts
+    /// from (a member added later too: it replays the log from the start, its own addition
+    /// included).
+    fn boot(&mut self, world_boots: u64, initial: &[u64], snapshot_count: u64) {
         let stripes = self.stripes.len();
         let (rec, disk) = recover(std::mem::take(&mut self.disk), stripes);
         self.disk = disk;
-        let point = self.disk.snapshot.as_ref().map(|(o, _)| SnapPoint { index: o.index, term: o.term, voters: voters.to_vec() });
+        let point = self.disk.snapshot.as_ref().map(|(o, _)| snap_point(o));
         let cfg = CoreConfig {
             id: self.id,
-            voters: voters.to_vec(),
+            cluster: sim::cluster(initial, self.id),
+            strict_reconfig_check: true,
             election_ticks: ELECTION_TICKS,
             randomized_election: false,
             stripes,
@@ -200,12 +229,17 @@ impl World {
         let members = if rng.chance(30) { 5 } else { 3 };
         let stripes = 1 + rng.below(3) as usize;
         let snapshot_count = 10 + rng.below(200);
-        let voters: Vec<u64> = (1..=members).collect();
+        let initial: Vec<u64> = (1..=members).collect();
+        let slots: Vec<u64> = (1..=members + SPARE_SLOTS).collect();
         let drop_percent = rng.below(15);
         let dup_percent = rng.below(10);
-        let mut nodes: Vec<Node> = voters.iter().map(|&id| Node::new(id, stripes)).collect();
+        let mut nodes: Vec<Node> = slots.iter().map(|&id| Node::new(id, stripes)).collect();
         for (i, n) in nodes.iter_mut().enumerate() {
-            n.boot(i as u64 + 1, &voters, snapshot_count);
+            if n.id <= members {
+                n.boot(i as u64 + 1, &initial, snapshot_count);
+            } else {
+                n.born = false;
+            }
         }
         World {
             rng,
@@ -213,7 +247,8 @@ impl World {
             stripes,
             snapshot_count,
             boots: members,
-            voters,
+            initial,
+            slots,
             nodes,
             network: Vec::new(),
             partition: None,
@@ -232,6 +267,10 @@ impl World {
             observed: 0,
             next_tag: 1,
             stuck_needing_snapshot: false,
+            member_tags: HashSet::new(),
+            conf_verdicts: HashMap::new(),
+            conf_applied: 0,
+            conf_refused_at_commit: 0,
         }
     }
 
@@ -248,7 +287,7 @@ impl World {
 
     fn step(&mut self) {
         for i in 0..self.nodes.len() {
-            if !self.nodes[i].is_up() {
+            if !self.nodes[i].is_up() && self.nodes[i].born && !self.nodes[i].removed {
                 self.nodes[i].down_steps = self.nodes[i].down_steps.saturating_sub(1);
                 if self.nodes[i].down_steps == 0 {
                     self.restart(i);
@@ -261,6 +300,9 @@ impl World {
                 self.log(|| "partition heals".into());
                 self.partition = None;
             }
+        }
+        if self.rng.below(MEMBER_CHANGE_ONE_IN) == 0 {
+            return self.member_change();
         }
         let roll = self.rng.below(100);
         if roll >= 93 {
@@ -296,7 +338,7 @@ impl World {
         match roll {
             93..=94 => {
                 if self.partition.is_none() {
-                    let side: HashSet<u64> = self.voters.iter().copied().filter(|_| self.rng.chance(40)).collect();
+                    let side: HashSet<u64> = self.slots.iter().copied().filter(|_| self.rng.chance(40)).collect();
                     let steps = 20 + self.rng.below(300);
                     self.log(|| format!("partition {side:?} from the rest for {steps} steps"));
                     self.partition = Some((side, steps));
@@ -322,6 +364,52 @@ impl World {
         self.log(|| format!("{}: propose {tag}", at + 1));
         self.nodes[at].unanswered.insert(tag);
         self.nodes[at].core().propose(put(tag), tag);
+        self.carry_out(at);
+    }
+
+    /// A random membership change, proposed on a random member (mostly the leader).
+    fn member_change(&mut self) {
+        let leader = self.nodes.iter().position(|n| n.core.as_ref().is_some_and(|c| c.is_leader()));
+        let Some(at) = leader.filter(|_| self.rng.chance(70)).or_else(|| self.random_up()) else { return };
+        let members = self.nodes[at].core.as_ref().expect("up").members().clone();
+        let pick = |rng: &mut Rng, ids: &[u64]| (!ids.is_empty()).then(|| ids[rng.below(ids.len() as u64) as usize]);
+        let ids: Vec<u64> = members.members.iter().map(|m| m.id).collect();
+        let change = match self.rng.below(100) {
+            0..=34 => {
+                let unborn: Vec<u64> = self.nodes.iter().filter(|n| !n.born).map(|n| n.id).collect();
+                let Some(id) = pick(&mut self.rng, &unborn) else { return };
+                // Added as etcd's MemberAdd adds: no name until it publishes one (unstarted).
+                let member = ballast::cluster::Member { name: String::new(), ..sim::member(id, true) };
+                MemberChange::Add { member }
+            }
+            35..=59 => {
+                let Some(id) = pick(&mut self.rng, &members.learners()) else { return };
+                MemberChange::Promote { id }
+            }
+            60..=89 => {
+                let target = match leader {
+                    Some(l) if self.rng.chance(40) => Some(self.nodes[l].id),
+                    _ => pick(&mut self.rng, &ids),
+                };
+                let Some(id) = target else { return };
+                MemberChange::Remove { id }
+            }
+            _ => {
+                let Some(id) = pick(&mut self.rng, &ids) else { return };
+                // Sometimes another member's URL: refused at commit ("Peer URLs already exists").
+                let url = match pick(&mut self.rng, &ids) {
+                    Some(other) if self.rng.chance(30) => format!("http://m{other}:2380"),
+                    _ => format!("http://m{id}-{}:2380", self.next_tag),
+                };
+                MemberChange::Update { id, peer_urls: vec![url] }
+            }
+        };
+        let tag = self.next_tag;
+        self.next_tag += 1;
+        self.log(|| format!("{}: member change {tag}: {change:?}", at + 1));
+        self.member_tags.insert(tag);
+        self.nodes[at].unanswered.insert(tag);
+        self.nodes[at].core().propose_member_change(change, tag);
         self.carry_out(at);
     }
 
@@ -370,6 +458,9 @@ impl World {
     fn turn(&mut self, at: usize) {
         self.nodes[at].core().advance();
         self.carry_out(at);
+        if !self.nodes[at].is_up() {
+            return; // removed: it stopped
+        }
         self.nodes[at].core().end_turn();
         self.carry_out(at);
     }
@@ -386,6 +477,22 @@ impl World {
         for (tag, e) in out.refused {
             self.log(|| format!("{}: refused {tag}: {e:?}", at + 1));
             assert!(self.nodes[at].unanswered.remove(&tag), "proposal {tag} answered twice");
+            if self.member_tags.contains(&tag) {
+                // etcd's checks before proposing, or no leader, or a timeout.
+                assert!(
+                    matches!(
+                        e,
+                        Error::NoLeader
+                            | Error::Timeout
+                            | Error::NotLeader
+                            | Error::LearnerNotReady
+                            | Error::MemberNotEnoughStarted
+                            | Error::Unhealthy
+                    ),
+                    "member change {tag} refused with {e:?}"
+                );
+                continue;
+            }
             match e {
                 Error::NoLeader | Error::LeaderChanged => {
                     assert!(!self.tag_index.contains_key(&tag), "write {tag} refused with {e:?} but applied");
@@ -400,6 +507,9 @@ impl World {
         }
         for entry in out.apply {
             self.apply(at, entry);
+        }
+        if self.nodes[at].removed {
+            return self.stop_removed(at);
         }
         let more = self.nodes[at].core().take_output();
         assert!(more.wal.is_empty() && more.apply.is_empty() && more.snapshot.is_none() && more.messages.is_empty());
@@ -476,11 +586,16 @@ impl World {
 
     fn apply(&mut self, at: usize, entry: ToApply<u64>) {
         let node = &mut self.nodes[at];
+        if node.removed {
+            return; // it stopped at its own removal: nothing after it is applied
+        }
         assert_eq!(entry.index, node.model.index + 1, "member {} applied {} after {}", at + 1, entry.index, node.model.index);
         if let Some(&seq) = node.batch_of_index.get(&entry.index) {
             assert!(seq <= node.durable_prefix, "entry {} applied before batch {seq} (and all before it) is durable", entry.index);
         }
-        assert!(!entry.conf_change);
+        if entry.conf_change.is_some() {
+            return self.apply_conf_change(at, entry);
+        }
         let tags: Vec<u64> = entry.requests.iter().map(tag_of).collect();
         let (term, held_tags, _) = self.applied.entry(entry.index).or_insert((entry.term, tags.clone(), self.max_leader_term));
         assert_eq!((*term, &*held_tags), (entry.term, &tags), "member {} applied another entry at index {}", at + 1, entry.index);
@@ -504,6 +619,56 @@ impl World {
         node.core().applied(entry.index, entry.requests.len() as u64);
     }
 
+    /// A conf change entry: every member reaches the same verdict and member list; its
+    /// proposer is answered; an added member starts; a removed one stops.
+    fn apply_conf_change(&mut self, at: usize, entry: ToApply<u64>) {
+        let outcome = entry.conf_change.expect("a conf change");
+        let members = entry.members.as_ref().map(|c| (c.sorted_members(), c.removed.clone()));
+        let verdict = format!("{:?} {members:?}", outcome.result);
+        let (term, tags, _) = self.applied.entry(entry.index).or_insert((entry.term, Vec::new(), self.max_leader_term));
+        assert_eq!((*term, tags.len()), (entry.term, 0), "member {} applied another entry at index {}", at + 1, entry.index);
+        let held = self.conf_verdicts.entry(entry.index).or_insert_with(|| verdict.clone());
+        assert_eq!(*held, verdict, "member {} reached another verdict on the conf change at index {}", at + 1, entry.index);
+        self.log(|| format!("{}: apply conf change {} (term {}): {verdict}", at + 1, entry.index, entry.term));
+        if let Some(tag) = outcome.waiter {
+            assert!(self.member_tags.contains(&tag), "a conf change answered write {tag}");
+            assert!(self.nodes[at].unanswered.remove(&tag), "member change {tag} answered twice");
+            if outcome.result.is_ok() {
+                self.conf_applied += 1;
+            } else {
+                self.conf_refused_at_commit += 1;
+            }
+        }
+        if let Some((list, _)) = &members {
+            for m in list {
+                let slot = (m.id - 1) as usize;
+                if !self.nodes[slot].born {
+                    self.nodes[slot].born = true;
+                    self.nodes[slot].down_steps = 1 + self.rng.below(50); // the admin starts it a little later
+                }
+            }
+        }
+        let node = &mut self.nodes[at];
+        node.model.index = entry.index;
+        node.core().applied(entry.index, 0);
+        if outcome.removed_self {
+            assert_eq!(members.as_ref().map(|(_, r)| r.contains(&node.id)), Some(true));
+            node.removed = true;
+        }
+    }
+
+    /// A member that applied its own removal (or learnt of it from a peer) stops for good;
+    /// its clients' outcomes stay open, as after a crash.
+    fn stop_removed(&mut self, at: usize) {
+        self.log(|| format!("{}: removed from the cluster: stops", at + 1));
+        let node = &mut self.nodes[at];
+        node.removed = true;
+        node.core = None;
+        node.stripes.iter_mut().for_each(VecDeque::clear);
+        node.unanswered.clear();
+        node.reads_waiting = 0;
+    }
+
     fn answered(&mut self, at: usize, r: Read, result: ballast::error::Result<()>) {
         self.log(|| format!("{}: read {r:?} answered {result:?} at {}", at + 1, self.nodes[at].model.index));
         self.nodes[at].reads_waiting -= 1;
@@ -524,7 +689,7 @@ impl World {
     }
 
     fn send(&mut self, m: Message) {
-        assert!(self.voters.contains(&m.to) && m.to != m.from, "a message to {} from {}", m.to, m.from);
+        assert!(self.slots.contains(&m.to) && m.to != m.from, "a message to {} from {}", m.to, m.from);
         if self.faults && self.rng.chance(self.drop_percent) {
             return;
         }
@@ -548,6 +713,15 @@ impl World {
     fn deliver(&mut self, m: Message) {
         let to = (m.to - 1) as usize;
         if self.cut(m.from, m.to) || !self.nodes[to].is_up() {
+            return;
+        }
+        if self.nodes[to].core.as_ref().expect("up").members().removed.contains(&m.from) {
+            // etcd's transport answers a removed member so, and it stops.
+            let from = (m.from - 1) as usize;
+            if self.nodes[from].is_up() {
+                self.stop_removed(from);
+            }
+            self.nodes[from].removed = true;
             return;
         }
         self.nodes[to].core().step(m).expect("raft accepts a peer's message");
@@ -593,8 +767,8 @@ impl World {
     fn restart(&mut self, at: usize) {
         self.boots += 1;
         self.log(|| format!("{}: restart from {} batches", at + 1, self.nodes[at].disk.batches.len()));
-        let (boots, voters, count) = (self.boots, self.voters.clone(), self.snapshot_count);
-        self.nodes[at].boot(boots, &voters, count);
+        let (boots, initial, count) = (self.boots, self.initial.clone(), self.snapshot_count);
+        self.nodes[at].boot(boots, &initial, count);
     }
 
     /// Faults stop: every member up, the network whole and reliable, disks fast. Then a leader
@@ -604,19 +778,27 @@ impl World {
         self.partition = None;
         for i in 0..self.nodes.len() {
             self.nodes[i].slow_disk = false;
-            if !self.nodes[i].is_up() {
+            if !self.nodes[i].is_up() && self.nodes[i].born && !self.nodes[i].removed {
                 self.restart(i);
             }
         }
         for round in 0..HEAL_ROUNDS_MAX {
             for i in 0..self.nodes.len() {
+                if !self.nodes[i].is_up() && self.nodes[i].born && !self.nodes[i].removed {
+                    self.restart(i); // a member added meanwhile starts
+                }
+                if !self.nodes[i].is_up() {
+                    continue;
+                }
                 if self.nodes[i].running_snapshot.is_some() {
                     self.finish_snapshot(i);
                 }
                 while self.nodes[i].stripes.iter().any(|s| !s.is_empty()) {
                     self.make_durable(i);
                 }
-                self.turn(i);
+                if self.nodes[i].is_up() {
+                    self.turn(i);
+                }
             }
             while let Some(m) = (!self.network.is_empty()).then(|| self.network.remove(0)) {
                 self.deliver(m);
@@ -637,13 +819,19 @@ impl World {
     }
 
     /// A serving leader, no client waiting, and every member caught up — or unable to catch up
-    /// without a raft snapshot.
+    /// without a raft snapshot. A leader that cannot commit because such members are voters it
+    /// needs for a quorum (a removal left too few others) is accepted too: its clients time out.
     fn quiet(&mut self) -> bool {
-        let Some(leader) = self.nodes.iter().position(|n| n.core.as_ref().is_some_and(|c| c.is_serving())) else { return false };
+        let serving = self.nodes.iter().position(|n| n.core.as_ref().is_some_and(|c| c.is_serving()));
+        let leading = self.nodes.iter().position(|n| n.core.as_ref().is_some_and(|c| c.is_leader()));
+        let Some(leader) = serving.or(leading) else { return false };
         let commit = self.nodes[leader].core.as_ref().expect("up").progress().2;
         let leader_first = self.nodes[leader].log_first;
+        let removed = self.nodes[leader].core.as_ref().expect("up").members().removed.clone();
         let mut stuck = false;
-        for n in &self.nodes {
+        // Members not added yet, stopped, or removed without knowing it (a learner that never
+        // hears from the leader again: etcd's would learn it when it next sends to a peer).
+        for n in self.nodes.iter().filter(|n| n.born && !n.removed && !removed.contains(&n.id)) {
             if !n.unanswered.is_empty() || n.reads_waiting > 0 {
                 return false;
             }
@@ -655,6 +843,9 @@ impl World {
                 stuck = true;
             }
         }
+        if serving.is_none() && !stuck {
+            return false;
+        }
         self.stuck_needing_snapshot = stuck;
         true
     }
@@ -665,6 +856,8 @@ struct Outcome {
     reads: u64,
     boots: u64,
     stuck: bool,
+    conf_applied: u64,
+    conf_refused: u64,
 }
 
 fn run_seed(seed: u64, trace: bool) -> Outcome {
@@ -680,7 +873,17 @@ fn run_seed(seed: u64, trace: bool) -> Outcome {
             assert!(n.model.tags.contains(tag), "member {} lost acknowledged write {tag}", n.id);
         }
     }
-    Outcome { acked: world.acked, reads: world.reads_ok, boots: world.boots, stuck: world.stuck_needing_snapshot }
+    for n in world.nodes.iter().filter(|n| n.removed) {
+        assert!(!n.is_up(), "removed member {} still runs", n.id);
+    }
+    Outcome {
+        acked: world.acked,
+        reads: world.reads_ok,
+        boots: world.boots,
+        stuck: world.stuck_needing_snapshot,
+        conf_applied: world.conf_applied,
+        conf_refused: world.conf_refused_at_commit,
+    }
 }
 
 #[test]
@@ -693,7 +896,7 @@ fn raft_cluster_simulation() {
             (first..first + env_u64("RAFT_SIM_SEEDS").unwrap_or(3000)).collect()
         }
     };
-    let (mut acked, mut reads, mut boots, mut stuck) = (0, 0, 0, 0);
+    let (mut acked, mut reads, mut boots, mut stuck, mut conf_applied, mut conf_refused) = (0, 0, 0, 0, 0, 0);
     for &seed in &seeds {
         match std::panic::catch_unwind(|| run_seed(seed, trace)) {
             Ok(o) => {
@@ -701,6 +904,8 @@ fn raft_cluster_simulation() {
                 reads += o.reads;
                 boots += o.boots;
                 stuck += o.stuck as u64;
+                conf_applied += o.conf_applied;
+                conf_refused += o.conf_refused;
             }
             Err(e) => {
                 let why = e.downcast_ref::<String>().cloned().or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()));
@@ -712,12 +917,15 @@ fn raft_cluster_simulation() {
         }
     }
     eprintln!(
-        "raft cluster simulation: {} seeds, {acked} writes acknowledged, {reads} reads answered, {boots} lives, {stuck} seeds with a member needing a snapshot",
+        "raft cluster simulation: {} seeds, {acked} writes acknowledged, {reads} reads answered, {boots} lives, {stuck} seeds with a member needing a snapshot, {conf_applied} membership changes applied and {conf_refused} refused at commit",
         seeds.len()
     );
     // The runs must exercise what they check.
     assert!(acked > seeds.len() as u64 * 10, "only {acked} writes acknowledged over {} seeds", seeds.len());
     assert!(reads > seeds.len() as u64, "only {reads} reads answered over {} seeds", seeds.len());
+    if seeds.len() >= 100 {
+        assert!(conf_applied > seeds.len() as u64 / 10, "only {conf_applied} membership changes applied over {} seeds", seeds.len());
+    }
 }
 
 #[test]

@@ -27,20 +27,31 @@
 //! etcd's "leader changed". Every client waiting in the core is answered within the request
 //! timeout (`request_timeout_ticks`: "request timed out"), so a lost message or a leader
 //! change never leaves one hanging. Not built yet: installing a raft snapshot from the leader
-//! (`storage.rs`: a follower behind the leader's log waits), membership changes (a conf change
-//! entry is applied as nothing).
+//! (`storage.rs`: a follower behind the leader's log waits).
+//!
+//! Membership changes (`conf_change.rs`): checked before proposing as etcd's strict reconfig
+//! check (`reconfig.rs`), proposed as conf change entries; at commit every member validates
+//! the change against its member list as etcd does, applies a valid one to raft's
+//! configuration and to the list, and answers the proposer (its verdict, or etcd's error). The
+//! member list is applied state: it changes only by entries (conf changes, and members'
+//! published attributes in normal entries), goes out with the entry that changed it and into
+//! every snapshot with raft's configuration, so a restart resumes from the snapshot's and
+//! replays the entries after it. A member that applies its own removal is told so
+//! (`ConfOutcome::removed_self`) and stops.
 
 use std::collections::VecDeque;
 
 use raft::eraftpb::{Entry, EntryType, HardState, Message};
 use raft::{Config as RaftConfig, RawNode, StateRole};
 
+use super::conf_change::{self, MemberChange};
 use super::log_writer::{LogWriter, WalWrite};
-use super::proposals::{Proposals, ToApply};
+use super::proposals::{ConfOutcome, Proposals, ToApply};
 use super::reads::Reads;
 use super::snapshots::{Schedule, SnapshotOrder};
 use super::storage::LogStore;
 pub use super::storage::SnapPoint;
+use crate::cluster::Cluster;
 use crate::error::Error;
 use crate::proto::ballastpb::internal_request::Request;
 use crate::wal::recover::Recovered;
@@ -60,7 +71,11 @@ const LOG_TRIM_STEP_ENTRIES: u64 = 64;
 
 pub struct CoreConfig {
     pub id: u64,
-    pub voters: Vec<u64>,
+    /// The member list to start from without a snapshot (its voters and learners are raft's
+    /// configuration then).
+    pub cluster: Cluster,
+    /// etcd's `--strict-reconfig-check` (`reconfig.rs`).
+    pub strict_reconfig_check: bool,
     pub election_ticks: usize,
     /// raft-rs draws each election timeout from [election_ticks, 2 × election_ticks) with the
     /// thread's RNG, which no seed replays: a simulation sets this false (the timeout is then
@@ -108,7 +123,9 @@ impl<W, R> Default for Output<W, R> {
 
 pub struct Core<W, R> {
     raw: RawNode<LogStore>,
-    voters: Vec<u64>,
+    /// The member list as applied (`conf_change.rs`).
+    members: Cluster,
+    strict_reconfig_check: bool,
     proposals: Proposals<W>,
     reads: Reads<R>,
     log: LogWriter<R>,
@@ -125,7 +142,9 @@ pub struct Core<W, R> {
 impl<W, R> Core<W, R> {
     /// Rebuilds raft from the snapshot point and the WAL recovered after it.
     pub fn new(cfg: &CoreConfig, recovered: &Recovered, snap: Option<&SnapPoint>) -> Result<Core<W, R>, String> {
-        let storage = super::storage::restore(cfg.voters.clone(), recovered, snap)?;
+        let conf = (cfg.cluster.voters(), cfg.cluster.learners());
+        let storage = super::storage::restore(cfg.id, conf, recovered, snap)?;
+        let members = snap.and_then(|s| s.members.clone()).unwrap_or_else(|| cfg.cluster.clone());
         let raft_cfg = RaftConfig {
             applied: snap.map_or(0, |s| s.index),
             id: cfg.id,
@@ -142,7 +161,7 @@ impl<W, R> Core<W, R> {
         raft_cfg.validate().map_err(|e| format!("raft config: {e}"))?;
         let logger = slog::Logger::root(slog::Discard, slog::o!());
         let mut raw = RawNode::new(&raft_cfg, storage, &logger).map_err(|e| format!("raft: {e}"))?;
-        if cfg.voters == [cfg.id] {
+        if raw.raft.prs().conf().to_conf_state().voters == [cfg.id] {
             // A lone voter need not wait for an election timeout.
             raw.campaign().map_err(|e| format!("raft campaign: {e}"))?;
         }
@@ -150,7 +169,8 @@ impl<W, R> Core<W, R> {
         let timeout = cfg.request_timeout_ticks.max(1);
         Ok(Core {
             raw,
-            voters: cfg.voters.clone(),
+            members,
+            strict_reconfig_check: cfg.strict_reconfig_check,
             proposals: Proposals::new(cfg.first_proposal_id, timeout),
             // etcd asks again every 500 ms: half its default election timeout.
             reads: Reads::new(cfg.id, cfg.first_proposal_id, timeout, (cfg.election_ticks / 2) as u64),
@@ -183,6 +203,23 @@ impl<W, R> Core<W, R> {
             self.out.refused.push((waiter, Error::NoLeader));
         } else if self.proposals.add(request, auth, waiter, self.ticks) {
             self.propose_batch();
+        }
+    }
+
+    /// A membership change: checked as etcd's strict reconfig check, then proposed as a conf
+    /// change entry; answered when it is applied (or refused at commit).
+    pub fn propose_member_change(&mut self, change: MemberChange, waiter: W) {
+        if self.raw.raft.leader_id == raft::INVALID_ID {
+            return self.out.refused.push((waiter, Error::NoLeader));
+        }
+        if let Err(e) = self.check_member_change(&change) {
+            return self.out.refused.push((waiter, e));
+        }
+        let id = self.proposals.register(waiter, self.ticks);
+        let (context, cc) = conf_change::encode(id, &change);
+        if let Err(e) = self.raw.propose_conf_change(context, cc) {
+            crate::log::warn("raft dropped a conf change", &[("error", e.to_string())]);
+            self.out.refused.extend(self.proposals.take_waiter(id).map(|w| (w, Error::NoLeader)));
         }
     }
 
@@ -221,10 +258,11 @@ impl<W, R> Core<W, R> {
     }
 
     /// A message from a peer. A proposal forwarded here that raft drops (no leader any more)
-    /// is not an error: its sender's client times out, as etcd's.
+    /// is not an error: its sender's client times out, as etcd's. Nor is an answer from a
+    /// member no longer in the configuration (removed meanwhile): raft ignores it, as etcd.
     pub fn step(&mut self, msg: Message) -> Result<(), String> {
         match self.raw.step(msg) {
-            Ok(()) | Err(raft::Error::ProposalDropped) => Ok(()),
+            Ok(()) | Err(raft::Error::ProposalDropped | raft::Error::StepPeerNotFound) => Ok(()),
             Err(e) => Err(format!("raft step: {e}")),
         }
     }
@@ -268,12 +306,16 @@ impl<W, R> Core<W, R> {
             return;
         }
         let index = self.raw.raft.raft_log.applied;
+        let conf = self.raw.raft.prs().conf().to_conf_state();
         let order = SnapshotOrder {
             index,
             term: self.raw.raft.raft_log.term(index).unwrap_or(0),
             wal_seq_from: self.log.first_batch_after(index),
             wal_seq_kept: self.log.durable_seq(),
             full: false,
+            voters: conf.voters,
+            learners: conf.learners,
+            members: self.members.clone(),
         };
         self.out.snapshot = Some(self.snapshots.start(order));
     }
@@ -326,6 +368,11 @@ impl<W, R> Core<W, R> {
         (index <= log.last_index()).then(|| log.term(index).ok()).flatten()
     }
 
+    /// The member list as applied.
+    pub fn members(&self) -> &Cluster {
+        &self.members
+    }
+
     pub fn applied_index(&self) -> u64 {
         self.raw.raft.raft_log.applied
     }
@@ -339,7 +386,7 @@ impl<W, R> Core<W, R> {
 
     /// Applied entries raft's log keeps for followers to catch up from.
     fn catch_up_entries(&self) -> u64 {
-        if self.voters.len() > 1 {
+        if self.raw.raft.prs().iter().nth(1).is_some() {
             CATCH_UP_ENTRIES
         } else {
             0
@@ -421,13 +468,70 @@ impl<W, R> Core<W, R> {
     fn committed(&mut self, e: Entry) -> ToApply<W> {
         let replaced = |core: &mut Self, lost: Vec<W>| core.out.refused.extend(lost.into_iter().map(|w| (w, Error::LeaderChanged)));
         if e.get_entry_type() == EntryType::EntryNormal {
-            let (to_apply, lost) = self.proposals.committed(e.index, e.term, &e.data);
+            let (mut to_apply, lost) = self.proposals.committed(e.index, e.term, &e.data);
             replaced(self, lost);
+            self.set_attributes(&mut to_apply);
             return to_apply;
         }
         let lost = self.proposals.replaced_up_to(e.index);
         replaced(self, lost);
-        ToApply { index: e.index, term: e.term, requests: Vec::new(), auth: Vec::new(), waiters: Vec::new(), conf_change: true }
+        assert_eq!(e.get_entry_type(), EntryType::EntryConfChange, "entry {}: only v1 conf changes are proposed", e.index);
+        self.apply_conf_change(&e)
+    }
+
+    /// etcd's strict reconfig check, with the leader's view of its peers.
+    fn check_member_change(&self, change: &MemberChange) -> crate::error::Result<()> {
+        let r = &self.raw.raft;
+        let view = self.is_leader().then(|| super::reconfig::PeerView {
+            leader_match: r.prs().get(r.id).map_or(0, |p| p.matched),
+            peers: r.prs().iter().map(|(&id, p)| (id, (p.matched, p.recent_active))).collect(),
+        });
+        let checks = super::reconfig::Checks { cluster: &self.members, local_id: r.id, strict: self.strict_reconfig_check, view };
+        match change {
+            MemberChange::Add { member } => checks.may_add(member),
+            MemberChange::Remove { id } => checks.may_remove(*id),
+            MemberChange::Promote { id } => checks.may_promote(*id),
+            MemberChange::Update { .. } => Ok(()),
+        }
+    }
+
+    /// A committed conf change: validated as etcd (the same verdict on every member), then
+    /// applied to raft's configuration and the member list.
+    fn apply_conf_change(&mut self, e: &Entry) -> ToApply<W> {
+        let ctx = conf_change::decode(&e.context, e.index);
+        let mut result = conf_change::validate(&self.members, &ctx.change);
+        if let (Ok(()), Some(cc)) = (&result, ctx.change.raft_change()) {
+            // Refused only when it would leave no voter (possible without the strict check).
+            if let Err(err) = self.raw.apply_conf_change(&cc) {
+                result = Err(Error::Internal(format!("raft refused the configuration change: {err}")));
+            }
+        }
+        let applied = result.is_ok();
+        if applied {
+            conf_change::apply(&mut self.members, &ctx.change);
+            crate::log::info(
+                "applied a configuration change through raft",
+                &[("local-member-id", format!("{:x}", self.raw.raft.id)), ("raft-conf-change", format!("{:?}", ctx.change)), ("index", e.index.to_string())],
+            );
+        }
+        let removed_self = applied && ctx.change == MemberChange::Remove { id: self.raw.raft.id };
+        let waiter = self.proposals.take_waiter(ctx.proposal_id);
+        let members = applied.then(|| self.members.clone());
+        let outcome = ConfOutcome { waiter, result, removed_self };
+        ToApply { index: e.index, term: e.term, requests: Vec::new(), auth: Vec::new(), waiters: Vec::new(), members, conf_change: Some(outcome) }
+    }
+
+    /// Members' published attributes in a normal entry change the member list.
+    fn set_attributes(&mut self, to_apply: &mut ToApply<W>) {
+        let mut changed = false;
+        for r in to_apply.requests.iter().flatten() {
+            if let Request::MemberAttrSet(a) = r {
+                changed |= conf_change::set_attributes(&mut self.members, a.member_id, &a.name, &a.client_urls);
+            }
+        }
+        if changed {
+            to_apply.members = Some(self.members.clone());
+        }
     }
 
     /// etcd's `raft.MustSync`: new entries, or a new term or vote, must be durable before raft

@@ -45,7 +45,8 @@ type DoneWaiter = (Option<usize>, oneshot::Sender<Result<()>>);
 
 pub struct DriverConfig {
     pub id: u64,
-    pub voters: Vec<u64>,
+    /// etcd's `--strict-reconfig-check`.
+    pub strict_reconfig_check: bool,
     pub heartbeat: Duration,
     pub election_ticks: usize,
     pub quota: crate::quota::Quota,
@@ -80,6 +81,10 @@ struct Driver {
     retired_stripes: Vec<(std::path::PathBuf, u64)>,
     /// The watch hub, told how far apply has gone.
     watch: flume::Sender<Applied>,
+    /// The live member list, set from every applied change.
+    membership: crate::cluster::Membership,
+    /// This member applied its own removal: the process is stopping.
+    removed: bool,
 }
 
 /// Where the driver's outside events come from and go: durable WAL batches, finished
@@ -174,6 +179,19 @@ pub async fn run(
     }
 }
 
+/// etcd's stop of a removed member: the answer goes out first (a second later, as etcd's
+/// stopWithDelay), then the process stops as on a signal and exits 0.
+fn stop_removed_member() {
+    let err = "the member has been permanently removed from the cluster";
+    crate::log::warn("server error", &[("error", err.into())]);
+    crate::log::warn("data-dir used by this member must be removed", &[]);
+    let _ = std::thread::Builder::new().name("removed".into()).spawn(|| {
+        std::thread::sleep(Duration::from_secs(1));
+        // SAFETY: kill(2) on this process with a signal it handles (graceful shutdown).
+        unsafe { libc::kill(libc::getpid(), libc::SIGTERM) };
+    });
+}
+
 impl Driver {
     fn new(
         cfg: &DriverConfig,
@@ -193,7 +211,8 @@ impl Driver {
         let timeout = Duration::from_secs(5) + 2 * cfg.heartbeat * cfg.election_ticks as u32;
         let core_cfg = CoreConfig {
             id: cfg.id,
-            voters: cfg.voters.clone(),
+            cluster: cfg.membership.current().as_ref().clone(),
+            strict_reconfig_check: cfg.strict_reconfig_check,
             election_ticks: cfg.election_ticks,
             randomized_election: true,
             stripes: stripes.len(),
@@ -201,8 +220,10 @@ impl Driver {
             first_proposal_id: (cfg.id & 0xffff) << 48 | boot_micros,
             request_timeout_ticks: timeout.as_nanos().div_ceil(cfg.heartbeat.as_nanos().max(1)) as u64,
         };
-        let point = snap.as_ref().map(|m| SnapPoint { index: m.index, term: m.term, voters: m.voters.clone() });
+        let point = snap.as_ref().map(|m| SnapPoint { index: m.index, term: m.term, voters: m.voters.clone(), learners: m.learners.clone(), members: m.members.clone() });
         let core = Core::new(&core_cfg, recovered, point.as_ref())?;
+        // The snapshot's member list, until the entries after it are applied again.
+        cfg.membership.set(core.members().clone());
         let election_timeout = cfg.heartbeat * cfg.election_ticks as u32;
         let min_ttl = crate::lease::min_ttl_seconds(cfg.heartbeat, cfg.election_ticks as u64);
         // A revoke not applied within etcd's request timeout is proposed again.
@@ -218,7 +239,7 @@ impl Driver {
             }
             status.publish_applied(m.index, m.rev, m.compact_rev);
         }
-        let snapshots = Coordinator::new(cfg.snap_dir.clone(), shards, status.clone(), cfg.voters.clone(), snap, done_tx);
+        let snapshots = Coordinator::new(cfg.snap_dir.clone(), shards, status.clone(), snap, done_tx);
         Ok(Driver {
             core,
             applier,
@@ -229,6 +250,8 @@ impl Driver {
             status,
             retired_stripes: cfg.retired_stripes.clone(),
             watch,
+            membership: cfg.membership.clone(),
+            removed: false,
         })
     }
 
@@ -253,6 +276,7 @@ impl Driver {
             CoreMsg::Snapshot { reply } => self.core.request_snapshot((None, reply)),
             CoreMsg::DiskBarrier { reply } => self.core.barrier((None, reply)),
             CoreMsg::Lease { call } => self.lease_call(call),
+            CoreMsg::MemberChange { change, reply, home } => self.core.propose_member_change(change, (home, reply)),
         }
     }
 
@@ -335,9 +359,9 @@ impl Driver {
 
     /// Applies one committed entry and answers its clients.
     async fn apply(&mut self, entry: ToApply<WriteWaiter>) {
-        let ToApply { index, mut requests, auth, waiters, conf_change, .. } = entry;
-        if conf_change {
-            crate::log::warn("ignoring conf change entry: membership changes are not supported yet", &[]);
+        let ToApply { index, mut requests, auth, waiters, members, conf_change, .. } = entry;
+        if let Some(members) = &members {
+            self.membership.set(members.clone());
         }
         self.applier.set_index(index);
         let results = self.apply_requests(&mut requests, &auth).await;
@@ -348,6 +372,23 @@ impl Driver {
             if let Some((home, tx)) = waiter {
                 self.outbox.push(home, Delivery::Write(tx, result));
             }
+        }
+        if let Some(outcome) = conf_change {
+            self.conf_changed(outcome, members);
+        }
+    }
+
+    /// Answers an applied conf change's proposer (etcd answers with the member list after it);
+    /// a member that applied its own removal stops, as etcd's.
+    fn conf_changed(&mut self, outcome: crate::raft::proposals::ConfOutcome<WriteWaiter>, members: Option<crate::cluster::Cluster>) {
+        if let Some((home, tx)) = outcome.waiter {
+            let list = members.map_or_else(Vec::new, |c| c.sorted_members());
+            let answer = outcome.result.map(|()| Response::Members(None, list));
+            self.outbox.push(home, Delivery::Write(tx, answer));
+        }
+        if outcome.removed_self && !self.removed {
+            self.removed = true;
+            stop_removed_member();
         }
     }
 

@@ -4,7 +4,9 @@
 //! * `core` — the core as a state machine without I/O (read it first: the write path's
 //!   decisions), built of one concept per file:
 //!   `proposals` (batching, matching committed entries to waiters), `reads` (ReadIndex),
-//!   `log_writer` (WAL batches and which readies are durable), `snapshots` (when to snapshot).
+//!   `log_writer` (WAL batches and which readies are durable), `snapshots` (when to snapshot),
+//!   `conf_change` (membership changes as entries, etcd's validation, the member list),
+//!   `reconfig` (etcd's strict reconfig checks before a change is proposed).
 //! * `driver` — the glommio loop that feeds the core and carries out its outputs (WAL writes,
 //!   apply, answers, snapshots).
 //! * `handle` — the front end's handle: the messages it sends and etcd's request timeout.
@@ -16,19 +18,21 @@
 //! linearizable reads by ReadIndex; no leader: "no leader"; a new leader fails ReadIndex
 //! requests in flight with "leader changed"; every client waiting in the core is answered
 //! within etcd's request timeout. Not yet: installing a raft snapshot from the leader (a
-//! follower behind the leader's first entry waits: `storage::LogStore` offers none),
-//! membership changes, and the peer transport (the driver drops the messages).
+//! follower behind the leader's first entry waits: `storage::LogStore` offers none) and the
+//! peer transport (the driver drops the messages).
 //!
 //! `tests/raft_sim.rs` drives `core` as a lone voter under a seeded deterministic simulation;
 //! `tests/raft_sim_cluster.rs` drives 3 or 5 of them through a lossy, duplicating, reordering,
 //! partitioned network, crashes and slow disks, checking raft's safety properties,
 //! linearizable reads and liveness once the faults stop.
 
+pub mod conf_change;
 pub mod core;
 pub mod driver;
 pub mod handle;
 pub mod log_writer;
 pub mod proposals;
 pub mod reads;
+pub mod reconfig;
 pub mod snapshots;
 pub mod storage;

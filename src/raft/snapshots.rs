@@ -15,6 +15,10 @@ pub struct SnapshotOrder {
     pub wal_seq_kept: u64,
     /// Requested (Defragment): rewrite every segment rather than add a delta.
     pub full: bool,
+    /// Raft's configuration and the member list at `index` (a restart resumes with them).
+    pub voters: Vec<u64>,
+    pub learners: Vec<u64>,
+    pub members: crate::cluster::Cluster,
 }
 
 impl SnapshotOrder {
