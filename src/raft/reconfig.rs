@@ -105,21 +105,26 @@ impl Checks<'_> {
     fn ready_to_add_voter(&self) -> bool {
         let members = 1 + self.voters().count();
         let started = self.voters().filter(|m| m.is_started()).count();
-        (started == 1 && members == 2) || started >= members / 2 + 1
+        (started == 1 && members == 2) || reaches_quorum(started, members)
     }
 
     /// IsReadyToRemoveVotingMember: the started voters left are a quorum of the voters left.
     fn ready_to_remove_voter(&self, id: u64) -> bool {
         let left: Vec<&Member> = self.voters().filter(|m| m.id != id).collect();
-        left.iter().filter(|m| m.is_started()).count() >= left.len() / 2 + 1
+        reaches_quorum(left.iter().filter(|m| m.is_started()).count(), left.len())
     }
 
     /// IsReadyToPromoteMember: the learner counts as a started voter.
     fn ready_to_promote(&self) -> bool {
         let members = 1 + self.voters().count();
         let started = 1 + self.voters().filter(|m| m.is_started()).count();
-        started >= members / 2 + 1
+        reaches_quorum(started, members)
     }
+}
+
+/// etcd's `nstarted >= nmembers/2 + 1`.
+fn reaches_quorum(started: usize, members: usize) -> bool {
+    started > members / 2
 }
 
 #[cfg(test)]
