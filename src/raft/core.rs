@@ -137,6 +137,15 @@ pub struct Core<W, R> {
     ticks: u64,
     /// The leader last seen (`INVALID_ID`: none), to notice a new one.
     leader_seen: u64,
+    /// Committed entries from a conf change on, each with the WAL batch that carries its commit
+    /// index: applied only once that batch is durable. A member acting on a configuration its
+    /// disk does not know is committed could, after a crash, wait for votes from a member the
+    /// change removed (and that has stopped).
+    held: VecDeque<(Option<u64>, Entry)>,
+    /// This member applied its own removal: it takes no message, proposal or read any more, and
+    /// a removed leader only heartbeats (its followers learn the removal's commit from them)
+    /// until its driver stops it. raft-rs cannot run a leader outside its configuration.
+    removed: bool,
 }
 
 impl<W, R> Core<W, R> {
@@ -182,6 +191,8 @@ impl<W, R> Core<W, R> {
             out: Output::default(),
             ticks: 0,
             leader_seen,
+            held: VecDeque::new(),
+            removed: false,
         })
     }
 
@@ -199,7 +210,9 @@ impl<W, R> Core<W, R> {
 
     /// A write with its sender (`auth`: who sent it, when auth is on).
     pub fn propose_as(&mut self, request: Request, auth: Option<crate::proto::ballastpb::AuthHeader>, waiter: W) {
-        if self.raw.raft.leader_id == raft::INVALID_ID {
+        if self.removed {
+            self.out.refused.push((waiter, Error::Stopped));
+        } else if self.raw.raft.leader_id == raft::INVALID_ID {
             self.out.refused.push((waiter, Error::NoLeader));
         } else if self.proposals.add(request, auth, waiter, self.ticks) {
             self.propose_batch();
@@ -209,6 +222,9 @@ impl<W, R> Core<W, R> {
     /// A membership change: checked as etcd's strict reconfig check, then proposed as a conf
     /// change entry; answered when it is applied (or refused at commit).
     pub fn propose_member_change(&mut self, change: MemberChange, waiter: W) {
+        if self.removed {
+            return self.out.refused.push((waiter, Error::Stopped));
+        }
         if self.raw.raft.leader_id == raft::INVALID_ID {
             return self.out.refused.push((waiter, Error::NoLeader));
         }
@@ -225,6 +241,9 @@ impl<W, R> Core<W, R> {
 
     /// A linearizable read: answered once everything committed before it is applied.
     pub fn read(&mut self, waiter: R) {
+        if self.removed {
+            return self.out.done.push((waiter, Err(Error::Stopped)));
+        }
         self.reads.queue(waiter, self.ticks);
     }
 
@@ -261,6 +280,9 @@ impl<W, R> Core<W, R> {
     /// is not an error: its sender's client times out, as etcd's. Nor is an answer from a
     /// member no longer in the configuration (removed meanwhile): raft ignores it, as etcd.
     pub fn step(&mut self, msg: Message) -> Result<(), String> {
+        if self.removed {
+            return Ok(());
+        }
         match self.raw.step(msg) {
             Ok(()) | Err(raft::Error::ProposalDropped | raft::Error::StepPeerNotFound) => Ok(()),
             Err(e) => Err(format!("raft step: {e}")),
@@ -394,10 +416,11 @@ impl<W, R> Core<W, R> {
     }
 
     /// A snapshot may be cut once everything committed is applied, on a leader that has
-    /// committed an entry of its term (`is_serving`) or on a follower that knows one.
+    /// committed an entry of its term (`is_serving`) or on a follower that knows one; not
+    /// after this member's removal (a restart replays it, and stops again).
     fn may_snapshot(&self) -> bool {
         let r = &self.raw.raft;
-        self.is_serving() || (r.state == StateRole::Follower && r.leader_id != raft::INVALID_ID && r.raft_log.applied >= r.raft_log.committed)
+        !self.removed && (self.is_serving() || (r.state == StateRole::Follower && r.leader_id != raft::INVALID_ID && r.raft_log.applied >= r.raft_log.committed))
     }
 
     /// etcd's leader-change notice: when a new leader is seen, the ReadIndex requests in
@@ -453,13 +476,20 @@ impl<W, R> Core<W, R> {
         for rs in rd.take_read_states() {
             self.reads.answered(&rs.request_ctx, rs.index);
         }
-        for e in rd.take_committed_entries() {
-            let to_apply = self.committed(e);
-            self.out.apply.push(to_apply);
-        }
+        let committed = rd.take_committed_entries();
+        let conf = committed.iter().any(|e| e.get_entry_type() != EntryType::EntryNormal);
         let entries = rd.take_entries();
         let hs = rd.hs().cloned();
-        let seq = self.must_sync(&entries, hs.as_ref()).then(|| self.write(entries, hs));
+        // A committed conf change makes its commit index durable at once (see `held`).
+        let seq = (self.must_sync(&entries, hs.as_ref()) || conf).then(|| self.write(entries, hs));
+        if conf || !self.held.is_empty() {
+            self.held.extend(committed.into_iter().map(|e| (seq, e)));
+        } else {
+            for e in committed {
+                let to_apply = self.committed(e);
+                self.out.apply.push(to_apply);
+            }
+        }
         self.log.track(rd.number(), seq);
         self.raw.advance_append_async(rd);
         self.release_persisted();
@@ -515,6 +545,12 @@ impl<W, R> Core<W, R> {
             );
         }
         let removed_self = applied && ctx.change == MemberChange::Remove { id: self.raw.raft.id };
+        if removed_self {
+            self.removed = true;
+            // raft-rs's removed leader broadcasts nothing more by itself: tell the followers
+            // the commit now (heartbeats carry it), and again on every heartbeat tick.
+            self.raw.raft.ping();
+        }
         let waiter = self.proposals.take_waiter(ctx.proposal_id);
         let members = applied.then(|| self.members.clone());
         let outcome = ConfOutcome { waiter, result, removed_self };
@@ -565,7 +601,8 @@ impl<W, R> Core<W, R> {
     /// Reports to raft the longest prefix of readies whose batches are durable.
     fn release_persisted(&mut self) {
         let (number, barriers) = self.log.release();
-        if let Some(number) = number {
+        // A removed leader is not in raft's progress any more: raft-rs would panic on its own.
+        if let Some(number) = number.filter(|_| !self.removed) {
             self.raw.on_persist_ready(number);
             while self.after_persist.front().is_some_and(|(n, _)| *n <= number) {
                 let (_, msgs) = self.after_persist.pop_front().expect("checked above");
@@ -573,6 +610,11 @@ impl<W, R> Core<W, R> {
             }
         }
         self.out.done.extend(barriers.into_iter().map(|r| (r, Ok(()))));
+        while self.held.front().is_some_and(|(seq, _)| seq.is_none_or(|s| s <= self.log.durable_seq())) {
+            let (_, e) = self.held.pop_front().expect("checked above");
+            let to_apply = self.committed(e);
+            self.out.apply.push(to_apply);
+        }
     }
 
     /// Drops applied entries from raft's in-memory log that no peer can need. A single voter
