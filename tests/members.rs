@@ -7,8 +7,11 @@ mod common;
 
 use common::Server;
 
-/// `member list -w json`'s members: (id, name, peer URLs, client URLs, learner).
-fn members(s: &Server) -> Vec<(u64, String, Vec<String>, Vec<String>, bool)> {
+/// A listed member: (id, name, peer URLs, client URLs, learner).
+type Listed = (u64, String, Vec<String>, Vec<String>, bool);
+
+/// `member list -w json`'s members.
+fn members(s: &Server) -> Vec<Listed> {
     let out = s.ctl(&["member", "list", "-w", "json"]);
     let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"));
     let strings = |m: &serde_json::Value, k: &str| m[k].as_array().map_or_else(Vec::new, |a| a.iter().map(|u| u.as_str().unwrap().to_string()).collect());

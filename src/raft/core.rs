@@ -36,8 +36,9 @@
 //! member list is applied state: it changes only by entries (conf changes, and members'
 //! published attributes in normal entries), goes out with the entry that changed it and into
 //! every snapshot with raft's configuration, so a restart resumes from the snapshot's and
-//! replays the entries after it. A member that applies its own removal is told so
-//! (`ConfOutcome::removed_self`) and stops.
+//! replays the entries after it. A conf change and the entries after it are applied only
+//! once the WAL batch carrying its commit index is durable (`held`). A member that applies
+//! its own removal is told so (`ConfOutcome::removed_self`), takes nothing more and stops.
 
 use std::collections::VecDeque;
 
