@@ -36,7 +36,7 @@
 //! twice and apply the write twice, as etcd would; a transport over one gRPC stream per peer
 //! does not duplicate.
 //!
-//! `RAFT_SIM_SEEDS=n` seeds (default 3000, about 35 s in a debug build) from `RAFT_SIM_FIRST_SEED` (default 1); a long run:
+//! `RAFT_SIM_SEEDS=n` seeds (default 3000, 35-50 s in a debug build) from `RAFT_SIM_FIRST_SEED` (default 1); a long run:
 //! `RAFT_SIM_SEEDS=100000 cargo test --release --test raft_sim_cluster`. `RAFT_SIM_SEED=s`
 //! replays one seed, `RAFT_SIM_TRACE=1` prints its steps.
 
