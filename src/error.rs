@@ -26,6 +26,10 @@ pub enum Error {
     /// replaced (so it will never be applied).
     LeaderChanged,
     NotLeader,
+    /// MoveLeader to a member that is not a voter.
+    BadLeaderTransferee,
+    /// MoveLeader whose target did not become leader within the request timeout.
+    LeaderTransferTimeout,
     Stopped,
     /// The recipes behind Lock and Election (answered with gRPC code Unknown, as etcd's).
     SessionExpired,
@@ -82,7 +86,6 @@ pub type Result<T> = std::result::Result<T, Error>;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Missing {
     Snapshot,
-    MoveLeader,
     Downgrade,
 }
 
@@ -90,7 +93,6 @@ impl Missing {
     fn message(self) -> &'static str {
         match self {
             Missing::Snapshot => "ballast: snapshot is not implemented yet",
-            Missing::MoveLeader => "ballast: move-leader is not implemented yet",
             Missing::Downgrade => "ballast: downgrade is not implemented yet",
         }
     }
@@ -117,6 +119,9 @@ impl Error {
             Error::NoLeader => (Code::Unavailable, "etcdserver: no leader"),
             Error::LeaderChanged => (Code::Unavailable, "etcdserver: leader changed"),
             Error::NotLeader => (Code::FailedPrecondition, "etcdserver: not leader"),
+            Error::BadLeaderTransferee => (Code::FailedPrecondition, "etcdserver: bad leader transferee"),
+            // Not in etcd's gRPC error map: its togRPCError answers Unknown.
+            Error::LeaderTransferTimeout => (Code::Unknown, "etcdserver: request timed out, leader transfer took too long"),
             Error::Stopped => (Code::Unavailable, "etcdserver: server stopped"),
             Error::SessionExpired => (Code::Unknown, "mutex: session is expired"),
             Error::LostWatcher => (Code::Unknown, "lost watcher waiting for delete"),

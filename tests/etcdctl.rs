@@ -576,6 +576,16 @@ fn member_list(shards: u32) {
     assert!(m["header"].get("revision").is_none(), "member list header must not carry a revision: {m}");
 }
 
+/// Recorded from etcd 3.5.1: a lone member may "move" leadership to itself; any other id (or
+/// a learner's) is a bad transferee, before raft is asked.
+fn move_leader(shards: u32) {
+    let (s, member) = started_with_two_keys(shards);
+    assert_eq!(s.ctl(&["move-leader", &format!("{member:x}")]), format!("Leadership transferred from {member:x} to {member:x}\n"));
+    assert_eq!(ctl_error(&s, &["move-leader", "1"]), "Error: etcdserver: bad leader transferee");
+    let st = json(&s, &["endpoint", "status"]);
+    assert_eq!(st[0]["Status"]["leader"].as_u64().unwrap(), member, "{st}");
+}
+
 fn alarm_list(shards: u32) {
     let (s, _) = started_with_two_keys(shards);
     assert_eq!(s.ctl(&["alarm", "list"]), "");
@@ -658,6 +668,7 @@ shard_tests!(
     endpoint_status,
     endpoint_health,
     member_list,
+    move_leader,
     alarm_list,
     fields_output,
     odd_keys_and_values,

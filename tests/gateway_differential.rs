@@ -375,4 +375,5 @@ fn auth_cluster_and_maintenance_answer_as_etcds() {
     p.same("/v3/maintenance/alarm", r#"{"action":"GET"}"#);
     p.same_with("POST", "/v3/maintenance/hash", "{}", &[], &["hash"]);
     p.same("/v3/maintenance/defragment", "{}");
+    p.same("/v3/maintenance/transfer-leadership", r#"{"targetID":"1"}"#);
 }

@@ -4,6 +4,7 @@
 //! speed-of-light server (`sol`, storage-free), each with a fresh data dir under `--work-dir`, runs
 //! the same workloads against each, and prints a markdown table (also written to bench/RESULTS.md).
 //! See bench/README.md.
+mod failover;
 mod fresh;
 mod k8s;
 mod kv;

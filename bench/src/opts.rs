@@ -6,7 +6,7 @@ use crate::restart::RESTART_VALUE_LEN;
 
 /// Every known workload id, in table order (`load` is the preload, run first; `restart` and the
 /// watch and lease workloads run each on a server of their own, after the KV ones).
-pub const WORKLOAD_IDS: [&str; 16] = [
+pub const WORKLOAD_IDS: [&str; 17] = [
     "put-1c",
     "put-100c",
     "put-1000c",
@@ -23,6 +23,7 @@ pub const WORKLOAD_IDS: [&str; 16] = [
     "lease-expiry",
     "k8s",
     "pauses",
+    "failover",
 ];
 pub const USAGE: &str = "\
 usage: cargo run --release -p ballast-bench -- [options]
@@ -50,12 +51,14 @@ usage: cargo run --release -p ballast-bench -- [options]
   --targets LIST     comma-separated subset of: etcd-3.5,etcd-3.4,ballast-1shard,ballast-2shards,sol
                      and the secure twins (run only when named; KV workloads only):
                      etcd-3.5+tls-auth,etcd-3.4+tls-auth,ballast-1shard+tls-auth,
-                     ballast-2shards+tls-auth (mutual TLS and auth on, see bench/README.md)
+                     ballast-2shards+tls-auth (mutual TLS and auth on, see bench/README.md),
+                     and the 3-member clusters (run only when named; KV workloads and failover):
+                     etcd-3.5x3,ballast-x3
   --workloads LIST   comma-separated subset of:
                      put-1c,put-100c,put-1000c,put-open-1000c,range-lin,range-ser,txn-cas,load,
                      restart,
                      watch-1000,watch-max,watch-idle,lease-keepalive,lease-expiry,k8s,pauses
-                     (not for sol)
+                     (not for sol), failover (clusters only: leader SIGKILL → first write)
   --watchers N       watchers of watch-1000 / watch-max (default 1000, over 100 streams / 10 conns)
   --watch-rate R     puts/s of watch-1000 (default 200; it writes --ops/10 puts); watch-max starts
                      at R/4 and doubles, each step half as long as watch-1000

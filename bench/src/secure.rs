@@ -15,7 +15,6 @@
 //!   request, as etcd's Go client does.
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use ballast_bench::proto::authpb::{permission, Permission, UserAddOptions};
 use ballast_bench::proto::etcdserverpb::auth_client::AuthClient;
@@ -24,7 +23,7 @@ use ballast_bench::proto::etcdserverpb::{
     AuthUserGrantRoleRequest, AuthenticateRequest,
 };
 use tonic::metadata::AsciiMetadataValue;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
 /// The suffix of a secure target's name.
 pub const SUFFIX: &str = "+tls-auth";
@@ -123,16 +122,8 @@ impl Secure {
 
     /// A TLS connection to `url` (https) presenting the client certificate; not logged in.
     pub async fn channel(&self, url: &str) -> Result<Channel, String> {
-        Endpoint::from_shared(url.to_string())
-            .map_err(|e| e.to_string())?
-            .tls_config(self.tls.clone())
-            .map_err(|e| format!("tls config: {e}"))?
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(Duration::from_secs(30))
-            .tcp_nodelay(true)
-            .connect()
-            .await
-            .map_err(|e| format!("connect {url}: {e}"))
+        let endpoint = crate::server::endpoint(url)?.tls_config(self.tls.clone()).map_err(|e| format!("tls config: {e}"))?;
+        crate::server::dial(endpoint, url).await
     }
 
     /// Logs in as the bench user on `ch`: the token its requests carry.

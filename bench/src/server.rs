@@ -1,5 +1,7 @@
 //! Server processes: spawn on free loopback ports, readiness (and on a secure target the auth
 //! setup), stop (SIGTERM, then SIGKILL), and the run of one workload on a fresh server of its own.
+//! A cluster target (`Target::members` > 1) is its first member, the others in `others`: they
+//! are started, checked and stopped together, and the KV load spreads its connections over all.
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -21,6 +23,8 @@ pub struct Server {
     pub spawned: Instant,
     /// A secure target's certificates (its URL is https, auth is enabled once it serves).
     pub secure: Option<Arc<Secure>>,
+    /// The other members of a cluster target (empty for a single server).
+    pub others: Vec<Server>,
 }
 
 /// How a server stopped: after SIGTERM within the bound, or SIGKILLed.
@@ -38,8 +42,22 @@ impl Server {
         }
     }
 
-    /// SIGTERM, a bounded wait (10 s), then SIGKILL; always reaps.
+    /// How clients reach each member (this one first).
+    pub fn links(&self) -> Vec<Link> {
+        std::iter::once(self).chain(&self.others).map(Server::link).collect()
+    }
+
+    /// Every member's process id (this one first).
+    pub fn pids(&self) -> Vec<i32> {
+        std::iter::once(self).chain(&self.others).map(|s| s.pid).collect()
+    }
+
+    /// SIGTERM, a bounded wait (10 s), then SIGKILL; always reaps. The other members of a
+    /// cluster first; the result is this member's.
     pub fn stop(&mut self) -> Stopped {
+        for o in &mut self.others {
+            o.stop();
+        }
         let t0 = Instant::now();
         if matches!(self.child.try_wait(), Ok(Some(_))) {
             return Stopped {
@@ -67,7 +85,11 @@ impl Server {
         }
     }
 
+    /// Why this server (or another member of its cluster) exited, if one did.
     pub fn exited(&mut self) -> Option<String> {
+        if let Some(e) = self.others.iter_mut().find_map(Server::exited) {
+            return Some(e);
+        }
         match self.child.try_wait() {
             Ok(Some(st)) => Some(format!(
                 "server exited ({st}); log tail:\n{}",
@@ -105,22 +127,57 @@ pub fn start(t: &Target, bin: &Path, dir: &Path) -> Result<Server, String> {
     // SAFETY: sync(2) has no preconditions.
     unsafe { libc::sync() };
     std::fs::create_dir_all(dir).map_err(|e| format!("mkdir {}: {e}", dir.display()))?;
-    spawn(t, bin, dir, "server.log")
-}
-
-/// Two distinct free loopback ports: client, peer.
-fn two_ports() -> (u16, u16) {
-    loop {
-        let (a, b) = (free_port(), free_port());
-        if a != b {
-            return (a, b);
-        }
+    if t.members > 1 {
+        spawn_cluster(t, bin, dir)
+    } else {
+        spawn(t, bin, dir, "server.log")
     }
 }
 
-/// The command line of `t` serving clients on `url`, with its data in `data` (etcd flags; ballast
-/// adds its shard count; a secure target its TLS and auth flags; sol takes the client URLs only).
-fn server_args(t: &Target, data: &Path, url: &str, peer: &str) -> Vec<String> {
+/// `n` distinct free loopback ports.
+fn distinct_ports(n: usize) -> Vec<u16> {
+    let mut ports: Vec<u16> = Vec::with_capacity(n);
+    while ports.len() < n {
+        let p = free_port();
+        if !ports.contains(&p) {
+            ports.push(p);
+        }
+    }
+    ports
+}
+
+/// How one member is named and joins: its name, `--initial-cluster`, and its data dir.
+struct Membership<'a> {
+    name: &'a str,
+    initial_cluster: &'a str,
+    data: &'a Path,
+}
+
+/// Starts the `t.members` members of a cluster target as a new cluster on fresh ports: member
+/// i is `m<i>`, its data in `dir/data/m<i>`, its log `dir/server-m<i>.log`. Member 0 is the
+/// server returned, the others in its `others`.
+fn spawn_cluster(t: &Target, bin: &Path, dir: &Path) -> Result<Server, String> {
+    let ports = distinct_ports(2 * t.members);
+    let peer = |i: usize| format!("http://127.0.0.1:{}", ports[2 * i + 1]);
+    let initial_cluster: Vec<String> = (0..t.members).map(|i| format!("m{i}={}", peer(i))).collect();
+    let initial_cluster = initial_cluster.join(",");
+    let mut members = Vec::with_capacity(t.members);
+    for i in 0..t.members {
+        let name = format!("m{i}");
+        let data = dir.join("data").join(&name);
+        let m = Membership { name: &name, initial_cluster: &initial_cluster, data: &data };
+        let log = format!("server-{name}.log");
+        members.push(spawn_member(t, bin, dir, &log, (ports[2 * i], ports[2 * i + 1]), &m)?);
+    }
+    let mut first = members.remove(0);
+    first.others = members;
+    Ok(first)
+}
+
+/// The command line of `t` serving clients on `url`, peers on `peer`, as member `m` (etcd flags;
+/// ballast adds its shard count; a secure target its TLS and auth flags; sol takes the client
+/// URLs only).
+fn server_args(t: &Target, m: &Membership, url: &str, peer: &str) -> Vec<String> {
     let mut args: Vec<String> = vec![
         "--listen-client-urls".into(),
         url.to_string(),
@@ -131,15 +188,15 @@ fn server_args(t: &Target, data: &Path, url: &str, peer: &str) -> Vec<String> {
         args.extend(
             [
                 "--name",
-                "default",
+                m.name,
                 "--data-dir",
-                &data.to_string_lossy(),
+                &m.data.to_string_lossy(),
                 "--listen-peer-urls",
                 peer,
                 "--initial-advertise-peer-urls",
                 peer,
                 "--initial-cluster",
-                &format!("default={peer}"),
+                m.initial_cluster,
                 "--quota-backend-bytes",
                 "8589934592",
             ]
@@ -157,12 +214,29 @@ fn server_args(t: &Target, data: &Path, url: &str, peer: &str) -> Vec<String> {
 
 /// Starts `t` on whatever `dir/data` holds (fresh ports), logging to `dir/<log_name>`.
 pub fn spawn(t: &Target, bin: &Path, dir: &Path, log_name: &str) -> Result<Server, String> {
+    let ports = distinct_ports(2);
+    let peer = format!("http://127.0.0.1:{}", ports[1]);
+    let initial_cluster = format!("default={peer}");
+    let data = dir.join("data");
+    let m = Membership { name: "default", initial_cluster: &initial_cluster, data: &data };
+    spawn_member(t, bin, dir, log_name, (ports[0], ports[1]), &m)
+}
+
+/// Starts `t` as member `m` on the client and peer ports `(cport, pport)`, logging to
+/// `dir/<log_name>`.
+fn spawn_member(
+    t: &Target,
+    bin: &Path,
+    dir: &Path,
+    log_name: &str,
+    (cport, pport): (u16, u16),
+    m: &Membership,
+) -> Result<Server, String> {
     let log = dir.join(log_name);
-    let (cport, pport) = two_ports();
     let scheme = if t.secure.is_some() { "https" } else { "http" };
     let url = format!("{scheme}://127.0.0.1:{cport}");
     let peer = format!("http://127.0.0.1:{pport}");
-    let args = server_args(t, &dir.join("data"), &url, &peer);
+    let args = server_args(t, m, &url, &peer);
     let logf = std::fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
     let spawned = Instant::now();
     let child = Command::new(bin)
@@ -187,18 +261,25 @@ pub fn spawn(t: &Target, bin: &Path, dir: &Path, log_name: &str) -> Result<Serve
         log,
         spawned,
         secure: t.secure.clone(),
+        others: Vec::new(),
     })
 }
 
 pub async fn connect(url: &str) -> Result<Channel, String> {
-    Endpoint::from_shared(url.to_string())
+    dial(endpoint(url)?, url).await
+}
+
+/// The bench's connection settings for `url`, plain or (after `tls_config`) secure.
+pub fn endpoint(url: &str) -> Result<Endpoint, String> {
+    Ok(Endpoint::from_shared(url.to_string())
         .map_err(|e| e.to_string())?
         .connect_timeout(Duration::from_secs(5))
         .timeout(Duration::from_secs(30))
-        .tcp_nodelay(true)
-        .connect()
-        .await
-        .map_err(|e| format!("connect {url}: {e}"))
+        .tcp_nodelay(true))
+}
+
+pub async fn dial(endpoint: Endpoint, url: &str) -> Result<Channel, String> {
+    endpoint.connect().await.map_err(|e| format!("connect {url}: {e}"))
 }
 
 /// Polls a linearizable Range until it succeeds (bounded: 60 s); a secure target then gets its

@@ -9,7 +9,7 @@ use crate::kv::{self, run_target, KvRows, Plan};
 use crate::opts::{mode, selected, Opts};
 use crate::restart::{self, restart_selected, run_restart, RestartRow};
 use crate::targets::{Kind, Target};
-use crate::{k8s, lease, pauses, watch};
+use crate::{failover, k8s, lease, pauses, watch};
 
 /// The workloads selected for this run.
 pub struct Suite<'o> {
@@ -30,6 +30,7 @@ pub struct Rows<'a> {
     expiry: Vec<lease::expiry::ExpiryRow>,
     k8s: Vec<k8s::K8sRow>,
     pauses: Vec<pauses::PausesRow>,
+    failover: Vec<failover::FailoverRow>,
 }
 
 /// The results text: tables, their legends, the notes.
@@ -93,6 +94,14 @@ impl<'o> Suite<'o> {
             run_target(t, bin, &dir, &self.plan, &mut rows.kv, o.keep_data).await;
         }
         if t.kind == Kind::Sol {
+            return;
+        }
+        if t.members > 1 {
+            // A cluster runs the KV workloads and the failover only.
+            if selected(o, failover::ID) {
+                let fdir = dir.join(failover::ID);
+                rows.failover.push(failover::run_failover(t, bin, &fdir, o.keep_data).await);
+            }
             return;
         }
         if t.secure.is_some() {
@@ -197,6 +206,10 @@ impl<'o> Suite<'o> {
         if !rows.pauses.is_empty() {
             let tbl = pauses::table(&rows.pauses);
             x.add("\n\n", &tbl, pauses::LEGEND, &pauses::notes(&rows.pauses));
+        }
+        if !rows.failover.is_empty() {
+            let tbl = failover::table(&rows.failover);
+            x.add("\n\n", &tbl, failover::LEGEND, &failover::notes(&rows.failover));
         }
         x
     }

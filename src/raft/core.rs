@@ -277,6 +277,12 @@ impl<W, R> Core<W, R> {
         }
     }
 
+    /// MoveLeader: raft's leader transfer (ignored unless this member leads and `target` is
+    /// another voter; the caller watches the leader change).
+    pub fn transfer_leader(&mut self, target: u64) {
+        self.raw.transfer_leader(target);
+    }
+
     /// A message from a peer. A proposal forwarded here that raft drops (no leader any more)
     /// is not an error: its sender's client times out, as etcd's. Nor is an answer from a
     /// member no longer in the configuration (removed meanwhile): raft ignores it, as etcd.

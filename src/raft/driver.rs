@@ -277,6 +277,7 @@ impl Driver {
             CoreMsg::DiskBarrier { reply } => self.core.barrier((None, reply)),
             CoreMsg::Lease { call } => self.lease_call(call),
             CoreMsg::MemberChange { change, reply, home } => self.core.propose_member_change(change, (home, reply)),
+            CoreMsg::TransferLeader { target } => self.core.transfer_leader(target),
         }
     }
 

@@ -27,6 +27,9 @@ pub enum CoreMsg {
     /// A membership change (etcd's MemberAdd/Remove/Update/Promote): answered with the member
     /// list once applied (`Response::Members`).
     MemberChange { change: super::conf_change::MemberChange, reply: oneshot::Sender<Result<Response>>, home: Option<usize> },
+    /// Hand leadership to `target` (raft's leader transfer; no answer: the caller watches the
+    /// leader change in `ServerStatus`).
+    TransferLeader { target: u64 },
 }
 
 /// A lease call answered by the leader's lessor.
@@ -62,10 +65,7 @@ impl RaftHandle {
 
     async fn call_within<T>(&self, timeout: Duration, msg: impl FnOnce(oneshot::Sender<Result<T>>) -> CoreMsg) -> Result<T> {
         let (tx, rx) = oneshot::channel();
-        self.tx.try_send(msg(tx)).map_err(|e| match e {
-            flume::TrySendError::Full(_) => Error::TooManyRequests,
-            flume::TrySendError::Disconnected(_) => Error::Stopped,
-        })?;
+        self.send(msg(tx))?;
         match tokio::time::timeout(timeout, rx).await {
             Ok(reply) => reply.map_err(|_| Error::Stopped)?,
             Err(_) => Err(Error::Timeout),
@@ -113,6 +113,19 @@ impl RaftHandle {
 
     pub async fn lease_ids(&self) -> Result<Vec<i64>> {
         self.call(|reply| CoreMsg::Lease { call: LeaseCall::Ids { reply } }).await
+    }
+
+    /// Asks the raft core to hand leadership to `target`.
+    pub fn transfer_leader(&self, target: u64) -> Result<()> {
+        self.send(CoreMsg::TransferLeader { target })
+    }
+
+    /// A full queue is etcd's "too many requests".
+    fn send(&self, msg: CoreMsg) -> Result<()> {
+        self.tx.try_send(msg).map_err(|e| match e {
+            flume::TrySendError::Full(_) => Error::TooManyRequests,
+            flume::TrySendError::Disconnected(_) => Error::Stopped,
+        })
     }
 
     /// etcd's request timeout.

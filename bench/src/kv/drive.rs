@@ -88,20 +88,20 @@ async fn client_task(
     }
 }
 
-/// Load generator thread `t` of `threads`: connects its connections (j ≡ t mod threads; on a
-/// secure target each logs in once), waits for the start, runs its clients (c with c mod conns ≡
-/// t mod threads) to their end.
+/// Load generator thread `t` of `threads`: connects its connections (j ≡ t mod threads, to
+/// member j mod members of a cluster; on a secure target each logs in once), waits for the
+/// start, runs its clients (c with c mod conns ≡ t mod threads) to their end.
 async fn loadgen_thread(
     t: usize,
     threads: usize,
     w: Workload,
-    link: Link,
+    links: Vec<Link>,
     sh: Shared,
 ) -> Result<Vec<ClientOut>, String> {
     let mut chans = Vec::new();
     let mut failed = None;
     for j in (t..w.conns).step_by(threads) {
-        match link.open().await {
+        match links[j % links.len()].open().await {
             Ok(ch) => chans.push((j, ch)),
             Err(e) => failed = Some(e),
         }
@@ -138,13 +138,13 @@ struct Driven {
 /// Starts the load generator threads, each a current-thread runtime running `loadgen_thread`.
 fn spawn_threads(
     w: &Workload,
-    link: &Link,
+    links: &[Link],
     threads: usize,
     sh: &Shared,
 ) -> Vec<std::thread::JoinHandle<Result<Vec<ClientOut>, String>>> {
     (0..threads)
         .map(|t| {
-            let (w, link, sh) = (w.clone(), link.clone(), sh.clone());
+            let (w, link, sh) = (w.clone(), links.to_vec(), sh.clone());
             std::thread::spawn(move || {
                 let rt = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
@@ -185,8 +185,8 @@ fn join_all(
 /// The start instant and CPU readings are taken once every thread has connected.
 fn drive_clients(
     w: &Workload,
-    link: &Link,
-    pid: i32,
+    links: &[Link],
+    pids: &[i32],
     value: Arc<Vec<u8>>,
 ) -> Result<Driven, String> {
     let threads = LOADGEN_THREADS.min(w.conns).max(1);
@@ -201,10 +201,10 @@ fn drive_clients(
         start: Arc::new(OnceLock::new()),
         value,
     };
-    let handles = spawn_threads(w, link, threads, &sh);
+    let handles = spawn_threads(w, links, threads, &sh);
     drop(sh.tickets);
     sh.connected.wait();
-    let (server_cpu0, own_cpu0) = (cpu_ticks(pid), cpu_ticks(own_pid()));
+    let (server_cpu0, own_cpu0) = (cpu_ticks_of(pids), cpu_ticks(own_pid()));
     let t0 = Instant::now();
     sh.start.set(t0).expect("start is set once");
     let paced = match w.pace {
@@ -228,6 +228,16 @@ fn drive_clients(
 
 fn own_pid() -> i32 {
     std::process::id() as i32
+}
+
+/// The CPU ticks of every member of a server (None if one cannot be read).
+fn cpu_ticks_of(pids: &[i32]) -> Option<u64> {
+    pids.iter().map(|&p| cpu_ticks(p)).sum()
+}
+
+/// The RSS of every member of a server, in MiB (None if one cannot be read).
+fn rss_mib_of(pids: &[i32]) -> Option<f64> {
+    pids.iter().map(|&p| rss_mib(p)).sum()
 }
 
 /// The clients' latencies (sorted), error count and first error.
@@ -299,14 +309,14 @@ pub async fn run_workload(
             .collect::<Vec<u8>>(),
     );
     let d = {
-        let (w, link, pid) = (w.clone(), s.link(), s.pid);
-        tokio::task::spawn_blocking(move || drive_clients(&w, &link, pid, value))
+        let (w, links, pids) = (w.clone(), s.links(), s.pids());
+        tokio::task::spawn_blocking(move || drive_clients(&w, &links, &pids, value))
             .await
             .map_err(|e| format!("load generator: {e}"))??
     };
     let (lat, errors, first_error) = merge(d.outs);
     let secs = d.t0.elapsed().as_secs_f64();
-    let (cpu1, own1) = (cpu_ticks(s.pid), cpu_ticks(own_pid()));
+    let (cpu1, own1) = (cpu_ticks_of(&s.pids()), cpu_ticks(own_pid()));
     let ops = lat.len() as u64;
     let unsent = match w.pace {
         Pace::Open(Some(rate)) => Schedule::new(d.t0, rate, w.secs)
@@ -328,7 +338,7 @@ pub async fn run_workload(
         p999_us: percentile(&lat, 0.999),
         cpu_us_per_op: cpu_us_per(d.server_cpu0, cpu1, ops),
         client_cpu_us_per_op: cpu_us_per(d.own_cpu0, own1, ops),
-        rss_mib: rss_mib(s.pid),
+        rss_mib: rss_mib_of(&s.pids()),
         note,
     })
 }

@@ -72,11 +72,14 @@ fn line(w: &Workload, r: &Row, etcd: Option<&Res>, sol: Option<&Res>) -> String 
 }
 
 /// The etcd result ballast rows of a workload compare with: etcd 3.5's, else any etcd's, with
-/// the same security (plain, or TLS and auth).
-fn reference<'r>(of_w: &[&'r Row], secure: bool) -> Option<&'r Res> {
+/// the same security (plain, or TLS and auth) and the same number of members.
+fn reference<'r>(of_w: &[&'r Row], secure: bool, members: usize) -> Option<&'r Res> {
     let etcd = || {
-        of_w.iter()
-            .filter(move |r| r.target.kind == Kind::Etcd && r.target.secure.is_some() == secure)
+        of_w.iter().filter(move |r| {
+            r.target.kind == Kind::Etcd
+                && r.target.secure.is_some() == secure
+                && r.target.members == members
+        })
     };
     etcd()
         .find(|r| r.target.plain_name() == ETCD35)
@@ -95,7 +98,7 @@ pub fn table(rows: &[Row], workloads: &[&Workload]) -> String {
         for r in &of_w {
             let secure = r.target.secure.is_some();
             let sol = if secure { None } else { sol };
-            s.push_str(&line(w, r, reference(&of_w, secure), sol));
+            s.push_str(&line(w, r, reference(&of_w, secure, r.target.members), sol));
         }
     }
     s
@@ -177,7 +180,7 @@ pub fn secure_table(rows: &[Row], workloads: &[&Workload]) -> String {
             ) else {
                 continue;
             };
-            let (Some(ep), Some(es)) = (reference(&of_w, false), reference(&of_w, true)) else {
+            let (Some(ep), Some(es)) = (reference(&of_w, false, 1), reference(&of_w, true, 1)) else {
                 continue;
             };
             s.push_str(&secure_line(w, twin.target.plain_name(), [bp, bs, ep, es]));
