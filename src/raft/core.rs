@@ -280,7 +280,9 @@ impl<W, R> Core<W, R> {
     /// MoveLeader: raft's leader transfer (ignored unless this member leads and `target` is
     /// another voter; the caller watches the leader change).
     pub fn transfer_leader(&mut self, target: u64) {
-        self.raw.transfer_leader(target);
+        if !self.removed {
+            self.raw.transfer_leader(target);
+        }
     }
 
     /// A message from a peer. A proposal forwarded here that raft drops (no leader any more)
