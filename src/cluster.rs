@@ -7,7 +7,7 @@ use crate::config::Config;
 
 const MEMBERSHIP_FILE: &str = "membership.json";
 
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Member {
     pub id: u64,
     pub name: String,
@@ -19,11 +19,15 @@ pub struct Member {
     pub is_learner: bool,
 }
 
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Cluster {
     pub id: u64,
+    /// Sorted by id once changed through raft (etcd lists members by id).
     pub members: Vec<Member>,
     pub local_id: u64,
+    /// Ids of removed members: never to be added again (etcd's removed set).
+    #[serde(default)]
+    pub removed: Vec<u64>,
 }
 
 fn sha1_prefix_u64(bytes: &[u8]) -> u64 {
@@ -60,7 +64,7 @@ impl Cluster {
         let mut ids: Vec<u64> = members.iter().map(|m| m.id).collect();
         ids.sort_unstable();
         let bytes: Vec<u8> = ids.iter().flat_map(|id| id.to_be_bytes()).collect();
-        Ok(Cluster { id: sha1_prefix_u64(&bytes), members, local_id })
+        Ok(Cluster { id: sha1_prefix_u64(&bytes), members, local_id, removed: Vec::new() })
     }
 
     /// The membership this data dir was created with (etcd ignores `--initial-cluster` once a
@@ -86,6 +90,30 @@ impl Cluster {
     pub fn member(&self, id: u64) -> Option<&Member> {
         self.members.iter().find(|m| m.id == id)
     }
+
+    pub fn member_mut(&mut self, id: u64) -> Option<&mut Member> {
+        self.members.iter_mut().find(|m| m.id == id)
+    }
+
+    /// The members sorted by id, as etcd lists them.
+    pub fn sorted_members(&self) -> Vec<Member> {
+        let mut members = self.members.clone();
+        members.sort_by_key(|m| m.id);
+        members
+    }
+}
+
+impl Member {
+    /// etcd's `IsStarted`: a member has published its name once it served.
+    pub fn is_started(&self) -> bool {
+        !self.name.is_empty()
+    }
+}
+
+/// The id etcd gives a member added at runtime (`MemberAdd`): SHA-1 of its sorted peer URLs,
+/// an empty cluster name and the time in seconds.
+pub fn added_member_id(peer_urls: &[String], unix_secs: u64) -> u64 {
+    member_id(peer_urls, &unix_secs.to_string())
 }
 
 /// The live membership, shared by the applier (which replaces it whole on every applied

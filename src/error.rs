@@ -62,6 +62,18 @@ pub enum Error {
     AuthOldRevision,
     /// etcd has no gRPC error for it: answered as code Unknown with the auth package's text.
     NoPasswordUser,
+    /// etcd's membership errors (server/etcdserver/api/membership/errors.go, etcdserver/errors.go,
+    /// mapped in api/v3rpc/util.go).
+    MemberExist,
+    PeerUrlExist,
+    /// etcd maps it to an `EtcdError`, not a gRPC status: clients see code Unknown.
+    MemberNotEnoughStarted,
+    MemberBadUrls,
+    MemberNotFound,
+    MemberNotLearner,
+    LearnerNotReady,
+    TooManyLearners,
+    Unhealthy,
     /// A feature this build does not offer yet.
     Unimplemented(Missing),
     /// A fault inside the server that is not the client's doing.
@@ -75,7 +87,6 @@ pub type Result<T> = std::result::Result<T, Error>;
 pub enum Missing {
     Snapshot,
     Downgrade,
-    MembershipChanges,
 }
 
 impl Missing {
@@ -83,7 +94,6 @@ impl Missing {
         match self {
             Missing::Snapshot => "ballast: snapshot is not implemented yet",
             Missing::Downgrade => "ballast: downgrade is not implemented yet",
-            Missing::MembershipChanges => "ballast: membership changes are not implemented yet",
         }
     }
 }
@@ -139,6 +149,15 @@ impl Error {
             Error::InvalidAuthMgmt => (Code::InvalidArgument, "etcdserver: invalid auth management"),
             Error::AuthOldRevision => (Code::InvalidArgument, "etcdserver: revision of auth store is old"),
             Error::NoPasswordUser => (Code::Unknown, "auth: authentication failed, password was given for no password user"),
+            Error::MemberExist => (Code::FailedPrecondition, "etcdserver: member ID already exist"),
+            Error::PeerUrlExist => (Code::FailedPrecondition, "etcdserver: Peer URLs already exists"),
+            Error::MemberNotEnoughStarted => (Code::Unknown, "etcdserver: re-configuration failed due to not enough started members"),
+            Error::MemberBadUrls => (Code::InvalidArgument, "etcdserver: given member URLs are invalid"),
+            Error::MemberNotFound => (Code::NotFound, "etcdserver: member not found"),
+            Error::MemberNotLearner => (Code::FailedPrecondition, "etcdserver: can only promote a learner member"),
+            Error::LearnerNotReady => (Code::FailedPrecondition, "etcdserver: can only promote a learner member which is in sync with leader"),
+            Error::TooManyLearners => (Code::FailedPrecondition, "etcdserver: too many learner members in cluster"),
+            Error::Unhealthy => (Code::Unavailable, "etcdserver: unhealthy cluster"),
             Error::Unimplemented(what) => (Code::Unimplemented, what.message()),
             Error::Internal(msg) => (Code::Internal, msg),
         }

@@ -26,7 +26,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 use raft::eraftpb::Message;
-use ballast::raft::core::{Core, CoreConfig, SnapPoint};
+use ballast::raft::core::{Core, CoreConfig};
 use ballast::raft::snapshots::SnapshotOrder;
 use ballast::wal::record::Batch;
 
@@ -103,13 +103,24 @@ struct World {
 
 fn config(stripes: usize, snapshot_count: u64, boots: u64) -> CoreConfig {
     // Proposal ids unique across restarts, as the boot time in nanoseconds makes them.
-    CoreConfig { id: 1, voters: vec![1], election_ticks: 10, randomized_election: false, stripes, snapshot_count, first_proposal_id: boots << 40, request_timeout_ticks: 1000, catch_up_entries: 0 }
+    CoreConfig {
+        id: 1,
+        cluster: sim::cluster(&[1], 1),
+        strict_reconfig_check: true,
+        election_ticks: 10,
+        randomized_election: false,
+        stripes,
+        snapshot_count,
+        first_proposal_id: boots << 40,
+        request_timeout_ticks: 1000,
+        catch_up_entries: 0,
+    }
 }
 
 impl Node {
     fn boot(disk: Disk, stripes: usize, snapshot_count: u64, boots: u64) -> Node {
         let (rec, disk) = recover(disk, stripes);
-        let point = disk.snapshot.as_ref().map(|(o, _)| SnapPoint { index: o.index, term: o.term, voters: vec![1], data: Vec::new() });
+        let point = disk.snapshot.as_ref().map(|(o, _)| sim::snap_point(o, Vec::new()));
         let core = Core::new(&config(stripes, snapshot_count, boots), &rec, point.as_ref()).expect("core starts");
         let model = disk.snapshot.as_ref().map_or_else(Model::default, |(_, m)| m.clone());
         Node {
@@ -270,7 +281,7 @@ impl World {
         if let Some(&seq) = node.batch_of_index.get(&entry.index) {
             assert!(seq <= node.durable_prefix, "entry {} applied before batch {seq} (and all before it) is durable", entry.index);
         }
-        assert!(!entry.conf_change);
+        assert!(entry.conf_change.is_none());
         for (req, waiter) in entry.requests.iter().zip(&entry.waiters) {
             let tag = tag_of(req);
             node.model.rev += 1;

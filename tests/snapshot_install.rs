@@ -34,6 +34,8 @@ fn placement(lagging: &Path, sender: &Manifest) -> Placement {
         index: sender.index,
         term: sender.term,
         voters: sender.voters.clone(),
+        learners: sender.learners.clone(),
+        local_id: sender.members.as_ref().map_or(0, |c| c.local_id),
         wal_seq_from: rec.max_seq_found + 1,
         wal_seq_kept: rec.max_seq_found,
     }

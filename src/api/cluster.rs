@@ -1,14 +1,18 @@
-//! etcd's Cluster service: MemberList from the configured membership (clients call it to
-//! discover endpoints). Membership changes arrive with multi-member raft.
+//! etcd's Cluster service (server/etcdserver/api/v3rpc/member.go): MemberList from the live
+//! membership, and MemberAdd/Remove/Update/Promote as raft conf changes
+//! (`raft/conf_change.rs`), answered with the member list after the change, with etcd's checks
+//! and errors. Membership changes need the root role when auth is on (etcd's
+//! checkMembershipOperationPermission).
 
 use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
 use super::Ctx;
-use crate::error::{Error, Missing};
+use crate::error::{Error, Result};
 use crate::proto::etcdserverpb::cluster_server::Cluster;
 use crate::proto::etcdserverpb::*;
+use crate::raft::conf_change::MemberChange;
 
 pub struct ClusterService {
     ctx: Arc<Ctx>,
@@ -18,45 +22,101 @@ impl ClusterService {
     pub fn new(ctx: Arc<Ctx>) -> ClusterService {
         ClusterService { ctx }
     }
+
+    async fn change<T>(&self, req: &Request<T>, change: MemberChange) -> Result<Vec<Member>> {
+        self.ctx.auth.admin(req)?;
+        let members = self.ctx.raft.member_change(change).await?;
+        Ok(members.iter().map(to_proto).collect())
+    }
 }
 
-type Reply<T> = Result<Response<T>, Status>;
+type Reply<T> = std::result::Result<Response<T>, Status>;
 
-fn unimplemented<T>() -> Reply<T> {
-    Err(Error::Unimplemented(Missing::MembershipChanges).into())
+fn to_proto(m: &crate::cluster::Member) -> Member {
+    Member { id: m.id, name: m.name.clone(), peer_ur_ls: m.peer_urls.clone(), client_ur_ls: m.client_urls.clone(), is_learner: m.is_learner }
+}
+
+/// etcd's types.NewURLs: at least one URL, each http(s) or unix(s) with host:port and no path;
+/// sorted. Anything else: "given member URLs are invalid".
+fn peer_urls(urls: &[String]) -> Result<Vec<String>> {
+    if urls.is_empty() {
+        return Err(Error::MemberBadUrls);
+    }
+    let mut out = Vec::with_capacity(urls.len());
+    for u in urls {
+        let u = u.trim();
+        let (scheme, rest) = u.split_once("://").ok_or(Error::MemberBadUrls)?;
+        if !matches!(scheme, "http" | "https" | "unix" | "unixs") {
+            return Err(Error::MemberBadUrls);
+        }
+        let host = rest.split(['?', '#']).next().unwrap_or_default();
+        if host.contains('/') || !has_port(host) {
+            return Err(Error::MemberBadUrls);
+        }
+        out.push(u.to_string());
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Go's net.SplitHostPort accepts it: `host:port` or `[v6]:port`.
+fn has_port(host: &str) -> bool {
+    match host.strip_prefix('[') {
+        Some(v6) => v6.split_once("]:").is_some(),
+        None => host.matches(':').count() == 1,
+    }
 }
 
 #[tonic::async_trait]
 impl Cluster for ClusterService {
-    async fn member_add(&self, _r: Request<MemberAddRequest>) -> Reply<MemberAddResponse> {
-        unimplemented()
+    async fn member_add(&self, r: Request<MemberAddRequest>) -> Reply<MemberAddResponse> {
+        let urls = peer_urls(&r.get_ref().peer_ur_ls)?;
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
+        let is_learner = r.get_ref().is_learner;
+        let member = crate::cluster::Member { id: crate::cluster::added_member_id(&urls, now), name: String::new(), peer_urls: urls, client_urls: vec![], is_learner };
+        let added = Member { id: member.id, peer_ur_ls: member.peer_urls.clone(), is_learner, ..Default::default() };
+        let members = self.change(&r, MemberChange::Add { member }).await?;
+        Ok(Response::new(MemberAddResponse { header: self.ctx.header_without_revision(), member: Some(added), members }))
     }
 
-    async fn member_remove(&self, _r: Request<MemberRemoveRequest>) -> Reply<MemberRemoveResponse> {
-        unimplemented()
+    async fn member_remove(&self, r: Request<MemberRemoveRequest>) -> Reply<MemberRemoveResponse> {
+        let id = r.get_ref().id;
+        let members = self.change(&r, MemberChange::Remove { id }).await?;
+        Ok(Response::new(MemberRemoveResponse { header: self.ctx.header_without_revision(), members }))
     }
 
-    async fn member_update(&self, _r: Request<MemberUpdateRequest>) -> Reply<MemberUpdateResponse> {
-        unimplemented()
+    async fn member_update(&self, r: Request<MemberUpdateRequest>) -> Reply<MemberUpdateResponse> {
+        let (id, peer_urls) = (r.get_ref().id, r.get_ref().peer_ur_ls.clone());
+        let members = self.change(&r, MemberChange::Update { id, peer_urls }).await?;
+        Ok(Response::new(MemberUpdateResponse { header: self.ctx.header_without_revision(), members }))
     }
 
-    async fn member_list(&self, _r: Request<MemberListRequest>) -> Reply<MemberListResponse> {
-        let cluster = self.ctx.membership.current();
-        let members = cluster
-            .members
-            .iter()
-            .map(|m| Member {
-                id: m.id,
-                name: m.name.clone(),
-                peer_ur_ls: m.peer_urls.clone(),
-                client_ur_ls: if m.id == cluster.local_id { self.ctx.client_urls.clone() } else { m.client_urls.clone() },
-                is_learner: m.is_learner,
-            })
-            .collect();
+    async fn member_list(&self, r: Request<MemberListRequest>) -> Reply<MemberListResponse> {
+        if r.get_ref().linearizable {
+            self.ctx.raft.read_index().await?;
+        }
+        let members = self.ctx.membership.current().sorted_members().iter().map(to_proto).collect();
         Ok(Response::new(MemberListResponse { header: self.ctx.header_without_revision(), members }))
     }
 
-    async fn member_promote(&self, _r: Request<MemberPromoteRequest>) -> Reply<MemberPromoteResponse> {
-        unimplemented()
+    async fn member_promote(&self, r: Request<MemberPromoteRequest>) -> Reply<MemberPromoteResponse> {
+        let id = r.get_ref().id;
+        let members = self.change(&r, MemberChange::Promote { id }).await?;
+        Ok(Response::new(MemberPromoteResponse { header: self.ctx.header_without_revision(), members }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peer_urls_as_etcd_new_urls() {
+        let ok = |u: &[&str]| peer_urls(&u.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(ok(&["http://b:2", " http://a:1"]), Ok(vec!["http://a:1".into(), "http://b:2".into()]));
+        assert_eq!(ok(&["https://[::1]:2380"]).map(|v| v.len()), Ok(1));
+        for bad in [&[][..], &["ftp://a:1"], &["http://a"], &["http://a:1/path"], &["a:1"]] {
+            assert_eq!(ok(bad), Err(Error::MemberBadUrls), "{bad:?}");
+        }
     }
 }

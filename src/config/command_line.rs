@@ -187,6 +187,9 @@ pub(super) fn config_from_flags(flags: &FlagValues) -> Result<Config, ConfigErro
     let bool_flag = |name: &str| flags.get(name).is_some_and(|v| super::values::parse_go_bool(v).unwrap_or(false));
     c.lease_checkpoint = bool_flag("experimental-enable-lease-checkpoint");
     c.lease_checkpoint_persist = bool_flag("experimental-enable-lease-checkpoint-persist");
+    if let Some(v) = flags.get("strict-reconfig-check") {
+        c.strict_reconfig_check = super::values::parse_go_bool(v).unwrap_or(true);
+    }
     if let Some(v) = flags.get("auth-token") {
         c.auth_token = v.to_string();
     }

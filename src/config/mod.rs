@@ -116,6 +116,8 @@ pub struct Config {
     pub watch_progress_notify_interval: std::time::Duration,
     /// --experimental-enable-lease-checkpoint(-persist).
     pub lease_checkpoint: bool,
+    /// etcd's `--strict-reconfig-check` (default true).
+    pub strict_reconfig_check: bool,
     pub lease_checkpoint_persist: bool,
     /// The client listeners' TLS: --cert-file, --key-file, --trusted-ca-file,
     /// --client-cert-auth, --client-crl-file, --auto-tls.
@@ -193,6 +195,7 @@ impl Default for Config {
             wal_segment_bytes: DEFAULT_WAL_SEGMENT_BYTES,
             watch_progress_notify_interval: DEFAULT_WATCH_PROGRESS_NOTIFY_INTERVAL,
             lease_checkpoint: false,
+            strict_reconfig_check: true,
             lease_checkpoint_persist: false,
             client_tls: TlsFlags::default(),
             peer_tls: TlsFlags::default(),

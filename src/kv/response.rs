@@ -20,6 +20,8 @@ pub enum Response {
     LeaseCheckpoint(LeaseCheckpointResponse),
     /// An auth store change; for Authenticate, whom to give a token.
     Auth(Option<ResponseHeader>, Option<Authenticated>),
+    /// A membership change or a member's published attributes: the member list after it.
+    Members(Option<ResponseHeader>, Vec<crate::cluster::Member>),
 }
 
 /// An applied Authenticate: the front end makes the token (`auth::token`).
@@ -45,7 +47,7 @@ impl Response {
             Response::LeaseGrant(r) => &mut r.header,
             Response::LeaseRevoke(r) => &mut r.header,
             Response::LeaseCheckpoint(r) => &mut r.header,
-            Response::Auth(h, _) => h,
+            Response::Auth(h, _) | Response::Members(h, _) => h,
         }
     }
 

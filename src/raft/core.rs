@@ -33,21 +33,35 @@
 //! files as data; the follower fetches the files, then installs them while raft's ready that
 //! carries the snapshot waits (`installs.rs`: the two steps, and why). Raft's log is never
 //! trimmed past the snapshot offered, so the snapshot always reaches the leader's first entry.
-//! Not built yet: membership changes (a conf change entry is applied as nothing).
+//! The installed snapshot brings raft's configuration (voters and learners, in the raft
+//! snapshot) and the member list (in the fetched manifest) with it.
+//!
+//! Membership changes (`conf_change.rs`): checked before proposing as etcd's strict reconfig
+//! check (`reconfig.rs`), proposed as conf change entries; at commit every member validates
+//! the change against its member list as etcd does, applies a valid one to raft's
+//! configuration and to the list, and answers the proposer (its verdict, or etcd's error). The
+//! member list is applied state: it changes only by entries (conf changes, and members'
+//! published attributes in normal entries), goes out with the entry that changed it and into
+//! every snapshot with raft's configuration, so a restart resumes from the snapshot's and
+//! replays the entries after it. A conf change and the entries after it are applied only
+//! once the WAL batch carrying its commit index is durable (`held`). A member that applies
+//! its own removal is told so (`ConfOutcome::removed_self`), takes nothing more and stops.
 
 use std::collections::VecDeque;
 
-use raft::eraftpb::{ConfState, Entry, EntryType, HardState, Message, MessageType};
+use raft::eraftpb::{Entry, EntryType, HardState, Message, MessageType};
 use raft::{Config as RaftConfig, RawNode, SnapshotStatus, StateRole};
 
+use super::conf_change::{self, MemberChange};
 use super::installs::{status_message, Installs, STATUS_TIMEOUT_ELECTIONS};
 pub use super::installs::{FetchOrder, InstallOrder};
 use super::log_writer::{LogWriter, WalWrite};
-use super::proposals::{Proposals, ToApply};
+use super::proposals::{ConfOutcome, Proposals, ToApply};
 use super::reads::Reads;
 use super::snapshots::{Schedule, SnapshotOrder};
 use super::storage::LogStore;
 pub use super::storage::SnapPoint;
+use crate::cluster::Cluster;
 use crate::error::Error;
 use crate::proto::ballastpb::internal_request::Request;
 use crate::wal::recover::Recovered;
@@ -67,7 +81,11 @@ const LOG_TRIM_STEP_ENTRIES: u64 = 64;
 
 pub struct CoreConfig {
     pub id: u64,
-    pub voters: Vec<u64>,
+    /// The member list to start from without a snapshot (its voters and learners are raft's
+    /// configuration then).
+    pub cluster: Cluster,
+    /// etcd's `--strict-reconfig-check` (`reconfig.rs`).
+    pub strict_reconfig_check: bool,
     pub election_ticks: usize,
     /// raft-rs draws each election timeout from [election_ticks, 2 × election_ticks) with the
     /// thread's RNG, which no seed replays: a simulation sets this false (the timeout is then
@@ -124,7 +142,9 @@ impl<W, R> Default for Output<W, R> {
 
 pub struct Core<W, R> {
     raw: RawNode<LogStore>,
-    voters: Vec<u64>,
+    /// The member list as applied (`conf_change.rs`).
+    members: Cluster,
+    strict_reconfig_check: bool,
     catch_up_entries: u64,
     proposals: Proposals<W>,
     reads: Reads<R>,
@@ -141,15 +161,24 @@ pub struct Core<W, R> {
     installs: Installs,
     /// The index of an installed snapshot, applied as soon as raft counts it persisted.
     applied_to_after_persist: Option<u64>,
-    /// The conf state of the running local snapshot, as of its index.
-    snapshot_conf: ConfState,
     election_ticks: u64,
+    /// Committed entries from a conf change on, each with the WAL batch that carries its commit
+    /// index: applied only once that batch is durable. A member acting on a configuration its
+    /// disk does not know is committed could, after a crash, wait for votes from a member the
+    /// change removed (and that has stopped).
+    held: VecDeque<(Option<u64>, Entry)>,
+    /// This member applied its own removal: it takes no message, proposal or read any more, and
+    /// a removed leader only heartbeats (its followers learn the removal's commit from them)
+    /// until its driver stops it. raft-rs cannot run a leader outside its configuration.
+    removed: bool,
 }
 
 impl<W, R> Core<W, R> {
     /// Rebuilds raft from the snapshot point and the WAL recovered after it.
     pub fn new(cfg: &CoreConfig, recovered: &Recovered, snap: Option<&SnapPoint>) -> Result<Core<W, R>, String> {
-        let storage = super::storage::restore(cfg.voters.clone(), recovered, snap)?;
+        let conf = (cfg.cluster.voters(), cfg.cluster.learners());
+        let storage = super::storage::restore(cfg.id, conf, recovered, snap)?;
+        let members = snap.and_then(|s| s.members.clone()).unwrap_or_else(|| cfg.cluster.clone());
         let raft_cfg = RaftConfig {
             applied: snap.map_or(0, |s| s.index),
             id: cfg.id,
@@ -166,7 +195,7 @@ impl<W, R> Core<W, R> {
         raft_cfg.validate().map_err(|e| format!("raft config: {e}"))?;
         let logger = slog::Logger::root(slog::Discard, slog::o!());
         let mut raw = RawNode::new(&raft_cfg, storage, &logger).map_err(|e| format!("raft: {e}"))?;
-        if cfg.voters == [cfg.id] {
+        if raw.raft.prs().conf().to_conf_state().voters == [cfg.id] {
             // A lone voter need not wait for an election timeout.
             raw.campaign().map_err(|e| format!("raft campaign: {e}"))?;
         }
@@ -174,7 +203,8 @@ impl<W, R> Core<W, R> {
         let timeout = cfg.request_timeout_ticks.max(1);
         Ok(Core {
             raw,
-            voters: cfg.voters.clone(),
+            members,
+            strict_reconfig_check: cfg.strict_reconfig_check,
             catch_up_entries: cfg.catch_up_entries,
             proposals: Proposals::new(cfg.first_proposal_id, timeout),
             // etcd asks again every 500 ms: half its default election timeout.
@@ -189,8 +219,9 @@ impl<W, R> Core<W, R> {
             leader_seen,
             installs: Installs::default(),
             applied_to_after_persist: None,
-            snapshot_conf: ConfState::default(),
             election_ticks: cfg.election_ticks as u64,
+            held: VecDeque::new(),
+            removed: false,
         })
     }
 
@@ -208,15 +239,40 @@ impl<W, R> Core<W, R> {
 
     /// A write with its sender (`auth`: who sent it, when auth is on).
     pub fn propose_as(&mut self, request: Request, auth: Option<crate::proto::ballastpb::AuthHeader>, waiter: W) {
-        if self.raw.raft.leader_id == raft::INVALID_ID {
+        if self.removed {
+            self.out.refused.push((waiter, Error::Stopped));
+        } else if self.raw.raft.leader_id == raft::INVALID_ID {
             self.out.refused.push((waiter, Error::NoLeader));
         } else if self.proposals.add(request, auth, waiter, self.ticks) {
             self.propose_batch();
         }
     }
 
+    /// A membership change: checked as etcd's strict reconfig check, then proposed as a conf
+    /// change entry; answered when it is applied (or refused at commit).
+    pub fn propose_member_change(&mut self, change: MemberChange, waiter: W) {
+        if self.removed {
+            return self.out.refused.push((waiter, Error::Stopped));
+        }
+        if self.raw.raft.leader_id == raft::INVALID_ID {
+            return self.out.refused.push((waiter, Error::NoLeader));
+        }
+        if let Err(e) = self.check_member_change(&change) {
+            return self.out.refused.push((waiter, e));
+        }
+        let id = self.proposals.register(waiter, self.ticks);
+        let (context, cc) = conf_change::encode(id, &change);
+        if let Err(e) = self.raw.propose_conf_change(context, cc) {
+            crate::log::warn("raft dropped a conf change", &[("error", e.to_string())]);
+            self.out.refused.extend(self.proposals.take_waiter(id).map(|w| (w, Error::NoLeader)));
+        }
+    }
+
     /// A linearizable read: answered once everything committed before it is applied.
     pub fn read(&mut self, waiter: R) {
+        if self.removed {
+            return self.out.done.push((waiter, Err(Error::Stopped)));
+        }
         self.reads.queue(waiter, self.ticks);
     }
 
@@ -258,17 +314,27 @@ impl<W, R> Core<W, R> {
     /// another voter; the caller watches the leader change).
     pub fn transfer_leader(&mut self, target: u64) {
         // (A member installing a leader's snapshot is no leader: nothing to transfer.)
-        if !self.installs.holding_ready() {
+        if !self.removed && !self.installs.holding_ready() {
             self.raw.transfer_leader(target);
         }
     }
 
     /// A message from a peer. A proposal forwarded here that raft drops (no leader any more)
-    /// is not an error: its sender's client times out, as etcd's.
+    /// is not an error: its sender's client times out, as etcd's. Nor is an answer from a
+    /// member no longer in the configuration (removed meanwhile): raft ignores it, as etcd.
     pub fn step(&mut self, msg: Message) -> Result<(), String> {
+        if self.removed {
+            return Ok(());
+        }
         match msg.get_msg_type() {
             MessageType::MsgSnapStatus => {
                 self.snapshot_status(msg.from, !msg.reject);
+                return Ok(());
+            }
+            // raft-rs ignores a snapshot whose configuration lacks this member (one taken before
+            // its addition): the leader hears so at once and takes a newer one.
+            MessageType::MsgSnapshot if self.would_restore(&msg) && !in_conf(&msg, self.raw.raft.id) => {
+                self.out.messages.push(status_message(self.raw.raft.id, msg.from, false));
                 return Ok(());
             }
             MessageType::MsgSnapshot if self.would_restore(&msg) => {
@@ -282,7 +348,7 @@ impl<W, R> Core<W, R> {
             _ => {}
         }
         match self.raw.step(msg) {
-            Ok(()) | Err(raft::Error::ProposalDropped) => Ok(()),
+            Ok(()) | Err(raft::Error::ProposalDropped | raft::Error::StepPeerNotFound) => Ok(()),
             Err(e) => Err(format!("raft step: {e}")),
         }
     }
@@ -330,13 +396,16 @@ impl<W, R> Core<W, R> {
             return;
         }
         let index = self.raw.raft.raft_log.applied;
-        self.snapshot_conf = self.raw.raft.prs().conf().to_conf_state();
+        let conf = self.raw.raft.prs().conf().to_conf_state();
         let order = SnapshotOrder {
             index,
             term: self.raw.raft.raft_log.term(index).unwrap_or(0),
             wal_seq_from: self.log.first_batch_after(index),
             wal_seq_kept: self.log.durable_seq(),
             full: false,
+            voters: conf.voters,
+            learners: conf.learners,
+            members: self.members.clone(),
         };
         self.out.snapshot = Some(self.snapshots.start(order));
     }
@@ -347,8 +416,8 @@ impl<W, R> Core<W, R> {
         let (order, waiters) = self.snapshots.finish();
         let reply = match result {
             Ok(data) => {
-                let conf = std::mem::take(&mut self.snapshot_conf);
-                let point = SnapPoint { index: order.index, term: order.term, voters: conf.voters, data };
+                let members = Some(order.members.clone());
+                let point = SnapPoint { index: order.index, term: order.term, voters: order.voters.clone(), learners: order.learners.clone(), members, data };
                 self.raw.store().offer(point.to_snapshot());
                 // With peers, etcd's SnapshotCatchUpEntries stay for followers behind.
                 let to = order.index.saturating_sub(self.catch_up_entries());
@@ -382,18 +451,26 @@ impl<W, R> Core<W, R> {
     }
 
     /// The ordered install is durable (step 2): raft's storage takes the snapshot and the held
-    /// ready goes on. `data`: the installed snapshot's own descriptor, offered from now on. An
-    /// install that failed left the old state or the new one on disk: fatal, as a failed WAL
-    /// write.
-    pub fn installed(&mut self, result: Result<Vec<u8>, String>) {
+    /// ready goes on. `data`: the installed snapshot's own descriptor, offered from now on;
+    /// `members`: its member list (None from a manifest older than membership changes: the
+    /// list stays), which replaces this member's. An install that failed left the old state or
+    /// the new one on disk: fatal, as a failed WAL write.
+    pub fn installed(&mut self, result: Result<(Vec<u8>, Option<Cluster>), String>) {
         let (mut rd, order) = self.installs.take_installed();
-        let data = result.unwrap_or_else(|e| panic!("cannot install the leader's snapshot at index {}: {e}", order.index));
+        let (data, members) = result.unwrap_or_else(|e| panic!("cannot install the leader's snapshot at index {}: {e}", order.index));
         let snap = rd.snapshot().clone();
         {
             let mut store = self.raw.mut_store().wl();
             store.apply_snapshot(snap.clone()).unwrap_or_else(|e| panic!("raft storage refused snapshot {}: {e}", order.index));
         }
-        let point = SnapPoint { index: order.index, term: order.term, voters: order.voters.clone(), data };
+        if let Some(members) = &members {
+            self.members = members.clone();
+        }
+        // Committed entries held for a durable commit index are below the snapshot (raft
+        // restores only past its commit index): the snapshot covers them. Their proposers
+        // time out, as those of the proposals forgotten below.
+        self.held.clear();
+        let point = SnapPoint { index: order.index, term: order.term, voters: order.voters.clone(), learners: order.learners.clone(), members, data };
         self.raw.store().offer(point.to_snapshot());
         self.log.forget_before(order.wal_seq_from);
         let entries = rd.take_entries();
@@ -445,6 +522,11 @@ impl<W, R> Core<W, R> {
         (index <= log.last_index()).then(|| log.term(index).ok()).flatten()
     }
 
+    /// The member list as applied.
+    pub fn members(&self) -> &Cluster {
+        &self.members
+    }
+
     pub fn applied_index(&self) -> u64 {
         self.raw.raft.raft_log.applied
     }
@@ -458,7 +540,7 @@ impl<W, R> Core<W, R> {
 
     /// Applied entries raft's log keeps for followers to catch up from.
     fn catch_up_entries(&self) -> u64 {
-        if self.voters.len() > 1 {
+        if self.raw.raft.prs().iter().nth(1).is_some() {
             self.catch_up_entries
         } else {
             0
@@ -466,10 +548,11 @@ impl<W, R> Core<W, R> {
     }
 
     /// A snapshot may be cut once everything committed is applied, on a leader that has
-    /// committed an entry of its term (`is_serving`) or on a follower that knows one.
+    /// committed an entry of its term (`is_serving`) or on a follower that knows one; not
+    /// after this member's removal (a restart replays it, and stops again).
     fn may_snapshot(&self) -> bool {
         let r = &self.raw.raft;
-        self.is_serving() || (r.state == StateRole::Follower && r.leader_id != raft::INVALID_ID && r.raft_log.applied >= r.raft_log.committed)
+        !self.removed && (self.is_serving() || (r.state == StateRole::Follower && r.leader_id != raft::INVALID_ID && r.raft_log.applied >= r.raft_log.committed))
     }
 
     /// Whether raft would restore the snapshot this message carries (else it is stepped as is:
@@ -557,6 +640,10 @@ impl<W, R> Core<W, R> {
         let mut rd = self.raw.ready();
         for m in rd.messages().iter().filter(|m| m.get_msg_type() == MessageType::MsgSnapshot) {
             self.installs.sent(m.to, self.ticks);
+            if !in_conf(m, m.to) {
+                // Offered before `m.to` was added: the member refuses it; a newer one is due.
+                self.snapshots.soon();
+            }
         }
         self.out.messages.extend(rd.take_messages());
         let persisted_messages = rd.take_persisted_messages();
@@ -574,13 +661,20 @@ impl<W, R> Core<W, R> {
             self.order_install();
             return;
         }
-        for e in rd.take_committed_entries() {
-            let to_apply = self.committed(e);
-            self.out.apply.push(to_apply);
-        }
+        let committed = rd.take_committed_entries();
+        let conf = committed.iter().any(|e| e.get_entry_type() != EntryType::EntryNormal);
         let entries = rd.take_entries();
         let hs = rd.hs().cloned();
-        let seq = self.must_sync(&entries, hs.as_ref()).then(|| self.write(entries, hs));
+        // A committed conf change makes its commit index durable at once (see `held`).
+        let seq = (self.must_sync(&entries, hs.as_ref()) || conf).then(|| self.write(entries, hs));
+        if conf || !self.held.is_empty() {
+            self.held.extend(committed.into_iter().map(|e| (seq, e)));
+        } else {
+            for e in committed {
+                let to_apply = self.committed(e);
+                self.out.apply.push(to_apply);
+            }
+        }
         self.log.track(rd.number(), seq);
         self.raw.advance_append_async(rd);
         self.release_persisted();
@@ -589,13 +683,76 @@ impl<W, R> Core<W, R> {
     fn committed(&mut self, e: Entry) -> ToApply<W> {
         let replaced = |core: &mut Self, lost: Vec<W>| core.out.refused.extend(lost.into_iter().map(|w| (w, Error::LeaderChanged)));
         if e.get_entry_type() == EntryType::EntryNormal {
-            let (to_apply, lost) = self.proposals.committed(e.index, e.term, &e.data);
+            let (mut to_apply, lost) = self.proposals.committed(e.index, e.term, &e.data);
             replaced(self, lost);
+            self.set_attributes(&mut to_apply);
             return to_apply;
         }
         let lost = self.proposals.replaced_up_to(e.index);
         replaced(self, lost);
-        ToApply { index: e.index, term: e.term, requests: Vec::new(), auth: Vec::new(), waiters: Vec::new(), conf_change: true }
+        assert_eq!(e.get_entry_type(), EntryType::EntryConfChange, "entry {}: only v1 conf changes are proposed", e.index);
+        self.apply_conf_change(&e)
+    }
+
+    /// etcd's strict reconfig check, with the leader's view of its peers.
+    fn check_member_change(&self, change: &MemberChange) -> crate::error::Result<()> {
+        let r = &self.raw.raft;
+        let view = self.is_leader().then(|| super::reconfig::PeerView {
+            leader_match: r.prs().get(r.id).map_or(0, |p| p.matched),
+            peers: r.prs().iter().map(|(&id, p)| (id, (p.matched, p.recent_active))).collect(),
+        });
+        let checks = super::reconfig::Checks { cluster: &self.members, local_id: r.id, strict: self.strict_reconfig_check, view };
+        match change {
+            MemberChange::Add { member } => checks.may_add(member),
+            MemberChange::Remove { id } => checks.may_remove(*id),
+            MemberChange::Promote { id } => checks.may_promote(*id),
+            MemberChange::Update { .. } => Ok(()),
+        }
+    }
+
+    /// A committed conf change: validated as etcd (the same verdict on every member), then
+    /// applied to raft's configuration and the member list.
+    fn apply_conf_change(&mut self, e: &Entry) -> ToApply<W> {
+        let ctx = conf_change::decode(&e.context, e.index);
+        let mut result = conf_change::validate(&self.members, &ctx.change);
+        if let (Ok(()), Some(cc)) = (&result, ctx.change.raft_change()) {
+            // Refused only when it would leave no voter (possible without the strict check).
+            if let Err(err) = self.raw.apply_conf_change(&cc) {
+                result = Err(Error::Internal(format!("raft refused the configuration change: {err}")));
+            }
+        }
+        let applied = result.is_ok();
+        if applied {
+            conf_change::apply(&mut self.members, &ctx.change);
+            crate::log::info(
+                "applied a configuration change through raft",
+                &[("local-member-id", format!("{:x}", self.raw.raft.id)), ("raft-conf-change", format!("{:?}", ctx.change)), ("index", e.index.to_string())],
+            );
+        }
+        let removed_self = applied && ctx.change == MemberChange::Remove { id: self.raw.raft.id };
+        if removed_self {
+            self.removed = true;
+            // raft-rs's removed leader broadcasts nothing more by itself: tell the followers
+            // the commit now (heartbeats carry it), and again on every heartbeat tick.
+            self.raw.raft.ping();
+        }
+        let waiter = self.proposals.take_waiter(ctx.proposal_id);
+        let members = applied.then(|| self.members.clone());
+        let outcome = ConfOutcome { waiter, result, removed_self };
+        ToApply { index: e.index, term: e.term, requests: Vec::new(), auth: Vec::new(), waiters: Vec::new(), members, conf_change: Some(outcome) }
+    }
+
+    /// Members' published attributes in a normal entry change the member list.
+    fn set_attributes(&mut self, to_apply: &mut ToApply<W>) {
+        let mut changed = false;
+        for r in to_apply.requests.iter().flatten() {
+            if let Request::MemberAttrSet(a) = r {
+                changed |= conf_change::set_attributes(&mut self.members, a.member_id, &a.name, &a.client_urls);
+            }
+        }
+        if changed {
+            to_apply.members = Some(self.members.clone());
+        }
     }
 
     /// etcd's `raft.MustSync`: new entries, or a new term or vote, must be durable before raft
@@ -629,7 +786,8 @@ impl<W, R> Core<W, R> {
     /// Reports to raft the longest prefix of readies whose batches are durable.
     fn release_persisted(&mut self) {
         let (number, barriers) = self.log.release();
-        if let Some(number) = number {
+        // A removed leader is not in raft's progress any more: raft-rs would panic on its own.
+        if let Some(number) = number.filter(|_| !self.removed) {
             self.raw.on_persist_ready(number);
             // An installed snapshot counts as applied once raft counts it persisted.
             if let Some(index) = self.applied_to_after_persist.filter(|&i| self.raw.raft.raft_log.persisted >= i) {
@@ -642,6 +800,11 @@ impl<W, R> Core<W, R> {
             }
         }
         self.out.done.extend(barriers.into_iter().map(|r| (r, Ok(()))));
+        while self.held.front().is_some_and(|(seq, _)| seq.is_none_or(|s| s <= self.log.durable_seq())) {
+            let (_, e) = self.held.pop_front().expect("checked above");
+            let to_apply = self.committed(e);
+            self.out.apply.push(to_apply);
+        }
     }
 
     /// Drops applied entries from raft's in-memory log that no peer can need. A single voter
@@ -649,7 +812,7 @@ impl<W, R> Core<W, R> {
     /// SnapshotCatchUpEntries stay for followers to catch up from.
     fn trim_log(&mut self, applied: u64) {
         let mut to = applied.saturating_sub(self.catch_up_entries());
-        if self.voters.len() > 1 {
+        if self.raw.raft.prs().iter().nth(1).is_some() {
             // Never past the snapshot a follower would be sent instead of the entries.
             to = to.min(self.raw.store().offered_index());
         }
@@ -660,4 +823,10 @@ impl<W, R> Core<W, R> {
             }
         }
     }
+}
+
+/// Whether member `id` is in the configuration of the snapshot `msg` carries.
+fn in_conf(msg: &Message, id: u64) -> bool {
+    let cs = msg.get_snapshot().get_metadata().get_conf_state();
+    cs.voters.contains(&id) || cs.learners.contains(&id)
 }

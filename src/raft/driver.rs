@@ -54,7 +54,8 @@ type DoneWaiter = (Option<usize>, oneshot::Sender<Result<()>>);
 
 pub struct DriverConfig {
     pub id: u64,
-    pub voters: Vec<u64>,
+    /// etcd's `--strict-reconfig-check`.
+    pub strict_reconfig_check: bool,
     pub heartbeat: Duration,
     pub election_ticks: usize,
     pub quota: crate::quota::Quota,
@@ -103,6 +104,10 @@ struct Driver {
     fetched: Option<Manifest>,
     fetcher: Option<Fetcher>,
     fetched_tx: flume::Sender<std::result::Result<Manifest, String>>,
+    /// The live member list, set from every applied change.
+    membership: crate::cluster::Membership,
+    /// This member applied its own removal: the process is stopping.
+    removed: bool,
 }
 
 /// Where the driver's outside events come from and go: durable WAL batches, finished
@@ -203,6 +208,19 @@ pub async fn run(
     }
 }
 
+/// etcd's stop of a removed member: the answer goes out first (a second later, as etcd's
+/// stopWithDelay), then the process stops as on a signal and exits 0.
+fn stop_removed_member() {
+    let err = "the member has been permanently removed from the cluster";
+    crate::log::warn("server error", &[("error", err.into())]);
+    crate::log::warn("data-dir used by this member must be removed", &[]);
+    let _ = std::thread::Builder::new().name("removed".into()).spawn(|| {
+        std::thread::sleep(Duration::from_secs(1));
+        // SAFETY: kill(2) on this process with a signal it handles (graceful shutdown).
+        unsafe { libc::kill(libc::getpid(), libc::SIGTERM) };
+    });
+}
+
 impl Driver {
     fn new(
         cfg: &DriverConfig,
@@ -222,7 +240,8 @@ impl Driver {
         let timeout = Duration::from_secs(5) + 2 * cfg.heartbeat * cfg.election_ticks as u32;
         let core_cfg = CoreConfig {
             id: cfg.id,
-            voters: cfg.voters.clone(),
+            cluster: cfg.membership.current().as_ref().clone(),
+            strict_reconfig_check: cfg.strict_reconfig_check,
             election_ticks: cfg.election_ticks,
             randomized_election: true,
             stripes: stripes.len(),
@@ -231,8 +250,17 @@ impl Driver {
             request_timeout_ticks: timeout.as_nanos().div_ceil(cfg.heartbeat.as_nanos().max(1)) as u64,
             catch_up_entries: super::core::CATCH_UP_ENTRIES,
         };
-        let point = snap.as_ref().map(|m| SnapPoint { index: m.index, term: m.term, voters: m.voters.clone(), data: Descriptor::of(m).encode() });
+        let point = snap.as_ref().map(|m| SnapPoint {
+            index: m.index,
+            term: m.term,
+            voters: m.voters.clone(),
+            learners: m.learners.clone(),
+            members: m.members.clone(),
+            data: Descriptor::of(m).encode(),
+        });
         let core = Core::new(&core_cfg, recovered, point.as_ref())?;
+        // The snapshot's member list, until the entries after it are applied again.
+        cfg.membership.set(core.members().clone());
         let election_timeout = cfg.heartbeat * cfg.election_ticks as u32;
         let min_ttl = crate::lease::min_ttl_seconds(cfg.heartbeat, cfg.election_ticks as u64);
         // A revoke not applied within etcd's request timeout is proposed again.
@@ -248,7 +276,7 @@ impl Driver {
             }
             status.publish_applied(m.index, m.rev, m.compact_rev);
         }
-        let snapshots = Coordinator::new(cfg.snap_dir.clone(), shards.clone(), status.clone(), cfg.voters.clone(), snap, done_tx);
+        let snapshots = Coordinator::new(cfg.snap_dir.clone(), shards.clone(), status.clone(), snap, done_tx);
         Ok(Driver {
             core,
             applier,
@@ -264,6 +292,8 @@ impl Driver {
             fetched: None,
             fetcher: cfg.fetcher.clone(),
             fetched_tx,
+            membership: cfg.membership.clone(),
+            removed: false,
         })
     }
 
@@ -288,6 +318,7 @@ impl Driver {
             CoreMsg::Snapshot { reply } => self.core.request_snapshot((None, reply)),
             CoreMsg::DiskBarrier { reply } => self.core.barrier((None, reply)),
             CoreMsg::Lease { call } => self.lease_call(call),
+            CoreMsg::MemberChange { change, reply, home } => self.core.propose_member_change(change, (home, reply)),
             CoreMsg::TransferLeader { target } => self.core.transfer_leader(target),
         }
     }
@@ -349,6 +380,8 @@ impl Driver {
         if let Some(order) = out.install {
             let result = self.install(&order).await;
             self.core.installed(result);
+            // The installed snapshot's member list, until the entries after it are applied.
+            self.membership.set(self.core.members().clone());
         }
         if let Some(order) = out.snapshot {
             let (leases, lease_remaining) = self.applier.lessor().saved();
@@ -378,9 +411,9 @@ impl Driver {
 
     /// Applies one committed entry and answers its clients.
     async fn apply(&mut self, entry: ToApply<WriteWaiter>) {
-        let ToApply { index, mut requests, auth, waiters, conf_change, .. } = entry;
-        if conf_change {
-            crate::log::warn("ignoring conf change entry: membership changes are not supported yet", &[]);
+        let ToApply { index, mut requests, auth, waiters, members, conf_change, .. } = entry;
+        if let Some(members) = &members {
+            self.membership.set(members.clone());
         }
         self.applier.set_index(index);
         let results = self.apply_requests(&mut requests, &auth).await;
@@ -391,6 +424,23 @@ impl Driver {
             if let Some((home, tx)) = waiter {
                 self.outbox.push(home, Delivery::Write(tx, result));
             }
+        }
+        if let Some(outcome) = conf_change {
+            self.conf_changed(outcome, members);
+        }
+    }
+
+    /// Answers an applied conf change's proposer (etcd answers with the member list after it);
+    /// a member that applied its own removal stops, as etcd's.
+    fn conf_changed(&mut self, outcome: crate::raft::proposals::ConfOutcome<WriteWaiter>, members: Option<crate::cluster::Cluster>) {
+        if let Some((home, tx)) = outcome.waiter {
+            let list = members.map_or_else(Vec::new, |c| c.sorted_members());
+            let answer = outcome.result.map(|()| Response::Members(None, list));
+            self.outbox.push(home, Delivery::Write(tx, answer));
+        }
+        if outcome.removed_self && !self.removed {
+            self.removed = true;
+            stop_removed_member();
         }
     }
 
@@ -504,15 +554,17 @@ impl Driver {
     }
 
     /// Step 2: the fetched files become this member's state and snapshot; returns its
-    /// descriptor. An error is fatal (the core stops the process): the disk holds the old
+    /// descriptor and member list. An error is fatal (the core stops the process): the disk holds the old
     /// snapshot or, once the manifest is written, the new one.
-    async fn install(&mut self, order: &InstallOrder) -> std::result::Result<Vec<u8>, String> {
+    async fn install(&mut self, order: &InstallOrder) -> std::result::Result<(Vec<u8>, Option<crate::cluster::Cluster>), String> {
         let fetched = self.fetched.take().ok_or("no snapshot fetched")?;
         let placement = Placement {
             seq: self.snapshots.next_seq(),
             index: order.index,
             term: order.term,
             voters: order.voters.clone(),
+            learners: order.learners.clone(),
+            local_id: self.membership.current().local_id,
             wal_seq_from: order.wal_seq_from,
             wal_seq_kept: order.wal_seq_kept,
         };
@@ -539,7 +591,8 @@ impl Driver {
         let (dir, manifest) = (self.snap_dir.clone(), m.clone());
         glommio::executor().spawn_blocking(move || install::commit(&dir, &manifest)).await?;
         crate::log::info("installed the leader's snapshot", &[("index", m.index.to_string()), ("revision", m.rev.to_string())]);
-        Ok(self.snapshots.installed(m))
+        let members = m.members.clone();
+        Ok((self.snapshots.installed(m), members))
     }
 
     fn snapshot_finished(&mut self, finished: Finished) {

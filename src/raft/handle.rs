@@ -24,6 +24,9 @@ pub enum CoreMsg {
     DiskBarrier { reply: oneshot::Sender<Result<()>> },
     /// Lease calls the leader answers from its lessor, without raft (as etcd's).
     Lease { call: LeaseCall },
+    /// A membership change (etcd's MemberAdd/Remove/Update/Promote): answered with the member
+    /// list once applied (`Response::Members`).
+    MemberChange { change: super::conf_change::MemberChange, reply: oneshot::Sender<Result<Response>>, home: Option<usize> },
     /// Hand leadership to `target` (raft's leader transfer; no answer: the caller watches the
     /// leader change in `ServerStatus`).
     TransferLeader { target: u64 },
@@ -78,6 +81,15 @@ impl RaftHandle {
     pub async fn propose_as(&self, req: Request, auth: Option<AuthHeader>) -> Result<Response> {
         let home = reply::home();
         self.call(|reply| CoreMsg::Propose { req, auth, reply, home }).await
+    }
+
+    /// Proposes a membership change; resolves with the member list once it is applied.
+    pub async fn member_change(&self, change: super::conf_change::MemberChange) -> Result<Vec<crate::cluster::Member>> {
+        let home = reply::home();
+        match self.call(|reply| CoreMsg::MemberChange { change, reply, home }).await? {
+            Response::Members(_, members) => Ok(members),
+            other => Err(other.unexpected()),
+        }
     }
 
     /// Writes a fresh snapshot (rewriting every segment) and releases the log before it.

@@ -47,6 +47,7 @@ pub struct InstallOrder {
     pub index: u64,
     pub term: u64,
     pub voters: Vec<u64>,
+    pub learners: Vec<u64>,
     pub data: Vec<u8>,
     /// WAL replay after this snapshot starts at this batch (no batch before it holds an entry
     /// after the snapshot that is not also in a later batch).
@@ -127,6 +128,7 @@ impl Installs {
             index: meta.index,
             term: meta.term,
             voters: meta.get_conf_state().voters.clone(),
+            learners: meta.get_conf_state().learners.clone(),
             data: rd.snapshot().data.to_vec(),
             wal_seq_from: wal.0,
             wal_seq_kept: wal.1,

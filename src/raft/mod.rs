@@ -5,7 +5,9 @@
 //!   decisions), built of one concept per file:
 //!   `proposals` (batching, matching committed entries to waiters), `reads` (ReadIndex),
 //!   `log_writer` (WAL batches and which readies are durable), `snapshots` (when to snapshot),
-//!   `installs` (raft snapshots from the leader).
+//!   `installs` (raft snapshots from the leader), `conf_change` (membership changes as entries,
+//!   etcd's validation, the member list), `reconfig` (etcd's strict reconfig checks before a
+//!   change is proposed).
 //! * `driver` — the glommio loop that feeds the core and carries out its outputs (WAL writes,
 //!   apply, answers, snapshots).
 //! * `handle` — the front end's handle: the messages it sends and etcd's request timeout.
@@ -18,13 +20,15 @@
 //! requests in flight with "leader changed"; every client waiting in the core is answered
 //! within etcd's request timeout. A follower behind the leader's first entry is sent a raft
 //! snapshot and installs it (`installs`: fetch the files, then install them while raft's ready
-//! waits). Not yet: membership changes, and the peer transport (the driver drops the messages).
+//! waits), its configuration and member list included. Not yet: the peer transport (the driver
+//! drops the messages).
 //!
 //! `tests/raft_sim.rs` drives `core` as a lone voter under a seeded deterministic simulation;
 //! `tests/raft_sim_cluster.rs` drives 3 or 5 of them through a lossy, duplicating, reordering,
 //! partitioned network, crashes and slow disks, checking raft's safety properties,
 //! linearizable reads and liveness once the faults stop.
 
+pub mod conf_change;
 pub mod core;
 pub mod driver;
 pub mod handle;
@@ -32,5 +36,6 @@ pub mod installs;
 pub mod log_writer;
 pub mod proposals;
 pub mod reads;
+pub mod reconfig;
 pub mod snapshots;
 pub mod storage;

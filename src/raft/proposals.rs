@@ -33,8 +33,22 @@ pub struct ToApply<W> {
     pub auth: Vec<Option<AuthHeader>>,
     /// One per request: `Some` when a client of this node waits for its result.
     pub waiters: Vec<Option<W>>,
-    /// A membership change (not supported yet: applied as nothing).
-    pub conf_change: bool,
+    /// The member list after this entry, when the entry changed it (a conf change, a member's
+    /// published attributes).
+    pub members: Option<crate::cluster::Cluster>,
+    /// A conf change entry: its verdict, for its proposer's waiter when this node proposed it.
+    pub conf_change: Option<ConfOutcome<W>>,
+}
+
+/// An applied conf change entry (`conf_change.rs`).
+#[derive(Debug)]
+pub struct ConfOutcome<W> {
+    pub waiter: Option<W>,
+    /// Ok: the change applied (`ToApply::members` holds the list after it); Err: etcd's
+    /// validation refused it, on every member alike.
+    pub result: crate::error::Result<()>,
+    /// The change removed this member: it stops serving.
+    pub removed_self: bool,
 }
 
 pub struct Proposals<W> {
@@ -83,6 +97,20 @@ impl<W> Proposals<W> {
         self.batch_bytes += ir.encoded_len();
         self.batch.push(ir);
         self.batch_bytes >= MAX_ENTRY_BYTES
+    }
+
+    /// A waiter for a request proposed outside the batch (a conf change): its proposal id,
+    /// answered by `take_waiter` or when the request times out.
+    pub fn register(&mut self, waiter: W, now: u64) -> u64 {
+        self.next_id += 1;
+        self.waiters.insert(self.next_id, waiter);
+        self.deadlines.push_back((now + self.timeout_ticks, self.next_id));
+        self.next_id
+    }
+
+    /// The waiter of proposal `id`, if it still waits here.
+    pub fn take_waiter(&mut self, id: u64) -> Option<W> {
+        self.waiters.remove(&id)
     }
 
     /// Bytes gathered in the batch not yet proposed.
@@ -176,7 +204,7 @@ impl<W> Proposals<W> {
                 ir.request
             })
             .collect();
-        (ToApply { index, term, requests, auth, waiters, conf_change: false }, lost)
+        (ToApply { index, term, requests, auth, waiters, members: None, conf_change: None }, lost)
     }
 
     /// The requests of entry (index, term) if this node proposed it, and the waiters of older

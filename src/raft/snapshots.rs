@@ -15,6 +15,10 @@ pub struct SnapshotOrder {
     pub wal_seq_kept: u64,
     /// Requested (Defragment): rewrite every segment rather than add a delta.
     pub full: bool,
+    /// Raft's configuration and the member list at `index` (a restart resumes with them).
+    pub voters: Vec<u64>,
+    pub learners: Vec<u64>,
+    pub members: crate::cluster::Cluster,
 }
 
 impl SnapshotOrder {
@@ -43,6 +47,11 @@ impl<R> Schedule<R> {
 
     pub fn request(&mut self, waiter: R) {
         self.requested.push(waiter);
+    }
+
+    /// A snapshot is due now (a leader's latest one predates a member it must send one to).
+    pub fn soon(&mut self) {
+        self.applied_since = self.applied_since.max(self.every_requests);
     }
 
     pub fn is_due(&self) -> bool {

@@ -20,12 +20,15 @@ use raft::GetEntriesContext;
 
 use crate::wal::recover::Recovered;
 
-/// Where a snapshot left the log: raft resumes after it.
+/// Where a snapshot left the log: raft resumes after it, with its configuration and member
+/// list (`members`: None in manifests from before membership changes).
 #[derive(Debug, Clone)]
 pub struct SnapPoint {
     pub index: u64,
     pub term: u64,
     pub voters: Vec<u64>,
+    pub learners: Vec<u64>,
+    pub members: Option<crate::cluster::Cluster>,
     /// The snapshot's descriptor, offered to followers as the raft snapshot's data.
     pub data: Vec<u8>,
 }
@@ -37,7 +40,7 @@ impl SnapPoint {
         let meta = s.mut_metadata();
         meta.index = self.index;
         meta.term = self.term;
-        meta.set_conf_state(ConfState::from((self.voters.clone(), vec![])));
+        meta.set_conf_state(ConfState::from((self.voters.clone(), self.learners.clone())));
         s.data = self.data.clone().into();
         s
     }
@@ -94,12 +97,13 @@ impl raft::Storage for LogStore {
     }
 }
 
-pub fn restore(voters: Vec<u64>, recovered: &Recovered, snap: Option<&SnapPoint>) -> Result<LogStore, String> {
+/// `id`: this member; `voters` and `learners`: the configuration without a snapshot.
+pub fn restore(id: u64, (voters, learners): (Vec<u64>, Vec<u64>), recovered: &Recovered, snap: Option<&SnapPoint>) -> Result<LogStore, String> {
     let storage = match snap {
-        None => MemStorage::new_with_conf_state(ConfState::from((voters, vec![]))),
+        None => MemStorage::new_with_conf_state(ConfState::from((voters, learners))),
         Some(m) => {
-            if !m.voters.iter().any(|v| voters.contains(v)) {
-                return Err(format!("this member ({voters:x?}) is not among the snapshot's voters ({:x?})", m.voters));
+            if !m.voters.contains(&id) && !m.learners.contains(&id) {
+                return Err(format!("this member ({id:x}) is not among the snapshot's voters ({:x?}) and learners ({:x?})", m.voters, m.learners));
             }
             let storage = MemStorage::new();
             storage.wl().apply_snapshot(m.to_snapshot()).map_err(|e| format!("cannot load snapshot into raft: {e}"))?;

@@ -122,7 +122,7 @@ fn start(cfg: Config) -> Result<(), String> {
     let membership = crate::cluster::Membership::new(cluster.clone());
     let core_cfg = DriverConfig {
         id: cluster.local_id,
-        voters: cluster.voters(),
+        strict_reconfig_check: cfg.strict_reconfig_check,
         heartbeat: Duration::from_millis(cfg.heartbeat_interval_ms.max(1)),
         election_ticks: (cfg.election_timeout_ms / cfg.heartbeat_interval_ms.max(1)).max(2) as usize,
         quota: Quota::from_flag(cfg.quota_backend_bytes),
@@ -382,10 +382,7 @@ async fn front_end_main(
         }));
     }
     servers.push(tokio::spawn(front_end::serve(own, stop_rx.clone(), SHUTDOWN_GRACE)));
-    log::info(
-        &format!("published {{Name:{} ClientURLs:[{}]}} to cluster {:x}", cfg.name, cfg.advertise_client_urls.join(" "), ctx.cluster.id),
-        &[("local-member-id", format!("{:x}", ctx.cluster.local_id))],
-    );
+    publish(cfg, &ctx).await;
     crate::compactor::spawn(compaction, ctx.clone());
     tokio::spawn(metrics_upkeep(metrics.clone()));
     log::info("ready to serve client requests", &[]);
@@ -396,6 +393,31 @@ async fn front_end_main(
     let drained = futures_util::future::join_all(servers);
     let _ = tokio::time::timeout(SHUTDOWN_GRACE + Duration::from_millis(100), drained).await;
     Ok(())
+}
+
+/// Attempts to publish this member's attributes before serving without them.
+const PUBLISH_ATTEMPTS_MAX: u32 = 20;
+
+/// etcd's publishV3: this member's name and client URLs go through raft (a
+/// ClusterMemberAttrSet), so every member lists them (`etcdctl endpoint status --cluster`).
+/// Retried while it fails (no leader yet, a timeout), a bounded number of times.
+async fn publish(cfg: &Config, ctx: &Ctx) {
+    use crate::proto::ballastpb::{internal_request::Request, MemberAttrSet};
+    let attrs = MemberAttrSet { member_id: ctx.cluster.local_id, name: cfg.name.clone(), client_urls: cfg.advertise_client_urls.clone() };
+    let shown = format!("{{Name:{} ClientURLs:[{}]}}", cfg.name, cfg.advertise_client_urls.join(" "));
+    for attempt in 1..=PUBLISH_ATTEMPTS_MAX {
+        match ctx.raft.propose(Request::MemberAttrSet(attrs.clone())).await {
+            Ok(_) => {
+                let id = ("local-member-id", format!("{:x}", ctx.cluster.local_id));
+                log::info(&format!("published {shown} to cluster {:x}", ctx.cluster.id), &[id]);
+                return;
+            }
+            Err(e) => {
+                log::warn("failed to publish local member to cluster through raft", &[("attempt", attempt.to_string()), ("error", e.to_string())]);
+                tokio::time::sleep(Duration::from_millis(cfg.election_timeout_ms.max(1))).await;
+            }
+        }
+    }
 }
 
 /// Drains histogram samples even when nobody scrapes, so they cannot grow without bound.

@@ -30,7 +30,6 @@ pub struct Coordinator {
     dir: std::path::PathBuf,
     shards: Shards,
     status: Arc<ServerStatus>,
-    voters: Vec<u64>,
     /// The newest durable snapshot.
     last: Option<Manifest>,
     /// Number of the last snapshot started (`Manifest::seq`), failed ones included.
@@ -44,12 +43,11 @@ impl Coordinator {
         dir: std::path::PathBuf,
         shards: Shards,
         status: Arc<ServerStatus>,
-        voters: Vec<u64>,
         last: Option<Manifest>,
         done: flume::Sender<Finished>,
     ) -> Coordinator {
         let seq = last.as_ref().map_or(0, |m| m.seq);
-        Coordinator { dir, shards, status, voters, last, seq, started: None, done }
+        Coordinator { dir, shards, status, last, seq, started: None, done }
     }
 
     /// Orders every shard's segment and, in a task, waits for them and writes the manifest.
@@ -69,7 +67,9 @@ impl Coordinator {
         let manifest = Manifest {
             index: order.index,
             term: order.term,
-            voters: self.voters.clone(),
+            voters: order.voters.clone(),
+            learners: order.learners.clone(),
+            members: Some(order.members.clone()),
             rev: state.rev,
             compact_rev: state.compact_rev,
             alarms: state.alarms,

@@ -1,9 +1,9 @@
 //! Installing fetched snapshot files (`fetch.rs`) as this member's snapshot: step 2 of
 //! `raft/installs.rs`. `place` moves the files from the staging directory into the snapshot
 //! directory under this member's names and builds the manifest (this member's snapshot number
-//! and WAL position, the sender's revision, leases, auth state and alarms); the driver then
-//! loads the stores from them with the boot path's code (`load::load_stores`) and replaces its
-//! state; `commit` writes the manifest last, atomically (`manifest::store`, which also removes
+//! and WAL position; the sender's revision, leases, auth state, alarms, raft configuration and
+//! member list, seen from here); the driver then loads the stores from them with the boot
+//! path's code (`load::load_stores`) and replaces its state; `commit` writes the manifest last, atomically (`manifest::store`, which also removes
 //! the old segments). A crash before `commit` boots the old snapshot (the placed files are
 //! named by no manifest and go with the next one); after it, the new one.
 
@@ -21,6 +21,9 @@ pub struct Placement {
     pub index: u64,
     pub term: u64,
     pub voters: Vec<u64>,
+    pub learners: Vec<u64>,
+    /// This member's id: the sender's member list is seen from here.
+    pub local_id: u64,
     pub wal_seq_from: u64,
     pub wal_seq_kept: u64,
 }
@@ -43,6 +46,8 @@ pub fn place(snap_dir: &Path, fetched: &Manifest, p: &Placement) -> Result<Manif
         index: p.index,
         term: p.term,
         voters: p.voters.clone(),
+        learners: p.learners.clone(),
+        members: fetched.members.clone().map(|c| crate::cluster::Cluster { local_id: p.local_id, ..c }),
         segments,
         seq: p.seq,
         wal_seq_from: p.wal_seq_from,

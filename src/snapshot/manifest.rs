@@ -13,7 +13,14 @@ pub struct Manifest {
     /// Raft index and term of the last entry the snapshot includes.
     pub index: u64,
     pub term: u64,
+    /// Raft's configuration at `index`.
     pub voters: Vec<u64>,
+    #[serde(default)]
+    pub learners: Vec<u64>,
+    /// The member list at `index` (None in manifests from before membership changes: the one
+    /// in `member/membership.json` then).
+    #[serde(default)]
+    pub members: Option<crate::cluster::Cluster>,
     /// Revision and compaction revision after applying `index`.
     pub rev: i64,
     pub compact_rev: i64,

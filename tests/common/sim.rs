@@ -5,7 +5,9 @@
 
 use std::collections::BTreeMap;
 
+use ballast::cluster::{Cluster, Member};
 use ballast::proto::ballastpb::internal_request::Request;
+use ballast::raft::core::SnapPoint;
 use ballast::proto::etcdserverpb::PutRequest;
 use ballast::raft::snapshots::SnapshotOrder;
 use ballast::wal::record::Batch;
@@ -67,4 +69,19 @@ pub fn tag_of(req: &Option<Request>) -> u64 {
 /// A number from the environment (seed counts, a seed to replay).
 pub fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok().map(|v| v.parse().unwrap_or_else(|_| panic!("{name}={v} is not a number")))
+}
+
+/// The simulated member `id` (a name, so etcd counts it as started).
+pub fn member(id: u64, is_learner: bool) -> Member {
+    Member { id, name: format!("m{id}"), peer_urls: vec![format!("http://m{id}:2380")], client_urls: vec![], is_learner }
+}
+
+/// The initial member list of voters `ids`, as seen by member `local_id`.
+pub fn cluster(ids: &[u64], local_id: u64) -> Cluster {
+    Cluster { id: 1, members: ids.iter().map(|&id| member(id, false)).collect(), local_id, removed: Vec::new() }
+}
+
+/// Where a snapshot order leaves raft: what a restart resumes from (`data`: its descriptor).
+pub fn snap_point(o: &SnapshotOrder, data: Vec<u8>) -> SnapPoint {
+    SnapPoint { index: o.index, term: o.term, voters: o.voters.clone(), learners: o.learners.clone(), members: Some(o.members.clone()), data }
 }
