@@ -1,6 +1,9 @@
 //! Start-up and shutdown. Order: check io_uring, load the snapshot (if any) into per-shard
-//! stores, recover the WAL, start the shard executors (shard 0 hosts the raft core, which
-//! re-applies the log after the snapshot), wait until the core serves, then start the
+//! stores, recover the WAL, start the peer transport (`peer/`: it listens on
+//! `--listen-peer-urls` when the cluster has several members), start the shard executors
+//! (shard 0 hosts the raft core, which re-applies the log after the snapshot), wait until the
+//! core serves (a leader, or a follower that knows one and has applied what it knows
+//! committed), then start the
 //! front-end threads (`front_end.rs`), which open the client listeners. SIGTERM/SIGINT stop the
 //! listeners;
 //! dropping the front end's handles then stops the raft core and the shards in turn.
@@ -120,6 +123,9 @@ fn start(cfg: Config) -> Result<(), String> {
     let (reply_txs, reply_rxs): (Vec<_>, Vec<_>) = (0..FRONT_END_THREADS).map(|_| flume::unbounded()).unzip();
     let (ready_tx, ready_rx) = crossbeam::channel::bounded(1);
     let membership = crate::cluster::Membership::new(cluster.clone());
+    // Before the core: a member waits for its peers to elect a leader before it serves.
+    let me = crate::peer::Identity { cluster_id: cluster.id, member_id: cluster.local_id };
+    let (outbox, inbound) = crate::peer::start(me, &cfg.listen_peer_urls, membership.clone())?;
     let core_cfg = DriverConfig {
         id: cluster.local_id,
         voters: cluster.voters(),
@@ -135,6 +141,8 @@ fn start(cfg: Config) -> Result<(), String> {
         lease_checkpoint_persist: cfg.lease_checkpoint_persist,
         auth: auth.clone(),
         membership: membership.clone(),
+        outbox,
+        inbound,
     };
     let core_status = status.clone();
     // The watch hub runs beside the raft driver on shard 0; the driver tells it how far apply went.
