@@ -1,0 +1,136 @@
+//! A real 3-member ballast cluster on loopback (tests/common/cluster.rs): one leader, writes on
+//! any member (followers forward them), linearizable reads on every member, etcdctl and the
+//! etcd-client crate against each, a new leader after the leader's process is killed, a
+//! restarted member catching up from the log, and a member of another cluster refused.
+
+mod common;
+#[path = "common/cluster.rs"]
+mod cluster;
+
+use std::time::{Duration, Instant};
+
+use cluster::{Cluster, READY_TIMEOUT};
+
+/// A new leader must be elected within this (election timeout 1 s, randomized up to 2 s, and
+/// pre-vote rounds).
+const ELECTION_BOUND: Duration = Duration::from_secs(15);
+
+fn follower_of(c: &Cluster, leader: usize) -> usize {
+    (0..c.members.len()).find(|&i| i != leader).unwrap()
+}
+
+#[test]
+fn three_members_elect_one_leader_and_serve_on_every_member() {
+    let c = Cluster::start(3);
+    let leader = c.wait_leader(ELECTION_BOUND);
+    let statuses: Vec<_> = c.members.iter().map(|m| m.status().expect("status")).collect();
+    let leader_id = statuses[leader]["header"]["member_id"].as_u64().unwrap();
+    let ids: std::collections::HashSet<u64> = statuses.iter().map(|s| s["header"]["member_id"].as_u64().unwrap()).collect();
+    assert_eq!(ids.len(), 3, "three distinct member ids: {statuses:?}");
+    for s in &statuses {
+        assert_eq!(s["leader"].as_u64(), Some(leader_id), "every member names the same leader: {statuses:?}");
+        assert_eq!(s["raftTerm"], statuses[leader]["raftTerm"], "same term: {statuses:?}");
+        assert_eq!(s["header"]["cluster_id"], statuses[0]["header"]["cluster_id"]);
+    }
+
+    // A write on a follower is forwarded to the leader; a linearizable read on every member sees it.
+    let follower = follower_of(&c, leader);
+    c.members[follower].ctl(&["put", "greeting", "hello"]);
+    for m in &c.members {
+        assert_eq!(m.ctl(&["get", "greeting", "--print-value-only"]), "hello\n", "linearizable get on {}", m.name);
+        // etcdctl prints the health line on stdout or stderr depending on its version.
+        let health = m.etcdctl(&["endpoint", "health"]);
+        let text = format!("{}{}", String::from_utf8_lossy(&health.stdout), String::from_utf8_lossy(&health.stderr));
+        assert!(health.status.success() && text.contains("is healthy"), "{text}");
+    }
+
+    // Every member reaches the same raft and applied index once idle.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let statuses: Vec<_> = c.members.iter().map(|m| m.status().expect("status")).collect();
+        let applied: Vec<_> = statuses.iter().map(|s| (s["raftIndex"].as_u64().unwrap(), s["raftAppliedIndex"].as_u64().unwrap())).collect();
+        if applied.iter().all(|&(commit, a)| commit == applied[0].0 && a == commit) && applied[0].0 > 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "members did not converge: {applied:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // The etcd-client crate against each member: a put on each, read back on every member.
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        for (i, m) in c.members.iter().enumerate() {
+            let mut client = m.client().await;
+            client.put(format!("from/{i}"), format!("v{i}"), None).await.expect("put");
+        }
+        for m in &c.members {
+            let mut client = m.client().await;
+            let got = client.get("from/", Some(etcd_client::GetOptions::new().with_prefix())).await.expect("get");
+            let values: Vec<_> = got.kvs().iter().map(|kv| kv.value_str().unwrap().to_string()).collect();
+            assert_eq!(values, ["v0", "v1", "v2"], "on {}", m.name);
+            let status = client.status().await.expect("status");
+            assert_eq!(status.leader(), leader_id, "on {}", m.name);
+        }
+    });
+}
+
+#[test]
+fn a_killed_leader_is_replaced_and_catches_up_after_restart() {
+    let mut c = Cluster::start(3);
+    let old = c.wait_leader(ELECTION_BOUND);
+    c.members[old].ctl(&["put", "before", "1"]);
+    let old_term = c.members[old].status().unwrap()["raftTerm"].as_u64().unwrap();
+
+    c.members[old].kill();
+    let new = c.wait_leader(ELECTION_BOUND);
+    assert_ne!(new, old);
+    let term = c.members[new].status().unwrap()["raftTerm"].as_u64().unwrap();
+    assert!(term > old_term, "a new term: {term} after {old_term}");
+    // Writes succeed on both survivors while the old leader is down.
+    for (i, m) in c.members.iter().enumerate().filter(|(i, _)| *i != old) {
+        m.ctl(&["put", &format!("during/{i}"), "2"]);
+    }
+    let survivor = follower_of(&c, old);
+    assert_eq!(c.members[survivor].ctl(&["get", "before", "--print-value-only"]), "1\n");
+
+    // The old leader restarts on its data dir, catches up from the leader's log and serves the
+    // writes made while it was down (a linearizable read: ReadIndex from the leader).
+    c.restart(old);
+    let m = &c.members[old];
+    let got = m.ctl(&["get", "during/", "--prefix", "--keys-only"]);
+    assert_eq!(got.split_whitespace().count(), 2, "both writes made while down: {got}");
+    assert_eq!(m.ctl(&["get", "before", "--print-value-only"]), "1\n");
+    let status = m.status().unwrap();
+    assert_eq!(status["leader"].as_u64(), c.members[new].status().unwrap()["header"]["member_id"].as_u64(), "it follows the new leader");
+}
+
+#[test]
+fn a_member_of_another_cluster_is_refused_and_the_cluster_keeps_working() {
+    let c = Cluster::start(3);
+    c.wait_leader(ELECTION_BOUND);
+    // A member configured with another token: other member ids and another cluster id, but
+    // the peer URLs of two real members.
+    let mut rogue = c.outsider("rogue");
+    let initial = format!("{}={},{}={},rogue={}", c.members[0].name, c.members[0].peer_url(), c.members[1].name, c.members[1].peer_url(), rogue.peer_url());
+    rogue.spawn(&initial, "another-cluster", &[]);
+
+    let deadline = Instant::now() + READY_TIMEOUT;
+    let refused = |log: &str| log.contains("request sent was ignored due to cluster ID mismatch");
+    while !refused(&rogue.log()) {
+        assert!(Instant::now() < deadline, "the rogue member was never refused; log:\n{}", rogue.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut warned = false;
+    while !warned {
+        warned = c.members[..2].iter().any(|m| m.log().contains("\"msg\":\"request cluster ID mismatch\""));
+        assert!(Instant::now() < deadline, "no member logged the mismatch");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // It never gets a leader, so it never serves; the cluster does.
+    assert!(!rogue.log().contains("ready to serve client requests"), "{}", rogue.log());
+    for m in &c.members {
+        m.ctl(&["put", &format!("still/{}", m.name), "ok"]);
+    }
+    assert_eq!(c.members[2].ctl(&["get", "still/", "--prefix", "--keys-only"]).split_whitespace().count(), 3);
+    assert!(!rogue.log().contains("ready to serve client requests"), "{}", rogue.log());
+}
