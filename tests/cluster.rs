@@ -134,3 +134,37 @@ fn a_member_of_another_cluster_is_refused_and_the_cluster_keeps_working() {
     assert_eq!(c.members[2].ctl(&["get", "still/", "--prefix", "--keys-only"]).split_whitespace().count(), 3);
     assert!(!rogue.log().contains("ready to serve client requests"), "{}", rogue.log());
 }
+
+/// A configured member that never started (two of three elected a leader without it) joins
+/// later with `--initial-cluster-state existing`: it asks a peer for the running cluster, checks
+/// it against `--initial-cluster` and catches up from the leader's log. (A member that lost its
+/// data must be removed and added again, as with etcd: raft aborts it on the leader's first
+/// heartbeat, as etcd panics, since its log lost entries the cluster counts it as holding.)
+#[test]
+fn a_member_that_never_started_joins_with_initial_cluster_state_existing() {
+    let mut c = Cluster::unstarted(3, "ballast-test-cluster");
+    c.spawn(0);
+    c.spawn(1);
+    c.members[0].wait_ready(READY_TIMEOUT);
+    c.members[1].wait_ready(READY_TIMEOUT);
+    let leader = c.wait_leader(ELECTION_BOUND);
+    c.members[leader].ctl(&["put", "kept", "yes"]);
+
+    // An --initial-cluster that does not match the running cluster is refused, as etcd does.
+    let wrong = format!("{}={},{}={}", c.members[2].name, c.members[2].peer_url(), c.members[0].name, c.members[0].peer_url());
+    c.members[2].spawn(&wrong, "ballast-test-cluster", &["--initial-cluster-state=existing".to_string()]);
+    let log = c.members[2].wait_refused(READY_TIMEOUT);
+    assert!(log.contains("error validating peerURLs") && log.contains("member count is unequal"), "{log}");
+    let _ = std::fs::remove_dir_all(&c.members[2].data_dir);
+
+    // With the cluster's members it takes the running cluster's ids and catches up.
+    c.extra = vec!["--initial-cluster-state=existing".to_string()];
+    c.restart(2);
+    let m = &c.members[2];
+    let status = m.status().unwrap();
+    assert_eq!(status["header"]["cluster_id"], c.members[0].status().unwrap()["header"]["cluster_id"]);
+    assert_eq!(m.ctl(&["get", "kept", "--print-value-only"]), "yes\n");
+    m.ctl(&["put", "after", "join"]);
+    assert_eq!(c.members[leader].ctl(&["get", "after", "--print-value-only"]), "join\n");
+    assert_eq!(c.wait_leader(ELECTION_BOUND), leader, "the leader stays");
+}

@@ -36,7 +36,7 @@ impl Follower {
     pub async fn run(self, listeners: Option<Vec<TcpListener>>) {
         let mut serving = false;
         if let Some(listeners) = listeners {
-            server::serve(listeners, self.me, self.inbound.clone()).await;
+            server::serve(listeners, self.me, self.inbound.clone(), self.membership.clone()).await;
             serving = true;
         }
         let mut changes = self.membership.subscribe();
@@ -46,7 +46,7 @@ impl Follower {
             if !serving && cluster.members.len() > 1 {
                 serving = true;
                 match server::bind_all(&self.listen_urls) {
-                    Ok(listeners) => server::serve(listeners, self.me, self.inbound.clone()).await,
+                    Ok(listeners) => server::serve(listeners, self.me, self.inbound.clone(), self.membership.clone()).await,
                     Err(e) => log::error("cannot serve peer traffic", &[("error", e)]),
                 }
             }

@@ -16,10 +16,13 @@
 //!   them to the driver on their own bounded queue (`INBOUND_QUEUE_CAPACITY_MSGS`, not the
 //!   clients' queue: client load cannot starve raft traffic). The driver steps them into the
 //!   core (`raft/driver.rs`).
+//! * `bootstrap` — `--initial-cluster-state existing` with no data: the running cluster's
+//!   members and ids, asked from a peer (`Peer.Members`) and checked as etcd checks them.
 //! * `members` — follows the live membership (`cluster::Membership`): a member added gets a
 //!   sender, a member removed loses it; the listener opens once the cluster has a second member
 //!   (a lone member listens on no peer port, as ballast always has).
 
+pub mod bootstrap;
 pub mod members;
 pub mod outbox;
 pub mod sender;

@@ -14,11 +14,12 @@ use tonic::{Request, Response, Status, Streaming};
 use super::{Identity, Inbound, CLUSTER_ID_MISMATCH, MAX_BATCH_DECODE_BYTES, TO_FIELD_MISMATCH};
 use crate::log;
 use crate::proto::ballastpeerpb::peer_server::{Peer, PeerServer};
-use crate::proto::ballastpeerpb::{MessageBatch, StreamEnd};
+use crate::proto::ballastpeerpb::{MembersRequest, MembersResponse, MessageBatch, PeerMember, StreamEnd};
 
 pub struct PeerService {
     me: Identity,
     inbound: flume::Sender<Inbound>,
+    membership: crate::cluster::Membership,
 }
 
 #[tonic::async_trait]
@@ -35,6 +36,16 @@ impl Peer for PeerService {
             }
         }
         Ok(Response::new(StreamEnd {}))
+    }
+
+    async fn members(&self, _: Request<MembersRequest>) -> Result<Response<MembersResponse>, Status> {
+        let cluster = self.membership.current();
+        let members = cluster
+            .members
+            .iter()
+            .map(|m| PeerMember { id: m.id, name: m.name.clone(), peer_urls: m.peer_urls.clone(), client_urls: m.client_urls.clone(), is_learner: m.is_learner })
+            .collect();
+        Ok(Response::new(MembersResponse { cluster_id: cluster.id, members }))
     }
 }
 
@@ -88,7 +99,7 @@ pub fn bind_all(urls: &[String]) -> Result<Vec<TcpListener>, String> {
 }
 
 /// Serves the `Peer` service on `listeners` for good (on the transport's runtime).
-pub async fn serve(listeners: Vec<TcpListener>, me: Identity, inbound: flume::Sender<Inbound>) {
+pub async fn serve(listeners: Vec<TcpListener>, me: Identity, inbound: flume::Sender<Inbound>, membership: crate::cluster::Membership) {
     for listener in listeners {
         let address = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
         let listener = match tokio::net::TcpListener::from_std(listener) {
@@ -99,7 +110,7 @@ pub async fn serve(listeners: Vec<TcpListener>, me: Identity, inbound: flume::Se
             }
         };
         log::info("serving peer traffic", &[("address", address)]);
-        let service = PeerServer::new(PeerService { me, inbound: inbound.clone() }).max_decoding_message_size(MAX_BATCH_DECODE_BYTES);
+        let service = PeerServer::new(PeerService { me, inbound: inbound.clone(), membership: membership.clone() }).max_decoding_message_size(MAX_BATCH_DECODE_BYTES);
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener).map(|conn| conn.inspect(|c| drop(c.set_nodelay(true))));
         tokio::spawn(async move {
             let served = tonic::transport::Server::builder().add_service(service).serve_with_incoming(incoming).await;

@@ -75,7 +75,10 @@ fn start(cfg: Config) -> Result<(), String> {
     let shards = if cfg.shards == 0 { threads::usable_cpus().len().saturating_sub(FRONT_END_THREADS).max(1) } else { cfg.shards };
     let member_dir = cfg.data_dir.join("member");
     std::fs::create_dir_all(&member_dir).map_err(|e| format!("cannot create data dir {}: {e}", cfg.data_dir.display()))?;
-    let cluster = Cluster::load_or_init(&cfg, &member_dir)?;
+    let cluster = Cluster::load_or_init(&member_dir, || match cfg.initial_cluster_state.as_str() {
+        "existing" => crate::peer::bootstrap::join_existing(&cfg),
+        _ => Cluster::from_config(&cfg),
+    })?;
     log::info(
         "starting ballast",
         &[

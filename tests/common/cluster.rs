@@ -58,8 +58,10 @@ impl Member {
         }
     }
 
-    /// Starts the process with `--initial-cluster initial` and `token`, plus `extra` flags.
+    /// Starts the process with `--initial-cluster initial` and `token`, plus `extra` flags
+    /// (`--initial-cluster-state new` unless they name another).
     pub fn spawn(&mut self, initial: &str, token: &str, extra: &[String]) {
+        let state = if extra.iter().any(|a| a.starts_with("--initial-cluster-state")) { &[][..] } else { &["--initial-cluster-state", "new"][..] };
         assert!(self.child.is_none(), "{} is running", self.name);
         self.starts += 1;
         let log = std::fs::File::create(self.log_path()).unwrap();
@@ -68,7 +70,8 @@ impl Member {
             .args(["--name", &self.name, "--data-dir", self.data_dir.to_str().unwrap()])
             .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
             .args(["--listen-peer-urls", &self.peer_url(), "--initial-advertise-peer-urls", &self.peer_url()])
-            .args(["--initial-cluster", initial, "--initial-cluster-token", token, "--initial-cluster-state", "new"])
+            .args(["--initial-cluster", initial, "--initial-cluster-token", token])
+            .args(state)
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -93,6 +96,22 @@ impl Member {
             std::thread::sleep(POLL_PAUSE);
         }
         panic!("{} did not serve within {timeout:?}; log:\n{}", self.name, self.log());
+    }
+
+    /// Waits (bounded) for the process to exit by itself, as a refused start does; returns its
+    /// log. Panics if it serves or outlives `timeout`.
+    pub fn wait_refused(&mut self, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.as_mut().expect("running").try_wait().unwrap() {
+                self.child = None;
+                assert!(!status.success(), "{} exited with success; log:\n{}", self.name, self.log());
+                return self.log();
+            }
+            assert!(!self.log().contains("ready to serve client requests"), "{} served; log:\n{}", self.name, self.log());
+            std::thread::sleep(POLL_PAUSE);
+        }
+        panic!("{} did not exit within {timeout:?}; log:\n{}", self.name, self.log());
     }
 
     pub fn etcdctl(&self, args: &[&str]) -> std::process::Output {
