@@ -141,7 +141,7 @@ pub(super) static FLAGS: &[Spec] = &[
     etcd("client-cert-file", Ty::Str),
     etcd("client-key-file", Ty::Str),
     ours("client-cert-allowed-hostname", Ty::Strings, "", "Allowed TLS hostname for client cert authentication."),
-    // peer TLS: those in PEER_TLS are read and checked, none is used (no peers yet)
+    // peer TLS: those in PEER_TLS are read and checked, none is used (peer traffic has no TLS yet)
     etcd("peer-cert-file", Ty::Str),
     etcd("peer-key-file", Ty::Str),
     etcd("peer-client-cert-file", Ty::Str),
@@ -209,7 +209,7 @@ pub(super) static FLAGS: &[Spec] = &[
 ];
 
 /// Peer TLS flags: read into `Config::peer_tls` and checked at start as etcd checks them,
-/// but unused, since ballast has no peers yet (their warning says so).
+/// but unused, since peer traffic has no TLS yet (their warning says so).
 pub(super) const PEER_TLS: &[&str] = &[
     "peer-cert-file",
     "peer-key-file",

@@ -121,7 +121,7 @@ pub struct Config {
     /// --client-cert-auth, --client-crl-file, --auto-tls.
     pub client_tls: TlsFlags,
     /// The --peer-* equivalents: checked as etcd checks them at start, otherwise unused
-    /// (ballast has no peers yet).
+    /// (peer traffic has no TLS yet).
     pub peer_tls: TlsFlags,
     /// --cipher-suites, Go's names in the order given; empty = the TLS library's defaults.
     /// The names are checked when the listeners are set up (`server/tls.rs`), as etcd does.

@@ -7,10 +7,11 @@
 //! a durable WAL batch, a finished snapshot or the tick; step the queued peers' messages into
 //! the core (at most `MAX_PEER_MSGS_PER_TURN`, whether or not it takes client messages) and
 //! drain the queued client messages (at most `MAX_MSGS_PER_TURN`, none while the core is not
-//! accepting); `core.advance()`; queue its messages to peers (`peer::Outbox`, never waiting); write the WAL batches it produced, apply the committed entries
-//! in log order and answer their clients (published as applied first, so a client's next
-//! serializable read sees its write); `core.end_turn()`; start the snapshot it ordered; flush
-//! the turn's answers, one batch per front-end thread.
+//! accepting); `core.advance()`; queue its messages to peers (`peer::Outbox`, never waiting;
+//! a full queue reports the peer unreachable), write the WAL batches it produced, apply the
+//! committed entries in log order and answer their clients (published as applied first, so a
+//! client's next serializable read sees its write); `core.end_turn()`; start the snapshot it
+//! ordered; flush the turn's answers, one batch per front-end thread.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -93,11 +94,12 @@ struct Driver {
 }
 
 /// Where the driver's outside events come from and go: durable WAL batches, finished
-/// snapshots, and the watch hub.
+/// snapshots, the watch hub, and the peers.
 struct Channels {
     persisted_tx: flume::Sender<u64>,
     done_tx: flume::Sender<Finished>,
     watch: flume::Sender<Applied>,
+    peers: crate::peer::Outbox,
 }
 
 /// Builds the core from the recovered WAL and runs it until every handle is dropped.
@@ -116,10 +118,9 @@ pub async fn run(
 ) {
     let (persisted_tx, persisted_rx) = flume::unbounded();
     let (done_tx, done_rx) = flume::unbounded();
-    let channels = Channels { persisted_tx, done_tx, watch: applied };
-    let outbox = std::mem::take(&mut cfg.outbox);
+    let channels = Channels { persisted_tx, done_tx, watch: applied, peers: std::mem::take(&mut cfg.outbox) };
     let inbound = cfg.inbound.clone();
-    let mut driver = match Driver::new(&cfg, &recovered, snap, stripes, channels, shards, status.clone(), outbox) {
+    let mut driver = match Driver::new(&cfg, &recovered, snap, stripes, channels, shards, status.clone()) {
         Ok(driver) => driver,
         Err(e) => {
             let _ = ready.send(Err(e));
@@ -156,7 +157,7 @@ pub async fn run(
             }
             Either::Left((Either::Right((Either::Right((from_peer, _)), _)), _)) => {
                 if let Ok(event) = from_peer {
-                    driver.from_peer(event);
+                    driver.take_peer_event(event);
                 }
                 None
             }
@@ -166,7 +167,7 @@ pub async fn run(
             }
         };
         persisted_rx.try_iter().for_each(|seq| driver.core.persisted(seq));
-        inbound.try_iter().take(MAX_PEER_MSGS_PER_TURN).for_each(|event| driver.from_peer(event));
+        inbound.try_iter().take(MAX_PEER_MSGS_PER_TURN).for_each(|event| driver.take_peer_event(event));
         driver.raise_nospace_on_full_disk();
         driver.take_all(first, &rx);
         if Instant::now() >= next_tick {
@@ -200,9 +201,8 @@ impl Driver {
         channels: Channels,
         shards: Shards,
         status: Arc<ServerStatus>,
-        outbox: crate::peer::Outbox,
     ) -> std::result::Result<Driver, String> {
-        let Channels { persisted_tx, done_tx, watch } = channels;
+        let Channels { persisted_tx, done_tx, watch, peers } = channels;
         let boot = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
         // As etcd's request ids: the member id's low 16 bits, then the boot time (in µs: it
         // wraps after 8.9 years, and no life proposes a million requests a second).
@@ -247,13 +247,13 @@ impl Driver {
             status,
             retired_stripes: cfg.retired_stripes.clone(),
             watch,
-            peers: outbox,
+            peers,
             leading: false,
         })
     }
 
     /// A peer's message for the core, or news that a peer cannot be reached.
-    fn from_peer(&mut self, event: crate::peer::Inbound) {
+    fn take_peer_event(&mut self, event: crate::peer::Inbound) {
         match event {
             crate::peer::Inbound::Message(m) => {
                 if let Err(e) = self.core.step(m) {

@@ -173,7 +173,7 @@ pub fn client_config(cfg: &Config) -> Result<Option<Arc<ServerConfig>>, String> 
 
 /// etcd's configurePeerListeners, as far as it applies without peers: an `https://` peer URL
 /// needs a certificate and key (or --peer-auto-tls), and they must load. The configuration is
-/// built and dropped: ballast has no peer listener yet.
+/// built and dropped: the peer listener has no TLS yet (`peer/server.rs` refuses https://).
 fn check_peer_flags(cfg: &Config) -> Result<(), String> {
     let info = &cfg.peer_tls;
     if info.auto_tls && info.is_empty() {
