@@ -168,3 +168,56 @@ fn a_member_that_never_started_joins_with_initial_cluster_state_existing() {
     assert_eq!(c.members[leader].ctl(&["get", "after", "--print-value-only"]), "join\n");
     assert_eq!(c.wait_leader(ELECTION_BOUND), leader, "the leader stays");
 }
+
+extern "C" {
+    fn kill(pid: i32, sig: i32) -> i32;
+}
+const SIGSTOP: i32 = 19;
+const SIGCONT: i32 = 18;
+
+/// A follower that stops reading (SIGSTOP: its connections stay open, nothing is read) holds
+/// up neither the leader nor its writes: they commit with the other follower. Once it runs
+/// again it catches up.
+#[test]
+fn a_stopped_follower_does_not_hold_up_the_leader() {
+    let c = Cluster::start(3);
+    let leader = c.wait_leader(ELECTION_BOUND);
+    let stopped = follower_of(&c, leader);
+    // SAFETY: a signal to a child process this test started.
+    assert_eq!(unsafe { kill(c.members[stopped].pid() as i32, SIGSTOP) }, 0);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    const WRITERS: usize = 8;
+    const PUTS_PER_WRITER: usize = 500;
+    let value = vec![b'v'; 4096];
+    let written = rt.block_on(async {
+        let mut tasks = Vec::new();
+        for w in 0..WRITERS {
+            let mut client = c.members[leader].client().await;
+            let value = value.clone();
+            tasks.push(tokio::spawn(async move {
+                for i in 0..PUTS_PER_WRITER {
+                    client.put(format!("load/{w}/{i:04}"), value.clone(), None).await.expect("put while a follower is stopped");
+                }
+            }));
+        }
+        let all = futures_join(tasks);
+        tokio::time::timeout(Duration::from_secs(120), all).await.expect("the writes finished in time")
+    });
+    assert_eq!(written, WRITERS);
+    // SAFETY: as above.
+    assert_eq!(unsafe { kill(c.members[stopped].pid() as i32, SIGCONT) }, 0);
+    let keys = c.members[stopped].ctl(&["get", "load/", "--prefix", "--keys-only"]);
+    assert_eq!(keys.split_whitespace().count(), WRITERS * PUTS_PER_WRITER, "the stopped follower caught up");
+    assert_eq!(c.wait_leader(ELECTION_BOUND), leader, "the leader kept its place");
+}
+
+/// Awaits every task; returns how many finished without panicking.
+async fn futures_join(tasks: Vec<tokio::task::JoinHandle<()>>) -> usize {
+    let mut ok = 0;
+    for t in tasks {
+        if t.await.is_ok() {
+            ok += 1;
+        }
+    }
+    ok
+}
