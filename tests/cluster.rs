@@ -221,3 +221,70 @@ async fn futures_join(tasks: Vec<tokio::task::JoinHandle<()>>) -> usize {
     }
     ok
 }
+
+/// A CA certificate file and a certificate and key it signed for 127.0.0.1 (server and client
+/// authentication), written under `dir`: (ca, cert, key).
+fn peer_certs(dir: &std::path::Path, name: &str) -> (String, String, String) {
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.distinguished_name.push(rcgen::DnType::CommonName, format!("{name} test CA"));
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::DigitalSignature];
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()]).unwrap();
+    params.distinguished_name.push(rcgen::DnType::CommonName, format!("{name} peer"));
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth, rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, &rcgen::Issuer::from_params(&ca_params, &ca_key)).unwrap();
+    let files = [(format!("{name}-ca.pem"), ca.pem()), (format!("{name}-peer.pem"), cert.pem()), (format!("{name}-peer-key.pem"), key.serialize_pem())];
+    let paths: Vec<String> = files
+        .iter()
+        .map(|(file, pem)| {
+            let path = dir.join(file);
+            std::fs::write(&path, pem).unwrap();
+            path.to_str().unwrap().to_string()
+        })
+        .collect();
+    (paths[0].clone(), paths[1].clone(), paths[2].clone())
+}
+
+fn peer_tls_flags((ca, cert, key): &(String, String, String)) -> Vec<String> {
+    ["--peer-trusted-ca-file", ca, "--peer-cert-file", cert, "--peer-key-file", key, "--peer-client-cert-auth"].iter().map(|s| s.to_string()).collect()
+}
+
+/// Peer TLS (https:// peer URLs, mutual TLS with --peer-client-cert-auth): the cluster serves as
+/// over plaintext; a member whose certificate another CA signed is refused at the handshake.
+#[test]
+fn peer_tls_cluster_serves_and_refuses_an_untrusted_member() {
+    let mut c = Cluster::unstarted(3, "ballast-test-cluster");
+    for m in &mut c.members {
+        m.peer_scheme = "https";
+    }
+    c.extra = peer_tls_flags(&peer_certs(c.dir(), "good"));
+    for i in 0..3 {
+        c.spawn(i);
+    }
+    for m in &mut c.members {
+        m.wait_ready(READY_TIMEOUT);
+    }
+    let leader = c.wait_leader(ELECTION_BOUND);
+    assert!(c.members[0].log().contains("serving peer traffic securely"), "{}", c.members[0].log());
+    c.members[follower_of(&c, leader)].ctl(&["put", "secure", "yes"]);
+    for m in &c.members {
+        assert_eq!(m.ctl(&["get", "secure", "--print-value-only"]), "yes\n", "on {}", m.name);
+    }
+
+    // The same cluster's configuration, a certificate from another CA.
+    let mut rogue = c.outsider("rogue");
+    rogue.peer_scheme = "https";
+    let initial = format!("{},rogue={}", c.initial_cluster(), rogue.peer_url());
+    rogue.spawn(&initial, "ballast-test-cluster", &peer_tls_flags(&peer_certs(c.dir(), "bad")));
+    let deadline = Instant::now() + READY_TIMEOUT;
+    while !c.members.iter().any(|m| m.log().contains("rejected connection on peer endpoint")) {
+        assert!(Instant::now() < deadline, "no member rejected the untrusted certificate");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(!rogue.log().contains("ready to serve client requests"), "{}", rogue.log());
+    c.members[leader].ctl(&["put", "still", "ok"]);
+    assert_eq!(c.members[follower_of(&c, leader)].ctl(&["get", "still", "--print-value-only"]), "ok\n");
+}

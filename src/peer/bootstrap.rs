@@ -4,6 +4,7 @@
 //! ValidateClusterAndAssignIDs: matched by peer URLs) and takes the running cluster's ids, with
 //! etcd's error texts when it cannot.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::cluster::{Cluster, Member};
@@ -14,19 +15,20 @@ use crate::proto::ballastpeerpb::{peer_client::PeerClient, MembersRequest, Membe
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The running cluster, as `--initial-cluster` names it, with the running cluster's ids.
-pub fn join_existing(cfg: &Config) -> Result<Cluster, String> {
+/// `tls`: how to dial `https://` peers.
+pub fn join_existing(cfg: &Config, tls: Option<Arc<rustls::ClientConfig>>) -> Result<Cluster, String> {
     let local = Cluster::from_config(cfg)?;
     let urls: Vec<String> = local.members.iter().filter(|m| m.name != cfg.name).flat_map(|m| m.peer_urls.clone()).collect();
-    let existing = fetch(&urls).map_err(|e| format!("cannot fetch cluster info from peer urls: {e}"))?;
+    let existing = fetch(&urls, tls).map_err(|e| format!("cannot fetch cluster info from peer urls: {e}"))?;
     assign_ids(local, &cfg.name, existing)
 }
 
 /// The first answer of the peers at `urls`, tried in turn.
-fn fetch(urls: &[String]) -> Result<MembersResponse, String> {
+fn fetch(urls: &[String], tls: Option<Arc<rustls::ClientConfig>>) -> Result<MembersResponse, String> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
     rt.block_on(async {
         for url in urls {
-            match tokio::time::timeout(FETCH_TIMEOUT, ask(url)).await {
+            match tokio::time::timeout(FETCH_TIMEOUT, ask(url, tls.clone())).await {
                 Ok(Ok(answer)) => return Ok(answer),
                 Ok(Err(e)) => crate::log::warn("failed to get cluster response", &[("address", url.clone()), ("error", e)]),
                 Err(_) => crate::log::warn("failed to get cluster response", &[("address", url.clone()), ("error", "timed out".into())]),
@@ -36,9 +38,8 @@ fn fetch(urls: &[String]) -> Result<MembersResponse, String> {
     })
 }
 
-async fn ask(url: &str) -> Result<MembersResponse, String> {
-    let endpoint = tonic::transport::Endpoint::from_shared(url.to_string()).map_err(|e| e.to_string())?;
-    let channel = endpoint.connect_timeout(super::DIAL_TIMEOUT).connect().await.map_err(|e| e.to_string())?;
+async fn ask(url: &str, tls: Option<Arc<rustls::ClientConfig>>) -> Result<MembersResponse, String> {
+    let channel = super::dial::connect(url, tls).await?;
     let answer = PeerClient::new(channel).members(MembersRequest {}).await.map_err(|e| e.message().to_string())?;
     Ok(answer.into_inner())
 }

@@ -22,6 +22,7 @@ pub struct Follower {
     pub membership: crate::cluster::Membership,
     pub table: Table,
     pub inbound: flume::Sender<Inbound>,
+    pub tls: super::PeerTls,
 }
 
 /// A running sender: its task, and the URLs it dials.
@@ -33,10 +34,10 @@ struct Running {
 
 impl Follower {
     /// Runs for good: serves `listeners` (if bound at start), then follows the membership.
-    pub async fn run(self, listeners: Option<Vec<TcpListener>>) {
+    pub async fn run(self, listeners: Option<Vec<(TcpListener, bool)>>) {
         let mut serving = false;
         if let Some(listeners) = listeners {
-            server::serve(listeners, self.me, self.inbound.clone(), self.membership.clone()).await;
+            server::serve(listeners, self.me, self.inbound.clone(), self.membership.clone(), self.tls.server.clone()).await;
             serving = true;
         }
         let mut changes = self.membership.subscribe();
@@ -45,8 +46,8 @@ impl Follower {
             let cluster = changes.borrow_and_update().clone();
             if !serving && cluster.members.len() > 1 {
                 serving = true;
-                match server::bind_all(&self.listen_urls) {
-                    Ok(listeners) => server::serve(listeners, self.me, self.inbound.clone(), self.membership.clone()).await,
+                match server::bind_all(&self.listen_urls, self.tls.server.is_some()) {
+                    Ok(listeners) => server::serve(listeners, self.me, self.inbound.clone(), self.membership.clone(), self.tls.server.clone()).await,
                     Err(e) => log::error("cannot serve peer traffic", &[("error", e)]),
                 }
             }
@@ -72,7 +73,7 @@ impl Follower {
                 continue;
             }
             let (queue, rx) = flume::bounded(PEER_QUEUE_CAPACITY_MSGS);
-            let sender = Sender { me: self.me, peer: m.id, urls: m.peer_urls.clone(), queue: rx, inbound: self.inbound.clone() };
+            let sender = Sender { me: self.me, peer: m.id, urls: m.peer_urls.clone(), queue: rx, inbound: self.inbound.clone(), tls: self.tls.client.clone() };
             log::info("added remote peer", &[("remote-peer-id", format!("{:x}", m.id)), ("remote-peer-urls", m.peer_urls.join(","))]);
             running.insert(m.id, Running { task: tokio::spawn(sender.run()), urls: m.peer_urls.clone(), queue });
         }

@@ -16,6 +16,7 @@
 //!   them to the driver on their own bounded queue (`INBOUND_QUEUE_CAPACITY_MSGS`, not the
 //!   clients' queue: client load cannot starve raft traffic). The driver steps them into the
 //!   core (`raft/driver.rs`).
+//! * `dial` — dialling a peer URL, `https://` with rustls (the `--peer-*` TLS flags).
 //! * `bootstrap` — `--initial-cluster-state existing` with no data: the running cluster's
 //!   members and ids, asked from a peer (`Peer.Members`) and checked as etcd checks them.
 //! * `members` — follows the live membership (`cluster::Membership`): a member added gets a
@@ -23,6 +24,7 @@
 //!   (a lone member listens on no peer port, as ballast always has).
 
 pub mod bootstrap;
+pub mod dial;
 pub mod members;
 pub mod outbox;
 pub mod sender;
@@ -66,6 +68,14 @@ pub enum Inbound {
     Unreachable(u64),
 }
 
+/// TLS between members: the peer listener's (`https://` --listen-peer-urls) and how to dial
+/// `https://` peers; None: plaintext only.
+#[derive(Clone, Default)]
+pub struct PeerTls {
+    pub server: Option<std::sync::Arc<rustls::ServerConfig>>,
+    pub client: Option<std::sync::Arc<rustls::ClientConfig>>,
+}
+
 /// Who this member is, as the peers see it.
 #[derive(Clone, Copy, Debug)]
 pub struct Identity {
@@ -80,11 +90,12 @@ pub fn start(
     me: Identity,
     listen_urls: &[String],
     membership: crate::cluster::Membership,
+    tls: PeerTls,
 ) -> Result<(Outbox, flume::Receiver<Inbound>), String> {
     let (inbound_tx, inbound_rx) = flume::bounded(INBOUND_QUEUE_CAPACITY_MSGS);
     let outbox = Outbox::default();
-    let listeners = if membership.current().members.len() > 1 { Some(server::bind_all(listen_urls)?) } else { None };
-    let task = members::Follower { me, listen_urls: listen_urls.to_vec(), membership, table: outbox.table(), inbound: inbound_tx };
+    let listeners = if membership.current().members.len() > 1 { Some(server::bind_all(listen_urls, tls.server.is_some())?) } else { None };
+    let task = members::Follower { me, listen_urls: listen_urls.to_vec(), membership, table: outbox.table(), inbound: inbound_tx, tls };
     std::thread::Builder::new()
         .name("peer".into())
         .spawn(move || {

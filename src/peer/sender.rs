@@ -11,7 +11,7 @@ use std::time::Duration;
 use futures_util::Stream;
 use raft::eraftpb::Message;
 
-use super::{Identity, Inbound, CLUSTER_ID_MISMATCH, DIAL_TIMEOUT, KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT, MAX_BATCH_BYTES, RECONNECT_BACKOFF_MAX, RECONNECT_BACKOFF_MIN};
+use super::{Identity, Inbound, CLUSTER_ID_MISMATCH, MAX_BATCH_BYTES, RECONNECT_BACKOFF_MAX, RECONNECT_BACKOFF_MIN};
 use crate::log;
 use crate::proto::ballastpeerpb::{peer_client::PeerClient, MessageBatch};
 
@@ -24,6 +24,8 @@ pub struct Sender {
     pub urls: Vec<String>,
     pub queue: flume::Receiver<Message>,
     pub inbound: flume::Sender<Inbound>,
+    /// How to dial `https://` peer URLs.
+    pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 impl Sender {
@@ -58,19 +60,9 @@ impl Sender {
 
     /// Dials `url` and streams until the stream ends.
     async fn stream_to(&self, url: &str, log_open: bool) -> Ended {
-        let endpoint = match tonic::transport::Endpoint::from_shared(url.to_string()) {
-            Ok(e) => e,
-            Err(e) => return Ended::DialFailed(e.to_string()),
-        };
-        let endpoint = endpoint
-            .connect_timeout(DIAL_TIMEOUT)
-            .tcp_nodelay(true)
-            .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
-            .keep_alive_timeout(KEEPALIVE_TIMEOUT)
-            .keep_alive_while_idle(true);
-        let channel = match endpoint.connect().await {
+        let channel = match super::dial::connect(url, self.tls.clone()).await {
             Ok(c) => c,
-            Err(e) => return Ended::DialFailed(error_chain(&e)),
+            Err(e) => return Ended::DialFailed(e),
         };
         let mut client = PeerClient::new(channel).max_encoding_message_size(usize::MAX).max_decoding_message_size(usize::MAX);
         if log_open {
@@ -129,18 +121,6 @@ fn batches(me: Identity, to: u64, queue: flume::Receiver<Message>) -> impl Strea
         }
         Some((header(messages), (queue, false)))
     })
-}
-
-/// An error with its sources (tonic's transport error alone says only "transport error").
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 /// How long a sender waits before dialling again after `failures` failed attempts in a row

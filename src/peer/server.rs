@@ -6,6 +6,10 @@
 //! whose own bounded queue then drops), never the driver.
 
 use std::net::TcpListener;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use futures_util::StreamExt;
 use raft::eraftpb::Message;
@@ -13,6 +17,9 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::{Identity, Inbound, CLUSTER_ID_MISMATCH, MAX_BATCH_DECODE_BYTES, TO_FIELD_MISMATCH};
 use crate::log;
+
+/// A peer's TLS handshake must finish within this.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 use crate::proto::ballastpeerpb::peer_server::{Peer, PeerServer};
 use crate::proto::ballastpeerpb::{MembersRequest, MembersResponse, MessageBatch, PeerMember, StreamEnd};
 
@@ -75,32 +82,37 @@ impl PeerService {
     }
 }
 
-/// Binds every `--listen-peer-urls` address (plain `http://` only, so far).
-pub fn bind_all(urls: &[String]) -> Result<Vec<TcpListener>, String> {
-    let mut addrs: Vec<&str> = Vec::new();
+/// Binds every `--listen-peer-urls` address; each listener with whether it serves TLS
+/// (`https://`, which needs the peer TLS flags: `tls_configured`).
+pub fn bind_all(urls: &[String], tls_configured: bool) -> Result<Vec<(TcpListener, bool)>, String> {
+    let mut addrs: Vec<(&str, bool)> = Vec::new();
     for url in urls {
-        let addr = match (url.strip_prefix("http://"), url.strip_prefix("https://")) {
-            (Some(rest), _) => rest.trim_end_matches('/'),
-            (_, Some(_)) => return Err(format!("listen url {url}: TLS between peers (https:// peer URLs) is not supported yet")),
-            _ => return Err(format!("listen url {url}: peer URLs must be http://")),
+        let (addr, secure) = match (url.strip_prefix("http://"), url.strip_prefix("https://")) {
+            (Some(rest), _) => (rest.trim_end_matches('/'), false),
+            (_, Some(_)) if !tls_configured => {
+                return Err(format!("listen url {url}: an https:// peer URL needs --peer-cert-file and --peer-key-file (--peer-auto-tls is not supported yet)"))
+            }
+            (_, Some(rest)) => (rest.trim_end_matches('/'), true),
+            _ => return Err(format!("listen url {url}: peer URLs must be http:// or https://")),
         };
-        if !addrs.contains(&addr) {
-            addrs.push(addr);
+        if !addrs.iter().any(|(a, _)| *a == addr) {
+            addrs.push((addr, secure));
         }
     }
     addrs
         .into_iter()
-        .map(|addr| {
+        .map(|(addr, secure)| {
             let l = TcpListener::bind(addr).map_err(|e| format!("listen tcp {addr}: {e}"))?;
             l.set_nonblocking(true).map_err(|e| format!("listen tcp {addr}: {e}"))?;
-            Ok(l)
+            Ok((l, secure))
         })
         .collect()
 }
 
-/// Serves the `Peer` service on `listeners` for good (on the transport's runtime).
-pub async fn serve(listeners: Vec<TcpListener>, me: Identity, inbound: flume::Sender<Inbound>, membership: crate::cluster::Membership) {
-    for listener in listeners {
+/// Serves the `Peer` service on `listeners` for good (on the transport's runtime); a secure
+/// listener's connections are handshaken with `tls` first.
+pub async fn serve(listeners: Vec<(TcpListener, bool)>, me: Identity, inbound: flume::Sender<Inbound>, membership: crate::cluster::Membership, tls: Option<Arc<rustls::ServerConfig>>) {
+    for (listener, secure) in listeners {
         let address = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
         let listener = match tokio::net::TcpListener::from_std(listener) {
             Ok(l) => l,
@@ -109,14 +121,86 @@ pub async fn serve(listeners: Vec<TcpListener>, me: Identity, inbound: flume::Se
                 continue;
             }
         };
-        log::info("serving peer traffic", &[("address", address)]);
         let service = PeerServer::new(PeerService { me, inbound: inbound.clone(), membership: membership.clone() }).max_decoding_message_size(MAX_BATCH_DECODE_BYTES);
+        let router = tonic::transport::Server::builder().add_service(service);
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener).map(|conn| conn.inspect(|c| drop(c.set_nodelay(true))));
-        tokio::spawn(async move {
-            let served = tonic::transport::Server::builder().add_service(service).serve_with_incoming(incoming).await;
-            if let Err(e) = served {
-                log::error("the peer listener stopped", &[("error", e.to_string())]);
+        match tls.clone().filter(|_| secure) {
+            None => {
+                log::info("serving peer traffic", &[("address", address)]);
+                tokio::spawn(async move {
+                    if let Err(e) = router.serve_with_incoming(incoming).await {
+                        log::error("the peer listener stopped", &[("error", e.to_string())]);
+                    }
+                });
             }
-        });
+            Some(tls) => {
+                log::info("serving peer traffic securely", &[("address", address)]);
+                let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+                let handshaken = incoming
+                    .filter_map(move |conn| {
+                        let acceptor = acceptor.clone();
+                        async move { handshake(acceptor, conn.ok()?).await }
+                    })
+                    .map(Ok::<_, std::io::Error>);
+                tokio::spawn(async move {
+                    if let Err(e) = router.serve_with_incoming(Box::pin(handshaken)).await {
+                        log::error("the peer listener stopped", &[("error", e.to_string())]);
+                    }
+                });
+            }
+        }
+    }
+}
+
+/// A peer's TLS handshake, bounded in time; None (logged) when it fails.
+async fn handshake(acceptor: tokio_rustls::TlsAcceptor, conn: tokio::net::TcpStream) -> Option<TlsConn> {
+    let remote = conn.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(conn)).await {
+        Ok(Ok(stream)) => Some(TlsConn(stream)),
+        Ok(Err(e)) => {
+            log::warn("rejected connection on peer endpoint", &[("remote-addr", remote), ("error", e.to_string())]);
+            None
+        }
+        Err(_) => {
+            log::warn("rejected connection on peer endpoint", &[("remote-addr", remote), ("error", "TLS handshake timed out".into())]);
+            None
+        }
+    }
+}
+
+/// A handshaken peer connection, as tonic serves it.
+pub struct TlsConn(tokio_rustls::server::TlsStream<tokio::net::TcpStream>);
+
+impl tonic::transport::server::Connected for TlsConn {
+    type ConnectInfo = ();
+
+    fn connect_info(&self) {}
+}
+
+impl tokio::io::AsyncRead for TlsConn {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut tokio::io::ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for TlsConn {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(mut self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[std::io::IoSlice<'_>]) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.0.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
     }
 }

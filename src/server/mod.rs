@@ -75,8 +75,9 @@ fn start(cfg: Config) -> Result<(), String> {
     let shards = if cfg.shards == 0 { threads::usable_cpus().len().saturating_sub(FRONT_END_THREADS).max(1) } else { cfg.shards };
     let member_dir = cfg.data_dir.join("member");
     std::fs::create_dir_all(&member_dir).map_err(|e| format!("cannot create data dir {}: {e}", cfg.data_dir.display()))?;
+    let peer_tls = crate::peer::PeerTls { server: tls::peer_server_config(&cfg)?, client: tls::peer_client_config(&cfg)? };
     let cluster = Cluster::load_or_init(&member_dir, || match cfg.initial_cluster_state.as_str() {
-        "existing" => crate::peer::bootstrap::join_existing(&cfg),
+        "existing" => crate::peer::bootstrap::join_existing(&cfg, peer_tls.client.clone()),
         _ => Cluster::from_config(&cfg),
     })?;
     log::info(
@@ -128,7 +129,7 @@ fn start(cfg: Config) -> Result<(), String> {
     let membership = crate::cluster::Membership::new(cluster.clone());
     // Before the core: a member waits for its peers to elect a leader before it serves.
     let me = crate::peer::Identity { cluster_id: cluster.id, member_id: cluster.local_id };
-    let (outbox, inbound) = crate::peer::start(me, &cfg.listen_peer_urls, membership.clone())?;
+    let (outbox, inbound) = crate::peer::start(me, &cfg.listen_peer_urls, membership.clone(), peer_tls)?;
     let core_cfg = DriverConfig {
         id: cluster.local_id,
         voters: cluster.voters(),

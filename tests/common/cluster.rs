@@ -15,6 +15,8 @@ const POLL_PAUSE: Duration = Duration::from_millis(50);
 
 pub struct Member {
     pub name: String,
+    /// The peer URLs' scheme: `http`, or `https` for peer TLS.
+    pub peer_scheme: &'static str,
     pub client_port: u16,
     pub peer_port: u16,
     pub data_dir: PathBuf,
@@ -30,7 +32,7 @@ impl Member {
     }
 
     pub fn peer_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.peer_port)
+        format!("{}://127.0.0.1:{}", self.peer_scheme, self.peer_port)
     }
 
     fn log_path(&self) -> PathBuf {
@@ -179,6 +181,7 @@ impl Cluster {
         let members = (1..=n)
             .map(|i| Member {
                 name: format!("infra{i}"),
+                peer_scheme: "http",
                 client_port: free_port(),
                 peer_port: free_port(),
                 data_dir: dir.join(format!("infra{i}.ballast")),
@@ -198,7 +201,12 @@ impl Cluster {
     /// A new member process for this cluster's directory (not one of `members`): another
     /// cluster's, say.
     pub fn outsider(&self, name: &str) -> Member {
-        Member { name: name.into(), client_port: free_port(), peer_port: free_port(), data_dir: self.dir.join(format!("{name}.ballast")), child: None, starts: 0, dir: self.dir.clone() }
+        Member { name: name.into(), peer_scheme: "http", client_port: free_port(), peer_port: free_port(), data_dir: self.dir.join(format!("{name}.ballast")), child: None, starts: 0, dir: self.dir.clone() }
+    }
+
+    /// The directory holding the members' data dirs and logs (and whatever a test puts there).
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
     }
 
     /// Starts member `i` (again, on its data dir and ports) without waiting.
