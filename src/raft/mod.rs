@@ -18,8 +18,9 @@
 //! linearizable reads by ReadIndex; no leader: "no leader"; a new leader fails ReadIndex
 //! requests in flight with "leader changed"; every client waiting in the core is answered
 //! within etcd's request timeout. Not yet: installing a raft snapshot from the leader (a
-//! follower behind the leader's first entry waits: `storage::LogStore` offers none) and the
-//! peer transport (the driver drops the messages).
+//! follower behind the leader's first entry waits: `storage::LogStore` offers none). The
+//! driver hands the messages to the peer transport (`peer/`) and steps the peers' messages it
+//! receives into the core.
 //!
 //! `tests/raft_sim.rs` drives `core` as a lone voter under a seeded deterministic simulation;
 //! `tests/raft_sim_cluster.rs` drives 3 or 5 of them through a lossy, duplicating, reordering,
