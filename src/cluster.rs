@@ -68,13 +68,14 @@ impl Cluster {
     }
 
     /// The membership this data dir was created with (etcd ignores `--initial-cluster` once a
-    /// member has data), or, for a new data dir, the configured one, saved for next time.
-    pub fn load_or_init(cfg: &Config, member_dir: &std::path::Path) -> Result<Cluster, String> {
+    /// member has data), or, for a new data dir, the one `init` gives (the configured one, or
+    /// the running cluster's for `--initial-cluster-state existing`), saved for next time.
+    pub fn load_or_init(member_dir: &std::path::Path, init: impl FnOnce() -> Result<Cluster, String>) -> Result<Cluster, String> {
         let path = member_dir.join(MEMBERSHIP_FILE);
         if let Some(saved) = crate::durable::read_checked_json(&path)? {
             return Ok(saved);
         }
-        let cluster = Cluster::from_config(cfg)?;
+        let cluster = init()?;
         crate::durable::write_checked_json(&path, &cluster).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
         Ok(cluster)
     }

@@ -48,6 +48,9 @@
 //!   recovery (`recover`), retired stripes (`retire`).
 //! * `compactor` — auto-compaction (`--auto-compaction-mode/-retention`), as etcd's.
 //! * `cluster` — membership from `--initial-cluster`, etcd-compatible member and cluster ids.
+//! * `peer` — the peer transport: raft messages between members over gRPC streams (`outbox`
+//!   on the driver's side, a `sender` per peer, the `server` on `--listen-peer-urls`, and
+//!   `members`, which follows the live membership), on a thread of its own.
 //! * `quota` — `--quota-backend-bytes` and etcd's request cost model (NOSPACE alarm).
 //! * `status` — the atomics shared between threads (applied revision, raft progress, sizes).
 //! * `writeback` — paced writeback of background files (snapshot and WAL segments).
@@ -76,6 +79,7 @@ pub mod log;
 pub mod memory;
 pub mod metrics;
 pub mod mvcc;
+pub mod peer;
 pub mod proto;
 pub mod quota;
 pub mod raft;

@@ -1,6 +1,6 @@
 //! Generated protobuf and gRPC code: etcd's v3 API (proto/rpc.proto, kv.proto, auth.proto) and
 //! etcd's Lock and Election services (v3lock.proto, v3election.proto) and ballast's raft entry
-//! payload (proto/ballast.proto). The module names match the proto packages
+//! payload (proto/ballast.proto) and the peer transport (proto/peer.proto). The module names match the proto packages
 //! so the generated cross-references (`super::mvccpb::KeyValue`) resolve.
 #![allow(clippy::all, missing_docs)]
 
@@ -21,4 +21,7 @@ pub mod v3electionpb {
 }
 pub mod ballastpb {
     tonic::include_proto!("ballastpb");
+}
+pub mod ballastpeerpb {
+    tonic::include_proto!("ballastpeerpb");
 }

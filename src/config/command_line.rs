@@ -111,7 +111,7 @@ pub(super) fn scan_command_line(args: &[String]) -> Result<Scan, ConfigError> {
 fn unimplemented_warning(flags: &FlagValues, name: &str) -> String {
     if PEER_TLS.contains(&name) {
         let given = if flags.from_env.contains(name) { format!("environment variable {} (flag --{})", env_key(name), name) } else { format!("flag --{}", name) };
-        return format!("{} is checked but not used: ballast has no peers yet (no clustering)", given);
+        return format!("{} is checked but not used: the peer transport does not implement it yet", given);
     }
     if flags.from_env.contains(name) {
         format!(

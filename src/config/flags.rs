@@ -141,13 +141,13 @@ pub(super) static FLAGS: &[Spec] = &[
     etcd("client-cert-file", Ty::Str),
     etcd("client-key-file", Ty::Str),
     ours("client-cert-allowed-hostname", Ty::Strings, "", "Allowed TLS hostname for client cert authentication."),
-    // peer TLS: those in PEER_TLS are read and checked, none is used (no peers yet)
-    etcd("peer-cert-file", Ty::Str),
-    etcd("peer-key-file", Ty::Str),
+    // peer TLS: those in PEER_TLS are read and checked but not used yet
+    ours("peer-cert-file", Ty::Str, "", "Path to the peer server TLS cert file."),
+    ours("peer-key-file", Ty::Str, "", "Path to the peer server TLS key file."),
     etcd("peer-client-cert-file", Ty::Str),
     etcd("peer-client-key-file", Ty::Str),
-    etcd("peer-client-cert-auth", Ty::Bool),
-    etcd("peer-trusted-ca-file", Ty::Str),
+    ours("peer-client-cert-auth", Ty::Bool, "false", "Enable peer client cert authentication."),
+    ours("peer-trusted-ca-file", Ty::Str, "", "Path to the peer server TLS trusted CA file."),
     etcd("peer-auto-tls", Ty::Bool),
     etcd("peer-crl-file", Ty::Str),
     etcd("peer-cert-allowed-cn", Ty::Strings),
@@ -208,13 +208,9 @@ pub(super) static FLAGS: &[Spec] = &[
     etcd("test.outputdir", Ty::Ignored),
 ];
 
-/// Peer TLS flags: read into `Config::peer_tls` and checked at start as etcd checks them,
-/// but unused, since ballast has no peers yet (their warning says so).
+/// Peer TLS flags read into `Config::peer_tls` and checked at start as etcd checks them, but
+/// not used by the peer transport yet (their warning says so).
 pub(super) const PEER_TLS: &[&str] = &[
-    "peer-cert-file",
-    "peer-key-file",
-    "peer-trusted-ca-file",
-    "peer-client-cert-auth",
     "peer-crl-file",
     "peer-auto-tls",
     "peer-cert-allowed-cn",

@@ -122,8 +122,9 @@ pub struct Config {
     /// The client listeners' TLS: --cert-file, --key-file, --trusted-ca-file,
     /// --client-cert-auth, --client-crl-file, --auto-tls.
     pub client_tls: TlsFlags,
-    /// The --peer-* equivalents: checked as etcd checks them at start, otherwise unused
-    /// (ballast has no peers yet).
+    /// The --peer-* equivalents: certificate, key, trusted CA and client-cert-auth secure the
+    /// peer transport (`https://` peer URLs); the CRL, auto-TLS and allowed-CN flags are checked
+    /// as etcd checks them at start, not used yet.
     pub peer_tls: TlsFlags,
     /// --cipher-suites, Go's names in the order given; empty = the TLS library's defaults.
     /// The names are checked when the listeners are set up (`server/tls.rs`), as etcd does.

@@ -356,8 +356,7 @@ fn tls_flags() {
     assert_eq!(
         w,
         vec![
-            "flag --peer-cert-file is checked but not used: ballast has no peers yet (no clustering)",
-            "environment variable ETCD_PEER_CERT_ALLOWED_CN (flag --peer-cert-allowed-cn) is checked but not used: ballast has no peers yet (no clustering)",
+            "environment variable ETCD_PEER_CERT_ALLOWED_CN (flag --peer-cert-allowed-cn) is checked but not used: the peer transport does not implement it yet",
         ]
     );
     let d = Config::default();

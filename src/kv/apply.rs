@@ -78,6 +78,12 @@ impl Applier {
         self.lessor.promote(std::time::Instant::now(), extend);
     }
 
+    /// This member no longer leads: leases granted from now on get no expiry clock here (the
+    /// next `promote` starts every lease's clock anew).
+    pub fn demote(&mut self) {
+        self.leader = false;
+    }
+
     /// Resumes from a snapshot's state.
     pub fn restore(&mut self, rev: i64, compact_rev: i64, alarms: &[(u64, i32)]) {
         self.rev = rev;

@@ -186,7 +186,8 @@ impl<W, R> Core<W, R> {
             heartbeat_tick: 1,
             max_election_tick: if cfg.randomized_election { 2 * cfg.election_ticks } else { cfg.election_ticks + 1 },
             max_size_per_msg: 1 << 20,
-            max_inflight_msgs: 256,
+            // etcd's maxInflightMsgs.
+            max_inflight_msgs: 512,
             pre_vote: true,
             // As etcd: a leader cut off from a quorum steps down after an election timeout.
             check_quorum: true,
@@ -285,6 +286,20 @@ impl<W, R> Core<W, R> {
     /// A full snapshot now (Defragment); answered when it is durable.
     pub fn request_snapshot(&mut self, waiter: R) {
         self.snapshots.request(waiter);
+    }
+
+    /// A message to `peer` could not be sent (its queue is full, or its stream is down): raft
+    /// probes it instead of streaming to it, as etcd's transport reports. A snapshot that could
+    /// not be sent is reported failed, so the leader sends another.
+    pub fn unreachable(&mut self, peer: u64, snapshot: bool) {
+        // (Raft is not touched while a ready is held; a member installing leads nobody.)
+        if self.removed || self.installs.holding_ready() {
+            return;
+        }
+        self.raw.report_unreachable(peer);
+        if snapshot {
+            self.snapshot_status(peer, false);
+        }
     }
 
     /// A stripe made WAL batch `seq` durable.

@@ -3,19 +3,22 @@
 //! the client queue, the WAL stripes' queues, apply (`apply.rs`, which reaches the shards), the
 //! answers to clients (`reply.rs`), the snapshot coordinator and the server status.
 //!
-//! One turn: wait for a client message, a durable WAL batch, a finished snapshot or the tick;
+//! One turn: wait for a client message, a peer's message (the transport's own queue, `peer/`),
+//! a durable WAL batch, a finished snapshot or the tick; step the queued peers' messages into
+//! the core (at most `MAX_PEER_MSGS_PER_TURN`, whether or not it takes client messages) and
 //! drain the queued client messages (at most `MAX_MSGS_PER_TURN`, none while the core is not
-//! accepting); `core.advance()`; write the WAL batches it produced, apply the committed entries
-//! in log order and answer their clients (published as applied first, so a client's next
-//! serializable read sees its write); `core.end_turn()`; start the snapshot it ordered; flush
-//! the turn's answers, one batch per front-end thread.
+//! accepting); `core.advance()`; queue its messages to peers (`peer::Outbox`, never waiting;
+//! a full queue reports the peer unreachable), write the WAL batches it produced, apply the
+//! committed entries in log order and answer their clients (published as applied first, so a
+//! client's next serializable read sees its write); `core.end_turn()`; start the snapshot it
+//! ordered; flush the turn's answers, one batch per front-end thread.
 //!
 //! A raft snapshot from the leader (`installs.rs`): the driver fetches the files the core
-//! orders (`snapshot::fetch`; needs the peer transport, not wired yet: the fetch fails and the
-//! leader is told), then installs them: the stores are loaded from them with the boot path's
-//! code and replace every shard's, the applier takes the snapshot's revision, alarms, auth
-//! state and leases, the watch hub moves every watcher to catch up from the new stores, and
-//! the manifest is written last (`snapshot::install`).
+//! orders (`snapshot::fetch`, through `DriverConfig.fetcher`: without one the fetch fails and
+//! the leader is told), then installs them: the stores are loaded from them with the boot
+//! path's code and replace every shard's, the applier takes the snapshot's revision, alarms,
+//! auth state and leases, the watch hub moves every watcher to catch up from the new stores,
+//! and the manifest is written last (`snapshot::install`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -48,6 +51,8 @@ use crate::watch::Applied;
 
 /// Client messages taken from the queue per turn.
 const MAX_MSGS_PER_TURN: usize = 4096;
+/// Peers' messages taken from the transport's queue per turn.
+const MAX_PEER_MSGS_PER_TURN: usize = 4096;
 
 type WriteWaiter = (Option<usize>, oneshot::Sender<Result<Response>>);
 type DoneWaiter = (Option<usize>, oneshot::Sender<Result<()>>);
@@ -76,9 +81,11 @@ pub struct DriverConfig {
     pub auth: Arc<crate::auth::AuthGuard>,
     /// The live membership, which applied conf changes replace.
     pub membership: crate::cluster::Membership,
-    /// Fetches a leader's snapshot files (None until the peer transport provides one: a
-    /// fetch then fails at once and the leader is told).
+    /// Fetches a leader's snapshot files (None: a fetch fails at once and the leader is told).
     pub fetcher: Option<Fetcher>,
+    /// The peer transport: messages to peers go out here, theirs come in on `inbound`.
+    pub outbox: crate::peer::Outbox,
+    pub inbound: flume::Receiver<crate::peer::Inbound>,
 }
 
 /// Copies the files of the snapshot a descriptor names from a member into the staging
@@ -108,22 +115,26 @@ struct Driver {
     membership: crate::cluster::Membership,
     /// This member applied its own removal: the process is stopping.
     removed: bool,
+    peers: crate::peer::Outbox,
+    /// This member leads and has started its lease clocks (`Applier::promote`).
+    leading: bool,
 }
 
 /// Where the driver's outside events come from and go: durable WAL batches, finished
-/// snapshots, and the watch hub.
+/// snapshots, the watch hub, and the peers.
 struct Channels {
     persisted_tx: flume::Sender<u64>,
     fetched_tx: flume::Sender<std::result::Result<Manifest, String>>,
     done_tx: flume::Sender<Finished>,
     watch: flume::Sender<Applied>,
+    peers: crate::peer::Outbox,
 }
 
 /// Builds the core from the recovered WAL and runs it until every handle is dropped.
 /// `ready` is signalled once the node leads (or follows) and has re-applied its log.
 #[allow(clippy::too_many_arguments)]
 pub async fn run(
-    cfg: DriverConfig,
+    mut cfg: DriverConfig,
     recovered: Recovered,
     snap: Option<Manifest>,
     rx: flume::Receiver<CoreMsg>,
@@ -136,7 +147,8 @@ pub async fn run(
     let (persisted_tx, persisted_rx) = flume::unbounded();
     let (done_tx, done_rx) = flume::unbounded();
     let (fetched_tx, fetched_rx) = flume::unbounded();
-    let channels = Channels { persisted_tx, fetched_tx, done_tx, watch: applied };
+    let channels = Channels { persisted_tx, fetched_tx, done_tx, watch: applied, peers: std::mem::take(&mut cfg.outbox) };
+    let inbound = cfg.inbound.clone();
     let mut driver = match Driver::new(&cfg, &recovered, snap, stripes, channels, shards, status.clone()) {
         Ok(driver) => driver,
         Err(e) => {
@@ -160,16 +172,22 @@ pub async fn run(
             }
         };
         let clients = std::pin::pin!(clients);
-        let events = select(persisted_rx.recv_async(), select(done_rx.recv_async(), fetched_rx.recv_async()));
+        let events = select(select(persisted_rx.recv_async(), done_rx.recv_async()), select(inbound.recv_async(), fetched_rx.recv_async()));
         let first = match select(select(clients, events), &mut tick_timer).await {
             Either::Left((Either::Left((Ok(msg), _)), _)) => Some(msg),
             Either::Left((Either::Left((Err(_), _)), _)) => break, // every handle dropped: shut down
-            Either::Left((Either::Right((Either::Left((seq, _)), _)), _)) => {
+            Either::Left((Either::Right((Either::Left((Either::Left((seq, _)), _)), _)), _)) => {
                 driver.core.persisted(seq.expect("the driver holds a sender"));
                 None
             }
-            Either::Left((Either::Right((Either::Right((Either::Left((finished, _)), _)), _)), _)) => {
+            Either::Left((Either::Right((Either::Left((Either::Right((finished, _)), _)), _)), _)) => {
                 driver.snapshot_finished(finished.expect("the driver holds a sender"));
+                None
+            }
+            Either::Left((Either::Right((Either::Right((Either::Left((from_peer, _)), _)), _)), _)) => {
+                if let Ok(event) = from_peer {
+                    driver.take_peer_event(event);
+                }
                 None
             }
             Either::Left((Either::Right((Either::Right((Either::Right((fetched, _)), _)), _)), _)) => {
@@ -182,6 +200,7 @@ pub async fn run(
             }
         };
         persisted_rx.try_iter().for_each(|seq| driver.core.persisted(seq));
+        inbound.try_iter().take(MAX_PEER_MSGS_PER_TURN).for_each(|event| driver.take_peer_event(event));
         driver.raise_nospace_on_full_disk();
         driver.take_all(first, &rx);
         if Instant::now() >= next_tick {
@@ -193,11 +212,9 @@ pub async fn run(
         if status.applied_rev() > rev {
             driver.tell_watch(); // the watch hub releases the events up to here
         }
-        if driver.core.is_serving() {
+        driver.follow_leadership(cfg.heartbeat * cfg.election_ticks as u32);
+        if driver.serves_clients() {
             if let Some(tx) = ready.take() {
-                // Leading from now: lease clocks start, each lease with its TTL plus an
-                // election timeout (etcd's Promote).
-                driver.applier.promote(cfg.heartbeat * cfg.election_ticks as u32);
                 let _ = tx.send(Ok(()));
             }
         }
@@ -231,7 +248,7 @@ impl Driver {
         shards: Shards,
         status: Arc<ServerStatus>,
     ) -> std::result::Result<Driver, String> {
-        let Channels { persisted_tx, fetched_tx, done_tx, watch } = channels;
+        let Channels { persisted_tx, fetched_tx, done_tx, watch, peers } = channels;
         let boot = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
         // As etcd's request ids: the member id's low 16 bits, then the boot time (in µs: it
         // wraps after 8.9 years, and no life proposes a million requests a second).
@@ -294,7 +311,42 @@ impl Driver {
             fetched_tx,
             membership: cfg.membership.clone(),
             removed: false,
+            peers,
+            leading: false,
         })
+    }
+
+    /// A peer's message for the core, or news that a peer cannot be reached.
+    fn take_peer_event(&mut self, event: crate::peer::Inbound) {
+        match event {
+            crate::peer::Inbound::Message(m) => {
+                if let Err(e) = self.core.step(m) {
+                    crate::log::debug("raft refused a peer's message", &[("error", e)]);
+                }
+            }
+            crate::peer::Inbound::Unreachable(peer) => self.core.unreachable(peer, false),
+        }
+    }
+
+    /// The lessor's clocks run on the leader only: started (each lease with its TTL plus an
+    /// election timeout, etcd's Promote) when this member starts serving as leader, stopped
+    /// when it no longer leads (etcd's Demote), so a member that leads again starts them anew.
+    fn follow_leadership(&mut self, election_timeout: Duration) {
+        if !self.leading && self.core.is_serving() {
+            self.applier.promote(election_timeout);
+            self.leading = true;
+        } else if self.leading && !self.core.is_leader() {
+            self.applier.demote();
+            self.leading = false;
+        }
+    }
+
+    /// Ready to serve clients: the leader once it serves, a follower once it knows a leader and
+    /// has applied everything it knows committed (etcd serves clients once it has published
+    /// itself through raft, which needs a leader too).
+    fn serves_clients(&self) -> bool {
+        let (_, leader, commit) = self.core.progress();
+        self.core.is_serving() || (leader != raft::INVALID_ID && !self.core.is_leader() && self.core.applied_index() >= commit)
     }
 
     /// Feeds the core the first message and every queued one (bounded per turn).
@@ -353,8 +405,8 @@ impl Driver {
     }
 
     async fn carry_out(&mut self, out: Output<WriteWaiter, DoneWaiter>) {
-        if !out.messages.is_empty() {
-            crate::log::debug("dropping raft messages: no peer transport yet", &[]);
+        for lost in self.peers.send(out.messages) {
+            self.core.unreachable(lost.to, lost.snapshot);
         }
         for (w, e) in out.refused {
             self.outbox.push(w.0, Delivery::Write(w.1, Err(e)));
@@ -373,6 +425,9 @@ impl Driver {
         self.answer(out.done);
         let more = self.core.take_output();
         self.answer(more.done);
+        for lost in self.peers.send(more.messages) {
+            self.core.unreachable(lost.to, lost.snapshot);
+        }
         debug_assert!(more.wal.is_empty() && more.apply.is_empty() && more.snapshot.is_none());
         if let Some(order) = out.fetch {
             self.fetch(order);

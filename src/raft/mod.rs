@@ -20,8 +20,8 @@
 //! requests in flight with "leader changed"; every client waiting in the core is answered
 //! within etcd's request timeout. A follower behind the leader's first entry is sent a raft
 //! snapshot and installs it (`installs`: fetch the files, then install them while raft's ready
-//! waits), its configuration and member list included. Not yet: the peer transport (the driver
-//! drops the messages).
+//! waits), its configuration and member list included. The driver hands the messages to the
+//! peer transport (`peer/`) and steps the peers' messages it receives into the core.
 //!
 //! `tests/raft_sim.rs` drives `core` as a lone voter under a seeded deterministic simulation;
 //! `tests/raft_sim_cluster.rs` drives 3 or 5 of them through a lossy, duplicating, reordering,

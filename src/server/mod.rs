@@ -1,6 +1,9 @@
 //! Start-up and shutdown. Order: check io_uring, load the snapshot (if any) into per-shard
-//! stores, recover the WAL, start the shard executors (shard 0 hosts the raft core, which
-//! re-applies the log after the snapshot), wait until the core serves, then start the
+//! stores, recover the WAL, start the peer transport (`peer/`: it listens on
+//! `--listen-peer-urls` when the cluster has several members), start the shard executors
+//! (shard 0 hosts the raft core, which re-applies the log after the snapshot), wait until the
+//! core serves (a leader, or a follower that knows one and has applied what it knows
+//! committed), then start the
 //! front-end threads (`front_end.rs`), which open the client listeners. SIGTERM/SIGINT stop the
 //! listeners;
 //! dropping the front end's handles then stops the raft core and the shards in turn.
@@ -72,7 +75,11 @@ fn start(cfg: Config) -> Result<(), String> {
     let shards = if cfg.shards == 0 { threads::usable_cpus().len().saturating_sub(FRONT_END_THREADS).max(1) } else { cfg.shards };
     let member_dir = cfg.data_dir.join("member");
     std::fs::create_dir_all(&member_dir).map_err(|e| format!("cannot create data dir {}: {e}", cfg.data_dir.display()))?;
-    let cluster = Cluster::load_or_init(&cfg, &member_dir)?;
+    let peer_tls = crate::peer::PeerTls { server: tls::peer_server_config(&cfg)?, client: tls::peer_client_config(&cfg)? };
+    let cluster = Cluster::load_or_init(&member_dir, || match cfg.initial_cluster_state.as_str() {
+        "existing" => crate::peer::bootstrap::join_existing(&cfg, peer_tls.client.clone()),
+        _ => Cluster::from_config(&cfg),
+    })?;
     log::info(
         "starting ballast",
         &[
@@ -120,6 +127,9 @@ fn start(cfg: Config) -> Result<(), String> {
     let (reply_txs, reply_rxs): (Vec<_>, Vec<_>) = (0..FRONT_END_THREADS).map(|_| flume::unbounded()).unzip();
     let (ready_tx, ready_rx) = crossbeam::channel::bounded(1);
     let membership = crate::cluster::Membership::new(cluster.clone());
+    // Before the core: a member waits for its peers to elect a leader before it serves.
+    let me = crate::peer::Identity { cluster_id: cluster.id, member_id: cluster.local_id };
+    let (outbox, inbound) = crate::peer::start(me, &cfg.listen_peer_urls, membership.clone(), peer_tls)?;
     let core_cfg = DriverConfig {
         id: cluster.local_id,
         strict_reconfig_check: cfg.strict_reconfig_check,
@@ -136,6 +146,8 @@ fn start(cfg: Config) -> Result<(), String> {
         auth: auth.clone(),
         membership: membership.clone(),
         fetcher: None,
+        outbox,
+        inbound,
     };
     let core_status = status.clone();
     // The watch hub runs beside the raft driver on shard 0; the driver tells it how far apply went.

@@ -171,9 +171,48 @@ pub fn client_config(cfg: &Config) -> Result<Option<Arc<ServerConfig>>, String> 
     Ok(Some(Arc::new(config)))
 }
 
-/// etcd's configurePeerListeners, as far as it applies without peers: an `https://` peer URL
+/// The peer listeners' TLS (etcd's configurePeerListeners): None when no --listen-peer-urls
+/// is `https://`, or with --peer-auto-tls alone (not built yet: the peer listener then refuses
+/// `https://` once the cluster has several members).
+pub fn peer_server_config(cfg: &Config) -> Result<Option<Arc<ServerConfig>>, String> {
+    let info = &cfg.peer_tls;
+    if !cfg.listen_peer_urls.iter().any(|u| u.starts_with("https://")) || info.is_empty() {
+        return Ok(None);
+    }
+    let config = server_config(info, None, &cfg.tls_min_version, &cfg.tls_max_version)?;
+    log::info("starting with peer TLS", &[("tls-info", tls_info_text(info)), ("client-cert-required", requires_client_cert(info).to_string())]);
+    Ok(Some(Arc::new(config)))
+}
+
+/// How this member dials `https://` peers (etcd's peer transport TLSInfo.ClientConfig): the peer
+/// certificate and key as client certificate, --peer-trusted-ca-file's certificates (the
+/// system's roots without one) to verify the peer. None without --peer-cert-file/--peer-key-file.
+pub fn peer_client_config(cfg: &Config) -> Result<Option<Arc<rustls::ClientConfig>>, String> {
+    let info = &cfg.peer_tls;
+    if info.is_empty() {
+        return Ok(None);
+    }
+    let mut roots = RootCertStore::empty();
+    if info.trusted_ca_file.is_empty() {
+        roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+    } else {
+        for cert in load_certs(&info.trusted_ca_file, "CA certificate")? {
+            roots.add(cert).map_err(|e| format!("tls: {e}"))?;
+        }
+    }
+    let versions = protocol_versions(&rustls::crypto::ring::default_provider(), &cfg.tls_min_version, &cfg.tls_max_version)?;
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_protocol_versions(&versions)
+        .map_err(|e| format!("tls: {e}"))?
+        .with_root_certificates(roots);
+    let mut config = builder.with_client_auth_cert(load_certs(&info.cert_file, "certificate")?, load_key(&info.key_file)?).map_err(|e| format!("tls: {e}"))?;
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(Some(Arc::new(config)))
+}
+
+/// etcd's configurePeerListeners, as far as it applies at start: an `https://` peer URL
 /// needs a certificate and key (or --peer-auto-tls), and they must load. The configuration is
-/// built and dropped: ballast has no peer listener yet.
+/// built and dropped (`peer_server_config` builds the one used).
 fn check_peer_flags(cfg: &Config) -> Result<(), String> {
     let info = &cfg.peer_tls;
     if info.auto_tls && info.is_empty() {

@@ -1,0 +1,76 @@
+//! `--initial-cluster-state existing` on an empty data dir (etcd's
+//! bootstrapExistingClusterNoWAL): the member asks the other members' peer URLs for the running
+//! cluster (`Peer.Members`), checks that `--initial-cluster` describes the same members (etcd's
+//! ValidateClusterAndAssignIDs: matched by peer URLs) and takes the running cluster's ids, with
+//! etcd's error texts when it cannot.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::cluster::{Cluster, Member};
+use crate::config::Config;
+use crate::proto::ballastpeerpb::{peer_client::PeerClient, MembersRequest, MembersResponse};
+
+/// How long one peer may take to answer (etcd asks each peer URL with a timeout too).
+const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The running cluster, as `--initial-cluster` names it, with the running cluster's ids.
+/// `tls`: how to dial `https://` peers.
+pub fn join_existing(cfg: &Config, tls: Option<Arc<rustls::ClientConfig>>) -> Result<Cluster, String> {
+    let local = Cluster::from_config(cfg)?;
+    let urls: Vec<String> = local.members.iter().filter(|m| m.name != cfg.name).flat_map(|m| m.peer_urls.clone()).collect();
+    let existing = fetch(&urls, tls).map_err(|e| format!("cannot fetch cluster info from peer urls: {e}"))?;
+    assign_ids(local, &cfg.name, existing)
+}
+
+/// The first answer of the peers at `urls`, tried in turn.
+fn fetch(urls: &[String], tls: Option<Arc<rustls::ClientConfig>>) -> Result<MembersResponse, String> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+    rt.block_on(async {
+        for url in urls {
+            match tokio::time::timeout(FETCH_TIMEOUT, ask(url, tls.clone())).await {
+                Ok(Ok(answer)) => return Ok(answer),
+                Ok(Err(e)) => crate::log::warn("failed to get cluster response", &[("address", url.clone()), ("error", e)]),
+                Err(_) => crate::log::warn("failed to get cluster response", &[("address", url.clone()), ("error", "timed out".into())]),
+            }
+        }
+        Err("could not retrieve cluster information from the given URLs".to_string())
+    })
+}
+
+async fn ask(url: &str, tls: Option<Arc<rustls::ClientConfig>>) -> Result<MembersResponse, String> {
+    let channel = super::dial::connect(url, tls).await?;
+    let answer = PeerClient::new(channel).members(MembersRequest {}).await.map_err(|e| e.message().to_string())?;
+    Ok(answer.into_inner())
+}
+
+/// etcd's ValidateClusterAndAssignIDs: the same number of members, each running one matched
+/// by its peer URLs to a configured one, whose id it takes.
+fn assign_ids(local: Cluster, name: &str, existing: MembersResponse) -> Result<Cluster, String> {
+    let describe = || {
+        let members: Vec<String> = existing.members.iter().map(|m| format!("{}={}", m.name, m.peer_urls.join(","))).collect();
+        members.join(",")
+    };
+    if existing.members.len() != local.members.len() {
+        return Err(format!("error validating peerURLs {}: member count is unequal", describe()));
+    }
+    let sorted = |urls: &[String]| {
+        let mut urls = urls.to_vec();
+        urls.sort();
+        urls
+    };
+    let mut members = Vec::with_capacity(existing.members.len());
+    for e in &existing.members {
+        let Some(l) = local.members.iter().find(|l| sorted(&l.peer_urls) == sorted(&e.peer_urls)) else {
+            return Err(format!(
+                "error validating peerURLs {}: PeerURLs: no match found for existing member ({:x}, [{}]), last resolver error (<nil>)",
+                describe(),
+                e.id,
+                e.peer_urls.join(" ")
+            ));
+        };
+        members.push(Member { id: e.id, name: l.name.clone(), peer_urls: e.peer_urls.clone(), client_urls: e.client_urls.clone(), is_learner: e.is_learner });
+    }
+    let local_id = members.iter().find(|m| m.name == name).map(|m| m.id).ok_or_else(|| format!("couldn't find local name {name:?} in the initial cluster configuration"))?;
+    Ok(Cluster { id: existing.cluster_id, members, local_id, removed: Vec::new() })
+}

@@ -1,0 +1,58 @@
+//! Dialling a peer URL: `http://` plainly, `https://` with rustls (the peer TLS flags,
+//! `server/tls.rs: peer_client_config`) through tonic's custom connector (tonic is built without
+//! its own TLS, as for the client listeners).
+
+use std::sync::Arc;
+
+use tonic::transport::{Channel, Endpoint};
+
+use super::{DIAL_TIMEOUT, KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT};
+
+/// A connected channel to `url`.
+pub async fn connect(url: &str, tls: Option<Arc<rustls::ClientConfig>>) -> Result<Channel, String> {
+    // tonic is told `http://` in every case: the connector below does the TLS. (With tonic's
+    // own TLS compiled in — feature unification does that in test builds, through etcd-client
+    // — tonic refuses an `https://` endpoint that has no tonic TLS configuration.)
+    let plain = match url.strip_prefix("https://") {
+        Some(rest) => format!("http://{rest}"),
+        None => url.to_string(),
+    };
+    let endpoint = Endpoint::from_shared(plain)
+        .map_err(|e| e.to_string())?
+        .connect_timeout(DIAL_TIMEOUT)
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+        .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+        .keep_alive_while_idle(true);
+    if !url.starts_with("https://") {
+        return endpoint.connect().await.map_err(|e| error_chain(&e));
+    }
+    let Some(tls) = tls else {
+        return Err(format!("cannot dial {url}: an https:// peer needs --peer-cert-file and --peer-key-file"));
+    };
+    let connector = tokio_rustls::TlsConnector::from(tls);
+    let dial = tower::service_fn(move |uri: http::Uri| {
+        let connector = connector.clone();
+        async move {
+            let host = uri.host().unwrap_or_default().trim_start_matches('[').trim_end_matches(']').to_string();
+            let tcp = tokio::net::TcpStream::connect((host.as_str(), uri.port_u16().unwrap_or(443))).await?;
+            tcp.set_nodelay(true)?;
+            let name = rustls::pki_types::ServerName::try_from(host).map_err(std::io::Error::other)?;
+            let tls = connector.connect(name, tcp).await?;
+            Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tls))
+        }
+    });
+    endpoint.connect_with_connector(dial).await.map_err(|e| error_chain(&e))
+}
+
+/// An error with its sources (tonic's transport error alone says only "transport error").
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}

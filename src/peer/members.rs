@@ -1,0 +1,82 @@
+//! The transport follows the live membership (`cluster::Membership`, a watch the applier
+//! replaces on every applied membership change): each other member has a sender task and a
+//! queue in the outbox's table; a member added gets one, a member removed loses it (its task
+//! is aborted, its queue dropped), a member whose peer URLs changed gets a new one. The peer
+//! listener opens once the cluster has more than one member.
+
+use std::collections::HashMap;
+use std::net::TcpListener;
+
+use raft::eraftpb::Message;
+use tokio::task::JoinHandle;
+
+use super::outbox::Table;
+use super::sender::Sender;
+use super::{server, Identity, Inbound, PEER_QUEUE_CAPACITY_MSGS};
+use crate::cluster::Cluster;
+use crate::log;
+
+pub struct Follower {
+    pub me: Identity,
+    pub listen_urls: Vec<String>,
+    pub membership: crate::cluster::Membership,
+    pub table: Table,
+    pub inbound: flume::Sender<Inbound>,
+    pub tls: super::PeerTls,
+}
+
+/// A running sender: its task, and the URLs it dials.
+struct Running {
+    task: JoinHandle<()>,
+    urls: Vec<String>,
+    queue: flume::Sender<Message>,
+}
+
+impl Follower {
+    /// Runs for good: serves `listeners` (if bound at start), then follows the membership.
+    pub async fn run(self, listeners: Option<Vec<(TcpListener, bool)>>) {
+        let mut serving = false;
+        if let Some(listeners) = listeners {
+            server::serve(listeners, self.me, self.inbound.clone(), self.membership.clone(), self.tls.server.clone()).await;
+            serving = true;
+        }
+        let mut changes = self.membership.subscribe();
+        let mut running: HashMap<u64, Running> = HashMap::new();
+        loop {
+            let cluster = changes.borrow_and_update().clone();
+            if !serving && cluster.members.len() > 1 {
+                serving = true;
+                match server::bind_all(&self.listen_urls, self.tls.server.is_some()) {
+                    Ok(listeners) => server::serve(listeners, self.me, self.inbound.clone(), self.membership.clone(), self.tls.server.clone()).await,
+                    Err(e) => log::error("cannot serve peer traffic", &[("error", e)]),
+                }
+            }
+            self.update(&cluster, &mut running);
+            if changes.changed().await.is_err() {
+                return; // the membership is gone: shutting down
+            }
+        }
+    }
+
+    /// Starts and stops senders to match `cluster`, then publishes the queues.
+    fn update(&self, cluster: &Cluster, running: &mut HashMap<u64, Running>) {
+        running.retain(|id, r| {
+            let keep = cluster.member(*id).is_some_and(|m| m.peer_urls == r.urls);
+            if !keep {
+                r.task.abort();
+                log::info("stopped sending to remote peer", &[("remote-peer-id", format!("{id:x}"))]);
+            }
+            keep
+        });
+        for m in cluster.members.iter().filter(|m| m.id != self.me.member_id) {
+            if running.contains_key(&m.id) || m.peer_urls.is_empty() {
+                continue;
+            }
+            let (queue, rx) = flume::bounded(PEER_QUEUE_CAPACITY_MSGS);
+            let sender = Sender { me: self.me, peer: m.id, urls: m.peer_urls.clone(), queue: rx, inbound: self.inbound.clone(), tls: self.tls.client.clone() };
+            log::info("added remote peer", &[("remote-peer-id", format!("{:x}", m.id)), ("remote-peer-urls", m.peer_urls.join(","))]);
+            running.insert(m.id, Running { task: tokio::spawn(sender.run()), urls: m.peer_urls.clone(), queue });
+        }
+        self.table.set(running.iter().map(|(id, r)| (*id, r.queue.clone())).collect());
+    }
+}
