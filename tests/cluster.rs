@@ -1,7 +1,8 @@
 //! A real 3-member ballast cluster on loopback (tests/common/cluster.rs): one leader, writes on
 //! any member (followers forward them), linearizable reads on every member, etcdctl and the
 //! etcd-client crate against each, a new leader after the leader's process is killed, a
-//! restarted member catching up from the log, and a member of another cluster refused.
+//! restarted member catching up from the log, a restarted member behind the leader's log
+//! installing its snapshot over the peer transport, and a member of another cluster refused.
 
 mod common;
 #[path = "common/cluster.rs"]
@@ -287,4 +288,73 @@ fn peer_tls_cluster_serves_and_refuses_an_untrusted_member() {
     assert!(!rogue.log().contains("ready to serve client requests"), "{}", rogue.log());
     c.members[leader].ctl(&["put", "still", "ok"]);
     assert_eq!(c.members[follower_of(&c, leader)].ctl(&["get", "still", "--print-value-only"]), "ok\n");
+}
+
+/// Keys written while a follower is down, one at a time (so one raft entry each: concurrent
+/// puts share entries): past the leader's catch-up entries (etcd's SnapshotCatchUpEntries,
+/// 5000, `raft::core::CATCH_UP_ENTRIES`), so its log is trimmed past the follower's last entry.
+const KEYS_WHILE_DOWN: usize = ballast::raft::core::CATCH_UP_ENTRIES as usize + 700;
+const WRITERS: usize = 1;
+
+#[test]
+fn a_follower_behind_the_leaders_log_installs_its_snapshot_over_the_peer_transport() {
+    let mut c = Cluster::unstarted(3, "ballast-install-cluster");
+    c.extra = vec!["--snapshot-count".into(), "100".into()];
+    for i in 0..3 {
+        c.spawn(i);
+    }
+    for m in &mut c.members {
+        m.wait_ready(READY_TIMEOUT);
+    }
+    let leader = c.wait_leader(ELECTION_BOUND);
+    let follower = follower_of(&c, leader);
+    c.members[leader].ctl(&["put", "before", "1"]);
+    c.members[follower].kill();
+
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let leader_client = rt.block_on(c.members[leader].client());
+    rt.block_on(async {
+        let mut tasks = Vec::new();
+        for w in 0..WRITERS {
+            let mut client = leader_client.clone();
+            tasks.push(tokio::spawn(async move {
+                for k in (w..KEYS_WHILE_DOWN).step_by(WRITERS) {
+                    client.put(format!("k/{k:05}"), format!("v{k}"), None).await.expect("put while a follower is down");
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+    });
+
+    // It serves once it knows a leader and has applied what it knows committed: maybe before
+    // the leader has sent it the snapshot.
+    c.restart(follower);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !c.members[follower].log().contains("installed the leader's snapshot") {
+        assert!(Instant::now() < deadline, "the follower installed no snapshot; log:\n{}\nleader's log:\n{}", c.members[follower].log(), c.members[leader].log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut client = rt.block_on(c.members[follower].client());
+    for serializable in [false, true] {
+        let options = etcd_client::GetOptions::new().with_prefix().with_count_only();
+        let options = if serializable { options.with_serializable() } else { options };
+        let got = rt.block_on(client.get("k/", Some(options))).expect("count on the restarted follower");
+        assert_eq!(got.count() as usize, KEYS_WHILE_DOWN, "count on the restarted follower (serializable: {serializable})");
+    }
+    assert_eq!(c.members[follower].ctl(&["get", "before", "--print-value-only", "--consistency=s"]), "1\n");
+    let last = format!("k/{:05}", KEYS_WHILE_DOWN - 1);
+    assert_eq!(c.members[follower].ctl(&["get", &last, "--print-value-only", "--consistency=s"]), format!("v{}\n", KEYS_WHILE_DOWN - 1));
+
+    // Writes after the install replicate to it.
+    c.members[leader].ctl(&["put", "after", "2"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while c.members[follower].ctl(&["get", "after", "--print-value-only", "--consistency=s"]) != "2\n" {
+        assert!(Instant::now() < deadline, "a write after the install did not reach the follower");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(c.members[follower].ctl(&["get", "after", "--print-value-only"]), "2\n");
+    let sender_log = c.members[leader].log();
+    assert!(sender_log.contains("sending a snapshot's files"), "the leader served no snapshot files");
 }

@@ -23,6 +23,7 @@ pub struct Follower {
     pub table: Table,
     pub inbound: flume::Sender<Inbound>,
     pub tls: super::PeerTls,
+    pub snap_dir: std::path::PathBuf,
 }
 
 /// A running sender: its task, and the URLs it dials.
@@ -37,7 +38,7 @@ impl Follower {
     pub async fn run(self, listeners: Option<Vec<(TcpListener, bool)>>) {
         let mut serving = false;
         if let Some(listeners) = listeners {
-            server::serve(listeners, self.me, self.inbound.clone(), self.membership.clone(), self.tls.server.clone()).await;
+            server::serve(listeners, self.me, self.inbound.clone(), self.membership.clone(), self.tls.server.clone(), self.snap_dir.clone()).await;
             serving = true;
         }
         let mut changes = self.membership.subscribe();
@@ -47,7 +48,7 @@ impl Follower {
             if !serving && cluster.members.len() > 1 {
                 serving = true;
                 match server::bind_all(&self.listen_urls, self.tls.server.is_some()) {
-                    Ok(listeners) => server::serve(listeners, self.me, self.inbound.clone(), self.membership.clone(), self.tls.server.clone()).await,
+                    Ok(listeners) => server::serve(listeners, self.me, self.inbound.clone(), self.membership.clone(), self.tls.server.clone(), self.snap_dir.clone()).await,
                     Err(e) => log::error("cannot serve peer traffic", &[("error", e)]),
                 }
             }

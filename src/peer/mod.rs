@@ -29,6 +29,7 @@ pub mod members;
 pub mod outbox;
 pub mod sender;
 pub mod server;
+pub mod snapshot;
 
 use std::time::Duration;
 
@@ -91,11 +92,12 @@ pub fn start(
     listen_urls: &[String],
     membership: crate::cluster::Membership,
     tls: PeerTls,
+    snap_dir: std::path::PathBuf,
 ) -> Result<(Outbox, flume::Receiver<Inbound>), String> {
     let (inbound_tx, inbound_rx) = flume::bounded(INBOUND_QUEUE_CAPACITY_MSGS);
     let outbox = Outbox::default();
     let listeners = if membership.current().members.len() > 1 { Some(server::bind_all(listen_urls, tls.server.is_some())?) } else { None };
-    let task = members::Follower { me, listen_urls: listen_urls.to_vec(), membership, table: outbox.table(), inbound: inbound_tx, tls };
+    let task = members::Follower { me, listen_urls: listen_urls.to_vec(), membership, table: outbox.table(), inbound: inbound_tx, tls, snap_dir };
     std::thread::Builder::new()
         .name("peer".into())
         .spawn(move || {

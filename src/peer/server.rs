@@ -21,12 +21,14 @@ use crate::log;
 /// A peer's TLS handshake must finish within this.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 use crate::proto::ballastpeerpb::peer_server::{Peer, PeerServer};
-use crate::proto::ballastpeerpb::{MembersRequest, MembersResponse, MessageBatch, PeerMember, StreamEnd};
+use crate::proto::ballastpeerpb::{MembersRequest, MembersResponse, MessageBatch, PeerMember, SnapshotRequest, StreamEnd};
 
 pub struct PeerService {
     me: Identity,
     inbound: flume::Sender<Inbound>,
     membership: crate::cluster::Membership,
+    /// Where this member's snapshots are (served to followers installing one).
+    snap_dir: std::path::PathBuf,
 }
 
 #[tonic::async_trait]
@@ -43,6 +45,16 @@ impl Peer for PeerService {
             }
         }
         Ok(Response::new(StreamEnd {}))
+    }
+
+    type SnapshotStream = super::snapshot::ChunkStream;
+
+    async fn snapshot(&self, request: Request<SnapshotRequest>) -> Result<Response<Self::SnapshotStream>, Status> {
+        let req = request.into_inner();
+        self.check(&MessageBatch { cluster_id: req.cluster_id, from: req.from, to: self.me.member_id, messages: Vec::new() })?;
+        let d = crate::snapshot::descriptor::Descriptor::decode(&req.descriptor).map_err(Status::invalid_argument)?;
+        log::info("sending a snapshot's files", &[("to", format!("{:x}", req.from)), ("index", d.index.to_string())]);
+        Ok(Response::new(super::snapshot::serve(self.snap_dir.clone(), d).await?))
     }
 
     async fn members(&self, _: Request<MembersRequest>) -> Result<Response<MembersResponse>, Status> {
@@ -111,7 +123,7 @@ pub fn bind_all(urls: &[String], tls_configured: bool) -> Result<Vec<(TcpListene
 
 /// Serves the `Peer` service on `listeners` for good (on the transport's runtime); a secure
 /// listener's connections are handshaken with `tls` first.
-pub async fn serve(listeners: Vec<(TcpListener, bool)>, me: Identity, inbound: flume::Sender<Inbound>, membership: crate::cluster::Membership, tls: Option<Arc<rustls::ServerConfig>>) {
+pub async fn serve(listeners: Vec<(TcpListener, bool)>, me: Identity, inbound: flume::Sender<Inbound>, membership: crate::cluster::Membership, tls: Option<Arc<rustls::ServerConfig>>, snap_dir: std::path::PathBuf) {
     for (listener, secure) in listeners {
         let address = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
         let listener = match tokio::net::TcpListener::from_std(listener) {
@@ -121,7 +133,7 @@ pub async fn serve(listeners: Vec<(TcpListener, bool)>, me: Identity, inbound: f
                 continue;
             }
         };
-        let service = PeerServer::new(PeerService { me, inbound: inbound.clone(), membership: membership.clone() }).max_decoding_message_size(MAX_BATCH_DECODE_BYTES);
+        let service = PeerServer::new(PeerService { me, inbound: inbound.clone(), membership: membership.clone(), snap_dir: snap_dir.clone() }).max_decoding_message_size(MAX_BATCH_DECODE_BYTES);
         let router = tonic::transport::Server::builder().add_service(service);
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener).map(|conn| conn.inspect(|c| drop(c.set_nodelay(true))));
         match tls.clone().filter(|_| secure) {

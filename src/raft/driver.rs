@@ -14,8 +14,8 @@
 //! ordered; flush the turn's answers, one batch per front-end thread.
 //!
 //! A raft snapshot from the leader (`installs.rs`): the driver fetches the files the core
-//! orders (`snapshot::fetch`, through `DriverConfig.fetcher`: without one the fetch fails and
-//! the leader is told), then installs them: the stores are loaded from them with the boot
+//! orders (`snapshot::fetch`, through `DriverConfig.fetcher`: the peer transport's, set by
+//! `server/`; without one the fetch fails and the leader is told), then installs them: the stores are loaded from them with the boot
 //! path's code and replace every shard's, the applier takes the snapshot's revision, alarms,
 //! auth state and leases, the watch hub moves every watcher to catch up from the new stores,
 //! and the manifest is written last (`snapshot::install`).

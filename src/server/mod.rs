@@ -129,7 +129,8 @@ fn start(cfg: Config) -> Result<(), String> {
     let membership = crate::cluster::Membership::new(cluster.clone());
     // Before the core: a member waits for its peers to elect a leader before it serves.
     let me = crate::peer::Identity { cluster_id: cluster.id, member_id: cluster.local_id };
-    let (outbox, inbound) = crate::peer::start(me, &cfg.listen_peer_urls, membership.clone(), peer_tls)?;
+    let fetcher = snapshot_fetcher(me, membership.clone(), peer_tls.client.clone());
+    let (outbox, inbound) = crate::peer::start(me, &cfg.listen_peer_urls, membership.clone(), peer_tls, snap_dir.clone())?;
     let core_cfg = DriverConfig {
         id: cluster.local_id,
         strict_reconfig_check: cfg.strict_reconfig_check,
@@ -145,7 +146,7 @@ fn start(cfg: Config) -> Result<(), String> {
         lease_checkpoint_persist: cfg.lease_checkpoint_persist,
         auth: auth.clone(),
         membership: membership.clone(),
-        fetcher: None,
+        fetcher: Some(fetcher),
         outbox,
         inbound,
     };
@@ -487,4 +488,26 @@ async fn wait_for_signal() {
         _ = term.recv() => {}
         _ = int.recv() => {}
     }
+}
+
+/// The raft driver's fetch of a leader's snapshot files: over the peer transport
+/// (`peer::snapshot`), from the member's first peer URL, on a thread of its own; the driver's
+/// executor only awaits the outcome.
+fn snapshot_fetcher(me: crate::peer::Identity, membership: crate::cluster::Membership, tls: Option<std::sync::Arc<rustls::ClientConfig>>) -> crate::raft::driver::Fetcher {
+    std::sync::Arc::new(move |from, d, snap_dir| {
+        let url = membership.current().members.iter().find(|m| m.id == from).and_then(|m| m.peer_urls.first().cloned());
+        let (tx, rx) = flume::bounded(1);
+        let tls = tls.clone();
+        let spawned = std::thread::Builder::new().name("snapshot-fetch".into()).spawn(move || {
+            let result = match url {
+                Some(url) => crate::peer::snapshot::fetch(url, tls, me, d, snap_dir),
+                None => Err(format!("member {from:x} is not in the member list")),
+            };
+            let _ = tx.send(result);
+        });
+        Box::pin(async move {
+            spawned.map_err(|e| format!("cannot start a snapshot fetch: {e}"))?;
+            rx.recv_async().await.map_err(|_| "the snapshot fetch stopped".to_string())?
+        })
+    })
 }
