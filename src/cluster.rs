@@ -118,17 +118,26 @@ pub fn added_member_id(peer_urls: &[String], unix_secs: u64) -> u64 {
 }
 
 /// The live membership, shared by the applier (which replaces it whole on every applied
-/// change), the peer transport (which dials the members' peer URLs) and the Cluster service.
+/// change), the peer transport (which dials the members' peer URLs) and the Cluster service;
+/// with the configuration at index 0 it started from (`membership.json`), which a member
+/// joining at runtime asks for (`Peer.Members`).
 #[derive(Clone)]
-pub struct Membership(std::sync::Arc<tokio::sync::watch::Sender<std::sync::Arc<Cluster>>>);
+pub struct Membership(std::sync::Arc<tokio::sync::watch::Sender<std::sync::Arc<Cluster>>>, std::sync::Arc<Cluster>);
 
 impl Membership {
-    pub fn new(cluster: Cluster) -> Membership {
-        Membership(std::sync::Arc::new(tokio::sync::watch::Sender::new(std::sync::Arc::new(cluster))))
+    /// `initial`: the configuration at index 0 (the live one until the driver replaces it).
+    pub fn new(initial: Cluster) -> Membership {
+        let initial = std::sync::Arc::new(initial);
+        Membership(std::sync::Arc::new(tokio::sync::watch::Sender::new(initial.clone())), initial)
     }
 
     pub fn current(&self) -> std::sync::Arc<Cluster> {
         self.0.borrow().clone()
+    }
+
+    /// The configuration at index 0.
+    pub fn initial(&self) -> std::sync::Arc<Cluster> {
+        self.1.clone()
     }
 
     pub fn set(&self, cluster: Cluster) {

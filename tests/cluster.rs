@@ -170,6 +170,130 @@ fn a_member_that_never_started_joins_with_initial_cluster_state_existing() {
     assert_eq!(c.wait_leader(ELECTION_BOUND), leader, "the leader stays");
 }
 
+/// A member added at runtime (a learner, as etcd's `member add --learner`) and started with
+/// `--initial-cluster-state existing` starts from the cluster's initial configuration, replays
+/// the log from index 1 (its own add included) and catches up; promoted (asked on a follower,
+/// which forwards the promotion to the leader as etcd does), it takes writes and serves
+/// linearizable reads.
+#[test]
+fn a_learner_added_at_runtime_joins_catches_up_and_is_promoted() {
+    let c = Cluster::start(3);
+    let leader = c.wait_leader(ELECTION_BOUND);
+    c.members[leader].ctl(&["put", "before", "add"]);
+    let mut joiner = c.outsider("infra4");
+    let added = c.members[leader].ctl(&["member", "add", "infra4", &format!("--peer-urls={}", joiner.peer_url()), "--learner"]);
+    let id = added.split_whitespace().nth(1).expect("Member <id> added").to_string();
+    let initial = format!("{},infra4={}", c.initial_cluster(), joiner.peer_url());
+    joiner.spawn(&initial, &c.token, &["--initial-cluster-state=existing".to_string()]);
+    joiner.wait_ready(READY_TIMEOUT);
+
+    // A learner serves serializable reads from what it applied.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while joiner.ctl(&["get", "before", "--print-value-only", "--consistency=s"]) != "add\n" {
+        assert!(Instant::now() < deadline, "the learner did not catch up; log:\n{}", joiner.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Promotion waits until the learner is in sync with the leader (etcd's check).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = c.members[follower_of(&c, leader)].etcdctl(&["member", "promote", &id]);
+        if out.status.success() {
+            break;
+        }
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(err.contains("can only promote a learner member which is in sync with leader") && Instant::now() < deadline, "{err}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let list = c.members[leader].ctl(&["member", "list"]);
+    assert!(list.contains("infra4") && !list.contains("true"), "infra4 is a voter: {list}");
+    joiner.ctl(&["put", "after", "promote"]);
+    assert_eq!(joiner.ctl(&["get", "after", "--print-value-only"]), "promote\n");
+    assert_eq!(c.members[leader].ctl(&["get", "after", "--print-value-only"]), "promote\n");
+    assert_eq!(joiner.ctl(&["member", "list"]), list, "the joiner lists the same members");
+}
+
+/// Lease calls on a follower go to the leader's lessor (etcd forwards them over its peer API):
+/// a lease kept alive only through a follower outlives its TTL with its key, and TimeToLive
+/// asked on a follower answers the leader's.
+#[test]
+fn lease_keepalives_and_time_to_live_on_a_follower_reach_the_leader() {
+    const TTL_SECS: i64 = 3;
+    let c = Cluster::start(3);
+    let leader = c.wait_leader(ELECTION_BOUND);
+    let follower = follower_of(&c, leader);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let mut on_leader = c.members[leader].client().await;
+        let mut on_follower = c.members[follower].client().await;
+        let id = on_leader.lease_grant(TTL_SECS, None).await.unwrap().id();
+        on_leader.put("leased", "v", Some(etcd_client::PutOptions::new().with_lease(id))).await.unwrap();
+        let (mut keeper, mut answers) = on_follower.lease_keep_alive(id).await.unwrap();
+        let until = Instant::now() + Duration::from_secs(3 * TTL_SECS as u64);
+        while Instant::now() < until {
+            keeper.keep_alive().await.unwrap();
+            let answer = tokio::time::timeout(Duration::from_secs(10), answers.message()).await.expect("a keepalive answer").unwrap().unwrap();
+            assert_eq!(answer.ttl(), TTL_SECS, "renewed to its TTL through the follower");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        let got = on_leader.get("leased", None).await.unwrap();
+        assert_eq!(got.kvs().len(), 1, "the key outlived its lease's TTL, kept alive through a follower");
+        let via_follower = on_follower.lease_time_to_live(id, None).await.unwrap();
+        let via_leader = on_leader.lease_time_to_live(id, None).await.unwrap();
+        assert_eq!(via_follower.granted_ttl(), TTL_SECS);
+        assert!((via_follower.ttl() - via_leader.ttl()).abs() <= 1, "follower {} vs leader {}", via_follower.ttl(), via_leader.ttl());
+        assert!(via_follower.ttl() > 0 && via_follower.ttl() <= TTL_SECS);
+        // Unkept, it expires: TimeToLive via the follower then says -1, as the leader does.
+        tokio::time::sleep(Duration::from_secs(TTL_SECS as u64 + 3)).await;
+        assert_eq!(on_follower.lease_time_to_live(id, None).await.unwrap().ttl(), -1);
+        assert_eq!(on_leader.get("leased", None).await.unwrap().kvs().len(), 0, "the key went with its lease");
+    });
+}
+
+/// A member removed while it was down is refused by its peers when it comes back (etcd's 410
+/// "the member has been permanently removed from the cluster") and stops by itself.
+#[test]
+fn a_removed_member_that_comes_back_is_refused_and_stops() {
+    let mut c = Cluster::start(3);
+    let leader = c.wait_leader(ELECTION_BOUND);
+    let gone = follower_of(&c, leader);
+    let id = format!("{:x}", c.members[gone].status().unwrap()["header"]["member_id"].as_u64().unwrap());
+    c.members[gone].kill();
+    c.members[leader].ctl(&["member", "remove", &id]);
+    c.members[leader].ctl(&["put", "after", "removal"]);
+    c.spawn(gone);
+    let status = c.members[gone].wait_exit(Duration::from_secs(30));
+    let log = c.members[gone].log();
+    assert!(log.contains("the member has been permanently removed from the cluster"), "{log}");
+    assert!(status.success(), "a removed member exits 0, as etcd: {status}; log:\n{log}");
+    let others: Vec<usize> = (0..3).filter(|&i| i != gone).collect();
+    assert!(c.members[others[0]].log().contains("rejected stream from remote peer because it was removed"));
+    for &i in &others {
+        assert_eq!(c.members[i].ctl(&["get", "after", "--print-value-only"]), "removal\n");
+    }
+}
+
+/// SIGTERM on the leader of three hands leadership to another voter before it stops (etcd's
+/// TryTransferLeadershipOnShutdown): the survivors have a leader at once, well before an
+/// election timeout plus pre-vote would give them one, and take writes.
+#[test]
+fn a_leader_stopped_by_sigterm_hands_leadership_over() {
+    let mut c = Cluster::start(3);
+    let leader = c.wait_leader(ELECTION_BOUND);
+    c.members[leader].ctl(&["put", "before", "stop"]);
+    let started = Instant::now();
+    c.members[leader].terminate();
+    let status = c.members[leader].wait_exit(Duration::from_secs(30));
+    assert!(status.success(), "{status}");
+    let log = c.members[leader].log();
+    assert!(log.contains("leadership transfer starting") && log.contains("leadership transfer finished"), "{log}");
+    let new_leader = c.wait_leader(Duration::from_secs(1));
+    assert_ne!(new_leader, leader);
+    eprintln!("a new leader {:?} after SIGTERM", started.elapsed());
+    let survivor = (0..3).find(|&i| i != leader).unwrap();
+    c.members[survivor].ctl(&["put", "after", "stop"]);
+    assert_eq!(c.members[new_leader].ctl(&["get", "before", "--print-value-only"]), "stop\n");
+}
+
 extern "C" {
     fn kill(pid: i32, sig: i32) -> i32;
 }

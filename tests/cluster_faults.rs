@@ -5,8 +5,8 @@
 //! and the whole history must be linearizable (`common/linearizability.rs`): with the final
 //! reads in it, that is also "no acknowledged write lost" and "every member caught up".
 //!
-//! The target is `BALLAST_FAULTS_TARGET=etcd|ballast` (etcd 3.5 by default, the reference the
-//! harness is proven on; `BALLAST_FAULTS_BIN` may name another ballast binary than this build's);
+//! The target is `BALLAST_FAULTS_TARGET=ballast|etcd` (ballast by default; etcd 3.5 is the
+//! reference the harness is proven on; `BALLAST_FAULTS_BIN` may name another ballast binary than this build's);
 //! `BALLAST_FAULTS_SECONDS` sets each phase's length (2 s by default:
 //! the whole file runs in well under 2 minutes; `scripts/faults.sh` runs longer). The clusters
 //! run one at a time.

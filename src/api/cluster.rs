@@ -101,7 +101,15 @@ impl Cluster for ClusterService {
 
     async fn member_promote(&self, r: Request<MemberPromoteRequest>) -> Reply<MemberPromoteResponse> {
         let id = r.get_ref().id;
-        let members = self.change(&r, MemberChange::Promote { id }).await?;
+        // Only the leader knows whether the learner is in sync: a follower forwards the
+        // promotion to it (etcd's PromoteMember on ErrNotLeader).
+        let members = match self.change(&r, MemberChange::Promote { id }).await {
+            Err(Error::NotLeader) => {
+                let ctx = &self.ctx;
+                ctx.forward.promote(|| ctx.status.leader(), id, ctx.raft.timeout()).await?.iter().map(to_proto).collect()
+            }
+            other => other?,
+        };
         Ok(Response::new(MemberPromoteResponse { header: self.ctx.header_without_revision(), members }))
     }
 }

@@ -68,7 +68,7 @@ impl LeaseService {
             Some(who) if r.keys => Some(self.keys_permitted(who, &[r.id], Access::Read).await?),
             _ => None,
         };
-        let ttl = self.ctx.raft.lease_time_to_live(r.id).await?;
+        let ttl = leader_time_to_live(&self.ctx, r.id).await?;
         if checked_at.is_some_and(|rev| rev != self.ctx.auth.view().state.revision) {
             return Err(Error::AuthOldRevision);
         }
@@ -173,6 +173,22 @@ impl lease_server::Lease for LeaseService {
     }
 }
 
+/// Renews on the leader's lessor: this member's if it leads, else forwarded (etcd's LeaseRenew).
+async fn leader_renew(ctx: &Ctx, ids: Vec<i64>) -> Result<Vec<i64>> {
+    if ctx.status.leader() == ctx.cluster.local_id {
+        return ctx.raft.lease_renew(ids).await;
+    }
+    ctx.forward.renew(|| ctx.status.leader(), ids, ctx.raft.timeout()).await
+}
+
+/// TimeToLive from the leader's lessor (etcd's LeaseTimeToLive forwards it as renewals).
+async fn leader_time_to_live(ctx: &Ctx, id: i64) -> Result<Option<crate::raft::handle::LeaseTtl>> {
+    if ctx.status.leader() == ctx.cluster.local_id {
+        return ctx.raft.lease_time_to_live(id).await;
+    }
+    ctx.forward.time_to_live(|| ctx.status.leader(), id, ctx.raft.timeout()).await
+}
+
 /// Answers the keepalives in order until the client stops. Those that arrived together go to
 /// the lessor as one message (a client keeps all its leases alive on one stream). An error other
 /// than an unknown lease (answered TTL 0) ends the stream, as etcd's.
@@ -204,7 +220,7 @@ async fn keep_alive(
         // etcd takes the header before renewing.
         let mut header = None;
         ctx.fill(&mut header);
-        let answers = match ctx.raft.lease_renew(ids.clone()).await {
+        let answers = match leader_renew(&ctx, ids.clone()).await {
             Ok(ttls) => ttls,
             Err(e) => {
                 let _ = tx.send(Err(Status::from(e))).await;

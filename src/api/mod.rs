@@ -38,6 +38,8 @@ pub struct Ctx {
     pub lease_ids: crate::lease::IdGenerator,
     /// The front end's copy of the auth state, and the tokens.
     pub auth: Arc<crate::auth::AuthGuard>,
+    /// Calls a follower forwards to the leader (lease renewals and TimeToLive).
+    pub forward: crate::peer::forward::Forwarder,
 }
 
 impl Ctx {

@@ -3,6 +3,13 @@
 //! cluster (`Peer.Members`), checks that `--initial-cluster` describes the same members (etcd's
 //! ValidateClusterAndAssignIDs: matched by peer URLs) and takes the running cluster's ids, with
 //! etcd's error texts when it cannot.
+//!
+//! The member then starts from the configuration the cluster was bootstrapped with (the
+//! answer's `initial_members`: raft's configuration at index 0 in ballast, where etcd writes
+//! conf change entries at the log's start) and replays the log from index 1, so its applied
+//! membership passes through every change as the others' did (starting from the current list
+//! instead, it would refuse the add of itself: "member ID already exist"). Until the log makes
+//! them members again, the running members are its transport's remotes (etcd's AddRemote).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,13 +21,31 @@ use crate::proto::ballastpeerpb::{peer_client::PeerClient, MembersRequest, Membe
 /// How long one peer may take to answer (etcd asks each peer URL with a timeout too).
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// What a joining member starts from.
+pub struct Joined {
+    /// The cluster's configuration at index 0, with this member's id as `local_id`.
+    pub initial: Cluster,
+    /// The running members (this one left out), as `--initial-cluster` names them.
+    pub remotes: Vec<Member>,
+}
+
 /// The running cluster, as `--initial-cluster` names it, with the running cluster's ids.
 /// `tls`: how to dial `https://` peers.
-pub fn join_existing(cfg: &Config, tls: Option<Arc<rustls::ClientConfig>>) -> Result<Cluster, String> {
+pub fn join_existing(cfg: &Config, tls: Option<Arc<rustls::ClientConfig>>) -> Result<Joined, String> {
     let local = Cluster::from_config(cfg)?;
     let urls: Vec<String> = local.members.iter().filter(|m| m.name != cfg.name).flat_map(|m| m.peer_urls.clone()).collect();
     let existing = fetch(&urls, tls).map_err(|e| format!("cannot fetch cluster info from peer urls: {e}"))?;
-    assign_ids(local, &cfg.name, existing)
+    let initial_members = existing.initial_members.clone();
+    let running = assign_ids(local, &cfg.name, existing)?;
+    let remotes = running.members.iter().filter(|m| m.id != running.local_id).cloned().collect();
+    if initial_members.is_empty() {
+        return Ok(Joined { initial: running, remotes }); // a peer that does not say
+    }
+    let members = initial_members
+        .into_iter()
+        .map(|m| Member { id: m.id, name: m.name, peer_urls: m.peer_urls, client_urls: m.client_urls, is_learner: m.is_learner })
+        .collect();
+    Ok(Joined { initial: Cluster { id: running.id, members, local_id: running.local_id, removed: Vec::new() }, remotes })
 }
 
 /// The first answer of the peers at `urls`, tried in turn.

@@ -20,6 +20,10 @@ pub struct Follower {
     pub me: Identity,
     pub listen_urls: Vec<String>,
     pub membership: crate::cluster::Membership,
+    /// A joining member's running peers: dialled as members until the membership names them
+    /// (or removed them), as etcd's transport remotes.
+    pub remotes: Vec<crate::cluster::Member>,
+    pub promote: super::PromoteFn,
     pub table: Table,
     pub inbound: flume::Sender<Inbound>,
     pub tls: super::PeerTls,
@@ -38,7 +42,7 @@ impl Follower {
     pub async fn run(self, listeners: Option<Vec<(TcpListener, bool)>>) {
         let mut serving = false;
         if let Some(listeners) = listeners {
-            server::serve(listeners, self.me, self.inbound.clone(), self.membership.clone(), self.tls.server.clone(), self.snap_dir.clone()).await;
+            server::serve(listeners, self.service(), self.tls.server.clone()).await;
             serving = true;
         }
         let mut changes = self.membership.subscribe();
@@ -48,7 +52,7 @@ impl Follower {
             if !serving && cluster.members.len() > 1 {
                 serving = true;
                 match server::bind_all(&self.listen_urls, self.tls.server.is_some()) {
-                    Ok(listeners) => server::serve(listeners, self.me, self.inbound.clone(), self.membership.clone(), self.tls.server.clone(), self.snap_dir.clone()).await,
+                    Ok(listeners) => server::serve(listeners, self.service(), self.tls.server.clone()).await,
                     Err(e) => log::error("cannot serve peer traffic", &[("error", e)]),
                 }
             }
@@ -59,17 +63,23 @@ impl Follower {
         }
     }
 
+    fn service(&self) -> server::PeerService {
+        server::PeerService { me: self.me, inbound: self.inbound.clone(), membership: self.membership.clone(), promote: self.promote.clone(), snap_dir: self.snap_dir.clone() }
+    }
+
     /// Starts and stops senders to match `cluster`, then publishes the queues.
     fn update(&self, cluster: &Cluster, running: &mut HashMap<u64, Running>) {
+        let remotes = self.remotes.iter().filter(|r| cluster.member(r.id).is_none() && !cluster.removed.contains(&r.id));
+        let targets: Vec<&crate::cluster::Member> = cluster.members.iter().chain(remotes).collect();
         running.retain(|id, r| {
-            let keep = cluster.member(*id).is_some_and(|m| m.peer_urls == r.urls);
+            let keep = targets.iter().any(|m| m.id == *id && m.peer_urls == r.urls);
             if !keep {
                 r.task.abort();
                 log::info("stopped sending to remote peer", &[("remote-peer-id", format!("{id:x}"))]);
             }
             keep
         });
-        for m in cluster.members.iter().filter(|m| m.id != self.me.member_id) {
+        for m in targets.into_iter().filter(|m| m.id != self.me.member_id) {
             if running.contains_key(&m.id) || m.peer_urls.is_empty() {
                 continue;
             }

@@ -17,6 +17,8 @@
 //!   clients' queue: client load cannot starve raft traffic). The driver steps them into the
 //!   core (`raft/driver.rs`).
 //! * `dial` — dialling a peer URL, `https://` with rustls (the `--peer-*` TLS flags).
+//! * `forward` — calls a follower makes on the leader (lease renewals and TimeToLive, as
+//!   etcd's follower forwards them over its peer HTTP API).
 //! * `bootstrap` — `--initial-cluster-state existing` with no data: the running cluster's
 //!   members and ids, asked from a peer (`Peer.Members`) and checked as etcd checks them.
 //! * `members` — follows the live membership (`cluster::Membership`): a member added gets a
@@ -25,6 +27,7 @@
 
 pub mod bootstrap;
 pub mod dial;
+pub mod forward;
 pub mod members;
 pub mod outbox;
 pub mod sender;
@@ -60,6 +63,9 @@ pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(5);
 /// etcd's rafthttp error texts (`ErrClusterIDMismatch`, the stream handler's `to` check).
 pub const CLUSTER_ID_MISMATCH: &str = "cluster ID mismatch";
 pub const TO_FIELD_MISMATCH: &str = "to field mismatch";
+/// etcd's errMemberRemoved: a removed member's stream is refused with it (etcd's HTTP 410), and
+/// the removed member stops on reading it.
+pub const MEMBER_REMOVED: &str = "the member has been permanently removed from the cluster";
 
 /// What the transport tells the driver.
 pub enum Inbound {
@@ -67,7 +73,26 @@ pub enum Inbound {
     Message(Message),
     /// A peer's stream broke or could not be opened: raft should probe it (`report_unreachable`).
     Unreachable(u64),
+    /// A peer refused this member's stream because the cluster removed it: it stops.
+    Removed,
+    /// A follower's lease call for this member's lessor: answered None when this member is not
+    /// the leader (etcd's ErrNotPrimary).
+    Lease(LeaseAsk),
 }
+
+/// How the leader runs a promotion a follower forwarded (`Peer.MemberPromote`): through the
+/// raft handle, which the transport does not know (the server wires it).
+pub type PromoteFn = std::sync::Arc<dyn Fn(u64) -> futures_util::future::BoxFuture<'static, crate::error::Result<Vec<crate::cluster::Member>>> + Send + Sync>;
+
+/// A lease call forwarded by a follower (`Peer.LeaseRenew`, `Peer.LeaseTimeToLive`).
+pub enum LeaseAsk {
+    Renew { ids: Vec<i64>, reply: tokio::sync::oneshot::Sender<Option<Vec<i64>>> },
+    /// (remaining seconds, granted TTL, keys put with it), or None when the lease is unknown.
+    TimeToLive { id: i64, reply: tokio::sync::oneshot::Sender<Option<Option<LeaseTtl>>> },
+}
+
+/// A lease's (remaining seconds, granted TTL, keys put with it).
+pub type LeaseTtl = (i64, i64, Vec<Vec<u8>>);
 
 /// TLS between members: the peer listener's (`https://` --listen-peer-urls) and how to dial
 /// `https://` peers; None: plaintext only.
@@ -85,19 +110,25 @@ pub struct Identity {
 }
 
 /// Starts the transport's thread: the peer listener (bound now when the cluster has several
-/// members, so a port in use refuses to start) and a sender per peer. Returns the driver's
+/// members or this member is joining one, so a port in use refuses to start) and a sender per
+/// peer. `remotes`: a joining member's running peers (`bootstrap`); `promote`: how this member
+/// runs a forwarded promotion. Returns the driver's
 /// outbox and inbound queue.
 pub fn start(
     me: Identity,
     listen_urls: &[String],
     membership: crate::cluster::Membership,
+    remotes: Vec<crate::cluster::Member>,
+    promote: PromoteFn,
     tls: PeerTls,
     snap_dir: std::path::PathBuf,
 ) -> Result<(Outbox, flume::Receiver<Inbound>), String> {
     let (inbound_tx, inbound_rx) = flume::bounded(INBOUND_QUEUE_CAPACITY_MSGS);
     let outbox = Outbox::default();
-    let listeners = if membership.current().members.len() > 1 { Some(server::bind_all(listen_urls, tls.server.is_some())?) } else { None };
-    let task = members::Follower { me, listen_urls: listen_urls.to_vec(), membership, table: outbox.table(), inbound: inbound_tx, tls, snap_dir };
+    let current = membership.current();
+    let joining = current.member(me.member_id).is_none() || !remotes.is_empty();
+    let listeners = if current.members.len() > 1 || joining { Some(server::bind_all(listen_urls, tls.server.is_some())?) } else { None };
+    let task = members::Follower { me, listen_urls: listen_urls.to_vec(), membership, remotes, promote, table: outbox.table(), inbound: inbound_tx, tls, snap_dir };
     std::thread::Builder::new()
         .name("peer".into())
         .spawn(move || {

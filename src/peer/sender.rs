@@ -49,6 +49,11 @@ impl Sender {
                     url_index += 1;
                     failures += 1;
                 }
+                Ended::Refused(status) if status.message() == super::MEMBER_REMOVED => {
+                    log::error("failed to read from remote peer", &[("remote-peer-id", format!("{:x}", self.peer)), ("error", super::MEMBER_REMOVED.into())]);
+                    let _ = self.inbound.send_async(Inbound::Removed).await;
+                    failures += 1;
+                }
                 Ended::Refused(status) => {
                     self.log_refused(&status);
                     failures += 1;

@@ -1,7 +1,8 @@
 //! The `Peer` service on `--listen-peer-urls` (etcd's rafthttp stream handler): each batch's
 //! sender must belong to this cluster and address this member, or the stream ends with etcd's
 //! "cluster ID mismatch" / "to field mismatch" (gRPC FAILED_PRECONDITION where etcd answers
-//! HTTP 412) and a warning with etcd's wording. The batch's messages are decoded and queued
+//! HTTP 412; a removed member's, "the member has been permanently removed from the cluster",
+//! where etcd answers 410) and a warning with etcd's wording. The batch's messages are decoded and queued
 //! for the driver; a full queue holds up the stream (HTTP/2 flow control reaches the sender,
 //! whose own bounded queue then drops), never the driver.
 
@@ -15,20 +16,27 @@ use futures_util::StreamExt;
 use raft::eraftpb::Message;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::{Identity, Inbound, CLUSTER_ID_MISMATCH, MAX_BATCH_DECODE_BYTES, TO_FIELD_MISMATCH};
+use super::{Identity, Inbound, CLUSTER_ID_MISMATCH, MAX_BATCH_DECODE_BYTES, MEMBER_REMOVED, TO_FIELD_MISMATCH};
 use crate::log;
 
 /// A peer's TLS handshake must finish within this.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 use crate::proto::ballastpeerpb::peer_server::{Peer, PeerServer};
-use crate::proto::ballastpeerpb::{MembersRequest, MembersResponse, MessageBatch, PeerMember, SnapshotRequest, StreamEnd};
+use crate::proto::ballastpeerpb::{
+    LeaseRenewRequest, LeaseRenewResponse, LeaseTtlRequest, LeaseTtlResponse, MembersRequest, MembersResponse, MessageBatch, PeerMember, PromoteRequest, SnapshotRequest, StreamEnd,
+};
 
+/// etcd's lease.ErrNotPrimary, as a forwarded lease call's answer from a member not leading.
+pub const NOT_PRIMARY: &str = "not a primary lessor";
+
+#[derive(Clone)]
 pub struct PeerService {
-    me: Identity,
-    inbound: flume::Sender<Inbound>,
-    membership: crate::cluster::Membership,
+    pub me: Identity,
+    pub inbound: flume::Sender<Inbound>,
+    pub membership: crate::cluster::Membership,
+    pub promote: super::PromoteFn,
     /// Where this member's snapshots are (served to followers installing one).
-    snap_dir: std::path::PathBuf,
+    pub snap_dir: std::path::PathBuf,
 }
 
 #[tonic::async_trait]
@@ -59,16 +67,46 @@ impl Peer for PeerService {
 
     async fn members(&self, _: Request<MembersRequest>) -> Result<Response<MembersResponse>, Status> {
         let cluster = self.membership.current();
-        let members = cluster
-            .members
-            .iter()
-            .map(|m| PeerMember { id: m.id, name: m.name.clone(), peer_urls: m.peer_urls.clone(), client_urls: m.client_urls.clone(), is_learner: m.is_learner })
-            .collect();
-        Ok(Response::new(MembersResponse { cluster_id: cluster.id, members }))
+        let initial_members = list(&self.membership.initial().members);
+        Ok(Response::new(MembersResponse { cluster_id: cluster.id, members: list(&cluster.members), initial_members }))
+    }
+
+    async fn member_promote(&self, request: Request<PromoteRequest>) -> Result<Response<MembersResponse>, Status> {
+        let members = (self.promote)(request.into_inner().id).await?;
+        Ok(Response::new(MembersResponse { cluster_id: self.me.cluster_id, members: list(&members), initial_members: Vec::new() }))
+    }
+
+    async fn lease_renew(&self, request: Request<LeaseRenewRequest>) -> Result<Response<LeaseRenewResponse>, Status> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.ask(super::LeaseAsk::Renew { ids: request.into_inner().ids, reply }).await?;
+        let ttls = answer.await.map_err(|_| Status::unavailable("server stopped"))?.ok_or_else(|| Status::failed_precondition(NOT_PRIMARY))?;
+        Ok(Response::new(LeaseRenewResponse { ttls }))
+    }
+
+    async fn lease_time_to_live(&self, request: Request<LeaseTtlRequest>) -> Result<Response<LeaseTtlResponse>, Status> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.ask(super::LeaseAsk::TimeToLive { id: request.into_inner().id, reply }).await?;
+        let ttl = answer.await.map_err(|_| Status::unavailable("server stopped"))?.ok_or_else(|| Status::failed_precondition(NOT_PRIMARY))?;
+        Ok(Response::new(match ttl {
+            Some((remaining, granted, keys)) => LeaseTtlResponse { found: true, remaining, granted, keys },
+            None => LeaseTtlResponse::default(),
+        }))
     }
 }
 
+/// Members as the peer API lists them.
+pub fn list(members: &[crate::cluster::Member]) -> Vec<PeerMember> {
+    members
+        .iter()
+        .map(|m| PeerMember { id: m.id, name: m.name.clone(), peer_urls: m.peer_urls.clone(), client_urls: m.client_urls.clone(), is_learner: m.is_learner })
+        .collect()
+}
+
 impl PeerService {
+    async fn ask(&self, ask: super::LeaseAsk) -> Result<(), Status> {
+        self.inbound.send_async(Inbound::Lease(ask)).await.map_err(|_| Status::unavailable("server stopped"))
+    }
+
     /// etcd's checkClusterCompatibilityFromHeader and the stream handler's `to` check.
     fn check(&self, batch: &MessageBatch) -> Result<(), Status> {
         if batch.cluster_id != self.me.cluster_id {
@@ -89,6 +127,13 @@ impl PeerService {
                 &[("local-member-id", format!("{:x}", self.me.member_id)), ("remote-peer-id-stream-handler", format!("{:x}", batch.from)), ("remote-peer-id-from", format!("{:x}", batch.to))],
             );
             return Err(Status::failed_precondition(TO_FIELD_MISMATCH));
+        }
+        if self.membership.current().removed.contains(&batch.from) {
+            log::warn(
+                "rejected stream from remote peer because it was removed",
+                &[("local-member-id", format!("{:x}", self.me.member_id)), ("remote-peer-id-stream-handler", format!("{:x}", batch.from))],
+            );
+            return Err(Status::failed_precondition(MEMBER_REMOVED));
         }
         Ok(())
     }
@@ -123,7 +168,7 @@ pub fn bind_all(urls: &[String], tls_configured: bool) -> Result<Vec<(TcpListene
 
 /// Serves the `Peer` service on `listeners` for good (on the transport's runtime); a secure
 /// listener's connections are handshaken with `tls` first.
-pub async fn serve(listeners: Vec<(TcpListener, bool)>, me: Identity, inbound: flume::Sender<Inbound>, membership: crate::cluster::Membership, tls: Option<Arc<rustls::ServerConfig>>, snap_dir: std::path::PathBuf) {
+pub async fn serve(listeners: Vec<(TcpListener, bool)>, peer: PeerService, tls: Option<Arc<rustls::ServerConfig>>) {
     for (listener, secure) in listeners {
         let address = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
         let listener = match tokio::net::TcpListener::from_std(listener) {
@@ -133,7 +178,7 @@ pub async fn serve(listeners: Vec<(TcpListener, bool)>, me: Identity, inbound: f
                 continue;
             }
         };
-        let service = PeerServer::new(PeerService { me, inbound: inbound.clone(), membership: membership.clone(), snap_dir: snap_dir.clone() }).max_decoding_message_size(MAX_BATCH_DECODE_BYTES);
+        let service = PeerServer::new(peer.clone()).max_decoding_message_size(MAX_BATCH_DECODE_BYTES);
         let router = tonic::transport::Server::builder().add_service(service);
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener).map(|conn| conn.inspect(|c| drop(c.set_nodelay(true))));
         match tls.clone().filter(|_| secure) {

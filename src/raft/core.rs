@@ -334,6 +334,20 @@ impl<W, R> Core<W, R> {
         }
     }
 
+    /// On the leader, hands leadership to the most caught-up voter among those recently active
+    /// (etcd's TryTransferLeadershipOnShutdown); nothing when it leads no other voter.
+    pub fn transfer_to_most_caught_up(&mut self) {
+        if self.removed || !self.is_leader() {
+            return;
+        }
+        let me = self.raw.raft.id;
+        let prs = self.raw.raft.prs();
+        let best = prs.conf().to_conf_state().voters.iter().filter(|&&id| id != me).filter_map(|&id| prs.get(id).map(|p| ((p.recent_active, p.matched), id))).max();
+        if let Some((_, target)) = best {
+            self.raw.transfer_leader(target);
+        }
+    }
+
     /// A message from a peer. A proposal forwarded here that raft drops (no leader any more)
     /// is not an error: its sender's client times out, as etcd's. Nor is an answer from a
     /// member no longer in the configuration (removed meanwhile): raft ignores it, as etcd.

@@ -225,14 +225,22 @@ pub async fn run(
     }
 }
 
+/// Set once the front end handles SIGTERM (it serves): before, a removed member exits at once.
+pub static STOPS_ON_SIGTERM: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// etcd's stop of a removed member: the answer goes out first (a second later, as etcd's
-/// stopWithDelay), then the process stops as on a signal and exits 0.
+/// stopWithDelay), then the process stops as on a signal and exits 0 (at once, with 0, when it
+/// does not serve yet: every write it acknowledged is already durable).
 fn stop_removed_member() {
-    let err = "the member has been permanently removed from the cluster";
+    let err = crate::peer::MEMBER_REMOVED;
     crate::log::warn("server error", &[("error", err.into())]);
     crate::log::warn("data-dir used by this member must be removed", &[]);
     let _ = std::thread::Builder::new().name("removed".into()).spawn(|| {
         std::thread::sleep(Duration::from_secs(1));
+        if !STOPS_ON_SIGTERM.load(std::sync::atomic::Ordering::SeqCst) {
+            crate::log::info("stopped ballast", &[]);
+            std::process::exit(0);
+        }
         // SAFETY: kill(2) on this process with a signal it handles (graceful shutdown).
         unsafe { libc::kill(libc::getpid(), libc::SIGTERM) };
     });
@@ -325,6 +333,27 @@ impl Driver {
                 }
             }
             crate::peer::Inbound::Unreachable(peer) => self.core.unreachable(peer, false),
+            crate::peer::Inbound::Lease(ask) => self.forwarded_lease_call(ask),
+            // etcd: a peer answering 410 Gone tells the member it was removed; it stops.
+            crate::peer::Inbound::Removed if !self.removed => {
+                self.removed = true;
+                stop_removed_member();
+            }
+            crate::peer::Inbound::Removed => {}
+        }
+    }
+
+    /// A follower's forwarded lease call: answered by this lessor while it is the primary one
+    /// (this member leads), else None (etcd's ErrNotPrimary: the follower asks again).
+    fn forwarded_lease_call(&mut self, ask: crate::peer::LeaseAsk) {
+        let primary = self.leading && self.core.is_leader();
+        match ask {
+            crate::peer::LeaseAsk::Renew { ids, reply } => {
+                let _ = reply.send(primary.then(|| self.renew_leases(ids)));
+            }
+            crate::peer::LeaseAsk::TimeToLive { id, reply } => {
+                let _ = reply.send(primary.then(|| self.applier.lessor().time_to_live(id, Instant::now())));
+            }
         }
     }
 
@@ -371,6 +400,7 @@ impl Driver {
             CoreMsg::DiskBarrier { reply } => self.core.barrier((None, reply)),
             CoreMsg::Lease { call } => self.lease_call(call),
             CoreMsg::MemberChange { change, reply, home } => self.core.propose_member_change(change, (home, reply)),
+            CoreMsg::TransferLeader { target: 0 } => self.core.transfer_to_most_caught_up(),
             CoreMsg::TransferLeader { target } => self.core.transfer_leader(target),
         }
     }
@@ -534,21 +564,7 @@ impl Driver {
         let lessor = self.applier.lessor();
         match call {
             LeaseCall::Renew { ids, reply } => {
-                let mut clear = Vec::new();
-                let ttls = ids
-                    .into_iter()
-                    .map(|id| {
-                        let (ttl, must_clear) = lessor.renew(id, now).unwrap_or((0, false));
-                        if must_clear {
-                            clear.push(LeaseCheckpoint { id, remaining_ttl: 0 });
-                        }
-                        ttl
-                    })
-                    .collect();
-                if !clear.is_empty() {
-                    self.propose_internal(Request::LeaseCheckpoint(LeaseCheckpointRequest { checkpoints: clear }));
-                }
-                let _ = reply.send(Ok(ttls));
+                let _ = reply.send(Ok(self.renew_leases(ids)));
             }
             LeaseCall::TimeToLive { id, reply } => {
                 let _ = reply.send(Ok(lessor.time_to_live(id, now)));
@@ -557,6 +573,27 @@ impl Driver {
                 let _ = reply.send(Ok(lessor.ids()));
             }
         }
+    }
+
+    /// Renews `ids`: the TTL each is renewed to, 0 when unknown or expired.
+    fn renew_leases(&mut self, ids: Vec<i64>) -> Vec<i64> {
+        let now = Instant::now();
+        let lessor = self.applier.lessor();
+        let mut clear = Vec::new();
+        let ttls = ids
+            .into_iter()
+            .map(|id| {
+                let (ttl, must_clear) = lessor.renew(id, now).unwrap_or((0, false));
+                if must_clear {
+                    clear.push(LeaseCheckpoint { id, remaining_ttl: 0 });
+                }
+                ttl
+            })
+            .collect();
+        if !clear.is_empty() {
+            self.propose_internal(Request::LeaseCheckpoint(LeaseCheckpointRequest { checkpoints: clear }));
+        }
+        ttls
     }
 
     /// The leader revokes expired leases through raft, a bounded number per look.

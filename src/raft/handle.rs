@@ -28,7 +28,7 @@ pub enum CoreMsg {
     /// list once applied (`Response::Members`).
     MemberChange { change: super::conf_change::MemberChange, reply: oneshot::Sender<Result<Response>>, home: Option<usize> },
     /// Hand leadership to `target` (raft's leader transfer; no answer: the caller watches the
-    /// leader change in `ServerStatus`).
+    /// leader change in `ServerStatus`); 0: to the most caught-up voter (shutdown).
     TransferLeader { target: u64 },
 }
 
@@ -54,7 +54,24 @@ pub struct RaftHandle {
     timeout: Duration,
 }
 
+/// A handle that does not keep the raft core running: the core stops once every `RaftHandle`
+/// is gone (the front end's), whoever else holds a weak one (the peer transport's).
+pub struct WeakRaftHandle {
+    tx: flume::WeakSender<CoreMsg>,
+    timeout: Duration,
+}
+
+impl WeakRaftHandle {
+    pub fn upgrade(&self) -> Option<RaftHandle> {
+        Some(RaftHandle { tx: self.tx.upgrade()?, timeout: self.timeout })
+    }
+}
+
 impl RaftHandle {
+    pub fn downgrade(&self) -> WeakRaftHandle {
+        WeakRaftHandle { tx: self.tx.downgrade(), timeout: self.timeout }
+    }
+
     pub fn new(tx: flume::Sender<CoreMsg>, election_timeout: Duration) -> RaftHandle {
         RaftHandle { tx, timeout: Duration::from_secs(5) + 2 * election_timeout }
     }

@@ -76,8 +76,13 @@ fn start(cfg: Config) -> Result<(), String> {
     let member_dir = cfg.data_dir.join("member");
     std::fs::create_dir_all(&member_dir).map_err(|e| format!("cannot create data dir {}: {e}", cfg.data_dir.display()))?;
     let peer_tls = crate::peer::PeerTls { server: tls::peer_server_config(&cfg)?, client: tls::peer_client_config(&cfg)? };
+    // A joining member's running peers, dialled until the log makes them members again.
+    let mut remotes = Vec::new();
     let cluster = Cluster::load_or_init(&member_dir, || match cfg.initial_cluster_state.as_str() {
-        "existing" => crate::peer::bootstrap::join_existing(&cfg, peer_tls.client.clone()),
+        "existing" => crate::peer::bootstrap::join_existing(&cfg, peer_tls.client.clone()).map(|joined| {
+            remotes = joined.remotes;
+            joined.initial
+        }),
         _ => Cluster::from_config(&cfg),
     })?;
     log::info(
@@ -129,8 +134,16 @@ fn start(cfg: Config) -> Result<(), String> {
     let membership = crate::cluster::Membership::new(cluster.clone());
     // Before the core: a member waits for its peers to elect a leader before it serves.
     let me = crate::peer::Identity { cluster_id: cluster.id, member_id: cluster.local_id };
+    let forward = crate::peer::forward::Forwarder::new(membership.clone(), peer_tls.client.clone(), Duration::from_millis(cfg.election_timeout_ms));
+    let raft = RaftHandle::new(core_tx, Duration::from_millis(cfg.election_timeout_ms));
+    // Weak: the transport's thread must not keep the core running once the front end stops.
+    let promoter = Arc::new(raft.downgrade());
+    let promote: crate::peer::PromoteFn = Arc::new(move |id| {
+        let raft = promoter.upgrade();
+        Box::pin(async move { raft.ok_or(crate::error::Error::Stopped)?.member_change(crate::raft::conf_change::MemberChange::Promote { id }).await })
+    });
     let fetcher = snapshot_fetcher(me, membership.clone(), peer_tls.client.clone());
-    let (outbox, inbound) = crate::peer::start(me, &cfg.listen_peer_urls, membership.clone(), peer_tls, snap_dir.clone())?;
+    let (outbox, inbound) = crate::peer::start(me, &cfg.listen_peer_urls, membership.clone(), remotes, promote, peer_tls, snap_dir.clone())?;
     let core_cfg = DriverConfig {
         id: cluster.local_id,
         strict_reconfig_check: cfg.strict_reconfig_check,
@@ -174,7 +187,7 @@ fn start(cfg: Config) -> Result<(), String> {
 
     let lease_ids = crate::lease::IdGenerator::new(cluster.local_id);
     let ctx = Arc::new(Ctx {
-        raft: RaftHandle::new(core_tx, Duration::from_millis(cfg.election_timeout_ms)),
+        raft,
         shards: shard_handles,
         status,
         cluster,
@@ -187,6 +200,7 @@ fn start(cfg: Config) -> Result<(), String> {
         watch: crate::watch::WatchHub::new(hub_tx),
         lease_ids,
         auth,
+        forward,
     });
     let result = serve_front_end(&cfg, ctx, compaction, metrics, reply_rxs, tls);
     threads.join();
@@ -401,11 +415,44 @@ async fn front_end_main(
     log::info("ready to serve client requests", &[]);
     wait_for_signal().await;
     log::info("received signal; shutting down", &[]);
+    transfer_leadership_on_shutdown(&ctx).await;
     let _ = stop_tx.send(true);
     // Open client connections get a bounded grace period, as etcd's GracefulStop.
     let drained = futures_util::future::join_all(servers);
     let _ = tokio::time::timeout(SHUTDOWN_GRACE + Duration::from_millis(100), drained).await;
     Ok(())
+}
+
+/// How often the shutdown's leadership transfer looks whether another member leads.
+const TRANSFER_POLL_INTERVAL: Duration = Duration::from_millis(10);
+
+/// etcd's TryTransferLeadershipOnShutdown: a leader with other voters hands leadership to the
+/// most caught-up one (raft's transfer) before it stops, waiting at most the request timeout,
+/// so the others need not wait an election timeout for a new leader.
+async fn transfer_leadership_on_shutdown(ctx: &Ctx) {
+    let me = ctx.cluster.local_id;
+    if ctx.status.leader() != me {
+        log::info("skipped leadership transfer; local server is not leader", &[("local-member-id", format!("{me:x}"))]);
+        return;
+    }
+    if ctx.membership.current().voters().len() < 2 {
+        log::info("skipped leadership transfer for single voting member cluster", &[("local-member-id", format!("{me:x}"))]);
+        return;
+    }
+    log::info("leadership transfer starting", &[("local-member-id", format!("{me:x}"))]);
+    if ctx.raft.transfer_leader(0).is_err() {
+        return;
+    }
+    let until = tokio::time::Instant::now() + ctx.raft.timeout();
+    while tokio::time::Instant::now() < until {
+        let leader = ctx.status.leader();
+        if leader != me && leader != 0 {
+            log::info("leadership transfer finished", &[("old-leader-member-id", format!("{me:x}")), ("new-leader-member-id", format!("{leader:x}"))]);
+            return;
+        }
+        tokio::time::sleep(TRANSFER_POLL_INTERVAL).await;
+    }
+    log::warn("leadership transfer failed", &[("local-member-id", format!("{me:x}")), ("error", "etcdserver: request timed out, leader transfer took too long".into())]);
 }
 
 /// Attempts to publish this member's attributes before serving without them.
@@ -484,6 +531,7 @@ async fn wait_for_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
     let mut int = signal(SignalKind::interrupt()).expect("install SIGINT handler");
+    crate::raft::driver::STOPS_ON_SIGTERM.store(true, std::sync::atomic::Ordering::SeqCst);
     tokio::select! {
         _ = term.recv() => {}
         _ = int.recv() => {}

@@ -13,6 +13,12 @@ use crate::common::{etcdctl_path, free_port, fresh_dir};
 pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
 const POLL_PAUSE: Duration = Duration::from_millis(50);
 
+extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, sig: i32) -> i32;
+}
+const SIGTERM: i32 = 15;
+
 pub struct Member {
     pub name: String,
     /// The peer URLs' scheme: `http`, or `https` for peer TLS.
@@ -114,6 +120,26 @@ impl Member {
             std::thread::sleep(POLL_PAUSE);
         }
         panic!("{} did not exit within {timeout:?}; log:\n{}", self.name, self.log());
+    }
+
+    /// Waits (bounded) for the process to exit by itself; its exit status. Panics if it
+    /// outlives `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.as_mut().expect("running").try_wait().unwrap() {
+                self.child = None;
+                return status;
+            }
+            std::thread::sleep(POLL_PAUSE);
+        }
+        panic!("{} did not exit within {timeout:?}; log:\n{}", self.name, self.log());
+    }
+
+    /// SIGTERM: the graceful stop.
+    pub fn terminate(&self) {
+        // SAFETY: a signal to a child process this test started.
+        assert_eq!(unsafe { libc_kill(self.pid() as i32, SIGTERM) }, 0);
     }
 
     pub fn etcdctl(&self, args: &[&str]) -> std::process::Output {

@@ -14,8 +14,8 @@ use etcd_client::{Client, ConnectOptions, MemberAddOptions, StatusResponse};
 
 use crate::peer_proxy::PeerProxies;
 
-/// Which binary the fault tests run: `BALLAST_FAULTS_TARGET=etcd|ballast` (etcd by default;
-/// ballast is this build's binary unless `BALLAST_FAULTS_BIN` names another).
+/// Which binary the fault tests run: `BALLAST_FAULTS_TARGET=ballast|etcd` (ballast by default:
+/// this build's binary unless `BALLAST_FAULTS_BIN` names another; etcd 3.5 is the reference).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Target {
     Etcd,
@@ -25,8 +25,8 @@ pub enum Target {
 impl Target {
     pub fn from_env() -> Target {
         match std::env::var("BALLAST_FAULTS_TARGET").as_deref() {
-            Ok("ballast") => Target::Ballast,
-            Ok("etcd") | Err(_) => Target::Etcd,
+            Ok("ballast") | Err(_) => Target::Ballast,
+            Ok("etcd") => Target::Etcd,
             Ok(other) => panic!("BALLAST_FAULTS_TARGET={other}: expected etcd or ballast"),
         }
     }
