@@ -60,10 +60,7 @@ impl Member {
 
     /// SIGKILL, and wait for the process to be gone.
     pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        crate::common::kill_child(&mut self.child);
     }
 
     /// Starts the process with `--initial-cluster initial` and `token`, plus `extra` flags

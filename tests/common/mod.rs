@@ -94,6 +94,14 @@ pub fn read_checked_json(path: &Path) -> Option<serde_json::Value> {
     serde_json::from_str(json).ok()
 }
 
+/// SIGKILLs a test's server process if it still runs, and reaps it.
+pub fn kill_child(child: &mut Option<Child>) {
+    if let Some(mut c) = child.take() {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+}
+
 /// Debian's etcdctl (what CI installs), unless BALLAST_ETCDCTL names another.
 pub fn etcdctl_path() -> String {
     if let Ok(p) = std::env::var("BALLAST_ETCDCTL") {
@@ -268,10 +276,7 @@ impl Server {
 
     /// SIGKILL: no chance to flush anything.
     pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        kill_child(&mut self.child);
     }
 
     /// SIGTERM, then wait (bounded) for a clean exit.

@@ -177,10 +177,7 @@ impl Cluster {
 
     /// SIGKILL member `i` by its PID.
     pub fn kill(&mut self, i: usize) {
-        if let Some(mut c) = self.members[i].child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        crate::common::kill_child(&mut self.members[i].child);
         self.proxies.set_pid(i, None);
     }
 
