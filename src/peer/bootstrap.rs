@@ -41,10 +41,7 @@ pub fn join_existing(cfg: &Config, tls: Option<Arc<rustls::ClientConfig>>) -> Re
     if initial_members.is_empty() {
         return Ok(Joined { initial: running, remotes }); // a peer that does not say
     }
-    let members = initial_members
-        .into_iter()
-        .map(|m| Member { id: m.id, name: m.name, peer_urls: m.peer_urls, client_urls: m.client_urls, is_learner: m.is_learner })
-        .collect();
+    let members = super::server::unlist(initial_members);
     Ok(Joined { initial: Cluster { id: running.id, members, local_id: running.local_id, removed: Vec::new() }, remotes })
 }
 

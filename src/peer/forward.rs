@@ -59,7 +59,7 @@ impl Forwarder {
         };
         self.ask(leader, timeout, Duration::ZERO, refusal, |mut client| async move {
             let r = client.member_promote(PromoteRequest { id }).await?.into_inner();
-            Ok(r.members.into_iter().map(|m| Member { id: m.id, name: m.name, peer_urls: m.peer_urls, client_urls: m.client_urls, is_learner: m.is_learner }).collect())
+            Ok(super::server::unlist(r.members))
         })
         .await
     }

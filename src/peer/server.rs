@@ -102,6 +102,14 @@ pub fn list(members: &[crate::cluster::Member]) -> Vec<PeerMember> {
         .collect()
 }
 
+/// Members from the peer API's list (the inverse of `list`).
+pub fn unlist(members: Vec<PeerMember>) -> Vec<crate::cluster::Member> {
+    members
+        .into_iter()
+        .map(|m| crate::cluster::Member { id: m.id, name: m.name, peer_urls: m.peer_urls, client_urls: m.client_urls, is_learner: m.is_learner })
+        .collect()
+}
+
 impl PeerService {
     async fn ask(&self, ask: super::LeaseAsk) -> Result<(), Status> {
         self.inbound.send_async(Inbound::Lease(ask)).await.map_err(|_| Status::unavailable("server stopped"))
