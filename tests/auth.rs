@@ -537,6 +537,8 @@ async fn common_name_is_the_user_without_a_token() {
     // The JSON gateway refuses a certificate with a common name while auth is on, as etcd's:
     // its calls would not carry it.
     let out = std::process::Command::new("curl")
+        // The server binds 127.0.0.1 only: "localhost" must not go to ::1 (another process's port).
+        .args(["--resolve", &format!("localhost:{}:127.0.0.1", s.port)])
         .args(["-s", "--max-time", "10", "--cacert", ca.to_str().unwrap(), "--cert", certs[1].0.to_str().unwrap(), "--key", certs[1].1.to_str().unwrap()])
         .args(["-w", "\n%{http_code}", "-X", "POST", "-d", "{}", &format!("https://localhost:{}/v3/auth/status", s.port)])
         .stdin(std::process::Stdio::null())
