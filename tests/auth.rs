@@ -539,13 +539,13 @@ async fn common_name_is_the_user_without_a_token() {
     let out = std::process::Command::new("curl")
         // The server binds 127.0.0.1 only: "localhost" must not go to ::1 (another process's port).
         .args(["--resolve", &format!("localhost:{}:127.0.0.1", s.port)])
-        .args(["-s", "--max-time", "10", "--cacert", ca.to_str().unwrap(), "--cert", certs[1].0.to_str().unwrap(), "--key", certs[1].1.to_str().unwrap()])
+        .args(["-sS", "--max-time", "10", "--cacert", ca.to_str().unwrap(), "--cert", certs[1].0.to_str().unwrap(), "--key", certs[1].1.to_str().unwrap()])
         .args(["-w", "\n%{http_code}", "-X", "POST", "-d", "{}", &format!("https://localhost:{}/v3/auth/status", s.port)])
         .stdin(std::process::Stdio::null())
         .output()
         .expect("curl");
-    let out = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out, "CommonName of client sending a request against gateway will be ignored and not used as expected\n\n400");
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(stdout, "CommonName of client sending a request against gateway will be ignored and not used as expected\n\n400", "curl: {stderr}");
 }
 
 /// Lock and Election act as their caller: its permissions on the lock's keys.

@@ -150,11 +150,11 @@ impl Gateway {
     /// etcd's access controller: with `--client-cert-auth` and auth on, a gateway request over
     /// TLS whose client certificate has a common name is refused (the gateway's calls carry no
     /// certificate, so the name would silently not count).
-    fn refuses_common_name(&self, req: &Request<Body>) -> bool {
+    fn refuses_common_name(&self, req: &http::request::Parts) -> bool {
         if !self.auth.client_cert_auth() || !self.auth.enabled() {
             return false;
         }
-        let info = req.extensions().get::<crate::server::handshake::TlsConnectInfo>();
+        let info = req.extensions.get::<crate::server::handshake::TlsConnectInfo>();
         let leaf = info.and_then(|i| i.peer_certificates.as_ref()).and_then(|chain| chain.first());
         leaf.and_then(|c| crate::auth::common_name(c.as_ref())).is_some_and(|cn| !cn.is_empty())
     }
@@ -184,30 +184,45 @@ pub fn router(gateway: Arc<Gateway>) -> axum::Router {
 }
 
 async fn serve(gateway: Arc<Gateway>, req: Request<Body>) -> Response<Body> {
-    if gateway.refuses_common_name(&req) {
-        return text(StatusCode::BAD_REQUEST, "CommonName of client sending a request against gateway will be ignored and not used as expected");
-    }
-    let path = req.uri().path();
-    let rest = path.strip_prefix("/v3/").or_else(|| path.strip_prefix("/v3beta/")).unwrap_or("");
-    // Go's ServeMux answers a path that is not clean (`//`, `.`, `..`) with a redirect to
-    // the clean one.
-    let clean = clean_path(&format!("/v3/{rest}"));
-    if clean != format!("/v3/{rest}") {
-        return redirect(&clean, req.uri().query());
-    }
-    if req.method() == http::Method::OPTIONS {
-        return Response::new(Body::empty());
-    }
-    let Some(route) = route(rest) else { return text(StatusCode::NOT_FOUND, "Not Found") };
-    if req.method() != http::Method::POST {
-        return text(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed");
-    }
     let (parts, body) = req.into_parts();
+    let route = match route_or_refusal(&gateway, &parts) {
+        Ok(route) => route,
+        Err(refusal) => {
+            // The body first (bounded): an HTTP/2 stream answered before its request body
+            // ended is reset, and curl then reports a framing error instead of the answer.
+            let _ = read_body(body, gateway.max_body_bytes()).await;
+            return refusal;
+        }
+    };
     let meta = call::metadata(&parts.headers);
     match route.flow {
         Flow::Unary => unary(&gateway, route, meta, body).await,
         Flow::ServerStream | Flow::Bidi => stream::serve(&gateway, route, meta, body).await,
     }
+}
+
+/// The route a request calls, or the answer it gets without a call (refused, redirected,
+/// unknown path, wrong method, CORS preflight).
+fn route_or_refusal(gateway: &Gateway, req: &http::request::Parts) -> Result<&'static Route, Response<Body>> {
+    if gateway.refuses_common_name(req) {
+        return Err(text(StatusCode::BAD_REQUEST, "CommonName of client sending a request against gateway will be ignored and not used as expected"));
+    }
+    let path = req.uri.path();
+    let rest = path.strip_prefix("/v3/").or_else(|| path.strip_prefix("/v3beta/")).unwrap_or("");
+    // Go's ServeMux answers a path that is not clean (`//`, `.`, `..`) with a redirect to
+    // the clean one.
+    let clean = clean_path(&format!("/v3/{rest}"));
+    if clean != format!("/v3/{rest}") {
+        return Err(redirect(&clean, req.uri.query()));
+    }
+    if req.method == http::Method::OPTIONS {
+        return Err(Response::new(Body::empty()));
+    }
+    let Some(route) = route(rest) else { return Err(text(StatusCode::NOT_FOUND, "Not Found")) };
+    if req.method != http::Method::POST {
+        return Err(text(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed"));
+    }
+    Ok(route)
 }
 
 /// A unary call: the body's first JSON value as the request, the answer as one JSON object.
