@@ -42,6 +42,17 @@ pub const PEER_RTT_SECONDS: &str = "etcd_network_peer_round_trip_time_seconds";
 pub const PEER_SENT_BYTES: &str = "etcd_network_peer_sent_bytes_total";
 pub const PEER_RECEIVED_BYTES: &str = "etcd_network_peer_received_bytes_total";
 pub const PEER_SENT_FAILURES: &str = "etcd_network_peer_sent_failures_total";
+pub const PEER_RECEIVED_FAILURES: &str = "etcd_network_peer_received_failures_total";
+pub const ACTIVE_PEERS: &str = "etcd_network_active_peers";
+pub const DISCONNECTED_PEERS: &str = "etcd_network_disconnected_peers_total";
+pub const SNAPSHOT_SEND_SUCCESS: &str = "etcd_network_snapshot_send_success";
+pub const SNAPSHOT_SEND_FAILURES: &str = "etcd_network_snapshot_send_failures";
+pub const SNAPSHOT_SEND_INFLIGHTS: &str = "etcd_network_snapshot_send_inflights_total";
+pub const SNAPSHOT_SEND_SECONDS: &str = "etcd_network_snapshot_send_total_duration_seconds";
+pub const SNAPSHOT_RECEIVE_SUCCESS: &str = "etcd_network_snapshot_receive_success";
+pub const SNAPSHOT_RECEIVE_FAILURES: &str = "etcd_network_snapshot_receive_failures";
+pub const SNAPSHOT_RECEIVE_INFLIGHTS: &str = "etcd_network_snapshot_receive_inflights_total";
+pub const SNAPSHOT_RECEIVE_SECONDS: &str = "etcd_network_snapshot_receive_total_duration_seconds";
 pub const CLIENT_GRPC_SENT_BYTES: &str = "etcd_network_client_grpc_sent_bytes_total";
 pub const CLIENT_GRPC_RECEIVED_BYTES: &str = "etcd_network_client_grpc_received_bytes_total";
 // --- go-grpc-prometheus (labels grpc_type, grpc_service, grpc_method[, grpc_code])
@@ -77,9 +88,14 @@ fn disk_buckets() -> Vec<f64> {
     (0..14).map(|i| 0.001 * f64::powi(2.0, i)).collect()
 }
 
-/// etcd's peer RTT histogram: ExponentialBuckets(0.0001, 2, 14).
+/// etcd's peer RTT histogram: ExponentialBuckets(0.0001, 2, 16).
 fn rtt_buckets() -> Vec<f64> {
-    (0..14).map(|i| 0.0001 * f64::powi(2.0, i)).collect()
+    (0..16).map(|i| 0.0001 * f64::powi(2.0, i)).collect()
+}
+
+/// etcd's snapshot send and receive histograms: ExponentialBuckets(0.1, 2, 10).
+fn snapshot_transfer_buckets() -> Vec<f64> {
+    (0..10).map(|i| 0.1 * f64::powi(2.0, i)).collect()
 }
 
 /// go-grpc-prometheus defaults (prometheus.DefBuckets).
@@ -183,6 +199,17 @@ pub const METRICS: &[Metric] = &[
     Metric::new(PEER_SENT_BYTES, C, "The total number of bytes sent to peers.").unit(BYTES).labeled(),
     Metric::new(PEER_RECEIVED_BYTES, C, "The total number of bytes received from peers.").unit(BYTES).labeled(),
     Metric::new(PEER_SENT_FAILURES, C, "The total number of send failures from peers.").labeled(),
+    Metric::new(PEER_RECEIVED_FAILURES, C, "The total number of receive failures from peers.").labeled(),
+    Metric::new(ACTIVE_PEERS, G, "The current number of active peer connections.").labeled(),
+    Metric::new(DISCONNECTED_PEERS, C, "The total number of disconnected peers.").labeled(),
+    Metric::new(SNAPSHOT_SEND_SUCCESS, C, "Total number of successful snapshot sends").labeled(),
+    Metric::new(SNAPSHOT_SEND_FAILURES, C, "Total number of snapshot send failures").labeled(),
+    Metric::new(SNAPSHOT_SEND_INFLIGHTS, G, "Total number of inflight snapshot sends").labeled(),
+    Metric::new(SNAPSHOT_SEND_SECONDS, H(snapshot_transfer_buckets), "Total latency distributions of v3 snapshot sends").unit(SECONDS).labeled(),
+    Metric::new(SNAPSHOT_RECEIVE_SUCCESS, C, "Total number of successful snapshot receives").labeled(),
+    Metric::new(SNAPSHOT_RECEIVE_FAILURES, C, "Total number of snapshot receive failures").labeled(),
+    Metric::new(SNAPSHOT_RECEIVE_INFLIGHTS, G, "Total number of inflight snapshot receives").labeled(),
+    Metric::new(SNAPSHOT_RECEIVE_SECONDS, H(snapshot_transfer_buckets), "Total latency distributions of v3 snapshot receives").unit(SECONDS).labeled(),
     Metric::new(CLIENT_GRPC_SENT_BYTES, C, "The total number of bytes sent to grpc clients.").unit(BYTES),
     Metric::new(CLIENT_GRPC_RECEIVED_BYTES, C, "The total number of bytes received from grpc clients.").unit(BYTES),
     Metric::new(GRPC_STARTED, C, "Total number of RPCs started on the server.").labeled(),

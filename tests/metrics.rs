@@ -143,7 +143,7 @@ async fn a_fresh_server_exports_every_metric_from_the_first_scrape() {
     let exported = exported_names(&first);
     for m in ballast::metrics::METRICS {
         // As etcd, the peer series appear once there are peers.
-        if !m.name.starts_with("etcd_network_peer_") {
+        if !m.name.starts_with("etcd_network_") || m.name.starts_with("etcd_network_client_") {
             assert!(exported.contains(m.name), "missing {} in the first scrape:\n{first}", m.name);
         }
     }

@@ -16,6 +16,8 @@
 //!   them to the driver on their own bounded queue (`INBOUND_QUEUE_CAPACITY_MSGS`, not the
 //!   clients' queue: client load cannot starve raft traffic). The driver steps them into the
 //!   core (`raft/driver.rs`).
+//! * `prober` — round-trip times to each peer (etcd's prober); `stats` — etcd's peer network
+//!   metrics (`etcd_network_*`).
 //! * `dial` — dialling a peer URL, `https://` with rustls (the `--peer-*` TLS flags).
 //! * `forward` — calls a follower makes on the leader (lease renewals and TimeToLive, as
 //!   etcd's follower forwards them over its peer HTTP API).
@@ -30,9 +32,11 @@ pub mod dial;
 pub mod forward;
 pub mod members;
 pub mod outbox;
+pub mod prober;
 pub mod sender;
 pub mod server;
 pub mod snapshot;
+pub mod stats;
 
 use std::time::Duration;
 

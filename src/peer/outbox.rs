@@ -63,6 +63,7 @@ impl Outbox {
                 }
             };
             if full {
+                super::stats::sent_failure(&super::stats::id(to));
                 self.warn_dropped(to, kind);
                 undelivered.push(Undelivered { to, snapshot: kind == MessageType::MsgSnapshot });
             }

@@ -11,6 +11,7 @@ use std::time::Duration;
 use futures_util::Stream;
 use raft::eraftpb::Message;
 
+use super::stats::Outgoing;
 use super::{Identity, Inbound, CLUSTER_ID_MISMATCH, MAX_BATCH_BYTES, RECONNECT_BACKOFF_MAX, RECONNECT_BACKOFF_MIN};
 use crate::log;
 use crate::proto::ballastpeerpb::{peer_client::PeerClient, MessageBatch};
@@ -29,13 +30,20 @@ pub struct Sender {
 }
 
 impl Sender {
-    /// Runs until the task is aborted (the member was removed).
+    /// Runs until the task is aborted (the member was removed), with the peer's prober beside it.
     pub async fn run(self) {
+        let prober = super::prober::Prober { peer: self.peer, urls: self.urls.clone(), tls: self.tls.clone() };
+        futures_util::future::join(self.stream(), prober.run()).await;
+    }
+
+    async fn stream(self) {
         let mut failures = 0u32;
         let mut url_index = 0;
+        let mut stats = Outgoing::new(self.me.member_id, self.peer);
         loop {
             let url = &self.urls[url_index % self.urls.len().max(1)];
-            let ended = self.stream_to(url, failures == 0).await;
+            let ended = self.stream_to(url, failures == 0, &mut stats).await;
+            stats.deactivate();
             // Anything queued while the stream was down is stale.
             self.queue.drain().count();
             let _ = self.inbound.try_send(Inbound::Unreachable(self.peer));
@@ -64,16 +72,17 @@ impl Sender {
     }
 
     /// Dials `url` and streams until the stream ends.
-    async fn stream_to(&self, url: &str, log_open: bool) -> Ended {
+    async fn stream_to(&self, url: &str, log_open: bool, stats: &mut Outgoing) -> Ended {
         let channel = match super::dial::connect(url, self.tls.clone()).await {
             Ok(c) => c,
             Err(e) => return Ended::DialFailed(e),
         };
+        stats.activate();
         let mut client = PeerClient::new(channel).max_encoding_message_size(usize::MAX).max_decoding_message_size(usize::MAX);
         if log_open {
             log::info("established TCP streaming connection with remote peer", &[("remote-peer-id", format!("{:x}", self.peer))]);
         }
-        match client.stream(batches(self.me, self.peer, self.queue.clone())).await {
+        match client.stream(batches(self.me, self.peer, self.queue.clone(), stats.sent_bytes())).await {
             Ok(_) => Ended::Broken("the peer ended the stream".into()),
             Err(status) if status.code() == tonic::Code::FailedPrecondition => Ended::Refused(status),
             Err(status) => Ended::Broken(status.to_string()),
@@ -106,11 +115,11 @@ enum Ended {
 
 /// The stream's batches: an empty one first (so the peer checks who we are at once), then
 /// everything queued at each poll, up to `MAX_BATCH_BYTES`.
-fn batches(me: Identity, to: u64, queue: flume::Receiver<Message>) -> impl Stream<Item = MessageBatch> + Send + 'static {
+fn batches(me: Identity, to: u64, queue: flume::Receiver<Message>, sent_bytes: metrics::Counter) -> impl Stream<Item = MessageBatch> + Send + 'static {
     let header = move |messages| MessageBatch { cluster_id: me.cluster_id, from: me.member_id, to, messages };
-    futures_util::stream::unfold((queue, true), move |(queue, first)| async move {
+    futures_util::stream::unfold((queue, true, sent_bytes), move |(queue, first, sent_bytes)| async move {
         if first {
-            return Some((header(Vec::new()), (queue, false)));
+            return Some((header(Vec::new()), (queue, false, sent_bytes)));
         }
         let m = queue.recv_async().await.ok()?;
         let mut bytes = 0;
@@ -124,7 +133,8 @@ fn batches(me: Identity, to: u64, queue: flume::Receiver<Message>) -> impl Strea
                 next = queue.try_recv().ok();
             }
         }
-        Some((header(messages), (queue, false)))
+        sent_bytes.increment(bytes as u64);
+        Some((header(messages), (queue, false, sent_bytes)))
     })
 }
 

@@ -16,6 +16,7 @@ use futures_util::StreamExt;
 use raft::eraftpb::Message;
 use tonic::{Request, Response, Status, Streaming};
 
+use super::stats;
 use super::{Identity, Inbound, CLUSTER_ID_MISMATCH, MAX_BATCH_DECODE_BYTES, MEMBER_REMOVED, TO_FIELD_MISMATCH};
 use crate::log;
 
@@ -23,7 +24,7 @@ use crate::log;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 use crate::proto::ballastpeerpb::peer_server::{Peer, PeerServer};
 use crate::proto::ballastpeerpb::{
-    LeaseRenewRequest, LeaseRenewResponse, LeaseTtlRequest, LeaseTtlResponse, MembersRequest, MembersResponse, MessageBatch, PeerMember, PromoteRequest, SnapshotRequest, StreamEnd,
+    LeaseRenewRequest, LeaseRenewResponse, LeaseTtlRequest, LeaseTtlResponse, MembersRequest, MembersResponse, MessageBatch, PeerMember, ProbeRequest, ProbeResponse, PromoteRequest, SnapshotRequest, StreamEnd,
 };
 
 /// etcd's lease.ErrNotPrimary, as a forwarded lease call's answer from a member not leading.
@@ -44,9 +45,16 @@ impl Peer for PeerService {
     async fn stream(&self, request: Request<Streaming<MessageBatch>>) -> Result<Response<StreamEnd>, Status> {
         let mut batches = request.into_inner();
         while let Some(batch) = batches.message().await? {
-            self.check(&batch)?;
+            if let Err(refused) = self.check(&batch) {
+                stats::receive_failure(batch.from);
+                return Err(refused);
+            }
+            stats::received(batch.from, batch.messages.iter().map(Vec::len).sum());
             for bytes in batch.messages {
-                let m: Message = protobuf::Message::parse_from_bytes(&bytes).map_err(|e| Status::invalid_argument(format!("undecodable raft message: {e}")))?;
+                let m: Message = protobuf::Message::parse_from_bytes(&bytes).map_err(|e| {
+                    stats::receive_failure(batch.from);
+                    Status::invalid_argument(format!("undecodable raft message: {e}"))
+                })?;
                 if self.inbound.send_async(Inbound::Message(m)).await.is_err() {
                     return Err(Status::unavailable("server stopped"));
                 }
@@ -62,7 +70,7 @@ impl Peer for PeerService {
         self.check(&MessageBatch { cluster_id: req.cluster_id, from: req.from, to: self.me.member_id, messages: Vec::new() })?;
         let d = crate::snapshot::descriptor::Descriptor::decode(&req.descriptor).map_err(Status::invalid_argument)?;
         log::info("sending a snapshot's files", &[("to", format!("{:x}", req.from)), ("index", d.index.to_string())]);
-        Ok(Response::new(super::snapshot::serve(self.snap_dir.clone(), d).await?))
+        Ok(Response::new(super::snapshot::serve(self.snap_dir.clone(), d, req.from).await?))
     }
 
     async fn members(&self, _: Request<MembersRequest>) -> Result<Response<MembersResponse>, Status> {
@@ -74,6 +82,10 @@ impl Peer for PeerService {
     async fn member_promote(&self, request: Request<PromoteRequest>) -> Result<Response<MembersResponse>, Status> {
         let members = (self.promote)(request.into_inner().id).await?;
         Ok(Response::new(MembersResponse { cluster_id: self.me.cluster_id, members: list(&members), initial_members: Vec::new() }))
+    }
+
+    async fn probe(&self, _: Request<ProbeRequest>) -> Result<Response<ProbeResponse>, Status> {
+        Ok(Response::new(ProbeResponse {}))
     }
 
     async fn lease_renew(&self, request: Request<LeaseRenewRequest>) -> Result<Response<LeaseRenewResponse>, Status> {

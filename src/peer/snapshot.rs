@@ -13,6 +13,7 @@ use std::sync::Arc;
 use futures_util::Stream;
 use tonic::{Status, Streaming};
 
+use super::stats::Transfer;
 use super::Identity;
 use crate::proto::ballastpeerpb::peer_client::PeerClient;
 use crate::proto::ballastpeerpb::{SnapshotChunk, SnapshotRequest};
@@ -25,13 +26,14 @@ const CHUNKS_AHEAD: usize = 4;
 
 pub type ChunkStream = Pin<Box<dyn Stream<Item = Result<SnapshotChunk, Status>> + Send>>;
 
-/// The sender's stream for descriptor `d` in `snap_dir`.
-pub async fn serve(snap_dir: PathBuf, d: Descriptor) -> Result<ChunkStream, Status> {
+/// The sender's stream for descriptor `d` in `snap_dir`, to member `to`.
+pub async fn serve(snap_dir: PathBuf, d: Descriptor, to: u64) -> Result<ChunkStream, Status> {
     let opened = tokio::task::spawn_blocking(move || Served::open(&snap_dir, &d)).await.map_err(|e| Status::internal(e.to_string()))?;
     let served = Arc::new(opened.map_err(Status::failed_precondition)?);
     let listing = serde_json::to_vec(served.listing()).map_err(|e| Status::internal(e.to_string()))?;
     let (tx, rx) = flume::bounded(CHUNKS_AHEAD);
     tokio::spawn(async move {
+        let transfer = Transfer::send(to); // dropped unfinished: a failed send
         if tx.send_async(Ok(SnapshotChunk { listing, ..Default::default() })).await.is_err() {
             return;
         }
@@ -59,6 +61,7 @@ pub async fn serve(snap_dir: PathBuf, d: Descriptor) -> Result<ChunkStream, Stat
                 offset += size;
             }
         }
+        transfer.done(true);
     });
     Ok(Box::pin(rx.into_stream()))
 }
@@ -89,14 +92,17 @@ impl Source for Remote {
     }
 }
 
-/// Fetches the snapshot `d` names from the member at `url` into `snap_dir`'s staging
+/// Fetches the snapshot `d` names from member `from` at `url` into `snap_dir`'s staging
 /// directory (blocking: run it on a thread of its own). Returns the sender's manifest.
-pub fn fetch(url: String, tls: Option<Arc<rustls::ClientConfig>>, me: Identity, d: Descriptor, snap_dir: PathBuf) -> Result<Manifest, String> {
+pub fn fetch(from: u64, url: String, tls: Option<Arc<rustls::ClientConfig>>, me: Identity, d: Descriptor, snap_dir: PathBuf) -> Result<Manifest, String> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| format!("cannot start a runtime: {e}"))?;
-    rt.block_on(async move {
+    let transfer = Transfer::receive(from);
+    let fetched = rt.block_on(async move {
         let channel = super::dial::connect(&url, tls).await?;
         let client = PeerClient::new(channel).max_decoding_message_size(2 * CHUNK_BYTES);
         let mut source = Remote { client, me, chunks: None };
         crate::snapshot::fetch::fetch(&mut source, &d, &snap_dir).await
-    })
+    });
+    transfer.done(fetched.is_ok());
+    fetched
 }

@@ -548,7 +548,7 @@ fn snapshot_fetcher(me: crate::peer::Identity, membership: crate::cluster::Membe
         let tls = tls.clone();
         let spawned = std::thread::Builder::new().name("snapshot-fetch".into()).spawn(move || {
             let result = match url {
-                Some(url) => crate::peer::snapshot::fetch(url, tls, me, d, snap_dir),
+                Some(url) => crate::peer::snapshot::fetch(from, url, tls, me, d, snap_dir),
                 None => Err(format!("member {from:x} is not in the member list")),
             };
             let _ = tx.send(result);
