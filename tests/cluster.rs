@@ -5,11 +5,14 @@
 //! installing its snapshot over the peer transport, and a member of another cluster refused.
 
 mod common;
+#[path = "common/certs.rs"]
+mod certs;
 #[path = "common/cluster.rs"]
 mod cluster;
 
 use std::time::{Duration, Instant};
 
+use certs::{Ca, Leaf};
 use cluster::{Cluster, READY_TIMEOUT};
 
 /// A new leader must be elected within this (election timeout 1 s, randomized up to 2 s, and
@@ -350,34 +353,40 @@ async fn futures_join(tasks: Vec<tokio::task::JoinHandle<()>>) -> usize {
     ok
 }
 
-/// A CA certificate file and a certificate and key it signed for 127.0.0.1 (server and client
-/// authentication), written under `dir`: (ca, cert, key).
-fn peer_certs(dir: &std::path::Path, name: &str) -> (String, String, String) {
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.distinguished_name.push(rcgen::DnType::CommonName, format!("{name} test CA"));
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::DigitalSignature];
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let mut params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()]).unwrap();
-    params.distinguished_name.push(rcgen::DnType::CommonName, format!("{name} peer"));
-    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth, rcgen::ExtendedKeyUsagePurpose::ClientAuth];
-    let key = rcgen::KeyPair::generate().unwrap();
-    let cert = params.signed_by(&key, &rcgen::Issuer::from_params(&ca_params, &ca_key)).unwrap();
-    let files = [(format!("{name}-ca.pem"), ca.pem()), (format!("{name}-peer.pem"), cert.pem()), (format!("{name}-peer-key.pem"), key.serialize_pem())];
-    let paths: Vec<String> = files
-        .iter()
-        .map(|(file, pem)| {
-            let path = dir.join(file);
-            std::fs::write(&path, pem).unwrap();
-            path.to_str().unwrap().to_string()
-        })
-        .collect();
-    (paths[0].clone(), paths[1].clone(), paths[2].clone())
+/// Mutual peer TLS with `ca` and `leaf`.
+fn peer_tls_flags(ca: &Ca, leaf: &Leaf) -> Vec<String> {
+    ["--peer-trusted-ca-file", ca.ca(), "--peer-cert-file", leaf.cert(), "--peer-key-file", leaf.key(), "--peer-client-cert-auth"].iter().map(|s| s.to_string()).collect()
 }
 
-fn peer_tls_flags((ca, cert, key): &(String, String, String)) -> Vec<String> {
-    ["--peer-trusted-ca-file", ca, "--peer-cert-file", cert, "--peer-key-file", key, "--peer-client-cert-auth"].iter().map(|s| s.to_string()).collect()
+/// Starts `c`'s members with `https://` peer URLs and `c.extra`, and waits for a leader.
+fn start_secure(c: &mut Cluster) -> usize {
+    for m in &mut c.members {
+        m.peer_scheme = "https";
+    }
+    for i in 0..c.members.len() {
+        c.spawn(i);
+    }
+    for m in &mut c.members {
+        m.wait_ready(READY_TIMEOUT);
+    }
+    c.wait_leader(ELECTION_BOUND)
+}
+
+/// Starts a member outside `c` that claims a place in its configuration over `https://` with
+/// `flags`, and waits (bounded) until some member's log shows its handshake refused with
+/// `error`; the outsider never serves.
+fn assert_refused_at_handshake(c: &Cluster, name: &str, flags: &[String], error: &str) {
+    let mut rogue = c.outsider(name);
+    rogue.peer_scheme = "https";
+    let initial = format!("{},{name}={}", c.initial_cluster(), rogue.peer_url());
+    rogue.spawn(&initial, "ballast-test-cluster", flags);
+    let refused = |m: &cluster::Member| m.log().lines().any(|l| l.contains("rejected connection on peer endpoint") && l.contains(error));
+    let deadline = Instant::now() + READY_TIMEOUT;
+    while !c.members.iter().any(refused) {
+        assert!(Instant::now() < deadline, "no member refused {name} with {error:?}: {}", c.members[0].log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(!rogue.log().contains("ready to serve client requests"), "{}", rogue.log());
 }
 
 /// Peer TLS (https:// peer URLs, mutual TLS with --peer-client-cert-auth): the cluster serves as
@@ -385,17 +394,9 @@ fn peer_tls_flags((ca, cert, key): &(String, String, String)) -> Vec<String> {
 #[test]
 fn peer_tls_cluster_serves_and_refuses_an_untrusted_member() {
     let mut c = Cluster::unstarted(3, "ballast-test-cluster");
-    for m in &mut c.members {
-        m.peer_scheme = "https";
-    }
-    c.extra = peer_tls_flags(&peer_certs(c.dir(), "good"));
-    for i in 0..3 {
-        c.spawn(i);
-    }
-    for m in &mut c.members {
-        m.wait_ready(READY_TIMEOUT);
-    }
-    let leader = c.wait_leader(ELECTION_BOUND);
+    let ca = Ca::new(c.dir(), "good");
+    c.extra = peer_tls_flags(&ca, &ca.leaf("member", 1));
+    let leader = start_secure(&mut c);
     assert!(c.members[0].log().contains("serving peer traffic securely"), "{}", c.members[0].log());
     c.members[follower_of(&c, leader)].ctl(&["put", "secure", "yes"]);
     for m in &c.members {
@@ -403,18 +404,46 @@ fn peer_tls_cluster_serves_and_refuses_an_untrusted_member() {
     }
 
     // The same cluster's configuration, a certificate from another CA.
-    let mut rogue = c.outsider("rogue");
-    rogue.peer_scheme = "https";
-    let initial = format!("{},rogue={}", c.initial_cluster(), rogue.peer_url());
-    rogue.spawn(&initial, "ballast-test-cluster", &peer_tls_flags(&peer_certs(c.dir(), "bad")));
-    let deadline = Instant::now() + READY_TIMEOUT;
-    while !c.members.iter().any(|m| m.log().contains("rejected connection on peer endpoint")) {
-        assert!(Instant::now() < deadline, "no member rejected the untrusted certificate");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    assert!(!rogue.log().contains("ready to serve client requests"), "{}", rogue.log());
+    let bad = Ca::new(c.dir(), "bad");
+    assert_refused_at_handshake(&c, "rogue", &peer_tls_flags(&bad, &bad.leaf("member", 1)), "Unknown");
     c.members[leader].ctl(&["put", "still", "ok"]);
     assert_eq!(c.members[follower_of(&c, leader)].ctl(&["get", "still", "--print-value-only"]), "ok\n");
+}
+
+/// --peer-cert-allowed-cn and --peer-crl-file: a certificate of the cluster's CA with another
+/// common name, or a revoked one, is refused at the handshake with etcd's error (or the
+/// revocation); the members' own certificates serve.
+#[test]
+fn peer_certificates_need_the_allowed_common_name_and_must_not_be_revoked() {
+    let mut c = Cluster::unstarted(3, "ballast-test-cluster");
+    let ca = Ca::new(c.dir(), "main");
+    let crl = ca.crl(&[66]);
+    c.extra = peer_tls_flags(&ca, &ca.leaf("member", 1));
+    c.extra.extend(["--peer-cert-allowed-cn".to_string(), "member".into(), "--peer-crl-file".into(), crl.to_str().unwrap().into()]);
+    let leader = start_secure(&mut c);
+    c.members[leader].ctl(&["put", "cn", "ok"]);
+    assert_refused_at_handshake(&c, "other-cn", &peer_tls_flags(&ca, &ca.leaf("intruder", 2)), "client certificate authentication failed");
+    let revoked = Leaf { cert: c.dir().join("revoked.pem"), key: c.dir().join("revoked-key.pem") };
+    let leaf = ca.leaf("member", 66);
+    std::fs::rename(&leaf.cert, &revoked.cert).unwrap();
+    std::fs::rename(&leaf.key, &revoked.key).unwrap();
+    assert_refused_at_handshake(&c, "revoked", &peer_tls_flags(&ca, &revoked), "Revoked");
+    assert_eq!(c.members[follower_of(&c, leader)].ctl(&["get", "cn", "--print-value-only"]), "ok\n");
+}
+
+/// --peer-auto-tls: each member makes its own self-signed certificate under its data dir and
+/// the members talk over TLS without a CA.
+#[test]
+fn peer_auto_tls_cluster_serves() {
+    let mut c = Cluster::unstarted(3, "ballast-test-cluster");
+    c.extra = vec!["--peer-auto-tls".into()];
+    let leader = start_secure(&mut c);
+    assert!(c.members[0].log().contains("serving peer traffic securely"), "{}", c.members[0].log());
+    c.members[follower_of(&c, leader)].ctl(&["put", "auto", "tls"]);
+    for m in &c.members {
+        assert_eq!(m.ctl(&["get", "auto", "--print-value-only"]), "tls\n", "on {}", m.name);
+        assert!(m.data_dir.join("fixtures/peer/cert.pem").exists(), "{}", m.data_dir.display());
+    }
 }
 
 /// Keys written while a follower is down, one at a time (so one raft entry each: concurrent

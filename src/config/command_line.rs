@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::flags::{env_key, lookup, Spec, Ty, BALLAST_ONLY, PEER_TLS};
+use super::flags::{env_key, lookup, Spec, Ty, BALLAST_ONLY};
 use super::url::parse_urls;
 use super::values::{check_value, parse_go_int, parse_go_uint};
 use super::{finish_paths_and_cluster, quota_from_i64, Config, TlsFlags, ConfigError, DEFAULT_WAL_SEGMENT_BYTES, MIN_WAL_SEGMENT_BYTES};
@@ -109,10 +109,6 @@ pub(super) fn scan_command_line(args: &[String]) -> Result<Scan, ConfigError> {
 }
 
 fn unimplemented_warning(flags: &FlagValues, name: &str) -> String {
-    if PEER_TLS.contains(&name) {
-        let given = if flags.from_env.contains(name) { format!("environment variable {} (flag --{})", env_key(name), name) } else { format!("flag --{}", name) };
-        return format!("{} is checked but not used: the peer transport does not implement it yet", given);
-    }
     if flags.from_env.contains(name) {
         format!(
             "environment variable {} (flag --{}) is not implemented by ballast yet; ignored",
@@ -254,7 +250,7 @@ fn tls_flags(flags: &FlagValues, c: &mut Config) {
         crl_file: text("peer-crl-file"),
         auto_tls: on("peer-auto-tls"),
         allowed_cns: list("peer-cert-allowed-cn"),
-        allowed_hostnames: Vec::new(),
+        allowed_hostnames: list("peer-cert-allowed-hostname"),
     };
     c.cipher_suites = list("cipher-suites");
     if let Some(v) = flags.get("tls-min-version") {

@@ -141,17 +141,17 @@ pub(super) static FLAGS: &[Spec] = &[
     etcd("client-cert-file", Ty::Str),
     etcd("client-key-file", Ty::Str),
     ours("client-cert-allowed-hostname", Ty::Strings, "", "Allowed TLS hostname for client cert authentication."),
-    // peer TLS: those in PEER_TLS are read and checked but not used yet
+    // peer TLS
     ours("peer-cert-file", Ty::Str, "", "Path to the peer server TLS cert file."),
     ours("peer-key-file", Ty::Str, "", "Path to the peer server TLS key file."),
     etcd("peer-client-cert-file", Ty::Str),
     etcd("peer-client-key-file", Ty::Str),
     ours("peer-client-cert-auth", Ty::Bool, "false", "Enable peer client cert authentication."),
     ours("peer-trusted-ca-file", Ty::Str, "", "Path to the peer server TLS trusted CA file."),
-    etcd("peer-auto-tls", Ty::Bool),
-    etcd("peer-crl-file", Ty::Str),
-    etcd("peer-cert-allowed-cn", Ty::Strings),
-    etcd("peer-cert-allowed-hostname", Ty::Strings),
+    ours("peer-auto-tls", Ty::Bool, "false", "Peer TLS using generated certificates"),
+    ours("peer-crl-file", Ty::Str, "", "Path to the peer certificate revocation list file."),
+    ours("peer-cert-allowed-cn", Ty::Strings, "", "Allowed CN for inter peer authentication."),
+    ours("peer-cert-allowed-hostname", Ty::Strings, "", "Allowed TLS hostname for inter peer authentication."),
     etcd("experimental-peer-skip-client-san-verification", Ty::Bool),
     etcd("cors", Ty::UrlsOrStar),
     etcd("host-whitelist", Ty::Strings),
@@ -206,14 +206,6 @@ pub(super) static FLAGS: &[Spec] = &[
     etcd("vv", Ty::Ignored),
     etcd("test.coverprofile", Ty::Ignored),
     etcd("test.outputdir", Ty::Ignored),
-];
-
-/// Peer TLS flags read into `Config::peer_tls` and checked at start as etcd checks them, but
-/// not used by the peer transport yet (their warning says so).
-pub(super) const PEER_TLS: &[&str] = &[
-    "peer-crl-file",
-    "peer-auto-tls",
-    "peer-cert-allowed-cn",
 ];
 
 /// Flags that are ballast's own invention: etcd has no opinion on them, so

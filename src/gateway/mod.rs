@@ -191,7 +191,7 @@ async fn serve(gateway: Arc<Gateway>, req: Request<Body>) -> Response<Body> {
             // The body first (bounded): an HTTP/2 stream answered before its request body
             // ended is reset, and curl then reports a framing error instead of the answer.
             let _ = read_body(body, gateway.max_body_bytes()).await;
-            return refusal;
+            return *refusal;
         }
     };
     let meta = call::metadata(&parts.headers);
@@ -203,9 +203,9 @@ async fn serve(gateway: Arc<Gateway>, req: Request<Body>) -> Response<Body> {
 
 /// The route a request calls, or the answer it gets without a call (refused, redirected,
 /// unknown path, wrong method, CORS preflight).
-fn route_or_refusal(gateway: &Gateway, req: &http::request::Parts) -> Result<&'static Route, Response<Body>> {
+fn route_or_refusal(gateway: &Gateway, req: &http::request::Parts) -> Result<&'static Route, Box<Response<Body>>> {
     if gateway.refuses_common_name(req) {
-        return Err(text(StatusCode::BAD_REQUEST, "CommonName of client sending a request against gateway will be ignored and not used as expected"));
+        return Err(Box::new(text(StatusCode::BAD_REQUEST, "CommonName of client sending a request against gateway will be ignored and not used as expected")));
     }
     let path = req.uri.path();
     let rest = path.strip_prefix("/v3/").or_else(|| path.strip_prefix("/v3beta/")).unwrap_or("");
@@ -213,14 +213,14 @@ fn route_or_refusal(gateway: &Gateway, req: &http::request::Parts) -> Result<&'s
     // the clean one.
     let clean = clean_path(&format!("/v3/{rest}"));
     if clean != format!("/v3/{rest}") {
-        return Err(redirect(&clean, req.uri.query()));
+        return Err(Box::new(redirect(&clean, req.uri.query())));
     }
     if req.method == http::Method::OPTIONS {
-        return Err(Response::new(Body::empty()));
+        return Err(Box::new(Response::new(Body::empty())));
     }
-    let Some(route) = route(rest) else { return Err(text(StatusCode::NOT_FOUND, "Not Found")) };
+    let Some(route) = route(rest) else { return Err(Box::new(text(StatusCode::NOT_FOUND, "Not Found"))) };
     if req.method != http::Method::POST {
-        return Err(text(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed"));
+        return Err(Box::new(text(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed")));
     }
     Ok(route)
 }

@@ -167,7 +167,7 @@ pub fn bind_all(urls: &[String], tls_configured: bool) -> Result<Vec<(TcpListene
         let (addr, secure) = match (url.strip_prefix("http://"), url.strip_prefix("https://")) {
             (Some(rest), _) => (rest.trim_end_matches('/'), false),
             (_, Some(_)) if !tls_configured => {
-                return Err(format!("listen url {url}: an https:// peer URL needs --peer-cert-file and --peer-key-file (--peer-auto-tls is not supported yet)"))
+                return Err(format!("listen url {url}: an https:// peer URL needs --peer-cert-file and --peer-key-file, or --peer-auto-tls"))
             }
             (_, Some(rest)) => (rest.trim_end_matches('/'), true),
             _ => return Err(format!("listen url {url}: peer URLs must be http:// or https://")),

@@ -6,7 +6,8 @@
 //! * `Reloading<T>`: what a loader made of some files, made again when one of them changed. A
 //!   handshake looks at the files' modification time, size and inode at most once a second
 //!   (`CHECK_EVERY`), so it costs a lock and a clock reading.
-//! * `ReloadingCert`: the server certificate and key (a rustls `ResolvesServerCert`).
+//! * `ReloadingCert`: the server certificate and key (a rustls `ResolvesServerCert`), also a
+//!   peer's client certificate (`ResolvesClientCert`).
 //! * `ReloadingCrl`: the client certificate verifier of the CA and the CRL file (a rustls
 //!   `ClientCertVerifier`); the CA file is read once, as etcd's.
 //!
@@ -105,6 +106,17 @@ pub struct ReloadingCert(pub Reloading<Arc<CertifiedKey>>);
 impl ResolvesServerCert for ReloadingCert {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         Some(self.0.current())
+    }
+}
+
+/// The same as the certificate a member dials its peers with.
+impl rustls::client::ResolvesClientCert for ReloadingCert {
+    fn resolve(&self, _root_hint_subjects: &[&[u8]], _sigschemes: &[SignatureScheme]) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.current())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
     }
 }
 

@@ -8,7 +8,7 @@
 //! listeners;
 //! dropping the front end's handles then stops the raft core and the shards in turn.
 
-pub mod allowed_hostname;
+pub mod allowed_names;
 pub mod cert_reload;
 pub mod codec;
 pub mod front_end;

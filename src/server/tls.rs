@@ -13,7 +13,8 @@
 //!   RequireAndVerifyClientCert`) require a client certificate signed by the CA file's
 //!   certificates (the system's roots without a CA file, as Go's nil `ClientCAs`);
 //!   `--client-crl-file` refuses revoked ones during the handshake;
-//!   `--client-cert-allowed-hostname` requires one of its names (`allowed_hostname.rs`).
+//!   `--client-cert-allowed-hostname` requires one of its names, `--peer-cert-allowed-hostname`
+//!   and `--peer-cert-allowed-cn` likewise on the peer listener (`allowed_names.rs`).
 //! * `--auto-tls` without certificate and key: `self_cert.rs`. As in etcd, the generated
 //!   certificate replaces all client TLS settings (no client certificates are asked for).
 //! * ALPN offers `h2` and `http/1.1`: gRPC, and HTTP/1.1 for /health, /metrics and the rest.
@@ -35,7 +36,7 @@ use rustls::server::WebPkiClientVerifier;
 use rustls::sign::CertifiedKey;
 use rustls::{RootCertStore, ServerConfig, SupportedCipherSuite};
 
-use super::allowed_hostname::AllowedHostname;
+use super::allowed_names::AllowedNames;
 use super::cert_reload::{Loader, Reloading, ReloadingCert, ReloadingCrl};
 use super::self_cert;
 use crate::config::{tls_version, Config, TlsFlags};
@@ -159,7 +160,7 @@ pub fn client_config(cfg: &Config) -> Result<Option<Arc<ServerConfig>>, String> 
     if !info.crl_file.is_empty() && !requires_client_cert(&info) {
         log::warn("--client-crl-file has no effect: no client certificates are asked for (no --client-cert-auth or --trusted-ca-file)", &[]);
     }
-    let config = server_config(&info, tls12, &cfg.tls_min_version, &cfg.tls_max_version)?;
+    let config = server_config(&info, tls12, &cfg.tls_min_version, &cfg.tls_max_version, Side::Client)?;
     log::info(
         "starting with client TLS",
         &[
@@ -172,26 +173,57 @@ pub fn client_config(cfg: &Config) -> Result<Option<Arc<ServerConfig>>, String> 
 }
 
 /// The peer listeners' TLS (etcd's configurePeerListeners): None when no --listen-peer-urls
-/// is `https://`, or with --peer-auto-tls alone (not built yet: the peer listener then refuses
-/// `https://` once the cluster has several members).
+/// is `https://`.
 pub fn peer_server_config(cfg: &Config) -> Result<Option<Arc<ServerConfig>>, String> {
-    let info = &cfg.peer_tls;
-    if !cfg.listen_peer_urls.iter().any(|u| u.starts_with("https://")) || info.is_empty() {
+    if !cfg.listen_peer_urls.iter().any(|u| u.starts_with("https://")) {
         return Ok(None);
     }
-    let config = server_config(info, None, &cfg.tls_min_version, &cfg.tls_max_version)?;
-    log::info("starting with peer TLS", &[("tls-info", tls_info_text(info)), ("client-cert-required", requires_client_cert(info).to_string())]);
+    let Some((info, _)) = peer_tls_info(cfg)? else { return Ok(None) };
+    let config = server_config(&info, None, &cfg.tls_min_version, &cfg.tls_max_version, Side::Peer)?;
+    log::info("starting with peer TLS", &[("tls-info", tls_info_text(&info)), ("client-cert-required", requires_client_cert(&info).to_string())]);
     Ok(Some(Arc::new(config)))
 }
 
-/// How this member dials `https://` peers (etcd's peer transport TLSInfo.ClientConfig): the peer
-/// certificate and key as client certificate, --peer-trusted-ca-file's certificates (the
-/// system's roots without one) to verify the peer. None without --peer-cert-file/--peer-key-file.
-pub fn peer_client_config(cfg: &Config) -> Result<Option<Arc<rustls::ClientConfig>>, String> {
+/// The peer TLS settings in force, and whether they are --peer-auto-tls's self-signed
+/// certificate (etcd's PeerSelfCert: made in `<data-dir>/fixtures/peer` for the
+/// --listen-peer-urls hosts; it replaces every other peer TLS setting, and peers dialled with it
+/// are not verified, as etcd's selfCert). None: no peer TLS.
+fn peer_tls_info(cfg: &Config) -> Result<Option<(TlsFlags, bool)>, String> {
     let info = &cfg.peer_tls;
-    if info.is_empty() {
-        return Ok(None);
+    if !info.auto_tls {
+        return Ok((!info.is_empty()).then(|| (info.clone(), false)));
     }
+    if !info.is_empty() {
+        log::warn("ignoring peer auto TLS since certs given", &[]);
+        return Ok(Some((info.clone(), false)));
+    }
+    let hosts = cfg.listen_peer_urls.iter().filter_map(|u| url_host(u)).collect();
+    let dir = cfg.data_dir.join("fixtures").join("peer");
+    let (cert, key) = self_cert::ensure(&dir, hosts, cfg.self_signed_cert_validity_years).map_err(|e| format!("failed to get peer self-signed certs: {e}"))?;
+    Ok(Some((TlsFlags { cert_file: cert, key_file: key, ..TlsFlags::default() }, true)))
+}
+
+/// How this member dials `https://` peers (etcd's peer transport TLSInfo.ClientConfig): the peer
+/// certificate and key as client certificate (read again when they change), --peer-trusted-ca-file's
+/// certificates (the system's roots without one) to verify the peer, or no verification with
+/// --peer-auto-tls's certificate. None without peer TLS settings.
+pub fn peer_client_config(cfg: &Config) -> Result<Option<Arc<rustls::ClientConfig>>, String> {
+    let Some((info, self_signed)) = peer_tls_info(cfg)? else { return Ok(None) };
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let versions = protocol_versions(&provider, &cfg.tls_min_version, &cfg.tls_max_version)?;
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone()).with_protocol_versions(&versions).map_err(|e| format!("tls: {e}"))?;
+    let builder = if self_signed {
+        builder.dangerous().with_custom_certificate_verifier(Arc::new(self_cert::Unverified(provider.clone())))
+    } else {
+        builder.with_root_certificates(peer_roots(&info)?)
+    };
+    let mut config = builder.with_client_cert_resolver(Arc::new(reloading_cert(&info, provider, Side::Peer)?));
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(Some(Arc::new(config)))
+}
+
+/// The certificates a dialled peer's must chain to: --peer-trusted-ca-file's, or the system's.
+fn peer_roots(info: &TlsFlags) -> Result<RootCertStore, String> {
     let mut roots = RootCertStore::empty();
     if info.trusted_ca_file.is_empty() {
         roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
@@ -200,14 +232,7 @@ pub fn peer_client_config(cfg: &Config) -> Result<Option<Arc<rustls::ClientConfi
             roots.add(cert).map_err(|e| format!("tls: {e}"))?;
         }
     }
-    let versions = protocol_versions(&rustls::crypto::ring::default_provider(), &cfg.tls_min_version, &cfg.tls_max_version)?;
-    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_protocol_versions(&versions)
-        .map_err(|e| format!("tls: {e}"))?
-        .with_root_certificates(roots);
-    let mut config = builder.with_client_auth_cert(load_certs(&info.cert_file, "certificate")?, load_key(&info.key_file)?).map_err(|e| format!("tls: {e}"))?;
-    config.alpn_protocols = vec![b"h2".to_vec()];
-    Ok(Some(Arc::new(config)))
+    Ok(roots)
 }
 
 /// etcd's configurePeerListeners, as far as it applies at start: an `https://` peer URL
@@ -216,14 +241,14 @@ pub fn peer_client_config(cfg: &Config) -> Result<Option<Arc<rustls::ClientConfi
 fn check_peer_flags(cfg: &Config) -> Result<(), String> {
     let info = &cfg.peer_tls;
     if info.auto_tls && info.is_empty() {
-        return Ok(()); // etcd would generate the peer certificate here; nothing uses it yet
+        return Ok(()); // `peer_tls_info` makes the certificate
     }
     for url in cfg.listen_peer_urls.iter().filter(|u| u.starts_with("https://")) {
         if info.is_empty() {
             let addr = url_host(url).unwrap_or_default();
             return Err(format!("cannot listen on TLS for {addr}: KeyFile and CertFile are not presented"));
         }
-        server_config(info, None, &cfg.tls_min_version, &cfg.tls_max_version)?;
+        server_config(info, None, &cfg.tls_min_version, &cfg.tls_max_version, Side::Peer)?;
     }
     Ok(())
 }
@@ -249,7 +274,7 @@ fn tls_info_text(info: &TlsFlags) -> String {
 }
 
 /// One side's rustls configuration (etcd's `TLSInfo.ServerConfig`).
-fn server_config(info: &TlsFlags, tls12: Option<Vec<SupportedCipherSuite>>, min: &str, max: &str) -> Result<ServerConfig, String> {
+fn server_config(info: &TlsFlags, tls12: Option<Vec<SupportedCipherSuite>>, min: &str, max: &str, side: Side) -> Result<ServerConfig, String> {
     if info.key_file.is_empty() || info.cert_file.is_empty() {
         return Err(format!("KeyFile and CertFile must both be present[key: {}, cert: {}]", info.key_file, info.cert_file));
     }
@@ -266,26 +291,42 @@ fn server_config(info: &TlsFlags, tls12: Option<Vec<SupportedCipherSuite>>, min:
         .with_protocol_versions(&versions)
         .map_err(|e| format!("tls: {e}"))?;
     let builder = if requires_client_cert(info) {
-        builder.with_client_cert_verifier(client_verifier(info, provider)?)
+        builder.with_client_cert_verifier(client_verifier(info, provider, side)?)
     } else {
         builder.with_no_client_auth()
     };
+    let mut config = builder.with_cert_resolver(Arc::new(reloading_cert(info, key_provider, side)?));
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config.ignore_client_order = server_order;
+    Ok(config)
+}
+
+/// The certificate and key files of `info`, read again when they change (for serving, and
+/// for a peer to dial with).
+fn reloading_cert(info: &TlsFlags, provider: Arc<CryptoProvider>, side: Side) -> Result<ReloadingCert, String> {
     let (cert_file, key_file) = (info.cert_file.clone(), info.key_file.clone());
     let load: Loader<Arc<CertifiedKey>> = Box::new(move || {
         let certs = load_certs(&cert_file, "certificate")?;
         let key = load_key(&key_file)?;
-        let key = CertifiedKey::from_der(certs, key, &key_provider).map_err(|e| match e {
+        let key = CertifiedKey::from_der(certs, key, &provider).map_err(|e| match e {
             rustls::Error::InconsistentKeys(_) => "tls: private key does not match public key".to_string(),
             other => format!("tls: {other}"),
         })?;
         Ok(Arc::new(key))
     });
     let files = [info.cert_file.as_str(), info.key_file.as_str()];
-    let resolver = ReloadingCert(Reloading::new(&files, "client TLS certificate", load)?);
-    let mut config = builder.with_cert_resolver(Arc::new(resolver));
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    config.ignore_client_order = server_order;
-    Ok(config)
+    let what = match side {
+        Side::Client => "client TLS certificate",
+        Side::Peer => "peer TLS certificate",
+    };
+    Ok(ReloadingCert(Reloading::new(&files, what, load)?))
+}
+
+/// Which listeners a TLS configuration is for (flag names in errors, file names in the log).
+#[derive(Clone, Copy)]
+enum Side {
+    Client,
+    Peer,
 }
 
 /// The protocol versions --tls-min-version and --tls-max-version allow (TLS 1.2 by default
@@ -318,7 +359,7 @@ fn protocol_versions(provider: &CryptoProvider, min: &str, max: &str) -> Result<
 
 /// Requires a client certificate signed by the CA file's certificates (the system's roots
 /// when there is no CA file), not revoked by the CRL file's lists if one is given.
-fn client_verifier(info: &TlsFlags, provider: Arc<CryptoProvider>) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, String> {
+fn client_verifier(info: &TlsFlags, provider: Arc<CryptoProvider>, side: Side) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, String> {
     let mut roots = RootCertStore::empty();
     if info.trusted_ca_file.is_empty() {
         let native = rustls_native_certs::load_native_certs();
@@ -350,10 +391,14 @@ fn client_verifier(info: &TlsFlags, provider: Arc<CryptoProvider>) -> Result<Arc
     } else {
         Arc::new(ReloadingCrl::new(Reloading::new(&[info.crl_file.as_str()], "client CRL file", Box::new(build))?))
     };
-    if info.allowed_hostnames.is_empty() {
-        return Ok(verifier);
-    }
-    Ok(Arc::new(AllowedHostname::new(verifier, &info.allowed_hostnames)?))
+    let flag_side = match side {
+        Side::Client => "client",
+        Side::Peer => "peer",
+    };
+    Ok(match AllowedNames::new(verifier.clone(), &info.allowed_hostnames, &info.allowed_cns, flag_side)? {
+        Some(allowed) => Arc::new(allowed),
+        None => verifier,
+    })
 }
 
 /// A file's bytes, or Go's `open <path>: <reason>` error.
