@@ -231,6 +231,7 @@ impl Node {
             first_proposal_id: (self.id << 56) | (world_boots << 40),
             request_timeout_ticks: REQUEST_TIMEOUT_TICKS,
             catch_up_entries,
+            force_new_cluster: false,
         };
         self.core = Some(Core::new(&cfg, &rec, point.as_ref()).expect("core starts"));
         self.model = self.disk.snapshot.as_ref().map_or_else(Model::default, |(_, m)| m.clone());

@@ -1,0 +1,39 @@
+//! Where a member's cluster comes from at start (etcd's bootstrap in NewServer): its data dir
+//! when it has one (the bootstrap flags are then ignored, as etcd ignores them once a WAL
+//! exists), else `--initial-cluster` with `--initial-cluster-state new`, the running cluster
+//! for `existing` (`bootstrap.rs`).
+
+use std::sync::Arc;
+
+use crate::cluster::{Cluster, Member};
+use crate::config::Config;
+
+pub struct Initial {
+    pub cluster: Cluster,
+    /// A joining member's running peers, dialled until the log makes them members again.
+    pub remotes: Vec<Member>,
+    /// The data dir had a membership already (etcd's haveWAL).
+    pub has_data: bool,
+}
+
+/// The member's cluster, saved in `member_dir` for the next start. `tls`: how to dial
+/// `https://` peers.
+pub fn cluster(cfg: &Config, member_dir: &std::path::Path, tls: Option<Arc<rustls::ClientConfig>>) -> Result<Initial, String> {
+    if Cluster::is_saved(member_dir) {
+        let cluster = Cluster::load_or_init(member_dir, || Err("the membership file vanished".into()))?;
+        if !cfg.discovery.url.is_empty() {
+            crate::log::warn("discovery token is ignored since cluster already initialized; valid logs are found", &[("data-dir", cfg.data_dir.display().to_string())]);
+        }
+        crate::log::info("restarting local member", &[("cluster-id", format!("{:x}", cluster.id)), ("local-member-id", format!("{:x}", cluster.local_id))]);
+        return Ok(Initial { cluster, remotes: Vec::new(), has_data: true });
+    }
+    let mut remotes = Vec::new();
+    let cluster = Cluster::load_or_init(member_dir, || match cfg.initial_cluster_state.as_str() {
+        "existing" => super::bootstrap::join_existing(cfg, tls).map(|joined| {
+            remotes = joined.remotes;
+            joined.initial
+        }),
+        _ => Cluster::from_config(cfg),
+    })?;
+    Ok(Initial { cluster, remotes, has_data: false })
+}

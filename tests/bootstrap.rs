@@ -1,0 +1,136 @@
+//! The bootstrap paths besides static `--initial-cluster` (which `tests/cluster.rs` covers),
+//! with real ballast processes on loopback: `--force-new-cluster` after quorum loss, a data dir
+//! of another cluster (its flags ignored, its peers refusing it), DNS SRV discovery against a
+//! real dnsmasq, and etcd's v2 discovery protocol against a real etcd 3.5.
+
+mod common;
+#[path = "common/cluster.rs"]
+mod cluster;
+
+use std::time::{Duration, Instant};
+
+use cluster::{Cluster, READY_TIMEOUT};
+
+const ELECTION_BOUND: Duration = Duration::from_secs(20);
+
+/// `member list -w json`: (id, name) of each member.
+fn member_list(m: &cluster::Member) -> Vec<(u64, String)> {
+    let out = m.ctl(&["member", "list", "-w", "json"]);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"));
+    v["members"].as_array().unwrap().iter().map(|m| (m["ID"].as_u64().unwrap(), m["name"].as_str().unwrap_or("").to_string())).collect()
+}
+
+fn header(m: &cluster::Member, field: &str) -> u64 {
+    m.status().unwrap_or_else(|| panic!("{} answers no status; log:\n{}", m.name, m.log()))["header"][field].as_u64().unwrap()
+}
+
+/// Waits (bounded) until `what` is in `m`'s log.
+fn wait_log(m: &cluster::Member, what: &str) {
+    let deadline = Instant::now() + READY_TIMEOUT;
+    while !m.log().contains(what) {
+        assert!(Instant::now() < deadline, "{} never logged {what:?}; log:\n{}", m.name, m.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn force_new_cluster_keeps_a_survivors_data_as_a_one_member_cluster() {
+    let mut c = Cluster::start(3);
+    let leader = c.wait_leader(ELECTION_BOUND);
+    // Writes through every member; each one acknowledged.
+    for i in 0..30 {
+        c.members[i % 3].ctl(&["put", &format!("k/{i:02}"), &format!("v{i}")]);
+    }
+    // The survivor is a follower: its WAL's commit index may lag what it acknowledged.
+    let survivor = (leader + 1) % 3;
+    let (cluster_id, member_id) = (header(&c.members[survivor], "cluster_id"), header(&c.members[survivor], "member_id"));
+    for i in (0..3).filter(|&i| i != survivor) {
+        c.members[i].kill();
+    }
+    c.members[survivor].kill();
+    c.extra = vec!["--force-new-cluster".into()];
+    c.restart(survivor);
+    let m = &c.members[survivor];
+    assert!(m.log().contains("\"msg\":\"forcing restart member\""), "{}", m.log());
+    let keys = m.ctl(&["get", "k/", "--prefix", "--keys-only"]);
+    assert_eq!(keys.split_whitespace().count(), 30, "every acknowledged key is kept: {keys}");
+    assert_eq!(m.ctl(&["get", "k/29", "--print-value-only"]), "v29\n");
+    m.ctl(&["put", "after", "force"]);
+    assert_eq!(m.ctl(&["get", "after", "--print-value-only"]), "force\n");
+    assert_eq!(member_list(m), vec![(member_id, m.name.clone())], "one member left");
+    assert_eq!(header(m, "cluster_id"), cluster_id, "the cluster id is kept, as etcd keeps it");
+    assert_eq!(m.status().unwrap()["leader"].as_u64(), Some(member_id));
+
+    // The removals are in its WAL: a restart without the flag is still a one-member cluster.
+    c.extra.clear();
+    c.members[survivor].kill();
+    c.restart(survivor);
+    let m = &c.members[survivor];
+    assert!(!m.log().contains("forcing restart member"), "{}", m.log());
+    assert_eq!(member_list(m), vec![(member_id, m.name.clone())]);
+    assert_eq!(m.ctl(&["get", "k/", "--prefix", "--keys-only"]).split_whitespace().count(), 30);
+    assert_eq!(m.ctl(&["get", "after", "--print-value-only"]), "force\n");
+    m.ctl(&["put", "after", "restart"]);
+    // A removed member that comes back is refused and stops, as etcd's.
+    let other = (survivor + 1) % 3;
+    c.spawn(other);
+    let status = c.members[other].wait_exit(READY_TIMEOUT);
+    assert!(c.members[other].log().contains("the member has been permanently removed from the cluster"), "{status}: {}", c.members[other].log());
+}
+
+#[test]
+fn a_data_dir_of_another_cluster_keeps_its_cluster_and_is_refused_by_the_peers() {
+    // Cluster B: the same names and peer URLs as A, another token (other ids).
+    let mut c = Cluster::unstarted(3, "cluster-b");
+    let a_dirs: Vec<_> = c.members.iter().map(|m| m.data_dir.clone()).collect();
+    for m in &mut c.members {
+        m.data_dir = m.data_dir.with_extension("b");
+    }
+    let b_dirs: Vec<_> = c.members.iter().map(|m| m.data_dir.clone()).collect();
+    for i in 0..3 {
+        c.spawn(i);
+    }
+    for m in &mut c.members {
+        m.wait_ready(READY_TIMEOUT);
+    }
+    c.members[0].ctl(&["put", "from", "b"]);
+    let b_id = header(&c.members[2], "cluster_id");
+    for m in &mut c.members {
+        m.kill();
+    }
+    // Cluster A on the same ports.
+    c.token = "cluster-a".into();
+    for (m, dir) in c.members.iter_mut().zip(&a_dirs) {
+        m.data_dir = dir.clone();
+    }
+    for i in 0..3 {
+        c.spawn(i);
+    }
+    for m in &mut c.members {
+        m.wait_ready(READY_TIMEOUT);
+    }
+    c.members[0].ctl(&["put", "from", "a"]);
+    let a_id = header(&c.members[0], "cluster_id");
+    let a_members = member_list(&c.members[0]);
+    assert_ne!(a_id, b_id);
+
+    // infra3 comes back on B's data dir with A's flags: the data dir wins (etcd ignores the
+    // --initial-cluster* flags once it has a WAL), and A's members refuse it.
+    c.members[2].kill();
+    c.members[2].data_dir = b_dirs[2].clone();
+    c.spawn(2);
+    let rogue = &c.members[2];
+    wait_log(rogue, &format!("\"cluster-id\":\"{b_id:x}\""));
+    assert!(rogue.log().contains("\"msg\":\"restarting local member\""), "{}", rogue.log());
+    wait_log(rogue, "request sent was ignored due to cluster ID mismatch");
+    let deadline = Instant::now() + READY_TIMEOUT;
+    while !c.members[..2].iter().any(|m| m.log().contains("\"msg\":\"request cluster ID mismatch\"")) {
+        assert!(Instant::now() < deadline, "no member of A logged the mismatch");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // A goes on with two members; the rogue never gets a leader, so it never serves.
+    c.members[1].ctl(&["put", "still", "a"]);
+    assert_eq!(c.members[0].ctl(&["get", "still", "--print-value-only"]), "a\n");
+    assert_eq!(member_list(&c.members[0]), a_members);
+    assert!(!c.members[2].log().contains("ready to serve client requests"), "{}", c.members[2].log());
+}
