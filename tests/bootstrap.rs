@@ -134,3 +134,95 @@ fn a_data_dir_of_another_cluster_keeps_its_cluster_and_is_refused_by_the_peers()
     assert_eq!(member_list(&c.members[0]), a_members);
     assert!(!c.members[2].log().contains("ready to serve client requests"), "{}", c.members[2].log());
 }
+
+/// A dnsmasq on a free loopback port serving `records` (its flags), killed by PID when dropped.
+struct Dnsmasq {
+    child: Option<std::process::Child>,
+    port: u16,
+    log: std::path::PathBuf,
+}
+
+impl Dnsmasq {
+    fn start(dir: &std::path::Path, records: &[String]) -> Dnsmasq {
+        let port = common::free_port();
+        let log = dir.join("dnsmasq.log");
+        let child = std::process::Command::new("/usr/sbin/dnsmasq")
+            .args(["--no-resolv", "--no-hosts", "--keep-in-foreground", "--conf-file=/dev/null", "--bind-interfaces", "--listen-address=127.0.0.1", "--log-facility=-", "--pid-file="])
+            .arg(format!("--port={port}"))
+            .args(records)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("run dnsmasq (apt-get install dnsmasq-base)");
+        let d = Dnsmasq { child: Some(child), port, log };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !std::fs::read_to_string(&d.log).unwrap_or_default().contains("started") {
+            assert!(Instant::now() < deadline, "dnsmasq did not start: {}", std::fs::read_to_string(&d.log).unwrap_or_default());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        d
+    }
+
+    /// The environment that sends ballast's lookups here (test-only, `src/peer/dns.rs`).
+    fn env(&self) -> Vec<(&'static str, String)> {
+        vec![("BALLAST_TEST_DNS_SERVER", format!("127.0.0.1:{}", self.port))]
+    }
+}
+
+impl Drop for Dnsmasq {
+    fn drop(&mut self) {
+        common::kill_child(&mut self.child);
+    }
+}
+
+#[test]
+fn three_members_bootstrap_from_dns_srv_records() {
+    let mut c = Cluster::unstarted(3, "srv-cluster");
+    // _etcd-server-prod._tcp.ballast.test names the members by host name (m1..m3.ballast.test,
+    // each 127.0.0.1) and peer port; a record under another service name is not read.
+    let mut records = Vec::new();
+    for (i, m) in c.members.iter().enumerate() {
+        records.push(format!("--srv-host=_etcd-server-prod._tcp.ballast.test,m{}.ballast.test,{}", i + 1, m.peer_port));
+        records.push(format!("--host-record=m{}.ballast.test,127.0.0.1", i + 1));
+    }
+    records.push(format!("--srv-host=_etcd-server._tcp.ballast.test,m9.ballast.test,{}", common::free_port()));
+    let dns = Dnsmasq::start(c.dir(), &records);
+    let flags = |name: &str| -> Vec<String> {
+        ["--discovery-srv", "ballast.test", "--discovery-srv-name", name, "--initial-cluster-token", "srv-cluster", "--initial-cluster-state", "new"].iter().map(|s| s.to_string()).collect()
+    };
+    for m in &mut c.members {
+        m.spawn_with(&flags("prod"), &dns.env());
+    }
+    for m in &mut c.members {
+        m.wait_ready(READY_TIMEOUT);
+    }
+    let m = &c.members[0];
+    assert!(m.log().contains("\"msg\":\"got bootstrap from DNS for etcd-server\""), "{}", m.log());
+    c.wait_leader(ELECTION_BOUND);
+    for m in &c.members {
+        m.ctl(&["put", &format!("srv/{}", m.name), "ok"]);
+    }
+    for m in &c.members {
+        assert_eq!(m.ctl(&["get", "srv/", "--prefix", "--keys-only"]).split_whitespace().count(), 3);
+    }
+    // The members' peer URLs are the SRV targets' names; every member published its name.
+    let out = c.members[2].ctl(&["member", "list", "-w", "json"]);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let mut listed: Vec<(String, String)> = v["members"].as_array().unwrap().iter().map(|m| (m["name"].as_str().unwrap_or("").to_string(), m["peerURLs"][0].as_str().unwrap().to_string())).collect();
+    listed.sort();
+    let expected: Vec<(String, String)> = c.members.iter().enumerate().map(|(i, m)| (m.name.clone(), format!("http://m{}.ballast.test:{}", i + 1, m.peer_port))).collect();
+    assert_eq!(listed, expected);
+
+    // A member the records do not name is refused with etcd's error.
+    let mut stranger = c.outsider("stranger");
+    stranger.spawn_with(&flags("prod"), &dns.env());
+    let log = stranger.wait_refused(READY_TIMEOUT);
+    assert!(log.contains("cannot find local etcd member \\\"stranger\\\" in SRV records"), "{log}");
+    // No record at all for the service name: etcd's lookup error for both services.
+    let mut lost = c.outsider("lost");
+    lost.spawn_with(&flags("none"), &dns.env());
+    let log = lost.wait_refused(READY_TIMEOUT);
+    assert!(log.contains("error querying DNS SRV records for _etcd-server-ssl-none"), "{log}");
+    assert!(log.contains("error querying DNS SRV records for _etcd-server-none"), "{log}");
+}

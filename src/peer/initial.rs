@@ -1,7 +1,8 @@
 //! Where a member's cluster comes from at start (etcd's bootstrap in NewServer): its data dir
 //! when it has one (the bootstrap flags are then ignored, as etcd ignores them once a WAL
 //! exists), else `--initial-cluster` with `--initial-cluster-state new`, the running cluster
-//! for `existing` (`bootstrap.rs`).
+//! for `existing` (`bootstrap.rs`). `--discovery-srv` gives the `--initial-cluster` list
+//! from DNS (`srv.rs`) for either state, as etcd's PeerURLsMapAndToken.
 
 use std::sync::Arc;
 
@@ -27,6 +28,11 @@ pub fn cluster(cfg: &Config, member_dir: &std::path::Path, tls: Option<Arc<rustl
         crate::log::info("restarting local member", &[("cluster-id", format!("{:x}", cluster.id)), ("local-member-id", format!("{:x}", cluster.local_id))]);
         return Ok(Initial { cluster, remotes: Vec::new(), has_data: true });
     }
+    let mut cfg = cfg.clone();
+    if !cfg.discovery.srv.is_empty() {
+        cfg.initial_cluster = super::srv::initial_cluster(&cfg)?;
+    }
+    let cfg = &cfg;
     let mut remotes = Vec::new();
     let cluster = Cluster::load_or_init(member_dir, || match cfg.initial_cluster_state.as_str() {
         "existing" => super::bootstrap::join_existing(cfg, tls).map(|joined| {

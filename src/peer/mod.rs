@@ -21,6 +21,7 @@
 //!   etcd's follower forwards them over its peer HTTP API).
 //! * `initial` — where the member's cluster comes from at start: its data dir, or the
 //!   bootstrap flags.
+//! * `srv` — `--discovery-srv`: the initial cluster from DNS SRV records (`dns`: the lookups).
 //! * `bootstrap` — `--initial-cluster-state existing` with no data: the running cluster's
 //!   members and ids, asked from a peer (`Peer.Members`) and checked as etcd checks them.
 //! * `members` — follows the live membership (`cluster::Membership`): a member added gets a
@@ -29,6 +30,7 @@
 
 pub mod bootstrap;
 pub mod dial;
+pub mod dns;
 pub mod forward;
 pub mod initial;
 pub mod members;
@@ -36,6 +38,7 @@ pub mod outbox;
 pub mod sender;
 pub mod server;
 pub mod snapshot;
+pub mod srv;
 
 use std::time::Duration;
 
