@@ -6,6 +6,8 @@
 mod common;
 #[path = "common/cluster.rs"]
 mod cluster;
+#[path = "common/etcd.rs"]
+mod etcd;
 
 use std::time::{Duration, Instant};
 
@@ -225,4 +227,73 @@ fn three_members_bootstrap_from_dns_srv_records() {
     let log = lost.wait_refused(READY_TIMEOUT);
     assert!(log.contains("error querying DNS SRV records for _etcd-server-ssl-none"), "{log}");
     assert!(log.contains("error querying DNS SRV records for _etcd-server-none"), "{log}");
+}
+
+/// curl against the discovery service's v2 keys API: its JSON answer.
+fn v2(method: &str, url: &str, value: Option<&str>) -> serde_json::Value {
+    let mut cmd = std::process::Command::new("curl");
+    cmd.args(["-sS", "--max-time", "10", "-X", method, url]);
+    if let Some(v) = value {
+        cmd.args(["--data-urlencode", &format!("value={v}")]);
+    }
+    let out = cmd.output().expect("run curl");
+    assert!(out.status.success(), "curl {url}: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+#[test]
+fn three_members_bootstrap_through_the_v2_discovery_protocol_of_a_real_etcd() {
+    let discovery = etcd::Etcd::start_with(&["--enable-v2=true"]);
+    let token = |t: &str| format!("http://{}/v2/keys/discovery/{t}", discovery.endpoint);
+    let size = v2("PUT", &format!("{}/_config/size", token("three")), Some("3"));
+    assert_eq!(size["node"]["value"], "3", "{size}");
+    let mut c = Cluster::unstarted(3, "unused");
+    let flags = |url: &str| -> Vec<String> { vec!["--discovery".into(), url.into(), "--initial-cluster-state".into(), "new".into()] };
+    for m in &mut c.members {
+        m.spawn_with(&flags(&token("three")), &[]);
+    }
+    for m in &mut c.members {
+        m.wait_ready(READY_TIMEOUT);
+    }
+    assert!(c.members[0].log().contains("\"msg\":\"found all needed peers from discovery server\""), "{}", c.members[0].log());
+    c.wait_leader(ELECTION_BOUND);
+    for m in &c.members {
+        m.ctl(&["put", &format!("disc/{}", m.name), "ok"]);
+    }
+    for m in &c.members {
+        assert_eq!(m.ctl(&["get", "disc/", "--prefix", "--keys-only"]).split_whitespace().count(), 3);
+    }
+    // Each registered its id (computed with the discovery URL as the token) and name=peer-url.
+    let registered = v2("GET", &token("three"), None);
+    let mut values: Vec<String> = registered["node"]["nodes"].as_array().unwrap().iter().filter(|n| !n["key"].as_str().unwrap().ends_with("_config")).map(|n| n["value"].as_str().unwrap().to_string()).collect();
+    values.sort();
+    assert_eq!(values, c.members.iter().map(|m| format!("{}={}", m.name, m.peer_url())).collect::<Vec<_>>());
+    let mut ids: Vec<String> = member_list(&c.members[0]).iter().map(|(id, _)| format!("{id:x}")).collect();
+    ids.sort();
+    let mut keys: Vec<String> = registered["node"]["nodes"].as_array().unwrap().iter().map(|n| n["key"].as_str().unwrap().rsplit('/').next().unwrap().to_string()).filter(|k| k != "_config").collect();
+    keys.sort();
+    assert_eq!(ids, keys);
+
+    // A fourth member finds the cluster full.
+    let mut late = c.outsider("late");
+    late.spawn_with(&flags(&token("three")), &[]);
+    let log = late.wait_refused(READY_TIMEOUT);
+    assert!(log.contains("failed to join discovery cluster (discovery: cluster is full)"), "{log}");
+    // A token without a size.
+    let mut early = c.outsider("early");
+    early.spawn_with(&flags(&token("nosize")), &[]);
+    let log = early.wait_refused(READY_TIMEOUT);
+    assert!(log.contains("failed to join discovery cluster (discovery: size key not found)"), "{log}");
+    // A name registered already (under another id).
+    v2("PUT", &format!("{}/_config/size", token("dup")), Some("2"));
+    v2("PUT", &format!("{}/0123456789abcdef", token("dup")), Some("twin=http://127.0.0.1:1"));
+    let mut twin = c.outsider("twin");
+    twin.spawn_with(&flags(&token("dup")), &[]);
+    let log = twin.wait_refused(READY_TIMEOUT);
+    assert!(log.contains("failed to join discovery cluster (discovery: found duplicate name)"), "{log}");
+    assert!(log.contains("member with duplicated name has already been registered"), "{log}");
+    // Its id is registered now: starting again on an empty data dir is a duplicate id.
+    twin.spawn_with(&flags(&token("dup")), &[]);
+    let log = twin.wait_refused(READY_TIMEOUT);
+    assert!(log.contains("failed to join discovery cluster (discovery: found duplicate id)"), "{log}");
 }

@@ -39,6 +39,7 @@ mod env;
 mod file;
 mod flags;
 mod url;
+pub use url::check_url;
 mod validate;
 mod values;
 #[cfg(test)]

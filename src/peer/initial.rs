@@ -2,7 +2,8 @@
 //! when it has one (the bootstrap flags are then ignored, as etcd ignores them once a WAL
 //! exists), else `--initial-cluster` with `--initial-cluster-state new`, the running cluster
 //! for `existing` (`bootstrap.rs`). `--discovery-srv` gives the `--initial-cluster` list
-//! from DNS (`srv.rs`) for either state, as etcd's PeerURLsMapAndToken.
+//! from DNS (`srv.rs`) for either state, as etcd's PeerURLsMapAndToken; `--discovery` from the
+//! discovery service (`discovery.rs`) for a new cluster.
 
 use std::sync::Arc;
 
@@ -31,6 +32,15 @@ pub fn cluster(cfg: &Config, member_dir: &std::path::Path, tls: Option<Arc<rustl
     let mut cfg = cfg.clone();
     if !cfg.discovery.srv.is_empty() {
         cfg.initial_cluster = super::srv::initial_cluster(&cfg)?;
+    }
+    if !cfg.discovery.url.is_empty() {
+        // etcd: the discovery URL is the cluster token, and the member registers itself only
+        // when it starts a new cluster.
+        cfg.initial_cluster_token = cfg.discovery.url.clone();
+        cfg.initial_cluster = cfg.initial_advertise_peer_urls.iter().map(|u| (cfg.name.clone(), u.clone())).collect();
+        if cfg.initial_cluster_state == "new" {
+            cfg.initial_cluster = super::discovery::join_cluster(&cfg)?;
+        }
     }
     let cfg = &cfg;
     let mut remotes = Vec::new();

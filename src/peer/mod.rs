@@ -21,6 +21,7 @@
 //!   etcd's follower forwards them over its peer HTTP API).
 //! * `initial` — where the member's cluster comes from at start: its data dir, or the
 //!   bootstrap flags.
+//! * `discovery` — `--discovery <url>`: etcd's v2 discovery protocol.
 //! * `srv` — `--discovery-srv`: the initial cluster from DNS SRV records (`dns`: the lookups).
 //! * `bootstrap` — `--initial-cluster-state existing` with no data: the running cluster's
 //!   members and ids, asked from a peer (`Peer.Members`) and checked as etcd checks them.
@@ -30,6 +31,7 @@
 
 pub mod bootstrap;
 pub mod dial;
+pub mod discovery;
 pub mod dns;
 pub mod forward;
 pub mod initial;
