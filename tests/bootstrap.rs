@@ -37,7 +37,16 @@ fn wait_log(m: &cluster::Member, what: &str) {
 
 #[test]
 fn force_new_cluster_keeps_a_survivors_data_as_a_one_member_cluster() {
-    let mut c = Cluster::start(3);
+    // Snapshots every 10 entries: the survivor restarts from a snapshot (whose configuration
+    // names three voters) and the entries after it.
+    let mut c = Cluster::unstarted(3, "force-cluster");
+    c.extra = vec!["--snapshot-count".into(), "10".into()];
+    for i in 0..3 {
+        c.spawn(i);
+    }
+    for m in &mut c.members {
+        m.wait_ready(READY_TIMEOUT);
+    }
     let leader = c.wait_leader(ELECTION_BOUND);
     // Writes through every member; each one acknowledged.
     for i in 0..30 {
@@ -50,6 +59,7 @@ fn force_new_cluster_keeps_a_survivors_data_as_a_one_member_cluster() {
         c.members[i].kill();
     }
     c.members[survivor].kill();
+    assert!(c.members[survivor].data_dir.join("member/snap/manifest.json").exists(), "the survivor took a snapshot");
     c.extra = vec!["--force-new-cluster".into()];
     c.restart(survivor);
     let m = &c.members[survivor];
