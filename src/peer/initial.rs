@@ -23,6 +23,7 @@ pub struct Initial {
 pub fn cluster(cfg: &Config, member_dir: &std::path::Path, tls: Option<Arc<rustls::ClientConfig>>) -> Result<Initial, String> {
     if Cluster::is_saved(member_dir) {
         let cluster = Cluster::load_or_init(member_dir, || Err("the membership file vanished".into()))?;
+        crate::log::info("server has been already initialized", &[("data-dir", cfg.data_dir.display().to_string()), ("dir-type", "member".into())]);
         if !cfg.discovery.url.is_empty() {
             crate::log::warn("discovery token is ignored since cluster already initialized; valid logs are found", &[("data-dir", cfg.data_dir.display().to_string())]);
         }
