@@ -309,3 +309,46 @@ fn three_members_bootstrap_through_the_v2_discovery_protocol_of_a_real_etcd() {
     let log = twin.wait_refused(READY_TIMEOUT);
     assert!(log.contains("failed to join discovery cluster (discovery: found duplicate id)"), "{log}");
 }
+
+#[test]
+fn a_member_registers_under_the_id_etcd_computes_for_the_same_discovery_url() {
+    let discovery = etcd::Etcd::start_with(&["--enable-v2=true"]);
+    let token = format!("http://{}/v2/keys/discovery/same-id", discovery.endpoint);
+    v2("PUT", &format!("{token}/_config/size"), Some("1"));
+    // A real etcd 3.5 member bootstraps from the token first.
+    let c = Cluster::unstarted(1, "unused");
+    let mut twin = c.outsider("twin");
+    let bin = etcd::find_etcd35().unwrap_or_else(|e| panic!("etcd 3.5 is needed for this test: {e}"));
+    let client = format!("http://{}", twin.endpoint());
+    let log = std::fs::File::create(c.dir().join("etcd-twin.log")).unwrap();
+    let mut real = Some(
+        std::process::Command::new(bin)
+            .args(["--name", "twin", "--data-dir", c.dir().join("twin.etcd").to_str().unwrap()])
+            .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
+            .args(["--listen-peer-urls", &twin.peer_url(), "--initial-advertise-peer-urls", &twin.peer_url()])
+            .args(["--discovery", &token])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn etcd"),
+    );
+    let deadline = Instant::now() + READY_TIMEOUT;
+    let registered = loop {
+        let listed = v2("GET", &token, None);
+        let nodes: Vec<serde_json::Value> = listed["node"]["nodes"].as_array().cloned().unwrap_or_default().into_iter().filter(|n| !n["key"].as_str().unwrap_or("").ends_with("_config")).collect();
+        if let Some(n) = nodes.first() {
+            break n.clone();
+        }
+        assert!(Instant::now() < deadline, "etcd never registered: {listed}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(registered["value"], format!("twin={}", twin.peer_url()));
+    common::kill_child(&mut real);
+    // ballast with the same name, peer URL and discovery URL computes the same id: its
+    // registration is refused as a duplicate id (another id would find the cluster full).
+    twin.spawn_with(&["--discovery".into(), token.clone()], &[]);
+    let log = twin.wait_refused(READY_TIMEOUT);
+    assert!(log.contains("failed to join discovery cluster (discovery: found duplicate id)"), "{log}");
+    assert!(log.contains("member has been registered with discovery service"), "{log}");
+}
