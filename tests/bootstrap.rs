@@ -54,6 +54,10 @@ fn force_new_cluster_keeps_a_survivors_data_as_a_one_member_cluster() {
     }
     // The survivor is a follower: its WAL's commit index may lag what it acknowledged.
     let survivor = (leader + 1) % 3;
+    // A linearizable read there first: it has applied (hence holds durably) every write
+    // acknowledged so far. force-new-cluster keeps what the survivor holds, as etcd's; a write
+    // committed by the two others alone would not be there.
+    assert_eq!(c.members[survivor].ctl(&["get", "k/29", "--print-value-only"]), "v29\n");
     let (cluster_id, member_id) = (header(&c.members[survivor], "cluster_id"), header(&c.members[survivor], "member_id"));
     for i in (0..3).filter(|&i| i != survivor) {
         c.members[i].kill();
