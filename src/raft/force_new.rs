@@ -12,7 +12,9 @@
 //! ballast writes no hard state that only moves the commit index (`Core::must_sync`), so the
 //! recorded commit index of a follower may lag what it acknowledged; dropping the entries
 //! after it would lose acknowledged writes. ballast keeps every durable entry (a write never
-//! acknowledged may then take effect, as one that timed out may in etcd).
+//! acknowledged may then take effect, as one that timed out may in etcd), unless they remove
+//! this member: then it drops those after the recorded commit index, as etcd (were the removal
+//! committed, etcd would add the member back; ballast refuses to start instead).
 
 use raft::eraftpb::{Entry, EntryType, HardState};
 use raft::Storage as _;
@@ -28,24 +30,36 @@ pub fn append_removals(store: &LogStore, members: &Cluster, id: u64) -> Result<(
     let first = store.first_index().map_err(|e| e.to_string())?;
     let last = store.last_index().map_err(|e| e.to_string())?;
     let log = if last >= first { store.entries(first, last + 1, None, raft::GetEntriesContext::empty(false)).map_err(|e| e.to_string())? } else { Vec::new() };
-    let current = configuration_at_end(members, &log);
-    if current.member(id).is_none() {
+    let mut hs = store.initial_state().map_err(|e| e.to_string())?.hard_state;
+    let mut base = last;
+    let mut current = configuration_at_end(members, &log);
+    if current.member(id).is_none() && hs.commit < last {
+        // The kept entries remove this member: as etcd, those after the recorded commit go.
+        current = configuration_at_end(members, &log[..(hs.commit + 1).saturating_sub(first) as usize]);
+        base = hs.commit;
+        crate::log::info(
+            "discarding uncommitted WAL entries",
+            &[("entry-index", (base + 1).to_string()), ("commit-index-from-wal", base.to_string()), ("number-of-discarded-entries", (last - base).to_string())],
+        );
+    }
+    let others: Vec<u64> = current.sorted_members().iter().map(|m| m.id).filter(|&m| m != id).collect();
+    if current.member(id).is_none() || (base < last && others.is_empty()) {
         return Err(format!("cannot force a new cluster: this member ({id:x}) is not a member of its cluster any more"));
     }
-    let mut hs = store.initial_state().map_err(|e| e.to_string())?.hard_state;
     let mut entries = Vec::new();
-    for (i, other) in current.sorted_members().iter().filter(|m| m.id != id).enumerate() {
-        let (context, cc) = conf_change::encode(0, &MemberChange::Remove { id: other.id });
+    for (i, &other) in others.iter().enumerate() {
+        let (context, cc) = conf_change::encode(0, &MemberChange::Remove { id: other });
         let mut e = Entry::default();
         e.set_entry_type(EntryType::EntryConfChange);
         e.term = hs.term;
-        e.index = last + 1 + i as u64;
+        e.index = base + 1 + i as u64;
         e.data = protobuf::Message::write_to_bytes(&cc).map_err(|e| e.to_string())?.into();
         e.context = context.into();
         entries.push(e);
     }
-    hs.commit = last + entries.len() as u64;
+    hs.commit = base + entries.len() as u64;
     let mut core = store.wl();
+    // Entries after `base` (if any) are replaced.
     core.append(&entries).map_err(|e| format!("cannot append the removals to the raft log: {e}"))?;
     core.set_hardstate(hs.clone());
     drop(core);
