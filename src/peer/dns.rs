@@ -44,8 +44,9 @@ pub fn lookup_srv(service: &str, proto: &str, name: &str) -> Result<Vec<Srv>, St
         Some(s) => s,
         None => system_nameserver()?,
     };
-    let answer = exchange(server, &query(&qname, TYPE_SRV))?;
-    let mut records: Vec<Srv> = parse_answers(&answer, TYPE_SRV).map_err(|e| format!("lookup {qname}: {e}"))?.into_iter().filter_map(|(rdata_at, _)| srv_at(&answer, rdata_at)).collect();
+    // Go's *net.DNSError texts: "lookup <name> on <server>: no such host" and the like.
+    let answer = exchange(server, &query(&qname, TYPE_SRV)).map_err(|e| format!("lookup {qname} on {server}: {e}"))?;
+    let mut records: Vec<Srv> = parse_answers(&answer, TYPE_SRV).map_err(|e| format!("lookup {qname} on {server}: {e}"))?.into_iter().filter_map(|(rdata_at, _)| srv_at(&answer, rdata_at)).collect();
     if records.is_empty() {
         return Err(format!("lookup {qname} on {server}: no such host"));
     }
@@ -66,9 +67,9 @@ pub fn lookup_host(host: &str) -> Result<Vec<IpAddr>, String> {
         return Ok(addrs.map(|a| a.ip()).collect());
     };
     let name = host.trim_end_matches('.');
-    let answer = exchange(server, &query(name, TYPE_A))?;
+    let answer = exchange(server, &query(name, TYPE_A)).map_err(|e| format!("lookup {name} on {server}: {e}"))?;
     let ips: Vec<IpAddr> = parse_answers(&answer, TYPE_A)
-        .map_err(|e| format!("lookup {name}: {e}"))?
+        .map_err(|e| format!("lookup {name} on {server}: {e}"))?
         .into_iter()
         .filter(|&(at, len)| len == 4 && at + 4 <= answer.len())
         .map(|(at, _)| IpAddr::from([answer[at], answer[at + 1], answer[at + 2], answer[at + 3]]))
@@ -142,7 +143,7 @@ fn parse_answers(buf: &[u8], qtype: u16) -> Result<Vec<(usize, usize)>, String> 
         return Err("no such host".into());
     }
     if rcode != 0 {
-        return Err(format!("server misbehaving (rcode {rcode})"));
+        return Err("server misbehaving".into());
     }
     let (questions, answers) = (u16_at(4)?, u16_at(6)?);
     let mut at = 12;
