@@ -358,3 +358,17 @@ fn a_member_registers_under_the_id_etcd_computes_for_the_same_discovery_url() {
     assert!(log.contains("failed to join discovery cluster (discovery: found duplicate id)"), "{log}");
     assert!(log.contains("member has been registered with discovery service"), "{log}");
 }
+
+#[test]
+fn a_member_that_lost_its_data_dir_is_refused_as_already_bootstrapped() {
+    let mut c = Cluster::start(3);
+    c.wait_leader(ELECTION_BOUND);
+    let id = header(&c.members[2], "member_id");
+    c.members[2].kill();
+    std::fs::remove_dir_all(&c.members[2].data_dir).unwrap();
+    // The same flags on an empty data dir: the peers list it with client URLs already.
+    c.spawn(2);
+    let log = c.members[2].wait_refused(READY_TIMEOUT);
+    assert!(log.contains(&format!("member {id:x} has already been bootstrapped")), "{log}");
+    c.members[0].ctl(&["put", "still", "two"]);
+}

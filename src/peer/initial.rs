@@ -50,7 +50,14 @@ pub fn cluster(cfg: &Config, member_dir: &std::path::Path, tls: Option<Arc<rustl
             remotes = joined.remotes;
             joined.initial
         }),
-        _ => Cluster::from_config(cfg),
+        _ => {
+            let cluster = Cluster::from_config(cfg)?;
+            // etcd's check for a member that lost its data dir: it must be removed and added again.
+            if super::bootstrap::is_member_bootstrapped(&cluster, tls) {
+                return Err(format!("member {:x} has already been bootstrapped", cluster.local_id));
+            }
+            Ok(cluster)
+        }
     })?;
     Ok(Initial { cluster, remotes, has_data: false })
 }
