@@ -70,6 +70,12 @@ impl Cluster {
     /// The membership this data dir was created with (etcd ignores `--initial-cluster` once a
     /// member has data), or, for a new data dir, the one `init` gives (the configured one, or
     /// the running cluster's for `--initial-cluster-state existing`), saved for next time.
+    /// Whether this data dir holds a membership (etcd's haveWAL: the member has data, and its
+    /// bootstrap flags are ignored).
+    pub fn is_saved(member_dir: &std::path::Path) -> bool {
+        member_dir.join(MEMBERSHIP_FILE).exists()
+    }
+
     pub fn load_or_init(member_dir: &std::path::Path, init: impl FnOnce() -> Result<Cluster, String>) -> Result<Cluster, String> {
         let path = member_dir.join(MEMBERSHIP_FILE);
         if let Some(saved) = crate::durable::read_checked_json(&path)? {

@@ -142,8 +142,8 @@ fn a_member_of_another_cluster_is_refused_and_the_cluster_keeps_working() {
 /// A configured member that never started (two of three elected a leader without it) joins
 /// later with `--initial-cluster-state existing`: it asks a peer for the running cluster, checks
 /// it against `--initial-cluster` and catches up from the leader's log. (A member that lost its
-/// data must be removed and added again, as with etcd: raft aborts it on the leader's first
-/// heartbeat, as etcd panics, since its log lost entries the cluster counts it as holding.)
+/// data must be removed and added again, as with etcd: started with `new`, it is refused with
+/// "member … has already been bootstrapped", `tests/bootstrap.rs`.)
 #[test]
 fn a_member_that_never_started_joins_with_initial_cluster_state_existing() {
     let mut c = Cluster::unstarted(3, "ballast-test-cluster");

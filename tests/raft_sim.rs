@@ -114,6 +114,7 @@ fn config(stripes: usize, snapshot_count: u64, boots: u64) -> CoreConfig {
         first_proposal_id: boots << 40,
         request_timeout_ticks: 1000,
         catch_up_entries: 0,
+        force_new_cluster: false,
     }
 }
 

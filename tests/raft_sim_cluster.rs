@@ -37,6 +37,11 @@
 //!   snapshot;
 //! * an installed snapshot holds exactly the writes applied anywhere up to its index.
 //!
+//! `force_new_cluster_simulation` stops all members but one at a random point of a faulty run
+//! and restarts that one with `--force-new-cluster` (`src/raft/force_new.rs`): it must keep
+//! everything it applied, be the only member, lead and commit writes, also after a restart
+//! without the flag (`RAFT_SIM_FORCE_SEEDS`, default 300).
+//!
 //! The network never duplicates a forwarded proposal (MsgPropose): the leader would append it
 //! twice and apply the write twice, as etcd would; a transport over one gRPC stream per peer
 //! does not duplicate.
@@ -121,6 +126,8 @@ struct Node {
     /// tells it (etcd's removed leader stops a second later, its followers having heard the
     /// commit meanwhile; stopping at once could leave them waiting for its vote).
     removing: bool,
+    /// The next boot is with `--force-new-cluster`.
+    force_next_boot: bool,
 }
 
 struct World {
@@ -208,6 +215,7 @@ impl Node {
             born: true,
             removed: false,
             removing: false,
+            force_next_boot: false,
         }
     }
 
@@ -231,6 +239,7 @@ impl Node {
             first_proposal_id: (self.id << 56) | (world_boots << 40),
             request_timeout_ticks: REQUEST_TIMEOUT_TICKS,
             catch_up_entries,
+            force_new_cluster: std::mem::take(&mut self.force_next_boot),
         };
         self.core = Some(Core::new(&cfg, &rec, point.as_ref()).expect("core starts"));
         self.model = self.disk.snapshot.as_ref().map_or_else(Model::default, |(_, m)| m.clone());
@@ -912,6 +921,37 @@ impl World {
         self.nodes[at].boot(boots, &initial, settings);
     }
 
+    /// Quorum loss, then `--force-new-cluster`: every member but `survivor` stops for good,
+    /// messages in flight are lost, and the survivor is killed (its batches in flight written
+    /// or lost) and restarted with the flag. The dead members' history beyond what the
+    /// survivor applied is gone with them, so the checks start again from the survivor's:
+    /// what it applied stays (and must survive), the rest (other members' entries, leaders,
+    /// refusals, acknowledgements it never applied) is forgotten. Returns the tags it applied.
+    fn force_new_cluster(&mut self, survivor: usize) -> HashSet<u64> {
+        for i in (0..self.nodes.len()).filter(|&i| i != survivor) {
+            if self.nodes[i].is_up() {
+                self.stop_removed(i);
+            }
+            self.nodes[i].removed = true;
+        }
+        self.network.clear();
+        self.partition = None;
+        let kept = self.nodes[survivor].model.clone();
+        self.log(|| format!("{}: force new cluster, applied {}", survivor + 1, kept.index));
+        self.applied.retain(|&i, _| i <= kept.index);
+        self.tag_index.retain(|_, &mut i| i <= kept.index);
+        self.entries.clear();
+        self.leaders.clear();
+        self.max_leader_term = 0;
+        self.conf_verdicts.clear();
+        self.refused.clear();
+        self.acked_tags.retain(|t| kept.tags.contains(t));
+        self.observed = kept.index;
+        self.nodes[survivor].force_next_boot = true;
+        self.crash(survivor, 0);
+        kept.tags
+    }
+
     /// Faults stop: every member up, the network whole and reliable, disks fast. Then a leader
     /// must be elected, every client answered and everything committed applied everywhere.
     fn heal(&mut self) {
@@ -985,7 +1025,8 @@ impl World {
     /// others wait for its vote. Counted, and accepted once no client waits.
     fn orphaned(&mut self) -> bool {
         let live: Vec<&Node> = self.nodes.iter().filter(|n| n.born && !n.removed && n.is_up()).collect();
-        if live.is_empty() || live.iter().any(|n| !n.unanswered.is_empty() || n.reads_waiting > 0) {
+        // A member with batches in flight may yet apply a configuration change they hold.
+        if live.is_empty() || live.iter().any(|n| !n.unanswered.is_empty() || n.reads_waiting > 0 || n.stripes.iter().any(|s| !s.is_empty())) {
             return false;
         }
         let stuck = live.iter().all(|n| {
@@ -1085,6 +1126,64 @@ fn raft_cluster_simulation() {
     if seeds.len() >= 1000 {
         assert!(installs > 0, "no snapshot installed from a leader over {} seeds", seeds.len());
     }
+}
+
+/// `--force-new-cluster` after quorum loss, at a random point of a faulty run: the survivor
+/// keeps everything it applied, becomes the only member (also after a restart without the
+/// flag: the removals are durable), leads and commits new writes.
+fn run_force_seed(seed: u64, trace: bool) -> bool {
+    let mut world = World::new(seed, trace);
+    let steps = 100 + world.rng.below(STEPS_PER_SEED as u64);
+    for _ in 0..steps {
+        world.step();
+    }
+    let survivor = (0..world.nodes.len()).find(|&i| {
+        let n = &world.nodes[i];
+        !n.removing && n.core.as_ref().is_some_and(|c| c.members().voters().contains(&n.id))
+    });
+    let Some(s) = survivor else { return false };
+    let id = world.nodes[s].id;
+    let kept = world.force_new_cluster(s);
+    world.heal();
+    let only_self = |world: &World| world.nodes[s].core.as_ref().expect("up").members().members.iter().map(|m| m.id).collect::<Vec<_>>() == [id];
+    assert!(only_self(&world), "member {id} is not alone after forcing a new cluster");
+    assert!(world.nodes[s].model.tags.is_superset(&kept), "member {id} lost writes it applied before forcing a new cluster");
+    assert!(world.nodes[s].core.as_ref().expect("up").is_serving());
+    world.crash(s, 0);
+    world.heal(); // it replays the removals, then elects itself
+    let acked = world.acked;
+    for _ in 0..3 {
+        world.propose(s);
+    }
+    world.heal();
+    assert!(only_self(&world), "member {id} is not alone after a restart without the flag");
+    assert!(world.nodes[s].model.tags.is_superset(&kept));
+    assert_eq!(world.acked, acked + 3, "the forced cluster commits writes");
+    for tag in &world.acked_tags {
+        assert!(world.nodes[s].model.tags.contains(tag), "member {id} lost acknowledged write {tag}");
+    }
+    true
+}
+
+#[test]
+fn force_new_cluster_simulation() {
+    let trace = std::env::var("RAFT_SIM_TRACE").is_ok_and(|v| v == "1");
+    let seeds: Vec<u64> = match env_u64("RAFT_SIM_SEED") {
+        Some(seed) => vec![seed],
+        None => (1..=env_u64("RAFT_SIM_FORCE_SEEDS").unwrap_or(300)).collect(),
+    };
+    let mut forced = 0;
+    for &seed in &seeds {
+        match std::panic::catch_unwind(|| run_force_seed(seed, trace)) {
+            Ok(f) => forced += f as u64,
+            Err(e) => {
+                let why = e.downcast_ref::<String>().cloned().or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()));
+                panic!("force-new-cluster simulation failed at seed {seed}: {}\nreplay: RAFT_SIM_SEED={seed} RAFT_SIM_TRACE=1 cargo test --test raft_sim_cluster force", why.unwrap_or_default());
+            }
+        }
+    }
+    eprintln!("force-new-cluster simulation: {} seeds, {forced} forced", seeds.len());
+    assert!(forced * 2 > seeds.len() as u64, "only {forced} of {} seeds had a member to force", seeds.len());
 }
 
 #[test]

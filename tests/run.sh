@@ -2,13 +2,15 @@
 # The test command (README, .ci/run): installs what the tests need, then runs every test.
 # Needs: etcdctl (Debian etcd-client) for the CLI tests; protoc for the etcd-client test
 # dependency's build (ballast itself builds without it: protoc-bin-vendored in build.rs);
-# prometheus (promtool and the server) for tests/observability.rs.
+# prometheus (promtool and the server) for tests/observability.rs; dnsmasq for tests/bootstrap.rs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 missing=()
 [ -x /usr/bin/etcdctl ] || missing+=(etcd-client)
 command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
+# dnsmasq (Debian dnsmasq-base) serves the SRV records of tests/bootstrap.rs on loopback.
+[ -x /usr/sbin/dnsmasq ] || missing+=(dnsmasq-base)
 { [ -x /usr/bin/prometheus ] && [ -x /usr/bin/promtool ]; } || missing+=(prometheus)
 if [ ${#missing[@]} -gt 0 ]; then
   sudo=""

@@ -182,6 +182,11 @@ pub(super) fn config_from_flags(flags: &FlagValues) -> Result<Config, ConfigErro
     apply_ballast_flags(&mut c, flags);
     let bool_flag = |name: &str| flags.get(name).is_some_and(|v| super::values::parse_go_bool(v).unwrap_or(false));
     c.lease_checkpoint = bool_flag("experimental-enable-lease-checkpoint");
+    c.force_new_cluster = bool_flag("force-new-cluster");
+    str_flag("discovery", &mut c.discovery.url);
+    str_flag("discovery-proxy", &mut c.discovery.proxy);
+    str_flag("discovery-srv", &mut c.discovery.srv);
+    str_flag("discovery-srv-name", &mut c.discovery.srv_name);
     c.lease_checkpoint_persist = bool_flag("experimental-enable-lease-checkpoint-persist");
     if let Some(v) = flags.get("strict-reconfig-check") {
         c.strict_reconfig_check = super::values::parse_go_bool(v).unwrap_or(true);

@@ -45,6 +45,11 @@ struct FileConfig {
     auth_token: Option<String>,
     auth_token_ttl: Option<u64>,
     bcrypt_cost: Option<u64>,
+    force_new_cluster: Option<bool>,
+    discovery: Option<String>,
+    discovery_proxy: Option<String>,
+    discovery_srv: Option<String>,
+    discovery_srv_name: Option<String>,
 }
 
 /// etcd's `securityConfig` (`client-transport-security`, `peer-transport-security`). The
@@ -109,6 +114,11 @@ const FILE_KEYS: &[&str] = &[
     "tls-min-version",
     "tls-max-version",
     "self-signed-cert-validity",
+    "force-new-cluster",
+    "discovery",
+    "discovery-proxy",
+    "discovery-srv",
+    "discovery-srv-name",
 ];
 
 pub(super) fn config_from_file(
@@ -157,6 +167,11 @@ fn config_from_file_values(f: FileConfig, flags: &FlagValues) -> Result<Config, 
     set_str(f.name, &mut c.name);
     set_str(f.initial_cluster_state, &mut c.initial_cluster_state);
     set_str(f.initial_cluster_token, &mut c.initial_cluster_token);
+    c.force_new_cluster = f.force_new_cluster.unwrap_or(false);
+    set_str(f.discovery, &mut c.discovery.url);
+    set_str(f.discovery_proxy, &mut c.discovery.proxy);
+    set_str(f.discovery_srv, &mut c.discovery.srv);
+    set_str(f.discovery_srv_name, &mut c.discovery.srv_name);
     set_str(f.logger, &mut c.logger);
     set_str(f.log_level, &mut c.log_level);
     set_str(f.compat_version, &mut c.compat_version);

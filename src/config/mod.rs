@@ -39,6 +39,7 @@ mod env;
 mod file;
 mod flags;
 mod url;
+pub use url::check_url;
 mod validate;
 mod values;
 #[cfg(test)]
@@ -140,6 +141,26 @@ pub struct Config {
     pub auth_token_ttl_secs: u64,
     /// --bcrypt-cost (etcd: outside 4..=31 the default, 10).
     pub bcrypt_cost: u32,
+    /// --force-new-cluster: a member with data restarts as the only member of its cluster.
+    pub force_new_cluster: bool,
+    /// --discovery, --discovery-proxy, --discovery-srv, --discovery-srv-name.
+    pub discovery: Discovery,
+    /// Whether --initial-cluster was given (not derived from the name and peer URLs): etcd
+    /// refuses it beside a discovery flag.
+    pub initial_cluster_given: bool,
+}
+
+/// How the initial cluster is found instead of `--initial-cluster` (empty strings: unset).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Discovery {
+    /// --discovery: a v2 discovery URL (`peer/discovery.rs`).
+    pub url: String,
+    /// --discovery-proxy: refused (ballast speaks to the discovery service directly).
+    pub proxy: String,
+    /// --discovery-srv: the DNS domain whose SRV records name the members (`peer/srv.rs`).
+    pub srv: String,
+    /// --discovery-srv-name: the service name's suffix (`_etcd-server-<name>._tcp`).
+    pub srv_name: String,
 }
 
 /// One side's TLS flags (client or peer), as etcd's `transport.TLSInfo`: an empty string is
@@ -207,6 +228,9 @@ impl Default for Config {
             auth_token: "simple".into(),
             auth_token_ttl_secs: 300,
             bcrypt_cost: 10,
+            force_new_cluster: false,
+            discovery: Discovery::default(),
+            initial_cluster_given: false,
         }
     }
 }
@@ -314,6 +338,7 @@ fn finish_paths_and_cluster(
         _ => default_data_dir(&c.name),
     };
     c.wal_dir = wal_dir.filter(|w| !w.is_empty()).map(PathBuf::from);
+    c.initial_cluster_given = initial_cluster.is_some();
     c.initial_cluster = match initial_cluster {
         Some(s) => parse_initial_cluster(s)?,
         None => c

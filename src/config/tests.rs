@@ -504,3 +504,18 @@ fn config_file_errors() {
         "unexpected clusterState \"bogus\""
     );
 }
+
+#[test]
+fn bootstrap_flags_conflict_as_etcd_says() {
+    let conflict = "multiple discovery or bootstrap flags are set. Choose one of \"initial-cluster\", \"discovery\" or \"discovery-srv\"";
+    let e = fail(&["--discovery-srv", "example.com", "--initial-cluster", "default=http://localhost:2380"], &[]);
+    assert_eq!((e.message.as_str(), e.exit_code), (conflict, 1));
+    let e = fail(&["--discovery", "http://127.0.0.1:1/v2/keys/discovery/x", "--discovery-srv", "example.com"], &[]);
+    assert_eq!(e.message, conflict);
+    // Without an explicit --initial-cluster, the default one gives way to discovery.
+    let (c, w) = run(&["--discovery-srv", "example.com", "--discovery-srv-name", "prod", "--force-new-cluster"], &[]);
+    assert!(w.is_empty(), "{w:?}");
+    assert_eq!((c.discovery.srv.as_str(), c.discovery.srv_name.as_str(), c.force_new_cluster), ("example.com", "prod", true));
+    let (c, _) = run(&[], &[("ETCD_DISCOVERY", "http://127.0.0.1:1/v2/keys/discovery/x")]);
+    assert_eq!(c.discovery.url, "http://127.0.0.1:1/v2/keys/discovery/x");
+}

@@ -67,7 +67,7 @@ pub(super) fn split_url(u: &str) -> Result<UrlParts<'_>, String> {
 }
 
 /// etcd's `types.NewURLs` check for one URL.
-pub(super) fn check_url(u: &str) -> Result<(), String> {
+pub fn check_url(u: &str) -> Result<(), String> {
     let parts = split_url(u)?;
     match parts.scheme.as_str() {
         "http" | "https" => {

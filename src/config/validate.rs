@@ -52,6 +52,12 @@ pub(super) fn validate(c: &Config) -> Result<(), ConfigError> {
             c.initial_cluster_state
         ));
     }
+    // etcd's ErrConflictBootstrapFlags (etcd drops the default --initial-cluster when a
+    // discovery flag is given, so only an explicit one conflicts).
+    let set = [!c.discovery.url.is_empty(), c.initial_cluster_given, !c.discovery.srv.is_empty()];
+    if set.iter().filter(|&&s| s).count() > 1 {
+        return err("multiple discovery or bootstrap flags are set. Choose one of \"initial-cluster\", \"discovery\" or \"discovery-srv\"".to_string());
+    }
     let (tick, election) = (c.heartbeat_interval_ms, c.election_timeout_ms);
     if tick == 0 {
         return err(format!(

@@ -20,6 +20,9 @@ use crate::proto::ballastpeerpb::{peer_client::PeerClient, MembersRequest, Membe
 
 /// How long one peer may take to answer (etcd asks each peer URL with a timeout too).
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+/// etcd's BootstrapTimeoutEffective: the wait per peer when a new member asks whether it was
+/// bootstrapped already.
+const BOOTSTRAP_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// What a joining member starts from.
 pub struct Joined {
@@ -34,7 +37,7 @@ pub struct Joined {
 pub fn join_existing(cfg: &Config, tls: Option<Arc<rustls::ClientConfig>>) -> Result<Joined, String> {
     let local = Cluster::from_config(cfg)?;
     let urls: Vec<String> = local.members.iter().filter(|m| m.name != cfg.name).flat_map(|m| m.peer_urls.clone()).collect();
-    let existing = fetch(&urls, tls).map_err(|e| format!("cannot fetch cluster info from peer urls: {e}"))?;
+    let existing = fetch(&urls, tls, FETCH_TIMEOUT, true).map_err(|e| format!("cannot fetch cluster info from peer urls: {e}"))?;
     let initial_members = existing.initial_members.clone();
     let running = assign_ids(local, &cfg.name, existing)?;
     let remotes = running.members.iter().filter(|m| m.id != running.local_id).cloned().collect();
@@ -45,15 +48,28 @@ pub fn join_existing(cfg: &Config, tls: Option<Arc<rustls::ClientConfig>>) -> Re
     Ok(Joined { initial: Cluster { id: running.id, members, local_id: running.local_id, removed: Vec::new() }, remotes })
 }
 
-/// The first answer of the peers at `urls`, tried in turn.
-fn fetch(urls: &[String], tls: Option<Arc<rustls::ClientConfig>>) -> Result<MembersResponse, String> {
+/// etcd's isMemberBootstrapped, for a member starting a new cluster without data: whether a
+/// running peer lists it with client URLs (it served before, and lost its data dir). Peers
+/// that do not answer (a cluster bootstrapping together) say nothing.
+pub fn is_member_bootstrapped(cluster: &Cluster, tls: Option<Arc<rustls::ClientConfig>>) -> bool {
+    let urls: Vec<String> = cluster.members.iter().filter(|m| m.id != cluster.local_id).flat_map(|m| m.peer_urls.clone()).collect();
+    let Ok(running) = fetch(&urls, tls, BOOTSTRAP_TIMEOUT, false) else { return false };
+    running.members.iter().any(|m| m.id == cluster.local_id && !m.client_urls.is_empty())
+}
+
+/// The first answer of the peers at `urls`, tried in turn, each within `timeout`; `warn`:
+/// log each failure.
+fn fetch(urls: &[String], tls: Option<Arc<rustls::ClientConfig>>, timeout: Duration, warn: bool) -> Result<MembersResponse, String> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
     rt.block_on(async {
         for url in urls {
-            match tokio::time::timeout(FETCH_TIMEOUT, ask(url, tls.clone())).await {
+            let error = match tokio::time::timeout(timeout, ask(url, tls.clone())).await {
                 Ok(Ok(answer)) => return Ok(answer),
-                Ok(Err(e)) => crate::log::warn("failed to get cluster response", &[("address", url.clone()), ("error", e)]),
-                Err(_) => crate::log::warn("failed to get cluster response", &[("address", url.clone()), ("error", "timed out".into())]),
+                Ok(Err(e)) => e,
+                Err(_) => "timed out".into(),
+            };
+            if warn {
+                crate::log::warn("failed to get cluster response", &[("address", url.clone()), ("error", error)]);
             }
         }
         Err("could not retrieve cluster information from the given URLs".to_string())

@@ -25,7 +25,14 @@ pub async fn connect(url: &str, tls: Option<Arc<rustls::ClientConfig>>) -> Resul
         .keep_alive_timeout(KEEPALIVE_TIMEOUT)
         .keep_alive_while_idle(true);
     if !url.starts_with("https://") {
-        return endpoint.connect().await.map_err(|e| error_chain(&e));
+        if !super::dns::resolves_dials() {
+            return endpoint.connect().await.map_err(|e| error_chain(&e));
+        }
+        let dial = tower::service_fn(|uri: http::Uri| async move {
+            let tcp = tcp_connect(&uri, 80).await?;
+            Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tcp))
+        });
+        return endpoint.connect_with_connector(dial).await.map_err(|e| error_chain(&e));
     }
     let Some(tls) = tls else {
         return Err(format!("cannot dial {url}: an https:// peer needs --peer-cert-file and --peer-key-file"));
@@ -35,14 +42,28 @@ pub async fn connect(url: &str, tls: Option<Arc<rustls::ClientConfig>>) -> Resul
         let connector = connector.clone();
         async move {
             let host = uri.host().unwrap_or_default().trim_start_matches('[').trim_end_matches(']').to_string();
-            let tcp = tokio::net::TcpStream::connect((host.as_str(), uri.port_u16().unwrap_or(443))).await?;
-            tcp.set_nodelay(true)?;
+            let tcp = tcp_connect(&uri, 443).await?;
             let name = rustls::pki_types::ServerName::try_from(host).map_err(std::io::Error::other)?;
             let tls = connector.connect(name, tcp).await?;
             Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tls))
         }
     });
     endpoint.connect_with_connector(dial).await.map_err(|e| error_chain(&e))
+}
+
+/// A TCP connection to `uri`'s host: resolved by the system, or by the test DNS server when
+/// one is set (`dns.rs`).
+async fn tcp_connect(uri: &http::Uri, default_port: u16) -> std::io::Result<tokio::net::TcpStream> {
+    let host = uri.host().unwrap_or_default().trim_start_matches('[').trim_end_matches(']').to_string();
+    let port = uri.port_u16().unwrap_or(default_port);
+    let tcp = if super::dns::resolves_dials() {
+        let addr = tokio::task::spawn_blocking(move || super::dns::resolve_tcp(&host, port)).await.map_err(std::io::Error::other)?.map_err(std::io::Error::other)?;
+        tokio::net::TcpStream::connect(addr).await?
+    } else {
+        tokio::net::TcpStream::connect((host.as_str(), port)).await?
+    };
+    tcp.set_nodelay(true)?;
+    Ok(tcp)
 }
 
 /// An error with its sources (tonic's transport error alone says only "transport error").

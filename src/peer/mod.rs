@@ -21,6 +21,10 @@
 //! * `dial` — dialling a peer URL, `https://` with rustls (the `--peer-*` TLS flags).
 //! * `forward` — calls a follower makes on the leader (lease renewals and TimeToLive, as
 //!   etcd's follower forwards them over its peer HTTP API).
+//! * `initial` — where the member's cluster comes from at start: its data dir, or the
+//!   bootstrap flags.
+//! * `discovery` — `--discovery <url>`: etcd's v2 discovery protocol.
+//! * `srv` — `--discovery-srv`: the initial cluster from DNS SRV records (`dns`: the lookups).
 //! * `bootstrap` — `--initial-cluster-state existing` with no data: the running cluster's
 //!   members and ids, asked from a peer (`Peer.Members`) and checked as etcd checks them.
 //! * `members` — follows the live membership (`cluster::Membership`): a member added gets a
@@ -29,13 +33,17 @@
 
 pub mod bootstrap;
 pub mod dial;
+pub mod discovery;
+pub mod dns;
 pub mod forward;
+pub mod initial;
 pub mod members;
 pub mod outbox;
 pub mod prober;
 pub mod sender;
 pub mod server;
 pub mod snapshot;
+pub mod srv;
 pub mod stats;
 
 use std::time::Duration;

@@ -104,6 +104,8 @@ pub struct CoreConfig {
     /// Applied entries kept for followers to catch up from, with peers (`CATCH_UP_ENTRIES`;
     /// a simulation keeps fewer, so followers need snapshots more often).
     pub catch_up_entries: u64,
+    /// `--force-new-cluster` on a member with data (`force_new.rs`).
+    pub force_new_cluster: bool,
 }
 
 /// What the driver must do. `W` answers a write, `R` a read, barrier or snapshot request.
@@ -179,6 +181,7 @@ impl<W, R> Core<W, R> {
         let conf = (cfg.cluster.voters(), cfg.cluster.learners());
         let storage = super::storage::restore(cfg.id, conf, recovered, snap)?;
         let members = snap.and_then(|s| s.members.clone()).unwrap_or_else(|| cfg.cluster.clone());
+        let forced = if cfg.force_new_cluster { Some(super::force_new::append_removals(&storage, &members, cfg.id)?) } else { None };
         let raft_cfg = RaftConfig {
             applied: snap.map_or(0, |s| s.index),
             id: cfg.id,
@@ -202,7 +205,7 @@ impl<W, R> Core<W, R> {
         }
         let leader_seen = raw.raft.leader_id;
         let timeout = cfg.request_timeout_ticks.max(1);
-        Ok(Core {
+        let mut core = Core {
             raw,
             members,
             strict_reconfig_check: cfg.strict_reconfig_check,
@@ -223,7 +226,15 @@ impl<W, R> Core<W, R> {
             election_ticks: cfg.election_ticks as u64,
             held: VecDeque::new(),
             removed: false,
-        })
+        };
+        if let Some((entries, hs)) = forced {
+            // The first batch, before any ready's: the removals are applied only once a
+            // ready's batch after it is durable (`held`), hence it too.
+            let write = core.log.write(entries, hs);
+            core.log.track(0, Some(write.batch.seq));
+            core.out.wal.push(write);
+        }
+        Ok(core)
     }
 
     pub fn take_output(&mut self) -> Output<W, R> {

@@ -61,6 +61,8 @@ pub struct DriverConfig {
     pub id: u64,
     /// etcd's `--strict-reconfig-check`.
     pub strict_reconfig_check: bool,
+    /// `--force-new-cluster` on a member with data.
+    pub force_new_cluster: bool,
     pub heartbeat: Duration,
     pub election_ticks: usize,
     pub quota: crate::quota::Quota,
@@ -274,6 +276,7 @@ impl Driver {
             first_proposal_id: (cfg.id & 0xffff) << 48 | boot_micros,
             request_timeout_ticks: timeout.as_nanos().div_ceil(cfg.heartbeat.as_nanos().max(1)) as u64,
             catch_up_entries: super::core::CATCH_UP_ENTRIES,
+            force_new_cluster: cfg.force_new_cluster,
         };
         let point = snap.as_ref().map(|m| SnapPoint {
             index: m.index,

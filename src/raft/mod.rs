@@ -12,6 +12,7 @@
 //!   apply, answers, snapshots).
 //! * `handle` — the front end's handle: the messages it sends and etcd's request timeout.
 //! * `storage` — raft's log storage rebuilt from the snapshot and the WAL at boot.
+//! * `force_new` — `--force-new-cluster`: the other members' removal appended at boot.
 //!
 //! The core is one member of N: `step` takes peers' messages, its output carries messages to
 //! them (a follower's only once the ready they came with is durable), each WAL batch carries
@@ -31,6 +32,7 @@
 pub mod conf_change;
 pub mod core;
 pub mod driver;
+pub mod force_new;
 pub mod handle;
 pub mod installs;
 pub mod log_writer;

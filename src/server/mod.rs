@@ -24,7 +24,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::api::{auth::AuthService, cluster::ClusterService, kv::KvService, maintenance::MaintenanceService, watch::WatchService, lease::LeaseService, lock::LockService, election::ElectionService, Ctx};
-use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::log;
 use crate::mvcc::store::Store;
@@ -76,15 +75,7 @@ fn start(cfg: Config) -> Result<(), String> {
     let member_dir = cfg.data_dir.join("member");
     std::fs::create_dir_all(&member_dir).map_err(|e| format!("cannot create data dir {}: {e}", cfg.data_dir.display()))?;
     let peer_tls = crate::peer::PeerTls { server: tls::peer_server_config(&cfg)?, client: tls::peer_client_config(&cfg)? };
-    // A joining member's running peers, dialled until the log makes them members again.
-    let mut remotes = Vec::new();
-    let cluster = Cluster::load_or_init(&member_dir, || match cfg.initial_cluster_state.as_str() {
-        "existing" => crate::peer::bootstrap::join_existing(&cfg, peer_tls.client.clone()).map(|joined| {
-            remotes = joined.remotes;
-            joined.initial
-        }),
-        _ => Cluster::from_config(&cfg),
-    })?;
+    let crate::peer::initial::Initial { cluster, remotes, has_data } = crate::peer::initial::cluster(&cfg, &member_dir, peer_tls.client.clone())?;
     log::info(
         "starting ballast",
         &[
@@ -147,6 +138,8 @@ fn start(cfg: Config) -> Result<(), String> {
     let core_cfg = DriverConfig {
         id: cluster.local_id,
         strict_reconfig_check: cfg.strict_reconfig_check,
+        // etcd: without data the flag is ignored (a new cluster bootstraps as usual).
+        force_new_cluster: cfg.force_new_cluster && has_data,
         heartbeat: Duration::from_millis(cfg.heartbeat_interval_ms.max(1)),
         election_ticks: (cfg.election_timeout_ms / cfg.heartbeat_interval_ms.max(1)).max(2) as usize,
         quota: Quota::from_flag(cfg.quota_backend_bytes),

@@ -67,6 +67,14 @@ impl Member {
     /// (`--initial-cluster-state new` unless they name another).
     pub fn spawn(&mut self, initial: &str, token: &str, extra: &[String]) {
         let state = if extra.iter().any(|a| a.starts_with("--initial-cluster-state")) { &[][..] } else { &["--initial-cluster-state", "new"][..] };
+        let mut args: Vec<String> = ["--initial-cluster", initial, "--initial-cluster-token", token].iter().chain(state).map(|s| s.to_string()).collect();
+        args.extend(extra.iter().cloned());
+        self.spawn_with(&args, &[]);
+    }
+
+    /// Starts the process with its name, data dir and URLs, then `args` (the bootstrap flags:
+    /// none of `--initial-cluster*` is added) and `env` in its environment.
+    pub fn spawn_with(&mut self, args: &[String], env: &[(&str, String)]) {
         assert!(self.child.is_none(), "{} is running", self.name);
         self.starts += 1;
         let log = std::fs::File::create(self.log_path()).unwrap();
@@ -75,9 +83,8 @@ impl Member {
             .args(["--name", &self.name, "--data-dir", self.data_dir.to_str().unwrap()])
             .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
             .args(["--listen-peer-urls", &self.peer_url(), "--initial-advertise-peer-urls", &self.peer_url()])
-            .args(["--initial-cluster", initial, "--initial-cluster-token", token])
-            .args(state)
-            .args(extra)
+            .args(args)
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
