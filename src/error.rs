@@ -85,14 +85,12 @@ pub type Result<T> = std::result::Result<T, Error>;
 /// The features this build does not offer yet, each answered with its own message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Missing {
-    Snapshot,
     Downgrade,
 }
 
 impl Missing {
     fn message(self) -> &'static str {
         match self {
-            Missing::Snapshot => "ballast: snapshot is not implemented yet",
             Missing::Downgrade => "ballast: downgrade is not implemented yet",
         }
     }
@@ -218,8 +216,8 @@ mod tests {
         let s = Status::from(Error::EmptyKey);
         assert_eq!(s.code(), Code::InvalidArgument);
         assert_eq!(s.message(), "etcdserver: key is not provided");
-        let s = Status::from(Error::Unimplemented(Missing::Snapshot));
+        let s = Status::from(Error::Unimplemented(Missing::Downgrade));
         assert_eq!(s.code(), Code::Unimplemented);
-        assert_eq!(s.message(), "ballast: snapshot is not implemented yet");
+        assert_eq!(s.message(), "ballast: downgrade is not implemented yet");
     }
 }

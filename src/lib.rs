@@ -71,6 +71,7 @@ pub mod concurrency;
 pub mod config;
 pub mod durable;
 pub mod error;
+pub mod export;
 pub mod failpoint;
 pub mod gateway;
 pub mod kv;

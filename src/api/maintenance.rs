@@ -1,8 +1,8 @@
 //! etcd's Maintenance service. Status reports the compat version, db size (bytes held by the
 //! MVCC store), leader and raft progress. Alarm requests go through raft, as in etcd.
 //! Defragment writes a fresh snapshot; HashKV is etcd's (`mvcc/hash.rs`). MoveLeader hands
-//! leadership over by raft's leader transfer. Snapshot streaming (etcd's bolt file format
-//! belongs to the Operations work) and downgrade are not implemented yet.
+//! leadership over by raft's leader transfer. Snapshot streams etcd's bolt file
+//! (`snapshot.rs`, `src/export/`). Downgrade is not implemented yet.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -120,7 +120,8 @@ impl Maintenance for MaintenanceService {
 
     async fn snapshot(&self, r: Request<SnapshotRequest>) -> Reply<Self::SnapshotStream> {
         self.ctx.auth.admin(&r)?;
-        unimplemented(Missing::Snapshot)
+        let chunks = super::snapshot::snapshot(&self.ctx).await?;
+        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(chunks))))
     }
 
     /// etcd's MoveLeader: on the leader only, to a voting member; answered once the target

@@ -201,6 +201,7 @@ fn start(cfg: Config) -> Result<(), String> {
         lease_ids,
         auth,
         forward,
+        data_dir: cfg.data_dir.clone(),
     });
     let result = serve_front_end(&cfg, ctx, compaction, metrics, reply_rxs, tls);
     threads.join();
