@@ -185,6 +185,7 @@ async fn etcd_tools_save_check_and_restore_ballasts_snapshot() {
     assert_eq!(st["revision"], etcd_status["revision"], "status revision: ballast {st}, etcd {etcd_status}");
     let entries: usize = got.values().map(Vec::len).sum();
     assert_eq!(st["totalKey"].as_u64(), Some(entries as u64), "status counts every entry of every bucket: {st}");
+    assert_eq!(st["totalKey"], etcd_status["totalKey"], "as many entries as etcd's file: ballast {st}, etcd {etcd_status}");
     assert_eq!(st["totalSize"].as_u64(), Some(saved.len() as u64 - 32));
     // The buckets: etcd's names, and the same history, leases, roles and auth flags.
     assert_eq!(got.keys().collect::<Vec<_>>(), want.keys().collect::<Vec<_>>(), "bucket names");

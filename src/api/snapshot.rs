@@ -2,7 +2,7 @@
 //! auth, alarms, raft position), has every shard list its history at the current revision,
 //! writes the bolt file (`src/export/`) to a temporary file in the data dir on a blocking
 //! thread, and streams it. The file is unlinked once open, so nothing is left behind when
-//! the stream ends or the client goes away.
+//! the stream ends or the client goes away; what a crash leaves is removed at the next start.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -45,9 +45,22 @@ pub async fn snapshot(ctx: &Ctx) -> Result<mpsc::Receiver<Result<SnapshotRespons
     Ok(crate::export::stream::send(file, size))
 }
 
+/// The names of the temporary files (the bolt file and its sort runs) begin with this.
+const TEMP_PREFIX: &str = "snapshot-download-";
+
 fn temp_path(ctx: &Ctx) -> PathBuf {
     let n = NEXT_FILE.fetch_add(1, Ordering::Relaxed);
-    ctx.data_dir.join(format!("snapshot-download-{}-{n}.db.tmp", std::process::id()))
+    ctx.data_dir.join(format!("{TEMP_PREFIX}{}-{n}.db.tmp", std::process::id()))
+}
+
+/// Removes the temporary files a snapshot being written when the process died left behind.
+pub fn remove_leftovers(data_dir: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(data_dir) else { return };
+    for entry in entries.flatten() {
+        if entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 async fn gather(ctx: &Ctx) -> Result<EtcdState, Status> {

@@ -37,18 +37,18 @@ pub fn write_db(path: &Path, state: &EtcdState, shards: Vec<flume::Receiver<Vec<
     while let Some((k, v)) = merged.next_entry()? {
         key.push(&mut file, 0, k, v)?;
     }
-    let mut roots = vec![(b"key".to_vec(), key.finish(&mut file)?)];
+    let mut buckets = vec![(b"key".to_vec(), key.finish_bucket(&mut file)?)];
     for (name, entries) in state.buckets() {
         let mut tree = TreeBuilder::default();
         for (k, v) in entries {
             tree.push(&mut file, 0, k, v)?;
         }
-        roots.push((name.as_bytes().to_vec(), tree.finish(&mut file)?));
+        buckets.push((name.as_bytes().to_vec(), tree.finish_bucket(&mut file)?));
     }
-    roots.sort();
+    buckets.sort();
     let mut root = TreeBuilder::default();
-    for (name, page) in roots {
-        root.push(&mut file, page::BUCKET_ELEMENT, name, page::bucket_header(page).to_vec())?;
+    for (name, value) in buckets {
+        root.push(&mut file, page::BUCKET_ELEMENT, name, value)?;
     }
     let root = root.finish(&mut file)?;
     file.finish(root)

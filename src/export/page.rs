@@ -34,15 +34,21 @@ pub fn element_bytes(key: usize, value: usize) -> usize {
 }
 
 /// A page's bytes, `body` rounded up to whole pages, with the header for `id`.
-fn page(id: u64, flags: u16, count: usize, mut body: Vec<u8>) -> Vec<u8> {
+fn page(id: u64, flags: u16, count: usize, body: Vec<u8>) -> Vec<u8> {
     let pages = (HEADER_BYTES + body.len()).div_ceil(PAGE_BYTES).max(1);
-    let mut out = Vec::with_capacity(pages * PAGE_BYTES);
+    let mut out = unpadded(id, flags, count, pages, body);
+    out.resize(pages * PAGE_BYTES, 0);
+    out
+}
+
+/// The header and `body`, as an inline bucket holds its page.
+fn unpadded(id: u64, flags: u16, count: usize, pages: usize, mut body: Vec<u8>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER_BYTES + body.len());
     out.extend_from_slice(&id.to_le_bytes());
     out.extend_from_slice(&flags.to_le_bytes());
     out.extend_from_slice(&(count as u16).to_le_bytes());
     out.extend_from_slice(&((pages - 1) as u32).to_le_bytes());
     out.append(&mut body);
-    out.resize(pages * PAGE_BYTES, 0);
     out
 }
 
@@ -53,6 +59,23 @@ pub fn pages_for(bytes: usize) -> u64 {
 
 /// A leaf page at `id` holding `elems` (sorted by key).
 pub fn leaf(id: u64, elems: &[LeafElement]) -> Vec<u8> {
+    let (count, body) = leaf_body(elems);
+    page(id, LEAF_FLAG, count, body)
+}
+
+/// The value of an inline bucket holding `elems`: its header (root 0) and its leaf, unpadded,
+/// as bbolt stores a bucket of at most `INLINE_MAX_BYTES` (bucket.go inlineable).
+pub fn inline_bucket(elems: &[LeafElement]) -> Vec<u8> {
+    let (count, body) = leaf_body(elems);
+    let mut out = bucket_header(0).to_vec();
+    out.extend(unpadded(0, LEAF_FLAG, count, 1, body));
+    out
+}
+
+/// bbolt's maxInlineBucketSize: a quarter page, counting the page header and elements.
+pub const INLINE_MAX_BYTES: usize = PAGE_BYTES / 4;
+
+fn leaf_body(elems: &[LeafElement]) -> (usize, Vec<u8>) {
     let table = elems.len() * ELEMENT_BYTES;
     let mut body = vec![0u8; table];
     for (i, e) in elems.iter().enumerate() {
@@ -65,7 +88,7 @@ pub fn leaf(id: u64, elems: &[LeafElement]) -> Vec<u8> {
         body.extend_from_slice(e.key);
         body.extend_from_slice(e.value);
     }
-    page(id, LEAF_FLAG, elems.len(), body)
+    (elems.len(), body)
 }
 
 /// A branch page at `id`: each child's first key and page id, sorted by key.

@@ -73,6 +73,15 @@ impl Runs {
     }
 }
 
+impl Drop for Runs {
+    /// Runs not handed to a merge (an error cut the export short) go too.
+    fn drop(&mut self) {
+        for f in &self.files {
+            let _ = std::fs::remove_file(f);
+        }
+    }
+}
+
 fn read_entry(r: &mut impl Read) -> io::Result<Option<Entry>> {
     let mut lens = [0u8; 8];
     match r.read_exact(&mut lens) {

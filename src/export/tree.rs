@@ -82,6 +82,16 @@ impl TreeBuilder {
         Ok(())
     }
 
+    /// The bucket's value in its parent: inline when it is one small leaf (as bbolt writes a
+    /// small bucket), else the header naming its root page.
+    pub fn finish_bucket(self, file: &mut PageFile) -> io::Result<Vec<u8>> {
+        if self.leaves.is_empty() && HEADER_BYTES + self.leaf_bytes <= page::INLINE_MAX_BYTES {
+            let elems: Vec<LeafElement> = self.leaf.iter().map(|(flags, key, value)| LeafElement { flags: *flags, key, value }).collect();
+            return Ok(page::inline_bucket(&elems));
+        }
+        Ok(page::bucket_header(self.finish(file)?).to_vec())
+    }
+
     /// Writes what is left and the branch levels above the leaves; the root's page.
     pub fn finish(mut self, file: &mut PageFile) -> io::Result<u64> {
         if !self.leaf.is_empty() || self.leaves.is_empty() {
