@@ -62,6 +62,10 @@ pub enum Error {
     AuthOldRevision,
     /// etcd has no gRPC error for it: answered as code Unknown with the auth package's text.
     NoPasswordUser,
+    /// The admin check of Snapshot, Hash, HashKV and Defragment: etcd's authMaintenanceServer
+    /// returns the auth package's error unmapped, so clients see code Unknown and its text
+    /// (`auth: permission denied`).
+    AdminRefused(&'static str),
     /// etcd's membership errors (server/etcdserver/api/membership/errors.go, etcdserver/errors.go,
     /// mapped in api/v3rpc/util.go).
     MemberExist,
@@ -158,6 +162,7 @@ impl Error {
             Error::Unhealthy => (Code::Unavailable, "etcdserver: unhealthy cluster"),
             Error::Unimplemented(what) => (Code::Unimplemented, what.message()),
             Error::Internal(msg) => (Code::Internal, msg),
+            Error::AdminRefused(msg) => (Code::Unknown, msg),
         }
     }
 }
