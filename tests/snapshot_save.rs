@@ -6,7 +6,8 @@
 //! etcdutl check, `etcdutl snapshot status` must report its revision and every entry, its
 //! `key`, `lease`, `authRoles` and `auth` buckets must equal etcd's byte for byte, and etcd
 //! 3.5 started on `etcdutl snapshot restore` of it must serve the same keys (now and at a past
-//! revision), HashKV, users and roles as ballast. The etcd-client crate reads the stream too.
+//! revision), HashKV, users and roles as ballast. A snapshot taken while writes go on holds one
+//! revision's state. The etcd-client crate reads the stream too.
 
 mod common;
 #[path = "common/bolt.rs"]
@@ -242,4 +243,55 @@ async fn the_etcd_client_crate_reads_the_stream() {
     saved.extend_from_slice(&sha);
     let buckets = bolt::buckets(&bolt::strip_digest(&saved));
     assert_eq!(buckets["key"].len(), 50);
+}
+
+/// Puts a writer sends at most while the snapshot is taken.
+const PUTS_DURING_SAVE: usize = 3000;
+
+/// A snapshot taken while writes go on holds exactly one revision's history: etcd restored
+/// from it serves, at its revision, what ballast serves at that revision.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_snapshot_under_writes_is_one_revision() {
+    let ctl = etcd::find_etcdctl35().unwrap_or_else(|e| panic!("etcdctl 3.5 is needed for this test: {e}"));
+    let b = common::Server::start(&["--shards", "2"]);
+    let mut kv = KvClient::new(channel(&b.endpoint).await);
+    for i in 0..200 {
+        kv.put(put(&format!("pre/{i:03}"), &vec![b'p'; 500], 0)).await.unwrap();
+    }
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let (stop, done) = (std::sync::Arc::new(AtomicBool::new(false)), std::sync::Arc::new(AtomicUsize::new(0)));
+    let writer = {
+        let (mut kv, stop, done) = (kv.clone(), stop.clone(), done.clone());
+        tokio::spawn(async move {
+            let mut n = 0;
+            while n < PUTS_DURING_SAVE && !stop.load(Ordering::Relaxed) {
+                kv.put(put(&format!("pre/{:03}", n % 300), format!("w{n}").as_bytes(), 0)).await.unwrap();
+                n += 1;
+                done.store(n, Ordering::Relaxed);
+            }
+            n
+        })
+    };
+    // The save starts once the writer is under way (bounded wait).
+    for _ in 0..500 {
+        if done.load(Ordering::Relaxed) >= 10 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let dir = common::fresh_dir("snapshot-under-writes");
+    let path = dir.join("s.db");
+    let (ctl2, endpoint, p) = (ctl.clone(), b.endpoint.clone(), path.clone());
+    tokio::task::spawn_blocking(move || run(&ctl2, &endpoint, &["snapshot", "save", p.to_str().unwrap()])).await.unwrap();
+    stop.store(true, Ordering::Relaxed);
+    let puts = writer.await.unwrap();
+    assert!(puts > 0, "writes went on");
+    let restored = etcd::Etcd::start_restored(&path);
+    let theirs = json(&run(&ctl, &restored.endpoint, &["get", "", "--prefix", "-w", "json"]));
+    let rev = theirs["header"]["revision"].as_i64().unwrap();
+    let ours = json(&run(&ctl, &b.endpoint, &["get", "", "--prefix", "-w", "json", "--rev", &rev.to_string()]));
+    eprintln!("snapshot at revision {rev}, {puts} puts sent by then");
+    assert!(rev >= 211, "the snapshot holds the writes made before it: revision {rev}, {puts} puts");
+    assert_eq!(ours["kvs"], theirs["kvs"], "at revision {rev} ({puts} puts during the save)");
+    let _ = std::fs::remove_dir_all(&dir);
 }
