@@ -62,6 +62,10 @@ pub enum Error {
     AuthOldRevision,
     /// etcd has no gRPC error for it: answered as code Unknown with the auth package's text.
     NoPasswordUser,
+    /// The admin check of Snapshot, Hash, HashKV and Defragment: etcd's authMaintenanceServer
+    /// returns the auth package's error unmapped, so clients see code Unknown and its text
+    /// (`auth: permission denied`).
+    AdminRefused(&'static str),
     /// etcd's membership errors (server/etcdserver/api/membership/errors.go, etcdserver/errors.go,
     /// mapped in api/v3rpc/util.go).
     MemberExist,
@@ -85,14 +89,12 @@ pub type Result<T> = std::result::Result<T, Error>;
 /// The features this build does not offer yet, each answered with its own message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Missing {
-    Snapshot,
     Downgrade,
 }
 
 impl Missing {
     fn message(self) -> &'static str {
         match self {
-            Missing::Snapshot => "ballast: snapshot is not implemented yet",
             Missing::Downgrade => "ballast: downgrade is not implemented yet",
         }
     }
@@ -160,6 +162,7 @@ impl Error {
             Error::Unhealthy => (Code::Unavailable, "etcdserver: unhealthy cluster"),
             Error::Unimplemented(what) => (Code::Unimplemented, what.message()),
             Error::Internal(msg) => (Code::Internal, msg),
+            Error::AdminRefused(msg) => (Code::Unknown, msg),
         }
     }
 }
@@ -218,8 +221,8 @@ mod tests {
         let s = Status::from(Error::EmptyKey);
         assert_eq!(s.code(), Code::InvalidArgument);
         assert_eq!(s.message(), "etcdserver: key is not provided");
-        let s = Status::from(Error::Unimplemented(Missing::Snapshot));
+        let s = Status::from(Error::Unimplemented(Missing::Downgrade));
         assert_eq!(s.code(), Code::Unimplemented);
-        assert_eq!(s.message(), "ballast: snapshot is not implemented yet");
+        assert_eq!(s.message(), "ballast: downgrade is not implemented yet");
     }
 }

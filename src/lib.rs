@@ -44,6 +44,9 @@
 //! * `snapshot` — the manifest (`manifest`: which segments hold the state up to which raft
 //!   index), loading it at boot (`load`), and carrying out the core's snapshot orders
 //!   (`coordinator`).
+//! * `export` — etcd's bbolt snapshot file for Maintenance.Snapshot: page layout (`page`),
+//!   B+trees written bottom-up (`tree`), the external sort of the history (`runs`), etcd's
+//!   buckets (`schema`) and the chunked stream with its SHA-256 (`stream`).
 //! * `wal` — the write-ahead log: record format (`record`), io_uring stripe writer (`stripe`),
 //!   recovery (`recover`), retired stripes (`retire`).
 //! * `compactor` — auto-compaction (`--auto-compaction-mode/-retention`), as etcd's.
@@ -71,6 +74,7 @@ pub mod concurrency;
 pub mod config;
 pub mod durable;
 pub mod error;
+pub mod export;
 pub mod failpoint;
 pub mod gateway;
 pub mod kv;

@@ -1,8 +1,8 @@
 //! etcd's Maintenance service. Status reports the compat version, db size (bytes held by the
 //! MVCC store), leader and raft progress. Alarm requests go through raft, as in etcd.
 //! Defragment writes a fresh snapshot; HashKV is etcd's (`mvcc/hash.rs`). MoveLeader hands
-//! leadership over by raft's leader transfer. Snapshot streaming (etcd's bolt file format
-//! belongs to the Operations work) and downgrade are not implemented yet.
+//! leadership over by raft's leader transfer. Snapshot streams etcd's bolt file
+//! (`snapshot.rs`, `src/export/`). Downgrade is not implemented yet.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -96,7 +96,7 @@ impl Maintenance for MaintenanceService {
     /// Online defragmentation: a fresh snapshot rewrites every shard's segment compactly
     /// (shards keep serving while they write) and releases the WAL before it.
     async fn defragment(&self, r: Request<DefragmentRequest>) -> Reply<DefragmentResponse> {
-        self.ctx.auth.admin(&r)?;
+        self.ctx.auth.maintenance_admin(&r)?;
         self.ctx.raft.snapshot().await?;
         // etcd answers an empty DefragmentResponse, without a header.
         Ok(Response::new(DefragmentResponse { header: None }))
@@ -105,13 +105,13 @@ impl Maintenance for MaintenanceService {
     /// etcd hashes its whole bolt file, which no other store can reproduce; ballast answers the
     /// HashKV of the current revision (equal on members of one ballast cluster).
     async fn hash(&self, r: Request<HashRequest>) -> Reply<HashResponse> {
-        self.ctx.auth.admin(&r)?;
+        self.ctx.auth.maintenance_admin(&r)?;
         let (hash, _, rev) = self.hash_kv_at(0).await?;
         Ok(Response::new(HashResponse { header: Some(self.header(rev)), hash }))
     }
 
     async fn hash_kv(&self, r: Request<HashKvRequest>) -> Reply<HashKvResponse> {
-        self.ctx.auth.admin(&r)?;
+        self.ctx.auth.maintenance_admin(&r)?;
         let (hash, compact_revision, rev) = self.hash_kv_at(r.into_inner().revision).await?;
         Ok(Response::new(HashKvResponse { header: Some(self.header(rev)), hash, compact_revision }))
     }
@@ -119,8 +119,9 @@ impl Maintenance for MaintenanceService {
     type SnapshotStream = Pin<Box<dyn Stream<Item = Result<SnapshotResponse, Status>> + Send>>;
 
     async fn snapshot(&self, r: Request<SnapshotRequest>) -> Reply<Self::SnapshotStream> {
-        self.ctx.auth.admin(&r)?;
-        unimplemented(Missing::Snapshot)
+        self.ctx.auth.maintenance_admin(&r)?;
+        let chunks = super::snapshot::snapshot(&self.ctx).await?;
+        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(chunks))))
     }
 
     /// etcd's MoveLeader: on the leader only, to a voting member; answered once the target

@@ -10,6 +10,7 @@ pub mod kv;
 pub mod lease;
 pub mod lock;
 pub mod maintenance;
+pub mod snapshot;
 pub mod watch;
 
 use std::sync::Arc;
@@ -40,6 +41,8 @@ pub struct Ctx {
     pub auth: Arc<crate::auth::AuthGuard>,
     /// Calls a follower forwards to the leader (lease renewals and TimeToLive).
     pub forward: crate::peer::forward::Forwarder,
+    /// `--data-dir`: Maintenance.Snapshot writes its temporary file there.
+    pub data_dir: std::path::PathBuf,
 }
 
 impl Ctx {

@@ -129,6 +129,17 @@ impl AuthGuard {
         let who = self.who(req)?;
         self.view().state.admin(&who)
     }
+
+    /// etcd's authMaintenanceServer check (Snapshot, Hash, HashKV, Defragment): `admin`, its
+    /// refusals answered with the auth package's errors as etcd sends them (code Unknown).
+    pub fn maintenance_admin<T>(&self, req: &tonic::Request<T>) -> Result<()> {
+        self.admin(req).map_err(|e| match e {
+            Error::UserEmpty => Error::AdminRefused("auth: user name is empty"),
+            Error::UserNotFound => Error::AdminRefused("auth: user not found"),
+            Error::PermissionDenied => Error::AdminRefused("auth: permission denied"),
+            other => other,
+        })
+    }
 }
 
 tokio::task_local! {

@@ -2,9 +2,10 @@
 //! the request body as a stream of JSON values (each one request, sent as soon as it is whole),
 //! Observe and Snapshot read one; the answers go out as they come, each as `{"result":…}` and a
 //! newline, until the call ends or the client goes away. The HTTP head waits for the first
-//! answer (etcd's gateway waits for the gRPC header, which comes with it); a call that fails
-//! before answering gets the unary error answer, one that fails later a last
-//! `{"error":{"grpc_code":…,"http_code":…,"message":…,"http_status":…}}`.
+//! answer (etcd's gateway waits for the gRPC header, which comes with it); a request that
+//! cannot be decoded gets the unary error answer, a call that fails (before its first answer
+//! or later) a last `{"error":{"grpc_code":…,"http_code":…,"message":…,"http_status":…}}`,
+//! with the HTTP status of its code when nothing was sent yet.
 //!
 //! Bounds: at most `--max-concurrent-streams` calls open at once (more wait for a turn, as
 //! etcd's gateway's streams wait on its one gRPC connection); answers are produced only as
@@ -54,7 +55,7 @@ pub async fn serve(gateway: &Gateway, route: &'static Route, meta: http::HeaderM
     let mut answers = Call::open(&gateway.grpc, route, meta, requests).await;
     let first = match answers.next().await {
         Some(Ok(msg)) => Some(msg),
-        Some(Err(status)) => return error(&status),
+        Some(Err(status)) => return failed(&status),
         None => None,
     };
     let state = Answers { call: answers, pending: first, desc: route.output.clone(), ended: false, _permit: permit };
@@ -99,6 +100,16 @@ impl Answers {
             }
         }
     }
+}
+
+/// A call that failed before its first answer, as grpc-gateway v1's ForwardResponseStream
+/// answers it: the HTTP status of the code and the stream's error chunk (no gRPC metadata).
+fn failed(status: &tonic::Status) -> Response<Body> {
+    let chunk = Bytes::from(error_chunk(status));
+    let mut resp = Response::new(Body::from_stream(futures_util::stream::iter([Ok::<_, Infallible>(chunk)])));
+    *resp.status_mut() = super::http_status(status.code());
+    resp.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    resp
 }
 
 /// grpc-gateway v1's last chunk of a stream that failed.

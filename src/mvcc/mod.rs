@@ -3,10 +3,11 @@
 //! writes at the revision the applier assigns. Compaction drops history below a revision.
 //! `segment.rs` is the codec of an immutable rkyv snapshot segment (no IO runtime, no store);
 //! `persist.rs` writes a shard's store to one; `key_set.rs` is a set of keys and spans for txn
-//! checks.
+//! checks. `export.rs` lists the history as etcd's bolt `key` bucket holds it.
 
 pub mod changes;
 pub mod events;
+pub mod export;
 pub mod hash;
 pub mod index;
 pub mod key_set;

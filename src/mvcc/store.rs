@@ -100,6 +100,11 @@ impl Store {
         range.bounds().into_iter().flat_map(move |b| self.keys.range::<[u8], _>(b)).map(|(k, h)| (&**k, h))
     }
 
+    /// Every key from `lower` on, in key order, with its history.
+    pub(super) fn keys_from<'a>(&'a self, lower: std::ops::Bound<&'a [u8]>) -> impl Iterator<Item = (&'a [u8], &'a KeyHistory)> + 'a {
+        self.keys.range::<[u8], _>((lower, std::ops::Bound::Unbounded)).map(|(k, h)| (&**k, h))
+    }
+
     /// (lease, key) of every live key put with a lease: the lessor's keys after a restart.
     pub fn leased_keys(&self) -> Vec<(i64, Vec<u8>)> {
         self.keys.iter().filter_map(|(k, h)| h.latest().filter(|r| r.lease != 0).map(|r| (r.lease, k.to_vec()))).collect()

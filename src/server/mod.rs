@@ -74,6 +74,7 @@ fn start(cfg: Config) -> Result<(), String> {
     let shards = if cfg.shards == 0 { threads::usable_cpus().len().saturating_sub(FRONT_END_THREADS).max(1) } else { cfg.shards };
     let member_dir = cfg.data_dir.join("member");
     std::fs::create_dir_all(&member_dir).map_err(|e| format!("cannot create data dir {}: {e}", cfg.data_dir.display()))?;
+    crate::api::snapshot::remove_leftovers(&cfg.data_dir);
     let peer_tls = crate::peer::PeerTls { server: tls::peer_server_config(&cfg)?, client: tls::peer_client_config(&cfg)? };
     let crate::peer::initial::Initial { cluster, remotes, has_data } = crate::peer::initial::cluster(&cfg, &member_dir, peer_tls.client.clone())?;
     log::info(
@@ -194,6 +195,7 @@ fn start(cfg: Config) -> Result<(), String> {
         lease_ids,
         auth,
         forward,
+        data_dir: cfg.data_dir.clone(),
     });
     let result = serve_front_end(&cfg, ctx, compaction, metrics, reply_rxs, tls);
     threads.join();

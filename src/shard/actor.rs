@@ -127,6 +127,9 @@ async fn handle(shard: &Rc<ShardState>, msg: ShardMsg, outbox: &mut Outbox) {
             shard.publish();
             let _ = reply.send(());
         }
+        ShardMsg::Export { rev, compact_rev, out } => {
+            glommio::spawn_local(shard.clone().export(rev, compact_rev, out)).detach();
+        }
         ShardMsg::Snapshot { since, rev, path, reply } => {
             shard.snapshots.set(shard.snapshots.get() + 1);
             let shard = shard.clone();

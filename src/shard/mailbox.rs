@@ -14,6 +14,8 @@ use crate::proto::etcdserverpb::{TxnRequest, TxnResponse};
 
 /// Messages queued per shard before senders wait.
 pub const SHARD_QUEUE_CAPACITY: usize = 4096;
+/// Chunks of a snapshot export a shard queues ahead of the bolt writer.
+const EXPORT_CHUNKS_QUEUED: usize = 2;
 
 pub enum ShardMsg {
     /// `home`: the caller's front-end thread, where the answer is delivered (`reply.rs`).
@@ -29,6 +31,9 @@ pub enum ShardMsg {
     HashRecords { rev: i64, reply: oneshot::Sender<Vec<crate::mvcc::hash::HashRecord>> },
     /// The watch events of a revision window (`mvcc/events.rs`).
     Events { query: EventQuery, reply: oneshot::Sender<Result<EventsPart>> },
+    /// Sends the shard's history up to `rev` as etcd's `key` bucket entries, in chunks
+    /// (`export.rs`).
+    Export { rev: i64, compact_rev: i64, out: flume::Sender<Vec<crate::mvcc::export::ExportRecord>> },
     /// Writes the shard's records after `since` (0: its whole state) as of `rev` to `path`.
     Snapshot { since: i64, rev: i64, path: std::path::PathBuf, reply: oneshot::Sender<std::result::Result<SegmentInfo, String>> },
     /// A snapshot from the leader was installed: the shard serves `store` from now on
@@ -152,6 +157,18 @@ impl Shards {
             all.extend(part?);
         }
         Ok(all)
+    }
+
+    /// Every shard's history up to `rev` (compaction at `compact_rev`) as etcd's `key` bucket
+    /// entries: one bounded channel of chunks per shard, closed when the shard is done.
+    pub async fn export(&self, rev: i64, compact_rev: i64) -> Result<Vec<flume::Receiver<Vec<crate::mvcc::export::ExportRecord>>>> {
+        let mut receivers = Vec::new();
+        for shard in &self.senders {
+            let (out, rx) = flume::bounded(EXPORT_CHUNKS_QUEUED);
+            shard.send_async(ShardMsg::Export { rev, compact_rev, out }).await.map_err(|_| Error::Stopped)?;
+            receivers.push(rx);
+        }
+        Ok(receivers)
     }
 
     /// The events of `query` on every shard that may hold its keys, merged into revision

@@ -2,10 +2,11 @@
 //! keyspace. `router.rs` maps a key to its shard; `mailbox.rs` is the message protocol other
 //! threads use to reach a shard; `threads.rs` starts and pins the executors; `actor.rs` is the
 //! shard's loop, with its side tasks `segments.rs` (snapshot segments) and `compaction.rs`
-//! (background physical compaction).
+//! (background physical compaction) and `export.rs` (history for Maintenance.Snapshot).
 
 pub mod actor;
 pub mod compaction;
+pub mod export;
 pub mod mailbox;
 pub mod reads;
 pub mod router;

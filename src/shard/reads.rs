@@ -38,7 +38,7 @@ impl Drop for ReadGuard {
 
 impl ShardState {
     /// Registers a read at `rev` until the guard drops: compaction beyond `rev` waits.
-    fn read_at(self: &Rc<Self>, rev: i64) -> ReadGuard {
+    pub(super) fn read_at(self: &Rc<Self>, rev: i64) -> ReadGuard {
         self.reading.borrow_mut().push(rev);
         ReadGuard { shard: self.clone(), rev }
     }

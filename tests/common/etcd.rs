@@ -87,6 +87,14 @@ impl Etcd {
         etcd
     }
 
+    /// Starts etcd 3.5 on the data dir `etcdutl snapshot restore` makes of `snapshot` (a file
+    /// `etcdctl snapshot save` wrote); panics with etcdutl's output when it refuses the file.
+    pub fn start_restored(snapshot: &Path) -> Etcd {
+        let mut etcd = Etcd::spawn_restored("http", &[], Some(snapshot));
+        etcd.wait_ready();
+        etcd
+    }
+
     /// Like `start_with`, the client URL `https://` (`extra` gives the certificates).
     pub fn start_tls(extra: &[&str]) -> Etcd {
         let mut etcd = Etcd::spawn("https", extra);
@@ -126,6 +134,10 @@ impl Etcd {
     }
 
     fn spawn(scheme: &str, extra: &[&str]) -> Etcd {
+        Etcd::spawn_restored(scheme, extra, None)
+    }
+
+    fn spawn_restored(scheme: &str, extra: &[&str], snapshot: Option<&Path>) -> Etcd {
         let bin = find_etcd35().unwrap_or_else(|e| panic!("etcd 3.5 is needed for this test: {e}"));
         let dir = crate::common::fresh_dir("etcd");
         let (cport, pport) = loop {
@@ -139,6 +151,16 @@ impl Etcd {
         let peer = format!("http://127.0.0.1:{pport}");
         let log_path = dir.join("etcd.log");
         let log = std::fs::File::create(&log_path).unwrap();
+        if let Some(snapshot) = snapshot {
+            let out = Command::new(bin.with_file_name("etcdutl"))
+                .args(["snapshot", "restore", snapshot.to_str().unwrap(), "--name", "default"])
+                .args(["--data-dir", dir.join("data.etcd").to_str().unwrap()])
+                .args(["--initial-cluster", &format!("default={peer}"), "--initial-advertise-peer-urls", &peer])
+                .stdin(Stdio::null())
+                .output()
+                .expect("run etcdutl");
+            assert!(out.status.success(), "etcdutl snapshot restore: {}", String::from_utf8_lossy(&out.stderr));
+        }
         let child = Command::new(&bin)
             .args(["--name", "default"])
             .args(["--data-dir", dir.join("data.etcd").to_str().unwrap()])

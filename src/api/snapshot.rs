@@ -1,0 +1,99 @@
+//! Maintenance.Snapshot's work: gathers the state etcd's backend would hold (members, leases,
+//! auth, alarms, raft position), has every shard list its history at the current revision,
+//! writes the bolt file (`src/export/`) to a temporary file in the data dir on a blocking
+//! thread, and streams it. The file is unlinked once open, so nothing is left behind when
+//! the stream ends or the client goes away; what a crash leaves is removed at the next start.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::sync::mpsc;
+use tonic::Status;
+
+use super::Ctx;
+use crate::error::Error;
+use crate::export::schema::EtcdState;
+use crate::kv::response::Response as Applied;
+use crate::proto::ballastpb::internal_request::Request as Write;
+use crate::proto::etcdserverpb::alarm_request::AlarmAction;
+use crate::proto::etcdserverpb::{AlarmRequest, SnapshotResponse};
+
+/// Numbers the temporary files of concurrent snapshots.
+static NEXT_FILE: AtomicU64 = AtomicU64::new(0);
+
+/// Writes the snapshot and returns its stream.
+pub async fn snapshot(ctx: &Ctx) -> Result<mpsc::Receiver<Result<SnapshotResponse, Status>>, Status> {
+    let mut state = gather(ctx).await?;
+    let (rev, compact_rev) = (ctx.status.applied_rev(), ctx.status.compact_rev());
+    state.compact_rev = compact_rev;
+    let shards = ctx.shards.export(rev, compact_rev).await?;
+    let path = temp_path(ctx);
+    let written = path.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        let size = crate::export::write_db(&written, &state, shards)?;
+        let file = std::fs::File::open(&written)?;
+        Ok::<_, std::io::Error>((file, size))
+    })
+    .await;
+    let _ = std::fs::remove_file(&path);
+    let (file, size) = match result {
+        Ok(Ok(done)) => done,
+        Ok(Err(e)) => return Err(Error::Internal(format!("snapshot: {}: {e}", path.display())).into()),
+        Err(e) => return Err(Error::Internal(format!("snapshot: {e}")).into()),
+    };
+    crate::log::info("sending database snapshot to client", &[("total-bytes", size.to_string())]);
+    Ok(crate::export::stream::send(file, size))
+}
+
+/// The names of the temporary files (the bolt file and its sort runs) begin with this.
+const TEMP_PREFIX: &str = "snapshot-download-";
+
+fn temp_path(ctx: &Ctx) -> PathBuf {
+    let n = NEXT_FILE.fetch_add(1, Ordering::Relaxed);
+    ctx.data_dir.join(format!("{TEMP_PREFIX}{}-{n}.db.tmp", std::process::id()))
+}
+
+/// Removes the temporary files a snapshot being written when the process died left behind.
+pub fn remove_leftovers(data_dir: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(data_dir) else { return };
+    for entry in entries.flatten() {
+        if entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+async fn gather(ctx: &Ctx) -> Result<EtcdState, Status> {
+    let membership = ctx.membership.current();
+    let mut leases = Vec::new();
+    for id in ctx.raft.lease_ids().await? {
+        if let Some((_, granted, _)) = ctx.raft.lease_time_to_live(id).await? {
+            leases.push((id, granted));
+        }
+    }
+    let get = AlarmRequest { action: AlarmAction::Get as i32, ..Default::default() };
+    let alarms = match ctx.raft.propose(Write::Alarm(get)).await? {
+        Applied::Alarm(resp) => resp.alarms.iter().map(|a| (a.member_id, a.alarm)).collect(),
+        other => return Err(other.unexpected().into()),
+    };
+    Ok(EtcdState {
+        consistent_index: ctx.status.applied_index(),
+        term: ctx.status.term(),
+        compact_rev: 0,
+        members: membership.members.clone(),
+        removed: membership.removed.clone(),
+        leases,
+        auth: ctx.auth.view().state.clone(),
+        cluster_version: cluster_version(&ctx.compat_version),
+        alarms,
+    })
+}
+
+/// etcd's cluster version: the major and minor of the version served, patch 0.
+fn cluster_version(version: &str) -> String {
+    let mut parts = version.split('.');
+    match (parts.next(), parts.next()) {
+        (Some(major), Some(minor)) => format!("{major}.{minor}.0"),
+        _ => "3.5.0".into(),
+    }
+}
