@@ -9,6 +9,7 @@ pub mod changes;
 pub mod events;
 pub mod hash;
 pub mod index;
+pub mod key_entry;
 pub mod key_set;
 pub mod persist;
 pub mod segment;
