@@ -93,17 +93,10 @@ impl KeyEntry {
         unsafe { std::slice::from_raw_parts(records_ptr(self.block.get()), self.header().len as usize) }
     }
 
-    /// # Safety
-    /// No other reference into this entry's records may be alive while the result is.
-    unsafe fn records_mut(&self) -> &mut [Record] {
-        // SAFETY: initialized as in `records`; exclusive by the caller's promise.
-        unsafe { std::slice::from_raw_parts_mut(records_ptr(self.block.get()), self.header().len as usize) }
-    }
-
     /// Moves the block to room for `cap` records (at least `len`), the key bytes following.
     ///
     /// # Safety
-    /// As `records_mut`.
+    /// No reference into this entry's records may be alive meanwhile.
     unsafe fn set_cap(&self, cap: u32) {
         let old = self.block.get();
         // SAFETY: the header is live; no reference into the block is held (caller's promise).
@@ -129,7 +122,7 @@ impl KeyEntry {
     /// Appends a record newer than every other.
     ///
     /// # Safety
-    /// As `records_mut`.
+    /// As `set_cap`.
     unsafe fn push(&self, rec: Record) {
         if let Some(last) = self.records().last() {
             assert!(rec.rev() > last.rev(), "revisions of a key must increase: {:?} after {:?}", rec.rev(), last.rev());
@@ -152,7 +145,7 @@ impl KeyEntry {
     /// Returns the bytes they held (`Record::size_bytes`).
     ///
     /// # Safety
-    /// As `records_mut`.
+    /// As `set_cap`.
     unsafe fn drop_oldest(&self, n: usize) -> u64 {
         let Header { len, cap, .. } = *self.header();
         assert!(n <= len as usize, "dropping more records than a key has");
@@ -273,8 +266,9 @@ impl EntryMut<'_> {
     /// The record written at exactly `rev`.
     pub fn record_mut(&mut self, rev: Rev) -> Option<&mut Record> {
         let i = self.history().index_of(rev)?;
-        // SAFETY: as in `push`; the borrow of self keeps it exclusive.
-        Some(unsafe { &mut self.entry.records_mut()[i] })
+        // SAFETY: record i < len is initialized; exclusive as in `push`, for as long as the
+        // borrow of self.
+        Some(unsafe { &mut *records_ptr(self.entry.block.get()).add(i) })
     }
 }
 
@@ -341,6 +335,13 @@ mod tests {
 
     fn revs(e: &KeyEntry) -> Vec<i64> {
         e.history().between(0, i64::MAX).iter().map(|r| r.mod_rev).collect()
+    }
+
+    #[test]
+    fn a_key_with_one_record_is_one_small_block() {
+        assert_eq!(std::mem::size_of::<Record>(), 64);
+        assert_eq!(std::mem::size_of::<KeyEntry>(), 8);
+        assert_eq!(layout(1, 32).size(), 112, "header, one record, a 32-byte key");
     }
 
     #[test]
