@@ -8,6 +8,9 @@ use super::value::Value;
 use super::Rev;
 use crate::proto::mvccpb::KeyValue;
 
+/// What a record counts for in the store's size, beside its value's bytes.
+const ACCOUNTED_RECORD_BYTES: u64 = 64;
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Record {
     pub mod_rev: i64,
@@ -30,8 +33,10 @@ impl Record {
     }
 
     pub fn size_bytes(&self) -> u64 {
-        // Logical size (wherever the value lives): what db size and the quota count.
-        (self.value.len() + std::mem::size_of::<Record>()) as u64
+        // Logical size (wherever the value lives): what db size and the quota count. The
+        // record's own part is counted as the 64 bytes it took before `Value` shrank, so db
+        // sizes and quotas stay as they were.
+        self.value.len() as u64 + ACCOUNTED_RECORD_BYTES
     }
 
     pub fn to_kv(&self, key: &[u8], keys_only: bool) -> KeyValue {

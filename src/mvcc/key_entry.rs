@@ -3,13 +3,14 @@
 //! and most of it was bookkeeping around the records rather than the records: a B-tree entry
 //! of a boxed key and a `Vec` (40 bytes, nodes about 2/3 full: ~68 bytes a key), the key's own
 //! allocation and the records' (`Vec` header, capacity). Here a key with one record (the common
-//! case) is one 112-byte block (16-byte header, the 64-byte record, the key bytes) and 8 bytes
+//! case) is one 112-byte block (8-byte header, the 56-byte record, the 32 key bytes: 96 bytes) and 8 bytes
 //! in a tree node.
 //!
-//! Block layout: `Header { key_len, len, cap }`, then `cap` records, then the key's bytes. The
-//! records are in revision order (`KeyHistory` reads them); they grow exactly while short (most
-//! keys keep one or two) and by doubling after, and the block shrinks again when compaction
-//! leaves it less than half used. Growing moves the key bytes behind the new records.
+//! Block layout: `Header { key_len, len }`, then room for `capacity(len)` records, then the
+//! key's bytes. The records are in revision order (`KeyHistory` reads them); the room is exact
+//! while short (most keys keep one or two records) and a power of two after, so it follows from
+//! `len` and the header is 8 bytes; compaction shrinks the block with the history. Growing
+//! moves the key bytes behind the new records.
 //!
 //! The tree (`KeySet`) orders entries by their key bytes, which never change. Records change in
 //! place through a shared reference to the entry (the tree hands out no other), so `KeySet`
@@ -28,14 +29,21 @@ use super::{KeyBounds, Rev};
 struct Header {
     key_len: u32,
     len: u32,
-    cap: u32,
-    _pad: u32,
 }
 
 const HEADER_BYTES: usize = std::mem::size_of::<Header>();
 const RECORD_BYTES: usize = std::mem::size_of::<Record>();
 /// Records grow one at a time up to this many, then by doubling.
 const EXACT_GROWTH_RECORDS: u32 = 4;
+
+/// The records a block has room for when it holds `len`.
+fn capacity(len: u32) -> u32 {
+    if len <= EXACT_GROWTH_RECORDS {
+        len.max(1)
+    } else {
+        len.checked_next_power_of_two().expect("under 2^31 records")
+    }
+}
 
 /// A key and its history in one block; the tree's element. `Cell`: the block moves when it
 /// grows or shrinks (see the module comment for why that is sound).
@@ -57,15 +65,14 @@ impl KeyEntry {
     pub fn new(key: &[u8], records: Vec<Record>) -> KeyEntry {
         assert!(records.windows(2).all(|w| w[0].rev() < w[1].rev()), "revisions of a key must increase");
         let key_len = u32::try_from(key.len()).expect("a key under 4 GiB");
-        let cap = u32::try_from(records.len()).expect("under 2^32 records").max(1);
-        let l = layout(cap, key_len);
+        let len = u32::try_from(records.len()).expect("under 2^32 records");
+        let l = layout(capacity(len), key_len);
         // SAFETY: the layout is non-zero sized (a header at least).
         let Some(block) = NonNull::new(unsafe { std::alloc::alloc(l) }.cast::<Header>()) else { std::alloc::handle_alloc_error(l) };
-        let len = records.len() as u32;
-        // SAFETY: the block is fresh and large enough for the header, `cap` records and the key;
+        // SAFETY: the block is fresh and large enough for the header, its records and the key;
         // the records are moved in (the Vec forgets them: set_len(0) below).
         unsafe {
-            block.as_ptr().write(Header { key_len, len, cap, _pad: 0 });
+            block.as_ptr().write(Header { key_len, len });
             let mut records = records;
             std::ptr::copy_nonoverlapping(records.as_ptr(), records_ptr(block), len as usize);
             records.set_len(0);
@@ -93,28 +100,28 @@ impl KeyEntry {
         unsafe { std::slice::from_raw_parts(records_ptr(self.block.get()), self.header().len as usize) }
     }
 
-    /// Moves the block to room for `cap` records (at least `len`), the key bytes following.
+    /// Moves the block from room for `old_cap` records to room for `cap` (at least its
+    /// records), the key bytes following.
     ///
     /// # Safety
     /// No reference into this entry's records may be alive meanwhile.
-    unsafe fn set_cap(&self, cap: u32) {
+    unsafe fn set_cap(&self, old_cap: u32, cap: u32) {
         let old = self.block.get();
         // SAFETY: the header is live; no reference into the block is held (caller's promise).
-        let Header { key_len, len, cap: old_cap, .. } = unsafe { *old.as_ptr() };
+        let Header { key_len, len } = unsafe { *old.as_ptr() };
         assert!(cap >= len.max(1), "a key entry keeps its records");
         let (old_layout, new_layout) = (layout(old_cap, key_len), layout(cap, key_len));
         // SAFETY: moving the key within, then reallocating, the block allocated with
         // `old_layout`; each copy stays within the larger of the old and new sizes.
         unsafe {
             if cap < old_cap {
-                std::ptr::copy(key_ptr(old), key_ptr_at(old, cap), key_len as usize);
+                std::ptr::copy(key_ptr_at(old, old_cap), key_ptr_at(old, cap), key_len as usize);
             }
             let p = std::alloc::realloc(old.as_ptr().cast(), old_layout, new_layout.size());
             let Some(new) = NonNull::new(p.cast::<Header>()) else { std::alloc::handle_alloc_error(new_layout) };
             if cap > old_cap {
                 std::ptr::copy(key_ptr_at(new, old_cap), key_ptr_at(new, cap), key_len as usize);
             }
-            (*new.as_ptr()).cap = cap;
             self.block.set(new);
         }
     }
@@ -127,11 +134,11 @@ impl KeyEntry {
         if let Some(last) = self.records().last() {
             assert!(rec.rev() > last.rev(), "revisions of a key must increase: {:?} after {:?}", rec.rev(), last.rev());
         }
-        let Header { len, cap, .. } = *self.header();
-        if len == cap {
-            let grown = if cap < EXACT_GROWTH_RECORDS { cap + 1 } else { cap.checked_mul(2).expect("under 2^32 records") };
+        let len = self.header().len;
+        let (cap, grown) = (capacity(len), capacity(len + 1));
+        if grown != cap {
             // SAFETY: the caller's promise.
-            unsafe { self.set_cap(grown) };
+            unsafe { self.set_cap(cap, grown) };
         }
         let block = self.block.get();
         // SAFETY: len < cap now: the slot is allocated and free.
@@ -141,13 +148,13 @@ impl KeyEntry {
         }
     }
 
-    /// Drops the oldest `n` records, shrinking the block when it is left under half used.
+    /// Drops the oldest `n` records, shrinking the block to the room the rest need.
     /// Returns the bytes they held (`Record::size_bytes`).
     ///
     /// # Safety
     /// As `set_cap`.
     unsafe fn drop_oldest(&self, n: usize) -> u64 {
-        let Header { len, cap, .. } = *self.header();
+        let len = self.header().len;
         assert!(n <= len as usize, "dropping more records than a key has");
         if n == 0 {
             return 0;
@@ -155,17 +162,20 @@ impl KeyEntry {
         let freed = self.records()[..n].iter().map(Record::size_bytes).sum();
         let block = self.block.get();
         let left = len - n as u32;
-        // SAFETY: records 0..n are initialized and dropped once, then the header says they are
-        // gone before the rest move down (a panic in a drop leaks rather than double-drops).
+        let mut dropped: Vec<Record> = Vec::with_capacity(n);
+        // SAFETY: records 0..n are moved out (into `dropped`, which drops them after the block
+        // is consistent again), the rest move down, and the header then counts only those; the
+        // key moves with the room (`set_cap`).
         unsafe {
-            (*block.as_ptr()).len = 0;
-            std::ptr::drop_in_place(std::ptr::slice_from_raw_parts_mut(records_ptr(block), n));
+            std::ptr::copy_nonoverlapping(records_ptr(block), dropped.as_mut_ptr(), n);
+            dropped.set_len(n);
             std::ptr::copy(records_ptr(block).add(n), records_ptr(block), left as usize);
             (*block.as_ptr()).len = left;
-            if left < cap / 2 {
-                self.set_cap(left.max(1));
+            if capacity(left) != capacity(len) {
+                self.set_cap(capacity(len), capacity(left));
             }
         }
+        drop(dropped);
         freed
     }
 }
@@ -182,18 +192,18 @@ fn key_ptr_at(block: NonNull<Header>, cap: u32) -> *mut u8 {
 
 fn key_ptr(block: NonNull<Header>) -> *mut u8 {
     // SAFETY: the header is live.
-    key_ptr_at(block, unsafe { (*block.as_ptr()).cap })
+    key_ptr_at(block, capacity(unsafe { (*block.as_ptr()).len }))
 }
 
 impl Drop for KeyEntry {
     fn drop(&mut self) {
         let block = self.block.get();
-        let Header { key_len, len, cap, .. } = *self.header();
+        let Header { key_len, len } = *self.header();
         // SAFETY: the first `len` records are initialized and owned by this entry; the block was
-        // allocated (or last reallocated) with `layout(cap, key_len)`.
+        // allocated (or last reallocated) with `layout(capacity(len), key_len)`.
         unsafe {
             std::ptr::drop_in_place(std::ptr::slice_from_raw_parts_mut(records_ptr(block), len as usize));
-            std::alloc::dealloc(block.as_ptr().cast(), layout(cap, key_len));
+            std::alloc::dealloc(block.as_ptr().cast(), layout(capacity(len), key_len));
         }
     }
 }
@@ -339,9 +349,11 @@ mod tests {
 
     #[test]
     fn a_key_with_one_record_is_one_small_block() {
-        assert_eq!(std::mem::size_of::<Record>(), 64);
+        assert_eq!(std::mem::size_of::<Record>(), 56);
         assert_eq!(std::mem::size_of::<KeyEntry>(), 8);
-        assert_eq!(layout(1, 32).size(), 112, "header, one record, a 32-byte key");
+        assert_eq!(layout(capacity(1), 32).size(), 96, "header, one record, a 32-byte key");
+        let rooms: Vec<u32> = (0..=9).map(capacity).collect();
+        assert_eq!(rooms, vec![1, 1, 2, 3, 4, 8, 8, 8, 8, 16]);
     }
 
     #[test]
@@ -380,7 +392,6 @@ mod tests {
         assert_eq!(freed, 148 * rec(0, 1).size_bytes(), "records 2..150 go, 150 stays visible");
         assert_eq!(e.history().len(), 50);
         assert_eq!(e.key(), key.as_slice());
-        assert!(set.get(&key).unwrap().header().cap < 100, "shrunk after losing most records");
         let mut e = set.get_mut(&key).unwrap();
         e.push(Record { version: 0, create_rev: 0, ..rec(200, 0) }); // deleted
         assert!(e.history().latest().is_none());

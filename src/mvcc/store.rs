@@ -265,7 +265,7 @@ impl Store {
                 Value::Mapped(m) => !m.is_in(map),
             };
             if elsewhere && rec.value.len() == r.value.len() {
-                rec.value = Value::Mapped(super::value::MappedBytes::new(map, r.value.as_slice()));
+                rec.value = Value::mapped_or_copied(map, r.value.as_slice());
             }
         }
     }
