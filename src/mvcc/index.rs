@@ -8,6 +8,9 @@ use super::value::Value;
 use super::Rev;
 use crate::proto::mvccpb::KeyValue;
 
+/// What a record counts for in the store's size, beside its value's bytes.
+const ACCOUNTED_RECORD_BYTES: u64 = 64;
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Record {
     pub mod_rev: i64,
@@ -30,8 +33,10 @@ impl Record {
     }
 
     pub fn size_bytes(&self) -> u64 {
-        // Logical size (wherever the value lives): what db size and the quota count.
-        (self.value.len() + std::mem::size_of::<Record>()) as u64
+        // Logical size (wherever the value lives): what db size and the quota count. The
+        // record's own part is counted as the 64 bytes it took before `Value` shrank, so db
+        // sizes and quotas stay as they were.
+        self.value.len() as u64 + ACCOUNTED_RECORD_BYTES
     }
 
     pub fn to_kv(&self, key: &[u8], keys_only: bool) -> KeyValue {
@@ -47,12 +52,20 @@ impl Record {
     }
 }
 
-#[derive(Debug, Default, Clone)]
+/// A key's records, oldest first: a view of the records a `KeyEntry` (`key_entry.rs`) holds,
+/// which also does the writing.
+#[derive(Debug)]
+#[repr(transparent)]
 pub struct KeyHistory {
-    records: Vec<Record>,
+    records: [Record],
 }
 
 impl KeyHistory {
+    pub fn of(records: &[Record]) -> &KeyHistory {
+        // SAFETY: KeyHistory is a transparent wrapper of [Record]: same layout and metadata.
+        unsafe { &*(records as *const [Record] as *const KeyHistory) }
+    }
+
     /// The live record visible at `rev`, if the key exists then.
     pub fn at(&self, rev: i64) -> Option<&Record> {
         let visible = self.records.partition_point(|r| r.mod_rev <= rev);
@@ -65,23 +78,12 @@ impl KeyHistory {
         self.records.last().filter(|r| !r.is_tombstone())
     }
 
-    pub fn push(&mut self, rec: Record) {
-        if let Some(last) = self.records.last() {
-            assert!(rec.rev() > last.rev(), "revisions of a key must increase: {:?} after {:?}", rec.rev(), last.rev());
-        }
-        // Most keys keep one or two records: grow exactly while short (Vec would jump to 4).
-        if self.records.len() < 4 {
-            self.records.reserve_exact(1);
-        }
-        self.records.push(rec);
-    }
-
-    /// Drops history that no read at or above `rev` can see. Returns the bytes freed.
+    /// How many of the oldest records no read at or above `rev` can see: compaction drops them.
     /// The key's history up to a tombstone visible at `rev` goes too (the whole key when nothing
     /// follows), unless that tombstone is newer than `keep_tombstones_after`: no snapshot
     /// segment holds it yet, and an older segment's put would otherwise come back at boot (see
     /// `Store::segment_rev`).
-    pub fn compact(&mut self, rev: i64, keep_tombstones_after: i64) -> u64 {
+    pub fn compactable(&self, rev: i64, keep_tombstones_after: i64) -> usize {
         let visible = self.records.partition_point(|r| r.mod_rev <= rev);
         if visible == 0 {
             return 0;
@@ -91,7 +93,7 @@ impl KeyHistory {
         if last.is_tombstone() && last.mod_rev <= keep_tombstones_after {
             drop_upto += 1; // ...unless it is a saved tombstone: nothing below needs it.
         }
-        self.records.drain(..drop_upto).map(|r| r.size_bytes()).sum()
+        drop_upto
     }
 
     pub fn is_empty(&self) -> bool {
@@ -102,16 +104,14 @@ impl KeyHistory {
         self.records.len()
     }
 
-    /// The record written at exactly `rev`.
-    pub fn record(&self, rev: Rev) -> Option<&Record> {
-        let i = self.records.binary_search_by_key(&rev, Record::rev).ok()?;
-        Some(&self.records[i])
+    /// Where the record written at exactly `rev` is.
+    pub fn index_of(&self, rev: Rev) -> Option<usize> {
+        self.records.binary_search_by_key(&rev, Record::rev).ok()
     }
 
     /// The record written at exactly `rev`.
-    pub fn record_mut(&mut self, rev: Rev) -> Option<&mut Record> {
-        let i = self.records.binary_search_by_key(&rev, Record::rev).ok()?;
-        Some(&mut self.records[i])
+    pub fn record(&self, rev: Rev) -> Option<&Record> {
+        Some(&self.records[self.index_of(rev)?])
     }
 
     /// The records written after `since` and at or before `rev`: with `since` 0, those a read
@@ -122,73 +122,7 @@ impl KeyHistory {
         &self.records[from..to.max(from)]
     }
 
-    pub fn from_records(records: Vec<Record>) -> KeyHistory {
-        assert!(records.windows(2).all(|w| w[0].rev() < w[1].rev()), "revisions of a key must increase");
-        KeyHistory { records }
-    }
-
     pub fn size_bytes(&self) -> u64 {
         self.records.iter().map(Record::size_bytes).sum()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn rec(mod_rev: i64, version: i64) -> Record {
-        Record { mod_rev, sub: 0, create_rev: 2, version, lease: 0, value: vec![1].into() }
-    }
-
-    #[test]
-    fn reads_at_revision_and_compacts() {
-        let mut h = KeyHistory::default();
-        h.push(rec(2, 1));
-        h.push(rec(4, 2));
-        h.push(rec(6, 0));
-        assert!(h.at(1).is_none());
-        assert_eq!(h.at(3).unwrap().mod_rev, 2);
-        assert_eq!(h.at(5).unwrap().mod_rev, 4);
-        assert!(h.at(6).is_none());
-        h.compact(5, 0);
-        assert!(h.at(5).is_some());
-        h.compact(6, 6); // the tombstone is in a segment: the key goes
-        assert!(h.is_empty());
-    }
-
-    #[test]
-    fn a_tombstone_no_segment_holds_survives_compaction() {
-        let mut h = KeyHistory::default();
-        h.push(rec(2, 1));
-        h.push(rec(6, 0));
-        h.compact(6, 5);
-        assert_eq!(h.between(0, 6).len(), 1, "the tombstone stays for the next delta segment");
-        assert!(h.at(6).is_none() && h.latest().is_none());
-        h.compact(6, 6);
-        assert!(h.is_empty());
-        // Followed by a new generation: the tombstone still marks the gap until it is saved.
-        h.push(rec(8, 1));
-        h.push(rec(9, 0));
-        h.push(rec(11, 1));
-        h.compact(10, 8);
-        assert!(h.at(10).is_none(), "deleted at 9, put again at 11");
-        assert_eq!(h.between(0, 11).len(), 2);
-        h.compact(10, 9);
-        assert_eq!(h.between(0, 11).len(), 1);
-        assert!(h.at(10).is_none());
-    }
-
-    #[test]
-    fn one_txn_deletes_and_puts_again_at_one_main_revision() {
-        let mut h = KeyHistory::default();
-        h.push(rec(2, 1));
-        h.push(Record { sub: 0, ..rec(5, 0) }); // deleted by the txn at 5...
-        h.push(Record { sub: 1, create_rev: 5, ..rec(5, 1) }); // ...and put again by it
-        assert_eq!(h.at(4).unwrap().mod_rev, 2);
-        let now = h.at(5).unwrap();
-        assert_eq!((now.create_rev, now.version, now.sub), (5, 1, 1));
-        assert!(h.record_mut(Rev::new(5, 0)).unwrap().is_tombstone());
-        h.compact(5, 5);
-        assert_eq!(h.between(0, 5).len(), 1, "the put that ends the txn is what a read at 5 sees");
     }
 }

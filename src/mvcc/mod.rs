@@ -10,6 +10,7 @@ pub mod events;
 pub mod export;
 pub mod hash;
 pub mod index;
+pub mod key_entry;
 pub mod key_set;
 pub mod persist;
 pub mod segment;

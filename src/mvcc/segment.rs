@@ -21,7 +21,7 @@ use std::sync::Arc;
 use rkyv::rancor;
 
 use super::index::Record;
-use super::value::{Mapping, MappedBytes, Value};
+use super::value::{Mapping, Value};
 
 const MAGIC: &[u8; 8] = b"BSEG0003";
 /// Segments of the format before sub revisions (`SegRecord::sub`); not readable any more.
@@ -225,7 +225,7 @@ pub fn load_key(map: &Arc<Mapping>, e: &ArchivedSegEntry) -> SegKey {
             create_rev: r.create_rev.to_native(),
             version: r.version.to_native(),
             lease: r.lease.to_native(),
-            value: Value::Mapped(MappedBytes::new(map, r.value.as_slice())),
+            value: Value::mapped_or_copied(map, r.value.as_slice()),
         })
         .collect();
     SegKey { key: e.key.as_slice().to_vec(), records }

@@ -4,10 +4,9 @@
 //! revisions against its compaction point itself, so a read racing a compaction gets etcd's
 //! "compacted" error rather than a partial answer.
 
-use std::collections::BTreeMap;
-
 use super::changes::ChangeLog;
 use super::index::{KeyHistory, Record};
+use super::key_entry::{KeyEntry, KeySet};
 use super::segment::SegKey;
 use super::value::Value;
 use super::{KeyRange, Rev};
@@ -48,9 +47,8 @@ pub enum WriteResult {
 
 #[derive(Debug, Default)]
 pub struct Store {
-    /// Boxed keys: 16 bytes in a B-tree node rather than a Vec's 24 (about 11 MB per million
-    /// keys, nodes being partly full).
-    keys: BTreeMap<Box<[u8]>, KeyHistory>,
+    /// Each key with its history in one block (`key_entry.rs`).
+    keys: KeySet,
     compact_rev: i64,
     /// Bytes held by all records (live and historical): dbSizeInUse.
     size_bytes: u64,
@@ -93,11 +91,11 @@ impl Store {
     }
 
     pub(super) fn history(&self, key: &[u8]) -> Option<&KeyHistory> {
-        self.keys.get(key)
+        self.keys.get(key).map(KeyEntry::history)
     }
 
     pub(super) fn histories<'a>(&'a self, range: &'a KeyRange) -> impl Iterator<Item = (&'a [u8], &'a KeyHistory)> + 'a {
-        range.bounds().into_iter().flat_map(move |b| self.keys.range::<[u8], _>(b)).map(|(k, h)| (&**k, h))
+        range.bounds().into_iter().flat_map(move |b| self.keys.range(b)).map(|e| (e.key(), e.history()))
     }
 
     /// Every key from `lower` on, in key order, with its history.
@@ -107,7 +105,7 @@ impl Store {
 
     /// (lease, key) of every live key put with a lease: the lessor's keys after a restart.
     pub fn leased_keys(&self) -> Vec<(i64, Vec<u8>)> {
-        self.keys.iter().filter_map(|(k, h)| h.latest().filter(|r| r.lease != 0).map(|r| (r.lease, k.to_vec()))).collect()
+        self.keys.iter().filter_map(|e| e.history().latest().filter(|r| r.lease != 0).map(|r| (r.lease, e.key().to_vec()))).collect()
     }
 
     pub fn range(&self, q: &RangeQuery) -> Result<RangePart> {
@@ -133,12 +131,13 @@ impl Store {
         let start = after.map_or(start, std::ops::Bound::Excluded);
         assert!(max_keys > 0, "a read step visits at least one key");
         let mut last: Option<&[u8]> = None;
-        for (visited, (key, hist)) in self.keys.range::<[u8], _>((start, end)).enumerate() {
+        for (visited, e) in self.keys.range((start, end)).enumerate() {
             if visited == max_keys {
                 return Ok(last.map(<[u8]>::to_vec));
             }
+            let key = e.key();
             last = Some(key);
-            let Some(rec) = hist.at(q.rev) else { continue };
+            let Some(rec) = e.history().at(q.rev) else { continue };
             part.count += 1;
             if !q.count_only && (q.limit == 0 || part.kvs.len() < q.limit) {
                 part.kvs.push(rec.to_kv(key, q.keys_only));
@@ -162,27 +161,25 @@ impl Store {
         prev_kv: bool,
         rev: Rev,
     ) -> Result<WriteResult> {
-        use std::collections::btree_map::Entry;
-        // One descent of the tree for both the previous record and the insert: the key
-        // comparisons dereference boxed keys, a cache miss each, and were the larger part of a
-        // put's time on the shard.
-        let entry = self.keys.entry(key.into_boxed_slice());
-        let prev = match &entry {
-            Entry::Occupied(o) => o.get().latest(),
-            Entry::Vacant(_) => None,
-        };
+        // A key new to the store costs a second descent of the tree to insert it; the first
+        // one brought the nodes and keys on the path into the cache.
+        let mut entry = self.keys.get_mut(&key);
+        let prev = entry.as_ref().and_then(|e| e.history().latest());
         let (value, lease) = match (prev, value, lease) {
             (_, Some(v), Some(l)) => (Value::from(v), l),
             (None, _, _) => return Err(Error::KeyNotFound),
             (Some(p), v, l) => (v.map_or_else(|| p.value.clone(), Value::from), l.unwrap_or(p.lease)),
         };
         let (create_rev, version) = prev.map_or((rev.main, 1), |p| (p.create_rev, p.version + 1));
-        let prev_out = prev.filter(|_| prev_kv).map(|p| p.to_kv(entry.key(), false));
+        let prev_out = prev.filter(|_| prev_kv).map(|p| p.to_kv(&key, false));
         let new_key = prev.is_none();
         let rec = Record { mod_rev: rev.main, sub: rev.sub, create_rev, version, lease, value };
         let size = rec.size_bytes();
-        self.changes.record(rev, entry.key());
-        entry.or_default().push(rec);
+        self.changes.record(rev, &key);
+        match &mut entry {
+            Some(e) => e.push(rec),
+            None => self.keys.insert(KeyEntry::new(&key, vec![rec])),
+        }
         if new_key {
             self.live_keys += 1;
         }
@@ -195,18 +192,18 @@ impl Store {
         let mut count = 0;
         let mut prev_kvs = Vec::new();
         let Some(bounds) = range.bounds() else { return WriteResult::Deleted { count, prev_kvs } };
-        for (key, hist) in self.keys.range_mut::<[u8], _>(bounds) {
-            let Some(live) = hist.latest() else { continue };
+        for mut e in self.keys.range_mut(bounds) {
+            let Some(live) = e.history().latest() else { continue };
             if prev_kv {
-                prev_kvs.push(live.to_kv(key, false));
+                prev_kvs.push(live.to_kv(e.key(), false));
             }
             // One sub revision per deleted key, in key order, as etcd numbers them.
             let sub = rev.sub + count as u32;
             let tomb = Record { mod_rev: rev.main, sub, create_rev: 0, version: 0, lease: 0, value: Vec::new().into() };
             self.size_bytes += tomb.size_bytes();
             self.written_bytes += tomb.size_bytes();
-            self.changes.record(Rev::new(rev.main, sub), key);
-            hist.push(tomb);
+            self.changes.record(Rev::new(rev.main, sub), e.key());
+            e.push(tomb);
             count += 1;
         }
         self.live_keys -= count as u64;
@@ -241,9 +238,9 @@ impl Store {
         const SCAN_PER_KEY: usize = 16;
         let lower = from.map_or(Bound::Unbounded, |c| Bound::Included(c.key.as_slice()));
         let (mut keys, mut bytes) = (Vec::new(), 0u64);
-        for (scanned, (k, h)) in self.keys.range::<[u8], _>((lower, Bound::Unbounded)).enumerate() {
-            let all = h.between(since, rev);
-            let done = from.filter(|c| *c.key == **k).map_or(0, |c| c.written);
+        for (scanned, e) in self.keys.range((lower, Bound::Unbounded)).enumerate() {
+            let (k, all) = (e.key(), e.history().between(since, rev));
+            let done = from.filter(|c| c.key == k).map_or(0, |c| c.written);
             let mut end = done;
             while end < all.len() && (end == done || bytes < max_bytes) {
                 bytes += all[end].size_bytes() + k.len() as u64;
@@ -263,9 +260,9 @@ impl Store {
     /// Points the values of `e`'s records (as written to a segment) into the segment's
     /// mapping, off the heap and out of older segments. Records gone since are left alone.
     pub fn adopt_mapped(&mut self, map: &std::sync::Arc<super::value::Mapping>, e: &super::segment::ArchivedSegEntry) {
-        let Some(hist) = self.keys.get_mut(e.key.as_slice()) else { return };
+        let Some(mut entry) = self.keys.get_mut(e.key.as_slice()) else { return };
         for r in e.records.iter() {
-            let Some(rec) = hist.record_mut(Rev::new(r.mod_rev.to_native(), r.sub.to_native())) else { continue };
+            let Some(rec) = entry.record_mut(Rev::new(r.mod_rev.to_native(), r.sub.to_native())) else { continue };
             // A record is immutable once written: same key and revision, same value. Values
             // in an older segment move too, so the older mapping (and its deleted file) goes.
             let elsewhere = match &rec.value {
@@ -273,7 +270,7 @@ impl Store {
                 Value::Mapped(m) => !m.is_in(map),
             };
             if elsewhere && rec.value.len() == r.value.len() {
-                rec.value = Value::Mapped(super::value::MappedBytes::new(map, r.value.as_slice()));
+                rec.value = Value::mapped_or_copied(map, r.value.as_slice());
             }
         }
     }
@@ -288,16 +285,15 @@ impl Store {
         let mut s = Store { compact_rev, segment_rev: rev, changes: ChangeLog::starting_after(rev), ..Store::default() };
         let (mut size_bytes, mut live_keys) = (0, 0);
         // Built in one go (sorted, then bulk-loaded into full nodes): inserting keys in order
-        // one by one leaves every node half full, 86 rather than 68 (random order) or about
-        // 45 bytes of tree per key.
+        // one by one leaves every node half full.
         s.keys = keys
             .into_iter()
             .filter(|k| !k.records.is_empty())
             .map(|k| {
-                let hist = KeyHistory::from_records(k.records);
-                size_bytes += hist.size_bytes();
-                live_keys += u64::from(hist.latest().is_some());
-                (k.key.into_boxed_slice(), hist)
+                let entry = KeyEntry::new(&k.key, k.records);
+                size_bytes += entry.history().size_bytes();
+                live_keys += u64::from(entry.history().latest().is_some());
+                entry
             })
             .collect();
         (s.size_bytes, s.live_keys) = (size_bytes, live_keys);
@@ -323,18 +319,19 @@ impl Store {
         let (mut freed, mut visited, mut records, mut last) = (0, 0, 0, None);
         let mut emptied = Vec::new();
         let mut more = false;
-        for (key, hist) in self.keys.range_mut::<[u8], _>((lower, Bound::Unbounded)) {
+        let segment_rev = self.segment_rev;
+        for mut e in self.keys.range_mut((lower, Bound::Unbounded)) {
             if visited == max_keys || records >= max_records {
                 more = true;
                 break;
             }
-            records += hist.len();
-            freed += hist.compact(rev, self.segment_rev);
-            if hist.is_empty() {
-                emptied.push(key.clone());
+            records += e.history().len();
+            freed += e.compact(rev, segment_rev);
+            if e.history().is_empty() {
+                emptied.push(e.key().to_vec());
             }
             visited += 1;
-            last = Some(key.to_vec());
+            last = Some(e.key().to_vec());
         }
         for key in emptied {
             self.keys.remove(&key);
@@ -428,9 +425,9 @@ mod tests {
         // 15 records a step: "a" (10 records), then "b" reaches the budget; "c" waits.
         let after = s.compact_chunk(rev, None, (100, 15));
         assert_eq!(after.as_deref(), Some(&b"b"[..]));
-        assert_eq!(s.keys.get(&b"c"[..]).unwrap().len(), 10, "untouched");
+        assert_eq!(s.keys.get(&b"c"[..]).unwrap().history().len(), 10, "untouched");
         assert_eq!(s.compact_chunk(rev, after.as_deref(), (100, 15)), None, "the last step");
-        assert!(s.keys.values().all(|h| h.len() == 1));
+        assert!(s.keys.iter().all(|e| e.history().len() == 1));
     }
 
     /// Every snapshot chunk, cut with `max_bytes`: the keys' records in order, each once.

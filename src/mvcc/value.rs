@@ -1,21 +1,23 @@
 //! A value in the MVCC store: inline bytes for recent writes, or a slice of a snapshot segment
-//! mapped read-only into memory. Mapped values cost 16 bytes in the index and no heap; their
-//! pages are read from the page cache on demand and are clean, so the kernel can drop them —
-//! this is what keeps the resident footprint per key small with millions of keys.
+//! mapped read-only into memory. A `Value` is 16 bytes in its record; mapped values take no
+//! heap, and their pages are read from the page cache on demand and are clean, so the kernel
+//! can drop them — this is what keeps the resident footprint per key small with millions of
+//! keys. Inline bytes are boxed twice (8 bytes in the record beside the mapped variant's 16:
+//! 64 → 56-byte records) since they only live until the next snapshot segment holds them.
 
 use std::path::Path;
 use std::sync::Arc;
 
 #[derive(Clone)]
 pub enum Value {
-    Inline(Box<[u8]>),
+    Inline(Box<Box<[u8]>>),
     Mapped(MappedBytes),
 }
 
 impl Value {
     pub fn as_slice(&self) -> &[u8] {
         match self {
-            Value::Inline(b) => b,
+            Value::Inline(b) => b.as_ref(),
             Value::Mapped(m) => m.as_slice(),
         }
     }
@@ -32,7 +34,7 @@ impl Value {
     /// as long as the answer does), an inline one (written since the last snapshot) is copied.
     pub fn to_bytes(&self) -> bytes::Bytes {
         match self {
-            Value::Inline(b) => bytes::Bytes::copy_from_slice(b),
+            Value::Inline(b) => bytes::Bytes::copy_from_slice(b.as_ref()),
             Value::Mapped(m) => bytes::Bytes::from_owner(m.clone()),
         }
     }
@@ -40,7 +42,14 @@ impl Value {
 
 impl From<Vec<u8>> for Value {
     fn from(v: Vec<u8>) -> Value {
-        Value::Inline(v.into_boxed_slice())
+        Value::Inline(Box::new(v.into_boxed_slice()))
+    }
+}
+
+impl Value {
+    /// `slice` of `map` as a mapped value, or a copy when `MappedBytes` cannot name it.
+    pub fn mapped_or_copied(map: &Arc<Mapping>, slice: &[u8]) -> Value {
+        MappedBytes::new(map, slice).map_or_else(|| Value::from(slice.to_vec()), Value::Mapped)
     }
 }
 
@@ -191,21 +200,34 @@ fn unmapper() -> &'static std::sync::mpsc::Sender<Region> {
     })
 }
 
+/// Bits of `MappedBytes::at` that hold the length; the offset has the other 40 (1 TiB).
+const LEN_BITS: u32 = 24;
+
 /// A slice of a mapping.
 #[derive(Clone)]
 pub struct MappedBytes {
     map: Arc<Mapping>,
-    offset: u64,
-    len: u32,
+    /// offset << LEN_BITS | len.
+    at: u64,
 }
 
 impl MappedBytes {
-    /// `slice` must lie inside `map`.
-    pub fn new(map: &Arc<Mapping>, slice: &[u8]) -> MappedBytes {
+    /// `slice` must lie inside `map`. None when it is 16 MiB or longer or starts 1 TiB or more
+    /// into the mapping: such a value stays inline (`Value::mapped_or_copied`).
+    pub fn new(map: &Arc<Mapping>, slice: &[u8]) -> Option<MappedBytes> {
         let base = map.bytes().as_ptr() as usize;
         let start = slice.as_ptr() as usize;
         assert!(start >= base && start + slice.len() <= base + map.len, "slice outside its mapping");
-        MappedBytes { map: map.clone(), offset: (start - base) as u64, len: slice.len() as u32 }
+        let (offset, len) = ((start - base) as u64, slice.len() as u64);
+        (len < 1 << LEN_BITS && offset < 1 << (64 - LEN_BITS)).then(|| MappedBytes { map: map.clone(), at: offset << LEN_BITS | len })
+    }
+
+    fn offset(&self) -> usize {
+        (self.at >> LEN_BITS) as usize
+    }
+
+    fn len(&self) -> usize {
+        (self.at & ((1 << LEN_BITS) - 1)) as usize
     }
 
     pub fn is_in(&self, map: &Arc<Mapping>) -> bool {
@@ -214,18 +236,41 @@ impl MappedBytes {
 
     /// The mapping and the byte range of the value in it.
     pub fn range(&self) -> (&Arc<Mapping>, std::ops::Range<usize>) {
-        let start = self.offset as usize;
-        (&self.map, start..start + self.len as usize)
+        let start = self.offset();
+        (&self.map, start..start + self.len())
     }
 
     pub fn as_slice(&self) -> &[u8] {
-        let start = self.offset as usize;
-        &self.map.bytes()[start..start + self.len as usize]
+        let start = self.offset();
+        &self.map.bytes()[start..start + self.len()]
     }
 }
 
 impl AsRef<[u8]> for MappedBytes {
     fn as_ref(&self) -> &[u8] {
         self.as_slice()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_value_is_16_bytes_and_a_mapped_one_names_its_slice() {
+        assert_eq!(std::mem::size_of::<Value>(), 16);
+        let dir = std::env::temp_dir().join(format!("ballast-value-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("seg");
+        std::fs::write(&path, (0..=255u8).cycle().take(10_000).collect::<Vec<u8>>()).unwrap();
+        let map = Mapping::open(&path).unwrap();
+        let v = Value::mapped_or_copied(&map, &map.bytes()[300..1300]);
+        assert!(matches!(&v, Value::Mapped(m) if m.is_in(&map) && m.range().1 == (300..1300)));
+        assert_eq!(v.as_slice(), &map.bytes()[300..1300]);
+        assert_eq!(v.to_bytes(), bytes::Bytes::copy_from_slice(&map.bytes()[300..1300]));
+        let inline = Value::from(b"abc".to_vec());
+        assert_eq!((inline.as_slice(), inline.len()), (&b"abc"[..], 3));
+        assert_eq!(inline.clone(), inline);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
