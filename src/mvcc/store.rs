@@ -100,7 +100,7 @@ impl Store {
 
     /// Every key from `lower` on, in key order, with its history.
     pub(super) fn keys_from<'a>(&'a self, lower: std::ops::Bound<&'a [u8]>) -> impl Iterator<Item = (&'a [u8], &'a KeyHistory)> + 'a {
-        self.keys.range::<[u8], _>((lower, std::ops::Bound::Unbounded)).map(|(k, h)| (&**k, h))
+        self.keys.range((lower, std::ops::Bound::Unbounded)).map(|e| (e.key(), e.history()))
     }
 
     /// (lease, key) of every live key put with a lease: the lessor's keys after a restart.
