@@ -9,7 +9,6 @@ mod etcd;
 #[path = "common/rng.rs"]
 mod rng;
 
-use std::time::Duration;
 
 use ballast::proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
 use ballast::proto::etcdserverpb::kv_client::KvClient;
@@ -18,18 +17,7 @@ use ballast::proto::etcdserverpb::maintenance_client::MaintenanceClient;
 use ballast::proto::etcdserverpb::request_op::Request as Op;
 use ballast::proto::etcdserverpb::*;
 use rng::Rng;
-use tonic::transport::{Channel, Endpoint};
-
-async fn channel(endpoint: &str) -> Channel {
-    let ep = Endpoint::from_shared(format!("http://{endpoint}")).unwrap().timeout(Duration::from_secs(10));
-    for _ in 0..50 {
-        if let Ok(ch) = ep.connect().await {
-            return ch;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("cannot connect to {endpoint}");
-}
+use tonic::transport::Channel;
 
 fn op(r: Op) -> RequestOp {
     RequestOp { request: Some(r) }
@@ -99,7 +87,7 @@ async fn hashkv_equals_etcds_for_the_same_history() {
     for (seed, shards) in [(1, "1"), (2, "2"), (3, "1")] {
         let e = etcd::Etcd::start();
         let b = common::Server::start(&["--shards", shards]);
-        let (ech, bch) = (channel(&e.endpoint).await, channel(&b.endpoint).await);
+        let (ech, bch) = (common::grpc_channel(&e.endpoint).await, common::grpc_channel(&b.endpoint).await);
         let compact_e = history(ech.clone(), seed).await;
         let compact_b = history(bch.clone(), seed).await;
         assert_eq!(compact_e, compact_b, "the same history gives the same revisions");

@@ -24,24 +24,13 @@ use ballast::proto::etcdserverpb::kv_client::KvClient;
 use ballast::proto::etcdserverpb::lease_client::LeaseClient;
 use ballast::proto::etcdserverpb::request_op::Request as Op;
 use ballast::proto::etcdserverpb::*;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 /// Keys put after the compaction: enough for several leaf pages and a branch page.
 const MANY_KEYS: usize = 300;
 /// A value larger than a bolt page (an overflow page in the file).
 const BIG_VALUE_BYTES: usize = 100_000;
 const ROOT: &str = "root:pw";
-
-async fn channel(endpoint: &str) -> Channel {
-    let ep = Endpoint::from_shared(format!("http://{endpoint}")).unwrap().timeout(Duration::from_secs(10));
-    for _ in 0..50 {
-        if let Ok(ch) = ep.connect().await {
-            return ch;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("cannot connect to {endpoint}");
-}
 
 fn put(key: &str, value: &[u8], lease: i64) -> PutRequest {
     PutRequest { key: key.into(), value: value.to_vec(), lease, ..Default::default() }
@@ -171,8 +160,8 @@ async fn etcd_tools_save_check_and_restore_ballasts_snapshot() {
     let ctl = etcd::find_etcdctl35().unwrap_or_else(|e| panic!("etcdctl 3.5 is needed for this test: {e}"));
     let e = etcd::Etcd::start();
     let b = common::Server::start(&["--shards", "2"]);
-    let compact_e = history(channel(&e.endpoint).await).await;
-    let compact_b = history(channel(&b.endpoint).await).await;
+    let compact_e = history(common::grpc_channel(&e.endpoint).await).await;
+    let compact_b = history(common::grpc_channel(&b.endpoint).await).await;
     assert_eq!(compact_e, compact_b);
     add_auth(&ctl, &e.endpoint);
     add_auth(&ctl, &b.endpoint);
@@ -254,7 +243,7 @@ const PUTS_DURING_SAVE: usize = 3000;
 async fn a_snapshot_under_writes_is_one_revision() {
     let ctl = etcd::find_etcdctl35().unwrap_or_else(|e| panic!("etcdctl 3.5 is needed for this test: {e}"));
     let b = common::Server::start(&["--shards", "2"]);
-    let mut kv = KvClient::new(channel(&b.endpoint).await);
+    let mut kv = KvClient::new(common::grpc_channel(&b.endpoint).await);
     for i in 0..200 {
         kv.put(put(&format!("pre/{i:03}"), &vec![b'p'; 500], 0)).await.unwrap();
     }

@@ -462,3 +462,16 @@ extern "C" {
     #[link_name = "kill"]
     fn libc_kill(pid: i32, sig: i32) -> i32;
 }
+
+/// A tonic channel to a server's client `endpoint` (`host:port`), calls bounded to 10 s;
+/// connecting is tried for up to 5 s.
+pub async fn grpc_channel(endpoint: &str) -> tonic::transport::Channel {
+    let ep = tonic::transport::Endpoint::from_shared(format!("http://{endpoint}")).unwrap().timeout(Duration::from_secs(10));
+    for _ in 0..50 {
+        if let Ok(ch) = ep.connect().await {
+            return ch;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("cannot connect to {endpoint}");
+}
