@@ -3,6 +3,8 @@
 //! writes the bolt file (`src/export/`) to a temporary file in the data dir on a blocking
 //! thread, and streams it. The file is unlinked once open, so nothing is left behind when
 //! the stream ends or the client goes away; what a crash leaves is removed at the next start.
+//! A compaction applied while the file was written makes it be written again (at most
+//! `ATTEMPTS` times).
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,28 +23,48 @@ use crate::proto::etcdserverpb::{AlarmRequest, SnapshotResponse};
 /// Numbers the temporary files of concurrent snapshots.
 static NEXT_FILE: AtomicU64 = AtomicU64::new(0);
 
+/// Tries to write one snapshot at most this many times (a compaction applied while one was
+/// being written makes it start again).
+const ATTEMPTS: usize = 3;
+
 /// Writes the snapshot and returns its stream.
 pub async fn snapshot(ctx: &Ctx) -> Result<mpsc::Receiver<Result<SnapshotResponse, Status>>, Status> {
+    for _ in 0..ATTEMPTS {
+        let compact_rev = ctx.status.compact_rev();
+        let (file, size) = write(ctx).await?;
+        // A compaction applied while the shards listed their history may have removed records
+        // the file claims (a shard holds compaction back only once its export has started).
+        if ctx.status.compact_rev() != compact_rev {
+            crate::log::info("a compaction ran during a database snapshot; writing it again", &[]);
+            continue;
+        }
+        crate::log::info("sending database snapshot to client", &[("total-bytes", size.to_string())]);
+        return Ok(crate::export::stream::send(file, size));
+    }
+    Err(Error::Internal(format!("snapshot: compacted during each of {ATTEMPTS} attempts")).into())
+}
+
+/// Writes the bolt file at the current revision: opened and already unlinked, with its size.
+async fn write(ctx: &Ctx) -> Result<(std::fs::File, u64), Status> {
     let mut state = gather(ctx).await?;
     let (rev, compact_rev) = (ctx.status.applied_rev(), ctx.status.compact_rev());
     state.compact_rev = compact_rev;
     let shards = ctx.shards.export(rev, compact_rev).await?;
     let path = temp_path(ctx);
     let written = path.clone();
+    // The file is unlinked on the blocking thread, so it goes even when the client gave up and
+    // this future was dropped.
     let result = tokio::task::spawn_blocking(move || {
-        let size = crate::export::write_db(&written, &state, shards)?;
-        let file = std::fs::File::open(&written)?;
-        Ok::<_, std::io::Error>((file, size))
+        let opened = crate::export::write_db(&written, &state, shards).and_then(|size| Ok((std::fs::File::open(&written)?, size)));
+        let _ = std::fs::remove_file(&written);
+        opened
     })
     .await;
-    let _ = std::fs::remove_file(&path);
-    let (file, size) = match result {
-        Ok(Ok(done)) => done,
-        Ok(Err(e)) => return Err(Error::Internal(format!("snapshot: {}: {e}", path.display())).into()),
-        Err(e) => return Err(Error::Internal(format!("snapshot: {e}")).into()),
-    };
-    crate::log::info("sending database snapshot to client", &[("total-bytes", size.to_string())]);
-    Ok(crate::export::stream::send(file, size))
+    match result {
+        Ok(Ok(done)) => Ok(done),
+        Ok(Err(e)) => Err(Error::Internal(format!("snapshot: {}: {e}", path.display())).into()),
+        Err(e) => Err(Error::Internal(format!("snapshot: {e}")).into()),
+    }
 }
 
 /// The names of the temporary files (the bolt file and its sort runs) begin with this.

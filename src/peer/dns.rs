@@ -31,9 +31,25 @@ pub struct Srv {
     pub target: String,
 }
 
-/// The test DNS server, when set.
+/// The test DNS server, when set (a value that is not `ip:port` is ignored with a warning).
 fn test_server() -> Option<SocketAddr> {
-    std::env::var(TEST_DNS_SERVER_ENV).ok().and_then(|v| v.parse().ok())
+    static SERVER: std::sync::OnceLock<Option<SocketAddr>> = std::sync::OnceLock::new();
+    *SERVER.get_or_init(read_test_server)
+}
+
+/// `TEST_DNS_SERVER_ENV`, read once (warned of once).
+fn read_test_server() -> Option<SocketAddr> {
+    let value = std::env::var(TEST_DNS_SERVER_ENV).ok()?;
+    match value.parse() {
+        Ok(addr) => {
+            crate::log::warn("name lookups go to a test DNS server", &[("env", TEST_DNS_SERVER_ENV.into()), ("server", value)]);
+            Some(addr)
+        }
+        Err(e) => {
+            crate::log::warn("ignoring a test DNS server that is not ip:port", &[("env", TEST_DNS_SERVER_ENV.into()), ("value", value), ("error", e.to_string())]);
+            None
+        }
+    }
 }
 
 /// Go's `net.LookupSRV(service, proto, name)`: `_service._proto.name`, sorted by priority
@@ -127,7 +143,10 @@ fn exchange(server: SocketAddr, q: &[u8]) -> Result<Vec<u8>, String> {
     for _ in 0..QUERY_ATTEMPTS {
         socket.send_to(q, server).map_err(|e| format!("dial udp {server}: {e}"))?;
         match socket.recv_from(&mut buf) {
-            Ok((n, _)) if n >= 12 && buf[..2] == q[..2] => return Ok(buf[..n].to_vec()),
+            // TC: the server cut the answer short (no TCP fallback here): a shorter member list
+            // would give this member another cluster than its peers compute.
+            Ok((n, _)) if n >= 12 && buf[..2] == q[..2] && buf[2] & 0x02 != 0 => return Err(format!("DNS answer from {server} truncated (TC)")),
+            Ok((n, _)) if n >= 12 && buf[..2] == q[..2] && buf[2] & 0x80 != 0 => return Ok(buf[..n].to_vec()),
             Ok(_) => last = "malformed DNS answer".into(),
             Err(e) => last = format!("read udp {server}: {e}"),
         }

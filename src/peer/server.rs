@@ -46,13 +46,14 @@ impl Peer for PeerService {
         let mut batches = request.into_inner();
         while let Some(batch) = batches.message().await? {
             if let Err(refused) = self.check(&batch) {
-                stats::receive_failure(batch.from);
+                let member = self.membership.current().member(batch.from).is_some();
+                stats::receive_failure(member.then_some(batch.from));
                 return Err(refused);
             }
             stats::received(batch.from, batch.messages.iter().map(Vec::len).sum());
             for bytes in batch.messages {
                 let m: Message = protobuf::Message::parse_from_bytes(&bytes).map_err(|e| {
-                    stats::receive_failure(batch.from);
+                    stats::receive_failure(Some(batch.from));
                     Status::invalid_argument(format!("undecodable raft message: {e}"))
                 })?;
                 if self.inbound.send_async(Inbound::Message(m)).await.is_err() {

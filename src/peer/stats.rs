@@ -71,9 +71,10 @@ pub fn received(from: u64, bytes: usize) {
     counter!(PEER_RECEIVED_BYTES, "From" => id(from)).increment(bytes as u64);
 }
 
-/// A batch from `from` refused or undecodable.
-pub fn receive_failure(from: u64) {
-    counter!(PEER_RECEIVED_FAILURES, "From" => id(from)).increment(1);
+/// A batch refused or undecodable, from member `from`, or from a sender that is not a member
+/// (labelled "unknown": a refused sender's claimed id must not make new series).
+pub fn receive_failure(from: Option<u64>) {
+    counter!(PEER_RECEIVED_FAILURES, "From" => from.map_or_else(|| "unknown".to_string(), id)).increment(1);
 }
 
 /// A smoothed round-trip time to `to`, as etcd's prober reports it.

@@ -46,6 +46,11 @@ pub fn append_removals(store: &LogStore, members: &Cluster, id: u64) -> Result<(
     if current.member(id).is_none() || (base < last && others.is_empty()) {
         return Err(format!("cannot force a new cluster: this member ({id:x}) is not a member of its cluster any more"));
     }
+    // Removing every voter but a learner would leave a cluster raft cannot elect a leader in
+    // (etcd makes the member a voter; ballast refuses: promote it, or force a voter).
+    if current.member(id).is_some_and(|m| m.is_learner) {
+        return Err(format!("cannot force a new cluster: this member ({id:x}) is a learner; force a voting member instead"));
+    }
     let mut entries = Vec::new();
     for (i, &other) in others.iter().enumerate() {
         let (context, cc) = conf_change::encode(0, &MemberChange::Remove { id: other });
