@@ -36,7 +36,7 @@ use rustls::server::WebPkiClientVerifier;
 use rustls::sign::CertifiedKey;
 use rustls::{RootCertStore, ServerConfig, SupportedCipherSuite};
 
-use super::allowed_names::AllowedNames;
+use super::allowed_names::{Allowed, AllowedNames, AllowedServer};
 use super::cert_reload::{Loader, Reloading, ReloadingCert, ReloadingCrl};
 use super::self_cert;
 use crate::config::{tls_version, Config, TlsFlags};
@@ -214,6 +214,10 @@ pub fn peer_client_config(cfg: &Config) -> Result<Option<Arc<rustls::ClientConfi
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone()).with_protocol_versions(&versions).map_err(|e| format!("tls: {e}"))?;
     let builder = if self_signed {
         builder.dangerous().with_custom_certificate_verifier(Arc::new(self_cert::Unverified(provider.clone())))
+    } else if let Some(allowed) = Allowed::parse(&info.allowed_hostnames, &info.allowed_cns, "peer")? {
+        let roots = Arc::new(peer_roots(&info)?);
+        let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(roots, provider.clone()).build().map_err(|e| format!("tls: {e}"))?;
+        builder.dangerous().with_custom_certificate_verifier(Arc::new(AllowedServer { inner, allowed }))
     } else {
         builder.with_root_certificates(peer_roots(&info)?)
     };
@@ -395,8 +399,8 @@ fn client_verifier(info: &TlsFlags, provider: Arc<CryptoProvider>, side: Side) -
         Side::Client => "client",
         Side::Peer => "peer",
     };
-    Ok(match AllowedNames::new(verifier.clone(), &info.allowed_hostnames, &info.allowed_cns, flag_side)? {
-        Some(allowed) => Arc::new(allowed),
+    Ok(match Allowed::parse(&info.allowed_hostnames, &info.allowed_cns, flag_side)? {
+        Some(allowed) => Arc::new(AllowedNames { inner: verifier, allowed }),
         None => verifier,
     })
 }
