@@ -186,7 +186,7 @@ impl KeyEntry {
     /// As `relocate`.
     unsafe fn push(&self, rec: Record) {
         if let Some(last) = self.slots().last() {
-            let last = KeyHistory::of(std::slice::from_ref(last), self.extras()).get(0).rev();
+            let last = Rev::new(last.mod_rev, last.sub);
             assert!(rec.rev() > last, "revisions of a key must increase: {:?} after {:?}", rec.rev(), last);
         }
         let (len, extras) = (self.header().len, self.extra_count());
