@@ -4,7 +4,7 @@
 //! etcd reads it; none when that revision is compacted). From the change log while it covers
 //! the window, else by scanning the watched range's histories.
 
-use super::index::{KeyHistory, Record};
+use super::index::{KeyHistory, RecordRef};
 use super::store::Store;
 use super::{KeyRange, Rev};
 use crate::error::{Error, Result};
@@ -69,7 +69,7 @@ impl Store {
         events
     }
 
-    fn event(&self, key: &[u8], hist: &KeyHistory, rec: &Record, with_prev: bool) -> Option<ChangeEvent> {
+    fn event(&self, key: &[u8], hist: KeyHistory<'_>, rec: RecordRef<'_>, with_prev: bool) -> Option<ChangeEvent> {
         let delete = rec.is_tombstone();
         let kv = if delete { KeyValue { key: key.to_vec(), mod_revision: rec.mod_rev, ..Default::default() } } else { rec.to_kv(key, false) };
         // etcd gives no prev_kv to a put that creates the key (create revision = its revision).

@@ -39,7 +39,7 @@ impl Store {
         let (mut out, mut bytes) = (Vec::new(), 0);
         for (n, (key, hist)) in self.keys_from(lower).enumerate() {
             let kept = hist.at(compact_rev).map(|r| r.rev());
-            for r in hist.between(0, rev) {
+            for r in hist.between(0, rev).iter() {
                 if r.mod_rev <= compact_rev && Some(r.rev()) != kept {
                     continue;
                 }

@@ -30,7 +30,7 @@ impl Store {
         let mut out = Vec::new();
         for (key, hist) in self.histories(&all) {
             let kept = hist.at(rev).map(|r| r.rev());
-            for r in hist.between(0, rev) {
+            for r in hist.between(0, rev).iter() {
                 let kv = if r.is_tombstone() { KeyValue { key: key.to_vec(), ..Default::default() } } else { r.to_kv(key, false) };
                 out.push(HashRecord { rev: r.rev(), key: key.to_vec(), tombstone: r.is_tombstone(), kept: kept == Some(r.rev()), value: kv.encode_to_vec() });
             }

@@ -2,15 +2,16 @@
 //! B-tree by an 8-byte pointer. Why: with 1M keys the index was most of the resident memory,
 //! and most of it was bookkeeping around the records rather than the records: a B-tree entry
 //! of a boxed key and a `Vec` (40 bytes, nodes about 2/3 full: ~68 bytes a key), the key's own
-//! allocation and the records' (`Vec` header, capacity). Here a key with one record (the common
-//! case) is one 112-byte block (8-byte header, the 56-byte record, the 32 key bytes: 96 bytes) and 8 bytes
-//! in a tree node.
+//! allocation and the records' (`Vec` header, capacity). Here a key with one plain record (the
+//! common case: see `index.rs`) is one 72-byte block (8-byte header, the 32-byte slot, the 32
+//! key bytes) and 8 bytes in a tree node.
 //!
-//! Block layout: `Header { key_len, len }`, then room for `capacity(len)` records, then the
-//! key's bytes. The records are in revision order (`KeyHistory` reads them); the room is exact
-//! while short (most keys keep one or two records) and a power of two after, so it follows from
-//! `len` and the header is 8 bytes; compaction shrinks the block with the history. Growing
-//! moves the key bytes behind the new records.
+//! Block layout: `Header { key_len, len }`, then room for `capacity(len)` slots (one a record),
+//! then room for `extra_capacity(x)` extras (`x`: how many the records use, which the last slot
+//! tells), then the key's bytes. The records are in revision order (`KeyHistory` reads them);
+//! the rooms are exact while short (most keys keep one or two records) and a power of two
+//! after, so they follow from the counts and the header is 8 bytes; compaction shrinks the
+//! block with the history. A block whose rooms change moves to a new allocation.
 //!
 //! The tree (`KeySet`) orders entries by their key bytes, which never change. Records change in
 //! place through a shared reference to the entry (the tree hands out no other), so `KeySet`
@@ -21,7 +22,8 @@ use std::cell::Cell;
 use std::collections::BTreeSet;
 use std::ptr::NonNull;
 
-use super::index::{KeyHistory, Record};
+use super::index::{Extra, KeyHistory, Record, Slot};
+use super::value::Value;
 use super::{KeyBounds, Rev};
 
 #[repr(C)]
@@ -32,18 +34,27 @@ struct Header {
 }
 
 const HEADER_BYTES: usize = std::mem::size_of::<Header>();
-const RECORD_BYTES: usize = std::mem::size_of::<Record>();
+const SLOT_BYTES: usize = std::mem::size_of::<Slot>();
+const EXTRA_BYTES: usize = std::mem::size_of::<Extra>();
 /// Records grow one at a time up to this many, then by doubling.
 const EXACT_GROWTH_RECORDS: u32 = 4;
 
-/// The records a block has room for when it holds `len`.
+/// The slots a block has room for when it holds `len`.
 fn capacity(len: u32) -> u32 {
-    if len <= EXACT_GROWTH_RECORDS {
-        len.max(1)
+    extra_capacity(len).max(1)
+}
+
+/// The extras a block has room for when its records use `n`.
+fn extra_capacity(n: u32) -> u32 {
+    if n <= EXACT_GROWTH_RECORDS {
+        n
     } else {
-        len.checked_next_power_of_two().expect("under 2^31 records")
+        n.checked_next_power_of_two().expect("under 2^31 records")
     }
 }
+
+/// Room in a block: (slots, extras).
+type Rooms = (u32, u32);
 
 /// A key and its history in one block; the tree's element. `Cell`: the block moves when it
 /// grows or shrinks (see the module comment for why that is sound).
@@ -55,9 +66,35 @@ pub struct KeyEntry {
 // it is not Sync (Cell), so no two threads reach one at once.
 unsafe impl Send for KeyEntry {}
 
-fn layout(cap: u32, key_len: u32) -> Layout {
-    let size = HEADER_BYTES + cap as usize * RECORD_BYTES + key_len as usize;
-    Layout::from_size_align(size, std::mem::align_of::<Header>().max(std::mem::align_of::<Record>())).expect("a key entry's size fits")
+fn layout((cap, xcap): Rooms, key_len: u32) -> Layout {
+    let size = HEADER_BYTES + cap as usize * SLOT_BYTES + xcap as usize * EXTRA_BYTES + key_len as usize;
+    let align = std::mem::align_of::<Header>().max(std::mem::align_of::<Slot>()).max(std::mem::align_of::<Extra>());
+    Layout::from_size_align(size, align).expect("a key entry's size fits")
+}
+
+fn slots_ptr(block: NonNull<Header>) -> *mut Slot {
+    // SAFETY: the slots start right after the header, inside the block.
+    unsafe { block.as_ptr().cast::<u8>().add(HEADER_BYTES).cast() }
+}
+
+fn extras_ptr_at(block: NonNull<Header>, cap: u32) -> *mut Extra {
+    // SAFETY: the extras follow `cap` slots, inside the block.
+    unsafe { block.as_ptr().cast::<u8>().add(HEADER_BYTES + cap as usize * SLOT_BYTES).cast() }
+}
+
+fn key_ptr_at(block: NonNull<Header>, (cap, xcap): Rooms) -> *mut u8 {
+    // SAFETY: the key follows the rooms, inside the block.
+    unsafe { extras_ptr_at(block, cap).cast::<u8>().add(xcap as usize * EXTRA_BYTES) }
+}
+
+/// Allocates a block for `rooms` with its header.
+fn allocate(rooms: Rooms, key_len: u32, len: u32) -> NonNull<Header> {
+    let l = layout(rooms, key_len);
+    // SAFETY: the layout is non-zero sized (a header at least).
+    let Some(block) = NonNull::new(unsafe { std::alloc::alloc(l) }.cast::<Header>()) else { std::alloc::handle_alloc_error(l) };
+    // SAFETY: the block is fresh and holds a header.
+    unsafe { block.as_ptr().write(Header { key_len, len }) };
+    block
 }
 
 impl KeyEntry {
@@ -66,17 +103,22 @@ impl KeyEntry {
         assert!(records.windows(2).all(|w| w[0].rev() < w[1].rev()), "revisions of a key must increase");
         let key_len = u32::try_from(key.len()).expect("a key under 4 GiB");
         let len = u32::try_from(records.len()).expect("under 2^32 records");
-        let l = layout(capacity(len), key_len);
-        // SAFETY: the layout is non-zero sized (a header at least).
-        let Some(block) = NonNull::new(unsafe { std::alloc::alloc(l) }.cast::<Header>()) else { std::alloc::handle_alloc_error(l) };
-        // SAFETY: the block is fresh and large enough for the header, its records and the key;
-        // the records are moved in (the Vec forgets them: set_len(0) below).
+        let mut slots = Vec::with_capacity(records.len());
+        let mut extras = Vec::new();
+        for rec in records {
+            let (slot, extra) = Slot::encode(rec, u32::try_from(extras.len()).expect("under 2^32 records"));
+            slots.push(slot);
+            extras.extend(extra);
+        }
+        let rooms = (capacity(len), extra_capacity(extras.len() as u32));
+        let block = allocate(rooms, key_len, len);
+        // SAFETY: the block is large enough for its slots, extras and the key; the slots are
+        // moved in (the Vec forgets them: set_len(0) below).
         unsafe {
-            block.as_ptr().write(Header { key_len, len });
-            let mut records = records;
-            std::ptr::copy_nonoverlapping(records.as_ptr(), records_ptr(block), len as usize);
-            records.set_len(0);
-            std::ptr::copy_nonoverlapping(key.as_ptr(), key_ptr(block), key.len());
+            std::ptr::copy_nonoverlapping(slots.as_ptr(), slots_ptr(block), slots.len());
+            slots.set_len(0);
+            std::ptr::copy_nonoverlapping(extras.as_ptr(), extras_ptr_at(block, rooms.0), extras.len());
+            std::ptr::copy_nonoverlapping(key.as_ptr(), key_ptr_at(block, rooms), key.len());
         }
         KeyEntry { block: Cell::new(block) }
     }
@@ -87,63 +129,81 @@ impl KeyEntry {
     }
 
     pub fn key(&self) -> &[u8] {
-        // SAFETY: key_len bytes at key_ptr were written in `new` and moved along since.
-        unsafe { std::slice::from_raw_parts(key_ptr(self.block.get()), self.header().key_len as usize) }
+        // SAFETY: key_len bytes at the key's place were written in `new` and moved along since.
+        unsafe { std::slice::from_raw_parts(key_ptr_at(self.block.get(), self.rooms()), self.header().key_len as usize) }
     }
 
-    pub fn history(&self) -> &KeyHistory {
-        KeyHistory::of(self.records())
+    pub fn history(&self) -> KeyHistory<'_> {
+        KeyHistory::of(self.slots(), self.extras())
     }
 
-    fn records(&self) -> &[Record] {
-        // SAFETY: the first `len` records are initialized.
-        unsafe { std::slice::from_raw_parts(records_ptr(self.block.get()), self.header().len as usize) }
+    fn slots(&self) -> &[Slot] {
+        // SAFETY: the first `len` slots are initialized.
+        unsafe { std::slice::from_raw_parts(slots_ptr(self.block.get()), self.header().len as usize) }
     }
 
-    /// Moves the block from room for `old_cap` records to room for `cap` (at least its
-    /// records), the key bytes following.
+    /// How many extras the records use.
+    fn extra_count(&self) -> u32 {
+        self.slots().last().map_or(0, Slot::extras_through)
+    }
+
+    fn extras(&self) -> &[Extra] {
+        let cap = capacity(self.header().len);
+        // SAFETY: the first `extra_count` extras are initialized.
+        unsafe { std::slice::from_raw_parts(extras_ptr_at(self.block.get(), cap), self.extra_count() as usize) }
+    }
+
+    /// The rooms the block has for what it holds.
+    fn rooms(&self) -> Rooms {
+        (capacity(self.header().len), extra_capacity(self.extra_count()))
+    }
+
+    /// Moves the block from `old` rooms to `new` ones (room for at least what it holds): its
+    /// slots, extras and key are copied to a new allocation.
     ///
     /// # Safety
     /// No reference into this entry's records may be alive meanwhile.
-    unsafe fn set_cap(&self, old_cap: u32, cap: u32) {
-        let old = self.block.get();
-        // SAFETY: the header is live; no reference into the block is held (caller's promise).
-        let Header { key_len, len } = unsafe { *old.as_ptr() };
-        assert!(cap >= len.max(1), "a key entry keeps its records");
-        let (old_layout, new_layout) = (layout(old_cap, key_len), layout(cap, key_len));
-        // SAFETY: moving the key within, then reallocating, the block allocated with
-        // `old_layout`; each copy stays within the larger of the old and new sizes.
+    unsafe fn relocate(&self, old: Rooms, new: Rooms) {
+        let block = self.block.get();
+        let Header { key_len, len } = *self.header();
+        let extras = self.extra_count();
+        assert!(new.0 >= len.max(1) && new.1 >= extras, "a key entry keeps its records");
+        let moved = allocate(new, key_len, len);
+        // SAFETY: both blocks are live and large enough for what is copied; the slots move
+        // (the old block is freed without dropping them).
         unsafe {
-            if cap < old_cap {
-                std::ptr::copy(key_ptr_at(old, old_cap), key_ptr_at(old, cap), key_len as usize);
-            }
-            let p = std::alloc::realloc(old.as_ptr().cast(), old_layout, new_layout.size());
-            let Some(new) = NonNull::new(p.cast::<Header>()) else { std::alloc::handle_alloc_error(new_layout) };
-            if cap > old_cap {
-                std::ptr::copy(key_ptr_at(new, old_cap), key_ptr_at(new, cap), key_len as usize);
-            }
-            self.block.set(new);
+            std::ptr::copy_nonoverlapping(slots_ptr(block), slots_ptr(moved), len as usize);
+            std::ptr::copy_nonoverlapping(extras_ptr_at(block, old.0), extras_ptr_at(moved, new.0), extras as usize);
+            std::ptr::copy_nonoverlapping(key_ptr_at(block, old), key_ptr_at(moved, new), key_len as usize);
+            std::alloc::dealloc(block.as_ptr().cast(), layout(old, key_len));
         }
+        self.block.set(moved);
     }
 
     /// Appends a record newer than every other.
     ///
     /// # Safety
-    /// As `set_cap`.
+    /// As `relocate`.
     unsafe fn push(&self, rec: Record) {
-        if let Some(last) = self.records().last() {
-            assert!(rec.rev() > last.rev(), "revisions of a key must increase: {:?} after {:?}", rec.rev(), last.rev());
+        if let Some(last) = self.slots().last() {
+            let last = Rev::new(last.mod_rev, last.sub);
+            assert!(rec.rev() > last, "revisions of a key must increase: {:?} after {:?}", rec.rev(), last);
         }
-        let len = self.header().len;
-        let (cap, grown) = (capacity(len), capacity(len + 1));
-        if grown != cap {
+        let (len, extras) = (self.header().len, self.extra_count());
+        let (slot, extra) = Slot::encode(rec, extras);
+        let old = self.rooms();
+        let new = (capacity(len + 1), extra_capacity(extras + u32::from(extra.is_some())));
+        if new != old {
             // SAFETY: the caller's promise.
-            unsafe { self.set_cap(cap, grown) };
+            unsafe { self.relocate(old, new) };
         }
         let block = self.block.get();
-        // SAFETY: len < cap now: the slot is allocated and free.
+        // SAFETY: len < cap and extras < xcap now: the places are allocated and free.
         unsafe {
-            records_ptr(block).add(len as usize).write(rec);
+            slots_ptr(block).add(len as usize).write(slot);
+            if let Some(extra) = extra {
+                extras_ptr_at(block, new.0).add(extras as usize).write(extra);
+            }
             (*block.as_ptr()).len = len + 1;
         }
     }
@@ -152,71 +212,67 @@ impl KeyEntry {
     /// Returns the bytes they held (`Record::size_bytes`).
     ///
     /// # Safety
-    /// As `set_cap`.
+    /// As `relocate`.
     unsafe fn drop_oldest(&self, n: usize) -> u64 {
         let len = self.header().len;
         assert!(n <= len as usize, "dropping more records than a key has");
         if n == 0 {
             return 0;
         }
-        let freed = self.records()[..n].iter().map(Record::size_bytes).sum();
+        let history = self.history();
+        let freed = history.slice(0, n).size_bytes();
+        let gone_extras = if n < len as usize { self.slots()[n].extras_before() } else { self.extra_count() };
+        let (old, extras) = (self.rooms(), self.extra_count());
         let block = self.block.get();
         let left = len - n as u32;
-        let mut dropped: Vec<Record> = Vec::with_capacity(n);
-        // SAFETY: records 0..n are moved out (into `dropped`, which drops them after the block
-        // is consistent again), the rest move down, and the header then counts only those; the
-        // key moves with the room (`set_cap`).
+        let mut dropped: Vec<Slot> = Vec::with_capacity(n);
+        // SAFETY: slots 0..n are moved out (into `dropped`, which drops them after the block
+        // is consistent again), the rest move down and forget the dropped extras, which the
+        // rest of the extras replace; the header then counts only those. The key stays where
+        // `old` puts it until `relocate`.
         unsafe {
-            std::ptr::copy_nonoverlapping(records_ptr(block), dropped.as_mut_ptr(), n);
+            std::ptr::copy_nonoverlapping(slots_ptr(block), dropped.as_mut_ptr(), n);
             dropped.set_len(n);
-            std::ptr::copy(records_ptr(block).add(n), records_ptr(block), left as usize);
+            std::ptr::copy(slots_ptr(block).add(n), slots_ptr(block), left as usize);
+            for i in 0..left as usize {
+                (*slots_ptr(block).add(i)).drop_extras(gone_extras);
+            }
+            let xs = extras_ptr_at(block, old.0);
+            std::ptr::copy(xs.add(gone_extras as usize), xs, (extras - gone_extras) as usize);
             (*block.as_ptr()).len = left;
-            if capacity(left) != capacity(len) {
-                self.set_cap(capacity(len), capacity(left));
+            // The extras now start after the room for `left` slots, if that is smaller.
+            let new = (capacity(left), extra_capacity(extras - gone_extras));
+            if new != old {
+                self.relocate(old, new);
             }
         }
         drop(dropped);
         freed
     }
 }
-
-fn records_ptr(block: NonNull<Header>) -> *mut Record {
-    // SAFETY: the records start right after the header, inside the block.
-    unsafe { block.as_ptr().cast::<u8>().add(HEADER_BYTES).cast() }
-}
-
-fn key_ptr_at(block: NonNull<Header>, cap: u32) -> *mut u8 {
-    // SAFETY: the key follows `cap` records; within the block for its current or next layout.
-    unsafe { block.as_ptr().cast::<u8>().add(HEADER_BYTES + cap as usize * RECORD_BYTES) }
-}
-
-fn key_ptr(block: NonNull<Header>) -> *mut u8 {
-    // SAFETY: the header is live.
-    key_ptr_at(block, capacity(unsafe { (*block.as_ptr()).len }))
-}
-
 impl Drop for KeyEntry {
     fn drop(&mut self) {
         let block = self.block.get();
         let Header { key_len, len } = *self.header();
-        // SAFETY: the first `len` records are initialized and owned by this entry; the block was
-        // allocated (or last reallocated) with `layout(capacity(len), key_len)`.
+        let rooms = self.rooms();
+        // SAFETY: the first `len` slots are initialized and owned by this entry (extras are
+        // plain data); the block was allocated with `layout(rooms, key_len)`.
         unsafe {
-            std::ptr::drop_in_place(std::ptr::slice_from_raw_parts_mut(records_ptr(block), len as usize));
-            std::alloc::dealloc(block.as_ptr().cast(), layout(capacity(len), key_len));
+            std::ptr::drop_in_place(std::ptr::slice_from_raw_parts_mut(slots_ptr(block), len as usize));
+            std::alloc::dealloc(block.as_ptr().cast(), layout(rooms, key_len));
         }
     }
 }
 
 impl Clone for KeyEntry {
     fn clone(&self) -> KeyEntry {
-        KeyEntry::new(self.key(), self.records().to_vec())
+        KeyEntry::new(self.key(), self.history().iter().map(|r| r.to_record()).collect())
     }
 }
 
 impl std::fmt::Debug for KeyEntry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KeyEntry").field("key", &self.key()).field("records", &self.records()).finish()
+        f.debug_struct("KeyEntry").field("key", &self.key()).field("records", &self.history().iter().collect::<Vec<_>>()).finish()
     }
 }
 
@@ -256,7 +312,7 @@ impl EntryMut<'_> {
         self.entry.key()
     }
 
-    pub fn history(&self) -> &KeyHistory {
+    pub fn history(&self) -> KeyHistory<'_> {
         self.entry.history()
     }
 
@@ -273,12 +329,12 @@ impl EntryMut<'_> {
         unsafe { self.entry.drop_oldest(n) }
     }
 
-    /// The record written at exactly `rev`.
-    pub fn record_mut(&mut self, rev: Rev) -> Option<&mut Record> {
+    /// The value of the record written at exactly `rev`.
+    pub fn value_mut(&mut self, rev: Rev) -> Option<&mut Value> {
         let i = self.history().index_of(rev)?;
-        // SAFETY: record i < len is initialized; exclusive as in `push`, for as long as the
+        // SAFETY: slot i < len is initialized; exclusive as in `push`, for as long as the
         // borrow of self.
-        Some(unsafe { &mut *records_ptr(self.entry.block.get()).add(i) })
+        Some(unsafe { &mut (*slots_ptr(self.entry.block.get()).add(i)).value })
     }
 }
 
@@ -349,11 +405,18 @@ mod tests {
 
     #[test]
     fn a_key_with_one_record_is_one_small_block() {
-        assert_eq!(std::mem::size_of::<Record>(), 56);
         assert_eq!(std::mem::size_of::<KeyEntry>(), 8);
-        assert_eq!(layout(capacity(1), 32).size(), 96, "header, one record, a 32-byte key");
+        let plain = Record { mod_rev: 9, sub: 0, create_rev: 9, version: 1, lease: 0, value: vec![1; 3].into() };
+        let e = KeyEntry::new(&[b'k'; 32], vec![plain]);
+        assert_eq!(e.rooms(), (1, 0));
+        assert_eq!(layout(e.rooms(), 32).size(), 72, "header, one slot, a 32-byte key");
+        let updated = Record { mod_rev: 12, version: 2, create_rev: 9, ..e.history().get(0).to_record() };
+        let e = KeyEntry::new(&[b'k'; 32], vec![updated]);
+        assert_eq!(layout(e.rooms(), 32).size(), 96, "an updated key's one record needs its extra too");
         let rooms: Vec<u32> = (0..=9).map(capacity).collect();
         assert_eq!(rooms, vec![1, 1, 2, 3, 4, 8, 8, 8, 8, 16]);
+        let extra_rooms: Vec<u32> = (0..=9).map(extra_capacity).collect();
+        assert_eq!(extra_rooms, vec![0, 1, 2, 3, 4, 8, 8, 8, 8, 16]);
     }
 
     #[test]
@@ -408,11 +471,50 @@ mod tests {
     fn records_change_in_place_and_ranges_follow_key_order() {
         let mut set: KeySet = ["b", "a", "c"].iter().map(|k| KeyEntry::new(k.as_bytes(), vec![rec(2, 1), rec(3, 2)])).collect();
         for mut e in set.range_mut((std::ops::Bound::Included(b"b"), std::ops::Bound::Unbounded)) {
-            e.record_mut(Rev::main(2)).unwrap().lease = 7;
+            *e.value_mut(Rev::main(2)).unwrap() = vec![7].into();
         }
-        let leases: Vec<(Vec<u8>, i64)> = set.iter().map(|e| (e.key().to_vec(), e.history().record(Rev::main(2)).unwrap().lease)).collect();
-        assert_eq!(leases, vec![(b"a".to_vec(), 0), (b"b".to_vec(), 7), (b"c".to_vec(), 7)]);
+        let values: Vec<(Vec<u8>, Vec<u8>)> = set.iter().map(|e| (e.key().to_vec(), e.history().record(Rev::main(2)).unwrap().value.as_slice().to_vec())).collect();
+        assert_eq!(values, vec![(b"a".to_vec(), vec![2; 3]), (b"b".to_vec(), vec![7]), (b"c".to_vec(), vec![7])]);
         assert_eq!(set.len(), 3);
+    }
+
+    /// Plain puts, updates, leased puts and tombstones in a pattern, pushed, compacted and
+    /// cloned: the entry reads back exactly what a plain list of the records holds.
+    #[test]
+    fn mixed_records_read_back_through_pushes_and_compactions() {
+        let kind = |r: i64| match r % 7 {
+            0 => Record { mod_rev: r, sub: 1, create_rev: 0, version: 0, lease: 0, value: Vec::new().into() },
+            1 | 4 => Record { mod_rev: r, sub: 0, create_rev: r, version: 1, lease: 0, value: vec![r as u8; 2].into() },
+            2 => Record { mod_rev: r, sub: 2, create_rev: r - 1, version: 2, lease: 0, value: vec![r as u8; 5].into() },
+            3 => Record { mod_rev: r, sub: 0, create_rev: r, version: 1, lease: r * 1000, value: vec![r as u8].into() },
+            5 => Record { mod_rev: r, sub: 0, create_rev: 0, version: 0, lease: 0, value: Vec::new().into() },
+            _ => Record { mod_rev: r, sub: 0, create_rev: r - 2, version: 3, lease: 5, value: vec![1; 70].into() },
+        };
+        let mut set = KeySet::default();
+        let key = vec![b'x'; 13];
+        set.insert(KeyEntry::new(&key, (1..4).map(kind).collect()));
+        let mut model: Vec<Record> = (1..4).map(kind).collect();
+        let check = |set: &KeySet, model: &[Record]| {
+            let e = set.get(&key).unwrap();
+            assert_eq!(e.key(), key.as_slice());
+            assert_eq!(e.history().iter().map(|r| r.to_record()).collect::<Vec<_>>(), model);
+            assert_eq!(e.clone().history().iter().map(|r| r.to_record()).collect::<Vec<_>>(), model);
+        };
+        for r in 4..300 {
+            set.get_mut(&key).unwrap().push(kind(r));
+            model.push(kind(r));
+            check(&set, &model);
+            if r % 37 == 0 {
+                let (upto, saved) = (r - 20 + r % 3, r - 25);
+                let n = set.get(&key).unwrap().history().compactable(upto, saved);
+                let freed = set.get_mut(&key).unwrap().compact(upto, saved);
+                assert_eq!(freed, model.drain(..n).map(|r| r.size_bytes()).sum::<u64>());
+                check(&set, &model);
+            }
+        }
+        assert!(model.last().unwrap().version == 0, "ends deleted");
+        assert_eq!(set.get_mut(&key).unwrap().compact(i64::MAX, i64::MAX), model.iter().map(Record::size_bytes).sum::<u64>());
+        assert!(set.get(&key).unwrap().history().is_empty());
     }
 
     fn hrec(mod_rev: i64, version: i64) -> Record {
@@ -437,7 +539,7 @@ mod tests {
             self.0.get_mut(b"k").unwrap().compact(rev, keep_tombstones_after)
         }
 
-        fn h(&self) -> &KeyHistory {
+        fn h(&self) -> KeyHistory<'_> {
             self.0.get(b"k").unwrap().history()
         }
     }

@@ -90,16 +90,16 @@ impl Store {
         &self.changes
     }
 
-    pub(super) fn history(&self, key: &[u8]) -> Option<&KeyHistory> {
+    pub(super) fn history(&self, key: &[u8]) -> Option<KeyHistory<'_>> {
         self.keys.get(key).map(KeyEntry::history)
     }
 
-    pub(super) fn histories<'a>(&'a self, range: &'a KeyRange) -> impl Iterator<Item = (&'a [u8], &'a KeyHistory)> + 'a {
+    pub(super) fn histories<'a>(&'a self, range: &'a KeyRange) -> impl Iterator<Item = (&'a [u8], KeyHistory<'a>)> + 'a {
         range.bounds().into_iter().flat_map(move |b| self.keys.range(b)).map(|e| (e.key(), e.history()))
     }
 
     /// Every key from `lower` on, in key order, with its history.
-    pub(super) fn keys_from<'a>(&'a self, lower: std::ops::Bound<&'a [u8]>) -> impl Iterator<Item = (&'a [u8], &'a KeyHistory)> + 'a {
+    pub(super) fn keys_from<'a>(&'a self, lower: std::ops::Bound<&'a [u8]>) -> impl Iterator<Item = (&'a [u8], KeyHistory<'a>)> + 'a {
         self.keys.range((lower, std::ops::Bound::Unbounded)).map(|e| (e.key(), e.history()))
     }
 
@@ -243,11 +243,11 @@ impl Store {
             let done = from.filter(|c| c.key == k).map_or(0, |c| c.written);
             let mut end = done;
             while end < all.len() && (end == done || bytes < max_bytes) {
-                bytes += all[end].size_bytes() + k.len() as u64;
+                bytes += all.get(end).size_bytes() + k.len() as u64;
                 end += 1;
             }
             if end > done {
-                keys.push(SegKey { key: k.to_vec(), records: all[done..end].to_vec() });
+                keys.push(SegKey { key: k.to_vec(), records: all.slice(done, end).iter().map(|r| r.to_record()).collect() });
             }
             let cursor = || Some(SnapCursor { key: k.to_vec(), written: end });
             if end < all.len() || keys.len() == max_keys || bytes >= max_bytes || scanned + 1 == max_keys * SCAN_PER_KEY {
@@ -262,15 +262,15 @@ impl Store {
     pub fn adopt_mapped(&mut self, map: &std::sync::Arc<super::value::Mapping>, e: &super::segment::ArchivedSegEntry) {
         let Some(mut entry) = self.keys.get_mut(e.key.as_slice()) else { return };
         for r in e.records.iter() {
-            let Some(rec) = entry.record_mut(Rev::new(r.mod_rev.to_native(), r.sub.to_native())) else { continue };
+            let Some(value) = entry.value_mut(Rev::new(r.mod_rev.to_native(), r.sub.to_native())) else { continue };
             // A record is immutable once written: same key and revision, same value. Values
             // in an older segment move too, so the older mapping (and its deleted file) goes.
-            let elsewhere = match &rec.value {
+            let elsewhere = match value {
                 Value::Inline(_) => true,
                 Value::Mapped(m) => !m.is_in(map),
             };
-            if elsewhere && rec.value.len() == r.value.len() {
-                rec.value = Value::mapped_or_copied(map, r.value.as_slice());
+            if elsewhere && value.len() == r.value.len() {
+                *value = Value::mapped_or_copied(map, r.value.as_slice());
             }
         }
     }
