@@ -44,13 +44,23 @@ pub struct PeerService {
 impl Peer for PeerService {
     async fn stream(&self, request: Request<Streaming<MessageBatch>>) -> Result<Response<StreamEnd>, Status> {
         let mut batches = request.into_inner();
+        // The byte counter of the stream's sender, resolved at its first batch (not per batch).
+        let mut received: Option<(u64, metrics::Counter)> = None;
         while let Some(batch) = batches.message().await? {
             if let Err(refused) = self.check(&batch) {
                 let member = self.membership.current().member(batch.from).is_some();
                 stats::receive_failure(member.then_some(batch.from));
                 return Err(refused);
             }
-            stats::received(batch.from, batch.messages.iter().map(Vec::len).sum());
+            let bytes: usize = batch.messages.iter().map(Vec::len).sum();
+            match &received {
+                Some((from, counter)) if *from == batch.from => counter.increment(bytes as u64),
+                _ => {
+                    let counter = stats::received_bytes(batch.from);
+                    counter.increment(bytes as u64);
+                    received = Some((batch.from, counter));
+                }
+            }
             for bytes in batch.messages {
                 let m: Message = protobuf::Message::parse_from_bytes(&bytes).map_err(|e| {
                     stats::receive_failure(Some(batch.from));

@@ -66,9 +66,9 @@ pub fn sent_failure(to: &str) {
     counter!(PEER_SENT_FAILURES, "To" => to.to_string()).increment(1);
 }
 
-/// Bytes of raft messages received from `from`.
-pub fn received(from: u64, bytes: usize) {
-    counter!(PEER_RECEIVED_BYTES, "From" => id(from)).increment(bytes as u64);
+/// The counter of bytes of raft messages received from `from` (a stream resolves it once).
+pub fn received_bytes(from: u64) -> Counter {
+    counter!(PEER_RECEIVED_BYTES, "From" => id(from))
 }
 
 /// A batch refused or undecodable, from member `from`, or from a sender that is not a member
