@@ -3,19 +3,28 @@
 //! hub's responses (headers filled in: their size counts for fragments) come back on the
 //! stream's channel.
 //! The stream stays open when the client half-closes, as etcd's does.
+//!
+//! `WatchServer` serves the one method as tonic's generated server would, but with
+//! `WatchCodec`: the hub's answers are mostly encoded already (`watch/wire.rs`).
 
+use std::convert::Infallible;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use futures_util::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
 use super::Ctx;
 use crate::proto::etcdserverpb::watch_request::RequestUnion;
-use crate::proto::etcdserverpb::watch_server;
-use crate::proto::etcdserverpb::{WatchRequest, WatchResponse};
+use crate::proto::etcdserverpb::WatchRequest;
+use crate::server::codec::WatchCodec;
+use crate::watch::wire::WireResponse;
 use crate::watch::{HubMsg, WatchHub};
+
+const WATCH_PATH: &str = "/etcdserverpb.Watch/Watch";
 
 pub struct WatchService {
     ctx: Arc<Ctx>,
@@ -27,13 +36,11 @@ impl WatchService {
     }
 }
 
-type Responses = Pin<Box<dyn Stream<Item = Result<WatchResponse, Status>> + Send>>;
+type Responses = Pin<Box<dyn Stream<Item = Result<WireResponse, Status>> + Send>>;
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
-#[tonic::async_trait]
-impl watch_server::Watch for WatchService {
-    type WatchStream = Responses;
-
-    async fn watch(&self, req: Request<Streaming<WatchRequest>>) -> Result<Response<Responses>, Status> {
+impl WatchService {
+    pub async fn watch(&self, req: Request<Streaming<WatchRequest>>) -> Result<Response<Responses>, Status> {
         let hub = self.ctx.watch.clone();
         let stream = hub.open().await?;
         let id = stream.id;
@@ -104,5 +111,57 @@ struct CloseOnDrop {
 impl Drop for CloseOnDrop {
     fn drop(&mut self) {
         self.hub.close(self.stream);
+    }
+}
+
+/// The Watch service's gRPC server (tonic's generated one, with `WatchCodec`).
+#[derive(Clone)]
+pub struct WatchServer {
+    service: Arc<WatchService>,
+    /// Requests larger than this are refused (`--max-request-bytes` and gRPC's overhead).
+    max_request_bytes: usize,
+}
+
+impl WatchServer {
+    pub fn new(service: WatchService, max_request_bytes: usize) -> WatchServer {
+        WatchServer { service: Arc::new(service), max_request_bytes }
+    }
+}
+
+impl tonic::server::NamedService for WatchServer {
+    const NAME: &'static str = "etcdserverpb.Watch";
+}
+
+impl tower_service::Service<http::Request<tonic::body::Body>> for WatchServer {
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<Result<Self::Response, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<tonic::body::Body>) -> Self::Future {
+        if req.uri().path() != WATCH_PATH {
+            return Box::pin(async { Ok(Status::unimplemented("").into_http()) });
+        }
+        let (method, max_request_bytes) = (WatchMethod(self.service.clone()), self.max_request_bytes);
+        Box::pin(async move {
+            let mut grpc = tonic::server::Grpc::new(WatchCodec).apply_max_message_size_config(Some(max_request_bytes), Some(usize::MAX));
+            Ok(grpc.streaming(method, req).await)
+        })
+    }
+}
+
+struct WatchMethod(Arc<WatchService>);
+
+impl tonic::server::StreamingService<WatchRequest> for WatchMethod {
+    type Response = WireResponse;
+    type ResponseStream = Responses;
+    type Future = BoxFuture<Result<Response<Responses>, Status>>;
+
+    fn call(&mut self, req: Request<Streaming<WatchRequest>>) -> Self::Future {
+        let service = self.0.clone();
+        Box::pin(async move { service.watch(req).await })
     }
 }

@@ -122,7 +122,9 @@ impl Subscription {
             }
             let o = self.stream.responses.recv_async().await.map_err(|_| Error::Stopped)?;
             self.stream.queued.fetch_sub(o.bytes, Ordering::Relaxed);
-            self.ready.extend(o.resps);
+            for resp in o.resps {
+                self.ready.push_back(resp.into_message()?);
+            }
         }
     }
 }

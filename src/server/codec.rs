@@ -8,10 +8,14 @@
 
 use std::marker::PhantomData;
 
+use bytes::BufMut;
 use prost::Message;
 use tonic::codec::{BufferSettings, Codec, EncodeBuf, Encoder};
 use tonic::Status;
 use tonic_prost::ProstCodec;
+
+use crate::proto::etcdserverpb::{WatchRequest, WatchResponse};
+use crate::watch::wire::WireResponse;
 
 /// The initial size of a message's encode or decode buffer.
 const CODEC_BUFFER_BYTES: usize = 1024;
@@ -57,6 +61,49 @@ impl<T: Message> Encoder for ReservingEncoder<T> {
 
     fn encode(&mut self, item: T, buf: &mut EncodeBuf<'_>) -> Result<(), Status> {
         buf.reserve(item.encoded_len());
+        item.encode_raw(buf);
+        Ok(())
+    }
+
+    fn buffer_settings(&self) -> BufferSettings {
+        buffer_settings()
+    }
+}
+
+/// The Watch service's codec: its answers may come already encoded (`WireResponse::Encoded`,
+/// built by the watch hub from events encoded once for every watcher) and are copied into the
+/// stream as they are. A stream's buffer starts at `CODEC_BUFFER_BYTES` (an idle stream holds
+/// no more) and, when an answer does not fit, grows to a whole yield's worth at once rather
+/// than doubling through copies of what it already holds.
+#[derive(Default)]
+pub struct WatchCodec;
+
+impl Codec for WatchCodec {
+    type Encode = WireResponse;
+    type Decode = WatchRequest;
+    type Encoder = WatchEncoder;
+    type Decoder = <ProstCodec<WatchResponse, WatchRequest> as Codec>::Decoder;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        WatchEncoder
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        ProstCodec::<WatchResponse, WatchRequest>::raw_decoder(buffer_settings())
+    }
+}
+
+pub struct WatchEncoder;
+
+impl Encoder for WatchEncoder {
+    type Item = WireResponse;
+    type Error = Status;
+
+    fn encode(&mut self, item: WireResponse, buf: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        let len = item.encoded_len();
+        if buf.chunk_mut().len() < len {
+            buf.reserve(len.max(YIELD_THRESHOLD_BYTES));
+        }
         item.encode_raw(buf);
         Ok(())
     }

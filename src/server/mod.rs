@@ -23,14 +23,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::api::{auth::AuthService, cluster::ClusterService, kv::KvService, maintenance::MaintenanceService, watch::WatchService, lease::LeaseService, lock::LockService, election::ElectionService, Ctx};
+use crate::api::{auth::AuthService, cluster::ClusterService, kv::KvService, maintenance::MaintenanceService, watch::{WatchServer, WatchService}, lease::LeaseService, lock::LockService, election::ElectionService, Ctx};
 use crate::config::Config;
 use crate::log;
 use crate::mvcc::store::Store;
 use crate::proto::v3electionpb::election_server::ElectionServer;
 use crate::proto::v3lockpb::lock_server::LockServer;
 use crate::quota::Quota;
-use crate::proto::etcdserverpb::{auth_server::AuthServer, cluster_server::ClusterServer, kv_server::KvServer, maintenance_server::MaintenanceServer, watch_server::WatchServer, lease_server::LeaseServer};
+use crate::proto::etcdserverpb::{auth_server::AuthServer, cluster_server::ClusterServer, kv_server::KvServer, maintenance_server::MaintenanceServer, lease_server::LeaseServer};
 use crate::raft::driver::{self, DriverConfig};
 use crate::raft::handle::{CoreMsg, RaftHandle, PROPOSAL_QUEUE_CAPACITY};
 use crate::shard::threads;
@@ -507,7 +507,7 @@ fn client_routes(
     let kv = KvServer::from_arc(kv_service).max_decoding_message_size(max_msg).max_encoding_message_size(usize::MAX);
     let maintenance = MaintenanceServer::new(MaintenanceService::new(ctx.clone())).max_decoding_message_size(max_msg);
     let cluster = ClusterServer::new(ClusterService::new(ctx.clone())).max_decoding_message_size(max_msg);
-    let watch = WatchServer::new(WatchService::new(ctx.clone())).max_decoding_message_size(max_msg).max_encoding_message_size(usize::MAX);
+    let watch = WatchServer::new(WatchService::new(ctx.clone()), max_msg);
     let lease = LeaseServer::new(LeaseService::new(ctx.clone())).max_decoding_message_size(max_msg);
     let lock = LockServer::new(LockService::new(ctx.clone())).max_decoding_message_size(max_msg);
     let election = ElectionServer::new(ElectionService::new(ctx.clone())).max_decoding_message_size(max_msg);

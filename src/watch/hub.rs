@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 use futures_util::future::{select, Either};
 
 use super::watcher::{range_of, Watcher};
-use super::{Applied, HubMsg, Outgoing, CATCH_UP_MAX_REVISIONS, RELEASE_MAX_REVISIONS, STREAM_BUFFER_BYTES, SYNC_INTERVAL};
+use super::wire::{EncodedEvents, WireResponse};
+use super::{Applied, HubMsg, Outgoing, CATCH_UP_MAX_REVISIONS, COALESCED_RESPONSE_MAX_BYTES, COALESCE_ABOVE_QUEUED_BYTES, RELEASE_MAX_REVISIONS, STREAM_BUFFER_BYTES, SYNC_INTERVAL};
 use crate::error::Error;
 use crate::metrics as m;
 use crate::mvcc::events::{ChangeEvent, EventQuery};
@@ -43,7 +44,7 @@ struct Sink {
     out: flume::Sender<Outgoing>,
     /// Bytes sent (or gathered) and not yet taken by the front end.
     queued: Arc<AtomicUsize>,
-    pending: Vec<WatchResponse>,
+    pending: Vec<WireResponse>,
     pending_bytes: usize,
 }
 
@@ -52,12 +53,21 @@ impl Sink {
         self.queued.load(Ordering::Relaxed) >= STREAM_BUFFER_BYTES
     }
 
+    /// Holds enough that its watchers' events of a release go out coalesced.
+    fn backlogged(&self) -> bool {
+        self.queued.load(Ordering::Relaxed) >= COALESCE_ABOVE_QUEUED_BYTES
+    }
+
     fn gone(&self) -> bool {
         self.out.is_disconnected()
     }
 
-    fn send(&mut self, resp: WatchResponse) {
-        let bytes = approx_bytes(&resp);
+    fn send(&mut self, resp: impl Into<WireResponse>) {
+        let resp = resp.into();
+        let bytes = match &resp {
+            WireResponse::Message(m) => approx_bytes(m),
+            WireResponse::Encoded(b) => b.len(),
+        };
         self.queued.fetch_add(bytes, Ordering::Relaxed);
         self.pending_bytes += bytes;
         self.pending.push(resp);
@@ -238,35 +248,45 @@ impl Hub {
     }
 
     /// Delivers `events` (complete up to `to`) to every synced watcher they concern. Watchers
-    /// with the same range share the work of finding their events.
+    /// with the same range share the work of finding their events, and every watcher the
+    /// encoding of each event (`EncodedEvents`).
     fn fan_out(&mut self, events: &[ChangeEvent], to: i64) {
         let max_bytes = self.cfg.max_response_bytes;
-        let mut by_range: HashMap<crate::mvcc::KeyRange, Vec<usize>> = HashMap::new();
+        let mut encoded = EncodedEvents::new(events);
+        let mut by_range = EventsByRange::new(events);
+        let mut mine = Vec::new();
         let mut sent = 0;
         self.streams.retain(|_, s| !s.sink.gone());
         for s in self.streams.values_mut() {
-            let full = s.sink.full();
+            let (full, coalesce) = (s.sink.full(), s.sink.backlogged());
             for w in s.watchers.values_mut().filter(|w| !w.unsynced && !w.compacted) {
-                if !by_range.contains_key(&w.range) {
-                    let found = events.iter().enumerate().filter(|(_, e)| w.range.contains(&e.kv.key)).map(|(i, _)| i).collect();
-                    by_range.insert(w.range.clone(), found);
-                }
-                let mine: Vec<_> = by_range[&w.range].iter().map(|&i| &events[i]).filter(|e| w.wants(e)).collect();
+                mine.clear();
+                mine.extend(by_range.find(&w.range).iter().copied().filter(|&i| w.wants(&events[i])));
                 if mine.is_empty() {
                     w.next_rev = w.next_rev.max(to + 1);
-                } else if full {
+                    continue;
+                }
+                if full {
                     w.unsynced = true; // its client is not keeping up: catch up from MVCC later
-                } else {
-                    // One response per revision, at that revision, as etcd sends them.
-                    sent += mine.len();
-                    for (rev, events) in by_revision(mine, w) {
+                    continue;
+                }
+                sent += mine.len();
+                if w.fragments() {
+                    // One response per revision, at that revision, as etcd sends them, cut
+                    // into fragments where they are too large.
+                    for (rev, events) in by_revision(mine.iter().map(|&i| &events[i]), w) {
                         for resp in w.responses(events, &header(&self.status, rev), max_bytes) {
                             s.sink.send(resp);
                         }
                     }
-                    w.quiet = false;
-                    w.next_rev = to + 1;
+                } else {
+                    for group in response_groups(&mut encoded, &mine, w.prev_kv, coalesce) {
+                        let rev = events[mine[group.end - 1]].rev.main;
+                        s.sink.send(WireResponse::Encoded(encoded.response(&header(&self.status, rev), w.id, &mine[group], w.prev_kv)));
+                    }
                 }
+                w.quiet = false;
+                w.next_rev = to + 1;
             }
         }
         m::handles().watch_events.increment(sent as u64);
@@ -274,10 +294,63 @@ impl Hub {
 
     /// Catches up unsynced watchers (those not behind a full stream), a bounded number of
     /// events at a time.
+    /// Watchers of one range share each read of MVCC (etcd's syncWatchers reads once for its
+    /// unsynced group): 1000 watchers of a prefix that fell behind together cost one read per
+    /// step, not 1000.
     async fn catch_up(&mut self) {
-        let ids: Vec<u64> = self.streams.iter().filter(|(_, s)| !s.sink.full() && s.watchers.values().any(|w| w.unsynced)).map(|(&id, _)| id).collect();
-        for id in ids {
-            self.catch_up_stream(id).await;
+        let mut by_range: HashMap<crate::mvcc::KeyRange, Vec<(u64, i64)>> = HashMap::new();
+        for (&stream, s) in self.streams.iter().filter(|(_, s)| !s.sink.full()) {
+            for w in s.watchers.values().filter(|w| w.unsynced) {
+                by_range.entry(w.range.clone()).or_default().push((stream, w.id));
+            }
+        }
+        for (range, members) in by_range {
+            self.catch_up_range(range, &members).await;
+        }
+    }
+
+    /// Catches up `members` (stream, watcher), all watching `range`: reads from the earliest
+    /// revision one of them still needs, sends each what it has not seen, until each is caught
+    /// up or its stream full. A read below the compaction leaves each to its own steps (which
+    /// cancel those whose start is gone).
+    async fn catch_up_range(&mut self, range: crate::mvcc::KeyRange, members: &[(u64, i64)]) {
+        loop {
+            let released = self.released;
+            let (mut from, mut prev) = (None, false);
+            for &(stream, id) in members {
+                let Some(s) = self.streams.get_mut(&stream) else { continue };
+                let full = s.sink.full();
+                let Some(w) = s.watchers.get_mut(&id).filter(|w| w.unsynced && !full) else { continue };
+                if w.next_rev > released {
+                    w.unsynced = false;
+                    continue;
+                }
+                from = Some(from.unwrap_or(i64::MAX).min(w.next_rev));
+                prev |= w.prev_kv;
+            }
+            let Some(from) = from else { return };
+            let q = EventQuery { range: Some(range.clone()), from, to: released, prev, max_revisions: CATCH_UP_MAX_REVISIONS };
+            let part = match self.shards.scatter_events(&q).await {
+                Ok(part) => part,
+                Err(Error::Compacted) => {
+                    for &(stream, id) in members {
+                        while self.catch_up_step(stream, id).await {}
+                    }
+                    return;
+                }
+                Err(e) => return crate::log::warn("watch: catching up failed; retrying", &[("error", e.to_string())]),
+            };
+            let (head, max_bytes) = (header(&self.status, released), self.cfg.max_response_bytes);
+            let mut encoded = EncodedEvents::new(&part.events);
+            for &(stream, id) in members {
+                let Some(s) = self.streams.get_mut(&stream) else { continue };
+                let full = s.sink.full();
+                if let Some(w) = s.watchers.get_mut(&id).filter(|w| w.unsynced && !full && w.next_rev <= part.to) {
+                    send_caught_up(&mut s.sink, w, &mut encoded, &head, max_bytes);
+                    w.next_rev = part.to + 1;
+                    w.unsynced = part.to < released;
+                }
+            }
         }
     }
 
@@ -310,14 +383,7 @@ impl Hub {
         let Some(w) = s.watchers.get_mut(&id) else { return false };
         match result {
             Ok(part) => {
-                let mine: Vec<_> = part.events.iter().filter(|e| w.wants(e)).map(|e| w.event(e)).collect();
-                if !mine.is_empty() {
-                    m::handles().watch_events.increment(mine.len() as u64);
-                    for resp in w.responses(mine, &header(&self.status, released), max_bytes) {
-                        s.sink.send(resp);
-                    }
-                    w.quiet = false;
-                }
+                send_caught_up(&mut s.sink, w, &mut EncodedEvents::new(&part.events), &header(&self.status, released), max_bytes);
                 w.next_rev = part.to + 1;
                 w.unsynced = part.to < released;
                 w.unsynced
@@ -427,8 +493,77 @@ fn check_create(s: &Stream, req: &WatchCreateRequest) -> Result<(), Error> {
     Ok(())
 }
 
+/// Sends `w` its events among `encoded` (read from MVCC to catch it up) in one response under
+/// `head`, as etcd sends a catching-up watcher its batch (or in fragments when it asked).
+fn send_caught_up(sink: &mut Sink, w: &mut Watcher, encoded: &mut EncodedEvents, head: &ResponseHeader, max_bytes: usize) {
+    let events = encoded.events();
+    let mine: Vec<usize> = (0..events.len()).filter(|&i| w.wants(&events[i])).collect();
+    if mine.is_empty() {
+        return;
+    }
+    m::handles().watch_events.increment(mine.len() as u64);
+    if w.fragments() {
+        let events = mine.iter().map(|&i| w.event(&events[i])).collect();
+        for resp in w.responses(events, head, max_bytes) {
+            sink.send(resp);
+        }
+    } else {
+        sink.send(WireResponse::Encoded(encoded.response(head, w.id, &mine, w.prev_kv)));
+    }
+    w.quiet = false;
+}
+
+/// The events of a release in each watched range (indices), found once per range. Watchers
+/// of one range tend to come one after another (a stream's watchers of one prefix), so the
+/// last range found is compared before any hashing.
+struct EventsByRange<'a> {
+    events: &'a [ChangeEvent],
+    found: HashMap<crate::mvcc::KeyRange, Vec<usize>>,
+    last: Option<(crate::mvcc::KeyRange, Vec<usize>)>,
+}
+
+impl<'a> EventsByRange<'a> {
+    fn new(events: &'a [ChangeEvent]) -> EventsByRange<'a> {
+        EventsByRange { events, found: HashMap::new(), last: None }
+    }
+
+    fn find(&mut self, range: &crate::mvcc::KeyRange) -> &[usize] {
+        if self.last.as_ref().is_none_or(|(r, _)| r != range) {
+            if let Some((r, f)) = self.last.take() {
+                self.found.insert(r, f);
+            }
+            let f = self.found.remove(range).unwrap_or_else(|| self.events.iter().enumerate().filter(|(_, e)| range.contains(&e.kv.key)).map(|(i, _)| i).collect());
+            self.last = Some((range.clone(), f));
+        }
+        &self.last.as_ref().expect("just set").1
+    }
+}
+
+/// A watcher's events of a release (indices into it, in revision order) cut into responses:
+/// one per revision, or when `coalesce`, runs of whole revisions cut once they reach
+/// `COALESCED_RESPONSE_MAX_BYTES` (a txn's events always share a response).
+fn response_groups(enc: &mut EncodedEvents, mine: &[usize], prev_kv: bool, coalesce: bool) -> Vec<std::ops::Range<usize>> {
+    let events = enc.events();
+    let mut out = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (k, &i) in mine.iter().enumerate() {
+        let new_rev = k > 0 && events[i].rev.main != events[mine[k - 1]].rev.main;
+        if new_rev && (!coalesce || bytes >= COALESCED_RESPONSE_MAX_BYTES) {
+            out.push(start..k);
+            (start, bytes) = (k, 0);
+        }
+        if coalesce {
+            bytes += enc.field_len(i, prev_kv);
+        }
+    }
+    if start < mine.len() {
+        out.push(start..mine.len());
+    }
+    out
+}
+
 /// Events (in revision order) grouped by main revision.
-fn by_revision(events: Vec<&ChangeEvent>, w: &Watcher) -> Vec<(i64, Vec<Event>)> {
+fn by_revision<'a>(events: impl Iterator<Item = &'a ChangeEvent>, w: &Watcher) -> Vec<(i64, Vec<Event>)> {
     let mut out: Vec<(i64, Vec<Event>)> = Vec::new();
     for e in events {
         match out.last_mut() {

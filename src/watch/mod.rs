@@ -5,13 +5,15 @@
 
 pub mod hub;
 pub mod watcher;
+pub mod wire;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::proto::etcdserverpb::{WatchCreateRequest, WatchResponse};
+use crate::proto::etcdserverpb::WatchCreateRequest;
+use wire::WireResponse;
 
 /// Requests from every watch stream queued for the hub; a stream waits while it is full.
 pub const HUB_QUEUE_CAPACITY: usize = 16 * 1024;
@@ -23,6 +25,14 @@ pub const RELEASE_MAX_REVISIONS: usize = 10_000;
 /// Revisions read from MVCC per catch-up step of one watcher, sent as one response (etcd's
 /// watchBatchMaxRevs).
 pub const CATCH_UP_MAX_REVISIONS: usize = 1000;
+/// A stream holding this much for its client (it is not keeping up) gets each watcher's events
+/// of one release in one response (at the last event's revision), as etcd sends a watcher it
+/// catches up, rather than one response per revision: fewer, larger messages for a client
+/// that is behind.
+pub const COALESCE_ABOVE_QUEUED_BYTES: usize = 64 << 10;
+/// The most event bytes one such coalesced response carries (well under clients' 4 MiB
+/// default receive limit).
+pub const COALESCED_RESPONSE_MAX_BYTES: usize = 64 << 10;
 /// How often watchers moved aside are caught up (etcd: 100 ms).
 pub const SYNC_INTERVAL: Duration = Duration::from_millis(100);
 
@@ -30,7 +40,7 @@ pub const SYNC_INTERVAL: Duration = Duration::from_millis(100);
 /// wake-up of the stream's thread), with about the bytes they encode to (counted against
 /// `STREAM_BUFFER_BYTES` until the stream takes them).
 pub struct Outgoing {
-    pub resps: Vec<WatchResponse>,
+    pub resps: Vec<WireResponse>,
     pub bytes: usize,
 }
 

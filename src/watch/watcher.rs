@@ -46,6 +46,11 @@ impl Watcher {
         }
     }
 
+    /// Asked for fragments: its responses are cut by size (so built as messages).
+    pub fn fragments(&self) -> bool {
+        self.fragment
+    }
+
     /// Whether `e` (in the watcher's range) is for this watcher.
     pub fn wants(&self, e: &ChangeEvent) -> bool {
         e.rev.main >= self.next_rev && !(if e.delete { self.no_delete } else { self.no_put })
