@@ -222,6 +222,77 @@ async fn a_backlogged_stream_gets_each_release_coalesced_and_every_event_once() 
     eprintln!("{coalesced} coalesced responses for {} txns", revs.len());
 }
 
+/// Streams whose clients read slowly (small HTTP/2 windows, pauses) pass the stream budget
+/// again and again while writes go on: their watchers are moved aside and caught up from
+/// MVCC, several streams at once from shared reads, each from where it stands. Every watcher
+/// still gets every event once and in order.
+#[tokio::test]
+async fn slow_readers_moved_aside_and_caught_up_get_every_event_once() {
+    const STREAMS: usize = 6;
+    const PER_STREAM: usize = 2;
+    const WRITERS: usize = 4;
+    const PUTS_EACH: usize = 500;
+    const VALUE_BYTES: usize = 2 << 10;
+    let s = Server::start(&[]);
+    let ep = Endpoint::from_shared(format!("http://{}", s.endpoint)).unwrap().initial_stream_window_size(65_535).initial_connection_window_size(65_535);
+    let mut streams = Vec::new();
+    for _ in 0..STREAMS {
+        let mut st = Stream::open(ep.connect().await.expect("connect")).await;
+        for _ in 0..PER_STREAM {
+            st.create(b"s/", b"s0", 0).await;
+        }
+        for _ in 0..PER_STREAM {
+            assert!(st.next().await.created);
+        }
+        streams.push(st);
+    }
+    let want_events = WRITERS * PUTS_EACH;
+    // Each reader pauses after every few responses, each at its own pace.
+    let readers: Vec<_> = streams
+        .into_iter()
+        .enumerate()
+        .map(|(n, mut st)| {
+            tokio::spawn(async move {
+                let mut seen: HashMap<i64, Vec<i64>> = HashMap::new();
+                while seen.len() < PER_STREAM || seen.values().any(|v| v.len() < want_events) {
+                    let r = st.next().await;
+                    assert!(!r.canceled, "{r:?}");
+                    seen.entry(r.watch_id).or_default().extend(r.events.iter().map(|e| e.kv.as_ref().unwrap().mod_revision));
+                    // About 8 KiB/ms for the fastest reader, a sixth of that for the slowest.
+                    tokio::time::sleep(Duration::from_micros(r.events.len() as u64 * 250 * (1 + n as u64))).await;
+                }
+                seen
+            })
+        })
+        .collect();
+    let ch = channel(&s).await;
+    let value = vec![b'v'; VALUE_BYTES];
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|id| {
+            let (mut kv, value) = (KvClient::new(ch.clone()), value.clone());
+            tokio::spawn(async move {
+                let mut revs = Vec::new();
+                for i in 0..PUTS_EACH {
+                    let r = kv.put(PutRequest { key: format!("s/{id}/{i}").into(), value: value.clone(), ..Default::default() }).await.unwrap().into_inner();
+                    revs.push(r.header.unwrap().revision);
+                }
+                revs
+            })
+        })
+        .collect();
+    let mut revs = Vec::new();
+    for wr in writers {
+        revs.extend(wr.await.unwrap());
+    }
+    revs.sort();
+    for r in readers {
+        let seen = tokio::time::timeout(Duration::from_secs(120), r).await.expect("readers finish within 120 s").unwrap();
+        for (id, got) in seen {
+            assert_eq!(got, revs, "watcher {id}: every event once, in revision order");
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_watch_below_the_compaction_is_cancelled_with_the_compact_revision() {
     let s = Server::start(&[]);

@@ -345,7 +345,9 @@ impl Hub {
             for &(stream, id) in members {
                 let Some(s) = self.streams.get_mut(&stream) else { continue };
                 let full = s.sink.full();
-                if let Some(w) = s.watchers.get_mut(&id).filter(|w| w.unsynced && !full && w.next_rev <= part.to) {
+                // Only a watcher the read covers from its own position: one whose stream was
+                // full when `from` was taken may have room now, but the read began past it.
+                if let Some(w) = s.watchers.get_mut(&id).filter(|w| w.unsynced && !full && (from..=part.to).contains(&w.next_rev)) {
                     send_caught_up(&mut s.sink, w, &mut encoded, &head, max_bytes);
                     w.next_rev = part.to + 1;
                     w.unsynced = part.to < released;
