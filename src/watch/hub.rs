@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use futures_util::future::{select, Either};
 
 use super::watcher::{range_of, Watcher};
-use super::wire::{EncodedEvents, WireResponse};
+use super::wire::{EncodedResponse, EncodedRun, WireResponse};
 use super::{Applied, HubMsg, Outgoing, CATCH_UP_MAX_REVISIONS, COALESCED_RESPONSE_MAX_BYTES, COALESCE_ABOVE_QUEUED_BYTES, RELEASE_MAX_REVISIONS, STREAM_BUFFER_BYTES, SYNC_INTERVAL};
 use crate::error::Error;
 use crate::metrics as m;
@@ -66,7 +66,7 @@ impl Sink {
         let resp = resp.into();
         let bytes = match &resp {
             WireResponse::Message(m) => approx_bytes(m),
-            WireResponse::Encoded(b) => b.len(),
+            WireResponse::Encoded(r) => r.len(),
         };
         self.queued.fetch_add(bytes, Ordering::Relaxed);
         self.pending_bytes += bytes;
@@ -248,11 +248,10 @@ impl Hub {
     }
 
     /// Delivers `events` (complete up to `to`) to every synced watcher they concern. Watchers
-    /// with the same range share the work of finding their events, and every watcher the
-    /// encoding of each event (`EncodedEvents`).
+    /// with the same range share the work of finding their events and their encoding
+    /// (`EventsByRange`).
     fn fan_out(&mut self, events: &[ChangeEvent], to: i64) {
         let max_bytes = self.cfg.max_response_bytes;
-        let mut encoded = EncodedEvents::new(events);
         let mut by_range = EventsByRange::new(events);
         let mut mine = Vec::new();
         let mut sent = 0;
@@ -260,8 +259,9 @@ impl Hub {
         for s in self.streams.values_mut() {
             let (full, coalesce) = (s.sink.full(), s.sink.backlogged());
             for w in s.watchers.values_mut().filter(|w| !w.unsynced && !w.compacted) {
+                let found = by_range.find(&w.range);
                 mine.clear();
-                mine.extend(by_range.find(&w.range).iter().copied().filter(|&i| w.wants(&events[i])));
+                mine.extend((0..found.indices.len()).filter(|&k| w.wants(&events[found.indices[k]])));
                 if mine.is_empty() {
                     w.next_rev = w.next_rev.max(to + 1);
                     continue;
@@ -274,15 +274,17 @@ impl Hub {
                 if w.fragments() {
                     // One response per revision, at that revision, as etcd sends them, cut
                     // into fragments where they are too large.
-                    for (rev, events) in by_revision(mine.iter().map(|&i| &events[i]), w) {
+                    for (rev, events) in by_revision(mine.iter().map(|&k| &events[found.indices[k]]), w) {
                         for resp in w.responses(events, &header(&self.status, rev), max_bytes) {
                             s.sink.send(resp);
                         }
                     }
                 } else {
-                    for group in response_groups(&mut encoded, &mine, w.prev_kv, coalesce) {
-                        let rev = events[mine[group.end - 1]].rev.main;
-                        s.sink.send(WireResponse::Encoded(encoded.response(&header(&self.status, rev), w.id, &mine[group], w.prev_kv)));
+                    let (indices, run) = found.run(events, w.prev_kv);
+                    for group in response_groups(events, indices, run, &mine, coalesce) {
+                        let ks = &mine[group];
+                        let rev = events[indices[ks[ks.len() - 1]]].rev.main;
+                        s.sink.send(WireResponse::Encoded(EncodedResponse::new(&header(&self.status, rev), w.id, run.fields(ks))));
                     }
                 }
                 w.quiet = false;
@@ -292,8 +294,6 @@ impl Hub {
         m::handles().watch_events.increment(sent as u64);
     }
 
-    /// Catches up unsynced watchers (those not behind a full stream), a bounded number of
-    /// events at a time.
     /// Watchers of one range share each read of MVCC (etcd's syncWatchers reads once for its
     /// unsynced group): 1000 watchers of a prefix that fell behind together cost one read per
     /// step, not 1000.
@@ -341,14 +341,14 @@ impl Hub {
                 Err(e) => return crate::log::warn("watch: catching up failed; retrying", &[("error", e.to_string())]),
             };
             let (head, max_bytes) = (header(&self.status, released), self.cfg.max_response_bytes);
-            let mut encoded = EncodedEvents::new(&part.events);
+            let mut encoded = InRange::all(&part.events);
             for &(stream, id) in members {
                 let Some(s) = self.streams.get_mut(&stream) else { continue };
                 let full = s.sink.full();
                 // Only a watcher the read covers from its own position: one whose stream was
                 // full when `from` was taken may have room now, but the read began past it.
                 if let Some(w) = s.watchers.get_mut(&id).filter(|w| w.unsynced && !full && (from..=part.to).contains(&w.next_rev)) {
-                    send_caught_up(&mut s.sink, w, &mut encoded, &head, max_bytes);
+                    send_caught_up(&mut s.sink, w, &part.events, &mut encoded, &head, max_bytes);
                     w.next_rev = part.to + 1;
                     w.unsynced = part.to < released;
                 }
@@ -385,7 +385,7 @@ impl Hub {
         let Some(w) = s.watchers.get_mut(&id) else { return false };
         match result {
             Ok(part) => {
-                send_caught_up(&mut s.sink, w, &mut EncodedEvents::new(&part.events), &header(&self.status, released), max_bytes);
+                send_caught_up(&mut s.sink, w, &part.events, &mut InRange::all(&part.events), &header(&self.status, released), max_bytes);
                 w.next_rev = part.to + 1;
                 w.unsynced = part.to < released;
                 w.unsynced
@@ -495,33 +495,59 @@ fn check_create(s: &Stream, req: &WatchCreateRequest) -> Result<(), Error> {
     Ok(())
 }
 
-/// Sends `w` its events among `encoded` (read from MVCC to catch it up) in one response under
-/// `head`, as etcd sends a catching-up watcher its batch (or in fragments when it asked).
-fn send_caught_up(sink: &mut Sink, w: &mut Watcher, encoded: &mut EncodedEvents, head: &ResponseHeader, max_bytes: usize) {
-    let events = encoded.events();
-    let mine: Vec<usize> = (0..events.len()).filter(|&i| w.wants(&events[i])).collect();
+/// Sends `w` its events among `events` (read from MVCC to catch it up, all in its range:
+/// `found`) in one response under `head`, as etcd sends a catching-up watcher its batch (or
+/// in fragments when it asked).
+fn send_caught_up(sink: &mut Sink, w: &mut Watcher, events: &[ChangeEvent], found: &mut InRange, head: &ResponseHeader, max_bytes: usize) {
+    let mine: Vec<usize> = (0..events.len()).filter(|&k| w.wants(&events[found.indices[k]])).collect();
     if mine.is_empty() {
         return;
     }
     m::handles().watch_events.increment(mine.len() as u64);
     if w.fragments() {
-        let events = mine.iter().map(|&i| w.event(&events[i])).collect();
+        let events = mine.iter().map(|&k| w.event(&events[found.indices[k]])).collect();
         for resp in w.responses(events, head, max_bytes) {
             sink.send(resp);
         }
     } else {
-        sink.send(WireResponse::Encoded(encoded.response(head, w.id, &mine, w.prev_kv)));
+        let fields = found.run(events, w.prev_kv).1.fields(&mine);
+        sink.send(WireResponse::Encoded(EncodedResponse::new(head, w.id, fields)));
     }
     w.quiet = false;
 }
 
-/// The events of a release in each watched range (indices), found once per range. Watchers
-/// of one range tend to come one after another (a stream's watchers of one prefix), so the
-/// last range found is compared before any hashing.
+/// The events of a release in one watched range: their indices, and their encoding with and
+/// without prev_kv, made when first asked for.
+struct InRange {
+    indices: Vec<usize>,
+    runs: [Option<EncodedRun>; 2],
+}
+
+impl InRange {
+    fn new(indices: Vec<usize>) -> InRange {
+        InRange { indices, runs: [None, None] }
+    }
+
+    /// Every one of `events` (a read of one range).
+    fn all(events: &[ChangeEvent]) -> InRange {
+        InRange::new((0..events.len()).collect())
+    }
+
+    /// The indices, and the events' encoding for watchers that want `prev_kv` or not.
+    fn run(&mut self, events: &[ChangeEvent], prev_kv: bool) -> (&[usize], &EncodedRun) {
+        let InRange { indices, runs } = self;
+        let run = runs[usize::from(prev_kv)].get_or_insert_with(|| EncodedRun::new(indices.iter().map(|&i| &events[i]), prev_kv));
+        (indices, run)
+    }
+}
+
+/// The events of a release per watched range, found once per range. Watchers of one range
+/// tend to come one after another (a stream's watchers of one prefix), so the last range
+/// found is compared before any hashing.
 struct EventsByRange<'a> {
     events: &'a [ChangeEvent],
-    found: HashMap<crate::mvcc::KeyRange, Vec<usize>>,
-    last: Option<(crate::mvcc::KeyRange, Vec<usize>)>,
+    found: HashMap<crate::mvcc::KeyRange, InRange>,
+    last: Option<(crate::mvcc::KeyRange, InRange)>,
 }
 
 impl<'a> EventsByRange<'a> {
@@ -529,33 +555,34 @@ impl<'a> EventsByRange<'a> {
         EventsByRange { events, found: HashMap::new(), last: None }
     }
 
-    fn find(&mut self, range: &crate::mvcc::KeyRange) -> &[usize] {
+    fn find(&mut self, range: &crate::mvcc::KeyRange) -> &mut InRange {
         if self.last.as_ref().is_none_or(|(r, _)| r != range) {
             if let Some((r, f)) = self.last.take() {
                 self.found.insert(r, f);
             }
-            let f = self.found.remove(range).unwrap_or_else(|| self.events.iter().enumerate().filter(|(_, e)| range.contains(&e.kv.key)).map(|(i, _)| i).collect());
+            let f = self.found.remove(range).unwrap_or_else(|| InRange::new(self.events.iter().enumerate().filter(|(_, e)| range.contains(&e.kv.key)).map(|(i, _)| i).collect()));
             self.last = Some((range.clone(), f));
         }
-        &self.last.as_ref().expect("just set").1
+        &mut self.last.as_mut().expect("just set").1
     }
 }
 
-/// A watcher's events of a release (indices into it, in revision order) cut into responses:
-/// one per revision, or when `coalesce`, runs of whole revisions cut once they reach
-/// `COALESCED_RESPONSE_MAX_BYTES` (a txn's events always share a response).
-fn response_groups(enc: &mut EncodedEvents, mine: &[usize], prev_kv: bool, coalesce: bool) -> Vec<std::ops::Range<usize>> {
-    let events = enc.events();
+/// A watcher's events of a release (`mine`: positions in `indices`, which index `events`, in
+/// revision order) cut into responses: one per revision, or when `coalesce`, runs of whole
+/// revisions cut once they reach `COALESCED_RESPONSE_MAX_BYTES` (a txn's events always share
+/// a response). Ranges of positions in `mine`.
+fn response_groups(events: &[ChangeEvent], indices: &[usize], run: &EncodedRun, mine: &[usize], coalesce: bool) -> Vec<std::ops::Range<usize>> {
+    let rev = |k: usize| events[indices[k]].rev.main;
     let mut out = Vec::new();
     let (mut start, mut bytes) = (0, 0);
-    for (k, &i) in mine.iter().enumerate() {
-        let new_rev = k > 0 && events[i].rev.main != events[mine[k - 1]].rev.main;
+    for (p, &k) in mine.iter().enumerate() {
+        let new_rev = p > 0 && rev(k) != rev(mine[p - 1]);
         if new_rev && (!coalesce || bytes >= COALESCED_RESPONSE_MAX_BYTES) {
-            out.push(start..k);
-            (start, bytes) = (k, 0);
+            out.push(start..p);
+            (start, bytes) = (p, 0);
         }
         if coalesce {
-            bytes += enc.field_len(i, prev_kv);
+            bytes += run.field_len(k);
         }
     }
     if start < mine.len() {

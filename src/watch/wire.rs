@@ -1,13 +1,14 @@
 //! Watch responses as they go on the wire. A write under a prefix that 1000 watchers follow
 //! becomes 1000 responses carrying the same event: built as messages, each watcher's copy of
 //! the event was cloned (key, value handle, prev_kv), then encoded field by field on a
-//! front-end thread, 1000 times. Instead the hub encodes each event of a release once (with
-//! and without prev_kv, on first use) and builds a watcher's response by copying those bytes
-//! behind its header and watch id: `WireResponse::Encoded`, which the Watch service's codec
-//! (`server/codec.rs`) copies into the stream as it is. The bytes are exactly prost's
+//! front-end thread, 1000 times. Instead the hub encodes the events of a release in a watched
+//! range once, back to back (`EncodedRun`, with or without prev_kv), and a watcher's response
+//! is its own small head (header, watch id) plus a slice of that one buffer
+//! (`EncodedResponse`): no copy per watcher until the Watch service's codec
+//! (`server/codec.rs`) writes head and slice into the stream. The bytes are exactly prost's
 //! encoding of the same `WatchResponse` (fields in tag order, defaults omitted).
 
-use std::collections::HashMap;
+use std::ops::Range;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use prost::encoding::{encode_key, encode_varint, encoded_len_varint, WireType};
@@ -25,12 +26,15 @@ const EVENTS_TAG: u32 = 11;
 const EVENT_TYPE_TAG: u32 = 1;
 const EVENT_KV_TAG: u32 = 2;
 const EVENT_PREV_KV_TAG: u32 = 3;
+/// The most a response's head takes: the header field (key, length, four varints of at most
+/// 10 bytes with their keys) and the watch id field (key and a varint).
+const HEAD_MAX_BYTES: usize = 2 + 4 * 11 + 11;
 
 /// A response for a watch stream: a message, or one already encoded.
 #[derive(Debug, Clone, PartialEq)]
 pub enum WireResponse {
     Message(WatchResponse),
-    Encoded(Bytes),
+    Encoded(EncodedResponse),
 }
 
 impl From<WatchResponse> for WireResponse {
@@ -43,7 +47,7 @@ impl WireResponse {
     pub fn encoded_len(&self) -> usize {
         match self {
             WireResponse::Message(m) => m.encoded_len(),
-            WireResponse::Encoded(b) => b.len(),
+            WireResponse::Encoded(r) => r.len(),
         }
     }
 
@@ -51,7 +55,10 @@ impl WireResponse {
     pub fn encode_raw(self, buf: &mut impl BufMut) {
         match self {
             WireResponse::Message(m) => m.encode_raw(buf),
-            WireResponse::Encoded(b) => buf.put_slice(&b),
+            WireResponse::Encoded(r) => {
+                buf.put_slice(r.head());
+                buf.put_slice(&r.events);
+            }
         }
     }
 
@@ -59,81 +66,96 @@ impl WireResponse {
     pub fn into_message(self) -> crate::error::Result<WatchResponse> {
         match self {
             WireResponse::Message(m) => Ok(m),
-            WireResponse::Encoded(b) => WatchResponse::decode(b).map_err(|e| crate::error::Error::Internal(format!("watch response: {e}"))),
-        }
-    }
-}
-
-/// The events of one release, each encoded once as a `WatchResponse.events` field (key,
-/// length, `Event`) in one buffer, with and without its previous key-value, when first asked.
-pub struct EncodedEvents<'a> {
-    events: &'a [ChangeEvent],
-    buf: Vec<u8>,
-    /// Per event, per `prev_kv` (0: without, 1: with): where its field lies in `buf`.
-    spans: Vec<[Option<(u32, u32)>; 2]>,
-    /// Per header revision: where its encoded `header` field lies in `buf` (every watcher's
-    /// response at a revision has the same header).
-    headers: HashMap<i64, (u32, u32)>,
-}
-
-impl<'a> EncodedEvents<'a> {
-    pub fn new(events: &'a [ChangeEvent]) -> EncodedEvents<'a> {
-        EncodedEvents { events, buf: Vec::new(), spans: vec![[None, None]; events.len()], headers: HashMap::new() }
-    }
-
-    pub fn events(&self) -> &'a [ChangeEvent] {
-        self.events
-    }
-
-    /// Event `i`'s field, with its previous key-value when `prev_kv` (and it has one).
-    fn field(&mut self, i: usize, prev_kv: bool) -> &[u8] {
-        let (start, end) = match self.spans[i][usize::from(prev_kv)] {
-            Some(span) => span,
-            None => {
-                let start = self.buf.len();
-                encode_event_field(&self.events[i], prev_kv, &mut self.buf);
-                let span = (to_u32(start), to_u32(self.buf.len()));
-                self.spans[i][usize::from(prev_kv)] = Some(span);
-                span
+            WireResponse::Encoded(r) => {
+                let mut bytes = BytesMut::with_capacity(r.len());
+                bytes.put_slice(r.head());
+                bytes.put_slice(&r.events);
+                WatchResponse::decode(bytes).map_err(|e| crate::error::Error::Internal(format!("watch response: {e}")))
             }
-        };
-        &self.buf[start as usize..end as usize]
-    }
-
-    /// `header` encoded as a `WatchResponse.header` field.
-    fn header(&mut self, header: &ResponseHeader) -> (u32, u32) {
-        *self.headers.entry(header.revision).or_insert_with(|| {
-            let start = self.buf.len();
-            prost::encoding::message::encode(HEADER_TAG, header, &mut self.buf);
-            (to_u32(start), to_u32(self.buf.len()))
-        })
-    }
-
-    /// The encoded response to watcher `watch_id` under `header` carrying events `indices`.
-    /// Every header passed to one `EncodedEvents` at a revision must be the same.
-    pub fn response(&mut self, header: &ResponseHeader, watch_id: i64, indices: &[usize], prev_kv: bool) -> Bytes {
-        let (head_start, head_end) = self.header(header);
-        let id_len = if watch_id != 0 { prost::encoding::int64::encoded_len(WATCH_ID_TAG, &watch_id) } else { 0 };
-        let events_bytes: usize = indices.iter().map(|&i| self.field(i, prev_kv).len()).sum();
-        let mut out = BytesMut::with_capacity((head_end - head_start) as usize + id_len + events_bytes);
-        out.put_slice(&self.buf[head_start as usize..head_end as usize]);
-        if watch_id != 0 {
-            prost::encoding::int64::encode(WATCH_ID_TAG, &watch_id, &mut out);
         }
-        for &i in indices {
-            out.put_slice(self.field(i, prev_kv));
+    }
+}
+
+/// An encoded `WatchResponse` of events: its head (header, watch id) inline, its events a
+/// slice of a buffer shared with the other watchers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EncodedResponse {
+    head: [u8; HEAD_MAX_BYTES],
+    head_len: u8,
+    events: Bytes,
+}
+
+impl EncodedResponse {
+    /// The response to watcher `watch_id` under `header` whose events are `events` (encoded
+    /// `WatchResponse.events` fields, from an `EncodedRun`).
+    pub fn new(header: &ResponseHeader, watch_id: i64, events: Bytes) -> EncodedResponse {
+        let mut head = [0u8; HEAD_MAX_BYTES];
+        let mut rest: &mut [u8] = &mut head;
+        prost::encoding::message::encode(HEADER_TAG, header, &mut rest);
+        if watch_id != 0 {
+            prost::encoding::int64::encode(WATCH_ID_TAG, &watch_id, &mut rest);
+        }
+        let head_len = (HEAD_MAX_BYTES - rest.len()) as u8;
+        EncodedResponse { head, head_len, events }
+    }
+
+    fn head(&self) -> &[u8] {
+        &self.head[..usize::from(self.head_len)]
+    }
+
+    pub fn len(&self) -> usize {
+        usize::from(self.head_len) + self.events.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Events (in revision order) each encoded once as a `WatchResponse.events` field, back to
+/// back in one buffer, so a run of them is a slice of it.
+pub struct EncodedRun {
+    bytes: Bytes,
+    /// `ends[k]`: where event `k`'s field ends (it starts where `k - 1`'s ends).
+    ends: Vec<u32>,
+}
+
+impl EncodedRun {
+    /// `events` encoded with their previous key-values when `prev_kv` (and they have one).
+    pub fn new<'a>(events: impl Iterator<Item = &'a ChangeEvent>, prev_kv: bool) -> EncodedRun {
+        let mut buf = Vec::new();
+        let mut ends = Vec::new();
+        for e in events {
+            encode_event_field(e, prev_kv, &mut buf);
+            ends.push(u32::try_from(buf.len()).expect("a release's events in one range stay under 4 GiB"));
+        }
+        EncodedRun { bytes: Bytes::from(buf), ends }
+    }
+
+    fn span(&self, ks: Range<usize>) -> Range<usize> {
+        let start = if ks.start == 0 { 0 } else { self.ends[ks.start - 1] as usize };
+        start..self.ends[ks.end - 1] as usize
+    }
+
+    pub fn field_len(&self, k: usize) -> usize {
+        self.span(k..k + 1).len()
+    }
+
+    /// The fields of events `ks` (in order): a slice of the buffer when they follow one
+    /// another and take at least half of it (a queued slice keeps the whole buffer alive, so
+    /// what a stream holds stays within twice what its queue counts), else a copy of them.
+    pub fn fields(&self, ks: &[usize]) -> Bytes {
+        let (Some(&first), Some(&last)) = (ks.first(), ks.last()) else { return Bytes::new() };
+        let span = self.span(first..last + 1);
+        if last - first + 1 == ks.len() && span.len() * 2 >= self.bytes.len() {
+            return self.bytes.slice(span);
+        }
+        let mut out = BytesMut::with_capacity(ks.iter().map(|&k| self.field_len(k)).sum());
+        for &k in ks {
+            out.put_slice(&self.bytes[self.span(k..k + 1)]);
         }
         out.freeze()
     }
-
-    /// The bytes event `i`'s field takes in a response.
-    pub fn field_len(&mut self, i: usize, prev_kv: bool) -> usize {
-        self.field(i, prev_kv).len()
-    }
-}
-
-fn to_u32(n: usize) -> u32 {
-    u32::try_from(n).expect("a release's encoded events stay under 4 GiB")
 }
 
 /// `e` as a `WatchResponse.events` field: as prost encodes `Event { type, kv, prev_kv }`.
@@ -175,18 +197,25 @@ mod tests {
         Event { r#type: kind as i32, kv: Some(e.kv.clone()), prev_kv: if prev_kv { e.prev.clone() } else { None } }
     }
 
+    fn encode(r: WireResponse) -> Vec<u8> {
+        let mut out = Vec::new();
+        r.encode_raw(&mut out);
+        out
+    }
+
     #[test]
     fn encoded_responses_are_prosts_bytes() {
-        let events = vec![change(5, false, true), change(6, true, true), change(7, false, false)];
-        let header = ResponseHeader { cluster_id: 9, member_id: 8, revision: 7, raft_term: 2 };
-        let mut enc = EncodedEvents::new(&events);
-        for watch_id in [0, 1, 300, -1] {
-            for prev_kv in [false, true] {
-                for picked in [vec![0], vec![1, 2], vec![0, 1, 2], vec![]] {
+        let events = [change(5, false, true), change(6, true, true), change(7, false, false), change(8, false, true)];
+        let header = ResponseHeader { cluster_id: u64::MAX, member_id: 8, revision: i64::MAX, raft_term: u64::MAX };
+        for prev_kv in [false, true] {
+            let run = EncodedRun::new(events.iter(), prev_kv);
+            for watch_id in [0, 1, 300, -1, i64::MIN] {
+                for picked in [vec![0], vec![1, 2], vec![0, 1, 2, 3], vec![0, 2], vec![1, 3], vec![]] {
                     let want = WatchResponse { header: Some(header), watch_id, events: picked.iter().map(|&i| message(&events[i], prev_kv)).collect(), ..Default::default() };
-                    let got = enc.response(&header, watch_id, &picked, prev_kv);
-                    assert_eq!(got, want.encode_to_vec(), "watch id {watch_id}, prev_kv {prev_kv}, events {picked:?}");
-                    assert_eq!(WireResponse::Encoded(got).into_message().unwrap(), want);
+                    let got = WireResponse::Encoded(EncodedResponse::new(&header, watch_id, run.fields(&picked)));
+                    assert_eq!(got.encoded_len(), want.encoded_len());
+                    assert_eq!(encode(got.clone()), want.encode_to_vec(), "watch id {watch_id}, prev_kv {prev_kv}, events {picked:?}");
+                    assert_eq!(got.into_message().unwrap(), want);
                 }
             }
         }
