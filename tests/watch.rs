@@ -28,6 +28,39 @@ async fn channel(s: &Server) -> Channel {
     ep.connect().await.expect("connect")
 }
 
+/// An endpoint whose HTTP/2 windows are the protocol's smallest default, so a stream its
+/// client reads late keeps its backlog on the server.
+fn small_window_endpoint(s: &Server) -> Endpoint {
+    Endpoint::from_shared(format!("http://{}", s.endpoint)).unwrap().initial_stream_window_size(65_535).initial_connection_window_size(65_535)
+}
+
+/// Runs `writers` concurrent writers of `each` writes (`write(kv, writer, i)`, returning the
+/// write's revision) on `ch`; the revisions of all of them, sorted.
+async fn write_concurrently<F, Fut>(ch: &Channel, writers: usize, each: usize, write: F) -> Vec<i64>
+where
+    F: Fn(KvClient<Channel>, usize, usize) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = i64> + Send,
+{
+    let tasks: Vec<_> = (0..writers)
+        .map(|id| {
+            let (kv, write) = (KvClient::new(ch.clone()), write.clone());
+            tokio::spawn(async move {
+                let mut revs = Vec::with_capacity(each);
+                for i in 0..each {
+                    revs.push(write(kv.clone(), id, i).await);
+                }
+                revs
+            })
+        })
+        .collect();
+    let mut revs = Vec::new();
+    for t in tasks {
+        revs.extend(t.await.unwrap());
+    }
+    revs.sort();
+    revs
+}
+
 /// One watch stream.
 struct Stream {
     tx: tokio::sync::mpsc::Sender<WatchRequest>,
@@ -177,32 +210,16 @@ async fn a_backlogged_stream_gets_each_release_coalesced_and_every_event_once() 
     const VALUE_BYTES: usize = 1024;
     const CAP_BYTES: usize = 64 << 10;
     let s = Server::start(&[]);
-    let ep = Endpoint::from_shared(format!("http://{}", s.endpoint)).unwrap().initial_stream_window_size(65_535).initial_connection_window_size(65_535);
-    let mut w = Stream::open(ep.connect().await.expect("connect")).await;
+    let mut w = Stream::open(small_window_endpoint(&s).connect().await.expect("connect")).await;
     w.create(b"c/", b"c0", 0).await;
     assert!(w.next().await.created);
     let ch = channel(&s).await;
-    let value = vec![b'v'; VALUE_BYTES];
-    let writers: Vec<_> = (0..WRITERS)
-        .map(|id| {
-            let (mut kv, value) = (KvClient::new(ch.clone()), value.clone());
-            tokio::spawn(async move {
-                let mut revs = Vec::new();
-                for i in 0..TXNS {
-                    let keys = [format!("c/{id}/{i}/a"), format!("c/{id}/{i}/b")];
-                    let ops = keys.iter().map(|k| RequestOp { request: Some(Op::RequestPut(PutRequest { key: k.clone().into(), value: value.clone(), ..Default::default() })) }).collect();
-                    let r = kv.txn(TxnRequest { compare: vec![], success: ops, failure: vec![] }).await.unwrap().into_inner();
-                    revs.push(r.header.unwrap().revision);
-                }
-                revs
-            })
-        })
-        .collect();
-    let mut revs = Vec::new();
-    for wr in writers {
-        revs.extend(wr.await.unwrap());
-    }
-    revs.sort();
+    let revs = write_concurrently(&ch, WRITERS, TXNS, |mut kv, id, i| async move {
+        let keys = [format!("c/{id}/{i}/a"), format!("c/{id}/{i}/b")];
+        let ops = keys.iter().map(|k| RequestOp { request: Some(Op::RequestPut(PutRequest { key: k.clone().into(), value: vec![b'v'; VALUE_BYTES], ..Default::default() })) }).collect();
+        kv.txn(TxnRequest { compare: vec![], success: ops, failure: vec![] }).await.unwrap().into_inner().header.unwrap().revision
+    })
+    .await;
     let (mut got, mut coalesced) = (Vec::new(), 0);
     while got.len() < revs.len() * 2 {
         let r = w.next().await;
@@ -234,7 +251,7 @@ async fn slow_readers_moved_aside_and_caught_up_get_every_event_once() {
     const PUTS_EACH: usize = 500;
     const VALUE_BYTES: usize = 2 << 10;
     let s = Server::start(&[]);
-    let ep = Endpoint::from_shared(format!("http://{}", s.endpoint)).unwrap().initial_stream_window_size(65_535).initial_connection_window_size(65_535);
+    let ep = small_window_endpoint(&s);
     let mut streams = Vec::new();
     for _ in 0..STREAMS {
         let mut st = Stream::open(ep.connect().await.expect("connect")).await;
@@ -266,25 +283,11 @@ async fn slow_readers_moved_aside_and_caught_up_get_every_event_once() {
         })
         .collect();
     let ch = channel(&s).await;
-    let value = vec![b'v'; VALUE_BYTES];
-    let writers: Vec<_> = (0..WRITERS)
-        .map(|id| {
-            let (mut kv, value) = (KvClient::new(ch.clone()), value.clone());
-            tokio::spawn(async move {
-                let mut revs = Vec::new();
-                for i in 0..PUTS_EACH {
-                    let r = kv.put(PutRequest { key: format!("s/{id}/{i}").into(), value: value.clone(), ..Default::default() }).await.unwrap().into_inner();
-                    revs.push(r.header.unwrap().revision);
-                }
-                revs
-            })
-        })
-        .collect();
-    let mut revs = Vec::new();
-    for wr in writers {
-        revs.extend(wr.await.unwrap());
-    }
-    revs.sort();
+    let revs = write_concurrently(&ch, WRITERS, PUTS_EACH, |mut kv, id, i| async move {
+        let put = PutRequest { key: format!("s/{id}/{i}").into(), value: vec![b'v'; VALUE_BYTES], ..Default::default() };
+        kv.put(put).await.unwrap().into_inner().header.unwrap().revision
+    })
+    .await;
     for r in readers {
         let seen = tokio::time::timeout(Duration::from_secs(120), r).await.expect("readers finish within 120 s").unwrap();
         for (id, got) in seen {
