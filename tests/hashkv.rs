@@ -9,7 +9,6 @@ mod etcd;
 #[path = "common/rng.rs"]
 mod rng;
 
-
 use ballast::proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
 use ballast::proto::etcdserverpb::kv_client::KvClient;
 use ballast::proto::etcdserverpb::lease_client::LeaseClient;

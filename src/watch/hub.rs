@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use futures_util::future::{select, Either};
 
 use super::watcher::{range_of, Watcher};
-use super::wire::{EncodedResponse, EncodedRun, WireResponse};
+use super::wire::{EncodedHeader, EncodedResponse, EncodedRun, WireResponse};
 use super::{Applied, HubMsg, Outgoing, CATCH_UP_MAX_REVISIONS, COALESCED_RESPONSE_MAX_BYTES, COALESCE_ABOVE_QUEUED_BYTES, RELEASE_MAX_REVISIONS, STREAM_BUFFER_BYTES, SYNC_INTERVAL};
 use crate::error::Error;
 use crate::metrics as m;
@@ -253,6 +253,8 @@ impl Hub {
     fn fan_out(&mut self, events: &[ChangeEvent], to: i64) {
         let max_bytes = self.cfg.max_response_bytes;
         let mut by_range = EventsByRange::new(events);
+        // Every watcher's response at a revision has the same header: encoded once.
+        let mut heads: HashMap<i64, EncodedHeader> = HashMap::new();
         let mut mine = Vec::new();
         let mut sent = 0;
         self.streams.retain(|_, s| !s.sink.gone());
@@ -275,7 +277,8 @@ impl Hub {
                     // One response per revision, at that revision, as etcd sends them, cut
                     // into fragments where they are too large.
                     for (rev, events) in by_revision(mine.iter().map(|&k| &events[found.indices[k]]), w) {
-                        for resp in w.responses(events, &header(&self.status, rev), max_bytes) {
+                        let head = heads.entry(rev).or_insert_with(|| EncodedHeader::new(header(&self.status, rev)));
+                        for resp in w.responses(events, &head.message, max_bytes) {
                             s.sink.send(resp);
                         }
                     }
@@ -284,7 +287,8 @@ impl Hub {
                     for group in response_groups(events, indices, run, &mine, coalesce) {
                         let ks = &mine[group];
                         let rev = events[indices[ks[ks.len() - 1]]].rev.main;
-                        s.sink.send(WireResponse::Encoded(EncodedResponse::new(&header(&self.status, rev), w.id, run.fields(ks))));
+                        let head = heads.entry(rev).or_insert_with(|| EncodedHeader::new(header(&self.status, rev)));
+                        s.sink.send(WireResponse::Encoded(EncodedResponse::new(head, w.id, run.fields(ks))));
                     }
                 }
                 w.quiet = false;
@@ -340,7 +344,7 @@ impl Hub {
                 }
                 Err(e) => return crate::log::warn("watch: catching up failed; retrying", &[("error", e.to_string())]),
             };
-            let (head, max_bytes) = (header(&self.status, released), self.cfg.max_response_bytes);
+            let (head, max_bytes) = (EncodedHeader::new(header(&self.status, released)), self.cfg.max_response_bytes);
             let mut encoded = InRange::all(&part.events);
             for &(stream, id) in members {
                 let Some(s) = self.streams.get_mut(&stream) else { continue };
@@ -385,7 +389,7 @@ impl Hub {
         let Some(w) = s.watchers.get_mut(&id) else { return false };
         match result {
             Ok(part) => {
-                send_caught_up(&mut s.sink, w, &part.events, &mut InRange::all(&part.events), &header(&self.status, released), max_bytes);
+                send_caught_up(&mut s.sink, w, &part.events, &mut InRange::all(&part.events), &EncodedHeader::new(header(&self.status, released)), max_bytes);
                 w.next_rev = part.to + 1;
                 w.unsynced = part.to < released;
                 w.unsynced
@@ -498,7 +502,7 @@ fn check_create(s: &Stream, req: &WatchCreateRequest) -> Result<(), Error> {
 /// Sends `w` its events among `events` (read from MVCC to catch it up, all in its range:
 /// `found`) in one response under `head`, as etcd sends a catching-up watcher its batch (or
 /// in fragments when it asked).
-fn send_caught_up(sink: &mut Sink, w: &mut Watcher, events: &[ChangeEvent], found: &mut InRange, head: &ResponseHeader, max_bytes: usize) {
+fn send_caught_up(sink: &mut Sink, w: &mut Watcher, events: &[ChangeEvent], found: &mut InRange, head: &EncodedHeader, max_bytes: usize) {
     let mine: Vec<usize> = (0..events.len()).filter(|&k| w.wants(&events[found.indices[k]])).collect();
     if mine.is_empty() {
         return;
@@ -506,7 +510,7 @@ fn send_caught_up(sink: &mut Sink, w: &mut Watcher, events: &[ChangeEvent], foun
     m::handles().watch_events.increment(mine.len() as u64);
     if w.fragments() {
         let events = mine.iter().map(|&k| w.event(&events[found.indices[k]])).collect();
-        for resp in w.responses(events, head, max_bytes) {
+        for resp in w.responses(events, &head.message, max_bytes) {
             sink.send(resp);
         }
     } else {

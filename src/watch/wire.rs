@@ -26,9 +26,12 @@ const EVENTS_TAG: u32 = 11;
 const EVENT_TYPE_TAG: u32 = 1;
 const EVENT_KV_TAG: u32 = 2;
 const EVENT_PREV_KV_TAG: u32 = 3;
-/// The most a response's head takes: the header field (key, length, four varints of at most
-/// 10 bytes with their keys) and the watch id field (key and a varint).
-const HEAD_MAX_BYTES: usize = 2 + 4 * 11 + 11;
+/// The most the header field takes: key, length, four varints of at most 10 bytes with their
+/// keys.
+const HEADER_FIELD_MAX_BYTES: usize = 2 + 4 * 11;
+/// The most a response's head takes: the header field and the watch id field (key and a
+/// varint).
+const HEAD_MAX_BYTES: usize = HEADER_FIELD_MAX_BYTES + 11;
 
 /// A response for a watch stream: a message, or one already encoded.
 #[derive(Debug, Clone, PartialEq)]
@@ -76,6 +79,29 @@ impl WireResponse {
     }
 }
 
+/// A response header, with its encoding as a `WatchResponse.header` field: made once for
+/// every watcher's response at one revision.
+#[derive(Debug, Clone, Copy)]
+pub struct EncodedHeader {
+    pub message: ResponseHeader,
+    bytes: [u8; HEADER_FIELD_MAX_BYTES],
+    len: u8,
+}
+
+impl EncodedHeader {
+    pub fn new(message: ResponseHeader) -> EncodedHeader {
+        let mut bytes = [0u8; HEADER_FIELD_MAX_BYTES];
+        let mut rest: &mut [u8] = &mut bytes;
+        prost::encoding::message::encode(HEADER_TAG, &message, &mut rest);
+        let len = (HEADER_FIELD_MAX_BYTES - rest.len()) as u8;
+        EncodedHeader { message, bytes, len }
+    }
+
+    fn field(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+}
+
 /// An encoded `WatchResponse` of events: its head (header, watch id) inline, its events a
 /// slice of a buffer shared with the other watchers.
 #[derive(Debug, Clone, PartialEq)]
@@ -88,10 +114,11 @@ pub struct EncodedResponse {
 impl EncodedResponse {
     /// The response to watcher `watch_id` under `header` whose events are `events` (encoded
     /// `WatchResponse.events` fields, from an `EncodedRun`).
-    pub fn new(header: &ResponseHeader, watch_id: i64, events: Bytes) -> EncodedResponse {
+    pub fn new(header: &EncodedHeader, watch_id: i64, events: Bytes) -> EncodedResponse {
         let mut head = [0u8; HEAD_MAX_BYTES];
-        let mut rest: &mut [u8] = &mut head;
-        prost::encoding::message::encode(HEADER_TAG, header, &mut rest);
+        let field = header.field();
+        head[..field.len()].copy_from_slice(field);
+        let mut rest: &mut [u8] = &mut head[field.len()..];
         if watch_id != 0 {
             prost::encoding::int64::encode(WATCH_ID_TAG, &watch_id, &mut rest);
         }
@@ -212,7 +239,7 @@ mod tests {
             for watch_id in [0, 1, 300, -1, i64::MIN] {
                 for picked in [vec![0], vec![1, 2], vec![0, 1, 2, 3], vec![0, 2], vec![1, 3], vec![]] {
                     let want = WatchResponse { header: Some(header), watch_id, events: picked.iter().map(|&i| message(&events[i], prev_kv)).collect(), ..Default::default() };
-                    let got = WireResponse::Encoded(EncodedResponse::new(&header, watch_id, run.fields(&picked)));
+                    let got = WireResponse::Encoded(EncodedResponse::new(&EncodedHeader::new(header), watch_id, run.fields(&picked)));
                     assert_eq!(got.encoded_len(), want.encoded_len());
                     assert_eq!(encode(got.clone()), want.encode_to_vec(), "watch id {watch_id}, prev_kv {prev_kv}, events {picked:?}");
                     assert_eq!(got.into_message().unwrap(), want);
