@@ -33,7 +33,7 @@ const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(10);
 pub struct Worker {
     pub conns: Queues,
     pub replies: flume::Receiver<reply::Batch>,
-    pub routes: tonic::service::Routes,
+    pub routes: super::client_service::ClientService,
     /// The TLS configuration of the secure listeners, if any.
     pub tls: Option<tokio_rustls::TlsAcceptor>,
     /// HTTP/2 streams per connection (`--max-concurrent-streams`).
@@ -159,12 +159,12 @@ async fn release_freed_memory() {
 }
 
 /// Serves a unix socket listener's connections on the current thread until `stop` changes.
-pub async fn serve_unix(listener: tokio::net::UnixListener, routes: tonic::service::Routes, stop: tokio::sync::watch::Receiver<bool>, max_streams: u32) -> Result<(), String> {
+pub async fn serve_unix(listener: tokio::net::UnixListener, routes: super::client_service::ClientService, stop: tokio::sync::watch::Receiver<bool>, max_streams: u32) -> Result<(), String> {
     serve_connections(routes, tokio_stream::wrappers::UnixListenerStream::new(listener), stop, max_streams).await
 }
 
 /// One tonic server (gRPC and the HTTP routes) on `incoming`'s connections until `stop` changes.
-async fn serve_connections<S, IO>(routes: tonic::service::Routes, incoming: S, mut stop: tokio::sync::watch::Receiver<bool>, max_streams: u32) -> Result<(), String>
+async fn serve_connections<S, IO>(routes: super::client_service::ClientService, incoming: S, mut stop: tokio::sync::watch::Receiver<bool>, max_streams: u32) -> Result<(), String>
 where
     S: futures_util::Stream<Item = std::io::Result<IO>>,
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + tonic::transport::server::Connected + Unpin + Send + 'static,
@@ -176,8 +176,7 @@ where
         .accept_http1(true)
         .max_concurrent_streams(Some(max_streams))
         .layer(grpc_metrics::GrpcMetricsLayer)
-        .add_routes(routes)
-        .serve_with_incoming_shutdown(incoming, shutdown)
+        .serve_with_incoming_shutdown(routes, incoming, shutdown)
         .await
         .map_err(|e| e.to_string())
 }

@@ -10,6 +10,7 @@
 
 pub mod allowed_names;
 pub mod cert_reload;
+pub mod client_service;
 pub mod codec;
 pub mod front_end;
 pub mod grpc_metrics;
@@ -500,7 +501,7 @@ fn client_routes(
     ctx: Arc<Ctx>,
     metrics: metrics_exporter_prometheus::PrometheusHandle,
     gateway_streams: Arc<tokio::sync::Semaphore>,
-) -> tonic::service::Routes {
+) -> client_service::ClientService {
     let max_msg = cfg.max_request_bytes as usize + GRPC_OVERHEAD_BYTES;
     let kv_service = Arc::new(KvService::new(ctx.clone()));
     let range = range_route::RangeRoute::new(kv_service.clone(), max_msg);
@@ -512,6 +513,7 @@ fn client_routes(
     let lock = LockServer::new(LockService::new(ctx.clone())).max_decoding_message_size(max_msg);
     let election = ElectionServer::new(ElectionService::new(ctx.clone())).max_decoding_message_size(max_msg);
     let auth = AuthServer::new(AuthService::new(ctx.clone())).max_decoding_message_size(max_msg);
+    let (kv_direct, range_direct) = (kv.clone(), range.clone());
     let grpc = grpc_metrics::ServedRoutes::default().add_service(kv).add_service(auth).add_service(watch).add_service(lease).add_service(lock).add_service(election).add_service(maintenance).add_service(cluster).into_routes();
     let range = axum::routing::post(move |req: axum::extract::Request| range.clone().serve(req));
     let grpc = grpc.into_axum_router().route(range_route::RANGE_PATH, range);
@@ -519,7 +521,7 @@ fn client_routes(
     // own gRPC server.
     let gateway = Arc::new(crate::gateway::Gateway::new(grpc.clone(), max_msg, gateway_streams, ctx.auth.clone()));
     let router = grpc.merge(crate::gateway::router(gateway)).merge(http::router(ctx, metrics)).fallback(crate::gateway::unknown_path);
-    tonic::service::Routes::from(router)
+    client_service::ClientService::new(kv_direct, range_direct, tonic::service::Routes::from(router))
 }
 
 async fn wait_for_signal() {

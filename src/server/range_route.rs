@@ -1,8 +1,9 @@
 //! The KV service's Range, answered past tonic's encoder. tonic encodes a unary answer on the
 //! connection's front-end thread in one synchronous call, into a buffer the answer is then sent
 //! from: a LIST of 100 000 keys × 1 KiB held its thread 40-80 ms, and every other connection of
-//! that thread with it (a writer's p99 was 39× its baseline while LISTs ran). This route (axum
-//! matches the exact path before the KV service's wildcard) decodes the request, runs the KV
+//! that thread with it (a writer's p99 was 39× its baseline while LISTs ran). This route (the client
+//! service sends it the exact path, `client_service.rs`; the router too, for the gateway's
+//! calls) decodes the request, runs the KV
 //! service's own handler (`KvService::range`: validation, reads, errors unchanged), and encodes
 //! the answer itself: inline when small, on a blocking thread above `OFF_THREAD_BYTES`. The
 //! encoded answer goes out as one body chunk, which hyper hands to the socket without copying
@@ -46,7 +47,11 @@ impl RangeRoute {
     }
 
     /// Answers one Range call.
-    pub async fn serve(self, req: http::Request<axum::body::Body>) -> http::Response<axum::body::Body> {
+    pub async fn serve<B>(self, req: http::Request<B>) -> http::Response<tonic::body::Body>
+    where
+        B: Body<Data = Bytes> + Unpin,
+        B::Error: Into<tonic::codegen::StdError>,
+    {
         let (parts, body) = req.into_parts();
         let compressed = parts.headers.get("grpc-encoding").is_some_and(|e| e != "identity");
         let read = read_message(body, self.max_request_bytes).await;
@@ -65,10 +70,10 @@ impl RangeRoute {
     }
 
     /// Hands the call, as it came, to tonic's KV server.
-    async fn by_tonic(mut self, parts: http::request::Parts, message: Bytes) -> http::Response<axum::body::Body> {
-        let req = http::Request::from_parts(parts, axum::body::Body::from(message));
+    async fn by_tonic(mut self, parts: http::request::Parts, message: Bytes) -> http::Response<tonic::body::Body> {
+        let req = http::Request::from_parts(parts, tonic::body::Body::new(http_body_util::Full::new(message)));
         match self.tonic.call(req).await {
-            Ok(resp) => resp.map(axum::body::Body::new),
+            Ok(resp) => resp,
             Err(never) => match never {},
         }
     }
@@ -84,13 +89,17 @@ enum Read {
 
 /// Reads one gRPC message (prefix included) from `body`, refusing one over `max_bytes` as
 /// tonic's decoder does (same code and message), without reading it.
-async fn read_message(mut body: axum::body::Body, max_bytes: usize) -> Result<Read, tonic::Status> {
+async fn read_message<B>(mut body: B, max_bytes: usize) -> Result<Read, tonic::Status>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<tonic::codegen::StdError>,
+{
     let mut buf = BytesMut::new();
     let mut want = PREFIX_BYTES;
     while buf.len() < want {
         let frame = body.frame().await;
         let Some(frame) = frame else { break };
-        let frame = frame.map_err(|e| tonic::Status::internal(format!("error reading the request: {e}")))?;
+        let frame = frame.map_err(|e| tonic::Status::internal(format!("error reading the request: {}", e.into())))?;
         if let Ok(data) = frame.into_data() {
             buf.extend_from_slice(&data);
         }
@@ -113,7 +122,7 @@ async fn read_message(mut body: axum::body::Body, max_bytes: usize) -> Result<Re
 }
 
 /// The answer: `msg` encoded (off the front-end thread when large), then grpc-status 0.
-async fn answer<M: Message + Send + 'static>(msg: M) -> http::Response<axum::body::Body> {
+async fn answer<M: Message + Send + 'static>(msg: M) -> http::Response<tonic::body::Body> {
     let len = msg.encoded_len();
     let encode = move || {
         let mut buf = BytesMut::with_capacity(PREFIX_BYTES + len);
@@ -132,7 +141,7 @@ async fn answer<M: Message + Send + 'static>(msg: M) -> http::Response<axum::bod
     };
     let mut trailers = http::HeaderMap::new();
     trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
-    let mut resp = http::Response::new(axum::body::Body::new(Answer { data: Some(data), trailers: Some(trailers) }));
+    let mut resp = http::Response::new(tonic::body::Body::new(Answer { data: Some(data), trailers: Some(trailers) }));
     resp.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/grpc"));
     resp
 }
