@@ -77,7 +77,7 @@ const BLOCK_ALIGN: usize = {
     let hs = if h > s { h } else { s };
     if hs > x { hs } else { x }
 };
-const _: () = assert!(HEADER_BYTES % BLOCK_ALIGN == 0 && SLOT_BYTES % BLOCK_ALIGN == 0 && EXTRA_BYTES % BLOCK_ALIGN == 0);
+const _: () = assert!(HEADER_BYTES.is_multiple_of(BLOCK_ALIGN) && SLOT_BYTES.is_multiple_of(BLOCK_ALIGN) && EXTRA_BYTES.is_multiple_of(BLOCK_ALIGN));
 
 /// The key's room: its bytes padded so that the slots after it are aligned.
 fn key_room(key_len: u32) -> usize {
