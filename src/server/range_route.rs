@@ -1,13 +1,12 @@
 //! The KV service's Range, answered past tonic's encoder. tonic encodes a unary answer on the
 //! connection's front-end thread in one synchronous call, into a buffer the answer is then sent
 //! from: a LIST of 100 000 keys × 1 KiB held its thread 40-80 ms, and every other connection of
-//! that thread with it (a writer's p99 was 39× its baseline while LISTs ran). This route (the client
-//! service sends it the exact path, `client_service.rs`; the router too, for the gateway's
-//! calls) decodes the request, runs the KV
-//! service's own handler (`KvService::range`: validation, reads, errors unchanged), and encodes
-//! the answer itself: inline when small, on a blocking thread above `OFF_THREAD_BYTES`. The
-//! encoded answer goes out as one body chunk, which hyper hands to the socket without copying
-//! it again. A request this route does not expect (compressed, malformed) goes to tonic's KV
+//! that thread with it (a writer's p99 was 39× its baseline while LISTs ran). This route (the
+//! client service sends it the exact path, `client_service.rs`; the router too, for the
+//! gateway's calls) decodes the request, runs the KV service's own handler (`KvService::range`:
+//! validation, reads, errors unchanged), and encodes the answer itself: inline when small, on a
+//! blocking thread above `OFF_THREAD_BYTES`. The encoded answer goes out as one body chunk,
+//! which hyper hands to the socket without copying it again. A request this route does not expect (compressed, malformed) goes to tonic's KV
 //! service unchanged, which answers it as before.
 
 use std::convert::Infallible;
