@@ -6,8 +6,9 @@
 //! gateway's calls) decodes the request, runs the KV service's own handler (`KvService::range`:
 //! validation, reads, errors unchanged), and encodes the answer itself: inline when small, on a
 //! blocking thread above `OFF_THREAD_BYTES`. The encoded answer goes out as one body chunk,
-//! which hyper hands to the socket without copying it again. A request this route does not expect (compressed, malformed) goes to tonic's KV
-//! service unchanged, which answers it as before.
+//! which hyper hands to the socket without copying it again. A request this route does not
+//! expect (compressed, malformed) goes to tonic's KV service unchanged, which answers it as
+//! before.
 
 use std::convert::Infallible;
 use std::pin::Pin;
