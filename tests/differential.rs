@@ -1222,3 +1222,37 @@ async fn requests_that_crash_etcd_3_5_get_an_error() {
     let Ok(Resp::Range(after)) = send(&mut bc, &Req::Range(range_at(b"k", 0))).await else { panic!("range") };
     assert_eq!((after.kvs.len(), after.header.unwrap().revision), (1, 2), "the refused txn changed nothing");
 }
+
+/// A gRPC call of a path the server does not serve gets grpc-go's code and message, as from
+/// etcd: an unknown method of a served service (KV's fast path included), an unknown service,
+/// a path without a method.
+#[tokio::test]
+async fn unknown_grpc_paths_answer_as_etcd() {
+    if let Err(e) = etcd::find_etcd35() {
+        panic!("etcd 3.5 is needed for the differential test: {e}");
+    }
+    let etcd = etcd::Etcd::start();
+    let ballast = common::Server::start(&[]);
+    let paths = ["/etcdserverpb.KV/Nope", "/etcdserverpb.KV/", "/etcdserverpb.Lease/Nope", "/v3lockpb.Lock/Nope", "/etcdserverpb.Foo/Bar", "/a/b/c", "/nothing", "/ballastpeerpb.Peer/Raft"];
+    for path in paths {
+        let (e, b) = (call_path(&etcd.endpoint, path).await, call_path(&ballast.endpoint, path).await);
+        assert_eq!(b, e, "{path}: ballast {b:?}, etcd {e:?}");
+    }
+    // The served methods still answer (the fast path and the router).
+    let (e, b) = (call_path(&etcd.endpoint, "/etcdserverpb.KV/Range").await, call_path(&ballast.endpoint, "/etcdserverpb.KV/Range").await);
+    assert_eq!(b, e, "an empty Range");
+    assert_eq!(b.0, tonic::Code::InvalidArgument, "{b:?}");
+}
+
+/// The code and message of a unary call of `path` with an empty message.
+async fn call_path(endpoint: &str, path: &str) -> (tonic::Code, String) {
+    let channel = Endpoint::from_shared(format!("http://{endpoint}")).unwrap().connect().await.unwrap();
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.unwrap();
+    let path = tonic::codegen::http::uri::PathAndQuery::try_from(path).unwrap();
+    let codec = tonic_prost::ProstCodec::<RangeRequest, RangeResponse>::default();
+    match grpc.unary(tonic::Request::new(RangeRequest::default()), path, codec).await {
+        Ok(_) => (tonic::Code::Ok, String::new()),
+        Err(s) => (s.code(), s.message().to_string()),
+    }
+}

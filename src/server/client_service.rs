@@ -6,6 +6,11 @@
 //! put at 1000 clients: about 6% of the server's CPU between the metrics layer and the KV
 //! server, mostly allocation). A call that is not a POST takes the router as before, so every
 //! answer is the router's (a GET of Range is still refused there as it was).
+//!
+//! A gRPC call of a method or service the port does not serve gets grpc-go's answer (etcd's):
+//! "unknown method M for service S" or "unknown service S" (Unimplemented), and
+//! "malformed method name: \"P\"" (ResourceExhausted, as etcd 3.5's grpc-go) for a path without
+//! a second slash; tonic's servers and the router answered Unimplemented with no message.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -15,7 +20,7 @@ use std::task::{Context, Poll};
 use tonic::service::Routes;
 use tower_service::Service;
 
-use super::range_route::{RangeRoute, RANGE_PATH};
+use super::range_route::RangeRoute;
 use crate::api::kv::KvService;
 use crate::proto::etcdserverpb::kv_server::KvServer;
 
@@ -55,14 +60,22 @@ where
     }
 
     fn call(&mut self, req: http::Request<B>) -> ClientFuture {
-        if req.method() != http::Method::POST || !req.uri().path().starts_with(KV_PREFIX) {
+        if req.method() != http::Method::POST {
             return ClientFuture::Routed(self.routes.call(req));
         }
-        if req.uri().path() == RANGE_PATH {
-            let range = self.range.clone();
-            return ClientFuture::Direct(Box::pin(async move { Ok(range.serve(req).await) }));
+        match req.uri().path().strip_prefix(KV_PREFIX) {
+            Some("Range") => {
+                let range = self.range.clone();
+                return ClientFuture::Direct(Box::pin(async move { Ok(range.serve(req).await) }));
+            }
+            Some("Put" | "DeleteRange" | "Txn" | "Compact") => return ClientFuture::Direct(self.kv.call(req)),
+            _ => {}
         }
-        ClientFuture::Direct(self.kv.call(req))
+        let grpc = req.headers().get(http::header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+        if let Some(status) = grpc.then(|| not_served(req.uri().path())).flatten() {
+            return ClientFuture::Direct(Box::pin(std::future::ready(Ok(status.into_http()))));
+        }
+        ClientFuture::Routed(self.routes.call(req))
     }
 }
 
@@ -83,5 +96,19 @@ impl Future for ClientFuture {
             ClientFuture::Direct(f) => f.as_mut().poll(cx),
             ClientFuture::Routed(f) => Pin::new(f).poll(cx),
         }
+    }
+}
+
+/// grpc-go's answer to a gRPC call of `path` when the port does not serve it (its server's
+/// `handleStream`: the method is after the last slash).
+fn not_served(path: &str) -> Option<tonic::Status> {
+    let name = path.strip_prefix('/').unwrap_or(path);
+    let Some((service, method)) = name.rsplit_once('/') else {
+        return Some(tonic::Status::resource_exhausted(format!("malformed method name: {path:?}")));
+    };
+    match super::grpc_metrics::served(service, method) {
+        (true, _) => None,
+        (false, true) => Some(tonic::Status::unimplemented(format!("unknown method {method} for service {service}"))),
+        (false, false) => Some(tonic::Status::unimplemented(format!("unknown service {service}"))),
     }
 }
