@@ -102,13 +102,16 @@ impl Future for ClientFuture {
 /// grpc-go's answer to a gRPC call of `path` when the port does not serve it (its server's
 /// `handleStream`: the method is after the last slash).
 fn not_served(path: &str) -> Option<tonic::Status> {
+    if super::grpc_metrics::serves(path) {
+        return None;
+    }
     let name = path.strip_prefix('/').unwrap_or(path);
     let Some((service, method)) = name.rsplit_once('/') else {
         return Some(tonic::Status::resource_exhausted(format!("malformed method name: {path:?}")));
     };
-    match super::grpc_metrics::served(service, method) {
-        (true, _) => None,
-        (false, true) => Some(tonic::Status::unimplemented(format!("unknown method {method} for service {service}"))),
-        (false, false) => Some(tonic::Status::unimplemented(format!("unknown service {service}"))),
-    }
+    Some(if super::grpc_metrics::serves_service(service) {
+        tonic::Status::unimplemented(format!("unknown method {method} for service {service}"))
+    } else {
+        tonic::Status::unimplemented(format!("unknown service {service}"))
+    })
 }

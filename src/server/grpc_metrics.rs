@@ -141,17 +141,18 @@ impl MethodMetrics {
 /// The series of the served services' methods, by path.
 static SERVED: OnceLock<HashMap<String, Arc<MethodMetrics>>> = OnceLock::new();
 
-/// Whether the client port serves `path` ("/service/method") as a gRPC method, and if not
-/// whether it serves the service (for grpc-go's "unknown method" and "unknown service").
-pub fn served(service: &str, method: &str) -> (bool, bool) {
-    let Some(served) = SERVED.get() else { return (false, false) };
-    let path = format!("/{service}/{method}");
-    if served.contains_key(&path) {
-        return (true, true);
-    }
-    let prefix = format!("/{service}/");
-    (false, served.keys().any(|p| p.starts_with(&prefix)))
+/// Whether the client port serves `path` ("/service/method") as a gRPC method.
+pub fn serves(path: &str) -> bool {
+    SERVED.get().is_some_and(|served| served.contains_key(path))
 }
+
+/// Whether the client port serves some method of `service` (for grpc-go's "unknown method"
+/// and "unknown service").
+pub fn serves_service(service: &str) -> bool {
+    let prefix = format!("/{service}/");
+    SERVED.get().is_some_and(|served| served.keys().any(|p| p.starts_with(&prefix)))
+}
+
 /// Series of methods ballast does not serve (yet), created on first use (at most one per entry
 /// of `GRPC_METHODS`).
 static OTHERS: std::sync::LazyLock<std::sync::Mutex<HashMap<String, Arc<MethodMetrics>>>> =
