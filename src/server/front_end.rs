@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 
+use super::coalesce::Coalesced;
 use super::grpc_metrics;
 use super::handshake::{self, SecureConn};
 use crate::log;
@@ -172,6 +173,8 @@ where
     let shutdown = async move {
         let _ = stop.changed().await;
     };
+    // Many answers per write (coalesce.rs).
+    let incoming = incoming.map(|conn| conn.map(Coalesced::new));
     tonic::transport::Server::builder()
         .accept_http1(true)
         .max_concurrent_streams(Some(max_streams))

@@ -11,6 +11,7 @@
 pub mod allowed_names;
 pub mod cert_reload;
 pub mod client_service;
+pub mod coalesce;
 pub mod codec;
 pub mod front_end;
 pub mod grpc_metrics;
