@@ -164,7 +164,8 @@ async fn compare<V: KvView>(view: &V, c: &Compare, base: i64) -> Result<bool> {
         rev: base,
         limit: 0,
         count_only: false,
-        keys_only: false,
+        // Only a value compare reads the values: the others need no copy of them.
+        keys_only: c.target != CompareTarget::Value as i32,
     };
     let kvs = view.range(query).await?.kvs;
     if kvs.is_empty() {

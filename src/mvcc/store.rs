@@ -127,9 +127,19 @@ impl Store {
         if after.is_none() && q.rev < self.compact_rev {
             return Err(Error::Compacted);
         }
+        assert!(max_keys > 0, "a read step visits at least one key");
+        if let (Some(key), None) = (q.range.single_key(), after) {
+            // One descent of the tree; a range over [key, key] makes two (both ends).
+            if let Some(rec) = self.keys.get(key).and_then(|e| e.history().at(q.rev)) {
+                part.count += 1;
+                if !q.count_only && (q.limit == 0 || part.kvs.len() < q.limit) {
+                    part.kvs.push(rec.to_kv(key, q.keys_only));
+                }
+            }
+            return Ok(None);
+        }
         let Some((start, end)) = q.range.bounds() else { return Ok(None) };
         let start = after.map_or(start, std::ops::Bound::Excluded);
-        assert!(max_keys > 0, "a read step visits at least one key");
         let mut last: Option<&[u8]> = None;
         for (visited, e) in self.keys.range((start, end)).enumerate() {
             if visited == max_keys {
