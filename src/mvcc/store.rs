@@ -131,10 +131,7 @@ impl Store {
         if let (Some(key), None) = (q.range.single_key(), after) {
             // One descent of the tree; a range over [key, key] makes two (both ends).
             if let Some(rec) = self.keys.get(key).and_then(|e| e.history().at(q.rev)) {
-                part.count += 1;
-                if !q.count_only && (q.limit == 0 || part.kvs.len() < q.limit) {
-                    part.kvs.push(rec.to_kv(key, q.keys_only));
-                }
+                found(q, part, key, rec);
             }
             return Ok(None);
         }
@@ -148,10 +145,7 @@ impl Store {
             let key = e.key();
             last = Some(key);
             let Some(rec) = e.history().at(q.rev) else { continue };
-            part.count += 1;
-            if !q.count_only && (q.limit == 0 || part.kvs.len() < q.limit) {
-                part.kvs.push(rec.to_kv(key, q.keys_only));
-            }
+            found(q, part, key, rec);
         }
         Ok(None)
     }
@@ -352,6 +346,14 @@ impl Store {
         } else {
             None
         }
+    }
+}
+
+/// Counts a key `q` finds at its revision, and keeps it while `q`'s limit allows.
+fn found(q: &RangeQuery, part: &mut RangePart, key: &[u8], rec: crate::mvcc::index::RecordRef<'_>) {
+    part.count += 1;
+    if !q.count_only && (q.limit == 0 || part.kvs.len() < q.limit) {
+        part.kvs.push(rec.to_kv(key, q.keys_only));
     }
 }
 
