@@ -16,7 +16,8 @@
 //! the tree search was 9% of the server's CPU). The records are in revision order
 //! (`KeyHistory` reads them); the rooms are exact while short (most keys keep one or two
 //! records) and a power of two after, so they follow from the counts and the header is 8
-//! bytes; compaction shrinks the block with the history. A block whose rooms change moves to a new allocation.
+//! bytes; compaction shrinks the block with the history. A block whose rooms change moves to
+//! a new allocation.
 //!
 //! The tree (`KeySet`) orders entries by their key bytes, which never change. Records change in
 //! place through a shared reference to the entry (the tree hands out no other), so `KeySet`
