@@ -20,6 +20,9 @@ pub struct ServerStatus {
     shard_size_bytes: Vec<AtomicU64>,
     shard_stored_bytes: Vec<AtomicU64>,
     shard_keys: Vec<AtomicU64>,
+    /// Per shard: bytes of the records written since its newest snapshot segment, whose
+    /// values are on the heap until the next snapshot (`raft::snapshots`).
+    shard_held_bytes: Vec<AtomicU64>,
     /// Bit `1 << AlarmType` set for every alarm raised on any member.
     alarms: AtomicU32,
     /// A file could not be written for lack of space since the raft core last looked.
@@ -40,6 +43,7 @@ impl ServerStatus {
             shard_size_bytes: (0..shards).map(|_| AtomicU64::new(0)).collect(),
             shard_stored_bytes: (0..shards).map(|_| AtomicU64::new(0)).collect(),
             shard_keys: (0..shards).map(|_| AtomicU64::new(0)).collect(),
+            shard_held_bytes: (0..shards).map(|_| AtomicU64::new(0)).collect(),
             alarms: AtomicU32::new(0),
             disk_full: AtomicBool::new(false),
         }
@@ -115,9 +119,16 @@ impl ServerStatus {
         (self.shard_keys[shard].load(Relaxed), self.shard_size_bytes[shard].load(Relaxed))
     }
 
-    pub fn publish_shard(&self, shard: usize, size_bytes: u64, stored_bytes: u64, keys: u64) {
+    /// Bytes written since the shards' newest snapshot segments, summed.
+    pub fn held_bytes(&self) -> u64 {
+        self.shard_held_bytes.iter().map(|a| a.load(Relaxed)).sum()
+    }
+
+    /// One shard's sizes: `segment_bytes` of its snapshot segments, `held_bytes` written since.
+    pub fn publish_shard(&self, shard: usize, size_bytes: u64, segment_bytes: u64, held_bytes: u64, keys: u64) {
         self.shard_size_bytes[shard].store(size_bytes, Relaxed);
-        self.shard_stored_bytes[shard].store(stored_bytes, Relaxed);
+        self.shard_stored_bytes[shard].store(segment_bytes + held_bytes, Relaxed);
+        self.shard_held_bytes[shard].store(held_bytes, Relaxed);
         self.shard_keys[shard].store(keys, Relaxed);
     }
 }

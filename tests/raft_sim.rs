@@ -301,7 +301,7 @@ impl World {
         if self.trace {
             eprintln!("apply index {} ({} requests), rev {}", entry.index, entry.requests.len(), node.model.rev);
         }
-        node.core.applied(entry.index, entry.requests.len() as u64);
+        node.core.applied(entry.index, entry.requests.len() as u64, 0);
     }
 
     fn answered(&mut self, w: Waiter, result: ballast::error::Result<()>) {

@@ -687,7 +687,7 @@ impl World {
         if self.trace {
             eprintln!("{}: apply {} (term {}) {tags:?}", at + 1, entry.index, entry.term);
         }
-        node.core().applied(entry.index, entry.requests.len() as u64);
+        node.core().applied(entry.index, entry.requests.len() as u64, 0);
     }
 
     /// A conf change entry: every member reaches the same verdict and member list; its
@@ -721,7 +721,7 @@ impl World {
         }
         let node = &mut self.nodes[at];
         node.model.index = entry.index;
-        node.core().applied(entry.index, 0);
+        node.core().applied(entry.index, 0, 0);
         if outcome.removed_self {
             assert_eq!(members.as_ref().map(|(_, r)| r.contains(&node.id)), Some(true));
             if node.core.as_ref().is_some_and(|c| c.is_leader()) {

@@ -315,3 +315,27 @@ async fn a_key_with_a_long_history_survives_snapshots_and_restart() {
         assert_eq!(read(&mut c, rev).await, before[i], "hot at revision {rev}");
     }
 }
+
+/// Large values bring the next snapshot forward: at the default --snapshot-count (100000) a
+/// snapshot follows once the values written since the last one reach 64 MiB (their heap is
+/// then given up for the segment's mapping), and a restart reads them back from it.
+#[tokio::test]
+async fn large_values_bring_a_snapshot_before_the_count() {
+    let mut s = common::Server::start(&["--shards", "1"]);
+    let mut c = s.client().await;
+    let value = |i: usize| vec![b'a' + (i % 26) as u8; 1 << 20];
+    for i in 0..80 {
+        c.put(format!("big/{i:03}"), value(i), None).await.unwrap();
+    }
+    let m = manifest_when(&s.data_dir, |m| m["index"].as_u64().unwrap_or(0) > 0).await;
+    assert!(m["rev"].as_i64().unwrap() >= 64, "the snapshot holds the budget's worth of puts at least: {m}");
+    drop(c);
+    s.kill();
+    s.restart();
+    assert!(s.log().contains("loaded snapshot"), "{}", s.log());
+    let mut c = s.client().await;
+    for i in [0, 41, 79] {
+        let got = c.get(format!("big/{i:03}"), None).await.unwrap();
+        assert!(got.kvs()[0].value() == value(i).as_slice(), "big/{i:03} reads back whole");
+    }
+}

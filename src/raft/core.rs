@@ -419,10 +419,12 @@ impl<W, R> Core<W, R> {
         self.notice_new_leader();
     }
 
-    /// The driver applied committed entry `index` (`requests` requests in it).
-    pub fn applied(&mut self, index: u64, requests: u64) {
+    /// The driver applied committed entry `index` (`requests` requests in it); the shards now
+    /// hold `held_bytes` written since their last snapshot segments.
+    pub fn applied(&mut self, index: u64, requests: u64, held_bytes: u64) {
         self.raw.advance_apply_to(index);
         self.snapshots.applied(requests);
+        self.snapshots.held(held_bytes);
         self.trim_log(index);
     }
 

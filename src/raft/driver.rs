@@ -507,7 +507,7 @@ impl Driver {
         let results = self.apply_requests(&mut requests, &auth).await;
         // Published before replying, so a client's next serializable read sees its write.
         self.status.publish_applied(index, self.applier.rev(), self.applier.compact_rev());
-        self.core.applied(index, requests.len() as u64);
+        self.core.applied(index, requests.len() as u64, self.status.held_bytes());
         for (waiter, result) in waiters.into_iter().zip(results) {
             if let Some((home, tx)) = waiter {
                 self.outbox.push(home, Delivery::Write(tx, result));

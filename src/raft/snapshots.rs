@@ -1,8 +1,15 @@
 //! When to snapshot, and what a finished snapshot releases. The core orders a snapshot every
 //! `--snapshot-count` applied requests (etcd counts requests; ours are batched into entries),
-//! or when one is requested (Defragment: a full rewrite). One runs at a time; requests that
-//! arrive meanwhile are served by the next. Writing it is the driver's job
-//! (`snapshot::coordinator`), which reports the outcome back as an input.
+//! when the records written since the last one reach `HELD_BUDGET_BYTES` (see below), or when
+//! one is requested (Defragment: a full rewrite). One runs at a time; requests that arrive
+//! meanwhile are served by the next. Writing it is the driver's job (`snapshot::coordinator`),
+//! which reports the outcome back as an input.
+//!
+//! Why a budget of bytes beside the count: the values written since the last snapshot stay on
+//! the heap until a snapshot moves them into its segment's mapping. With etcd's count alone
+//! that is 100k values: 26 MiB of 256-byte ones, but 550 MiB of the 1-10 KiB objects
+//! Kubernetes writes. The budget bounds it whatever the values' size (to the budget, what the
+//! `HELD_MIN_REQUESTS` after a snapshot's start write, and what is written while one runs).
 
 /// A snapshot to cut at the applied state `index`.
 #[derive(Debug, Clone, PartialEq)]
@@ -28,17 +35,33 @@ impl SnapshotOrder {
     }
 }
 
+/// Bytes of records (values and their accounted overhead, `Record::size_bytes`) written since
+/// the last snapshot, summed over the shards, at which the next one is due.
+/// Above the 26 MiB that `--snapshot-count`'s 100k puts of 256 bytes hold, so the count
+/// decides for small values and the budget for large ones.
+pub const HELD_BUDGET_BYTES: u64 = 64 << 20;
+/// Requests applied since the last snapshot started before the budget may order one: a
+/// snapshot that failed (a full disk) is retried no sooner.
+const HELD_MIN_REQUESTS: u64 = 64;
+
 pub struct Schedule<R> {
     /// Applied requests between automatic snapshots.
     every_requests: u64,
     applied_since: u64,
+    /// Bytes written since the last snapshot (the driver's latest reading).
+    held_bytes: u64,
     running: Option<(SnapshotOrder, Vec<R>)>,
     requested: Vec<R>,
 }
 
 impl<R> Schedule<R> {
     pub fn new(every_requests: u64) -> Schedule<R> {
-        Schedule { every_requests: every_requests.max(1), applied_since: 0, running: None, requested: Vec::new() }
+        Schedule { every_requests: every_requests.max(1), applied_since: 0, held_bytes: 0, running: None, requested: Vec::new() }
+    }
+
+    /// The shards hold `bytes` written since their last segments.
+    pub fn held(&mut self, bytes: u64) {
+        self.held_bytes = bytes;
     }
 
     pub fn applied(&mut self, requests: u64) {
@@ -55,7 +78,8 @@ impl<R> Schedule<R> {
     }
 
     pub fn is_due(&self) -> bool {
-        self.running.is_none() && (self.applied_since >= self.every_requests || !self.requested.is_empty())
+        let over_budget = self.held_bytes >= HELD_BUDGET_BYTES && self.applied_since >= HELD_MIN_REQUESTS;
+        self.running.is_none() && (self.applied_since >= self.every_requests || over_budget || !self.requested.is_empty())
     }
 
     pub fn is_running(&self) -> bool {
@@ -80,5 +104,37 @@ impl<R> Schedule<R> {
     /// The running snapshot finished: its order and the waiters to answer.
     pub fn finish(&mut self) -> (SnapshotOrder, Vec<R>) {
         self.running.take().expect("a snapshot finished that was not running")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn order() -> SnapshotOrder {
+        let members = crate::cluster::Cluster { id: 1, members: vec![], local_id: 1, removed: vec![] };
+        SnapshotOrder { index: 1, term: 1, wal_seq_from: 0, wal_seq_kept: 0, full: false, voters: vec![], learners: vec![], members }
+    }
+
+    #[test]
+    fn due_by_count_or_by_held_bytes_after_a_few_requests() {
+        let mut s: Schedule<()> = Schedule::new(1000);
+        s.applied(999);
+        assert!(!s.is_due(), "under the count and the budget");
+        s.applied(1);
+        assert!(s.is_due(), "the count is reached");
+        s.start(order());
+        s.finish();
+        s.held(HELD_BUDGET_BYTES);
+        s.applied(HELD_MIN_REQUESTS - 1);
+        assert!(!s.is_due(), "over the budget, but too soon after the last snapshot started");
+        s.applied(1);
+        assert!(s.is_due(), "over the budget");
+        s.start(order());
+        assert!(!s.is_due(), "one runs at a time");
+        s.finish();
+        s.held(HELD_BUDGET_BYTES - 1);
+        s.applied(HELD_MIN_REQUESTS);
+        assert!(!s.is_due(), "under the budget again");
     }
 }

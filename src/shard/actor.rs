@@ -167,7 +167,7 @@ pub(super) struct ShardState {
 impl ShardState {
     pub(super) fn publish(&self) {
         let s = self.store.borrow();
-        let stored = self.segment_bytes.get() + (s.written_bytes() - self.written_at_segment.get());
-        self.status.publish_shard(self.id, s.size_bytes(), stored, s.live_keys());
+        let held = s.written_bytes() - self.written_at_segment.get();
+        self.status.publish_shard(self.id, s.size_bytes(), self.segment_bytes.get(), held, s.live_keys());
     }
 }
