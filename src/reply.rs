@@ -12,6 +12,13 @@
 //! A caller records its front-end thread (`home`) in its message to the core or a shard;
 //! callers on other threads (the raft core reading the shards, for one) are answered directly.
 //!
+//! The channel to a front-end thread is tokio's unbounded mpsc, not flume: flume wakes a
+//! waiting async receiver while it holds the channel's lock, so the woken front-end thread,
+//! often on the sender's CPU, preempted the shard inside that lock and then blocked on it
+//! (`perf record -e sched:sched_switch`, Kubernetes-shaped load: 0.45 futex waits and 0.5
+//! preemptions per request on the shard thread, as many futex waits on the front end). tokio's
+//! sender pushes without a lock and wakes after.
+//!
 //! This file carries answers without knowing their kinds: an `Outbox` holds whatever `Deliver`
 //! type its owner answers with (`kv::delivery`), and a batch reaches the front-end thread as
 //! one closure, so a new kind of answer changes nothing here.
@@ -37,6 +44,16 @@ impl Batch {
     }
 }
 
+/// The sending end of a front-end thread's answers.
+pub type HomeTx = tokio::sync::mpsc::UnboundedSender<Batch>;
+/// Its receiving end, which the thread's dispatcher drains.
+pub type HomeRx = tokio::sync::mpsc::UnboundedReceiver<Batch>;
+
+/// A channel to one front-end thread's dispatcher.
+pub fn home_channel() -> (HomeTx, HomeRx) {
+    tokio::sync::mpsc::unbounded_channel()
+}
+
 thread_local! {
     static HOME: Cell<Option<usize>> = const { Cell::new(None) };
 }
@@ -54,7 +71,7 @@ pub fn home() -> Option<usize> {
 /// Answers gathered during one turn of the raft core (or of a shard's loop), per front-end
 /// thread.
 pub struct Outbox<D> {
-    homes: Vec<flume::Sender<Batch>>,
+    homes: Vec<HomeTx>,
     pending: Vec<Vec<D>>,
 }
 
@@ -62,7 +79,7 @@ impl<D: Deliver> Outbox<D> {
     /// `homes[i]` reaches front-end thread `i`'s dispatcher. The channels are unbounded, but
     /// what they hold is bounded by the requests in flight: the raft core's proposal queue and
     /// the shards' queues (their capacities).
-    pub fn new(homes: Vec<flume::Sender<Batch>>) -> Outbox<D> {
+    pub fn new(homes: Vec<HomeTx>) -> Outbox<D> {
         let pending = homes.iter().map(|_| Vec::new()).collect();
         Outbox { homes, pending }
     }
@@ -80,7 +97,7 @@ impl<D: Deliver> Outbox<D> {
             if batch.is_empty() {
                 continue;
             }
-            if let Err(flume::SendError(batch)) = tx.send(Batch::new(std::mem::take(batch))) {
+            if let Err(tokio::sync::mpsc::error::SendError(batch)) = tx.send(Batch::new(std::mem::take(batch))) {
                 // The thread's dispatcher is gone (shutting down): answer directly.
                 batch.deliver();
             }
@@ -89,8 +106,8 @@ impl<D: Deliver> Outbox<D> {
 }
 
 /// Runs on front-end thread `home`: completes each batch's oneshots from this thread.
-pub async fn dispatch(rx: flume::Receiver<Batch>) {
-    while let Ok(batch) = rx.recv_async().await {
+pub async fn dispatch(mut rx: HomeRx) {
+    while let Some(batch) = rx.recv().await {
         batch.deliver();
     }
 }

@@ -53,7 +53,7 @@ impl WatchService {
         tokio::spawn(forward_requests(hub.clone(), id, req.into_inner(), sender));
         let closer = CloseOnDrop { hub, stream: id };
         let queued = stream.queued;
-        let responses = stream.responses.into_stream().flat_map(move |o| {
+        let responses = tokio_stream::wrappers::UnboundedReceiverStream::new(stream.responses).flat_map(move |o| {
             let _ = &closer;
             queued.fetch_sub(o.bytes, Ordering::Relaxed);
             futures_util::stream::iter(o.resps.into_iter().map(Ok))

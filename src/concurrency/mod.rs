@@ -120,7 +120,7 @@ impl Subscription {
                 }
                 continue;
             }
-            let o = self.stream.responses.recv_async().await.map_err(|_| Error::Stopped)?;
+            let o = self.stream.responses.recv().await.ok_or(Error::Stopped)?;
             self.stream.queued.fetch_sub(o.bytes, Ordering::Relaxed);
             for resp in o.resps {
                 self.ready.push_back(resp.into_message()?);

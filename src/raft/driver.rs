@@ -70,7 +70,7 @@ pub struct DriverConfig {
     /// Applied requests between automatic snapshots (`--snapshot-count`).
     pub snapshot_count: u64,
     /// Front-end thread `i`'s answer dispatcher (`reply.rs`).
-    pub homes: Vec<flume::Sender<reply::Batch>>,
+    pub homes: Vec<reply::HomeTx>,
     /// WAL stripes no shard writes any more (the shard count was lowered), with the highest
     /// batch sequence each holds: deleted by the first snapshot that covers them.
     pub retired_stripes: Vec<(std::path::PathBuf, u64)>,
@@ -139,7 +139,7 @@ pub async fn run(
     mut cfg: DriverConfig,
     recovered: Recovered,
     snap: Option<Manifest>,
-    rx: flume::Receiver<CoreMsg>,
+    mut rx: tokio::sync::mpsc::Receiver<CoreMsg>,
     stripes: Vec<flume::Sender<StripeMsg>>,
     shards: Shards,
     status: Arc<ServerStatus>,
@@ -168,16 +168,15 @@ pub async fn run(
         let accepting = driver.core.accepting();
         let clients = async {
             if accepting {
-                rx.recv_async().await
+                rx.recv().await
             } else {
                 std::future::pending().await
             }
         };
-        let clients = std::pin::pin!(clients);
         let events = select(select(persisted_rx.recv_async(), done_rx.recv_async()), select(inbound.recv_async(), fetched_rx.recv_async()));
-        let first = match select(select(clients, events), &mut tick_timer).await {
-            Either::Left((Either::Left((Ok(msg), _)), _)) => Some(msg),
-            Either::Left((Either::Left((Err(_), _)), _)) => break, // every handle dropped: shut down
+        let first = match select(select(std::pin::pin!(clients), events), &mut tick_timer).await {
+            Either::Left((Either::Left((Some(msg), _)), _)) => Some(msg),
+            Either::Left((Either::Left((None, _)), _)) => break, // every handle dropped: shut down
             Either::Left((Either::Right((Either::Left((Either::Left((seq, _)), _)), _)), _)) => {
                 driver.core.persisted(seq.expect("the driver holds a sender"));
                 None
@@ -204,7 +203,7 @@ pub async fn run(
         persisted_rx.try_iter().for_each(|seq| driver.core.persisted(seq));
         inbound.try_iter().take(MAX_PEER_MSGS_PER_TURN).for_each(|event| driver.take_peer_event(event));
         driver.raise_nospace_on_full_disk();
-        driver.take_all(first, &rx);
+        driver.take_all(first, &mut rx);
         if Instant::now() >= next_tick {
             driver.core.tick();
             next_tick = Instant::now() + cfg.heartbeat;
@@ -382,7 +381,7 @@ impl Driver {
     }
 
     /// Feeds the core the first message and every queued one (bounded per turn).
-    fn take_all(&mut self, first: Option<CoreMsg>, rx: &flume::Receiver<CoreMsg>) {
+    fn take_all(&mut self, first: Option<CoreMsg>, rx: &mut tokio::sync::mpsc::Receiver<CoreMsg>) {
         if let Some(msg) = first {
             self.take(msg);
         }

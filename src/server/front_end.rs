@@ -33,7 +33,7 @@ const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(10);
 /// One front-end thread's share: where its connections arrive and its answers are delivered.
 pub struct Worker {
     pub conns: Queues,
-    pub replies: flume::Receiver<reply::Batch>,
+    pub replies: reply::HomeRx,
     pub routes: super::client_service::ClientService,
     /// The TLS configuration of the secure listeners, if any.
     pub tls: Option<tokio_rustls::TlsAcceptor>,

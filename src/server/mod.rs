@@ -34,7 +34,7 @@ use crate::proto::v3lockpb::lock_server::LockServer;
 use crate::quota::Quota;
 use crate::proto::etcdserverpb::{auth_server::AuthServer, cluster_server::ClusterServer, kv_server::KvServer, maintenance_server::MaintenanceServer, lease_server::LeaseServer};
 use crate::raft::driver::{self, DriverConfig};
-use crate::raft::handle::{CoreMsg, RaftHandle, PROPOSAL_QUEUE_CAPACITY};
+use crate::raft::handle::RaftHandle;
 use crate::shard::threads;
 use crate::status::ServerStatus;
 use crate::watch::hub::HubConfig;
@@ -121,9 +121,9 @@ fn start(cfg: Config) -> Result<(), String> {
         .collect();
 
     let status = Arc::new(ServerStatus::new(cluster.id, cluster.local_id, shards));
-    let (core_tx, core_rx) = flume::bounded::<CoreMsg>(PROPOSAL_QUEUE_CAPACITY);
+    let (core_tx, core_rx) = crate::raft::handle::core_channel();
     // Answers from the raft core to each front-end thread (reply.rs).
-    let (reply_txs, reply_rxs): (Vec<_>, Vec<_>) = (0..FRONT_END_THREADS).map(|_| flume::unbounded()).unzip();
+    let (reply_txs, reply_rxs): (Vec<_>, Vec<_>) = (0..FRONT_END_THREADS).map(|_| crate::reply::home_channel()).unzip();
     let (ready_tx, ready_rx) = crossbeam::channel::bounded(1);
     let membership = crate::cluster::Membership::new(cluster.clone());
     // Before the core: a member waits for its peers to elect a leader before it serves.
@@ -320,7 +320,7 @@ fn serve_front_end(
     ctx: Arc<Ctx>,
     compaction: crate::compactor::Policy,
     metrics: metrics_exporter_prometheus::PrometheusHandle,
-    replies: Vec<flume::Receiver<crate::reply::Batch>>,
+    replies: Vec<crate::reply::HomeRx>,
     tls: Option<Arc<rustls::ServerConfig>>,
 ) -> Result<(), String> {
     let (dealer, conns) = front_end::Dealer::new(replies.len());

@@ -27,7 +27,7 @@ pub async fn run(
     rx: flume::Receiver<ShardMsg>,
     status: Arc<ServerStatus>,
     (store, segment_bytes): (Store, u64),
-    homes: Vec<flume::Sender<reply::Batch>>,
+    homes: Vec<reply::HomeTx>,
     snapshots: Rc<Cell<usize>>,
 ) {
     let shard = Rc::new(ShardState {

@@ -81,7 +81,7 @@ pub fn start(
     stripes: Vec<StripeInit>,
     status: Arc<ServerStatus>,
     core: CoreTask,
-    homes: Vec<flume::Sender<reply::Batch>>,
+    homes: Vec<reply::HomeTx>,
 ) -> Result<(Shards, ShardThreads), String> {
     let count = stores.len();
     let segment_bytes = segment_bytes / count as u64;

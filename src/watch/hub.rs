@@ -41,7 +41,7 @@ struct Stream {
 
 /// Where a stream's responses go: gathered during a turn of the hub, sent at its end.
 struct Sink {
-    out: flume::Sender<Outgoing>,
+    out: tokio::sync::mpsc::UnboundedSender<Outgoing>,
     /// Bytes sent (or gathered) and not yet taken by the front end.
     queued: Arc<AtomicUsize>,
     pending: Vec<WireResponse>,
@@ -59,7 +59,7 @@ impl Sink {
     }
 
     fn gone(&self) -> bool {
-        self.out.is_disconnected()
+        self.out.is_closed()
     }
 
     fn send(&mut self, resp: impl Into<WireResponse>) {

@@ -56,7 +56,7 @@ pub struct Applied {
 }
 
 pub enum HubMsg {
-    Open { stream: u64, out: flume::Sender<Outgoing>, queued: Arc<AtomicUsize> },
+    Open { stream: u64, out: tokio::sync::mpsc::UnboundedSender<Outgoing>, queued: Arc<AtomicUsize> },
     Close { stream: u64 },
     /// `denied`: refused by an auth check (etcd's isWatchPermitted), answered as a cancel.
     Create { stream: u64, req: WatchCreateRequest, denied: Option<crate::error::Error> },
@@ -74,7 +74,9 @@ pub struct WatchHub {
 /// One open watch stream, as the front end holds it.
 pub struct StreamHandle {
     pub id: u64,
-    pub responses: flume::Receiver<Outgoing>,
+    /// tokio's channel, not flume: flume wakes a waiting receiver while it holds the channel's
+    /// lock, and the woken stream then blocked on that lock (see `reply.rs`).
+    pub responses: tokio::sync::mpsc::UnboundedReceiver<Outgoing>,
     pub queued: Arc<AtomicUsize>,
 }
 
@@ -85,7 +87,7 @@ impl WatchHub {
 
     pub async fn open(&self) -> Result<StreamHandle> {
         let id = self.next_stream.fetch_add(1, Ordering::Relaxed);
-        let (out, responses) = flume::unbounded();
+        let (out, responses) = tokio::sync::mpsc::unbounded_channel();
         let queued = Arc::new(AtomicUsize::new(0));
         self.send(HubMsg::Open { stream: id, out, queued: queued.clone() }).await?;
         Ok(StreamHandle { id, responses, queued })
