@@ -389,7 +389,7 @@ impl Driver {
             if !self.core.accepting() {
                 break;
             }
-            let Ok(msg) = rx.try_recv() else { break };
+            let std::task::Poll::Ready(Some(msg)) = crate::shard::mailbox::take_queued(rx) else { break };
             self.take(msg);
         }
     }

@@ -7,6 +7,7 @@
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::Arc;
+use std::task::Poll;
 
 use tokio::sync::oneshot;
 
@@ -24,7 +25,7 @@ const MAX_READS_PER_FLUSH: usize = 64;
 /// as separate tasks reading the store between writes; physical compaction waits for them.
 pub async fn run(
     id: usize,
-    rx: flume::Receiver<ShardMsg>,
+    mut rx: super::mailbox::ShardRx,
     status: Arc<ServerStatus>,
     (store, segment_bytes): (Store, u64),
     homes: Vec<reply::HomeTx>,
@@ -47,18 +48,18 @@ pub async fn run(
     let mut outbox = Outbox::new(homes);
     let mut unflushed = 0;
     loop {
-        let msg = match rx.try_recv() {
-            Ok(msg) => msg,
-            Err(flume::TryRecvError::Empty) => {
+        let msg = match super::mailbox::take_queued(&mut rx) {
+            Poll::Ready(Some(msg)) => msg,
+            Poll::Pending => {
                 // Nothing else queued: answer the front end before waiting.
                 outbox.flush();
                 unflushed = 0;
-                match rx.recv_async().await {
-                    Ok(msg) => msg,
-                    Err(_) => break,
+                match rx.recv().await {
+                    Some(msg) => msg,
+                    None => break,
                 }
             }
-            Err(flume::TryRecvError::Disconnected) => break,
+            Poll::Ready(None) => break,
         };
         // Answers wait only behind other reads (cheap), never behind writes, txns or snapshots.
         if unflushed >= MAX_READS_PER_FLUSH || !matches!(msg, ShardMsg::Range { .. }) {

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use glommio::{LocalExecutorBuilder, Placement, PoolPlacement};
 
 use super::actor;
-use super::mailbox::{Shards, SHARD_QUEUE_CAPACITY};
+use super::mailbox::{shard_channel, Shards};
 use crate::mvcc::store::Store;
 use crate::reply;
 use crate::status::ServerStatus;
@@ -86,25 +86,28 @@ pub fn start(
     let count = stores.len();
     let segment_bytes = segment_bytes / count as u64;
     assert!(count > 0 && stripes.len() == count);
-    let (senders, receivers): (Vec<_>, Vec<_>) = (0..count).map(|_| flume::bounded(SHARD_QUEUE_CAPACITY)).unzip();
+    let (senders, receivers): (Vec<_>, Vec<_>) = (0..count).map(|_| shard_channel()).unzip();
+    let weak_senders: Vec<_> = senders.iter().map(|s| s.downgrade()).collect();
     let shards = Shards::new(senders);
     let cpus = usable_cpus();
     let mut core = Some(core);
     let mut handles = Vec::with_capacity(count);
-    for (id, ((rx, store), stripe)) in receivers.into_iter().zip(stores).zip(stripes).enumerate() {
+    for (id, (((rx, store), stripe), queue)) in receivers.into_iter().zip(stores).zip(stripes).zip(weak_senders).enumerate() {
         // Shared so the closure is Clone (pinning may be retried unpinned); taken once.
-        let boot = Arc::new(std::sync::Mutex::new((core.take().map(|c| (c, shards.clone())), Some((store, stripe)))));
+        let boot = Arc::new(std::sync::Mutex::new((core.take().map(|c| (c, shards.clone())), Some((store, stripe, rx)))));
         let status = status.clone();
         let homes = homes.clone();
         let run = move || async move {
             let (core, owned) = boot.lock().map(|mut b| (b.0.take(), b.1.take())).unwrap_or((None, None));
-            let (store, stripe) = owned.expect("an executor starts once");
+            let (store, stripe, rx) = owned.expect("an executor starts once");
             // A snapshot's segment I/O completes through glommio's reactor, which does not run
             // while the stripe blocks the thread: while one is being written the shard is busy.
             let snapshots = Rc::new(Cell::new(0));
-            let (queued, writing) = (rx.clone(), snapshots.clone());
-            let busy: Option<ShardBusy> =
-                (count == 1).then(|| Box::new(move || !queued.is_empty() || writing.get() > 0) as ShardBusy);
+            let writing = snapshots.clone();
+            // Messages queued: a sender's view (the receiver is the actor's); none when every
+            // sender is gone (shutting down).
+            let queued = move || queue.upgrade().is_some_and(|s| s.capacity() < s.max_capacity());
+            let busy: Option<ShardBusy> = (count == 1).then(|| Box::new(move || queued() || writing.get() > 0) as ShardBusy);
             glommio::spawn_local(run_stripe(stripe, busy, status.clone())).detach();
             glommio::spawn_local(release_freed_memory()).detach();
             if let Some((core, shards)) = core {
