@@ -50,6 +50,11 @@ pub fn shard_channel() -> (ShardTx, ShardRx) {
     tokio::sync::mpsc::channel(SHARD_QUEUE_CAPACITY)
 }
 
+/// Messages waiting in a shard's queue, as a sender sees it (the receiver is the shard's).
+pub fn queued_messages(tx: &ShardTx) -> usize {
+    tx.max_capacity() - tx.capacity()
+}
+
 /// The next queued message without waiting: `Ready(Some(msg))`, `Ready(None)` once every
 /// sender is gone, `Pending` when none is ready. Not tokio's `try_recv`: finding a message
 /// another thread is still pushing, it parks the whole thread until the push completes (the
@@ -75,7 +80,7 @@ impl Shards {
 
     /// Messages waiting in each shard's queue.
     pub fn queue_depths(&self) -> Vec<usize> {
-        self.senders.iter().map(|s| s.max_capacity() - s.capacity()).collect()
+        self.senders.iter().map(queued_messages).collect()
     }
 
     pub fn owner(&self, key: &[u8]) -> usize {

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use glommio::{LocalExecutorBuilder, Placement, PoolPlacement};
 
 use super::actor;
-use super::mailbox::{shard_channel, Shards};
+use super::mailbox::{queued_messages, shard_channel, Shards};
 use crate::mvcc::store::Store;
 use crate::reply;
 use crate::status::ServerStatus;
@@ -104,9 +104,8 @@ pub fn start(
             // while the stripe blocks the thread: while one is being written the shard is busy.
             let snapshots = Rc::new(Cell::new(0));
             let writing = snapshots.clone();
-            // Messages queued: a sender's view (the receiver is the actor's); none when every
-            // sender is gone (shutting down).
-            let queued = move || queue.upgrade().is_some_and(|s| s.capacity() < s.max_capacity());
+            // None queued once every sender is gone (shutting down).
+            let queued = move || queue.upgrade().is_some_and(|s| queued_messages(&s) > 0);
             let busy: Option<ShardBusy> = (count == 1).then(|| Box::new(move || queued() || writing.get() > 0) as ShardBusy);
             glommio::spawn_local(run_stripe(stripe, busy, status.clone())).detach();
             glommio::spawn_local(release_freed_memory()).detach();
