@@ -115,6 +115,7 @@ fn config(stripes: usize, snapshot_count: u64, boots: u64) -> CoreConfig {
         request_timeout_ticks: 1000,
         catch_up_entries: 0,
         force_new_cluster: false,
+        quiet_snapshot_ticks: 50,
     }
 }
 

@@ -240,6 +240,7 @@ impl Node {
             request_timeout_ticks: REQUEST_TIMEOUT_TICKS,
             catch_up_entries,
             force_new_cluster: std::mem::take(&mut self.force_next_boot),
+            quiet_snapshot_ticks: 50,
         };
         self.core = Some(Core::new(&cfg, &rec, point.as_ref()).expect("core starts"));
         self.model = self.disk.snapshot.as_ref().map_or_else(Model::default, |(_, m)| m.clone());

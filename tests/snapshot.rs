@@ -328,7 +328,9 @@ async fn large_values_bring_a_snapshot_before_the_count() {
         c.put(format!("big/{i:03}"), value(i), None).await.unwrap();
     }
     let m = manifest_when(&s.data_dir, |m| m["index"].as_u64().unwrap_or(0) > 0).await;
-    assert!(m["rev"].as_i64().unwrap() >= 64, "the snapshot holds the budget's worth of puts at least: {m}");
+    let rev = m["rev"].as_i64().unwrap();
+    assert!(rev >= 64, "the snapshot holds the budget's worth of puts at least: {m}");
+    assert!(rev < 81, "ordered by the budget while the puts went on, not once they stopped: {m}");
     drop(c);
     s.kill();
     s.restart();
@@ -337,5 +339,40 @@ async fn large_values_bring_a_snapshot_before_the_count() {
     for i in [0, 41, 79] {
         let got = c.get(format!("big/{i:03}"), None).await.unwrap();
         assert!(got.kvs()[0].value() == value(i).as_slice(), "big/{i:03} reads back whole");
+    }
+}
+
+/// Writes that stop with a few MiB written since the last snapshot (under the count and the
+/// byte budget) are snapshotted once the server has been quiet for 5 s: their values leave
+/// the heap for the segment's mapping; a restart reads them back from it.
+#[tokio::test]
+async fn a_quiet_server_snapshots_what_it_holds() {
+    let mut s = common::Server::start(&["--shards", "1"]);
+    let mut c = s.client().await;
+    let value = |i: usize| vec![b'a' + (i % 26) as u8; 1 << 20];
+    for i in 0..6 {
+        c.put(format!("big/{i}"), value(i), None).await.unwrap();
+    }
+    let started = std::time::Instant::now();
+    let path = s.data_dir.join("member/snap/manifest.json");
+    let mut snapshot = None;
+    for _ in 0..300 {
+        snapshot = common::read_checked_json(&path).filter(|m| m["index"].as_u64().unwrap_or(0) > 0);
+        if snapshot.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let m = snapshot.expect("a snapshot within 15 s of the last write");
+    assert!(started.elapsed() >= std::time::Duration::from_secs(4), "not before the server was quiet: {m}");
+    assert_eq!(m["rev"].as_i64(), Some(7), "it holds every put: {m}");
+    drop(c);
+    s.kill();
+    s.restart();
+    assert!(s.log().contains("loaded snapshot"), "{}", s.log());
+    let mut c = s.client().await;
+    for i in [0, 5] {
+        let got = c.get(format!("big/{i}"), None).await.unwrap();
+        assert!(got.kvs()[0].value() == value(i).as_slice(), "big/{i} reads back whole");
     }
 }

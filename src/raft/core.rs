@@ -106,6 +106,9 @@ pub struct CoreConfig {
     pub catch_up_entries: u64,
     /// `--force-new-cluster` on a member with data (`force_new.rs`).
     pub force_new_cluster: bool,
+    /// Ticks without an applied request after which a snapshot moves what the shards hold on
+    /// their heaps into segments (`snapshots.rs`).
+    pub quiet_snapshot_ticks: u64,
 }
 
 /// What the driver must do. `W` answers a write, `R` a read, barrier or snapshot request.
@@ -216,7 +219,7 @@ impl<W, R> Core<W, R> {
             // Replayed entries a follower has not applied yet (not known committed) must stay
             // replayable after a snapshot below them.
             log: LogWriter::new(cfg.stripes, recovered.last_seq, recovered.max_seq_found, recovered.entries.last().map(|e| (recovered.first_seq.max(1), e.index))),
-            snapshots: Schedule::new(cfg.snapshot_count),
+            snapshots: Schedule::new(cfg.snapshot_count, cfg.quiet_snapshot_ticks),
             after_persist: VecDeque::new(),
             out: Output::default(),
             ticks: 0,
@@ -321,6 +324,7 @@ impl<W, R> Core<W, R> {
     /// One heartbeat interval passed: raft's clock, and the request timeouts'.
     pub fn tick(&mut self) {
         self.ticks += 1;
+        self.snapshots.tick();
         if !self.installs.holding_ready() {
             self.raw.tick();
             self.report_overdue_snapshots();

@@ -276,6 +276,7 @@ impl Driver {
             request_timeout_ticks: timeout.as_nanos().div_ceil(cfg.heartbeat.as_nanos().max(1)) as u64,
             catch_up_entries: super::core::CATCH_UP_ENTRIES,
             force_new_cluster: cfg.force_new_cluster,
+            quiet_snapshot_ticks: super::snapshots::QUIET_AFTER.as_nanos().div_ceil(cfg.heartbeat.as_nanos().max(1)) as u64,
         };
         let point = snap.as_ref().map(|m| SnapPoint {
             index: m.index,
