@@ -1,4 +1,7 @@
-//! Server (and load generator) resource readings from /proc: CPU ticks and resident memory.
+//! Server (and load generator) resource readings from /proc: CPU ticks and resident memory;
+//! and the size of a data dir.
+
+use std::path::Path;
 
 /// utime+stime of `pid` in clock ticks.
 pub fn cpu_ticks(pid: i32) -> Option<u64> {
@@ -36,4 +39,26 @@ pub fn cpu_us_per(before: Option<u64>, after: Option<u64>, units: u64) -> Option
         }
         _ => None,
     }
+}
+
+/// Sum of the lengths of the files under `p` (du --apparent-size), without following symlinks.
+pub fn dir_bytes(p: &Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![p.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let Ok(m) = e.path().symlink_metadata() else {
+                continue;
+            };
+            if m.is_dir() {
+                stack.push(e.path());
+            } else if m.is_file() {
+                total += m.len();
+            }
+        }
+    }
+    total
 }

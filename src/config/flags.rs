@@ -102,7 +102,7 @@ pub(super) static FLAGS: &[Spec] = &[
     ours("discovery-srv-name", Ty::Str, "", "Service name to query when using DNS discovery."),
     ours("force-new-cluster", Ty::Bool, "false", "Force to create a new one member cluster."),
     ours("shards", Ty::Uint, "0", "(ballast) Number of shards; 0 means the usable cores less the 2 front-end threads, at least 1."),
-    ours("wal-segment-bytes", Ty::Uint, "67108864", "(ballast) Size of a preallocated WAL segment file."),
+    ours("wal-segment-bytes", Ty::Uint, "16777216", "(ballast) Size of a preallocated WAL segment file."),
     ours("cert-file", Ty::Str, "", "Path to the client server TLS cert file."),
     ours("key-file", Ty::Str, "", "Path to the client server TLS key file."),
     ours("client-cert-auth", Ty::Bool, "false", "Enable client cert authentication."),

@@ -56,7 +56,7 @@ pub use validate::tls_version;
 
 /// Version ballast reports to clients as its etcd cluster/server version.
 pub const DEFAULT_COMPAT_VERSION: &str = "3.5.23";
-pub const DEFAULT_WAL_SEGMENT_BYTES: u64 = 64 << 20;
+pub const DEFAULT_WAL_SEGMENT_BYTES: u64 = 16 << 20;
 const MIN_WAL_SEGMENT_BYTES: u64 = 64 << 10;
 
 /// etcd's default --tls-min-version.

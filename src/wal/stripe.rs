@@ -51,7 +51,7 @@ const MAX_BATCHES_PER_WRITE: usize = 256;
 /// logical block size; 4096 also matches its physical block, so no read-modify-write).
 pub const WAL_BLOCK_BYTES: u64 = 4096;
 /// Released segments kept for reuse; more are deleted.
-const MAX_SPARE_SEGMENTS: usize = 2;
+const MAX_SPARE_SEGMENTS: usize = 1;
 /// The next segment is prepared once 1/this of the current one is written.
 const PREPARE_NEXT_AT_FRACTION: u64 = 8;
 /// How often a stripe that found the disk full tries again to prepare its next segment.

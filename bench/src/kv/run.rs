@@ -53,7 +53,7 @@ fn all_failed<'a>(t: &'a Target, plan: &'a Plan, e: &str, out: &mut KvRows<'a>) 
 async fn preload<'a>(
     t: &'a Target,
     plan: &'a Plan,
-    s: &mut Server,
+    (s, data): (&mut Server, &Path),
     c: &Compactor,
     out: &mut KvRows<'a>,
 ) -> Result<(), String> {
@@ -63,7 +63,7 @@ async fn preload<'a>(
     log(t, w, &res);
     let ok = match &res {
         Ok(r) => {
-            let settled = if plan.load_row { settled_rss(s).await } else { String::new() };
+            let settled = if plan.load_row { settled(s, data).await } else { String::new() };
             out.notes.push_str(&format!(
                 "- preload / {}: {} keys in {:.1} s ({:.0}/s), {} errors, RSS after it {} MiB{settled}\n",
                 t.name,
@@ -91,13 +91,15 @@ async fn preload<'a>(
 /// 1M keys (~6 s here), after which values written during it are mapped from disk, not held.
 const SETTLE_SECS: u64 = 15;
 
-/// ", settled (N s idle) M MiB": the RSS once the server has been idle `SETTLE_SECS` after the
-/// load. The reading at the load's end depends on where it falls in the snapshot cycle; this
-/// one is what a server holding the data set keeps resident.
-async fn settled_rss(s: &Server) -> String {
+/// "; after N s idle: RSS M MiB, data dir D MiB" once the server has been idle `SETTLE_SECS`
+/// after the load. The reading at the load's end depends on where it falls in the snapshot
+/// cycle; this one is what a server holding the data set keeps resident and on disk (the
+/// data dir: the sum of its files' lengths, as `du --apparent-size`).
+async fn settled(s: &Server, data: &Path) -> String {
     tokio::time::sleep(std::time::Duration::from_secs(SETTLE_SECS)).await;
     let rss = s.pids().iter().map(|&p| ballast_bench::procstat::rss_mib(p)).sum();
-    format!(", settled ({SETTLE_SECS} s idle) {} MiB", mib(rss))
+    let disk = ballast_bench::procstat::dir_bytes(data) as f64 / (1 << 20) as f64;
+    format!("; after {SETTLE_SECS} s idle: RSS {} MiB, data dir {disk:.0} MiB", mib(rss))
 }
 
 fn mib(m: Option<f64>) -> String {
@@ -165,7 +167,7 @@ pub async fn run_target<'a>(
         return all_failed(t, plan, &e, out);
     }
     let compactor = Compactor::start(server.link(), plan.compact_every);
-    match preload(t, plan, &mut server, &compactor, out).await {
+    match preload(t, plan, (&mut server, &dir.join("data")), &compactor, out).await {
         Ok(()) => {
             for w in &plan.sustained {
                 sustained(t, w, &mut server, &compactor, out).await;

@@ -140,7 +140,7 @@ pub fn notes(rows: &[Row], targets: &[Target]) -> String {
 pub const LEGEND: &str = "\
 KV table: on one server per target, preloaded with the `--preload-keys` data set (the load row \
 measures that preload: 1000 clients / 100 connections, each key once, RSS after it; its note \
-adds the RSS after 15 s idle), each \
+adds the RSS and the data dir size after 15 s idle), each \
 workload runs for the stated duration while a compactor compacts (physical=false) every \
 `--compact-secs` at the revision it saw one interval earlier, and the target takes snapshots \
 at its default settings. Puts overwrite random preloaded keys, ranges read them, txn-cas \

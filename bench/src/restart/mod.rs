@@ -7,7 +7,7 @@ mod table;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use ballast_bench::procstat::{clk_tck, cpu_ticks, rss_mib};
+use ballast_bench::procstat::{clk_tck, cpu_ticks, dir_bytes, rss_mib};
 use ballast_bench::proto::etcdserverpb::kv_client::KvClient;
 use ballast_bench::proto::etcdserverpb::RangeRequest;
 use ballast_bench::report::{human, ms};
@@ -81,28 +81,6 @@ fn err_chain(e: &dyn std::error::Error) -> String {
         src = c.source();
     }
     s
-}
-
-/// Sum of the lengths of the files under `p` (du --apparent-size), without following symlinks.
-fn dir_bytes(p: &Path) -> u64 {
-    let mut total = 0;
-    let mut stack = vec![p.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in rd.flatten() {
-            let Ok(m) = e.path().symlink_metadata() else {
-                continue;
-            };
-            if m.is_dir() {
-                stack.push(e.path());
-            } else if m.is_file() {
-                total += m.len();
-            }
-        }
-    }
-    total
 }
 
 /// One Range of `k`; Ok(Some(value)) if present.
