@@ -17,7 +17,8 @@
 //! Checked at every step:
 //! * election safety: at most one leader per term;
 //! * log matching: an (index, term) pair written anywhere always holds the same entry, after
-//!   the same (index - 1, term) pair;
+//!   the same (index - 1, term) pair (except entries of a term a member lost in a crash with
+//!   the term itself, which never left it: `forget_lost_terms`);
 //! * leader completeness: a new leader of term t holds every entry applied anywhere while no
 //!   leader had a term of t or more;
 //! * state machine safety: every member applies the same entry (term and requests) at each
@@ -39,7 +40,8 @@
 //!
 //! `force_new_cluster_simulation` stops all members but one at a random point of a faulty run
 //! and restarts that one with `--force-new-cluster` (`src/raft/force_new.rs`): it must keep
-//! everything it applied, be the only member, lead and commit writes, also after a restart
+//! everything it applied up to the commit index on its disk (etcd discards what follows it),
+//! be the only member, lead and commit writes, also after a restart
 //! without the flag (`RAFT_SIM_FORCE_SEEDS`, default 300).
 //!
 //! The network never duplicates a forwarded proposal (MsgPropose): the leader would append it
@@ -128,6 +130,10 @@ struct Node {
     removing: bool,
     /// The next boot is with `--force-new-cluster`.
     force_next_boot: bool,
+    /// Forcing a new cluster was refused: this member's log removes it.
+    force_refused: bool,
+    /// The term of the hard state its last boot recovered.
+    recovered_term: u64,
 }
 
 struct World {
@@ -150,8 +156,8 @@ struct World {
     /// Term → its leader.
     leaders: HashMap<u64, u64>,
     max_leader_term: u64,
-    /// (index, term) → (entry hash, term before it).
-    entries: HashMap<(u64, u64), (u64, Option<u64>)>,
+    /// (index, term) → (entry hash, term before it, the members that wrote it as a bit set).
+    entries: HashMap<(u64, u64), (u64, Option<u64>, u64)>,
     /// Index → (term, requests, the highest leader term when first applied).
     applied: BTreeMap<u64, (u64, Vec<u64>, u64)>,
     tag_index: HashMap<u64, u64>,
@@ -216,6 +222,8 @@ impl Node {
             removed: false,
             removing: false,
             force_next_boot: false,
+            force_refused: false,
+            recovered_term: 0,
         }
     }
 
@@ -227,6 +235,7 @@ impl Node {
         let stripes = self.stripes.len();
         let (rec, disk) = recover(std::mem::take(&mut self.disk), stripes);
         self.disk = disk;
+        self.recovered_term = rec.hard_state.term;
         let point = self.disk.snapshot.as_ref().map(|(o, _)| snap_point(o, descriptor(self.id, o.index)));
         let cfg = CoreConfig {
             id: self.id,
@@ -242,7 +251,17 @@ impl Node {
             force_new_cluster: std::mem::take(&mut self.force_next_boot),
             quiet_snapshot_ticks: 50,
         };
-        self.core = Some(Core::new(&cfg, &rec, point.as_ref()).expect("core starts"));
+        let core = Core::new(&cfg, &rec, point.as_ref());
+        if let Err(why) = &core {
+            // A member whose durable log commits its own removal (not applied yet when it was
+            // picked) cannot force a new cluster; it stays down.
+            if cfg.force_new_cluster && why.contains("is not a member of its cluster any more") {
+                self.force_refused = true;
+                self.removed = true;
+                return;
+            }
+        }
+        self.core = Some(core.expect("core starts"));
         self.model = self.disk.snapshot.as_ref().map_or_else(Model::default, |(_, m)| m.clone());
         self.stripes.iter_mut().for_each(VecDeque::clear);
         self.running_snapshot = None;
@@ -646,12 +665,13 @@ impl World {
             let before = node.log.get(&(e.index - 1)).copied();
             node.log.insert(e.index, e.term);
             let key = (e.index, e.term);
-            let value = (hash(&e.data), before);
-            let held = *self.entries.entry(key).or_insert(value);
+            let value = (hash(&e.data), before, 0);
+            let held = self.entries.entry(key).or_insert(value);
             assert_eq!(held.0, value.0, "entry ({}, term {}) written with two contents", e.index, e.term);
             if let (Some(a), Some(b)) = (held.1, value.1) {
                 assert_eq!(a, b, "entry ({}, term {}) follows term {a} on one member and {b} on another", e.index, e.term);
             }
+            held.2 |= 1 << at;
         }
         node.stripes[stripe].push_back(batch);
     }
@@ -868,8 +888,14 @@ impl World {
             learners: order.learners.clone(),
             members: members.clone(),
         };
-        let (conf_voters, conf_learners) = (members.voters(), members.learners());
-        assert_eq!((sorted(&order.voters), sorted(&order.learners)), (sorted(&conf_voters), sorted(&conf_learners)), "the snapshot's raft configuration is not its member list's");
+        // The same members; raft's voters are listed as voters. (A learner whose peer URLs were
+        // updated is listed as a voter, as etcd 3.5 lists it, though raft keeps it a learner:
+        // `conf_change::apply`.)
+        let listed: Vec<u64> = members.members.iter().map(|m| m.id).collect();
+        let in_conf: Vec<u64> = order.voters.iter().chain(&order.learners).copied().collect();
+        assert_eq!(sorted(&in_conf), sorted(&listed), "the snapshot's raft configuration is not its member list's");
+        let listed_voters = members.voters();
+        assert!(order.voters.iter().all(|v| listed_voters.contains(v)), "the snapshot's raft voters {:?} are not all voters in its member list", order.voters);
         self.nodes[at].disk.snapshot = Some((snap, model.clone()));
         if self.faults && self.rng.chance(10) {
             return self.crash(at, 0); // after the manifest, before the core heard of it
@@ -920,6 +946,21 @@ impl World {
         self.log(|| format!("{}: restart from {} batches", at + 1, self.nodes[at].disk.batches.len()));
         let (boots, initial, settings) = (self.boots, self.initial.clone(), (self.snapshot_count, self.catch_up_entries));
         self.nodes[at].boot(boots, &initial, settings);
+        self.forget_lost_terms(at);
+    }
+
+    /// Entries of a term this member wrote but lost in a crash with the term itself (a single
+    /// voter leads as it campaigns; its hard state was not durable yet) may be written again
+    /// with other contents when it leads that term again: none of them left the member (the
+    /// core sends nothing before its term is durable), so they count as never written by it.
+    fn forget_lost_terms(&mut self, at: usize) {
+        let term = self.nodes[at].recovered_term;
+        self.entries.retain(|&(_, t), v| {
+            if t > term {
+                v.2 &= !(1 << at);
+            }
+            v.2 != 0
+        });
     }
 
     /// Quorum loss, then `--force-new-cluster`: every member but `survivor` stops for good,
@@ -937,7 +978,13 @@ impl World {
         }
         self.network.clear();
         self.partition = None;
-        let kept = self.nodes[survivor].model.clone();
+        // It dies first (its batches in flight written or lost); what it keeps is what it
+        // applied up to the commit index on its disk: entries applied after a commit index
+        // that never became durable are discarded with the uncommitted ones, as etcd's
+        // --force-new-cluster discards what follows the WAL's commit index.
+        self.crash(survivor, 1);
+        self.nodes[survivor].down_steps = 0;
+        let kept = self.durable_model(survivor);
         self.log(|| format!("{}: force new cluster, applied {}", survivor + 1, kept.index));
         self.applied.retain(|&i, _| i <= kept.index);
         self.tag_index.retain(|_, &mut i| i <= kept.index);
@@ -949,8 +996,21 @@ impl World {
         self.acked_tags.retain(|t| kept.tags.contains(t));
         self.observed = kept.index;
         self.nodes[survivor].force_next_boot = true;
-        self.crash(survivor, 0);
+        self.restart(survivor);
         kept.tags
+    }
+
+    /// What a member that is down applied up to the commit index its disk recorded (at least
+    /// its snapshot's).
+    fn durable_model(&mut self, at: usize) -> Model {
+        let node = &mut self.nodes[at];
+        let applied = node.model.clone();
+        let (rec, disk) = recover(std::mem::take(&mut node.disk), node.stripes.len());
+        node.disk = disk;
+        let snapshot = node.disk.snapshot.as_ref().map_or(0, |(o, _)| o.index);
+        let index = rec.hard_state.commit.max(snapshot).min(applied.index);
+        let tags = self.applied.range(..=index).flat_map(|(_, (_, tags, _))| tags.iter().copied()).filter(|t| applied.tags.contains(t)).collect();
+        Model { index, tags }
     }
 
     /// Faults stop: every member up, the network whole and reliable, disks fast. Then a leader
@@ -1145,6 +1205,9 @@ fn run_force_seed(seed: u64, trace: bool) -> bool {
     let Some(s) = survivor else { return false };
     let id = world.nodes[s].id;
     let kept = world.force_new_cluster(s);
+    if world.nodes[s].force_refused {
+        return false;
+    }
     world.heal();
     let only_self = |world: &World| world.nodes[s].core.as_ref().expect("up").members().members.iter().map(|m| m.id).collect::<Vec<_>>() == [id];
     assert!(only_self(&world), "member {id} is not alone after forcing a new cluster");

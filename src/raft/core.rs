@@ -55,9 +55,9 @@ use raft::{Config as RaftConfig, RawNode, SnapshotStatus, StateRole};
 use super::conf_change::{self, MemberChange};
 use super::installs::{status_message, Installs, STATUS_TIMEOUT_ELECTIONS};
 pub use super::installs::{FetchOrder, InstallOrder};
-use super::log_writer::{LogWriter, WalWrite};
+use super::log_writer::{LogWriter, Span, WalWrite};
 use super::proposals::{ConfOutcome, Proposals, ToApply};
-use super::reads::Reads;
+use super::reads::{PeerRead, Reads};
 use super::snapshots::{Schedule, SnapshotOrder};
 use super::storage::LogStore;
 pub use super::storage::SnapPoint;
@@ -157,6 +157,9 @@ pub struct Core<W, R> {
     snapshots: Schedule<R>,
     /// (ready number, messages raft may send only once that ready is durable).
     after_persist: VecDeque<(u64, Vec<Message>)>,
+    /// The ready that wrote a new term to the hard state, until it is durable: every message
+    /// waits for its ready's durability meanwhile (`handle_ready`).
+    term_ready: Option<u64>,
     out: Output<W, R>,
     /// Ticks since boot: the clock of request timeouts.
     ticks: u64,
@@ -218,9 +221,10 @@ impl<W, R> Core<W, R> {
             reads: Reads::new(cfg.id, cfg.first_proposal_id, timeout, (cfg.election_ticks / 2) as u64),
             // Replayed entries a follower has not applied yet (not known committed) must stay
             // replayable after a snapshot below them.
-            log: LogWriter::new(cfg.stripes, recovered.last_seq, recovered.max_seq_found, recovered.entries.last().map(|e| (recovered.first_seq.max(1), e.index))),
+            log: LogWriter::new(cfg.stripes, recovered.last_seq, recovered.max_seq_found, replayed_span(recovered)),
             snapshots: Schedule::new(cfg.snapshot_count, cfg.quiet_snapshot_ticks),
             after_persist: VecDeque::new(),
+            term_ready: None,
             out: Output::default(),
             ticks: 0,
             leader_seen,
@@ -389,6 +393,13 @@ impl<W, R> Core<W, R> {
             }
             // A held ready must be advanced before raft changes: the message is lost.
             _ if self.installs.holding_ready() => return Ok(()),
+            // A follower's ReadIndex rides on this leader's own (`reads.rs`); raft-rs would
+            // drop it now anyway unless the leader has committed an entry of its term.
+            MessageType::MsgReadIndex if msg.from != self.raw.raft.id && msg.entries.len() == 1 && self.is_leader() && self.committed_in_current_term() => {
+                let read = PeerRead { peer: msg.from, ctx: msg.entries[0].data.to_vec() };
+                self.reads.queue_peer(read, self.ticks);
+                return Ok(());
+            }
             _ => {}
         }
         match self.raw.step(msg) {
@@ -410,7 +421,7 @@ impl<W, R> Core<W, R> {
         // its term, or a follower that knows a leader (who may still drop it: `reads.rs`).
         let leader = self.raw.raft.leader_id;
         if (self.is_leader() && self.committed_in_current_term()) || (!self.is_leader() && leader != raft::INVALID_ID) {
-            if let Some(ctx) = self.reads.ask(self.ticks) {
+            if let Some(ctx) = self.reads.ask(self.ticks, self.is_leader()) {
                 self.raw.read_index(ctx);
             }
         }
@@ -691,13 +702,32 @@ impl<W, R> Core<W, R> {
                 self.snapshots.soon();
             }
         }
-        self.out.messages.extend(rd.take_messages());
-        let persisted_messages = rd.take_persisted_messages();
+        let stored_term = self.raw.store().rl().hard_state().term;
+        if rd.hs().is_some_and(|hs| hs.term != stored_term) {
+            self.term_ready = Some(rd.number());
+        }
+        let mut persisted_messages = rd.take_persisted_messages();
+        if self.term_ready.is_some() {
+            // No message leaves before this member's term is durable: a single voter leads as
+            // it campaigns, in one ready, and raft-rs sends a leader's appends at once; had
+            // its learners got entries of a term it then lost in a crash, it could lead that
+            // term again with other entries at those indexes, and a learner would keep its own
+            // (same index, same term: raft takes them for the same entry).
+            let mut now = rd.take_messages();
+            now.append(&mut persisted_messages);
+            persisted_messages = now;
+        } else {
+            self.out.messages.extend(rd.take_messages());
+        }
         if !persisted_messages.is_empty() {
             self.after_persist.push_back((rd.number(), persisted_messages));
         }
         for rs in rd.take_read_states() {
-            self.reads.answered(&rs.request_ctx, rs.index);
+            let (leading, id, term) = (self.is_leader(), self.raw.raft.id, self.raw.raft.term);
+            let peer_reads = self.reads.answered(&rs.request_ctx, rs.index);
+            // (A read state reaches a member that no longer leads only for a request it
+            // forwarded as a follower: the followers' requests in it are dropped.)
+            self.out.messages.extend(peer_reads.into_iter().filter(|_| leading).map(|p| read_index_answer(id, term, rs.index, p)));
         }
         if !rd.snapshot().is_empty() {
             // raft-rs hands out no committed entries with a snapshot; the ready waits for the
@@ -835,6 +865,7 @@ impl<W, R> Core<W, R> {
         // A removed leader is not in raft's progress any more: raft-rs would panic on its own.
         if let Some(number) = number.filter(|_| !self.removed) {
             self.raw.on_persist_ready(number);
+            self.term_ready = self.term_ready.filter(|&t| t > number);
             // An installed snapshot counts as applied once raft counts it persisted.
             if let Some(index) = self.applied_to_after_persist.filter(|&i| self.raw.raft.raft_log.persisted >= i) {
                 self.raw.advance_apply_to(index);
@@ -875,4 +906,25 @@ impl<W, R> Core<W, R> {
 fn in_conf(msg: &Message, id: u64) -> bool {
     let cs = msg.get_snapshot().get_metadata().get_conf_state();
     cs.voters.contains(&id) || cs.learners.contains(&id)
+}
+
+/// raft-rs's answer to a follower's ReadIndex: the read index and the follower's context; the
+/// term is this leader's, whose entry is at the index (it answers only once it committed one).
+fn read_index_answer(leader: u64, term: u64, index: u64, read: PeerRead) -> Message {
+    let mut m = Message::default();
+    m.set_msg_type(MessageType::MsgReadIndexResp);
+    m.from = leader;
+    m.to = read.peer;
+    m.term = term;
+    m.index = index;
+    let mut ctx = Entry::default();
+    ctx.data = read.ctx.into();
+    m.set_entries(vec![ctx].into());
+    m
+}
+
+/// The batches WAL replay brought back, as one span (`LogWriter::new`).
+fn replayed_span(recovered: &Recovered) -> Option<Span> {
+    let (first, last) = (recovered.entries.first()?, recovered.entries.last()?);
+    Some(Span { seq: recovered.first_seq.max(1), first: first.index, last: last.index })
 }

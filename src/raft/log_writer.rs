@@ -32,17 +32,17 @@ pub struct LogWriter<B> {
     persisted: BTreeSet<u64>,
     /// The newest batch durable with every batch before it.
     durable_seq: u64,
-    /// (batch seq, last raft index) of the batches a future snapshot may still need.
-    batch_index: VecDeque<(u64, u64)>,
+    /// The batches a future snapshot's replay may still need, in order.
+    batch_index: VecDeque<Span>,
     /// Waiters for a batch sequence to be durable (disk barriers).
     barriers: Vec<(u64, B)>,
 }
 
 impl<B> LogWriter<B> {
     /// `last_seq`: the last batch recovery replayed; `durable_seq`: the newest batch on disk;
-    /// `replayed`: (the first batch replayed, the last entry index replayed), when replay
-    /// brought back entries (a snapshot before that index must replay them again).
-    pub fn new(stripes: usize, last_seq: u64, durable_seq: u64, replayed: Option<(u64, u64)>) -> LogWriter<B> {
+    /// `replayed`: the first batch replayed with the first and last entry index replayed, when
+    /// replay brought back entries (a snapshot before the last must replay them again).
+    pub fn new(stripes: usize, last_seq: u64, durable_seq: u64, replayed: Option<Span>) -> LogWriter<B> {
         assert!(stripes > 0, "a log needs at least one stripe");
         LogWriter {
             stripes,
@@ -68,8 +68,8 @@ impl<B> LogWriter<B> {
     pub fn write(&mut self, entries: Vec<Entry>, hard_state: HardState) -> WalWrite {
         self.wal_seq += 1;
         let seq = self.wal_seq;
-        if let Some(e) = entries.last() {
-            self.batch_index.push_back((seq, e.index));
+        if let (Some(first), Some(last)) = (entries.first(), entries.last()) {
+            self.batch_index.push_back(Span { seq, first: first.index, last: last.index });
         }
         let stripe = (seq % self.stripes as u64) as usize;
         WalWrite { stripe, batch: Batch { seq, hard_state, entries } }
@@ -123,15 +123,77 @@ impl<B> LogWriter<B> {
     /// A snapshot from the leader replaced the log: WAL replay after it starts at batch `seq`,
     /// and batches before it (entries of the replaced log) never count for a later snapshot.
     pub fn forget_before(&mut self, seq: u64) {
-        self.batch_index.retain(|&(s, _)| s >= seq);
+        self.batch_index.retain(|b| b.seq >= seq);
     }
 
-    /// The first batch holding an entry after `index`: WAL replay after a snapshot at `index`
-    /// starts there (the next batch to write when none does).
+    /// Where WAL replay after a snapshot at `index` starts (the next batch to write when no
+    /// batch holds an entry after it): the first batch holding an entry after `index` such that
+    /// no later batch rewrites the log from `index` or before. A follower's log rewritten by a
+    /// new leader from below `index` (batch 13 holds entry 14 after batches 10-12 held 21-23)
+    /// starts replay after the rewrite (at the batch holding 21 again): replayed from batch 10,
+    /// batch 13 would not continue the log. Batches before the start are forgotten: a later
+    /// snapshot's index is not lower.
     pub fn first_batch_after(&mut self, index: u64) -> u64 {
-        while self.batch_index.front().is_some_and(|&(_, last)| last <= index) {
-            self.batch_index.pop_front();
+        let mut start = None;
+        for (i, b) in self.batch_index.iter().enumerate() {
+            if b.first <= index + 1 {
+                // The log from here on is this batch's and its successors'.
+                start = (b.last > index).then_some(i);
+            } else if start.is_none() {
+                start = Some(i);
+            }
         }
-        self.batch_index.front().map_or(self.wal_seq + 1, |&(seq, _)| seq)
+        let Some(i) = start else {
+            self.batch_index.clear();
+            return self.wal_seq + 1;
+        };
+        self.batch_index.drain(..i);
+        self.batch_index[0].seq
+    }
+}
+
+/// A WAL batch's sequence number and the raft indexes of its first and last entry.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Span {
+    pub seq: u64,
+    pub first: u64,
+    pub last: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entries(first: u64, last: u64, term: u64) -> Vec<Entry> {
+        (first..=last).map(|index| Entry { index, term, ..Default::default() }).collect()
+    }
+
+    fn writer(spans: &[(u64, u64, u64)]) -> LogWriter<()> {
+        let mut log = LogWriter::new(1, 0, 0, None);
+        for &(first, last, term) in spans {
+            log.write(entries(first, last, term), HardState::default());
+        }
+        log
+    }
+
+    #[test]
+    fn replay_starts_at_the_first_batch_holding_an_entry_after_the_snapshot() {
+        let mut log = writer(&[(1, 5, 1), (6, 6, 1), (7, 12, 1), (13, 13, 1)]);
+        assert_eq!(log.first_batch_after(6), 3);
+        assert_eq!(log.first_batch_after(9), 3, "a batch reaching past the snapshot is replayed whole");
+        assert_eq!(log.first_batch_after(12), 4);
+        assert_eq!(log.first_batch_after(13), 5, "none after it: the next batch");
+    }
+
+    #[test]
+    fn replay_starts_after_a_rewrite_of_the_log_from_before_the_snapshot() {
+        // Batches 2-4 hold 21-23 of term 1; a new leader rewrote the log from 14 (batches 5, 6),
+        // then 21 and on again (batches 7, 8).
+        let mut log = writer(&[(20, 20, 1), (21, 21, 1), (22, 22, 1), (23, 23, 1), (14, 14, 2), (15, 20, 2), (21, 21, 2), (22, 30, 2)]);
+        assert_eq!(log.first_batch_after(20), 7);
+        let mut log = writer(&[(20, 20, 1), (21, 23, 1), (14, 25, 2)]);
+        assert_eq!(log.first_batch_after(20), 3, "the rewrite reaches past the snapshot: replayed from it");
+        let mut log = writer(&[(20, 20, 1), (21, 23, 1), (22, 22, 2)]);
+        assert_eq!(log.first_batch_after(20), 2, "a rewrite after the snapshot continues the replayed log");
     }
 }

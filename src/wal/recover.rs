@@ -24,8 +24,10 @@
 //! acknowledged: they are erased (with everything after them on their stripe); a batch beyond
 //! that window refuses. Batches below `start_seq` are covered by the snapshot (only their hard
 //! state still counts). A batch starting at an index already in the log replaces the tail from
-//! there (a raft conflict resolved before the crash). Every valid batch's commit index must be
-//! reached by the replayed log (with the snapshot): a batch is written with the commit index of
+//! there (a raft conflict resolved before the crash); one starting before the replayed log's
+//! first entry replaces all of it (a rewrite from below the snapshot, where a manifest of an
+//! older ballast started replay). Every valid batch's commit index must be reached by the
+//! replayed log (with the snapshot): a batch is written with the commit index of
 //! its time, which only counts entries already durable.
 
 use std::path::{Path, PathBuf};
@@ -286,10 +288,14 @@ pub fn append_batch(rec: &mut Recovered, batch: &Batch) -> Result<(), &'static s
     rec.hard_state = batch.hard_state.clone();
     let Some(first) = batch.entries.first() else { return Ok(()) };
     let first_index = rec.entries.first().map_or(first.index, |e| e.index);
-    if first.index < first_index || first.index > first_index + rec.entries.len() as u64 {
+    if first.index > first_index + rec.entries.len() as u64 {
         return Err("entry index not contiguous with the log");
     }
-    rec.entries.truncate((first.index - first_index) as usize);
+    // (A batch from before the replayed log's first entry: a new leader rewrote the log from
+    // below the snapshot, and a manifest of an older ballast started replay before the rewrite;
+    // it replaces the whole replayed log, which must still continue the snapshot, as
+    // `raft::storage::restore` checks.)
+    rec.entries.truncate(first.index.saturating_sub(first_index) as usize);
     rec.entries.extend(batch.entries.iter().cloned());
     Ok(())
 }
@@ -371,5 +377,18 @@ mod tests {
         let from3 = recover(&wal, 2, 1 << 16, 3, 0).unwrap();
         assert_eq!(from3.entries.iter().map(|e| e.index).collect::<Vec<_>>(), [3, 4]);
         let _ = std::fs::remove_dir_all(&wal);
+    }
+
+    #[test]
+    fn a_batch_from_before_the_replayed_log_replaces_it_and_a_gap_refuses() {
+        let mut rec = Recovered::default();
+        for b in [batch(10, 21), batch(11, 22), batch(13, 14), batch(14, 15), batch(15, 16)] {
+            append_batch(&mut rec, &b).unwrap();
+        }
+        assert_eq!(rec.entries.iter().map(|e| e.index).collect::<Vec<_>>(), [14, 15, 16]);
+        assert_eq!(rec.entries[0].data, vec![13u8], "the rewrite's entry");
+        append_batch(&mut rec, &batch(16, 15)).unwrap();
+        assert_eq!(rec.entries.iter().map(|e| e.index).collect::<Vec<_>>(), [14, 15]);
+        assert_eq!(append_batch(&mut rec, &batch(17, 17)), Err("entry index not contiguous with the log"));
     }
 }
