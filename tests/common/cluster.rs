@@ -12,6 +12,8 @@ use crate::common::{etcdctl_path, free_port, fresh_dir};
 /// How long a member may take to serve (its peers elect a leader first).
 pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
 const POLL_PAUSE: Duration = Duration::from_millis(50);
+/// Starts of a whole cluster when a port it was given was taken meanwhile.
+const PORT_ATTEMPTS: u32 = 5;
 
 extern "C" {
     #[link_name = "kill"]
@@ -96,14 +98,21 @@ impl Member {
     /// Waits (bounded) until the member serves clients; panics with its log if it exits or
     /// does not serve in time.
     pub fn wait_ready(&mut self, timeout: Duration) {
+        if let Err(why) = self.try_wait_ready(timeout) {
+            panic!("{why}");
+        }
+    }
+
+    /// As `wait_ready`, with Err(why, the log) instead of a panic when it exits first.
+    fn try_wait_ready(&mut self, timeout: Duration) -> Result<(), String> {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             if self.log().contains("ready to serve client requests") {
-                return;
+                return Ok(());
             }
             if let Some(status) = self.child.as_mut().expect("running").try_wait().unwrap() {
                 self.child = None;
-                panic!("{} exited ({status}) before serving; log:\n{}", self.name, self.log());
+                return Err(format!("{} exited ({status}) before serving; log:\n{}", self.name, self.log()));
             }
             std::thread::sleep(POLL_PAUSE);
         }
@@ -195,14 +204,24 @@ pub struct Cluster {
 
 impl Cluster {
     /// `n` members named infra1..n, started together; returns once every one serves.
+    /// `free_port` only finds ports free at that moment: when another test took one before a
+    /// member bound it, the whole cluster starts again on fresh ports (bounded; the peer ports
+    /// are in every member's `--initial-cluster`).
     pub fn start(n: usize) -> Cluster {
+        for _ in 1..PORT_ATTEMPTS {
+            let mut c = Cluster::unstarted(n, "ballast-test-cluster");
+            for i in 0..n {
+                c.spawn(i);
+            }
+            match c.members.iter_mut().try_for_each(|m| m.try_wait_ready(READY_TIMEOUT)) {
+                Ok(()) => return c,
+                Err(why) if why.contains("Address already in use") => continue, // dropped: killed
+                Err(why) => panic!("{why}"),
+            }
+        }
         let mut c = Cluster::unstarted(n, "ballast-test-cluster");
-        for i in 0..n {
-            c.spawn(i);
-        }
-        for m in &mut c.members {
-            m.wait_ready(READY_TIMEOUT);
-        }
+        (0..n).for_each(|i| c.spawn(i));
+        c.members.iter_mut().for_each(|m| m.wait_ready(READY_TIMEOUT));
         c
     }
 
