@@ -30,6 +30,14 @@ pub fn spare_path(dir: &std::path::Path, segment: u64) -> std::path::PathBuf {
     dir.join(format!("{segment:016x}.spare"))
 }
 
+/// A released segment being deleted (`<segment:016x>.deleting`): renamed, durably, before it is
+/// cut down piece by piece (`writeback::delete_paced`), so a crash meanwhile never leaves a
+/// cut `.wal` file for recovery to refuse; recovery ignores these files and a stripe deletes
+/// any left over when it opens.
+pub fn deleting_path(dir: &std::path::Path, segment: u64) -> std::path::PathBuf {
+    dir.join(format!("{segment:016x}.deleting"))
+}
+
 /// Creates a zero-filled segment of `size_bytes` atomically (write a temp file, fsync,
 /// rename, fsync the directory), so a crash never leaves a half-initialised segment. With
 /// `recycle`, a released segment's file is renamed and overwritten with zeros instead of a

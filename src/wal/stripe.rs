@@ -42,7 +42,7 @@ use glommio::io::{DmaBuffer, DmaFile, OpenOptions};
 
 use super::record::{encode, Batch};
 use super::recover::StripeState;
-use super::{create_segment, segment_path, spare_path, Position};
+use super::{create_segment, deleting_path, segment_path, spare_path, Position};
 use crate::metrics as m;
 
 /// Batches taken from the queue per write.
@@ -181,7 +181,7 @@ impl Stripe {
             max_seq: state.tail_max_seq,
             new_segment_bytes: align_up(new_segment_bytes),
             prepared: None,
-            spares: find_spares(&state.dir),
+            spares: find_spares_deleting_leftovers(&state.dir),
             dir: state.dir,
             own_ring: busy.map(OwnRing::new).transpose()?,
             status,
@@ -220,8 +220,17 @@ impl Stripe {
             }
             let path = segment_path(dir, segment);
             if spares.len() >= MAX_SPARE_SEGMENTS {
-                unlink.push(path);
-                return false;
+                let deleting = deleting_path(dir, segment);
+                return match std::fs::rename(&path, &deleting) {
+                    Ok(()) => {
+                        unlink.push(deleting);
+                        false
+                    }
+                    Err(e) => {
+                        crate::log::warn("cannot release wal segment", &[("segment", segment.to_string()), ("error", e.to_string())]);
+                        true
+                    }
+                };
             }
             let spare = spare_path(dir, segment);
             match std::fs::rename(&path, &spare) {
@@ -244,6 +253,9 @@ impl Stripe {
             // there, or comes back after a crash, holds only batches the snapshot covers.
             let dir = self.dir.clone();
             let release = glommio::executor().spawn_blocking(move || {
+                // The renames to `.deleting` are durable before any file is cut: a crash must
+                // not leave a cut segment under its `.wal` name (recovery refuses it).
+                crate::durable::sync_dir(&dir)?;
                 for path in &unlink {
                     if let Err(e) = crate::writeback::delete_paced(path) {
                         crate::log::warn("cannot delete released wal segment", &[("path", path.display().to_string()), ("error", e.to_string())]);
@@ -442,9 +454,17 @@ pub fn align_up(n: u64) -> u64 {
 }
 
 /// Spare segments left by an earlier run (`*.spare`).
-fn find_spares(dir: &std::path::Path) -> Vec<PathBuf> {
+/// The spare segments in `dir`; deletes the released segments a crash left half deleted
+/// (`deleting_path`).
+fn find_spares_deleting_leftovers(dir: &std::path::Path) -> Vec<PathBuf> {
     let Ok(rd) = std::fs::read_dir(dir) else { return Vec::new() };
-    rd.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "spare")).collect()
+    let paths: Vec<PathBuf> = rd.flatten().map(|e| e.path()).collect();
+    for p in paths.iter().filter(|p| p.extension().is_some_and(|x| x == "deleting")) {
+        if let Err(e) = std::fs::remove_file(p) {
+            crate::log::warn("cannot delete a released wal segment", &[("path", p.display().to_string()), ("error", e.to_string())]);
+        }
+    }
+    paths.into_iter().filter(|p| p.extension().is_some_and(|x| x == "spare")).collect()
 }
 
 fn fatal(msg: &str) -> ! {
