@@ -218,24 +218,10 @@ impl Stripe {
             if max_seq >= seq {
                 return true;
             }
-            let path = segment_path(dir, segment);
-            if spares.len() >= MAX_SPARE_SEGMENTS {
-                let deleting = deleting_path(dir, segment);
-                return match std::fs::rename(&path, &deleting) {
-                    Ok(()) => {
-                        unlink.push(deleting);
-                        false
-                    }
-                    Err(e) => {
-                        crate::log::warn("cannot release wal segment", &[("segment", segment.to_string()), ("error", e.to_string())]);
-                        true
-                    }
-                };
-            }
-            let spare = spare_path(dir, segment);
-            match std::fs::rename(&path, &spare) {
+            let (to, list) = if spares.len() >= MAX_SPARE_SEGMENTS { (deleting_path(dir, segment), &mut unlink) } else { (spare_path(dir, segment), &mut *spares) };
+            match std::fs::rename(segment_path(dir, segment), &to) {
                 Ok(()) => {
-                    spares.push(spare);
+                    list.push(to);
                     false
                 }
                 Err(e) => {
