@@ -261,12 +261,13 @@ impl Store {
         (keys, None)
     }
 
-    /// Points the values of `e`'s records (as written to a segment) into the segment's
-    /// mapping, off the heap and out of older segments. Records gone since are left alone.
-    pub fn adopt_mapped(&mut self, map: &std::sync::Arc<super::value::Mapping>, e: &super::segment::ArchivedSegEntry) {
-        let Some(mut entry) = self.keys.get_mut(e.key.as_slice()) else { return };
-        for r in e.records.iter() {
-            let Some(value) = entry.value_mut(Rev::new(r.mod_rev.to_native(), r.sub.to_native())) else { continue };
+    /// Points the values of `k`'s records (as read back from the segment just written, values
+    /// in `map`) into that mapping, off the heap and out of older segments. Records gone since
+    /// are left alone.
+    pub fn adopt_mapped(&mut self, map: &std::sync::Arc<super::value::Mapping>, k: &SegKey) {
+        let Some(mut entry) = self.keys.get_mut(k.key.as_slice()) else { return };
+        for r in &k.records {
+            let Some(value) = entry.value_mut(r.rev()) else { continue };
             // A record is immutable once written: same key and revision, same value. Values
             // in an older segment move too, so the older mapping (and its deleted file) goes.
             let elsewhere = match value {
@@ -274,7 +275,7 @@ impl Store {
                 Value::Mapped(m) => !m.is_in(map),
             };
             if elsewhere && value.len() == r.value.len() {
-                *value = Value::mapped_or_copied(map, r.value.as_slice());
+                *value = r.value.clone();
             }
         }
     }

@@ -45,11 +45,11 @@ impl ShardState {
     async fn adopt_segment(&self, path: &std::path::Path) -> Result<(), String> {
         let mut reader = segment::Reader::open(path)?;
         let map = reader.mapping().clone();
-        while let Some(chunk) = reader.next_chunk()? {
+        while let Some(keys) = reader.next_chunk()? {
             {
                 let mut store = self.store.borrow_mut();
-                for e in chunk.keys.iter() {
-                    store.adopt_mapped(&map, e);
+                for k in &keys {
+                    store.adopt_mapped(&map, k);
                 }
             }
             reader.release_read();
