@@ -131,19 +131,23 @@ fn unpack(chunk: &ArchivedChunk, map: &Arc<Mapping>) -> Result<Vec<SegKey>, Stri
     let (meta, mut values) = (chunk.meta.as_slice(), chunk.values.as_slice());
     let mut cur = meta;
     let mut keys = Vec::new();
+    let meta_at = meta.as_ptr() as usize - map.bytes().as_ptr() as usize;
     while !cur.is_empty() {
-        let at = meta.len() - cur.len();
-        let bad = |why: &str| format!("{why} in the key at byte {at} of its block's fields");
-        let field = |cur: &mut &[u8]| decode_varint(cur).map_err(|_| bad("a field past the end"));
+        let at = meta_at + meta.len() - cur.len();
+        let bad = |why: &str| format!("{why} in the key at offset {at}");
+        let field = |cur: &mut &[u8]| decode_varint(cur).map_err(|_| bad("a bad or truncated field"));
         let key_len = field(&mut cur)?;
-        let key = take(&mut cur, key_len).ok_or_else(|| bad("a key past the end"))?.to_vec();
+        let key = take(&mut cur, key_len).ok_or_else(|| bad("a key past the end of its block"))?.to_vec();
         let count = field(&mut cur)?;
+        if count == 0 {
+            return Err(bad("no records"));
+        }
         let mut records = Vec::with_capacity((count as usize).min(cur.len() / RECORD_MIN_BYTES));
         for _ in 0..count {
             let [mod_rev, sub, create_back, version, lease, len] = [(); 6].map(|_| field(&mut cur));
             let mod_rev = mod_rev? as i64;
             let sub = u32::try_from(sub?).map_err(|_| bad("a sub revision out of range"))?;
-            let value = take(&mut values, len?).ok_or_else(|| bad("a value past the end"))?;
+            let value = take(&mut values, len?).ok_or_else(|| bad("a value past the end of its block"))?;
             let (create_rev, version, lease) = (mod_rev.wrapping_sub(create_back? as i64), version? as i64, lease? as i64);
             records.push(Record { mod_rev, sub, create_rev, version, lease, value: Value::mapped_or_copied(map, value) });
         }
@@ -256,6 +260,9 @@ impl Reader {
             Some(m) if m == MAGIC_V3 => true,
             Some(m) if m == MAGIC_V2 => {
                 return Err(format!("snapshot segment {}: written by an older ballast (format 2 at offset 0, before sub revisions); this version cannot read it", path.display()))
+            }
+            Some(m) if m.starts_with(b"BSEG") => {
+                return Err(format!("snapshot segment {}: written by a newer ballast (format {} at offset 0); this version reads formats 3 and 4", path.display(), String::from_utf8_lossy(&m[4..])))
             }
             _ => return Err(format!("snapshot segment {}: not a ballast segment (magic at offset 0)", path.display())),
         };
@@ -382,7 +389,7 @@ mod tests {
         let record = |mod_rev: i64, create_rev: i64, version: i64, lease: i64| Record { mod_rev, sub: u32::MAX, create_rev, version, lease, value: vec![7; 3].into() };
         let keys = vec![
             SegKey { key: vec![], records: vec![record(i64::MAX, 0, i64::MAX, i64::MIN), record(1, 2, -1, -1)] },
-            SegKey { key: vec![0xff; 300], records: vec![] },
+            SegKey { key: vec![0xff; 300], records: vec![record(3, 3, 1, 0)] },
         ];
         let bytes = rkyv::to_bytes::<rancor::Error>(&pack(&keys)).unwrap();
         let path = std::env::temp_dir().join(format!("ballast-segment-fields-{}", std::process::id()));
@@ -414,7 +421,17 @@ mod tests {
         let err_short = read(&path).unwrap_err();
         std::fs::remove_file(&path).unwrap();
         assert!(err.contains("at offset 8: 1 value bytes after the last key"), "{err}");
-        assert!(err_short.contains("at offset 8: a field past the end in the key at byte"), "{err_short}");
+        assert!(err_short.contains("at offset 8: a bad or truncated field in the key at offset"), "{err_short}");
+    }
+
+    /// A segment of a later format is refused as such, not as a stranger's file.
+    #[test]
+    fn later_format_is_refused_by_name() {
+        let path = std::env::temp_dir().join(format!("ballast-segment-later-{}", std::process::id()));
+        std::fs::write(&path, b"BSEG0009\0\0\0\0\0\0\0\0").unwrap();
+        let err = read(&path).unwrap_err();
+        std::fs::remove_file(&path).unwrap();
+        assert!(err.contains("written by a newer ballast (format 0009 at offset 0)"), "{err}");
     }
 
     /// The bytes of a segment are ballast's on-disk format: a change here needs a new MAGIC.

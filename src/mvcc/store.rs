@@ -275,6 +275,10 @@ impl Store {
                 Value::Mapped(m) => !m.is_in(map),
             };
             if elsewhere && value.len() == r.value.len() {
+                debug_assert!(match &r.value {
+                    Value::Inline(_) => true,
+                    Value::Mapped(m) => m.is_in(map),
+                });
                 *value = r.value.clone();
             }
         }
