@@ -449,6 +449,11 @@ impl<W, R> Core<W, R> {
         let done = self.reads.release(self.raw.raft.raft_log.applied);
         self.out.done.extend(done.into_iter().map(|r| (r, Ok(()))));
         self.order_install();
+        if self.raw.store().take_wanted() && !self.snapshots.is_running() {
+            // A member needs a snapshot that reaches the log (storage.rs): cut one now. (One
+            // running may not reach it either; raft asks again once it is offered.)
+            self.snapshots.soon();
+        }
         if !self.snapshots.is_due() || !self.may_snapshot() || self.installs.holding_ready() {
             return;
         }

@@ -7,11 +7,15 @@
 //! its raft position and conf state, and as data a small descriptor the driver understands
 //! (which snapshot files to fetch: `snapshot::install::Descriptor`), never the segments
 //! themselves. `MemStorage`'s own snapshot would carry no data (a follower would skip the
-//! entries and apply nothing in their place). Before the first durable snapshot there is none
-//! to offer, and raft's log is not compacted past it (`Core::trim_log`), so a follower behind
-//! the leader's first entry can always be sent one.
+//! entries and apply nothing in their place). With peers, raft's log is not compacted past the
+//! offered snapshot (`Core::trim_log`), so a follower behind the leader's first entry can be
+//! sent one. A single voter keeps no log behind what it applied: a member added later may need
+//! a snapshot newer than any offered (or the first one). Then the offered one is not sent (the
+//! member would install it and still miss the entries after it); `snapshot` says it is wanted
+//! instead (`take_wanted`) and the core orders one.
 
 use std::ops::Deref;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use raft::prelude::{ConfState, Entry, Snapshot};
@@ -46,9 +50,10 @@ impl SnapPoint {
     }
 }
 
-/// raft's log: `MemStorage`, offering the latest durable snapshot (see the module comment).
+/// raft's log: `MemStorage`, offering the latest durable snapshot, and whether raft asked for
+/// one that reaches the log and found none (see the module comment).
 #[derive(Clone, Default)]
-pub struct LogStore(MemStorage, Arc<RwLock<Option<Snapshot>>>);
+pub struct LogStore(MemStorage, Arc<RwLock<Option<Snapshot>>>, Arc<AtomicBool>);
 
 impl LogStore {
     /// From now on a follower that needs a snapshot is sent this one (durable, and not older
@@ -63,6 +68,12 @@ impl LogStore {
     /// The index of the snapshot offered (0: none yet).
     pub fn offered_index(&self) -> u64 {
         self.1.read().unwrap_or_else(|e| e.into_inner()).as_ref().map_or(0, |s| s.get_metadata().index)
+    }
+
+    /// Whether raft needed a snapshot for a member since the last call and none reached the
+    /// log (none offered, or one older than the log's first entry).
+    pub fn take_wanted(&self) -> bool {
+        self.2.swap(false, Ordering::Relaxed)
     }
 }
 
@@ -90,9 +101,13 @@ impl raft::Storage for LogStore {
         self.0.last_index()
     }
     fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+        let first = self.0.first_index()?;
         match &*self.1.read().unwrap_or_else(|e| e.into_inner()) {
-            Some(s) if s.get_metadata().index >= request_index => Ok(s.clone()),
-            _ => Err(raft::Error::Store(raft::StorageError::SnapshotTemporarilyUnavailable)),
+            Some(s) if s.get_metadata().index >= request_index && s.get_metadata().index + 1 >= first => Ok(s.clone()),
+            _ => {
+                self.2.store(true, Ordering::Relaxed);
+                Err(raft::Error::Store(raft::StorageError::SnapshotTemporarilyUnavailable))
+            }
         }
     }
 }
@@ -130,9 +145,40 @@ pub fn restore(id: u64, (voters, learners): (Vec<u64>, Vec<u64>), recovered: &Re
     hs.term = hs.term.max(snap.map_or(0, |m| m.term));
     core.set_hardstate(hs);
     drop(core);
-    let store = LogStore(storage, Arc::default());
+    let store = LogStore(storage, Arc::default(), Arc::default());
     if let Some(m) = snap {
         store.offer(m.to_snapshot());
     }
     Ok(store)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use raft::Storage;
+
+    fn point(index: u64) -> Snapshot {
+        SnapPoint { index, term: 1, voters: vec![1], learners: vec![], members: None, data: vec![1] }.to_snapshot()
+    }
+
+    fn entry(index: u64) -> Entry {
+        Entry { index, term: 1, ..Default::default() }
+    }
+
+    /// A snapshot is offered only when it reaches the log; otherwise one is wanted.
+    #[test]
+    fn a_snapshot_older_than_the_log_is_not_offered_but_wanted() {
+        let store = LogStore(MemStorage::new_with_conf_state(ConfState::from((vec![1], vec![]))), Arc::default(), Arc::default());
+        store.wl().append(&(1..=100).map(entry).collect::<Vec<_>>()).unwrap();
+        assert!(store.snapshot(0, 2).is_err() && store.take_wanted(), "none offered yet");
+        assert!(!store.take_wanted(), "taken once");
+        store.offer(point(40));
+        assert_eq!(store.snapshot(0, 2).unwrap().get_metadata().index, 40, "reaches the log's first entry");
+        assert!(!store.take_wanted());
+        store.wl().compact(80).unwrap();
+        assert!(store.snapshot(0, 2).is_err() && store.take_wanted(), "entries 41-79 are gone: 40 would leave a gap");
+        store.offer(point(79));
+        assert_eq!(store.snapshot(0, 2).unwrap().get_metadata().index, 79);
+        assert!(!store.take_wanted());
+    }
 }
