@@ -1090,10 +1090,12 @@ impl World {
         if live.is_empty() || live.iter().any(|n| !n.unanswered.is_empty() || n.reads_waiting > 0 || n.stripes.iter().any(|s| !s.is_empty())) {
             return false;
         }
+        // Only a voter of its own configuration campaigns: a learner (seed 198497: the only
+        // voter left had not applied the removed leader's removal, a learner had) elects no one.
         let stuck = live.iter().all(|n| {
             let voters: Vec<u64> = n.core.as_ref().expect("up").members().voters();
             let alive = voters.iter().filter(|&&id| !self.nodes[(id - 1) as usize].removed).count();
-            alive <= voters.len() / 2
+            !voters.contains(&n.id) || alive <= voters.len() / 2
         });
         self.orphaned_by_removal |= stuck;
         stuck
