@@ -126,23 +126,29 @@ fn take<'a>(cur: &mut &'a [u8], len: u64) -> Option<&'a [u8]> {
     Some(head)
 }
 
-/// The keys of a format 4 chunk, their values pointing into `map` (which holds `values`).
-fn unpack(chunk: &ArchivedChunk, map: &Arc<Mapping>) -> Result<Vec<SegKey>, String> {
+/// What a reader hands each key of a chunk to: the key and its records (values pointing into
+/// the mapping), in a buffer the callee may take.
+pub type EachKey<'a> = dyn FnMut(&[u8], &mut Vec<Record>) + 'a;
+
+/// Hands every key of a format 4 chunk to `each`, values pointing into `map` (which holds
+/// `values`).
+fn unpack(chunk: &ArchivedChunk, map: &Arc<Mapping>, each: &mut EachKey) -> Result<(), String> {
     let (meta, mut values) = (chunk.meta.as_slice(), chunk.values.as_slice());
     let mut cur = meta;
-    let mut keys = Vec::new();
+    let mut records = Vec::new();
     let meta_at = meta.as_ptr() as usize - map.bytes().as_ptr() as usize;
     while !cur.is_empty() {
         let at = meta_at + meta.len() - cur.len();
         let bad = |why: &str| format!("{why} in the key at offset {at}");
         let field = |cur: &mut &[u8]| decode_varint(cur).map_err(|_| bad("a bad or truncated field"));
         let key_len = field(&mut cur)?;
-        let key = take(&mut cur, key_len).ok_or_else(|| bad("a key past the end of its block"))?.to_vec();
+        let key = take(&mut cur, key_len).ok_or_else(|| bad("a key past the end of its block"))?;
         let count = field(&mut cur)?;
         if count == 0 {
             return Err(bad("no records"));
         }
-        let mut records = Vec::with_capacity((count as usize).min(cur.len() / RECORD_MIN_BYTES));
+        records.clear();
+        records.reserve((count as usize).min(cur.len() / RECORD_MIN_BYTES));
         for _ in 0..count {
             let [mod_rev, sub, create_back, version, lease, len] = [(); 6].map(|_| field(&mut cur));
             let mod_rev = mod_rev? as i64;
@@ -151,16 +157,16 @@ fn unpack(chunk: &ArchivedChunk, map: &Arc<Mapping>) -> Result<Vec<SegKey>, Stri
             let (create_rev, version, lease) = (mod_rev.wrapping_sub(create_back? as i64), version? as i64, lease? as i64);
             records.push(Record { mod_rev, sub, create_rev, version, lease, value: Value::mapped_or_copied(map, value) });
         }
-        keys.push(SegKey { key, records });
+        each(key, &mut records);
     }
     match values.len() {
-        0 => Ok(keys),
+        0 => Ok(()),
         left => Err(format!("{left} value bytes after the last key of its block")),
     }
 }
 
-/// The keys of a format 3 chunk (`v3`), their values pointing into `map`.
-fn unpack_v3(body: &[u8], map: &Arc<Mapping>) -> Result<Vec<SegKey>, String> {
+/// Hands every key of a format 3 chunk (`v3`) to `each`, values pointing into `map`.
+fn unpack_v3(body: &[u8], map: &Arc<Mapping>, each: &mut EachKey) -> Result<(), String> {
     let chunk = rkyv::access::<v3::ArchivedChunk, rancor::Error>(body).map_err(|e| e.to_string())?;
     let record = |r: &v3::ArchivedSegRecord| Record {
         mod_rev: r.mod_rev.to_native(),
@@ -170,7 +176,13 @@ fn unpack_v3(body: &[u8], map: &Arc<Mapping>) -> Result<Vec<SegKey>, String> {
         lease: r.lease.to_native(),
         value: Value::mapped_or_copied(map, r.value.as_slice()),
     };
-    Ok(chunk.keys.iter().map(|e| SegKey { key: e.key.to_vec(), records: e.records.iter().map(record).collect() }).collect())
+    let mut records = Vec::new();
+    for e in chunk.keys.iter() {
+        records.clear();
+        records.extend(e.records.iter().map(record));
+        each(e.key.as_slice(), &mut records);
+    }
+    Ok(())
 }
 
 /// Per mapping, the span of the mapped values of `chunk` (keys in order, so a chunk's values
@@ -280,9 +292,10 @@ impl Reader {
         &self.map
     }
 
-    /// The keys of the next chunk, validated, their values left in the mapping; `None` at the
-    /// end marker.
-    pub fn next_chunk(&mut self) -> Result<Option<Vec<SegKey>>, String> {
+    /// Hands every key of the next chunk to `each` (their values left in the mapping), as the
+    /// chunk is validated: a chunk found bad past its first keys has handed those over. False
+    /// at the end marker.
+    pub fn next_chunk(&mut self, each: &mut EachKey) -> Result<bool, String> {
         let bad = |why: String| format!("snapshot segment {}: {why}", self.path.display());
         let data = self.map.bytes();
         let off = self.pos + pad_before_block(self.pos);
@@ -290,20 +303,20 @@ impl Reader {
         let len = u32::from_le_bytes(head[..4].try_into().unwrap()) as usize;
         let crc = u32::from_le_bytes(head[4..].try_into().unwrap());
         if len == 0 {
-            return Ok(None);
+            return Ok(false);
         }
         let body = data.get(off + BLOCK_HEAD..off + BLOCK_HEAD + len).ok_or_else(|| bad(format!("truncated at offset {off}")))?;
         if crc32c::crc32c(body) != crc {
             return Err(bad(format!("checksum mismatch at offset {off}")));
         }
-        let keys = if self.v3 {
-            unpack_v3(body, &self.map)
+        let unpacked = if self.v3 {
+            unpack_v3(body, &self.map, each)
         } else {
-            rkyv::access::<ArchivedChunk, rancor::Error>(body).map_err(|e| e.to_string()).and_then(|chunk| unpack(chunk, &self.map))
+            rkyv::access::<ArchivedChunk, rancor::Error>(body).map_err(|e| e.to_string()).and_then(|chunk| unpack(chunk, &self.map, each))
         };
-        let keys = keys.map_err(|e| bad(format!("block at offset {off}: {e}")))?;
+        unpacked.map_err(|e| bad(format!("block at offset {off}: {e}")))?;
         self.pos = off + BLOCK_HEAD + len;
-        Ok(Some(keys))
+        Ok(true)
     }
 }
 
@@ -311,7 +324,7 @@ impl Reader {
 /// copied from another member is checked before anything relies on it.
 pub fn verify(path: &Path) -> Result<(), String> {
     let mut reader = Reader::open(path)?;
-    while reader.next_chunk()?.is_some() {
+    while reader.next_chunk(&mut |_, _| {})? {
         reader.release_read();
     }
     reader.mapping().release_resident();
@@ -322,8 +335,7 @@ pub fn verify(path: &Path) -> Result<(), String> {
 pub fn read(path: &Path) -> Result<Vec<SegKey>, String> {
     let mut reader = Reader::open(path)?;
     let mut keys = Vec::new();
-    while let Some(chunk) = reader.next_chunk()? {
-        keys.extend(chunk);
+    while reader.next_chunk(&mut |key, records| keys.push(SegKey { key: key.to_vec(), records: std::mem::take(records) }))? {
         reader.release_read();
     }
     reader.mapping().release_resident();

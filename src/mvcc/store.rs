@@ -261,12 +261,12 @@ impl Store {
         (keys, None)
     }
 
-    /// Points the values of `k`'s records (as read back from the segment just written, values
-    /// in `map`) into that mapping, off the heap and out of older segments. Records gone since
-    /// are left alone.
-    pub fn adopt_mapped(&mut self, map: &std::sync::Arc<super::value::Mapping>, k: &SegKey) {
-        let Some(mut entry) = self.keys.get_mut(k.key.as_slice()) else { return };
-        for r in &k.records {
+    /// Points the values of `key`'s `records` (as read back from the segment just written,
+    /// values in `map`) into that mapping, off the heap and out of older segments. Records gone
+    /// since are left alone.
+    pub fn adopt_mapped(&mut self, map: &std::sync::Arc<super::value::Mapping>, key: &[u8], records: &[Record]) {
+        let Some(mut entry) = self.keys.get_mut(key) else { return };
+        for r in records {
             let Some(value) = entry.value_mut(r.rev()) else { continue };
             // A record is immutable once written: same key and revision, same value. Values
             // in an older segment move too, so the older mapping (and its deleted file) goes.

@@ -45,12 +45,13 @@ impl ShardState {
     async fn adopt_segment(&self, path: &std::path::Path) -> Result<(), String> {
         let mut reader = segment::Reader::open(path)?;
         let map = reader.mapping().clone();
-        while let Some(keys) = reader.next_chunk()? {
-            {
+        loop {
+            let more = {
                 let mut store = self.store.borrow_mut();
-                for k in &keys {
-                    store.adopt_mapped(&map, k);
-                }
+                reader.next_chunk(&mut |key, records| store.adopt_mapped(&map, key, records))?
+            };
+            if !more {
+                break;
             }
             reader.release_read();
             self.publish();

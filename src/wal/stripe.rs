@@ -439,7 +439,6 @@ pub fn align_up(n: u64) -> u64 {
     n.div_ceil(WAL_BLOCK_BYTES) * WAL_BLOCK_BYTES
 }
 
-/// Spare segments left by an earlier run (`*.spare`).
 /// The spare segments in `dir`; deletes the released segments a crash left half deleted
 /// (`deleting_path`).
 fn find_spares_deleting_leftovers(dir: &std::path::Path) -> Vec<PathBuf> {
