@@ -75,7 +75,9 @@ usage: cargo run --release -p ballast-bench -- [options]
   --k8s-pods N       k8s: pods preloaded (default 5000; also N/5 configmaps, N/10 services,
                      N/2 events)
   --k8s-pod-rate R   k8s: pod writes/s, creates : updates : deletes = 1 : 5 : 1 (default 70)
-  --k8s-event-rate R k8s: event creates/s (default 50), under a 1 h lease
+  --k8s-event-rate R k8s: event creates/s (default 50), under a lease of --k8s-event-ttl
+  --k8s-event-ttl S  k8s: the events' TTL (default 3600, kube-apiserver's --event-ttl); a run
+                     longer than it sees the server delete expired events (counted apart)
   --k8s-list-rate R  k8s: paginated LISTs of one namespace's pods per s (default 1)
   --k8s-compact-secs S  k8s: compactor interval (default 60)
   --k8s-lease-reuse-secs S  k8s: the lease manager's reuse window (default 60)

@@ -1,6 +1,8 @@
 //! Every applied write must reach its resource's watch: matched by revision (one key per txn,
 //! so one event per revision), with the same key, the same type (put / delete) and the prev_kv
-//! of the mod_revision the write replaced (none for a create). Events no write accounts for are
+//! of the mod_revision the write replaced (none for a create). A delete of an event object that
+//! carries the prev_kv of its create (preloaded or by the traffic) is its lease's expiry (the
+//! traffic never deletes events), counted apart. Any other event no write accounts for is
 //! unexpected. Event latency = write sent → its event received.
 use std::collections::HashMap;
 
@@ -21,6 +23,8 @@ pub struct EventCheck {
     pub wrong: u64,
     /// Received, for no write of ours.
     pub unexpected: u64,
+    /// Deletes of event objects whose lease expired (not errors).
+    pub expired: u64,
     /// Per stream: revisions not increasing.
     pub disorder: u64,
     pub progress: u64,
@@ -47,8 +51,19 @@ fn show(k: &[u8]) -> String {
     String::from_utf8_lossy(k).into_owned()
 }
 
-pub fn check(writes: &[Write], log: &WatchLog) -> EventCheck {
+/// `preloaded_events`: the event objects the preload wrote (key, create revision).
+pub fn check(writes: &[Write], preloaded_events: &[(Vec<u8>, i64)], log: &WatchLog) -> EventCheck {
     let mut c = EventCheck::default();
+    let created: HashMap<&[u8], i64> = preloaded_events
+        .iter()
+        .map(|(k, rev)| (k.as_slice(), *rev))
+        .chain(
+            writes
+                .iter()
+                .filter(|w| w.res == Resource::Events && !w.delete)
+                .map(|w| (w.key.as_slice(), w.rev)),
+        )
+        .collect();
     for r in Resource::ALL {
         let st = &log.streams[r.index()];
         c.disorder += st.disorder;
@@ -64,17 +79,18 @@ pub fn check(writes: &[Write], log: &WatchLog) -> EventCheck {
             .enumerate()
             .map(|(n, e)| (e.rev, n))
             .collect();
-        let mut matched = 0u64;
+        let mut matched = vec![false; st.events.len()];
         for w in writes.iter().filter(|w| w.res == r) {
             c.expected += 1;
-            let Some(e) = by_rev.get(&w.rev).map(|n| &st.events[*n]) else {
+            let Some(&n) = by_rev.get(&w.rev) else {
                 c.missing += 1;
                 c.first_problem.get_or_insert_with(|| {
                     format!("no event for revision {} ({})", w.rev, show(&w.key))
                 });
                 continue;
             };
-            matched += 1;
+            matched[n] = true;
+            let e = &st.events[n];
             if e.key != w.key || e.delete != w.delete || e.prev_rev != w.prev_rev {
                 c.wrong += 1;
                 c.first_problem.get_or_insert_with(|| {
@@ -94,7 +110,16 @@ pub fn check(writes: &[Write], log: &WatchLog) -> EventCheck {
             c.delivered += 1;
             c.lat.record(e.at_ns.saturating_sub(w.sent_ns) / 1000);
         }
-        let extra = st.events.len() as u64 - matched;
+        let unmatched = st.events.iter().zip(&matched).filter(|(_, m)| !**m).map(|(e, _)| e);
+        let (mut expired, mut extra) = (0, 0);
+        for e in unmatched {
+            if r == Resource::Events && e.delete && created.get(e.key.as_slice()) == Some(&e.prev_rev) {
+                expired += 1;
+            } else {
+                extra += 1;
+            }
+        }
+        c.expired += expired;
         if extra > 0 {
             c.unexpected += extra;
             c.first_problem.get_or_insert_with(|| {
@@ -103,4 +128,37 @@ pub fn check(writes: &[Write], log: &WatchLog) -> EventCheck {
         }
     }
     c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::k8s::watch::{Seen, StreamLog};
+
+    fn seen(rev: i64, key: &str, delete: bool, prev_rev: i64) -> Seen {
+        Seen { rev, key: key.as_bytes().to_vec(), delete, prev_rev, at_ns: 0 }
+    }
+
+    fn write(rev: i64, key: &str) -> Write {
+        Write { res: Resource::Events, rev, key: key.as_bytes().to_vec(), delete: false, prev_rev: 0, sent_ns: 0 }
+    }
+
+    #[test]
+    fn an_expired_events_delete_is_counted_apart_and_any_other_stray_event_is_an_error() {
+        let mut log = WatchLog::default();
+        log.streams = Resource::ALL.iter().map(|_| StreamLog::default()).collect();
+        let st = &mut log.streams[Resource::Events.index()];
+        st.events.push(seen(10, "/registry/events/a", false, 0));
+        // The lease of a (written at 10) and of the preloaded p (at 3) expired at 20.
+        st.events.push(seen(20, "/registry/events/a", true, 10));
+        st.events.push(seen(20, "/registry/events/p", true, 3));
+        let c = check(&[write(10, "/registry/events/a")], &[(b"/registry/events/p".to_vec(), 3)], &log);
+        assert_eq!((c.expected, c.delivered, c.expired, c.errors()), (1, 1, 2, 0));
+
+        // A delete whose prev_kv is not the create, or of a key never written: errors.
+        log.streams[Resource::Events.index()].events.push(seen(21, "/registry/events/p", true, 4));
+        log.streams[Resource::Events.index()].events.push(seen(22, "/registry/events/z", true, 1));
+        let c = check(&[write(10, "/registry/events/a")], &[(b"/registry/events/p".to_vec(), 3)], &log);
+        assert_eq!((c.expired, c.unexpected), (2, 2));
+    }
 }

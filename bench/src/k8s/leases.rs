@@ -3,7 +3,8 @@
 //! still covers, granting a new one (TTL + the reuse window) once the last was granted more than
 //! the reuse window ago (`--lease-reuse-duration-seconds`, default 60 s, at most 5 % of the TTL).
 //! The grant happens on the write's path, under the manager's lock: concurrent writes wait for it.
-//! No lease is ever kept alive or revoked.
+//! No lease is ever kept alive or revoked: each expires, and the server deletes its events (a run
+//! longer than the TTL sees those deletes on the events watch; `check.rs` accounts for them).
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -16,23 +17,26 @@ pub const EVENT_TTL: i64 = 3600;
 
 pub struct LeaseManager {
     reuse_secs: i64,
+    /// The TTL the objects need (`--event-ttl`).
+    ttl: i64,
     /// The lease in use and when it expires.
     prev: tokio::sync::Mutex<Option<(i64, Instant)>>,
     pub granted: AtomicU64,
 }
 
 impl LeaseManager {
-    pub fn new(reuse_secs: i64) -> LeaseManager {
+    pub fn new(reuse_secs: i64, ttl: i64) -> LeaseManager {
         LeaseManager {
             reuse_secs,
+            ttl,
             prev: tokio::sync::Mutex::new(None),
             granted: AtomicU64::new(0),
         }
     }
 
-    /// The lease to attach to a write with `ttl` (GetLease).
-    pub async fn get(&self, lc: &mut LeaseClient<Channel>, ttl: i64) -> Result<i64, String> {
-        let now = Instant::now();
+    /// The lease to attach to a write needing the manager's TTL (GetLease).
+    pub async fn get(&self, lc: &mut LeaseClient<Channel>) -> Result<i64, String> {
+        let (now, ttl) = (Instant::now(), self.ttl);
         let mut prev = self.prev.lock().await;
         let reuse = self.reuse_secs.min((0.05 * ttl as f64) as i64);
         if let Some((id, expires)) = *prev {

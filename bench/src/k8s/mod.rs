@@ -51,6 +51,9 @@ pub struct K8sOpts {
     pub list_rate: f64,
     pub compact_secs: f64,
     pub lease_reuse_secs: i64,
+    /// The events' TTL (kube-apiserver's `--event-ttl`); a run longer than it sees the
+    /// server delete expired events.
+    pub event_ttl_secs: i64,
     /// LIST page size.
     pub list_limit: i64,
 }
@@ -66,6 +69,7 @@ impl Default for K8sOpts {
             list_rate: 1.0,
             compact_secs: 60.0,
             lease_reuse_secs: 60,
+            event_ttl_secs: leases::EVENT_TTL,
             list_limit: 500,
         }
     }
@@ -94,6 +98,7 @@ impl K8sOpts {
             "--k8s-list-rate" => self.list_rate = real(val)?,
             "--k8s-compact-secs" => self.compact_secs = real(val)?,
             "--k8s-lease-reuse-secs" => self.lease_reuse_secs = num(val)? as i64,
+            "--k8s-event-ttl" => self.event_ttl_secs = num(val)?.clamp(1, 1 << 31) as i64,
             _ => return Err(format!("unknown option {name}")),
         }
         Ok(())
@@ -118,7 +123,7 @@ impl K8sOpts {
             preload::counts(self.pods, self.nodes).iter().sum::<u64>(),
             self.pod_rate,
             self.event_rate,
-            leases::EVENT_TTL,
+            self.event_ttl_secs,
             self.lease_reuse_secs,
             self.list_rate,
             self.list_limit,
@@ -266,7 +271,7 @@ pub async fn run(o: &K8sOpts, max_secs: f64, url: &str, pid: i32) -> Result<K8sR
         nodes: Pool::default(),
         node_leases: Pool::default(),
         events: Pool::default(),
-        leases: leases::LeaseManager::new(o.lease_reuse_secs),
+        leases: leases::LeaseManager::new(o.lease_reuse_secs, o.event_ttl_secs),
         compactor: tokio::sync::Mutex::new(Compactor::default()),
     });
     let pre = preload::run(url, &world, o.pods, o.nodes, max_secs).await?;
@@ -290,7 +295,7 @@ pub async fn run(o: &K8sOpts, max_secs: f64, url: &str, pid: i32) -> Result<K8sR
     let (cpu2, me2, rss) = (cpu_ticks(pid), cpu_ticks(me), rss_mib(pid));
     let secs = t1.elapsed().as_secs_f64();
     let log = watches.stop();
-    let events = check::check(&done.ledger.writes, &log);
+    let events = check::check(&done.ledger.writes, &pre.events, &log);
     let mut ops = std::mem::take(&mut done.ledger.ops);
     ops[OpKind::InitialList.index()] = initial;
     let mut sent = done.sent;

@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 use ballast_bench::proto::etcdserverpb::kv_client::KvClient;
 use ballast_bench::proto::etcdserverpb::lease_client::LeaseClient;
 
-use super::leases::EVENT_TTL;
 use super::objects::Resource;
 use super::store::{self, Outcome};
 use super::World;
@@ -23,6 +22,8 @@ pub struct Preloaded {
     pub objects: Vec<u64>,
     pub bytes: u64,
     pub secs: f64,
+    /// The events written (key, create revision): their leases expire in a long run.
+    pub events: Vec<(Vec<u8>, i64)>,
 }
 
 /// How many objects of each resource the preload writes.
@@ -66,9 +67,10 @@ pub async fn run(
         let (todo, world) = (todo.clone(), world.clone());
         tasks.spawn(async move {
             let (mut kv, mut lc) = (KvClient::new(ch.clone()), LeaseClient::new(ch));
+            let mut events = Vec::new();
             for (r, i) in todo.iter().skip(g).step_by(CALLS).copied() {
                 let lease = if r == Resource::Events {
-                    world.leases.get(&mut lc, EVENT_TTL).await?
+                    world.leases.get(&mut lc).await?
                 } else {
                     0
                 };
@@ -82,21 +84,23 @@ pub async fn run(
                     Resource::Pods => world.pods.add(i, rev),
                     Resource::Nodes => world.nodes.add(i, rev),
                     Resource::NodeLeases => world.node_leases.add(i, rev),
+                    Resource::Events => events.push((r.key(i), rev)),
                     _ => {}
                 }
             }
-            Ok::<_, String>(())
+            Ok::<_, String>(events)
         });
     }
     let all = tokio::time::timeout(Duration::from_secs_f64(max_secs), tasks.join_all())
         .await
         .map_err(|_| format!("preloading {} objects took over {max_secs} s", todo.len()))?;
-    all.into_iter().collect::<Result<(), String>>()?;
+    let events = all.into_iter().collect::<Result<Vec<_>, String>>()?.concat();
     world.pods.set_next(pods);
     world.events.set_next(objects[Resource::Events.index()]);
     Ok(Preloaded {
         objects,
         bytes,
         secs: t0.elapsed().as_secs_f64(),
+        events,
     })
 }

@@ -236,6 +236,9 @@ fn note(x: &K8sRes) -> String {
         .map(|(k, n)| format!("{} {n}", k.name()))
         .collect();
     let _ = write!(s, "; sent: {}", sent.join(", "));
+    if x.events.expired > 0 {
+        let _ = write!(s, "; {} events deleted by their lease's expiry", x.events.expired);
+    }
     if !x.slow_secs.is_empty() {
         let mut per: std::collections::BTreeMap<u64, u64> = Default::default();
         x.slow_secs

@@ -26,7 +26,6 @@ use ballast_bench::proto::etcdserverpb::kv_client::KvClient;
 use ballast_bench::proto::etcdserverpb::lease_client::LeaseClient;
 use tonic::transport::Channel;
 
-use super::leases::EVENT_TTL;
 use super::ledger::{Ledger, OpKind, Write, SLOW_US};
 use super::objects::{mix, namespace_prefix, Held, Resource, NAMESPACES};
 use super::store::{self, Outcome};
@@ -264,7 +263,7 @@ async fn exec(cx: &Cx, kind: OpKind, k: u64) -> Result<Did, String> {
             }
         }
         OpKind::EventCreate => {
-            let lease = w.leases.get(&mut cx.lease.clone(), EVENT_TTL).await?;
+            let lease = w.leases.get(&mut cx.lease.clone()).await?;
             let i = w.events.next_index();
             Ok(create(cx, &cx.misc, Resource::Events, i, lease).await?.0)
         }

@@ -85,7 +85,8 @@ pub struct Seen {
 #[derive(Default)]
 pub struct StreamLog {
     pub events: Vec<Seen>,
-    /// Events whose revision was not above the previous one's.
+    /// Events whose revision was not above the previous one's (equal is in order for deletes
+    /// of distinct keys: a lease's expiry deletes its keys in one revision).
     pub disorder: u64,
     /// Progress answers (no events, not the creation) and those behind the last event.
     pub progress: u64,
@@ -95,6 +96,7 @@ pub struct StreamLog {
     /// The first progress answer behind, or event after one: what it was.
     pub first_odd: Option<String>,
     last_rev: i64,
+    last_key: Vec<u8>,
     progress_rev: i64,
 }
 
@@ -117,6 +119,8 @@ struct Shared {
     log: Mutex<WatchLog>,
     created: AtomicU64,
     events: AtomicU64,
+    /// Of those, deletes of events (objects the traffic never deletes: their lease expired).
+    expired: AtomicU64,
     base: Instant,
 }
 
@@ -222,7 +226,12 @@ async fn receive(
         let n = r.events.len() as u64;
         for e in r.events {
             let Some(kv) = e.kv else { continue };
-            st.disorder += u64::from(kv.mod_revision <= st.last_rev);
+            let delete = e.kind == 1;
+            let one_txn = delete && kv.mod_revision == st.last_rev && kv.key != st.last_key;
+            st.disorder += u64::from(kv.mod_revision <= st.last_rev && !one_txn);
+            if delete && Resource::ALL[s] == Resource::Events {
+                shared.expired.fetch_add(1, Ordering::Relaxed);
+            }
             if kv.mod_revision <= st.progress_rev {
                 st.after_progress += 1;
                 let (rev, p) = (kv.mod_revision, st.progress_rev);
@@ -234,10 +243,11 @@ async fn receive(
                 });
             }
             st.last_rev = kv.mod_revision;
+            st.last_key.clone_from(&kv.key);
             st.events.push(Seen {
                 rev: kv.mod_revision,
                 key: kv.key,
-                delete: e.kind == 1,
+                delete,
                 prev_rev: e.prev_kv.map_or(0, |p| p.mod_revision),
                 at_ns,
             });
@@ -329,6 +339,7 @@ impl Watches {
             }),
             created: AtomicU64::new(0),
             events: AtomicU64::new(0),
+            expired: AtomicU64::new(0),
             base,
         });
         let (stop, stop_rx) = watch::channel(false);
@@ -374,8 +385,9 @@ impl Watches {
     }
 
     /// Events received so far.
+    /// Events received for writes of the traffic (not counting expired events' deletes).
     pub fn events(&self) -> u64 {
-        self.shared.events.load(Ordering::Relaxed)
+        self.shared.events.load(Ordering::Relaxed) - self.shared.expired.load(Ordering::Relaxed)
     }
 
     /// Stops the streams and returns what they received.
