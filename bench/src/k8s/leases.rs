@@ -38,7 +38,7 @@ impl LeaseManager {
     pub async fn get(&self, lc: &mut LeaseClient<Channel>) -> Result<i64, String> {
         let (now, ttl) = (Instant::now(), self.ttl);
         let mut prev = self.prev.lock().await;
-        let reuse = self.reuse_secs.min((0.05 * ttl as f64) as i64);
+        let reuse = reuse_secs(self.reuse_secs, ttl);
         if let Some((id, expires)) = *prev {
             let valid = now + secs(ttl) < expires;
             let sufficient = now + secs(ttl + reuse) > expires;
@@ -57,6 +57,11 @@ impl LeaseManager {
         self.granted.fetch_add(1, Ordering::Relaxed);
         Ok(id)
     }
+}
+
+/// The reuse window the manager applies: the configured one, at most 5% of the TTL.
+pub fn reuse_secs(configured: i64, ttl: i64) -> i64 {
+    configured.min((0.05 * ttl as f64) as i64)
 }
 
 fn secs(s: i64) -> Duration {

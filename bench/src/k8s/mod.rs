@@ -124,7 +124,7 @@ impl K8sOpts {
             self.pod_rate,
             self.event_rate,
             self.event_ttl_secs,
-            self.lease_reuse_secs,
+            leases::reuse_secs(self.lease_reuse_secs, self.event_ttl_secs),
             self.list_rate,
             self.list_limit,
             self.compact_secs,
