@@ -145,8 +145,7 @@ mod tests {
 
     #[test]
     fn an_expired_events_delete_is_counted_apart_and_any_other_stray_event_is_an_error() {
-        let mut log = WatchLog::default();
-        log.streams = Resource::ALL.iter().map(|_| StreamLog::default()).collect();
+        let mut log = WatchLog { streams: Resource::ALL.iter().map(|_| StreamLog::default()).collect(), ..Default::default() };
         let st = &mut log.streams[Resource::Events.index()];
         st.events.push(seen(10, "/registry/events/a", false, 0));
         // The lease of a (written at 10) and of the preloaded p (at 3) expired at 20.
