@@ -26,7 +26,8 @@ python3 -c "import etcd3gw" 2>/dev/null || pip install -q etcd3gw
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 set +e
-cargo test --locked "$@" 2>&1 | tee "$log"
+# --workspace: the bench harness's own unit tests too (its watch check, its histograms).
+cargo test --locked --workspace "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
 # One closing line for the whole run, summed over every test binary.
