@@ -13,7 +13,7 @@ mod cluster;
 use std::time::{Duration, Instant};
 
 use certs::{Ca, Leaf};
-use cluster::{Cluster, READY_TIMEOUT};
+use cluster::{Cluster, Member, READY_TIMEOUT};
 
 /// A new leader must be elected within this (election timeout 1 s, randomized up to 2 s, and
 /// pre-vote rounds).
@@ -183,19 +183,9 @@ fn a_learner_added_at_runtime_joins_catches_up_and_is_promoted() {
     let c = Cluster::start(3);
     let leader = c.wait_leader(ELECTION_BOUND);
     c.members[leader].ctl(&["put", "before", "add"]);
-    let mut joiner = c.outsider("infra4");
-    let added = c.members[leader].ctl(&["member", "add", "infra4", &format!("--peer-urls={}", joiner.peer_url()), "--learner"]);
-    let id = added.split_whitespace().nth(1).expect("Member <id> added").to_string();
-    let initial = format!("{},infra4={}", c.initial_cluster(), joiner.peer_url());
-    joiner.spawn(&initial, &c.token, &["--initial-cluster-state=existing".to_string()]);
-    joiner.wait_ready(READY_TIMEOUT);
-
+    let (joiner, id) = join_as_learner(&c, leader, "infra4");
     // A learner serves serializable reads from what it applied.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while joiner.ctl(&["get", "before", "--print-value-only", "--consistency=s"]) != "add\n" {
-        assert!(Instant::now() < deadline, "the learner did not catch up; log:\n{}", joiner.log());
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_learner_serves(&joiner, "before", "add");
     // Promotion waits until the learner is in sync with the leader (etcd's check).
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -215,6 +205,28 @@ fn a_learner_added_at_runtime_joins_catches_up_and_is_promoted() {
     assert_eq!(joiner.ctl(&["member", "list"]), list, "the joiner lists the same members");
 }
 
+/// Adds `name` as a learner through member `via` (etcdctl member add --learner), starts it with
+/// the cluster's members and `--initial-cluster-state=existing`, and waits until it serves;
+/// returns it and its member id.
+fn join_as_learner(c: &Cluster, via: usize, name: &str) -> (Member, String) {
+    let mut joiner = c.outsider(name);
+    let added = c.members[via].ctl(&["member", "add", name, &format!("--peer-urls={}", joiner.peer_url()), "--learner"]);
+    let id = added.split_whitespace().nth(1).expect("Member <id> added").to_string();
+    let initial = format!("{},{name}={}", c.initial_cluster(), joiner.peer_url());
+    joiner.spawn(&initial, &c.token, &["--initial-cluster-state=existing".to_string()]);
+    joiner.wait_ready(READY_TIMEOUT);
+    (joiner, id)
+}
+
+/// Waits (30 s at most) until `learner` serves `key` = `value` from what it applied.
+fn wait_learner_serves(learner: &Member, key: &str, value: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while learner.ctl(&["get", key, "--print-value-only", "--consistency=s"]) != format!("{value}\n") {
+        assert!(Instant::now() < deadline, "the learner did not catch up; log:\n{}", learner.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// A single member keeps no raft log behind what it applied, and a snapshot may be older than
 /// that log or missing: a learner added later is sent a snapshot cut for it. (Before, none
 /// reached the log and the learner waited for the next scheduled snapshot, found by the raft
@@ -230,16 +242,8 @@ fn a_learner_added_to_a_single_member_catches_up_from_a_snapshot_cut_for_it() {
             client.put(format!("k{i}"), format!("v{i}"), None).await.expect("put");
         }
     });
-    let mut joiner = c.outsider("infra2");
-    c.members[0].ctl(&["member", "add", "infra2", &format!("--peer-urls={}", joiner.peer_url()), "--learner"]);
-    let initial = format!("{},infra2={}", c.initial_cluster(), joiner.peer_url());
-    joiner.spawn(&initial, &c.token, &["--initial-cluster-state=existing".to_string()]);
-    joiner.wait_ready(READY_TIMEOUT);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while joiner.ctl(&["get", "k299", "--print-value-only", "--consistency=s"]) != "v299\n" {
-        assert!(Instant::now() < deadline, "the learner did not catch up; log:\n{}", joiner.log());
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let (joiner, _) = join_as_learner(&c, 0, "infra2");
+    wait_learner_serves(&joiner, "k299", "v299");
     let keys = joiner.ctl(&["get", "k", "--prefix", "--keys-only", "--consistency=s"]);
     assert_eq!(keys.lines().filter(|l| !l.is_empty()).count(), 300, "the learner holds every key");
 }
