@@ -6,8 +6,8 @@
 use std::fmt::Write;
 use std::path::PathBuf;
 
-/// Every proto: etcd's v3 API (rpc.proto; v3lock and v3election, which ballast does not serve,
-/// for their methods' metrics), ballast's raft entry format and its peer transport.
+/// Every proto: etcd's v3 API (rpc.proto, v3lock and v3election), ballast's raft entry format
+/// and its peer transport.
 const PROTOS: &[&str] = &["proto/rpc.proto", "proto/v3lock.proto", "proto/v3election.proto", "proto/ballast.proto", "proto/peer.proto"];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

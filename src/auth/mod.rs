@@ -29,6 +29,10 @@ use token::Tokens;
 
 /// etcd's metadata keys for the token (rpctypes.TokenFieldNameGRPC, TokenFieldNameSwagger).
 const TOKEN_KEYS: [&str; 2] = ["token", "authorization"];
+/// How long a request whose simple token names a raft entry this member has not applied yet
+/// waits for it (etcd waits until the request's deadline), and how often it looks.
+pub const TOKEN_APPLY_WAIT_MAX: std::time::Duration = std::time::Duration::from_secs(5);
+const TOKEN_APPLY_POLL: std::time::Duration = std::time::Duration::from_millis(1);
 
 pub struct AuthGuard {
     /// Mirrors `view.state.enabled`: the only thing a request reads while auth is off.
@@ -95,6 +99,19 @@ impl AuthGuard {
         let info = ext.get::<crate::server::handshake::TlsConnectInfo>();
         let cn = info.and_then(|i| i.peer_certificates.as_ref()).and_then(|c| c.first()).and_then(|c| common_name(c.as_ref()));
         Ok(cn.map(|username| AuthInfo { username, revision: self.view.load().state.revision }))
+    }
+
+    /// The raft index of a request's simple token (`headers`) when this member has not applied
+    /// it yet (`applied`): a token issued by another member, whose Authenticate this member
+    /// has yet to apply. etcd's isValidSimpleToken waits for that index before it looks the
+    /// token up (`wait_applied`); None: nothing to wait for.
+    pub fn token_index_ahead(&self, headers: &http::HeaderMap, applied: u64) -> Option<u64> {
+        if !self.enabled() {
+            return None;
+        }
+        let token = TOKEN_KEYS.iter().find_map(|k| headers.get(*k))?.to_str().ok()?;
+        let index = self.tokens.simple_index(token.strip_prefix("Bearer ").unwrap_or(token))?;
+        (index > applied).then_some(index)
     }
 
     /// With auth on, the caller of a request or nobody (`AuthInfo::default()`); None when off.
@@ -215,8 +232,48 @@ fn tlv(data: &[u8]) -> Option<(u8, &[u8], &[u8])> {
     Some((tag, body, &data[header + len..]))
 }
 
+/// Waits until `applied()` reaches `index`, at most `TOKEN_APPLY_WAIT_MAX` (then the token is
+/// looked up as it is: unknown, `etcdserver: invalid auth token`).
+pub async fn wait_applied(index: u64, applied: impl Fn() -> u64) {
+    let until = tokio::time::Instant::now() + TOKEN_APPLY_WAIT_MAX;
+    while applied() < index && tokio::time::Instant::now() < until {
+        tokio::time::sleep(TOKEN_APPLY_POLL).await;
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    /// A simple token naming an index past the applied one waits (`token_index_ahead` says
+    /// which); one at or below it, a JWT-shaped one or auth off does not; the wait ends once the
+    /// index is applied.
+    #[tokio::test]
+    async fn a_simple_token_ahead_of_the_applied_index_waits_for_it() {
+        let tokens = super::Tokens::from_flag("simple", Duration::from_secs(300)).unwrap();
+        let guard = super::AuthGuard::new(tokens, 4, false);
+        let mut headers = http::HeaderMap::new();
+        headers.insert("token", "abcdefghijklmnop.7".parse().unwrap());
+        assert_eq!(guard.token_index_ahead(&headers, 0), None, "auth off: no token is looked at");
+        guard.publish(&super::store::AuthState { enabled: true, ..Default::default() });
+        assert_eq!(guard.token_index_ahead(&headers, 6), Some(7));
+        assert_eq!(guard.token_index_ahead(&headers, 7), None);
+        headers.insert("token", "eyJhbGciOiJSUzI1NiJ9.e30.c2ln".parse().unwrap());
+        assert_eq!(guard.token_index_ahead(&headers, 0), None);
+        let applied = Arc::new(AtomicU64::new(5));
+        let later = applied.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            later.store(7, Ordering::Release);
+        });
+        let started = tokio::time::Instant::now();
+        super::wait_applied(7, || applied.load(Ordering::Acquire)).await;
+        assert_eq!(applied.load(Ordering::Acquire), 7, "returned before the index was applied");
+        assert!(started.elapsed() < super::TOKEN_APPLY_WAIT_MAX, "waited out its bound");
+    }
+
     #[test]
     fn common_name_of_a_generated_certificate() {
         let mut params = rcgen::CertificateParams::new(vec!["localhost".into()]).unwrap();
@@ -228,3 +285,4 @@ mod tests {
         assert_eq!(super::common_name(b"\x30\x03\x02\x01"), None);
     }
 }
+

@@ -1,8 +1,10 @@
 //! etcd's token providers (server/auth/simple_token.go, jwt.go), chosen by `--auth-token`.
 //!
 //! * `simple` (default): `<16 random letters>.<raft index of the Authenticate entry>`, kept in
-//!   memory (lost at restart, as etcd's), valid for `--auth-token-ttl` seconds after its last
-//!   use; deleting a user or changing its password drops its tokens, disabling auth drops all.
+//!   memory by every member as it applies that entry (so any member takes it, as etcd's; a
+//!   restart remembers those of the entries it replays from the WAL), valid for
+//!   `--auth-token-ttl` seconds after its last use; deleting a user or changing its password
+//!   drops its tokens, disabling auth drops all.
 //! * `jwt,pub-key=…,priv-key=…,sign-method=…,ttl=…`: signed claims {username, revision, exp};
 //!   nothing kept. A token from before an auth change carries the older revision, which the
 //!   permission checks refuse (`etcdserver: revision of auth store is old`), as etcd's do.
@@ -68,15 +70,30 @@ impl Tokens {
         }
     }
 
-    /// etcd's assign: the token of `user`, authenticated at auth `revision` by raft entry `index`.
-    pub fn assign(&self, user: &str, revision: u64, prefix: &str, index: u64) -> Result<String, String> {
+    /// etcd's assign, on every member as it applies raft entry `index` (an Authenticate of
+    /// `user` with the proposer's `prefix`): a simple token is then valid on any member, as
+    /// etcd's. Nothing with JWT (a signed token is checked by its signature alone).
+    pub fn remember(&self, user: &str, prefix: &str, index: u64) {
+        if let Tokens::Simple(s) = self {
+            s.add(&simple_token(prefix, index), user);
+        }
+    }
+
+    /// The token the member that proposed the Authenticate answers with: the simple token
+    /// `remember` made, or a JWT signed now for `user` at auth `revision`.
+    pub fn token(&self, user: &str, revision: u64, prefix: &str, index: u64) -> Result<String, String> {
         match self {
-            Tokens::Simple(s) => {
-                let token = format!("{prefix}.{index}");
-                s.add(&token, user);
-                Ok(token)
-            }
+            Tokens::Simple(_) => Ok(simple_token(prefix, index)),
             Tokens::Jwt(j) => j.sign(user, revision),
+        }
+    }
+
+    /// The raft index a simple token names (`<prefix>.<index>`); None with JWT or a token not
+    /// of that form.
+    pub fn simple_index(&self, token: &str) -> Option<u64> {
+        match self {
+            Tokens::Simple(_) => simple_token_parts(token).map(|(_, index)| index),
+            Tokens::Jwt(_) => None,
         }
     }
 
@@ -101,6 +118,17 @@ impl Tokens {
     }
 }
 
+fn simple_token(prefix: &str, index: u64) -> String {
+    format!("{prefix}.{index}")
+}
+
+/// etcd's isValidSimpleToken's parse: `<prefix>.<index>`, the prefix of the generated length.
+fn simple_token_parts(token: &str) -> Option<(&str, u64)> {
+    let (prefix, index) = token.split_once('.')?;
+    let index = index.parse::<u64>().ok()?;
+    (prefix.len() == SIMPLE_TOKEN_LENGTH).then_some((prefix, index))
+}
+
 impl SimpleTokens {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (String, Instant)>> {
         self.tokens.lock().unwrap_or_else(|e| e.into_inner())
@@ -121,11 +149,7 @@ impl SimpleTokens {
 
     /// The token's user, its life renewed (etcd's resetSimpleToken).
     fn user(&self, token: &str) -> Option<String> {
-        // etcd's isValidSimpleToken: `<prefix>.<index>`.
-        let (prefix, index) = token.split_once('.')?;
-        if prefix.len() != SIMPLE_TOKEN_LENGTH || index.parse::<u64>().is_err() {
-            return None;
-        }
+        simple_token_parts(token)?;
         let now = Instant::now();
         let mut tokens = self.lock();
         match tokens.get_mut(token) {

@@ -49,8 +49,14 @@ pub struct Call {
 }
 
 impl Call {
-    /// Starts `route`'s call with `meta` and the request body `body` (gRPC frames).
-    pub async fn open(grpc: &axum::Router, route: &Route, meta: HeaderMap, body: Body) -> Call {
+    /// Starts `route`'s call with `meta` and the request body `body` (gRPC frames), once this
+    /// member has applied the entry its simple token names, if any (as the client port's calls,
+    /// `server/client_service.rs`).
+    pub async fn open(gateway: &super::Gateway, route: &Route, meta: HeaderMap, body: Body) -> Call {
+        if let Some(index) = gateway.auth.token_index_ahead(&meta, gateway.status.applied_index()) {
+            crate::auth::wait_applied(index, || gateway.status.applied_index()).await;
+        }
+        let grpc = &gateway.grpc;
         let mut req = Request::new(body);
         *req.method_mut() = http::Method::POST;
         *req.uri_mut() = route.grpc_path.parse().expect("a gRPC path is a valid URI");

@@ -130,8 +130,10 @@ pub struct Gateway {
     /// Streaming calls open at once through the gateway, shared by every front-end thread
     /// (`stream_bound`).
     pub streams: Arc<tokio::sync::Semaphore>,
-    /// For etcd's refusal of common names on the gateway.
+    /// For etcd's refusal of common names on the gateway, and the wait for a simple token's
+    /// entry to be applied (`call.rs`).
     pub auth: Arc<crate::auth::AuthGuard>,
+    pub status: Arc<crate::status::ServerStatus>,
 }
 
 /// The bound on the gateway's open streaming calls, one for the whole server:
@@ -143,8 +145,14 @@ pub fn stream_bound(max_concurrent_streams: u32) -> Arc<tokio::sync::Semaphore> 
 }
 
 impl Gateway {
-    pub fn new(grpc: axum::Router, max_message_bytes: usize, streams: Arc<tokio::sync::Semaphore>, auth: Arc<crate::auth::AuthGuard>) -> Gateway {
-        Gateway { grpc, max_message_bytes, streams, auth }
+    pub fn new(
+        grpc: axum::Router,
+        max_message_bytes: usize,
+        streams: Arc<tokio::sync::Semaphore>,
+        auth: Arc<crate::auth::AuthGuard>,
+        status: Arc<crate::status::ServerStatus>,
+    ) -> Gateway {
+        Gateway { grpc, max_message_bytes, streams, auth, status }
     }
 
     /// etcd's access controller: with `--client-cert-auth` and auth on, a gateway request over
@@ -231,7 +239,7 @@ async fn unary(gateway: &Gateway, route: &Route, meta: http::HeaderMap, body: Bo
         Ok(r) => r,
         Err(status) => return error(&status),
     };
-    let mut answer = call::Call::open(&gateway.grpc, route, meta, Body::from(call::frame(&request))).await;
+    let mut answer = call::Call::open(gateway, route, meta, Body::from(call::frame(&request))).await;
     match answer.next().await {
         Some(Ok(msg)) => match to_json(route.output.clone(), msg).await {
             Ok(json) => ok_json(Body::from(json)),

@@ -52,7 +52,7 @@ pub async fn serve(gateway: &Gateway, route: &'static Route, meta: http::HeaderM
             Err(status) => return error(&status),
         },
     };
-    let mut answers = Call::open(&gateway.grpc, route, meta, requests).await;
+    let mut answers = Call::open(gateway, route, meta, requests).await;
     let first = match answers.next().await {
         Some(Ok(msg)) => Some(msg),
         Some(Err(status)) => return failed(&status),

@@ -280,6 +280,7 @@ impl Applier {
                 Ok(())
             }
             Request::Authenticate(a) => self.auth.authenticate(&a.name).map(|()| {
+                self.guard.tokens.remember(&a.name, &a.simple_token, self.index);
                 authenticated = Some(crate::kv::response::Authenticated {
                     name: a.name.clone(),
                     revision: self.auth.revision,

@@ -7,6 +7,10 @@
 //! server, mostly allocation). A call that is not a POST takes the router as before, so every
 //! answer is the router's (a GET of Range is still refused there as it was).
 //!
+//! With auth on, a call whose simple token names a raft entry this member has not applied yet
+//! (a token another member issued a moment ago) first waits for it, as etcd's
+//! isValidSimpleToken does (`auth::wait_applied`).
+//!
 //! A gRPC call of a method or service the port does not serve gets grpc-go's answer (etcd's):
 //! "unknown method M for service S" or "unknown service S" (Unimplemented), and
 //! "malformed method name: \"P\"" (ResourceExhausted, as etcd 3.5's grpc-go) for a path without
@@ -20,8 +24,12 @@ use std::task::{Context, Poll};
 use tonic::service::Routes;
 use tower_service::Service;
 
+use std::sync::Arc;
+
 use super::range_route::RangeRoute;
 use crate::api::kv::KvService;
+use crate::auth::AuthGuard;
+use crate::status::ServerStatus;
 use crate::proto::etcdserverpb::kv_server::KvServer;
 
 /// The KV service's paths start with this.
@@ -35,13 +43,40 @@ pub struct ClientService {
     kv: KvServer<KvService>,
     range: RangeRoute,
     routes: Routes,
+    /// A call whose simple token this member has not applied yet waits for it first
+    /// (`AuthGuard::token_index_ahead`).
+    auth: Arc<AuthGuard>,
+    status: Arc<ServerStatus>,
 }
 
 impl ClientService {
     /// `kv` and `range` serve the KV paths; `routes` holds them too (the gateway calls them
     /// there, in process) and everything else.
-    pub fn new(kv: KvServer<KvService>, range: RangeRoute, routes: Routes) -> ClientService {
-        ClientService { kv, range, routes }
+    pub fn new(kv: KvServer<KvService>, range: RangeRoute, routes: Routes, auth: Arc<AuthGuard>, status: Arc<ServerStatus>) -> ClientService {
+        ClientService { kv, range, routes, auth, status }
+    }
+
+    fn route<B>(&mut self, req: http::Request<B>) -> ClientFuture
+    where
+        B: http_body::Body<Data = bytes::Bytes> + Send + Unpin + 'static,
+        B::Error: Into<tonic::codegen::StdError> + Send + 'static,
+    {
+        if req.method() != http::Method::POST {
+            return ClientFuture::Routed(self.routes.call(req));
+        }
+        match req.uri().path().strip_prefix(KV_PREFIX) {
+            Some("Range") => {
+                let range = self.range.clone();
+                return ClientFuture::Direct(Box::pin(async move { Ok(range.serve(req).await) }));
+            }
+            Some("Put" | "DeleteRange" | "Txn" | "Compact") => return ClientFuture::Direct(self.kv.call(req)),
+            _ => {}
+        }
+        let grpc = req.headers().get(http::header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+        if let Some(status) = grpc.then(|| not_served(req.uri().path())).flatten() {
+            return ClientFuture::Direct(Box::pin(std::future::ready(Ok(status.into_http()))));
+        }
+        ClientFuture::Routed(self.routes.call(req))
     }
 }
 
@@ -60,22 +95,12 @@ where
     }
 
     fn call(&mut self, req: http::Request<B>) -> ClientFuture {
-        if req.method() != http::Method::POST {
-            return ClientFuture::Routed(self.routes.call(req));
-        }
-        match req.uri().path().strip_prefix(KV_PREFIX) {
-            Some("Range") => {
-                let range = self.range.clone();
-                return ClientFuture::Direct(Box::pin(async move { Ok(range.serve(req).await) }));
-            }
-            Some("Put" | "DeleteRange" | "Txn" | "Compact") => return ClientFuture::Direct(self.kv.call(req)),
-            _ => {}
-        }
-        let grpc = req.headers().get(http::header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
-        if let Some(status) = grpc.then(|| not_served(req.uri().path())).flatten() {
-            return ClientFuture::Direct(Box::pin(std::future::ready(Ok(status.into_http()))));
-        }
-        ClientFuture::Routed(self.routes.call(req))
+        let Some(index) = self.auth.token_index_ahead(req.headers(), self.status.applied_index()) else { return self.route(req) };
+        let mut me = self.clone();
+        ClientFuture::Direct(Box::pin(async move {
+            crate::auth::wait_applied(index, || me.status.applied_index()).await;
+            me.route(req).await
+        }))
     }
 }
 

@@ -520,9 +520,10 @@ fn client_routes(
     let grpc = grpc.into_axum_router().route(range_route::RANGE_PATH, range);
     // The JSON gateway calls the gRPC routes above, in process, as etcd's gateway dials its
     // own gRPC server.
-    let gateway = Arc::new(crate::gateway::Gateway::new(grpc.clone(), max_msg, gateway_streams, ctx.auth.clone()));
+    let gateway = Arc::new(crate::gateway::Gateway::new(grpc.clone(), max_msg, gateway_streams, ctx.auth.clone(), ctx.status.clone()));
+    let (auth, status) = (ctx.auth.clone(), ctx.status.clone());
     let router = grpc.merge(crate::gateway::router(gateway)).merge(http::router(ctx, metrics)).fallback(crate::gateway::unknown_path);
-    client_service::ClientService::new(kv_direct, range_direct, tonic::service::Routes::from(router))
+    client_service::ClientService::new(kv_direct, range_direct, tonic::service::Routes::from(router), auth, status)
 }
 
 async fn wait_for_signal() {
