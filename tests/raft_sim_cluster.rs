@@ -1085,7 +1085,12 @@ impl World {
     /// committed (etcd's removed leader has the same weakness: it stops a second later); the
     /// others wait for its vote. Counted, and accepted once no client waits.
     fn orphaned(&mut self) -> bool {
-        let live: Vec<&Node> = self.nodes.iter().filter(|n| n.born && !n.removed && n.is_up()).collect();
+        // A leader that applied its own removal (`removing`) counts as stopped: the server stops
+        // it a second later (etcd's stopWithDelay), which the simulation does not play out
+        // (seed 1125420: the removed leader, stepped down in a partition, could not campaign, and
+        // the only other voter, not knowing the removal committed, waited for its vote).
+        let gone = |n: &Node| n.removed || n.removing;
+        let live: Vec<&Node> = self.nodes.iter().filter(|n| n.born && !gone(n) && n.is_up()).collect();
         // A member with batches in flight may yet apply a configuration change they hold.
         if live.is_empty() || live.iter().any(|n| !n.unanswered.is_empty() || n.reads_waiting > 0 || n.stripes.iter().any(|s| !s.is_empty())) {
             return false;
@@ -1094,7 +1099,7 @@ impl World {
         // voter left had not applied the removed leader's removal, a learner had) elects no one.
         let stuck = live.iter().all(|n| {
             let voters: Vec<u64> = n.core.as_ref().expect("up").members().voters();
-            let alive = voters.iter().filter(|&&id| !self.nodes[(id - 1) as usize].removed).count();
+            let alive = voters.iter().filter(|&&id| !gone(&self.nodes[(id - 1) as usize])).count();
             !voters.contains(&n.id) || alive <= voters.len() / 2
         });
         self.orphaned_by_removal |= stuck;
@@ -1145,6 +1150,11 @@ fn run_seed(seed: u64, trace: bool) -> Outcome {
     }
 }
 
+/// Seeds beyond the usual range that once failed, run on every run: 1074291 (a removed leader
+/// answered a linearizable read from its own commit index: `Core::may_ask_reads`), 1125420 (a
+/// removed leader that had stepped down was taken for a live voter by the check).
+const SEEDS_THAT_FAILED: &[u64] = &[1_074_291, 1_125_420];
+
 #[test]
 fn raft_cluster_simulation() {
     let trace = std::env::var("RAFT_SIM_TRACE").is_ok_and(|v| v == "1");
@@ -1152,7 +1162,9 @@ fn raft_cluster_simulation() {
         Some(seed) => vec![seed],
         None => {
             let first = env_u64("RAFT_SIM_FIRST_SEED").unwrap_or(1);
-            (first..first + env_u64("RAFT_SIM_SEEDS").unwrap_or(3000)).collect()
+            let range = first..first + env_u64("RAFT_SIM_SEEDS").unwrap_or(3000);
+            let again = SEEDS_THAT_FAILED.iter().copied().filter(|s| !range.contains(s)).collect::<Vec<u64>>();
+            again.into_iter().chain(range).collect()
         }
     };
     let (mut acked, mut reads, mut boots, mut installs, mut conf_applied, mut conf_refused, mut orphaned) = (0, 0, 0, 0, 0, 0, 0);

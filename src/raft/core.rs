@@ -338,7 +338,7 @@ impl<W, R> Core<W, R> {
         let expired = self.reads.expire(self.ticks);
         self.out.done.extend(expired.into_iter().map(|r| (r, Err(Error::Timeout))));
         for ctx in self.reads.retry(self.ticks) {
-            if !self.installs.holding_ready() {
+            if !self.installs.holding_ready() && self.may_ask_reads() {
                 self.raw.read_index(ctx);
             }
         }
@@ -417,10 +417,7 @@ impl<W, R> Core<W, R> {
             return;
         }
         self.propose_batch();
-        // Reads wait until raft would not drop them: a leader that has committed an entry of
-        // its term, or a follower that knows a leader (who may still drop it: `reads.rs`).
-        let leader = self.raw.raft.leader_id;
-        if (self.is_leader() && self.committed_in_current_term()) || (!self.is_leader() && leader != raft::INVALID_ID) {
+        if self.may_ask_reads() {
             if let Some(ctx) = self.reads.ask(self.ticks, self.is_leader()) {
                 self.raw.read_index(ctx);
             }
@@ -666,6 +663,24 @@ impl<W, R> Core<W, R> {
     }
 
     /// raft-rs drops a ReadIndex (silently) until the leader has committed an entry of its term.
+    /// Whether raft may be asked for a read index now. Reads wait until raft would not drop
+    /// them: a leader that has committed an entry of its term, or a follower that knows a
+    /// leader (who may still drop it: `reads.rs`). A leader that applied its own removal no
+    /// longer asks: raft-rs answers a leader whose configuration has a single voter at once
+    /// with its commit index, taking that voter for itself, while the remaining voter may lead
+    /// a newer term and have committed more (found by the raft simulation, seed 1074291: a
+    /// read on the removed leader answered at index 36 after the new leader's 39 was seen).
+    /// Its reads wait for the request timeout or the leader change; the member stops soon
+    /// after (`driver::stop_removed_member`), as etcd's.
+    fn may_ask_reads(&self) -> bool {
+        let r = &self.raw.raft;
+        if self.is_leader() {
+            self.committed_in_current_term() && r.prs().conf().voters().contains(r.id)
+        } else {
+            r.leader_id != raft::INVALID_ID
+        }
+    }
+
     fn committed_in_current_term(&self) -> bool {
         let r = &self.raw.raft;
         r.raft_log.term(r.raft_log.committed).is_ok_and(|t| t == r.term)
