@@ -285,4 +285,3 @@ mod tests {
         assert_eq!(super::common_name(b"\x30\x03\x02\x01"), None);
     }
 }
-
