@@ -1152,8 +1152,10 @@ fn run_seed(seed: u64, trace: bool) -> Outcome {
 
 /// Seeds beyond the usual range that once failed, run on every run: 1074291 (a removed leader
 /// answered a linearizable read from its own commit index: `Core::may_ask_reads`), 1125420 (a
-/// removed leader that had stepped down was taken for a live voter by the check).
-const SEEDS_THAT_FAILED: &[u64] = &[1_074_291, 1_125_420];
+/// removed leader that had stepped down was taken for a live voter by the check), 1435212 (a
+/// lone voter campaigned with entries not yet durable and raft-rs asserted:
+/// `Core::lone_voter_with_unpersisted_log`).
+const SEEDS_THAT_FAILED: &[u64] = &[1_074_291, 1_125_420, 1_435_212];
 
 #[test]
 fn raft_cluster_simulation() {

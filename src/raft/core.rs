@@ -330,7 +330,9 @@ impl<W, R> Core<W, R> {
         self.ticks += 1;
         self.snapshots.tick();
         if !self.installs.holding_ready() {
-            self.raw.tick();
+            if !self.lone_voter_with_unpersisted_log() {
+                self.raw.tick();
+            }
             self.report_overdue_snapshots();
         }
         let expired = self.proposals.expire(self.ticks);
@@ -663,6 +665,16 @@ impl<W, R> Core<W, R> {
     }
 
     /// raft-rs drops a ReadIndex (silently) until the leader has committed an entry of its term.
+    /// A follower that is the only voter of its configuration (its leader removed itself)
+    /// while entries that leader sent are not durable yet. raft-rs makes a lone voter leader in
+    /// the tick that starts its campaign and asserts then that its whole log is persisted (found
+    /// by the raft simulation, seed 1435212: the process would abort); its clock waits for the
+    /// write instead, a turn or two.
+    fn lone_voter_with_unpersisted_log(&self) -> bool {
+        let r = &self.raw.raft;
+        r.state != StateRole::Leader && r.raft_log.persisted < r.raft_log.last_index() && r.prs().is_singleton() && r.prs().conf().voters().contains(r.id)
+    }
+
     /// Whether raft may be asked for a read index now. Reads wait until raft would not drop
     /// them: a leader that has committed an entry of its term, or a follower that knows a
     /// leader (who may still drop it: `reads.rs`). A leader that applied its own removal no
