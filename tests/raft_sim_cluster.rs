@@ -1165,8 +1165,9 @@ fn raft_cluster_simulation() {
         None => {
             let first = env_u64("RAFT_SIM_FIRST_SEED").unwrap_or(1);
             let range = first..first + env_u64("RAFT_SIM_SEEDS").unwrap_or(3000);
-            let again = SEEDS_THAT_FAILED.iter().copied().filter(|s| !range.contains(s)).collect::<Vec<u64>>();
-            again.into_iter().chain(range).collect()
+            let mut seeds: Vec<u64> = SEEDS_THAT_FAILED.iter().copied().filter(|s| !range.contains(s)).collect();
+            seeds.extend(range);
+            seeds
         }
     };
     let (mut acked, mut reads, mut boots, mut installs, mut conf_applied, mut conf_refused, mut orphaned) = (0, 0, 0, 0, 0, 0, 0);

@@ -664,7 +664,6 @@ impl<W, R> Core<W, R> {
         self.leader_seen = leader;
     }
 
-    /// raft-rs drops a ReadIndex (silently) until the leader has committed an entry of its term.
     /// A follower that is the only voter of its configuration (its leader removed itself)
     /// while entries that leader sent are not durable yet. raft-rs makes a lone voter leader in
     /// the tick that starts its campaign and asserts then that its whole log is persisted (found
@@ -693,6 +692,7 @@ impl<W, R> Core<W, R> {
         }
     }
 
+    /// raft-rs drops a ReadIndex (silently) until the leader has committed an entry of its term.
     fn committed_in_current_term(&self) -> bool {
         let r = &self.raw.raft;
         r.raft_log.term(r.raft_log.committed).is_ok_and(|t| t == r.term)

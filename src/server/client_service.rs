@@ -19,18 +19,17 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use tonic::service::Routes;
 use tower_service::Service;
 
-use std::sync::Arc;
-
 use super::range_route::RangeRoute;
 use crate::api::kv::KvService;
 use crate::auth::AuthGuard;
-use crate::status::ServerStatus;
 use crate::proto::etcdserverpb::kv_server::KvServer;
+use crate::status::ServerStatus;
 
 /// The KV service's paths start with this.
 const KV_PREFIX: &str = "/etcdserverpb.KV/";
