@@ -1,8 +1,8 @@
 //! etcd's token providers (server/auth/simple_token.go, jwt.go), chosen by `--auth-token`.
 //!
 //! * `simple` (default): `<16 random letters>.<raft index of the Authenticate entry>`, kept in
-//!   memory by every member as it applies that entry (so any member takes it, as etcd's; a
-//!   restart remembers those of the entries it replays from the WAL), valid for
+//!   memory by every member as it applies that entry (so any member takes it, as etcd's; as
+//!   etcd's, a restart forgets them: the entries it replays from the WAL issue none), valid for
 //!   `--auth-token-ttl` seconds after its last use; deleting a user or changing its password
 //!   drops its tokens, disabling auth drops all.
 //! * `jwt,pub-key=…,priv-key=…,sign-method=…,ttl=…`: signed claims {username, revision, exp};

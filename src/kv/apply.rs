@@ -45,13 +45,18 @@ pub struct Applier {
     guard: Arc<AuthGuard>,
     /// Raft index of the entry being applied (a simple token names it).
     index: u64,
+    /// The commit index raft recovered at boot: entries up to it are replayed from the WAL, and
+    /// their Authenticate entries issue no token again (etcd's tokens live in memory and skip
+    /// the entries its backend applied, so a restart loses them; one replayed here would come
+    /// back with a fresh TTL, however long ago it expired).
+    replayed_until: u64,
 }
 
 impl Applier {
     pub fn new(shards: Shards, status: Arc<ServerStatus>, quota: Quota, lessor: Lessor, guard: Arc<AuthGuard>) -> Applier {
         let auth = AuthState::default();
         guard.publish(&auth);
-        Applier { shards, status, quota, rev: 1, compact_rev: -1, alarms: Vec::new(), lessor, leader: false, auth, guard, index: 0 }
+        Applier { shards, status, quota, rev: 1, compact_rev: -1, alarms: Vec::new(), lessor, leader: false, auth, guard, index: 0, replayed_until: 0 }
     }
 
     pub fn auth(&self) -> &AuthState {
@@ -66,6 +71,11 @@ impl Applier {
 
     pub fn set_index(&mut self, index: u64) {
         self.index = index;
+    }
+
+    /// Entries up to `index` are a replay of what this member applied before it restarted.
+    pub fn set_replayed_until(&mut self, index: u64) {
+        self.replayed_until = index;
     }
 
     pub fn lessor(&mut self) -> &mut Lessor {
@@ -280,7 +290,9 @@ impl Applier {
                 Ok(())
             }
             Request::Authenticate(a) => self.auth.authenticate(&a.name).map(|()| {
-                self.guard.tokens.remember(&a.name, &a.simple_token, self.index);
+                if self.index > self.replayed_until {
+                    self.guard.tokens.remember(&a.name, &a.simple_token, self.index);
+                }
                 authenticated = Some(crate::kv::response::Authenticated {
                     name: a.name.clone(),
                     revision: self.auth.revision,

@@ -295,6 +295,7 @@ impl Driver {
         let checkpoints = cfg.lease_checkpoint.then_some(Checkpoints { interval: LEASE_CHECKPOINT_INTERVAL, persist: cfg.lease_checkpoint_persist });
         let lessor = Lessor::new(min_ttl, Duration::from_secs(5) + 2 * election_timeout, checkpoints);
         let mut applier = Applier::new(shards.clone(), status.clone(), cfg.quota, lessor, cfg.auth.clone());
+        applier.set_replayed_until(core.progress().2);
         if let Some(m) = &snap {
             applier.restore(m.rev, m.compact_rev, &m.alarms);
             applier.restore_auth(m.auth.clone());

@@ -71,6 +71,8 @@ pub struct Etcd {
     pub endpoint: String,
     pub dir: PathBuf,
     log_path: PathBuf,
+    /// The command that started it (`restart` runs it again).
+    command: Vec<String>,
 }
 
 impl Etcd {
@@ -161,22 +163,25 @@ impl Etcd {
                 .expect("run etcdutl");
             assert!(out.status.success(), "etcdutl snapshot restore: {}", String::from_utf8_lossy(&out.stderr));
         }
-        let child = Command::new(&bin)
-            .args(["--name", "default"])
-            .args(["--data-dir", dir.join("data.etcd").to_str().unwrap()])
-            .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
-            .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
-            .args(["--initial-cluster", &format!("default={peer}")])
-            // Answers do not depend on durability; this keeps the test fast on slow disks.
-            .arg("--unsafe-no-fsync")
-            .args(&extra)
-            .current_dir(&dir)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {}: {e}", bin.display()));
-        Etcd { child: Some(child), endpoint: format!("127.0.0.1:{cport}"), dir, log_path }
+        let data_dir = dir.join("data.etcd");
+        let mut command: Vec<String> = vec![bin.to_str().unwrap().into(), "--name".into(), "default".into(), "--data-dir".into(), data_dir.to_str().unwrap().into()];
+        command.extend(["--listen-client-urls", &client, "--advertise-client-urls", &client].map(String::from));
+        command.extend(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer].map(String::from));
+        command.extend(["--initial-cluster".to_string(), format!("default={peer}")]);
+        // Answers do not depend on durability; this keeps the test fast on slow disks.
+        command.push("--unsafe-no-fsync".into());
+        command.extend(extra);
+        let child = spawn_logged(&command, &dir, log);
+        Etcd { child: Some(child), endpoint: format!("127.0.0.1:{cport}"), dir, log_path, command }
+    }
+
+    /// SIGKILL, then the same command again on the same data dir and ports, waiting until it
+    /// serves.
+    pub fn restart(&mut self) {
+        self.kill();
+        let log = std::fs::OpenOptions::new().append(true).open(&self.log_path).unwrap();
+        self.child = Some(spawn_logged(&self.command, &self.dir, log));
+        self.wait_ready();
     }
 
     fn wait_ready(&mut self) {
@@ -225,6 +230,18 @@ impl Etcd {
             let _ = c.wait();
         }
     }
+}
+
+/// Runs `command` (binary, then arguments) in `dir`, its output to `log`.
+fn spawn_logged(command: &[String], dir: &Path, log: std::fs::File) -> Child {
+    Command::new(&command[0])
+        .args(&command[1..])
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {}: {e}", command[0]))
 }
 
 impl Drop for Etcd {
