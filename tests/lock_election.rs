@@ -1,8 +1,11 @@
 //! etcd's Lock and Election services on a real ballast: mutual exclusion among concurrent
 //! clients, a lock that goes with its lease, one leader at a time, Observe seeing every
-//! change, Resign handing over, and etcd's errors (code Unknown, etcd's messages).
+//! change, Resign handing over, and etcd's errors (code Unknown, etcd's messages); a waiter
+//! whose call ends early (deadline, cancel) leaves no key behind, as on etcd 3.5.
 
 mod common;
+#[path = "common/etcd.rs"]
+mod etcd;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -145,4 +148,60 @@ fn etcdctl_lock_and_elect_behave_as_with_etcd() {
     let lines: Vec<&str> = campaign.lines().collect();
     assert!(lines.len() == 2 && lines[0].starts_with("myelect/") && lines[1] == "p1", "{campaign:?}");
     assert_eq!(listen, campaign, "the listener prints the leader key and its proposal");
+}
+
+/// Keys under `prefix`.
+async fn keys_under(ch: &Channel, prefix: &str) -> usize {
+    use ballast::proto::etcdserverpb::{kv_client::KvClient, RangeRequest};
+    let mut end = prefix.as_bytes().to_vec();
+    *end.last_mut().unwrap() += 1;
+    let req = RangeRequest { key: prefix.into(), range_end: end, count_only: true, ..Default::default() };
+    KvClient::new(ch.clone()).range(req).await.unwrap().into_inner().count as usize
+}
+
+/// Waits (at most 5 s) until `prefix` holds `n` keys; the count then.
+async fn settles_at(ch: &Channel, prefix: &str, n: usize) -> usize {
+    for _ in 0..50 {
+        if keys_under(ch, prefix).await == n {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    keys_under(ch, prefix).await
+}
+
+/// A Lock that waits past its deadline (grpc-timeout), and a Campaign its client gives up on
+/// (the call dropped), each behind a holder: the waiter's key goes with the call, so once the
+/// holder leaves the next waiter gets the lock, or leads, at once. Same steps on etcd 3.5.
+async fn abandoned_waiters(ch: &Channel) -> Vec<String> {
+    let mut steps = Vec::new();
+    let mut lock = LockClient::new(ch.clone());
+    let held = within(lock.lock(LockRequest { name: b"l".to_vec(), lease: 0 })).await.unwrap().into_inner().key;
+    let mut late = tonic::Request::new(LockRequest { name: b"l".to_vec(), lease: 0 });
+    late.set_timeout(Duration::from_secs(1));
+    steps.push(format!("late lock refused: {}", within(lock.lock(late)).await.is_err()));
+    steps.push(format!("lock waiters' keys after it: {}", settles_at(ch, "l/", 1).await));
+    within(lock.unlock(UnlockRequest { key: held })).await.unwrap();
+    steps.push(format!("next lock at once: {}", tokio::time::timeout(Duration::from_secs(3), lock.lock(LockRequest { name: b"l".to_vec(), lease: 0 })).await.is_ok_and(|r| r.is_ok())));
+
+    let mut election = ElectionClient::new(ch.clone());
+    let campaign = |value: &str| CampaignRequest { name: b"e".to_vec(), lease: 0, value: value.as_bytes().to_vec() };
+    let leader = within(election.campaign(campaign("a"))).await.unwrap().into_inner().leader;
+    let given_up = tokio::time::timeout(Duration::from_secs(1), election.campaign(campaign("b"))).await;
+    steps.push(format!("late campaign given up: {}", given_up.is_err()));
+    steps.push(format!("candidates' keys after it: {}", settles_at(ch, "e/", 1).await));
+    within(election.resign(ResignRequest { leader })).await.unwrap();
+    steps.push(format!("next campaign leads at once: {}", tokio::time::timeout(Duration::from_secs(3), election.campaign(campaign("c"))).await.is_ok_and(|r| r.is_ok())));
+    steps
+}
+
+#[tokio::test]
+async fn a_waiter_whose_call_ends_early_leaves_no_key_as_with_etcd() {
+    let etcd = etcd::Etcd::start();
+    let ballast = common::Server::start(&[]);
+    let etcd_ch = Endpoint::from_shared(format!("http://{}", etcd.endpoint)).unwrap().connect().await.expect("connect");
+    let want = abandoned_waiters(&etcd_ch).await;
+    let got = abandoned_waiters(&channel(&ballast).await).await;
+    assert_eq!(got, want, "ballast, then etcd 3.5");
+    assert!(want.iter().all(|s| s.ends_with("true") || s.ends_with(": 1")), "{want:?}");
 }

@@ -2,12 +2,13 @@
 //! candidate's key is `name/<lease hex>`; the leader is the first key created under `name/`.
 //! Campaign waits until every key created before the candidate's is gone; Proclaim and Resign
 //! act only while the candidate's key has the create revision it campaigned with; Observe
-//! follows the leader's key, from one leader to the next.
+//! follows the leader's key, from one leader to the next. As etcd's, a campaign whose call is
+//! dropped (its client cancelled) resigns; one whose wait fails otherwise leaves its key.
 
 use std::sync::Arc;
 
 use super::mutex::{create_or_get, created_at, range_of};
-use super::{first_created, key_of, prefix_range, session_lease, wait_deletes, Subscription};
+use super::{first_created, key_of, prefix_range, session_lease, wait_deletes, Abandoned, Subscription};
 use crate::api::Ctx;
 use crate::error::{Error, Result};
 use crate::kv::Kv;
@@ -22,18 +23,27 @@ pub async fn campaign(ctx: &Arc<Ctx>, name: &[u8], lease: i64, value: Vec<u8>) -
     let key = key_of(&prefix, lease);
     let resp = Kv::new(ctx.clone()).txn(create_or_get(&key, value.clone(), lease, None)).await?;
     let mut leader = LeaderKey { name: name.to_vec(), key: key.clone(), rev: resp.header.map_or(0, |h| h.revision), lease };
-    if !resp.succeeded {
-        let current = range_of(&resp, 0).and_then(|r| r.kvs.first()).cloned().unwrap_or_default();
-        leader.rev = current.create_revision;
-        if current.value != value {
-            proclaim(ctx, &leader, value).await?;
+    // The key was there (this lease campaigned before): the candidate goes on with it.
+    let existing = if resp.succeeded { None } else { range_of(&resp, 0).and_then(|r| r.kvs.first()) };
+    if let Some(kv) = existing {
+        leader.rev = kv.create_revision;
+    }
+    let abandoned = Abandoned::arm({
+        let (ctx, leader) = (ctx.clone(), leader.clone());
+        async move {
+            let _ = resign(&ctx, &leader).await;
+        }
+    });
+    if existing.is_some_and(|kv| kv.value != value) {
+        if let Err(e) = proclaim(ctx, &leader, value).await {
+            let _ = resign(ctx, &leader).await;
+            abandoned.disarm();
+            return Err(e);
         }
     }
-    if let Err(e) = wait_deletes(ctx, &prefix, leader.rev - 1).await {
-        let _ = resign(ctx, &leader).await;
-        return Err(e);
-    }
-    Ok((resp.header, leader))
+    let waited = wait_deletes(ctx, &prefix, leader.rev - 1).await;
+    abandoned.disarm();
+    waited.map(|()| (resp.header, leader))
 }
 
 pub async fn proclaim(ctx: &Arc<Ctx>, leader: &LeaderKey, value: Vec<u8>) -> Result<Option<ResponseHeader>> {

@@ -87,6 +87,35 @@ pub async fn wait_delete(ctx: &Arc<Ctx>, key: &[u8], rev: i64) -> Result<()> {
     sub.next().await.map(drop)
 }
 
+/// A waiter's key to delete if the call waiting with it is dropped before `disarm` (its client
+/// cancelled, or its deadline passed: tonic drops the call's future), as etcd's recipes unlock
+/// or resign on a context of their own when the call's ends. Else the key would outlive the
+/// call and hold up every later waiter until its lease ends. The deletion runs as a task of
+/// its own, as the caller.
+pub struct Abandoned {
+    cleanup: Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>>,
+}
+
+impl Abandoned {
+    pub fn arm<F: std::future::Future<Output = ()> + Send + 'static>(cleanup: F) -> Abandoned {
+        let who = crate::auth::scoped_caller();
+        Abandoned { cleanup: Some(Box::pin(crate::auth::as_caller(who, cleanup))) }
+    }
+
+    /// The call ends as it should: nothing to delete behind it.
+    pub fn disarm(mut self) {
+        self.cleanup = None;
+    }
+}
+
+impl Drop for Abandoned {
+    fn drop(&mut self) {
+        if let (Some(cleanup), Ok(runtime)) = (self.cleanup.take(), tokio::runtime::Handle::try_current()) {
+            runtime.spawn(cleanup);
+        }
+    }
+}
+
 /// An internal watch: the events of one watcher, response by response.
 pub struct Subscription {
     ctx: Arc<Ctx>,

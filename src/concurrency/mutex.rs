@@ -1,11 +1,12 @@
 //! etcd's lock (server/etcdserver/api/v3lock over clientv3's concurrency.Mutex): the waiter's key
 //! is `name/<lease hex>`, created if missing in one txn that also reads the first key created
 //! under `name/`; the lock is held once every key created before it is gone. The key is tied
-//! to the lease, so the lock goes with it. Unlock deletes the key.
+//! to the lease, so the lock goes with it. Unlock deletes the key; so does a wait that fails or
+//! whose call is dropped (its client cancelled), as etcd's.
 
 use std::sync::Arc;
 
-use super::{first_created, key_of, session_lease, wait_deletes};
+use super::{first_created, key_of, session_lease, wait_deletes, Abandoned};
 use crate::api::Ctx;
 use crate::error::{Error, Result};
 use crate::kv::Kv;
@@ -29,11 +30,25 @@ pub async fn lock(ctx: &Arc<Ctx>, name: &[u8], lease: i64) -> Result<(Option<Res
     if owner.is_none_or(|o| o.create_revision == my_rev) {
         return Ok((resp.header, key));
     }
-    if let Err(e) = wait_deletes(ctx, &prefix, my_rev - 1).await {
-        let _ = unlock(ctx, &key).await;
-        return Err(e);
-    }
-    let mine = kv.range(RangeRequest { key: key.clone(), ..Default::default() }).await?;
+    let abandoned = Abandoned::arm({
+        let (ctx, key) = (ctx.clone(), key.clone());
+        async move {
+            let _ = unlock(&ctx, &key).await;
+        }
+    });
+    let waited = async {
+        wait_deletes(ctx, &prefix, my_rev - 1).await?;
+        kv.range(RangeRequest { key: key.clone(), ..Default::default() }).await
+    };
+    let mine = match waited.await {
+        Ok(mine) => mine,
+        Err(e) => {
+            let _ = unlock(ctx, &key).await;
+            abandoned.disarm();
+            return Err(e);
+        }
+    };
+    abandoned.disarm();
     if mine.kvs.is_empty() {
         return Err(Error::SessionExpired);
     }
