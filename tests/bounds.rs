@@ -1,7 +1,8 @@
 //! Bounds a client could break: one WAL write stays bounded however many large requests are
 //! queued, and a txn of 100k+ ops (nested) is answered in bounded time (its checks are not
-//! quadratic). Unknown gRPC paths and races of reads with compactions: metrics.rs and
-//! compaction.rs.
+//! quadratic); a txn nested as deep as taken survives a restart, a deeper one gets etcd's
+//! "too many operations". Unknown gRPC paths and races of reads with compactions: metrics.rs
+//! and compaction.rs.
 
 mod common;
 
@@ -81,4 +82,36 @@ async fn a_txn_of_100k_nested_ops_is_answered() {
     let all = c.get("t", Some(etcd_client::GetOptions::new().with_prefix().with_count_only())).await.unwrap();
     assert_eq!(all.count(), 100_000);
     assert_eq!(all.header().unwrap().revision(), 2, "one revision for the whole txn");
+}
+
+/// A txn `depth` deep (each level's only op the next; a put of `key` at the bottom).
+fn nested_txn(depth: usize, key: &str) -> ballast::proto::etcdserverpb::TxnRequest {
+    use ballast::proto::etcdserverpb::{request_op::Request, PutRequest, RequestOp, TxnRequest};
+    let mut t = TxnRequest { success: vec![RequestOp { request: Some(Request::RequestPut(PutRequest { key: key.into(), value: b"v".to_vec(), ..Default::default() })) }], ..Default::default() };
+    for _ in 1..depth {
+        t = TxnRequest { success: vec![RequestOp { request: Some(Request::RequestTxn(t)) }], ..Default::default() };
+    }
+    t
+}
+
+/// A txn 48 deep (ballast's bound; etcd's is --max-txn-ops) is applied, and the member boots
+/// again on the WAL that holds it: a txn 50 deep was once taken and left a WAL no restart could
+/// decode. Deeper ones, up to far past what prost decodes, get etcd's answer and change nothing.
+#[tokio::test]
+async fn a_deeply_nested_txn_is_refused_or_survives_a_restart() {
+    use ballast::proto::etcdserverpb::{kv_client::KvClient, RangeRequest};
+    let mut s = common::Server::start(&[]);
+    let mut kv = KvClient::new(common::grpc_channel(&s.endpoint).await);
+    let deepest = ballast::kv::validate::MAX_TXN_DEPTH;
+    kv.txn(nested_txn(deepest, "deep")).await.expect("a txn as deep as taken");
+    for depth in [deepest + 1, 50, 51, 128, 129, 5000] {
+        let e = kv.txn(nested_txn(depth, "deeper")).await.expect_err("too deep");
+        assert_eq!((e.code(), e.message()), (tonic::Code::InvalidArgument, "etcdserver: too many operations in txn request"), "depth {depth}");
+    }
+    s.kill();
+    s.restart();
+    let mut kv = KvClient::new(common::grpc_channel(&s.endpoint).await);
+    let all = kv.range(RangeRequest { key: vec![0], range_end: vec![0], ..Default::default() }).await.unwrap().into_inner();
+    let keys: Vec<&[u8]> = all.kvs.iter().map(|kv| kv.key.as_slice()).collect();
+    assert_eq!((keys, all.header.unwrap().revision), (vec![&b"deep"[..]], 2));
 }

@@ -43,33 +43,41 @@ pub fn check_delete(r: &DeleteRangeRequest) -> Result<()> {
 
 /// etcd's checks of a txn, in etcd's order: checkTxnRequest, then checkIntervals on each branch.
 pub fn check_txn(r: &TxnRequest, max_txn_ops: usize) -> Result<()> {
-    check_txn_ops(r, max_txn_ops)?;
+    check_txn_ops(r, max_txn_ops, 1)?;
     check_intervals(&r.success)?;
     check_intervals(&r.failure)?;
     Ok(())
 }
 
-/// etcd's checkTxnRequest: op counts per level, then every op (recursively).
-fn check_txn_ops(r: &TxnRequest, max_txn_ops: usize) -> Result<()> {
+/// Txns nested in a txn at most (a txn of one put: depth 1). etcd's only bound is
+/// checkTxnRequest's budget (depth ≤ `--max-txn-ops`, 128); here a raft entry holding the txn
+/// must also decode, and prost refuses messages nested over 100 deep: an entry holding a txn
+/// of depth 50 did not, so a member that accepted one could neither replay its WAL nor follow
+/// a leader that had. Deeper txns get etcd's "too many operations" (also when the API's own
+/// decoding refuses them: `server/codec.rs`). The test below decodes an entry at this depth.
+pub const MAX_TXN_DEPTH: usize = 48;
+
+/// etcd's checkTxnRequest: op counts per level, then every op (recursively), and the depth.
+fn check_txn_ops(r: &TxnRequest, max_txn_ops: usize, depth: usize) -> Result<()> {
     let opc = r.compare.len().max(r.success.len()).max(r.failure.len());
-    if opc > max_txn_ops {
+    if opc > max_txn_ops || depth > MAX_TXN_DEPTH {
         return Err(Error::TooManyOps);
     }
     if r.compare.iter().any(|c| c.key.is_empty()) {
         return Err(Error::EmptyKey);
     }
     for op in r.success.iter().chain(&r.failure) {
-        check_op(op, max_txn_ops - opc)?;
+        check_op(op, max_txn_ops - opc, depth)?;
     }
     Ok(())
 }
 
-fn check_op(op: &RequestOp, max_txn_ops: usize) -> Result<()> {
+fn check_op(op: &RequestOp, max_txn_ops: usize, depth: usize) -> Result<()> {
     match &op.request {
         Some(Op::RequestRange(r)) => check_range(r),
         Some(Op::RequestPut(r)) => check_put(r),
         Some(Op::RequestDeleteRange(r)) => check_delete(r),
-        Some(Op::RequestTxn(r)) => check_txn_ops(r, max_txn_ops),
+        Some(Op::RequestTxn(r)) => check_txn_ops(r, max_txn_ops, depth + 1),
         None => Err(Error::KeyNotFound),
     }
 }
@@ -161,5 +169,26 @@ mod tests {
         let mut dup = nested.clone();
         dup.push(put("k99/999"));
         assert_eq!(check_intervals(&dup).err(), Some(Error::DuplicateKey));
+    }
+
+    /// A txn `depth` deep (a put at the bottom).
+    fn nested(depth: usize) -> TxnRequest {
+        let mut t = TxnRequest { compare: vec![], success: vec![put("k")], failure: vec![] };
+        for _ in 1..depth {
+            t = TxnRequest { compare: vec![], success: vec![RequestOp { request: Some(Op::RequestTxn(t)) }], failure: vec![] };
+        }
+        t
+    }
+
+    #[test]
+    fn a_txn_as_deep_as_taken_decodes_from_a_raft_entry() {
+        use crate::proto::ballastpb::{internal_request::Request, EntryBatch, InternalRequest};
+        use prost::Message;
+        assert_eq!(check_txn(&nested(MAX_TXN_DEPTH), 128), Ok(()));
+        assert_eq!(check_txn(&nested(MAX_TXN_DEPTH + 1), 128), Err(Error::TooManyOps));
+        assert_eq!(check_txn(&nested(3), 2), Err(Error::TooManyOps), "etcd's budget: depth ≤ --max-txn-ops");
+        let entry = EntryBatch { requests: vec![InternalRequest { id: u64::MAX, request: Some(Request::Txn(nested(MAX_TXN_DEPTH))), ..Default::default() }] };
+        let decoded = EntryBatch::decode(entry.encode_to_vec().as_slice()).expect("the entry decodes");
+        assert_eq!(decoded, entry);
     }
 }

@@ -5,12 +5,14 @@
 //! Every request and answer also starts from a buffer of `CODEC_BUFFER_BYTES` rather than
 //! tonic's 8 KiB (most are a few hundred bytes; a larger one grows it): 1000 clients' puts in
 //! flight had 8 KiB each for a 300-byte message.
+//! Decoding is tonic-prost's, but a message nested past prost's limit (only a TxnRequest can
+//! nest) is refused as etcd refuses a txn too deep: "too many operations in txn request".
 
 use std::marker::PhantomData;
 
 use bytes::BufMut;
 use prost::Message;
-use tonic::codec::{BufferSettings, Codec, EncodeBuf, Encoder};
+use tonic::codec::{BufferSettings, Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::Status;
 use tonic_prost::ProstCodec;
 
@@ -42,14 +44,14 @@ where
     type Encode = T;
     type Decode = U;
     type Encoder = ReservingEncoder<T>;
-    type Decoder = <ProstCodec<T, U> as Codec>::Decoder;
+    type Decoder = DepthDecoder<<ProstCodec<T, U> as Codec>::Decoder>;
 
     fn encoder(&mut self) -> Self::Encoder {
         ReservingEncoder(PhantomData)
     }
 
     fn decoder(&mut self) -> Self::Decoder {
-        ProstCodec::<T, U>::raw_decoder(buffer_settings())
+        DepthDecoder(ProstCodec::<T, U>::raw_decoder(buffer_settings()))
     }
 }
 
@@ -82,14 +84,14 @@ impl Codec for WatchCodec {
     type Encode = WireResponse;
     type Decode = WatchRequest;
     type Encoder = WatchEncoder;
-    type Decoder = <ProstCodec<WatchResponse, WatchRequest> as Codec>::Decoder;
+    type Decoder = DepthDecoder<<ProstCodec<WatchResponse, WatchRequest> as Codec>::Decoder>;
 
     fn encoder(&mut self) -> Self::Encoder {
         WatchEncoder
     }
 
     fn decoder(&mut self) -> Self::Decoder {
-        ProstCodec::<WatchResponse, WatchRequest>::raw_decoder(buffer_settings())
+        DepthDecoder(ProstCodec::<WatchResponse, WatchRequest>::raw_decoder(buffer_settings()))
     }
 }
 
@@ -110,5 +112,22 @@ impl Encoder for WatchEncoder {
 
     fn buffer_settings(&self) -> BufferSettings {
         buffer_settings()
+    }
+}
+
+/// tonic-prost's decoder, with prost's "recursion limit reached" answered as etcd answers a txn
+/// nested too deep (see the module comment).
+pub struct DepthDecoder<D>(D);
+
+impl<D: Decoder<Error = Status>> Decoder for DepthDecoder<D> {
+    type Item = D::Item;
+    type Error = Status;
+
+    fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<D::Item>, Status> {
+        self.0.decode(buf).map_err(|s| if s.message().contains("recursion limit reached") { crate::error::Error::TooManyOps.into() } else { s })
+    }
+
+    fn buffer_settings(&self) -> BufferSettings {
+        self.0.buffer_settings()
     }
 }
