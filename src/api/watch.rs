@@ -147,7 +147,12 @@ impl tower_service::Service<http::Request<tonic::body::Body>> for WatchServer {
         }
         let (method, max_request_bytes) = (WatchMethod(self.service.clone()), self.max_request_bytes);
         Box::pin(async move {
-            let mut grpc = tonic::server::Grpc::new(WatchCodec).apply_max_message_size_config(Some(max_request_bytes), Some(usize::MAX));
+            let mut gzip = tonic::codec::EnabledCompressionEncodings::default();
+            gzip.enable(tonic::codec::CompressionEncoding::Gzip);
+            // gzip requests taken, answers plain (see `server::client_routes`).
+            let mut grpc = tonic::server::Grpc::new(WatchCodec)
+                .apply_compression_config(gzip, Default::default())
+                .apply_max_message_size_config(Some(max_request_bytes), Some(usize::MAX));
             Ok(grpc.streaming(method, req).await)
         })
     }

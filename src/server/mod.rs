@@ -506,14 +506,18 @@ fn client_routes(
     let max_msg = cfg.max_request_bytes as usize + GRPC_OVERHEAD_BYTES;
     let kv_service = Arc::new(KvService::new(ctx.clone()));
     let range = range_route::RangeRoute::new(kv_service.clone(), max_msg);
-    let kv = KvServer::from_arc(kv_service).max_decoding_message_size(max_msg).max_encoding_message_size(usize::MAX);
-    let maintenance = MaintenanceServer::new(MaintenanceService::new(ctx.clone())).max_decoding_message_size(max_msg);
-    let cluster = ClusterServer::new(ClusterService::new(ctx.clone())).max_decoding_message_size(max_msg);
+    // Requests may come gzip-compressed, as etcd's grpc-go server takes them; answers go out
+    // plain (grpc-go compresses only when the request was: tonic would for any client that
+    // merely accepts gzip, at a cost to every answer).
+    let gzip = tonic::codec::CompressionEncoding::Gzip;
+    let kv = KvServer::from_arc(kv_service).max_decoding_message_size(max_msg).max_encoding_message_size(usize::MAX).accept_compressed(gzip);
+    let maintenance = MaintenanceServer::new(MaintenanceService::new(ctx.clone())).max_decoding_message_size(max_msg).accept_compressed(gzip);
+    let cluster = ClusterServer::new(ClusterService::new(ctx.clone())).max_decoding_message_size(max_msg).accept_compressed(gzip);
     let watch = WatchServer::new(WatchService::new(ctx.clone()), max_msg);
-    let lease = LeaseServer::new(LeaseService::new(ctx.clone())).max_decoding_message_size(max_msg);
-    let lock = LockServer::new(LockService::new(ctx.clone())).max_decoding_message_size(max_msg);
-    let election = ElectionServer::new(ElectionService::new(ctx.clone())).max_decoding_message_size(max_msg);
-    let auth = AuthServer::new(AuthService::new(ctx.clone())).max_decoding_message_size(max_msg);
+    let lease = LeaseServer::new(LeaseService::new(ctx.clone())).max_decoding_message_size(max_msg).accept_compressed(gzip);
+    let lock = LockServer::new(LockService::new(ctx.clone())).max_decoding_message_size(max_msg).accept_compressed(gzip);
+    let election = ElectionServer::new(ElectionService::new(ctx.clone())).max_decoding_message_size(max_msg).accept_compressed(gzip);
+    let auth = AuthServer::new(AuthService::new(ctx.clone())).max_decoding_message_size(max_msg).accept_compressed(gzip);
     let (kv_direct, range_direct) = (kv.clone(), range.clone());
     let grpc = grpc_metrics::ServedRoutes::default().add_service(kv).add_service(auth).add_service(watch).add_service(lease).add_service(lock).add_service(election).add_service(maintenance).add_service(cluster).into_routes();
     let range = axum::routing::post(move |req: axum::extract::Request| range.clone().serve(req));

@@ -42,7 +42,7 @@ pub struct RangeRoute {
 
 impl RangeRoute {
     pub fn new(kv: Arc<KvService>, max_request_bytes: usize) -> RangeRoute {
-        let tonic = KvServer::from_arc(kv.clone()).max_decoding_message_size(max_request_bytes).max_encoding_message_size(usize::MAX);
+        let tonic = KvServer::from_arc(kv.clone()).max_decoding_message_size(max_request_bytes).max_encoding_message_size(usize::MAX).accept_compressed(tonic::codec::CompressionEncoding::Gzip);
         RangeRoute { kv, tonic, max_request_bytes }
     }
 
