@@ -6,9 +6,9 @@
 use std::fmt::Write;
 use std::path::PathBuf;
 
-/// Every proto: etcd's v3 API (rpc.proto, v3lock and v3election), ballast's raft entry format
-/// and its peer transport.
-const PROTOS: &[&str] = &["proto/rpc.proto", "proto/v3lock.proto", "proto/v3election.proto", "proto/ballast.proto", "proto/peer.proto"];
+/// Every proto: etcd's v3 API (rpc.proto, v3lock and v3election), gRPC's health service (which
+/// etcd registers too), ballast's raft entry format and its peer transport.
+const PROTOS: &[&str] = &["proto/rpc.proto", "proto/v3lock.proto", "proto/v3election.proto", "proto/health.proto", "proto/ballast.proto", "proto/peer.proto"];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protoc = protoc_bin_vendored::protoc_bin_path()?;

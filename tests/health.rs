@@ -2,8 +2,11 @@
 //! leaving a zombie that accepts connections, and /health, /livez and /readyz do what etcd's do
 //! — a real read through the server with a timeout — so a stuck disk or a stuck shard turns them
 //! red, and they turn green again when it recovers. Faults come from failpoints (debug builds).
+//! gRPC's health service answers as etcd 3.5's.
 
 mod common;
+#[path = "common/etcd.rs"]
+mod etcd;
 
 use std::time::Duration;
 
@@ -85,4 +88,38 @@ async fn probes_turn_red_while_a_shard_is_stuck() {
     assert!(s.http_get("/livez").ends_with("ok"));
     assert!(s.http_get("/health").contains(r#""health":"true""#));
     let _ = std::fs::remove_dir_all(&stall_dir);
+}
+
+/// grpc.health.v1.Health's Check and Watch for the server ("") and an unknown service: one
+/// line per answer.
+async fn grpc_health(endpoint: &str) -> Vec<String> {
+    use ballast::proto::health::{health_client::HealthClient, HealthCheckRequest};
+    let mut health = HealthClient::new(common::grpc_channel(endpoint).await);
+    let mut out = Vec::new();
+    for service in ["", "etcdserverpb.KV", "nope"] {
+        let req = || HealthCheckRequest { service: service.into() };
+        let check = tokio::time::timeout(Duration::from_secs(10), health.check(req())).await.expect("answered in time");
+        out.push(format!("check {service:?}: {:?}", check.map(|r| r.into_inner().status).map_err(|e| (e.code(), e.message().to_string()))));
+        let mut watch = match health.watch(req()).await {
+            Ok(w) => w.into_inner(),
+            Err(e) => {
+                out.push(format!("watch {service:?}: refused {:?} {}", e.code(), e.message()));
+                continue;
+            }
+        };
+        let first = tokio::time::timeout(Duration::from_secs(10), watch.message()).await.expect("answered in time");
+        out.push(format!("watch {service:?}: {:?}", first.map(|r| r.map(|r| r.status)).map_err(|e| (e.code(), e.message().to_string()))));
+        let more = tokio::time::timeout(Duration::from_millis(300), watch.message()).await;
+        out.push(format!("watch {service:?} then: {}", if more.is_err() { "open, quiet" } else { "more" }));
+    }
+    out
+}
+
+#[tokio::test]
+async fn grpc_health_service_answers_as_etcds() {
+    let etcd = etcd::Etcd::start();
+    let ballast = common::Server::start(&[]);
+    let want = grpc_health(&etcd.endpoint).await;
+    assert_eq!(grpc_health(&ballast.endpoint).await, want, "ballast, then etcd 3.5");
+    assert!(want[0].contains("Ok(1)"), "SERVING: {want:?}");
 }

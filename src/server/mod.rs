@@ -519,7 +519,7 @@ fn client_routes(
     let election = ElectionServer::new(ElectionService::new(ctx.clone())).max_decoding_message_size(max_msg).accept_compressed(gzip);
     let auth = AuthServer::new(AuthService::new(ctx.clone())).max_decoding_message_size(max_msg).accept_compressed(gzip);
     let (kv_direct, range_direct) = (kv.clone(), range.clone());
-    let grpc = grpc_metrics::ServedRoutes::default().add_service(kv).add_service(auth).add_service(watch).add_service(lease).add_service(lock).add_service(election).add_service(maintenance).add_service(cluster).into_routes();
+    let grpc = grpc_metrics::ServedRoutes::default().add_service(kv).add_service(auth).add_service(watch).add_service(lease).add_service(lock).add_service(election).add_service(maintenance).add_service(cluster).add_service(crate::api::health::server()).into_routes();
     let range = axum::routing::post(move |req: axum::extract::Request| range.clone().serve(req));
     let grpc = grpc.into_axum_router().route(range_route::RANGE_PATH, range);
     // The JSON gateway calls the gRPC routes above, in process, as etcd's gateway dials its
