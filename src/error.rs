@@ -22,6 +22,10 @@ pub enum Error {
     RequestTooLarge,
     TooManyRequests,
     NoLeader,
+    /// A learner serves only Status, serializable Range and Snapshot (etcd's interceptors).
+    NotSupportedForLearner,
+    /// The CORRUPT alarm is raised: writes are refused at apply (etcd's applierV3Corrupt).
+    Corrupt,
     /// A ReadIndex in flight when the leader changed, or a write whose entry a new leader
     /// replaced (so it will never be applied).
     LeaderChanged,
@@ -119,6 +123,8 @@ impl Error {
             Error::RequestTooLarge => (Code::InvalidArgument, "etcdserver: request is too large"),
             Error::TooManyRequests => (Code::ResourceExhausted, "etcdserver: too many requests"),
             Error::NoLeader => (Code::Unavailable, "etcdserver: no leader"),
+            Error::NotSupportedForLearner => (Code::Unavailable, "etcdserver: rpc not supported for learner"),
+            Error::Corrupt => (Code::DataLoss, "etcdserver: corrupt cluster"),
             Error::LeaderChanged => (Code::Unavailable, "etcdserver: leader changed"),
             Error::NotLeader => (Code::FailedPrecondition, "etcdserver: not leader"),
             Error::BadLeaderTransferee => (Code::FailedPrecondition, "etcdserver: bad leader transferee"),

@@ -1,6 +1,6 @@
 //! The only state shared across threads: atomics the raft core and shards publish and the
-//! front end reads (headers, Status, serializable reads). Everything else is owned by one
-//! shard and reached by message.
+//! front end reads (headers, Status, serializable reads), and the raised alarms' list (for
+//! Status; swapped whole). Everything else is owned by one shard and reached by message.
 
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering::*};
 
@@ -25,6 +25,10 @@ pub struct ServerStatus {
     shard_held_bytes: Vec<AtomicU64>,
     /// Bit `1 << AlarmType` set for every alarm raised on any member.
     alarms: AtomicU32,
+    /// The raised alarms: (member id, alarm type).
+    alarm_members: arc_swap::ArcSwap<Vec<(u64, i32)>>,
+    /// This member is in the member list as a learner.
+    learner: AtomicBool,
     /// A file could not be written for lack of space since the raft core last looked.
     disk_full: AtomicBool,
 }
@@ -45,6 +49,8 @@ impl ServerStatus {
             shard_keys: (0..shards).map(|_| AtomicU64::new(0)).collect(),
             shard_held_bytes: (0..shards).map(|_| AtomicU64::new(0)).collect(),
             alarms: AtomicU32::new(0),
+            alarm_members: Default::default(),
+            learner: AtomicBool::new(false),
             disk_full: AtomicBool::new(false),
         }
     }
@@ -100,8 +106,24 @@ impl ServerStatus {
         self.disk_full.swap(false, AcqRel)
     }
 
-    pub fn publish_alarms(&self, bits: u32) {
-        self.alarms.store(bits, Release);
+    /// The raised alarms, as (member id, alarm type).
+    pub fn publish_alarms(&self, alarms: &[(u64, i32)]) {
+        self.alarm_members.store(std::sync::Arc::new(alarms.to_vec()));
+        self.alarms.store(alarms.iter().fold(0, |bits, &(_, alarm)| bits | 1 << alarm.clamp(0, 31)), Release);
+    }
+
+    pub fn alarm_members(&self) -> std::sync::Arc<Vec<(u64, i32)>> {
+        self.alarm_members.load_full()
+    }
+
+    /// Whether this member is a learner in `members` (etcd's IsMemberExist && IsLearner).
+    pub fn publish_membership(&self, members: &crate::cluster::Cluster) {
+        let learner = members.member(self.member_id).is_some_and(|m| m.is_learner);
+        self.learner.store(learner, Release);
+    }
+
+    pub fn is_learner(&self) -> bool {
+        self.learner.load(Acquire)
     }
 
     pub fn publish_applied(&self, index: u64, rev: i64, compact_rev: i64) {

@@ -186,6 +186,11 @@ fn a_learner_added_at_runtime_joins_catches_up_and_is_promoted() {
     let (joiner, id) = join_as_learner(&c, leader, "infra4");
     // A learner serves serializable reads from what it applied.
     wait_learner_serves(&joiner, "before", "add");
+    // And, as etcd's interceptors, Status, but nothing else.
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let refused = "Unavailable: etcdserver: rpc not supported for learner";
+    let want = ["status: learner true, errors []", "serializable range: 1 key", &format!("linearizable range: {refused}"), &format!("put: {refused}")];
+    assert_eq!(rt.block_on(learner_answers(&joiner.endpoint())), [&want[..], &[&format!("member list: {refused}"), &format!("watch: {refused}")]].concat());
     // Promotion waits until the learner is in sync with the leader (etcd's check).
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -203,6 +208,35 @@ fn a_learner_added_at_runtime_joins_catches_up_and_is_promoted() {
     assert_eq!(joiner.ctl(&["get", "after", "--print-value-only"]), "promote\n");
     assert_eq!(c.members[leader].ctl(&["get", "after", "--print-value-only"]), "promote\n");
     assert_eq!(joiner.ctl(&["member", "list"]), list, "the joiner lists the same members");
+}
+
+/// What a member answers to Status, a serializable and a linearizable Range of "before", a
+/// Put, MemberList and a Watch: one line each.
+async fn learner_answers(endpoint: &str) -> Vec<String> {
+    use ballast::proto::etcdserverpb::*;
+    let ch = common::grpc_channel(endpoint).await;
+    let failed = |e: tonic::Status| format!("{:?}: {}", e.code(), e.message());
+    let mut out = Vec::new();
+    let status = maintenance_client::MaintenanceClient::new(ch.clone()).status(StatusRequest {}).await;
+    out.push(status.map_or_else(|e| format!("status: {}", failed(e)), |r| format!("status: learner {}, errors {:?}", r.get_ref().is_learner, r.get_ref().errors)));
+    let mut kv = kv_client::KvClient::new(ch.clone());
+    for serializable in [true, false] {
+        let name = if serializable { "serializable" } else { "linearizable" };
+        let got = kv.range(RangeRequest { key: b"before".to_vec(), serializable, ..Default::default() }).await;
+        out.push(got.map_or_else(|e| format!("{name} range: {}", failed(e)), |r| format!("{name} range: {} key", r.get_ref().kvs.len())));
+    }
+    let put = kv.put(PutRequest { key: b"learner".to_vec(), value: b"v".to_vec(), ..Default::default() }).await;
+    out.push(put.map_or_else(|e| format!("put: {}", failed(e)), |_| "put: ok".into()));
+    let members = cluster_client::ClusterClient::new(ch.clone()).member_list(MemberListRequest { linearizable: false }).await;
+    out.push(members.map_or_else(|e| format!("member list: {}", failed(e)), |_| "member list: ok".into()));
+    let create = WatchRequest { request_union: Some(watch_request::RequestUnion::CreateRequest(WatchCreateRequest { key: b"k".to_vec(), ..Default::default() })) };
+    let watch = watch_client::WatchClient::new(ch).watch(tokio_stream::iter([create])).await;
+    let first = match watch {
+        Ok(w) => w.into_inner().message().await.map(|m| m.map(|m| m.created)),
+        Err(e) => Err(e),
+    };
+    out.push(first.map_or_else(|e| format!("watch: {}", failed(e)), |m| format!("watch: {m:?}")));
+    out
 }
 
 /// Adds `name` as a learner through member `via` (etcdctl member add --learner), starts it with

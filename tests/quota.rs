@@ -1,9 +1,12 @@
 //! `--quota-backend-bytes`: past the quota writes fail with NOSPACE and raise the NOSPACE
 //! alarm; reads, deletes and compaction keep working; the alarm survives restart; as with
 //! etcd, compaction lowers dbSizeInUse, defrag then shrinks dbSize, and `etcdctl alarm disarm`
-//! clears the alarm.
+//! clears the alarm. Alarms raised by hand (CORRUPT, NOSPACE) act and show in Status as etcd
+//! 3.5's do (compared with a real one).
 
 mod common;
+#[path = "common/etcd.rs"]
+mod etcd;
 
 use etcd_client::{DeleteOptions, GetOptions};
 
@@ -46,4 +49,48 @@ async fn nospace_alarm_caps_writes_until_disarmed() {
     assert_eq!(s.ctl(&["alarm", "list"]), "");
     assert_eq!(s.ctl(&["put", "small", "x"]).trim(), "OK");
     assert!(s.http_get("/health").contains(r#""health":"true""#));
+}
+
+/// Raises `alarm` on the member behind `ch`, then sends a write of each kind, a read-only txn,
+/// a range, a lease grant and a compaction, and reads Status's errors; deactivates it; a put.
+/// One line per answer, the member's id masked.
+async fn under_alarm(ch: tonic::transport::Channel, alarm: ballast::proto::etcdserverpb::AlarmType) -> Vec<String> {
+    use ballast::proto::etcdserverpb::*;
+    let mut kv = kv_client::KvClient::new(ch.clone());
+    let mut maintenance = maintenance_client::MaintenanceClient::new(ch.clone());
+    let mut lease = lease_client::LeaseClient::new(ch);
+    let member = kv.put(PutRequest { key: b"k".to_vec(), value: b"v".to_vec(), ..Default::default() }).await.unwrap().into_inner().header.unwrap().member_id;
+    let act = |action: alarm_request::AlarmAction| AlarmRequest { action: action as i32, member_id: member, alarm: alarm as i32 };
+    maintenance.alarm(act(alarm_request::AlarmAction::Activate)).await.unwrap();
+    let outcome = |r: Result<String, tonic::Status>| r.unwrap_or_else(|e| format!("{:?}: {}", e.code(), e.message()));
+    let put = |key: &str| PutRequest { key: key.into(), value: b"v".to_vec(), ..Default::default() };
+    let op = |r| RequestOp { request: Some(r) };
+    let range = || RangeRequest { key: b"k".to_vec(), ..Default::default() };
+    let mut out = vec![
+        outcome(kv.put(put("p")).await.map(|r| format!("put: rev {}", r.get_ref().header.unwrap().revision))),
+        outcome(kv.delete_range(DeleteRangeRequest { key: b"k".to_vec(), ..Default::default() }).await.map(|r| format!("delete: {}", r.get_ref().deleted))),
+        outcome(kv.txn(TxnRequest { success: vec![op(request_op::Request::RequestPut(put("t")))], ..Default::default() }).await.map(|r| format!("txn: {}", r.get_ref().succeeded))),
+        outcome(kv.txn(TxnRequest { success: vec![op(request_op::Request::RequestRange(range()))], ..Default::default() }).await.map(|r| format!("read txn: {}", r.get_ref().succeeded))),
+        outcome(kv.range(range()).await.map(|r| format!("range: {}", r.get_ref().kvs.len()))),
+        outcome(lease.lease_grant(LeaseGrantRequest { ttl: 60, id: 5 }).await.map(|r| format!("lease: {}", r.get_ref().id))),
+        outcome(kv.compact(CompactionRequest { revision: 2, physical: false }).await.map(|_| "compact: ok".into())),
+    ];
+    let errors = maintenance.status(StatusRequest {}).await.unwrap().into_inner().errors;
+    out.push(format!("status errors: {:?}", errors.iter().map(|e| e.replace(&member.to_string(), "<id>")).collect::<Vec<_>>()));
+    maintenance.alarm(act(alarm_request::AlarmAction::Deactivate)).await.unwrap();
+    out.push(outcome(kv.put(put("after")).await.map(|r| format!("put after: rev {}", r.get_ref().header.unwrap().revision))));
+    out
+}
+
+#[tokio::test]
+async fn alarms_raised_by_hand_act_and_show_in_status_as_etcds() {
+    use ballast::proto::etcdserverpb::AlarmType;
+    for alarm in [AlarmType::Corrupt, AlarmType::Nospace] {
+        let etcd = etcd::Etcd::start();
+        let ballast = common::Server::start(&[]);
+        let want = under_alarm(common::grpc_channel(&etcd.endpoint).await, alarm).await;
+        let got = under_alarm(common::grpc_channel(&ballast.endpoint).await, alarm).await;
+        assert_eq!(got, want, "{alarm:?}: ballast, then etcd 3.5");
+        assert!(want.iter().any(|l| l.contains("alarm:")), "{want:?}");
+    }
 }

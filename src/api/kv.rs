@@ -7,7 +7,7 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 use super::Ctx;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::kv::Kv;
 use crate::proto::etcdserverpb::kv_server;
 use crate::proto::etcdserverpb::*;
@@ -42,6 +42,9 @@ async fn reply<T>(call: impl Future<Output = Result<T>>) -> Reply<T> {
 #[tonic::async_trait]
 impl kv_server::Kv for KvService {
     async fn range(&self, r: Request<RangeRequest>) -> Reply<RangeResponse> {
+        if !r.get_ref().serializable && self.kv.ctx().status.is_learner() {
+            return Err(Error::NotSupportedForLearner.into());
+        }
         let who = self.who(&r)?;
         reply(self.kv.range_as(r.into_inner(), who)).await
     }

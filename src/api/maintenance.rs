@@ -79,17 +79,20 @@ impl Maintenance for MaintenanceService {
         self.ctx.auth.require(&r)?;
         let s = &self.ctx.status;
         let db_size = s.db_size_bytes() as i64;
+        let applied = s.applied_index();
         Ok(Response::new(StatusResponse {
             header: self.ctx.header(),
             version: self.ctx.compat_version.clone(),
             db_size,
             leader: s.leader(),
-            raft_index: s.commit_index(),
+            // The applied index is published as each entry applies, the commit index at the
+            // end of the turn: never below what is applied, as etcd's.
+            raft_index: s.commit_index().max(applied),
             raft_term: s.term(),
-            raft_applied_index: s.applied_index(),
-            errors: vec![],
+            raft_applied_index: applied,
+            errors: status_errors(s),
             db_size_in_use: s.db_size_in_use_bytes() as i64,
-            is_learner: false,
+            is_learner: s.is_learner(),
         }))
     }
 
@@ -154,4 +157,16 @@ impl Maintenance for MaintenanceService {
         self.ctx.auth.admin(&r)?;
         unimplemented(Missing::Downgrade)
     }
+}
+
+/// etcd's Status errors: "etcdserver: no leader" without a leader, then each raised alarm as
+/// gogoproto's text of its AlarmMember (`memberID:<id> alarm:<TYPE> `, a number for a type
+/// the proto does not name).
+fn status_errors(s: &crate::status::ServerStatus) -> Vec<String> {
+    let no_leader = (s.leader() == 0).then(|| tonic::Status::from(crate::error::Error::NoLeader).message().to_string());
+    let alarms = s.alarm_members().iter().map(|&(member, alarm)| {
+        let name = AlarmType::try_from(alarm).map_or_else(|_| alarm.to_string(), |a| a.as_str_name().to_string());
+        format!("memberID:{member} alarm:{name} ")
+    }).collect::<Vec<_>>();
+    no_leader.into_iter().chain(alarms).collect()
 }

@@ -21,6 +21,13 @@ use crate::raft::handle::RaftHandle;
 use crate::shard::mailbox::Shards;
 use crate::status::ServerStatus;
 
+/// etcd's interceptors on a learner: of the gRPC calls it serves only these (Range only
+/// serializable: `KvService::range` checks); any other gets "rpc not supported for learner"
+/// (`server/client_service.rs`, and the gateway's `Call::open`).
+pub fn learner_serves(grpc_path: &str) -> bool {
+    matches!(grpc_path, "/etcdserverpb.Maintenance/Status" | "/etcdserverpb.KV/Range" | "/etcdserverpb.Maintenance/Snapshot")
+}
+
 pub struct Ctx {
     pub raft: RaftHandle,
     pub shards: Shards,

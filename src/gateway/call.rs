@@ -53,6 +53,10 @@ impl Call {
     /// member has applied the entry its simple token names, if any (as the client port's calls,
     /// `server/client_service.rs`).
     pub async fn open(gateway: &super::Gateway, route: &Route, meta: HeaderMap, body: Body) -> Call {
+        if gateway.status.is_learner() && !crate::api::learner_serves(&route.grpc_path) {
+            let refused = tonic::Status::from(crate::error::Error::NotSupportedForLearner);
+            return Call { body: None, buf: BytesMut::new(), failed: Some(refused), trailers: None };
+        }
         if let Some(index) = gateway.auth.token_index_ahead(&meta, gateway.status.applied_index()) {
             crate::auth::wait_applied(index, || gateway.status.applied_index()).await;
         }

@@ -107,11 +107,23 @@ impl Applier {
     }
 
     fn publish_alarms(&self) {
-        self.status.publish_alarms(self.alarms.iter().fold(0, |bits, m| bits | 1 << m.alarm.clamp(0, 31)));
+        self.status.publish_alarms(&self.alarms());
     }
 
     fn nospace(&self) -> bool {
         self.alarms.iter().any(|a| a.alarm == AlarmType::Nospace as i32)
+    }
+
+    /// etcd's corrupt applier (outermost, so before NOSPACE): while CORRUPT is raised, every
+    /// write, compaction, lease grant and revoke is answered "corrupt cluster". A read-only
+    /// txn is a read (etcd does not apply it through raft).
+    fn refused_as_corrupt(&self, req: &Request) -> bool {
+        let writes = match req {
+            Request::Put(_) | Request::DeleteRange(_) | Request::Compaction(_) | Request::LeaseGrant(_) | Request::LeaseRevoke(_) => true,
+            Request::Txn(t) => !super::txn::is_read_only(t),
+            _ => false,
+        };
+        writes && self.alarms.iter().any(|a| a.alarm == AlarmType::Corrupt as i32)
     }
 
     /// etcd's quota applier: a write past the quota is applied but answered NOSPACE
@@ -169,7 +181,7 @@ impl Applier {
     }
 
     fn is_plain_put(&self, req: Option<&Request>) -> bool {
-        matches!(req, Some(Request::Put(p)) if !p.ignore_value && !p.ignore_lease && p.lease == 0) && !self.nospace()
+        matches!(req, Some(Request::Put(p)) if !p.ignore_value && !p.ignore_lease && p.lease == 0) && self.alarms.is_empty()
     }
 
     /// Puts that need no precondition: revisions `rev+1..=rev+n`, one message per shard.
@@ -320,6 +332,9 @@ impl Applier {
     }
 
     pub async fn apply(&mut self, req: &Request) -> Result<Response> {
+        if self.refused_as_corrupt(req) {
+            return Err(Error::Corrupt);
+        }
         match req {
             Request::Put(p) => {
                 if self.nospace() {

@@ -47,6 +47,11 @@ pub fn leases_named(t: &TxnRequest, out: &mut Vec<i64>) {
     }
 }
 
+/// etcd's isTxnReadonly: every op of both branches a range (a nested txn is not).
+pub fn is_read_only(t: &TxnRequest) -> bool {
+    t.success.iter().chain(&t.failure).all(|op| matches!(op.request, Some(Op::RequestRange(_))))
+}
+
 /// The (lease, key) of every put `t` made: the branches it took, as its response tells.
 pub fn leased_puts(t: &TxnRequest, resp: &TxnResponse, out: &mut Vec<(i64, Vec<u8>)>) {
     let taken = if resp.succeeded { &t.success } else { &t.failure };

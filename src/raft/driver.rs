@@ -289,6 +289,7 @@ impl Driver {
         let core = Core::new(&core_cfg, recovered, point.as_ref())?;
         // The snapshot's member list, until the entries after it are applied again.
         cfg.membership.set(core.members().clone());
+        status.publish_membership(core.members());
         let election_timeout = cfg.heartbeat * cfg.election_ticks as u32;
         let min_ttl = crate::lease::min_ttl_seconds(cfg.heartbeat, cfg.election_ticks as u64);
         // A revoke not applied within etcd's request timeout is proposed again.
@@ -471,6 +472,7 @@ impl Driver {
             self.core.installed(result);
             // The installed snapshot's member list, until the entries after it are applied.
             self.membership.set(self.core.members().clone());
+            self.status.publish_membership(self.core.members());
         }
         if let Some(order) = out.snapshot {
             let (leases, lease_remaining) = self.applier.lessor().saved();
@@ -503,6 +505,7 @@ impl Driver {
         let ToApply { index, mut requests, auth, waiters, members, conf_change, .. } = entry;
         if let Some(members) = &members {
             self.membership.set(members.clone());
+            self.status.publish_membership(members);
         }
         self.applier.set_index(index);
         let results = self.apply_requests(&mut requests, &auth).await;

@@ -71,8 +71,7 @@ impl ClientService {
             Some("Put" | "DeleteRange" | "Txn" | "Compact") => return ClientFuture::Direct(self.kv.call(req)),
             _ => {}
         }
-        let grpc = req.headers().get(http::header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
-        if let Some(status) = grpc.then(|| not_served(req.uri().path())).flatten() {
+        if let Some(status) = is_grpc(&req).then(|| not_served(req.uri().path())).flatten() {
             return ClientFuture::Direct(Box::pin(std::future::ready(Ok(status.into_http()))));
         }
         ClientFuture::Routed(self.routes.call(req))
@@ -94,6 +93,10 @@ where
     }
 
     fn call(&mut self, req: http::Request<B>) -> ClientFuture {
+        if self.status.is_learner() && refused_on_learner(&req) {
+            let refused = tonic::Status::from(crate::error::Error::NotSupportedForLearner);
+            return ClientFuture::Direct(Box::pin(std::future::ready(Ok(refused.into_http()))));
+        }
         let Some(index) = self.auth.token_index_ahead(req.headers(), self.status.applied_index()) else { return self.route(req) };
         let mut me = self.clone();
         ClientFuture::Direct(Box::pin(async move {
@@ -121,6 +124,17 @@ impl Future for ClientFuture {
             ClientFuture::Routed(f) => Pin::new(f).poll(cx),
         }
     }
+}
+
+/// A gRPC call a learner does not serve (`api::learner_serves`); an unknown method is answered
+/// as on any member.
+fn refused_on_learner<B>(req: &http::Request<B>) -> bool {
+    let path = req.uri().path();
+    is_grpc(req) && super::grpc_metrics::serves(path) && !crate::api::learner_serves(path)
+}
+
+fn is_grpc<B>(req: &http::Request<B>) -> bool {
+    req.headers().get(http::header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
 }
 
 /// grpc-go's answer to a gRPC call of `path` when the port does not serve it (its server's
