@@ -1,7 +1,8 @@
 //! Bounds a client could break: one WAL write stays bounded however many large requests are
 //! queued, and a txn of 100k+ ops (nested) is answered in bounded time (its checks are not
 //! quadratic); a txn nested as deep as taken survives a restart, a deeper one gets etcd's
-//! "too many operations". Unknown gRPC paths and races of reads with compactions: metrics.rs
+//! "too many operations"; a Watch or LeaseKeepAlive stream sent a request too large to read
+//! ends with an error, as etcd's (it hung, or ended "OK"). Unknown gRPC paths and races of reads with compactions: metrics.rs
 //! and compaction.rs.
 
 mod common;
@@ -114,4 +115,52 @@ async fn a_deeply_nested_txn_is_refused_or_survives_a_restart() {
     let all = kv.range(RangeRequest { key: vec![0], range_end: vec![0], ..Default::default() }).await.unwrap().into_inner();
     let keys: Vec<&[u8]> = all.kvs.iter().map(|kv| kv.key.as_slice()).collect();
     assert_eq!((keys, all.header.unwrap().revision), (vec![&b"deep"[..]], 2));
+}
+
+/// A stream's request larger than the server reads ends the stream with an error status, as
+/// on etcd (whose words differ: grpc-go's "received message larger than max"); the server
+/// keeps serving. Before, a Watch stream went silent until the client gave up and a
+/// LeaseKeepAlive stream ended with status OK.
+#[tokio::test]
+async fn a_stream_sent_a_request_too_large_ends_with_an_error() {
+    use ballast::proto::etcdserverpb::*;
+    let s = common::Server::start(&[]);
+    let ch = common::grpc_channel(&s.endpoint).await;
+    let huge = vec![b'k'; 3 << 20];
+    let create = |key: Vec<u8>| WatchRequest { request_union: Some(watch_request::RequestUnion::CreateRequest(WatchCreateRequest { key, ..Default::default() })) };
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let mut watch = watch_client::WatchClient::new(ch.clone()).watch(tokio_stream::wrappers::ReceiverStream::new(rx)).await.unwrap().into_inner();
+    tx.send(create(b"w".to_vec())).await.unwrap();
+    assert!(tokio::time::timeout(Duration::from_secs(10), watch.message()).await.expect("answered").unwrap().unwrap().created);
+    tx.send(create(huge.clone())).await.unwrap();
+    let end = tokio::time::timeout(Duration::from_secs(10), watch.message()).await.expect("the watch stream ends in time");
+    let e = end.expect_err("an error ends the watch stream");
+    assert!(e.message().contains("message length too large"), "{e:?}");
+
+    // A keepalive's only field is its id: the oversized one carries 3 MiB in a field etcd's
+    // message does not have (the size check refuses it before decoding).
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let mut grpc = tonic::client::Grpc::new(ch.clone());
+    grpc.ready().await.unwrap();
+    let path = http::uri::PathAndQuery::from_static("/etcdserverpb.Lease/LeaseKeepAlive");
+    let codec = tonic_prost::ProstCodec::<PaddedKeepAlive, LeaseKeepAliveResponse>::default();
+    let mut alive = grpc.streaming(tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx)), path, codec).await.unwrap().into_inner();
+    tx.send(PaddedKeepAlive { id: 1, pad: Vec::new() }).await.unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(10), alive.message()).await.expect("answered");
+    assert_eq!(first.unwrap().map(|r| r.ttl), Some(0), "an unknown lease: TTL 0");
+    tx.send(PaddedKeepAlive { id: 1, pad: huge }).await.unwrap();
+    let end = tokio::time::timeout(Duration::from_secs(10), alive.message()).await.expect("the keepalive stream ends in time");
+    let e = end.expect_err("an error ends the keepalive stream");
+    assert!(e.message().contains("message length too large"), "{e:?}");
+    let mut kv = kv_client::KvClient::new(ch);
+    kv.put(PutRequest { key: b"still".to_vec(), value: b"serving".to_vec(), ..Default::default() }).await.expect("the server keeps serving");
+}
+
+/// LeaseKeepAliveRequest with a field of padding etcd's message does not have.
+#[derive(Clone, PartialEq, prost::Message)]
+struct PaddedKeepAlive {
+    #[prost(int64, tag = "1")]
+    id: i64,
+    #[prost(bytes = "vec", tag = "15")]
+    pad: Vec<u8>,
 }

@@ -198,11 +198,25 @@ async fn keep_alive(
     tx: tokio::sync::mpsc::Sender<std::result::Result<LeaseKeepAliveResponse, Status>>,
     who: Option<AuthInfo>,
 ) {
-    while let Some(Ok(first)) = requests.next().await {
+    // A request that cannot be read (too large, undecodable) ends the stream with its error
+    // once the ones before it are answered, as etcd's does.
+    let mut unreadable = None;
+    while let Some(first) = requests.next().await {
+        let first = match first {
+            Ok(first) => first,
+            Err(status) => {
+                let _ = tx.send(Err(status)).await;
+                return;
+            }
+        };
         let mut ids = vec![first.id];
         while ids.len() < MAX_KEEPALIVES_PER_BATCH {
             match requests.next().now_or_never() {
                 Some(Some(Ok(req))) => ids.push(req.id),
+                Some(Some(Err(status))) => {
+                    unreadable = Some(status);
+                    break;
+                }
                 _ => break,
             }
         }
@@ -231,6 +245,10 @@ async fn keep_alive(
             if tx.send(Ok(LeaseKeepAliveResponse { header, id, ttl })).await.is_err() {
                 return;
             }
+        }
+        if let Some(status) = unreadable.take() {
+            let _ = tx.send(Err(status)).await;
+            return;
         }
     }
 }

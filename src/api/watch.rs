@@ -50,7 +50,8 @@ impl WatchService {
             meta: req.metadata().clone(),
             tls: req.extensions().get::<crate::server::handshake::TlsConnectInfo>().cloned(),
         };
-        tokio::spawn(forward_requests(hub.clone(), id, req.into_inner(), sender));
+        let (failed_tx, failed) = tokio::sync::oneshot::channel();
+        tokio::spawn(forward_requests(hub.clone(), id, req.into_inner(), sender, failed_tx));
         let closer = CloseOnDrop { hub, stream: id };
         let queued = stream.queued;
         let responses = tokio_stream::wrappers::UnboundedReceiverStream::new(stream.responses).flat_map(move |o| {
@@ -58,13 +59,24 @@ impl WatchService {
             queued.fetch_sub(o.bytes, Ordering::Relaxed);
             futures_util::stream::iter(o.resps.into_iter().map(Ok))
         });
-        Ok(Response::new(Box::pin(responses)))
+        // A request that cannot be read (too large, undecodable) ends the stream with its
+        // error, as etcd's does; tonic sends an error as the stream's last word.
+        let failure = futures_util::stream::once(failed).filter_map(|f| std::future::ready(f.ok().map(Err)));
+        Ok(Response::new(Box::pin(futures_util::stream::select(responses, failure))))
     }
 }
 
-/// Passes the client's requests to the hub until the client stops sending.
-async fn forward_requests(hub: WatchHub, stream: u64, mut requests: Streaming<WatchRequest>, sender: Sender) {
-    while let Some(Ok(req)) = requests.next().await {
+/// Passes the client's requests to the hub until the client stops sending, or sends what
+/// cannot be read: then `failed` gets the error.
+async fn forward_requests(hub: WatchHub, stream: u64, mut requests: Streaming<WatchRequest>, sender: Sender, failed: tokio::sync::oneshot::Sender<Status>) {
+    while let Some(req) = requests.next().await {
+        let req = match req {
+            Ok(req) => req,
+            Err(status) => {
+                let _ = failed.send(status);
+                return;
+            }
+        };
         let msg = match req.request_union {
             Some(RequestUnion::CreateRequest(req)) => {
                 let denied = sender.check(&req).err();
