@@ -210,6 +210,30 @@ fn a_learner_added_at_runtime_joins_catches_up_and_is_promoted() {
     assert_eq!(joiner.ctl(&["member", "list"]), list, "the joiner lists the same members");
 }
 
+/// `member update` of two members' peer URLs, before they restart on them: the cluster keeps
+/// its quorum and serves on every member, as etcd's (the open peer streams stay; the new URLs
+/// are dialled when a stream is next opened). Before, senders moved to the new URLs at once,
+/// where nobody listened: the updated members were cut off and the cluster lost its leader.
+#[test]
+fn peer_urls_updated_before_a_restart_keep_the_cluster_serving() {
+    let c = Cluster::start(3);
+    let leader = c.wait_leader(ELECTION_BOUND);
+    for i in (0..3).filter(|&i| i != leader).chain([leader]).take(2) {
+        let id = c.members[i].status().expect("status")["header"]["member_id"].as_u64().unwrap();
+        let url = format!("http://127.0.0.1:{}", common::free_port());
+        let updated = c.members[leader].ctl(&["member", "update", &format!("{id:x}"), &format!("--peer-urls={url}")]);
+        assert!(updated.contains("updated in cluster"), "{updated}");
+    }
+    // Several election timeouts (1 s here), then a write through every member.
+    std::thread::sleep(Duration::from_secs(4));
+    for m in &c.members {
+        m.ctl(&["put", "after-update", &m.name]);
+        assert_eq!(m.ctl(&["get", "after-update", "--print-value-only"]), format!("{}\n", m.name));
+    }
+    let list = c.members[leader].ctl(&["member", "list"]);
+    assert_eq!(list.lines().filter(|l| l.contains("http://127.0.0.1:")).count(), 3, "{list}");
+}
+
 /// What a member answers to Status, a serializable and a linearizable Range of "before", a
 /// Put, MemberList and a Watch: one line each.
 async fn learner_answers(endpoint: &str) -> Vec<String> {

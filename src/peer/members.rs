@@ -1,8 +1,9 @@
 //! The transport follows the live membership (`cluster::Membership`, a watch the applier
 //! replaces on every applied membership change): each other member has a sender task and a
 //! queue in the outbox's table; a member added gets one, a member removed loses it (its task
-//! is aborted, its queue dropped), a member whose peer URLs changed gets a new one. The peer
-//! listener opens once the cluster has more than one member.
+//! is aborted, its queue dropped); a member whose peer URLs changed keeps its sender, which
+//! dials the new URLs when it next dials (`sender.rs`). The peer listener opens once the
+//! cluster has more than one member.
 
 use std::collections::HashMap;
 use std::net::TcpListener;
@@ -33,7 +34,7 @@ pub struct Follower {
 /// A running sender: its task, and the URLs it dials.
 struct Running {
     task: JoinHandle<()>,
-    urls: Vec<String>,
+    urls: super::sender::PeerUrls,
     queue: flume::Sender<Message>,
 }
 
@@ -72,21 +73,27 @@ impl Follower {
         let remotes = self.remotes.iter().filter(|r| cluster.member(r.id).is_none() && !cluster.removed.contains(&r.id));
         let targets: Vec<&crate::cluster::Member> = cluster.members.iter().chain(remotes).collect();
         running.retain(|id, r| {
-            let keep = targets.iter().any(|m| m.id == *id && m.peer_urls == r.urls);
-            if !keep {
+            let Some(m) = targets.iter().find(|m| m.id == *id && !m.peer_urls.is_empty()) else {
                 r.task.abort();
                 log::info("stopped sending to remote peer", &[("remote-peer-id", format!("{id:x}"))]);
+                return false;
+            };
+            let mut urls = r.urls.lock().expect("not poisoned");
+            if *urls != m.peer_urls {
+                log::info("updated remote peer", &[("remote-peer-id", format!("{id:x}")), ("remote-peer-urls", m.peer_urls.join(","))]);
+                *urls = m.peer_urls.clone();
             }
-            keep
+            true
         });
         for m in targets.into_iter().filter(|m| m.id != self.me.member_id) {
             if running.contains_key(&m.id) || m.peer_urls.is_empty() {
                 continue;
             }
             let (queue, rx) = flume::bounded(PEER_QUEUE_CAPACITY_MSGS);
-            let sender = Sender { me: self.me, peer: m.id, urls: m.peer_urls.clone(), queue: rx, inbound: self.inbound.clone(), tls: self.tls.client.clone() };
+            let urls = std::sync::Arc::new(std::sync::Mutex::new(m.peer_urls.clone()));
+            let sender = Sender { me: self.me, peer: m.id, urls: urls.clone(), queue: rx, inbound: self.inbound.clone(), tls: self.tls.client.clone() };
             log::info("added remote peer", &[("remote-peer-id", format!("{:x}", m.id)), ("remote-peer-urls", m.peer_urls.join(","))]);
-            running.insert(m.id, Running { task: tokio::spawn(sender.run()), urls: m.peer_urls.clone(), queue });
+            running.insert(m.id, Running { task: tokio::spawn(sender.run()), urls, queue });
         }
         self.table.set(running.iter().map(|(id, r)| (*id, r.queue.clone())).collect());
     }

@@ -4,7 +4,9 @@
 //! before the next dial; messages queued meanwhile are dropped (raft sends again: a follower
 //! being probed gets one append per heartbeat), so a dead peer's queue never fills with stale
 //! messages. HTTP/2 flow control is the only thing a slow peer can hold up: this task, and,
-//! once its queue is full, the messages to that peer (`outbox.rs`).
+//! once its queue is full, the messages to that peer (`outbox.rs`). A change of the peer's URLs
+//! (MemberUpdate) is taken at the next dial, as etcd's picker: the stream open now stays, so a
+//! member whose URLs were updated stays reachable until it restarts on the new ones.
 
 use std::time::Duration;
 
@@ -19,10 +21,19 @@ use crate::proto::ballastpeerpb::{peer_client::PeerClient, MessageBatch};
 /// Messages per batch at most (etcd flushes its stream writer every half buffer).
 const MAX_BATCH_MSGS: usize = super::PEER_QUEUE_CAPACITY_MSGS / 2;
 
+/// A peer's URLs, which the membership task replaces when they change.
+pub type PeerUrls = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+
+/// URL `i` (modulo their count) of `urls`.
+pub fn url_at(urls: &PeerUrls, i: usize) -> String {
+    let urls = urls.lock().expect("not poisoned");
+    urls.get(i % urls.len().max(1)).cloned().unwrap_or_default()
+}
+
 pub struct Sender {
     pub me: Identity,
     pub peer: u64,
-    pub urls: Vec<String>,
+    pub urls: PeerUrls,
     pub queue: flume::Receiver<Message>,
     pub inbound: flume::Sender<Inbound>,
     /// How to dial `https://` peer URLs.
@@ -41,8 +52,8 @@ impl Sender {
         let mut url_index = 0;
         let mut stats = Outgoing::new(self.me.member_id, self.peer);
         loop {
-            let url = &self.urls[url_index % self.urls.len().max(1)];
-            let ended = self.stream_to(url, failures == 0, &mut stats).await;
+            let url = url_at(&self.urls, url_index);
+            let ended = self.stream_to(&url, failures == 0, &mut stats).await;
             stats.deactivate();
             // Anything queued while the stream was down is stale.
             self.queue.drain().count();
