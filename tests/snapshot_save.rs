@@ -232,6 +232,10 @@ async fn the_etcd_client_crate_reads_the_stream() {
     saved.extend_from_slice(&sha);
     let buckets = bolt::buckets(&bolt::strip_digest(&saved));
     assert_eq!(buckets["key"].len(), 50);
+    // Auth never enabled: etcd's auth bucket holds only the revision (its authEnabled key is
+    // written by the first AuthEnable).
+    let auth_keys: Vec<&[u8]> = buckets["auth"].iter().map(|(k, _)| k.as_slice()).collect();
+    assert_eq!(auth_keys, [&b"authRevision"[..]]);
 }
 
 /// Puts a writer sends at most while the snapshot is taken.

@@ -41,6 +41,10 @@ impl Perm {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AuthState {
     pub enabled: bool,
+    /// Auth was enabled at some point: etcd's store has its `authEnabled` key only from then
+    /// (a snapshot's auth bucket shows it).
+    #[serde(default)]
+    pub ever_enabled: bool,
     /// etcd's auth revision: 1 in a new store.
     pub revision: u64,
     pub users: BTreeMap<String, User>,
@@ -50,7 +54,7 @@ pub struct AuthState {
 
 impl Default for AuthState {
     fn default() -> AuthState {
-        AuthState { enabled: false, revision: 1, users: BTreeMap::new(), roles: BTreeMap::new() }
+        AuthState { enabled: false, ever_enabled: false, revision: 1, users: BTreeMap::new(), roles: BTreeMap::new() }
     }
 }
 
@@ -112,6 +116,7 @@ impl AuthState {
             return Err(Error::RootRoleNotExist);
         }
         self.enabled = true;
+        self.ever_enabled = true;
         Ok(())
     }
 

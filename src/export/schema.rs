@@ -121,8 +121,11 @@ impl EtcdState {
         )
     }
 
+    /// etcd writes `authEnabled` first when auth is enabled (a snapshot of a store that never
+    /// had auth on holds only the revision).
     fn auth_flags(&self) -> Entries {
-        vec![(b"authEnabled".to_vec(), vec![u8::from(self.auth.enabled)]), (b"authRevision".to_vec(), be64(self.auth.revision))]
+        let enabled = (self.auth.enabled || self.auth.ever_enabled).then(|| (b"authEnabled".to_vec(), vec![u8::from(self.auth.enabled)]));
+        enabled.into_iter().chain([(b"authRevision".to_vec(), be64(self.auth.revision))]).collect()
     }
 
     fn users(&self) -> Entries {
