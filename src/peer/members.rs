@@ -34,7 +34,7 @@ pub struct Follower {
 /// A running sender: its task, and the URLs it dials.
 struct Running {
     task: JoinHandle<()>,
-    urls: super::sender::PeerUrls,
+    urls: super::PeerUrls,
     queue: flume::Sender<Message>,
 }
 

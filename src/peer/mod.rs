@@ -106,6 +106,16 @@ pub enum LeaseAsk {
 /// A lease's (remaining seconds, granted TTL, keys put with it).
 pub type LeaseTtl = (i64, i64, Vec<Vec<u8>>);
 
+/// A peer's URLs, which the membership task (`members.rs`) replaces when they change; its
+/// sender and prober read them at each dial.
+pub type PeerUrls = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+
+/// URL `i` (modulo their count) of `urls`.
+pub fn url_at(urls: &PeerUrls, i: usize) -> String {
+    let urls = urls.lock().expect("not poisoned");
+    urls.get(i % urls.len().max(1)).cloned().unwrap_or_default()
+}
+
 /// TLS between members: the peer listener's (`https://` --listen-peer-urls) and how to dial
 /// `https://` peers; None: plaintext only.
 #[derive(Clone, Default)]

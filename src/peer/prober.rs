@@ -22,7 +22,7 @@ const SRTT_WEIGHT_NEW: f64 = 0.125;
 
 pub struct Prober {
     pub peer: u64,
-    pub urls: super::sender::PeerUrls,
+    pub urls: super::PeerUrls,
     pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
@@ -58,7 +58,7 @@ impl Prober {
         let mut url_index = 0;
         let mut report_at = Instant::now() + REPORT_INTERVAL_UNHEALTHY;
         loop {
-            match self.probe(&mut client, &super::sender::url_at(&self.urls, url_index)).await {
+            match self.probe(&mut client, &super::url_at(&self.urls, url_index)).await {
                 Ok(rtt) => status.sample(rtt),
                 Err(e) => {
                     client = None;

@@ -14,21 +14,12 @@ use futures_util::Stream;
 use raft::eraftpb::Message;
 
 use super::stats::Outgoing;
-use super::{Identity, Inbound, CLUSTER_ID_MISMATCH, MAX_BATCH_BYTES, RECONNECT_BACKOFF_MAX, RECONNECT_BACKOFF_MIN};
+use super::{url_at, Identity, Inbound, PeerUrls, CLUSTER_ID_MISMATCH, MAX_BATCH_BYTES, RECONNECT_BACKOFF_MAX, RECONNECT_BACKOFF_MIN};
 use crate::log;
 use crate::proto::ballastpeerpb::{peer_client::PeerClient, MessageBatch};
 
 /// Messages per batch at most (etcd flushes its stream writer every half buffer).
 const MAX_BATCH_MSGS: usize = super::PEER_QUEUE_CAPACITY_MSGS / 2;
-
-/// A peer's URLs, which the membership task replaces when they change.
-pub type PeerUrls = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
-
-/// URL `i` (modulo their count) of `urls`.
-pub fn url_at(urls: &PeerUrls, i: usize) -> String {
-    let urls = urls.lock().expect("not poisoned");
-    urls.get(i % urls.len().max(1)).cloned().unwrap_or_default()
-}
 
 pub struct Sender {
     pub me: Identity,
