@@ -802,12 +802,15 @@ impl<W, R> Core<W, R> {
         self.apply_conf_change(&e)
     }
 
-    /// etcd's strict reconfig check, with the leader's view of its peers.
+    /// etcd's strict reconfig check, with the leader's view of its peers. A peer counts as
+    /// connected once it acknowledged an entry and was heard from lately: raft-rs marks a peer
+    /// recently active when it is added, before it ever answered (so a never-started member
+    /// counted as connected until the next check-quorum round; etcd asks its transport).
     fn check_member_change(&self, change: &MemberChange) -> crate::error::Result<()> {
         let r = &self.raw.raft;
         let view = self.is_leader().then(|| super::reconfig::PeerView {
             leader_match: r.prs().get(r.id).map_or(0, |p| p.matched),
-            peers: r.prs().iter().map(|(&id, p)| (id, (p.matched, p.recent_active))).collect(),
+            peers: r.prs().iter().map(|(&id, p)| (id, (p.matched, p.recent_active && p.matched > 0))).collect(),
         });
         let checks = super::reconfig::Checks { cluster: &self.members, local_id: r.id, strict: self.strict_reconfig_check, view };
         match change {
