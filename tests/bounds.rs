@@ -6,6 +6,8 @@
 //! and compaction.rs.
 
 mod common;
+#[path = "common/etcd.rs"]
+mod etcd;
 
 use std::time::Duration;
 
@@ -163,4 +165,31 @@ struct PaddedKeepAlive {
     id: i64,
     #[prost(bytes = "vec", tag = "15")]
     pad: Vec<u8>,
+}
+
+/// A txn a little over `--max-request-bytes` (1.5 MiB; gRPC takes 2 MiB): a read-only one is
+/// served (etcd does not propose it), one with a write is "request is too large", as on etcd 3.5.
+#[tokio::test]
+async fn a_read_only_txn_is_not_bounded_by_max_request_bytes_as_with_etcd() {
+    use ballast::proto::etcdserverpb::*;
+    async fn answers(endpoint: &str) -> Vec<String> {
+        let mut kv = kv_client::KvClient::new(common::grpc_channel(endpoint).await);
+        let big = vec![b'v'; 1_700_000];
+        let compare = Compare { key: b"k".to_vec(), target: compare::CompareTarget::Value as i32, target_union: Some(compare::TargetUnion::Value(big)), ..Default::default() };
+        let op = |r| RequestOp { request: Some(r) };
+        let read = op(request_op::Request::RequestRange(RangeRequest { key: b"k".to_vec(), ..Default::default() }));
+        let write = op(request_op::Request::RequestPut(PutRequest { key: b"k".to_vec(), value: b"v".to_vec(), ..Default::default() }));
+        let mut out = Vec::new();
+        for (name, ops) in [("read-only", vec![read]), ("with a put", vec![write])] {
+            let txn = TxnRequest { compare: vec![compare.clone()], success: ops, failure: vec![] };
+            let got = kv.txn(txn).await;
+            out.push(got.map_or_else(|e| format!("{name}: {:?} {}", e.code(), e.message()), |r| format!("{name}: succeeded {}", r.get_ref().succeeded)));
+        }
+        out
+    }
+    let etcd = etcd::Etcd::start();
+    let ballast = common::Server::start(&[]);
+    let want = answers(&etcd.endpoint).await;
+    assert_eq!(answers(&ballast.endpoint).await, want, "ballast, then etcd 3.5");
+    assert_eq!(want, ["read-only: succeeded false", "with a put: InvalidArgument etcdserver: request is too large"]);
 }

@@ -112,7 +112,9 @@ impl Kv {
         validate::check_txn(&r, self.ctx.max_txn_ops)?;
         let auth = self.checked(who, |v, who| v.txn(who, &r))?;
         self.ctx.check_quota(crate::quota::cost_txn(&r)).await?;
-        let size = r.encoded_len();
+        // etcd serves a read-only txn without raft, so `--max-request-bytes` does not bound it
+        // (gRPC's limit, that plus 512 KiB, still does).
+        let size = if txn::is_read_only(&r) { 0 } else { r.encoded_len() };
         match self.write(Write::Txn(r), size, auth).await? {
             Response::Txn(resp) => Ok(resp),
             other => Err(other.unexpected()),
