@@ -8,6 +8,7 @@ use std::pin::Pin;
 
 use futures_util::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
+
 use crate::proto::health::health_check_response::ServingStatus;
 use crate::proto::health::health_server::{Health, HealthServer};
 use crate::proto::health::{HealthCheckRequest, HealthCheckResponse};

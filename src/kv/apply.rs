@@ -118,12 +118,14 @@ impl Applier {
     /// write, compaction, lease grant and revoke is answered "corrupt cluster". A read-only
     /// txn is a read (etcd does not apply it through raft).
     fn refused_as_corrupt(&self, req: &Request) -> bool {
-        let writes = match req {
+        if !self.alarms.iter().any(|a| a.alarm == AlarmType::Corrupt as i32) {
+            return false;
+        }
+        match req {
             Request::Put(_) | Request::DeleteRange(_) | Request::Compaction(_) | Request::LeaseGrant(_) | Request::LeaseRevoke(_) => true,
             Request::Txn(t) => !super::txn::is_read_only(t),
             _ => false,
-        };
-        writes && self.alarms.iter().any(|a| a.alarm == AlarmType::Corrupt as i32)
+        }
     }
 
     /// etcd's quota applier: a write past the quota is applied but answered NOSPACE
