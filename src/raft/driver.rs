@@ -288,8 +288,7 @@ impl Driver {
         });
         let core = Core::new(&core_cfg, recovered, point.as_ref())?;
         // The snapshot's member list, until the entries after it are applied again.
-        cfg.membership.set(core.members().clone());
-        status.publish_membership(core.members());
+        set_members(&cfg.membership, &status, core.members());
         let election_timeout = cfg.heartbeat * cfg.election_ticks as u32;
         let min_ttl = crate::lease::min_ttl_seconds(cfg.heartbeat, cfg.election_ticks as u64);
         // A revoke not applied within etcd's request timeout is proposed again.
@@ -471,8 +470,7 @@ impl Driver {
             let result = self.install(&order).await;
             self.core.installed(result);
             // The installed snapshot's member list, until the entries after it are applied.
-            self.membership.set(self.core.members().clone());
-            self.status.publish_membership(self.core.members());
+            set_members(&self.membership, &self.status, self.core.members());
         }
         if let Some(order) = out.snapshot {
             let (leases, lease_remaining) = self.applier.lessor().saved();
@@ -504,8 +502,7 @@ impl Driver {
     async fn apply(&mut self, entry: ToApply<WriteWaiter>) {
         let ToApply { index, mut requests, auth, waiters, members, conf_change, .. } = entry;
         if let Some(members) = &members {
-            self.membership.set(members.clone());
-            self.status.publish_membership(members);
+            set_members(&self.membership, &self.status, members);
         }
         self.applier.set_index(index);
         let results = self.apply_requests(&mut requests, &auth).await;
@@ -698,4 +695,11 @@ impl Driver {
         let result = self.snapshots.finish(finished);
         self.core.snapshot_done(result);
     }
+}
+
+/// Replaces the live member list, and publishes whether this member is a learner in it (the
+/// front end's learner check reads that).
+fn set_members(membership: &crate::cluster::Membership, status: &ServerStatus, members: &crate::cluster::Cluster) {
+    membership.set(members.clone());
+    status.publish_membership(members);
 }

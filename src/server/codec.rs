@@ -84,14 +84,14 @@ impl Codec for WatchCodec {
     type Encode = WireResponse;
     type Decode = WatchRequest;
     type Encoder = WatchEncoder;
-    type Decoder = DepthDecoder<<ProstCodec<WatchResponse, WatchRequest> as Codec>::Decoder>;
+    type Decoder = <ProstCodec<WatchResponse, WatchRequest> as Codec>::Decoder;
 
     fn encoder(&mut self) -> Self::Encoder {
         WatchEncoder
     }
 
     fn decoder(&mut self) -> Self::Decoder {
-        DepthDecoder(ProstCodec::<WatchResponse, WatchRequest>::raw_decoder(buffer_settings()))
+        ProstCodec::<WatchResponse, WatchRequest>::raw_decoder(buffer_settings())
     }
 }
 
