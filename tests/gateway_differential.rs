@@ -443,3 +443,30 @@ fn snapshot_streams_as_etcds() {
     p.same_as(&alice, "/v3/maintenance/hash", "{}");
     p.same_as(&alice, "/v3/maintenance/defragment", "{}");
 }
+
+/// A server stopping (SIGTERM) ends the gateway's open streams as etcd's does: a last error
+/// chunk (Unavailable, its gateway's gRPC connection closed) and the chunked body's end, so a
+/// client reads a whole answer rather than a cut connection. Watch and Observe, one each.
+#[test]
+fn open_streams_end_whole_when_the_server_stops() {
+    let mut p = Pair::start();
+    p.same("/v3/lease/grant", r#"{"TTL":60,"ID":7}"#);
+    p.same("/v3/election/campaign", r#"{"name":"ZQ==","lease":7,"value":"dg=="}"#);
+    let wait = Duration::from_secs(5);
+    let mut streams = Vec::new();
+    for (path, body) in [("/v3/watch", r#"{"create_request":{"key":"Zm9v"}}"#), ("/v3/election/observe", r#"{"name":"ZQ=="}"#)] {
+        let (mut e, mut b) = (http::Stream::open(&p.etcd.endpoint, path, body), http::Stream::open(&p.ballast.endpoint, path, body));
+        let (le, lb) = (e.line(wait).map(|l| masked(&l, IDS)), b.line(wait).map(|l| masked(&l, IDS)));
+        assert!(le.is_some(), "etcd's first answer on {path}");
+        assert_eq!(le, lb, "first answer on {path}");
+        streams.push((path, e, b));
+    }
+    // The answers stay in the sockets' buffers while the servers exit.
+    p.etcd.terminate();
+    p.ballast.terminate();
+    for (path, e, b) in &mut streams {
+        let (end_e, end_b) = (e.finish(Duration::from_secs(10)), b.finish(Duration::from_secs(10)));
+        assert!(end_e.1, "etcd's {path} body ended whole: {end_e:?}");
+        assert_eq!(end_b, end_e, "{path}: the stream's last chunk and end");
+    }
+}

@@ -15,10 +15,7 @@ use tonic::Status;
 use super::Ctx;
 use crate::error::Error;
 use crate::export::schema::EtcdState;
-use crate::kv::response::Response as Applied;
-use crate::proto::ballastpb::internal_request::Request as Write;
-use crate::proto::etcdserverpb::alarm_request::AlarmAction;
-use crate::proto::etcdserverpb::{AlarmRequest, SnapshotResponse};
+use crate::proto::etcdserverpb::SnapshotResponse;
 
 /// Numbers the temporary files of concurrent snapshots.
 static NEXT_FILE: AtomicU64 = AtomicU64::new(0);
@@ -93,11 +90,9 @@ async fn gather(ctx: &Ctx) -> Result<EtcdState, Status> {
             leases.push((id, granted));
         }
     }
-    let get = AlarmRequest { action: AlarmAction::Get as i32, ..Default::default() };
-    let alarms = match ctx.raft.propose(Write::Alarm(get)).await? {
-        Applied::Alarm(resp) => resp.alarms.iter().map(|a| (a.member_id, a.alarm)).collect(),
-        other => return Err(other.unexpected().into()),
-    };
+    // This member's applied alarms, not a proposal: etcd's snapshot is of the local backend
+    // and is served without a leader.
+    let alarms = ctx.status.alarm_members().to_vec();
     Ok(EtcdState {
         consistent_index: ctx.status.applied_index(),
         term: ctx.status.term(),

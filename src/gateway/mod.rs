@@ -134,6 +134,9 @@ pub struct Gateway {
     /// entry to be applied (`call.rs`).
     pub auth: Arc<crate::auth::AuthGuard>,
     pub status: Arc<crate::status::ServerStatus>,
+    /// Becomes true when the server stops: open streams end as etcd's gateway's do when its
+    /// gRPC connection closes (`stream.rs`).
+    pub stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 /// The bound on the gateway's open streaming calls, one for the whole server:
@@ -151,8 +154,9 @@ impl Gateway {
         streams: Arc<tokio::sync::Semaphore>,
         auth: Arc<crate::auth::AuthGuard>,
         status: Arc<crate::status::ServerStatus>,
+        stopping: tokio::sync::watch::Receiver<bool>,
     ) -> Gateway {
-        Gateway { grpc, max_message_bytes, streams, auth, status }
+        Gateway { grpc, max_message_bytes, streams, auth, status, stopping }
     }
 
     /// etcd's access controller: with `--client-cert-auth` and auth on, a gateway request over

@@ -5,7 +5,9 @@
 //! answer (etcd's gateway waits for the gRPC header, which comes with it); a request that
 //! cannot be decoded gets the unary error answer, a call that fails (before its first answer
 //! or later) a last `{"error":{"grpc_code":…,"http_code":…,"message":…,"http_status":…}}`,
-//! with the HTTP status of its code when nothing was sent yet.
+//! with the HTTP status of its code when nothing was sent yet. When the server stops, open
+//! calls end so too (Unavailable, `error reading from server: EOF`, as etcd's gateway's calls
+//! do when its gRPC connection closes), so the client reads a whole chunked body.
 //!
 //! Bounds: at most `--max-concurrent-streams` calls open at once (more wait for a turn, as
 //! etcd's gateway's streams wait on its one gRPC connection); answers are produced only as
@@ -53,12 +55,17 @@ pub async fn serve(gateway: &Gateway, route: &'static Route, meta: http::HeaderM
         },
     };
     let mut answers = Call::open(gateway, route, meta, requests).await;
-    let first = match answers.next().await {
+    let mut stopping = gateway.stopping.clone();
+    let first = tokio::select! {
+        first = answers.next() => first,
+        _ = stopping.wait_for(|&stop| stop) => Some(Err(server_gone())),
+    };
+    let first = match first {
         Some(Ok(msg)) => Some(msg),
         Some(Err(status)) => return failed(&status),
         None => None,
     };
-    let state = Answers { call: answers, pending: first, desc: route.output.clone(), ended: false, _permit: permit };
+    let state = Answers { call: answers, pending: first, desc: route.output.clone(), ended: false, stopping, _permit: permit };
     let chunks = futures_util::stream::unfold(state, |mut st| async move {
         let chunk = st.next_chunk().await?;
         Some((Ok::<_, Infallible>(chunk), st))
@@ -72,6 +79,7 @@ struct Answers {
     pending: Option<Bytes>,
     desc: MessageDescriptor,
     ended: bool,
+    stopping: tokio::sync::watch::Receiver<bool>,
     /// The call's place among `--max-concurrent-streams`, given back when the client goes.
     _permit: tokio::sync::OwnedSemaphorePermit,
 }
@@ -83,7 +91,10 @@ impl Answers {
         }
         let next = match self.pending.take() {
             Some(msg) => Ok(msg),
-            None => self.call.next().await?,
+            None => tokio::select! {
+                next = self.call.next() => next?,
+                _ = self.stopping.wait_for(|&stop| stop) => Err(server_gone()),
+            },
         };
         let json = next.and_then(|msg| {
             let mut out = String::with_capacity(msg.len() * 2 + 16);
@@ -100,6 +111,12 @@ impl Answers {
             }
         }
     }
+}
+
+/// What etcd's gateway's stream ends with when the server stops: its gRPC connection to the
+/// server closed.
+fn server_gone() -> tonic::Status {
+    tonic::Status::unavailable("error reading from server: EOF")
 }
 
 /// A call that failed before its first answer, as grpc-gateway v1's ForwardResponseStream

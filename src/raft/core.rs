@@ -608,12 +608,14 @@ impl<W, R> Core<W, R> {
         }
     }
 
-    /// A snapshot may be cut once everything committed is applied, on a leader that has
-    /// committed an entry of its term (`is_serving`) or on a follower that knows one; not
-    /// after this member's removal (a restart replays it, and stops again).
+    /// A snapshot may be cut on a leader that has committed an entry of its term
+    /// (`is_serving`), or on any other member once everything it knows committed is applied:
+    /// also without a leader, as etcd's Defragment and Snapshot work on a member that lost
+    /// quorum (what a disaster recovery starts from). Not after this member's removal (a
+    /// restart replays it, and stops again).
     fn may_snapshot(&self) -> bool {
         let r = &self.raw.raft;
-        !self.removed && (self.is_serving() || (r.state == StateRole::Follower && r.leader_id != raft::INVALID_ID && r.raft_log.applied >= r.raft_log.committed))
+        !self.removed && (self.is_serving() || r.raft_log.applied >= r.raft_log.committed)
     }
 
     /// Whether raft would restore the snapshot this message carries (else it is stepped as is:

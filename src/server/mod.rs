@@ -333,7 +333,7 @@ fn serve_front_end(
         .map(|(conns, replies)| front_end::Worker {
             conns,
             replies,
-            routes: client_routes(cfg, ctx.clone(), metrics.clone(), gateway_streams.clone()),
+            routes: client_routes(cfg, ctx.clone(), metrics.clone(), gateway_streams.clone(), stop_rx.clone()),
             tls: acceptor.clone(),
             max_streams: cfg.max_concurrent_streams,
         })
@@ -502,6 +502,7 @@ fn client_routes(
     ctx: Arc<Ctx>,
     metrics: metrics_exporter_prometheus::PrometheusHandle,
     gateway_streams: Arc<tokio::sync::Semaphore>,
+    stopping: tokio::sync::watch::Receiver<bool>,
 ) -> client_service::ClientService {
     let max_msg = cfg.max_request_bytes as usize + GRPC_OVERHEAD_BYTES;
     let kv_service = Arc::new(KvService::new(ctx.clone()));
@@ -524,7 +525,7 @@ fn client_routes(
     let grpc = grpc.into_axum_router().route(range_route::RANGE_PATH, range);
     // The JSON gateway calls the gRPC routes above, in process, as etcd's gateway dials its
     // own gRPC server.
-    let gateway = Arc::new(crate::gateway::Gateway::new(grpc.clone(), max_msg, gateway_streams, ctx.auth.clone(), ctx.status.clone()));
+    let gateway = Arc::new(crate::gateway::Gateway::new(grpc.clone(), max_msg, gateway_streams, ctx.auth.clone(), ctx.status.clone(), stopping));
     let (auth, status) = (ctx.auth.clone(), ctx.status.clone());
     let router = grpc.merge(crate::gateway::router(gateway)).merge(http::router(ctx, metrics)).fallback(crate::gateway::unknown_path);
     client_service::ClientService::new(kv_direct, range_direct, tonic::service::Routes::from(router), auth, status)

@@ -223,6 +223,12 @@ impl Etcd {
         }
     }
 
+    /// SIGTERM by PID (etcd's graceful stop); does not wait.
+    pub fn terminate(&self) {
+        // SAFETY: a signal to a child process this test started.
+        assert_eq!(unsafe { etcd_kill(self.pid() as i32, 15) }, 0);
+    }
+
     /// SIGKILL by PID.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
@@ -257,4 +263,9 @@ impl Drop for Etcd {
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+extern "C" {
+    #[link_name = "kill"]
+    fn etcd_kill(pid: i32, sig: i32) -> i32;
 }

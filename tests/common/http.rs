@@ -140,6 +140,11 @@ impl Stream {
     /// What the body held past the lines taken (a last chunk without a newline), after
     /// waiting up to `timeout` for the answer to end.
     pub fn rest(&mut self, timeout: Duration) -> String {
+        self.finish(timeout).0
+    }
+
+    /// `rest`, and whether the body ended as a chunked body must (its last, empty chunk).
+    pub fn finish(&mut self, timeout: Duration) -> (String, bool) {
         let deadline = std::time::Instant::now() + timeout;
         let mut buf = [0u8; 65536];
         while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
@@ -152,7 +157,7 @@ impl Stream {
                 Ok(n) => self.raw.extend_from_slice(&buf[..n]),
             }
         }
-        let (body, _) = dechunk(&self.raw);
-        String::from_utf8_lossy(&body[self.taken..]).into_owned()
+        let (body, ended) = dechunk(&self.raw);
+        (String::from_utf8_lossy(&body[self.taken..]).into_owned(), ended)
     }
 }
