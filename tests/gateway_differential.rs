@@ -470,3 +470,38 @@ fn open_streams_end_whole_when_the_server_stops() {
         assert_eq!(end_b, end_e, "{path}: the stream's last chunk and end");
     }
 }
+
+/// /health, /version and /metrics on the client port: etcd's statuses, content types, CORS
+/// headers and 405s (GET only, as Go's handlers allow), and /health's body, healthy and with
+/// NOSPACE raised (Go's `http.Error`: the JSON and a newline).
+#[test]
+fn health_version_and_metrics_answer_as_etcds() {
+    let p = Pair::start();
+    p.same_with("GET", "/health", "", &[], &[]);
+    for path in ["/health", "/version"] {
+        for method in ["HEAD", "POST", "PUT"] {
+            let (e, b) = p.same_with(method, path, "", &[], &[]);
+            assert_eq!(e.status, 405, "{method} {path}");
+            assert_eq!(b.header("allow"), e.header("allow"), "{method} {path}: Allow");
+        }
+    }
+    // /version's body names ballast too, and /metrics's differ: their heads match.
+    for path in ["/version", "/metrics"] {
+        let (e, b) = (http::request(&p.etcd.endpoint, "GET", path, "", &[]), http::request(&p.ballast.endpoint, "GET", path, "", &[]));
+        assert_eq!(e.status, b.status, "GET {path}");
+        // (Go chunks a body past its 2 KiB buffer: /metrics's framing differs.)
+        for h in HEADERS.iter().filter(|&&h| h != "transfer-encoding") {
+            assert_eq!(b.header(h), e.header(h), "GET {path}: {h}");
+        }
+    }
+    for server in [&p.etcd.endpoint, &p.ballast.endpoint] {
+        let status: serde_json::Value = serde_json::from_str(&http::post(server, "/v3/maintenance/status", "{}").body).unwrap();
+        let id = status["header"]["member_id"].as_str().expect("member id").to_string();
+        let raised = http::post(server, "/v3/maintenance/alarm", &format!(r#"{{"action":"ACTIVATE","memberID":"{id}","alarm":"NOSPACE"}}"#));
+        assert_eq!(raised.status, 200, "{raised:?}");
+    }
+    let (e, _) = p.same_with("GET", "/health", "", &[], &[]);
+    assert_eq!((e.status, e.body.as_str()), (503, "{\"health\":\"false\",\"reason\":\"ALARM NOSPACE\"}\n"));
+    let (e, _) = p.same_with("GET", "/health?exclude=NOSPACE", "", &[], &[]);
+    assert_eq!(e.status, 200);
+}

@@ -403,7 +403,7 @@ fn redirect(path: &str, query: Option<&str>) -> Response<Body> {
 }
 
 /// Go's `http.Error`: a plain-text line.
-fn text(status: StatusCode, msg: &str) -> Response<Body> {
+pub(crate) fn text(status: StatusCode, msg: &str) -> Response<Body> {
     let mut resp = Response::new(Body::from(format!("{msg}\n")));
     *resp.status_mut() = status;
     let h = resp.headers_mut();
@@ -412,8 +412,9 @@ fn text(status: StatusCode, msg: &str) -> Response<Body> {
     resp
 }
 
-/// etcd's CORS headers (its default `--cors` allows every origin), on every gateway answer.
-fn with_cors(mut resp: Response<Body>) -> Response<Body> {
+/// etcd's CORS headers (its default `--cors` allows every origin), on every answer of the
+/// client port's HTTP (the gateway, /health, /version...).
+pub(crate) fn with_cors(mut resp: Response<Body>) -> Response<Body> {
     let h = resp.headers_mut();
     h.insert("access-control-allow-headers", HeaderValue::from_static("accept, content-type, authorization"));
     h.insert("access-control-allow-methods", HeaderValue::from_static("POST, GET, OPTIONS, PUT, DELETE"));

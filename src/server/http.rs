@@ -7,7 +7,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::routing::get;
+use axum::body::Body;
+use axum::http::{Method, Response, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::{any, get};
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
 
@@ -112,25 +115,43 @@ fn query_params(uri: &axum::http::Uri) -> HashMap<String, Vec<String>> {
     out
 }
 
+/// etcd's answer to a method other than GET on /health and /version.
+fn method_not_allowed() -> Response<Body> {
+    let mut resp = crate::gateway::text(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed");
+    resp.headers_mut().insert(axum::http::header::ALLOW, axum::http::HeaderValue::from_static("GET"));
+    resp
+}
+
+/// The routes of both the client port and `--listen-metrics-urls`.
 pub fn router(ctx: Arc<Ctx>, metrics: PrometheusHandle) -> Router {
+    // etcd writes the JSON without a content type (Go then names it text/plain); unhealthy,
+    // with Go's `http.Error` (a line, and nosniff).
     let health = {
         let ctx = ctx.clone();
-        move |uri: axum::http::Uri| async move {
+        move |method: Method, uri: axum::http::Uri| async move {
+            if method != Method::GET {
+                return method_not_allowed();
+            }
             let (ok, reason) = health(&ctx, &query_params(&uri)).await;
             let body = serde_json::json!({ "health": ok.to_string(), "reason": reason }).to_string();
-            let code = if ok { axum::http::StatusCode::OK } else { axum::http::StatusCode::SERVICE_UNAVAILABLE };
-            (code, [("content-type", "application/json")], body)
+            if !ok {
+                return crate::gateway::text(StatusCode::SERVICE_UNAVAILABLE, &body);
+            }
+            ([("content-type", "text/plain; charset=utf-8")], body).into_response()
         }
     };
     let version = {
         let ctx = ctx.clone();
-        move || async move {
+        move |method: Method| async move {
+            if method != Method::GET {
+                return method_not_allowed();
+            }
             let body = serde_json::json!({
                 "etcdserver": ctx.compat_version,
                 "etcdcluster": cluster_version(&ctx.compat_version),
                 "ballast": env!("CARGO_PKG_VERSION"),
             });
-            ([("content-type", "application/json")], body.to_string())
+            ([("content-type", "application/json")], body.to_string()).into_response()
         }
     };
     let probe_route = |ready: bool| {
@@ -141,12 +162,13 @@ pub fn router(ctx: Arc<Ctx>, metrics: PrometheusHandle) -> Router {
     let readyz = probe_route(true);
     let metrics_route = move || async move {
         crate::metrics::refresh(&ctx.status, &ctx.shards.queue_depths());
-        metrics.render()
+        // Prometheus's text format, named as etcd's promhttp names it.
+        ([("content-type", "text/plain; version=0.0.4; charset=utf-8")], metrics.render())
     };
     Router::new()
-        .route("/health", get(health))
+        .route("/health", any(health))
         .route("/livez", get(livez))
         .route("/readyz", get(readyz))
-        .route("/version", get(version))
+        .route("/version", any(version))
         .route("/metrics", get(metrics_route))
 }

@@ -527,7 +527,7 @@ fn client_routes(
     // own gRPC server.
     let gateway = Arc::new(crate::gateway::Gateway::new(grpc.clone(), max_msg, gateway_streams, ctx.auth.clone(), ctx.status.clone(), stopping));
     let (auth, status) = (ctx.auth.clone(), ctx.status.clone());
-    let router = grpc.merge(crate::gateway::router(gateway)).merge(http::router(ctx, metrics)).fallback(crate::gateway::unknown_path);
+    let router = grpc.merge(crate::gateway::router(gateway)).merge(http::router(ctx, metrics).layer(axum::middleware::map_response(|r| async move { crate::gateway::with_cors(r) }))).fallback(crate::gateway::unknown_path);
     client_service::ClientService::new(kv_direct, range_direct, tonic::service::Routes::from(router), auth, status)
 }
 
