@@ -28,6 +28,19 @@ pub const DB_TOTAL_SIZE: &str = "etcd_mvcc_db_total_size_in_bytes";
 pub const DB_TOTAL_SIZE_IN_USE: &str = "etcd_mvcc_db_total_size_in_use_in_bytes";
 pub const KEYS_TOTAL: &str = "etcd_debugging_mvcc_keys_total";
 pub const WATCHERS: &str = "etcd_debugging_mvcc_watcher_total";
+pub const CURRENT_REVISION: &str = "etcd_debugging_mvcc_current_revision";
+pub const COMPACTED_REVISION: &str = "etcd_debugging_mvcc_compact_revision";
+pub const PUTS: &str = "etcd_mvcc_put_total";
+pub const DELETES: &str = "etcd_mvcc_delete_total";
+pub const RANGES: &str = "etcd_mvcc_range_total";
+pub const TXNS: &str = "etcd_mvcc_txn_total";
+pub const AUTH_REVISION: &str = "etcd_debugging_auth_revision";
+pub const SERVER_ID: &str = "etcd_server_id";
+pub const IS_LEARNER: &str = "etcd_server_is_learner";
+pub const CLUSTER_VERSION: &str = "etcd_cluster_version";
+pub const HEALTH_SUCCESS: &str = "etcd_server_health_success";
+pub const HEALTH_FAILURES: &str = "etcd_server_health_failures";
+pub const WAL_WRITE_BYTES: &str = "etcd_disk_wal_write_bytes_total";
 // --- etcd: lease
 pub const LEASES_GRANTED: &str = "etcd_debugging_lease_granted_total";
 pub const LEASES_REVOKED: &str = "etcd_debugging_lease_revoked_total";
@@ -187,6 +200,20 @@ pub const METRICS: &[Metric] = &[
     Metric::new(DB_TOTAL_SIZE_IN_USE, G, "Total size of the underlying database logically in use in bytes.").unit(BYTES),
     Metric::new(KEYS_TOTAL, G, "Total number of keys."),
     Metric::new(WATCHERS, G, "Total number of watchers."),
+    Metric::new(CURRENT_REVISION, G, "The current revision of store."),
+    Metric::new(COMPACTED_REVISION, G, "The revision of the last compaction in store."),
+    Metric::new(PUTS, C, "Total number of puts seen by this member."),
+    Metric::new(DELETES, C, "Total number of deletes seen by this member."),
+    Metric::new(RANGES, C, "Total number of ranges seen by this member."),
+    Metric::new(TXNS, C, "Total number of txns seen by this member."),
+    Metric::new(AUTH_REVISION, G, "The current revision of auth store."),
+    Metric::new(SERVER_ID, G, "Server or member ID in hexadecimal format. 1 for 'server_id' label with current ID.").labeled(),
+    Metric::new(IS_LEARNER, G, "Whether or not this member is a learner. 1 if is, 0 otherwise."),
+    Metric::new(CLUSTER_VERSION, G, "Which version is running. 1 for 'cluster_version' label with current cluster version").labeled(),
+    Metric::new(HEALTH_SUCCESS, C, "The total number of successful health checks"),
+    Metric::new(HEALTH_FAILURES, C, "The total number of failed health checks"),
+    // A gauge, as etcd's (its name notwithstanding).
+    Metric::new(WAL_WRITE_BYTES, G, "Total number of bytes written in WAL."),
     Metric::new(LEASES_GRANTED, C, "The total number of granted leases."),
     Metric::new(LEASES_REVOKED, C, "The total number of revoked leases."),
     Metric::new(LEASES_RENEWED, C, "The number of renewed leases seen by the leader."),
@@ -219,7 +246,8 @@ pub const METRICS: &[Metric] = &[
     Metric::new(GRPC_HANDLING_SECONDS, H(grpc_buckets), "Histogram of response latency (seconds) of gRPC that had been application-level handled by the server.").unit(SECONDS).labeled(),
     Metric::new(PROCESS_RESIDENT_MEMORY, G, "Resident memory size in bytes.").unit(BYTES),
     Metric::new(PROCESS_VIRTUAL_MEMORY, G, "Virtual memory size in bytes.").unit(BYTES),
-    // A gauge here (the exporter's counters are integers); rate() works the same on it.
+    // Recorded as a gauge (the exporter's counters are integers), exported typed as the
+    // counter it is (`render`).
     Metric::new(PROCESS_CPU_SECONDS, G, "Total user and system CPU time spent in seconds.").unit(SECONDS),
     Metric::new(PROCESS_OPEN_FDS, G, "Number of open file descriptors."),
     Metric::new(PROCESS_MAX_FDS, G, "Maximum number of open file descriptors."),
@@ -257,6 +285,8 @@ pub fn install(compat_version: &str, quota_bytes: u64) -> Result<PrometheusHandl
     }
     let _ = HANDLES.set(Handles::new());
     metrics::gauge!(SERVER_VERSION, "server_version" => compat_version.to_string()).set(1.0);
+    let cluster_version: Vec<&str> = compat_version.split('.').take(2).collect();
+    metrics::gauge!(CLUSTER_VERSION, "cluster_version" => cluster_version.join(".")).set(1.0);
     metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
     metrics::gauge!(QUOTA_BACKEND_BYTES).set(quota_bytes as f64);
     Ok(handle)
@@ -268,6 +298,7 @@ pub struct Handles {
     pub wal_fsync_seconds: Histogram,
     pub wal_batch_entries: Histogram,
     pub wal_batch_bytes: Histogram,
+    pub wal_write_bytes: Gauge,
     pub io_uring_writes: Counter,
     pub io_uring_fsyncs: Counter,
     pub backend_commit_seconds: Histogram,
@@ -288,6 +319,12 @@ pub struct Handles {
     pub leases_renewed: Counter,
     pub lease_ttls: Histogram,
     pub leases_expired: Counter,
+    pub puts: Counter,
+    pub deletes: Counter,
+    pub ranges: Counter,
+    pub txns: Counter,
+    pub health_success: Counter,
+    pub health_failures: Counter,
 }
 
 impl Handles {
@@ -297,6 +334,7 @@ impl Handles {
             wal_fsync_seconds: histogram!(WAL_FSYNC_SECONDS),
             wal_batch_entries: histogram!(WAL_BATCH_ENTRIES),
             wal_batch_bytes: histogram!(WAL_BATCH_BYTES),
+            wal_write_bytes: gauge!(WAL_WRITE_BYTES),
             io_uring_writes: counter!(IO_URING_SUBMISSIONS, "kind" => "write"),
             io_uring_fsyncs: counter!(IO_URING_SUBMISSIONS, "kind" => "fsync"),
             backend_commit_seconds: histogram!(BACKEND_COMMIT_SECONDS),
@@ -317,6 +355,12 @@ impl Handles {
             leases_renewed: counter!(LEASES_RENEWED),
             lease_ttls: histogram!(LEASE_TTLS),
             leases_expired: counter!(LEASES_EXPIRED),
+            puts: counter!(PUTS),
+            deletes: counter!(DELETES),
+            ranges: counter!(RANGES),
+            txns: counter!(TXNS),
+            health_success: counter!(HEALTH_SUCCESS),
+            health_failures: counter!(HEALTH_FAILURES),
         }
     }
 }
@@ -330,10 +374,24 @@ pub fn handles() -> &'static Handles {
     HANDLES.get().unwrap_or(&UNINSTALLED)
 }
 
+/// The exposition text for /metrics: the recorder's, with the type of the counters recorded as
+/// gauges (fractional values) put right.
+pub fn render(handle: &PrometheusHandle) -> String {
+    let text = handle.render();
+    let (gauge, counter) = (format!("# TYPE {PROCESS_CPU_SECONDS} gauge\n"), format!("# TYPE {PROCESS_CPU_SECONDS} counter\n"));
+    text.replacen(&gauge, &counter, 1)
+}
+
 /// Samples the gauges derived from shared status and the process; called on each scrape.
-pub fn refresh(status: &crate::status::ServerStatus, shard_queue_depths: &[usize]) {
+pub fn refresh(status: &crate::status::ServerStatus, shard_queue_depths: &[usize], auth_revision: u64) {
     use metrics::gauge;
     let leader = status.leader();
+    gauge!(SERVER_ID, "server_id" => format!("{:x}", status.member_id)).set(1.0);
+    gauge!(IS_LEARNER).set(f64::from(u8::from(status.is_learner())));
+    gauge!(CURRENT_REVISION).set(status.applied_rev() as f64);
+    // etcd's is -1 until the first compaction.
+    gauge!(COMPACTED_REVISION).set(if status.compact_rev() > 0 { status.compact_rev() as f64 } else { -1.0 });
+    gauge!(AUTH_REVISION).set(auth_revision as f64);
     gauge!(HAS_LEADER).set(f64::from(u8::from(leader != 0)));
     gauge!(IS_LEADER).set(f64::from(u8::from(leader == status.member_id)));
     gauge!(PROPOSALS_COMMITTED).set(status.commit_index() as f64);

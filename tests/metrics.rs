@@ -2,6 +2,10 @@
 //! and ballast's own per-shard metrics; also served on --listen-metrics-urls.
 
 mod common;
+#[path = "common/etcd.rs"]
+mod etcd;
+#[path = "common/http.rs"]
+mod http;
 
 use etcd_client::{Compare, CompareOp, Txn, TxnOp};
 
@@ -155,4 +159,76 @@ async fn a_fresh_server_exports_every_metric_from_the_first_scrape() {
     assert_eq!(sample(&first, compact), Some(0.0));
     let snapshot = r#"grpc_server_handling_seconds_count{grpc_type="server_stream",grpc_service="etcdserverpb.Maintenance",grpc_method="Snapshot"}"#;
     assert_eq!(sample(&first, snapshot), Some(0.0));
+}
+
+/// Every metric family of the running server by name: its TYPE.
+fn families(metrics: &str) -> std::collections::BTreeMap<String, String> {
+    let typed = metrics.lines().filter_map(|l| l.strip_prefix("# TYPE "));
+    typed.filter_map(|l| l.split_once(' ')).map(|(n, t)| (n.to_string(), t.trim().to_string())).collect()
+}
+
+/// Beside etcd 3.5: the same operations counted alike by etcd's mvcc counters (puts, deletes,
+/// ranges incl. a txn's compares, txns of several operations, a revoked lease's keys), the
+/// health checks counted, the families dashboards and alerts read present, and every family
+/// both export of the same type.
+#[tokio::test]
+async fn operation_counters_names_and_types_match_etcds() {
+    let e = etcd::Etcd::start();
+    let b = common::Server::start(&[]);
+    let get = |endpoint: &str| http::request(endpoint, "GET", "/metrics", "", &[]).body;
+    let before = (get(&e.endpoint), get(&b.endpoint));
+    for endpoint in [&e.endpoint, &b.endpoint] {
+        let mut c = etcd_client::Client::connect([format!("http://{endpoint}")], None).await.unwrap();
+        for i in 0..3 {
+            c.put(format!("k/{i}"), "v", None).await.unwrap();
+        }
+        c.get("k/0", None).await.unwrap();
+        c.get("k/", Some(etcd_client::GetOptions::new().with_prefix())).await.unwrap();
+        c.delete("k/2", None).await.unwrap();
+        c.delete("absent", None).await.unwrap();
+        // A compare-and-swap (a range and a put), a read-only txn, a failed one, a nested one.
+        let cas = Txn::new().when([Compare::version("k/0", CompareOp::Equal, 1)]).and_then([TxnOp::put("k/0", "w", None)]);
+        assert!(c.txn(cas).await.unwrap().succeeded());
+        c.txn(Txn::new().and_then([TxnOp::get("k/1", None)])).await.unwrap();
+        let failed = Txn::new().when([Compare::version("k/0", CompareOp::Equal, 9)]).or_else([TxnOp::get("k/0", None), TxnOp::delete("k/1", None)]);
+        assert!(!c.txn(failed).await.unwrap().succeeded());
+        let nested = Txn::new().and_then([TxnOp::txn(Txn::new().and_then([TxnOp::put("k/3", "v", None)])), TxnOp::get("k/3", None)]);
+        c.txn(nested).await.unwrap();
+        let lease = c.lease_grant(60, None).await.unwrap().id();
+        for k in ["l/0", "l/1"] {
+            c.put(k, "v", Some(etcd_client::PutOptions::new().with_lease(lease))).await.unwrap();
+        }
+        c.lease_revoke(lease).await.unwrap();
+        assert_eq!(http::request(endpoint, "GET", "/health", "", &[]).status, 200);
+    }
+    let (theirs, ours) = (get(&e.endpoint), get(&b.endpoint));
+    // By how much each counted the operations (the servers' start-up checks differ).
+    let moved = |after: &str, before: &str, counter: &str| sample(after, counter).unwrap_or(0.0) - sample(before, counter).unwrap_or(0.0);
+    for counter in ["etcd_mvcc_put_total", "etcd_mvcc_delete_total", "etcd_mvcc_range_total", "etcd_mvcc_txn_total", "etcd_server_health_success", "etcd_server_health_failures"] {
+        assert_eq!(moved(&ours, &before.1, counter), moved(&theirs, &before.0, counter), "{counter}");
+    }
+    for gauge in ["etcd_debugging_mvcc_current_revision", "etcd_debugging_mvcc_compact_revision", "etcd_debugging_auth_revision", "etcd_server_is_learner", "etcd_cluster_version", "etcd_server_has_leader"] {
+        assert_eq!(sample(&ours, gauge), sample(&theirs, gauge), "{gauge}");
+    }
+    assert!(sample(&ours, "etcd_disk_wal_write_bytes_total").is_some_and(|v| v > 0.0));
+    let id = format!("{:x}", b.member_id_dec());
+    assert_eq!(sample(&ours, &format!("etcd_server_id{{server_id=\"{id}\"}}")), Some(1.0), "{ours}");
+    let (theirs, ours) = (families(&theirs), families(&ours));
+    for (name, kind) in &ours {
+        if let Some(etcds) = theirs.get(name) {
+            assert_eq!(kind, etcds, "the type of {name}");
+        }
+    }
+    let wanted = [
+        "etcd_server_has_leader", "etcd_server_leader_changes_seen_total", "etcd_server_proposals_failed_total", "etcd_server_proposals_pending",
+        "etcd_server_proposals_committed_total", "etcd_server_proposals_applied_total", "etcd_mvcc_db_total_size_in_bytes",
+        "etcd_mvcc_db_total_size_in_use_in_bytes", "etcd_server_quota_backend_bytes", "etcd_disk_wal_fsync_duration_seconds",
+        "etcd_disk_backend_commit_duration_seconds", "grpc_server_handled_total", "grpc_server_started_total",
+        "etcd_network_client_grpc_received_bytes_total", "etcd_network_client_grpc_sent_bytes_total", "process_resident_memory_bytes",
+        "process_cpu_seconds_total", "process_open_fds", "process_max_fds", "etcd_server_id", "etcd_server_version", "etcd_cluster_version",
+    ];
+    for name in wanted {
+        assert!(theirs.contains_key(name), "etcd 3.5 exports {name}");
+        assert!(ours.contains_key(name), "ballast exports {name}");
+    }
 }

@@ -216,6 +216,7 @@ impl Applier {
             }
         }
         self.rev = base + count as i64;
+        crate::metrics::handles().puts.increment(fits.iter().filter(|&&f| f).count() as u64);
         slots
             .into_iter()
             .enumerate()
@@ -352,10 +353,12 @@ impl Applier {
                 if !fits {
                     return Err(Error::NoSpace);
                 }
+                crate::metrics::handles().puts.increment(1);
                 Ok(Response::Put(resp))
             }
             Request::DeleteRange(d) => {
                 let resp = super::txn::delete_range(&self.shards, d, Rev::main(self.rev + 1)).await?;
+                crate::metrics::handles().deletes.increment(1);
                 if resp.deleted > 0 {
                     self.rev += 1;
                 }
@@ -371,6 +374,7 @@ impl Applier {
                 if !fits {
                     return Err(Error::NoSpace);
                 }
+                count_txn(t, &resp);
                 Ok(Response::Txn(resp))
             }
             Request::Compaction(c) => self.compact(c.revision).await,
@@ -407,7 +411,7 @@ impl Applier {
     /// nested txn comparing the key's lease).
     async fn revoke(&mut self, id: i64) -> Result<Response> {
         let keys = self.lessor.revoke(id)?;
-        let deletes = keys
+        let deletes: Vec<RequestOp> = keys
             .into_iter()
             .map(|key| {
                 let still_on = Compare {
@@ -421,7 +425,11 @@ impl Applier {
                 RequestOp { request: Some(request_op::Request::RequestTxn(TxnRequest { compare: vec![still_on], success: vec![delete], failure: vec![] })) }
             })
             .collect();
+        // etcd deletes each key in one write txn (counted as a txn when it holds several).
+        let (keys, m) = (deletes.len() as u64, crate::metrics::handles());
         self.txn(&TxnRequest { compare: vec![], success: deletes, failure: vec![] }).await?;
+        m.deletes.increment(keys);
+        m.txns.increment(u64::from(keys > 1));
         Ok(Response::LeaseRevoke(LeaseRevokeResponse { header: header(self.rev) }))
     }
 
@@ -487,6 +495,48 @@ impl Applier {
             }
         }
         Ok(resp)
+    }
+}
+
+/// etcd's mvcc operation counters for an applied txn, as etcd's metrics txns count: the
+/// compares (of every level of the path taken) are ranges of one read txn, the ops of the
+/// path taken run in a write txn (a read-only txn: in the same read txn), and each of those
+/// txns that did more than one operation counts as a txn. (etcd stops at the first compare
+/// that fails; all of a failed level's compares are counted here.)
+fn count_txn(t: &TxnRequest, resp: &TxnResponse) {
+    let mut n = OpCounts::default();
+    n.add_txn(t, resp);
+    let m = crate::metrics::handles();
+    m.ranges.increment(n.compares + n.ranges);
+    m.puts.increment(n.puts);
+    m.deletes.increment(n.deletes);
+    let ops = n.ranges + n.puts + n.deletes;
+    let txns = if super::txn::is_read_only(t) { u64::from(n.compares + ops > 1) } else { u64::from(n.compares > 1) + u64::from(ops > 1) };
+    m.txns.increment(txns);
+}
+
+#[derive(Default)]
+struct OpCounts {
+    compares: u64,
+    ranges: u64,
+    puts: u64,
+    deletes: u64,
+}
+
+impl OpCounts {
+    fn add_txn(&mut self, t: &TxnRequest, resp: &TxnResponse) {
+        use crate::proto::etcdserverpb::response_op::Response as Op;
+        self.compares += t.compare.len() as u64;
+        let branch = if resp.succeeded { &t.success } else { &t.failure };
+        for (req, op) in branch.iter().zip(&resp.responses) {
+            match (&req.request, &op.response) {
+                (_, Some(Op::ResponseRange(_))) => self.ranges += 1,
+                (_, Some(Op::ResponsePut(_))) => self.puts += 1,
+                (_, Some(Op::ResponseDeleteRange(_))) => self.deletes += 1,
+                (Some(request_op::Request::RequestTxn(inner)), Some(Op::ResponseTxn(r))) => self.add_txn(inner, r),
+                _ => {}
+            }
+        }
     }
 }
 

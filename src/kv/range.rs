@@ -30,6 +30,7 @@ const MAX_OVERTAKEN_RETRIES: u32 = 16;
 /// "compacted", which etcd never answers it (its reads hold the store's revision). The status
 /// publishes a compaction just after the shards take it, hence a few retries, 1 ms apart.
 pub async fn range_on_shards(shards: &Shards, r: &RangeRequest, status: &ServerStatus) -> Result<RangeResponse> {
+    crate::metrics::handles().ranges.increment(1);
     let mut retries = 0;
     loop {
         let current_rev = status.applied_rev().max(status.compact_rev());

@@ -67,10 +67,13 @@ async fn health(ctx: &Ctx, query: &HashMap<String, Vec<String>>) -> (bool, Strin
     if let Err(reason) = health_from_status(&ctx.status, &excluded, serializable) {
         return (false, reason);
     }
-    match health_read(ctx, serializable).await {
+    let result = match health_read(ctx, serializable).await {
         Ok(()) => (true, String::new()),
         Err(e) => (false, format!("RANGE ERROR:{e}")),
-    }
+    };
+    let counted = if result.0 { &crate::metrics::handles().health_success } else { &crate::metrics::handles().health_failures };
+    counted.increment(1);
+    result
 }
 
 /// etcd's /livez and /readyz checks (Kubernetes style): `ok`, or 503 with each check's line.
@@ -161,9 +164,9 @@ pub fn router(ctx: Arc<Ctx>, metrics: PrometheusHandle) -> Router {
     let livez = probe_route(false);
     let readyz = probe_route(true);
     let metrics_route = move || async move {
-        crate::metrics::refresh(&ctx.status, &ctx.shards.queue_depths());
+        crate::metrics::refresh(&ctx.status, &ctx.shards.queue_depths(), ctx.auth.view().state.revision);
         // Prometheus's text format, named as etcd's promhttp names it.
-        ([("content-type", "text/plain; version=0.0.4; charset=utf-8")], metrics.render())
+        ([("content-type", "text/plain; version=0.0.4; charset=utf-8")], crate::metrics::render(&metrics))
     };
     Router::new()
         .route("/health", any(health))

@@ -297,6 +297,7 @@ impl Stripe {
         m::handles().wal_fsync_seconds.record(sync_started.elapsed().as_secs_f64());
         m::handles().wal_batch_entries.record(entries as f64);
         m::handles().wal_batch_bytes.record(bytes as f64);
+        m::handles().wal_write_bytes.increment(bytes as f64);
         self.advance_tail(bytes);
         self.max_seq = max_seq;
         self.prepare_next_when_due();
