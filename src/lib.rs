@@ -57,6 +57,7 @@
 //! * `quota` — `--quota-backend-bytes` and etcd's request cost model (NOSPACE alarm).
 //! * `status` — the atomics shared between threads (applied revision, raft progress, sizes).
 //! * `writeback` — paced writeback of background files (snapshot and WAL segments).
+//! * `data_dir` — the data dir private (0700 / 0600) and locked by one process.
 //! * `durable` — atomic files (temp, fsync, rename, fsync the directory), small files with
 //!   checksums.
 //! * `error` — the one error type, mapped once to etcd's gRPC codes and messages.
@@ -72,6 +73,7 @@ pub mod cluster;
 pub mod compactor;
 pub mod concurrency;
 pub mod config;
+pub mod data_dir;
 pub mod durable;
 pub mod error;
 pub mod export;

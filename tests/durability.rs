@@ -1,5 +1,6 @@
 //! Durability: every acknowledged write survives SIGKILL with its revision; restart restores
-//! keys, revisions and the compaction point; SIGTERM exits cleanly. (Damaged and torn WALs:
+//! keys, revisions and the compaction point; SIGTERM exits cleanly; a second server on a data
+//! dir in use is refused, and the data dir is private as etcd's. (Damaged and torn WALs:
 //! wal_recovery.rs.)
 
 mod common;
@@ -136,4 +137,41 @@ async fn the_next_wal_segment_is_ready_before_the_current_one_fills() {
     assert!(!common::wal_records(&segs[0]).is_empty(), "the first segment holds the writes");
     assert!(common::wal_records(&segs[1]).is_empty(), "the prepared segment is not written yet");
     assert_eq!(std::fs::metadata(&segs[1]).unwrap().len(), SEGMENT_BYTES as u64, "prepared whole");
+}
+
+/// Every file and directory under `dir`, with its permission bits.
+fn modes(dir: &std::path::Path, out: &mut Vec<(std::path::PathBuf, u32)>) {
+    use std::os::unix::fs::PermissionsExt;
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let meta = entry.metadata().unwrap();
+        out.push((entry.path(), meta.permissions().mode() & 0o777));
+        if meta.is_dir() {
+            modes(&entry.path(), out);
+        }
+    }
+}
+
+/// A second server on a data dir another one serves is refused (etcd's second process never
+/// serves: its bolt file is flocked); the first keeps every write. The data dir is etcd's
+/// private one: directories 0700, files 0600.
+#[tokio::test]
+async fn a_data_dir_in_use_is_refused_and_private() {
+    let s = common::Server::start(&[]);
+    let mut c = s.client().await;
+    c.put("kept", "1", None).await.unwrap();
+    let mut second = common::Server::on_data_dir(&s.data_dir, &[]);
+    let log = second.restart_refused();
+    assert!(log.contains("is locked by another process"), "{log}");
+    c.put("kept", "2", None).await.unwrap();
+    let got = c.get("kept", None).await.unwrap();
+    assert_eq!(got.kvs()[0].value(), b"2");
+    // Snapshot segments too (a defragment writes them).
+    c.maintenance_client().defragment().await.unwrap();
+    let mut found = vec![(s.data_dir.clone(), std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&s.data_dir).unwrap().permissions()) & 0o777)];
+    modes(&s.data_dir, &mut found);
+    assert!(found.iter().any(|(p, _)| p.extension().is_some_and(|e| e == "seg")), "{found:?}");
+    for (path, mode) in &found {
+        let want = if path.is_dir() { 0o700 } else { 0o600 };
+        assert_eq!(*mode, want, "{} is {mode:o}", path.display());
+    }
 }

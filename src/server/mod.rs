@@ -74,6 +74,8 @@ fn start(cfg: Config) -> Result<(), String> {
     // Default: the cores the front end's threads leave, at least one (measured on 2 cores: a
     // second shard costs more in cross-thread hops than it gains; see bench/RESULTS.md).
     let shards = if cfg.shards == 0 { threads::usable_cpus().len().saturating_sub(FRONT_END_THREADS).max(1) } else { cfg.shards };
+    // Held until the process exits: no second server on this data dir.
+    let _locks = crate::data_dir::prepare(&cfg.data_dir, cfg.wal_dir.as_deref())?;
     let member_dir = cfg.data_dir.join("member");
     std::fs::create_dir_all(&member_dir).map_err(|e| format!("cannot create data dir {}: {e}", cfg.data_dir.display()))?;
     crate::api::snapshot::remove_leftovers(&cfg.data_dir);
