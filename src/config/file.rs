@@ -50,6 +50,11 @@ struct FileConfig {
     discovery_proxy: Option<String>,
     discovery_srv: Option<String>,
     discovery_srv_name: Option<String>,
+    /// Nanoseconds, as etcd's YAML takes a `time.Duration`.
+    experimental_watch_progress_notify_interval: Option<u64>,
+    experimental_enable_lease_checkpoint: Option<bool>,
+    experimental_enable_lease_checkpoint_persist: Option<bool>,
+    strict_reconfig_check: Option<bool>,
 }
 
 /// etcd's `securityConfig` (`client-transport-security`, `peer-transport-security`). The
@@ -119,6 +124,10 @@ const FILE_KEYS: &[&str] = &[
     "discovery-proxy",
     "discovery-srv",
     "discovery-srv-name",
+    "experimental-watch-progress-notify-interval",
+    "experimental-enable-lease-checkpoint",
+    "experimental-enable-lease-checkpoint-persist",
+    "strict-reconfig-check",
 ];
 
 pub(super) fn config_from_file(
@@ -249,6 +258,12 @@ fn config_from_file_values(f: FileConfig, flags: &FlagValues) -> Result<Config, 
     }
     c.auth_token_ttl_secs = f.auth_token_ttl.unwrap_or(300);
     c.bcrypt_cost = super::bcrypt_cost(f.bcrypt_cost.unwrap_or(10));
+    if let Some(ns) = f.experimental_watch_progress_notify_interval {
+        c.watch_progress_notify_interval = super::watch_progress_interval(Some(std::time::Duration::from_nanos(ns)));
+    }
+    c.lease_checkpoint = f.experimental_enable_lease_checkpoint.unwrap_or(c.lease_checkpoint);
+    c.lease_checkpoint_persist = f.experimental_enable_lease_checkpoint_persist.unwrap_or(c.lease_checkpoint_persist);
+    c.strict_reconfig_check = f.strict_reconfig_check.unwrap_or(c.strict_reconfig_check);
     // ballast-only flags still apply from the command line / environment.
     apply_ballast_flags(&mut c, flags);
     let initial_cluster = f.initial_cluster.filter(|s| !s.is_empty());

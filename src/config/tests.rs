@@ -474,6 +474,17 @@ fn config_file() {
     // via environment
     let (c, _) = run(&[], &[("ETCD_CONFIG_FILE", &path)]);
     assert_eq!(c.name, "infra2");
+    // The watch progress interval (nanoseconds, as etcd's YAML takes a time.Duration), lease
+    // checkpoints and strict reconfiguration checks.
+    let path = temp_file(
+        "experimental.yml",
+        "experimental-watch-progress-notify-interval: 2000000000\nexperimental-enable-lease-checkpoint: true\n\
+         experimental-enable-lease-checkpoint-persist: true\nstrict-reconfig-check: false\n",
+    );
+    let (c, w) = run(&["--config-file", &path], &[]);
+    assert!(w.is_empty(), "{w:?}");
+    assert_eq!(c.watch_progress_notify_interval, std::time::Duration::from_secs(2));
+    assert!(c.lease_checkpoint && c.lease_checkpoint_persist && !c.strict_reconfig_check);
     // empty file = defaults
     let empty = temp_file("empty.yml", "");
     assert_eq!(run(&["--config-file", &empty], &[]).0, Config::default());
