@@ -1,4 +1,6 @@
 mod common;
+#[path = "common/etcd.rs"]
+mod etcd;
 
 #[test]
 fn starts_and_answers_etcdctl() {
@@ -18,4 +20,17 @@ async fn linearizable_read_right_after_start_is_answered() {
         let r = tokio::time::timeout(bound, c.get("k", None)).await.expect("a linearizable read was never answered");
         assert_eq!(r.unwrap().header().unwrap().revision(), 1);
     }
+}
+
+/// A client port another process holds: both refuse to start with Go's bind error.
+#[test]
+fn a_client_port_in_use_is_refused_with_etcds_error() {
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = held.local_addr().unwrap().port();
+    let url = format!("http://127.0.0.1:{port}");
+    let etcd_error = etcd::Etcd::start_error("http", &["--listen-client-urls", &url, "--advertise-client-urls", &url]);
+    let expected = format!("listen tcp 127.0.0.1:{port}: bind: address already in use");
+    assert_eq!(etcd_error, expected);
+    let (log, _) = common::Server::refused_urls(&[url.as_str()], &[]);
+    assert!(log.contains(&expected), "ballast's log:\n{log}");
 }

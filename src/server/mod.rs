@@ -488,7 +488,17 @@ async fn metrics_upkeep(handle: metrics_exporter_prometheus::PrometheusHandle) {
 }
 
 async fn bind(addr: &str) -> Result<tokio::net::TcpListener, String> {
-    tokio::net::TcpListener::bind(addr).await.map_err(|e| format!("listen tcp {addr}: {e}"))
+    tokio::net::TcpListener::bind(addr).await.map_err(|e| format!("listen tcp {addr}: {}", go_bind_error(&e)))
+}
+
+/// Go's text for a failed bind (etcd's error, e.g. `bind: address already in use`).
+fn go_bind_error(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::AddrInUse => "bind: address already in use".into(),
+        std::io::ErrorKind::AddrNotAvailable => "bind: cannot assign requested address".into(),
+        std::io::ErrorKind::PermissionDenied => "bind: permission denied".into(),
+        _ => e.to_string(),
+    }
 }
 
 /// The host:port of a --listen-metrics-urls URL: served plaintext only, so far.
