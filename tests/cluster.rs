@@ -643,3 +643,34 @@ fn a_member_without_quorum_saves_a_snapshot_and_defragments() {
     let put = m.etcdctl(&["put", "lost", "2", "--command-timeout", "3s"]);
     assert!(!put.status.success(), "a write without quorum must fail");
 }
+
+/// A write sent while no leader is known waits for one, as etcd's proposals do (its raft node
+/// takes none without a leader), rather than failing at once with "no leader": sent to the
+/// member left alone, it succeeds once a peer is back and a leader elected.
+#[test]
+fn a_write_without_a_leader_waits_for_the_election() {
+    let mut c = Cluster::start(3);
+    let leader = c.wait_leader(ELECTION_BOUND);
+    let alone = follower_of(&c, leader);
+    let gone: Vec<usize> = (0..3).filter(|&i| i != alone).collect();
+    for &i in &gone {
+        c.members[i].kill();
+    }
+    let deadline = Instant::now() + ELECTION_BOUND;
+    while c.members[alone].status().is_some_and(|s| s["leader"].as_u64().unwrap_or(0) != 0) {
+        assert!(Instant::now() < deadline, "the member alone still names a leader");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (endpoint, ctl) = (c.members[alone].endpoint(), common::etcdctl_path());
+    let put = std::thread::spawn(move || {
+        let started = Instant::now();
+        let out = Command::new(ctl).env("ETCDCTL_API", "3").args(["--endpoints", &endpoint, "--command-timeout", "30s", "put", "waited", "1"]).output().unwrap();
+        (out, started.elapsed())
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    c.spawn(gone[0]);
+    let (out, took) = put.join().unwrap();
+    assert!(out.status.success(), "the put waited for a leader: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(took >= Duration::from_millis(400), "answered only after the election: {took:?}");
+    assert_eq!(c.members[alone].ctl(&["get", "waited", "--print-value-only"]), "1\n");
+}

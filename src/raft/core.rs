@@ -250,8 +250,9 @@ impl<W, R> Core<W, R> {
 
     // ---- inputs ----
 
-    /// A write; forwarded to the leader by a follower, refused with `Error::NoLeader` when no
-    /// leader is known.
+    /// A write; forwarded to the leader by a follower. While no leader is known it waits in
+    /// the batch for one, as etcd's proposals wait (raft's node takes none without a leader),
+    /// until its request timeout; refused with `Error::NoLeader` when an entry's worth waits.
     pub fn propose(&mut self, request: Request, waiter: W) {
         self.propose_as(request, None, waiter)
     }
@@ -261,7 +262,11 @@ impl<W, R> Core<W, R> {
         if self.removed {
             self.out.refused.push((waiter, Error::Stopped));
         } else if self.raw.raft.leader_id == raft::INVALID_ID {
-            self.out.refused.push((waiter, Error::NoLeader));
+            if self.proposals.batch_is_full() {
+                self.out.refused.push((waiter, Error::NoLeader));
+            } else {
+                self.proposals.add(request, auth, waiter, self.ticks);
+            }
         } else if self.proposals.add(request, auth, waiter, self.ticks) {
             self.propose_batch();
         }
@@ -701,7 +706,8 @@ impl<W, R> Core<W, R> {
     }
 
     fn propose_batch(&mut self) {
-        if self.installs.holding_ready() {
+        // Without a leader the batch waits (`propose_as`).
+        if self.installs.holding_ready() || self.raw.raft.leader_id == raft::INVALID_ID {
             return;
         }
         let Some((requests, data)) = self.proposals.take_batch() else { return };

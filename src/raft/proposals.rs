@@ -118,6 +118,11 @@ impl<W> Proposals<W> {
         self.batch_bytes
     }
 
+    /// Whether the batch holds an entry's worth: it takes no more while it cannot be proposed.
+    pub fn batch_is_full(&self) -> bool {
+        self.batch_bytes >= MAX_ENTRY_BYTES
+    }
+
     /// Clients waiting for a result.
     pub fn pending(&self) -> usize {
         self.waiters.len()
@@ -152,12 +157,18 @@ impl<W> Proposals<W> {
         requests.iter().filter_map(|r| self.waiters.remove(&r.id)).collect()
     }
 
-    /// The waiters whose request timeout has passed at tick `now`.
+    /// The waiters whose request timeout has passed at tick `now`. A request of theirs still
+    /// in the batch (held while there is no leader) leaves it: it is never proposed after its
+    /// client was told it timed out.
     pub fn expire(&mut self, now: u64) -> Vec<W> {
         let mut expired = Vec::new();
         while self.deadlines.front().is_some_and(|&(deadline, _)| deadline <= now) {
             let (_, id) = self.deadlines.pop_front().expect("checked above");
             expired.extend(self.waiters.remove(&id));
+        }
+        if !expired.is_empty() && !self.batch.is_empty() {
+            self.batch.retain(|r| self.waiters.contains_key(&r.id));
+            self.batch_bytes = self.batch.iter().map(|r| r.encoded_len()).sum();
         }
         expired
     }
