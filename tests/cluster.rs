@@ -9,6 +9,8 @@ mod common;
 mod certs;
 #[path = "common/cluster.rs"]
 mod cluster;
+#[path = "common/http.rs"]
+mod http;
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -673,4 +675,39 @@ fn a_write_without_a_leader_waits_for_the_election() {
     assert!(out.status.success(), "the put waited for a leader: {}", String::from_utf8_lossy(&out.stderr));
     assert!(took >= Duration::from_millis(400), "answered only after the election: {took:?}");
     assert_eq!(c.members[alone].ctl(&["get", "waited", "--print-value-only"]), "1\n");
+}
+
+/// A keepalive sent to a member that knows no leader waits for one; the client giving up
+/// cancels it, as etcd's stream context does: once a leader is back, the lease is not renewed
+/// for a client that left (it was, on the new leader, a TTL later than etcd's).
+#[test]
+fn a_keepalive_whose_client_left_renews_nothing() {
+    let mut c = Cluster::start(3);
+    let leader = c.wait_leader(ELECTION_BOUND);
+    let alone = follower_of(&c, leader);
+    let granted = c.members[leader].ctl(&["lease", "grant", "60"]);
+    let id = i64::from_str_radix(granted.split_whitespace().nth(1).expect("lease id"), 16).unwrap();
+    let gone: Vec<usize> = (0..3).filter(|&i| i != alone).collect();
+    for &i in &gone {
+        c.members[i].kill();
+    }
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let mut client = c.members[alone].client().await;
+        // The crate waits for the first answer, which waits for a leader: given up after 0.5 s.
+        let opened = tokio::time::timeout(Duration::from_millis(500), client.lease_keep_alive(id)).await;
+        assert!(opened.is_err(), "answered without a leader: {opened:?}");
+    });
+    drop(rt); // the client, its stream and the keepalive waiting on the member alone
+    for &i in &gone {
+        c.spawn(i);
+    }
+    let new = c.wait_leader(ELECTION_BOUND);
+    // The member alone looked for a leader every election timeout (1 s) for the request
+    // timeout (7 s): well past that, the new leader has renewed nothing.
+    std::thread::sleep(Duration::from_secs(4));
+    let metrics = http::request(&c.members[new].endpoint(), "GET", "/metrics", "", &[]).body;
+    let renewed = metrics.lines().find(|l| l.starts_with("etcd_debugging_lease_renewed_total ")).expect("the renewal counter");
+    assert_eq!(renewed, "etcd_debugging_lease_renewed_total 0", "the leader renewed the lease of a client that left");
+    assert!(c.members[new].ctl(&["lease", "timetolive", &format!("{id:x}")]).contains("remaining"));
 }

@@ -234,7 +234,13 @@ async fn keep_alive(
         // etcd takes the header before renewing.
         let mut header = None;
         ctx.fill(&mut header);
-        let answers = match leader_renew(&ctx, ids.clone()).await {
+        // A client that goes cancels its renewal, as etcd's stream context does: a renewal still
+        // looking for a leader must not keep a lease alive for a client that gave up.
+        let renewed = tokio::select! {
+            renewed = leader_renew(&ctx, ids.clone()) => renewed,
+            _ = tx.closed() => return,
+        };
+        let answers = match renewed {
             Ok(ttls) => ttls,
             Err(e) => {
                 let _ = tx.send(Err(Status::from(e))).await;
