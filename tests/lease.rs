@@ -704,3 +704,29 @@ async fn kills_during_lease_writes_leave_consistent_leases() {
         assert!(lease_of(&mut c, &key).await.unwrap_or(0) == 0, "{key} keeps a lease after every revoke");
     }
 }
+
+/// With `--experimental-enable-lease-checkpoint` the leader records a lease's time left (every
+/// 2 s here, failpoint `lease-checkpoint-secs`; 5 min in production). A restart keeps that time
+/// only with `-persist`: without it etcd's backend never held it, so the lease comes back with
+/// its full TTL (a checkpoint replayed from the WAL is not applied); with it, with the time left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_keeps_checkpointed_time_left_only_when_persisted() {
+    for (persist, flags) in [(false, vec!["--experimental-enable-lease-checkpoint"]), (true, vec!["--experimental-enable-lease-checkpoint", "--experimental-enable-lease-checkpoint-persist"])] {
+        let mut s = Server::start_with_env(&flags, &[("BALLAST_FAILPOINTS", "lease-checkpoint-secs=2")]);
+        let mut c = s.client().await;
+        grant(&mut c, 100, 60).await;
+        // A checkpoint at ~2 s and ~4 s records ~58 and ~56 s left.
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        drop(c);
+        s.kill();
+        s.restart();
+        let mut c = s.client().await;
+        let (left, granted, _) = time_to_live(&mut c, 100).await;
+        assert_eq!(granted, 60);
+        if persist {
+            assert!(left <= 58, "persisted: the checkpointed time left, not the full TTL: {left}");
+        } else {
+            assert!(left >= 59, "not persisted: the full TTL again after a restart, as etcd: {left}");
+        }
+    }
+}

@@ -45,10 +45,14 @@ pub struct Applier {
     guard: Arc<AuthGuard>,
     /// Raft index of the entry being applied (a simple token names it).
     index: u64,
-    /// The commit index raft recovered at boot: entries up to it are replayed from the WAL, and
-    /// their Authenticate entries issue no token again (etcd's tokens live in memory and skip
-    /// the entries its backend applied, so a restart loses them; one replayed here would come
-    /// back with a fresh TTL, however long ago it expired).
+    /// The end of raft's log at boot: entries up to it are replayed from the WAL, and what etcd
+    /// holds in memory only is not taken from them again: their Authenticate entries issue no
+    /// token (etcd's tokens skip the entries its backend applied, so a restart loses them; one
+    /// replayed here would come back with a fresh TTL, however long ago it expired), their lease
+    /// checkpoints set no time left unless checkpoints persist. (The log's end, not the
+    /// recovered commit index, which lags the last entry applied before a crash. A follower's
+    /// entries past its commit that a new leader overwrites count too: tokens issued there are
+    /// refused on this member until the client authenticates again.)
     replayed_until: u64,
 }
 
@@ -390,7 +394,10 @@ impl Applier {
             Request::LeaseRevoke(r) => self.revoke(r.id).await,
             Request::LeaseCheckpoint(c) => {
                 let now = self.leader.then(std::time::Instant::now);
-                for cp in &c.checkpoints {
+                // Without -persist etcd holds a checkpoint in memory only, and a restart forgets
+                // it (its backend never had it): one replayed from the WAL is not applied.
+                let forgotten = self.index <= self.replayed_until && !self.lessor.checkpoints_persist();
+                for cp in c.checkpoints.iter().filter(|_| !forgotten) {
                     self.lessor.checkpoint(cp.id, cp.remaining_ttl, now);
                 }
                 Ok(Response::LeaseCheckpoint(LeaseCheckpointResponse { header: header(self.rev) }))

@@ -74,6 +74,11 @@ impl Lessor {
         }
     }
 
+    /// Whether checkpointed times left survive a restart (`--experimental-enable-lease-checkpoint-persist`).
+    pub fn checkpoints_persist(&self) -> bool {
+        self.checkpoints.is_some_and(|c| c.persist)
+    }
+
     /// (id, ttl) of every lease, and (id, time left) of the checkpointed ones when checkpoints
     /// persist.
     pub fn saved(&self) -> (Vec<IdSeconds>, Vec<IdSeconds>) {

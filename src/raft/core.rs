@@ -577,6 +577,13 @@ impl<W, R> Core<W, R> {
     }
 
     /// (term, leader id, commit index).
+    /// The last index of raft's log: at start, the end of what the WAL held (entries up to it
+    /// were written before the restart; the commit index recorded may lag the last applied
+    /// one, since it is made durable with the next write).
+    pub fn last_index(&self) -> u64 {
+        self.raw.raft.raft_log.last_index()
+    }
+
     pub fn progress(&self) -> (u64, u64, u64) {
         let r = &self.raw.raft;
         (r.term, r.leader_id, r.raft_log.committed)

@@ -292,10 +292,12 @@ impl Driver {
         let election_timeout = cfg.heartbeat * cfg.election_ticks as u32;
         let min_ttl = crate::lease::min_ttl_seconds(cfg.heartbeat, cfg.election_ticks as u64);
         // A revoke not applied within etcd's request timeout is proposed again.
-        let checkpoints = cfg.lease_checkpoint.then_some(Checkpoints { interval: LEASE_CHECKPOINT_INTERVAL, persist: cfg.lease_checkpoint_persist });
+        // Failpoint `lease-checkpoint-secs=N`: checkpoints every N s (tests cannot wait 5 min).
+        let interval = crate::failpoint::arg("lease-checkpoint-secs").and_then(|s| s.parse().ok()).map_or(LEASE_CHECKPOINT_INTERVAL, Duration::from_secs);
+        let checkpoints = cfg.lease_checkpoint.then_some(Checkpoints { interval, persist: cfg.lease_checkpoint_persist });
         let lessor = Lessor::new(min_ttl, Duration::from_secs(5) + 2 * election_timeout, checkpoints);
         let mut applier = Applier::new(shards.clone(), status.clone(), cfg.quota, lessor, cfg.auth.clone());
-        applier.set_replayed_until(core.progress().2);
+        applier.set_replayed_until(core.last_index());
         if let Some(m) = &snap {
             applier.restore(m.rev, m.compact_rev, &m.alarms);
             applier.restore_auth(m.auth.clone());
