@@ -132,7 +132,7 @@ async fn every_damaged_file_is_served_whole_or_refused_by_name() {
                 served += 1;
             }
             Err(log) => {
-                let line = log.lines().find(|l| l.contains("\"error\"")).unwrap_or_default();
+                let line = log.lines().find(|l| l.contains("\"level\":\"error\"")).unwrap_or_default();
                 assert!(line.contains(&name) && line.contains("offset"), "{name}, {}: refused without naming file and offset:\n{log}", d.what);
                 refused += 1;
             }

@@ -1,8 +1,10 @@
 //! WAL recovery rules (src/wal/recover.rs): only a torn tail — what a crash during the last
 //! write can leave — is truncated; damage anywhere else, a gap no in-flight write explains,
 //! committed entries missing, a segment cut short, or a snapshot whose WAL is missing (a changed
-//! `--wal-dir`) refuse to start, naming file and offset, and the data is still there for a
-//! boot once the damage is repaired. Stale bytes past the tail never make a boot refuse.
+//! `--wal-dir`), a WAL lost before the first snapshot, or a lost segment (zeroed with a later
+//! one prepared, or missing) refuse to start, naming file and offset, and the data is still
+//! there for a boot once the damage is repaired. Stale bytes past the tail never make a boot
+//! refuse.
 
 mod common;
 
@@ -206,4 +208,66 @@ async fn a_changed_wal_dir_refuses_instead_of_rolling_back() {
     assert_present(&s, &acked).await;
     drop(s);
     let _ = std::fs::remove_dir_all(&wal);
+}
+
+/// Before the first snapshot the WAL is all a member has: one initialized before (its
+/// membership file is there) whose WAL dir is gone refuses to start instead of serving an empty
+/// store (it did: every acknowledged write gone, revisions handed out again).
+#[tokio::test]
+async fn a_wal_lost_before_the_first_snapshot_refuses() {
+    let mut s = common::Server::start(&[]);
+    let acked = put_all(&s, "k", 50).await;
+    s.kill();
+    assert!(!s.data_dir.join("member/snap/manifest.json").exists(), "no snapshot yet");
+    let (wal, moved) = (s.data_dir.join("member/wal"), s.data_dir.join("wal.moved"));
+    std::fs::rename(&wal, &moved).unwrap();
+    let log = s.restart_refused();
+    assert!(log.contains("holds no WAL, but this member was initialized before"), "{log}");
+    std::fs::rename(&moved, &wal).unwrap();
+    s.restart();
+    assert_present(&s, &acked).await;
+}
+
+/// The newest written segment zeroed while the next one is already prepared: a written
+/// segment lost, refused naming it (it used to be dropped with the prepared one, silently
+/// serving an older revision); a segment missing between two others likewise.
+#[tokio::test]
+async fn a_lost_segment_refuses() {
+    let mut s = common::Server::start(&["--wal-segment-bytes", "131072"]);
+    let mut c = s.client().await;
+    let mut acked = BTreeMap::new();
+    for i in 0..400 {
+        let (k, v) = (format!("k{i:04}"), format!("{i}-{}", "v".repeat(1000)));
+        let rev = c.put(k.clone(), v.clone(), None).await.unwrap().header().unwrap().revision();
+        acked.insert(k, (rev, v));
+    }
+    drop(c);
+    s.kill();
+    let segments = s.wal_segments(0);
+    let newest = s.newest_written_wal_segment(0).unwrap();
+    assert!(segments.len() >= 3, "{segments:?}");
+    // The next segment, prepared once an eighth of the newest was written.
+    let prepared = {
+        let name = newest.file_name().unwrap().to_str().unwrap();
+        let n = u64::from_str_radix(name.strip_suffix(".wal").unwrap(), 16).unwrap() + 1;
+        newest.with_file_name(format!("{n:016x}.wal"))
+    };
+    let saved = std::fs::read(&newest).unwrap();
+    if !prepared.exists() {
+        // The kill came before the next segment was prepared: make it as the stripe would.
+        std::fs::write(&prepared, vec![0u8; 131072]).unwrap();
+    }
+    std::fs::write(&newest, vec![0u8; saved.len()]).unwrap();
+    let log = s.restart_refused();
+    assert!(log.contains("a written segment was lost") && log.contains(newest.file_name().unwrap().to_str().unwrap()), "{log}");
+    std::fs::write(&newest, &saved).unwrap();
+    // A middle segment missing.
+    let middle = &segments[segments.len() / 2];
+    let kept = std::fs::read(middle).unwrap();
+    std::fs::remove_file(middle).unwrap();
+    let log = s.restart_refused();
+    assert!(log.contains("is missing"), "{log}");
+    std::fs::write(middle, &kept).unwrap();
+    s.restart();
+    assert_present(&s, &acked).await;
 }

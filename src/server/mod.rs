@@ -78,6 +78,11 @@ fn start(cfg: Config) -> Result<(), String> {
     let _locks = crate::data_dir::prepare(&cfg.data_dir, cfg.wal_dir.as_deref())?;
     let member_dir = cfg.data_dir.join("member");
     std::fs::create_dir_all(&member_dir).map_err(|e| format!("cannot create data dir {}: {e}", cfg.data_dir.display()))?;
+    if !crate::cluster::Cluster::is_saved(&member_dir) {
+        // A new member's WAL dir exists before its membership file: a member whose membership
+        // file is there and whose WAL is not lost it (`recover_wal`).
+        create_wal_dir(&wal_dir(&cfg))?;
+    }
     crate::api::snapshot::remove_leftovers(&cfg.data_dir);
     let peer_tls = crate::peer::PeerTls { server: tls::peer_server_config(&cfg)?, client: tls::peer_client_config(&cfg)? };
     let crate::peer::initial::Initial { cluster, remotes, has_data } = crate::peer::initial::cluster(&cfg, &member_dir, peer_tls.client.clone())?;
@@ -107,7 +112,7 @@ fn start(cfg: Config) -> Result<(), String> {
         log::info("loaded snapshot", &[("index", m.index.to_string()), ("revision", m.rev.to_string())]);
     }
     let wal_dir = wal_dir(&cfg);
-    let recovered = recover_wal(&wal_dir, shards, cfg.wal_segment_bytes, snap.as_ref())?;
+    let recovered = recover_wal(&wal_dir, shards, cfg.wal_segment_bytes, snap.as_ref(), has_data)?;
     log::info("recovered wal", &[("entries", recovered.entries.len().to_string()), ("dir", wal_dir.display().to_string())]);
     crate::memory::release_all(); // what reading the snapshot and the WAL left freed
     // One WAL stripe per shard, written by that shard's executor.
@@ -230,9 +235,17 @@ fn recover_wal(
     shards: usize,
     segment_bytes: u64,
     snap: Option<&crate::snapshot::Manifest>,
+    initialized: bool,
 ) -> Result<crate::wal::recover::Recovered, String> {
     let hint = "the WAL is missing or is not this data dir's (was --wal-dir changed?); refusing to start";
-    let Some(m) = snap else { return crate::wal::recover::recover(wal_dir, shards, segment_bytes, 1, 0) };
+    let Some(m) = snap else {
+        // Before the first snapshot the WAL holds everything: a member initialized before
+        // (its membership file was there) without one would start empty.
+        if initialized && crate::wal::recover::existing_stripes(wal_dir)? == 0 {
+            return Err(format!("wal dir {} holds no WAL, but this member was initialized before (member/membership.json) and has no snapshot: {hint}", wal_dir.display()));
+        }
+        return crate::wal::recover::recover(wal_dir, shards, segment_bytes, 1, 0);
+    };
     if crate::wal::recover::existing_stripes(wal_dir)? == 0 {
         return Err(format!(
             "wal dir {} holds no WAL, but the snapshot at index {} needs the WAL after it: {hint}",
@@ -251,6 +264,16 @@ fn recover_wal(
         ));
     }
     Ok(recovered)
+}
+
+/// Creates stripe 0's directory of a new member's WAL, durably.
+fn create_wal_dir(wal_dir: &std::path::Path) -> Result<(), String> {
+    let stripe = wal_dir.join("0");
+    std::fs::create_dir_all(&stripe).map_err(|e| format!("cannot create wal dir {}: {e}", stripe.display()))?;
+    for dir in [wal_dir, wal_dir.parent().unwrap_or(wal_dir)] {
+        crate::durable::sync_dir(dir).map_err(|e| format!("cannot sync {}: {e}", dir.display()))?;
+    }
+    Ok(())
 }
 
 /// Transparent huge pages make every fault of the allocator's fresh memory resident 2 MiB at a

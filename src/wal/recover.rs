@@ -109,25 +109,29 @@ pub fn existing_stripes(wal_dir: &Path) -> Result<usize, String> {
 fn read_stripe(dir: &Path, segment_bytes: u64) -> Result<StripeLog, String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create wal dir {}: {e}", dir.display()))?;
     let mut segments = list_segments(dir)?;
+    check_contiguous(dir, &segments)?;
     // A segment zero-filled ahead of need and never written holds nothing: drop it, so the
     // last written segment is the newest (its torn tail, if any, is then truncated). "Nothing"
-    // means no valid record anywhere in it, not just a zero head.
+    // means no valid record anywhere in it, not just a zero head. Only the newest may: the
+    // next segment is prepared once an eighth of the current one is durable, and a roll into
+    // a segment precedes its first write, so a crash leaves at most one segment never written
+    // after the last one written; two mean a written segment was lost (zeroed, cut to nothing).
     // The newest segment's bytes, once read here, are not read again below.
-    let mut dropped = false;
     let mut newest_bytes = None;
-    while segments.len() > 1 {
+    if segments.len() > 1 {
         let path = segment_path(dir, *segments.last().expect("more than one segment"));
         let buf = read_file(&path)?;
-        if !holds_nothing(&buf) {
+        if holds_nothing(&buf) {
+            let before = segment_path(dir, segments[segments.len() - 2]);
+            if holds_nothing(&read_file(&before)?) {
+                return Err(damaged(&before, 0, "the segment holds no record, yet a later one exists: a written segment was lost"));
+            }
+            std::fs::remove_file(&path).map_err(|e| format!("cannot remove {}: {e}", path.display()))?;
+            crate::durable::sync_dir(dir).map_err(|e| format!("cannot sync {}: {e}", dir.display()))?;
+            segments.pop();
+        } else {
             newest_bytes = Some(buf);
-            break;
         }
-        std::fs::remove_file(&path).map_err(|e| format!("cannot remove {}: {e}", path.display()))?;
-        segments.pop();
-        dropped = true;
-    }
-    if dropped {
-        crate::durable::sync_dir(dir).map_err(|e| format!("cannot sync {}: {e}", dir.display()))?;
     }
     let mut log = StripeLog { state: StripeState { dir: dir.to_path_buf(), ..Default::default() }, batches: Vec::new() };
     if segments.is_empty() {
@@ -157,6 +161,22 @@ fn read_stripe(dir: &Path, segment_bytes: u64) -> Result<StripeLog, String> {
 /// was damaged but which holds records is read, and refused, by `read_segment`).
 fn holds_nothing(buf: &[u8]) -> bool {
     matches!(decode(buf), Decoded::End) && find_valid(buf, 0).is_none()
+}
+
+/// A stripe's segments are numbered without gaps: the oldest go first (released once a
+/// snapshot covers them), the newest is the one written; a number missing between them is a
+/// lost segment.
+fn check_contiguous(dir: &Path, segments: &[u64]) -> Result<(), String> {
+    match segments.windows(2).find(|w| w[1] != w[0] + 1) {
+        Some(w) => Err(format!(
+            "wal: segment {} is missing in {} (between {} and {}): the WAL lost a segment; refusing to start",
+            segment_path(dir, w[0] + 1).display(),
+            dir.display(),
+            segment_path(dir, w[0]).display(),
+            segment_path(dir, w[1]).display()
+        )),
+        None => Ok(()),
+    }
 }
 
 fn read_file(path: &Path) -> Result<Vec<u8>, String> {
@@ -356,6 +376,32 @@ mod tests {
         use std::io::Write;
         let mut f = std::fs::OpenOptions::new().write(true).open(segment_path(dir, 0)).unwrap();
         f.write_all(&buf).unwrap();
+    }
+
+    /// One never-written segment after the last written one is a crash's (the next one
+    /// prepared, or rolled into before its first write); two, or a number missing, are a lost
+    /// segment: refused, naming it, and nothing is removed.
+    #[test]
+    fn a_lost_segment_refuses_and_one_prepared_segment_is_dropped() {
+        let wal = std::env::temp_dir().join(format!("ballast-recover-lost-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&wal);
+        let dir = wal.join("0");
+        write_stripe(&dir, &[batch(1, 1), batch(2, 2)]);
+        create_segment(&dir, 1, 1 << 16, None, crate::writeback::Speed::AtOnce).unwrap();
+        let rec = recover(&wal, 1, 1 << 16, 1, 0).unwrap();
+        assert_eq!(rec.entries.len(), 2);
+        assert!(!segment_path(&dir, 1).exists(), "the prepared segment was dropped");
+        // Segment 1 written, then lost (zeroed), with segment 2 prepared after it.
+        create_segment(&dir, 1, 1 << 16, None, crate::writeback::Speed::AtOnce).unwrap();
+        create_segment(&dir, 2, 1 << 16, None, crate::writeback::Speed::AtOnce).unwrap();
+        let e = recover(&wal, 1, 1 << 16, 1, 0).unwrap_err();
+        assert!(e.contains("0000000000000001.wal") && e.contains("a written segment was lost"), "{e}");
+        assert!(segment_path(&dir, 2).exists(), "nothing removed on a refusal");
+        // Segment 1 gone altogether.
+        std::fs::remove_file(segment_path(&dir, 1)).unwrap();
+        let e = recover(&wal, 1, 1 << 16, 1, 0).unwrap_err();
+        assert!(e.contains("0000000000000001.wal is missing"), "{e}");
+        let _ = std::fs::remove_dir_all(&wal);
     }
 
     #[test]
