@@ -627,7 +627,8 @@ impl<W, R> Core<W, R> {
     /// restart replays it, and stops again).
     fn may_snapshot(&self) -> bool {
         let r = &self.raw.raft;
-        !self.removed && (self.is_serving() || r.raft_log.applied >= r.raft_log.committed)
+        // Index 0 (nothing applied since a first boot) is no snapshot raft can load back.
+        !self.removed && r.raft_log.applied > 0 && (self.is_serving() || r.raft_log.applied >= r.raft_log.committed)
     }
 
     /// Whether raft would restore the snapshot this message carries (else it is stepped as is:
