@@ -576,7 +576,6 @@ impl<W, R> Core<W, R> {
         r.state == StateRole::Leader && self.committed_in_current_term() && r.raft_log.applied >= r.raft_log.committed
     }
 
-    /// (term, leader id, commit index).
     /// The last index of raft's log: at start, the end of what the WAL held (entries up to it
     /// were written before the restart; the commit index recorded may lag the last applied
     /// one, since it is made durable with the next write).
@@ -584,6 +583,7 @@ impl<W, R> Core<W, R> {
         self.raw.raft.raft_log.last_index()
     }
 
+    /// (term, leader id, commit index).
     pub fn progress(&self) -> (u64, u64, u64) {
         let r = &self.raw.raft;
         (r.term, r.leader_id, r.raft_log.committed)
