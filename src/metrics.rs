@@ -285,8 +285,7 @@ pub fn install(compat_version: &str, quota_bytes: u64) -> Result<PrometheusHandl
     }
     let _ = HANDLES.set(Handles::new());
     metrics::gauge!(SERVER_VERSION, "server_version" => compat_version.to_string()).set(1.0);
-    let cluster_version: Vec<&str> = compat_version.split('.').take(2).collect();
-    metrics::gauge!(CLUSTER_VERSION, "cluster_version" => cluster_version.join(".")).set(1.0);
+    metrics::gauge!(CLUSTER_VERSION, "cluster_version" => crate::config::major_minor(compat_version)).set(1.0);
     metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
     metrics::gauge!(QUOTA_BACKEND_BYTES).set(quota_bytes as f64);
     Ok(handle)

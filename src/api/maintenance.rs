@@ -163,7 +163,7 @@ impl Maintenance for MaintenanceService {
 /// gogoproto's text of its AlarmMember (`memberID:<id> alarm:<TYPE> `, a number for a type
 /// the proto does not name).
 fn status_errors(s: &crate::status::ServerStatus) -> Vec<String> {
-    let no_leader = (s.leader() == 0).then(|| tonic::Status::from(crate::error::Error::NoLeader).message().to_string());
+    let no_leader = (s.leader() == 0).then(|| crate::error::Error::NoLeader.to_string());
     let alarms = s.alarm_members().iter().map(|&(member, alarm)| {
         let name = AlarmType::try_from(alarm).map_or_else(|_| alarm.to_string(), |a| a.as_str_name().to_string());
         format!("memberID:{member} alarm:{name} ")

@@ -56,11 +56,7 @@ pub async fn serve(gateway: &Gateway, route: &'static Route, meta: http::HeaderM
     };
     let mut answers = Call::open(gateway, route, meta, requests).await;
     let mut stopping = gateway.stopping.clone();
-    let first = tokio::select! {
-        first = answers.next() => first,
-        _ = stopping.wait_for(|&stop| stop) => Some(Err(server_gone())),
-    };
-    let first = match first {
+    let first = match next_or_gone(&mut answers, &mut stopping).await {
         Some(Ok(msg)) => Some(msg),
         Some(Err(status)) => return failed(&status),
         None => None,
@@ -91,10 +87,7 @@ impl Answers {
         }
         let next = match self.pending.take() {
             Some(msg) => Ok(msg),
-            None => tokio::select! {
-                next = self.call.next() => next?,
-                _ = self.stopping.wait_for(|&stop| stop) => Err(server_gone()),
-            },
+            None => next_or_gone(&mut self.call, &mut self.stopping).await?,
         };
         let json = next.and_then(|msg| {
             let mut out = String::with_capacity(msg.len() * 2 + 16);
@@ -113,10 +106,13 @@ impl Answers {
     }
 }
 
-/// What etcd's gateway's stream ends with when the server stops: its gRPC connection to the
-/// server closed.
-fn server_gone() -> tonic::Status {
-    tonic::Status::unavailable("error reading from server: EOF")
+/// The call's next answer, or, if the server stops first, what etcd's gateway's stream ends
+/// with then (its gRPC connection to the server closed).
+async fn next_or_gone(call: &mut Call, stopping: &mut tokio::sync::watch::Receiver<bool>) -> Option<Result<Bytes, tonic::Status>> {
+    tokio::select! {
+        next = call.next() => next,
+        _ = stopping.wait_for(|&stop| stop) => Some(Err(tonic::Status::unavailable("error reading from server: EOF"))),
+    }
 }
 
 /// A call that failed before its first answer, as grpc-gateway v1's ForwardResponseStream

@@ -114,15 +114,19 @@ impl Applier {
         self.status.publish_alarms(&self.alarms());
     }
 
+    fn raised(&self, alarm: AlarmType) -> bool {
+        self.alarms.iter().any(|a| a.alarm == alarm as i32)
+    }
+
     fn nospace(&self) -> bool {
-        self.alarms.iter().any(|a| a.alarm == AlarmType::Nospace as i32)
+        self.raised(AlarmType::Nospace)
     }
 
     /// etcd's corrupt applier (outermost, so before NOSPACE): while CORRUPT is raised, every
     /// write, compaction, lease grant and revoke is answered "corrupt cluster". A read-only
     /// txn is a read (etcd does not apply it through raft).
     fn refused_as_corrupt(&self, req: &Request) -> bool {
-        if !self.alarms.iter().any(|a| a.alarm == AlarmType::Corrupt as i32) {
+        if !self.raised(AlarmType::Corrupt) {
             return false;
         }
         match req {

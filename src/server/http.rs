@@ -20,8 +20,7 @@ use crate::proto::etcdserverpb::{AlarmType, RangeRequest};
 
 /// etcd reports the cluster version as major.minor.0.
 fn cluster_version(compat: &str) -> String {
-    let mut parts = compat.split('.');
-    format!("{}.{}.0", parts.next().unwrap_or("3"), parts.next().unwrap_or("5"))
+    format!("{}.0", crate::config::major_minor(compat))
 }
 
 /// etcd's checkHealth: an alarm (unless excluded with `?exclude=NAME`), then no leader (unless
