@@ -46,6 +46,8 @@ pub enum Error {
     /// A watch create with an id its stream already uses (a cancel reason).
     DuplicateWatchId,
     Timeout,
+    /// A write timed out that came in just before the current leader was elected.
+    TimeoutDueToLeaderFail,
     /// etcd's auth errors (server/auth/store.go, mapped in api/v3rpc/util.go).
     RootUserNotExist,
     RootRoleNotExist,
@@ -139,6 +141,7 @@ impl Error {
             Error::WatchRangeEmpty => (Code::InvalidArgument, "mvcc: watcher range is empty"),
             Error::DuplicateWatchId => (Code::InvalidArgument, "mvcc: duplicate watch ID provided on the WatchStream"),
             Error::Timeout => (Code::Unavailable, "etcdserver: request timed out"),
+            Error::TimeoutDueToLeaderFail => (Code::Unavailable, "etcdserver: request timed out, possibly due to previous leader failure"),
             Error::RootUserNotExist => (Code::FailedPrecondition, "etcdserver: root user does not exist"),
             Error::RootRoleNotExist => (Code::FailedPrecondition, "etcdserver: root user does not have root role"),
             Error::UserAlreadyExist => (Code::FailedPrecondition, "etcdserver: user name already exists"),

@@ -705,3 +705,46 @@ fn a_keepalive_whose_client_left_renews_nothing() {
     assert_eq!(renewed, "etcd_debugging_lease_renewed_total 0", "the leader renewed the lease of a client that left");
     assert!(c.members[new].ctl(&["lease", "timetolive", &format!("{id:x}")]).contains("remaining"));
 }
+
+/// Writes sent to both followers just before the leader froze are forwarded to it and lost;
+/// each client is answered at the request timeout. As etcd's `parseProposeCtxErr` (checked
+/// against etcd 3.5.1 the same way), the member elected next says "possibly due to previous
+/// leader failure" for a request that came in during the two election timeouts before its
+/// election; the other follower, which notes no election time, says "request timed out".
+#[test]
+fn writes_lost_with_a_frozen_leader_time_out_and_the_new_leader_names_the_failure() {
+    let c = Cluster::start(3);
+    let leader = c.wait_leader(ELECTION_BOUND);
+    let pid = c.members[leader].pid() as i32;
+    // SAFETY: a signal to a child process this test started.
+    assert_eq!(unsafe { kill(pid, SIGSTOP) }, 0);
+    // Within the election timeout (1 s) the followers still forward to the frozen leader.
+    std::thread::sleep(Duration::from_millis(300));
+    let puts: Vec<_> = (0..3)
+        .filter(|&i| i != leader)
+        .map(|i| {
+            let (endpoint, ctl) = (c.members[i].endpoint(), common::etcdctl_path());
+            let put = std::thread::spawn(move || {
+                let started = Instant::now();
+                let out = Command::new(ctl).env("ETCDCTL_API", "3").args(["--endpoints", &endpoint, "--command-timeout", "30s", "put", "lost", "1"]).output().unwrap();
+                (out, started.elapsed())
+            });
+            (i, put)
+        })
+        .collect();
+    let answers: Vec<_> = puts.into_iter().map(|(i, put)| (i, put.join().unwrap())).collect();
+    // SAFETY: as above.
+    assert_eq!(unsafe { kill(pid, SIGCONT) }, 0);
+    let new = c.wait_leader(ELECTION_BOUND);
+    assert_ne!(new, leader, "a follower was elected while the leader was frozen");
+    for (i, (out, took)) in answers {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "member {i} answered the write: {}", String::from_utf8_lossy(&out.stdout));
+        let error = stderr.lines().last().unwrap_or_default();
+        let want = if i == new { "Error: etcdserver: request timed out, possibly due to previous leader failure" } else { "Error: etcdserver: request timed out" };
+        assert_eq!(error, want, "member {i} (new leader {new})");
+        // etcd's request timeout: 5 s + 2 × the election timeout.
+        assert!(took >= Duration::from_secs(6) && took < Duration::from_secs(12), "member {i} answered after {took:?}");
+    }
+    assert_eq!(c.members[new].ctl(&["put", "after", "1"]), "OK\n", "the cluster serves after the old leader is back");
+}

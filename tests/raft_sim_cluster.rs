@@ -560,6 +560,7 @@ impl World {
                         Error::NoLeader
                             | Error::Stopped
                             | Error::Timeout
+                            | Error::TimeoutDueToLeaderFail
                             | Error::NotLeader
                             | Error::LearnerNotReady
                             | Error::MemberNotEnoughStarted
@@ -575,7 +576,8 @@ impl World {
                     assert!(!self.tag_index.contains_key(&tag), "write {tag} refused with {e:?} but applied");
                     self.refused.insert(tag);
                 }
-                Error::Timeout => {}
+                // A timeout (either wording) says nothing of the outcome: the write may apply later.
+                Error::Timeout | Error::TimeoutDueToLeaderFail => {}
                 other => panic!("write {tag} refused with {other:?}"),
             }
         }

@@ -165,6 +165,8 @@ pub struct Core<W, R> {
     ticks: u64,
     /// The leader last seen (`INVALID_ID`: none), to notice a new one.
     leader_seen: u64,
+    /// The tick this member last became leader at (0: never since boot).
+    leader_elected_tick: u64,
     /// Raft snapshots from the leader (`installs.rs`).
     installs: Installs,
     /// The index of an installed snapshot, applied as soon as raft counts it persisted.
@@ -228,6 +230,7 @@ impl<W, R> Core<W, R> {
             out: Output::default(),
             ticks: 0,
             leader_seen,
+            leader_elected_tick: 0,
             installs: Installs::default(),
             applied_to_after_persist: None,
             election_ticks: cfg.election_ticks as u64,
@@ -341,7 +344,9 @@ impl<W, R> Core<W, R> {
             self.report_overdue_snapshots();
         }
         let expired = self.proposals.expire(self.ticks);
-        self.out.refused.extend(expired.into_iter().map(|w| (w, Error::Timeout)));
+        let why = |started| self.timeout_error(started);
+        let expired: Vec<_> = expired.into_iter().map(|(w, started)| (w, why(started))).collect();
+        self.out.refused.extend(expired);
         let expired = self.reads.expire(self.ticks);
         self.out.done.extend(expired.into_iter().map(|r| (r, Err(Error::Timeout))));
         for ctx in self.reads.retry(self.ticks) {
@@ -668,11 +673,28 @@ impl<W, R> Core<W, R> {
         }
     }
 
+    /// Why a write proposed at tick `started` timed out, as etcd's `parseProposeCtxErr` tells:
+    /// on a member that became leader, one that came in during the two election timeouts
+    /// before it was elected may have been lost with the previous leader. (etcd notes the
+    /// election time only on the member elected: a follower says "request timed out".)
+    fn timeout_error(&self, started: u64) -> Error {
+        let elected = self.leader_elected_tick;
+        let lost = elected.saturating_sub(2 * self.election_ticks);
+        if elected > 0 && lost < started && started < elected {
+            Error::TimeoutDueToLeaderFail
+        } else {
+            Error::Timeout
+        }
+    }
+
     /// etcd's leader-change notice: when a new leader is seen, the ReadIndex requests in
     /// flight fail with "leader changed" (the old leader may never answer them).
     fn notice_new_leader(&mut self) {
         let leader = self.raw.raft.leader_id;
         if leader != self.leader_seen && leader != raft::INVALID_ID {
+            if leader == self.raw.raft.id {
+                self.leader_elected_tick = self.ticks;
+            }
             let failed = self.reads.leader_changed();
             self.out.done.extend(failed.into_iter().map(|r| (r, Err(Error::LeaderChanged))));
         }

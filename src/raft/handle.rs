@@ -53,6 +53,11 @@ pub enum LeaseCall {
 
 pub type LeaseTtl = (i64, i64, Vec<Vec<u8>>);
 
+/// How much longer than the request timeout a proposal's own timer waits for the core's
+/// answer: the core's deadline falls on a tick, up to two ticks late (covered up to a 500 ms
+/// heartbeat interval; 100 ms by default).
+const PROPOSAL_BACKSTOP_SLACK: Duration = Duration::from_secs(1);
+
 /// The front end's handle to the raft core.
 #[derive(Clone)]
 pub struct RaftHandle {
@@ -106,7 +111,10 @@ impl RaftHandle {
     /// Proposes a write sent by `auth`'s user (auth on): the applier checks its auth revision.
     pub async fn propose_as(&self, req: Request, auth: Option<AuthHeader>) -> Result<Response> {
         let home = reply::home();
-        self.call(|reply| CoreMsg::Propose { req, auth, reply, home }).await
+        // The core answers a proposal at its request timeout, counted in ticks (and says why,
+        // as etcd: "possibly due to previous leader failure"); this timer, a little later, is
+        // only the backstop for a core that does not answer.
+        self.call_within(self.timeout + PROPOSAL_BACKSTOP_SLACK, |reply| CoreMsg::Propose { req, auth, reply, home }).await
     }
 
     /// Proposes a membership change; resolves with the member list once it is applied.

@@ -157,14 +157,14 @@ impl<W> Proposals<W> {
         requests.iter().filter_map(|r| self.waiters.remove(&r.id)).collect()
     }
 
-    /// The waiters whose request timeout has passed at tick `now`. A request of theirs still
-    /// in the batch (held while there is no leader) leaves it: it is never proposed after its
-    /// client was told it timed out.
-    pub fn expire(&mut self, now: u64) -> Vec<W> {
+    /// The waiters whose request timeout has passed at tick `now`, each with the tick it was
+    /// added at. A request of theirs still in the batch (held while there is no leader) leaves
+    /// it: it is never proposed after its client was told it timed out.
+    pub fn expire(&mut self, now: u64) -> Vec<(W, u64)> {
         let mut expired = Vec::new();
         while self.deadlines.front().is_some_and(|&(deadline, _)| deadline <= now) {
-            let (_, id) = self.deadlines.pop_front().expect("checked above");
-            expired.extend(self.waiters.remove(&id));
+            let (deadline, id) = self.deadlines.pop_front().expect("checked above");
+            expired.extend(self.waiters.remove(&id).map(|w| (w, deadline - self.timeout_ticks)));
         }
         if !expired.is_empty() && !self.batch.is_empty() {
             self.batch.retain(|r| self.waiters.contains_key(&r.id));
