@@ -120,7 +120,8 @@ impl RaftHandle {
     /// Proposes a membership change; resolves with the member list once it is applied.
     pub async fn member_change(&self, change: super::conf_change::MemberChange) -> Result<Vec<crate::cluster::Member>> {
         let home = reply::home();
-        match self.call(|reply| CoreMsg::MemberChange { change, reply, home }).await? {
+        // As a proposal's: the core answers at the request timeout, this timer is the backstop.
+        match self.call_within(self.timeout + PROPOSAL_BACKSTOP_SLACK, |reply| CoreMsg::MemberChange { change, reply, home }).await? {
             Response::Members(_, members) => Ok(members),
             other => Err(other.unexpected()),
         }
