@@ -40,12 +40,19 @@ pub fn warn(msg: &str, fields: &[(&str, String)]) {
 pub fn error(msg: &str, fields: &[(&str, String)]) {
     write(Level::Error, msg, fields)
 }
+/// zap's fatal line, written whatever the level (the caller then exits 1, as zap's Fatal).
+pub fn fatal(msg: &str, fields: &[(&str, String)]) {
+    line("fatal", msg, fields)
+}
 
 fn write(level: Level, msg: &str, fields: &[(&str, String)]) {
     if (level as u8) < MIN_LEVEL.load(Ordering::Relaxed) {
         return;
     }
-    let name = ["debug", "info", "warn", "error"][level as usize];
+    line(["debug", "info", "warn", "error"][level as usize], msg, fields)
+}
+
+fn line(name: &str, msg: &str, fields: &[(&str, String)]) {
     let mut obj = serde_json::Map::new();
     obj.insert("level".into(), name.into());
     obj.insert("ts".into(), rfc3339_now().into());

@@ -34,7 +34,12 @@ fn main() {
             ballast::server::run(config)
         }
         Err(e) => {
-            let _ = writeln!(std::io::stderr(), "{}", e.message);
+            match e.fatal_field {
+                Some((name, value)) => ballast::log::fatal(&e.message, &[(name, value)]),
+                None => {
+                    let _ = writeln!(std::io::stderr(), "{}", e.message);
+                }
+            }
             e.exit_code
         }
     };

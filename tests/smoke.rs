@@ -34,3 +34,30 @@ fn a_client_port_in_use_is_refused_with_etcds_error() {
     let (log, _) = common::Server::refused_urls(&[url.as_str()], &[]);
     assert!(log.contains(&expected), "ballast's log:\n{log}");
 }
+
+/// An `ETCD_*` variable set beside its command-line flag: etcd 3.5 refuses to start with a
+/// fatal log line naming the variable (exit 1), even when the variable is empty; so does ballast.
+#[test]
+fn an_env_variable_beside_its_flag_is_refused_as_etcd_refuses_it() {
+    let fatal = |bin: &std::path::Path, value: &str| {
+        let dir = common::fresh_dir("env-flag");
+        let url = format!("http://127.0.0.1:{}", common::free_port());
+        let peer = format!("http://127.0.0.1:{}", common::free_port());
+        let out = std::process::Command::new(bin)
+            .env("ETCD_NAME", value)
+            .args(["--name", "cli", "--data-dir", dir.join("d").to_str().unwrap()])
+            .args(["--listen-client-urls", &url, "--advertise-client-urls", &url, "--listen-peer-urls", &peer])
+            .output()
+            .unwrap();
+        let log = String::from_utf8_lossy(&out.stderr).to_string();
+        let line = log.lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()).find(|v| v["level"] == "fatal");
+        let line = line.unwrap_or_else(|| panic!("no fatal line from {}:\n{log}", bin.display()));
+        (out.status.code(), line["msg"].as_str().unwrap().to_string(), line["environment-variable"].as_str().unwrap().to_string())
+    };
+    let etcd = etcd::find_etcd35().unwrap();
+    for value in ["envname", ""] {
+        let want = fatal(&etcd, value);
+        assert_eq!(want.0, Some(1), "etcd's exit code");
+        assert_eq!(fatal(std::path::Path::new(env!("CARGO_BIN_EXE_ballast")), value), want, "ETCD_NAME={value:?}");
+    }
+}

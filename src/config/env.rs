@@ -7,6 +7,10 @@ use super::command_line::FlagValues;
 use super::flags::{env_key, Spec, FLAGS};
 use super::ConfigError;
 
+/// etcd 3.5's fatal message (its doubled parenthesis included) for an `ETCD_*` variable set
+/// beside its command-line flag.
+const SHADOWED_ENV: &str = "conflicting environment variable is shadowed by corresponding command-line flag (either unset environment variable or disable flag))";
+
 pub(super) fn env_get<'a>(env: &'a [(String, String)], key: &str) -> Option<&'a str> {
     env.iter()
         .rev()
@@ -14,13 +18,14 @@ pub(super) fn env_get<'a>(env: &'a [(String, String)], key: &str) -> Option<&'a 
         .map(|(_, v)| v.as_str())
 }
 
-/// Fills flags in `names` that the command line did not set from
-/// `ETCD_<NAME>`. etcd refuses to start when both are given; ballast lets
-/// the command line win and warns.
+/// Fills flags in `names` that the command line did not set from `ETCD_<NAME>`. A variable
+/// given beside its flag (even empty) refuses to start, as etcd 3.5's `verifyEnv`, when
+/// `conflict_is_fatal`; else the command line wins with a warning.
 pub(super) fn apply_env(
     flags: &mut FlagValues,
     env: &[(String, String)],
     names: &[&str],
+    conflict_is_fatal: bool,
     warnings: &mut Vec<String>,
 ) -> Result<(), ConfigError> {
     let mut sorted: Vec<&'static Spec> = FLAGS.iter().filter(|s| names.contains(&s.name)).collect();
@@ -30,6 +35,9 @@ pub(super) fn apply_env(
             continue; // read separately / never settable from env (ETCD_VERSION)
         }
         let key = env_key(spec.name);
+        if conflict_is_fatal && flags.is_set(spec.name) && env.iter().any(|(k, _)| *k == key) {
+            return Err(ConfigError::fatal(SHADOWED_ENV, ("environment-variable", key)));
+        }
         let Some(value) = env_get(env, &key) else {
             continue;
         };

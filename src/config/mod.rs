@@ -257,6 +257,9 @@ pub enum Parsed {
 pub struct ConfigError {
     pub message: String,
     pub exit_code: i32,
+    /// Set where etcd refuses with a fatal log line rather than a plain message: the line's
+    /// field (name, value) beside `message`.
+    pub fatal_field: Option<(&'static str, String)>,
 }
 
 impl ConfigError {
@@ -265,6 +268,7 @@ impl ConfigError {
         ConfigError {
             message,
             exit_code: 2,
+            fatal_field: None,
         }
     }
     /// Validation failure after parsing (etcd logs and exits 1).
@@ -272,6 +276,15 @@ impl ConfigError {
         ConfigError {
             message,
             exit_code: 1,
+            fatal_field: None,
+        }
+    }
+    /// etcd's `lg.Fatal(message, field)`: a fatal log line, exit 1.
+    fn fatal(message: &str, field: (&'static str, String)) -> Self {
+        ConfigError {
+            message: message.to_string(),
+            exit_code: 1,
+            fatal_field: Some(field),
         }
     }
 }
@@ -310,13 +323,13 @@ pub fn parse(args: &[String], env: &[(String, String)]) -> Result<Parsed, Config
         .or_else(|| env_get(env, "ETCD_CONFIG_FILE").map(str::to_string));
     let config = match config_file {
         Some(path) => {
-            apply_env(&mut flags, env, BALLAST_ONLY, &mut warnings)?;
+            apply_env(&mut flags, env, BALLAST_ONLY, false, &mut warnings)?;
             warn_flags_ignored_by_config_file(&flags, &mut warnings);
             file::config_from_file(&path, &flags, &mut warnings)?
         }
         None => {
             let all: Vec<&str> = FLAGS.iter().map(|s| s.name).collect();
-            apply_env(&mut flags, env, &all, &mut warnings)?;
+            apply_env(&mut flags, env, &all, true, &mut warnings)?;
             warn_unrecognized_env(env, &mut warnings);
             warn_unimplemented(&flags, &mut warnings);
             config_from_flags(&flags)?
