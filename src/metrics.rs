@@ -374,11 +374,45 @@ pub fn handles() -> &'static Handles {
 }
 
 /// The exposition text for /metrics: the recorder's, with the type of the counters recorded as
-/// gauges (fractional values) put right.
+/// gauges (fractional values) put right, and bucket bounds written as etcd's Go client writes
+/// them (`le="1.048576e+06"`, not `le="1048576"`), so a query or rule naming a bucket matches.
 pub fn render(handle: &PrometheusHandle) -> String {
     let text = handle.render();
     let (gauge, counter) = (format!("# TYPE {PROCESS_CPU_SECONDS} gauge\n"), format!("# TYPE {PROCESS_CPU_SECONDS} counter\n"));
-    text.replacen(&gauge, &counter, 1)
+    go_bucket_bounds(&text.replacen(&gauge, &counter, 1))
+}
+
+/// Every `le="N"` label with N rewritten by `go_float`.
+fn go_bucket_bounds(text: &str) -> String {
+    const LE: &str = "le=\"";
+    let mut out = String::with_capacity(text.len() + 256);
+    let mut rest = text;
+    while let Some(at) = rest.find(LE) {
+        let (head, tail) = rest.split_at(at + LE.len());
+        out.push_str(head);
+        let end = tail.find('"').unwrap_or(tail.len());
+        let bound = &tail[..end];
+        match bound.parse::<f64>() {
+            Ok(v) if v.is_finite() => out.push_str(&go_float(v)),
+            _ => out.push_str(bound),
+        }
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// `v` as Go's `strconv.FormatFloat(v, 'g', -1, 64)`: the shortest digits that read back as
+/// `v`, in exponent form when the exponent is below -4 or at least 6 (`1e-05`, `1.048576e+06`).
+fn go_float(v: f64) -> String {
+    let sci = format!("{v:e}");
+    let (mantissa, exp) = sci.split_once('e').expect("Rust's {:e} has an exponent");
+    let exp: i32 = exp.parse().expect("Rust's {:e} exponent is an integer");
+    if v != 0.0 && !(-4..6).contains(&exp) {
+        format!("{mantissa}e{}{:02}", if exp < 0 { '-' } else { '+' }, exp.abs())
+    } else {
+        format!("{v}")
+    }
 }
 
 /// Samples the gauges derived from shared status and the process; called on each scrape.
@@ -439,4 +473,19 @@ fn boot_time_seconds() -> f64 {
         .ok()
         .and_then(|s| s.lines().find_map(|l| l.strip_prefix("btime ").and_then(|v| v.trim().parse().ok())))
         .unwrap_or(0.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_bounds_are_written_as_gos_client_writes_them() {
+        let cases = [(1.0, "1"), (0.001, "0.001"), (0.0001, "0.0001"), (0.00001, "1e-05"), (0.005, "0.005"), (524288.0, "524288"), (1048576.0, "1.048576e+06"), (8388608.0, "8.388608e+06"), (2.5, "2.5"), (100000.0, "100000"), (1e6, "1e+06"), (0.0, "0")];
+        for (v, want) in cases {
+            assert_eq!(go_float(v), want, "{v}");
+        }
+        let text = "a_bucket{le=\"0.5\"} 1\nb_bucket{x=\"y\",le=\"1048576\"} 2\nb_bucket{le=\"+Inf\"} 3\nc 1048576\n";
+        assert_eq!(go_bucket_bounds(text), "a_bucket{le=\"0.5\"} 1\nb_bucket{x=\"y\",le=\"1.048576e+06\"} 2\nb_bucket{le=\"+Inf\"} 3\nc 1048576\n");
+    }
 }

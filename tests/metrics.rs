@@ -171,6 +171,17 @@ fn families(metrics: &str) -> std::collections::BTreeMap<String, String> {
 /// ranges incl. a txn's compares, txns of several operations, a revoked lease's keys), the
 /// health checks counted, the families dashboards and alerts read present, and every family
 /// both export of the same type.
+/// Each histogram's bucket bounds (`le` label values, as written), by family name.
+fn bucket_bounds(metrics: &str) -> std::collections::BTreeMap<String, std::collections::BTreeSet<String>> {
+    let mut out: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> = Default::default();
+    for line in metrics.lines().filter(|l| !l.starts_with('#')) {
+        let Some((name, labels)) = line.split_once("_bucket{") else { continue };
+        let Some(le) = labels.split("le=\"").nth(1).and_then(|l| l.split('"').next()) else { continue };
+        out.entry(name.to_string()).or_default().insert(le.to_string());
+    }
+    out
+}
+
 #[tokio::test]
 async fn operation_counters_names_and_types_match_etcds() {
     let e = etcd::Etcd::start();
@@ -213,6 +224,17 @@ async fn operation_counters_names_and_types_match_etcds() {
     assert!(sample(&ours, "etcd_disk_wal_write_bytes_total").is_some_and(|v| v > 0.0));
     let id = format!("{:x}", b.member_id_dec());
     assert_eq!(sample(&ours, &format!("etcd_server_id{{server_id=\"{id}\"}}")), Some(1.0), "{ours}");
+    // Every histogram both export has the same bucket bounds, written alike (Go writes
+    // `le="1.048576e+06"`: a rule or query naming a bucket must match both).
+    let (their_bounds, our_bounds) = (bucket_bounds(&theirs), bucket_bounds(&ours));
+    let mut compared = 0;
+    for (name, bounds) in &our_bounds {
+        if let Some(etcds) = their_bounds.get(name) {
+            assert_eq!(bounds, etcds, "the buckets of {name}");
+            compared += 1;
+        }
+    }
+    assert!(our_bounds.contains_key("etcd_debugging_lease_ttl_total") && their_bounds.contains_key("etcd_debugging_lease_ttl_total") && compared >= 3, "histograms compared: {compared}");
     let (theirs, ours) = (families(&theirs), families(&ours));
     for (name, kind) in &ours {
         if let Some(etcds) = theirs.get(name) {
