@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::{etcdctl_path, free_port, fresh_dir};
+use crate::common::{etcdctl_path, free_port, fresh_dir, port_taken};
 
 /// How long a member may take to serve (its peers elect a leader first).
 pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -215,7 +215,7 @@ impl Cluster {
             }
             match c.members.iter_mut().try_for_each(|m| m.try_wait_ready(READY_TIMEOUT)) {
                 Ok(()) => return c,
-                Err(why) if why.contains("Address already in use") && attempt < PORT_ATTEMPTS => continue, // dropped: killed
+                Err(why) if port_taken(&why) && attempt < PORT_ATTEMPTS => continue, // dropped: killed
                 Err(why) => panic!("{why}"),
             }
         }

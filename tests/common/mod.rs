@@ -16,9 +16,30 @@ const POLL_PAUSE: Duration = Duration::from_millis(50);
 /// Starts tried when the chosen port was taken in between (`Server::start_serving`).
 const PORT_ATTEMPTS: u32 = 5;
 
+/// Whether a server's log says one of its ports was taken before it bound it: Go's wording
+/// (`bind: address already in use`, as ballast logs it, like etcd) or Rust's (`Address already
+/// in use`, before ballast took Go's; the retries keyed on it stopped matching then).
+pub fn port_taken(log: &str) -> bool {
+    log.contains("address already in use") || log.contains("Address already in use")
+}
+
+/// A port free now, from below Linux's ephemeral range (32768-60999), so that no outgoing
+/// connection (a member dialing its peers, a client) takes it as its source port before the
+/// server binds it: picked from the ephemeral range, a cluster member once found its client
+/// port taken that way. Each call in this process tries the next port of the range, from an
+/// offset of its own.
 pub fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    l.local_addr().unwrap().port()
+    static NEXT_PORT: AtomicU32 = AtomicU32::new(0);
+    const LOW: u32 = 10_000;
+    const SPAN: u32 = 20_000;
+    let start = std::process::id().wrapping_mul(7919) % SPAN;
+    for _ in 0..SPAN {
+        let port = (LOW + (start + NEXT_PORT.fetch_add(1, Ordering::Relaxed)) % SPAN) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {LOW}..{}", LOW + SPAN);
 }
 
 /// A free port other than `port`.
@@ -179,7 +200,9 @@ impl Server {
     /// serves instead.
     pub fn refused_urls(urls: &[&str], extra: &[&str]) -> (String, u16) {
         let mut s = Server::with_urls(urls, extra);
-        match s.start_serving() {
+        // One start: a port taken is what the caller may be testing (no retry on new ports).
+        s.spawn_child();
+        match s.wait_serving() {
             Ok(()) => {
                 s.kill();
                 panic!("ballast started where it should have refused; log:\n{}", s.log());
@@ -214,7 +237,7 @@ impl Server {
         for _ in 0..PORT_ATTEMPTS {
             self.spawn_child();
             match self.wait_serving() {
-                Err(log) if log.contains("Address already in use") => self.new_port(),
+                Err(log) if port_taken(&log) => self.new_port(),
                 other => return other,
             }
         }
