@@ -386,7 +386,6 @@ fn parse_initial_cluster(s: &str) -> Result<Vec<(String, String)>, ConfigError> 
     Ok(out)
 }
 
-/// etcd's NewAuthStore: a cost outside bcrypt's 4..=31 is the default, 10.
 /// The major.minor of `--compat-version`, etcd's cluster version without its patch (`3.5`;
 /// a part missing reads as 3.5's).
 pub fn major_minor(compat_version: &str) -> String {
@@ -394,6 +393,7 @@ pub fn major_minor(compat_version: &str) -> String {
     format!("{}.{}", parts.next().unwrap_or("3"), parts.next().unwrap_or("5"))
 }
 
+/// etcd's NewAuthStore: a cost outside bcrypt's 4..=31 is the default, 10.
 pub fn bcrypt_cost(cost: u64) -> u32 {
     if (4..=31).contains(&cost) {
         cost as u32

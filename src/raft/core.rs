@@ -343,10 +343,10 @@ impl<W, R> Core<W, R> {
             }
             self.report_overdue_snapshots();
         }
-        let expired = self.proposals.expire(self.ticks);
-        let why = |started| self.timeout_error(started);
-        let expired: Vec<_> = expired.into_iter().map(|(w, started)| (w, why(started))).collect();
-        self.out.refused.extend(expired);
+        for (waiter, started) in self.proposals.expire(self.ticks) {
+            let why = self.timeout_error(started);
+            self.out.refused.push((waiter, why));
+        }
         let expired = self.reads.expire(self.ticks);
         self.out.done.extend(expired.into_iter().map(|r| (r, Err(Error::Timeout))));
         for ctx in self.reads.retry(self.ticks) {
