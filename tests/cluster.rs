@@ -369,6 +369,22 @@ fn a_removed_member_that_comes_back_is_refused_and_stops() {
     }
 }
 
+/// A running member removed from the cluster stops by itself and exits 0, as etcd's (which
+/// stops its server and calls `os.Exit(0)`), though it stops through the same graceful path as
+/// on SIGTERM, after which a signalled process dies of the signal.
+#[test]
+fn a_running_member_removed_stops_and_exits_0() {
+    let mut c = Cluster::start(3);
+    let leader = c.wait_leader(ELECTION_BOUND);
+    let gone = follower_of(&c, leader);
+    let id = format!("{:x}", c.members[gone].status().unwrap()["header"]["member_id"].as_u64().unwrap());
+    c.members[leader].ctl(&["member", "remove", &id]);
+    let status = c.members[gone].wait_exit(Duration::from_secs(30));
+    let log = c.members[gone].log();
+    assert!(log.contains("the member has been permanently removed from the cluster"), "{log}");
+    assert!(status.success(), "a removed member exits 0, as etcd: {status}; log:\n{log}");
+}
+
 /// SIGTERM on the leader of three hands leadership to another voter before it stops (etcd's
 /// TryTransferLeadershipOnShutdown): the member it named as the new leader leads the survivors
 /// (no election after the exit picked someone else), and they take writes.
@@ -379,7 +395,7 @@ fn a_leader_stopped_by_sigterm_hands_leadership_over() {
     c.members[leader].ctl(&["put", "before", "stop"]);
     c.members[leader].terminate();
     let status = c.members[leader].wait_exit(Duration::from_secs(30));
-    assert!(status.success(), "{status}");
+    assert!(common::died_of_sigterm(status), "{status}");
     let log = c.members[leader].log();
     assert!(log.contains("leadership transfer starting"), "{log}");
     let finished = log.lines().find(|l| l.contains("leadership transfer finished")).unwrap_or_else(|| panic!("no transfer finished: {log}"));

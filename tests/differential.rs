@@ -1003,7 +1003,7 @@ async fn run_seed(seed: u64, cfg: &Config, stats: &mut Stats) -> Result<usize, D
                 ballast.kill();
             } else {
                 let status = ballast.terminate();
-                if !status.success() {
+                if !common::died_of_sigterm(status) {
                     let report = format!(
                         "DIVERGENCE seed {seed} op {n} (ballast {}): ballast exited with {status} on SIGTERM\n  ballast log:\n{}",
                         flags.join(" "),

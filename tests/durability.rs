@@ -4,6 +4,8 @@
 //! wal_recovery.rs.)
 
 mod common;
+#[path = "common/etcd.rs"]
+mod etcd;
 
 use std::collections::BTreeMap;
 
@@ -89,13 +91,26 @@ async fn restart_restores_history_and_compaction_point() {
     assert!(e.to_string().contains("etcdserver: mvcc: required revision has been compacted"), "{e}");
 }
 
+/// etcd 3.5 logs the signal, stops gracefully, then re-raises it (`osutil.HandleInterrupts`):
+/// the process dies of SIGTERM (a shell's 143), not exit 0. ballast does the same.
 #[test]
-fn sigterm_exits_cleanly() {
+fn sigterm_stops_gracefully_and_dies_of_the_signal_as_etcd() {
+    let mut etcd = etcd::Etcd::start();
+    etcd.terminate();
+    let etcd_status = etcd.wait_exit(std::time::Duration::from_secs(30));
     let mut s = common::Server::start(&[]);
     s.ctl(&["put", "x", "y"]);
     let status = s.terminate();
-    assert!(status.success(), "exit status {status}; log:\n{}", s.log());
+    assert!(common::died_of_sigterm(etcd_status), "etcd: {etcd_status}");
+    assert!(common::died_of_sigterm(status), "exit status {status}; log:\n{}", s.log());
+    for (server, log) in [("etcd", etcd.log()), ("ballast", s.log())] {
+        let line = log.lines().find(|l| l.contains("received signal; shutting down")).unwrap_or_else(|| panic!("{server}: no signal logged:\n{log}"));
+        let line: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(line["signal"], "terminated", "{server}: {line}");
+    }
     assert!(s.log().contains("stopped ballast"));
+    s.restart();
+    assert_eq!(s.ctl(&["get", "x", "--print-value-only"]).trim(), "y");
 }
 
 #[test]

@@ -190,7 +190,7 @@ async fn a_changed_wal_dir_refuses_instead_of_rolling_back() {
     let flags = ["--wal-dir", wal_flag.to_str().unwrap(), "--snapshot-count", "100"];
     let mut s = common::Server::start(&flags);
     let acked = put_all(&s, "k", 250).await;
-    assert!(s.terminate().success());
+    assert!(common::died_of_sigterm(s.terminate()));
     assert!(s.data_dir.join("member/snap/manifest.json").exists(), "a snapshot was saved");
     s.set_args(&["--snapshot-count", "100"]);
     let log = s.restart_refused();

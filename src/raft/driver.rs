@@ -228,6 +228,9 @@ pub async fn run(
 
 /// Set once the front end handles SIGTERM (it serves): before, a removed member exits at once.
 pub static STOPS_ON_SIGTERM: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// Set when the SIGTERM that stops the process is this member's own, sent once it was
+/// removed: the process then exits 0 (etcd's), not of the signal (`server::run`).
+pub static STOPPED_AS_REMOVED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// etcd's stop of a removed member: the answer goes out first (a second later, as etcd's
 /// stopWithDelay), then the process stops as on a signal and exits 0 (at once, with 0, when it
@@ -242,6 +245,7 @@ fn stop_removed_member() {
             crate::log::info("stopped ballast", &[]);
             std::process::exit(0);
         }
+        STOPPED_AS_REMOVED.store(true, std::sync::atomic::Ordering::SeqCst);
         // SAFETY: kill(2) on this process with a signal it handles (graceful shutdown).
         unsafe { libc::kill(libc::getpid(), libc::SIGTERM) };
     });

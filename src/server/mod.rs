@@ -53,11 +53,15 @@ pub fn wal_dir(cfg: &Config) -> PathBuf {
     cfg.wal_dir.clone().unwrap_or_else(|| cfg.data_dir.join("member").join("wal"))
 }
 
-/// Runs the server until a signal; returns the process exit code.
+/// Runs the server until a signal; returns the process exit code. Stopped by SIGTERM or
+/// SIGINT, the process dies of that signal once its graceful stop is done (etcd's
+/// `osutil.HandleInterrupts` re-raises it: a shell sees 143 or 130), except as PID 1 (exit 0,
+/// since the kernel will not kill init) and when the member stopped because it was removed.
 pub fn run(cfg: Config) -> i32 {
     abort_on_panic();
     match start(cfg) {
-        Ok(()) => 0,
+        Ok(Some(signal)) if !crate::raft::driver::STOPPED_AS_REMOVED.load(std::sync::atomic::Ordering::SeqCst) => die_of(signal),
+        Ok(_) => 0,
         Err(e) => {
             log::error(&e, &[]);
             1
@@ -65,7 +69,23 @@ pub fn run(cfg: Config) -> i32 {
     }
 }
 
-fn start(cfg: Config) -> Result<(), String> {
+/// Dies of `signal` with its default action; returns 0 as PID 1, which that cannot kill.
+fn die_of(signal: i32) -> i32 {
+    // SAFETY: getpid, signal and kill have no memory-safety preconditions.
+    unsafe {
+        if libc::getpid() == 1 {
+            return 0;
+        }
+        libc::signal(signal, libc::SIG_DFL);
+        libc::kill(libc::getpid(), signal);
+    }
+    // Delivery is asynchronous; the default action ends the process before long.
+    std::thread::sleep(Duration::from_secs(1));
+    128 + signal
+}
+
+/// Serves until stopped; the signal that stopped it, if one did.
+fn start(cfg: Config) -> Result<Option<i32>, String> {
     threads::check_io_uring()?;
     disable_transparent_huge_pages();
     let compaction = crate::compactor::policy(&cfg.auto_compaction_mode, &cfg.auto_compaction_retention)?;
@@ -347,7 +367,7 @@ fn serve_front_end(
     metrics: metrics_exporter_prometheus::PrometheusHandle,
     replies: Vec<crate::reply::HomeRx>,
     tls: Option<Arc<rustls::ServerConfig>>,
-) -> Result<(), String> {
+) -> Result<Option<i32>, String> {
     let (dealer, conns) = front_end::Dealer::new(replies.len());
     let gateway_streams = crate::gateway::stream_bound(cfg.max_concurrent_streams);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -400,7 +420,7 @@ async fn front_end_main(
     dealer: front_end::Dealer,
     own: front_end::Worker,
     (stop_tx, stop_rx): (tokio::sync::watch::Sender<bool>, tokio::sync::watch::Receiver<bool>),
-) -> Result<(), String> {
+) -> Result<Option<i32>, String> {
     for (addr, transport) in client_listeners(&cfg.listen_client_urls)? {
         let listener = bind(&addr).await?;
         let address = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
@@ -435,14 +455,17 @@ async fn front_end_main(
     crate::compactor::spawn(compaction, ctx.clone());
     tokio::spawn(metrics_upkeep(metrics.clone()));
     log::info("ready to serve client requests", &[]);
-    wait_for_signal().await;
-    log::info("received signal; shutting down", &[]);
+    let (signal, name) = wait_for_signal().await;
+    // (A removed member's stop is its own SIGTERM; etcd logs no signal then.)
+    if !crate::raft::driver::STOPPED_AS_REMOVED.load(std::sync::atomic::Ordering::SeqCst) {
+        log::info("received signal; shutting down", &[("signal", name.into())]);
+    }
     transfer_leadership_on_shutdown(&ctx).await;
     let _ = stop_tx.send(true);
     // Open client connections get a bounded grace period, as etcd's GracefulStop.
     let drained = futures_util::future::join_all(servers);
     let _ = tokio::time::timeout(SHUTDOWN_GRACE + Duration::from_millis(100), drained).await;
-    Ok(())
+    Ok(Some(signal))
 }
 
 /// How often the shutdown's leadership transfer looks whether another member leads.
@@ -566,14 +589,15 @@ fn client_routes(
     client_service::ClientService::new(kv_direct, range_direct, tonic::service::Routes::from(router), auth, status)
 }
 
-async fn wait_for_signal() {
+/// The signal that stops the server, and its name as Go's `Signal.String` gives it (etcd logs it).
+async fn wait_for_signal() -> (i32, &'static str) {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
     let mut int = signal(SignalKind::interrupt()).expect("install SIGINT handler");
     crate::raft::driver::STOPS_ON_SIGTERM.store(true, std::sync::atomic::Ordering::SeqCst);
     tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+        _ = term.recv() => (libc::SIGTERM, "terminated"),
+        _ = int.recv() => (libc::SIGINT, "interrupt"),
     }
 }
 

@@ -5,7 +5,7 @@
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
 
 /// Polls of /health while waiting for readiness, and the pause between them.
@@ -227,6 +227,21 @@ impl Etcd {
     pub fn terminate(&self) {
         // SAFETY: a signal to a child process this test started.
         assert_eq!(unsafe { etcd_kill(self.pid() as i32, 15) }, 0);
+    }
+
+    /// Waits (polls, at most `bound`) for the process to exit by itself; its status.
+    pub fn wait_exit(&mut self, bound: Duration) -> ExitStatus {
+        let mut c = self.child.take().expect("running");
+        let deadline = std::time::Instant::now() + bound;
+        while std::time::Instant::now() < deadline {
+            if let Some(status) = c.try_wait().unwrap() {
+                return status;
+            }
+            std::thread::sleep(POLL_PAUSE);
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+        panic!("etcd did not exit within {bound:?}; log:\n{}", self.log());
     }
 
     /// SIGKILL by PID.

@@ -53,6 +53,13 @@ fn other_free_port(port: u16) -> u16 {
 }
 
 /// A fresh, empty directory under the system temp dir.
+/// Whether a server stopped by SIGTERM ended as etcd 3.5 does after its graceful stop: killed
+/// by the signal, which it re-raises (a shell sees 143).
+pub fn died_of_sigterm(status: ExitStatus) -> bool {
+    use std::os::unix::process::ExitStatusExt;
+    status.signal() == Some(15)
+}
+
 pub fn fresh_dir(tag: &str) -> PathBuf {
     let n = NEXT_DIR.fetch_add(1, Ordering::Relaxed);
     let dir = std::env::temp_dir().join(format!("ballast-test-{}-{tag}-{n}", std::process::id()));
