@@ -463,6 +463,30 @@ async fn half_close_and_progress_notify_match_etcd() {
     }
 }
 
+/// Each stream has a progress ticker of its own from its start (etcd's `sendLoop`: the
+/// interval plus up to a tenth of it at random), so a watch's first periodic notification
+/// comes at its stream's first tick: never sooner than one interval after the stream opened,
+/// whenever the server's clock started. (ballast's hub once ticked for all streams at once, so
+/// a new stream's first notice came anywhere in the interval.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_progress_notification_comes_a_full_interval_after_the_stream_opened() {
+    const INTERVAL: Duration = Duration::from_secs(1);
+    let pair = Pair::start(&["--experimental-watch-progress-notify-interval", "1s"]).await;
+    // Past the servers' start: a ticker shared since then is in mid-period now.
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    let first_notice = |ch: tonic::transport::Channel| async move {
+        let opened = std::time::Instant::now();
+        let mut h = Half::open(ch);
+        h.send(create(watch(b"p", b"").progress_notify()));
+        let (rs, err) = h.take(2, INTERVAL * 5).await;
+        assert!(err.is_none() && rs.len() == 2 && rs[0].created && rs[1].events.is_empty() && !rs[1].created, "{err:?} {}", show_all(&rs));
+        opened.elapsed()
+    };
+    let (etcd, ballast) = tokio::join!(first_notice(pair.channels[0].clone()), first_notice(pair.channels[1].clone()));
+    assert!(etcd >= INTERVAL, "etcd's first notice after {etcd:?}: test expectation wrong?");
+    assert!(ballast >= INTERVAL, "ballast's first notice came {ballast:?} after its stream opened (etcd's after {etcd:?})");
+}
+
 /// etcd measures a response for fragmenting with its whole header (cluster_id, member_id,
 /// raft_term): a response below the limit without them and above it with them is split.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -37,6 +37,10 @@ struct Stream {
     sink: Sink,
     next_id: i64,
     watchers: HashMap<i64, Watcher>,
+    /// The stream's own progress ticker (etcd's, one per stream from its start): its period
+    /// (the interval plus up to a tenth of it at random) and its next tick.
+    progress_period: Duration,
+    next_progress: Instant,
 }
 
 /// Where a stream's responses go: gathered during a turn of the hub, sent at its end.
@@ -90,15 +94,16 @@ struct Hub {
     streams: HashMap<u64, Stream>,
     /// Every event up to this revision went out to the synced watchers.
     released: i64,
+    /// The earliest of the streams' next progress ticks (none: far ahead).
+    next_progress: Instant,
 }
 
 /// Runs the hub until every front-end handle and the driver are gone.
 pub async fn run(cfg: HubConfig, shards: Shards, status: Arc<ServerStatus>, rx: flume::Receiver<HubMsg>, applied: flume::Receiver<Applied>) {
     let released = status.applied_rev();
-    let mut hub = Hub { cfg, shards, status, streams: HashMap::new(), released };
+    let mut hub = Hub { cfg, shards, status, streams: HashMap::new(), released, next_progress: far_ahead() };
     let mut sync_timer = glommio::timer::Timer::new(SYNC_INTERVAL);
     let mut next_sync = Instant::now() + SYNC_INTERVAL;
-    let mut next_progress = Instant::now() + hub.cfg.progress_interval;
     loop {
         let inputs = select(rx.recv_async(), applied.recv_async());
         match select(inputs, &mut sync_timer).await {
@@ -128,9 +133,8 @@ pub async fn run(cfg: HubConfig, shards: Shards, status: Arc<ServerStatus>, rx: 
             hub.catch_up().await;
             hub.publish();
         }
-        if now >= next_progress {
-            next_progress = now + hub.cfg.progress_interval;
-            hub.progress_notify();
+        if now >= hub.next_progress {
+            hub.progress_notify(now);
         }
         hub.flush();
     }
@@ -140,8 +144,11 @@ impl Hub {
     async fn take(&mut self, msg: HubMsg) {
         match msg {
             HubMsg::Open { stream, out, queued } => {
-                let s = Stream { sink: Sink { out, queued, pending: Vec::new(), pending_bytes: 0 }, next_id: 0, watchers: HashMap::new() };
-                self.streams.insert(stream, s);
+                let progress_period = with_jitter(self.cfg.progress_interval);
+                let next_progress = Instant::now() + progress_period;
+                self.next_progress = self.next_progress.min(next_progress);
+                let sink = Sink { out, queued, pending: Vec::new(), pending_bytes: 0 };
+                self.streams.insert(stream, Stream { sink, next_id: 0, watchers: HashMap::new(), progress_period, next_progress });
             }
             HubMsg::Close { stream } => {
                 self.streams.remove(&stream);
@@ -409,11 +416,22 @@ impl Hub {
         }
     }
 
-    /// etcd's progress notifications: every interval, each synced watcher that asked for them
-    /// and was sent nothing since the last one gets an empty response at the current revision.
-    fn progress_notify(&mut self) {
+    /// etcd's progress notifications: at each tick of a stream's ticker, each of its synced
+    /// watchers that asked for them and was sent nothing since the last tick gets an empty
+    /// response at the current revision. A watch's first comes at its stream's next tick.
+    fn progress_notify(&mut self, now: Instant) {
         let released = self.released;
+        self.next_progress = far_ahead();
         for s in self.streams.values_mut() {
+            if s.next_progress > now {
+                self.next_progress = self.next_progress.min(s.next_progress);
+                continue;
+            }
+            // As Go's ticker, ticks missed meanwhile are dropped.
+            while s.next_progress <= now {
+                s.next_progress += s.progress_period;
+            }
+            self.next_progress = self.next_progress.min(s.next_progress);
             let mut due = Vec::new();
             for w in s.watchers.values_mut() {
                 if w.progress_notify && w.quiet && !w.unsynced && !w.compacted && w.next_rev <= released + 1 {
@@ -472,6 +490,19 @@ fn next_free_id(s: &mut Stream) -> i64 {
 /// Answers a RequestProgress as etcd 3.5.13+ does: only when the stream has watchers and every
 /// one is synced (none behind, cancelled by a compaction, or waiting for a future start), with
 /// watch id -1 at the revision up to which every event was sent; otherwise not at all.
+/// A progress period as etcd's `GetProgressReportInterval`: the interval plus a random jitter
+/// of up to a tenth of it, so streams opened together do not notify together.
+fn with_jitter(interval: Duration) -> Duration {
+    use rand::Rng;
+    let tenth_ns = (interval.as_nanos() / 10).min(u64::MAX as u128) as u64;
+    interval + Duration::from_nanos(if tenth_ns == 0 { 0 } else { rand::thread_rng().gen_range(0..tenth_ns) })
+}
+
+/// A deadline no stream has (an hour ahead: the hub wakes on its sync timer anyway).
+fn far_ahead() -> Instant {
+    Instant::now() + Duration::from_secs(3600)
+}
+
 fn answer_progress(s: &mut Stream, status: &ServerStatus, released: i64) {
     let synced = |w: &Watcher| !w.unsynced && !w.compacted && w.next_rev <= released + 1;
     if !s.watchers.is_empty() && s.watchers.values().all(synced) {
