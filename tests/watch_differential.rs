@@ -363,6 +363,36 @@ async fn compaction_cancels_match_etcd() {
     live.expect_none("the synced watch at the end").await;
 }
 
+/// A watch from exactly the compaction revision sees only what etcd's compaction keeps there:
+/// each key's newest record at that revision, and not a tombstone (`keyIndex.compact` drops
+/// it), nor a put the same txn deleted again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_from_the_compaction_revision_sees_no_tombstone_of_it() {
+    let pair = Pair::start(&[]).await;
+    pair.write(put(b"x", b"1")).await; // 2
+    pair.write(delete(b"x", b"")).await; // 3
+    pair.write(put(b"y", b"1")).await; // 4
+    // etcd's txn check takes the "\0" end literally: the delete does not overlap the put.
+    pair.write(txn(vec![put_op(b"t", b"1"), delete_op(b"t", b"\0"), put_op(b"y", b"2")])).await; // 5
+    pair.write(put(b"z", b"1")).await; // 6
+    for (at, physical) in [(3, true), (5, false)] {
+        if physical {
+            pair.write(Write::Compact(at)).await;
+        } else {
+            // etcd compacts in the background without physical: wait for it as a client can.
+            for (ch, name) in pair.channels.iter().zip(["etcd", "ballast"]) {
+                let mut kv = ballast::proto::etcdserverpb::kv_client::KvClient::new(ch.clone());
+                kv.compact(CompactionRequest { revision: at, physical: false }).await.unwrap_or_else(|e| panic!("{name}: {e}"));
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        let mut s = pair.stream();
+        s.send(create(watch_all().start_rev(at).prev_kv()));
+        s.expect(2, &format!("created, then the events from the compaction revision {at}")).await;
+        s.expect_none("nothing more").await;
+    }
+}
+
 /// NOPUT / NODELETE, prev_kv on creates, overwrites, deletes, and txns with several events in
 /// one revision (one response per revision and watcher).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -71,6 +71,13 @@ impl Store {
 
     fn event(&self, key: &[u8], hist: KeyHistory<'_>, rec: RecordRef<'_>, with_prev: bool) -> Option<ChangeEvent> {
         let delete = rec.is_tombstone();
+        // etcd's compaction keeps, of the records at the compaction revision, only each key's
+        // newest there, and not even that when it is a tombstone (`keyIndex.compact`): a
+        // watch from exactly that revision sees neither, whether this store dropped them yet
+        // or not (it keeps a tombstone until a snapshot segment holds it).
+        if rec.mod_rev == self.compact_rev() && hist.at(rec.mod_rev).map(|r| r.rev()) != Some(rec.rev()) {
+            return None;
+        }
         let kv = if delete { KeyValue { key: key.to_vec(), mod_revision: rec.mod_rev, ..Default::default() } } else { rec.to_kv(key, false) };
         // etcd gives no prev_kv to a put that creates the key (create revision = its revision).
         let creates = !delete && rec.create_rev == rec.mod_rev;
@@ -129,6 +136,30 @@ mod tests {
         assert_eq!(logged.events[1].kv, KeyValue { key: b"a".to_vec(), mod_revision: 4, ..Default::default() });
         assert_eq!(s.scanned_events(&query(None, 3, 4)), logged.events);
         assert_eq!(s.scanned_events(&query(Some(KeyRange::new(b"b", b"")), 3, 4)), logged.events[..1]);
+    }
+
+    #[test]
+    fn at_the_compaction_revision_only_each_keys_newest_live_record_is_an_event() {
+        let mut s = Store::default();
+        put(&mut s, "x", "1", Rev::main(2));
+        put(&mut s, "y", "1", Rev::main(3));
+        // One txn at 4: x deleted; y put, deleted and put again; z put then deleted.
+        s.write(WriteOp::DeleteRange { range: KeyRange::new(b"x", b""), prev_kv: false }, Rev::new(4, 0)).unwrap();
+        put(&mut s, "y", "2", Rev::new(4, 1));
+        s.write(WriteOp::DeleteRange { range: KeyRange::new(b"y", b""), prev_kv: false }, Rev::new(4, 2)).unwrap();
+        put(&mut s, "y", "3", Rev::new(4, 3));
+        put(&mut s, "z", "1", Rev::new(4, 4));
+        s.write(WriteOp::DeleteRange { range: KeyRange::new(b"z", b""), prev_kv: false }, Rev::new(4, 5)).unwrap();
+        put(&mut s, "w", "1", Rev::main(5));
+        let before: Vec<_> = s.events(&query(None, 4, 5)).unwrap().events.iter().map(|e| (e.rev, e.delete)).collect();
+        assert_eq!(before.len(), 7, "before the compaction every record is an event: {before:?}");
+        s.set_compact_rev(4); // logical only: the records are all still there
+        let kinds = |s: &Store| -> Vec<_> { s.events(&query(None, 4, 5)).unwrap().events.iter().map(|e| (e.kv.key.clone(), e.rev, e.delete)).collect() };
+        let expected = [(b"y".to_vec(), Rev::new(4, 3), false), (b"w".to_vec(), Rev::main(5), false)];
+        assert_eq!(kinds(&s), expected);
+        assert_eq!(s.scanned_events(&query(None, 4, 5)).len(), 2, "the scan agrees with the log");
+        s.compact_physical(4);
+        assert_eq!(kinds(&s), expected, "and so after the physical compaction");
     }
 
     #[test]
