@@ -1147,6 +1147,16 @@ fn regressions() -> Vec<(&'static str, Req)> {
             "unknown sort order",
             Req::Range(RangeRequest { key: b"b/2".to_vec(), range_end: b"\xff\xff".to_vec(), sort_order: 3, sort_target: 1, ..Default::default() }),
         ),
+        // ... nor with a target it does not know either (the prober's t2): the target is never
+        // looked at then, in a Range or in a Txn's.
+        (
+            "unknown sort order and target",
+            Req::Range(RangeRequest { key: b"b/2".to_vec(), range_end: b"\xff\xff".to_vec(), sort_order: 3, sort_target: 99, ..Default::default() }),
+        ),
+        (
+            "negative sort order, unknown target, in a txn",
+            Req::Txn(txn_of(vec![op(Op::RequestRange(RangeRequest { key: b"a".to_vec(), range_end: b"\0".to_vec(), sort_order: -1, sort_target: 5, ..Default::default() }))], vec![])),
+        ),
         // Seeds 1009, 7017: before any compaction etcd's compact revision is -1, so a txn's
         // range at revision -1 reads the newest state and one at -5 is "compacted".
         ("txn range at revision -1", Req::Txn(txn_of(vec![op(Op::RequestRange(range_at(b"c", -1)))], vec![]))),

@@ -111,7 +111,7 @@ fn passes_filters(r: &RangeRequest, kv: &KeyValue) -> bool {
 }
 
 fn sort(kvs: &mut [KeyValue], r: &RangeRequest) {
-    // An unknown target was refused before (`validate::check_range`).
+    // An unknown target comes with an unknown order only (`validate::check_range`).
     let target = SortTarget::try_from(r.sort_target).unwrap_or(SortTarget::Key);
     let order = match SortOrder::try_from(r.sort_order) {
         // As etcd: a non-key target with no order sorts ascending...
