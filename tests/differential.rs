@@ -1138,6 +1138,11 @@ fn regressions() -> Vec<(&'static str, Req)> {
     vec![
         ("a put just under etcd's proposal bound", big(1_572_837)),
         ("a put just over etcd's proposal bound", big(1_572_840)),
+        // Over gRPC's receive limit (the bound plus 512 KiB): grpc-go's ResourceExhausted
+        // "received message larger than max (N vs. M)", where tonic said OutOfRange.
+        ("a put over the receive limit", big(3 << 20)),
+        ("a range over the receive limit", Req::Range(RangeRequest { key: vec![b'k'; 3 << 20], ..Default::default() })),
+        ("a txn over the receive limit", Req::Txn(txn_of(vec![put_op(b"t", &vec![b'v'; 2 << 20])], vec![]))),
         ("setup", put(b"b/2", b"1")),
         ("setup", put(b"b/2", b"2")),
         ("setup", put(b"ba", b"1")),

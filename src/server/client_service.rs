@@ -11,6 +11,10 @@
 //! (a token another member issued a moment ago) first waits for it, as etcd's
 //! isValidSimpleToken does (`auth::wait_applied`).
 //!
+//! A unary call whose request exceeds the receive limit gets grpc-go's answer (etcd's):
+//! ResourceExhausted "grpc: received message larger than max (N vs. M)", where tonic says
+//! OutOfRange "Error, decoded message length too large: ..." (`as_grpc_go_oversize`).
+//!
 //! A gRPC call of a method or service the port does not serve gets grpc-go's answer (etcd's):
 //! "unknown method M for service S" or "unknown service S" (Unimplemented), and
 //! "malformed method name: \"P\"" (ResourceExhausted, as etcd 3.5's grpc-go) for a path without
@@ -119,11 +123,31 @@ impl Future for ClientFuture {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         // Both variants are Unpin (a box, and tonic's future around axum's boxed one).
-        match self.get_mut() {
+        let answer = match self.get_mut() {
             ClientFuture::Direct(f) => f.as_mut().poll(cx),
             ClientFuture::Routed(f) => Pin::new(f).poll(cx),
-        }
+        };
+        answer.map(|a| a.map(as_grpc_go_oversize))
     }
+}
+
+/// tonic's refusal of a message over the receive limit, OutOfRange "Error, decoded message
+/// length too large: found N bytes, the limit is: M bytes", becomes grpc-go's (etcd's):
+/// ResourceExhausted "grpc: received message larger than max (N vs. M)". A unary call's
+/// refusal is the answer's headers (trailers-only); any other answer passes untouched after
+/// one header lookup (a gRPC answer's status is in its trailers).
+fn as_grpc_go_oversize(mut answer: Answer) -> Answer {
+    if answer.headers().get("grpc-status").is_none_or(|s| s.as_bytes() != b"11") {
+        return answer;
+    }
+    let Some(status) = tonic::Status::from_header_map(answer.headers()) else { return answer };
+    let Some(sizes) = status.message().strip_prefix("Error, decoded message length too large: found ") else { return answer };
+    let Some((found, limit)) = sizes.strip_suffix(" bytes").and_then(|s| s.split_once(" bytes, the limit is: ")) else { return answer };
+    let refusal = tonic::Status::resource_exhausted(format!("grpc: received message larger than max ({found} vs. {limit})"));
+    let headers = answer.headers_mut();
+    headers.remove("grpc-message");
+    let _ = refusal.add_header(headers);
+    answer
 }
 
 /// A gRPC call a learner does not serve (`api::learner_serves`); an unknown method is answered
