@@ -1261,6 +1261,35 @@ async fn unknown_grpc_paths_answer_as_etcd() {
 }
 
 /// The code and message of a unary call of `path` with an empty message.
+/// A unary call that sends no request message (a client-streaming call that ends at once):
+/// grpc-go's Unknown "EOF" on every KV method, as from etcd (tonic said Internal "Missing
+/// request message.").
+#[tokio::test]
+async fn a_unary_call_without_a_request_message_answers_as_etcd() {
+    if let Err(e) = etcd::find_etcd35() {
+        panic!("etcd 3.5 is needed for the differential test: {e}");
+    }
+    let etcd = etcd::Etcd::start();
+    let ballast = common::Server::start(&[]);
+    for method in ["Range", "Put", "DeleteRange", "Txn", "Compact"] {
+        let path = format!("/etcdserverpb.KV/{method}");
+        let (e, b) = (call_without_message(&etcd.endpoint, &path).await, call_without_message(&ballast.endpoint, &path).await);
+        assert_eq!(b, e, "{path}: ballast {b:?}, etcd {e:?}");
+    }
+}
+
+async fn call_without_message(endpoint: &str, path: &str) -> (tonic::Code, String) {
+    let channel = Endpoint::from_shared(format!("http://{endpoint}")).unwrap().connect().await.unwrap();
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.unwrap();
+    let path = tonic::codegen::http::uri::PathAndQuery::try_from(path).unwrap();
+    let codec = tonic_prost::ProstCodec::<RangeRequest, RangeResponse>::default();
+    match grpc.client_streaming(tonic::Request::new(tokio_stream::empty::<RangeRequest>()), path, codec).await {
+        Ok(_) => (tonic::Code::Ok, String::new()),
+        Err(s) => (s.code(), s.message().to_string()),
+    }
+}
+
 async fn call_path(endpoint: &str, path: &str) -> (tonic::Code, String) {
     let channel = Endpoint::from_shared(format!("http://{endpoint}")).unwrap().connect().await.unwrap();
     let mut grpc = tonic::client::Grpc::new(channel);

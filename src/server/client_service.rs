@@ -13,7 +13,9 @@
 //!
 //! A unary call whose request exceeds the receive limit gets grpc-go's answer (etcd's):
 //! ResourceExhausted "grpc: received message larger than max (N vs. M)", where tonic says
-//! OutOfRange "Error, decoded message length too large: ..." (`as_grpc_go_oversize`).
+//! OutOfRange "Error, decoded message length too large: ..."; one that sends no request
+//! message, Unknown "EOF", where tonic says Internal "Missing request message."
+//! (`as_grpc_go_refusal`).
 //!
 //! A gRPC call of a method or service the port does not serve gets grpc-go's answer (etcd's):
 //! "unknown method M for service S" or "unknown service S" (Unimplemented), and
@@ -127,23 +129,30 @@ impl Future for ClientFuture {
             ClientFuture::Direct(f) => f.as_mut().poll(cx),
             ClientFuture::Routed(f) => Pin::new(f).poll(cx),
         };
-        answer.map(|a| a.map(as_grpc_go_oversize))
+        answer.map(|a| a.map(as_grpc_go_refusal))
     }
 }
 
-/// tonic's refusal of a message over the receive limit, OutOfRange "Error, decoded message
-/// length too large: found N bytes, the limit is: M bytes", becomes grpc-go's (etcd's):
-/// ResourceExhausted "grpc: received message larger than max (N vs. M)". A unary call's
-/// refusal is the answer's headers (trailers-only); any other answer passes untouched after
+/// tonic's refusals of a unary request it cannot read, in grpc-go's (etcd's) words: a message
+/// over the receive limit, OutOfRange "Error, decoded message length too large: found N
+/// bytes, the limit is: M bytes", is ResourceExhausted "grpc: received message larger than max
+/// (N vs. M)"; no message at all, Internal "Missing request message.", is Unknown "EOF". Such
+/// a refusal is the answer's headers (trailers-only); any other answer passes untouched after
 /// one header lookup (a gRPC answer's status is in its trailers).
-fn as_grpc_go_oversize(mut answer: Answer) -> Answer {
-    if answer.headers().get("grpc-status").is_none_or(|s| s.as_bytes() != b"11") {
+fn as_grpc_go_refusal(mut answer: Answer) -> Answer {
+    if answer.headers().get("grpc-status").is_none_or(|s| s.as_bytes() != b"11" && s.as_bytes() != b"13") {
         return answer;
     }
     let Some(status) = tonic::Status::from_header_map(answer.headers()) else { return answer };
-    let Some(sizes) = status.message().strip_prefix("Error, decoded message length too large: found ") else { return answer };
-    let Some((found, limit)) = sizes.strip_suffix(" bytes").and_then(|s| s.split_once(" bytes, the limit is: ")) else { return answer };
-    let refusal = tonic::Status::resource_exhausted(format!("grpc: received message larger than max ({found} vs. {limit})"));
+    let refusal = match (status.code(), status.message()) {
+        (tonic::Code::Internal, "Missing request message.") => tonic::Status::unknown("EOF"),
+        (tonic::Code::OutOfRange, message) => {
+            let Some(sizes) = message.strip_prefix("Error, decoded message length too large: found ") else { return answer };
+            let Some((found, limit)) = sizes.strip_suffix(" bytes").and_then(|s| s.split_once(" bytes, the limit is: ")) else { return answer };
+            tonic::Status::resource_exhausted(format!("grpc: received message larger than max ({found} vs. {limit})"))
+        }
+        _ => return answer,
+    };
     let headers = answer.headers_mut();
     headers.remove("grpc-message");
     let _ = refusal.add_header(headers);
