@@ -48,6 +48,12 @@ pub enum Error {
     Timeout,
     /// A write timed out that came in just before the current leader was elected.
     TimeoutDueToLeaderFail,
+    /// A write whose request timeout passed before any leader took it: etcd's raft node takes
+    /// no proposal without a leader, and its `Propose` returns the context's own error, which
+    /// the gRPC layer does not map (code Unknown). clientv3 retries "request timed out"
+    /// (Unavailable) on its repeatable calls (lease grant, ...) until its own deadline, but not
+    /// this.
+    ProposalDeadline,
     /// etcd's auth errors (server/auth/store.go, mapped in api/v3rpc/util.go).
     RootUserNotExist,
     RootRoleNotExist,
@@ -142,6 +148,7 @@ impl Error {
             Error::DuplicateWatchId => (Code::InvalidArgument, "mvcc: duplicate watch ID provided on the WatchStream"),
             Error::Timeout => (Code::Unavailable, "etcdserver: request timed out"),
             Error::TimeoutDueToLeaderFail => (Code::Unavailable, "etcdserver: request timed out, possibly due to previous leader failure"),
+            Error::ProposalDeadline => (Code::Unknown, "context deadline exceeded"),
             Error::RootUserNotExist => (Code::FailedPrecondition, "etcdserver: root user does not exist"),
             Error::RootRoleNotExist => (Code::FailedPrecondition, "etcdserver: root user does not have root role"),
             Error::UserAlreadyExist => (Code::FailedPrecondition, "etcdserver: user name already exists"),

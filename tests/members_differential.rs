@@ -55,7 +55,18 @@ const SCRIPT: &[&[&str]] = &[
     &[GATEWAY],
     // The last: both are left without quorum (the new voter never starts).
     &["member", "add", "v2", "--peer-urls=http://127.0.0.1:7"],
+    &[WAIT_LEADER_LOST],
+    // No leader for the whole request timeout (7 s, under the client's 10 s): etcd's raft takes
+    // no proposal, and its `Propose` returns the context's error unmapped: Unknown "context
+    // deadline exceeded". clientv3 retries "request timed out" (Unavailable) on lease grant
+    // until its own deadline, but not this (etcdctl lock and elect then hung for ever).
+    &["put", "k", "v"],
+    &["lease", "grant", "10"],
 ];
+
+/// A pause in the script: the leader steps down an election timeout (1 s) after it lost its
+/// quorum (check_quorum).
+const WAIT_LEADER_LOST: &str = "wait-leader-lost";
 
 /// The step that runs `GATEWAY_STEPS` (before the last add leaves both without quorum).
 const GATEWAY: &str = "gateway";
@@ -247,6 +258,10 @@ fn etcdctl_member_commands_match_etcd() {
     for step in SCRIPT {
         if step == &[GATEWAY] {
             gateway_steps(&mut sides, &mut differences);
+            continue;
+        }
+        if step == &[WAIT_LEADER_LOST] {
+            std::thread::sleep(std::time::Duration::from_secs(3));
             continue;
         }
         let outs: Vec<String> = sides

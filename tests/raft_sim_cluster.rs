@@ -571,8 +571,9 @@ impl World {
                 continue;
             }
             match e {
-                // Stopped: refused by a member that applied its own removal.
-                Error::NoLeader | Error::LeaderChanged | Error::Stopped => {
+                // Stopped: refused by a member that applied its own removal. ProposalDeadline:
+                // timed out waiting for a leader, never proposed.
+                Error::NoLeader | Error::LeaderChanged | Error::Stopped | Error::ProposalDeadline => {
                     assert!(!self.tag_index.contains_key(&tag), "write {tag} refused with {e:?} but applied");
                     self.refused.insert(tag);
                 }

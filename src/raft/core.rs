@@ -343,9 +343,9 @@ impl<W, R> Core<W, R> {
             }
             self.report_overdue_snapshots();
         }
-        for (waiter, started) in self.proposals.expire(self.ticks) {
-            let why = self.timeout_error(started);
-            self.out.refused.push((waiter, why));
+        for expired in self.proposals.expire(self.ticks) {
+            let why = if expired.proposed { self.timeout_error(expired.started) } else { Error::ProposalDeadline };
+            self.out.refused.push((expired.waiter, why));
         }
         let expired = self.reads.expire(self.ticks);
         self.out.done.extend(expired.into_iter().map(|r| (r, Err(Error::Timeout))));

@@ -51,6 +51,15 @@ pub struct ConfOutcome<W> {
     pub removed_self: bool,
 }
 
+/// A waiter whose request timeout passed (`Proposals::expire`).
+pub struct Expired<W> {
+    pub waiter: W,
+    /// The tick its request came in.
+    pub started: u64,
+    /// Whether its request was proposed to raft (else it waited for a leader all along).
+    pub proposed: bool,
+}
+
 pub struct Proposals<W> {
     next_id: u64,
     /// Proposal id → the client waiting for its result.
@@ -158,13 +167,17 @@ impl<W> Proposals<W> {
     }
 
     /// The waiters whose request timeout has passed at tick `now`, each with the tick it was
-    /// added at. A request of theirs still in the batch (held while there is no leader) leaves
-    /// it: it is never proposed after its client was told it timed out.
-    pub fn expire(&mut self, now: u64) -> Vec<(W, u64)> {
+    /// added at and whether its request was proposed. A request still in the batch (held
+    /// while there is no leader) leaves it: it is never proposed after its client was told it
+    /// timed out.
+    pub fn expire(&mut self, now: u64) -> Vec<Expired<W>> {
         let mut expired = Vec::new();
+        let mut held: Option<std::collections::HashSet<u64>> = None; // the batch's ids, once needed
         while self.deadlines.front().is_some_and(|&(deadline, _)| deadline <= now) {
             let (deadline, id) = self.deadlines.pop_front().expect("checked above");
-            expired.extend(self.waiters.remove(&id).map(|w| (w, deadline - self.timeout_ticks)));
+            let Some(waiter) = self.waiters.remove(&id) else { continue };
+            let held = held.get_or_insert_with(|| self.batch.iter().map(|r| r.id).collect());
+            expired.push(Expired { waiter, started: deadline - self.timeout_ticks, proposed: !held.contains(&id) });
         }
         if !expired.is_empty() && !self.batch.is_empty() {
             self.batch.retain(|r| self.waiters.contains_key(&r.id));
