@@ -62,6 +62,10 @@ const SCRIPT: &[&[&str]] = &[
     // until its own deadline, but not this (etcdctl lock and elect then hung for ever).
     &["put", "k", "v"],
     &["lease", "grant", "10"],
+    // etcd's auth reads go through raft too: no answer from a state that may be stale.
+    &["auth", "status"],
+    &["user", "list"],
+    &["role", "get", "root"],
 ];
 
 /// A pause in the script: the leader steps down an election timeout (1 s) after it lost its

@@ -102,6 +102,13 @@ impl AuthService {
         Err(Error::AuthOldRevision)
     }
 
+    /// The token is checked first, the permissions after the round trip (etcd: the token
+    /// before proposing, the permissions at apply).
+    async fn through_raft<T>(&self, req: &Request<T>) -> Result<()> {
+        self.caller(req)?;
+        self.ctx.through_raft().await
+    }
+
     fn status<T>(&self, req: &Request<T>) -> Result<AuthStatusResponse> {
         let who = self.caller(req)?.unwrap_or_default();
         let view = self.ctx.auth.view();
@@ -162,6 +169,7 @@ impl auth_server::Auth for AuthService {
         Ok(Response::new(AuthDisableResponse { header }))
     }
     async fn auth_status(&self, r: Request<AuthStatusRequest>) -> Reply<AuthStatusResponse> {
+        self.through_raft(&r).await?;
         Ok(Response::new(self.status(&r)?))
     }
     async fn authenticate(&self, r: Request<AuthenticateRequest>) -> Reply<AuthenticateResponse> {
@@ -178,9 +186,11 @@ impl auth_server::Auth for AuthService {
         Ok(Response::new(AuthUserAddResponse { header }))
     }
     async fn user_get(&self, r: Request<AuthUserGetRequest>) -> Reply<AuthUserGetResponse> {
+        self.through_raft(&r).await?;
         Ok(Response::new(self.user_get(&r)?))
     }
     async fn user_list(&self, r: Request<AuthUserListRequest>) -> Reply<AuthUserListResponse> {
+        self.through_raft(&r).await?;
         Ok(Response::new(self.user_list(&r)?))
     }
     async fn user_delete(&self, r: Request<AuthUserDeleteRequest>) -> Reply<AuthUserDeleteResponse> {
@@ -216,9 +226,11 @@ impl auth_server::Auth for AuthService {
         Ok(Response::new(AuthRoleAddResponse { header }))
     }
     async fn role_get(&self, r: Request<AuthRoleGetRequest>) -> Reply<AuthRoleGetResponse> {
+        self.through_raft(&r).await?;
         Ok(Response::new(self.role_get(&r)?))
     }
     async fn role_list(&self, r: Request<AuthRoleListRequest>) -> Reply<AuthRoleListResponse> {
+        self.through_raft(&r).await?;
         Ok(Response::new(self.role_list(&r)?))
     }
     async fn role_delete(&self, r: Request<AuthRoleDeleteRequest>) -> Reply<AuthRoleDeleteResponse> {

@@ -85,6 +85,15 @@ impl Ctx {
         Err(crate::error::Error::NoSpace)
     }
 
+    /// A raft round trip, as etcd's auth reads (AuthStatus, UserGet/List, RoleGet/List) take:
+    /// they go through its log, so a member without quorum answers none from a state that may
+    /// be stale, and fails as a write does. An alarm listing serves (a no-op at apply); once it
+    /// is applied here, so is every auth change committed before it.
+    pub async fn through_raft(&self) -> crate::error::Result<()> {
+        let list = crate::proto::etcdserverpb::AlarmRequest { action: crate::proto::etcdserverpb::alarm_request::AlarmAction::Get as i32, ..Default::default() };
+        self.raft.propose(crate::proto::ballastpb::internal_request::Request::Alarm(list)).await.map(|_| ())
+    }
+
     /// The header etcd's Cluster service sends: ids and term, no revision.
     pub fn header_without_revision(&self) -> Option<ResponseHeader> {
         Some(ResponseHeader {
