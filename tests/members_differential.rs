@@ -66,6 +66,9 @@ const SCRIPT: &[&[&str]] = &[
     &["auth", "status"],
     &["user", "list"],
     &["role", "get", "root"],
+    // The strict reconfig check comes before the proposal, leader or not.
+    &["member", "add", "v3", "--peer-urls=http://127.0.0.1:10"],
+    &["member", "remove", "1234"],
 ];
 
 /// A pause in the script: the leader steps down an election timeout (1 s) after it lost its

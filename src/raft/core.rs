@@ -281,11 +281,12 @@ impl<W, R> Core<W, R> {
         if self.removed {
             return self.out.refused.push((waiter, Error::Stopped));
         }
-        if self.raw.raft.leader_id == raft::INVALID_ID {
-            return self.out.refused.push((waiter, Error::NoLeader));
-        }
+        // etcd checks a change (--strict-reconfig-check) before it proposes it, leader or not.
         if let Err(e) = self.check_member_change(&change) {
             return self.out.refused.push((waiter, e));
+        }
+        if self.raw.raft.leader_id == raft::INVALID_ID {
+            return self.out.refused.push((waiter, Error::NoLeader));
         }
         let id = self.proposals.register(waiter, self.ticks);
         let (context, cc) = conf_change::encode(id, &change);
