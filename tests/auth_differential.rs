@@ -6,6 +6,8 @@
 mod common;
 #[path = "common/etcd.rs"]
 mod etcd;
+#[path = "common/http.rs"]
+mod http;
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -191,4 +193,108 @@ async fn put_with(url: &str, token: &str) {
     let mut req = tonic::Request::new(PutRequest { key: b"k".to_vec(), value: b"v".to_vec(), ..Default::default() });
     req.metadata_mut().insert("token", token.parse().unwrap());
     kv.put(req).await.unwrap();
+}
+
+// ---------------------------------------------------------------------------------------------
+// gRPC and JSON gateway calls side by side (etcd 3.5.1, and ballast, which follows 3.5.33 where
+// they differ: those answers are asserted on ballast alone).
+
+/// `url`s set up alike with etcdctl: root (root role), alice:alicepw (role `ac`: readwrite on
+/// [a, c)), carol:carolpw (no role), auth on.
+fn set_up_users(ctl: &std::path::Path, url: &str) {
+    for args in [
+        &["user", "add", "root:rootpw"][..],
+        &["user", "grant-role", "root", "root"],
+        &["user", "add", "alice:alicepw"],
+        &["user", "add", "carol:carolpw"],
+        &["role", "add", "ac"],
+        &["role", "grant-permission", "ac", "readwrite", "a", "c"],
+        &["user", "grant-role", "alice", "ac"],
+        &["auth", "enable"],
+    ] {
+        let out = run(ctl, url, args, "");
+        assert!(out.starts_with("exit 0"), "{url}: etcdctl {args:?}: {out}");
+    }
+}
+
+/// etcd 3.5.1 and ballast with `set_up_users` done on both.
+fn users_pair(etcd_flags: &[&str], ballast_flags: &[&str]) -> (Etcd, Server) {
+    let ctl = etcd::find_etcdctl35().unwrap_or_else(|e| panic!("etcdctl 3.5 is needed for this test: {e}"));
+    let etcd = Etcd::start_with(etcd_flags);
+    let ballast = Server::start(&[&["--bcrypt-cost", "4"], ballast_flags].concat());
+    set_up_users(&ctl, &format!("http://{}", etcd.endpoint));
+    set_up_users(&ctl, &format!("http://{}", ballast.endpoint));
+    (etcd, ballast)
+}
+
+async fn channel(endpoint: &str) -> tonic::transport::Channel {
+    tonic::transport::Channel::from_shared(format!("http://{endpoint}")).unwrap().connect().await.unwrap()
+}
+
+/// A request carrying `token` (none: anonymous).
+fn with_token<T>(message: T, token: Option<&str>) -> tonic::Request<T> {
+    let mut req = tonic::Request::new(message);
+    if let Some(t) = token {
+        req.metadata_mut().insert("token", t.parse().unwrap());
+    }
+    req
+}
+
+/// "OK", or the error's code and message.
+fn outcome<T>(r: Result<tonic::Response<T>, tonic::Status>) -> String {
+    match r {
+        Ok(_) => "OK".into(),
+        Err(e) => format!("{:?}: {}", e.code(), e.message()),
+    }
+}
+
+/// Authenticate's outcome, and the token when it succeeded.
+async fn login_as(endpoint: &str, name: &str, password: &str) -> (String, Option<String>) {
+    use ballast::proto::etcdserverpb::{auth_client::AuthClient, AuthenticateRequest};
+    let r = AuthClient::new(channel(endpoint).await).authenticate(AuthenticateRequest { name: name.into(), password: password.into() }).await;
+    match r {
+        Ok(resp) => ("OK".into(), Some(resp.into_inner().token)),
+        Err(e) => (outcome::<()>(Err(e)), None),
+    }
+}
+
+async fn token_of(endpoint: &str, name: &str, password: &str) -> String {
+    let (said, token) = login_as(endpoint, name, password).await;
+    token.unwrap_or_else(|| panic!("{endpoint}: {name} logs in: {said}"))
+}
+
+/// etcd 3.5.33's kvServer.Compact checks the root role (3.5.1 compacts for anyone): an invalid
+/// token is refused by both (gRPC and the gateway, compared), no token and a user without the
+/// root role are refused by ballast with 3.5.33's errors.
+#[test]
+fn compact_needs_the_root_role() {
+    use ballast::proto::etcdserverpb::{kv_client::KvClient, CompactionRequest, PutRequest};
+    let (etcd, ballast) = users_pair(&[], &[]);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let compact = |endpoint: &str, revision: i64, token: Option<&str>| {
+        rt.block_on(async { outcome(KvClient::new(channel(endpoint).await).compact(with_token(CompactionRequest { revision, physical: false }, token)).await) })
+    };
+    for endpoint in [&etcd.endpoint, &ballast.endpoint] {
+        rt.block_on(async {
+            let root = token_of(endpoint, "root", "rootpw").await;
+            let mut kv = KvClient::new(channel(endpoint).await);
+            for i in 0..6 {
+                kv.put(with_token(PutRequest { key: b"k".to_vec(), value: vec![b'0' + i], ..Default::default() }, Some(&root))).await.unwrap();
+            }
+        });
+    }
+    let bad = [&etcd.endpoint, &ballast.endpoint].map(|e| compact(e, 2, Some("garbage")));
+    assert_eq!(bad, ["Unauthenticated: etcdserver: invalid auth token"; 2], "etcd, ballast");
+    let gateway = [&etcd.endpoint, &ballast.endpoint].map(|e| {
+        let a = http::request(e, "POST", "/v3/kv/compaction", r#"{"revision":"2"}"#, &[("Authorization", "garbage")]);
+        (a.status, a.body)
+    });
+    assert_eq!(gateway[0].0, 401, "etcd: {:?}", gateway[0]);
+    assert_eq!(gateway[1], gateway[0], "ballast, etcd");
+    let carol = rt.block_on(token_of(&ballast.endpoint, "carol", "carolpw"));
+    let root = rt.block_on(token_of(&ballast.endpoint, "root", "rootpw"));
+    assert_eq!(compact(&ballast.endpoint, 3, None), "InvalidArgument: etcdserver: user name is empty");
+    assert_eq!(compact(&ballast.endpoint, 3, Some(&carol)), "PermissionDenied: etcdserver: permission denied");
+    assert_eq!(compact(&ballast.endpoint, 3, Some(&root)), "OK");
+    assert_eq!(compact(&ballast.endpoint, 3, Some(&root)), "OutOfRange: etcdserver: mvcc: required revision has been compacted");
 }
