@@ -298,3 +298,56 @@ fn compact_needs_the_root_role() {
     assert_eq!(compact(&ballast.endpoint, 3, Some(&root)), "OK");
     assert_eq!(compact(&ballast.endpoint, 3, Some(&root)), "OutOfRange: etcdserver: mvcc: required revision has been compacted");
 }
+
+/// UserChangePassword as etcd's (v3_server.go, auth/store.go selectPassword): `password` is
+/// hashed only when it is not empty; else the request's `hashedPassword` (base64 of a bcrypt
+/// hash) is stored as it is: empty, and no password logs in; a hash, and its password does; not
+/// base64, and auth's ErrNoPasswordUser. UserAdd hashes `password` whatever `hashedPassword`
+/// says (and a no-password user ignores both). Every answer compared, and the gateway's login.
+#[test]
+fn change_password_stores_the_hashed_password_as_etcd() {
+    use base64::Engine as _;
+    use ballast::proto::authpb::UserAddOptions;
+    use ballast::proto::etcdserverpb::{auth_client::AuthClient, AuthUserAddRequest, AuthUserChangePasswordRequest};
+    let (etcd, ballast) = users_pair(&[], &[]);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let hash_of = |password: &str| {
+        let hash = bcrypt::hash_with_result(password, 4).unwrap().format_for_version(bcrypt::Version::TwoA);
+        base64::engine::general_purpose::STANDARD.encode(hash)
+    };
+    let steps = |endpoint: &str| -> Vec<String> {
+        rt.block_on(async {
+            let root = token_of(endpoint, "root", "rootpw").await;
+            let mut auth = AuthClient::new(channel(endpoint).await);
+            let mut seen = Vec::new();
+            let mut changer = auth.clone();
+            let mut change = async |name: &str, password: &str, hashed: &str| {
+                let r = AuthUserChangePasswordRequest { name: name.into(), password: password.into(), hashed_password: hashed.into() };
+                outcome(changer.user_change_password(with_token(r, Some(&root))).await)
+            };
+            let login = async |name: &str, password: &str| login_as(endpoint, name, password).await.0;
+            seen.push(format!("alice '' '' -> {}", change("alice", "", "").await));
+            seen.push(format!("alice logs in with '': {}, alicepw: {}", login("alice", "").await, login("alice", "alicepw").await));
+            seen.push(format!("carol '' hash(prehashed) -> {}", change("carol", "", &hash_of("prehashed")).await));
+            seen.push(format!("carol: prehashed {}, '' {}, carolpw {}", login("carol", "prehashed").await, login("carol", "").await, login("carol", "carolpw").await));
+            seen.push(format!("alice '' '!!!' -> {}", change("alice", "", "!!!").await));
+            seen.push(format!("alice '' 'YQ' (no padding) -> {}", change("alice", "", "YQ").await));
+            seen.push(format!("alice logs in with '': {}", login("alice", "").await));
+            seen.push(format!("alice newpw '!!!' -> {}", change("alice", "newpw", "!!!").await));
+            seen.push(format!("alice: newpw {}", login("alice", "newpw").await));
+            let add = AuthUserAddRequest { name: "dave".into(), password: "davepw".into(), hashed_password: hash_of("other"), options: None };
+            seen.push(format!("add dave davepw hash(other) -> {}", outcome(auth.user_add(with_token(add, Some(&root))).await)));
+            seen.push(format!("dave: davepw {}, other {}", login("dave", "davepw").await, login("dave", "other").await));
+            let add = AuthUserAddRequest { name: "erin".into(), password: "x".into(), hashed_password: "!!!".into(), options: Some(UserAddOptions { no_password: true }) };
+            seen.push(format!("add no-password erin x '!!!' -> {}", outcome(auth.user_add(with_token(add, Some(&root))).await)));
+            seen.push(format!("erin '' '!!!' -> {}", change("erin", "", "!!!").await));
+            seen.push(format!("erin: x {}", login("erin", "x").await));
+            let gateway = http::request(endpoint, "POST", "/v3/auth/authenticate", r#"{"name":"carol","password":""}"#, &[]);
+            seen.push(format!("gateway carol '': {} {}", gateway.status, gateway.body));
+            seen
+        })
+    };
+    let (want, got) = (steps(&etcd.endpoint), steps(&ballast.endpoint));
+    assert_eq!(got, want, "ballast, etcd");
+    assert!(want[1].starts_with("alice logs in with '': InvalidArgument"), "{want:?}");
+}
