@@ -268,7 +268,7 @@ fn bmp_string(v: &[u8]) -> Option<String> {
 }
 
 /// One DER element: (tag, contents, what follows).
-fn tlv(data: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+pub(crate) fn tlv(data: &[u8]) -> Option<(u8, &[u8], &[u8])> {
     let tag = *data.first()?;
     let first = *data.get(1)? as usize;
     let (len, header) = if first < 0x80 {

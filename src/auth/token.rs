@@ -203,6 +203,93 @@ fn derived_public(alg: Algorithm, pem: &[u8]) -> Result<DecodingKey, String> {
     }
 }
 
+/// etcd's ErrKeyMismatch.
+const KEY_MISMATCH: &str = "jwt: auth: public and private keys don't match";
+
+/// The verifying key, as etcd's rsaKey/ecKey choose it: with priv-key, its own public half (etcd
+/// keeps the private key and verifies with `&k.PublicKey`), pub-key then only parsed and held to
+/// etcd's weak match check; pub-key alone verifies (and signs nothing).
+fn verifying(alg: Algorithm, parsed: Option<DecodingKey>, public: &Option<Vec<u8>>, private: &Option<Vec<u8>>) -> Result<DecodingKey, String> {
+    match (parsed, private) {
+        (_, Some(k)) => {
+            if public.as_deref().is_some_and(|p| keys_mismatch(alg, p, k)) {
+                return Err(KEY_MISMATCH.into());
+            }
+            derived_public(alg, k)
+        }
+        (Some(p), None) => Ok(p),
+        (None, None) => Err(MISSING_KEY.into()),
+    }
+}
+
+/// etcd's match check of pub-key against priv-key, which refuses only keys that differ in
+/// every part it compares (`pub.E != priv.E && pub.N != priv.N` for RSA; curve, X and Y for
+/// ECDSA): two RSA keys with the usual exponent pass. pub-key as an SPKI `PUBLIC KEY`; another
+/// form, or EdDSA (which etcd does not offer), is not compared.
+fn keys_mismatch(alg: Algorithm, public_pem: &[u8], private_pem: &[u8]) -> bool {
+    use rustls::pki_types::pem::PemObject;
+    let Ok(spki) = rustls::pki_types::SubjectPublicKeyInfoDer::from_pem_slice(public_pem) else { return false };
+    let Some(public) = spki_key(spki.as_ref()) else { return false };
+    let Some(private) = derived_public_bytes(alg, private_pem) else { return false };
+    use Algorithm::*;
+    match alg {
+        RS256 | RS384 | RS512 | PS256 | PS384 | PS512 => match (rsa_parts(&public), rsa_parts(&private)) {
+            (Some((n1, e1)), Some((n2, e2))) => e1 != e2 && n1 != n2,
+            _ => false,
+        },
+        // Uncompressed points (04 || X || Y): another length is another curve.
+        ES256 | ES384 => {
+            let half = |p: &[u8]| {
+                let p = p.get(1..).unwrap_or_default();
+                let (x, y) = p.split_at(p.len() / 2);
+                (trim_zeros(x).to_vec(), trim_zeros(y).to_vec())
+            };
+            let ((x1, y1), (x2, y2)) = (half(&public), half(&private));
+            public.len() != private.len() && x1 != x2 && y1 != y2
+        }
+        _ => false,
+    }
+}
+
+fn trim_zeros(v: &[u8]) -> &[u8] {
+    let i = v.iter().position(|b| *b != 0).unwrap_or(v.len());
+    &v[i..]
+}
+
+/// The key bits of a DER SubjectPublicKeyInfo (its BIT STRING's contents).
+fn spki_key(der: &[u8]) -> Option<Vec<u8>> {
+    let (_, spki, _) = super::tlv(der)?;
+    let (_, _, rest) = super::tlv(spki)?; // the algorithm
+    let (_, bits, _) = super::tlv(rest)?;
+    bits.get(1..).map(<[u8]>::to_vec) // after the unused-bits count
+}
+
+/// (modulus, exponent) of a DER RSAPublicKey, without leading zeros.
+fn rsa_parts(der: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
+    let (_, seq, _) = super::tlv(der)?;
+    let (_, n, rest) = super::tlv(seq)?;
+    let (_, e, _) = super::tlv(rest)?;
+    Some((trim_zeros(n).to_vec(), trim_zeros(e).to_vec()))
+}
+
+/// The public half of priv-key as ring gives it (RSAPublicKey DER, or an uncompressed point).
+fn derived_public_bytes(alg: Algorithm, pem: &[u8]) -> Option<Vec<u8>> {
+    use ring::signature::{self as sig, KeyPair};
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::PrivateKeyDer;
+    let der = PrivateKeyDer::from_pem_slice(pem).ok()?;
+    use Algorithm::*;
+    match (alg, &der) {
+        (RS256 | RS384 | RS512 | PS256 | PS384 | PS512, PrivateKeyDer::Pkcs1(k)) => Some(sig::RsaKeyPair::from_der(k.secret_pkcs1_der()).ok()?.public_key().as_ref().to_vec()),
+        (RS256 | RS384 | RS512 | PS256 | PS384 | PS512, PrivateKeyDer::Pkcs8(k)) => Some(sig::RsaKeyPair::from_pkcs8(k.secret_pkcs8_der()).ok()?.public_key().as_ref().to_vec()),
+        (ES256 | ES384, PrivateKeyDer::Pkcs8(k)) => {
+            let curve = if alg == ES256 { &sig::ECDSA_P256_SHA256_FIXED_SIGNING } else { &sig::ECDSA_P384_SHA384_FIXED_SIGNING };
+            Some(sig::EcdsaKeyPair::from_pkcs8(curve, k.secret_pkcs8_der(), &ring::rand::SystemRandom::new()).ok()?.public_key().as_ref().to_vec())
+        }
+        _ => None,
+    }
+}
+
 impl Jwt {
     /// etcd's jwtOptions: pub-key, priv-key, sign-method, ttl (Go duration, default 5m).
     fn from_options<'a>(options: impl Iterator<Item = &'a str>) -> Result<Jwt, String> {
@@ -229,27 +316,15 @@ impl Jwt {
             }
             RS256 | RS384 | RS512 | PS256 | PS384 | PS512 => (
                 private.as_deref().map(EncodingKey::from_rsa_pem).transpose().map_err(bad)?,
-                match (&public, &private) {
-                    (Some(p), _) => DecodingKey::from_rsa_pem(p).map_err(bad)?,
-                    (None, Some(k)) => derived_public(alg, k)?,
-                    (None, None) => return Err(MISSING_KEY.into()),
-                },
+                verifying(alg, public.as_deref().map(|p| DecodingKey::from_rsa_pem(p).map_err(bad)).transpose()?, &public, &private)?,
             ),
             ES256 | ES384 => (
                 private.as_deref().map(EncodingKey::from_ec_pem).transpose().map_err(bad)?,
-                match (&public, &private) {
-                    (Some(p), _) => DecodingKey::from_ec_pem(p).map_err(bad)?,
-                    (None, Some(k)) => derived_public(alg, k)?,
-                    (None, None) => return Err(MISSING_KEY.into()),
-                },
+                verifying(alg, public.as_deref().map(|p| DecodingKey::from_ec_pem(p).map_err(bad)).transpose()?, &public, &private)?,
             ),
             EdDSA => (
                 private.as_deref().map(EncodingKey::from_ed_pem).transpose().map_err(bad)?,
-                match (&public, &private) {
-                    (Some(p), _) => DecodingKey::from_ed_pem(p).map_err(bad)?,
-                    (None, Some(k)) => derived_public(alg, k)?,
-                    (None, None) => return Err(MISSING_KEY.into()),
-                },
+                verifying(alg, public.as_deref().map(|p| DecodingKey::from_ed_pem(p).map_err(bad)).transpose()?, &public, &private)?,
             ),
         };
         Ok(Jwt { alg, sign, verify, ttl })
