@@ -415,3 +415,19 @@ fn jwt_verifies_with_the_private_keys_public_half() {
     let (log, _) = Server::refused_urls(&["http://127.0.0.1:{port}"], &["--auth-token", &flag]);
     assert!(log.contains("public and private keys don't match"), "ballast: {log}");
 }
+
+/// `--auth-token-ttl 0`: etcd's tokenSimple.enable() takes a TTL <= 0 as its 300 s default, so
+/// a simple token still works after a pause longer than a 1 s TTL would allow.
+#[test]
+fn simple_token_ttl_zero_is_the_default() {
+    use ballast::proto::etcdserverpb::{kv_client::KvClient, RangeRequest};
+    let (etcd, ballast) = users_pair(&["--auth-token-ttl", "0"], &["--auth-token-ttl", "0"]);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let tokens = [&etcd.endpoint, &ballast.endpoint].map(|e| rt.block_on(token_of(e, "root", "rootpw")));
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let answers = [&etcd.endpoint, &ballast.endpoint].map(|e| {
+        let i = usize::from(e == &ballast.endpoint);
+        rt.block_on(async { outcome(KvClient::new(channel(e).await).range(with_token(RangeRequest { key: b"k".to_vec(), ..Default::default() }, Some(&tokens[i]))).await) })
+    });
+    assert_eq!(answers, ["OK", "OK"], "etcd, ballast");
+}

@@ -17,6 +17,19 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
+/// etcd's DefaultSimpleTokenTTL.
+const DEFAULT_SIMPLE_TTL: Duration = Duration::from_secs(300);
+
+/// A simple token's life from `--auth-token-ttl`: etcd's tokenSimple.enable() takes a TTL
+/// <= 0 as its default.
+pub fn simple_ttl(secs: u64) -> Duration {
+    if secs == 0 {
+        DEFAULT_SIMPLE_TTL
+    } else {
+        Duration::from_secs(secs)
+    }
+}
+
 /// Simple tokens kept at most (a bound on memory; the oldest expire first).
 const MAX_SIMPLE_TOKENS: usize = 1 << 20;
 const SIMPLE_TOKEN_LETTERS: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
