@@ -70,7 +70,7 @@ pub enum Error {
     NoPasswordUser,
     /// The admin check of Snapshot, Hash, HashKV and Defragment: etcd's authMaintenanceServer
     /// returns the auth package's error unmapped, so clients see code Unknown and its text
-    /// (`auth: permission denied`).
+    /// (`auth: permission denied`, `auth: invalid auth token`).
     AdminRefused(&'static str),
     /// etcd's membership errors (server/etcdserver/api/membership/errors.go, etcdserver/errors.go,
     /// mapped in api/v3rpc/util.go).

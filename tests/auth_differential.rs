@@ -470,3 +470,40 @@ fn ranges_ending_at_or_before_their_key_are_checked_at_the_key() {
     assert!(want[0].ends_with(": OK"), "{want:?}");
     assert_eq!(answers(&ballast.endpoint), want, "ballast, etcd");
 }
+
+/// Hash, HashKV, Defragment and Snapshot with an invalid token: etcd's authMaintenanceServer
+/// returns the auth package's error unmapped, code Unknown `auth: invalid auth token` (the
+/// gateway: 500, code 2). Compared, gRPC and gateway.
+#[test]
+fn maintenance_with_an_invalid_token_is_the_auth_packages_error() {
+    use ballast::proto::etcdserverpb::{maintenance_client::MaintenanceClient, DefragmentRequest, HashKvRequest, HashRequest, SnapshotRequest};
+    let (etcd, ballast) = users_pair(&[], &[]);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let answers = |endpoint: &str| -> Vec<String> {
+        let mut seen: Vec<String> = rt.block_on(async {
+            let bad = Some("garbage");
+            let mut m = MaintenanceClient::new(channel(endpoint).await);
+            let snapshot = match m.snapshot(with_token(SnapshotRequest {}, bad)).await {
+                Ok(s) => match s.into_inner().message().await {
+                    Ok(_) => "OK".to_string(),
+                    Err(e) => outcome::<()>(Err(e)),
+                },
+                Err(e) => outcome::<()>(Err(e)),
+            };
+            vec![
+                format!("hash: {}", outcome(m.hash(with_token(HashRequest {}, bad)).await)),
+                format!("hashkv: {}", outcome(m.hash_kv(with_token(HashKvRequest { revision: 0 }, bad)).await)),
+                format!("defragment: {}", outcome(m.defragment(with_token(DefragmentRequest {}, bad)).await)),
+                format!("snapshot: {snapshot}"),
+            ]
+        });
+        for path in ["/v3/maintenance/hash", "/v3/maintenance/defragment"] {
+            let a = http::request(endpoint, "POST", path, "{}", &[("Authorization", "garbage")]);
+            seen.push(format!("gateway {path}: {} {}", a.status, a.body));
+        }
+        seen
+    };
+    let want = answers(&etcd.endpoint);
+    assert_eq!(want[0], "hash: Unknown: auth: invalid auth token", "etcd");
+    assert_eq!(answers(&ballast.endpoint), want, "ballast, etcd");
+}

@@ -163,6 +163,7 @@ impl AuthGuard {
             Error::UserEmpty => Error::AdminRefused("auth: user name is empty"),
             Error::UserNotFound => Error::AdminRefused("auth: user not found"),
             Error::PermissionDenied => Error::AdminRefused("auth: permission denied"),
+            Error::InvalidAuthToken => Error::AdminRefused("auth: invalid auth token"),
             other => other,
         })
     }
