@@ -507,3 +507,26 @@ fn maintenance_with_an_invalid_token_is_the_auth_packages_error() {
     assert_eq!(want[0], "hash: Unknown: auth: invalid auth token", "etcd");
     assert_eq!(answers(&ballast.endpoint), want, "ballast, etcd");
 }
+
+/// A Txn with no compares and no ops checks nothing: etcd serves it without a token (an
+/// invalid token is still refused).
+#[test]
+fn an_empty_txn_needs_no_user() {
+    use ballast::proto::etcdserverpb::{kv_client::KvClient, request_op, RequestOp, TxnRequest};
+    let (etcd, ballast) = users_pair(&[], &[]);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let answers = |endpoint: &str| -> Vec<String> {
+        rt.block_on(async {
+            let mut kv = KvClient::new(channel(endpoint).await);
+            let nested = TxnRequest { success: vec![RequestOp { request: Some(request_op::Request::RequestTxn(TxnRequest::default())) }], ..Default::default() };
+            vec![
+                format!("empty: {}", outcome(kv.txn(with_token(TxnRequest::default(), None)).await)),
+                format!("empty, bad token: {}", outcome(kv.txn(with_token(TxnRequest::default(), Some("garbage"))).await)),
+                format!("an empty txn in one: {}", outcome(kv.txn(with_token(nested, None)).await)),
+            ]
+        })
+    };
+    let want = answers(&etcd.endpoint);
+    assert_eq!(want[0], "empty: OK", "etcd");
+    assert_eq!(answers(&ballast.endpoint), want, "ballast, etcd");
+}

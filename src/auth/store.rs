@@ -261,6 +261,17 @@ impl AuthState {
     }
 }
 
+/// A txn without compares whose ops are only such txns: etcd's checkTxnAuth checks nothing
+/// in it, so it needs no user.
+pub fn checks_nothing(t: &TxnRequest) -> bool {
+    t.compare.is_empty()
+        && t.success.iter().chain(&t.failure).all(|op| match &op.request {
+            Some(request_op::Request::RequestTxn(inner)) => checks_nothing(inner),
+            Some(_) => false,
+            None => true,
+        })
+}
+
 /// The front end's copy of the auth state, with each user's merged permissions.
 #[derive(Debug, Default)]
 pub struct AuthView {
