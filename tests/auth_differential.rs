@@ -530,3 +530,76 @@ fn an_empty_txn_needs_no_user() {
     assert_eq!(want[0], "empty: OK", "etcd");
     assert_eq!(answers(&ballast.endpoint), want, "ballast, etcd");
 }
+
+/// Claims made of (now, the auth revision).
+type ClaimsAt = fn(u64, u64) -> serde_json::Value;
+
+/// A JWT with the claims `claims`, signed with the RSA key `pem` (RS256).
+fn rs256_claims(pem: &std::path::Path, claims: &serde_json::Value) -> String {
+    let key = jsonwebtoken::EncodingKey::from_rsa_pem(&std::fs::read(pem).unwrap()).unwrap();
+    jsonwebtoken::encode(&jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256), claims, &key).unwrap()
+}
+
+/// JWT claims signed with the servers' key, judged as etcd's jwt.go with golang-jwt v4's
+/// MapClaims.Valid: nbf or iat in the future refused; no exp, a float exp or a float revision
+/// accepted; an aud claim ignored. Compared with etcd 3.5.1 (whose jwt-go v3 agrees on these);
+/// an exp that is a string is refused by 3.5.33's v4.5 (3.5.1 took it): ballast alone.
+#[test]
+fn jwt_claims_are_judged_as_golang_jwt() {
+    use ballast::proto::etcdserverpb::{kv_client::KvClient, RangeRequest};
+    let dir = common::fresh_dir("jwt-claims");
+    let key = dir.join("a.pem");
+    openssl(&["genrsa", "-out", key.to_str().unwrap(), "2048"]);
+    let flag = format!("jwt,priv-key={},sign-method=RS256", key.display());
+    let (etcd, ballast) = users_pair(&["--auth-token", &flag], &["--auth-token", &flag]);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let answers = |endpoint: &str, cases: &[(&str, ClaimsAt)]| -> Vec<String> {
+        rt.block_on(async {
+            let revision = revision_claim(&token_of(endpoint, "root", "rootpw").await);
+            let mut kv = KvClient::new(channel(endpoint).await);
+            let mut seen = Vec::new();
+            for (what, claims) in cases {
+                let token = rs256_claims(&key, &claims(now, revision));
+                let r = kv.range(with_token(RangeRequest { key: b"k".to_vec(), ..Default::default() }, Some(&token))).await;
+                seen.push(format!("{what}: {}", outcome(r)));
+            }
+            seen
+        })
+    };
+    let compared: &[(&str, ClaimsAt)] = &[
+        ("valid", |now, rev| serde_json::json!({"username": "root", "revision": rev, "exp": now + 600})),
+        ("nbf in an hour", |now, rev| serde_json::json!({"username": "root", "revision": rev, "exp": now + 600, "nbf": now + 3600})),
+        ("iat in an hour", |now, rev| serde_json::json!({"username": "root", "revision": rev, "exp": now + 600, "iat": now + 3600})),
+        ("nbf and iat past", |now, rev| serde_json::json!({"username": "root", "revision": rev, "exp": now + 600, "nbf": now - 60, "iat": now - 60})),
+        ("no exp", |_, rev| serde_json::json!({"username": "root", "revision": rev})),
+        ("float exp", |now, rev| serde_json::json!({"username": "root", "revision": rev, "exp": now as f64 + 600.5})),
+        ("expired", |now, rev| serde_json::json!({"username": "root", "revision": rev, "exp": now - 60})),
+        ("float revision", |_, rev| serde_json::json!({"username": "root", "revision": rev as f64 + 0.5})),
+        ("aud", |now, rev| serde_json::json!({"username": "root", "revision": rev, "exp": now + 600, "aud": "someone"})),
+    ];
+    let want = answers(&etcd.endpoint, compared);
+    assert_eq!(want[..2], ["valid: OK".to_string(), "nbf in an hour: Unauthenticated: etcdserver: invalid auth token".to_string()], "etcd");
+    assert_eq!(answers(&ballast.endpoint, compared), want, "ballast, etcd");
+    let string_exp: &[(&str, ClaimsAt)] =
+        &[("string exp", |now, rev| serde_json::json!({"username": "root", "revision": rev, "exp": (now + 600).to_string()}))];
+    assert_eq!(answers(&ballast.endpoint, string_exp), ["string exp: Unauthenticated: etcdserver: invalid auth token"], "3.5.33's golang-jwt v4.5");
+}
+
+/// `--auth-token ""` is etcd's tokenNop: a login is refused with `authentication failed`; with
+/// a JWT pub-key alone a login is etcd's unmapped ErrVerifyOnly (code Unknown). Compared.
+#[test]
+fn logins_without_a_token_provider_that_signs() {
+    let dir = common::fresh_dir("jwt-verify-only");
+    let (key, public) = (dir.join("a.pem"), dir.join("a.pub"));
+    openssl(&["genrsa", "-out", key.to_str().unwrap(), "2048"]);
+    openssl(&["rsa", "-in", key.to_str().unwrap(), "-pubout", "-out", public.to_str().unwrap()]);
+    let verify_only = format!("jwt,pub-key={},sign-method=RS256", public.display());
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    for flag in ["", verify_only.as_str()] {
+        let (etcd, ballast) = users_pair(&["--auth-token", flag], &["--auth-token", flag]);
+        let answers = [&etcd.endpoint, &ballast.endpoint].map(|e| rt.block_on(login_as(e, "root", "rootpw")).0);
+        assert_eq!(answers[1], answers[0], "--auth-token {flag:?}: ballast, etcd");
+        assert_ne!(answers[0], "OK", "--auth-token {flag:?}: etcd");
+    }
+}

@@ -95,7 +95,7 @@ impl AuthService {
                 continue; // the password may have changed since it was checked
             }
             let (mut header, a) = applied;
-            let token = self.ctx.auth.tokens.token(&a.name, a.revision, &a.prefix, a.index).map_err(Error::Internal)?;
+            let token = self.ctx.auth.tokens.token(&a.name, a.revision, &a.prefix, a.index)?;
             self.ctx.fill(&mut header);
             return Ok(AuthenticateResponse { header, token });
         }

@@ -5,6 +5,7 @@
 //!   etcd's, a restart forgets them: the entries it replays from the WAL issue none), valid for
 //!   `--auth-token-ttl` seconds after its last use; deleting a user or changing its password
 //!   drops its tokens, disabling auth drops all.
+//! * `""`: etcd's tokenNop: no token is issued (Authenticate: `authentication failed`) or taken.
 //! * `jwt,pub-key=…,priv-key=…,sign-method=…,ttl=…`: signed claims {username, revision, exp};
 //!   nothing kept. A token from before an auth change carries the older revision, which the
 //!   permission checks refuse (`etcdserver: revision of auth store is old`), as etcd's do.
@@ -15,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use rand::Rng;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 /// etcd's DefaultSimpleTokenTTL.
 const DEFAULT_SIMPLE_TTL: Duration = Duration::from_secs(300);
@@ -38,6 +39,9 @@ const SIMPLE_TOKEN_LENGTH: usize = 16;
 pub enum Tokens {
     Simple(SimpleTokens),
     Jwt(Box<Jwt>),
+    /// `--auth-token ""`: etcd's tokenNop, which issues no token (Authenticate fails with
+    /// `authentication failed`) and takes none.
+    Nop,
 }
 
 pub struct SimpleTokens {
@@ -54,7 +58,7 @@ pub struct Jwt {
     ttl: Duration,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize)]
 struct Claims {
     username: String,
     revision: u64,
@@ -66,7 +70,8 @@ impl Tokens {
     pub fn from_flag(flag: &str, simple_ttl: Duration) -> Result<Tokens, String> {
         let mut parts = flag.split(',');
         match parts.next().unwrap_or("") {
-            "" | "simple" => Ok(Tokens::Simple(SimpleTokens { ttl: simple_ttl, tokens: Mutex::new(HashMap::new()) })),
+            "" => Ok(Tokens::Nop),
+            "simple" => Ok(Tokens::Simple(SimpleTokens { ttl: simple_ttl, tokens: Mutex::new(HashMap::new()) })),
             "jwt" => Jwt::from_options(parts).map(|j| Tokens::Jwt(Box::new(j))),
             other => Err(format!("unknown token type: {other}")),
         }
@@ -79,7 +84,7 @@ impl Tokens {
                 let mut rng = rand::thread_rng();
                 (0..SIMPLE_TOKEN_LENGTH).map(|_| SIMPLE_TOKEN_LETTERS[rng.gen_range(0..SIMPLE_TOKEN_LETTERS.len())] as char).collect()
             }
-            Tokens::Jwt(_) => String::new(),
+            Tokens::Jwt(_) | Tokens::Nop => String::new(),
         }
     }
 
@@ -94,10 +99,11 @@ impl Tokens {
 
     /// The token the member that proposed the Authenticate answers with: the simple token
     /// `remember` made, or a JWT signed now for `user` at auth `revision`.
-    pub fn token(&self, user: &str, revision: u64, prefix: &str, index: u64) -> Result<String, String> {
+    pub fn token(&self, user: &str, revision: u64, prefix: &str, index: u64) -> crate::error::Result<String> {
         match self {
             Tokens::Simple(_) => Ok(simple_token(prefix, index)),
             Tokens::Jwt(j) => j.sign(user, revision),
+            Tokens::Nop => Err(crate::error::Error::AuthFailed),
         }
     }
 
@@ -106,7 +112,7 @@ impl Tokens {
     pub fn simple_index(&self, token: &str) -> Option<u64> {
         match self {
             Tokens::Simple(_) => simple_token_parts(token).map(|(_, index)| index),
-            Tokens::Jwt(_) => None,
+            Tokens::Jwt(_) | Tokens::Nop => None,
         }
     }
 
@@ -115,6 +121,7 @@ impl Tokens {
         match self {
             Tokens::Simple(s) => s.user(token).map(|u| (u, None)),
             Tokens::Jwt(j) => j.verify(token).map(|(u, r)| (u, Some(r))),
+            Tokens::Nop => None,
         }
     }
 
@@ -343,18 +350,55 @@ impl Jwt {
         Ok(Jwt { alg, sign, verify, ttl })
     }
 
-    fn sign(&self, user: &str, revision: u64) -> Result<String, String> {
-        let key = self.sign.as_ref().ok_or("auth: token signing attempted with verify-only key")?;
+    fn sign(&self, user: &str, revision: u64) -> crate::error::Result<String> {
+        use crate::error::Error;
+        let key = self.sign.as_ref().ok_or(Error::VerifyOnly)?;
         let exp = (std::time::SystemTime::now() + self.ttl).duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
         let claims = Claims { username: user.to_string(), revision, exp };
-        jsonwebtoken::encode(&Header::new(self.alg), &claims, key).map_err(|e| e.to_string())
+        jsonwebtoken::encode(&Header::new(self.alg), &claims, key).map_err(|e| Error::Internal(e.to_string()))
     }
 
+    /// etcd's tokenJWT.info: the signature (the configured method only), the time claims as
+    /// golang-jwt v4's MapClaims.Valid judges them (`go_claims_valid`), then a string
+    /// `username` and a number `revision`.
     fn verify(&self, token: &str) -> Option<(String, u64)> {
         let mut v = Validation::new(self.alg);
-        v.leeway = 0;
+        v.validate_exp = false;
+        v.validate_nbf = false;
+        v.validate_aud = false;
         v.required_spec_claims.clear();
-        let data = jsonwebtoken::decode::<Claims>(token, &self.verify, &v).ok()?;
-        Some((data.claims.username, data.claims.revision))
+        let claims = jsonwebtoken::decode::<serde_json::Map<String, serde_json::Value>>(token, &self.verify, &v).ok()?.claims;
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).ok()?.as_secs();
+        if !go_claims_valid(&claims, now as f64) {
+            return None;
+        }
+        let username = claims.get("username")?.as_str()?.to_string();
+        let revision = claims.get("revision")?.as_f64()?;
+        Some((username, go_uint64(revision)))
+    }
+}
+
+/// golang-jwt v4.5's MapClaims.Valid (etcd 3.5.33's): `exp`, `iat` and `nbf` are each optional,
+/// must be numbers when present (0 counts as absent), are cut to whole seconds, and hold when
+/// `now` is before `exp`, and at or after `iat` and `nbf`.
+fn go_claims_valid(claims: &serde_json::Map<String, serde_json::Value>, now: f64) -> bool {
+    let holds = |name: &str, ok: fn(f64, f64) -> bool| match claims.get(name) {
+        None => true,
+        Some(v) => match v.as_f64() {
+            Some(0.0) => true,
+            Some(t) => ok(now, t.floor()),
+            None => false,
+        },
+    };
+    holds("exp", |now, exp| now < exp) && holds("iat", |now, iat| now >= iat) && holds("nbf", |now, nbf| now >= nbf)
+}
+
+/// Go's `uint64(f)` of a float64 on amd64 (etcd's revision claim): truncated; a negative value
+/// wraps through int64.
+fn go_uint64(f: f64) -> u64 {
+    if f < 0.0 {
+        f as i64 as u64
+    } else {
+        f as u64
     }
 }
