@@ -74,9 +74,11 @@ pub enum Error {
     AuthOldRevision,
     /// etcd has no gRPC error for it: answered as code Unknown with the auth package's text.
     NoPasswordUser,
+    /// Authenticate with a JWT pub-key and no priv-key (etcd's ErrVerifyOnly, unmapped: Unknown).
+    VerifyOnly,
     /// The admin check of Snapshot, Hash, HashKV and Defragment: etcd's authMaintenanceServer
     /// returns the auth package's error unmapped, so clients see code Unknown and its text
-    /// (`auth: permission denied`).
+    /// (`auth: permission denied`, `auth: invalid auth token`).
     AdminRefused(&'static str),
     /// etcd's membership errors (server/etcdserver/api/membership/errors.go, etcdserver/errors.go,
     /// mapped in api/v3rpc/util.go).
@@ -167,6 +169,7 @@ impl Error {
             Error::InvalidAuthMgmt => (Code::InvalidArgument, "etcdserver: invalid auth management"),
             Error::AuthOldRevision => (Code::InvalidArgument, "etcdserver: revision of auth store is old"),
             Error::NoPasswordUser => (Code::Unknown, "auth: authentication failed, password was given for no password user"),
+            Error::VerifyOnly => (Code::Unknown, "auth: token signing attempted with verify-only key"),
             Error::MemberExist => (Code::FailedPrecondition, "etcdserver: member ID already exist"),
             Error::PeerUrlExist => (Code::FailedPrecondition, "etcdserver: Peer URLs already exists"),
             Error::MemberNotEnoughStarted => (Code::Unknown, "etcdserver: re-configuration failed due to not enough started members"),

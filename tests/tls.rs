@@ -580,3 +580,120 @@ fn unix_socket_listener_serves_beside_tcp() {
     let (log, _) = Server::refused_urls(&["http://127.0.0.1:{port}", "unixs://localhost:{port2}"], &["--auto-tls"]);
     assert!(log_says(&log, "unixs:// (TLS on a unix socket) is not supported yet"), "{log}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Common names as users
+
+/// A gRPC channel to `port` over TLS presenting `leaf`.
+async fn tls_channel(port: u16, ca: &Ca, leaf: &Leaf) -> tonic::transport::Channel {
+    use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(std::fs::read(&ca.cert_file).unwrap()))
+        .domain_name("localhost")
+        .identity(Identity::from_pem(std::fs::read(&leaf.cert).unwrap(), std::fs::read(&leaf.key).unwrap()));
+    let endpoint = tonic::transport::Channel::from_shared(format!("https://127.0.0.1:{port}")).unwrap();
+    endpoint.tls_config(tls).unwrap().connect_timeout(Duration::from_secs(4)).timeout(Duration::from_secs(10)).connect().await.unwrap()
+}
+
+/// "OK", or the error's code and message.
+fn outcome<T>(r: Result<tonic::Response<T>, tonic::Status>) -> String {
+    match r {
+        Ok(_) => "OK".into(),
+        Err(e) => format!("{:?}: {}", e.code(), e.message()),
+    }
+}
+
+/// A request with the metadata `meta`.
+fn request<T>(message: T, meta: &[(&'static str, &str)]) -> tonic::Request<T> {
+    let mut req = tonic::Request::new(message);
+    for (k, v) in meta {
+        req.metadata_mut().insert(*k, v.parse().unwrap());
+    }
+    req
+}
+
+/// root (root role) and alice (readwrite on a/), auth on: set up as the certificate `root`.
+async fn cn_users(port: u16, ca: &Ca, root: &Leaf) {
+    use ballast::proto::authpb::{permission::Type, Permission};
+    use ballast::proto::etcdserverpb::{auth_client::AuthClient, *};
+    let mut auth = AuthClient::new(tls_channel(port, ca, root).await);
+    auth.user_add(AuthUserAddRequest { name: "root".into(), password: "rootpw".into(), ..Default::default() }).await.unwrap();
+    auth.user_grant_role(AuthUserGrantRoleRequest { user: "root".into(), role: "root".into() }).await.unwrap();
+    auth.user_add(AuthUserAddRequest { name: "alice".into(), password: "alicepw".into(), ..Default::default() }).await.unwrap();
+    auth.role_add(AuthRoleAddRequest { name: "a".into() }).await.unwrap();
+    let perm = Permission { perm_type: Type::Readwrite as i32, key: b"a/".to_vec(), range_end: b"a0".to_vec() };
+    auth.role_grant_permission(AuthRoleGrantPermissionRequest { name: "a".into(), perm: Some(perm) }).await.unwrap();
+    auth.user_grant_role(AuthUserGrantRoleRequest { user: "alice".into(), role: "a".into() }).await.unwrap();
+    auth.auth_enable(AuthEnableRequest {}).await.unwrap();
+}
+
+/// Who a certificate is, per call: UserList (root only), Range of x (root only) and of a/1
+/// (alice too), each "OK" or the error.
+async fn who_is(port: u16, ca: &Ca, leaf: &Leaf, meta: &[(&'static str, &str)]) -> String {
+    use ballast::proto::etcdserverpb::{auth_client::AuthClient, kv_client::KvClient, AuthUserListRequest, RangeRequest};
+    let channel = tls_channel(port, ca, leaf).await;
+    let list = outcome(AuthClient::new(channel.clone()).user_list(request(AuthUserListRequest {}, meta)).await);
+    let mut kv = KvClient::new(channel);
+    let x = outcome(kv.range(request(RangeRequest { key: b"x".to_vec(), ..Default::default() }, meta)).await);
+    let a = outcome(kv.range(request(RangeRequest { key: b"a/1".to_vec(), ..Default::default() }, meta)).await);
+    format!("UserList {list}; get x {x}; get a/1 {a}")
+}
+
+/// With --client-cert-auth the user is the certificate's subject common name as Go's x509 reads
+/// it (pkix.Name): the last CN attribute; a CN as UTF8String, PrintableString, TeletexString,
+/// IA5String or BMPString (UTF-16) decoded. A certificate without a CN is the user "" (etcd's
+/// AuthInfo{Username: ""}): permission denied on KV, `user name is empty` on admin calls; the
+/// `grpcgateway-accept` metadata makes it nobody (etcd's AuthInfoFromTLS). Compared with etcd 3.5.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn common_name_is_read_as_go_reads_it() {
+    use rcgen::{DistinguishedName, DnType, DnValue};
+    let dir = common::fresh_dir("tls-cn");
+    let ca = Ca::new(&dir, "cn");
+    let server = ca.leaf("server", 1);
+    // A second CN attribute: rcgen keeps one value per type, so the CN's OID as a custom type.
+    let cn_again = || DnType::CustomDnType(vec![2, 5, 4, 3]);
+    let subject = |attrs: Vec<(DnType, DnValue)>| {
+        let mut dn = DistinguishedName::new();
+        for (t, v) in attrs {
+            dn.push(t, v);
+        }
+        dn
+    };
+    let utf8 = |s: &str| DnValue::Utf8String(s.into());
+    let certs: Vec<(&str, Leaf)> = [
+        ("root", subject(vec![(DnType::CommonName, utf8("root"))])),
+        ("alice-then-root", subject(vec![(DnType::CommonName, utf8("alice")), (cn_again(), utf8("root"))])),
+        ("root-then-alice", subject(vec![(DnType::CommonName, utf8("root")), (cn_again(), utf8("alice"))])),
+        ("bmp-root", subject(vec![(DnType::CommonName, DnValue::BmpString("root".try_into().unwrap()))])),
+        ("t61-root", subject(vec![(DnType::CommonName, DnValue::TeletexString("root".try_into().unwrap()))])),
+        ("ia5-root", subject(vec![(DnType::CommonName, DnValue::Ia5String("root".try_into().unwrap()))])),
+        ("printable-alice", subject(vec![(DnType::OrganizationName, utf8("org")), (DnType::CommonName, DnValue::PrintableString("alice".try_into().unwrap()))])),
+        ("no-cn", subject(vec![(DnType::OrganizationName, utf8("org")), (DnType::OrganizationalUnitName, utf8("unit"))])),
+    ]
+    .into_iter()
+    .enumerate()
+    .map(|(i, (name, dn))| (name, ca.leaf_subject(name, dn, 10 + i as u64)))
+    .collect();
+    let flags = ["--cert-file", server.cert(), "--key-file", server.key(), "--trusted-ca-file", ca.ca(), "--client-cert-auth", "--bcrypt-cost", "4"];
+    let etcd = etcd::Etcd::start_tls(&flags);
+    let ballast = Server::start_urls(&["https://127.0.0.1:{port}"], &flags);
+    let mut differences = Vec::new();
+    for port in [etcd.port(), ballast.port] {
+        cn_users(port, &ca, &certs[0].1).await;
+    }
+    let gateway_accept = [("grpcgateway-accept", "application/json")];
+    let cases = certs.iter().map(|(name, leaf)| (name.to_string(), leaf, &[][..])).chain([("root +grpcgateway-accept".to_string(), &certs[0].1, &gateway_accept[..])]);
+    let mut etcd_saw = Vec::new();
+    for (name, leaf, meta) in cases {
+        let want = who_is(etcd.port(), &ca, leaf, meta).await;
+        let got = who_is(ballast.port, &ca, leaf, meta).await;
+        if want != got {
+            differences.push(format!("{name}:\n  etcd:    {want}\n  ballast: {got}"));
+        }
+        etcd_saw.push(format!("{name}: {want}"));
+    }
+    assert!(differences.is_empty(), "{}", differences.join("\n"));
+    let etcd_saw = etcd_saw.join("\n");
+    assert!(etcd_saw.contains("alice-then-root: UserList OK"), "{etcd_saw}");
+    assert!(etcd_saw.contains("no-cn: UserList InvalidArgument: etcdserver: user name is empty; get x PermissionDenied"), "{etcd_saw}");
+}

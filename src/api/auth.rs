@@ -95,7 +95,7 @@ impl AuthService {
                 continue; // the password may have changed since it was checked
             }
             let (mut header, a) = applied;
-            let token = self.ctx.auth.tokens.token(&a.name, a.revision, &a.prefix, a.index).map_err(Error::Internal)?;
+            let token = self.ctx.auth.tokens.token(&a.name, a.revision, &a.prefix, a.index)?;
             self.ctx.fill(&mut header);
             return Ok(AuthenticateResponse { header, token });
         }
@@ -201,12 +201,12 @@ impl auth_server::Auth for AuthService {
     async fn user_change_password(&self, r: Request<AuthUserChangePasswordRequest>) -> Reply<AuthUserChangePasswordResponse> {
         let who = self.admin_first(&r)?;
         let mut req = r.into_inner();
-        // etcd hashes unless the user is a no-password one (then the password is ignored).
-        let no_password = self.ctx.auth.view().state.users.get(&req.name).is_some_and(|u| u.no_password);
-        if !no_password {
+        // As etcd's v3_server.go: `password` is hashed only when given; else the request's
+        // hashedPassword goes to the store as sent (empty: no password logs in). A no-password
+        // user ignores both when applied.
+        if !req.password.is_empty() {
             req.hashed_password = self.hash(std::mem::take(&mut req.password)).await?;
         }
-        req.password.clear();
         let header = self.change(who, Write::UserChangePassword(req)).await?;
         Ok(Response::new(AuthUserChangePasswordResponse { header }))
     }

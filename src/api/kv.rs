@@ -60,7 +60,9 @@ impl kv_server::Kv for KvService {
         let who = self.who(&r)?;
         reply(self.kv.txn_as(r.into_inner(), who)).await
     }
+    /// Admin only, as etcd 3.5.33's kvServer.Compact (`isPermitted`); 3.5.1 let anyone compact.
     async fn compact(&self, r: Request<CompactionRequest>) -> Reply<CompactionResponse> {
+        self.kv.ctx().auth.admin(&r)?;
         reply(self.kv.compact(r.into_inner())).await
     }
 }

@@ -29,6 +29,8 @@ use token::Tokens;
 
 /// etcd's metadata keys for the token (rpctypes.TokenFieldNameGRPC, TokenFieldNameSwagger).
 const TOKEN_KEYS: [&str; 2] = ["token", "authorization"];
+/// The metadata etcd's gateway puts on its calls; with it a client certificate names nobody.
+const GATEWAY_METADATA: &str = "grpcgateway-accept";
 /// How long a request whose simple token names a raft entry this member has not applied yet
 /// waits for it (etcd waits until the request's deadline), and how often it looks.
 pub const TOKEN_APPLY_WAIT_MAX: std::time::Duration = std::time::Duration::from_secs(5);
@@ -97,8 +99,15 @@ impl AuthGuard {
             return Ok(None);
         }
         let info = ext.get::<crate::server::handshake::TlsConnectInfo>();
-        let cn = info.and_then(|i| i.peer_certificates.as_ref()).and_then(|c| c.first()).and_then(|c| common_name(c.as_ref()));
-        Ok(cn.map(|username| AuthInfo { username, revision: self.view.load().state.revision }))
+        let Some(leaf) = info.and_then(|i| i.peer_certificates.as_ref()).and_then(|c| c.first()) else { return Ok(None) };
+        // etcd's AuthInfoFromTLS: its gateway's calls carry this, and their certificate is
+        // the gateway's own, not the client's.
+        if meta.contains_key(GATEWAY_METADATA) {
+            return Ok(None);
+        }
+        // Without a common name the user is "" (a user no permission names), as etcd's.
+        let username = common_name(leaf.as_ref()).unwrap_or_default();
+        Ok(Some(AuthInfo { username, revision: self.view.load().state.revision }))
     }
 
     /// The raft index of a request's simple token (`headers`) when this member has not applied
@@ -154,6 +163,7 @@ impl AuthGuard {
             Error::UserEmpty => Error::AdminRefused("auth: user name is empty"),
             Error::UserNotFound => Error::AdminRefused("auth: user not found"),
             Error::PermissionDenied => Error::AdminRefused("auth: permission denied"),
+            Error::InvalidAuthToken => Error::AdminRefused("auth: invalid auth token"),
             other => other,
         })
     }
@@ -184,7 +194,10 @@ pub fn header(who: &AuthInfo) -> AuthHeader {
     AuthHeader { username: who.username.clone(), revision: who.revision }
 }
 
-/// The subject common name of a DER certificate (the first CN attribute), if any.
+/// The subject common name of a DER certificate as Go's x509 reads it (pkix.Name, which etcd
+/// takes as the user): the last CN attribute, its string type decoded as Go's parseASN1String
+/// does. None without a CN, or when the last one is no string Go decodes (Go then refuses the
+/// certificate itself).
 pub fn common_name(der: &[u8]) -> Option<String> {
     const CN_OID: &[u8] = &[0x55, 0x04, 0x03];
     let (_, cert, _) = tlv(der)?; // Certificate
@@ -198,6 +211,7 @@ pub fn common_name(der: &[u8]) -> Option<String> {
     // [0] version (optional), serial, signature, issuer, validity, subject.
     let skip = usize::from(fields.first()?.0 == 0xa0);
     let (_, mut subject) = *fields.get(skip + 4)?;
+    let mut last = None;
     while !subject.is_empty() {
         let (_, mut set, rest) = tlv(subject)?;
         subject = rest;
@@ -206,16 +220,56 @@ pub fn common_name(der: &[u8]) -> Option<String> {
             set = more;
             let (_, oid, value) = tlv(attr)?;
             if oid == CN_OID {
-                let (_, text, _) = tlv(value)?;
-                return String::from_utf8(text.to_vec()).ok();
+                let (tag, text, _) = tlv(value)?;
+                last = Some((tag, text));
             }
         }
     }
-    None
+    let (tag, text) = last?;
+    go_asn1_string(tag, text)
+}
+
+/// Go's x509 parseASN1String: the string types a name attribute may have.
+fn go_asn1_string(tag: u8, v: &[u8]) -> Option<String> {
+    const UTF8: u8 = 0x0c;
+    const NUMERIC: u8 = 0x12;
+    const PRINTABLE: u8 = 0x13;
+    const T61: u8 = 0x14;
+    const IA5: u8 = 0x16;
+    const BMP: u8 = 0x1e;
+    // Go's isPrintable: PrintableString's letters, digits and ' ()+,-./:=?, and also * and &.
+    let printable = |b: &u8| b.is_ascii_alphanumeric() || b" '()+,-./:=?*&".contains(b);
+    let ascii = || String::from_utf8(v.to_vec()).ok();
+    match tag {
+        UTF8 => std::str::from_utf8(v).ok().map(str::to_string),
+        PRINTABLE if v.iter().all(printable) => ascii(),
+        NUMERIC if v.iter().all(|b| b.is_ascii_digit() || *b == b' ') => ascii(),
+        IA5 if v.is_ascii() => ascii(),
+        // Read as Latin-1, as Go (and BoringSSL) do.
+        T61 => Some(v.iter().map(|&b| char::from(b)).collect()),
+        BMP => bmp_string(v),
+        _ => None,
+    }
+}
+
+/// A BMPString (UCS-2, big endian) as Go decodes it: an even length, a final NUL dropped,
+/// surrogates and the noncharacters U+FFFE, U+FFFF and U+FDD0..U+FDEF refused.
+fn bmp_string(v: &[u8]) -> Option<String> {
+    if !v.len().is_multiple_of(2) {
+        return None;
+    }
+    let v = v.strip_suffix(&[0, 0]).unwrap_or(v);
+    v.chunks_exact(2)
+        .map(|p| u16::from_be_bytes([p[0], p[1]]))
+        .map(|u| match u {
+            0xfffe | 0xffff | 0xfdd0..=0xfdef => None,
+            u => char::from_u32(u32::from(u)), // None for a surrogate
+        })
+        .collect()
 }
 
 /// One DER element: (tag, contents, what follows).
-fn tlv(data: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+pub(crate) fn tlv(data: &[u8]) -> Option<(u8, &[u8], &[u8])> {
     let tag = *data.first()?;
     let first = *data.get(1)? as usize;
     let (len, header) = if first < 0x80 {
@@ -283,5 +337,20 @@ mod tests {
         let cert = params.self_signed(&key).unwrap();
         assert_eq!(super::common_name(cert.der()).as_deref(), Some("alice"));
         assert_eq!(super::common_name(b"\x30\x03\x02\x01"), None);
+    }
+
+    /// Go's decoding of each string type; a bad encoding is no name.
+    #[test]
+    fn common_name_string_types_as_go() {
+        use super::go_asn1_string as s;
+        assert_eq!(s(0x1e, b"\0r\0o\0o\0t\0\0").as_deref(), Some("root"));
+        assert_eq!(s(0x1e, b"\0r\0"), None);
+        assert_eq!(s(0x1e, b"\xd8\x00"), None);
+        assert_eq!(s(0x14, b"r\xe9").as_deref(), Some("r\u{e9}"));
+        assert_eq!(s(0x13, b"a*b&c").as_deref(), Some("a*b&c"));
+        assert_eq!(s(0x13, b"a_b"), None);
+        assert_eq!(s(0x16, b"\xe9"), None);
+        assert_eq!(s(0x0c, b"\xff"), None);
+        assert_eq!(s(0x02, b"\x01"), None);
     }
 }

@@ -2,7 +2,7 @@
 //! union of its roles' key ranges, merged into sorted disjoint intervals per kind (read,
 //! write). A single key is permitted when an interval holds it; a range when one merged interval
 //! covers all of it (two adjacent permissions together cover a range neither covers alone, as
-//! etcd's interval tree `Contains`).
+//! etcd's interval tree `Contains`); a range ending at or before its key when the key is.
 
 use std::cmp::Ordering;
 
@@ -98,7 +98,10 @@ impl Intervals {
         }
         let want = if is_open_ended(range_end) { End::Infinite } else { End::Key(range_end.to_vec()) };
         if want.cmp_key(key) != Ordering::Greater {
-            return false; // an empty range: etcd's tree finds no interval to cover it
+            // An empty range ([b, a), [b, b)): etcd's tree visits the permissions that hold the
+            // key (Interval.Compare), and any of them `Contains` it. (Its tree can also miss one
+            // when another permission lies wholly in [end, key): it then refuses, ballast not.)
+            return end.cmp_key(key) == Ordering::Greater;
         }
         *end >= want
     }
@@ -157,6 +160,10 @@ mod tests {
         assert!(u.write.permits(b"x", b"\0"));
         assert!(u.write.permits(b"zzz", b""));
         assert!(!u.write.permits(b"w", b"\0"));
-        assert!(!u.read.permits(b"b", b"a")); // an empty range
+        // An empty range is permitted when its key is, as etcd's interval tree.
+        assert!(u.read.permits(b"b", b"a"));
+        assert!(u.read.permits(b"b", b"b"));
+        assert!(!u.read.permits(b"a0", b"a"));
+        assert!(!u.write.permits(b"e", b"d"));
     }
 }

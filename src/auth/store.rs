@@ -72,11 +72,21 @@ pub enum Access {
     Write,
 }
 
-/// A hashed password from the front end: base64 of the bcrypt hash, as etcd's hashedPassword.
+/// A hashed password: base64 of the bcrypt hash, as etcd's hashedPassword, decoded as etcd's
+/// selectPassword does with Go's `base64.StdEncoding` (padding required, `\r` and `\n` skipped,
+/// the unused bits of the last character ignored); not base64 is etcd's ErrNoPasswordUser. The
+/// front end hashes a given password; UserChangePassword without one stores the client's value:
+/// empty, or bytes that are no bcrypt hash (kept lossily as text), and no password matches.
 fn decode_hash(hashed: &str) -> Result<String> {
+    use base64::engine::{general_purpose::GeneralPurpose, DecodePaddingMode, GeneralPurposeConfig};
     use base64::Engine as _;
-    let bytes = base64::engine::general_purpose::STANDARD.decode(hashed).map_err(|_| Error::NoPasswordUser)?;
-    String::from_utf8(bytes).map_err(|_| Error::NoPasswordUser)
+    const GO_STD: GeneralPurpose = GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        GeneralPurposeConfig::new().with_decode_allow_trailing_bits(true).with_decode_padding_mode(DecodePaddingMode::RequireCanonical),
+    );
+    let text: String = hashed.chars().filter(|c| !matches!(c, '\r' | '\n')).collect();
+    let bytes = GO_STD.decode(text).map_err(|_| Error::NoPasswordUser)?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 impl AuthState {
@@ -249,6 +259,17 @@ impl AuthState {
         self.commit();
         Ok(())
     }
+}
+
+/// A txn without compares whose ops are only such txns: etcd's checkTxnAuth checks nothing
+/// in it, so it needs no user.
+pub fn checks_nothing(t: &TxnRequest) -> bool {
+    t.compare.is_empty()
+        && t.success.iter().chain(&t.failure).all(|op| match &op.request {
+            Some(request_op::Request::RequestTxn(inner)) => checks_nothing(inner),
+            Some(_) => false,
+            None => true,
+        })
 }
 
 /// The front end's copy of the auth state, with each user's merged permissions.

@@ -5,6 +5,7 @@
 //!   etcd's, a restart forgets them: the entries it replays from the WAL issue none), valid for
 //!   `--auth-token-ttl` seconds after its last use; deleting a user or changing its password
 //!   drops its tokens, disabling auth drops all.
+//! * `""`: etcd's tokenNop: no token is issued (Authenticate: `authentication failed`) or taken.
 //! * `jwt,pub-key=…,priv-key=…,sign-method=…,ttl=…`: signed claims {username, revision, exp};
 //!   nothing kept. A token from before an auth change carries the older revision, which the
 //!   permission checks refuse (`etcdserver: revision of auth store is old`), as etcd's do.
@@ -15,7 +16,20 @@ use std::time::{Duration, Instant};
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use rand::Rng;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
+
+/// etcd's DefaultSimpleTokenTTL.
+const DEFAULT_SIMPLE_TTL: Duration = Duration::from_secs(300);
+
+/// A simple token's life from `--auth-token-ttl`: etcd's tokenSimple.enable() takes a TTL
+/// <= 0 as its default.
+pub fn simple_ttl(secs: u64) -> Duration {
+    if secs == 0 {
+        DEFAULT_SIMPLE_TTL
+    } else {
+        Duration::from_secs(secs)
+    }
+}
 
 /// Simple tokens kept at most (a bound on memory; the oldest expire first).
 const MAX_SIMPLE_TOKENS: usize = 1 << 20;
@@ -25,6 +39,9 @@ const SIMPLE_TOKEN_LENGTH: usize = 16;
 pub enum Tokens {
     Simple(SimpleTokens),
     Jwt(Box<Jwt>),
+    /// `--auth-token ""`: etcd's tokenNop, which issues no token (Authenticate fails with
+    /// `authentication failed`) and takes none.
+    Nop,
 }
 
 pub struct SimpleTokens {
@@ -41,7 +58,7 @@ pub struct Jwt {
     ttl: Duration,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize)]
 struct Claims {
     username: String,
     revision: u64,
@@ -53,7 +70,8 @@ impl Tokens {
     pub fn from_flag(flag: &str, simple_ttl: Duration) -> Result<Tokens, String> {
         let mut parts = flag.split(',');
         match parts.next().unwrap_or("") {
-            "" | "simple" => Ok(Tokens::Simple(SimpleTokens { ttl: simple_ttl, tokens: Mutex::new(HashMap::new()) })),
+            "" => Ok(Tokens::Nop),
+            "simple" => Ok(Tokens::Simple(SimpleTokens { ttl: simple_ttl, tokens: Mutex::new(HashMap::new()) })),
             "jwt" => Jwt::from_options(parts).map(|j| Tokens::Jwt(Box::new(j))),
             other => Err(format!("unknown token type: {other}")),
         }
@@ -66,7 +84,7 @@ impl Tokens {
                 let mut rng = rand::thread_rng();
                 (0..SIMPLE_TOKEN_LENGTH).map(|_| SIMPLE_TOKEN_LETTERS[rng.gen_range(0..SIMPLE_TOKEN_LETTERS.len())] as char).collect()
             }
-            Tokens::Jwt(_) => String::new(),
+            Tokens::Jwt(_) | Tokens::Nop => String::new(),
         }
     }
 
@@ -81,10 +99,11 @@ impl Tokens {
 
     /// The token the member that proposed the Authenticate answers with: the simple token
     /// `remember` made, or a JWT signed now for `user` at auth `revision`.
-    pub fn token(&self, user: &str, revision: u64, prefix: &str, index: u64) -> Result<String, String> {
+    pub fn token(&self, user: &str, revision: u64, prefix: &str, index: u64) -> crate::error::Result<String> {
         match self {
             Tokens::Simple(_) => Ok(simple_token(prefix, index)),
             Tokens::Jwt(j) => j.sign(user, revision),
+            Tokens::Nop => Err(crate::error::Error::AuthFailed),
         }
     }
 
@@ -93,7 +112,7 @@ impl Tokens {
     pub fn simple_index(&self, token: &str) -> Option<u64> {
         match self {
             Tokens::Simple(_) => simple_token_parts(token).map(|(_, index)| index),
-            Tokens::Jwt(_) => None,
+            Tokens::Jwt(_) | Tokens::Nop => None,
         }
     }
 
@@ -102,6 +121,7 @@ impl Tokens {
         match self {
             Tokens::Simple(s) => s.user(token).map(|u| (u, None)),
             Tokens::Jwt(j) => j.verify(token).map(|(u, r)| (u, Some(r))),
+            Tokens::Nop => None,
         }
     }
 
@@ -203,6 +223,93 @@ fn derived_public(alg: Algorithm, pem: &[u8]) -> Result<DecodingKey, String> {
     }
 }
 
+/// etcd's ErrKeyMismatch.
+const KEY_MISMATCH: &str = "jwt: auth: public and private keys don't match";
+
+/// The verifying key, as etcd's rsaKey/ecKey choose it: with priv-key, its own public half (etcd
+/// keeps the private key and verifies with `&k.PublicKey`), pub-key then only parsed and held to
+/// etcd's weak match check; pub-key alone verifies (and signs nothing).
+fn verifying(alg: Algorithm, parsed: Option<DecodingKey>, public: &Option<Vec<u8>>, private: &Option<Vec<u8>>) -> Result<DecodingKey, String> {
+    match (parsed, private) {
+        (_, Some(k)) => {
+            if public.as_deref().is_some_and(|p| keys_mismatch(alg, p, k)) {
+                return Err(KEY_MISMATCH.into());
+            }
+            derived_public(alg, k)
+        }
+        (Some(p), None) => Ok(p),
+        (None, None) => Err(MISSING_KEY.into()),
+    }
+}
+
+/// etcd's match check of pub-key against priv-key, which refuses only keys that differ in
+/// every part it compares (`pub.E != priv.E && pub.N != priv.N` for RSA; curve, X and Y for
+/// ECDSA): two RSA keys with the usual exponent pass. pub-key as an SPKI `PUBLIC KEY`; another
+/// form, or EdDSA (which etcd does not offer), is not compared.
+fn keys_mismatch(alg: Algorithm, public_pem: &[u8], private_pem: &[u8]) -> bool {
+    use rustls::pki_types::pem::PemObject;
+    let Ok(spki) = rustls::pki_types::SubjectPublicKeyInfoDer::from_pem_slice(public_pem) else { return false };
+    let Some(public) = spki_key(spki.as_ref()) else { return false };
+    let Some(private) = derived_public_bytes(alg, private_pem) else { return false };
+    use Algorithm::*;
+    match alg {
+        RS256 | RS384 | RS512 | PS256 | PS384 | PS512 => match (rsa_parts(&public), rsa_parts(&private)) {
+            (Some((n1, e1)), Some((n2, e2))) => e1 != e2 && n1 != n2,
+            _ => false,
+        },
+        // Uncompressed points (04 || X || Y): another length is another curve.
+        ES256 | ES384 => {
+            let half = |p: &[u8]| {
+                let p = p.get(1..).unwrap_or_default();
+                let (x, y) = p.split_at(p.len() / 2);
+                (trim_zeros(x).to_vec(), trim_zeros(y).to_vec())
+            };
+            let ((x1, y1), (x2, y2)) = (half(&public), half(&private));
+            public.len() != private.len() && x1 != x2 && y1 != y2
+        }
+        _ => false,
+    }
+}
+
+fn trim_zeros(v: &[u8]) -> &[u8] {
+    let i = v.iter().position(|b| *b != 0).unwrap_or(v.len());
+    &v[i..]
+}
+
+/// The key bits of a DER SubjectPublicKeyInfo (its BIT STRING's contents).
+fn spki_key(der: &[u8]) -> Option<Vec<u8>> {
+    let (_, spki, _) = super::tlv(der)?;
+    let (_, _, rest) = super::tlv(spki)?; // the algorithm
+    let (_, bits, _) = super::tlv(rest)?;
+    bits.get(1..).map(<[u8]>::to_vec) // after the unused-bits count
+}
+
+/// (modulus, exponent) of a DER RSAPublicKey, without leading zeros.
+fn rsa_parts(der: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
+    let (_, seq, _) = super::tlv(der)?;
+    let (_, n, rest) = super::tlv(seq)?;
+    let (_, e, _) = super::tlv(rest)?;
+    Some((trim_zeros(n).to_vec(), trim_zeros(e).to_vec()))
+}
+
+/// The public half of priv-key as ring gives it (RSAPublicKey DER, or an uncompressed point).
+fn derived_public_bytes(alg: Algorithm, pem: &[u8]) -> Option<Vec<u8>> {
+    use ring::signature::{self as sig, KeyPair};
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::PrivateKeyDer;
+    let der = PrivateKeyDer::from_pem_slice(pem).ok()?;
+    use Algorithm::*;
+    match (alg, &der) {
+        (RS256 | RS384 | RS512 | PS256 | PS384 | PS512, PrivateKeyDer::Pkcs1(k)) => Some(sig::RsaKeyPair::from_der(k.secret_pkcs1_der()).ok()?.public_key().as_ref().to_vec()),
+        (RS256 | RS384 | RS512 | PS256 | PS384 | PS512, PrivateKeyDer::Pkcs8(k)) => Some(sig::RsaKeyPair::from_pkcs8(k.secret_pkcs8_der()).ok()?.public_key().as_ref().to_vec()),
+        (ES256 | ES384, PrivateKeyDer::Pkcs8(k)) => {
+            let curve = if alg == ES256 { &sig::ECDSA_P256_SHA256_FIXED_SIGNING } else { &sig::ECDSA_P384_SHA384_FIXED_SIGNING };
+            Some(sig::EcdsaKeyPair::from_pkcs8(curve, k.secret_pkcs8_der(), &ring::rand::SystemRandom::new()).ok()?.public_key().as_ref().to_vec())
+        }
+        _ => None,
+    }
+}
+
 impl Jwt {
     /// etcd's jwtOptions: pub-key, priv-key, sign-method, ttl (Go duration, default 5m).
     fn from_options<'a>(options: impl Iterator<Item = &'a str>) -> Result<Jwt, String> {
@@ -229,44 +336,69 @@ impl Jwt {
             }
             RS256 | RS384 | RS512 | PS256 | PS384 | PS512 => (
                 private.as_deref().map(EncodingKey::from_rsa_pem).transpose().map_err(bad)?,
-                match (&public, &private) {
-                    (Some(p), _) => DecodingKey::from_rsa_pem(p).map_err(bad)?,
-                    (None, Some(k)) => derived_public(alg, k)?,
-                    (None, None) => return Err(MISSING_KEY.into()),
-                },
+                verifying(alg, public.as_deref().map(|p| DecodingKey::from_rsa_pem(p).map_err(bad)).transpose()?, &public, &private)?,
             ),
             ES256 | ES384 => (
                 private.as_deref().map(EncodingKey::from_ec_pem).transpose().map_err(bad)?,
-                match (&public, &private) {
-                    (Some(p), _) => DecodingKey::from_ec_pem(p).map_err(bad)?,
-                    (None, Some(k)) => derived_public(alg, k)?,
-                    (None, None) => return Err(MISSING_KEY.into()),
-                },
+                verifying(alg, public.as_deref().map(|p| DecodingKey::from_ec_pem(p).map_err(bad)).transpose()?, &public, &private)?,
             ),
             EdDSA => (
                 private.as_deref().map(EncodingKey::from_ed_pem).transpose().map_err(bad)?,
-                match (&public, &private) {
-                    (Some(p), _) => DecodingKey::from_ed_pem(p).map_err(bad)?,
-                    (None, Some(k)) => derived_public(alg, k)?,
-                    (None, None) => return Err(MISSING_KEY.into()),
-                },
+                verifying(alg, public.as_deref().map(|p| DecodingKey::from_ed_pem(p).map_err(bad)).transpose()?, &public, &private)?,
             ),
         };
         Ok(Jwt { alg, sign, verify, ttl })
     }
 
-    fn sign(&self, user: &str, revision: u64) -> Result<String, String> {
-        let key = self.sign.as_ref().ok_or("auth: token signing attempted with verify-only key")?;
+    fn sign(&self, user: &str, revision: u64) -> crate::error::Result<String> {
+        use crate::error::Error;
+        let key = self.sign.as_ref().ok_or(Error::VerifyOnly)?;
         let exp = (std::time::SystemTime::now() + self.ttl).duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
         let claims = Claims { username: user.to_string(), revision, exp };
-        jsonwebtoken::encode(&Header::new(self.alg), &claims, key).map_err(|e| e.to_string())
+        jsonwebtoken::encode(&Header::new(self.alg), &claims, key).map_err(|e| Error::Internal(e.to_string()))
     }
 
+    /// etcd's tokenJWT.info: the signature (the configured method only), the time claims as
+    /// golang-jwt v4's MapClaims.Valid judges them (`go_claims_valid`), then a string
+    /// `username` and a number `revision`.
     fn verify(&self, token: &str) -> Option<(String, u64)> {
         let mut v = Validation::new(self.alg);
-        v.leeway = 0;
+        v.validate_exp = false;
+        v.validate_nbf = false;
+        v.validate_aud = false;
         v.required_spec_claims.clear();
-        let data = jsonwebtoken::decode::<Claims>(token, &self.verify, &v).ok()?;
-        Some((data.claims.username, data.claims.revision))
+        let claims = jsonwebtoken::decode::<serde_json::Map<String, serde_json::Value>>(token, &self.verify, &v).ok()?.claims;
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).ok()?.as_secs();
+        if !go_claims_valid(&claims, now as f64) {
+            return None;
+        }
+        let username = claims.get("username")?.as_str()?.to_string();
+        let revision = claims.get("revision")?.as_f64()?;
+        Some((username, go_uint64(revision)))
+    }
+}
+
+/// golang-jwt v4.5's MapClaims.Valid (etcd 3.5.33's): `exp`, `iat` and `nbf` are each optional,
+/// must be numbers when present (0 counts as absent), are cut to whole seconds, and hold when
+/// `now` is before `exp`, and at or after `iat` and `nbf`.
+fn go_claims_valid(claims: &serde_json::Map<String, serde_json::Value>, now: f64) -> bool {
+    let holds = |name: &str, ok: fn(f64, f64) -> bool| match claims.get(name) {
+        None => true,
+        Some(v) => match v.as_f64() {
+            Some(0.0) => true,
+            Some(t) => ok(now, t.floor()),
+            None => false,
+        },
+    };
+    holds("exp", |now, exp| now < exp) && holds("iat", |now, iat| now >= iat) && holds("nbf", |now, nbf| now >= nbf)
+}
+
+/// Go's `uint64(f)` of a float64 on amd64 (etcd's revision claim): truncated; a negative value
+/// wraps through int64.
+fn go_uint64(f: f64) -> u64 {
+    if f < 0.0 {
+        f as i64 as u64
+    } else {
+        f as u64
     }
 }

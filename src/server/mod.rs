@@ -118,7 +118,7 @@ fn start(cfg: Config) -> Result<Option<i32>, String> {
     );
     // Before the stores: a TLS setting that cannot work refuses to start (as etcd, before serving).
     let tls = tls::client_config(&cfg)?;
-    let tokens = crate::auth::token::Tokens::from_flag(&cfg.auth_token, Duration::from_secs(cfg.auth_token_ttl_secs.max(1)))?;
+    let tokens = crate::auth::token::Tokens::from_flag(&cfg.auth_token, crate::auth::token::simple_ttl(cfg.auth_token_ttl_secs))?;
     let auth = Arc::new(crate::auth::AuthGuard::new(tokens, cfg.bcrypt_cost, cfg.client_tls.client_cert_auth));
     let snap_dir = crate::snapshot::dir(&cfg.data_dir);
     std::fs::create_dir_all(&snap_dir).map_err(|e| format!("cannot create {}: {e}", snap_dir.display()))?;

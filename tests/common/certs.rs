@@ -53,13 +53,25 @@ impl Ca {
 
     /// Like `leaf`, for the subject alternative names `sans` (hostnames or IP addresses).
     pub fn leaf_for(&self, cn: &str, serial: u64, sans: &[&str]) -> Leaf {
+        let mut subject = rcgen::DistinguishedName::new();
+        subject.push(rcgen::DnType::CommonName, cn);
+        self.leaf_with(cn, subject, serial, sans)
+    }
+
+    /// Like `leaf`, with the subject `subject` (its attributes in the order pushed), written
+    /// under the name `file`.
+    pub fn leaf_subject(&self, file: &str, subject: rcgen::DistinguishedName, serial: u64) -> Leaf {
+        self.leaf_with(file, subject, serial, &["127.0.0.1", "localhost"])
+    }
+
+    fn leaf_with(&self, file: &str, subject: rcgen::DistinguishedName, serial: u64, sans: &[&str]) -> Leaf {
         let mut params = rcgen::CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
-        params.distinguished_name.push(rcgen::DnType::CommonName, cn);
+        params.distinguished_name = subject;
         params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth, rcgen::ExtendedKeyUsagePurpose::ClientAuth];
         params.serial_number = Some(rcgen::SerialNumber::from(serial));
         let key = rcgen::KeyPair::generate().unwrap();
         let cert = params.signed_by(&key, &rcgen::Issuer::from_params(&self.params, &self.key)).unwrap();
-        let leaf = Leaf { cert: self.dir.join(format!("{}-{cn}.pem", self.name)), key: self.dir.join(format!("{}-{cn}-key.pem", self.name)) };
+        let leaf = Leaf { cert: self.dir.join(format!("{}-{file}.pem", self.name)), key: self.dir.join(format!("{}-{file}-key.pem", self.name)) };
         std::fs::write(&leaf.cert, cert.pem()).unwrap();
         std::fs::write(&leaf.key, key.serialize_pem()).unwrap();
         leaf
