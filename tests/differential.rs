@@ -1260,7 +1260,6 @@ async fn unknown_grpc_paths_answer_as_etcd() {
     assert_eq!(b.0, tonic::Code::InvalidArgument, "{b:?}");
 }
 
-/// The code and message of a unary call of `path` with an empty message.
 /// A unary call that sends no request message (a client-streaming call that ends at once):
 /// grpc-go's Unknown "EOF" on every KV method, as from etcd (tonic said Internal "Missing
 /// request message.").
@@ -1278,25 +1277,25 @@ async fn a_unary_call_without_a_request_message_answers_as_etcd() {
     }
 }
 
-async fn call_without_message(endpoint: &str, path: &str) -> (tonic::Code, String) {
-    let channel = Endpoint::from_shared(format!("http://{endpoint}")).unwrap().connect().await.unwrap();
-    let mut grpc = tonic::client::Grpc::new(channel);
-    grpc.ready().await.unwrap();
-    let path = tonic::codegen::http::uri::PathAndQuery::try_from(path).unwrap();
-    let codec = tonic_prost::ProstCodec::<RangeRequest, RangeResponse>::default();
-    match grpc.client_streaming(tonic::Request::new(tokio_stream::empty::<RangeRequest>()), path, codec).await {
-        Ok(_) => (tonic::Code::Ok, String::new()),
-        Err(s) => (s.code(), s.message().to_string()),
-    }
+/// The code and message of a unary call of `path` with an empty message.
+async fn call_path(endpoint: &str, path: &str) -> (tonic::Code, String) {
+    call_raw(endpoint, path, true).await
 }
 
-async fn call_path(endpoint: &str, path: &str) -> (tonic::Code, String) {
+async fn call_without_message(endpoint: &str, path: &str) -> (tonic::Code, String) {
+    call_raw(endpoint, path, false).await
+}
+
+/// A call of `path` as a client stream of one empty message or of none (a unary call's
+/// framing either way): its code and message.
+async fn call_raw(endpoint: &str, path: &str, with_message: bool) -> (tonic::Code, String) {
     let channel = Endpoint::from_shared(format!("http://{endpoint}")).unwrap().connect().await.unwrap();
     let mut grpc = tonic::client::Grpc::new(channel);
     grpc.ready().await.unwrap();
     let path = tonic::codegen::http::uri::PathAndQuery::try_from(path).unwrap();
     let codec = tonic_prost::ProstCodec::<RangeRequest, RangeResponse>::default();
-    match grpc.unary(tonic::Request::new(RangeRequest::default()), path, codec).await {
+    let messages = tokio_stream::iter(with_message.then(RangeRequest::default));
+    match grpc.client_streaming(tonic::Request::new(messages), path, codec).await {
         Ok(_) => (tonic::Code::Ok, String::new()),
         Err(s) => (s.code(), s.message().to_string()),
     }
