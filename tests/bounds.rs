@@ -196,3 +196,59 @@ async fn a_read_only_txn_is_not_bounded_by_max_request_bytes_as_with_etcd() {
     assert_eq!(answers(&ballast.endpoint).await, want, "ballast, then etcd 3.5");
     assert_eq!(want, ["read-only: succeeded false", "with a put: InvalidArgument etcdserver: request is too large"]);
 }
+
+/// A client that sends watch requests and never reads the answers is stopped by flow
+/// control once its stream holds a bounded backlog (etcd's recvLoop blocks the same way), and
+/// the server keeps its memory and serves others meanwhile. Before, every create, cancel and
+/// progress answer was queued: 3 GiB in 30 s, and other clients' puts timed out. A raw HTTP/2
+/// client, since it must never give back the windows of the answers it does not read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_client_that_never_reads_is_held_by_flow_control() {
+    use ballast::proto::etcdserverpb::*;
+    use prost::Message as _;
+    const SEND_BOUND: Duration = Duration::from_secs(60);
+    const STALL: Duration = Duration::from_secs(2);
+    const MAX_RSS_MIB: u64 = 1024;
+    let s = common::Server::start(&[]);
+    let tcp = tokio::net::TcpStream::connect(&s.endpoint).await.unwrap();
+    let (client, conn) = h2::client::Builder::new().initial_window_size(65_535).initial_connection_window_size(65_535).handshake::<_, bytes::Bytes>(tcp).await.unwrap();
+    tokio::spawn(conn);
+    let mut client = client.ready().await.unwrap();
+    let req = http::Request::post(format!("http://{}/etcdserverpb.Watch/Watch", s.endpoint)).header("content-type", "application/grpc").header("te", "trailers").body(()).unwrap();
+    let (_unread, mut send) = client.send_request(req, false).unwrap();
+    // Creates and cancels of one watch, over and over: each answered, none read.
+    let mut batch = Vec::new();
+    for r in [
+        watch_request::RequestUnion::CreateRequest(WatchCreateRequest { key: b"quiet".to_vec(), watch_id: 7, ..Default::default() }),
+        watch_request::RequestUnion::CancelRequest(WatchCancelRequest { watch_id: 7 }),
+    ] {
+        let msg = WatchRequest { request_union: Some(r) }.encode_to_vec();
+        batch.push(0u8);
+        batch.extend_from_slice(&(msg.len() as u32).to_be_bytes());
+        batch.extend_from_slice(&msg);
+    }
+    let batch = bytes::Bytes::from(batch.repeat(1000));
+    let started = std::time::Instant::now();
+    let (mut sent_bytes, mut pending) = (0usize, bytes::Bytes::new());
+    loop {
+        assert!(started.elapsed() < SEND_BOUND, "the client could still send after {SEND_BOUND:?}: {sent_bytes} bytes of requests");
+        if pending.is_empty() {
+            pending = batch.clone();
+        }
+        send.reserve_capacity(pending.len());
+        match tokio::time::timeout(STALL, std::future::poll_fn(|cx| send.poll_capacity(cx))).await {
+            Err(_) => break, // held
+            Ok(Some(Ok(n))) => {
+                // A byte stream: a message may straddle two sends.
+                send.send_data(pending.split_to(n.min(pending.len())), false).unwrap();
+                sent_bytes += n;
+            }
+            Ok(other) => panic!("the stream ended: {other:?}"),
+        }
+    }
+    assert!(s.log().lines().all(|l| !l.contains("\"level\":\"error\"")), "{}", s.log());
+    let rss_mib = common::rss_kib(s.pid()) / 1024;
+    assert!(rss_mib < MAX_RSS_MIB, "{rss_mib} MiB resident after {sent_bytes} bytes of unread requests");
+    let mut c = s.client().await;
+    c.put("other", "client", None).await.expect("another client is served meanwhile");
+}

@@ -4,13 +4,19 @@
 //! stream's channel.
 //! The stream stays open when the client half-closes, as etcd's does.
 //!
+//! While the stream holds more than `STREAM_BUFFER_BYTES` of answers its client has not taken,
+//! its requests wait unread (`Backlog`), so HTTP/2's flow control stops the client: etcd's
+//! recvLoop blocks the same way on its control channel when its sendLoop cannot send. Before,
+//! a client that sent creates and cancels (or progress requests) and never read had every
+//! answer queued: 3 GiB in 30 s, and other clients' puts timed out meanwhile.
+//!
 //! `WatchServer` serves the one method as tonic's generated server would, but with
 //! `WatchCodec`: the hub's answers are mostly encoded already (`watch/wire.rs`).
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -22,7 +28,7 @@ use crate::proto::etcdserverpb::watch_request::RequestUnion;
 use crate::proto::etcdserverpb::WatchRequest;
 use crate::server::codec::WatchCodec;
 use crate::watch::wire::WireResponse;
-use crate::watch::{HubMsg, WatchHub};
+use crate::watch::{HubMsg, WatchHub, STREAM_BUFFER_BYTES};
 
 const WATCH_PATH: &str = "/etcdserverpb.Watch/Watch";
 
@@ -51,12 +57,13 @@ impl WatchService {
             tls: req.extensions().get::<crate::server::handshake::TlsConnectInfo>().cloned(),
         };
         let (failed_tx, failed) = tokio::sync::oneshot::channel();
-        tokio::spawn(forward_requests(hub.clone(), id, req.into_inner(), sender, failed_tx));
-        let closer = CloseOnDrop { hub, stream: id };
-        let queued = stream.queued;
+        let backlog = Arc::new(Backlog { queued: stream.queued, taken: tokio::sync::Notify::new(), closed: AtomicBool::new(false) });
+        tokio::spawn(forward_requests(hub.clone(), id, req.into_inner(), sender, failed_tx, backlog.clone()));
+        let closer = CloseOnDrop { hub, stream: id, backlog: backlog.clone() };
         let responses = tokio_stream::wrappers::UnboundedReceiverStream::new(stream.responses).flat_map(move |o| {
             let _ = &closer;
-            queued.fetch_sub(o.bytes, Ordering::Relaxed);
+            backlog.queued.fetch_sub(o.bytes, Ordering::Relaxed);
+            backlog.taken.notify_one();
             futures_util::stream::iter(o.resps.into_iter().map(Ok))
         });
         // A request that cannot be read (too large, undecodable) ends the stream with its
@@ -66,10 +73,36 @@ impl WatchService {
     }
 }
 
+/// A stream's answers not yet taken by its client (the bytes the hub counts as sent, less
+/// those the response stream took), and a wake-up each time it takes some.
+struct Backlog {
+    queued: Arc<AtomicUsize>,
+    taken: tokio::sync::Notify,
+    /// The response stream is gone (the client left): nothing will be taken any more.
+    closed: AtomicBool,
+}
+
+impl Backlog {
+    /// Waits while the client holds more than `STREAM_BUFFER_BYTES` untaken; false once the
+    /// response stream is gone.
+    async fn room(&self) -> bool {
+        while self.queued.load(Ordering::Relaxed) >= STREAM_BUFFER_BYTES {
+            if self.closed.load(Ordering::Acquire) {
+                return false;
+            }
+            // A wake-up between the load and here is kept as a permit: none is lost.
+            self.taken.notified().await;
+        }
+        true
+    }
+}
+
 /// Passes the client's requests to the hub until the client stops sending, or sends what
-/// cannot be read: then `failed` gets the error.
-async fn forward_requests(hub: WatchHub, stream: u64, mut requests: Streaming<WatchRequest>, sender: Sender, failed: tokio::sync::oneshot::Sender<Status>) {
-    while let Some(req) = requests.next().await {
+/// cannot be read: then `failed` gets the error. Waits, unread, while the client has not
+/// taken its answers (`Backlog`).
+async fn forward_requests(hub: WatchHub, stream: u64, mut requests: Streaming<WatchRequest>, sender: Sender, failed: tokio::sync::oneshot::Sender<Status>, backlog: Arc<Backlog>) {
+    while backlog.room().await {
+        let Some(req) = requests.next().await else { return };
         let req = match req {
             Ok(req) => req,
             Err(status) => {
@@ -114,14 +147,18 @@ impl Sender {
     }
 }
 
-/// Tells the hub when the response stream is dropped (the client went away).
+/// Tells the hub, and the requests waiting on the backlog, when the response stream is
+/// dropped (the client went away).
 struct CloseOnDrop {
     hub: WatchHub,
     stream: u64,
+    backlog: Arc<Backlog>,
 }
 
 impl Drop for CloseOnDrop {
     fn drop(&mut self) {
+        self.backlog.closed.store(true, Ordering::Release);
+        self.backlog.taken.notify_one();
         self.hub.close(self.stream);
     }
 }

@@ -60,6 +60,13 @@ pub fn died_of_sigterm(status: ExitStatus) -> bool {
     status.signal() == Some(15)
 }
 
+/// A process's resident memory (VmRSS), KiB.
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).expect("VmRSS in /proc/PID/status");
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
 pub fn fresh_dir(tag: &str) -> PathBuf {
     let n = NEXT_DIR.fetch_add(1, Ordering::Relaxed);
     let dir = std::env::temp_dir().join(format!("ballast-test-{}-{tag}-{n}", std::process::id()));
