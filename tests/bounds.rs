@@ -252,3 +252,19 @@ async fn a_watch_client_that_never_reads_is_held_by_flow_control() {
     let mut c = s.client().await;
     c.put("other", "client", None).await.expect("another client is served meanwhile");
 }
+
+/// The client listener's accept queue is the kernel's largest (net.core.somaxconn), as Go's
+/// net.Listen asks for it: with tokio's default (128 after the cap here) back-to-back connects
+/// past it waited a second each for a SYN retry. `ss` shows the queue's bound as Send-Q.
+#[test]
+fn the_accept_queue_is_as_deep_as_etcds() {
+    let etcd = etcd::Etcd::start();
+    let s = common::Server::start(&[]);
+    let queue = |endpoint: &str| -> String {
+        let out = std::process::Command::new("ss").args(["-Hltn", &format!("src = {endpoint}")]).output().expect("ss (iproute2; tests/run.sh installs it)");
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        text.split_whitespace().nth(2).unwrap_or_else(|| panic!("no listener on {endpoint}: {text:?}")).to_string()
+    };
+    let (e, b) = (queue(&etcd.endpoint), queue(&s.endpoint));
+    assert_eq!(b, e, "Send-Q (the accept queue's bound) of ballast's listener and etcd's");
+}

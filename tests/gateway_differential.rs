@@ -222,6 +222,13 @@ fn bad_requests_are_refused_as_etcd_refuses_them() {
     ] {
         p.same_with(method, path, "{}", &[], &[]);
     }
+    // gRPC over HTTP/1: not served (etcd's HTTP mux has no such route); ballast's tonic once
+    // applied the put and answered without a grpc-status.
+    let grpc = [("Content-Type", "application/grpc"), ("TE", "trailers")];
+    let empty_put = "\0\0\0\0\0"; // one gRPC frame: an empty PutRequest
+    for path in ["/etcdserverpb.KV/Put", "/etcdserverpb.KV/Range", "/etcdserverpb.Lease/LeaseGrant"] {
+        p.same_with("POST", path, empty_put, &grpc, &[]);
+    }
 }
 
 #[test]

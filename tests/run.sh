@@ -11,6 +11,7 @@ missing=()
 command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
 # dnsmasq (Debian dnsmasq-base) serves the SRV records of tests/bootstrap.rs on loopback.
 [ -x /usr/sbin/dnsmasq ] || missing+=(dnsmasq-base)
+command -v ss >/dev/null 2>&1 || missing+=(iproute2)
 { [ -x /usr/bin/prometheus ] && [ -x /usr/bin/promtool ]; } || missing+=(prometheus)
 if [ ${#missing[@]} -gt 0 ]; then
   sudo=""

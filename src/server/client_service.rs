@@ -17,6 +17,8 @@
 //! message, Unknown "EOF", where tonic says Internal "Missing request message."
 //! (`as_grpc_go_refusal`).
 //!
+//! A gRPC call over HTTP/1 is not served: 404, as etcd's HTTP mux answers it.
+//!
 //! A gRPC call of a method or service the port does not serve gets grpc-go's answer (etcd's):
 //! "unknown method M for service S" or "unknown service S" (Unimplemented), and
 //! "malformed method name: \"P\"" (ResourceExhausted, as etcd 3.5's grpc-go) for a path without
@@ -68,6 +70,9 @@ impl ClientService {
     {
         if req.method() != http::Method::POST {
             return ClientFuture::Routed(self.routes.call(req));
+        }
+        if req.version() < http::Version::HTTP_2 && is_grpc(&req) {
+            return ClientFuture::Direct(Box::pin(std::future::ready(Ok(not_found()))));
         }
         match req.uri().path().strip_prefix(KV_PREFIX) {
             Some("Range") => {
@@ -164,6 +169,13 @@ fn as_grpc_go_refusal(mut answer: Answer) -> Answer {
 fn refused_on_learner<B>(req: &http::Request<B>) -> bool {
     let path = req.uri().path();
     is_grpc(req) && super::grpc_metrics::serves(path) && !crate::api::learner_serves(path)
+}
+
+/// etcd's answer to a gRPC call over HTTP/1, which tonic would serve: its cmux hands HTTP/1
+/// to its HTTP mux, where the gRPC paths are not routes (Go's http.NotFound, with the
+/// gateway's CORS headers).
+fn not_found() -> Answer {
+    crate::gateway::with_cors(crate::gateway::text(http::StatusCode::NOT_FOUND, "404 page not found")).map(tonic::body::Body::new)
 }
 
 fn is_grpc<B>(req: &http::Request<B>) -> bool {

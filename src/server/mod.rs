@@ -533,8 +533,29 @@ async fn metrics_upkeep(handle: metrics_exporter_prometheus::PrometheusHandle) {
     }
 }
 
+/// The accept queue a listener asks for: the kernel caps it at net.core.somaxconn, which is
+/// what Go's net.Listen asks for (etcd's 4096 here; tokio's default was 128 after the cap).
+const ACCEPT_QUEUE_MAX: u32 = i32::MAX as u32;
+
+/// Listens as Go's net.Listen: the first address `addr` resolves to that binds, with
+/// SO_REUSEADDR and the largest accept queue the kernel allows.
 async fn bind(addr: &str) -> Result<tokio::net::TcpListener, String> {
-    tokio::net::TcpListener::bind(addr).await.map_err(|e| format!("listen tcp {addr}: {}", go_bind_error(&e)))
+    let failed = |e: std::io::Error| format!("listen tcp {addr}: {}", go_bind_error(&e));
+    let mut last = None;
+    for a in tokio::net::lookup_host(addr).await.map_err(failed)? {
+        match listen_on(a) {
+            Ok(listener) => return Ok(listener),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(failed(last.unwrap_or_else(|| std::io::Error::new(std::io::ErrorKind::AddrNotAvailable, "no address"))))
+}
+
+fn listen_on(a: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if a.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(a)?;
+    socket.listen(ACCEPT_QUEUE_MAX)
 }
 
 /// Go's text for a failed bind (etcd's error, e.g. `bind: address already in use`).
