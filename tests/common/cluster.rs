@@ -138,13 +138,9 @@ impl Member {
     /// Waits (bounded) for the process to exit by itself; its exit status. Panics if it
     /// outlives `timeout`.
     pub fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if let Some(status) = self.child.as_mut().expect("running").try_wait().unwrap() {
-                self.child = None;
-                return status;
-            }
-            std::thread::sleep(POLL_PAUSE);
+        if let Some(status) = crate::common::wait_child_exit(self.child.as_mut().expect("running"), timeout) {
+            self.child = None;
+            return status;
         }
         panic!("{} did not exit within {timeout:?}; log:\n{}", self.name, self.log());
     }

@@ -232,12 +232,8 @@ impl Etcd {
     /// Waits (polls, at most `bound`) for the process to exit by itself; its status.
     pub fn wait_exit(&mut self, bound: Duration) -> ExitStatus {
         let mut c = self.child.take().expect("running");
-        let deadline = std::time::Instant::now() + bound;
-        while std::time::Instant::now() < deadline {
-            if let Some(status) = c.try_wait().unwrap() {
-                return status;
-            }
-            std::thread::sleep(POLL_PAUSE);
+        if let Some(status) = crate::common::wait_child_exit(&mut c, bound) {
+            return status;
         }
         let _ = c.kill();
         let _ = c.wait();

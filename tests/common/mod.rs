@@ -130,6 +130,19 @@ pub fn read_checked_json(path: &Path) -> Option<serde_json::Value> {
 }
 
 /// SIGKILLs a test's server process if it still runs, and reaps it.
+/// Waits (polls, at most `bound`) for `child` to exit by itself: its status, or None while it
+/// still runs.
+pub fn wait_child_exit(child: &mut Child, bound: Duration) -> Option<ExitStatus> {
+    let deadline = std::time::Instant::now() + bound;
+    while std::time::Instant::now() < deadline {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        std::thread::sleep(POLL_PAUSE);
+    }
+    None
+}
+
 pub fn kill_child(child: &mut Option<Child>) {
     if let Some(mut c) = child.take() {
         let _ = c.kill();
@@ -330,11 +343,8 @@ impl Server {
     /// Waits (bounded) for the process to exit by itself; returns its status.
     pub fn wait_exit(&mut self) -> ExitStatus {
         let mut c = self.child.take().expect("running");
-        for _ in 0..READY_POLLS {
-            if let Some(status) = c.try_wait().unwrap() {
-                return status;
-            }
-            std::thread::sleep(POLL_PAUSE);
+        if let Some(status) = wait_child_exit(&mut c, POLL_PAUSE * READY_POLLS) {
+            return status;
         }
         let _ = c.kill();
         let _ = c.wait();
