@@ -21,6 +21,9 @@ pub enum Error {
     LeaseTtlTooLarge,
     RequestTooLarge,
     TooManyRequests,
+    /// `SNAPSHOT_DOWNLOADS_MAX` snapshot downloads are in progress (ballast's bound: each holds
+    /// a whole copy of the data on disk until its client has taken it).
+    TooManySnapshotDownloads,
     NoLeader,
     /// A learner serves only Status, serializable Range and Snapshot (etcd's interceptors).
     NotSupportedForLearner,
@@ -132,6 +135,7 @@ impl Error {
             Error::LeaseTtlTooLarge => (Code::OutOfRange, "etcdserver: too large lease TTL"),
             Error::RequestTooLarge => (Code::InvalidArgument, "etcdserver: request is too large"),
             Error::TooManyRequests => (Code::ResourceExhausted, "etcdserver: too many requests"),
+            Error::TooManySnapshotDownloads => (Code::ResourceExhausted, "ballast: too many snapshot downloads in progress (at most 4 at once); try again when one has ended"),
             Error::NoLeader => (Code::Unavailable, "etcdserver: no leader"),
             Error::NotSupportedForLearner => (Code::Unavailable, "etcdserver: rpc not supported for learner"),
             Error::Corrupt => (Code::DataLoss, "etcdserver: corrupt cluster"),

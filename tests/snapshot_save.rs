@@ -288,3 +288,51 @@ async fn a_snapshot_under_writes_is_one_revision() {
     assert_eq!(ours["kvs"], theirs["kvs"], "at revision {rev} ({puts} puts during the save)");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Snapshot downloads in progress at once (ballast's `SNAPSHOT_DOWNLOADS_MAX`).
+const DOWNLOADS_MAX: usize = 4;
+
+/// Each download holds a whole copy of the data on disk until its client has taken it, so
+/// clients that start downloads and stop reading must not fill the disk: past the bound one
+/// more is refused with ResourceExhausted, and a slot comes back when a client goes away.
+#[tokio::test(flavor = "multi_thread")]
+async fn stalled_downloads_are_bounded_and_give_their_slot_back() {
+    let b = common::Server::start(&[]);
+    let mut client = b.client().await;
+    // 20 MiB: far more than the server reads ahead and HTTP/2 windows hold, so a download
+    // whose client does not read stays in progress.
+    for i in 0..200 {
+        client.put(format!("big{i}"), vec![b'x'; 100 << 10], None).await.unwrap();
+    }
+    let mut held = Vec::new();
+    for _ in 0..DOWNLOADS_MAX {
+        held.push(b.client().await.maintenance_client().snapshot().await.expect("a download within the bound"));
+    }
+    let Err(refused) = b.client().await.maintenance_client().snapshot().await else { panic!("one download past the bound is refused") };
+    let etcd_client::Error::GRpcStatus(status) = refused else { panic!("a gRPC status: {refused:?}") };
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted);
+    assert_eq!(status.message(), "ballast: too many snapshot downloads in progress (at most 4 at once); try again when one has ended");
+    drop(held.pop());
+    // The server notices the client went away (bounded wait), then serves a whole download.
+    let mut stream = None;
+    for _ in 0..100 {
+        match b.client().await.maintenance_client().snapshot().await {
+            Ok(s) => {
+                stream = Some(s);
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    let mut stream = stream.expect("a slot came back within 10 s of a client going away");
+    let (mut bytes, mut last_remaining) = (0usize, u64::MAX);
+    for _ in 0..10_000 {
+        let Some(msg) = stream.message().await.unwrap() else { break };
+        bytes += msg.blob().len();
+        last_remaining = msg.remaining_bytes();
+    }
+    assert_eq!(last_remaining, 0, "the download ran to its digest");
+    assert!(bytes > 200 * (100 << 10), "the values are in the file: {bytes} bytes");
+    client.put("after", "ok", None).await.expect("the server goes on serving");
+    drop(held);
+}

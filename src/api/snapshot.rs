@@ -5,6 +5,12 @@
 //! the stream ends or the client goes away; what a crash leaves is removed at the next start.
 //! A compaction applied while the file was written makes it be written again (at most
 //! `ATTEMPTS` times).
+//!
+//! Each download holds its file, a whole copy of the data, until its client has taken the
+//! last chunk (a client that stops reading keeps it for as long as its connection lasts), so
+//! at most `SNAPSHOT_DOWNLOADS_MAX` are in progress at once; one more is refused
+//! (ResourceExhausted) rather than let stalled clients fill the disk. etcd has no such bound:
+//! its download holds a read transaction of the live file instead.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,12 +26,19 @@ use crate::proto::etcdserverpb::SnapshotResponse;
 /// Numbers the temporary files of concurrent snapshots.
 static NEXT_FILE: AtomicU64 = AtomicU64::new(0);
 
+/// Snapshot downloads in progress at once (being written or streamed).
+pub const SNAPSHOT_DOWNLOADS_MAX: usize = 4;
+static DOWNLOADS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(SNAPSHOT_DOWNLOADS_MAX);
+
 /// Tries to write one snapshot at most this many times (a compaction applied while one was
 /// being written makes it start again).
 const ATTEMPTS: usize = 3;
 
 /// Writes the snapshot and returns its stream.
 pub async fn snapshot(ctx: &Ctx) -> Result<mpsc::Receiver<Result<SnapshotResponse, Status>>, Status> {
+    let Ok(slot) = DOWNLOADS.try_acquire() else {
+        return Err(Error::TooManySnapshotDownloads.into());
+    };
     for _ in 0..ATTEMPTS {
         let compact_rev = ctx.status.compact_rev();
         let (file, size) = write(ctx).await?;
@@ -36,7 +49,7 @@ pub async fn snapshot(ctx: &Ctx) -> Result<mpsc::Receiver<Result<SnapshotRespons
             continue;
         }
         crate::log::info("sending database snapshot to client", &[("total-bytes", size.to_string())]);
-        return Ok(crate::export::stream::send(file, size));
+        return Ok(crate::export::stream::send(file, size, slot));
     }
     Err(Error::Internal(format!("snapshot: compacted during each of {ATTEMPTS} attempts")).into())
 }

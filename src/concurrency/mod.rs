@@ -12,6 +12,7 @@ use std::sync::Arc;
 use crate::api::Ctx;
 use crate::error::{Error, Result};
 use crate::kv::Kv;
+use crate::mvcc::prefix_end;
 use crate::proto::etcdserverpb::range_request::{SortOrder, SortTarget};
 use crate::proto::etcdserverpb::*;
 use crate::watch::HubMsg;
@@ -44,17 +45,6 @@ pub async fn session_lease(ctx: &Arc<Ctx>, lease: i64) -> Result<i64> {
 /// The range of every key under `prefix`.
 pub fn prefix_range(prefix: &[u8]) -> RangeRequest {
     RangeRequest { key: prefix.to_vec(), range_end: prefix_end(prefix), ..Default::default() }
-}
-
-fn prefix_end(prefix: &[u8]) -> Vec<u8> {
-    let mut end = prefix.to_vec();
-    while let Some(last) = end.pop() {
-        if last < 0xff {
-            end.push(last + 1);
-            return end;
-        }
-    }
-    vec![0]
 }
 
 /// The first key created under `prefix` (the owner), if any.

@@ -17,10 +17,12 @@ pub const CHUNK_BYTES: usize = 32 * 1024;
 /// Chunks read ahead of the client.
 const CHUNKS_QUEUED: usize = 4;
 
-/// Sends `file` (`size` bytes) to the returned receiver, then its digest.
-pub fn send(mut file: File, size: u64) -> mpsc::Receiver<Result<SnapshotResponse, Status>> {
+/// Sends `file` (`size` bytes) to the returned receiver, then its digest; `slot` (the
+/// download's place among those in progress) is given back with the file when it ends.
+pub fn send(mut file: File, size: u64, slot: tokio::sync::SemaphorePermit<'static>) -> mpsc::Receiver<Result<SnapshotResponse, Status>> {
     let (tx, rx) = mpsc::channel(CHUNKS_QUEUED);
     tokio::task::spawn_blocking(move || {
+        let _slot = slot;
         let mut digest = ring::digest::Context::new(&ring::digest::SHA256);
         let mut sent = 0u64;
         while sent < size {

@@ -85,6 +85,27 @@ impl KeyRange {
             KeyRange::Span { .. } => None,
         }
     }
+
+    /// The prefix when the range is exactly the keys that start with it (`etcdctl --prefix`).
+    pub fn prefix(&self) -> Option<&[u8]> {
+        match self {
+            KeyRange::Span { start, end: Some(end) } if !start.is_empty() && *end == prefix_end(start) => Some(start),
+            _ => None,
+        }
+    }
+}
+
+/// The end of the range of keys that start with `prefix` (clientv3's GetPrefixRangeEnd): its
+/// last byte below 0xff plus one, or "\0" (every key) when there is none.
+pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0]
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::future::{select, Either};
 
+use super::index::WatcherIndex;
 use super::watcher::{range_of, Watcher};
 use super::wire::{EncodedHeader, EncodedResponse, EncodedRun, WireResponse};
 use super::{Applied, HubMsg, Outgoing, CATCH_UP_MAX_REVISIONS, COALESCED_RESPONSE_MAX_BYTES, COALESCE_ABOVE_QUEUED_BYTES, RELEASE_MAX_REVISIONS, STREAM_BUFFER_BYTES, SYNC_INTERVAL};
@@ -92,7 +93,11 @@ struct Hub {
     shards: Shards,
     status: Arc<ServerStatus>,
     streams: HashMap<u64, Stream>,
-    /// Every event up to this revision went out to the synced watchers.
+    /// Every watcher of every stream, by its range.
+    index: WatcherIndex,
+    /// Every event up to this revision went out to the synced watchers (a synced watcher
+    /// whose `next_rev` is below `released + 1` stands at `released + 1`: a release moves
+    /// only the watchers it sends something).
     released: i64,
     /// The earliest of the streams' next progress ticks (none: far ahead).
     next_progress: Instant,
@@ -101,7 +106,7 @@ struct Hub {
 /// Runs the hub until every front-end handle and the driver are gone.
 pub async fn run(cfg: HubConfig, shards: Shards, status: Arc<ServerStatus>, rx: flume::Receiver<HubMsg>, applied: flume::Receiver<Applied>) {
     let released = status.applied_rev();
-    let mut hub = Hub { cfg, shards, status, streams: HashMap::new(), released, next_progress: far_ahead() };
+    let mut hub = Hub { cfg, shards, status, streams: HashMap::new(), index: WatcherIndex::default(), released, next_progress: far_ahead() };
     let mut sync_timer = glommio::timer::Timer::new(SYNC_INTERVAL);
     let mut next_sync = Instant::now() + SYNC_INTERVAL;
     loop {
@@ -130,6 +135,7 @@ pub async fn run(cfg: HubConfig, shards: Shards, status: Arc<ServerStatus>, rx: 
         let now = Instant::now();
         if now >= next_sync {
             next_sync = now + SYNC_INTERVAL;
+            hub.drop_gone_streams();
             hub.catch_up().await;
             hub.publish();
         }
@@ -150,9 +156,7 @@ impl Hub {
                 let sink = Sink { out, queued, pending: Vec::new(), pending_bytes: 0 };
                 self.streams.insert(stream, Stream { sink, next_id: 0, watchers: HashMap::new(), progress_period, next_progress });
             }
-            HubMsg::Close { stream } => {
-                self.streams.remove(&stream);
-            }
+            HubMsg::Close { stream } => self.drop_stream(stream),
             HubMsg::Create { stream, denied: Some(e), .. } => self.refuse(stream, &e),
             HubMsg::Create { stream, req, denied: None } => self.create(stream, req).await,
             HubMsg::Cancel { stream, watch_id } => self.cancel(stream, watch_id),
@@ -187,6 +191,7 @@ impl Hub {
         let mut w = Watcher::new(id, &req, start);
         w.unsynced = start <= released;
         let unsynced = w.unsynced;
+        self.index.insert(&w.range, (stream, id), w.prev_kv);
         s.watchers.insert(id, w);
         s.sink.send(WatchResponse { header: Some(header(&self.status, rev)), watch_id: id, created: true, ..Default::default() });
         if unsynced {
@@ -197,8 +202,25 @@ impl Hub {
     fn cancel(&mut self, stream: u64, watch_id: i64) {
         let rev = self.status.applied_rev();
         let Some(s) = self.streams.get_mut(&stream) else { return };
-        if s.watchers.remove(&watch_id).is_some() {
+        if let Some(w) = s.watchers.remove(&watch_id) {
+            self.index.remove(&w.range, (stream, watch_id), w.prev_kv);
             s.sink.send(WatchResponse { header: Some(header(&self.status, rev)), watch_id, canceled: true, ..Default::default() });
+        }
+    }
+
+    fn drop_stream(&mut self, stream: u64) {
+        if let Some(s) = self.streams.remove(&stream) {
+            for w in s.watchers.values() {
+                self.index.remove(&w.range, (stream, w.id), w.prev_kv);
+            }
+        }
+    }
+
+    /// Removes the streams whose front end is gone without a `Close`.
+    fn drop_gone_streams(&mut self) {
+        let gone: Vec<u64> = self.streams.iter().filter(|(_, s)| s.sink.gone()).map(|(&id, _)| id).collect();
+        for stream in gone {
+            self.drop_stream(stream);
         }
     }
 
@@ -212,8 +234,7 @@ impl Hub {
     /// Sends the events of revisions `released+1 ..= rev` to the synced watchers.
     async fn release(&mut self, rev: i64) {
         while self.released < rev {
-            let prev = self.synced_want_prev();
-            let Some(prev) = prev else {
+            let Some(prev) = self.index.any() else {
                 self.released = rev; // nobody follows the live events
                 break;
             };
@@ -234,49 +255,40 @@ impl Hub {
         }
     }
 
-    /// `Some(prev_kv wanted)` when any synced watcher exists.
-    fn synced_want_prev(&self) -> Option<bool> {
-        let mut any = None;
-        for w in self.streams.values().flat_map(|s| s.watchers.values()).filter(|w| !w.unsynced) {
-            if w.prev_kv {
-                return Some(true);
-            }
-            any = Some(false);
-        }
-        any
-    }
-
     fn mark_all_unsynced(&mut self) {
         let from = self.released + 1;
-        for w in self.streams.values_mut().flat_map(|s| s.watchers.values_mut()).filter(|w| !w.unsynced) {
+        for w in self.streams.values_mut().flat_map(|s| s.watchers.values_mut()).filter(|w| !w.unsynced && !w.compacted) {
             w.unsynced = true;
             w.next_rev = w.next_rev.max(from);
         }
     }
 
-    /// Delivers `events` (complete up to `to`) to every synced watcher they concern. Watchers
-    /// with the same range share the work of finding their events and their encoding
-    /// (`EventsByRange`).
+    /// Delivers `events` (complete up to `to`) to every synced watcher they concern, found by
+    /// the index from the events' keys: watchers no event touches cost nothing. Watchers of
+    /// one range share the work of finding their events and their encoding.
     fn fan_out(&mut self, events: &[ChangeEvent], to: i64) {
-        let max_bytes = self.cfg.max_response_bytes;
-        let mut by_range = EventsByRange::new(events);
+        let (from, max_bytes) = (self.released + 1, self.cfg.max_response_bytes);
+        let mut hits: HashMap<usize, InRange> = HashMap::new();
+        for (i, e) in events.iter().enumerate() {
+            self.index.find(&e.kv.key, |slot| hits.entry(slot).or_insert_with(|| InRange::new(Vec::new())).indices.push(i));
+        }
         // Every watcher's response at a revision has the same header: encoded once.
         let mut heads: HashMap<i64, EncodedHeader> = HashMap::new();
         let mut mine = Vec::new();
         let mut sent = 0;
-        self.streams.retain(|_, s| !s.sink.gone());
-        for s in self.streams.values_mut() {
-            let (full, coalesce) = (s.sink.full(), s.sink.backlogged());
-            for w in s.watchers.values_mut().filter(|w| !w.unsynced && !w.compacted) {
-                let found = by_range.find(&w.range);
+        for (&slot, found) in hits.iter_mut() {
+            for &(stream, id) in &self.index.entry(slot).watchers {
+                let Some(s) = self.streams.get_mut(&stream) else { continue };
+                let Some(w) = s.watchers.get_mut(&id).filter(|w| !w.unsynced && !w.compacted) else { continue };
                 mine.clear();
                 mine.extend((0..found.indices.len()).filter(|&k| w.wants(&events[found.indices[k]])));
                 if mine.is_empty() {
-                    w.next_rev = w.next_rev.max(to + 1);
                     continue;
                 }
-                if full {
-                    w.unsynced = true; // its client is not keeping up: catch up from MVCC later
+                if s.sink.full() {
+                    // Its client is not keeping up: caught up from MVCC later.
+                    w.unsynced = true;
+                    w.next_rev = w.next_rev.max(from);
                     continue;
                 }
                 sent += mine.len();
@@ -290,6 +302,7 @@ impl Hub {
                         }
                     }
                 } else {
+                    let coalesce = s.sink.backlogged();
                     let (indices, run) = found.run(events, w.prev_kv);
                     for group in response_groups(events, indices, run, &mine, coalesce) {
                         let ks = &mine[group];
@@ -459,7 +472,8 @@ impl Hub {
             watchers += 1;
             slow += usize::from(w.unsynced);
             if !w.compacted {
-                oldest_wait = oldest_wait.min(w.next_rev);
+                let at = if w.unsynced { w.next_rev } else { w.next_rev.max(self.released + 1) };
+                oldest_wait = oldest_wait.min(at);
             }
         }
         let h = m::handles();
@@ -487,9 +501,6 @@ fn next_free_id(s: &mut Stream) -> i64 {
     id
 }
 
-/// Answers a RequestProgress as etcd 3.5.13+ does: only when the stream has watchers and every
-/// one is synced (none behind, cancelled by a compaction, or waiting for a future start), with
-/// watch id -1 at the revision up to which every event was sent; otherwise not at all.
 /// A progress period as etcd's `GetProgressReportInterval`: the interval plus a random jitter
 /// of up to a tenth of it, so streams opened together do not notify together.
 fn with_jitter(interval: Duration) -> Duration {
@@ -503,6 +514,9 @@ fn far_ahead() -> Instant {
     Instant::now() + Duration::from_secs(3600)
 }
 
+/// Answers a RequestProgress as etcd 3.5.13+ does: only when the stream has watchers and every
+/// one is synced (none behind, cancelled by a compaction, or waiting for a future start), with
+/// watch id -1 at the revision up to which every event was sent; otherwise not at all.
 fn answer_progress(s: &mut Stream, status: &ServerStatus, released: i64) {
     let synced = |w: &Watcher| !w.unsynced && !w.compacted && w.next_rev <= released + 1;
     if !s.watchers.is_empty() && s.watchers.values().all(synced) {
@@ -573,32 +587,6 @@ impl InRange {
         let InRange { indices, runs } = self;
         let run = runs[usize::from(prev_kv)].get_or_insert_with(|| EncodedRun::new(indices.iter().map(|&i| &events[i]), prev_kv));
         (indices, run)
-    }
-}
-
-/// The events of a release per watched range, found once per range. Watchers of one range
-/// tend to come one after another (a stream's watchers of one prefix), so the last range
-/// found is compared before any hashing.
-struct EventsByRange<'a> {
-    events: &'a [ChangeEvent],
-    found: HashMap<crate::mvcc::KeyRange, InRange>,
-    last: Option<(crate::mvcc::KeyRange, InRange)>,
-}
-
-impl<'a> EventsByRange<'a> {
-    fn new(events: &'a [ChangeEvent]) -> EventsByRange<'a> {
-        EventsByRange { events, found: HashMap::new(), last: None }
-    }
-
-    fn find(&mut self, range: &crate::mvcc::KeyRange) -> &mut InRange {
-        if self.last.as_ref().is_none_or(|(r, _)| r != range) {
-            if let Some((r, f)) = self.last.take() {
-                self.found.insert(r, f);
-            }
-            let f = self.found.remove(range).unwrap_or_else(|| InRange::new(self.events.iter().enumerate().filter(|(_, e)| range.contains(&e.kv.key)).map(|(i, _)| i).collect()));
-            self.last = Some((range.clone(), f));
-        }
-        &mut self.last.as_mut().expect("just set").1
     }
 }
 

@@ -4,6 +4,7 @@
 //! `WatchHub`; the raft driver tells it how far apply has gone.
 
 pub mod hub;
+pub mod index;
 pub mod watcher;
 pub mod wire;
 
