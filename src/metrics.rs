@@ -95,6 +95,7 @@ pub const APPLIED_REVISION: &str = "ballast_applied_revision";
 pub const COMPACT_REVISION: &str = "ballast_compact_revision";
 pub const SNAPSHOT_SECONDS: &str = "ballast_snapshot_duration_seconds";
 pub const WATCH_LAG_REVISIONS: &str = "ballast_watch_lag_revisions";
+pub const WATCH_HELD_BYTES: &str = "ballast_watch_held_bytes";
 
 /// etcd's disk histograms: prometheus.ExponentialBuckets(0.001, 2, 14).
 fn disk_buckets() -> Vec<f64> {
@@ -265,6 +266,7 @@ pub const METRICS: &[Metric] = &[
     Metric::new(COMPACT_REVISION, G, "The compaction revision."),
     Metric::new(SNAPSHOT_SECONDS, H(disk_buckets), "Time to write a snapshot (all shards' segments and the manifest).").unit(SECONDS),
     Metric::new(WATCH_LAG_REVISIONS, G, "Revisions between the applied revision and the oldest one a watcher still waits for."),
+    Metric::new(WATCH_HELD_BYTES, G, "Watch response bytes queued for clients that have not taken them yet, all streams together."),
 ];
 
 /// Installs the global recorder and registers every metric's series that can exist from
@@ -313,6 +315,7 @@ pub struct Handles {
     pub watch_streams: Gauge,
     pub watch_events: Counter,
     pub watch_lag: Gauge,
+    pub watch_held_bytes: Gauge,
     pub leases_granted: Counter,
     pub leases_revoked: Counter,
     pub leases_renewed: Counter,
@@ -349,6 +352,7 @@ impl Handles {
             watch_streams: gauge!(WATCH_STREAMS),
             watch_events: counter!(WATCH_EVENTS),
             watch_lag: gauge!(WATCH_LAG_REVISIONS),
+            watch_held_bytes: gauge!(WATCH_HELD_BYTES),
             leases_granted: counter!(LEASES_GRANTED),
             leases_revoked: counter!(LEASES_REVOKED),
             leases_renewed: counter!(LEASES_RENEWED),

@@ -2,7 +2,8 @@
 //! queued, and a txn of 100k+ ops (nested) is answered in bounded time (its checks are not
 //! quadratic); a txn nested as deep as taken survives a restart, a deeper one gets etcd's
 //! "too many operations"; a Watch or LeaseKeepAlive stream sent a request too large to read
-//! ends with an error, as etcd's (it hung, or ended "OK"). Unknown gRPC paths and races of reads with compactions: metrics.rs
+//! ends with an error, as etcd's (it hung, or ended "OK"); watch clients that never read are
+//! held by flow control, and stalled watch streams together by one byte budget. Unknown gRPC paths and races of reads with compactions: metrics.rs
 //! and compaction.rs.
 
 mod common;
@@ -205,27 +206,19 @@ async fn a_read_only_txn_is_not_bounded_by_max_request_bytes_as_with_etcd() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_watch_client_that_never_reads_is_held_by_flow_control() {
     use ballast::proto::etcdserverpb::*;
-    use prost::Message as _;
     const SEND_BOUND: Duration = Duration::from_secs(60);
     const STALL: Duration = Duration::from_secs(2);
     const MAX_RSS_MIB: u64 = 1024;
     let s = common::Server::start(&[]);
-    let tcp = tokio::net::TcpStream::connect(&s.endpoint).await.unwrap();
-    let (client, conn) = h2::client::Builder::new().initial_window_size(65_535).initial_connection_window_size(65_535).handshake::<_, bytes::Bytes>(tcp).await.unwrap();
-    tokio::spawn(conn);
-    let mut client = client.ready().await.unwrap();
-    let req = http::Request::post(format!("http://{}/etcdserverpb.Watch/Watch", s.endpoint)).header("content-type", "application/grpc").header("te", "trailers").body(()).unwrap();
-    let (_unread, mut send) = client.send_request(req, false).unwrap();
+    let mut client = never_reading_client(&s.endpoint).await;
+    let (_unread, mut send) = client.send_request(watch_stream_request(&s.endpoint), false).unwrap();
     // Creates and cancels of one watch, over and over: each answered, none read.
     let mut batch = Vec::new();
     for r in [
         watch_request::RequestUnion::CreateRequest(WatchCreateRequest { key: b"quiet".to_vec(), watch_id: 7, ..Default::default() }),
         watch_request::RequestUnion::CancelRequest(WatchCancelRequest { watch_id: 7 }),
     ] {
-        let msg = WatchRequest { request_union: Some(r) }.encode_to_vec();
-        batch.push(0u8);
-        batch.extend_from_slice(&(msg.len() as u32).to_be_bytes());
-        batch.extend_from_slice(&msg);
+        batch.extend_from_slice(&grpc_frame(&WatchRequest { request_union: Some(r) }));
     }
     let batch = bytes::Bytes::from(batch.repeat(1000));
     let started = std::time::Instant::now();
@@ -251,6 +244,98 @@ async fn a_watch_client_that_never_reads_is_held_by_flow_control() {
     assert!(rss_mib < MAX_RSS_MIB, "{rss_mib} MiB resident after {sent_bytes} bytes of unread requests");
     let mut c = s.client().await;
     c.put("other", "client", None).await.expect("another client is served meanwhile");
+}
+
+/// A raw HTTP/2 client whose windows (64 KiB per stream and for the connection) are never given
+/// back: it takes nothing the server sends beyond them.
+async fn never_reading_client(endpoint: &str) -> h2::client::SendRequest<bytes::Bytes> {
+    let tcp = tokio::net::TcpStream::connect(endpoint).await.unwrap();
+    let (client, conn) = h2::client::Builder::new().initial_window_size(65_535).initial_connection_window_size(65_535).handshake::<_, bytes::Bytes>(tcp).await.unwrap();
+    tokio::spawn(conn);
+    client.ready().await.unwrap()
+}
+
+fn watch_stream_request(endpoint: &str) -> http::Request<()> {
+    http::Request::post(format!("http://{endpoint}/etcdserverpb.Watch/Watch")).header("content-type", "application/grpc").header("te", "trailers").body(()).unwrap()
+}
+
+/// `msg` as one gRPC message on a stream (uncompressed, length-prefixed).
+fn grpc_frame(msg: &impl prost::Message) -> Vec<u8> {
+    let msg = msg.encode_to_vec();
+    let mut out = vec![0u8];
+    out.extend_from_slice(&(msg.len() as u32).to_be_bytes());
+    out.extend_from_slice(&msg);
+    out
+}
+
+/// Streams whose clients never read, each watching what a writer writes: each may hold 4 MiB
+/// for its client, but together they are held to the server's budget (256 MiB, plus 64 KiB
+/// a stream), measured by `ballast_watch_held_bytes` and the resident memory. Without the
+/// budget these 300 streams held 1.2 GiB (600 held 2.8 GiB in a prober's run; etcd 408 MiB).
+/// A client that reads still gets every event. Three connections of 100 streams: h2's client
+/// refuses a connection whose server sends more small DATA frames than it allows, and more
+/// streams on one connection get there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_watch_streams_share_one_budget() {
+    use ballast::proto::etcdserverpb::*;
+    const CONNS: usize = 3;
+    const STREAMS_PER_CONN: usize = 100;
+    // 1 KiB values: a reader moved aside is caught up 1000 revisions per response (as etcd),
+    // which must stay under the client's 4 MiB receive limit.
+    const PUTS: usize = 5000;
+    const VALUE_BYTES: usize = 1 << 10;
+    const BUDGET_BYTES: u64 = 256 << 20;
+    const FLOOR_BYTES: u64 = 64 << 10;
+    let s = common::Server::start(&[]);
+    let create = grpc_frame(&WatchRequest {
+        request_union: Some(watch_request::RequestUnion::CreateRequest(WatchCreateRequest { key: b"w/".to_vec(), range_end: b"w0".to_vec(), ..Default::default() })),
+    });
+    let mut stalled = Vec::new();
+    for _ in 0..CONNS {
+        let mut raw = never_reading_client(&s.endpoint).await;
+        for _ in 0..STREAMS_PER_CONN {
+            raw = raw.ready().await.unwrap();
+            let (response, mut send) = raw.send_request(watch_stream_request(&s.endpoint), false).unwrap();
+            send.send_data(bytes::Bytes::from(create.clone()), false).unwrap();
+            stalled.push((response, send));
+        }
+    }
+    let mut c = s.client().await;
+    let mut events = c.watch("w/", Some(etcd_client::WatchOptions::new().with_prefix())).await.unwrap();
+    let reader = tokio::spawn(async move {
+        // Reads every event as they come (bounded wait).
+        let mut received = 0;
+        while received < PUTS {
+            match tokio::time::timeout(Duration::from_secs(30), events.message()).await {
+                Ok(Ok(Some(resp))) => received += resp.events().len(),
+                other => panic!("the reading watcher's stream after {received} events: {other:?}"),
+            }
+        }
+        received
+    });
+    let metric = |s: &common::Server, name: &str| -> u64 {
+        let text = s.http_get("/metrics");
+        let line = text.lines().find(|l| l.starts_with(&format!("{name} "))).unwrap_or_else(|| panic!("no {name} in {text}"));
+        line.split(' ').nth(1).unwrap().parse::<f64>().unwrap() as u64
+    };
+    let mut held_max = 0u64;
+    for i in 0..PUTS {
+        c.put(format!("w/{:03}", i % 100), vec![b'v'; VALUE_BYTES], None).await.unwrap();
+        if i % 250 == 249 {
+            held_max = held_max.max(metric(&s, "ballast_watch_held_bytes"));
+        }
+    }
+    assert_eq!(reader.await.unwrap(), PUTS, "every event reached the client that reads");
+    tokio::time::sleep(Duration::from_millis(300)).await; // a sync of the hub measures again
+    held_max = held_max.max(metric(&s, "ballast_watch_held_bytes"));
+    assert_eq!(metric(&s, "etcd_debugging_mvcc_watch_stream_total"), (CONNS * STREAMS_PER_CONN) as u64, "the stalled streams are open");
+    let streams = (CONNS * STREAMS_PER_CONN) as u64;
+    let bound = BUDGET_BYTES + streams * FLOOR_BYTES + (16 << 20);
+    assert!(held_max <= bound, "the stalled streams held {} MiB (bound {} MiB)", held_max >> 20, bound >> 20);
+    assert!(held_max >= BUDGET_BYTES / 2, "the test stalls enough to reach the budget: {} MiB", held_max >> 20);
+    let rss_mib = common::rss_kib(s.pid()) / 1024;
+    assert!(rss_mib < 800, "{rss_mib} MiB resident with {streams} stalled streams");
+    drop(stalled);
 }
 
 /// The client listener's accept queue is the kernel's largest (net.core.somaxconn), as Go's

@@ -3,12 +3,15 @@
 //! (`Shards::scatter_events`: merged into revision order, so every event goes out once and in
 //! order, all events of a txn together), and fans them out to the watchers whose range they
 //! touch. Streams answer on unbounded channels, but the hub counts what each holds: a watcher
-//! whose stream holds more than `STREAM_BUFFER_BYTES` is moved aside (etcd's unsynced group) and
-//! caught up later from MVCC, so a stalled client costs neither apply nor other watchers time,
+//! whose stream holds more than `STREAM_BUFFER_BYTES` (or, while all streams together hold more
+//! than `HELD_BUDGET_BYTES`, more than `STREAM_FLOOR_BYTES`) is moved aside (etcd's unsynced
+//! group) and caught up later from MVCC, so a stalled client costs neither apply nor other watchers time,
 //! and memory stays bounded. Watchers that start in the past (`start_revision`) are caught up the
 //! same way; one that falls below the compaction revision is cancelled with it.
 
+use std::cell::Cell;
 use std::collections::HashMap;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,7 +21,7 @@ use futures_util::future::{select, Either};
 use super::index::WatcherIndex;
 use super::watcher::{range_of, Watcher};
 use super::wire::{EncodedHeader, EncodedResponse, EncodedRun, WireResponse};
-use super::{Applied, HubMsg, Outgoing, CATCH_UP_MAX_REVISIONS, COALESCED_RESPONSE_MAX_BYTES, COALESCE_ABOVE_QUEUED_BYTES, RELEASE_MAX_REVISIONS, STREAM_BUFFER_BYTES, SYNC_INTERVAL};
+use super::{Applied, HubMsg, Outgoing, CATCH_UP_MAX_REVISIONS, COALESCED_RESPONSE_MAX_BYTES, COALESCE_ABOVE_QUEUED_BYTES, HELD_BUDGET_BYTES, RELEASE_MAX_REVISIONS, STREAM_BUFFER_BYTES, STREAM_FLOOR_BYTES, SYNC_INTERVAL};
 use crate::error::Error;
 use crate::metrics as m;
 use crate::mvcc::events::{ChangeEvent, EventQuery};
@@ -49,13 +52,23 @@ struct Sink {
     out: tokio::sync::mpsc::UnboundedSender<Outgoing>,
     /// Bytes sent (or gathered) and not yet taken by the front end.
     queued: Arc<AtomicUsize>,
+    /// What all streams hold, at most (shared by the hub's sinks): the sum measured at the last
+    /// sync plus everything sent since, so never less than the truth.
+    all: Rc<Cell<usize>>,
     pending: Vec<WireResponse>,
     pending_bytes: usize,
 }
 
 impl Sink {
+    /// Holds its share: `STREAM_BUFFER_BYTES`, or only `STREAM_FLOOR_BYTES` while the streams
+    /// together hold more than `HELD_BUDGET_BYTES`.
     fn full(&self) -> bool {
-        self.queued.load(Ordering::Relaxed) >= STREAM_BUFFER_BYTES
+        let held = self.held();
+        held >= STREAM_BUFFER_BYTES || (self.all.get() > HELD_BUDGET_BYTES && held >= STREAM_FLOOR_BYTES)
+    }
+
+    fn held(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
     }
 
     /// Holds enough that its watchers' events of a release go out coalesced.
@@ -74,6 +87,7 @@ impl Sink {
             WireResponse::Encoded(r) => r.len(),
         };
         self.queued.fetch_add(bytes, Ordering::Relaxed);
+        self.all.set(self.all.get() + bytes);
         self.pending_bytes += bytes;
         self.pending.push(resp);
     }
@@ -95,6 +109,8 @@ struct Hub {
     streams: HashMap<u64, Stream>,
     /// Every watcher of every stream, by its range.
     index: WatcherIndex,
+    /// What all streams hold, at most (every sink's `all`).
+    held: Rc<Cell<usize>>,
     /// Every event up to this revision went out to the synced watchers (a synced watcher
     /// whose `next_rev` is below `released + 1` stands at `released + 1`: a release moves
     /// only the watchers it sends something).
@@ -106,7 +122,7 @@ struct Hub {
 /// Runs the hub until every front-end handle and the driver are gone.
 pub async fn run(cfg: HubConfig, shards: Shards, status: Arc<ServerStatus>, rx: flume::Receiver<HubMsg>, applied: flume::Receiver<Applied>) {
     let released = status.applied_rev();
-    let mut hub = Hub { cfg, shards, status, streams: HashMap::new(), index: WatcherIndex::default(), released, next_progress: far_ahead() };
+    let mut hub = Hub { cfg, shards, status, streams: HashMap::new(), index: WatcherIndex::default(), held: Rc::default(), released, next_progress: far_ahead() };
     let mut sync_timer = glommio::timer::Timer::new(SYNC_INTERVAL);
     let mut next_sync = Instant::now() + SYNC_INTERVAL;
     loop {
@@ -136,6 +152,7 @@ pub async fn run(cfg: HubConfig, shards: Shards, status: Arc<ServerStatus>, rx: 
         if now >= next_sync {
             next_sync = now + SYNC_INTERVAL;
             hub.drop_gone_streams();
+            hub.measure_held();
             hub.catch_up().await;
             hub.publish();
         }
@@ -153,7 +170,7 @@ impl Hub {
                 let progress_period = with_jitter(self.cfg.progress_interval);
                 let next_progress = Instant::now() + progress_period;
                 self.next_progress = self.next_progress.min(next_progress);
-                let sink = Sink { out, queued, pending: Vec::new(), pending_bytes: 0 };
+                let sink = Sink { out, queued, all: self.held.clone(), pending: Vec::new(), pending_bytes: 0 };
                 self.streams.insert(stream, Stream { sink, next_id: 0, watchers: HashMap::new(), progress_period, next_progress });
             }
             HubMsg::Close { stream } => self.drop_stream(stream),
@@ -214,6 +231,14 @@ impl Hub {
                 self.index.remove(&w.range, (stream, w.id), w.prev_kv);
             }
         }
+    }
+
+    /// Sums what the streams hold for their clients (every sync, not every release: in
+    /// between, what the hub sends is added and what the clients take is not subtracted).
+    fn measure_held(&mut self) {
+        let held: usize = self.streams.values().map(|s| s.sink.held()).sum();
+        self.held.set(held);
+        m::handles().watch_held_bytes.set(held as f64);
     }
 
     /// Removes the streams whose front end is gone without a `Close`.
