@@ -338,6 +338,63 @@ async fn stalled_watch_streams_share_one_budget() {
     drop(stalled);
 }
 
+/// What a client that completes HTTP/2's handshake and then neither reads nor answers sees
+/// within `bound`: the frame types the server sent (the server's SETTINGS, PINGs, GOAWAY...) and
+/// whether it closed the connection.
+async fn silent_client(endpoint: &str, bound: Duration) -> (Vec<u8>, bool) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(endpoint).await.unwrap();
+    // The preface and an empty SETTINGS frame; the server's SETTINGS are never acknowledged.
+    let mut hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    hello.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 0, 0]);
+    tcp.write_all(&hello).await.unwrap();
+    let deadline = tokio::time::Instant::now() + bound;
+    let (mut bytes, mut buf) = (Vec::new(), [0u8; 4096]);
+    let closed = loop {
+        match tokio::time::timeout_at(deadline, tcp.read(&mut buf)).await {
+            Err(_) => break false,
+            Ok(Ok(0)) | Ok(Err(_)) => break true,
+            Ok(Ok(n)) => bytes.extend_from_slice(&buf[..n]),
+        }
+    };
+    let mut kinds = Vec::new();
+    let mut at = 0;
+    while at + 9 <= bytes.len() {
+        let len = u32::from_be_bytes([0, bytes[at], bytes[at + 1], bytes[at + 2]]) as usize;
+        kinds.push(bytes[at + 3]);
+        at += 9 + len;
+    }
+    (kinds, closed)
+}
+
+/// HTTP/2 frame types.
+const PING: u8 = 6;
+const GOAWAY: u8 = 7;
+
+/// etcd's keepalive (--grpc-keepalive-interval, --grpc-keepalive-timeout): a connection quiet
+/// for the interval is pinged, and closed when no answer comes within the timeout; with the
+/// defaults (2 h, 20 s) a quiet one stays. Ballast parsed the flags and ignored them, so a
+/// client gone silent kept its connection for ever. Compared with etcd 3.5.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_silent_client_is_pinged_and_dropped_as_by_etcd() {
+    const BOUND: Duration = Duration::from_secs(8);
+    const QUIET: Duration = Duration::from_secs(3);
+    let flags = ["--grpc-keepalive-interval", "1s", "--grpc-keepalive-timeout", "1s"];
+    let ballast = common::Server::start(&flags);
+    let etcd = etcd::Etcd::start_with(&flags);
+    for (who, endpoint) in [("ballast", &ballast.endpoint), ("etcd 3.5", &etcd.endpoint)] {
+        let (kinds, closed) = silent_client(endpoint, BOUND).await;
+        assert!(closed, "{who} closes a silent connection within {BOUND:?}; frames {kinds:?}");
+        assert!(kinds.contains(&PING), "{who} pinged first; frames {kinds:?}");
+    }
+    let ballast = common::Server::start(&[]);
+    let etcd = etcd::Etcd::start();
+    for (who, endpoint) in [("ballast", &ballast.endpoint), ("etcd 3.5", &etcd.endpoint)] {
+        let (kinds, closed) = silent_client(endpoint, QUIET).await;
+        assert!(!closed && !kinds.contains(&PING) && !kinds.contains(&GOAWAY), "{who} with the default keepalive leaves a quiet connection be; frames {kinds:?}");
+    }
+}
+
 /// The client listener's accept queue is the kernel's largest (net.core.somaxconn), as Go's
 /// net.Listen asks for it: with tokio's default (128 after the cap here) back-to-back connects
 /// past it waited a second each for a SYN retry. `ss` shows the queue's bound as Send-Q.

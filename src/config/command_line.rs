@@ -200,6 +200,11 @@ pub(super) fn config_from_flags(flags: &FlagValues) -> Result<Config, ConfigErro
     if let Some(v) = flags.get("bcrypt-cost") {
         c.bcrypt_cost = super::bcrypt_cost(parse_go_uint(v).unwrap_or(10));
     }
+    for (name, target) in [("grpc-keepalive-interval", &mut c.grpc_keepalive_interval), ("grpc-keepalive-timeout", &mut c.grpc_keepalive_timeout)] {
+        if let Some(v) = flags.get(name) {
+            *target = super::duration::parse(v).ok().and_then(|d| d.non_negative()).unwrap_or_default();
+        }
+    }
     if let Some(v) = flags.get("experimental-watch-progress-notify-interval") {
         c.watch_progress_notify_interval = super::watch_progress_interval(super::duration::parse(v).ok().and_then(|d| d.non_negative()));
     }

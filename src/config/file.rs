@@ -50,8 +50,10 @@ struct FileConfig {
     discovery_proxy: Option<String>,
     discovery_srv: Option<String>,
     discovery_srv_name: Option<String>,
-    /// Nanoseconds, as etcd's YAML takes a `time.Duration`.
+    /// Nanoseconds, as etcd's YAML takes a `time.Duration` (also the two below).
     experimental_watch_progress_notify_interval: Option<u64>,
+    grpc_keepalive_interval: Option<i64>,
+    grpc_keepalive_timeout: Option<i64>,
     experimental_enable_lease_checkpoint: Option<bool>,
     experimental_enable_lease_checkpoint_persist: Option<bool>,
     strict_reconfig_check: Option<bool>,
@@ -125,6 +127,8 @@ const FILE_KEYS: &[&str] = &[
     "discovery-srv",
     "discovery-srv-name",
     "experimental-watch-progress-notify-interval",
+    "grpc-keepalive-interval",
+    "grpc-keepalive-timeout",
     "experimental-enable-lease-checkpoint",
     "experimental-enable-lease-checkpoint-persist",
     "strict-reconfig-check",
@@ -261,6 +265,9 @@ fn config_from_file_values(f: FileConfig, flags: &FlagValues) -> Result<Config, 
     if let Some(ns) = f.experimental_watch_progress_notify_interval {
         c.watch_progress_notify_interval = super::watch_progress_interval(Some(std::time::Duration::from_nanos(ns)));
     }
+    let nanos = |ns: i64| std::time::Duration::from_nanos(ns.max(0) as u64);
+    c.grpc_keepalive_interval = f.grpc_keepalive_interval.map_or(c.grpc_keepalive_interval, nanos);
+    c.grpc_keepalive_timeout = f.grpc_keepalive_timeout.map_or(c.grpc_keepalive_timeout, nanos);
     c.lease_checkpoint = f.experimental_enable_lease_checkpoint.unwrap_or(c.lease_checkpoint);
     c.lease_checkpoint_persist = f.experimental_enable_lease_checkpoint_persist.unwrap_or(c.lease_checkpoint_persist);
     c.strict_reconfig_check = f.strict_reconfig_check.unwrap_or(c.strict_reconfig_check);

@@ -115,6 +115,11 @@ pub struct Config {
     pub wal_segment_bytes: u64,
     /// --experimental-watch-progress-notify-interval (etcd: 0 keeps 10m, at least 100 ms).
     pub watch_progress_notify_interval: std::time::Duration,
+    /// --grpc-keepalive-interval and --grpc-keepalive-timeout (etcd: 2h and 20s): the server
+    /// pings a connection quiet for the interval and closes it when no answer comes within the
+    /// timeout; off unless both are above 0.
+    pub grpc_keepalive_interval: std::time::Duration,
+    pub grpc_keepalive_timeout: std::time::Duration,
     /// --experimental-enable-lease-checkpoint(-persist).
     pub lease_checkpoint: bool,
     /// etcd's `--strict-reconfig-check` (default true).
@@ -216,6 +221,8 @@ impl Default for Config {
             shards: 0,
             wal_segment_bytes: DEFAULT_WAL_SEGMENT_BYTES,
             watch_progress_notify_interval: DEFAULT_WATCH_PROGRESS_NOTIFY_INTERVAL,
+            grpc_keepalive_interval: std::time::Duration::from_secs(2 * 3600),
+            grpc_keepalive_timeout: std::time::Duration::from_secs(20),
             lease_checkpoint: false,
             strict_reconfig_check: true,
             lease_checkpoint_persist: false,

@@ -293,7 +293,7 @@ fn unimplemented_flags_warn_once_each() {
             "--cors=*",
             "--log-package-levels=x",
             "--max-wals=4",
-            "--grpc-keepalive-timeout=20s",
+            "--grpc-keepalive-min-time=5s",
             "--v",
         ],
         &[],
@@ -306,7 +306,7 @@ fn unimplemented_flags_warn_once_each() {
             "flag --debug is not implemented by ballast yet; ignored",
             "flag --cors is not implemented by ballast yet; ignored",
             "flag --log-package-levels is not implemented by ballast yet; ignored",
-            "flag --grpc-keepalive-timeout is not implemented by ballast yet; ignored",
+            "flag --grpc-keepalive-min-time is not implemented by ballast yet; ignored",
             "flag --v is not implemented by ballast yet; ignored",
         ]
     );
@@ -488,6 +488,15 @@ fn config_file() {
     assert!(w.is_empty(), "{w:?}");
     assert_eq!(c.watch_progress_notify_interval, std::time::Duration::from_secs(2));
     assert!(c.lease_checkpoint && c.lease_checkpoint_persist && !c.strict_reconfig_check);
+    // The keepalive, as nanoseconds too; flags and env as Go durations.
+    let path = temp_file("keepalive.yml", "grpc-keepalive-interval: 3000000000\ngrpc-keepalive-timeout: 0\n");
+    let (c, w) = run(&["--config-file", &path], &[]);
+    assert!(w.is_empty(), "{w:?}");
+    assert_eq!((c.grpc_keepalive_interval, c.grpc_keepalive_timeout), (std::time::Duration::from_secs(3), std::time::Duration::ZERO));
+    let (c, w) = run(&["--grpc-keepalive-interval=90s"], &[("ETCD_GRPC_KEEPALIVE_TIMEOUT", "1m")]);
+    assert!(w.is_empty(), "{w:?}");
+    assert_eq!((c.grpc_keepalive_interval, c.grpc_keepalive_timeout), (std::time::Duration::from_secs(90), std::time::Duration::from_secs(60)));
+    assert_eq!((Config::default().grpc_keepalive_interval, Config::default().grpc_keepalive_timeout), (std::time::Duration::from_secs(7200), std::time::Duration::from_secs(20)));
     // empty file = defaults
     let empty = temp_file("empty.yml", "");
     assert_eq!(run(&["--config-file", &empty], &[]).0, Config::default());

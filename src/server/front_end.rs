@@ -37,8 +37,26 @@ pub struct Worker {
     pub routes: super::client_service::ClientService,
     /// The TLS configuration of the secure listeners, if any.
     pub tls: Option<tokio_rustls::TlsAcceptor>,
-    /// HTTP/2 streams per connection (`--max-concurrent-streams`).
+    pub http2: Http2Settings,
+}
+
+/// How every client connection's HTTP/2 is served.
+#[derive(Clone, Copy)]
+pub struct Http2Settings {
+    /// Streams per connection (`--max-concurrent-streams`).
     pub max_streams: u32,
+    /// etcd's keepalive: a connection quiet for the interval is pinged, and closed when no
+    /// answer comes within the timeout (`--grpc-keepalive-interval`, `--grpc-keepalive-timeout`);
+    /// none when either is 0, as etcd.
+    pub keepalive: Option<(Duration, Duration)>,
+}
+
+impl Http2Settings {
+    pub fn of(cfg: &crate::config::Config) -> Http2Settings {
+        let (interval, timeout) = (cfg.grpc_keepalive_interval, cfg.grpc_keepalive_timeout);
+        let keepalive = (!interval.is_zero() && !timeout.is_zero()).then_some((interval, timeout));
+        Http2Settings { max_streams: cfg.max_concurrent_streams, keepalive }
+    }
 }
 
 /// What a listener serves: its URLs' schemes (etcd: a serveCtx's `insecure` and `secure`).
@@ -122,18 +140,18 @@ impl Dealer {
 /// Serves `worker`'s connections on the current thread's runtime until `stop` changes; open
 /// connections then get `grace` to finish.
 pub async fn serve(worker: Worker, mut stop: tokio::sync::watch::Receiver<bool>, grace: Duration) -> Result<(), String> {
-    let Worker { conns: Queues { plain, secure, plain_again }, replies, routes, tls, max_streams } = worker;
+    let Worker { conns: Queues { plain, secure, plain_again }, replies, routes, tls, http2 } = worker;
     tokio::spawn(reply::dispatch(replies));
     tokio::spawn(release_freed_memory());
     let incoming = plain.into_stream().map(tokio::net::TcpStream::from_std);
-    let plain_server = serve_connections(routes.clone(), incoming, stop.clone(), max_streams);
+    let plain_server = serve_connections(routes.clone(), incoming, stop.clone(), http2);
     let tls_stop = stop.clone();
     let tls_server = async move {
         let Some(acceptor) = tls else { return Ok(()) };
         let (tls_tx, tls_rx) = flume::bounded(CONN_QUEUE_CAPACITY);
         tokio::spawn(handshake::run(secure, acceptor, plain_again, tls_tx));
         let incoming = tls_rx.into_stream().map(Ok::<_, std::io::Error>);
-        serve_connections(routes, incoming, tls_stop, max_streams).await
+        serve_connections(routes, incoming, tls_stop, http2).await
     };
     let server = futures_util::future::try_join(plain_server, tls_server);
     let deadline = async move {
@@ -160,12 +178,12 @@ async fn release_freed_memory() {
 }
 
 /// Serves a unix socket listener's connections on the current thread until `stop` changes.
-pub async fn serve_unix(listener: tokio::net::UnixListener, routes: super::client_service::ClientService, stop: tokio::sync::watch::Receiver<bool>, max_streams: u32) -> Result<(), String> {
-    serve_connections(routes, tokio_stream::wrappers::UnixListenerStream::new(listener), stop, max_streams).await
+pub async fn serve_unix(listener: tokio::net::UnixListener, routes: super::client_service::ClientService, stop: tokio::sync::watch::Receiver<bool>, http2: Http2Settings) -> Result<(), String> {
+    serve_connections(routes, tokio_stream::wrappers::UnixListenerStream::new(listener), stop, http2).await
 }
 
 /// One tonic server (gRPC and the HTTP routes) on `incoming`'s connections until `stop` changes.
-async fn serve_connections<S, IO>(routes: super::client_service::ClientService, incoming: S, mut stop: tokio::sync::watch::Receiver<bool>, max_streams: u32) -> Result<(), String>
+async fn serve_connections<S, IO>(routes: super::client_service::ClientService, incoming: S, mut stop: tokio::sync::watch::Receiver<bool>, http2: Http2Settings) -> Result<(), String>
 where
     S: futures_util::Stream<Item = std::io::Result<IO>>,
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + tonic::transport::server::Connected + Unpin + Send + 'static,
@@ -177,7 +195,9 @@ where
     let incoming = incoming.map(|conn| conn.map(Coalesced::new));
     tonic::transport::Server::builder()
         .accept_http1(true)
-        .max_concurrent_streams(Some(max_streams))
+        .max_concurrent_streams(Some(http2.max_streams))
+        .http2_keepalive_interval(http2.keepalive.map(|(interval, _)| interval))
+        .http2_keepalive_timeout(http2.keepalive.map(|(_, timeout)| timeout))
         .layer(grpc_metrics::GrpcMetricsLayer)
         .serve_with_incoming_shutdown(routes, incoming, shutdown)
         .await

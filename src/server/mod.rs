@@ -380,7 +380,7 @@ fn serve_front_end(
             replies,
             routes: client_routes(cfg, ctx.clone(), metrics.clone(), gateway_streams.clone(), stop_rx.clone()),
             tls: acceptor.clone(),
-            max_streams: cfg.max_concurrent_streams,
+            http2: front_end::Http2Settings::of(cfg),
         })
         .collect();
     let first = workers.remove(0);
@@ -437,7 +437,7 @@ async fn front_end_main(
     for path in unix_sockets(&cfg.listen_client_urls)? {
         let listener = bind_unix(&path)?;
         log::info("serving insecure client requests", &[("address", format!("unix://{path}"))]);
-        servers.push(tokio::spawn(front_end::serve_unix(listener, own.routes.clone(), stop_rx.clone(), cfg.max_concurrent_streams)));
+        servers.push(tokio::spawn(front_end::serve_unix(listener, own.routes.clone(), stop_rx.clone(), front_end::Http2Settings::of(cfg))));
     }
     for url in &cfg.listen_metrics_urls {
         let listener = bind(&metrics_bind_addr(url)?).await?;
