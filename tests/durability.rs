@@ -96,6 +96,14 @@ async fn restart_restores_history_and_compaction_point() {
 #[test]
 fn sigterm_stops_gracefully_and_dies_of_the_signal_as_etcd() {
     let mut etcd = etcd::Etcd::start();
+    // etcd answers /health before it handles signals (its "notifying init daemon" comes
+    // after); a SIGTERM before that kills it unlogged.
+    for _ in 0..500 {
+        if etcd.log().contains("notifying init daemon") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     etcd.terminate();
     let etcd_status = etcd.wait_exit(std::time::Duration::from_secs(30));
     let mut s = common::Server::start(&[]);

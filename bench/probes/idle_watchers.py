@@ -1,4 +1,4 @@
-# Driven by idle_watchers.sh (see there).
+# Run by probe.sh (see there).
 # Probe: N idle single-key watchers, then closed-loop puts on other keys; puts/s and p50/p99.
 import asyncio, sys, time, grpc
 import rpc_pb2 as pb, rpc_pb2_grpc as rpc

@@ -41,43 +41,91 @@ pub struct EventsPart {
 }
 
 impl Store {
+    /// The events of `q`, at most `q.max_revisions` main revisions of them. Only those are
+    /// built: a watcher far behind is caught up a step at a time, and each step used to build
+    /// every event of its whole window and keep the first 1000 revisions (a shard busy for a
+    /// second a step, a million revisions behind).
     pub fn events(&self, q: &EventQuery) -> Result<EventsPart> {
         if q.from < self.compact_rev() {
             return Err(Error::Compacted);
         }
-        let events = if self.changes().covers(q.from) { self.logged_events(q) } else { self.scanned_events(q) };
-        Ok(cut(events, q.to, q.max_revisions))
+        Ok(if self.changes().covers(q.from) { self.logged_events(q) } else { self.scanned_events(q) })
     }
 
-    fn logged_events(&self, q: &EventQuery) -> Vec<ChangeEvent> {
-        let mut events = Vec::new();
+    /// From the change log, in revision order: stops at the first revision past the limit.
+    fn logged_events(&self, q: &EventQuery) -> EventsPart {
+        let mut events: Vec<ChangeEvent> = Vec::new();
+        let mut revisions = 0;
         for (rev, key) in self.changes().between(q.from, q.to) {
-            if q.range.as_ref().is_none_or(|r| r.contains(key)) {
-                events.extend(self.history(key).and_then(|h| self.event(key, h, h.record(*rev)?, q.prev)));
+            if !q.range.as_ref().is_none_or(|r| r.contains(key)) {
+                continue;
+            }
+            let Some(e) = self.history(key).and_then(|h| self.event(key, h, h.record(*rev)?, q.prev)) else { continue };
+            let last = events.last().map(|l| l.rev.main);
+            if last != Some(e.rev.main) {
+                if revisions == q.max_revisions.max(1) {
+                    return EventsPart { events, to: last.expect("a revision was counted") };
+                }
+                revisions += 1;
+            }
+            events.push(e);
+        }
+        EventsPart { events, to: q.to }
+    }
+
+    /// From the range's histories (a window the log no longer covers): the records' revisions
+    /// first, to find where the answer ends, then the events up to there.
+    fn scanned_events(&self, q: &EventQuery) -> EventsPart {
+        let all = KeyRange::new(b"\0", b"\0");
+        let range = q.range.as_ref().unwrap_or(&all);
+        let limit = q.max_revisions.max(1);
+        // The first `limit` main revisions with an event, at most `limit` kept at a time.
+        let mut first = std::collections::BTreeSet::new();
+        for (_, hist) in self.histories(range) {
+            for rec in hist.between(q.from - 1, q.to).iter().filter(|rec| self.is_event(hist, *rec)) {
+                if first.len() < limit || first.last().is_some_and(|&l| rec.mod_rev < l) {
+                    first.insert(rec.mod_rev);
+                    if first.len() > limit {
+                        first.pop_last();
+                    }
+                }
             }
         }
-        events
-    }
-
-    fn scanned_events(&self, q: &EventQuery) -> Vec<ChangeEvent> {
-        let all = KeyRange::new(b"\0", b"\0");
+        // Cut short only when more revisions exist than the answer takes; else complete to `to`.
+        let to = if first.len() == limit { self.last_revision_with_events(range, q, &first) } else { q.to };
         let mut events = Vec::new();
-        for (key, hist) in self.histories(q.range.as_ref().unwrap_or(&all)) {
-            events.extend(hist.between(q.from - 1, q.to).iter().filter_map(|rec| self.event(key, hist, rec, q.prev)));
+        for (key, hist) in self.histories(range) {
+            events.extend(hist.between(q.from - 1, to).iter().filter_map(|rec| self.event(key, hist, rec, q.prev)));
         }
         events.sort_by_key(|e| e.rev);
-        events
+        cut(events, to, limit)
+    }
+
+    /// Where an answer holding exactly the revisions of `first` (the window's first ones with
+    /// events) ends: at `q.to` when the window has no other, else at its last.
+    fn last_revision_with_events(&self, range: &KeyRange, q: &EventQuery, first: &std::collections::BTreeSet<i64>) -> i64 {
+        let last = *first.last().expect("the answer has revisions");
+        let more = self.histories(range).any(|(_, hist)| hist.between(last, q.to).iter().any(|rec| self.is_event(hist, rec)));
+        if more {
+            last
+        } else {
+            q.to
+        }
+    }
+
+    /// etcd's compaction keeps, of the records at the compaction revision, only each key's
+    /// newest there, and not even that when it is a tombstone (`keyIndex.compact`): a watch
+    /// from exactly that revision sees neither, whether this store dropped them yet or not (it
+    /// keeps a tombstone until a snapshot segment holds it).
+    fn is_event(&self, hist: KeyHistory<'_>, rec: RecordRef<'_>) -> bool {
+        rec.mod_rev != self.compact_rev() || hist.at(rec.mod_rev).map(|r| r.rev()) == Some(rec.rev())
     }
 
     fn event(&self, key: &[u8], hist: KeyHistory<'_>, rec: RecordRef<'_>, with_prev: bool) -> Option<ChangeEvent> {
-        let delete = rec.is_tombstone();
-        // etcd's compaction keeps, of the records at the compaction revision, only each key's
-        // newest there, and not even that when it is a tombstone (`keyIndex.compact`): a
-        // watch from exactly that revision sees neither, whether this store dropped them yet
-        // or not (it keeps a tombstone until a snapshot segment holds it).
-        if rec.mod_rev == self.compact_rev() && hist.at(rec.mod_rev).map(|r| r.rev()) != Some(rec.rev()) {
+        if !self.is_event(hist, rec) {
             return None;
         }
+        let delete = rec.is_tombstone();
         let kv = if delete { KeyValue { key: key.to_vec(), mod_revision: rec.mod_rev, ..Default::default() } } else { rec.to_kv(key, false) };
         // etcd gives no prev_kv to a put that creates the key (create revision = its revision).
         let creates = !delete && rec.create_rev == rec.mod_rev;
@@ -134,8 +182,36 @@ mod tests {
         assert_eq!(logged.events[1].prev.as_ref().unwrap().value, &b"1"[..]);
         assert!(logged.events[2].prev.is_none());
         assert_eq!(logged.events[1].kv, KeyValue { key: b"a".to_vec(), mod_revision: 4, ..Default::default() });
-        assert_eq!(s.scanned_events(&query(None, 3, 4)), logged.events);
-        assert_eq!(s.scanned_events(&query(Some(KeyRange::new(b"b", b"")), 3, 4)), logged.events[..1]);
+        assert_eq!(s.scanned_events(&query(None, 3, 4)).events, logged.events);
+        assert_eq!(s.scanned_events(&query(Some(KeyRange::new(b"b", b"")), 3, 4)).events, logged.events[..1]);
+    }
+
+    /// Cut short, both reads end at the same whole revision with the same events, however the
+    /// window and the limit fall (and whichever revisions the range has events at).
+    #[test]
+    fn both_reads_cut_a_long_window_at_the_same_revision() {
+        let mut s = Store::default();
+        for rev in 2..40 {
+            let key = ["a", "b", "c"][(rev as usize * 7) % 3];
+            if rev % 5 == 0 {
+                s.write(WriteOp::DeleteRange { range: KeyRange::new(key.as_bytes(), b""), prev_kv: false }, Rev::new(rev, 0)).unwrap();
+                put(&mut s, "c", &rev.to_string(), Rev::new(rev, 1));
+            } else {
+                put(&mut s, key, &rev.to_string(), Rev::main(rev));
+            }
+        }
+        for range in [None, Some(KeyRange::new(b"a", b"")), Some(KeyRange::new(b"b", b"d"))] {
+            for from in [2, 3, 10, 25, 39] {
+                for max_revisions in [1, 2, 3, 7, 100] {
+                    let q = EventQuery { range: range.clone(), from, to: 39, prev: true, max_revisions };
+                    let (logged, scanned) = (s.logged_events(&q), s.scanned_events(&q));
+                    let all = cut(s.logged_events(&EventQuery { max_revisions: usize::MAX, ..q.clone() }).events, 39, max_revisions);
+                    let what = format!("{range:?} from {from}, {max_revisions} revisions");
+                    assert_eq!((&logged.events, logged.to), (&all.events, all.to), "logged: {what}");
+                    assert_eq!((&scanned.events, scanned.to), (&all.events, all.to), "scanned: {what}");
+                }
+            }
+        }
     }
 
     #[test]
@@ -157,7 +233,7 @@ mod tests {
         let kinds = |s: &Store| -> Vec<_> { s.events(&query(None, 4, 5)).unwrap().events.iter().map(|e| (e.kv.key.clone(), e.rev, e.delete)).collect() };
         let expected = [(b"y".to_vec(), Rev::new(4, 3), false), (b"w".to_vec(), Rev::main(5), false)];
         assert_eq!(kinds(&s), expected);
-        assert_eq!(s.scanned_events(&query(None, 4, 5)).len(), 2, "the scan agrees with the log");
+        assert_eq!(s.scanned_events(&query(None, 4, 5)).events.len(), 2, "the scan agrees with the log");
         s.compact_physical(4);
         assert_eq!(kinds(&s), expected, "and so after the physical compaction");
     }
