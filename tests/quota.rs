@@ -94,3 +94,30 @@ async fn alarms_raised_by_hand_act_and_show_in_status_as_etcds() {
         assert!(want.iter().any(|l| l.contains("alarm:")), "{want:?}");
     }
 }
+
+/// Over the quota, an invalid write that does not fit is refused for the space first, as
+/// etcd's quotaKVServer checks before anything else (ballast validated first: "key is not
+/// provided"). Compared with etcd 3.5, both filled to their quota.
+#[tokio::test]
+async fn over_the_quota_space_is_checked_before_validation_as_by_etcd() {
+    use ballast::proto::etcdserverpb::*;
+    async fn answers(endpoint: &str) -> Vec<String> {
+        let mut c = etcd_client::Client::connect([endpoint], None).await.unwrap();
+        let (_, err) = common::fill_until_error(&mut c, 1024).await;
+        assert!(err.to_string().contains("database space exceeded"), "{err}");
+        let mut kv = kv_client::KvClient::new(common::grpc_channel(endpoint).await);
+        let big = vec![b'b'; 100 << 10];
+        let put = |key: &str| RequestOp { request: Some(request_op::Request::RequestPut(PutRequest { key: key.into(), value: big.clone(), ..Default::default() })) };
+        let outcome = |r: Result<String, tonic::Status>| r.unwrap_or_else(|e| format!("{:?}: {}", e.code(), e.message()));
+        vec![
+            outcome(kv.put(PutRequest { key: Vec::new(), value: big.clone(), ..Default::default() }).await.map(|_| "put".into())),
+            outcome(kv.txn(TxnRequest { success: vec![put("d"), put("d")], ..Default::default() }).await.map(|_| "txn".into())),
+            outcome(kv.put(PutRequest { key: b"k".to_vec(), value: big.clone(), lease: 12345, ..Default::default() }).await.map(|_| "put with lease".into())),
+        ]
+    }
+    let etcd = etcd::Etcd::start_with(&["--quota-backend-bytes", QUOTA_BYTES]);
+    let ballast = common::Server::start(&["--quota-backend-bytes", QUOTA_BYTES]);
+    let want = answers(&etcd.endpoint).await;
+    assert_eq!(answers(&ballast.endpoint).await, want, "ballast, then etcd 3.5");
+    assert!(want.iter().all(|a| a == "ResourceExhausted: etcdserver: mvcc: database space exceeded"), "{want:?}");
+}

@@ -65,14 +65,19 @@ impl Ctx {
         }
     }
 
-    /// etcd's quotaAlarmer: a write that does not fit raises NOSPACE (through raft, like every
-    /// alarm) and is refused before it is proposed.
-    /// While the NOSPACE alarm is raised a write is refused here too, as the applier would
-    /// refuse it: it costs no WAL space on a disk that may be full.
-    pub async fn check_quota(&self, cost_bytes: u64) -> crate::error::Result<()> {
+    /// While the NOSPACE alarm is raised a write is refused before it is proposed, as etcd's
+    /// capped applier would refuse it (after validation and the token's check, before the
+    /// permission's): it costs no WAL space on a disk that may be full.
+    pub fn check_nospace(&self, cost_bytes: u64) -> crate::error::Result<()> {
         if cost_bytes > 0 && self.status.nospace() {
             return Err(crate::error::Error::NoSpace);
         }
+        Ok(())
+    }
+
+    /// etcd's quotaKVServer: a write that does not fit raises NOSPACE (through raft, like every
+    /// alarm) and is refused, before anything else is checked (an invalid request too).
+    pub async fn check_quota(&self, cost_bytes: u64) -> crate::error::Result<()> {
         if self.quota.available(self.status.db_size_bytes(), cost_bytes) {
             return Ok(());
         }
@@ -81,7 +86,12 @@ impl Ctx {
             member_id: self.status.member_id,
             alarm: crate::proto::etcdserverpb::AlarmType::Nospace as i32,
         };
-        let _ = self.raft.propose(crate::proto::ballastpb::internal_request::Request::Alarm(alarm)).await;
+        // This member's raised already: not proposed again (etcd proposes it at every
+        // refusal), so refused writes cost no WAL space on a disk that may be full.
+        let nospace = crate::proto::etcdserverpb::AlarmType::Nospace as i32;
+        if !self.status.alarm_members().contains(&(self.status.member_id, nospace)) {
+            let _ = self.raft.propose(crate::proto::ballastpb::internal_request::Request::Alarm(alarm)).await;
+        }
         Err(crate::error::Error::NoSpace)
     }
 

@@ -80,9 +80,11 @@ impl Kv {
     }
 
     pub async fn put_as(&self, r: PutRequest, who: Option<AuthInfo>) -> Result<PutResponse> {
+        let cost = crate::quota::cost_put(&r);
+        self.ctx.check_quota(cost).await?;
         validate::check_put(&r)?;
         let auth = self.checked(who, |v, who| v.put(who, &r))?;
-        self.ctx.check_quota(crate::quota::cost_put(&r)).await?;
+        self.ctx.check_nospace(cost)?;
         let size = r.encoded_len();
         match self.write(Write::Put(r), size, auth).await? {
             Response::Put(resp) => Ok(resp),
@@ -109,9 +111,11 @@ impl Kv {
     }
 
     pub async fn txn_as(&self, r: TxnRequest, who: Option<AuthInfo>) -> Result<TxnResponse> {
+        let cost = crate::quota::cost_txn(&r);
+        self.ctx.check_quota(cost).await?;
         validate::check_txn(&r, self.ctx.max_txn_ops)?;
         let auth = self.checked(who, |v, who| v.txn(who, &r))?;
-        self.ctx.check_quota(crate::quota::cost_txn(&r)).await?;
+        self.ctx.check_nospace(cost)?;
         // etcd serves a read-only txn without raft, so `--max-request-bytes` does not bound it
         // (gRPC's limit, that plus 512 KiB, still does).
         let size = if txn::is_read_only(&r) { 0 } else { r.encoded_len() };
