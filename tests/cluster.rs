@@ -22,6 +22,14 @@ use cluster::{Cluster, Member, READY_TIMEOUT};
 /// pre-vote rounds).
 const ELECTION_BOUND: Duration = Duration::from_secs(15);
 
+/// The accept queue's bound of the listener on `addr` (`ss`'s Send-Q; iproute2, which
+/// tests/run.sh installs).
+fn accept_queue(addr: &str) -> String {
+    let out = Command::new("ss").args(["-Hltn", &format!("src = {addr}")]).output().expect("ss");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    text.split_whitespace().nth(2).unwrap_or_else(|| panic!("no listener on {addr}: {text:?}")).to_string()
+}
+
 fn follower_of(c: &Cluster, leader: usize) -> usize {
     (0..c.members.len()).find(|&i| i != leader).unwrap()
 }
@@ -39,6 +47,13 @@ fn three_members_elect_one_leader_and_serve_on_every_member() {
         assert_eq!(s["raftTerm"], statuses[leader]["raftTerm"], "same term: {statuses:?}");
         assert_eq!(s["header"]["cluster_id"], statuses[0]["header"]["cluster_id"]);
     }
+
+    // The peer listener's accept queue is the kernel's largest (somaxconn), as Go's net.Listen
+    // asks and the client listener has (tests/bounds.rs compares that with etcd); std's 128
+    // before.
+    let somaxconn = std::fs::read_to_string("/proc/sys/net/core/somaxconn").unwrap().trim().to_string();
+    let peer = c.members[0].peer_url();
+    assert_eq!(accept_queue(peer.split("://").nth(1).unwrap()), somaxconn, "Send-Q of the peer listener {peer}");
 
     // A write on a follower is forwarded to the leader; a linearizable read on every member sees it.
     let follower = follower_of(&c, leader);
