@@ -576,6 +576,11 @@ fn unix_socket_listener_serves_beside_tcp() {
     let mut response = String::new();
     let _ = conn.read_to_string(&mut response);
     assert!(response.contains(r#""health":"true""#), "{response}");
+    // Stopped, it removes its socket file, as etcd (Go's unix listener unlinks it on close).
+    let mut s = s;
+    assert!(s.dir.join(&name).exists());
+    s.terminate();
+    assert!(!s.dir.join(&name).exists(), "the socket file {name} is left after a graceful stop");
     // unixs:// is refused at start rather than served without TLS.
     let (log, _) = Server::refused_urls(&["http://127.0.0.1:{port}", "unixs://localhost:{port2}"], &["--auto-tls"]);
     assert!(log_says(&log, "unixs:// (TLS on a unix socket) is not supported yet"), "{log}");

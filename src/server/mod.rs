@@ -434,7 +434,8 @@ async fn front_end_main(
     }
     let mut servers = Vec::new();
     // Unix socket clients are served by this thread alone (local tools, not the hot path).
-    for path in unix_sockets(&cfg.listen_client_urls)? {
+    let unix_paths = unix_sockets(&cfg.listen_client_urls)?;
+    for path in unix_paths.iter().cloned() {
         let listener = bind_unix(&path)?;
         log::info("serving insecure client requests", &[("address", format!("unix://{path}"))]);
         servers.push(tokio::spawn(front_end::serve_unix(listener, own.routes.clone(), stop_rx.clone(), front_end::Http2Settings::of(cfg))));
@@ -465,6 +466,10 @@ async fn front_end_main(
     // Open client connections get a bounded grace period, as etcd's GracefulStop.
     let drained = futures_util::future::join_all(servers);
     let _ = tokio::time::timeout(SHUTDOWN_GRACE + Duration::from_millis(100), drained).await;
+    // As Go's unix listener, closed: its socket file goes with it.
+    for path in &unix_paths {
+        let _ = std::fs::remove_file(path);
+    }
     Ok(Some(signal))
 }
 
