@@ -435,8 +435,8 @@ async fn front_end_main(
     let mut servers = Vec::new();
     // Unix socket clients are served by this thread alone (local tools, not the hot path).
     let unix_paths = unix_sockets(&cfg.listen_client_urls)?;
-    for path in unix_paths.iter().cloned() {
-        let listener = bind_unix(&path)?;
+    for path in &unix_paths {
+        let listener = bind_unix(path)?;
         log::info("serving insecure client requests", &[("address", format!("unix://{path}"))]);
         servers.push(tokio::spawn(front_end::serve_unix(listener, own.routes.clone(), stop_rx.clone(), front_end::Http2Settings::of(cfg))));
     }
