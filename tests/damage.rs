@@ -143,3 +143,25 @@ async fn every_damaged_file_is_served_whole_or_refused_by_name() {
     eprintln!("damage matrix: {} cases, {served} served whole, {refused} refused by name", damages.len());
     assert!(refused > 0 && served > 0);
 }
+
+/// A valid segment file in another's place (here the full snapshot's copied over the delta's
+/// name) passes every block's check, and booting it served the full snapshot's records twice
+/// and none of the delta's. The manifest keeps each segment file's CRC-32C: boot refuses it,
+/// naming the file.
+#[tokio::test]
+async fn a_valid_segment_in_anothers_place_is_refused_by_name() {
+    let (base, _) = build().await;
+    let manifest = common::read_checked_json(&snap_file(&base.data_dir, "manifest.json")).expect("a snapshot");
+    let segments: Vec<String> = manifest["segments"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
+    assert_eq!(manifest["segment_crcs"].as_array().map(|c| c.len()), Some(segments.len()), "{manifest}");
+    let (full, delta) = (&segments[0], segments.last().unwrap());
+    let copy = common::fresh_dir("swapped").join("data");
+    common::copy_dir(&base.data_dir, &copy);
+    std::fs::copy(snap_file(&copy, full), snap_file(&copy, delta)).unwrap();
+    let mut s = common::Server::on_data_dir(&copy, FLAGS);
+    let log = s.try_restart().expect_err("a swapped segment is refused");
+    let line = log.lines().find(|l| l.contains("\"level\":\"error\"")).unwrap_or_default();
+    assert!(line.contains(delta.as_str()) && line.contains("not the file this snapshot wrote"), "{log}");
+    drop(s);
+    let _ = std::fs::remove_dir_all(copy.parent().unwrap());
+}

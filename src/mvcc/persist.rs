@@ -48,7 +48,7 @@ pub async fn write_segment(path: PathBuf, store: &RefCell<Store>, since: i64, re
     crate::metrics::handles().io_uring_fsyncs.increment(1);
     file.fdatasync().await?;
     file.close().await?;
-    Ok(SegmentInfo { path, size_bytes: encoder.size_bytes(), keys: encoder.keys() })
+    Ok(SegmentInfo { path, size_bytes: encoder.size_bytes(), keys: encoder.keys(), crc32c: encoder.crc32c() })
 }
 
 /// Pushes the segment's bytes to the disk as they are written, at `writeback`'s pace, so the

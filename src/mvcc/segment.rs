@@ -85,6 +85,21 @@ pub struct SegmentInfo {
     pub path: PathBuf,
     pub size_bytes: u64,
     pub keys: u64,
+    /// CRC-32C of the whole file (`file_crc32c`).
+    pub crc32c: u32,
+}
+
+/// CRC-32C of a whole file, read in 1 MiB pieces.
+pub fn file_crc32c(path: &Path) -> std::io::Result<u32> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    let (mut crc, mut buf) = (0u32, vec![0u8; 1 << 20]);
+    loop {
+        match file.read(&mut buf)? {
+            0 => return Ok(crc),
+            n => crc = crc32c::crc32c_append(crc, &buf[..n]),
+        }
+    }
 }
 
 /// Zero bytes that put a block's payload at an aligned file offset.
@@ -207,11 +222,13 @@ pub struct Encoder {
     pending: Vec<u8>,
     taken_bytes: u64,
     keys: u64,
+    /// CRC-32C of the bytes taken.
+    crc: u32,
 }
 
 impl Default for Encoder {
     fn default() -> Encoder {
-        Encoder { pending: MAGIC.to_vec(), taken_bytes: 0, keys: 0 }
+        Encoder { pending: MAGIC.to_vec(), taken_bytes: 0, keys: 0, crc: 0 }
     }
 }
 
@@ -240,7 +257,13 @@ impl Encoder {
         let at = self.taken_bytes;
         let bytes = std::mem::take(&mut self.pending);
         self.taken_bytes += bytes.len() as u64;
+        self.crc = crc32c::crc32c_append(self.crc, &bytes);
         (at, bytes)
+    }
+
+    /// CRC-32C of the file so far (the bytes taken).
+    pub fn crc32c(&self) -> u32 {
+        self.crc
     }
 
     /// The file's size so far (the bytes taken).

@@ -77,6 +77,7 @@ impl Coordinator {
             auth: state.auth,
             lease_remaining: state.lease_remaining,
             segments,
+            segment_crcs: base.map_or_else(Vec::new, |m| m.segment_crcs.clone()),
             wal_seq_from: order.wal_seq_from,
             wal_seq_kept: order.wal_seq_kept,
             shards,
@@ -138,17 +139,24 @@ type SegmentWritten = crate::error::Result<tokio::sync::oneshot::Receiver<Result
 
 /// Waits for every shard's segment, then writes the manifest.
 async fn write(dir: std::path::PathBuf, status: Arc<ServerStatus>, mut manifest: Manifest, pending: Vec<SegmentWritten>) -> Finished {
+    // The base's checksums are complete (else there are none to add to).
+    let mut crcs = (manifest.segment_crcs.len() + pending.len() == manifest.segments.len()).then(|| std::mem::take(&mut manifest.segment_crcs));
+    manifest.segment_crcs.clear();
     for p in pending {
         let info = match p {
             Ok(rx) => rx.await.unwrap_or_else(|_| Err("shard stopped".into()))?,
             Err(e) => return Err(e.to_string()),
         };
+        if let Some(crcs) = crcs.as_mut() {
+            crcs.push(info.crc32c);
+        }
         if manifest.deltas == 0 {
             manifest.full_bytes += info.size_bytes;
         } else {
             manifest.delta_bytes += info.size_bytes;
         }
     }
+    manifest.segment_crcs = crcs.unwrap_or_default();
     crate::failpoint::crash("snapshot-before-manifest");
     // On a blocking thread: the fsyncs and the unlink of the previous (large) segment took
     // 0.1-0.2 s, during which shard 0 served nothing.

@@ -30,6 +30,11 @@ pub struct Manifest {
     /// then the delta snapshots' written since (one per shard each), each holding only the
     /// records written after the previous snapshot's revision.
     pub segments: Vec<String>,
+    /// The CRC-32C of each segment file, as `segments` (empty in manifests from before them,
+    /// or when a segment's is unknown: then none is checked). Boot refuses a segment whose
+    /// file is not the one written, even a valid segment put in its place.
+    #[serde(default)]
+    pub segment_crcs: Vec<u32>,
     /// Shards the segments were cut for (0 in manifests from before deltas): a delta needs the
     /// same shards as the segments before it.
     #[serde(default)]
