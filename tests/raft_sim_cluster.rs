@@ -553,11 +553,13 @@ impl World {
             self.log(|| format!("{}: refused {tag}: {e:?}", at + 1));
             assert!(self.nodes[at].unanswered.remove(&tag), "proposal {tag} answered twice");
             if self.member_tags.contains(&tag) {
-                // etcd's checks before proposing, or no leader, or a timeout.
+                // etcd's checks before proposing, or no leader, or a timeout (ProposalDeadline:
+                // it waited for a leader all along, never proposed).
                 assert!(
                     matches!(
                         e,
                         Error::NoLeader
+                            | Error::ProposalDeadline
                             | Error::Stopped
                             | Error::Timeout
                             | Error::TimeoutDueToLeaderFail

@@ -25,12 +25,45 @@ impl ClusterService {
 
     async fn change<T>(&self, req: &Request<T>, change: MemberChange) -> Result<Vec<Member>> {
         self.ctx.auth.admin(req)?;
-        let members = self.ctx.raft.member_change(change).await?;
-        Ok(members.iter().map(to_proto).collect())
+        let started = std::time::Instant::now();
+        match self.ctx.raft.member_change(change).await {
+            Ok(members) => Ok(members.iter().map(to_proto).collect()),
+            Err(Error::ProposalDeadline) => {
+                // Never proposed for lack of a leader. etcd's change waits for one on the
+                // request's own context and answers its error when it ends: this answer waits
+                // until just before the client's deadline too, or goes after the request
+                // timeout when the client set none (etcd would wait for good).
+                if let Some(left) = client_deadline(req).and_then(|d| d.checked_sub(started.elapsed() + CLIENT_DEADLINE_MARGIN)) {
+                    tokio::time::sleep(left).await;
+                }
+                Err(Error::ProposalDeadline)
+            }
+            Err(e) => Err(e),
+        }
     }
 }
 
 type Reply<T> = std::result::Result<Response<T>, Status>;
+
+/// How long before its client's deadline a membership change that waited for a leader answers.
+const CLIENT_DEADLINE_MARGIN: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// The client's deadline from gRPC's `grpc-timeout` header (digits and a unit: H, M, S, m, u, n).
+fn client_deadline<T>(req: &Request<T>) -> Option<std::time::Duration> {
+    let text = req.metadata().get("grpc-timeout")?.to_str().ok()?;
+    let (digits, unit) = text.split_at(text.len().checked_sub(1)?);
+    let n: u64 = digits.parse().ok()?;
+    let nanos_per_unit: u64 = match unit {
+        "H" => 3_600_000_000_000,
+        "M" => 60_000_000_000,
+        "S" => 1_000_000_000,
+        "m" => 1_000_000,
+        "u" => 1_000,
+        "n" => 1,
+        _ => return None,
+    };
+    Some(std::time::Duration::from_nanos(n.saturating_mul(nanos_per_unit)))
+}
 
 fn to_proto(m: &crate::cluster::Member) -> Member {
     Member { id: m.id, name: m.name.clone(), peer_ur_ls: m.peer_urls.clone(), client_ur_ls: m.client_urls.clone(), is_learner: m.is_learner }
@@ -126,5 +159,20 @@ mod tests {
         for bad in [&[][..], &["ftp://a:1"], &["http://a"], &["http://a:1/path"], &["a:1"]] {
             assert_eq!(ok(bad), Err(Error::MemberBadUrls), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn grpc_timeout_header_as_grpc_reads_it() {
+        let with = |v: &str| {
+            let mut r = Request::new(());
+            r.metadata_mut().insert("grpc-timeout", v.parse().unwrap());
+            client_deadline(&r)
+        };
+        assert_eq!(with("9999912u"), Some(std::time::Duration::from_micros(9_999_912)));
+        assert_eq!(with("10S"), Some(std::time::Duration::from_secs(10)));
+        assert_eq!(with("2H"), Some(std::time::Duration::from_secs(7200)));
+        assert_eq!(with("5"), None);
+        assert_eq!(with("x5m"), None);
+        assert_eq!(client_deadline(&Request::new(())), None);
     }
 }

@@ -152,6 +152,10 @@ pub struct Core<W, R> {
     strict_reconfig_check: bool,
     catch_up_entries: u64,
     proposals: Proposals<W>,
+    /// Membership changes asked for while no leader was known, by proposal id: proposed once
+    /// one is, unless their request timed out meanwhile (etcd's ProposeConfChange waits for a
+    /// leader on the request's context).
+    changes_waiting: Vec<(u64, MemberChange)>,
     reads: Reads<R>,
     log: LogWriter<R>,
     snapshots: Schedule<R>,
@@ -219,6 +223,7 @@ impl<W, R> Core<W, R> {
             strict_reconfig_check: cfg.strict_reconfig_check,
             catch_up_entries: cfg.catch_up_entries,
             proposals: Proposals::new(cfg.first_proposal_id, timeout),
+            changes_waiting: Vec::new(),
             // etcd asks again every 500 ms: half its default election timeout.
             reads: Reads::new(cfg.id, cfg.first_proposal_id, timeout, (cfg.election_ticks / 2) as u64),
             // Replayed entries a follower has not applied yet (not known committed) must stay
@@ -276,7 +281,9 @@ impl<W, R> Core<W, R> {
     }
 
     /// A membership change: checked as etcd's strict reconfig check, then proposed as a conf
-    /// change entry; answered when it is applied (or refused at commit).
+    /// change entry (once a leader is known: until then it waits, and its request's timeout
+    /// answers "context deadline exceeded" as etcd's); answered when it is applied (or
+    /// refused at commit).
     pub fn propose_member_change(&mut self, change: MemberChange, waiter: W) {
         if self.removed {
             return self.out.refused.push((waiter, Error::Stopped));
@@ -285,11 +292,27 @@ impl<W, R> Core<W, R> {
         if let Err(e) = self.check_member_change(&change) {
             return self.out.refused.push((waiter, e));
         }
-        if self.raw.raft.leader_id == raft::INVALID_ID {
-            return self.out.refused.push((waiter, Error::NoLeader));
-        }
         let id = self.proposals.register(waiter, self.ticks);
-        let (context, cc) = conf_change::encode(id, &change);
+        if self.raw.raft.leader_id == raft::INVALID_ID {
+            return self.changes_waiting.push((id, change));
+        }
+        self.propose_conf_change(id, &change);
+    }
+
+    /// Proposes the membership changes that waited for a leader, once one is known.
+    fn propose_waiting_changes(&mut self) {
+        if self.changes_waiting.is_empty() || self.raw.raft.leader_id == raft::INVALID_ID || self.removed {
+            return;
+        }
+        for (id, change) in std::mem::take(&mut self.changes_waiting) {
+            if self.proposals.waits(id) {
+                self.propose_conf_change(id, &change);
+            }
+        }
+    }
+
+    fn propose_conf_change(&mut self, id: u64, change: &MemberChange) {
+        let (context, cc) = conf_change::encode(id, change);
         if let Err(e) = self.raw.propose_conf_change(context, cc) {
             crate::log::warn("raft dropped a conf change", &[("error", e.to_string())]);
             self.out.refused.extend(self.proposals.take_waiter(id).map(|w| (w, Error::NoLeader)));
@@ -345,7 +368,9 @@ impl<W, R> Core<W, R> {
             self.report_overdue_snapshots();
         }
         for expired in self.proposals.expire(self.ticks) {
-            let why = if expired.proposed { self.timeout_error(expired.started) } else { Error::ProposalDeadline };
+            let never_proposed = !expired.proposed || self.changes_waiting.iter().any(|(id, _)| *id == expired.id);
+            self.changes_waiting.retain(|(id, _)| *id != expired.id);
+            let why = if never_proposed { Error::ProposalDeadline } else { self.timeout_error(expired.started) };
             self.out.refused.push((expired.waiter, why));
         }
         let expired = self.reads.expire(self.ticks);
@@ -430,6 +455,7 @@ impl<W, R> Core<W, R> {
             return;
         }
         self.propose_batch();
+        self.propose_waiting_changes();
         if self.may_ask_reads() {
             if let Some(ctx) = self.reads.ask(self.ticks, self.is_leader()) {
                 self.raw.read_index(ctx);

@@ -53,6 +53,8 @@ pub struct ConfOutcome<W> {
 
 /// A waiter whose request timeout passed (`Proposals::expire`).
 pub struct Expired<W> {
+    /// Its proposal id.
+    pub id: u64,
     pub waiter: W,
     /// The tick its request came in.
     pub started: u64,
@@ -117,6 +119,11 @@ impl<W> Proposals<W> {
         self.next_id
     }
 
+    /// Whether proposal `id`'s waiter still waits (it has not expired).
+    pub fn waits(&self, id: u64) -> bool {
+        self.waiters.contains_key(&id)
+    }
+
     /// The waiter of proposal `id`, if it still waits here.
     pub fn take_waiter(&mut self, id: u64) -> Option<W> {
         self.waiters.remove(&id)
@@ -177,7 +184,7 @@ impl<W> Proposals<W> {
             let (deadline, id) = self.deadlines.pop_front().expect("checked above");
             let Some(waiter) = self.waiters.remove(&id) else { continue };
             let held = held.get_or_insert_with(|| self.batch.iter().map(|r| r.id).collect());
-            expired.push(Expired { waiter, started: deadline - self.timeout_ticks, proposed: !held.contains(&id) });
+            expired.push(Expired { id, waiter, started: deadline - self.timeout_ticks, proposed: !held.contains(&id) });
         }
         if !expired.is_empty() && !self.batch.is_empty() {
             self.batch.retain(|r| self.waiters.contains_key(&r.id));
