@@ -123,18 +123,6 @@ struct Gen {
     compact_rev: i64,
 }
 
-/// etcd's prefix end (clientv3.GetPrefixRangeEnd): the last byte below 0xff plus one, or "\0".
-fn prefix_end(key: &[u8]) -> Vec<u8> {
-    let mut end = key.to_vec();
-    while let Some(last) = end.pop() {
-        if last < 0xff {
-            end.push(last + 1);
-            return end;
-        }
-    }
-    vec![0]
-}
-
 impl Gen {
     fn new(seed: u64, avoid: Avoid) -> Gen {
         Gen { rng: Rng(seed.wrapping_mul(0x2545_f491_4f6c_dd1d) ^ 0x5eed), avoid, rev: 1, compact_rev: 0 }
@@ -153,7 +141,7 @@ impl Gen {
         let key = if self.rng.chance(90) { self.key() } else { self.rng.pick(BOUNDS).to_vec() };
         let end = match self.rng.below(100) {
             0..=39 => vec![],
-            40..=54 => prefix_end(&key),
+            40..=54 => ballast::mvcc::prefix_end(&key),
             55..=67 => vec![0],
             68..=89 => {
                 if self.rng.chance(70) {
@@ -261,7 +249,7 @@ impl Gen {
         let key = if self.rng.chance(90) { self.key() } else { self.rng.pick(BOUNDS).to_vec() };
         let range_end = match self.rng.below(100) {
             0..=69 => vec![],
-            70..=79 => prefix_end(&key),
+            70..=79 => ballast::mvcc::prefix_end(&key),
             80..=89 => vec![0],
             _ => self.key(),
         };
