@@ -227,9 +227,7 @@ impl Hub {
 
     fn drop_stream(&mut self, stream: u64) {
         if let Some(s) = self.streams.remove(&stream) {
-            for w in s.watchers.values() {
-                self.index.remove(&w.range, (stream, w.id), w.prev_kv);
-            }
+            self.index.remove_stream(stream, s.watchers.values().map(|w| (&w.range, w.prev_kv)));
         }
     }
 
