@@ -85,21 +85,8 @@ pub struct SegmentInfo {
     pub path: PathBuf,
     pub size_bytes: u64,
     pub keys: u64,
-    /// CRC-32C of the whole file (`file_crc32c`).
+    /// CRC-32C of the whole file.
     pub crc32c: u32,
-}
-
-/// CRC-32C of a whole file, read in 1 MiB pieces.
-pub fn file_crc32c(path: &Path) -> std::io::Result<u32> {
-    use std::io::Read;
-    let mut file = std::fs::File::open(path)?;
-    let (mut crc, mut buf) = (0u32, vec![0u8; 1 << 20]);
-    loop {
-        match file.read(&mut buf)? {
-            0 => return Ok(crc),
-            n => crc = crc32c::crc32c_append(crc, &buf[..n]),
-        }
-    }
 }
 
 /// Zero bytes that put a block's payload at an aligned file offset.
@@ -285,6 +272,10 @@ pub struct Reader {
     pos: usize,
     /// Offset below which the read pages were dropped from the resident set.
     released: usize,
+    /// CRC-32C of the file's bytes below `crc_to` (the blocks' own checksums combined in, so
+    /// no byte is hashed twice): the whole file's once the end marker is read.
+    crc: u32,
+    crc_to: usize,
 }
 
 impl Reader {
@@ -301,7 +292,7 @@ impl Reader {
             }
             _ => return Err(format!("snapshot segment {}: not a ballast segment (magic at offset 0)", path.display())),
         };
-        Ok(Reader { path: path.to_path_buf(), map, v3, pos: MAGIC.len(), released: 0 })
+        Ok(Reader { path: path.to_path_buf(), map, v3, pos: MAGIC.len(), released: 0, crc: 0, crc_to: 0 })
     }
 
     /// Drops the pages of the blocks read so far from the resident set (a full pass touches
@@ -326,12 +317,16 @@ impl Reader {
         let len = u32::from_le_bytes(head[..4].try_into().unwrap()) as usize;
         let crc = u32::from_le_bytes(head[4..].try_into().unwrap());
         if len == 0 {
+            self.crc = crc32c::crc32c_append(self.crc, &data[self.crc_to..]);
+            self.crc_to = data.len();
             return Ok(false);
         }
         let body = data.get(off + BLOCK_HEAD..off + BLOCK_HEAD + len).ok_or_else(|| bad(format!("truncated at offset {off}")))?;
         if crc32c::crc32c(body) != crc {
             return Err(bad(format!("checksum mismatch at offset {off}")));
         }
+        self.crc = crc32c::crc32c_combine(crc32c::crc32c_append(self.crc, &data[self.crc_to..off + BLOCK_HEAD]), crc, len);
+        self.crc_to = off + BLOCK_HEAD + len;
         let unpacked = if self.v3 {
             unpack_v3(body, &self.map, each)
         } else {
@@ -354,15 +349,15 @@ pub fn verify(path: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// Every key of a segment (values mapped, not copied).
-pub fn read(path: &Path) -> Result<Vec<SegKey>, String> {
+/// Every key of a segment (values mapped, not copied), and the CRC-32C of the whole file.
+pub fn read(path: &Path) -> Result<(Vec<SegKey>, u32), String> {
     let mut reader = Reader::open(path)?;
     let mut keys = Vec::new();
     while reader.next_chunk(&mut |key, records| keys.push(SegKey { key: key.to_vec(), records: std::mem::take(records) }))? {
         reader.release_read();
     }
     reader.mapping().release_resident();
-    Ok(keys)
+    Ok((keys, reader.crc))
 }
 
 #[cfg(test)]
@@ -374,7 +369,8 @@ mod tests {
         SegKey { key: format!("k{i:04}").into_bytes(), records: vec![record(2, vec![b'v'; i as usize % 37]), record(3, vec![])] }
     }
 
-    fn encode(chunks: &[std::ops::Range<u32>]) -> Vec<u8> {
+    /// The file, and the CRC-32C the encoder reports for it.
+    fn encode_with_crc(chunks: &[std::ops::Range<u32>]) -> (Vec<u8>, u32) {
         let mut encoder = Encoder::default();
         let mut file = Vec::new();
         for chunk in chunks {
@@ -386,16 +382,24 @@ mod tests {
         encoder.finish();
         file.extend(encoder.take().1);
         assert_eq!(encoder.size_bytes(), file.len() as u64);
-        file
+        (file, encoder.crc32c())
     }
 
+    fn encode(chunks: &[std::ops::Range<u32>]) -> Vec<u8> {
+        encode_with_crc(chunks).0
+    }
+
+    /// Keys back, and the whole file's CRC-32C as the encoder and a plain hash of the file have
+    /// it (the reader combines the blocks' own checksums with the bytes between them).
     #[test]
     fn encoded_segment_reads_back_without_a_runtime() {
         let path = std::env::temp_dir().join(format!("ballast-segment-{}", std::process::id()));
-        std::fs::write(&path, encode(&[0..3, 3..700, 700..701])).unwrap();
-        let keys = read(&path).unwrap();
+        let (file, written_crc) = encode_with_crc(&[0..3, 3..700, 700..701]);
+        std::fs::write(&path, &file).unwrap();
+        let (keys, crc) = read(&path).unwrap();
         std::fs::remove_file(&path).unwrap();
         assert_eq!(keys, (0..701).map(key).collect::<Vec<_>>());
+        assert_eq!((crc, written_crc), (crc32c::crc32c(&file), crc32c::crc32c(&file)));
     }
 
     /// A segment written before format 4 (records archived field by field) still reads.
@@ -413,7 +417,7 @@ mod tests {
         frame(&[], 0, &mut file);
         let path = std::env::temp_dir().join(format!("ballast-segment-v3-{}", std::process::id()));
         std::fs::write(&path, file).unwrap();
-        let keys = read(&path).unwrap();
+        let (keys, _) = read(&path).unwrap();
         std::fs::remove_file(&path).unwrap();
         assert_eq!(keys, (0..40).map(key).collect::<Vec<_>>());
     }
@@ -432,7 +436,7 @@ mod tests {
         frame(&bytes, 0, &mut file);
         frame(&[], 0, &mut file);
         std::fs::write(&path, file).unwrap();
-        let read_back = read(&path).unwrap();
+        let (read_back, _) = read(&path).unwrap();
         std::fs::remove_file(&path).unwrap();
         assert_eq!(read_back, keys);
     }

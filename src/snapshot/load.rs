@@ -21,18 +21,15 @@ pub fn load_stores(dir: &Path, m: &Manifest, shards: usize) -> Result<Vec<Store>
     let checked = m.segment_crcs.len() == m.segments.len();
     for (k, name) in m.segments.iter().enumerate() {
         let path = dir.join(name);
-        // Read first: damage inside a block is refused with its offset.
-        let keys = segment::read(&path)?;
-        if checked {
-            let crc = segment::file_crc32c(&path).map_err(|e| format!("snapshot segment {}: {e}", path.display()))?;
-            if crc != m.segment_crcs[k] {
-                let len = std::fs::metadata(&path).map(|md| md.len()).unwrap_or(0);
-                return Err(format!(
-                    "snapshot segment {}: bytes at offset 0..{len} have CRC-32C {crc:08x}, the manifest's {:08x}: not the file this snapshot wrote",
-                    path.display(),
-                    m.segment_crcs[k]
-                ));
-            }
+        // Damage inside a block is refused with its offset as the file is read.
+        let (keys, crc) = segment::read(&path)?;
+        if checked && crc != m.segment_crcs[k] {
+            let len = std::fs::metadata(&path).map(|md| md.len()).unwrap_or(0);
+            return Err(format!(
+                "snapshot segment {}: bytes at offset 0..{len} have CRC-32C {crc:08x}, the manifest's {:08x}: not the file this snapshot wrote",
+                path.display(),
+                m.segment_crcs[k]
+            ));
         }
         for k in keys {
             parts[shard_of(&k.key, shards)].push(k);
