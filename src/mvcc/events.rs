@@ -54,19 +54,15 @@ impl Store {
 
     /// From the change log, in revision order: stops at the first revision past the limit.
     fn logged_events(&self, q: &EventQuery) -> EventsPart {
-        let mut events: Vec<ChangeEvent> = Vec::new();
-        let mut revisions = 0;
+        let mut events = Vec::new();
+        let mut limit = RevisionLimit::new(q.max_revisions);
         for (rev, key) in self.changes().between(q.from, q.to) {
             if !q.range.as_ref().is_none_or(|r| r.contains(key)) {
                 continue;
             }
             let Some(e) = self.history(key).and_then(|h| self.event(key, h, h.record(*rev)?, q.prev)) else { continue };
-            let last = events.last().map(|l| l.rev.main);
-            if last != Some(e.rev.main) {
-                if revisions == q.max_revisions.max(1) {
-                    return EventsPart { events, to: last.expect("a revision was counted") };
-                }
-                revisions += 1;
+            if !limit.admits(e.rev.main) {
+                return EventsPart { events, to: limit.last() };
             }
             events.push(e);
         }
@@ -79,38 +75,26 @@ impl Store {
         let all = KeyRange::new(b"\0", b"\0");
         let range = q.range.as_ref().unwrap_or(&all);
         let limit = q.max_revisions.max(1);
-        // The first `limit` main revisions with an event, at most `limit` kept at a time.
+        // The window's first `limit + 1` main revisions with an event, no more kept at a time:
+        // one past the answer's says whether the answer is cut short.
         let mut first = std::collections::BTreeSet::new();
         for (_, hist) in self.histories(range) {
             for rec in hist.between(q.from - 1, q.to).iter().filter(|rec| self.is_event(hist, *rec)) {
-                if first.len() < limit || first.last().is_some_and(|&l| rec.mod_rev < l) {
+                if first.len() <= limit || first.last().is_some_and(|&l| rec.mod_rev < l) {
                     first.insert(rec.mod_rev);
-                    if first.len() > limit {
+                    if first.len() > limit + 1 {
                         first.pop_last();
                     }
                 }
             }
         }
-        // Cut short only when more revisions exist than the answer takes; else complete to `to`.
-        let to = if first.len() == limit { self.last_revision_with_events(range, q, &first) } else { q.to };
+        let to = if first.len() > limit { *first.iter().nth(limit - 1).expect("more than the limit") } else { q.to };
         let mut events = Vec::new();
         for (key, hist) in self.histories(range) {
             events.extend(hist.between(q.from - 1, to).iter().filter_map(|rec| self.event(key, hist, rec, q.prev)));
         }
         events.sort_by_key(|e| e.rev);
-        cut(events, to, limit)
-    }
-
-    /// Where an answer holding exactly the revisions of `first` (the window's first ones with
-    /// events) ends: at `q.to` when the window has no other, else at its last.
-    fn last_revision_with_events(&self, range: &KeyRange, q: &EventQuery, first: &std::collections::BTreeSet<i64>) -> i64 {
-        let last = *first.last().expect("the answer has revisions");
-        let more = self.histories(range).any(|(_, hist)| hist.between(last, q.to).iter().any(|rec| self.is_event(hist, rec)));
-        if more {
-            last
-        } else {
-            q.to
-        }
+        EventsPart { events, to }
     }
 
     /// etcd's compaction keeps, of the records at the compaction revision, only each key's
@@ -138,20 +122,42 @@ impl Store {
 /// Keeps the events of the first `max_revisions` main revisions (etcd batches history by
 /// revisions: watchBatchMaxRevs).
 pub fn cut(mut events: Vec<ChangeEvent>, to: i64, max_revisions: usize) -> EventsPart {
-    let mut revisions = 0;
-    let mut last_main = None;
-    for (i, e) in events.iter().enumerate() {
-        if last_main != Some(e.rev.main) {
-            if revisions == max_revisions.max(1) {
-                let last = last_main.expect("a revision was counted");
-                events.truncate(i);
-                return EventsPart { events, to: last };
-            }
-            revisions += 1;
-            last_main = Some(e.rev.main);
-        }
+    let mut limit = RevisionLimit::new(max_revisions);
+    if let Some(i) = events.iter().position(|e| !limit.admits(e.rev.main)) {
+        events.truncate(i);
+        return EventsPart { events, to: limit.last() };
     }
     EventsPart { events, to }
+}
+
+/// Counts the main revisions of events taken in revision order, up to a limit (at least 1).
+struct RevisionLimit {
+    left: usize,
+    last: Option<i64>,
+}
+
+impl RevisionLimit {
+    fn new(max_revisions: usize) -> RevisionLimit {
+        RevisionLimit { left: max_revisions.max(1), last: None }
+    }
+
+    /// Whether an event at main revision `main` (not below the last taken) still fits.
+    fn admits(&mut self, main: i64) -> bool {
+        if self.last == Some(main) {
+            return true;
+        }
+        if self.left == 0 {
+            return false;
+        }
+        self.left -= 1;
+        self.last = Some(main);
+        true
+    }
+
+    /// The last revision taken: where an answer cut short ends.
+    fn last(&self) -> i64 {
+        self.last.expect("a revision was taken before one did not fit")
+    }
 }
 
 #[cfg(test)]
