@@ -64,6 +64,7 @@
 //! * `failpoint` — crash and fault points for tests (debug builds only).
 //! * `metrics` — every metric name in one table, the Prometheus recorder, cached handles.
 //! * `log` — etcd-shaped (zap JSON) log lines.
+//! * `listener` — TCP listeners as Go's net.Listen makes them (the kernel's largest accept queue).
 //! * `proto` — generated code for etcd's v3 API and ballast's raft entry format.
 
 pub mod api;
@@ -81,6 +82,7 @@ pub mod failpoint;
 pub mod gateway;
 pub mod kv;
 pub mod lease;
+pub mod listener;
 pub mod log;
 pub mod memory;
 pub mod metrics;

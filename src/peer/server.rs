@@ -190,25 +190,10 @@ pub fn bind_all(urls: &[String], tls_configured: bool) -> Result<Vec<(TcpListene
     addrs
         .into_iter()
         .map(|(addr, secure)| {
-            let l = TcpListener::bind(addr).map_err(|e| format!("listen tcp {addr}: {e}"))?;
-            widen_accept_queue(&l).map_err(|e| format!("listen tcp {addr}: {e}"))?;
-            l.set_nonblocking(true).map_err(|e| format!("listen tcp {addr}: {e}"))?;
+            let l = crate::listener::listen(addr).map_err(|e| format!("listen tcp {addr}: {e}"))?;
             Ok((l, secure))
         })
         .collect()
-}
-
-/// Asks for the kernel's largest accept queue (net.core.somaxconn), as Go's net.Listen does
-/// and the client listeners do; std binds with 128. Linux takes a second listen() on a
-/// listening socket as its new bound.
-fn widen_accept_queue(l: &TcpListener) -> std::io::Result<()> {
-    use std::os::fd::AsRawFd;
-    // SAFETY: listen() on the descriptor of a socket `l` owns and keeps open.
-    if unsafe { libc::listen(l.as_raw_fd(), i32::MAX) } == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
 }
 
 /// Serves the `Peer` service on `listeners` for good (on the transport's runtime); a secure

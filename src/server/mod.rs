@@ -538,12 +538,8 @@ async fn metrics_upkeep(handle: metrics_exporter_prometheus::PrometheusHandle) {
     }
 }
 
-/// The accept queue a listener asks for: the kernel caps it at net.core.somaxconn, which is
-/// what Go's net.Listen asks for (etcd's 4096 here; tokio's default was 128 after the cap).
-const ACCEPT_QUEUE_MAX: u32 = i32::MAX as u32;
-
-/// Listens as Go's net.Listen: the first address `addr` resolves to that binds, with
-/// SO_REUSEADDR and the largest accept queue the kernel allows.
+/// Listens as Go's net.Listen: the first address `addr` resolves to that binds
+/// (`crate::listener`).
 async fn bind(addr: &str) -> Result<tokio::net::TcpListener, String> {
     let failed = |e: std::io::Error| format!("listen tcp {addr}: {}", go_bind_error(&e));
     let mut last = None;
@@ -557,10 +553,7 @@ async fn bind(addr: &str) -> Result<tokio::net::TcpListener, String> {
 }
 
 fn listen_on(a: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
-    let socket = if a.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
-    socket.set_reuseaddr(true)?;
-    socket.bind(a)?;
-    socket.listen(ACCEPT_QUEUE_MAX)
+    tokio::net::TcpListener::from_std(crate::listener::listen(a)?)
 }
 
 /// Go's text for a failed bind (etcd's error, e.g. `bind: address already in use`).
