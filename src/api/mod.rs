@@ -81,15 +81,15 @@ impl Ctx {
         if self.quota.available(self.status.db_size_bytes(), cost_bytes) {
             return Ok(());
         }
-        let alarm = crate::proto::etcdserverpb::AlarmRequest {
-            action: crate::proto::etcdserverpb::alarm_request::AlarmAction::Activate as i32,
-            member_id: self.status.member_id,
-            alarm: crate::proto::etcdserverpb::AlarmType::Nospace as i32,
-        };
         // This member's raised already: not proposed again (etcd proposes it at every
         // refusal), so refused writes cost no WAL space on a disk that may be full.
         let nospace = crate::proto::etcdserverpb::AlarmType::Nospace as i32;
         if !self.status.alarm_members().contains(&(self.status.member_id, nospace)) {
+            let alarm = crate::proto::etcdserverpb::AlarmRequest {
+                action: crate::proto::etcdserverpb::alarm_request::AlarmAction::Activate as i32,
+                member_id: self.status.member_id,
+                alarm: nospace,
+            };
             let _ = self.raft.propose(crate::proto::ballastpb::internal_request::Request::Alarm(alarm)).await;
         }
         Err(crate::error::Error::NoSpace)

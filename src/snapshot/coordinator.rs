@@ -139,9 +139,9 @@ type SegmentWritten = crate::error::Result<tokio::sync::oneshot::Receiver<Result
 
 /// Waits for every shard's segment, then writes the manifest.
 async fn write(dir: std::path::PathBuf, status: Arc<ServerStatus>, mut manifest: Manifest, pending: Vec<SegmentWritten>) -> Finished {
-    // The base's checksums are complete (else there are none to add to).
-    let mut crcs = (manifest.segment_crcs.len() + pending.len() == manifest.segments.len()).then(|| std::mem::take(&mut manifest.segment_crcs));
-    manifest.segment_crcs.clear();
+    // Only when the base's checksums are complete (else there are none to add to).
+    let base = std::mem::take(&mut manifest.segment_crcs);
+    let mut crcs = (base.len() + pending.len() == manifest.segments.len()).then_some(base);
     for p in pending {
         let info = match p {
             Ok(rx) => rx.await.unwrap_or_else(|_| Err("shard stopped".into()))?,
