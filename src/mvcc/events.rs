@@ -82,7 +82,7 @@ impl Store {
             for rec in hist.between(q.from - 1, q.to).iter().filter(|rec| self.is_event(hist, *rec)) {
                 if first.len() <= limit || first.last().is_some_and(|&l| rec.mod_rev < l) {
                     first.insert(rec.mod_rev);
-                    if first.len() > limit + 1 {
+                    if first.len() > limit.saturating_add(1) {
                         first.pop_last();
                     }
                 }
