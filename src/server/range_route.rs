@@ -4,9 +4,9 @@
 //! that thread with it (a writer's p99 was 39× its baseline while LISTs ran). This route (the
 //! client service sends it the exact path, `client_service.rs`; the router too, for the
 //! gateway's calls) decodes the request, runs the KV service's own handler (`KvService::range`:
-//! validation, reads, errors unchanged), and encodes the answer itself: inline when small, on a
-//! blocking thread above `OFF_THREAD_BYTES`. The encoded answer goes out as one body chunk,
-//! which hyper hands to the socket without copying it again. A request this route does not
+//! validation, reads, errors unchanged), and encodes the answer itself: at once when small, as
+//! one body chunk, and above `CHUNKED_ABOVE_BYTES` a chunk at a time as the connection sends
+//! them (`ChunkedRange`); hyper hands each chunk to the socket without copying it again. A request this route does not
 //! expect (compressed, malformed) goes to tonic's KV service unchanged, which answers it as
 //! before.
 
@@ -23,11 +23,14 @@ use tower_service::Service;
 
 use crate::api::kv::KvService;
 use crate::proto::etcdserverpb::kv_server::{Kv, KvServer};
-use crate::proto::etcdserverpb::RangeRequest;
+use crate::proto::etcdserverpb::{RangeRequest, RangeResponse};
+use crate::proto::mvccpb::KeyValue;
 
 pub const RANGE_PATH: &str = "/etcdserverpb.KV/Range";
-/// Answers larger than this are encoded on a blocking thread.
-const OFF_THREAD_BYTES: usize = 1 << 20;
+/// Answers larger than this are sent in chunks (`ChunkedRange`).
+const CHUNKED_ABOVE_BYTES: usize = 1 << 20;
+/// The size of a chunk of a large answer (a key-value is not split: one may end past it).
+const CHUNK_BYTES: usize = 256 << 10;
 /// A gRPC message's prefix: compressed flag, then the length (big endian u32).
 const PREFIX_BYTES: usize = 5;
 
@@ -64,7 +67,7 @@ impl RangeRoute {
         let Ok(range) = RangeRequest::decode(&message[PREFIX_BYTES..]) else { return self.by_tonic(parts, message).await };
         let request = tonic::Request::from_http(http::Request::from_parts(parts, range));
         match self.kv.range(request).await {
-            Ok(resp) => answer(resp.into_inner()).await,
+            Ok(resp) => answer(resp.into_inner()),
             Err(status) => status.into_http(),
         }
     }
@@ -121,29 +124,99 @@ where
     }
 }
 
-/// The answer: `msg` encoded (off the front-end thread when large), then grpc-status 0.
-async fn answer<M: Message + Send + 'static>(msg: M) -> http::Response<tonic::body::Body> {
-    let len = msg.encoded_len();
-    let encode = move || {
-        let mut buf = BytesMut::with_capacity(PREFIX_BYTES + len);
-        buf.put_u8(0);
-        buf.put_u32(u32::try_from(len).expect("an answer under 4 GiB"));
-        msg.encode_raw(&mut buf);
-        buf.freeze()
-    };
-    let data = if len > OFF_THREAD_BYTES {
-        match tokio::task::spawn_blocking(encode).await {
-            Ok(data) => data,
-            Err(e) => return tonic::Status::internal(format!("encoding the answer: {e}")).into_http(),
-        }
+/// The answer, then grpc-status 0: encoded at once when small, else a chunk at a time as the
+/// connection takes it (`ChunkedRange`).
+fn answer(resp: RangeResponse) -> http::Response<tonic::body::Body> {
+    let len = resp.encoded_len();
+    let body = if len > CHUNKED_ABOVE_BYTES {
+        tonic::body::Body::new(ChunkedRange::new(resp, len))
     } else {
-        encode()
+        let mut buf = BytesMut::with_capacity(PREFIX_BYTES + len);
+        put_prefix(&mut buf, len);
+        resp.encode_raw(&mut buf);
+        tonic::body::Body::new(Answer { data: Some(buf.freeze()), trailers: Some(ok_trailers()) })
     };
-    let mut trailers = http::HeaderMap::new();
-    trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
-    let mut resp = http::Response::new(tonic::body::Body::new(Answer { data: Some(data), trailers: Some(trailers) }));
+    let mut resp = http::Response::new(body);
     resp.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/grpc"));
     resp
+}
+
+fn put_prefix(buf: &mut BytesMut, len: usize) {
+    buf.put_u8(0);
+    buf.put_u32(u32::try_from(len).expect("an answer under 4 GiB"));
+}
+
+fn ok_trailers() -> http::HeaderMap {
+    let mut trailers = http::HeaderMap::new();
+    trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+    trailers
+}
+
+/// A large Range answer's body: one gRPC message, encoded `CHUNK_BYTES` at a time when the
+/// connection asks for more (hyper asks as HTTP/2 flow control lets it send), each key-value
+/// dropped once encoded; then the trailers. Encoding a LIST of 100 000 keys × 1 KiB whole took
+/// a fresh 100 MiB buffer per answer (page faults of all of it, then an unmap) on top of the
+/// key-values it copied: with LISTs running, a writer's puts beside them waited for the CPU.
+struct ChunkedRange {
+    /// The prefix and the header field, sent first.
+    head: Option<Bytes>,
+    kvs: std::vec::IntoIter<KeyValue>,
+    /// `more` and `count`, after the last key-value.
+    tail: Option<(bool, i64)>,
+    trailers: Option<http::HeaderMap>,
+}
+
+impl ChunkedRange {
+    fn new(resp: RangeResponse, len: usize) -> ChunkedRange {
+        let RangeResponse { header, kvs, more, count } = resp;
+        let mut head = BytesMut::new();
+        put_prefix(&mut head, len);
+        if let Some(h) = &header {
+            prost::encoding::message::encode(1, h, &mut head);
+        }
+        ChunkedRange { head: Some(head.freeze()), kvs: kvs.into_iter(), tail: Some((more, count)), trailers: Some(ok_trailers()) }
+    }
+
+    /// The next chunk of the message, if any is left: prost's encoding of the same fields in
+    /// the same order as `RangeResponse::encode_raw`.
+    fn next_chunk(&mut self) -> Option<Bytes> {
+        let mut buf = BytesMut::with_capacity(CHUNK_BYTES);
+        if let Some(head) = self.head.take() {
+            buf.extend_from_slice(&head);
+        }
+        while buf.len() < CHUNK_BYTES {
+            let Some(kv) = self.kvs.next() else { break };
+            prost::encoding::message::encode(2, &kv, &mut buf);
+        }
+        if self.kvs.len() == 0 {
+            if let Some((more, count)) = self.tail.take() {
+                if more {
+                    prost::encoding::bool::encode(3, &more, &mut buf);
+                }
+                if count != 0 {
+                    prost::encoding::int64::encode(4, &count, &mut buf);
+                }
+            }
+        }
+        (!buf.is_empty()).then(|| buf.freeze())
+    }
+}
+
+impl Body for ChunkedRange {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let frame = match self.next_chunk() {
+            Some(data) => Some(Ok(Frame::data(data))),
+            None => self.trailers.take().map(|t| Ok(Frame::trailers(t))),
+        };
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.head.is_none() && self.kvs.len() == 0 && self.tail.is_none() && self.trailers.is_none()
+    }
 }
 
 /// A unary gRPC answer's body: its message, then its trailers.
@@ -170,5 +243,42 @@ impl Body for Answer {
 
     fn is_end_stream(&self) -> bool {
         self.data.is_none() && self.trailers.is_none()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::etcdserverpb::ResponseHeader;
+
+    fn kv(i: usize, value_bytes: usize) -> KeyValue {
+        KeyValue { key: format!("k{i:06}").into_bytes(), value: vec![b'v'; value_bytes].into(), create_revision: 2, mod_revision: 3 + i as i64, version: 1, lease: 0 }
+    }
+
+    /// The chunks of a large answer are the whole message as prost encodes it, with its prefix,
+    /// cut into chunks of about `CHUNK_BYTES`, whatever `more` and `count` are.
+    #[test]
+    fn chunks_join_into_the_message_prost_encodes() {
+        for (more, count, keys) in [(false, 3000, 3000), (true, 9000, 3000), (false, 0, 0), (false, 1, 1)] {
+            let resp = RangeResponse {
+                header: Some(ResponseHeader { cluster_id: 1, member_id: 2, revision: 3004, raft_term: 5 }),
+                kvs: (0..keys).map(|i| kv(i, 1000)).collect(),
+                more,
+                count,
+            };
+            let whole = resp.encode_to_vec();
+            let mut body = ChunkedRange::new(resp, whole.len());
+            let mut joined = Vec::new();
+            let mut chunks = 0;
+            while let Some(chunk) = body.next_chunk() {
+                assert!(chunk.len() < CHUNK_BYTES + 1100, "a chunk ends within a key-value past CHUNK_BYTES");
+                joined.extend_from_slice(&chunk);
+                chunks += 1;
+            }
+            assert!(!body.is_end_stream(), "the trailers are still to come");
+            assert_eq!(&joined[..PREFIX_BYTES], &[&[0u8][..], &(whole.len() as u32).to_be_bytes()[..]].concat()[..]);
+            assert_eq!(joined[PREFIX_BYTES..], whole[..], "{keys} keys, more {more}, count {count}");
+            assert!(chunks <= whole.len() / CHUNK_BYTES + 1, "{chunks} chunks of {} bytes", whole.len());
+        }
     }
 }
