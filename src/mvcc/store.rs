@@ -110,24 +110,24 @@ impl Store {
 
     pub fn range(&self, q: &RangeQuery) -> Result<RangePart> {
         let mut part = RangePart::default();
-        let mut after = self.range_step(q, &mut part, None, usize::MAX)?;
+        let mut after = self.range_step(q, &mut part, None, StepBound::UNBOUNDED)?;
         while let Some(last) = after {
-            after = self.range_step(q, &mut part, Some(&last), usize::MAX)?;
+            after = self.range_step(q, &mut part, Some(&last), StepBound::UNBOUNDED)?;
         }
         Ok(part)
     }
 
-    /// One step of a read: adds to `part` what `q` finds among the next `max_keys` keys of its
-    /// range after `after` (from its start with `None`), and returns the last key visited while
-    /// the range may go on. The first step checks the revision against the compaction point;
+    /// One step of a read: adds to `part` what `q` finds among the next keys of its range after
+    /// `after` (from its start with `None`) within `bound`, and returns the last key visited
+    /// while the range may go on. The first step checks the revision against the compaction point;
     /// a caller continuing after others ran in between must hold back physical compaction
     /// beyond `q.rev` meanwhile (the shard's `reading`), and then reads what the first step
     /// would have read.
-    pub fn range_step(&self, q: &RangeQuery, part: &mut RangePart, after: Option<&[u8]>, max_keys: usize) -> Result<Option<Vec<u8>>> {
+    pub fn range_step(&self, q: &RangeQuery, part: &mut RangePart, after: Option<&[u8]>, bound: StepBound) -> Result<Option<Vec<u8>>> {
         if after.is_none() && q.rev < self.compact_rev {
             return Err(Error::Compacted);
         }
-        assert!(max_keys > 0, "a read step visits at least one key");
+        assert!(bound.max_keys > 0, "a read step visits at least one key");
         if let (Some(key), None) = (q.range.single_key(), after) {
             // One descent of the tree; a range over [key, key] makes two (both ends).
             if let Some(rec) = self.keys.get(key).and_then(|e| e.history().at(q.rev)) {
@@ -138,8 +138,14 @@ impl Store {
         let Some((start, end)) = q.range.bounds() else { return Ok(None) };
         let start = after.map_or(start, std::ops::Bound::Excluded);
         let mut last: Option<&[u8]> = None;
-        for (visited, e) in self.keys.range((start, end)).enumerate() {
-            if visited == max_keys {
+        let entries = self.keys.range((start, end));
+        let mut ahead = entries.clone();
+        ahead.by_ref().take(PREFETCH_AHEAD_KEYS).for_each(KeyEntry::prefetch);
+        for (visited, e) in entries.enumerate() {
+            if let Some(next) = ahead.next() {
+                next.prefetch();
+            }
+            if visited > 0 && bound.ends_before(visited) {
                 return Ok(last.map(<[u8]>::to_vec));
             }
             let key = e.key();
@@ -355,6 +361,29 @@ impl Store {
 }
 
 /// Counts a key `q` finds at its revision, and keeps it while `q`'s limit allows.
+/// Where a read step ends: after `max_keys` keys, or once `until` has passed (looked at every
+/// `STEP_CLOCK_KEYS` keys), whichever comes first; at least one key is visited.
+#[derive(Debug, Clone, Copy)]
+pub struct StepBound {
+    pub max_keys: usize,
+    pub until: Option<std::time::Instant>,
+}
+
+/// How many keys ahead a read asks for the key's block (`KeyEntry::prefetch`).
+const PREFETCH_AHEAD_KEYS: usize = 8;
+
+/// Keys visited between two looks at the clock.
+const STEP_CLOCK_KEYS: usize = 64;
+
+impl StepBound {
+    pub const UNBOUNDED: StepBound = StepBound { max_keys: usize::MAX, until: None };
+
+    /// Whether the step ends before visiting its `visited`th key (counting from 0).
+    fn ends_before(&self, visited: usize) -> bool {
+        visited >= self.max_keys || (visited.is_multiple_of(STEP_CLOCK_KEYS) && self.until.is_some_and(|t| std::time::Instant::now() >= t))
+    }
+}
+
 fn found(q: &RangeQuery, part: &mut RangePart, key: &[u8], rec: crate::mvcc::index::RecordRef<'_>) {
     part.count += 1;
     if !q.count_only && (q.limit == 0 || part.kvs.len() < q.limit) {
@@ -412,7 +441,7 @@ mod tests {
         let whole = s.range(&q).unwrap();
         let (mut part, mut after, mut steps) = (RangePart::default(), None, 0);
         loop {
-            after = s.range_step(&q, &mut part, after.as_deref(), 4).unwrap();
+            after = s.range_step(&q, &mut part, after.as_deref(), StepBound { max_keys: 4, until: None }).unwrap();
             steps += 1;
             // Between steps: overwrites, a delete, new keys, all after the read's revision.
             put(&mut s, &format!("k{:02}", steps * 3), "new", 100 + 3 * steps);
