@@ -22,6 +22,7 @@ use super::index::WatcherIndex;
 use super::watcher::{range_of, Watcher};
 use super::wire::{EncodedHeader, EncodedResponse, EncodedRun, WireResponse};
 use super::{Applied, HubMsg, Outgoing, CATCH_UP_MAX_REVISIONS, COALESCED_RESPONSE_MAX_BYTES, COALESCE_ABOVE_QUEUED_BYTES, HELD_BUDGET_BYTES, RELEASE_MAX_REVISIONS, STREAM_BUFFER_BYTES, STREAM_FLOOR_BYTES, SYNC_INTERVAL};
+use crate::background::step_aside;
 use crate::error::Error;
 use crate::metrics as m;
 use crate::mvcc::events::{ChangeEvent, EventQuery};
@@ -343,7 +344,11 @@ impl Hub {
 
     /// Watchers of one range share each read of MVCC (etcd's syncWatchers reads once for its
     /// unsynced group): 1000 watchers of a prefix that fell behind together cost one read per
-    /// step, not 1000.
+    /// step, not 1000. Between steps the hub steps aside (`background.rs`): the hub and shard
+    /// 0's loop handing each other one step after another kept glommio from taking a reactor
+    /// turn, so a request from a client's thread (a linearizable read waits for the raft
+    /// driver, on shard 0) waited for the preemption timer, up to 80 ms, while a watcher far
+    /// behind was caught up.
     async fn catch_up(&mut self) {
         let mut by_range: HashMap<crate::mvcc::KeyRange, Vec<(u64, i64)>> = HashMap::new();
         for (&stream, s) in self.streams.iter().filter(|(_, s)| !s.sink.full()) {
@@ -381,7 +386,9 @@ impl Hub {
                 Ok(part) => part,
                 Err(Error::Compacted) => {
                     for &(stream, id) in members {
-                        while self.catch_up_step(stream, id).await {}
+                        while self.catch_up_step(stream, id).await {
+                            step_aside().await;
+                        }
                     }
                     return;
                 }
@@ -400,6 +407,7 @@ impl Hub {
                     w.unsynced = part.to < released;
                 }
             }
+            step_aside().await;
         }
     }
 
@@ -408,7 +416,9 @@ impl Hub {
             return;
         };
         for id in ids {
-            while self.catch_up_step(stream, id).await {}
+            while self.catch_up_step(stream, id).await {
+                step_aside().await;
+            }
         }
     }
 
