@@ -119,8 +119,8 @@ impl Store {
 
     /// One step of a read: adds to `part` what `q` finds among the next keys of its range after
     /// `after` (from its start with `None`) within `bound`, and returns the last key visited
-    /// while the range may go on. The first step checks the revision against the compaction point;
-    /// a caller continuing after others ran in between must hold back physical compaction
+    /// while the range may go on. The first step checks the revision against the compaction
+    /// point; a caller continuing after others ran in between must hold back physical compaction
     /// beyond `q.rev` meanwhile (the shard's `reading`), and then reads what the first step
     /// would have read.
     pub fn range_step(&self, q: &RangeQuery, part: &mut RangePart, after: Option<&[u8]>, bound: StepBound) -> Result<Option<Vec<u8>>> {
@@ -360,7 +360,6 @@ impl Store {
     }
 }
 
-/// Counts a key `q` finds at its revision, and keeps it while `q`'s limit allows.
 /// Where a read step ends: after `max_keys` keys, or once `until` has passed (looked at every
 /// `STEP_CLOCK_KEYS` keys), whichever comes first; at least one key is visited.
 #[derive(Debug, Clone, Copy)]
@@ -384,6 +383,7 @@ impl StepBound {
     }
 }
 
+/// Counts a key `q` finds at its revision, and keeps it while `q`'s limit allows.
 fn found(q: &RangeQuery, part: &mut RangePart, key: &[u8], rec: crate::mvcc::index::RecordRef<'_>) {
     part.count += 1;
     if !q.count_only && (q.limit == 0 || part.kvs.len() < q.limit) {

@@ -6,9 +6,9 @@
 //! gateway's calls) decodes the request, runs the KV service's own handler (`KvService::range`:
 //! validation, reads, errors unchanged), and encodes the answer itself: at once when small, as
 //! one body chunk, and above `CHUNKED_ABOVE_BYTES` a chunk at a time as the connection sends
-//! them (`ChunkedRange`); hyper hands each chunk to the socket without copying it again. A request this route does not
-//! expect (compressed, malformed) goes to tonic's KV service unchanged, which answers it as
-//! before.
+//! them (`ChunkedRange`); hyper hands each chunk to the socket without copying it again. A
+//! request this route does not expect (compressed, malformed) goes to tonic's KV service
+//! unchanged, which answers it as before.
 
 use std::convert::Infallible;
 use std::pin::Pin;
@@ -156,7 +156,8 @@ fn ok_trailers() -> http::HeaderMap {
 /// connection asks for more (hyper asks as HTTP/2 flow control lets it send), each key-value
 /// dropped once encoded; then the trailers. Encoding a LIST of 100 000 keys × 1 KiB whole took
 /// a fresh 100 MiB buffer per answer (page faults of all of it, then an unmap) on top of the
-/// key-values it copied: with LISTs running, a writer's puts beside them waited for the CPU.
+/// key-values it copied: the server's heap peak during such LISTs was 138 MiB above its start,
+/// now 32-37 MiB (bench/ pauses workload).
 struct ChunkedRange {
     /// The prefix and the header field, sent first.
     head: Option<Bytes>,

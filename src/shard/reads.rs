@@ -1,16 +1,15 @@
-//! Reads too big for one step. A shard serves the first step of a read at once (`READ_STEP`:
-//! a small read is done in it); a read whose range goes on (a LIST of 100k keys) continues in a
-//! task of its own, a step at a time, stepping aside between steps, so writes and other reads
-//! are served in between rather than behind it. A step is bounded in time, not only in keys:
-//! 10 000 keys were 2-3 ms when their values were copied into the answer (1 KiB each), and a
-//! writer's puts beside LISTs of 100k such keys waited behind those steps (their p99 4.6× their
-//! p99 without the LISTs, `bench/` pauses workload); keys only counted (a LIST page counts the
-//! whole rest of its range, as etcd's) are much cheaper, so a key bound alone small enough for
-//! the first made paginated LISTs 6× slower. Writes after the read's revision do not change what it sees
-//! (a read at `rev` sees each key's last record at or below it); physical compaction could, so
-//! while the read runs, compaction beyond its revision waits (`ShardState::reading`). etcd reads
-//! from a consistent bolt transaction, and compaction never fails a read it has admitted; nor
-//! does ballast's.
+//! Reads too big for one step. A shard serves the first step of a read at once (a small read
+//! is done in it); a read whose range goes on (a LIST of 100k keys) continues in a task of its
+//! own, a step at a time, stepping aside between steps, so writes and other reads are served in
+//! between rather than behind it. A step ends after `READ_STEP_KEYS` keys or `READ_STEP_TIME`,
+//! whichever comes first: a key whose value is copied into the answer costs many times one only
+//! counted (a LIST page counts the whole rest of its range, as etcd's), so no key count alone
+//! bounds how long a step holds the shard (10 000 keys of 1 KiB values: 2-3 ms by a profile's
+//! count of ~260 ns a key; a key bound small enough for those made paginated LISTs 6× slower).
+//! Writes after the read's revision do not change what it sees (a read at `rev` sees each key's
+//! last record at or below it); physical compaction could, so while the read runs, compaction
+//! beyond its revision waits (`ShardState::reading`). etcd reads from a consistent bolt
+//! transaction, and compaction never fails a read it has admitted; nor does ballast's.
 
 use std::rc::Rc;
 use std::time::{Duration, Instant};
