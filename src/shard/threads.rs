@@ -127,13 +127,6 @@ fn shard_cpu(cpus: &[usize], id: usize) -> usize {
     cpus[cpus.len() - 1 - id % cpus.len()]
 }
 
-/// How long a shard runs ready tasks before it takes a reactor turn, which is what delivers
-/// wake-ups from other threads (a client's request): tasks of one shard handing each other work
-/// keep its queue from ever emptying (the watch hub's catch-up did, see `watch/hub.rs`), and
-/// glommio's default of 100 ms then held every request for up to that long. Puts at 100 and
-/// 1000 clients and in an open loop measured the same with 2 ms as with 100 ms.
-const PREEMPT_AFTER: std::time::Duration = std::time::Duration::from_millis(2);
-
 fn spawn_pinned<F, Fut>(id: usize, cpu: usize, run: F) -> Result<glommio::ExecutorJoinHandle<()>, String>
 where
     F: FnOnce() -> Fut + Send + Clone + 'static,
@@ -151,7 +144,6 @@ where
         // request. CPU per request is what a many-core host turns into throughput: no spinning.
         LocalExecutorBuilder::new(p).name(&format!("shard-{id}")).io_memory(IO_MEMORY_BYTES)
             .blocking_thread_pool_placement(PoolPlacement::Unbound(BLOCKING_THREADS))
-            .preempt_timer(PREEMPT_AFTER)
     };
     builder(Placement::Fixed(cpu)).spawn(run.clone()).or_else(|e| {
         crate::log::warn("cannot pin shard; running it unpinned", &[("shard", id.to_string()), ("error", e.to_string())]);
