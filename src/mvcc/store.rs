@@ -138,13 +138,7 @@ impl Store {
         let Some((start, end)) = q.range.bounds() else { return Ok(None) };
         let start = after.map_or(start, std::ops::Bound::Excluded);
         let mut last: Option<&[u8]> = None;
-        let entries = self.keys.range((start, end));
-        let mut ahead = entries.clone();
-        ahead.by_ref().take(PREFETCH_AHEAD_KEYS).for_each(KeyEntry::prefetch);
-        for (visited, e) in entries.enumerate() {
-            if let Some(next) = ahead.next() {
-                next.prefetch();
-            }
+        for (visited, e) in self.keys.range_prefetched((start, end)).enumerate() {
             if visited > 0 && bound.ends_before(visited) {
                 return Ok(last.map(<[u8]>::to_vec));
             }
@@ -367,9 +361,6 @@ pub struct StepBound {
     pub max_keys: usize,
     pub until: Option<std::time::Instant>,
 }
-
-/// How many keys ahead a read asks for the key's block (`KeyEntry::prefetch`).
-const PREFETCH_AHEAD_KEYS: usize = 8;
 
 /// Keys visited between two looks at the clock.
 const STEP_CLOCK_KEYS: usize = 64;
