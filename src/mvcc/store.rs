@@ -138,8 +138,10 @@ impl Store {
         let Some((start, end)) = q.range.bounds() else { return Ok(None) };
         let start = after.map_or(start, std::ops::Bound::Excluded);
         let mut last: Option<&[u8]> = None;
+        // The clock starts here: a single-key read (above) never looks at it.
+        let until = bound.time.map(|t| std::time::Instant::now() + t);
         for (visited, e) in self.keys.range_prefetched((start, end)).enumerate() {
-            if visited > 0 && bound.ends_before(visited) {
+            if visited > 0 && bound.ends_before(visited, until) {
                 return Ok(last.map(<[u8]>::to_vec));
             }
             let key = e.key();
@@ -354,23 +356,24 @@ impl Store {
     }
 }
 
-/// Where a read step ends: after `max_keys` keys, or once `until` has passed (looked at every
-/// `STEP_CLOCK_KEYS` keys), whichever comes first; at least one key is visited.
+/// Where a read step ends: after `max_keys` keys, or once it has run for `time` (the clock
+/// looked at every `STEP_CLOCK_KEYS` keys), whichever comes first; at least one key is visited.
 #[derive(Debug, Clone, Copy)]
 pub struct StepBound {
     pub max_keys: usize,
-    pub until: Option<std::time::Instant>,
+    pub time: Option<std::time::Duration>,
 }
 
 /// Keys visited between two looks at the clock.
 const STEP_CLOCK_KEYS: usize = 64;
 
 impl StepBound {
-    pub const UNBOUNDED: StepBound = StepBound { max_keys: usize::MAX, until: None };
+    pub const UNBOUNDED: StepBound = StepBound { max_keys: usize::MAX, time: None };
 
-    /// Whether the step ends before visiting its `visited`th key (counting from 0).
-    fn ends_before(&self, visited: usize) -> bool {
-        visited >= self.max_keys || (visited.is_multiple_of(STEP_CLOCK_KEYS) && self.until.is_some_and(|t| std::time::Instant::now() >= t))
+    /// Whether the step (ending at `until`, from its `time`) ends before visiting its
+    /// `visited`th key (counting from 0).
+    fn ends_before(&self, visited: usize, until: Option<std::time::Instant>) -> bool {
+        visited >= self.max_keys || (visited.is_multiple_of(STEP_CLOCK_KEYS) && until.is_some_and(|t| std::time::Instant::now() >= t))
     }
 }
 
@@ -432,7 +435,7 @@ mod tests {
         let whole = s.range(&q).unwrap();
         let (mut part, mut after, mut steps) = (RangePart::default(), None, 0);
         loop {
-            after = s.range_step(&q, &mut part, after.as_deref(), StepBound { max_keys: 4, until: None }).unwrap();
+            after = s.range_step(&q, &mut part, after.as_deref(), StepBound { max_keys: 4, time: None }).unwrap();
             steps += 1;
             // Between steps: overwrites, a delete, new keys, all after the read's revision.
             put(&mut s, &format!("k{:02}", steps * 3), "new", 100 + 3 * steps);

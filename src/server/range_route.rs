@@ -181,6 +181,9 @@ impl ChunkedRange {
     /// The next chunk of the message, if any is left: prost's encoding of the same fields in
     /// the same order as `RangeResponse::encode_raw`.
     fn next_chunk(&mut self) -> Option<Bytes> {
+        if self.head.is_none() && self.kvs.len() == 0 && self.tail.is_none() {
+            return None; // all sent: no buffer for nothing
+        }
         let mut buf = BytesMut::with_capacity(CHUNK_BYTES);
         if let Some(head) = self.head.take() {
             buf.extend_from_slice(&head);

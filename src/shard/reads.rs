@@ -12,7 +12,7 @@
 //! transaction, and compaction never fails a read it has admitted; nor does ballast's.
 
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::oneshot;
 
@@ -25,10 +25,7 @@ use crate::mvcc::store::{RangePart, RangeQuery, StepBound};
 pub const READ_STEP_KEYS: usize = 10_000;
 /// A read step's time on its shard at most (the clock is read every 64 keys).
 const READ_STEP_TIME: Duration = Duration::from_micros(200);
-
-fn step_bound() -> StepBound {
-    StepBound { max_keys: READ_STEP_KEYS, until: Some(Instant::now() + READ_STEP_TIME) }
-}
+const STEP_BOUND: StepBound = StepBound { max_keys: READ_STEP_KEYS, time: Some(READ_STEP_TIME) };
 
 type RangeReply = oneshot::Sender<Result<RangePart>>;
 
@@ -62,7 +59,7 @@ impl ShardState {
     /// other answers of the turn; a longer one goes on in a task of its own, which answers it.
     pub(super) fn start_read(self: &Rc<Self>, q: RangeQuery, reply: RangeReply) -> Option<(RangeReply, Result<RangePart>)> {
         let mut part = RangePart::default();
-        let first = self.store.borrow().range_step(&q, &mut part, None, step_bound());
+        let first = self.store.borrow().range_step(&q, &mut part, None, STEP_BOUND);
         match first {
             Ok(Some(after)) => {
                 let guard = self.read_at(q.rev);
@@ -87,7 +84,7 @@ impl ShardState {
                 // Failpoint: a long read's steps take 100 ms each, so compactions land inside it.
                 glommio::timer::sleep(std::time::Duration::from_millis(100)).await;
             }
-            match self.store.borrow().range_step(&q, &mut part, Some(&after), step_bound()) {
+            match self.store.borrow().range_step(&q, &mut part, Some(&after), STEP_BOUND) {
                 Ok(Some(last)) => after = last,
                 Ok(None) => break Ok(part),
                 Err(e) => break Err(e),
