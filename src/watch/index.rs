@@ -10,7 +10,7 @@
 //! The index holds every watcher, synced or not; the hub skips those that are not following
 //! the live events.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::mvcc::KeyRange;
 
@@ -51,15 +51,8 @@ impl WatcherIndex {
     }
 
     pub fn remove(&mut self, range: &KeyRange, w: WatcherRef, prev_kv: bool) {
-        let Some(&slot) = self.by_range.get(range) else { return };
-        let entry = self.entry_mut(slot);
-        let Some(at) = entry.watchers.iter().position(|&x| x == w) else { return };
-        entry.watchers.swap_remove(at);
-        let now_empty = entry.watchers.is_empty();
-        self.watchers -= 1;
-        self.with_prev_kv -= usize::from(prev_kv);
-        if now_empty {
-            self.drop_range(slot);
+        if self.remove_from(range, |&x| x == w) > 0 {
+            self.with_prev_kv -= usize::from(prev_kv);
         }
     }
 
@@ -67,22 +60,29 @@ impl WatcherIndex {
     /// each range's list rather than one per watcher (10 000 watchers of one prefix on a
     /// closing stream would cost 50M steps).
     pub fn remove_stream<'a>(&mut self, stream: u64, watchers: impl Iterator<Item = (&'a KeyRange, bool)>) {
-        let mut ranges: HashMap<&KeyRange, ()> = HashMap::new();
+        let mut ranges: HashSet<&KeyRange> = HashSet::new();
         for (range, prev_kv) in watchers {
-            ranges.insert(range, ());
+            ranges.insert(range);
             self.with_prev_kv -= usize::from(prev_kv);
         }
-        for range in ranges.into_keys() {
-            let Some(&slot) = self.by_range.get(range) else { continue };
-            let entry = self.entry_mut(slot);
-            let before = entry.watchers.len();
-            entry.watchers.retain(|&(s, _)| s != stream);
-            let (removed, now_empty) = (before - entry.watchers.len(), entry.watchers.is_empty());
-            self.watchers -= removed;
-            if now_empty {
-                self.drop_range(slot);
-            }
+        for range in ranges {
+            self.remove_from(range, |&(s, _)| s == stream);
         }
+    }
+
+    /// Removes the watchers of `range` that `gone` picks (and the range once none is left);
+    /// returns how many went.
+    fn remove_from(&mut self, range: &KeyRange, gone: impl Fn(&WatcherRef) -> bool) -> usize {
+        let Some(&slot) = self.by_range.get(range) else { return 0 };
+        let entry = self.entry_mut(slot);
+        let before = entry.watchers.len();
+        entry.watchers.retain(|w| !gone(w));
+        let (removed, now_empty) = (before - entry.watchers.len(), entry.watchers.is_empty());
+        self.watchers -= removed;
+        if now_empty {
+            self.drop_range(slot);
+        }
+        removed
     }
 
     /// `Some(whether any wants prev_kv)` when there is a watcher.
