@@ -1342,4 +1342,14 @@ async fn large_range_answers_match_etcd() {
             assert!(got == want, "{}, {shards}: the answers differ", show_range(&r));
         }
     }
+    // And through the etcd-client crate: the same keys and values from both.
+    let get = |endpoint: String| async move {
+        let mut c = etcd_client::Client::connect([format!("http://{endpoint}")], None).await.expect("connect");
+        let r = c.get("big/", Some(etcd_client::GetOptions::new().with_prefix())).await.expect("a large get");
+        (r.count(), r.kvs().iter().map(|kv| (kv.key().to_vec(), kv.value().to_vec(), kv.mod_revision())).collect::<Vec<_>>())
+    };
+    let want = get(etcd.endpoint.clone()).await;
+    assert_eq!(want.0, 3000);
+    assert!(get(one.endpoint.clone()).await == want, "etcd-client: 1 shard differs");
+    assert!(get(two.endpoint.clone()).await == want, "etcd-client: 2 shards differ");
 }
