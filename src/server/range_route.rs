@@ -178,11 +178,16 @@ impl ChunkedRange {
         ChunkedRange { head: Some(head.freeze()), kvs: kvs.into_iter(), tail: Some((more, count)), trailers: Some(ok_trailers()) }
     }
 
+    /// Whether every byte of the message has been handed out (the trailers may remain).
+    fn message_sent(&self) -> bool {
+        self.head.is_none() && self.kvs.len() == 0 && self.tail.is_none()
+    }
+
     /// The next chunk of the message, if any is left: prost's encoding of the same fields in
     /// the same order as `RangeResponse::encode_raw`.
     fn next_chunk(&mut self) -> Option<Bytes> {
-        if self.head.is_none() && self.kvs.len() == 0 && self.tail.is_none() {
-            return None; // all sent: no buffer for nothing
+        if self.message_sent() {
+            return None; // no buffer for nothing
         }
         let mut buf = BytesMut::with_capacity(CHUNK_BYTES);
         if let Some(head) = self.head.take() {
@@ -219,7 +224,7 @@ impl Body for ChunkedRange {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.head.is_none() && self.kvs.len() == 0 && self.tail.is_none() && self.trailers.is_none()
+        self.message_sent() && self.trailers.is_none()
     }
 }
 
