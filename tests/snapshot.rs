@@ -140,6 +140,39 @@ async fn delta_snapshots_add_only_new_records_and_restart_joins_them() {
     assert_eq!(files, 2);
 }
 
+/// Without compaction a full snapshot would rewrite exactly what the files already hold, so
+/// deltas go on (up to 8) even once they outgrow the full one; after a compaction the next
+/// snapshot is full again.
+#[tokio::test]
+async fn deltas_go_on_until_a_compaction_gives_a_full_snapshot_something_to_drop() {
+    let s = common::Server::start(&["--snapshot-count", "20", "--shards", "1"]);
+    let mut c = s.client().await;
+    for i in 0..20 {
+        c.put(format!("a/{i:02}"), "v", None).await.unwrap();
+    }
+    manifest_when(&s.data_dir, |m| m["rev"].as_i64() >= Some(10)).await;
+    // Each delta alone outgrows the small full snapshot.
+    let big = vec![b'b'; 4096];
+    let mut rev = 0;
+    for i in 0..100 {
+        rev = c.put(format!("b/{}", i % 10), big.clone(), None).await.unwrap().header().unwrap().revision();
+    }
+    let m = manifest_when(&s.data_dir, |m| m["rev"].as_i64() >= Some(rev - 20) && m["deltas"].as_u64() >= Some(3)).await;
+    assert!(m["delta_bytes"].as_u64() > m["full_bytes"].as_u64(), "the deltas outgrew the full snapshot: {m}");
+    assert_eq!(m["full_compact_rev"], m["compact_rev"], "nothing compacted since the full snapshot: {m}");
+    c.compact(rev - 50, None).await.unwrap();
+    for i in 0..40 {
+        rev = c.put(format!("b/{}", i % 10), big.clone(), None).await.unwrap().header().unwrap().revision();
+    }
+    // The next snapshot (at most two follow in these 40 puts) is full: it was cut after the
+    // compaction, and the deltas before it are gone.
+    let m = manifest_when(&s.data_dir, |m| m["rev"].as_i64() > Some(rev - 40) && m["full_compact_rev"].as_i64() == Some(rev - 90)).await;
+    assert!(m["deltas"].as_u64() <= Some(1), "{m}");
+    assert_eq!(m["segments"].as_array().map(Vec::len), m["deltas"].as_u64().map(|d| d as usize + 1), "{m}");
+    let after = c.get("b/", Some(GetOptions::new().with_prefix().with_count_only())).await.unwrap();
+    assert_eq!(after.count(), 10);
+}
+
 #[tokio::test]
 async fn snapshot_loads_under_a_different_shard_count() {
     let mut s = common::Server::start(SMALL_WAL);

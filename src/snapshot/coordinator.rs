@@ -54,7 +54,7 @@ impl Coordinator {
     pub async fn start(&mut self, order: &SnapshotOrder, state: AppliedState) {
         let shards = self.shards.count();
         // A requested snapshot rewrites everything; otherwise a delta when the last one allows.
-        let base = self.last.as_ref().filter(|m| !order.full && m.next_is_delta(shards));
+        let base = self.last.as_ref().filter(|m| !order.full && m.next_is_delta(shards, state.compact_rev));
         let since = base.map_or(0, |m| m.rev);
         self.seq += 1;
         let mut pending = Vec::new();
@@ -84,6 +84,7 @@ impl Coordinator {
             deltas: base.map_or(0, |m| m.deltas + 1),
             full_bytes: base.map_or(0, |m| m.full_bytes),
             delta_bytes: base.map_or(0, |m| m.delta_bytes),
+            full_compact_rev: base.map_or(state.compact_rev, |m| m.full_compact_rev),
             seq: self.seq,
         };
         self.started = Some(Instant::now());

@@ -47,6 +47,10 @@ pub struct Manifest {
     pub full_bytes: u64,
     #[serde(default)]
     pub delta_bytes: u64,
+    /// The compaction revision when the full snapshot was cut (0 in manifests from before it):
+    /// a full snapshot only drops from disk what compaction dropped since.
+    #[serde(default)]
+    pub full_compact_rev: i64,
     /// Snapshots taken by this data dir, this one included: makes segment names unique.
     #[serde(default)]
     pub seq: u64,
@@ -79,12 +83,16 @@ fn first_seq() -> u64 {
 const MAX_DELTAS: u32 = 8;
 
 impl Manifest {
-    /// Whether the snapshot after this one may be a delta on top of it: same shards, few
-    /// enough deltas, and the deltas still smaller than the full snapshot they add to. So
-    /// what snapshots write stays within twice what the writes and the live data need,
-    /// instead of the whole store every `--snapshot-count` requests.
-    pub fn next_is_delta(&self, shards: usize) -> bool {
-        self.shards == shards && self.deltas < MAX_DELTAS && self.delta_bytes < self.full_bytes
+    /// Whether the snapshot after this one, cut at compaction revision `compact_rev`, may be a
+    /// delta on top of it: same shards, few enough deltas, and either the deltas still smaller
+    /// than the full snapshot they add to or nothing compacted since the full one. So what
+    /// snapshots write stays within twice what the writes and the live data need, instead of
+    /// the whole store every `--snapshot-count` requests; and without compaction, when a full
+    /// snapshot would rewrite exactly what its segments and the deltas already hold, only the
+    /// deltas' count makes one.
+    pub fn next_is_delta(&self, shards: usize, compact_rev: i64) -> bool {
+        let nothing_to_drop = compact_rev <= self.full_compact_rev;
+        self.shards == shards && self.deltas < MAX_DELTAS && (self.delta_bytes < self.full_bytes || nothing_to_drop)
     }
 }
 
@@ -114,3 +122,33 @@ pub fn store(dir: &Path, m: &Manifest) -> std::io::Result<()> {
     Ok(())
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn after_full(deltas: u32, full_bytes: u64, delta_bytes: u64, full_compact_rev: i64) -> Manifest {
+        let m = serde_json::json!({"index": 9, "term": 2, "voters": [1], "rev": 100, "compact_rev": full_compact_rev, "alarms": [], "segments": []});
+        let m: Manifest = serde_json::from_value(m).expect("a manifest from before deltas parses");
+        Manifest { shards: 2, deltas, full_bytes, delta_bytes, full_compact_rev, ..m }
+    }
+
+    #[test]
+    fn a_full_snapshot_only_when_it_would_drop_compacted_history_or_deltas_pile_up() {
+        // Deltas smaller than the full one: another delta, compacted since or not.
+        assert!(after_full(1, 1000, 400, 50).next_is_delta(2, 50));
+        assert!(after_full(1, 1000, 400, 50).next_is_delta(2, 80));
+        // Deltas outgrew it: a full one if compaction dropped history since it was cut...
+        assert!(!after_full(3, 1000, 1200, 50).next_is_delta(2, 80));
+        // ...and a delta if not: a full snapshot would rewrite what the files already hold.
+        assert!(after_full(3, 1000, 1200, 50).next_is_delta(2, 50));
+        assert!(after_full(3, 1000, 1200, 0).next_is_delta(2, 0));
+        // Too many files to load at boot, or other shards: full.
+        assert!(!after_full(MAX_DELTAS, 1000, 10, 50).next_is_delta(2, 50));
+        assert!(!after_full(1, 1000, 10, 50).next_is_delta(3, 50));
+        // A manifest from before `full_compact_rev` of a compacted store: as before it.
+        let old: Manifest = serde_json::from_value(serde_json::json!({"index": 9, "term": 2, "voters": [1], "rev": 100, "compact_rev": 60, "alarms": [], "segments": [], "shards": 2, "deltas": 2, "full_bytes": 10, "delta_bytes": 20})).unwrap();
+        assert_eq!(old.full_compact_rev, 0);
+        assert!(!old.next_is_delta(2, 60));
+    }
+}
