@@ -244,7 +244,10 @@ impl Store {
         const SCAN_PER_KEY: usize = 16;
         let lower = from.map_or(Bound::Unbounded, |c| Bound::Included(c.key.as_slice()));
         let (mut keys, mut bytes) = (Vec::new(), 0u64);
-        for (scanned, e) in self.keys.range((lower, Bound::Unbounded)).enumerate() {
+        // Every key's block is read (a delta's walk of 1M keys reads 1M blocks for the 100k
+        // keys it writes): asking ahead overlaps the misses (put at 1000 clients on 1M keys,
+        // 21.6 → 20.8 µs of server CPU per put, four rounds).
+        for (scanned, e) in self.keys.range_prefetched((lower, Bound::Unbounded)).enumerate() {
             let (k, all) = (e.key(), e.history().between(since, rev));
             let done = from.filter(|c| c.key == k).map_or(0, |c| c.written);
             let mut end = done;
