@@ -122,7 +122,6 @@ pub fn store(dir: &Path, m: &Manifest) -> std::io::Result<()> {
     Ok(())
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
