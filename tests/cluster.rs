@@ -400,6 +400,30 @@ fn a_running_member_removed_stops_and_exits_0() {
     assert!(status.success(), "a removed member exits 0, as etcd: {status}; log:\n{log}");
 }
 
+/// A leader removed from the cluster stops as a removed follower does, without the leadership
+/// transfer of a SIGTERM (etcd's removal path has none): the transfer cannot happen once the
+/// leader is outside its configuration, and waiting for it held the stop for the request
+/// timeout. The other two elect a leader and take writes.
+#[test]
+fn a_removed_leader_stops_without_a_leadership_transfer() {
+    let mut c = Cluster::start(3);
+    let leader = c.wait_leader(ELECTION_BOUND);
+    let id = format!("{:x}", c.members[leader].status().unwrap()["header"]["member_id"].as_u64().unwrap());
+    c.members[leader].ctl(&["member", "remove", &id]);
+    let status = c.members[leader].wait_exit(Duration::from_secs(30));
+    let log = c.members[leader].log();
+    assert!(log.contains("the member has been permanently removed from the cluster"), "{log}");
+    assert!(status.success(), "a removed member exits 0, as etcd: {status}; log:\n{log}");
+    assert!(!log.contains("leadership transfer"), "no transfer on a removal: {log}");
+    let new_leader = c.wait_leader(ELECTION_BOUND);
+    assert_ne!(new_leader, leader);
+    c.members[new_leader].ctl(&["put", "after", "removal"]);
+    let others: Vec<usize> = (0..3).filter(|&i| i != leader).collect();
+    for &i in &others {
+        assert_eq!(c.members[i].ctl(&["get", "after", "--print-value-only"]), "removal\n");
+    }
+}
+
 /// SIGTERM on the leader of three hands leadership to another voter before it stops (etcd's
 /// TryTransferLeadershipOnShutdown): the member it named as the new leader leads the survivors
 /// (no election after the exit picked someone else), and they take writes.

@@ -457,11 +457,13 @@ async fn front_end_main(
     tokio::spawn(metrics_upkeep(metrics.clone()));
     log::info("ready to serve client requests", &[]);
     let (signal, name) = wait_for_signal().await;
-    // (A removed member's stop is its own SIGTERM; etcd logs no signal then.)
+    // A removed member's stop is its own SIGTERM: etcd logs no signal then, and hands over no
+    // leadership (its removal path leaves the raft loop without TryTransferLeadershipOnShutdown;
+    // a removed leader tried, and waited the request timeout for a transfer raft cannot make).
     if !crate::raft::driver::STOPPED_AS_REMOVED.load(std::sync::atomic::Ordering::SeqCst) {
         log::info("received signal; shutting down", &[("signal", name.into())]);
+        transfer_leadership_on_shutdown(&ctx).await;
     }
-    transfer_leadership_on_shutdown(&ctx).await;
     let _ = stop_tx.send(true);
     // Open client connections get a bounded grace period, as etcd's GracefulStop.
     let drained = futures_util::future::join_all(servers);
