@@ -141,7 +141,7 @@ async fn delta_snapshots_add_only_new_records_and_restart_joins_them() {
 }
 
 /// Without compaction a full snapshot would rewrite exactly what the files already hold, so
-/// deltas go on (up to 8) even once they outgrow the full one; after a compaction the next
+/// deltas go on (up to 16) even once they outgrow the full one; after a compaction the next
 /// snapshot is full again.
 #[tokio::test]
 async fn deltas_go_on_until_a_compaction_gives_a_full_snapshot_something_to_drop() {
