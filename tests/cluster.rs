@@ -392,12 +392,19 @@ fn a_running_member_removed_stops_and_exits_0() {
     let mut c = Cluster::start(3);
     let leader = c.wait_leader(ELECTION_BOUND);
     let gone = follower_of(&c, leader);
+    removed_stops(&mut c, gone, leader);
+}
+
+/// Removes member `gone` through member `via`; checks that `gone` stops by itself and exits 0
+/// with etcd's message, and returns its log.
+fn removed_stops(c: &mut Cluster, gone: usize, via: usize) -> String {
     let id = format!("{:x}", c.members[gone].status().unwrap()["header"]["member_id"].as_u64().unwrap());
-    c.members[leader].ctl(&["member", "remove", &id]);
+    c.members[via].ctl(&["member", "remove", &id]);
     let status = c.members[gone].wait_exit(Duration::from_secs(30));
     let log = c.members[gone].log();
     assert!(log.contains("the member has been permanently removed from the cluster"), "{log}");
     assert!(status.success(), "a removed member exits 0, as etcd: {status}; log:\n{log}");
+    log
 }
 
 /// A leader removed from the cluster stops as a removed follower does, without the leadership
@@ -408,12 +415,7 @@ fn a_running_member_removed_stops_and_exits_0() {
 fn a_removed_leader_stops_without_a_leadership_transfer() {
     let mut c = Cluster::start(3);
     let leader = c.wait_leader(ELECTION_BOUND);
-    let id = format!("{:x}", c.members[leader].status().unwrap()["header"]["member_id"].as_u64().unwrap());
-    c.members[leader].ctl(&["member", "remove", &id]);
-    let status = c.members[leader].wait_exit(Duration::from_secs(30));
-    let log = c.members[leader].log();
-    assert!(log.contains("the member has been permanently removed from the cluster"), "{log}");
-    assert!(status.success(), "a removed member exits 0, as etcd: {status}; log:\n{log}");
+    let log = removed_stops(&mut c, leader, leader);
     assert!(!log.contains("leadership transfer"), "no transfer on a removal: {log}");
     let new_leader = c.wait_leader(ELECTION_BOUND);
     assert_ne!(new_leader, leader);
