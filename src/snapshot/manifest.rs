@@ -80,7 +80,7 @@ fn first_seq() -> u64 {
 }
 
 /// Delta snapshots allowed between two full ones (each adds a file per shard to load at boot).
-/// At 1M keys a full snapshot rewrites the whole store (~9 s of a shard's spare time here), and
+/// At 1M keys a full snapshot rewrites the whole store (9-12 s of a shard's spare time here), and
 /// with 8 it came every 9th snapshot unless compaction made one sooner: put at 100 clients on
 /// 1M keys, 60 s, 25.2-26.8 µs of server CPU per put with 8 against 23.2-23.9 with 16 (three
 /// runs each), the same data dir after loading them, boot 4.5 → 4.8 s from 2.5 GB of segments.
