@@ -1,8 +1,9 @@
 //! A real 3-member ballast cluster on loopback (tests/common/cluster.rs): one leader, writes on
 //! any member (followers forward them), linearizable reads on every member, etcdctl and the
-//! etcd-client crate against each, a new leader after the leader's process is killed, a
-//! restarted member catching up from the log, a restarted member behind the leader's log
-//! installing its snapshot over the peer transport, and a member of another cluster refused.
+//! etcd-client crate against each, a new leader after the leader's process is killed (its
+//! followers end its lease once its peer URL refuses them), a restarted member catching up
+//! from the log, a restarted member behind the leader's log installing its snapshot over the
+//! peer transport, and a member of another cluster refused.
 
 mod common;
 #[path = "common/certs.rs"]
@@ -108,6 +109,10 @@ fn a_killed_leader_is_replaced_and_catches_up_after_restart() {
     assert_ne!(new, old);
     let term = c.members[new].status().unwrap()["raftTerm"].as_u64().unwrap();
     assert!(term > old_term, "a new term: {term} after {old_term}");
+    // The survivors learnt from its refused peer URL that the leader was gone, instead of
+    // waiting out its lease (`Core::peer_down`).
+    let logs: Vec<String> = (0..3).filter(|&i| i != old).map(|i| c.members[i].log()).collect();
+    assert!(logs.iter().any(|l| l.contains("the leader's peer URLs refuse connections: its lease is over")), "{logs:?}");
     // Writes succeed on both survivors while the old leader is down.
     for (i, m) in c.members.iter().enumerate().filter(|(i, _)| *i != old) {
         m.ctl(&["put", &format!("during/{i}"), "2"]);

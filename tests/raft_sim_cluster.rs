@@ -4,7 +4,9 @@
 //! batches becoming durable (in any order across stripes, in order within one; a slow disk
 //! makes them durable late), snapshots, and a network that loses, duplicates (every message but
 //! a forwarded proposal: see below), delays and reorders messages, partitions that heal, and
-//! crashes with a restart from exactly what was durable (a member may stay down a while), and
+//! crashes with a restart from exactly what was durable (a member may stay down a while; its
+//! senders often learn it is down, as a refused connection tells them, and rarely of a member
+//! that is up), and
 //! membership changes through the core's API (add a learner, which then starts and catches
 //! up; promote it; remove a voter, the leader included; update peer URLs, sometimes to a
 //! taken one), refused or applied as etcd's checks decide.
@@ -813,8 +815,18 @@ impl World {
 
     fn deliver(&mut self, m: Message) {
         let to = (m.to - 1) as usize;
-        if self.cut(m.from, m.to) || !self.nodes[to].is_up() {
+        if self.cut(m.from, m.to) {
             return;
+        }
+        if !self.nodes[to].is_up() {
+            // A member whose process is gone refuses its sender's connection (`peer_down`).
+            self.tell_down((m.from - 1) as usize, m.to, 50);
+            return;
+        }
+        // Now and then one that is up is reported down too (a stale URL that refuses), which
+        // must change nothing but timing.
+        if self.faults {
+            self.tell_down(to, m.from, 1);
         }
         if self.nodes[to].core.as_ref().expect("up").members().removed.contains(&m.from) {
             // etcd's transport answers a removed member so, and it stops.
@@ -827,6 +839,16 @@ impl World {
         }
         self.nodes[to].core().step(m).expect("raft accepts a peer's message");
         self.carry_out(to);
+    }
+
+    /// With `percent` chance, member `at` (if up) learns that `peer`'s URL refuses connections.
+    fn tell_down(&mut self, at: usize, peer: u64, percent: u64) {
+        if self.nodes[at].is_up() && self.rng.chance(percent) {
+            if self.nodes[at].core().peer_down(peer) {
+                self.log(|| format!("{}: its leader {peer} is down", at + 1));
+            }
+            self.carry_out(at);
+        }
     }
 
     fn finish_snapshot(&mut self, at: usize) {

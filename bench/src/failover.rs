@@ -1,7 +1,7 @@
 //! The failover workload of a cluster target: on a fresh cluster, find the leader
 //! (Maintenance.Status of every member), SIGKILL it, and time how long until a Put is
 //! acknowledged, sent to the surviving members in turn with a short timeout each. Repeated on
-//! `ROUNDS` fresh clusters; the table shows min / median / max. Single-server targets have no
+//! `--failover-rounds` fresh clusters; the table shows min / median / max and the mean. Single-server targets have no
 //! failover and skip it.
 use std::fmt::Write;
 use std::path::Path;
@@ -16,8 +16,6 @@ use crate::server::{connect, start, wait_ready, Server};
 use crate::targets::Target;
 
 pub const ID: &str = "failover";
-/// Fresh clusters, one leader killed on each.
-const ROUNDS: usize = 3;
 /// Each Put's bound: past it the next survivor is tried.
 const PUT_TIMEOUT: Duration = Duration::from_millis(250);
 /// The bound of a round: the leader found, then a write acknowledged after the kill.
@@ -31,13 +29,13 @@ pub struct FailoverRow {
 
 pub const LEGEND: &str = "failover: on a fresh cluster with no load, the leader (found with \
 Maintenance.Status) is SIGKILLed; the time is from the kill to the first acknowledged Put, sent to \
-the survivors in turn with a 250 ms timeout each. Min / median / max over 3 fresh clusters.";
+the survivors in turn with a 250 ms timeout each. Min / median / max and mean over --failover-rounds fresh clusters (3 unless stated).";
 
 /// The failover rounds of cluster target `t` in `dir` (one fresh cluster each).
-pub async fn run_failover(t: &Target, bin: &Path, dir: &Path, keep_data: bool) -> FailoverRow {
-    let mut times = Vec::with_capacity(ROUNDS);
+pub async fn run_failover(t: &Target, bin: &Path, dir: &Path, rounds: usize, keep_data: bool) -> FailoverRow {
+    let mut times = Vec::with_capacity(rounds);
     let mut res = Ok(());
-    for round in 0..ROUNDS {
+    for round in 0..rounds {
         let rdir = dir.join(format!("round{round}"));
         match one_round(t, bin, &rdir).await {
             Ok(us) => {
@@ -131,18 +129,19 @@ async fn put(url: &str, attempt: usize) -> Result<(), String> {
 
 /// The failover table: a line per cluster target.
 pub fn table(rows: &[FailoverRow]) -> String {
-    let mut s = String::from("| target | failover: kill → first write, ms (min / median / max) |\n|---|--:|\n");
+    let mut s = String::from("| target | failover: kill → first write, ms (min / median / max) | rounds | mean ms |\n|---|--:|--:|--:|\n");
     for r in rows {
-        let cell = match &r.res {
+        let (cell, rounds, mean) = match &r.res {
             Ok(t) if !t.is_empty() => {
                 let mut t = t.clone();
                 t.sort_by(f64::total_cmp);
-                format!("{} / {} / {}", ms(t[0]), ms(t[t.len() / 2]), ms(t[t.len() - 1]))
+                let mean = t.iter().sum::<f64>() / t.len() as f64;
+                (format!("{} / {} / {}", ms(t[0]), ms(t[t.len() / 2]), ms(t[t.len() - 1])), t.len().to_string(), ms(mean))
             }
-            Ok(_) => "—".into(),
-            Err(_) => "failed".into(),
+            Ok(_) => ("—".into(), "0".into(), "—".into()),
+            Err(_) => ("failed".into(), "—".into(), "—".into()),
         };
-        let _ = writeln!(s, "| {} | {cell} |", r.target);
+        let _ = writeln!(s, "| {} | {cell} | {rounds} | {mean} |", r.target);
     }
     s
 }

@@ -59,6 +59,7 @@ usage: cargo run --release -p ballast-bench -- [options]
                      restart,
                      watch-1000,watch-max,watch-idle,lease-keepalive,lease-expiry,k8s,pauses
                      (not for sol), failover (clusters only: leader SIGKILL → first write)
+  --failover-rounds N  fresh clusters of failover, one leader killed on each (default 3)
   --watchers N       watchers of watch-1000 / watch-max (default 1000, over 100 streams / 10 conns)
   --watch-rate R     puts/s of watch-1000 (default 200; it writes --ops/10 puts); watch-max starts
                      at R/4 and doubles, each step half as long as watch-1000
@@ -127,6 +128,8 @@ pub struct Opts {
     pub pause_secs: f64,
     pub build: bool,
     pub keep_data: bool,
+    /// Fresh clusters of the failover workload, one leader killed on each.
+    pub failover_rounds: usize,
     pub out: PathBuf,
 }
 
@@ -170,6 +173,7 @@ impl Default for Opts {
             pause_secs: 15.0,
             build: true,
             keep_data: false,
+            failover_rounds: 3,
             out: Path::new(env!("CARGO_MANIFEST_DIR")).join("RESULTS.md"),
         }
     }
@@ -253,6 +257,7 @@ fn set(
         n if n.starts_with("--k8s-") => o.k8s.set(n, &val()?)?,
         "--no-build" => o.build = false,
         "--keep-data" => o.keep_data = true,
+        "--failover-rounds" => o.failover_rounds = num(name, &val()?)?.max(1) as usize,
         "--out" => o.out = PathBuf::from(val()?),
         "-h" | "--help" => {
             print!("{USAGE}");

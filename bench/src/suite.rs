@@ -100,7 +100,7 @@ impl<'o> Suite<'o> {
             // A cluster runs the KV workloads and the failover only.
             if selected(o, failover::ID) {
                 let fdir = dir.join(failover::ID);
-                rows.failover.push(failover::run_failover(t, bin, &fdir, o.keep_data).await);
+                rows.failover.push(failover::run_failover(t, bin, &fdir, o.failover_rounds, o.keep_data).await);
             }
             return;
         }

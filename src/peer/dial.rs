@@ -8,8 +8,40 @@ use tonic::transport::{Channel, Endpoint};
 
 use super::{DIAL_TIMEOUT, KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT};
 
+/// Why a dial failed: the error with its sources, and whether the peer's host refused the
+/// connection (nothing listens at that address: its process is gone).
+#[derive(Debug)]
+pub struct DialError {
+    pub text: String,
+    pub refused: bool,
+}
+
+impl From<String> for DialError {
+    fn from(text: String) -> DialError {
+        DialError { text, refused: false }
+    }
+}
+
+impl From<DialError> for String {
+    fn from(e: DialError) -> String {
+        e.text
+    }
+}
+
+impl DialError {
+    fn of(e: &(dyn std::error::Error + 'static)) -> DialError {
+        let mut refused = false;
+        let mut source = Some(e);
+        while let Some(s) = source {
+            refused |= s.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused);
+            source = s.source();
+        }
+        DialError { text: error_chain(e), refused }
+    }
+}
+
 /// A connected channel to `url`.
-pub async fn connect(url: &str, tls: Option<Arc<rustls::ClientConfig>>) -> Result<Channel, String> {
+pub async fn connect(url: &str, tls: Option<Arc<rustls::ClientConfig>>) -> Result<Channel, DialError> {
     // tonic is told `http://` in every case: the connector below does the TLS. (With tonic's
     // own TLS compiled in — feature unification does that in test builds, through etcd-client
     // — tonic refuses an `https://` endpoint that has no tonic TLS configuration.)
@@ -18,7 +50,7 @@ pub async fn connect(url: &str, tls: Option<Arc<rustls::ClientConfig>>) -> Resul
         None => url.to_string(),
     };
     let endpoint = Endpoint::from_shared(plain)
-        .map_err(|e| e.to_string())?
+        .map_err(|e| DialError::from(e.to_string()))?
         .connect_timeout(DIAL_TIMEOUT)
         .tcp_nodelay(true)
         .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
@@ -26,16 +58,16 @@ pub async fn connect(url: &str, tls: Option<Arc<rustls::ClientConfig>>) -> Resul
         .keep_alive_while_idle(true);
     if !url.starts_with("https://") {
         if !super::dns::resolves_dials() {
-            return endpoint.connect().await.map_err(|e| error_chain(&e));
+            return endpoint.connect().await.map_err(|e| DialError::of(&e));
         }
         let dial = tower::service_fn(|uri: http::Uri| async move {
             let tcp = tcp_connect(&uri, 80).await?;
             Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tcp))
         });
-        return endpoint.connect_with_connector(dial).await.map_err(|e| error_chain(&e));
+        return endpoint.connect_with_connector(dial).await.map_err(|e| DialError::of(&e));
     }
     let Some(tls) = tls else {
-        return Err(format!("cannot dial {url}: an https:// peer needs --peer-cert-file and --peer-key-file"));
+        return Err(format!("cannot dial {url}: an https:// peer needs --peer-cert-file and --peer-key-file").into());
     };
     let connector = tokio_rustls::TlsConnector::from(tls);
     let dial = tower::service_fn(move |uri: http::Uri| {
@@ -48,7 +80,7 @@ pub async fn connect(url: &str, tls: Option<Arc<rustls::ClientConfig>>) -> Resul
             Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tls))
         }
     });
-    endpoint.connect_with_connector(dial).await.map_err(|e| error_chain(&e))
+    endpoint.connect_with_connector(dial).await.map_err(|e| DialError::of(&e))
 }
 
 /// A TCP connection to `uri`'s host: resolved by the system, or by the test DNS server when

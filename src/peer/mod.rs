@@ -85,6 +85,8 @@ pub enum Inbound {
     Message(Message),
     /// A peer's stream broke or could not be opened: raft should probe it (`report_unreachable`).
     Unreachable(u64),
+    /// Every peer URL of a peer refused the connection: its process is gone (`Core::peer_down`).
+    Down(u64),
     /// A peer refused this member's stream because the cluster removed it: it stops.
     Removed,
     /// A follower's lease call for this member's lessor: answered None when this member is not

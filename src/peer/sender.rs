@@ -3,7 +3,8 @@
 //! stream or a failed dial reports the peer unreachable to the driver and waits a backoff
 //! before the next dial; messages queued meanwhile are dropped (raft sends again: a follower
 //! being probed gets one append per heartbeat), so a dead peer's queue never fills with stale
-//! messages. HTTP/2 flow control is the only thing a slow peer can hold up: this task, and,
+//! messages. Once every URL of the peer has refused the connection (nothing listens: its
+//! process is gone, not merely slow or cut off), the driver is told it is down instead. HTTP/2 flow control is the only thing a slow peer can hold up: this task, and,
 //! once its queue is full, the messages to that peer (`outbox.rs`). A change of the peer's URLs
 //! (MemberUpdate) is taken at the next dial, as etcd's picker: the stream open now stays, so a
 //! member whose URLs were updated stays reachable until it restarts on the new ones.
@@ -41,6 +42,8 @@ impl Sender {
     async fn stream(self) {
         let mut failures = 0u32;
         let mut url_index = 0;
+        // Dials refused in a row: once every URL of the peer has refused, it is down.
+        let mut refusals = 0usize;
         let mut stats = Outgoing::new(self.me.member_id, self.peer);
         loop {
             let url = url_at(&self.urls, url_index);
@@ -48,14 +51,19 @@ impl Sender {
             stats.deactivate();
             // Anything queued while the stream was down is stale.
             self.queue.drain().count();
-            let _ = self.inbound.try_send(Inbound::Unreachable(self.peer));
+            refusals = match &ended {
+                Ended::DialFailed(e) if e.refused => refusals + 1,
+                _ => 0,
+            };
+            let down = refusals >= self.urls.lock().expect("not poisoned").len().max(1);
+            let _ = self.inbound.try_send(if down { Inbound::Down(self.peer) } else { Inbound::Unreachable(self.peer) });
             match ended {
                 Ended::Broken(e) => {
                     log::warn("lost TCP streaming connection with remote peer", &[("remote-peer-id", format!("{:x}", self.peer)), ("error", e)]);
                     failures = 0;
                 }
                 Ended::DialFailed(e) => {
-                    log::debug("failed to dial remote peer", &[("remote-peer-id", format!("{:x}", self.peer)), ("url", url.clone()), ("error", e)]);
+                    log::debug("failed to dial remote peer", &[("remote-peer-id", format!("{:x}", self.peer)), ("url", url.clone()), ("error", e.text)]);
                     url_index += 1;
                     failures += 1;
                 }
@@ -108,7 +116,7 @@ impl Sender {
 }
 
 enum Ended {
-    DialFailed(String),
+    DialFailed(super::dial::DialError),
     /// The peer refused the stream (another cluster, or another member at that URL).
     Refused(tonic::Status),
     /// The stream was open and broke (the peer stopped, or the connection failed).

@@ -352,6 +352,29 @@ impl<W, R> Core<W, R> {
         }
     }
 
+    /// `peer`'s process is gone: every one of its peer URLs refused the connection, so nothing
+    /// listens there (a host that went away refuses nothing, and counts only by the timeout).
+    /// If it is this follower's leader, the lease this member gave it by hearing from it is
+    /// over at once instead of an election timeout after its last heartbeat: the member grants
+    /// votes, and campaigns when the rest of its randomized timeout has passed (so the
+    /// survivors, who all learn it at once, still campaign at random moments apart, as raft's
+    /// own timeouts spread them). Pre-vote keeps it harmless if the leader is in fact alive:
+    /// a member that still hears from it refuses the pre-vote, and the leader's next heartbeat
+    /// resets the clock. etcd waits for the timeout; this only makes failover shorter.
+    /// Returns whether it ended this member's leader's lease.
+    pub fn peer_down(&mut self, peer: u64) -> bool {
+        self.unreachable(peer, false);
+        if self.removed || self.installs.holding_ready() {
+            return false;
+        }
+        let r = &mut self.raw.raft;
+        let ends_lease = r.state == StateRole::Follower && r.leader_id == peer && r.election_elapsed < r.election_timeout();
+        if ends_lease {
+            r.election_elapsed = r.election_timeout();
+        }
+        ends_lease
+    }
+
     /// A stripe made WAL batch `seq` durable.
     pub fn persisted(&mut self, seq: u64) {
         self.log.persisted(seq);

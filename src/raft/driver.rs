@@ -343,6 +343,11 @@ impl Driver {
                 }
             }
             crate::peer::Inbound::Unreachable(peer) => self.core.unreachable(peer, false),
+            crate::peer::Inbound::Down(peer) => {
+                if self.core.peer_down(peer) {
+                    crate::log::info("the leader's peer URLs refuse connections: its lease is over", &[("leader", format!("{peer:x}"))]);
+                }
+            }
             crate::peer::Inbound::Lease(ask) => self.forwarded_lease_call(ask),
             // etcd: a peer answering 410 Gone tells the member it was removed; it stops.
             crate::peer::Inbound::Removed if !self.removed => {
