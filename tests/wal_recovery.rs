@@ -1,9 +1,9 @@
 //! WAL recovery rules (src/wal/recover.rs): only a torn tail — what a crash during the last
 //! write can leave — is truncated; damage anywhere else, a gap no in-flight write explains,
 //! committed entries missing, a segment cut short, or a snapshot whose WAL is missing (a changed
-//! `--wal-dir`), a WAL lost before the first snapshot, or a lost segment (zeroed with a later
-//! one prepared, or missing) refuse to start, naming file and offset, and the data is still
-//! there for a boot once the damage is repaired. Stale bytes past the tail never make a boot
+//! `--wal-dir`), a WAL lost or zeroed before the first snapshot, or a lost segment (zeroed with
+//! a later one prepared, or missing) refuse to start, naming file and offset, and the data is
+//! still there for a boot once the damage is repaired. Stale bytes past the tail never make a boot
 //! refuse.
 
 mod common;
@@ -224,6 +224,27 @@ async fn a_wal_lost_before_the_first_snapshot_refuses() {
     let log = s.restart_refused();
     assert!(log.contains("holds no WAL, but this member was initialized before"), "{log}");
     std::fs::rename(&moved, &wal).unwrap();
+    s.restart();
+    assert_present(&s, &acked).await;
+}
+
+/// Before the first snapshot, the WAL's only segment zeroed in place: it looks like the WAL of a
+/// first boot that crashed before its first write, but the WAL was written (`wal::marker`), so
+/// the boot refuses naming the segment instead of serving an empty store (it did).
+#[tokio::test]
+async fn a_wal_zeroed_before_the_first_snapshot_refuses() {
+    let mut s = common::Server::start(&[]);
+    let acked = put_all(&s, "k", 50).await;
+    s.kill();
+    assert!(!s.data_dir.join("member/snap/manifest.json").exists(), "no snapshot yet");
+    let segments = s.wal_segments(0);
+    assert_eq!(segments.len(), 1, "{segments:?}");
+    let saved = std::fs::read(&segments[0]).unwrap();
+    std::fs::write(&segments[0], vec![0u8; saved.len()]).unwrap();
+    let log = s.restart_refused();
+    let name = segments[0].file_name().unwrap().to_str().unwrap();
+    assert!(log.contains("holds no record") && log.contains(name) && log.contains("was written before"), "{log}");
+    std::fs::write(&segments[0], &saved).unwrap();
     s.restart();
     assert_present(&s, &acked).await;
 }

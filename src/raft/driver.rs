@@ -85,6 +85,9 @@ pub struct DriverConfig {
     pub membership: crate::cluster::Membership,
     /// Fetches a leader's snapshot files (None: a fetch fails at once and the leader is told).
     pub fetcher: Option<Fetcher>,
+    /// The WAL dir, while its marker (`wal::marker`) is still to be written after the first
+    /// durable batch.
+    pub wal_marker: Option<std::path::PathBuf>,
     /// The peer transport: messages to peers go out here, theirs come in on `inbound`.
     pub outbox: crate::peer::Outbox,
     pub inbound: flume::Receiver<crate::peer::Inbound>,
@@ -120,6 +123,8 @@ struct Driver {
     peers: crate::peer::Outbox,
     /// This member leads and has started its lease clocks (`Applier::promote`).
     leading: bool,
+    /// The WAL dir while its marker is still to be written (`DriverConfig::wal_marker`).
+    wal_marker: Option<std::path::PathBuf>,
 }
 
 /// Where the driver's outside events come from and go: durable WAL batches, finished
@@ -178,7 +183,7 @@ pub async fn run(
             Either::Left((Either::Left((Some(msg), _)), _)) => Some(msg),
             Either::Left((Either::Left((None, _)), _)) => break, // every handle dropped: shut down
             Either::Left((Either::Right((Either::Left((Either::Left((seq, _)), _)), _)), _)) => {
-                driver.core.persisted(seq.expect("the driver holds a sender"));
+                driver.persisted(seq.expect("the driver holds a sender"));
                 None
             }
             Either::Left((Either::Right((Either::Left((Either::Right((finished, _)), _)), _)), _)) => {
@@ -200,7 +205,7 @@ pub async fn run(
                 None
             }
         };
-        persisted_rx.try_iter().for_each(|seq| driver.core.persisted(seq));
+        persisted_rx.try_iter().for_each(|seq| driver.persisted(seq));
         inbound.try_iter().take(MAX_PEER_MSGS_PER_TURN).for_each(|event| driver.take_peer_event(event));
         driver.raise_nospace_on_full_disk();
         driver.take_all(first, &mut rx);
@@ -331,7 +336,20 @@ impl Driver {
             removed: false,
             peers,
             leading: false,
+            wal_marker: cfg.wal_marker.clone(),
         })
+    }
+
+    /// A stripe made WAL batch `seq` durable. The first of a WAL's life marks it written
+    /// (`wal::marker`: a blocking create and two syncs, once per data dir).
+    fn persisted(&mut self, seq: u64) {
+        self.core.persisted(seq);
+        if let Some(dir) = &self.wal_marker {
+            match crate::wal::marker::mark(dir) {
+                Ok(()) => self.wal_marker = None,
+                Err(e) => crate::log::warn("cannot mark the WAL as written; trying again at the next batch", &[("dir", dir.display().to_string()), ("error", e.to_string())]),
+            }
+        }
     }
 
     /// A peer's message for the core, or news that a peer cannot be reached.

@@ -132,7 +132,7 @@ fn start(cfg: Config) -> Result<Option<i32>, String> {
         log::info("loaded snapshot", &[("index", m.index.to_string()), ("revision", m.rev.to_string())]);
     }
     let wal_dir = wal_dir(&cfg);
-    let recovered = recover_wal(&wal_dir, shards, cfg.wal_segment_bytes, snap.as_ref(), has_data)?;
+    let (recovered, wal_unmarked) = recover_wal(&wal_dir, shards, cfg.wal_segment_bytes, snap.as_ref(), has_data)?;
     log::info("recovered wal", &[("entries", recovered.entries.len().to_string()), ("dir", wal_dir.display().to_string())]);
     crate::memory::release_all(); // what reading the snapshot and the WAL left freed
     // One WAL stripe per shard, written by that shard's executor.
@@ -183,6 +183,7 @@ fn start(cfg: Config) -> Result<Option<i32>, String> {
         auth: auth.clone(),
         membership: membership.clone(),
         fetcher: Some(fetcher),
+        wal_marker: wal_unmarked.then(|| wal_dir.clone()),
         outbox,
         inbound,
     };
@@ -249,14 +250,16 @@ fn abort_on_panic() {
 /// refuses a WAL dir that is missing (checked before recovery would create an empty one) or
 /// that does not hold the batch the manifest says was kept (`Manifest::wal_seq_kept`) — a
 /// changed `--wal-dir`, or a WAL that is not this data dir's. Starting would serve the
-/// snapshot without the acknowledged writes after it.
+/// snapshot without the acknowledged writes after it. Without a snapshot, a WAL that was written
+/// and holds no record refuses too (`wal::marker`); also returns whether it still needs its
+/// marker.
 fn recover_wal(
     wal_dir: &std::path::Path,
     shards: usize,
     segment_bytes: u64,
     snap: Option<&crate::snapshot::Manifest>,
     initialized: bool,
-) -> Result<crate::wal::recover::Recovered, String> {
+) -> Result<(crate::wal::recover::Recovered, bool), String> {
     let hint = "the WAL is missing or is not this data dir's (was --wal-dir changed?); refusing to start";
     let Some(m) = snap else {
         // Before the first snapshot the WAL holds everything: a member initialized before
@@ -264,7 +267,9 @@ fn recover_wal(
         if initialized && crate::wal::recover::existing_stripes(wal_dir)? == 0 {
             return Err(format!("wal dir {} holds no WAL, but this member was initialized before (member/membership.json) and has no snapshot: {hint}", wal_dir.display()));
         }
-        return crate::wal::recover::recover(wal_dir, shards, segment_bytes, 1, 0);
+        let recovered = crate::wal::recover::recover(wal_dir, shards, segment_bytes, 1, 0)?;
+        let unmarked = crate::wal::marker::check(wal_dir, &recovered)?;
+        return Ok((recovered, unmarked));
     };
     if crate::wal::recover::existing_stripes(wal_dir)? == 0 {
         return Err(format!(
@@ -283,7 +288,7 @@ fn recover_wal(
             m.wal_seq_kept
         ));
     }
-    Ok(recovered)
+    Ok((recovered, false))
 }
 
 /// Creates stripe 0's directory of a new member's WAL, durably.

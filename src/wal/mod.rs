@@ -2,11 +2,13 @@
 //! one direct O_DSYNC write (group commit) before raft may count them as persisted. There is one
 //! stripe per shard; the raft core numbers its batches and deals them to the stripes in turn,
 //! so several syncs can be in flight. `record.rs` is the on-disk format, `stripe.rs`
-//! the io_uring writer task owned by one shard, `recover.rs` reads the stripes back at boot.
+//! the io_uring writer task owned by one shard, `recover.rs` reads the stripes back at boot,
+//! `marker.rs` tells a WAL that lost its records from one never written.
 //!
 //! Files: `<wal-dir>/<stripe>/<segment:016x>.wal`, each preallocated by writing zeros so the
 //! hot path overwrites zero-filled space and never extends a file (design.md §3).
 
+pub mod marker;
 pub mod record;
 pub mod recover;
 pub mod retire;
