@@ -210,15 +210,21 @@ async fn a_changed_wal_dir_refuses_instead_of_rolling_back() {
     let _ = std::fs::remove_dir_all(&wal);
 }
 
+/// A server killed after 50 acknowledged puts, before its first snapshot.
+async fn killed_before_the_first_snapshot() -> (common::Server, BTreeMap<String, (i64, String)>) {
+    let mut s = common::Server::start(&[]);
+    let acked = put_all(&s, "k", 50).await;
+    s.kill();
+    assert!(!s.data_dir.join("member/snap/manifest.json").exists(), "no snapshot yet");
+    (s, acked)
+}
+
 /// Before the first snapshot the WAL is all a member has: one initialized before (its
 /// membership file is there) whose WAL dir is gone refuses to start instead of serving an empty
 /// store (it did: every acknowledged write gone, revisions handed out again).
 #[tokio::test]
 async fn a_wal_lost_before_the_first_snapshot_refuses() {
-    let mut s = common::Server::start(&[]);
-    let acked = put_all(&s, "k", 50).await;
-    s.kill();
-    assert!(!s.data_dir.join("member/snap/manifest.json").exists(), "no snapshot yet");
+    let (mut s, acked) = killed_before_the_first_snapshot().await;
     let (wal, moved) = (s.data_dir.join("member/wal"), s.data_dir.join("wal.moved"));
     std::fs::rename(&wal, &moved).unwrap();
     let log = s.restart_refused();
@@ -233,10 +239,7 @@ async fn a_wal_lost_before_the_first_snapshot_refuses() {
 /// the boot refuses naming the segment instead of serving an empty store (it did).
 #[tokio::test]
 async fn a_wal_zeroed_before_the_first_snapshot_refuses() {
-    let mut s = common::Server::start(&[]);
-    let acked = put_all(&s, "k", 50).await;
-    s.kill();
-    assert!(!s.data_dir.join("member/snap/manifest.json").exists(), "no snapshot yet");
+    let (mut s, acked) = killed_before_the_first_snapshot().await;
     let segments = s.wal_segments(0);
     assert_eq!(segments.len(), 1, "{segments:?}");
     let saved = std::fs::read(&segments[0]).unwrap();
