@@ -85,9 +85,9 @@ pub struct DriverConfig {
     pub membership: crate::cluster::Membership,
     /// Fetches a leader's snapshot files (None: a fetch fails at once and the leader is told).
     pub fetcher: Option<Fetcher>,
-    /// The WAL dir, while its marker (`wal::marker`) is still to be written after the first
-    /// durable batch.
-    pub wal_marker: Option<std::path::PathBuf>,
+    /// The WAL dir, while its marker (`wal::marker`) is still to be written, and the batch
+    /// after whose durability it is: the next one (the WAL holds none recovery keeps).
+    pub wal_marker: Option<(std::path::PathBuf, u64)>,
     /// The peer transport: messages to peers go out here, theirs come in on `inbound`.
     pub outbox: crate::peer::Outbox,
     pub inbound: flume::Receiver<crate::peer::Inbound>,
@@ -124,7 +124,7 @@ struct Driver {
     /// This member leads and has started its lease clocks (`Applier::promote`).
     leading: bool,
     /// The WAL dir while its marker is still to be written (`DriverConfig::wal_marker`).
-    wal_marker: Option<std::path::PathBuf>,
+    wal_marker: Option<(std::path::PathBuf, u64)>,
 }
 
 /// Where the driver's outside events come from and go: durable WAL batches, finished
@@ -340,14 +340,16 @@ impl Driver {
         })
     }
 
-    /// A stripe made WAL batch `seq` durable. The first of a WAL's life marks it written
-    /// (`wal::marker`: a blocking create and two syncs, once per data dir).
+    /// A stripe made WAL batch `seq` durable. The WAL's first batch marks it written
+    /// (`wal::marker`: a blocking create and two syncs, once per data dir). Not a later batch
+    /// made durable before it on another stripe: recovery would erase that one with the gap
+    /// before it, and then refuse the WAL the marker says was written.
     fn persisted(&mut self, seq: u64) {
         self.core.persisted(seq);
-        if let Some(dir) = &self.wal_marker {
-            match crate::wal::marker::mark(dir) {
-                Ok(()) => self.wal_marker = None,
-                Err(e) => crate::log::warn("cannot mark the WAL as written; trying again at the next batch", &[("dir", dir.display().to_string()), ("error", e.to_string())]),
+        if let Some((dir, first)) = self.wal_marker.take_if(|(_, first)| *first == seq) {
+            if let Err(e) = crate::wal::marker::mark(&dir) {
+                // The next boot that finds a record marks it.
+                crate::log::warn("cannot mark the WAL as written", &[("dir", dir.display().to_string()), ("batch", first.to_string()), ("error", e.to_string())]);
             }
         }
     }

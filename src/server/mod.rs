@@ -183,7 +183,7 @@ fn start(cfg: Config) -> Result<Option<i32>, String> {
         auth: auth.clone(),
         membership: membership.clone(),
         fetcher: Some(fetcher),
-        wal_marker: wal_unmarked.then(|| wal_dir.clone()),
+        wal_marker: wal_unmarked.then(|| (wal_dir.clone(), recovered.last_seq + 1)),
         outbox,
         inbound,
     };
