@@ -2,10 +2,11 @@
 //! and a WAL whose segments hold no record at all is also what a first boot that crashed before
 //! its first write leaves: recovery alone cannot tell that from a WAL whose records were lost
 //! (its segment zeroed or replaced in place), and would start empty, every acknowledged write
-//! gone. So once a batch is durable, the WAL dir gets a marker file (`written`, durably), and a
-//! boot without a snapshot that finds no record beside it refuses, naming the segment. A data
-//! dir from before the marker gets it at its next boot that finds a record. (With a snapshot,
-//! the manifest's `wal_seq_kept` already names a batch the WAL must hold.)
+//! gone. So once its first batch is durable (the first, not any: `Driver::persisted`), the WAL
+//! dir gets a marker file (`written`, durably), and a boot without a snapshot that finds no
+//! record beside it refuses, naming the segment. A data dir from before the marker gets it at
+//! its next boot that finds a record. (With a snapshot, the manifest's `wal_seq_kept` already
+//! names a batch the WAL must hold.)
 
 use std::path::{Path, PathBuf};
 
