@@ -4,8 +4,9 @@
 //! before the next dial; messages queued meanwhile are dropped (raft sends again: a follower
 //! being probed gets one append per heartbeat), so a dead peer's queue never fills with stale
 //! messages. Once every URL of the peer has refused the connection (nothing listens: its
-//! process is gone, not merely slow or cut off), the driver is told it is down instead. HTTP/2 flow control is the only thing a slow peer can hold up: this task, and,
-//! once its queue is full, the messages to that peer (`outbox.rs`). A change of the peer's URLs
+//! process is gone, not merely slow or cut off), the driver is told it is down instead. HTTP/2
+//! flow control is the only thing a slow peer can hold up: this task, and, once its queue is
+//! full, the messages to that peer (`outbox.rs`). A change of the peer's URLs
 //! (MemberUpdate) is taken at the next dial, as etcd's picker: the stream open now stays, so a
 //! member whose URLs were updated stays reachable until it restarts on the new ones.
 
