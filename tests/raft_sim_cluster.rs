@@ -6,10 +6,9 @@
 //! a forwarded proposal: see below), delays and reorders messages, partitions that heal, and
 //! crashes with a restart from exactly what was durable (a member may stay down a while; its
 //! senders often learn it is down, as a refused connection tells them, and rarely of a member
-//! that is up), and
-//! membership changes through the core's API (add a learner, which then starts and catches
-//! up; promote it; remove a voter, the leader included; update peer URLs, sometimes to a
-//! taken one), refused or applied as etcd's checks decide.
+//! that is up), and membership changes through the core's API (add a learner, which then
+//! starts and catches up; promote it; remove a voter, the leader included; update peer URLs,
+//! sometimes to a taken one), refused or applied as etcd's checks decide.
 //! A member behind the first entry the leader still holds is sent a raft snapshot: it fetches
 //! the sender's durable snapshot (the data names it; the fetch fails when the sender is down or
 //! holds a newer one by then, and at random), then installs it, which takes a while and may

@@ -1,8 +1,8 @@
 //! The failover workload of a cluster target: on a fresh cluster, find the leader
 //! (Maintenance.Status of every member), SIGKILL it, and time how long until a Put is
 //! acknowledged, sent to the surviving members in turn with a short timeout each. Repeated on
-//! `--failover-rounds` fresh clusters; the table shows min / median / max and the mean. Single-server targets have no
-//! failover and skip it.
+//! `--failover-rounds` fresh clusters; the table shows min / median / max and the mean.
+//! Single-server targets have no failover and skip it.
 use std::fmt::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};

@@ -123,7 +123,7 @@ struct Driver {
     peers: crate::peer::Outbox,
     /// This member leads and has started its lease clocks (`Applier::promote`).
     leading: bool,
-    /// The WAL dir while its marker is still to be written (`DriverConfig::wal_marker`).
+    /// The WAL dir and the batch its marker waits for, until written (`DriverConfig::wal_marker`).
     wal_marker: Option<(std::path::PathBuf, u64)>,
 }
 
