@@ -28,8 +28,9 @@ pub async fn write_segment(path: PathBuf, store: &RefCell<Store>, since: i64, re
     let mut encoder = Encoder::default();
     let mut pacer = Pacer::default();
     let mut from: Option<SnapCursor> = None;
+    let written = store.borrow().keys_written(since, rev);
     loop {
-        let (chunk, next) = store.borrow().snapshot_chunk(from.as_ref(), since, rev, CHUNK_KEYS, CHUNK_BYTES);
+        let (chunk, next) = store.borrow().snapshot_chunk(from.as_ref(), since, rev, written.as_deref(), (CHUNK_KEYS, CHUNK_BYTES));
         if chunk.is_empty() {
             crate::background::step_aside().await; // let the shard serve between scans
         } else {

@@ -84,7 +84,9 @@ fn first_seq() -> u64 {
 /// with 8 it came every 9th snapshot unless compaction made one sooner: put at 100 clients on
 /// 1M keys, 60 s, 25.2-26.8 µs of server CPU per put with 8 against 23.2-23.9 with 16 (three
 /// runs each), the same data dir after loading them, boot 4.5 → 4.8 s from 2.5 GB of segments.
-const MAX_DELTAS: u32 = 16;
+/// 32 since deltas come twice as often (`raft::snapshots::HELD_BUDGET_BYTES` of 16 MiB, every
+/// ~52k puts of 256 bytes): a full snapshot comes after as many bytes of deltas as before.
+const MAX_DELTAS: u32 = 32;
 
 impl Manifest {
     /// Whether the snapshot after this one, cut at compaction revision `compact_rev`, may be a
