@@ -140,6 +140,84 @@ async fn delta_snapshots_add_only_new_records_and_restart_joins_them() {
     assert_eq!(files, 2);
 }
 
+/// A delta that touches few of the shard's keys looks up only those (the change log names
+/// them) instead of walking every key: puts, overwrites, deletes, a range delete and new keys
+/// among 2000, several such deltas, then a restart from them serves the same keys, values and
+/// history.
+#[tokio::test]
+async fn deltas_of_a_few_keys_among_many_restart_whole() {
+    use etcd_client::{Compare, Txn, TxnOp};
+    let mut s = common::Server::start(&["--snapshot-count", "30", "--shards", "1"]);
+    let mut c = s.client().await;
+    for batch in 0..20 {
+        let puts: Vec<TxnOp> = (0..100).map(|i| TxnOp::put(format!("many/{:04}", batch * 100 + i), "v0", None)).collect();
+        c.txn(Txn::new().when(Vec::<Compare>::new()).and_then(puts)).await.unwrap();
+    }
+    let loaded = c.get("many/", Some(GetOptions::new().with_prefix().with_count_only())).await.unwrap().header().unwrap().revision();
+    // Writers that keep writing while the deltas below are cut (a debug build lists 2 writes a
+    // step, and applies writes between the steps).
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writers: Vec<_> = (0..4)
+        .map(|t| {
+            let (mut c, stop) = (c.clone(), stop.clone());
+            tokio::spawn(async move {
+                for n in 0..10_000 {
+                    if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        break;
+                    }
+                    c.put(format!("bg/{t}"), n.to_string(), None).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for round in 0..4 {
+        // Concurrent overwrites: writes arrive while a snapshot lists the keys it visits.
+        let puts: Vec<_> = (0..25)
+            .map(|j| {
+                let mut c = c.clone();
+                tokio::spawn(async move { c.put(format!("many/{:04}", (round * 389 + j * 71) % 2000), format!("v{round}-{j}"), None).await.unwrap() })
+            })
+            .collect();
+        for p in puts {
+            p.await.unwrap();
+        }
+        c.put(format!("new/{round}"), "n", None).await.unwrap();
+        c.delete(format!("many/{:04}", 1500 + round), None).await.unwrap();
+        c.delete(format!("many/{:03}", 180 + round), Some(DeleteOptions::new().with_prefix())).await.unwrap(); // 10 keys
+    }
+    // Puts of one more key until a snapshot holds every write above (bounded: the count is 30).
+    let written = c.get("many/0000", None).await.unwrap().header().unwrap().revision();
+    for n in 0..100 {
+        if common::read_checked_json(&s.data_dir.join("member/snap/manifest.json")).is_some_and(|m| m["rev"].as_i64() >= Some(written)) {
+            break;
+        }
+        c.put("tick", n.to_string(), None).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for w in writers {
+        w.await.unwrap();
+    }
+    let m = manifest(&s.data_dir);
+    assert!(m["rev"].as_i64() >= Some(written) && m["deltas"].as_u64() >= Some(3), "{m}");
+    let all = GetOptions::new().with_from_key();
+    let before = c.get("", Some(all.clone())).await.unwrap();
+    let past = c.get("many/", Some(GetOptions::new().with_prefix().with_revision(loaded + 20))).await.unwrap();
+    drop(c);
+
+    s.kill();
+    s.restart();
+    let mut c = s.client().await;
+    let after = c.get("", Some(all)).await.unwrap();
+    assert_eq!(after.header().unwrap().revision(), before.header().unwrap().revision(), "{m}");
+    // 2000 + 4 new − 44 deleted, + 2 deleted and put again by a later round, + "tick" and 4 "bg/".
+    assert_eq!((before.count(), after.count()), (1967, 1967), "{m}");
+    assert!(format!("{:?}", after.kvs()) == format!("{:?}", before.kvs()), "the keys after the restart differ from before ({m})");
+    let past_after = c.get("many/", Some(GetOptions::new().with_prefix().with_revision(loaded + 20))).await.unwrap();
+    assert!(format!("{:?}", past_after.kvs()) == format!("{:?}", past.kvs()), "the history at {} differs", loaded + 20);
+    assert_eq!(past.count(), 2000, "no key deleted yet then");
+}
+
 /// Without compaction a full snapshot would rewrite exactly what the files already hold, so
 /// deltas go on (up to 32) even once they outgrow the full one; after a compaction the next
 /// snapshot is full again.

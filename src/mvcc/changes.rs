@@ -40,6 +40,12 @@ impl ChangeLog {
         from >= self.complete_from
     }
 
+    /// The changes after the write `after` and at main revisions up to `to`, in revision order.
+    pub fn after(&self, after: Rev, to: i64) -> impl Iterator<Item = &(Rev, Box<[u8]>)> {
+        let start = self.changes.partition_point(|(r, _)| *r <= after);
+        self.changes.range(start..).take_while(move |(r, _)| r.main <= to)
+    }
+
     /// The changes at main revisions `from..=to`, in revision order.
     pub fn between(&self, from: i64, to: i64) -> impl Iterator<Item = &(Rev, Box<[u8]>)> {
         let start = self.changes.partition_point(|(r, _)| r.main < from);
