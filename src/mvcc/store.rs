@@ -278,11 +278,11 @@ impl Store {
             None => Box::new(self.keys.range_prefetched((lower, Bound::Unbounded))),
             Some(list) => {
                 let start = from.map_or(0, |c| list.partition_point(|k| **k < *c.key));
-                Box::new(list[start..].iter().map(|k| {
+                Box::new(list[start..].iter().filter_map(|k| {
                     let e = self.keys.get(k);
                     debug_assert!(e.is_some(), "a key written since the last snapshot left the store before the next one");
                     e
-                }).flatten())
+                }))
             }
         };
         for (scanned, e) in entries.enumerate() {
