@@ -4,11 +4,14 @@
 //! (a txn that deletes the key and puts it again). A read at main revision `r` sees the last
 //! record with `mod_rev <= r`: within one txn the last write of the key wins.
 //!
-//! Stored compactly (in a `KeyEntry`'s block, `key_entry.rs`): a 32-byte `Slot` per record
-//! (revision, value, and a tag) and, only for records whose create revision, version and lease
-//! are not implied by the tag, a 24-byte `Extra`. Implied: a "plain" put (version 1, created at
-//! its own revision, no lease: every key of a load, most objects until updated) and a plain
-//! tombstone (version, create revision and lease 0). Reads get `RecordRef`s decoded from them.
+//! Stored compactly (in a `KeyEntry`'s block, `key_entry.rs`): a 24-byte `Slot` per record
+//! (main revision, value, and a tombstone bit) and, in a block where some record is not
+//! "plain", a 32-byte `Extra` per record (sub revision, create revision, version, lease). Plain,
+//! so implied by the slot: a put at sub revision 0 with version 1, created at its own revision,
+//! without lease (every key of a load, most objects until updated), and a tombstone at sub
+//! revision 0 (version, create revision and lease 0). The tombstone bit is bit 62 of the
+//! revision: a revision must stay below 2^62 (etcd's is an int64, one more per write). Reads get
+//! `RecordRef`s decoded from them.
 
 use super::value::Value;
 use super::Rev;
@@ -84,76 +87,61 @@ impl RecordRef<'_> {
     }
 }
 
-/// Tag bits of a `Slot`: which fields it implies; above them, how many `Extra`s the key's
-/// earlier records use (where this record's is, if it has one).
-const TAG_EXTRA: u32 = 1;
-const TAG_TOMBSTONE: u32 = 2;
-const TAG_SHIFT: u32 = 2;
+/// The bit of `Slot::rev_bits` that marks a plain tombstone; the revision is the bits below.
+const TOMBSTONE_BIT: u64 = 1 << 62;
 
-/// One record's fixed part in a key's block.
+/// One record's fixed part in a key's block: its main revision and its value. The rest of the
+/// record is implied (a "plain" block: every record a plain put or a plain tombstone at sub
+/// revision 0), or in the `Extra` of the same index (a "full" block: one per record).
 #[repr(C)]
 #[derive(Debug)]
 pub struct Slot {
-    pub mod_rev: i64,
-    pub sub: u32,
-    tag: u32,
+    /// The main revision, and `TOMBSTONE_BIT` for a plain tombstone.
+    rev_bits: u64,
     pub value: Value,
 }
 
-/// The fields of a record that its tag does not imply.
+/// A record's fields beside its main revision and value, in a full block.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct Extra {
+    sub: u32,
     create_rev: i64,
     version: i64,
     lease: i64,
 }
 
 impl Slot {
-    /// `rec` stored after records using `extras_before` extras; and its own extra, if needed.
-    pub fn encode(rec: Record, extras_before: u32) -> (Slot, Option<Extra>) {
-        assert!(extras_before < u32::MAX >> TAG_SHIFT, "under 2^30 records with extras");
+    /// `rec` as a slot and its extra; whether a plain block can hold it without the extra.
+    pub fn encode(rec: Record) -> (Slot, Extra, bool) {
         let Record { mod_rev, sub, create_rev, version, lease, value } = rec;
-        let (flags, extra) = match (create_rev, version, lease) {
-            (c, 1, 0) if c == mod_rev => (0, None),
-            (0, 0, 0) => (TAG_TOMBSTONE, None),
-            _ => (TAG_EXTRA, Some(Extra { create_rev, version, lease })),
+        assert!((0..TOMBSTONE_BIT as i64).contains(&mod_rev), "a revision in 0..2^62: {mod_rev}");
+        let (plain, tomb) = match (sub, create_rev, version, lease) {
+            (0, c, 1, 0) if c == mod_rev => (true, false),
+            (0, 0, 0, 0) => (true, true),
+            _ => (false, version == 0),
         };
-        (Slot { mod_rev, sub, tag: flags | extras_before << TAG_SHIFT, value }, extra)
+        let rev_bits = mod_rev as u64 | if tomb { TOMBSTONE_BIT } else { 0 };
+        (Slot { rev_bits, value }, Extra { sub, create_rev, version, lease }, plain)
     }
 
-    /// How many extras the key's records up to and including this one use.
-    pub fn extras_through(&self) -> u32 {
-        self.extras_before() + (self.tag & TAG_EXTRA)
+    pub fn mod_rev(&self) -> i64 {
+        (self.rev_bits & !TOMBSTONE_BIT) as i64
     }
 
-    pub fn extras_before(&self) -> u32 {
-        self.tag >> TAG_SHIFT
-    }
-
-    /// The same record after the key's first `n` extras were dropped.
-    pub fn drop_extras(&mut self, n: u32) {
-        self.tag -= n << TAG_SHIFT;
-    }
-
-    fn rev(&self) -> Rev {
-        Rev::new(self.mod_rev, self.sub)
-    }
-
-    fn is_tombstone(&self, extras: &[Extra]) -> bool {
-        self.decode(extras).version == 0
-    }
-
-    fn decode<'a>(&'a self, extras: &[Extra]) -> RecordRef<'a> {
-        let (create_rev, version, lease) = if self.tag & TAG_EXTRA != 0 {
-            let e = extras[self.extras_before() as usize];
-            (e.create_rev, e.version, e.lease)
-        } else if self.tag & TAG_TOMBSTONE != 0 {
-            (0, 0, 0)
+    /// The extra a plain slot implies (to make its block full).
+    pub fn implied_extra(&self) -> Extra {
+        let mod_rev = self.mod_rev();
+        if self.rev_bits & TOMBSTONE_BIT != 0 {
+            Extra { sub: 0, create_rev: 0, version: 0, lease: 0 }
         } else {
-            (self.mod_rev, 1, 0)
-        };
-        RecordRef { mod_rev: self.mod_rev, sub: self.sub, create_rev, version, lease, value: &self.value }
+            Extra { sub: 0, create_rev: mod_rev, version: 1, lease: 0 }
+        }
+    }
+
+    fn decode<'a>(&'a self, extra: Option<&Extra>) -> RecordRef<'a> {
+        let e = extra.copied().unwrap_or_else(|| self.implied_extra());
+        RecordRef { mod_rev: self.mod_rev(), sub: e.sub, create_rev: e.create_rev, version: e.version, lease: e.lease, value: &self.value }
     }
 }
 
@@ -161,40 +149,42 @@ impl Slot {
 #[derive(Debug, Clone, Copy)]
 pub struct KeyHistory<'a> {
     slots: &'a [Slot],
-    /// All of the key's extras (slots name them by their index among the key's).
-    extras: &'a [Extra],
+    /// A full block's extras, one per slot; none in a plain block.
+    extras: Option<&'a [Extra]>,
 }
 
 impl<'a> KeyHistory<'a> {
-    pub fn of(slots: &'a [Slot], extras: &'a [Extra]) -> KeyHistory<'a> {
+    pub fn of(slots: &'a [Slot], extras: Option<&'a [Extra]>) -> KeyHistory<'a> {
+        assert!(extras.is_none_or(|x| x.len() == slots.len()), "a full block has an extra per record");
         KeyHistory { slots, extras }
     }
 
     /// The `i`th record.
     pub fn get(&self, i: usize) -> RecordRef<'a> {
-        self.slots[i].decode(self.extras)
+        self.slots[i].decode(self.extras.map(|x| &x[i]))
     }
 
     pub fn iter(&self) -> impl DoubleEndedIterator<Item = RecordRef<'a>> + ExactSizeIterator + 'a {
-        let extras = self.extras;
-        self.slots.iter().map(move |s| s.decode(extras))
+        let h = *self;
+        (0..self.slots.len()).map(move |i| h.get(i))
     }
 
     /// The records from `from` up to `to` (exclusive).
     pub fn slice(&self, from: usize, to: usize) -> KeyHistory<'a> {
-        KeyHistory { slots: &self.slots[from..to], extras: self.extras }
+        KeyHistory { slots: &self.slots[from..to], extras: self.extras.map(|x| &x[from..to]) }
     }
 
     /// The live record visible at `rev`, if the key exists then.
     pub fn at(&self, rev: i64) -> Option<RecordRef<'a>> {
-        let visible = self.slots.partition_point(|r| r.mod_rev <= rev);
-        let rec = self.slots[..visible].last()?.decode(self.extras);
+        let visible = self.slots.partition_point(|r| r.mod_rev() <= rev);
+        let rec = self.get(visible.checked_sub(1)?);
         (!rec.is_tombstone()).then_some(rec)
     }
 
     /// The newest live record.
     pub fn latest(&self) -> Option<RecordRef<'a>> {
-        self.slots.last().map(|s| s.decode(self.extras)).filter(|r| !r.is_tombstone())
+        let rec = self.get(self.slots.len().checked_sub(1)?);
+        (!rec.is_tombstone()).then_some(rec)
     }
 
     /// How many of the oldest records no read at or above `rev` can see: compaction drops them.
@@ -203,13 +193,13 @@ impl<'a> KeyHistory<'a> {
     /// segment holds it yet, and an older segment's put would otherwise come back at boot (see
     /// `Store::segment_rev`).
     pub fn compactable(&self, rev: i64, keep_tombstones_after: i64) -> usize {
-        let visible = self.slots.partition_point(|r| r.mod_rev <= rev);
+        let visible = self.slots.partition_point(|r| r.mod_rev() <= rev);
         if visible == 0 {
             return 0;
         }
         let mut drop_upto = visible - 1; // keep the record visible at `rev`...
-        let last = &self.slots[drop_upto];
-        if last.is_tombstone(self.extras) && last.mod_rev <= keep_tombstones_after {
+        let last = self.get(drop_upto);
+        if last.is_tombstone() && last.mod_rev <= keep_tombstones_after {
             drop_upto += 1; // ...unless it is a saved tombstone: nothing below needs it.
         }
         drop_upto
@@ -225,7 +215,10 @@ impl<'a> KeyHistory<'a> {
 
     /// Where the record written at exactly `rev` is.
     pub fn index_of(&self, rev: Rev) -> Option<usize> {
-        self.slots.binary_search_by_key(&rev, Slot::rev).ok()
+        // The records with its main revision, then the one with its sub revision among them.
+        let from = self.slots.partition_point(|r| r.mod_rev() < rev.main);
+        let to = self.slots.partition_point(|r| r.mod_rev() <= rev.main);
+        (from..to).find(|&i| self.get(i).sub == rev.sub)
     }
 
     /// The record written at exactly `rev`.
@@ -236,8 +229,8 @@ impl<'a> KeyHistory<'a> {
     /// The records written after `since` and at or before `rev`: with `since` 0, those a read
     /// at or below `rev` may need (a full snapshot at `rev`); else what a delta snapshot adds.
     pub fn between(&self, since: i64, rev: i64) -> KeyHistory<'a> {
-        let from = self.slots.partition_point(|r| r.mod_rev <= since);
-        let to = self.slots.partition_point(|r| r.mod_rev <= rev);
+        let from = self.slots.partition_point(|r| r.mod_rev() <= since);
+        let to = self.slots.partition_point(|r| r.mod_rev() <= rev);
         self.slice(from, to.max(from))
     }
 
@@ -252,22 +245,38 @@ mod tests {
 
     #[test]
     fn plain_records_and_plain_tombstones_need_no_extra() {
-        assert_eq!(std::mem::size_of::<Slot>(), 32);
-        assert_eq!(std::mem::size_of::<Extra>(), 24);
-        let rec = |mod_rev, create_rev, version, lease| Record { mod_rev, sub: 3, create_rev, version, lease, value: vec![7].into() };
-        let cases = [(rec(5, 5, 1, 0), false), (rec(5, 0, 0, 0), false), (rec(5, 4, 1, 0), true), (rec(5, 5, 2, 0), true), (rec(5, 5, 1, 9), true), (rec(5, 5, 0, 0), true), (rec(5, 0, 1, 0), true)];
-        let mut slots = Vec::new();
-        let mut extras = Vec::new();
-        for (r, needs_extra) in cases.iter().cloned() {
-            let before = slots.last().map_or(0, Slot::extras_through);
-            let (slot, extra) = Slot::encode(r, before);
-            assert_eq!(extra.is_some(), needs_extra);
+        assert_eq!(std::mem::size_of::<Slot>(), 24);
+        assert_eq!(std::mem::size_of::<Extra>(), 32);
+        let rec = |mod_rev, sub, create_rev, version, lease| Record { mod_rev, sub, create_rev, version, lease, value: vec![7].into() };
+        let cases = [
+            (rec(5, 0, 5, 1, 0), true),
+            (rec(6, 0, 0, 0, 0), true),
+            (rec(7, 3, 7, 1, 0), false),
+            (rec(8, 0, 4, 1, 0), false),
+            (rec(9, 0, 9, 2, 0), false),
+            (rec(10, 0, 10, 1, 9), false),
+            (rec(11, 0, 11, 0, 0), false),
+            (rec(12, 1, 0, 0, 0), false),
+            (rec((1 << 62) - 1, 0, 0, 0, 0), true),
+        ];
+        let (mut slots, mut extras) = (Vec::new(), Vec::new());
+        for (r, plain) in cases.iter().cloned() {
+            let (slot, extra, is_plain) = Slot::encode(r.clone());
+            assert_eq!(is_plain, plain, "{r:?}");
+            if plain {
+                let implied = slot.implied_extra();
+                assert_eq!((implied.sub, implied.create_rev, implied.version, implied.lease), (extra.sub, extra.create_rev, extra.version, extra.lease));
+            }
             slots.push(slot);
-            extras.extend(extra);
+            extras.push(extra);
         }
-        let h = KeyHistory::of(&slots, &extras);
+        let h = KeyHistory::of(&slots, Some(&extras));
         let back: Vec<Record> = h.iter().map(|r| r.to_record()).collect();
         assert_eq!(back, cases.iter().map(|c| c.0.clone()).collect::<Vec<_>>());
-        assert_eq!(slots.last().unwrap().extras_through(), 5);
+        assert_eq!(h.index_of(Rev::new(7, 3)), Some(2));
+        assert_eq!(h.index_of(Rev::new(7, 0)), None);
+        let plain: Vec<Slot> = cases.iter().filter(|c| c.1).map(|c| Slot::encode(c.0.clone()).0).collect();
+        let back: Vec<Record> = KeyHistory::of(&plain, None).iter().map(|r| r.to_record()).collect();
+        assert_eq!(back, cases.iter().filter(|c| c.1).map(|c| c.0.clone()).collect::<Vec<_>>());
     }
 }
