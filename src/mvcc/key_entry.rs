@@ -13,15 +13,15 @@
 //! block holds only plain records (each implied by its slot); its first record that is not
 //! plain makes it full (`make_full`: the plain records get the extras they imply), and it stays
 //! full. An updated key's block is full: the same 56 bytes a record as a 32-byte slot with a
-//! 24-byte extra took before. The key comes first because a tree search compares it with a dozen or more entries' keys, each
-//! in a block of its own: right after the header it is one load from the entry's pointer,
-//! mostly in the header's cache line, where after the records it took the header, then the
-//! last slot (for the extras' room), then the key (measured: put at 1000 clients on 100k keys,
-//! the tree search was 9% of the server's CPU). The records are in revision order
-//! (`KeyHistory` reads them); the rooms are exact while short (most keys keep one or two
-//! records) and a power of two after, so they follow from the counts and the header is 8
-//! bytes; compaction shrinks the block with the history. A block whose rooms change moves to
-//! a new allocation.
+//! 24-byte extra took before. The key comes first because a tree search compares it with a
+//! dozen or more entries' keys, each in a block of its own: right after the header it is one
+//! load from the entry's pointer, mostly in the header's cache line, where after the records it
+//! took the header, then the last slot (for the extras' room), then the key (measured: put at
+//! 1000 clients on 100k keys, the tree search was 9% of the server's CPU). The records are in
+//! revision order (`KeyHistory` reads them); the rooms are exact while short (most keys keep
+//! one or two records) and a power of two after, so they follow from the count and the full
+//! bit, and the header is 8 bytes; compaction shrinks the block with the history. A block
+//! whose rooms change moves to a new allocation.
 //!
 //! The tree (`KeySet`) orders entries by their key bytes, which never change. Records change in
 //! place through a shared reference to the entry (the tree hands out no other), so `KeySet`
