@@ -11,7 +11,7 @@
 //! alignment), then room for `capacity(len)` slots (one a record), then, in a full block (the
 //! header's `FULL_BIT`), as much room for extras, one per record at its slot's index. A plain
 //! block holds only plain records (each implied by its slot); its first record that is not
-//! plain makes it full (`make_full`: the plain records get the extras they imply), and it stays
+//! plain makes it full (`relocate`: the plain records get the extras they imply), and it stays
 //! full. An updated key's block is full: the same 56 bytes a record as a 32-byte slot with a
 //! 24-byte extra took before. The key comes first because a tree search compares it with a
 //! dozen or more entries' keys, each in a block of its own: right after the header it is one
@@ -209,28 +209,36 @@ impl KeyEntry {
     }
 
     /// Moves the block from `old` rooms to `new` ones (room for at least what it holds): its
-    /// slots, extras and key are copied to a new allocation.
+    /// slots, extras and key are copied to a new allocation. Rooms for extras in a plain block
+    /// make it full: its records get the extras their slots imply (a full block stays full).
     ///
     /// # Safety
     /// No reference into this entry's records may be alive meanwhile.
     unsafe fn relocate(&self, old: Rooms, new: Rooms) {
         let block = self.block.get();
         let Header { key_len_bits, len } = *self.header();
-        let extras = if self.header().is_full() { len } else { 0 };
-        assert!(new.0 >= len.max(1) && new.1 >= extras, "a key entry keeps its records");
-        let moved = allocate(new, key_len_bits, len);
-        // SAFETY: both blocks are live and large enough for what is copied; the slots move
-        // (the old block is freed without dropping them).
+        let (was_full, full) = (self.header().is_full(), new.1 > 0);
+        assert!(new.0 >= len.max(1) && (!full || new.1 >= len) && (full || !was_full), "a key entry keeps its records");
+        let moved = allocate(new, key_len_bits | if full { FULL_BIT } else { 0 }, len);
+        // SAFETY: both blocks are live and large enough for what is copied or written; the
+        // slots move (the old block is freed without dropping them).
         unsafe {
             std::ptr::copy_nonoverlapping(slots_ptr(block), slots_ptr(moved), len as usize);
-            std::ptr::copy_nonoverlapping(extras_ptr_at(block, old.0), extras_ptr_at(moved, new.0), extras as usize);
+            if was_full {
+                std::ptr::copy_nonoverlapping(extras_ptr_at(block, old.0), extras_ptr_at(moved, new.0), len as usize);
+            } else if full {
+                for i in 0..len as usize {
+                    extras_ptr_at(moved, new.0).add(i).write((*slots_ptr(block).add(i)).implied_extra());
+                }
+            }
             std::ptr::copy_nonoverlapping(key_ptr(block), key_ptr(moved), self.header().key_len() as usize);
             std::alloc::dealloc(block.as_ptr().cast(), layout(old, key_len_bits));
         }
         self.block.set(moved);
     }
 
-    /// Appends a record newer than every other.
+    /// Appends a record newer than every other. The first record a plain block cannot imply
+    /// makes it full.
     ///
     /// # Safety
     /// As `relocate`.
@@ -240,11 +248,7 @@ impl KeyEntry {
         }
         let len = self.header().len;
         let (slot, extra, plain) = Slot::encode(rec);
-        if !plain && !self.header().is_full() {
-            // SAFETY: the caller's promise.
-            unsafe { self.make_full() };
-        }
-        let full = self.header().is_full();
+        let full = self.header().is_full() || !plain;
         let (old, new) = (self.rooms(), rooms(len + 1, full));
         if new != old {
             // SAFETY: the caller's promise.
@@ -260,32 +264,6 @@ impl KeyEntry {
             }
             (*block.as_ptr()).len = len + 1;
         }
-    }
-
-    /// Makes a plain block full: moves it to a block with room for an extra per record, and
-    /// gives each record the extra its slot implies.
-    ///
-    /// # Safety
-    /// As `relocate`.
-    unsafe fn make_full(&self) {
-        let block = self.block.get();
-        let Header { key_len_bits, len } = *self.header();
-        debug_assert!(!self.header().is_full(), "a plain block");
-        let (old, new) = (rooms(len, false), rooms(len, true));
-        let moved = allocate(new, key_len_bits | FULL_BIT, len);
-        // SAFETY: both blocks are live and large enough for what is copied; the slots move
-        // (the old block is freed without dropping them); the extras are written before the
-        // header says the block is full and holds them.
-        unsafe {
-            for i in 0..len as usize {
-                let implied = (*slots_ptr(block).add(i)).implied_extra();
-                extras_ptr_at(moved, new.0).add(i).write(implied);
-            }
-            std::ptr::copy_nonoverlapping(slots_ptr(block), slots_ptr(moved), len as usize);
-            std::ptr::copy_nonoverlapping(key_ptr(block), key_ptr(moved), self.header().key_len() as usize);
-            std::alloc::dealloc(block.as_ptr().cast(), layout(old, key_len_bits));
-        }
-        self.block.set(moved);
     }
 
     /// Drops the oldest `n` records, shrinking the block to the room the rest need.
