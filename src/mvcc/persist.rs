@@ -7,9 +7,10 @@
 
 use std::cell::RefCell;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use super::segment::{Encoder, SegmentInfo};
-use super::store::{SnapCursor, Store};
+use super::store::{ChunkBound, SnapCursor, Store};
 use crate::writeback::{push, Pacer};
 
 /// Keys per chunk (one rkyv block, one write). Cutting and serializing a chunk, and adopting
@@ -24,6 +25,12 @@ const LIST_STEP_WRITES: usize = if cfg!(debug_assertions) { 2 } else { 4096 };
 /// delta snapshot 100k records of one chunk (70-100 ms of cutting and encoding in one step, a
 /// full one 900k: 730 ms), which made their p99.9 85-88 ms.
 const CHUNK_BYTES: u64 = 256 << 10;
+/// A chunk's time on the shard at most, however slow its keys' memory is: a delta after a
+/// million revisions spent 48-80 ms on its first ~300 keys (see `CHUNK_CLOCK_KEYS`), and a
+/// writer's puts waited up to 99 ms. The bench's `pauses` baseline holds such a delta: its
+/// p99 was 8.0-8.1 ms with no time bound, 4.5-4.6 ms with chunks of 1 ms, 2.8-2.9 with 250 µs.
+const CHUNK_TIME: Duration = Duration::from_micros(250);
+const CHUNK_BOUND: ChunkBound = ChunkBound { max_keys: CHUNK_KEYS, max_bytes: CHUNK_BYTES, time: Some(CHUNK_TIME) };
 
 /// Writes the records of `store` after `since` (0: all) up to `rev` to `path` through io_uring
 /// and fdatasyncs it.
@@ -34,7 +41,7 @@ pub async fn write_segment(path: PathBuf, store: &RefCell<Store>, since: i64, re
     let mut from: Option<SnapCursor> = None;
     let written = keys_written(store, since, rev).await;
     loop {
-        let (chunk, next) = store.borrow().snapshot_chunk(from.as_ref(), since, rev, written.as_deref(), (CHUNK_KEYS, CHUNK_BYTES));
+        let (chunk, next) = store.borrow().snapshot_chunk(from.as_ref(), since, rev, written.as_deref(), CHUNK_BOUND);
         if chunk.is_empty() {
             crate::background::step_aside().await; // let the shard serve between scans
         } else {
