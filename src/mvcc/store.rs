@@ -300,8 +300,7 @@ impl Store {
                 keys.push(SegKey { key: k.to_vec(), records: all.slice(done, end).iter().map(|r| r.to_record()).collect() });
             }
             let cursor = || Some(SnapCursor { key: k.to_vec(), written: end });
-            let out_of_time = || (scanned + 1).is_multiple_of(CHUNK_CLOCK_KEYS) && until.is_some_and(|t| std::time::Instant::now() >= t);
-            if end < all.len() || keys.len() == max_keys || bytes >= max_bytes || scanned + 1 == max_keys * SCAN_PER_KEY || out_of_time() {
+            if end < all.len() || keys.len() == max_keys || bytes >= max_bytes || scanned + 1 == max_keys * SCAN_PER_KEY || out_of_time(scanned + 1, CHUNK_CLOCK_KEYS, until) {
                 return (keys, cursor());
             }
         }
@@ -424,8 +423,14 @@ impl StepBound {
     /// Whether the step (ending at `until`, from its `time`) ends before visiting its
     /// `visited`th key (counting from 0).
     fn ends_before(&self, visited: usize, until: Option<std::time::Instant>) -> bool {
-        visited >= self.max_keys || (visited.is_multiple_of(STEP_CLOCK_KEYS) && until.is_some_and(|t| std::time::Instant::now() >= t))
+        visited >= self.max_keys || out_of_time(visited, STEP_CLOCK_KEYS, until)
     }
+}
+
+/// Whether a step that has visited `visited` keys is past `until`, the clock looked at only
+/// every `every_keys` keys (a read step's, a snapshot chunk's).
+fn out_of_time(visited: usize, every_keys: usize, until: Option<std::time::Instant>) -> bool {
+    visited.is_multiple_of(every_keys) && until.is_some_and(|t| std::time::Instant::now() >= t)
 }
 
 /// Where a snapshot chunk ends: after `max_keys` keys with records, about `max_bytes` of
