@@ -53,7 +53,7 @@ pub async fn range_on_shards(shards: &Shards, r: &RangeRequest, status: &ServerS
 
 /// What to ask the shards: the revision resolved (0 = current; above it is an error) and the
 /// limit pushed down as etcd pushes it.
-fn query(r: &RangeRequest, current_rev: i64) -> Result<RangeQuery> {
+pub fn query(r: &RangeRequest, current_rev: i64) -> Result<RangeQuery> {
     let rev = if r.revision <= 0 { current_rev } else { r.revision };
     if rev > current_rev {
         return Err(Error::FutureRev);
@@ -83,7 +83,7 @@ fn sorts_by_value(r: &RangeRequest) -> bool {
 }
 
 /// Filters, sorts and truncates the merged keys; sets `more` and `count` as etcd.
-fn finish(r: &RangeRequest, part: RangePart, current_rev: i64) -> RangeResponse {
+pub fn finish(r: &RangeRequest, part: RangePart, current_rev: i64) -> RangeResponse {
     let mut kvs = part.kvs;
     if filtered(r) {
         kvs.retain(|kv| passes_filters(r, kv));

@@ -29,6 +29,8 @@ pub struct RangeQuery {
 pub struct RangePart {
     pub kvs: Vec<KeyValue>,
     pub count: usize,
+    /// The revision the part was read at (set by the shard's read; 0 elsewhere).
+    pub rev: i64,
 }
 
 /// A write on one shard, at the revision carried by the batch.

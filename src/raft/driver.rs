@@ -33,6 +33,7 @@ use crate::kv::apply::Applier;
 use crate::lease::lessor::{Checkpoints, Lessor};
 use crate::lease::LEASE_CHECKPOINT_INTERVAL;
 use crate::kv::delivery::{Delivery, Outbox};
+use crate::kv::linear_read::LinearRange;
 use crate::kv::response::Response;
 use crate::error::Result;
 use crate::metrics as m;
@@ -55,7 +56,12 @@ const MAX_MSGS_PER_TURN: usize = 4096;
 const MAX_PEER_MSGS_PER_TURN: usize = 4096;
 
 type WriteWaiter = (Option<usize>, oneshot::Sender<Result<Response>>);
-type DoneWaiter = (Option<usize>, oneshot::Sender<Result<()>>);
+/// What the core answers with a plain `Result<()>`: a caller waiting on a oneshot (`home`: its
+/// front-end thread), or a linearizable range the driver then hands to its shard.
+enum DoneWaiter {
+    Notify(Option<usize>, oneshot::Sender<Result<()>>),
+    Range(Box<LinearRange>),
+}
 
 pub struct DriverConfig {
     pub id: u64,
@@ -430,9 +436,10 @@ impl Driver {
     fn take(&mut self, msg: CoreMsg) {
         match msg {
             CoreMsg::Propose { req, auth, reply, home } => self.core.propose_as(req, auth, (home, reply)),
-            CoreMsg::ReadIndex { reply, home } => self.core.read((home, reply)),
-            CoreMsg::Snapshot { reply } => self.core.request_snapshot((None, reply)),
-            CoreMsg::DiskBarrier { reply } => self.core.barrier((None, reply)),
+            CoreMsg::ReadIndex { reply, home } => self.core.read(DoneWaiter::Notify(home, reply)),
+            CoreMsg::ReadRange(read) => self.core.read(DoneWaiter::Range(read)),
+            CoreMsg::Snapshot { reply } => self.core.request_snapshot(DoneWaiter::Notify(None, reply)),
+            CoreMsg::DiskBarrier { reply } => self.core.barrier(DoneWaiter::Notify(None, reply)),
             CoreMsg::Lease { call } => self.lease_call(call),
             CoreMsg::MemberChange { change, reply, home } => self.core.propose_member_change(change, (home, reply)),
             CoreMsg::TransferLeader { target: 0 } => self.core.transfer_to_most_caught_up(),
@@ -524,8 +531,11 @@ impl Driver {
     }
 
     fn answer(&mut self, done: Vec<(DoneWaiter, Result<()>)>) {
-        for ((home, tx), result) in done {
-            self.outbox.push(home, Delivery::Read(tx, result));
+        for (waiter, result) in done {
+            match waiter {
+                DoneWaiter::Notify(home, tx) => self.outbox.push(home, Delivery::Read(tx, result)),
+                DoneWaiter::Range(read) => read.dispatch(result, &self.status, &self.shards, &mut self.outbox),
+            }
         }
     }
 

@@ -5,8 +5,10 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 
+use crate::kv::linear_read::LinearRange;
 use crate::kv::response::Response;
 use crate::error::{Error, Result};
+use crate::mvcc::store::{RangePart, RangeQuery};
 use crate::proto::ballastpb::{internal_request::Request, AuthHeader};
 use crate::reply;
 
@@ -17,6 +19,8 @@ pub enum CoreMsg {
     /// `home`: the caller's front-end thread, where its answer is delivered (`reply.rs`).
     Propose { req: Request, auth: Option<AuthHeader>, reply: oneshot::Sender<Result<Response>>, home: Option<usize> },
     ReadIndex { reply: oneshot::Sender<Result<()>>, home: Option<usize> },
+    /// A ReadIndex whose range the driver hands to its shard once the index is applied.
+    ReadRange(Box<LinearRange>),
     /// Take a snapshot now (Defragment); resolves when its manifest is durable.
     Snapshot { reply: oneshot::Sender<Result<()>> },
     /// Resolves once every WAL batch written before it is durable (health checks: a stuck disk
@@ -172,5 +176,12 @@ impl RaftHandle {
     pub async fn read_index(&self) -> Result<()> {
         let home = reply::home();
         self.call(|reply| CoreMsg::ReadIndex { reply, home }).await
+    }
+
+    /// `query` (at revision 0) read on `shard` at the current revision once everything
+    /// committed before the call is applied (`kv/linear_read.rs`).
+    pub async fn read_range(&self, shard: usize, query: RangeQuery) -> Result<RangePart> {
+        let home = reply::home();
+        self.call(|reply| CoreMsg::ReadRange(Box::new(LinearRange { shard, query, reply, home }))).await
     }
 }

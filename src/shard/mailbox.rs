@@ -101,6 +101,21 @@ impl Shards {
         rx.await.map_err(|_| Error::Stopped)
     }
 
+    /// Sends `msg` to `shard` from a task on a glommio executor without waiting: at once, or
+    /// from a task of its own while the shard's queue is full. A message that cannot be
+    /// delivered (the shard stopped) is dropped with its reply sender (the caller sees
+    /// `Stopped`).
+    pub fn send_from_local(&self, shard: usize, msg: ShardMsg) {
+        use tokio::sync::mpsc::error::TrySendError;
+        if let Err(TrySendError::Full(msg)) = self.senders[shard].try_send(msg) {
+            let tx = self.senders[shard].clone();
+            glommio::spawn_local(async move {
+                let _ = tx.send(msg).await;
+            })
+            .detach();
+        }
+    }
+
     pub async fn range_on(&self, shard: usize, query: RangeQuery) -> Result<RangePart> {
         let home = crate::reply::home();
         self.call(shard, |reply| ShardMsg::Range { query, reply, home }).await?
