@@ -286,3 +286,39 @@ async fn a_list_of_several_mebibytes_is_answered_whole() {
     assert_eq!(put, (Code::ResourceExhausted, "grpc: received message larger than max (3145736 vs. 2097152)".into()));
     assert_eq!(c.get("big/00007", None).await.unwrap().kvs()[0].value(), value(7).as_slice(), "the server keeps serving");
 }
+
+/// Linearizable reads that one shard answers take one hop through the raft core
+/// (`kv/linear_read.rs`); the others two calls. Either way the answer is the serializable
+/// read's: the header at the current revision (not the key's), limits, sorting, counts and
+/// filters as etcd applies them, on one and on two shards.
+#[tokio::test]
+async fn linearizable_reads_in_one_hop_answer_what_serializable_reads_do() {
+    for shards in ["1", "2"] {
+        let s = common::Server::start(&["--shards", shards]);
+        let mut c = s.client().await;
+        for (k, v) in [("a", "1"), ("b", "2"), ("c", "3"), ("a", "4"), ("d", "5")] {
+            rev_of_put(&mut c, k, v).await;
+        }
+        let now = rev_of_put(&mut c, "z", "6").await;
+        let cases = [
+            ("a", GetOptions::new()),
+            ("b", GetOptions::new().with_keys_only()),
+            ("c", GetOptions::new().with_count_only()),
+            ("a", GetOptions::new().with_prefix().with_limit(1)),
+            ("", GetOptions::new().with_all_keys().with_limit(2).with_sort(SortTarget::Mod, SortOrder::Descend)),
+            ("", GetOptions::new().with_all_keys().with_min_mod_revision(4)),
+            ("missing", GetOptions::new()),
+            ("a", GetOptions::new().with_revision(2)),
+        ];
+        for (key, opts) in cases {
+            let lin = c.get(key, Some(opts.clone())).await.unwrap();
+            let ser = c.get(key, Some(opts.with_serializable())).await.unwrap();
+            let what = format!("{shards} shard(s), key {key:?}");
+            assert_eq!(lin.header().unwrap().revision(), now, "{what}: the header is at the current revision");
+            assert_eq!((keys(&lin), lin.count(), lin.more()), (keys(&ser), ser.count(), ser.more()), "{what}");
+            let values = |r: &etcd_client::GetResponse| r.kvs().iter().map(|kv| (kv.value().to_vec(), kv.mod_revision(), kv.version())).collect::<Vec<_>>();
+            assert_eq!(values(&lin), values(&ser), "{what}");
+        }
+        assert_eq!(c.get("a", None).await.unwrap().kvs()[0].value(), b"4");
+    }
+}
