@@ -10,6 +10,9 @@
 //! does not know; a range over several shards is merged on the front end. With auth on, the
 //! permission check comes after the read index (as etcd's), so those reads take the two calls.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
 use tokio::sync::oneshot;
 
 use super::delivery::{Delivery, Outbox};
@@ -27,6 +30,10 @@ pub struct LinearRange {
     pub reply: oneshot::Sender<Result<RangePart>>,
     /// The caller's front-end thread, where the shard delivers the answer.
     pub home: Option<usize>,
+    /// Set when the driver sends the range to the shard. The caller's request timeout bounds
+    /// the wait for the read index, not the read (as etcd's, and as the two calls did): once
+    /// this is set, a caller whose timeout passes waits on for the shard.
+    pub sent: Arc<AtomicBool>,
 }
 
 /// The shard and the query of `r` when it can be read in one hop (see the module comment).
@@ -45,12 +52,13 @@ impl LinearRange {
     /// On the driver's thread, once the read index is applied (`passed`): the range goes to its
     /// shard at the current revision, or the failure to the caller.
     pub fn dispatch(self, passed: Result<()>, status: &ServerStatus, shards: &Shards, outbox: &mut Outbox) {
-        let LinearRange { shard, mut query, reply, home } = self;
+        let LinearRange { shard, mut query, reply, home, sent } = self;
         if let Err(e) = passed {
             return outbox.push(home, Delivery::Range(reply, Err(e)));
         }
         debug_assert_eq!(query.rev, 0, "planned at the current revision");
         query.rev = status.applied_rev().max(status.compact_rev());
+        sent.store(true, Ordering::Release);
         shards.send_from_local(shard, ShardMsg::Range { query, reply, home });
     }
 }

@@ -180,8 +180,16 @@ impl RaftHandle {
 
     /// `query` (at revision 0) read on `shard` at the current revision once everything
     /// committed before the call is applied (`kv/linear_read.rs`).
+    /// The request timeout bounds the wait for the index only (`LinearRange::sent`).
     pub async fn read_range(&self, shard: usize, query: RangeQuery) -> Result<RangePart> {
-        let home = reply::home();
-        self.call(|reply| CoreMsg::ReadRange(Box::new(LinearRange { shard, query, reply, home }))).await
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let (home, sent) = (reply::home(), std::sync::Arc::new(AtomicBool::new(false)));
+        let (reply, mut rx) = oneshot::channel();
+        self.send(CoreMsg::ReadRange(Box::new(LinearRange { shard, query, reply, home, sent: sent.clone() })))?;
+        match tokio::time::timeout(self.timeout, &mut rx).await {
+            Ok(answer) => answer.map_err(|_| Error::Stopped)?,
+            Err(_) if sent.load(Ordering::Acquire) => rx.await.map_err(|_| Error::Stopped)?,
+            Err(_) => Err(Error::Timeout),
+        }
     }
 }
