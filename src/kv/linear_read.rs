@@ -57,7 +57,7 @@ impl LinearRange {
             return outbox.push(home, Delivery::Range(reply, Err(e)));
         }
         debug_assert_eq!(query.rev, 0, "planned at the current revision");
-        query.rev = status.applied_rev().max(status.compact_rev());
+        query.rev = super::range::current_rev(status);
         sent.store(true, Ordering::Release);
         shards.send_from_local(shard, ShardMsg::Range { query, reply, home });
     }

@@ -24,7 +24,13 @@ pub async fn range<V: KvView>(view: &V, r: &RangeRequest, current_rev: i64) -> R
 /// Retries of a read at revision 0 that a compaction overtook.
 const MAX_OVERTAKEN_RETRIES: u32 = 16;
 
-/// Answers `r` on the shards as of the revision `current` gives now (the front end's reads; a
+/// The revision a read at revision 0 reads at: the newest applied, never below the compaction
+/// (the front end's reads, and those the raft driver hands to a shard: `linear_read.rs`).
+pub fn current_rev(status: &ServerStatus) -> i64 {
+    status.applied_rev().max(status.compact_rev())
+}
+
+/// Answers `r` on the shards as of the revision `current_rev` gives now (the front end's reads; a
 /// Send future). A read at revision 0 means "the newest": if a compaction passed the revision
 /// it picked before the shards served it, it reads again at a newer one instead of answering
 /// "compacted", which etcd never answers it (its reads hold the store's revision). The status
@@ -33,7 +39,7 @@ pub async fn range_on_shards(shards: &Shards, r: &RangeRequest, status: &ServerS
     crate::metrics::handles().ranges.increment(1);
     let mut retries = 0;
     loop {
-        let current_rev = status.applied_rev().max(status.compact_rev());
+        let current_rev = current_rev(status);
         if retries == 0 && crate::failpoint::on("range-delay") {
             // Failpoint: widen the window in which a compaction can overtake this read. Its
             // retries go at full speed, as any read: widened too, each was overtaken again by
