@@ -1289,7 +1289,7 @@ async fn call_raw(endpoint: &str, path: &str, with_message: bool) -> (tonic::Cod
     }
 }
 
-/// Range answers over 1 MiB, which ballast sends a chunk at a time (`server/range_route.rs`),
+/// Range answers over 1 MiB, which ballast sends a chunk at a time (`server/kv_route.rs`),
 /// are etcd's to the byte: 3000 keys of 1 KiB written by the same txns on both (so the same
 /// revisions), then read whole, with limits, sorted, keys only, counted, at a past revision,
 /// over one and two shards.

@@ -262,7 +262,7 @@ async fn maintenance_status_and_member_list() {
 
 #[tokio::test]
 async fn a_list_of_several_mebibytes_is_answered_whole() {
-    // Above 1 MiB the answer is encoded off the front-end thread (server/range_route.rs).
+    // Above 1 MiB the answer is encoded off the front-end thread (server/kv_route.rs).
     let s = common::Server::start(&[]);
     let mut c = s.client().await;
     let value = |i: usize| format!("{i:04}").repeat(256).into_bytes(); // 1 KiB

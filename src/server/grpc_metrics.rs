@@ -42,19 +42,16 @@ fn method_of(path: &str) -> Option<&'static (&'static str, &'static str, &'stati
     GRPC_METHODS.iter().find(|(s, m, _)| *s == service && *m == method)
 }
 
-type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
-
 impl<S, ReqBody, ResBody> tower_service::Service<http::Request<ReqBody>> for GrpcMetrics<S>
 where
     S: tower_service::Service<http::Request<CountingBody<ReqBody>>, Response = http::Response<ResBody>>,
-    S::Future: Send + 'static,
-    S::Error: Send + 'static,
+    S::Future: Unpin,
     ReqBody: Body<Data = Bytes> + Unpin,
-    ResBody: Body<Data = Bytes> + Unpin + Send + 'static,
+    ResBody: Body<Data = Bytes> + Unpin,
 {
     type Response = http::Response<CountingBody<ResBody>>;
     type Error = S::Error;
-    type Future = BoxFuture<Result<Self::Response, S::Error>>;
+    type Future = MetricsFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
         self.inner.poll_ready(cx)
@@ -71,23 +68,46 @@ where
             }
         }
         let started = Instant::now();
-        let fut = self.inner.call(req.map(|b| CountingBody { inner: b, bytes: received }));
-        Box::pin(async move {
-            let resp = fut.await?;
-            let Some(mm) = method else {
-                return Ok(resp.map(|b| CountingBody { inner: b, bytes: None }));
-            };
-            // Errors are trailers-only responses (grpc-status in the headers); success puts
-            // grpc-status 0 in the trailers.
-            let code: i32 = resp.headers().get("grpc-status").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok()).unwrap_or(0);
-            mm.handled[code.clamp(0, 16) as usize].increment(1);
-            mm.seconds.record(started.elapsed().as_secs_f64());
-            if mm.unary && code == 0 {
-                mm.msg_sent.increment(1);
-            }
-            let sent = m::handles().client_grpc_sent_bytes.clone();
-            Ok(resp.map(|b| CountingBody { inner: b, bytes: Some(sent) }))
-        })
+        let inner = self.inner.call(req.map(|b| CountingBody { inner: b, bytes: received }));
+        MetricsFuture { inner, method, started }
+    }
+}
+
+/// A call's answer, counted when it comes. A plain struct, not a boxed async block: the
+/// inner future lives in it where it was made, with no allocation and no copy per call
+/// (boxing it was 1.8% of the server's CPU at put 1000 clients, mostly the copy).
+pub struct MetricsFuture<F> {
+    inner: F,
+    method: Option<Arc<MethodMetrics>>,
+    started: Instant,
+}
+
+impl<F, ResBody, E> Future for MetricsFuture<F>
+where
+    F: Future<Output = Result<http::Response<ResBody>, E>> + Unpin,
+{
+    type Output = Result<http::Response<CountingBody<ResBody>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let me = self.get_mut();
+        let resp = match Pin::new(&mut me.inner).poll(cx) {
+            Poll::Ready(Ok(resp)) => resp,
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Poll::Pending => return Poll::Pending,
+        };
+        let Some(mm) = me.method.take() else {
+            return Poll::Ready(Ok(resp.map(|b| CountingBody { inner: b, bytes: None })));
+        };
+        // Errors are trailers-only responses (grpc-status in the headers); success puts
+        // grpc-status 0 in the trailers.
+        let code: i32 = resp.headers().get("grpc-status").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok()).unwrap_or(0);
+        mm.handled[code.clamp(0, 16) as usize].increment(1);
+        mm.seconds.record(me.started.elapsed().as_secs_f64());
+        if mm.unary && code == 0 {
+            mm.msg_sent.increment(1);
+        }
+        let sent = m::handles().client_grpc_sent_bytes.clone();
+        Poll::Ready(Ok(resp.map(|b| CountingBody { inner: b, bytes: Some(sent) })))
     }
 }
 

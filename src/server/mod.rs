@@ -17,7 +17,7 @@ pub mod front_end;
 pub mod grpc_metrics;
 pub mod handshake;
 pub mod http;
-pub mod range_route;
+pub mod kv_route;
 pub mod self_cert;
 pub mod tls;
 
@@ -590,7 +590,7 @@ fn client_routes(
 ) -> client_service::ClientService {
     let max_msg = cfg.max_request_bytes as usize + GRPC_OVERHEAD_BYTES;
     let kv_service = Arc::new(KvService::new(ctx.clone()));
-    let range = range_route::RangeRoute::new(kv_service.clone(), max_msg);
+    let route = kv_route::KvRoute::new(kv_service.clone(), max_msg);
     // Requests may come gzip-compressed, as etcd's grpc-go server takes them; answers go out
     // plain (grpc-go compresses only when the request was: tonic would for any client that
     // merely accepts gzip, at a cost to every answer).
@@ -603,16 +603,16 @@ fn client_routes(
     let lock = LockServer::new(LockService::new(ctx.clone())).max_decoding_message_size(max_msg).accept_compressed(gzip);
     let election = ElectionServer::new(ElectionService::new(ctx.clone())).max_decoding_message_size(max_msg).accept_compressed(gzip);
     let auth = AuthServer::new(AuthService::new(ctx.clone())).max_decoding_message_size(max_msg).accept_compressed(gzip);
-    let (kv_direct, range_direct) = (kv.clone(), range.clone());
+    let (kv_direct, route_direct) = (kv.clone(), route.clone());
     let grpc = grpc_metrics::ServedRoutes::default().add_service(kv).add_service(auth).add_service(watch).add_service(lease).add_service(lock).add_service(election).add_service(maintenance).add_service(cluster).add_service(crate::api::health::server()).into_routes();
-    let range = axum::routing::post(move |req: axum::extract::Request| range.clone().serve(req));
-    let grpc = grpc.into_axum_router().route(range_route::RANGE_PATH, range);
+    let range = axum::routing::post(move |req: axum::extract::Request| route.clone().serve(kv_route::KvCall::Range, req));
+    let grpc = grpc.into_axum_router().route(kv_route::RANGE_PATH, range);
     // The JSON gateway calls the gRPC routes above, in process, as etcd's gateway dials its
     // own gRPC server.
     let gateway = Arc::new(crate::gateway::Gateway::new(grpc.clone(), max_msg, gateway_streams, ctx.auth.clone(), ctx.status.clone(), stopping));
     let (auth, status) = (ctx.auth.clone(), ctx.status.clone());
     let router = grpc.merge(crate::gateway::router(gateway)).merge(http::router(ctx, metrics).layer(axum::middleware::map_response(|r| async move { crate::gateway::with_cors(r) }))).fallback(crate::gateway::unknown_path);
-    client_service::ClientService::new(kv_direct, range_direct, tonic::service::Routes::from(router), auth, status)
+    client_service::ClientService::new(kv_direct, route_direct, tonic::service::Routes::from(router), auth, status)
 }
 
 /// The signal that stops the server, and its name as Go's `Signal.String` gives it (etcd logs it).
