@@ -99,10 +99,17 @@ impl RaftHandle {
     }
 
     async fn call_within<T>(&self, timeout: Duration, msg: impl FnOnce(oneshot::Sender<Result<T>>) -> CoreMsg) -> Result<T> {
-        let (tx, rx) = oneshot::channel();
+        self.call_until(timeout, || false, msg).await
+    }
+
+    /// As `call_within`, except that a call whose timer fires while `waits_on()` holds waits
+    /// on for its answer.
+    async fn call_until<T>(&self, timeout: Duration, waits_on: impl Fn() -> bool, msg: impl FnOnce(oneshot::Sender<Result<T>>) -> CoreMsg) -> Result<T> {
+        let (tx, mut rx) = oneshot::channel();
         self.send(msg(tx))?;
-        match tokio::time::timeout(timeout, rx).await {
+        match tokio::time::timeout(timeout, &mut rx).await {
             Ok(reply) => reply.map_err(|_| Error::Stopped)?,
+            Err(_) if waits_on() => rx.await.map_err(|_| Error::Stopped)?,
             Err(_) => Err(Error::Timeout),
         }
     }
@@ -184,12 +191,7 @@ impl RaftHandle {
     pub async fn read_range(&self, shard: usize, query: RangeQuery) -> Result<RangePart> {
         use std::sync::atomic::{AtomicBool, Ordering};
         let (home, sent) = (reply::home(), std::sync::Arc::new(AtomicBool::new(false)));
-        let (reply, mut rx) = oneshot::channel();
-        self.send(CoreMsg::ReadRange(Box::new(LinearRange { shard, query, reply, home, sent: sent.clone() })))?;
-        match tokio::time::timeout(self.timeout, &mut rx).await {
-            Ok(answer) => answer.map_err(|_| Error::Stopped)?,
-            Err(_) if sent.load(Ordering::Acquire) => rx.await.map_err(|_| Error::Stopped)?,
-            Err(_) => Err(Error::Timeout),
-        }
+        let in_shard = sent.clone();
+        self.call_until(self.timeout, move || in_shard.load(Ordering::Acquire), |reply| CoreMsg::ReadRange(Box::new(LinearRange { shard, query, reply, home, sent }))).await
     }
 }
