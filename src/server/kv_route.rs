@@ -113,7 +113,11 @@ impl KvRoute {
         let read = read_message(body, self.max_request_bytes).await;
         let message = match read {
             Ok(Read::Message(m)) if !compressed && m[0] == 0 => m,
-            Ok(Read::Message(m) | Read::Other(m)) => return self.by_tonic(parts, m).await,
+            Ok(Read::Message(m)) => match gzip_too_large(&parts.headers, &m, self.max_request_bytes) {
+                Some(status) => return status.into_http(),
+                None => return self.by_tonic(parts, m).await,
+            },
+            Ok(Read::Other(m)) => return self.by_tonic(parts, m).await,
             Ok(Read::TooLarge(status)) => return status.into_http(),
             Err(status) => return status.into_http(),
         };
@@ -175,6 +179,22 @@ where
         // Cut short, or more than one message: tonic answers it as it does.
         Ok(Read::Other(buf.freeze()))
     }
+}
+
+/// grpc-go's (etcd's) refusal of a gzip-compressed message (`message`, prefix included) that
+/// says it decompresses to more than `max_bytes`: grpc-go reads the size from the gzip trailer
+/// (ISIZE) before decompressing, and names it. tonic stops at the bound without knowing the
+/// size, and says so in words of its own; a message whose trailer lies is left to it.
+fn gzip_too_large(headers: &http::HeaderMap, message: &[u8], max_bytes: usize) -> Option<tonic::Status> {
+    /// A gzip member's header (10 bytes) and trailer (CRC-32, then ISIZE: 4 bytes each).
+    const GZIP_MIN_BYTES: usize = 18;
+    let payload = &message[PREFIX_BYTES..];
+    let gzip = message[0] == 1 && headers.get("grpc-encoding").is_some_and(|e| e == "gzip");
+    if !gzip || payload.len() < GZIP_MIN_BYTES || payload[..2] != [0x1f, 0x8b] {
+        return None;
+    }
+    let size = u32::from_le_bytes(payload[payload.len() - 4..].try_into().expect("4 bytes")) as usize;
+    (size > max_bytes).then(|| tonic::Status::resource_exhausted(format!("grpc: received message larger than max ({size} vs. {max_bytes})")))
 }
 
 /// A Range's answer, then grpc-status 0: encoded at once when small, else a chunk at a time as
