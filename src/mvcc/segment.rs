@@ -325,7 +325,7 @@ impl Reader {
         if crc32c::crc32c(body) != crc {
             return Err(bad(format!("checksum mismatch at offset {off}")));
         }
-        self.crc = crc32c::crc32c_combine(crc32c::crc32c_append(self.crc, &data[self.crc_to..off + BLOCK_HEAD]), crc, len);
+        self.crc = crc32c_combine(crc32c::crc32c_append(self.crc, &data[self.crc_to..off + BLOCK_HEAD]), crc, len);
         self.crc_to = off + BLOCK_HEAD + len;
         let unpacked = if self.v3 {
             unpack_v3(body, &self.map, each)
@@ -360,8 +360,58 @@ pub fn read(path: &Path) -> Result<(Vec<SegKey>, u32), String> {
     Ok((keys, reader.crc))
 }
 
+/// The CRC-32C of A then B, from A's, B's and B's length: A's CRC times x^(8·len) modulo the
+/// polynomial, plus B's (zlib's `crc32_combine` since 1.2.12). The crc32c crate's combine
+/// squares 32×32 bit matrices for every bit of the length, ~1 µs a block: 0.75% of the
+/// server's CPU at put 1000 clients, where snapshots read back every block they write.
+fn crc32c_combine(crc_a: u32, crc_b: u32, len_b: usize) -> u32 {
+    multiply_mod_p(x_pow_8n_mod_p(len_b as u64), crc_a) ^ crc_b
+}
+
+/// CRC-32C's polynomial, bit-reflected.
+const CRC32C_POLY: u32 = 0x82F6_3B78;
+
+/// a × b modulo the polynomial, both bit-reflected (x^0 is the top bit).
+fn multiply_mod_p(a: u32, mut b: u32) -> u32 {
+    let mut product = 0;
+    for bit in (0..32).rev() {
+        if a & (1 << bit) != 0 {
+            product ^= b;
+        }
+        b = if b & 1 != 0 { (b >> 1) ^ CRC32C_POLY } else { b >> 1 };
+    }
+    product
+}
+
+/// x^(8·n) modulo the polynomial (the effect of n zero bytes), by squaring: x^(2^k) for k = 3,
+/// 4, ... is the previous one squared.
+fn x_pow_8n_mod_p(mut n: u64) -> u32 {
+    let (mut result, mut power) = (1 << 31, multiply_mod_p(1 << 23, 1 << 31)); // x^0; x^8
+    while n != 0 {
+        if n & 1 != 0 {
+            result = multiply_mod_p(power, result);
+        }
+        power = multiply_mod_p(power, power);
+        n >>= 1;
+    }
+    result
+}
+
 #[cfg(test)]
 mod tests {
+    /// The combined CRC is the CRC of the concatenation, for lengths around the powers of two.
+    #[test]
+    fn crc32c_combine_is_the_crc_of_both() {
+        let data: Vec<u8> = (0..70_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+        for split in [0, 1, 7, 8, 9, 100, 4095, 4096, 4097, 65_536, 69_999] {
+            for end in [split, split + 1, split + 1000, data.len()] {
+                let (a, b) = (&data[..split], &data[split..end.min(data.len())]);
+                let want = crc32c::crc32c(&data[..end.min(data.len())]);
+                assert_eq!(super::crc32c_combine(crc32c::crc32c(a), crc32c::crc32c(b), b.len()), want, "split {split}, end {end}");
+            }
+        }
+    }
+
     use super::*;
 
     fn key(i: u32) -> SegKey {
