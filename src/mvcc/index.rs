@@ -44,6 +44,10 @@ impl Record {
         // sizes and quotas stay as they were.
         self.value.len() as u64 + ACCOUNTED_RECORD_BYTES
     }
+
+    pub fn borrowed(&self) -> RecordRef<'_> {
+        RecordRef { mod_rev: self.mod_rev, sub: self.sub, create_rev: self.create_rev, version: self.version, lease: self.lease, value: &self.value }
+    }
 }
 
 /// A stored record read back: the fields of its `Record`, the value borrowed.

@@ -9,7 +9,7 @@ use std::cell::RefCell;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::segment::{Encoder, SegmentInfo};
+use super::segment::{ChunkSink, Encoder, Packed, SegmentInfo};
 use super::store::{ChunkBound, SnapCursor, Store};
 use crate::writeback::{push, Pacer};
 
@@ -41,8 +41,8 @@ pub async fn write_segment(path: PathBuf, store: &RefCell<Store>, since: i64, re
     let mut from: Option<SnapCursor> = None;
     let written = keys_written(store, since, rev).await;
     loop {
-        let (chunk, next) = store.borrow().snapshot_chunk(from.as_ref(), since, rev, written.as_deref(), CHUNK_BOUND);
-        if chunk.is_empty() {
+        let (chunk, next) = store.borrow().snapshot_chunk::<Packed>(from.as_ref(), since, rev, written.as_deref(), CHUNK_BOUND);
+        if chunk.keys() == 0 {
             crate::background::step_aside().await; // let the shard serve between scans
         } else {
             encoder.chunk(chunk)?;

@@ -27,7 +27,7 @@ use std::sync::Arc;
 use prost::encoding::{decode_varint, encode_varint};
 use rkyv::rancor;
 
-use super::index::Record;
+use super::index::{KeyHistory, Record, RecordRef};
 use super::value::{Mapping, Value};
 
 const MAGIC: &[u8; 8] = b"BSEG0004";
@@ -102,22 +102,93 @@ fn frame(payload: &[u8], pos: usize, out: &mut Vec<u8>) {
 }
 
 /// Packs `keys` into a chunk: fields as varints in `meta`, values copied into `values`.
-fn pack(keys: &[SegKey]) -> Chunk {
-    let value_bytes = keys.iter().flat_map(|k| &k.records).map(|r| r.value.len()).sum();
-    let mut chunk = Chunk { meta: Vec::with_capacity(keys.len() * 48), values: Vec::with_capacity(value_bytes) };
-    let meta = &mut chunk.meta;
-    for k in keys {
-        encode_varint(k.key.len() as u64, meta);
-        meta.extend_from_slice(&k.key);
-        encode_varint(k.records.len() as u64, meta);
-        for r in &k.records {
-            for field in [r.mod_rev as u64, u64::from(r.sub), r.mod_rev.wrapping_sub(r.create_rev) as u64, r.version as u64, r.lease as u64, r.value.len() as u64] {
-                encode_varint(field, meta);
-            }
-            chunk.values.extend_from_slice(r.value.as_slice());
+/// Where a chunk's keys go as they are cut from the store (`Store::snapshot_chunk`), each with
+/// its records, borrowed from the index.
+pub trait ChunkSink: Default {
+    fn add_key(&mut self, key: &[u8], records: KeyHistory<'_>);
+    /// Keys added so far.
+    fn keys(&self) -> usize;
+}
+
+/// The keys with their records copied out (tests).
+impl ChunkSink for Vec<SegKey> {
+    fn add_key(&mut self, key: &[u8], records: KeyHistory<'_>) {
+        self.push(SegKey { key: key.to_vec(), records: records.iter().map(|r| r.to_record()).collect() });
+    }
+
+    fn keys(&self) -> usize {
+        self.len()
+    }
+}
+
+/// A chunk's buffers at first (they grow as needed; a chunk of a snapshot stops near 256 KiB).
+const FIRST_META_BYTES: usize = 4 << 10;
+const FIRST_VALUE_BYTES: usize = 64 << 10;
+
+/// A chunk packed as its keys are added, straight from the borrowed records: nothing is
+/// copied on the way but into the chunk itself. Each record used to be copied out first, its
+/// value into a heap buffer of its own (put at 1000 clients, where a snapshot runs every few
+/// seconds: `Store::snapshot_chunk` 4.4 → 3.8% of the server's CPU samples).
+#[derive(Default)]
+pub struct Packed {
+    meta: Vec<u8>,
+    values: Vec<u8>,
+    keys: usize,
+    /// The spans of older segments its values were copied from, per mapping (released from
+    /// the resident set once the chunk is encoded).
+    read: Vec<(Arc<Mapping>, std::ops::Range<usize>)>,
+}
+
+impl ChunkSink for Packed {
+    fn add_key(&mut self, key: &[u8], records: KeyHistory<'_>) {
+        self.add_head(key, records.len());
+        for r in records.iter() {
+            self.add_record(r);
         }
     }
-    chunk
+
+    fn keys(&self) -> usize {
+        self.keys
+    }
+}
+
+impl Packed {
+    /// `keys` packed (tests).
+    pub fn of(keys: &[SegKey]) -> Packed {
+        let mut packed = Packed::default();
+        for k in keys {
+            packed.add_head(&k.key, k.records.len());
+            for r in &k.records {
+                packed.add_record(r.borrowed());
+            }
+        }
+        packed
+    }
+
+    /// A key, before its `records` records.
+    fn add_head(&mut self, key: &[u8], records: usize) {
+        if self.keys == 0 {
+            self.meta.reserve(FIRST_META_BYTES);
+            self.values.reserve(FIRST_VALUE_BYTES);
+        }
+        encode_varint(key.len() as u64, &mut self.meta);
+        self.meta.extend_from_slice(key);
+        encode_varint(records as u64, &mut self.meta);
+        self.keys += 1;
+    }
+
+    fn add_record(&mut self, r: RecordRef<'_>) {
+        for field in [r.mod_rev as u64, u64::from(r.sub), r.mod_rev.wrapping_sub(r.create_rev) as u64, r.version as u64, r.lease as u64, r.value.len() as u64] {
+            encode_varint(field, &mut self.meta);
+        }
+        self.values.extend_from_slice(r.value.as_slice());
+        let Value::Mapped(m) = r.value else { return };
+        let (map, range) = m.range();
+        match self.read.iter_mut().find(|(seen, _)| Arc::ptr_eq(seen, map)) {
+            Some((_, span)) => *span = span.start.min(range.start)..span.end.max(range.end),
+            None => self.read.push((map.clone(), range)),
+        }
+    }
 }
 
 /// The next `len` bytes of `cur`, or `None` past its end.
@@ -187,21 +258,6 @@ fn unpack_v3(body: &[u8], map: &Arc<Mapping>, each: &mut EachKey) -> Result<(), 
     Ok(())
 }
 
-/// Per mapping, the span of the mapped values of `chunk` (keys in order, so a chunk's values
-/// sit close together in an older segment).
-fn mapped_ranges(chunk: &[SegKey]) -> Vec<(Arc<Mapping>, std::ops::Range<usize>)> {
-    let mut spans: Vec<(Arc<Mapping>, std::ops::Range<usize>)> = Vec::new();
-    for r in chunk.iter().flat_map(|k| &k.records) {
-        let Value::Mapped(m) = &r.value else { continue };
-        let (map, range) = m.range();
-        match spans.iter_mut().find(|(seen, _)| Arc::ptr_eq(seen, map)) {
-            Some((_, span)) => *span = span.start.min(range.start)..span.end.max(range.end),
-            None => spans.push((map.clone(), range)),
-        }
-    }
-    spans
-}
-
 /// Encodes a segment chunk by chunk, doing no IO: `chunk` and `finish` append framed blocks,
 /// `take` hands out the bytes not taken yet with the file offset they go to. The caller writes
 /// every taken piece, in order.
@@ -221,14 +277,14 @@ impl Default for Encoder {
 
 impl Encoder {
     /// Appends a block holding `keys` (in key order, after the keys of earlier chunks).
-    pub fn chunk(&mut self, keys: Vec<SegKey>) -> std::io::Result<()> {
-        let read = mapped_ranges(&keys);
-        let chunk = pack(&keys);
+    pub fn chunk(&mut self, packed: Packed) -> std::io::Result<()> {
+        let Packed { meta, values, keys, read } = packed;
+        let chunk = Chunk { meta, values };
         // Copying the values read the older segments' pages; keep them out of the resident set.
         for (map, range) in read {
             map.release_range(range.start, range.end);
         }
-        self.keys += keys.len() as u64;
+        self.keys += keys as u64;
         let bytes = rkyv::to_bytes::<rancor::Error>(&chunk).map_err(std::io::Error::other)?;
         frame(&bytes, self.taken_bytes as usize, &mut self.pending);
         Ok(())
@@ -424,7 +480,7 @@ mod tests {
         let mut encoder = Encoder::default();
         let mut file = Vec::new();
         for chunk in chunks {
-            encoder.chunk(chunk.clone().map(key).collect()).unwrap();
+            encoder.chunk(Packed::of(&chunk.clone().map(key).collect::<Vec<_>>())).unwrap();
             let (at, bytes) = encoder.take();
             assert_eq!(at, file.len() as u64);
             file.extend(bytes);
@@ -470,6 +526,11 @@ mod tests {
         let (keys, _) = read(&path).unwrap();
         std::fs::remove_file(&path).unwrap();
         assert_eq!(keys, (0..40).map(key).collect::<Vec<_>>());
+    }
+
+    fn pack(keys: &[SegKey]) -> Chunk {
+        let Packed { meta, values, .. } = Packed::of(keys);
+        Chunk { meta, values }
     }
 
     /// Every field round-trips at its extremes (negative and full-width values included).
