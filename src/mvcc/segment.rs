@@ -101,7 +101,6 @@ fn frame(payload: &[u8], pos: usize, out: &mut Vec<u8>) {
     out.extend_from_slice(payload);
 }
 
-/// Packs `keys` into a chunk: fields as varints in `meta`, values copied into `values`.
 /// Where a chunk's keys go as they are cut from the store (`Store::snapshot_chunk`), each with
 /// its records, borrowed from the index.
 pub trait ChunkSink: Default {
@@ -442,7 +441,7 @@ fn multiply_mod_p(a: u32, mut b: u32) -> u32 {
 /// x^(8·n) modulo the polynomial (the effect of n zero bytes), by squaring: x^(2^k) for k = 3,
 /// 4, ... is the previous one squared.
 fn x_pow_8n_mod_p(mut n: u64) -> u32 {
-    let (mut result, mut power) = (1 << 31, multiply_mod_p(1 << 23, 1 << 31)); // x^0; x^8
+    let (mut result, mut power) = (1 << 31, 1 << 23); // x^0 and x^8, bit-reflected
     while n != 0 {
         if n & 1 != 0 {
             result = multiply_mod_p(power, result);
