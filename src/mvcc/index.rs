@@ -45,6 +45,7 @@ impl Record {
         self.value.len() as u64 + ACCOUNTED_RECORD_BYTES
     }
 
+    #[cfg(test)]
     pub fn borrowed(&self) -> RecordRef<'_> {
         RecordRef { mod_rev: self.mod_rev, sub: self.sub, create_rev: self.create_rev, version: self.version, lease: self.lease, value: &self.value }
     }

@@ -110,6 +110,7 @@ pub trait ChunkSink: Default {
 }
 
 /// The keys with their records copied out (tests).
+#[cfg(test)]
 impl ChunkSink for Vec<SegKey> {
     fn add_key(&mut self, key: &[u8], records: KeyHistory<'_>) {
         self.push(SegKey { key: key.to_vec(), records: records.iter().map(|r| r.to_record()).collect() });
@@ -153,6 +154,7 @@ impl ChunkSink for Packed {
 
 impl Packed {
     /// `keys` packed (tests).
+    #[cfg(test)]
     pub fn of(keys: &[SegKey]) -> Packed {
         let mut packed = Packed::default();
         for k in keys {
