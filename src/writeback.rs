@@ -87,8 +87,9 @@ pub fn pace_blocking(pacer: &mut Pacer, file: &std::fs::File, written_bytes: u64
     Ok(())
 }
 
-/// Bytes cut from the end of a file being deleted at a time (see `delete_paced`).
-pub const DELETE_PIECE_BYTES: u64 = 8 << 20;
+/// Bytes cut from the end of a file being deleted at a time (see `delete_paced`): a write
+/// beside a cut waits for that cut's discards, and longer for a larger cut.
+pub const DELETE_PIECE_BYTES: u64 = 1 << 20;
 /// Pause between two cuts.
 const DELETE_GAP: Duration = Duration::from_millis(2);
 
@@ -98,8 +99,10 @@ const DELETE_GAP: Duration = Duration::from_millis(2);
 /// queue behind those discards: a 110 MB segment's unlink made 4 KiB O_DSYNC writes beside it
 /// wait up to 18 ms (at the end of every Defragment). So the file is cut from its end
 /// `DELETE_PIECE_BYTES` at a time, each cut made durable (its discards go with that commit),
-/// `DELETE_GAP` apart, and unlinked once small: the writes beside it waited at most 1.9-2.4 ms
-/// (0.9-1.5 ms before). A file still mapped by this process (`value::is_mapped`) is unlinked
+/// `DELETE_GAP` apart, and unlinked once small. With cuts of 8 MiB the writes beside it waited
+/// 1.9-2.4 ms (0.9-1.5 ms before), which set the p99 of a writer during Defragment (2.1-3.1 ms
+/// against a baseline of 1.1-1.4 in bench/'s pauses); with cuts of 1 MiB that p99 is
+/// 1.04-1.28 ms, the baseline's. A file still mapped by this process (`value::is_mapped`) is unlinked
 /// whole: cutting it could make a read of the mapping fault (SIGBUS). Blocks: call it on a
 /// blocking thread.
 pub fn delete_paced(path: &std::path::Path) -> std::io::Result<()> {

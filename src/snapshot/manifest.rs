@@ -2,7 +2,7 @@
 //! the full snapshot and of every delta since, written by rename (with a checksum), so a
 //! snapshot exists whole or not at all.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -114,13 +114,35 @@ pub fn load(dir: &Path) -> Result<Option<Manifest>, String> {
 /// Writes the manifest atomically, with a checksum (`durable.rs`), then removes segment files
 /// no longer named by it (and makes the removal durable).
 pub fn store(dir: &Path, m: &Manifest) -> std::io::Result<()> {
+    let replaced = store_listing_replaced(dir, m)?;
+    remove_replaced(dir, replaced)
+}
+
+/// Writes the manifest as `store` does and returns the segment files it no longer names, for
+/// `remove_replaced`. Listed here, before the next snapshot writes a segment in `dir`: a
+/// listing taken later could name that snapshot's files, which no manifest names yet.
+pub fn store_listing_replaced(dir: &Path, m: &Manifest) -> std::io::Result<Vec<PathBuf>> {
     crate::durable::write_checked_json(&dir.join(MANIFEST), m)?;
-    let mut removed = false;
+    let mut replaced = Vec::new();
     for entry in std::fs::read_dir(dir)?.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         if name.ends_with(".seg") && !m.segments.contains(&name) {
-            removed |= crate::writeback::delete_paced(&entry.path()).is_ok();
+            replaced.push(entry.path());
         }
+    }
+    Ok(replaced)
+}
+
+/// Removes segment files a durable manifest no longer names (`writeback::delete_paced`) and
+/// makes the removal durable; one removal at a time, so files a later manifest lists again are
+/// not cut by two threads (the later one finds them gone). A removal cut short (a crash) leaves
+/// files no manifest names: the next `store_listing_replaced` lists them again.
+pub fn remove_replaced(dir: &Path, replaced: Vec<PathBuf>) -> std::io::Result<()> {
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut removed = false;
+    for path in replaced {
+        removed |= crate::writeback::delete_paced(&path).is_ok();
     }
     if removed {
         crate::durable::sync_dir(dir)?;
