@@ -361,24 +361,26 @@ impl Store {
     /// disappear.
     pub fn compact_physical(&mut self, rev: i64) {
         let mut cursor = None;
-        while let Some(next) = self.compact_chunk(rev, cursor.as_deref(), (usize::MAX, usize::MAX)) {
+        while let Some(next) = self.compact_chunk(rev, cursor.as_deref(), CompactBound::UNBOUNDED) {
             cursor = Some(next);
         }
     }
 
-    /// Physical compaction of up to `max_keys` keys after `after`; returns where to continue
-    /// (`None` when the last key was done). Chunks let a shard compact between writes.
-    pub fn compact_chunk(&mut self, rev: i64, after: Option<&[u8]>, (max_keys, max_records): (usize, usize)) -> Option<Vec<u8>> {
+    /// Physical compaction of the keys after `after`, as many as `bound` allows; returns where
+    /// to continue (`None` when the last key was done). Chunks let a shard compact between writes.
+    pub fn compact_chunk(&mut self, rev: i64, after: Option<&[u8]>, bound: CompactBound) -> Option<Vec<u8>> {
         use std::ops::Bound;
+        let CompactBound { max_keys, max_records, time } = bound;
         assert!(rev <= self.compact_rev, "physical compaction beyond the logical one");
         assert!(max_keys > 0 && max_records > 0, "a compaction step visits at least one key");
+        let until = time.map(|t| std::time::Instant::now() + t);
         let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
         let (mut freed, mut visited, mut records, mut last) = (0, 0, 0, None);
         let mut emptied = Vec::new();
         let mut more = false;
         let segment_rev = self.segment_rev;
         for mut e in self.keys.range_mut((lower, Bound::Unbounded)) {
-            if visited == max_keys || records >= max_records {
+            if visited == max_keys || records >= max_records || (visited > 0 && out_of_time(visited, COMPACT_CLOCK_KEYS, until)) {
                 more = true;
                 break;
             }
@@ -451,6 +453,24 @@ pub struct ChunkBound {
 /// where the same walk seconds after the keys were written takes ~0.3 µs a key: memory that
 /// has not been touched for a while is slow on this VM.
 const CHUNK_CLOCK_KEYS: usize = 4;
+
+/// Where a physical compaction step ends: after `max_keys` keys, once the keys visited held
+/// `max_records` records, or once it has run for `time` (the clock looked at every
+/// `COMPACT_CLOCK_KEYS` keys), whichever comes first; at least one key is visited.
+#[derive(Debug, Clone, Copy)]
+pub struct CompactBound {
+    pub max_keys: usize,
+    pub max_records: usize,
+    pub time: Option<std::time::Duration>,
+}
+
+impl CompactBound {
+    pub const UNBOUNDED: CompactBound = CompactBound { max_keys: usize::MAX, max_records: usize::MAX, time: None };
+}
+
+/// Keys a compaction step visits between two looks at the clock: a key with a long history
+/// frees many records (and their values) at once.
+const COMPACT_CLOCK_KEYS: usize = 8;
 
 /// Counts a key `q` finds at its revision, and keeps it while `q`'s limit allows.
 fn found(q: &RangeQuery, part: &mut RangePart, key: &[u8], rec: crate::mvcc::index::RecordRef<'_>) {
@@ -538,10 +558,34 @@ mod tests {
         }
         s.set_compact_rev(rev);
         // 15 records a step: "a" (10 records), then "b" reaches the budget; "c" waits.
-        let after = s.compact_chunk(rev, None, (100, 15));
+        let bound = CompactBound { max_keys: 100, max_records: 15, time: None };
+        let after = s.compact_chunk(rev, None, bound);
         assert_eq!(after.as_deref(), Some(&b"b"[..]));
         assert_eq!(s.keys.get(&b"c"[..]).unwrap().history().len(), 10, "untouched");
-        assert_eq!(s.compact_chunk(rev, after.as_deref(), (100, 15)), None, "the last step");
+        assert_eq!(s.compact_chunk(rev, after.as_deref(), bound), None, "the last step");
+        assert!(s.keys.iter().all(|e| e.history().len() == 1));
+    }
+
+    #[test]
+    fn a_compaction_step_out_of_time_stops_at_its_next_look_at_the_clock() {
+        let mut s = Store::default();
+        let mut rev = 1;
+        let keys: Vec<String> = (0..20).map(|i| format!("k{i:02}")).collect();
+        for k in &keys {
+            for _ in 0..2 {
+                rev += 1;
+                put(&mut s, k, "v", rev);
+            }
+        }
+        s.set_compact_rev(rev);
+        let bound = CompactBound { max_keys: 100, max_records: 1000, time: Some(std::time::Duration::ZERO) };
+        let mut steps = vec![s.compact_chunk(rev, None, bound)];
+        while let Some(after) = steps.last().cloned().flatten() {
+            assert!(steps.len() < 10, "a step visits keys");
+            steps.push(s.compact_chunk(rev, Some(&after), bound));
+        }
+        let ends: Vec<Option<Vec<u8>>> = [Some("k07"), Some("k15"), None].iter().map(|k| k.map(|k| k.as_bytes().to_vec())).collect();
+        assert_eq!(steps, ends, "{COMPACT_CLOCK_KEYS} keys a step");
         assert!(s.keys.iter().all(|e| e.history().len() == 1));
     }
 
