@@ -1,15 +1,11 @@
-//! Server (and load generator) resource readings from /proc: CPU ticks and resident memory;
-//! and the size of a data dir.
+//! Server (and load generator) resource readings from /proc: CPU ticks and resident memory,
+//! a ballast server's CPU and context switches by kind of thread; and the size of a data dir.
 
 use std::path::Path;
 
 /// utime+stime of `pid` in clock ticks.
 pub fn cpu_ticks(pid: i32) -> Option<u64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &s[s.rfind(')')? + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    // After "pid (comm) ", field 0 is state (stat field 3): utime is field 14, stime field 15.
-    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+    stat_ticks(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
 }
 
 /// Clock ticks per second (the unit of `cpu_ticks`).
@@ -61,4 +57,119 @@ pub fn dir_bytes(p: &Path) -> u64 {
         }
     }
     total
+}
+
+/// One kind of server thread's CPU ticks and context switches (voluntary and not).
+#[derive(Clone, Copy, Default, Debug, PartialEq)]
+pub struct ThreadUse {
+    pub ticks: u64,
+    pub switches: u64,
+}
+
+/// The kinds of threads a ballast server names, by the start of the thread's name, and what a
+/// note calls them. A server whose threads match none (etcd's are all "etcd") gets no split.
+pub const THREAD_KINDS: [(&str, &str); 2] = [("front-end", "front end"), ("shard", "shards")];
+
+/// A reading of a server's threads: the whole process's ticks and, per `THREAD_KINDS`, the
+/// threads of that kind alive now.
+#[derive(Clone, Copy, Default, Debug)]
+pub struct ThreadReading {
+    pub total_ticks: u64,
+    pub kinds: [ThreadUse; THREAD_KINDS.len()],
+}
+
+/// Reads `pid`'s threads (None if the process cannot be read).
+pub fn thread_reading(pid: i32) -> Option<ThreadReading> {
+    let mut r = ThreadReading { total_ticks: cpu_ticks(pid)?, ..ThreadReading::default() };
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()?.flatten() {
+        let dir = task.path();
+        let Ok(name) = std::fs::read_to_string(dir.join("comm")) else { continue };
+        let Some(kind) = THREAD_KINDS.iter().position(|(prefix, _)| name.starts_with(prefix)) else { continue };
+        let ticks = std::fs::read_to_string(dir.join("stat")).ok().and_then(|s| stat_ticks(&s));
+        let switches = std::fs::read_to_string(dir.join("status")).ok().map(|s| status_switches(&s));
+        if let (Some(ticks), Some(switches)) = (ticks, switches) {
+            r.kinds[kind].ticks += ticks;
+            r.kinds[kind].switches += switches;
+        }
+    }
+    Some(r)
+}
+
+/// The readings of several processes (a cluster's members) added up.
+pub fn thread_reading_of(pids: &[i32]) -> Option<ThreadReading> {
+    let mut sum = ThreadReading::default();
+    for &pid in pids {
+        let r = thread_reading(pid)?;
+        sum.total_ticks += r.total_ticks;
+        for (s, k) in sum.kinds.iter_mut().zip(r.kinds) {
+            s.ticks += k.ticks;
+            s.switches += k.switches;
+        }
+    }
+    Some(sum)
+}
+
+/// utime+stime from a /proc stat line (a process's or a thread's).
+fn stat_ticks(stat: &str) -> Option<u64> {
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // After "pid (comm) ", field 0 is state (stat field 3): utime is field 14, stime field 15.
+    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+}
+
+/// Voluntary plus involuntary context switches from a /proc status file.
+fn status_switches(status: &str) -> u64 {
+    status
+        .lines()
+        .filter(|l| l.starts_with("voluntary_ctxt_switches:") || l.starts_with("nonvoluntary_ctxt_switches:"))
+        .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .sum()
+}
+
+/// Where the server's CPU per op went between two readings, by kind of thread: "server CPU by
+/// thread, per op: front end 23.4 µs (0.43 switches), shards 21.1 µs (0.38 switches), other
+/// 0.3 µs".
+/// "Other" is the rest of the process's CPU, threads that ended in between included. None
+/// when no thread is of a known kind (not ballast) or nothing was done.
+pub fn thread_note(before: &ThreadReading, after: &ThreadReading, ops: u64) -> Option<String> {
+    if ops == 0 || after.kinds.iter().all(|k| k.ticks == 0 && k.switches == 0) {
+        return None;
+    }
+    let us = |ticks: u64| ticks as f64 * 1e6 / clk_tck() / ops as f64;
+    let mut parts = Vec::new();
+    let mut named = 0;
+    for ((b, a), (_, label)) in before.kinds.iter().zip(&after.kinds).zip(THREAD_KINDS) {
+        let ticks = a.ticks.saturating_sub(b.ticks);
+        named += ticks;
+        let switches = a.switches.saturating_sub(b.switches) as f64 / ops as f64;
+        parts.push(format!("{label} {:.1} µs ({switches:.2} switches)", us(ticks)));
+    }
+    let other = after.total_ticks.saturating_sub(before.total_ticks).saturating_sub(named);
+    parts.push(format!("other {:.1} µs", us(other)));
+    Some(format!("server CPU by thread, per op: {}", parts.join(", ")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn this_process_reads_as_no_kind_and_a_split_adds_up() {
+        let me = std::process::id() as i32;
+        let r = thread_reading(me).expect("own /proc");
+        assert!(r.kinds.iter().all(|k| *k == ThreadUse::default()), "the test's threads are of no kind: {r:?}");
+        assert_eq!(thread_note(&r, &r, 10), None, "no kind: no split");
+        let hz = clk_tck() as u64;
+        let before = ThreadReading::default();
+        let after = ThreadReading { total_ticks: 3 * hz, kinds: [ThreadUse { ticks: hz, switches: 500 }, ThreadUse { ticks: hz, switches: 1000 }] };
+        let note = thread_note(&before, &after, 1000).expect("a split");
+        assert_eq!(note, "server CPU by thread, per op: front end 1000.0 µs (0.50 switches), shards 1000.0 µs (1.00 switches), other 1000.0 µs");
+    }
+
+    #[test]
+    fn switches_are_voluntary_and_involuntary() {
+        let status = "Name:\tx\nvoluntary_ctxt_switches:\t7\nnonvoluntary_ctxt_switches:\t5\n";
+        assert_eq!(status_switches(status), 12);
+        assert_eq!(stat_ticks("12 (a b) S 1 2 3 4 5 6 7 8 9 10 30 40 0"), Some(70));
+    }
 }

@@ -27,7 +27,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ballast_bench::procstat::{clk_tck, cpu_ticks, rss_mib};
+use ballast_bench::procstat::{clk_tck, cpu_ticks, rss_mib, thread_note, thread_reading};
 
 use check::EventCheck;
 use ledger::{OpKind, OpStats};
@@ -180,6 +180,8 @@ pub struct K8sRes {
     pub slow_secs: Vec<u64>,
     pub watch_errors: u64,
     pub watch_error: Option<String>,
+    /// The traffic's server CPU per op by kind of thread (ballast only).
+    pub thread_note: Option<String>,
 }
 
 impl K8sRes {
@@ -285,6 +287,7 @@ pub async fn run(o: &K8sOpts, max_secs: f64, url: &str, pid: i32) -> Result<K8sR
         .wait_created(Resource::ALL.len() as u64, max_secs)
         .await?;
     let (cpu1, me1) = (cpu_ticks(pid), cpu_ticks(me));
+    let threads1 = thread_reading(pid);
     let t1 = Instant::now();
     let mut done = traffic::run(url, world.clone(), &o.rates(), base).await?;
     let expected = done.ledger.writes.len() as u64;
@@ -293,6 +296,7 @@ pub async fn run(o: &K8sOpts, max_secs: f64, url: &str, pid: i32) -> Result<K8sR
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let (cpu2, me2, rss) = (cpu_ticks(pid), cpu_ticks(me), rss_mib(pid));
+    let threads2 = thread_reading(pid);
     let secs = t1.elapsed().as_secs_f64();
     let log = watches.stop();
     let events = check::check(&done.ledger.writes, &pre.events, &log);
@@ -300,7 +304,7 @@ pub async fn run(o: &K8sOpts, max_secs: f64, url: &str, pid: i32) -> Result<K8sR
     ops[OpKind::InitialList.index()] = initial;
     let mut sent = done.sent;
     sent[OpKind::InitialList.index()] = Resource::ALL.len() as u64;
-    Ok(K8sRes {
+    let mut res = K8sRes {
         ops,
         sent,
         events,
@@ -320,5 +324,8 @@ pub async fn run(o: &K8sOpts, max_secs: f64, url: &str, pid: i32) -> Result<K8sR
         slow_secs: done.ledger.slow_secs,
         watch_errors: log.errors,
         watch_error: log.first_error,
-    })
+        thread_note: None,
+    };
+    res.thread_note = threads1.zip(threads2).and_then(|(a, b)| thread_note(&a, &b, res.traffic_ops()));
+    Ok(res)
 }

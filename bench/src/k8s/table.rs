@@ -236,6 +236,9 @@ fn note(x: &K8sRes) -> String {
         .map(|(k, n)| format!("{} {n}", k.name()))
         .collect();
     let _ = write!(s, "; sent: {}", sent.join(", "));
+    if let Some(t) = &x.thread_note {
+        let _ = write!(s, "; {t}");
+    }
     if x.events.expired > 0 {
         let _ = write!(s, "; {} events deleted by their lease's expiry", x.events.expired);
     }

@@ -5,7 +5,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Barrier, OnceLock};
 use std::time::{Duration, Instant};
 
-use ballast_bench::procstat::{cpu_ticks, cpu_us_per, rss_mib};
+use ballast_bench::procstat::{cpu_ticks, cpu_us_per, rss_mib, thread_note, thread_reading_of, ThreadReading};
 use ballast_bench::LOADGEN_THREADS;
 use tonic::transport::Channel;
 
@@ -126,12 +126,13 @@ async fn loadgen_thread(
     Ok(outs)
 }
 
-/// A run of the load generator: its start, CPU readings at the start (server, harness), and
-/// what each client measured.
+/// A run of the load generator: its start, CPU readings at the start (server, harness, the
+/// server's threads), and what each client measured.
 struct Driven {
     t0: Instant,
     server_cpu0: Option<u64>,
     own_cpu0: Option<u64>,
+    threads0: Option<ThreadReading>,
     outs: Vec<ClientOut>,
 }
 
@@ -205,6 +206,7 @@ fn drive_clients(
     drop(sh.tickets);
     sh.connected.wait();
     let (server_cpu0, own_cpu0) = (cpu_ticks_of(pids), cpu_ticks(own_pid()));
+    let threads0 = thread_reading_of(pids);
     let t0 = Instant::now();
     sh.start.set(t0).expect("start is set once");
     let paced = match w.pace {
@@ -222,6 +224,7 @@ fn drive_clients(
         t0,
         server_cpu0,
         own_cpu0,
+        threads0,
         outs,
     })
 }
@@ -317,6 +320,7 @@ pub async fn run_workload(
     let (lat, errors, first_error) = merge(d.outs);
     let secs = d.t0.elapsed().as_secs_f64();
     let (cpu1, own1) = (cpu_ticks_of(&s.pids()), cpu_ticks(own_pid()));
+    let threads1 = thread_reading_of(&s.pids());
     let ops = lat.len() as u64;
     let unsent = match w.pace {
         Pace::Open(Some(rate)) => Schedule::new(d.t0, rate, w.secs)
@@ -324,7 +328,9 @@ pub async fn run_workload(
             .saturating_sub(ops + errors),
         _ => 0,
     };
-    let note = run_notes(w, (ops + errors, unsent), d.t0, secs, compactor).join("; ");
+    let mut notes = run_notes(w, (ops + errors, unsent), d.t0, secs, compactor);
+    notes.extend(d.threads0.zip(threads1).and_then(|(a, b)| thread_note(&a, &b, ops)));
+    let note = notes.join("; ");
     if let Some(e) = s.exited() {
         return Err(e);
     }
