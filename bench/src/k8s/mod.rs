@@ -286,8 +286,8 @@ pub async fn run(o: &K8sOpts, max_secs: f64, url: &str, pid: i32) -> Result<K8sR
     watches
         .wait_created(Resource::ALL.len() as u64, max_secs)
         .await?;
-    let (cpu1, me1) = (cpu_ticks(pid), cpu_ticks(me));
-    let threads1 = thread_reading(pid);
+    let (threads1, me1) = (thread_reading(pid), cpu_ticks(me));
+    let cpu1 = threads1.map(|r| r.total_ticks);
     let t1 = Instant::now();
     let mut done = traffic::run(url, world.clone(), &o.rates(), base).await?;
     let expected = done.ledger.writes.len() as u64;
@@ -295,8 +295,8 @@ pub async fn run(o: &K8sOpts, max_secs: f64, url: &str, pid: i32) -> Result<K8sR
     while watches.events() < expected && Instant::now() < until {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let (cpu2, me2, rss) = (cpu_ticks(pid), cpu_ticks(me), rss_mib(pid));
-    let threads2 = thread_reading(pid);
+    let (threads2, me2, rss) = (thread_reading(pid), cpu_ticks(me), rss_mib(pid));
+    let cpu2 = threads2.map(|r| r.total_ticks);
     let secs = t1.elapsed().as_secs_f64();
     let log = watches.stop();
     let events = check::check(&done.ledger.writes, &pre.events, &log);

@@ -126,13 +126,12 @@ async fn loadgen_thread(
     Ok(outs)
 }
 
-/// A run of the load generator: its start, CPU readings at the start (server, harness, the
-/// server's threads), and what each client measured.
+/// A run of the load generator: its start, CPU readings at the start (the server's threads and
+/// total, the harness), and what each client measured.
 struct Driven {
     t0: Instant,
-    server_cpu0: Option<u64>,
+    server0: Option<ThreadReading>,
     own_cpu0: Option<u64>,
-    threads0: Option<ThreadReading>,
     outs: Vec<ClientOut>,
 }
 
@@ -205,8 +204,7 @@ fn drive_clients(
     let handles = spawn_threads(w, links, threads, &sh);
     drop(sh.tickets);
     sh.connected.wait();
-    let (server_cpu0, own_cpu0) = (cpu_ticks_of(pids), cpu_ticks(own_pid()));
-    let threads0 = thread_reading_of(pids);
+    let (server0, own_cpu0) = (thread_reading_of(pids), cpu_ticks(own_pid()));
     let t0 = Instant::now();
     sh.start.set(t0).expect("start is set once");
     let paced = match w.pace {
@@ -222,20 +220,14 @@ fn drive_clients(
     }
     Ok(Driven {
         t0,
-        server_cpu0,
+        server0,
         own_cpu0,
-        threads0,
         outs,
     })
 }
 
 fn own_pid() -> i32 {
     std::process::id() as i32
-}
-
-/// The CPU ticks of every member of a server (None if one cannot be read).
-fn cpu_ticks_of(pids: &[i32]) -> Option<u64> {
-    pids.iter().map(|&p| cpu_ticks(p)).sum()
 }
 
 /// The RSS of every member of a server, in MiB (None if one cannot be read).
@@ -319,8 +311,7 @@ pub async fn run_workload(
     };
     let (lat, errors, first_error) = merge(d.outs);
     let secs = d.t0.elapsed().as_secs_f64();
-    let (cpu1, own1) = (cpu_ticks_of(&s.pids()), cpu_ticks(own_pid()));
-    let threads1 = thread_reading_of(&s.pids());
+    let (server1, own1) = (thread_reading_of(&s.pids()), cpu_ticks(own_pid()));
     let ops = lat.len() as u64;
     let unsent = match w.pace {
         Pace::Open(Some(rate)) => Schedule::new(d.t0, rate, w.secs)
@@ -329,7 +320,7 @@ pub async fn run_workload(
         _ => 0,
     };
     let mut notes = run_notes(w, (ops + errors, unsent), d.t0, secs, compactor);
-    notes.extend(d.threads0.zip(threads1).and_then(|(a, b)| thread_note(&a, &b, ops)));
+    notes.extend(d.server0.zip(server1).and_then(|(a, b)| thread_note(&a, &b, ops)));
     let note = notes.join("; ");
     if let Some(e) = s.exited() {
         return Err(e);
@@ -342,7 +333,7 @@ pub async fn run_workload(
         p50_us: percentile(&lat, 0.50),
         p99_us: percentile(&lat, 0.99),
         p999_us: percentile(&lat, 0.999),
-        cpu_us_per_op: cpu_us_per(d.server_cpu0, cpu1, ops),
+        cpu_us_per_op: cpu_us_per(d.server0.map(|r| r.total_ticks), server1.map(|r| r.total_ticks), ops),
         client_cpu_us_per_op: cpu_us_per(d.own_cpu0, own1, ops),
         rss_mib: rss_mib_of(&s.pids()),
         note,
