@@ -432,7 +432,7 @@ impl StepBound {
 }
 
 /// Whether a step that has visited `visited` keys is past `until`, the clock looked at only
-/// every `every_keys` keys (a read step's, a snapshot chunk's).
+/// every `every_keys` keys (a read step's, a snapshot chunk's, a compaction step's).
 fn out_of_time(visited: usize, every_keys: usize, until: Option<std::time::Instant>) -> bool {
     visited.is_multiple_of(every_keys) && until.is_some_and(|t| std::time::Instant::now() >= t)
 }

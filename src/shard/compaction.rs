@@ -19,7 +19,7 @@ const SNAPSHOT_WAIT: std::time::Duration = std::time::Duration::from_millis(5);
 
 
 impl ShardState {
-    /// Physical compaction in steps of `COMPACT_STEP`, yielding between chunks so writes
+    /// Physical compaction in steps of `COMPACT_STEP`, yielding between steps so writes
     /// and reads keep flowing; waits while a snapshot is being written.
     pub(super) async fn compact_in_background(self: Rc<Self>) {
         // Below any revision a compaction can name (etcd accepts one at 0), so every waiter is answered.
