@@ -66,6 +66,13 @@ pub struct ThreadUse {
     pub switches: u64,
 }
 
+impl std::ops::AddAssign for ThreadUse {
+    fn add_assign(&mut self, other: ThreadUse) {
+        self.ticks += other.ticks;
+        self.switches += other.switches;
+    }
+}
+
 /// The kinds of threads a ballast server names, by the start of the thread's name, and what a
 /// note calls them. A server whose threads match none (etcd's are all "etcd") gets no split.
 pub const THREAD_KINDS: [(&str, &str); 2] = [("front-end", "front end"), ("shard", "shards")];
@@ -88,8 +95,7 @@ pub fn thread_reading(pid: i32) -> Option<ThreadReading> {
         let ticks = std::fs::read_to_string(dir.join("stat")).ok().and_then(|s| stat_ticks(&s));
         let switches = std::fs::read_to_string(dir.join("status")).ok().map(|s| status_switches(&s));
         if let (Some(ticks), Some(switches)) = (ticks, switches) {
-            r.kinds[kind].ticks += ticks;
-            r.kinds[kind].switches += switches;
+            r.kinds[kind] += ThreadUse { ticks, switches };
         }
     }
     Some(r)
@@ -102,8 +108,7 @@ pub fn thread_reading_of(pids: &[i32]) -> Option<ThreadReading> {
         let r = thread_reading(pid)?;
         sum.total_ticks += r.total_ticks;
         for (s, k) in sum.kinds.iter_mut().zip(r.kinds) {
-            s.ticks += k.ticks;
-            s.switches += k.switches;
+            *s += k;
         }
     }
     Some(sum)
