@@ -23,3 +23,4 @@ pub const LOADGEN_THREADS: usize = 2;
 pub mod hist;
 pub mod procstat;
 pub mod report;
+pub mod rounds;

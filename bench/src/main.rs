@@ -44,8 +44,16 @@ async fn main() {
     let targets = targets::targets(&o);
     let suite = suite::Suite::new(&o);
     let cx = results::Context::now(command);
-    let rows = suite.run(&targets).await;
-    let text = suite.text(&rows, &targets);
-    println!("\n{}\n{}", text.tbl, text.nts);
+    let mut texts = Vec::new();
+    for round in 1..=o.rounds {
+        if o.rounds > 1 {
+            eprintln!("bench: round {round} of {}", o.rounds);
+        }
+        let rows = suite.run(&targets).await;
+        let text = suite.text(&rows, &targets);
+        println!("\n{}\n{}", text.tbl, text.nts);
+        texts.push(text);
+    }
+    let text = suite::Text::of_rounds(texts);
     results::write(&o, &cx, &text);
 }

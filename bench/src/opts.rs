@@ -60,6 +60,9 @@ usage: cargo run --release -p ballast-bench -- [options]
                      watch-1000,watch-max,watch-idle,lease-keepalive,lease-expiry,k8s,pauses
                      (not for sol), failover (clusters only: leader SIGKILL → first write)
   --failover-rounds N  fresh clusters of failover, one leader killed on each (default 3)
+  --rounds N         run the whole selection N times, every target in each round (default 1);
+                     the results give each round's tables, then every ratio round by round with
+                     its median and spread
   --watchers N       watchers of watch-1000 / watch-max (default 1000, over 100 streams / 10 conns)
   --watch-rate R     puts/s of watch-1000 (default 200; it writes --ops/10 puts); watch-max starts
                      at R/4 and doubles, each step half as long as watch-1000
@@ -130,6 +133,8 @@ pub struct Opts {
     pub keep_data: bool,
     /// Fresh clusters of the failover workload, one leader killed on each.
     pub failover_rounds: usize,
+    /// Times the whole selection runs, every target in each (`rounds.rs`).
+    pub rounds: usize,
     pub out: PathBuf,
 }
 
@@ -174,6 +179,7 @@ impl Default for Opts {
             build: true,
             keep_data: false,
             failover_rounds: 3,
+            rounds: 1,
             out: Path::new(env!("CARGO_MANIFEST_DIR")).join("RESULTS.md"),
         }
     }
@@ -258,6 +264,7 @@ fn set(
         "--no-build" => o.build = false,
         "--keep-data" => o.keep_data = true,
         "--failover-rounds" => o.failover_rounds = num(name, &val()?)?.max(1) as usize,
+        "--rounds" => o.rounds = num(name, &val()?)?.max(1) as usize,
         "--out" => o.out = PathBuf::from(val()?),
         "-h" | "--help" => {
             print!("{USAGE}");

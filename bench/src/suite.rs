@@ -42,6 +42,26 @@ pub struct Text {
 }
 
 impl Text {
+    /// The text of a run of one or more rounds: a single round as it is; several, each round's
+    /// tables and notes under its number, the legends once, and the ratios round by round.
+    pub fn of_rounds(mut rounds: Vec<Text>) -> Text {
+        if rounds.len() == 1 {
+            return rounds.remove(0);
+        }
+        let n = rounds.len();
+        let tables: Vec<String> = rounds.iter().map(|r| r.tbl.clone()).collect();
+        let mut x = Text { legend: std::mem::take(&mut rounds[0].legend), ..Text::default() };
+        for (i, r) in rounds.into_iter().enumerate() {
+            x.tbl += &format!("### Round {} of {n}\n\n{}\n\n", i + 1, r.tbl);
+            x.nts += &format!("Round {} of {n}:\n\n{}\n", i + 1, r.nts);
+        }
+        let summary = ballast_bench::rounds::summary(&tables);
+        if !summary.is_empty() {
+            x.tbl += &format!("### The ratios, round by round\n\n{summary}");
+        }
+        x
+    }
+
     /// Appends a table (after `sep` if there is one already), its legend and its notes.
     fn add(&mut self, sep: &str, tbl: &str, legend: &str, nts: &str) {
         if !self.tbl.is_empty() {
