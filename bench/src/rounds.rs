@@ -36,7 +36,7 @@ fn row_key(row: &[String]) -> Vec<String> {
         .collect()
 }
 
-/// "0.42×" → 0.42.
+/// "0.42×" → 0.42; a cell with more than a ratio ("2.03× (list)") is none.
 fn ratio_value(cell: &str) -> Option<f64> {
     cell.strip_suffix('×')?.parse().ok()
 }
