@@ -8,7 +8,7 @@
 //! every workload, present or future, is covered the same way.
 
 /// One ratio cell of a round: which row (its leading text cells) and which column.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug)]
 struct Cell {
     table: usize,
     row: Vec<String>,
@@ -66,9 +66,8 @@ fn ratio_cells(round: &str) -> Vec<Cell> {
     out
 }
 
-fn median(values: &[f64]) -> f64 {
-    let mut v = values.to_vec();
-    v.sort_by(f64::total_cmp);
+/// The median of `v`, sorted.
+fn median(v: &[f64]) -> f64 {
     let mid = v.len() / 2;
     if v.len() % 2 == 1 {
         v[mid]
@@ -91,10 +90,11 @@ pub fn summary(rounds: &[String]) -> String {
     for cell in first {
         let same = |c: &&Cell| c.table == cell.table && c.row == cell.row && c.column == cell.column;
         let values: Vec<Option<f64>> = per_round.iter().map(|r| r.iter().find(same).map(|c| c.value)).collect();
-        let known: Vec<f64> = values.iter().flatten().copied().collect();
+        let mut known: Vec<f64> = values.iter().flatten().copied().collect();
+        known.sort_by(f64::total_cmp);
         let shown: String = values.iter().map(|v| format!(" {} |", v.map_or("—".into(), fmt))).collect();
-        let lo = known.iter().copied().fold(f64::INFINITY, f64::min);
-        let hi = known.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        // (The first round has this cell, so `known` is never empty.)
+        let (lo, hi) = (known[0], known[known.len() - 1]);
         md += &format!(
             "| {} | {} |{shown} {} | {}–{} |\n",
             cell.row.join(" / "),
@@ -150,7 +150,7 @@ mod tests {
         let other = "| workload | target | p99 vs etcd |\n|---|---|--:|\n| put 1c | ballast-2shards | 0.70× |\n".to_string();
         let md = summary(&[short.clone(), other, short]);
         assert!(md.contains("| put 1c / ballast-1shard | p99 vs etcd | 0.50× | — | 0.50× | 0.50× | 0.50×–0.50× |"), "{md}");
-        assert_eq!(median(&[3.0, 1.0, 2.0, 10.0]), 2.5);
+        assert_eq!(median(&[1.0, 2.0, 3.0, 10.0]), 2.5);
     }
 
     #[test]
