@@ -1325,7 +1325,11 @@ impl LocalExecutor {
         loop {
             self.reactor.sys.install_eventfd();
             if self.need_preempt() {
-                break;
+                // ballast: preempted with task queues still runnable is not idle. Returning
+                // false here (nothing ran yet) would let the executor park with tasks
+                // queued, asleep until some later event, when the latency ring completed
+                // something (a timer, the eventfd) just before this loop.
+                return ran || !self.queues.borrow().active_executors.is_empty();
             }
             if !self.run_one_task_queue() {
                 return false;

@@ -1071,14 +1071,20 @@ impl SleepableRing {
 
             // We have now prepared the SQE that links the two rings. We now need to submit
             // it successfully to be able to safely sleep.
-
-            if self
-                .submit_sqes()
+            //
+            // ballast: submitted and waited for in one `io_uring_enter`. The kernel waits only
+            // once every SQE given is submitted, and then returns their count even when the
+            // wait is interrupted: 1 means the rings were linked (and we slept, or were
+            // interrupted); anything else that nothing was submitted and we did not wait.
+            let submitted = self
+                .ring
+                .submit_sqes_and_wait(1)
+                .map(|x| x as usize)
                 .or_else(Reactor::busy_ok)
                 .or_else(Reactor::again_ok)
-                .or_else(Reactor::intr_ok)?
-                != 1
-            {
+                .or_else(Reactor::intr_ok)?;
+            self.in_kernel += submitted;
+            if submitted != 1 {
                 // We failed to submit the `SQE` that links the rings. Just can't sleep.
                 // Waiting here is unsafe because we could end up waiting much longer than
                 // needed.
@@ -1086,14 +1092,8 @@ impl SleepableRing {
                 unsafe { crate::uring_sys::io_uring_prep_nop(sqe_ptr) };
                 Err(io::Error::from_raw_os_error(libc::EBUSY))
             } else {
-                // The rings are linked. Goodnight!
-                self.ring
-                    .cq()
-                    .wait(1)
-                    .map(|_| 1)
-                    .or_else(Reactor::busy_ok)
-                    .or_else(Reactor::again_ok)
-                    .or_else(Reactor::intr_ok)
+                // The rings were linked, and we slept.
+                Ok(1)
             }
         } else {
             // Can't link rings because we ran out of `CQE`s. Just can't sleep.
@@ -1222,6 +1222,8 @@ pub(crate) struct Reactor {
     poll_ring: RefCell<PollRing>,
 
     latency_preemption_timeout_src: Cell<Option<Source>>,
+    // When the timer in `latency_preemption_timeout_src` expires (ballast: kept while pending).
+    latency_preemption_deadline: Cell<Option<Instant>>,
     throughput_preemption_timeout_src: Cell<Option<Source>>,
 
     link_fd: RawFd,
@@ -1353,6 +1355,7 @@ impl Reactor {
             latency_ring: RefCell::new(latency_ring),
             poll_ring: RefCell::new(poll_ring),
             latency_preemption_timeout_src: Cell::new(None),
+            latency_preemption_deadline: Cell::new(None),
             throughput_preemption_timeout_src: Cell::new(None),
             blocking_thread,
             link_fd,
@@ -1814,22 +1817,36 @@ impl Reactor {
         // consume all events from the rings
         consume_rings!(into &mut woke; lat_ring, poll_ring, main_ring);
 
-        // Cancel the old timer regardless of whether we can sleep:
-        // if we won't sleep, we will register the new timer with its new
-        // value.
-        //
-        // But if we will sleep, there might be a timer registered that needs
-        // to be removed otherwise we'll wake up when it expires.
-        drop(self.latency_preemption_timeout_src.take());
-
-        // Schedule the throughput-based timeout immediately: it won't matter if we end
-        // up sleeping.
-        self.throughput_preemption_timeout_src.replace(Some(
-            main_ring.prepare_throughput_preemption_timer(
-                self.ring_depth() as u32,
-                self.eventfd_src.raw(),
-            ),
-        ));
+        // ballast: a timer still pending in the kernel is kept rather than cancelled and armed
+        // again on every turn (each is an `io_uring_enter`, and on a VM the kernel's timer
+        // reprogramming is an exit). The throughput timer counts completions, not time, so a
+        // pending one is as good as a new one. The latency timer is replaced below only when
+        // it would expire later than this turn needs, or when the executor sleeps and wants
+        // another expiry. A pending preemption timer may end a task queue's run earlier than
+        // its full slice: the queue is then polled again after the reactor's turn.
+        if !Self::pending(&self.throughput_preemption_timeout_src) {
+            self.throughput_preemption_timeout_src.replace(Some(
+                main_ring.prepare_throughput_preemption_timer(
+                    self.ring_depth() as u32,
+                    self.eventfd_src.raw(),
+                ),
+            ));
+        }
+        // Without a preemption timer we may sleep: then only the user timer may wake us. A
+        // pending timer for another expiry is cancelled here, before the rings are flushed
+        // and their completions consumed (its cancellation completes on the latency ring and
+        // would end the sleep at once); one for this expiry (armed before the last sleep) is
+        // kept.
+        if preempt_timer().is_none() {
+            let want = user_timer.map(|dur| Instant::now() + dur);
+            if !self.latency_timer_expires_at(want) {
+                drop(self.latency_preemption_timeout_src.take());
+                self.latency_preemption_deadline.set(None);
+                if let Some(dur) = user_timer {
+                    self.arm_latency_timer(&mut lat_ring, dur);
+                }
+            }
+        }
 
         // This will only dispatch if we run out of sqes. Which means until
         // flush_rings! nothing is really send to the kernel...
@@ -1841,20 +1858,18 @@ impl Reactor {
         consume_rings!(into &mut woke; lat_ring, poll_ring, main_ring);
 
         // If we generated any event so far, we can't sleep. Need to handle them.
+        // ballast: the user timer armed above may have expired since, and its completion been
+        // consumed with the others: then there is no timer to wake us, and we must not sleep.
         let should_sleep = preempt_timer().is_none()
             && (woke == 0)
+            && (user_timer.is_none() || Self::pending(&self.latency_preemption_timeout_src))
             && poll_ring.can_sleep()
             && main_ring.can_sleep()
             && lat_ring.can_sleep();
 
         if should_sleep {
-            // We are about to go to sleep. It's ok to sleep, but if there
-            // is a timer set, we need to make sure we wake up to handle it.
-            if let Some(dur) = user_timer {
-                self.latency_preemption_timeout_src
-                    .set(Some(lat_ring.prepare_latency_preemption_timer(dur)));
-                assert!(flush_rings!(lat_ring)? > 0);
-            }
+            // We are about to go to sleep. The user timer, if any, was armed above and is
+            // still pending (see `should_sleep`).
             // From this moment on the remote executors are aware that we are sleeping
             // We have to sweep the remote channels function once more because since
             // last time until now it could be that something happened in a remote executor
@@ -1880,9 +1895,15 @@ impl Reactor {
         }
 
         if let Some(preempt) = preempt_timer() {
-            self.latency_preemption_timeout_src
-                .set(Some(lat_ring.prepare_latency_preemption_timer(preempt)));
-            flush_rings!(lat_ring, main_ring)?;
+            let latest = Instant::now() + preempt;
+            let keep = Self::pending(&self.latency_preemption_timeout_src)
+                && self.latency_preemption_deadline.get().is_some_and(|at| at <= latest);
+            if !keep {
+                drop(self.latency_preemption_timeout_src.take());
+                self.arm_latency_timer(&mut lat_ring, preempt);
+                flush_cancellations!(into &mut 0; lat_ring);
+                flush_rings!(lat_ring, main_ring)?;
+            }
         }
 
         // A Note about `need_preempt`:
@@ -1893,6 +1914,32 @@ impl Reactor {
         // need_preempt() should be false at this point. As soon as the next event
         // in the preempt ring completes, though, then it will be true.
         Ok(should_sleep)
+    }
+
+    /// Whether the timer in `slot` is still in the kernel (ballast).
+    fn pending(slot: &Cell<Option<Source>>) -> bool {
+        let src = slot.take();
+        let pending = src.as_ref().is_some_and(|s| s.result().is_none());
+        slot.set(src);
+        pending
+    }
+
+    /// Whether the pending latency timer expires at `want` (within 50 µs), or none is pending
+    /// and none is wanted (ballast).
+    fn latency_timer_expires_at(&self, want: Option<Instant>) -> bool {
+        const SAME: Duration = Duration::from_micros(50);
+        let pending = Self::pending(&self.latency_preemption_timeout_src);
+        match (pending.then(|| self.latency_preemption_deadline.get()).flatten(), want) {
+            (Some(at), Some(want)) => at.max(want) - at.min(want) <= SAME,
+            (None, None) => !pending,
+            _ => false,
+        }
+    }
+
+    fn arm_latency_timer(&self, lat_ring: &mut SleepableRing, d: Duration) {
+        self.latency_preemption_timeout_src
+            .set(Some(lat_ring.prepare_latency_preemption_timer(d)));
+        self.latency_preemption_deadline.set(Some(Instant::now() + d));
     }
 
     pub(crate) fn flush_syscall_thread(&self) -> usize {
