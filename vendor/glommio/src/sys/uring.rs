@@ -1222,7 +1222,8 @@ pub(crate) struct Reactor {
     poll_ring: RefCell<PollRing>,
 
     latency_preemption_timeout_src: Cell<Option<Source>>,
-    // When the timer in `latency_preemption_timeout_src` expires (ballast: kept while pending).
+    // When the timer in `latency_preemption_timeout_src` expires (ballast: kept while pending;
+    // read only while that timer is pending).
     latency_preemption_deadline: Cell<Option<Instant>>,
     throughput_preemption_timeout_src: Cell<Option<Source>>,
 
@@ -1841,7 +1842,6 @@ impl Reactor {
             let want = user_timer.map(|dur| Instant::now() + dur);
             if !self.latency_timer_expires_at(want) {
                 drop(self.latency_preemption_timeout_src.take());
-                self.latency_preemption_deadline.set(None);
                 if let Some(dur) = user_timer {
                     self.arm_latency_timer(&mut lat_ring, dur);
                 }
@@ -1862,7 +1862,7 @@ impl Reactor {
         // consumed with the others: then there is no timer to wake us, and we must not sleep.
         let should_sleep = preempt_timer().is_none()
             && (woke == 0)
-            && (user_timer.is_none() || Self::pending(&self.latency_preemption_timeout_src))
+            && (user_timer.is_none() || self.pending_latency_deadline().is_some())
             && poll_ring.can_sleep()
             && main_ring.can_sleep()
             && lat_ring.can_sleep();
@@ -1896,8 +1896,7 @@ impl Reactor {
 
         if let Some(preempt) = preempt_timer() {
             let latest = Instant::now() + preempt;
-            let keep = Self::pending(&self.latency_preemption_timeout_src)
-                && self.latency_preemption_deadline.get().is_some_and(|at| at <= latest);
+            let keep = self.pending_latency_deadline().is_some_and(|at| at <= latest);
             if !keep {
                 drop(self.latency_preemption_timeout_src.take());
                 self.arm_latency_timer(&mut lat_ring, preempt);
@@ -1924,14 +1923,20 @@ impl Reactor {
         pending
     }
 
+    /// When the latency timer expires, if it is still pending (ballast).
+    fn pending_latency_deadline(&self) -> Option<Instant> {
+        Self::pending(&self.latency_preemption_timeout_src)
+            .then(|| self.latency_preemption_deadline.get())
+            .flatten()
+    }
+
     /// Whether the pending latency timer expires at `want` (within 50 µs), or none is pending
     /// and none is wanted (ballast).
     fn latency_timer_expires_at(&self, want: Option<Instant>) -> bool {
         const SAME: Duration = Duration::from_micros(50);
-        let pending = Self::pending(&self.latency_preemption_timeout_src);
-        match (pending.then(|| self.latency_preemption_deadline.get()).flatten(), want) {
+        match (self.pending_latency_deadline(), want) {
             (Some(at), Some(want)) => at.max(want) - at.min(want) <= SAME,
-            (None, None) => !pending,
+            (None, None) => true,
             _ => false,
         }
     }
