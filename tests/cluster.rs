@@ -809,7 +809,8 @@ fn election_window(c: &Cluster, frozen: usize, since: Instant, done: &AtomicBool
 /// each client is answered at the request timeout. As etcd's `parseProposeCtxErr` (checked
 /// against etcd 3.5.1 the same way), the member elected next says "possibly due to previous
 /// leader failure" for a request that came in during the two election timeouts before its
-/// election; the other follower, which notes no election time, says "request timed out".
+/// election; the other follower, which notes no election time, says "request timed out" (unless
+/// it led for a while itself, as on a loaded machine).
 #[test]
 fn writes_lost_with_a_frozen_leader_time_out_and_the_new_leader_names_the_failure() {
     let c = Cluster::start(3);
@@ -834,25 +835,29 @@ fn writes_lost_with_a_frozen_leader_time_out_and_the_new_leader_names_the_failur
     assert_eq!(unsafe { kill(pid, SIGCONT) }, 0);
     let new = c.wait_leader(ELECTION_BOUND);
     assert_ne!(new, leader, "a follower was elected while the leader was frozen");
-    // etcd (and ballast) blame the previous leader only on the member elected, and only for a
-    // request that came in less than two election timeouts (2 s) before its election. That
-    // took 1-2 s here, but longer when a vote split on a loaded machine, so what the new
-    // leader says follows from when it was seen elected.
+    // etcd (and ballast) blame the previous leader only on a member that was elected, and only
+    // for a request that came in less than two election timeouts (2 s) before its (latest)
+    // election. That took 1-2 s here, but longer when a vote split on a loaded machine, so what
+    // each member says follows from when it was seen elected.
     let failure = "Error: etcdserver: request timed out, possibly due to previous leader failure";
-    let Elected { after, before, terms_led, .. } = election[new];
-    let new_says: &[&str] = match () {
-        // Elected again after stepping down: which election its clock holds is not known here.
-        _ if terms_led > 1 => &[failure, "Error: etcdserver: request timed out"],
-        _ if before.is_some_and(|t| t < Duration::from_millis(1500)) => &[failure],
-        _ if after > Duration::from_secs(3) => &["Error: etcdserver: request timed out"],
-        _ => &[failure, "Error: etcdserver: request timed out"],
-    };
+    let timed_out = "Error: etcdserver: request timed out";
     for (i, out) in answers {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "member {i} answered the write: {}", String::from_utf8_lossy(&out.stdout));
         let error = stderr.lines().last().unwrap_or_default();
-        let want = if i == new { new_says } else { &["Error: etcdserver: request timed out"] };
-        assert!(want.contains(&error), "member {i} (new leader {new}, elected after {after:?} and before {before:?} from the puts, leading in {terms_led} terms): {error}, want one of {want:?}");
+        let Elected { after, before, terms_led, .. } = election[i];
+        let want: &[&str] = match () {
+            // Never seen leading: the new leader's election may have gone unseen (statuses
+            // failing on a loaded machine); the other follower notes no election time.
+            _ if terms_led == 0 && i == new => &[failure, timed_out],
+            _ if terms_led == 0 => &[timed_out],
+            // Elected again after stepping down: which election its clock holds is not known here.
+            _ if terms_led > 1 => &[failure, timed_out],
+            _ if before.is_some_and(|t| t < Duration::from_millis(1500)) => &[failure],
+            _ if after > Duration::from_secs(3) => &[timed_out],
+            _ => &[failure, timed_out],
+        };
+        assert!(want.contains(&error), "member {i} (new leader {new}; member {i} elected after {after:?} and before {before:?} from the puts, leading in {terms_led} terms): {error}, want one of {want:?}");
     }
     assert_eq!(c.members[new].ctl(&["put", "after", "1"]), "OK\n", "the cluster serves after the old leader is back");
 }
