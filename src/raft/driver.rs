@@ -209,7 +209,7 @@ pub async fn run(
                 None
             }
             Either::Right(_) => {
-                timer_fired = true; // the tick happens below, then the timer is re-armed
+                timer_fired = true; // the tick happens below, then the timer is armed again
                 None
             }
         };
@@ -217,11 +217,14 @@ pub async fn run(
         inbound.try_iter().take(MAX_PEER_MSGS_PER_TURN).for_each(|event| driver.take_peer_event(event));
         driver.raise_nospace_on_full_disk();
         driver.take_all(first, &mut rx);
-        if Instant::now() >= next_tick {
+        let ticked = Instant::now() >= next_tick;
+        if ticked {
             driver.core.tick();
             next_tick = next_tick_after(next_tick, cfg.heartbeat, Instant::now());
         }
-        if timer_fired {
+        // Armed for the next tick whenever that moved (else a timer still set for the tick just
+        // run would wake the loop for nothing) or the timer fired.
+        if ticked || timer_fired {
             tick_timer.reset(next_tick.saturating_duration_since(Instant::now()));
         }
         let rev = status.applied_rev();
