@@ -65,6 +65,37 @@ fn line(name: &str, msg: &str, fields: &[(&str, String)]) {
     let _ = writeln!(std::io::stderr(), "{}", serde_json::Value::Object(obj));
 }
 
+/// A duration as Go's `time.Duration.String` writes it (`1.8s`, `2m3.5s`, `250ms`), which is
+/// how etcd's zap lines show durations (`"took":"1.8s"`).
+pub fn go_duration(d: std::time::Duration) -> String {
+    const S: u128 = 1_000_000_000;
+    let ns = d.as_nanos();
+    match ns {
+        0 => "0s".into(),
+        1..=999 => format!("{ns}ns"),
+        1_000..=999_999 => format!("{}µs", decimal(ns, 1_000)),
+        1_000_000..=999_999_999 => format!("{}ms", decimal(ns, 1_000_000)),
+        _ => {
+            let (h, m, s) = (ns / (3600 * S), ns / (60 * S) % 60, decimal(ns % (60 * S), S));
+            match (h, m) {
+                (0, 0) => format!("{s}s"),
+                (0, _) => format!("{m}m{s}s"),
+                _ => format!("{h}h{m}m{s}s"),
+            }
+        }
+    }
+}
+
+/// `n / unit` with its fraction, trailing zeros dropped (`unit` a power of ten).
+fn decimal(n: u128, unit: u128) -> String {
+    let (whole, fraction) = (n / unit, n % unit);
+    if fraction == 0 {
+        return whole.to_string();
+    }
+    let digits = unit.ilog10() as usize;
+    format!("{whole}.{}", format!("{fraction:0digits$}").trim_end_matches('0'))
+}
+
 /// UTC time as `2006-01-02T15:04:05.000Z` (civil-from-days, Howard Hinnant's algorithm).
 fn rfc3339_now() -> String {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
@@ -86,4 +117,29 @@ fn rfc3339_now() -> String {
         rem % 60,
         now.subsec_millis()
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::go_duration;
+    use std::time::Duration;
+
+    #[test]
+    fn durations_read_as_go_writes_them() {
+        let cases = [
+            (Duration::ZERO, "0s"),
+            (Duration::from_nanos(15), "15ns"),
+            (Duration::from_nanos(1_500), "1.5µs"),
+            (Duration::from_micros(250_000), "250ms"),
+            (Duration::from_nanos(12_345_678), "12.345678ms"),
+            (Duration::from_millis(1_800), "1.8s"),
+            (Duration::from_secs(1), "1s"),
+            (Duration::from_millis(123_500), "2m3.5s"),
+            (Duration::from_secs(60), "1m0s"),
+            (Duration::from_secs(3_723), "1h2m3s"),
+        ];
+        for (d, want) in cases {
+            assert_eq!(go_duration(d), want, "{d:?}");
+        }
+    }
 }

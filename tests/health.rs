@@ -44,6 +44,7 @@ async fn health_turns_red_while_the_disk_is_stuck() {
     let s = common::Server::start_with_env(FLAGS, &[("BALLAST_FAILPOINTS", &fp)]);
     assert!(s.http_get("/health").contains(r#"{"health":"true","reason":""}"#), "{}", s.http_get("/health"));
     std::fs::write(&stall, b"").unwrap();
+    let stalled = std::time::Instant::now();
     // A write now hangs in the WAL (answered "request timed out" after 5.2 s, as etcd does).
     let mut c = s.client().await;
     let put = tokio::spawn(async move { c.put("k", "v", None).await.map(|r| r.header().unwrap().revision()) });
@@ -56,12 +57,21 @@ async fn health_turns_red_while_the_disk_is_stuck() {
     // The process is alive and its data readable: /livez (a serializable read) stays green.
     let livez = s.http_get("/livez");
     assert!(status_line(&livez).contains("200") && livez.ends_with("ok"), "{livez}");
+    // Held past etcd's 1 s warning threshold (the probes above take longer anyway).
+    tokio::time::sleep(Duration::from_millis(1500).saturating_sub(stalled.elapsed())).await;
     std::fs::remove_file(&stall).unwrap();
     let answer = tokio::time::timeout(Duration::from_secs(20), put).await.unwrap().unwrap();
     assert!(matches!(answer, Ok(2)) || answer.as_ref().unwrap_err().to_string().contains("request timed out"), "{answer:?}");
     // Either way the write is applied once the disk is back.
     let mut c = s.client().await;
     assert_eq!(c.get("k", None).await.unwrap().kvs()[0].mod_revision(), 2);
+    // Applied, so its write is done: logged as etcd logs a slow one.
+    let slow = s.log().lines().find(|l| l.contains(r#""msg":"slow fdatasync""#)).map(str::to_owned);
+    let slow = slow.unwrap_or_else(|| panic!("no slow fdatasync line: {}", s.log()));
+    let line: serde_json::Value = serde_json::from_str(&slow).unwrap();
+    assert_eq!((line["level"].as_str(), line["expected-duration"].as_str()), (Some("warn"), Some("1s")), "{slow}");
+    let took = line["took"].as_str().and_then(|t| t.strip_suffix('s')).and_then(|t| t.parse::<f64>().ok());
+    assert!(took.is_some_and(|t| (1.0..60.0).contains(&t)), "took in Go's seconds: {slow}");
     assert!(s.http_get("/health").contains(r#""health":"true""#));
     assert!(s.http_get("/readyz").ends_with("ok"));
     let _ = std::fs::remove_dir_all(&stall_dir);

@@ -24,3 +24,4 @@ pub mod hist;
 pub mod procstat;
 pub mod report;
 pub mod rounds;
+pub mod walsync;

@@ -56,6 +56,9 @@ const MAX_SPARE_SEGMENTS: usize = 1;
 const PREPARE_NEXT_AT_FRACTION: u64 = 8;
 /// How often a stripe that found the disk full tries again to prepare its next segment.
 const DISK_FULL_RETRY: std::time::Duration = std::time::Duration::from_millis(500);
+/// A durable write slower than this is logged as etcd logs it ("slow fdatasync", etcd's
+/// `warnSyncDuration`): operators' log checks grep for that line.
+const SLOW_SYNC: std::time::Duration = std::time::Duration::from_secs(1);
 /// Entries of a stripe's own io_uring: one write is in flight at a time.
 const STRIPE_RING_ENTRIES: u32 = 4;
 /// How long the stripe lets queued shard work run before it checks its write again.
@@ -273,15 +276,15 @@ impl Stripe {
         if align_up(self.pos.offset_bytes + bytes) >= self.segment_size_bytes {
             self.roll(bytes).await;
         }
-        // Failpoint: the disk hangs while the named file exists.
+        // etcd's fsync histogram: here the durable write (copy + sync; the copy is negligible).
+        let sync_started = std::time::Instant::now();
+        // Failpoint: the disk hangs while the named file exists (timed as a slow write).
         while crate::failpoint::arg("wal-stall").is_some_and(|f| std::path::Path::new(f).exists()) {
             glommio::timer::sleep(std::time::Duration::from_millis(10)).await;
         }
         let (start, data) = self.block_aligned_write();
         let write_bytes = data.len();
         m::handles().io_uring_writes.increment(1);
-        // etcd's fsync histogram: here the durable write (copy + sync; the copy is negligible).
-        let sync_started = std::time::Instant::now();
         let written = match self.own_ring.as_mut() {
             Some(ring) => {
                 use std::os::fd::AsRawFd;
@@ -294,7 +297,11 @@ impl Stripe {
             Ok(n) => fatal(&format!("short wal write: {n} of {write_bytes} bytes")),
             Err(e) => fatal(&format!("wal write failed: {e}")),
         }
-        m::handles().wal_fsync_seconds.record(sync_started.elapsed().as_secs_f64());
+        let took = sync_started.elapsed();
+        m::handles().wal_fsync_seconds.record(took.as_secs_f64());
+        if took > SLOW_SYNC {
+            crate::log::warn("slow fdatasync", &[("took", crate::log::go_duration(took)), ("expected-duration", crate::log::go_duration(SLOW_SYNC))]);
+        }
         m::handles().wal_batch_entries.record(entries as f64);
         m::handles().wal_batch_bytes.record(bytes as f64);
         m::handles().wal_write_bytes.increment(bytes as f64);

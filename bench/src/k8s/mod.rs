@@ -28,6 +28,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ballast_bench::procstat::{clk_tck, cpu_ticks, rss_mib, thread_note, thread_reading};
+use ballast_bench::walsync;
 
 use check::EventCheck;
 use ledger::{OpKind, OpStats};
@@ -178,6 +179,8 @@ pub struct K8sRes {
     pub lag_ms: f64,
     /// Per traffic request of at least `ledger::SLOW_US`: the second it was due in.
     pub slow_secs: Vec<u64>,
+    /// The server's durable WAL writes over the traffic (its fsync histogram).
+    pub wal_syncs: Option<walsync::WalSyncs>,
     pub watch_errors: u64,
     pub watch_error: Option<String>,
     /// The traffic's server CPU per op by kind of thread (ballast only).
@@ -286,6 +289,7 @@ pub async fn run(o: &K8sOpts, max_secs: f64, url: &str, pid: i32) -> Result<K8sR
     watches
         .wait_created(Resource::ALL.len() as u64, max_secs)
         .await?;
+    let syncs1 = walsync::read(url);
     let (threads1, me1) = (thread_reading(pid), cpu_ticks(me));
     let cpu1 = threads1.map(|r| r.total_ticks);
     let t1 = Instant::now();
@@ -296,6 +300,7 @@ pub async fn run(o: &K8sOpts, max_secs: f64, url: &str, pid: i32) -> Result<K8sR
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let (threads2, me2, rss) = (thread_reading(pid), cpu_ticks(me), rss_mib(pid));
+    let wal_syncs = walsync::read(url).zip(syncs1).map(|(after, before)| after.since(&before));
     let cpu2 = threads2.map(|r| r.total_ticks);
     let secs = t1.elapsed().as_secs_f64();
     let log = watches.stop();
@@ -322,6 +327,7 @@ pub async fn run(o: &K8sOpts, max_secs: f64, url: &str, pid: i32) -> Result<K8sR
         pods_end: world.pods.len(),
         lag_ms: done.max_lag_ms,
         slow_secs: done.ledger.slow_secs,
+        wal_syncs,
         watch_errors: log.errors,
         watch_error: log.first_error,
         thread_note: None,
