@@ -43,7 +43,10 @@ revision order, progress answers behind the last event, events arriving after a 
 answer at or past their revision + watch stream errors; all must be 0. \
 On ballast rows \"vs etcd\" divides by etcd 3.5 (else 3.4): <1 is better. The issue's targets \
 (column \"issue targets\"): every request type's p99 ≤ 0.5× etcd's, server CPU per op ≤ 0.33×, \
-no errors, every watch event delivered. Each target's note counts the requests that took 50 ms or more, by the second they were due in, and the server's durable WAL writes over the same window from its own `etcd_disk_wal_fsync_duration_seconds` histogram (both servers export it), with those slower than 32 ms: a write the disk holds that long holds the requests waiting on it.";
+no errors, every watch event delivered. Each target's note counts the requests that took 50 ms \
+or more, by the second they were due in, and the server's durable WAL writes over the same \
+window from its own `etcd_disk_wal_fsync_duration_seconds` histogram (both servers export it), \
+with those slower than 32 ms: a write the disk holds that long holds the requests waiting on it.";
 
 fn lat_cols(h: &ballast_bench::hist::Hist) -> String {
     format!(
