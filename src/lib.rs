@@ -63,7 +63,8 @@
 //! * `error` — the one error type, mapped once to etcd's gRPC codes and messages.
 //! * `failpoint` — crash and fault points for tests (debug builds only).
 //! * `metrics` — every metric name in one table, the Prometheus recorder, cached handles.
-//! * `log` — etcd-shaped (zap JSON) log lines.
+//! * `log` — etcd-shaped (zap JSON) log lines; `slow_request` — etcd's "apply request took too
+//!   long" warning for slow reads, with the request as etcd writes it (`request_text`).
 //! * `listener` — TCP listeners as Go's net.Listen makes them (the kernel's largest accept queue).
 //! * `proto` — generated code for etcd's v3 API and ballast's raft entry format.
 
@@ -92,8 +93,10 @@ pub mod proto;
 pub mod quota;
 pub mod raft;
 pub mod reply;
+pub mod request_text;
 pub mod server;
 pub mod shard;
+pub mod slow_request;
 pub mod snapshot;
 pub mod status;
 pub mod wal;

@@ -28,6 +28,7 @@ fn main() {
         }
         Ok(Parsed::Run { config, warnings }) => {
             ballast::log::set_level(&config.log_level);
+            ballast::slow_request::set_threshold(config.warning_apply_duration);
             for w in warnings {
                 ballast::log::warn(&w, &[]);
             }

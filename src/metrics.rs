@@ -13,6 +13,9 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 // --- etcd: disk
 pub const WAL_FSYNC_SECONDS: &str = "etcd_disk_wal_fsync_duration_seconds";
 pub const BACKEND_COMMIT_SECONDS: &str = "etcd_disk_backend_commit_duration_seconds";
+pub const DEFRAG_SECONDS: &str = "etcd_disk_backend_defrag_duration_seconds";
+pub const DEFRAG_INFLIGHT: &str = "etcd_disk_defrag_inflight";
+pub const BACKEND_SNAPSHOT_SECONDS: &str = "etcd_disk_backend_snapshot_duration_seconds";
 // --- etcd: server
 pub const HAS_LEADER: &str = "etcd_server_has_leader";
 pub const IS_LEADER: &str = "etcd_server_is_leader";
@@ -23,9 +26,22 @@ pub const PROPOSALS_PENDING: &str = "etcd_server_proposals_pending";
 pub const PROPOSALS_FAILED: &str = "etcd_server_proposals_failed_total";
 pub const SERVER_VERSION: &str = "etcd_server_version";
 pub const QUOTA_BACKEND_BYTES: &str = "etcd_server_quota_backend_bytes";
+pub const SLOW_APPLIES: &str = "etcd_server_slow_apply_total";
+pub const SLOW_READ_INDEXES: &str = "etcd_server_slow_read_indexes_total";
+pub const READ_INDEXES_FAILED: &str = "etcd_server_read_indexes_failed_total";
+pub const CLIENT_REQUESTS: &str = "etcd_server_client_requests_total";
+pub const APPLY_SECONDS: &str = "etcd_server_apply_duration_seconds";
+pub const HEARTBEAT_SEND_FAILURES: &str = "etcd_server_heartbeat_send_failures_total";
+pub const SNAPSHOT_APPLY_IN_PROGRESS: &str = "etcd_server_snapshot_apply_in_progress_total";
+pub const LEARNER_PROMOTE_SUCCESSES: &str = "etcd_server_learner_promote_successes";
+pub const LEARNER_PROMOTE_FAILURES: &str = "etcd_server_learner_promote_failures";
+pub const FD_USED: &str = "os_fd_used";
+pub const FD_LIMIT: &str = "os_fd_limit";
 // --- etcd: mvcc
 pub const DB_TOTAL_SIZE: &str = "etcd_mvcc_db_total_size_in_bytes";
 pub const DB_TOTAL_SIZE_IN_USE: &str = "etcd_mvcc_db_total_size_in_use_in_bytes";
+pub const HASH_SECONDS: &str = "etcd_mvcc_hash_duration_seconds";
+pub const HASH_REV_SECONDS: &str = "etcd_mvcc_hash_rev_duration_seconds";
 pub const KEYS_TOTAL: &str = "etcd_debugging_mvcc_keys_total";
 pub const WATCHERS: &str = "etcd_debugging_mvcc_watcher_total";
 pub const CURRENT_REVISION: &str = "etcd_debugging_mvcc_current_revision";
@@ -77,6 +93,7 @@ pub const GRPC_HANDLING_SECONDS: &str = "grpc_server_handling_seconds";
 // --- Prometheus process collector
 pub const PROCESS_RESIDENT_MEMORY: &str = "process_resident_memory_bytes";
 pub const PROCESS_VIRTUAL_MEMORY: &str = "process_virtual_memory_bytes";
+pub const PROCESS_VIRTUAL_MEMORY_MAX: &str = "process_virtual_memory_max_bytes";
 pub const PROCESS_CPU_SECONDS: &str = "process_cpu_seconds_total";
 pub const PROCESS_OPEN_FDS: &str = "process_open_fds";
 pub const PROCESS_MAX_FDS: &str = "process_max_fds";
@@ -102,6 +119,18 @@ fn disk_buckets() -> Vec<f64> {
     (0..14).map(|i| 0.001 * f64::powi(2.0, i)).collect()
 }
 
+/// etcd's defrag histogram: prometheus.ExponentialBuckets(.1, 2, 13).
+fn defrag_buckets() -> Vec<f64> {
+    (0..13).map(|i| 0.1 * f64::powi(2.0, i)).collect()
+}
+/// etcd's backend snapshot histogram: prometheus.ExponentialBuckets(.01, 2, 17).
+fn backend_snapshot_buckets() -> Vec<f64> {
+    (0..17).map(|i| 0.01 * f64::powi(2.0, i)).collect()
+}
+/// etcd's hash histograms: prometheus.ExponentialBuckets(.01, 2, 15).
+fn hash_buckets() -> Vec<f64> {
+    (0..15).map(|i| 0.01 * f64::powi(2.0, i)).collect()
+}
 /// etcd's peer RTT histogram: ExponentialBuckets(0.0001, 2, 16).
 fn rtt_buckets() -> Vec<f64> {
     (0..16).map(|i| 0.0001 * f64::powi(2.0, i)).collect()
@@ -126,6 +155,10 @@ fn batch_buckets() -> Vec<f64> {
 }
 fn batch_bytes_buckets() -> Vec<f64> {
     (8..26).map(|i| f64::powi(2.0, i)).collect()
+}
+/// etcd's apply histogram: prometheus.ExponentialBuckets(0.0001, 2, 20).
+fn apply_duration_buckets() -> Vec<f64> {
+    (0..20).map(|i| 0.0001 * f64::powi(2.0, i)).collect()
 }
 /// Shard apply latency: 10 µs .. ~80 ms.
 fn apply_buckets() -> Vec<f64> {
@@ -188,6 +221,11 @@ const BYTES: Unit = Unit::Bytes;
 pub const METRICS: &[Metric] = &[
     Metric::new(WAL_FSYNC_SECONDS, H(disk_buckets), "The latency distributions of fsync called by WAL.").unit(SECONDS),
     Metric::new(BACKEND_COMMIT_SECONDS, H(disk_buckets), "The latency distributions of commit called by backend (ballast: snapshot segment writes).").unit(SECONDS),
+    Metric::new(DEFRAG_SECONDS, H(defrag_buckets), "The latency distribution of backend defragmentation (ballast: a full snapshot).").unit(SECONDS),
+    Metric::new(DEFRAG_INFLIGHT, G, "Whether or not defrag is active on the member. 1 means active, 0 means not."),
+    Metric::new(BACKEND_SNAPSHOT_SECONDS, H(backend_snapshot_buckets), "The latency distribution of backend snapshots (ballast: a snapshot download, from the request to its last chunk).").unit(SECONDS),
+    Metric::new(HASH_SECONDS, H(hash_buckets), "The latency distribution of storage hash operation.").unit(SECONDS),
+    Metric::new(HASH_REV_SECONDS, H(hash_buckets), "The latency distribution of storage hash by revision operation.").unit(SECONDS),
     Metric::new(HAS_LEADER, G, "Whether or not a leader exists. 1 is existence, 0 is not."),
     Metric::new(IS_LEADER, G, "Whether or not this member is a leader. 1 if is, 0 otherwise."),
     Metric::new(LEADER_CHANGES, C, "The number of leader changes seen."),
@@ -196,6 +234,17 @@ pub const METRICS: &[Metric] = &[
     Metric::new(PROPOSALS_PENDING, G, "The current number of pending proposals to commit."),
     Metric::new(PROPOSALS_FAILED, C, "The total number of failed proposals seen."),
     Metric::new(SERVER_VERSION, G, "Which version is running. 1 for 'server_version' label with current version.").labeled(),
+    Metric::new(SLOW_APPLIES, C, "The total number of slow apply requests (likely overloaded from slow disk)."),
+    Metric::new(SLOW_READ_INDEXES, C, "The total number of pending read indexes not in sync with leader's or timed out read index requests."),
+    Metric::new(READ_INDEXES_FAILED, C, "The total number of failed read indexes seen."),
+    Metric::new(APPLY_SECONDS, H(apply_duration_buckets), "The latency distributions of v2 apply called by backend.").unit(SECONDS).labeled(),
+    Metric::new(HEARTBEAT_SEND_FAILURES, C, "The total number of leader heartbeat send failures (likely overloaded from slow disk)."),
+    Metric::new(SNAPSHOT_APPLY_IN_PROGRESS, G, "1 if the server is applying the incoming snapshot. 0 if none."),
+    Metric::new(LEARNER_PROMOTE_SUCCESSES, C, "The total number of successful learner promotions while this member is leader."),
+    Metric::new(LEARNER_PROMOTE_FAILURES, C, "The total number of failed learner promotions (likely learner not ready) while this member is leader.").labeled(),
+    Metric::new(CLIENT_REQUESTS, C, "The total number of client requests per client version.").labeled(),
+    Metric::new(FD_USED, G, "The number of used file descriptors."),
+    Metric::new(FD_LIMIT, G, "The file descriptor limit."),
     Metric::new(QUOTA_BACKEND_BYTES, G, "Current backend storage quota size in bytes."),
     Metric::new(DB_TOTAL_SIZE, G, "Total size of the underlying database physically allocated in bytes.").unit(BYTES),
     Metric::new(DB_TOTAL_SIZE_IN_USE, G, "Total size of the underlying database logically in use in bytes.").unit(BYTES),
@@ -247,6 +296,7 @@ pub const METRICS: &[Metric] = &[
     Metric::new(GRPC_HANDLING_SECONDS, H(grpc_buckets), "Histogram of response latency (seconds) of gRPC that had been application-level handled by the server.").unit(SECONDS).labeled(),
     Metric::new(PROCESS_RESIDENT_MEMORY, G, "Resident memory size in bytes.").unit(BYTES),
     Metric::new(PROCESS_VIRTUAL_MEMORY, G, "Virtual memory size in bytes.").unit(BYTES),
+    Metric::new(PROCESS_VIRTUAL_MEMORY_MAX, G, "Maximum amount of virtual memory available in bytes.").unit(BYTES),
     // Recorded as a gauge (the exporter's counters are integers), exported typed as the
     // counter it is (`render`).
     Metric::new(PROCESS_CPU_SECONDS, G, "Total user and system CPU time spent in seconds.").unit(SECONDS),
@@ -327,6 +377,16 @@ pub struct Handles {
     pub txns: Counter,
     pub health_success: Counter,
     pub health_failures: Counter,
+    pub slow_applies: Counter,
+    pub slow_read_indexes: Counter,
+    pub read_indexes_failed: Counter,
+    pub snapshot_apply_in_progress: Gauge,
+    pub heartbeat_send_failures: Counter,
+    pub defrag_seconds: Histogram,
+    pub defrag_inflight: Gauge,
+    pub backend_snapshot_seconds: Histogram,
+    pub hash_seconds: Histogram,
+    pub hash_rev_seconds: Histogram,
 }
 
 impl Handles {
@@ -364,6 +424,16 @@ impl Handles {
             txns: counter!(TXNS),
             health_success: counter!(HEALTH_SUCCESS),
             health_failures: counter!(HEALTH_FAILURES),
+            slow_applies: counter!(SLOW_APPLIES),
+            slow_read_indexes: counter!(SLOW_READ_INDEXES),
+            read_indexes_failed: counter!(READ_INDEXES_FAILED),
+            snapshot_apply_in_progress: gauge!(SNAPSHOT_APPLY_IN_PROGRESS),
+            heartbeat_send_failures: counter!(HEARTBEAT_SEND_FAILURES),
+            defrag_seconds: histogram!(DEFRAG_SECONDS),
+            defrag_inflight: gauge!(DEFRAG_INFLIGHT),
+            backend_snapshot_seconds: histogram!(BACKEND_SNAPSHOT_SECONDS),
+            hash_seconds: histogram!(HASH_SECONDS),
+            hash_rev_seconds: histogram!(HASH_REV_SECONDS),
         }
     }
 }
@@ -371,6 +441,31 @@ impl Handles {
 static HANDLES: OnceLock<Handles> = OnceLock::new();
 /// Before `install` (unit tests, offline tools) the handles record nowhere.
 static UNINSTALLED: LazyLock<Handles> = LazyLock::new(Handles::new);
+
+thread_local! {
+    /// The apply histogram's series by (op, success), resolved once on the applying thread.
+    static APPLY_SERIES: std::cell::RefCell<std::collections::HashMap<(&'static str, bool), Histogram>> = Default::default();
+}
+
+/// etcd's `etcd_server_apply_duration_seconds{version="v3",op,success}` series.
+pub fn apply_seconds(op: &'static str, success: bool) -> Histogram {
+    APPLY_SERIES.with_borrow_mut(|series| {
+        let h = series.entry((op, success)).or_insert_with(|| {
+            metrics::histogram!(APPLY_SECONDS, "version" => "v3", "op" => op, "success" => if success { "true" } else { "false" })
+        });
+        h.clone()
+    })
+}
+
+/// etcd's learner promotion counters, for a promotion this member tried (as etcd's
+/// PromoteMember: "not the leader" is forwarded, not counted); failures by their message.
+pub fn count_promotion<T>(result: &Result<T, crate::error::Error>) {
+    match result {
+        Ok(_) => metrics::counter!(LEARNER_PROMOTE_SUCCESSES).increment(1),
+        Err(crate::error::Error::NotLeader) => {}
+        Err(e) => metrics::counter!(LEARNER_PROMOTE_FAILURES, "Reason" => e.to_string()).increment(1),
+    }
+}
 
 /// The cached handles; after `install`, those of the installed recorder.
 pub fn handles() -> &'static Handles {
@@ -462,14 +557,26 @@ fn refresh_process() {
         gauge!(PROCESS_RESIDENT_MEMORY).set(field(24) * page);
         gauge!(PROCESS_START_TIME).set(boot_time_seconds() + field(22) / ticks);
     }
+    // etcd's os_fd_* gauges are the same two figures (its own collector's, sampled every 10 min).
     if let Ok(dir) = std::fs::read_dir("/proc/self/fd") {
-        gauge!(PROCESS_OPEN_FDS).set(dir.count() as f64);
+        let open = dir.count() as f64;
+        gauge!(PROCESS_OPEN_FDS).set(open);
+        gauge!(FD_USED).set(open);
     }
+    if let Some(fds) = soft_limit(libc::RLIMIT_NOFILE) {
+        gauge!(PROCESS_MAX_FDS).set(fds);
+        gauge!(FD_LIMIT).set(fds);
+    }
+    // Unlimited reads as the largest u64, as Go's collector writes it (1.8446744073709552e+19).
+    if let Some(bytes) = soft_limit(libc::RLIMIT_AS) {
+        gauge!(PROCESS_VIRTUAL_MEMORY_MAX).set(bytes);
+    }
+}
+
+fn soft_limit(resource: libc::__rlimit_resource_t) -> Option<f64> {
     let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit writes one rlimit into `lim`.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 {
-        gauge!(PROCESS_MAX_FDS).set(lim.rlim_cur as f64);
-    }
+    (unsafe { libc::getrlimit(resource, &mut lim) } == 0).then_some(lim.rlim_cur as f64)
 }
 
 fn boot_time_seconds() -> f64 {

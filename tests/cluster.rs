@@ -861,3 +861,43 @@ fn writes_lost_with_a_frozen_leader_time_out_and_the_new_leader_names_the_failur
     }
     assert_eq!(c.members[new].ctl(&["put", "after", "1"]), "OK\n", "the cluster serves after the old leader is back");
 }
+
+/// A leader held up for longer than two heartbeat intervals (SIGSTOP for 500 ms, half the
+/// election timeout) sends its next heartbeats late: it logs etcd's warning, once per peer, and
+/// counts them in etcd_server_heartbeat_send_failures_total; it stays the leader.
+#[test]
+fn a_leader_held_up_warns_that_its_heartbeats_are_late() {
+    let c = Cluster::start(3);
+    let leader = c.wait_leader(ELECTION_BOUND);
+    let pid = c.members[leader].pid() as i32;
+    // SAFETY: signals to a child process this test started.
+    assert_eq!(unsafe { kill(pid, SIGSTOP) }, 0);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(unsafe { kill(pid, SIGCONT) }, 0);
+    const MSG: &str = r#""msg":"leader failed to send out heartbeat on time; took too long, leader is overloaded likely from slow disk""#;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let warned = loop {
+        let log = c.members[leader].log();
+        // Whole lines only: the last one may be being written.
+        let whole = log.rsplit_once('\n').map_or("", |(done, _)| done);
+        let lines: Vec<String> = whole.lines().filter(|l| l.contains(MSG)).map(str::to_owned).collect();
+        if lines.len() >= 2 || Instant::now() >= deadline {
+            break lines;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(warned.len() >= 2, "a warning per peer: {warned:?}");
+    for line in &warned {
+        let w: serde_json::Value = serde_json::from_str(line).unwrap();
+        let fields = (w["level"].as_str(), w["heartbeat-interval"].as_str(), w["expected-duration"].as_str());
+        assert_eq!(fields, (Some("warn"), Some("100ms"), Some("200ms")), "{line}");
+        assert!(w["exceeded-duration"].as_str().is_some_and(|d| d.ends_with('s')), "{line}");
+        assert!(w["to"].as_str().is_some_and(|to| u64::from_str_radix(to, 16).is_ok()), "{line}");
+    }
+    let metrics = http::request(&c.members[leader].endpoint(), "GET", "/metrics", "", &[]).body;
+    let failures = metrics.lines().find_map(|l| l.strip_prefix("etcd_server_heartbeat_send_failures_total ")).and_then(|v| v.parse::<f64>().ok());
+    // Each warning is counted after it is logged (a loaded machine may add late heartbeats).
+    let logged = c.members[leader].log().lines().filter(|l| l.contains(MSG)).count() as f64;
+    assert!(failures.is_some_and(|n| n >= 2.0 && n <= logged), "{failures:?} counted, {logged} logged");
+    assert_eq!(c.wait_leader(ELECTION_BOUND), leader, "the leader kept its place");
+}

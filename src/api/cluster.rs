@@ -136,7 +136,9 @@ impl Cluster for ClusterService {
         let id = r.get_ref().id;
         // Only the leader knows whether the learner is in sync: a follower forwards the
         // promotion to it (etcd's PromoteMember on ErrNotLeader).
-        let members = match self.change(&r, MemberChange::Promote { id }).await {
+        let tried = self.change(&r, MemberChange::Promote { id }).await;
+        crate::metrics::count_promotion(&tried);
+        let members = match tried {
             Err(Error::NotLeader) => {
                 let ctx = &self.ctx;
                 ctx.forward.promote(|| ctx.status.leader(), id, ctx.raft.timeout()).await?.iter().map(to_proto).collect()

@@ -100,7 +100,12 @@ impl Maintenance for MaintenanceService {
     /// (shards keep serving while they write) and releases the WAL before it.
     async fn defragment(&self, r: Request<DefragmentRequest>) -> Reply<DefragmentResponse> {
         self.ctx.auth.maintenance_admin(&r)?;
-        self.ctx.raft.snapshot().await?;
+        let (m, started) = (crate::metrics::handles(), std::time::Instant::now());
+        m.defrag_inflight.increment(1.0);
+        let done = self.ctx.raft.snapshot().await;
+        m.defrag_inflight.decrement(1.0);
+        done?;
+        m.defrag_seconds.record(started.elapsed().as_secs_f64());
         // etcd answers an empty DefragmentResponse, without a header.
         Ok(Response::new(DefragmentResponse { header: None }))
     }
@@ -109,13 +114,17 @@ impl Maintenance for MaintenanceService {
     /// HashKV of the current revision (equal on members of one ballast cluster).
     async fn hash(&self, r: Request<HashRequest>) -> Reply<HashResponse> {
         self.ctx.auth.maintenance_admin(&r)?;
+        let started = std::time::Instant::now();
         let (hash, _, rev) = self.hash_kv_at(0).await?;
+        crate::metrics::handles().hash_seconds.record(started.elapsed().as_secs_f64());
         Ok(Response::new(HashResponse { header: Some(self.header(rev)), hash }))
     }
 
     async fn hash_kv(&self, r: Request<HashKvRequest>) -> Reply<HashKvResponse> {
         self.ctx.auth.maintenance_admin(&r)?;
+        let started = std::time::Instant::now();
         let (hash, compact_revision, rev) = self.hash_kv_at(r.into_inner().revision).await?;
+        crate::metrics::handles().hash_rev_seconds.record(started.elapsed().as_secs_f64());
         Ok(Response::new(HashKvResponse { header: Some(self.header(rev)), hash, compact_revision }))
     }
 

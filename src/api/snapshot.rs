@@ -36,6 +36,7 @@ const ATTEMPTS: usize = 3;
 
 /// Writes the snapshot and returns its stream.
 pub async fn snapshot(ctx: &Ctx) -> Result<mpsc::Receiver<Result<SnapshotResponse, Status>>, Status> {
+    let started = std::time::Instant::now();
     let Ok(slot) = DOWNLOADS.try_acquire() else {
         return Err(Error::TooManySnapshotDownloads.into());
     };
@@ -49,7 +50,7 @@ pub async fn snapshot(ctx: &Ctx) -> Result<mpsc::Receiver<Result<SnapshotRespons
             continue;
         }
         crate::log::info("sending database snapshot to client", &[("total-bytes", size.to_string())]);
-        return Ok(crate::export::stream::send(file, size, slot));
+        return Ok(crate::export::stream::send(file, size, slot, started));
     }
     Err(Error::Internal(format!("snapshot: compacted during each of {ATTEMPTS} attempts")).into())
 }

@@ -205,6 +205,9 @@ pub(super) fn config_from_flags(flags: &FlagValues) -> Result<Config, ConfigErro
             *target = super::duration::parse(v).ok().and_then(|d| d.non_negative()).unwrap_or_default();
         }
     }
+    if let Some(v) = flags.get("experimental-warning-apply-duration") {
+        c.warning_apply_duration = super::duration::parse(v).ok().map(|d| d.non_negative().unwrap_or_default()).unwrap_or(c.warning_apply_duration);
+    }
     if let Some(v) = flags.get("experimental-watch-progress-notify-interval") {
         c.watch_progress_notify_interval = super::watch_progress_interval(super::duration::parse(v).ok().and_then(|d| d.non_negative()));
     }

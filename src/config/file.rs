@@ -52,6 +52,7 @@ struct FileConfig {
     discovery_srv_name: Option<String>,
     /// Nanoseconds, as etcd's YAML takes a `time.Duration` (also the two below).
     experimental_watch_progress_notify_interval: Option<u64>,
+    experimental_warning_apply_duration: Option<i64>,
     grpc_keepalive_interval: Option<i64>,
     grpc_keepalive_timeout: Option<i64>,
     experimental_enable_lease_checkpoint: Option<bool>,
@@ -127,6 +128,7 @@ const FILE_KEYS: &[&str] = &[
     "discovery-srv",
     "discovery-srv-name",
     "experimental-watch-progress-notify-interval",
+    "experimental-warning-apply-duration",
     "grpc-keepalive-interval",
     "grpc-keepalive-timeout",
     "experimental-enable-lease-checkpoint",
@@ -262,6 +264,9 @@ fn config_from_file_values(f: FileConfig, flags: &FlagValues) -> Result<Config, 
     }
     c.auth_token_ttl_secs = f.auth_token_ttl.unwrap_or(300);
     c.bcrypt_cost = super::bcrypt_cost(f.bcrypt_cost.unwrap_or(10));
+    if let Some(ns) = f.experimental_warning_apply_duration {
+        c.warning_apply_duration = std::time::Duration::from_nanos(ns.max(0) as u64);
+    }
     if let Some(ns) = f.experimental_watch_progress_notify_interval {
         c.watch_progress_notify_interval = super::watch_progress_interval(Some(std::time::Duration::from_nanos(ns)));
     }

@@ -113,6 +113,9 @@ pub struct Config {
     pub shards: usize,
     /// ours: --wal-segment-bytes, size of a preallocated WAL segment file.
     pub wal_segment_bytes: u64,
+    /// --experimental-warning-apply-duration: a read slower than this is logged as etcd logs it
+    /// ("apply request took too long", `slow_request.rs`); a negative value is read as 0.
+    pub warning_apply_duration: std::time::Duration,
     /// --experimental-watch-progress-notify-interval (etcd: 0 keeps 10m, at least 100 ms).
     pub watch_progress_notify_interval: std::time::Duration,
     /// --grpc-keepalive-interval and --grpc-keepalive-timeout (etcd: 2h and 20s): the server
@@ -221,6 +224,7 @@ impl Default for Config {
             shards: 0,
             wal_segment_bytes: DEFAULT_WAL_SEGMENT_BYTES,
             watch_progress_notify_interval: DEFAULT_WATCH_PROGRESS_NOTIFY_INTERVAL,
+            warning_apply_duration: crate::slow_request::DEFAULT_THRESHOLD,
             grpc_keepalive_interval: std::time::Duration::from_secs(2 * 3600),
             grpc_keepalive_timeout: std::time::Duration::from_secs(20),
             lease_checkpoint: false,

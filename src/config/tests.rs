@@ -482,11 +482,13 @@ fn config_file() {
     let path = temp_file(
         "experimental.yml",
         "experimental-watch-progress-notify-interval: 2000000000\nexperimental-enable-lease-checkpoint: true\n\
-         experimental-enable-lease-checkpoint-persist: true\nstrict-reconfig-check: false\n",
+         experimental-enable-lease-checkpoint-persist: true\nstrict-reconfig-check: false\n\
+         experimental-warning-apply-duration: 250000000\n",
     );
     let (c, w) = run(&["--config-file", &path], &[]);
     assert!(w.is_empty(), "{w:?}");
     assert_eq!(c.watch_progress_notify_interval, std::time::Duration::from_secs(2));
+    assert_eq!(c.warning_apply_duration, std::time::Duration::from_millis(250));
     assert!(c.lease_checkpoint && c.lease_checkpoint_persist && !c.strict_reconfig_check);
     // The keepalive, as nanoseconds too; flags and env as Go durations.
     let path = temp_file("keepalive.yml", "grpc-keepalive-interval: 3000000000\ngrpc-keepalive-timeout: 0\n");
@@ -541,4 +543,17 @@ fn bootstrap_flags_conflict_as_etcd_says() {
     assert_eq!((c.discovery.srv.as_str(), c.discovery.srv_name.as_str(), c.force_new_cluster), ("example.com", "prod", true));
     let (c, _) = run(&[], &[("ETCD_DISCOVERY", "http://127.0.0.1:1/v2/keys/discovery/x")]);
     assert_eq!(c.discovery.url, "http://127.0.0.1:1/v2/keys/discovery/x");
+}
+
+#[test]
+fn warning_apply_duration_as_etcd_reads_it() {
+    use std::time::Duration;
+    assert_eq!(run(&[], &[]).0.warning_apply_duration, Duration::from_millis(100), "etcd's default");
+    let (c, w) = run(&["--experimental-warning-apply-duration", "1ns"], &[]);
+    assert!(w.is_empty(), "implemented, so not warned of: {w:?}");
+    assert_eq!(c.warning_apply_duration, Duration::from_nanos(1));
+    let (c, _) = run(&[], &[("ETCD_EXPERIMENTAL_WARNING_APPLY_DURATION", "1m30s")]);
+    assert_eq!(c.warning_apply_duration, Duration::from_secs(90));
+    // Negative: every request is slower, as with 0.
+    assert_eq!(run(&["--experimental-warning-apply-duration=-5s"], &[]).0.warning_apply_duration, Duration::ZERO);
 }

@@ -171,19 +171,29 @@ impl Applier {
                 .enumerate()
                 .take_while(|(n, r)| self.is_plain_put(r.as_ref()) && (!self.auth.enabled || self.auth_check(r.as_ref().expect("a plain put"), sender(i + n)).is_ok()))
                 .count();
+            let started = std::time::Instant::now();
             if run > 0 {
                 let puts = reqs[i..i + run].iter_mut().map(|r| match r {
                     Some(Request::Put(p)) => p,
                     _ => unreachable!("counted as plain puts"),
                 });
-                results.extend(self.put_run(puts.collect()).await);
+                let done = self.put_run(puts.collect()).await;
+                // Applied together: each put is charged its share of the run's time.
+                let each = started.elapsed().as_secs_f64() / run as f64;
+                let ok = done.iter().filter(|r| applied(r)).count();
+                crate::metrics::apply_seconds("Put", true).record_many(each, ok);
+                if ok < run {
+                    crate::metrics::apply_seconds("Put", false).record_many(each, run - ok);
+                }
+                results.extend(done);
                 i += run;
             } else {
-                let result = match &reqs[i] {
-                    Some(req) => self.apply_as(req, sender(i)).await,
-                    None => fatal("a raft entry holds an empty request"),
-                };
-                results.push(settled(result));
+                let Some(req) = &reqs[i] else { fatal("a raft entry holds an empty request") };
+                let result = settled(self.apply_as(req, sender(i)).await);
+                if let Some(op) = op_name(req) {
+                    crate::metrics::apply_seconds(op, applied(&result)).record(started.elapsed().as_secs_f64());
+                }
+                results.push(result);
                 i += 1;
             }
         }
@@ -569,6 +579,40 @@ fn is_auth_change(req: &Request) -> bool {
             | Request::RoleGrantPermission(_)
             | Request::RoleRevokePermission(_)
     )
+}
+
+/// Whether etcd's apply histogram counts `result` a success (a compacted revision is one).
+fn applied(result: &Result<Response>) -> bool {
+    matches!(result, Ok(_) | Err(Error::Compacted))
+}
+
+/// The op label etcd's apply histogram gives `req`; None for a read-only txn, which etcd
+/// serves without raft (so its histogram never sees one).
+fn op_name(req: &Request) -> Option<&'static str> {
+    Some(match req {
+        Request::Put(_) => "Put",
+        Request::DeleteRange(_) => "DeleteRange",
+        Request::Txn(t) if super::txn::is_read_only(t) => return None,
+        Request::Txn(_) => "Txn",
+        Request::Compaction(_) => "Compaction",
+        Request::Alarm(_) => "Alarm",
+        Request::LeaseGrant(_) => "LeaseGrant",
+        Request::LeaseRevoke(_) => "LeaseRevoke",
+        Request::LeaseCheckpoint(_) => "LeaseCheckpoint",
+        Request::AuthEnable(_) => "AuthEnable",
+        Request::AuthDisable(_) => "AuthDisable",
+        Request::Authenticate(_) => "Authenticate",
+        Request::UserAdd(_) => "UserAdd",
+        Request::UserDelete(_) => "UserDelete",
+        Request::UserChangePassword(_) => "UserChangePassword",
+        Request::UserGrantRole(_) => "UserGrantRole",
+        Request::UserRevokeRole(_) => "UserRevokeRole",
+        Request::RoleAdd(_) => "RoleAdd",
+        Request::RoleDelete(_) => "RoleDelete",
+        Request::RoleGrantPermission(_) => "RoleGrantPermission",
+        Request::RoleRevokePermission(_) => "RoleRevokePermission",
+        Request::MemberAttrSet(_) => "ClusterMemberAttrSet",
+    })
 }
 
 /// A request's result, unless it is a fault rather than an answer: then the process stops.

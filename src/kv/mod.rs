@@ -59,8 +59,15 @@ impl Kv {
     /// Checked after etcd's validation, against the front end's copy of the auth state.
     pub async fn range_as(&self, r: RangeRequest, who: Option<AuthInfo>) -> Result<RangeResponse> {
         validate::check_range(&r)?;
+        let started = std::time::Instant::now();
+        let result = self.range_valid(&r, who).await;
+        crate::slow_request::range(started, &r, &result);
+        result
+    }
+
+    async fn range_valid(&self, r: &RangeRequest, who: Option<AuthInfo>) -> Result<RangeResponse> {
         if !r.serializable {
-            if let Some(resp) = self.read_in_one_hop(&r, who.is_some()).await? {
+            if let Some(resp) = self.read_in_one_hop(r, who.is_some()).await? {
                 return Ok(resp);
             }
             self.ctx.raft.read_index().await?;
@@ -68,7 +75,7 @@ impl Kv {
         if let Some(who) = &who {
             self.ctx.auth.view().read(who, &r.key, &r.range_end)?;
         }
-        let mut resp = range::range_on_shards(&self.ctx.shards, &r, &self.ctx.status).await?;
+        let mut resp = range::range_on_shards(&self.ctx.shards, r, &self.ctx.status).await?;
         // etcd's doSerialize: the auth store changed while the read was served.
         if let Some(who) = &who {
             if who.revision != 0 && who.revision != self.ctx.auth.view().state.revision {
@@ -144,8 +151,18 @@ impl Kv {
         self.ctx.check_nospace(cost)?;
         // etcd serves a read-only txn without raft, so `--max-request-bytes` does not bound it
         // (gRPC's limit, that plus 512 KiB, still does).
-        let size = if txn::is_read_only(&r) { 0 } else { r.encoded_len() };
-        match self.write(Write::Txn(r), size, auth).await? {
+        if txn::is_read_only(&r) {
+            let (started, logged) = (std::time::Instant::now(), r.clone());
+            let result = self.txn_proposed(r, 0, auth).await;
+            crate::slow_request::read_only_txn(started, &logged, &result);
+            return result;
+        }
+        let size = r.encoded_len();
+        self.txn_proposed(r, size, auth).await
+    }
+
+    async fn txn_proposed(&self, r: TxnRequest, size_bytes: usize, auth: Option<AuthHeader>) -> Result<TxnResponse> {
+        match self.write(Write::Txn(r), size_bytes, auth).await? {
             Response::Txn(resp) => Ok(resp),
             other => Err(other.unexpected()),
         }

@@ -397,6 +397,10 @@ impl<W, R> Core<W, R> {
             self.out.refused.push((expired.waiter, why));
         }
         let expired = self.reads.expire(self.ticks);
+        if !expired.is_empty() {
+            // etcd: "timed out waiting for read index response".
+            crate::metrics::handles().slow_read_indexes.increment(1);
+        }
         self.out.done.extend(expired.into_iter().map(|r| (r, Err(Error::Timeout))));
         for ctx in self.reads.retry(self.ticks) {
             if !self.installs.holding_ready() && self.may_ask_reads() {
@@ -746,6 +750,9 @@ impl<W, R> Core<W, R> {
                 self.leader_elected_tick = self.ticks;
             }
             let failed = self.reads.leader_changed();
+            if !failed.is_empty() {
+                crate::metrics::handles().read_indexes_failed.increment(1);
+            }
             self.out.done.extend(failed.into_iter().map(|r| (r, Err(Error::LeaderChanged))));
         }
         self.leader_seen = leader;

@@ -131,6 +131,7 @@ struct Driver {
     leading: bool,
     /// The WAL dir and the batch its marker waits for, until written (`DriverConfig::wal_marker`).
     wal_marker: Option<(std::path::PathBuf, u64)>,
+    heartbeats: super::heartbeats::HeartbeatDetector,
 }
 
 /// Where the driver's outside events come from and go: durable WAL batches, finished
@@ -365,6 +366,7 @@ impl Driver {
             peers,
             leading: false,
             wal_marker: cfg.wal_marker.clone(),
+            heartbeats: super::heartbeats::HeartbeatDetector::new(cfg.heartbeat),
         })
     }
 
@@ -492,6 +494,7 @@ impl Driver {
         let (term, leader, commit) = self.core.progress();
         if leader != self.status.leader() && leader != raft::INVALID_ID {
             m::handles().leader_changes.increment(1);
+            self.heartbeats.reset();
         }
         self.status.publish_raft(term, leader, commit);
         m::handles().proposals_pending.set(self.core.pending_proposals() as f64);
@@ -499,6 +502,7 @@ impl Driver {
     }
 
     async fn carry_out(&mut self, out: Output<WriteWaiter, DoneWaiter>) {
+        self.heartbeats.check(&out.messages);
         for lost in self.peers.send(out.messages) {
             self.core.unreachable(lost.to, lost.snapshot);
         }
@@ -519,6 +523,7 @@ impl Driver {
         self.answer(out.done);
         let more = self.core.take_output();
         self.answer(more.done);
+        self.heartbeats.check(&more.messages);
         for lost in self.peers.send(more.messages) {
             self.core.unreachable(lost.to, lost.snapshot);
         }
@@ -527,7 +532,10 @@ impl Driver {
             self.fetch(order);
         }
         if let Some(order) = out.install {
+            let in_progress = &crate::metrics::handles().snapshot_apply_in_progress;
+            in_progress.increment(1.0);
             let result = self.install(&order).await;
+            in_progress.decrement(1.0);
             self.core.installed(result);
             // The installed snapshot's member list, until the entries after it are applied.
             set_members(&self.membership, &self.status, self.core.members());

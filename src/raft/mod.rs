@@ -11,6 +11,7 @@
 //! * `driver` — the glommio loop that feeds the core and carries out its outputs (WAL writes,
 //!   apply, answers, snapshots).
 //! * `handle` — the front end's handle: the messages it sends and etcd's request timeout.
+//! * `heartbeats` — etcd's warning when the leader sends a heartbeat late.
 //! * `storage` — raft's log storage rebuilt from the snapshot and the WAL at boot.
 //! * `force_new` — `--force-new-cluster`: the other members' removal appended at boot.
 //!
@@ -34,6 +35,7 @@ pub mod core;
 pub mod driver;
 pub mod force_new;
 pub mod handle;
+pub mod heartbeats;
 pub mod installs;
 pub mod log_writer;
 pub mod proposals;

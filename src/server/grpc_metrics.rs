@@ -62,6 +62,7 @@ where
         let method = if is_grpc { MethodMetrics::of(req.uri().path()) } else { None };
         let received = method.as_ref().map(|_| m::handles().client_grpc_received_bytes.clone());
         if let Some(mm) = &method {
+            count_client_request(mm.unary, req.headers().get(CLIENT_API_VERSION).map(|v| v.as_bytes()));
             mm.started.increment(1);
             if mm.unary {
                 mm.msg_received.increment(1);
@@ -156,6 +157,37 @@ impl MethodMetrics {
         let mut others = OTHERS.lock().unwrap_or_else(|e| e.into_inner());
         Some(others.entry(path.to_string()).or_insert_with(|| Arc::new(MethodMetrics::new(method))).clone())
     }
+}
+
+/// The metadata key etcd's clients send their API version in (etcd's
+/// `MetadataClientAPIVersionKey`; clientv3 sends "3.5").
+const CLIENT_API_VERSION: &str = "client-api-version";
+/// Distinct client versions given a series of their own, per front-end thread; calls naming
+/// another are counted as "unknown", so invented versions cannot grow /metrics without bound.
+const CLIENT_VERSIONS_MAX: usize = 32;
+
+thread_local! {
+    /// version → its `etcd_server_client_requests_total` series, for unary calls and streams.
+    static CLIENT_REQUESTS: std::cell::RefCell<[HashMap<Vec<u8>, Counter>; 2]> = std::cell::RefCell::new([HashMap::new(), HashMap::new()]);
+}
+
+/// etcd's count of calls by type and client API version (its gRPC interceptors'
+/// `clientRequests`): "unknown" when the call names none.
+fn count_client_request(unary: bool, version: Option<&[u8]>) {
+    CLIENT_REQUESTS.with_borrow_mut(|by_kind| {
+        let series = &mut by_kind[usize::from(unary)];
+        let version = version.filter(|v| std::str::from_utf8(v).is_ok()).unwrap_or(b"unknown");
+        if let Some(counter) = series.get(version) {
+            counter.increment(1);
+            return;
+        }
+        let version = if series.len() < CLIENT_VERSIONS_MAX { version } else { b"unknown" };
+        let kind = if unary { "unary" } else { "stream" };
+        let counter = series.entry(version.to_vec()).or_insert_with(|| {
+            metrics::counter!(m::CLIENT_REQUESTS, "type" => kind, "client_api_version" => String::from_utf8_lossy(version).into_owned())
+        });
+        counter.increment(1);
+    });
 }
 
 /// The series of the served services' methods, by path.

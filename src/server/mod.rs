@@ -161,7 +161,11 @@ fn start(cfg: Config) -> Result<Option<i32>, String> {
     let promoter = Arc::new(raft.downgrade());
     let promote: crate::peer::PromoteFn = Arc::new(move |id| {
         let raft = promoter.upgrade();
-        Box::pin(async move { raft.ok_or(crate::error::Error::Stopped)?.member_change(crate::raft::conf_change::MemberChange::Promote { id }).await })
+        Box::pin(async move {
+            let result = raft.ok_or(crate::error::Error::Stopped)?.member_change(crate::raft::conf_change::MemberChange::Promote { id }).await;
+            crate::metrics::count_promotion(&result);
+            result
+        })
     });
     let fetcher = snapshot_fetcher(me, membership.clone(), peer_tls.client.clone());
     let (outbox, inbound) = crate::peer::start(me, &cfg.listen_peer_urls, membership.clone(), remotes, promote, peer_tls, snap_dir.clone())?;
