@@ -1,7 +1,7 @@
 //! The backend quota (`--quota-backend-bytes`), with etcd's cost model (etcd: quota.go): a put
 //! costs its key and value plus 256 bytes of overhead, a txn the larger of its branches' puts,
-//! deletes and reads nothing. A request that would take the db size to the quota is refused
-//! with NOSPACE and raises the NOSPACE alarm.
+//! a lease grant 64 bytes, deletes and reads nothing. A request that would take the db size to
+//! the quota is refused with NOSPACE and raises the NOSPACE alarm.
 
 use crate::proto::etcdserverpb::request_op::Request as Op;
 use crate::proto::etcdserverpb::{PutRequest, RequestOp, TxnRequest};
@@ -9,6 +9,8 @@ use crate::proto::etcdserverpb::{PutRequest, RequestOp, TxnRequest};
 /// etcd's default quota when the flag is 0.
 pub const DEFAULT_QUOTA_BYTES: u64 = 2 << 30;
 const KV_OVERHEAD_BYTES: u64 = 256;
+/// etcd's `leaseOverhead`: what a lease grant costs.
+pub const LEASE_GRANT_COST_BYTES: u64 = 64;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Quota {

@@ -97,7 +97,7 @@ async fn alarms_raised_by_hand_act_and_show_in_status_as_etcds() {
 
 /// Over the quota, an invalid write that does not fit is refused for the space first, as
 /// etcd's quotaKVServer checks before anything else (ballast validated first: "key is not
-/// provided"). Compared with etcd 3.5, both filled to their quota.
+/// provided"), and so is a lease grant. Compared with etcd 3.5, both filled to their quota.
 #[tokio::test]
 async fn over_the_quota_space_is_checked_before_validation_as_by_etcd() {
     use ballast::proto::etcdserverpb::*;
@@ -106,6 +106,7 @@ async fn over_the_quota_space_is_checked_before_validation_as_by_etcd() {
         let (_, err) = common::fill_until_error(&mut c, 1024).await;
         assert!(err.to_string().contains("database space exceeded"), "{err}");
         let mut kv = kv_client::KvClient::new(common::grpc_channel(endpoint).await);
+        let mut lease = lease_client::LeaseClient::new(common::grpc_channel(endpoint).await);
         let big = vec![b'b'; 100 << 10];
         let put = |key: &str| RequestOp { request: Some(request_op::Request::RequestPut(PutRequest { key: key.into(), value: big.clone(), ..Default::default() })) };
         let outcome = |r: Result<String, tonic::Status>| r.unwrap_or_else(|e| format!("{:?}: {}", e.code(), e.message()));
@@ -113,6 +114,8 @@ async fn over_the_quota_space_is_checked_before_validation_as_by_etcd() {
             outcome(kv.put(PutRequest { key: Vec::new(), value: big.clone(), ..Default::default() }).await.map(|_| "put".into())),
             outcome(kv.txn(TxnRequest { success: vec![put("d"), put("d")], ..Default::default() }).await.map(|_| "txn".into())),
             outcome(kv.put(PutRequest { key: b"k".to_vec(), value: big.clone(), lease: 12345, ..Default::default() }).await.map(|_| "put with lease".into())),
+            // A lease grant costs 64 bytes (etcd's leaseOverhead), checked as a put is.
+            outcome(lease.lease_grant(LeaseGrantRequest { ttl: 60, id: 0 }).await.map(|_| "lease grant".into())),
         ]
     }
     let etcd = etcd::Etcd::start_with(&["--quota-backend-bytes", QUOTA_BYTES]);

@@ -143,6 +143,8 @@ impl lease_server::Lease for LeaseService {
 
     // etcd 3.5 (since 3.5.13): every lease call needs a user when auth is on (requireAuthInfo).
     async fn lease_grant(&self, r: Request<LeaseGrantRequest>) -> Reply<LeaseGrantResponse> {
+        // etcd's quotaLeaseServer checks the space before anything else.
+        self.ctx.check_quota(crate::quota::LEASE_GRANT_COST_BYTES).await?;
         self.ctx.auth.require(&r)?;
         Ok(Response::new(self.grant(r.into_inner()).await?))
     }

@@ -403,8 +403,12 @@ impl Applier {
                 if self.nospace() {
                     return Err(Error::NoSpace);
                 }
+                let fits = self.within_quota(crate::quota::LEASE_GRANT_COST_BYTES);
                 let now = self.leader.then(std::time::Instant::now);
                 let ttl = self.lessor.grant(g.id, g.ttl, now)?;
+                if !fits {
+                    return Err(Error::NoSpace);
+                }
                 Ok(Response::LeaseGrant(LeaseGrantResponse { header: header(self.rev), id: g.id, ttl, error: String::new() }))
             }
             Request::LeaseRevoke(r) => self.revoke(r.id).await,
