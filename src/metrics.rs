@@ -49,6 +49,12 @@ pub const COMPACTED_REVISION: &str = "etcd_debugging_mvcc_compact_revision";
 pub const PUTS: &str = "etcd_mvcc_put_total";
 pub const DELETES: &str = "etcd_mvcc_delete_total";
 pub const RANGES: &str = "etcd_mvcc_range_total";
+pub const RANGES_DEBUG: &str = "etcd_debugging_mvcc_range_total";
+pub const COMPACTION_KEYS: &str = "etcd_debugging_mvcc_db_compaction_keys_total";
+pub const COMPACTION_LAST: &str = "etcd_debugging_mvcc_db_compaction_last";
+pub const COMPACTION_PAUSE_MS: &str = "etcd_debugging_mvcc_db_compaction_pause_duration_milliseconds";
+pub const COMPACTION_TOTAL_MS: &str = "etcd_debugging_mvcc_db_compaction_total_duration_milliseconds";
+pub const SNAP_SAVE_SECONDS: &str = "etcd_debugging_snap_save_total_duration_seconds";
 pub const TXNS: &str = "etcd_mvcc_txn_total";
 pub const AUTH_REVISION: &str = "etcd_debugging_auth_revision";
 pub const SERVER_ID: &str = "etcd_server_id";
@@ -119,6 +125,14 @@ fn disk_buckets() -> Vec<f64> {
     (0..14).map(|i| 0.001 * f64::powi(2.0, i)).collect()
 }
 
+/// etcd's db compaction pause histogram: prometheus.ExponentialBuckets(1, 2, 13).
+fn compaction_pause_buckets() -> Vec<f64> {
+    (0..13).map(|i| f64::powi(2.0, i)).collect()
+}
+/// etcd's db compaction total histogram: prometheus.ExponentialBuckets(100, 2, 14).
+fn compaction_total_buckets() -> Vec<f64> {
+    (0..14).map(|i| 100.0 * f64::powi(2.0, i)).collect()
+}
 /// etcd's defrag histogram: prometheus.ExponentialBuckets(.1, 2, 13).
 fn defrag_buckets() -> Vec<f64> {
     (0..13).map(|i| 0.1 * f64::powi(2.0, i)).collect()
@@ -255,6 +269,12 @@ pub const METRICS: &[Metric] = &[
     Metric::new(PUTS, C, "Total number of puts seen by this member."),
     Metric::new(DELETES, C, "Total number of deletes seen by this member."),
     Metric::new(RANGES, C, "Total number of ranges seen by this member."),
+    Metric::new(RANGES_DEBUG, C, "Total number of ranges seen by this member."),
+    Metric::new(COMPACTION_KEYS, C, "Total number of db keys compacted (ballast: records dropped by physical compaction)."),
+    Metric::new(COMPACTION_LAST, G, "The unix time of the last db compaction. Resets to 0 on start."),
+    Metric::new(COMPACTION_PAUSE_MS, H(compaction_pause_buckets), "Bucketed histogram of db compaction pause duration (ballast: one step of a shard's compaction)."),
+    Metric::new(COMPACTION_TOTAL_MS, H(compaction_total_buckets), "Bucketed histogram of db compaction total duration."),
+    Metric::new(SNAP_SAVE_SECONDS, H(disk_buckets), "The total latency distributions of save called by snapshot (ballast: a snapshot written).").unit(SECONDS),
     Metric::new(TXNS, C, "Total number of txns seen by this member."),
     Metric::new(AUTH_REVISION, G, "The current revision of auth store."),
     Metric::new(SERVER_ID, G, "Server or member ID in hexadecimal format. 1 for 'server_id' label with current ID.").labeled(),
@@ -387,6 +407,12 @@ pub struct Handles {
     pub backend_snapshot_seconds: Histogram,
     pub hash_seconds: Histogram,
     pub hash_rev_seconds: Histogram,
+    pub ranges_debug: Counter,
+    pub compaction_keys: Counter,
+    pub compaction_last: Gauge,
+    pub compaction_pause_ms: Histogram,
+    pub compaction_total_ms: Histogram,
+    pub snap_save_seconds: Histogram,
 }
 
 impl Handles {
@@ -434,6 +460,12 @@ impl Handles {
             backend_snapshot_seconds: histogram!(BACKEND_SNAPSHOT_SECONDS),
             hash_seconds: histogram!(HASH_SECONDS),
             hash_rev_seconds: histogram!(HASH_REV_SECONDS),
+            ranges_debug: counter!(RANGES_DEBUG),
+            compaction_keys: counter!(COMPACTION_KEYS),
+            compaction_last: gauge!(COMPACTION_LAST),
+            compaction_pause_ms: histogram!(COMPACTION_PAUSE_MS),
+            compaction_total_ms: histogram!(COMPACTION_TOTAL_MS),
+            snap_save_seconds: histogram!(SNAP_SAVE_SECONDS),
         }
     }
 }
@@ -464,6 +496,14 @@ pub fn count_promotion<T>(result: &Result<T, crate::error::Error>) {
         Ok(_) => metrics::counter!(LEARNER_PROMOTE_SUCCESSES).increment(1),
         Err(crate::error::Error::NotLeader) => {}
         Err(e) => metrics::counter!(LEARNER_PROMOTE_FAILURES, "Reason" => e.to_string()).increment(1),
+    }
+}
+
+impl Handles {
+    /// Ranges served, in etcd's counter and its debugging twin.
+    pub fn count_ranges(&self, n: u64) {
+        self.ranges.increment(n);
+        self.ranges_debug.increment(n);
     }
 }
 

@@ -97,7 +97,7 @@ impl Kv {
         let Some((shard, query)) = linear_read::plan(r, &self.ctx.shards) else { return Ok(None) };
         match self.ctx.raft.read_range(shard, query).await {
             Ok(part) => {
-                crate::metrics::handles().ranges.increment(1);
+                crate::metrics::handles().count_ranges(1);
                 let rev = part.rev;
                 let mut resp = range::finish(r, part, rev);
                 self.ctx.fill(&mut resp.header);

@@ -36,7 +36,7 @@ pub fn current_rev(status: &ServerStatus) -> i64 {
 /// "compacted", which etcd never answers it (its reads hold the store's revision). The status
 /// publishes a compaction just after the shards take it, hence a few retries, 1 ms apart.
 pub async fn range_on_shards(shards: &Shards, r: &RangeRequest, status: &ServerStatus) -> Result<RangeResponse> {
-    crate::metrics::handles().ranges.increment(1);
+    crate::metrics::handles().count_ranges(1);
     let mut retries = 0;
     loop {
         let current_rev = current_rev(status);

@@ -375,7 +375,7 @@ impl Store {
         assert!(max_keys > 0 && max_records > 0, "a compaction step visits at least one key");
         let until = time.map(|t| std::time::Instant::now() + t);
         let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
-        let (mut freed, mut visited, mut records, mut last) = (0, 0, 0, None);
+        let (mut freed, mut visited, mut records, mut dropped, mut last) = (0, 0, 0, 0, None);
         let mut emptied = Vec::new();
         let mut more = false;
         let segment_rev = self.segment_rev;
@@ -384,8 +384,10 @@ impl Store {
                 more = true;
                 break;
             }
-            records += e.history().len();
+            let before = e.history().len();
+            records += before;
             freed += e.compact(rev, segment_rev);
+            dropped += (before - e.history().len()) as u64;
             if e.history().is_empty() {
                 emptied.push(e.key().to_vec());
             }
@@ -396,6 +398,7 @@ impl Store {
             self.keys.remove(&key);
         }
         self.size_bytes -= freed;
+        crate::metrics::handles().compaction_keys.increment(dropped);
         if more {
             last
         } else {

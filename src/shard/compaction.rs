@@ -24,20 +24,28 @@ impl ShardState {
     pub(super) async fn compact_in_background(self: Rc<Self>) {
         // Below any revision a compaction can name (etcd accepts one at 0), so every waiter is answered.
         let mut done_rev = -1;
+        let m = crate::metrics::handles();
+        let millis = |since: std::time::Instant| since.elapsed().as_secs_f64() * 1000.0;
         while self.compact_target.get() > done_rev {
             let target = self.compact_target.get();
             let mut cursor: Option<Vec<u8>> = None;
+            let started = std::time::Instant::now();
             loop {
                 while self.snapshots.get() > 0 || self.oldest_read().is_some_and(|r| r < target) {
                     glommio::timer::sleep(SNAPSHOT_WAIT).await;
                 }
+                // etcd's pause: what a step holds the shard's writes for.
+                let step = std::time::Instant::now();
                 cursor = self.store.borrow_mut().compact_chunk(target, cursor.as_deref(), COMPACT_STEP);
+                m.compaction_pause_ms.record(millis(step));
                 self.publish();
                 if cursor.is_none() {
                     break;
                 }
                 step_aside().await;
             }
+            m.compaction_total_ms.record(millis(started));
+            m.compaction_last.set(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64().floor()));
             done_rev = target;
             let (done, pending): (Vec<_>, Vec<_>) =
                 self.compact_waiters.borrow_mut().drain(..).partition(|(rev, _)| *rev <= done_rev);

@@ -115,6 +115,7 @@ impl Coordinator {
     pub fn finish(&mut self, result: Finished) -> Result<Vec<u8>, String> {
         if let Some(started) = self.started.take() {
             m::handles().snapshot_seconds.record(started.elapsed().as_secs_f64());
+            m::handles().snap_save_seconds.record(started.elapsed().as_secs_f64());
         }
         match result {
             Ok(m) => {
