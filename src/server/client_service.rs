@@ -19,6 +19,9 @@
 //!
 //! A gRPC call over HTTP/1 is not served: 404, as etcd's HTTP mux answers it.
 //!
+//! A call that requires a leader (`hasleader: true`) is refused while this member has none,
+//! and its stream ends when the member has been without one for a while (`require_leader`).
+//!
 //! A gRPC call of a method or service the port does not serve gets grpc-go's answer (etcd's):
 //! "unknown method M for service S" or "unknown service S" (Unimplemented), and
 //! "malformed method name: \"P\"" (ResourceExhausted, as etcd 3.5's grpc-go) for a path without
@@ -34,6 +37,7 @@ use tonic::service::Routes;
 use tower_service::Service;
 
 use super::kv_route::{KvCall, KvRoute};
+use super::require_leader::{self, LeaderLoss};
 use crate::api::kv::KvService;
 use crate::auth::AuthGuard;
 use crate::proto::etcdserverpb::kv_server::KvServer;
@@ -54,13 +58,28 @@ pub struct ClientService {
     /// (`AuthGuard::token_index_ahead`).
     auth: Arc<AuthGuard>,
     status: Arc<ServerStatus>,
+    leader_loss: LeaderLoss,
 }
 
 impl ClientService {
     /// `route` and `kv` (Compact) serve the KV paths; `routes` holds them too (the gateway
     /// calls them there, in process) and everything else.
-    pub fn new(kv: KvServer<KvService>, route: KvRoute, routes: Routes, auth: Arc<AuthGuard>, status: Arc<ServerStatus>) -> ClientService {
-        ClientService { kv, route, routes, auth, status }
+    pub fn new(kv: KvServer<KvService>, route: KvRoute, routes: Routes, auth: Arc<AuthGuard>, status: Arc<ServerStatus>, leader_loss: LeaderLoss) -> ClientService {
+        ClientService { kv, route, routes, auth, status, leader_loss }
+    }
+
+    /// After the simple token's raft entry is applied here, if it is ahead.
+    fn authorized<B>(&mut self, req: http::Request<B>) -> ClientFuture
+    where
+        B: http_body::Body<Data = bytes::Bytes> + Send + Unpin + 'static,
+        B::Error: Into<tonic::codegen::StdError> + Send + 'static,
+    {
+        let Some(index) = self.auth.token_index_ahead(req.headers(), self.status.applied_index()) else { return self.route(req) };
+        let mut me = self.clone();
+        ClientFuture::Direct(Box::pin(async move {
+            crate::auth::wait_applied(index, || me.status.applied_index()).await;
+            me.route(req).await
+        }))
     }
 
     fn route<B>(&mut self, req: http::Request<B>) -> ClientFuture
@@ -110,12 +129,17 @@ where
             let refused = tonic::Status::from(crate::error::Error::NotSupportedForLearner);
             return ClientFuture::Direct(Box::pin(std::future::ready(Ok(refused.into_http()))));
         }
-        let Some(index) = self.auth.token_index_ahead(req.headers(), self.status.applied_index()) else { return self.route(req) };
-        let mut me = self.clone();
-        ClientFuture::Direct(Box::pin(async move {
-            crate::auth::wait_applied(index, || me.status.applied_index()).await;
-            me.route(req).await
-        }))
+        let path = req.uri().path();
+        if require_leader::required(&req) && is_grpc(&req) && super::grpc_metrics::serves(path) {
+            if self.status.leader() == 0 {
+                return ClientFuture::Direct(Box::pin(std::future::ready(Ok(require_leader::no_leader().into_http()))));
+            }
+            if super::grpc_metrics::is_stream(path) {
+                let (mut me, loss) = (self.clone(), self.leader_loss.clone());
+                return ClientFuture::Direct(Box::pin(async move { Ok(loss.bound(me.authorized(req).await?)) }));
+            }
+        }
+        self.authorized(req)
     }
 }
 

@@ -193,6 +193,11 @@ fn count_client_request(unary: bool, version: Option<&[u8]>) {
 /// The series of the served services' methods, by path.
 static SERVED: OnceLock<HashMap<String, Arc<MethodMetrics>>> = OnceLock::new();
 
+/// Whether `path` names a streaming method of the protos.
+pub fn is_stream(path: &str) -> bool {
+    method_of(path).is_some_and(|(_, _, grpc_type)| *grpc_type != "unary")
+}
+
 /// Whether the client port serves `path` ("/service/method") as a gRPC method.
 pub fn serves(path: &str) -> bool {
     SERVED.get().is_some_and(|served| served.contains_key(path))

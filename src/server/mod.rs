@@ -18,6 +18,7 @@ pub mod grpc_metrics;
 pub mod handshake;
 pub mod http;
 pub mod kv_route;
+pub mod require_leader;
 pub mod self_cert;
 pub mod tls;
 
@@ -380,6 +381,7 @@ fn serve_front_end(
     let (dealer, conns) = front_end::Dealer::new(replies.len());
     let gateway_streams = crate::gateway::stream_bound(cfg.max_concurrent_streams);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let (leader_monitor, leader_loss) = require_leader::channel();
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let mut workers: Vec<front_end::Worker> = conns
         .into_iter()
@@ -387,7 +389,7 @@ fn serve_front_end(
         .map(|(conns, replies)| front_end::Worker {
             conns,
             replies,
-            routes: client_routes(cfg, ctx.clone(), metrics.clone(), gateway_streams.clone(), stop_rx.clone()),
+            routes: client_routes(cfg, ctx.clone(), metrics.clone(), gateway_streams.clone(), stop_rx.clone(), leader_loss.clone()),
             tls: acceptor.clone(),
             http2: front_end::Http2Settings::of(cfg),
         })
@@ -407,6 +409,7 @@ fn serve_front_end(
             .name("front-end-0".into())
             .spawn_scoped(scope, move || {
                 let rt = front_end::runtime(0)?;
+                rt.spawn(leader_monitor.run(ctx.status.clone(), Duration::from_millis(cfg.election_timeout_ms.max(1))));
                 rt.block_on(front_end_main(cfg, ctx, compaction, metrics, dealer, first, (stop_tx, stop_rx)))
             })
             .map_err(|e| format!("cannot start front-end thread: {e}"))?;
@@ -591,6 +594,7 @@ fn client_routes(
     metrics: metrics_exporter_prometheus::PrometheusHandle,
     gateway_streams: Arc<tokio::sync::Semaphore>,
     stopping: tokio::sync::watch::Receiver<bool>,
+    leader_loss: require_leader::LeaderLoss,
 ) -> client_service::ClientService {
     let max_msg = cfg.max_request_bytes as usize + GRPC_OVERHEAD_BYTES;
     let kv_service = Arc::new(KvService::new(ctx.clone()));
@@ -616,7 +620,7 @@ fn client_routes(
     let gateway = Arc::new(crate::gateway::Gateway::new(grpc.clone(), max_msg, gateway_streams, ctx.auth.clone(), ctx.status.clone(), stopping));
     let (auth, status) = (ctx.auth.clone(), ctx.status.clone());
     let router = grpc.merge(crate::gateway::router(gateway)).merge(http::router(ctx, metrics).layer(axum::middleware::map_response(|r| async move { crate::gateway::with_cors(r) }))).fallback(crate::gateway::unknown_path);
-    client_service::ClientService::new(kv_direct, route_direct, tonic::service::Routes::from(router), auth, status)
+    client_service::ClientService::new(kv_direct, route_direct, tonic::service::Routes::from(router), auth, status, leader_loss)
 }
 
 /// The signal that stops the server, and its name as Go's `Signal.String` gives it (etcd logs it).
