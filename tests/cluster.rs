@@ -901,3 +901,26 @@ fn a_leader_held_up_warns_that_its_heartbeats_are_late() {
     assert!(failures.is_some_and(|n| n >= 2.0 && n <= logged), "{failures:?} counted, {logged} logged");
     assert_eq!(c.wait_leader(ELECTION_BOUND), leader, "the leader kept its place");
 }
+
+/// A linearizable read on a follower whose leader is frozen: its ReadIndex request goes
+/// unanswered, and the follower asks again every half election timeout, warning of each as
+/// etcd's read loop does ("waiting for ReadIndex response took too long, retrying", retry
+/// timeout 500 ms at the default timings).
+#[test]
+fn an_unanswered_read_index_is_asked_again_with_etcds_warning() {
+    let c = Cluster::start(3);
+    let leader = c.wait_leader(ELECTION_BOUND);
+    let follower = follower_of(&c, leader);
+    let pid = c.members[leader].pid() as i32;
+    // SAFETY: signals to a child process this test started.
+    assert_eq!(unsafe { kill(pid, SIGSTOP) }, 0);
+    // The read waits (a new leader answers it, or it fails); either way it asked again first.
+    let _ = c.members[follower].etcdctl(&["get", "k"]);
+    assert_eq!(unsafe { kill(pid, SIGCONT) }, 0);
+    const MSG: &str = r#""msg":"waiting for ReadIndex response took too long, retrying""#;
+    let log = c.members[follower].log();
+    let line = log.lines().find(|l| l.contains(MSG)).unwrap_or_else(|| panic!("no retry warning: {log}"));
+    let w: serde_json::Value = serde_json::from_str(line).unwrap();
+    assert_eq!((w["level"].as_str(), w["retry-timeout"].as_str()), (Some("warn"), Some("500ms")), "{line}");
+    assert!(w["sent-request-id"].as_str().is_some_and(|id| id.parse::<u64>().is_ok()), "{line}");
+}

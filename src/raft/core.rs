@@ -127,6 +127,9 @@ pub struct Output<W, R> {
     pub fetch: Option<FetchOrder>,
     /// Install the fetched snapshot, then report `Core::installed`.
     pub install: Option<InstallOrder>,
+    /// ReadIndex requests asked again, unanswered for half an election timeout (etcd warns
+    /// of each: its read loop's `readIndexRetryTime`).
+    pub read_retries: Vec<u64>,
 }
 
 impl<W, R> Default for Output<W, R> {
@@ -141,6 +144,7 @@ impl<W, R> Default for Output<W, R> {
             release_wal_before: None,
             fetch: None,
             install: None,
+            read_retries: Vec::new(),
         }
     }
 }
@@ -402,7 +406,8 @@ impl<W, R> Core<W, R> {
             crate::metrics::handles().slow_read_indexes.increment(1);
         }
         self.out.done.extend(expired.into_iter().map(|r| (r, Err(Error::Timeout))));
-        for ctx in self.reads.retry(self.ticks) {
+        for (id, ctx) in self.reads.retry(self.ticks) {
+            self.out.read_retries.push(id);
             if !self.installs.holding_ready() && self.may_ask_reads() {
                 self.raw.read_index(ctx);
             }

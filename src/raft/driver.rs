@@ -132,6 +132,9 @@ struct Driver {
     /// The WAL dir and the batch its marker waits for, until written (`DriverConfig::wal_marker`).
     wal_marker: Option<(std::path::PathBuf, u64)>,
     heartbeats: super::heartbeats::HeartbeatDetector,
+    /// How long a ReadIndex request waits for its answer before it is asked again (half an
+    /// election timeout: etcd's `readIndexRetryTime` at its default timings).
+    read_retry: Duration,
 }
 
 /// Where the driver's outside events come from and go: durable WAL batches, finished
@@ -367,6 +370,7 @@ impl Driver {
             leading: false,
             wal_marker: cfg.wal_marker.clone(),
             heartbeats: super::heartbeats::HeartbeatDetector::new(cfg.heartbeat),
+            read_retry: cfg.heartbeat * (cfg.election_ticks / 2).max(1) as u32,
         })
     }
 
@@ -501,8 +505,17 @@ impl Driver {
         self.outbox.flush();
     }
 
+    /// etcd's warning for each ReadIndex request asked again.
+    fn warn_read_retries(&self, ids: &[u64]) {
+        for id in ids {
+            let fields = [("sent-request-id", id.to_string()), ("retry-timeout", crate::log::go_duration(self.read_retry))];
+            crate::log::warn("waiting for ReadIndex response took too long, retrying", &fields);
+        }
+    }
+
     async fn carry_out(&mut self, out: Output<WriteWaiter, DoneWaiter>) {
         self.heartbeats.check(&out.messages);
+        self.warn_read_retries(&out.read_retries);
         for lost in self.peers.send(out.messages) {
             self.core.unreachable(lost.to, lost.snapshot);
         }
@@ -524,6 +537,7 @@ impl Driver {
         let more = self.core.take_output();
         self.answer(more.done);
         self.heartbeats.check(&more.messages);
+        self.warn_read_retries(&more.read_retries);
         for lost in self.peers.send(more.messages) {
             self.core.unreachable(lost.to, lost.snapshot);
         }

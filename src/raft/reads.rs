@@ -85,8 +85,8 @@ impl<R> Reads<R> {
         Some(self.encode(self.next_ctx))
     }
 
-    /// The contexts of requests unanswered for `retry_ticks`: to ask again.
-    pub fn retry(&mut self, now: u64) -> Vec<Vec<u8>> {
+    /// The requests unanswered for `retry_ticks`, to ask again: each one's id and context.
+    pub fn retry(&mut self, now: u64) -> Vec<(u64, Vec<u8>)> {
         let mut again = Vec::new();
         for (&ctx, asked) in &mut self.asked {
             if asked.sent_at + self.retry_ticks <= now {
@@ -95,7 +95,7 @@ impl<R> Reads<R> {
             }
         }
         again.sort_unstable(); // deterministic order (a HashMap's is not)
-        again.into_iter().map(|ctx| self.encode(ctx)).collect()
+        again.into_iter().map(|ctx| (ctx, self.encode(ctx))).collect()
     }
 
     /// Raft answered the request `ctx` with `index`: the followers' requests that rode on it,
