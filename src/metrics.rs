@@ -120,39 +120,44 @@ pub const SNAPSHOT_SECONDS: &str = "ballast_snapshot_duration_seconds";
 pub const WATCH_LAG_REVISIONS: &str = "ballast_watch_lag_revisions";
 pub const WATCH_HELD_BYTES: &str = "ballast_watch_held_bytes";
 
+/// Prometheus's `ExponentialBuckets(start, 2, count)`.
+fn exponential(start: f64, count: i32) -> Vec<f64> {
+    (0..count).map(|i| start * f64::powi(2.0, i)).collect()
+}
+
 /// etcd's disk histograms: prometheus.ExponentialBuckets(0.001, 2, 14).
 fn disk_buckets() -> Vec<f64> {
-    (0..14).map(|i| 0.001 * f64::powi(2.0, i)).collect()
+    exponential(0.001, 14)
 }
 
 /// etcd's db compaction pause histogram: prometheus.ExponentialBuckets(1, 2, 13).
 fn compaction_pause_buckets() -> Vec<f64> {
-    (0..13).map(|i| f64::powi(2.0, i)).collect()
+    exponential(1.0, 13)
 }
 /// etcd's db compaction total histogram: prometheus.ExponentialBuckets(100, 2, 14).
 fn compaction_total_buckets() -> Vec<f64> {
-    (0..14).map(|i| 100.0 * f64::powi(2.0, i)).collect()
+    exponential(100.0, 14)
 }
 /// etcd's defrag histogram: prometheus.ExponentialBuckets(.1, 2, 13).
 fn defrag_buckets() -> Vec<f64> {
-    (0..13).map(|i| 0.1 * f64::powi(2.0, i)).collect()
+    exponential(0.1, 13)
 }
 /// etcd's backend snapshot histogram: prometheus.ExponentialBuckets(.01, 2, 17).
 fn backend_snapshot_buckets() -> Vec<f64> {
-    (0..17).map(|i| 0.01 * f64::powi(2.0, i)).collect()
+    exponential(0.01, 17)
 }
 /// etcd's hash histograms: prometheus.ExponentialBuckets(.01, 2, 15).
 fn hash_buckets() -> Vec<f64> {
-    (0..15).map(|i| 0.01 * f64::powi(2.0, i)).collect()
+    exponential(0.01, 15)
 }
 /// etcd's peer RTT histogram: ExponentialBuckets(0.0001, 2, 16).
 fn rtt_buckets() -> Vec<f64> {
-    (0..16).map(|i| 0.0001 * f64::powi(2.0, i)).collect()
+    exponential(0.0001, 16)
 }
 
 /// etcd's snapshot send and receive histograms: ExponentialBuckets(0.1, 2, 10).
 fn snapshot_transfer_buckets() -> Vec<f64> {
-    (0..10).map(|i| 0.1 * f64::powi(2.0, i)).collect()
+    exponential(0.1, 10)
 }
 
 /// go-grpc-prometheus defaults (prometheus.DefBuckets).
@@ -161,22 +166,22 @@ fn grpc_buckets() -> Vec<f64> {
 }
 /// etcd's lease TTL histogram: ExponentialBuckets(1, 2, 24).
 fn lease_ttl_buckets() -> Vec<f64> {
-    (0..24).map(|i| f64::powi(2.0, i)).collect()
+    exponential(1.0, 24)
 }
 /// Batch sizes: 1 .. 4096 by powers of two.
 fn batch_buckets() -> Vec<f64> {
-    (0..13).map(|i| f64::powi(2.0, i)).collect()
+    exponential(1.0, 13)
 }
 fn batch_bytes_buckets() -> Vec<f64> {
-    (8..26).map(|i| f64::powi(2.0, i)).collect()
+    exponential(256.0, 18)
 }
 /// etcd's apply histogram: prometheus.ExponentialBuckets(0.0001, 2, 20).
 fn apply_duration_buckets() -> Vec<f64> {
-    (0..20).map(|i| 0.0001 * f64::powi(2.0, i)).collect()
+    exponential(0.0001, 20)
 }
 /// Shard apply latency: 10 µs .. ~80 ms.
 fn apply_buckets() -> Vec<f64> {
-    (0..14).map(|i| 0.00001 * f64::powi(2.0, i)).collect()
+    exponential(0.00001, 14)
 }
 
 #[derive(Clone, Copy)]
