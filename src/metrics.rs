@@ -512,6 +512,23 @@ impl Handles {
     }
 }
 
+/// An "in progress" gauge raised by one while this lives: lowered however the work ends, a
+/// call whose client went away (its future dropped) included.
+pub struct Raised(&'static Gauge);
+
+impl Raised {
+    pub fn new(gauge: &'static Gauge) -> Raised {
+        gauge.increment(1.0);
+        Raised(gauge)
+    }
+}
+
+impl Drop for Raised {
+    fn drop(&mut self) {
+        self.0.decrement(1.0);
+    }
+}
+
 /// The cached handles; after `install`, those of the installed recorder.
 pub fn handles() -> &'static Handles {
     HANDLES.get().unwrap_or(&UNINSTALLED)

@@ -101,10 +101,9 @@ impl Maintenance for MaintenanceService {
     async fn defragment(&self, r: Request<DefragmentRequest>) -> Reply<DefragmentResponse> {
         self.ctx.auth.maintenance_admin(&r)?;
         let (m, started) = (crate::metrics::handles(), std::time::Instant::now());
-        m.defrag_inflight.increment(1.0);
-        let done = self.ctx.raft.snapshot().await;
-        m.defrag_inflight.decrement(1.0);
-        done?;
+        let inflight = crate::metrics::Raised::new(&m.defrag_inflight);
+        self.ctx.raft.snapshot().await?;
+        drop(inflight);
         m.defrag_seconds.record(started.elapsed().as_secs_f64());
         // etcd answers an empty DefragmentResponse, without a header.
         Ok(Response::new(DefragmentResponse { header: None }))

@@ -546,10 +546,9 @@ impl Driver {
             self.fetch(order);
         }
         if let Some(order) = out.install {
-            let in_progress = &crate::metrics::handles().snapshot_apply_in_progress;
-            in_progress.increment(1.0);
+            let in_progress = crate::metrics::Raised::new(&crate::metrics::handles().snapshot_apply_in_progress);
             let result = self.install(&order).await;
-            in_progress.decrement(1.0);
+            drop(in_progress);
             self.core.installed(result);
             // The installed snapshot's member list, until the entries after it are applied.
             set_members(&self.membership, &self.status, self.core.members());
