@@ -170,7 +170,7 @@ impl lease_server::Lease for LeaseService {
             Some(Ok(who)) => Some(who.unwrap_or_default()),
             None => None,
         };
-        tokio::spawn(keep_alive(self.ctx.clone(), r.into_inner(), tx, who));
+        crate::server::shard_front::spawn(keep_alive(self.ctx.clone(), r.into_inner(), tx, who));
         Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
     }
 }

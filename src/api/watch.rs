@@ -58,7 +58,7 @@ impl WatchService {
         };
         let (failed_tx, failed) = tokio::sync::oneshot::channel();
         let backlog = Arc::new(Backlog { queued: stream.queued, taken: tokio::sync::Notify::new(), closed: AtomicBool::new(false) });
-        tokio::spawn(forward_requests(hub.clone(), id, req.into_inner(), sender, failed_tx, backlog.clone()));
+        crate::server::shard_front::spawn(forward_requests(hub.clone(), id, req.into_inner(), sender, failed_tx, backlog.clone()));
         let closer = CloseOnDrop { hub, stream: id, backlog: backlog.clone() };
         let responses = tokio_stream::wrappers::UnboundedReceiverStream::new(stream.responses).flat_map(move |o| {
             let _ = &closer;

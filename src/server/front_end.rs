@@ -1,5 +1,8 @@
 //! The front end's threads: `n` tokio current-thread runtimes, each serving the client
-//! connections handed to it, plus its reply dispatcher (`reply.rs`).
+//! connections handed to it, plus its reply dispatcher (`reply.rs`). A plaintext connection
+//! that opens with HTTP/2's preface (a gRPC client's) goes on to a shard, which serves it
+//! (`shard_front.rs`); HTTP/1 ones (probes, /metrics, the JSON gateway) stay here, so they are
+//! answered even while a shard is stuck, as etcd answers them.
 //!
 //! Why current-thread runtimes and not one multi-thread runtime (measured with `perf`, put with
 //! 100 clients): in a multi-thread runtime a task woken by a task on the same worker runs next
@@ -7,11 +10,13 @@
 //! response per `writev`. On a current-thread runtime the woken connection task queues behind
 //! the other handlers the reply dispatcher woke in the same batch, so a connection flushes all
 //! its ready responses at once. Each thread owns its connections; thread 0 also accepts them for
-//! every listener (round robin), serves the metrics listeners, the auto-compactor and signals.
+//! every listener (round robin), serves the unix sockets, the metrics listeners, the
+//! auto-compactor and signals.
 //!
 //! With TLS (`tls.rs`), a thread runs a second server, for its TLS connections: connections of
 //! secure listeners reach the thread on a queue of their own and are handshaken there
-//! (`handshake.rs`). The plaintext path is the same with or without TLS.
+//! (`handshake.rs`); one found to be plaintext (a port serving both) joins the thread's
+//! plaintext ones.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -29,6 +34,13 @@ use crate::reply;
 const CONN_QUEUE_CAPACITY: usize = 1024;
 /// After a failed accept (out of file descriptors, ...), wait this long before the next.
 const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(10);
+/// HTTP/2's connection preface opens with these bytes; no HTTP/1 request does (RFC 9113 §3.4:
+/// "PRI" is reserved for it).
+const HTTP2_PREFACE_START: &[u8; 4] = b"PRI ";
+/// A plaintext connection that has not sent its first bytes by then is served here.
+const SNIFF_TIMEOUT: Duration = Duration::from_secs(10);
+/// Between peeks while fewer than 4 bytes have come.
+const SNIFF_RETRY: Duration = Duration::from_millis(1);
 
 /// One front-end thread's share: where its connections arrive and its answers are delivered.
 pub struct Worker {
@@ -77,6 +89,8 @@ pub struct Queues {
     /// The plain queue's sending end: where a connection found plaintext on a port serving
     /// both goes.
     pub plain_again: flume::Sender<std::net::TcpStream>,
+    /// Where its HTTP/2 plaintext connections go.
+    pub shards: ShardQueues,
 }
 
 /// A thread's connection queues, as the dealer's sending end.
@@ -92,17 +106,36 @@ pub struct Dealer {
     next: Arc<AtomicUsize>,
 }
 
+/// The shards' queues of plaintext HTTP/2 connections, dealt in turn.
+#[derive(Clone)]
+pub struct ShardQueues {
+    queues: Arc<Vec<flume::Sender<std::net::TcpStream>>>,
+    next: Arc<AtomicUsize>,
+}
+
+impl ShardQueues {
+    /// Whether the shard took it (false: shutting down).
+    async fn deal(&self, conn: std::net::TcpStream) -> bool {
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.queues.len();
+        self.queues[i].send_async(conn).await.is_ok()
+    }
+}
+
 impl Dealer {
-    pub fn new(n: usize) -> (Dealer, Vec<Queues>) {
-        let mut senders = Vec::with_capacity(n);
-        let mut queues = Vec::with_capacity(n);
-        for _ in 0..n {
+    /// The dealer, the queues of `threads` front-end threads and those of `shards` shards.
+    pub fn new(threads: usize, shards: usize) -> (Dealer, Vec<Queues>, Vec<flume::Receiver<std::net::TcpStream>>) {
+        assert!(threads > 0 && shards > 0);
+        let (to_shards, shard_queues): (Vec<_>, Vec<_>) = (0..shards).map(|_| flume::bounded(CONN_QUEUE_CAPACITY)).unzip();
+        let to_shards = ShardQueues { queues: Arc::new(to_shards), next: Arc::new(AtomicUsize::new(0)) };
+        let mut senders = Vec::with_capacity(threads);
+        let mut queues = Vec::with_capacity(threads);
+        for _ in 0..threads {
             let (plain_tx, plain_rx) = flume::bounded(CONN_QUEUE_CAPACITY);
             let (secure_tx, secure_rx) = flume::bounded(CONN_QUEUE_CAPACITY);
-            queues.push(Queues { plain: plain_rx, secure: secure_rx, plain_again: plain_tx.clone() });
+            queues.push(Queues { plain: plain_rx, secure: secure_rx, plain_again: plain_tx.clone(), shards: to_shards.clone() });
             senders.push(Senders { plain: plain_tx, secure: secure_tx });
         }
-        (Dealer { threads: Arc::new(senders), next: Arc::new(AtomicUsize::new(0)) }, queues)
+        (Dealer { threads: Arc::new(senders), next: Arc::new(AtomicUsize::new(0)) }, queues, shard_queues)
     }
 
     /// Accepts connections on `listener`, serving `transport`, until `stop` changes.
@@ -140,10 +173,12 @@ impl Dealer {
 /// Serves `worker`'s connections on the current thread's runtime until `stop` changes; open
 /// connections then get `grace` to finish.
 pub async fn serve(worker: Worker, mut stop: tokio::sync::watch::Receiver<bool>, grace: Duration) -> Result<(), String> {
-    let Worker { conns: Queues { plain, secure, plain_again }, replies, routes, tls, http2 } = worker;
+    let Worker { conns: Queues { plain, secure, plain_again, shards }, replies, routes, tls, http2 } = worker;
     tokio::spawn(reply::dispatch(replies));
     tokio::spawn(release_freed_memory());
-    let incoming = plain.into_stream().map(tokio::net::TcpStream::from_std);
+    let (http1_tx, http1_rx) = flume::bounded(CONN_QUEUE_CAPACITY);
+    tokio::spawn(pass_http2_to_shards(plain, shards, http1_tx));
+    let incoming = http1_rx.into_stream().map(Ok::<_, std::io::Error>);
     let plain_server = serve_connections(routes.clone(), incoming, stop.clone(), http2);
     let tls_stop = stop.clone();
     let tls_server = async move {
@@ -164,6 +199,46 @@ pub async fn serve(worker: Worker, mut stop: tokio::sync::watch::Receiver<bool>,
             log::warn("closing client connections that outlived the shutdown grace period", &[]);
             Ok(())
         }
+    }
+}
+
+/// Takes `plain` connections until their senders are gone: each that opens with HTTP/2's
+/// preface goes to a shard, the others (and those that send nothing within `SNIFF_TIMEOUT`)
+/// to `http1`, this thread's server.
+async fn pass_http2_to_shards(plain: flume::Receiver<std::net::TcpStream>, shards: ShardQueues, http1: flume::Sender<tokio::net::TcpStream>) {
+    while let Ok(conn) = plain.recv_async().await {
+        let (shards, http1) = (shards.clone(), http1.clone());
+        tokio::spawn(async move {
+            let Ok(conn) = tokio::net::TcpStream::from_std(conn) else { return };
+            let http2 = tokio::time::timeout(SNIFF_TIMEOUT, opens_http2(&conn)).await.unwrap_or(Ok(false));
+            match http2 {
+                Ok(true) => {
+                    if let Ok(conn) = conn.into_std() {
+                        shards.deal(conn).await;
+                    }
+                }
+                Ok(false) => {
+                    let _ = http1.send_async(conn).await;
+                }
+                Err(_) => {} // reset before its first bytes
+            }
+        });
+    }
+}
+
+/// Whether the connection's first bytes are HTTP/2's preface (waits for 4 bytes, or fewer
+/// that already differ).
+async fn opens_http2(conn: &tokio::net::TcpStream) -> std::io::Result<bool> {
+    let mut first = [0u8; 4];
+    loop {
+        let n = conn.peek(&mut first).await?;
+        if n == 0 || first[..n] != HTTP2_PREFACE_START[..n] {
+            return Ok(false); // closed, or not HTTP/2: this thread's server answers it
+        }
+        if n == first.len() {
+            return Ok(true);
+        }
+        tokio::time::sleep(SNIFF_RETRY).await;
     }
 }
 

@@ -3,8 +3,9 @@
 //! `HANDSHAKE_TIMEOUT`, and hands the TLS stream to that thread's TLS server. On a port
 //! listed both as `http://` and `https://` the task first peeks at the first byte: a TLS
 //! connection opens with a handshake record (0x16), and a plaintext HTTP/1 request or HTTP/2
-//! preface never does, so anything else goes back to the thread's plaintext server (etcd
-//! splits such a port with cmux the same way: HTTP/1 or HTTP/2 plaintext, else TLS).
+//! preface never does, so anything else goes on to a shard's plaintext server
+//! (`shard_front.rs`; etcd splits such a port with cmux the same way: HTTP/1 or HTTP/2
+//! plaintext, else TLS).
 //! Connections of plaintext listeners never come here.
 //!
 //! A failed handshake is logged as etcd logs it (`rejected connection`) and the connection

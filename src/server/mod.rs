@@ -20,6 +20,7 @@ pub mod http;
 pub mod kv_route;
 pub mod require_leader;
 pub mod self_cert;
+pub mod shard_front;
 pub mod tls;
 
 use std::path::PathBuf;
@@ -151,7 +152,14 @@ fn start(cfg: Config) -> Result<Option<i32>, String> {
     let status = Arc::new(ServerStatus::new(cluster.id, cluster.local_id, shards));
     let (core_tx, core_rx) = crate::raft::handle::core_channel();
     // Answers from the raft core to each front-end thread (reply.rs).
-    let (reply_txs, reply_rxs): (Vec<_>, Vec<_>) = (0..FRONT_END_THREADS).map(|_| crate::reply::home_channel()).unzip();
+    // Home i < FRONT_END_THREADS is front-end thread i; FRONT_END_THREADS + k is shard k.
+    let (reply_txs, reply_rxs): (Vec<_>, Vec<_>) = (0..FRONT_END_THREADS + shards).map(|_| crate::reply::home_channel()).unzip();
+    let (handoff_txs, handoff_rxs): (Vec<_>, Vec<_>) = (0..shards).map(|_| shard_front::handoff_channel()).unzip();
+    let fronts: Vec<threads::ShardTask> = handoff_rxs
+        .into_iter()
+        .enumerate()
+        .map(|(k, rx)| -> threads::ShardTask { Box::new(move || Box::pin(shard_front::run(FRONT_END_THREADS + k, rx))) })
+        .collect();
     let (ready_tx, ready_rx) = crossbeam::channel::bounded(1);
     let membership = crate::cluster::Membership::new(cluster.clone());
     // Before the core: a member waits for its peers to elect a leader before it serves.
@@ -206,7 +214,7 @@ fn start(cfg: Config) -> Result<Option<i32>, String> {
             driver::run(core_cfg, recovered, snap, core_rx, stripe_txs, shards, core_status, applied_tx, ready_tx).await
         })
     });
-    let (shard_handles, threads) = threads::start(stores, segment_bytes, stripes, status.clone(), core, reply_txs.clone())?;
+    let (shard_handles, threads) = threads::start(stores, segment_bytes, stripes, status.clone(), core, reply_txs.clone(), fronts)?;
     match ready_rx.recv() {
         Ok(Ok(())) => {}
         Ok(Err(e)) => return Err(e),
@@ -232,7 +240,7 @@ fn start(cfg: Config) -> Result<Option<i32>, String> {
         forward,
         data_dir: cfg.data_dir.clone(),
     });
-    let result = serve_front_end(&cfg, ctx, compaction, metrics, reply_rxs, tls);
+    let result = serve_front_end(&cfg, ctx, compaction, metrics, reply_rxs, handoff_txs, tls);
     threads.join();
     log::info("stopped ballast", &[("name", cfg.name.clone())]);
     result
@@ -375,10 +383,12 @@ fn serve_front_end(
     ctx: Arc<Ctx>,
     compaction: crate::compactor::Policy,
     metrics: metrics_exporter_prometheus::PrometheusHandle,
-    replies: Vec<crate::reply::HomeRx>,
+    mut replies: Vec<crate::reply::HomeRx>,
+    handoffs: Vec<shard_front::HandoffTx>,
     tls: Option<Arc<rustls::ServerConfig>>,
 ) -> Result<Option<i32>, String> {
-    let (dealer, conns) = front_end::Dealer::new(replies.len());
+    let shard_replies = replies.split_off(FRONT_END_THREADS);
+    let (dealer, conns, shard_conns) = front_end::Dealer::new(replies.len(), handoffs.len());
     let gateway_streams = crate::gateway::stream_bound(cfg.max_concurrent_streams);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let (leader_monitor, leader_loss) = require_leader::channel();
@@ -393,6 +403,12 @@ fn serve_front_end(
             tls: acceptor.clone(),
             http2: front_end::Http2Settings::of(cfg),
         })
+        .collect();
+    let (shards_done_tx, shards_done) = tokio::sync::mpsc::channel(1);
+    let shard_services: Vec<_> = shard_conns
+        .into_iter()
+        .zip(shard_replies)
+        .map(|(conns, replies)| (conns, replies, client_routes(cfg, ctx.clone(), metrics.clone(), gateway_streams.clone(), stop_rx.clone(), leader_loss.clone())))
         .collect();
     let first = workers.remove(0);
     std::thread::scope(|scope| {
@@ -410,7 +426,13 @@ fn serve_front_end(
             .spawn_scoped(scope, move || {
                 let rt = front_end::runtime(0)?;
                 rt.spawn(leader_monitor.run(ctx.status.clone(), Duration::from_millis(cfg.election_timeout_ms.max(1))));
-                rt.block_on(front_end_main(cfg, ctx, compaction, metrics, dealer, first, (stop_tx, stop_rx)))
+                let timers = shard_front::timers_runtime()?;
+                for (handoff, (conns, replies, routes)) in handoffs.into_iter().zip(shard_services) {
+                    let (http2, stop, done, runtime) = (front_end::Http2Settings::of(cfg), stop_rx.clone(), shards_done_tx.clone(), timers.clone());
+                    let _ = handoff.send(shard_front::Handoff { conns, replies, routes, http2, stop, grace: SHUTDOWN_GRACE, done, runtime });
+                }
+                drop(shards_done_tx);
+                rt.block_on(front_end_main(cfg, ctx, compaction, metrics, dealer, (first, shards_done), (stop_tx, stop_rx)))
             })
             .map_err(|e| format!("cannot start front-end thread: {e}"))?;
         // Thread 0's result first: a listener that cannot bind is the error to report.
@@ -422,15 +444,17 @@ fn serve_front_end(
     })
 }
 
-/// Front-end thread 0: binds the listeners and deals their connections to every front-end
-/// thread, serves its own share, the metrics listeners, the auto-compactor; stops on a signal.
+/// Front-end thread 0: binds the listeners and deals their connections (plaintext ones to the
+/// shards, TLS ones to the front-end threads), serves its own share, the unix sockets, the
+/// metrics listeners, the auto-compactor; stops on a signal, and waits for the shards'
+/// connections to close.
 async fn front_end_main(
     cfg: &Config,
     ctx: Arc<Ctx>,
     compaction: crate::compactor::Policy,
     metrics: metrics_exporter_prometheus::PrometheusHandle,
     dealer: front_end::Dealer,
-    own: front_end::Worker,
+    (own, mut shards_done): (front_end::Worker, tokio::sync::mpsc::Receiver<()>),
     (stop_tx, stop_rx): (tokio::sync::watch::Sender<bool>, tokio::sync::watch::Receiver<bool>),
 ) -> Result<Option<i32>, String> {
     for (addr, transport) in client_listeners(&cfg.listen_client_urls)? {
@@ -464,6 +488,11 @@ async fn front_end_main(
         }));
     }
     servers.push(tokio::spawn(front_end::serve(own, stop_rx.clone(), SHUTDOWN_GRACE)));
+    // Done once every shard has closed its connections (each holds a sender until then).
+    servers.push(tokio::spawn(async move {
+        let _ = shards_done.recv().await;
+        Ok(())
+    }));
     publish(cfg, &ctx).await;
     crate::compactor::spawn(compaction, ctx.clone());
     tokio::spawn(metrics_upkeep(metrics.clone()));

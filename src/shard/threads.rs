@@ -1,7 +1,8 @@
 //! Starts the shard executors: one glommio `LocalExecutor` per shard, pinned to a usable CPU
 //! (from the highest down, round-robin when there are more shards than CPUs, unpinned if
 //! pinning is refused). Each runs the shard actor (`actor.rs`) and the writer task of the
-//! shard's WAL stripe. Shard 0 also hosts the raft core's driver, started from the `core`
+//! shard's WAL stripe, and what its `front` closure starts (the shard's client connections,
+//! `server/shard_front.rs`). Shard 0 also hosts the raft core's driver, started from the `core`
 //! closure once its executor runs.
 
 use std::cell::Cell;
@@ -29,6 +30,8 @@ const IO_MEMORY_BYTES: usize = 1 << 20;
 const BLOCKING_THREADS: usize = 2;
 
 pub type CoreTask = Box<dyn FnOnce(Shards) -> Pin<Box<dyn Future<Output = ()>>> + Send>;
+/// A task a shard runs beside its own, started once its executor runs.
+pub type ShardTask = Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = ()>>> + Send>;
 
 /// CPUs this process may run on.
 pub fn usable_cpus() -> Vec<usize> {
@@ -74,7 +77,8 @@ pub struct StripeInit {
 }
 
 /// Starts one executor per store in `stores` (the shard count), each serving its store and
-/// writing its WAL stripe. `segment_bytes`: the loaded snapshot's segment files, shared out.
+/// writing its WAL stripe and running its `fronts` task. `segment_bytes`: the loaded
+/// snapshot's segment files, shared out.
 pub fn start(
     stores: Vec<Store>,
     segment_bytes: u64,
@@ -82,8 +86,10 @@ pub fn start(
     status: Arc<ServerStatus>,
     core: CoreTask,
     homes: Vec<reply::HomeTx>,
+    fronts: Vec<ShardTask>,
 ) -> Result<(Shards, ShardThreads), String> {
     let count = stores.len();
+    assert_eq!(fronts.len(), count);
     let segment_bytes = segment_bytes / count as u64;
     assert!(count > 0 && stripes.len() == count);
     let (senders, receivers): (Vec<_>, Vec<_>) = (0..count).map(|_| shard_channel()).unzip();
@@ -92,14 +98,14 @@ pub fn start(
     let cpus = usable_cpus();
     let mut core = Some(core);
     let mut handles = Vec::with_capacity(count);
-    for (id, (((rx, store), stripe), queue)) in receivers.into_iter().zip(stores).zip(stripes).zip(weak_senders).enumerate() {
+    for (id, ((((rx, store), stripe), queue), front)) in receivers.into_iter().zip(stores).zip(stripes).zip(weak_senders).zip(fronts).enumerate() {
         // Shared so the closure is Clone (pinning may be retried unpinned); taken once.
-        let boot = Arc::new(std::sync::Mutex::new((core.take().map(|c| (c, shards.clone())), Some((store, stripe, rx)))));
+        let boot = Arc::new(std::sync::Mutex::new((core.take().map(|c| (c, shards.clone())), Some((store, stripe, rx, front)))));
         let status = status.clone();
         let homes = homes.clone();
         let run = move || async move {
             let (core, owned) = boot.lock().map(|mut b| (b.0.take(), b.1.take())).unwrap_or((None, None));
-            let (store, stripe, rx) = owned.expect("an executor starts once");
+            let (store, stripe, rx, front) = owned.expect("an executor starts once");
             // A snapshot's segment I/O completes through glommio's reactor, which does not run
             // while the stripe blocks the thread: while one is being written the shard is busy.
             let snapshots = Rc::new(Cell::new(0));
@@ -112,6 +118,7 @@ pub fn start(
             if let Some((core, shards)) = core {
                 glommio::spawn_local(core(shards)).detach();
             }
+            glommio::spawn_local(front()).detach();
             actor::run(id, rx, status, (store, segment_bytes), homes, snapshots).await;
         };
         handles.push(spawn_pinned(id, shard_cpu(&cpus, id), run)?);

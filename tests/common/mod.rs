@@ -473,7 +473,12 @@ impl Server {
         use std::io::Write;
         let mut conn = std::net::TcpStream::connect(&self.endpoint).expect("connect");
         conn.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        write!(conn, "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", self.endpoint).unwrap();
+        // One write; a server that refuses the bytes (a TLS-only port) may have reset the
+        // connection already: then the answer is empty.
+        let request = format!("GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", self.endpoint);
+        if conn.write_all(request.as_bytes()).is_err() {
+            return String::new();
+        }
         let mut out = String::new();
         let _ = conn.read_to_string(&mut out);
         out
