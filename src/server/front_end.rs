@@ -1,8 +1,8 @@
-//! The front end's threads: `n` tokio current-thread runtimes, each serving the client
-//! connections handed to it, plus its reply dispatcher (`reply.rs`). A plaintext connection
-//! that opens with HTTP/2's preface (a gRPC client's) goes on to a shard, which serves it
-//! (`shard_front.rs`); HTTP/1 ones (probes, /metrics, the JSON gateway) stay here, so they are
-//! answered even while a shard is stuck, as etcd answers them.
+//! The front end's threads: `n` tokio current-thread runtimes, each serving the plaintext
+//! HTTP/1 client connections handed to it (probes, /metrics, the JSON gateway: answered here
+//! even while a shard is stuck, as etcd answers them), plus its reply dispatcher (`reply.rs`).
+//! A plaintext connection that opens with HTTP/2's preface (a gRPC client's) and every TLS
+//! connection go on to a shard, which serves them (`shard_front.rs`).
 //!
 //! Why current-thread runtimes and not one multi-thread runtime (measured with `perf`, put with
 //! 100 clients): in a multi-thread runtime a task woken by a task on the same worker runs next
@@ -13,10 +13,9 @@
 //! every listener (round robin), serves the unix sockets, the metrics listeners, the
 //! auto-compactor and signals.
 //!
-//! With TLS (`tls.rs`), a thread runs a second server, for its TLS connections: connections of
-//! secure listeners reach the thread on a queue of their own and are handshaken there
-//! (`handshake.rs`); one found to be plaintext (a port serving both) joins the thread's
-//! plaintext ones.
+//! With TLS (`tls.rs`), connections of secure listeners reach the thread on a queue of their
+//! own (`handshake.rs`): on a port serving both schemes one found to be plaintext joins the
+//! thread's plaintext ones; the TLS ones go on to a shard, which does the handshake.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -27,6 +26,7 @@ use futures_util::StreamExt;
 use super::coalesce::Coalesced;
 use super::grpc_metrics;
 use super::handshake::{self, SecureConn};
+use super::shard_queues::{ShardConn, ShardConnRx, ShardQueues};
 use crate::log;
 use crate::reply;
 
@@ -89,7 +89,7 @@ pub struct Queues {
     /// The plain queue's sending end: where a connection found plaintext on a port serving
     /// both goes.
     pub plain_again: flume::Sender<std::net::TcpStream>,
-    /// Where its HTTP/2 plaintext connections go.
+    /// Where its plaintext HTTP/2 and its TLS connections go.
     pub shards: ShardQueues,
 }
 
@@ -106,27 +106,11 @@ pub struct Dealer {
     next: Arc<AtomicUsize>,
 }
 
-/// The shards' queues of plaintext HTTP/2 connections, dealt in turn.
-#[derive(Clone)]
-pub struct ShardQueues {
-    queues: Arc<Vec<flume::Sender<std::net::TcpStream>>>,
-    next: Arc<AtomicUsize>,
-}
-
-impl ShardQueues {
-    /// Whether the shard took it (false: shutting down).
-    async fn deal(&self, conn: std::net::TcpStream) -> bool {
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.queues.len();
-        self.queues[i].send_async(conn).await.is_ok()
-    }
-}
-
 impl Dealer {
     /// The dealer, the queues of `threads` front-end threads and those of `shards` shards.
-    pub fn new(threads: usize, shards: usize) -> (Dealer, Vec<Queues>, Vec<flume::Receiver<std::net::TcpStream>>) {
-        assert!(threads > 0 && shards > 0);
-        let (to_shards, shard_queues): (Vec<_>, Vec<_>) = (0..shards).map(|_| flume::bounded(CONN_QUEUE_CAPACITY)).unzip();
-        let to_shards = ShardQueues { queues: Arc::new(to_shards), next: Arc::new(AtomicUsize::new(0)) };
+    pub fn new(threads: usize, shards: usize) -> (Dealer, Vec<Queues>, Vec<ShardConnRx>) {
+        assert!(threads > 0);
+        let (to_shards, shard_queues) = ShardQueues::new(shards);
         let mut senders = Vec::with_capacity(threads);
         let mut queues = Vec::with_capacity(threads);
         for _ in 0..threads {
@@ -177,18 +161,12 @@ pub async fn serve(worker: Worker, mut stop: tokio::sync::watch::Receiver<bool>,
     tokio::spawn(reply::dispatch(replies));
     tokio::spawn(release_freed_memory());
     let (http1_tx, http1_rx) = flume::bounded(CONN_QUEUE_CAPACITY);
-    tokio::spawn(pass_http2_to_shards(plain, shards, http1_tx));
+    tokio::spawn(pass_http2_to_shards(plain, shards.clone(), http1_tx));
     let incoming = http1_rx.into_stream().map(Ok::<_, std::io::Error>);
-    let plain_server = serve_connections(routes.clone(), incoming, stop.clone(), http2);
-    let tls_stop = stop.clone();
-    let tls_server = async move {
-        let Some(acceptor) = tls else { return Ok(()) };
-        let (tls_tx, tls_rx) = flume::bounded(CONN_QUEUE_CAPACITY);
-        tokio::spawn(handshake::run(secure, acceptor, plain_again, tls_tx));
-        let incoming = tls_rx.into_stream().map(Ok::<_, std::io::Error>);
-        serve_connections(routes, incoming, tls_stop, http2).await
-    };
-    let server = futures_util::future::try_join(plain_server, tls_server);
+    if let Some(acceptor) = tls {
+        tokio::spawn(handshake::run(secure, acceptor, plain_again, shards));
+    }
+    let server = serve_connections(routes, incoming, stop.clone(), http2);
     let deadline = async move {
         let _ = stop.changed().await;
         tokio::time::sleep(grace).await;
@@ -214,7 +192,7 @@ async fn pass_http2_to_shards(plain: flume::Receiver<std::net::TcpStream>, shard
             match http2 {
                 Ok(true) => {
                     if let Ok(conn) = conn.into_std() {
-                        shards.deal(conn).await;
+                        shards.deal(ShardConn::Http2(conn)).await;
                     }
                 }
                 Ok(false) => {

@@ -1,29 +1,26 @@
 //! The connections of secure listeners, on the front-end thread they were dealt to (never on
-//! the accepting thread): each gets a task that does its TLS handshake, bounded by
-//! `HANDSHAKE_TIMEOUT`, and hands the TLS stream to that thread's TLS server. On a port
-//! listed both as `http://` and `https://` the task first peeks at the first byte: a TLS
-//! connection opens with a handshake record (0x16), and a plaintext HTTP/1 request or HTTP/2
-//! preface never does, so anything else goes on to a shard's plaintext server
-//! (`shard_front.rs`; etcd splits such a port with cmux the same way: HTTP/1 or HTTP/2
-//! plaintext, else TLS).
-//! Connections of plaintext listeners never come here.
+//! the accepting thread): on a port listed both as `http://` and `https://` a task first peeks
+//! at the first byte: a TLS connection opens with a handshake record (0x16), and a plaintext
+//! HTTP/1 request or HTTP/2 preface never does, so anything else goes back to the thread's
+//! plaintext connections (etcd splits such a port with cmux the same way: HTTP/1 or HTTP/2
+//! plaintext, else TLS). The TLS ones go on to a shard, which does the handshake (`accept`,
+//! bounded by `HANDSHAKE_TIMEOUT`) and serves the stream (`shard_front.rs`). Connections of
+//! plaintext listeners never come here.
 //!
 //! A failed handshake is logged as etcd logs it (`rejected connection`) and the connection
 //! is closed: wrong or missing client certificate, revoked certificate, no common cipher
 //! suite or protocol version.
 
-use std::io;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use rustls::pki_types::CertificateDer;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
+use super::shard_queues::{ShardConn, ShardQueues};
 use crate::log;
 
 /// A client that has not finished its handshake (or sent its first byte) by then is dropped.
@@ -38,48 +35,34 @@ pub struct SecureConn {
     pub sniff: bool,
 }
 
-/// Takes `conns` until their senders are gone: handshakes each in a task of its own, then
-/// sends it to `tls` (the TLS server's connections) or, when it is plaintext, to `plain`.
-pub async fn run(
-    conns: flume::Receiver<SecureConn>,
-    acceptor: TlsAcceptor,
-    plain: flume::Sender<std::net::TcpStream>,
-    tls: flume::Sender<TlsConn>,
-) {
+/// Takes `conns` until their senders are gone: sends each TLS one to a shard and, when it is
+/// plaintext, to `plain` (a task of its own for each that needs a look at its first byte).
+pub async fn run(conns: flume::Receiver<SecureConn>, acceptor: TlsAcceptor, plain: flume::Sender<std::net::TcpStream>, shards: ShardQueues) {
     while let Ok(c) = conns.recv_async().await {
-        tokio::spawn(one(c, acceptor.clone(), plain.clone(), tls.clone()));
+        if c.sniff {
+            tokio::spawn(sniff(c.conn, acceptor.clone(), plain.clone(), shards.clone()));
+        } else if !shards.deal(ShardConn::Tls(c.conn, acceptor.clone())).await {
+            return; // the shards stopped: shutting down
+        }
     }
 }
 
-enum Next {
-    Plain(TcpStream),
-    Tls(Box<TlsStream<TcpStream>>),
-}
-
-async fn one(c: SecureConn, acceptor: TlsAcceptor, plain: flume::Sender<std::net::TcpStream>, tls: flume::Sender<TlsConn>) {
-    let Ok(conn) = TcpStream::from_std(c.conn) else { return };
+/// A connection of a port serving both schemes: to a shard if it opens a TLS handshake, else
+/// to `plain`.
+async fn sniff(conn: std::net::TcpStream, acceptor: TlsAcceptor, plain: flume::Sender<std::net::TcpStream>, shards: ShardQueues) {
+    let Ok(conn) = TcpStream::from_std(conn) else { return };
     let remote = conn.peer_addr().map(|a| a.to_string()).unwrap_or_default();
-    let handshake = async {
-        if c.sniff && !starts_tls(&conn).await? {
-            return Ok(Next::Plain(conn));
-        }
-        acceptor.accept(conn).await.map(|s| Next::Tls(Box::new(s)))
-    };
-    let next = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
-        Ok(Ok(next)) => next,
+    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, starts_tls(&conn)).await {
+        Ok(Ok(tls)) => tls,
         Ok(Err(e)) => return rejected(&remote, &e.to_string()),
         Err(_) => return rejected(&remote, "TLS handshake timed out"),
     };
-    // A send fails only when the thread's server has stopped (shutting down).
-    match next {
-        Next::Plain(conn) => {
-            if let Ok(conn) = conn.into_std() {
-                let _ = plain.send_async(conn).await;
-            }
-        }
-        Next::Tls(stream) => {
-            let _ = tls.send_async(TlsConn(*stream)).await;
-        }
+    // A send fails only when the server has stopped (shutting down).
+    let Ok(conn) = conn.into_std() else { return };
+    if tls {
+        shards.deal(ShardConn::Tls(conn, acceptor)).await;
+    } else {
+        let _ = plain.send_async(conn).await;
     }
 }
 
@@ -95,54 +78,32 @@ fn rejected(remote: &str, error: &str) {
     log::warn("rejected connection", &[("remote-addr", remote.to_string()), ("error", error.to_string())]);
 }
 
-/// A handshaken TLS connection, as the TLS server serves it. A type of ballast's own, so that
-/// tonic is built without its TLS features and the plaintext connections' I/O stays as it was.
-pub struct TlsConn(TlsStream<TcpStream>);
+/// The TLS handshake of `conn` (on a shard), bounded by `HANDSHAKE_TIMEOUT`, and what its
+/// requests can learn of it; None, logged as etcd logs it, when it fails.
+pub async fn accept<IO>(acceptor: &TlsAcceptor, conn: IO, remote: Option<std::net::SocketAddr>) -> Option<(TlsStream<IO>, TlsConnectInfo)>
+where
+    IO: AsyncRead + AsyncWrite + Unpin,
+{
+    let refused = |e: &str| rejected(&remote.map(|a| a.to_string()).unwrap_or_default(), e);
+    let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(conn)).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(e)) => {
+            refused(&e.to_string());
+            return None;
+        }
+        Err(_) => {
+            refused("TLS handshake timed out");
+            return None;
+        }
+    };
+    let peer_certificates = stream.get_ref().1.peer_certificates().map(|c| Arc::new(c.to_vec()));
+    Some((stream, TlsConnectInfo { remote_addr: remote, peer_certificates }))
+}
 
-/// What a request over TLS can learn of its connection (a tonic request extension).
+/// What a request over TLS can learn of its connection (a request extension).
 #[derive(Clone)]
 pub struct TlsConnectInfo {
     pub remote_addr: Option<std::net::SocketAddr>,
     /// The client's certificate chain, leaf first, when it presented one (verified).
     pub peer_certificates: Option<Arc<Vec<CertificateDer<'static>>>>,
-}
-
-impl tonic::transport::server::Connected for TlsConn {
-    type ConnectInfo = TlsConnectInfo;
-
-    fn connect_info(&self) -> TlsConnectInfo {
-        let (tcp, session) = self.0.get_ref();
-        TlsConnectInfo {
-            remote_addr: tcp.peer_addr().ok(),
-            peer_certificates: session.peer_certificates().map(|c| Arc::new(c.to_vec())),
-        }
-    }
-}
-
-impl AsyncRead for TlsConn {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for TlsConn {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(mut self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.0.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_shutdown(cx)
-    }
 }

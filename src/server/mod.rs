@@ -21,6 +21,7 @@ pub mod kv_route;
 pub mod require_leader;
 pub mod self_cert;
 pub mod shard_front;
+pub mod shard_queues;
 pub mod tls;
 
 use std::path::PathBuf;

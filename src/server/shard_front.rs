@@ -1,9 +1,9 @@
-//! Plaintext HTTP/2 client connections (gRPC clients') served on the shards' threads: each
-//! shard takes the connections the front-end threads pass it (`front_end`, after a look at
-//! their first bytes) and serves them with hyper on its glommio executor, with the same client
-//! service as the front-end threads, as a front-end "home" of its own (`reply.rs`). HTTP/1
-//! (probes, /metrics, the JSON gateway) stays on the front-end threads, so a stuck shard does
-//! not silence its probes.
+//! Client connections served on the shards' threads: plaintext HTTP/2 ones (gRPC clients')
+//! and TLS ones. Each shard takes the connections the front-end threads pass it (`front_end`,
+//! `handshake`, after a look at their first bytes), does the TLS handshake, and serves them
+//! with hyper on its glommio executor, with the same client service as the front-end
+//! threads, as a front-end "home" of its own (`reply.rs`). Plaintext HTTP/1 (probes, /metrics,
+//! the JSON gateway) stays on the front-end threads, so a stuck shard does not silence them.
 //!
 //! Why: at the rate a Kubernetes control plane writes, each request is alone, and on the
 //! front-end threads it crossed threads four times (socket → front end → raft driver on the
@@ -13,8 +13,7 @@
 //! context switches per request 6.6 → 2.4, write p50 −100 µs; the closed loops' CPU per op fell
 //! 5-25% at the same throughput (see bench/RESULTS.md).
 //!
-//! TLS connections stay on the front-end threads (their handshake and streams are tokio's),
-//! as do unix sockets. tokio's timers and the tasks the handlers spawn (`tokio::spawn`) go to a
+//! Unix sockets stay on front-end thread 0. tokio's timers and the tasks the handlers spawn (`tokio::spawn`) go to a
 //! runtime of one thread whose context every shard enters (`timers_runtime`); the watch and
 //! lease keep-alive streams' own tasks stay on the shard (`spawn`).
 
@@ -25,18 +24,21 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::Watcher;
 use tokio_util::compat::FuturesAsyncReadCompatExt;
 
 use super::client_service::ClientService;
 use super::coalesce::Coalesced;
 use super::front_end::Http2Settings;
-use super::grpc_metrics::GrpcMetricsLayer;
+use super::grpc_metrics::{GrpcMetrics, GrpcMetricsLayer};
+use super::handshake::{self, TlsConnectInfo};
+use super::shard_queues::{ShardConn, ShardConnRx};
 use crate::log;
 use crate::reply;
 
 /// What a shard's connections need, sent by front-end thread 0 once the services exist.
 pub struct Handoff {
-    pub conns: flume::Receiver<std::net::TcpStream>,
+    pub conns: ShardConnRx,
     pub replies: reply::HomeRx,
     pub routes: ClientService,
     pub http2: Http2Settings,
@@ -101,7 +103,7 @@ pub async fn run(home: usize, handoff: HandoffRx) {
     reply::set_home(home);
     glommio::spawn_local(reply::dispatch(h.replies)).detach();
     let svc = tower_layer::Layer::layer(&GrpcMetricsLayer, h.routes);
-    let builder = connection_builder(h.http2);
+    let builder = std::rc::Rc::new(connection_builder(h.http2));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut stop = h.stop;
     let (kill_tx, kill) = tokio::sync::watch::channel(());
@@ -113,12 +115,7 @@ pub async fn run(home: usize, handoff: HandoffRx) {
                 Err(_) => break,
             },
         };
-        // SAFETY: the descriptor is taken out of the stream, which no longer owns it.
-        let stream = unsafe { glommio::net::TcpStream::from_raw_fd(conn.into_raw_fd()) };
-        let io = hyper_util::rt::TokioIo::new(Coalesced::new(stream.compat()));
-        let svc = svc.clone();
-        let service = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| tower_service::Service::call(&mut svc.clone(), req));
-        let served = graceful.watch(builder.serve_connection(io, service).into_owned());
+        let served = serve(conn, builder.clone(), graceful.watcher(), svc.clone());
         let mut kill = kill.clone();
         glommio::spawn_local(async move {
             tokio::select! {
@@ -135,16 +132,55 @@ pub async fn run(home: usize, handoff: HandoffRx) {
     drop(h.done);
 }
 
-/// hyper's HTTP/2 settings as tonic's server makes them for the front-end threads: etcd's
-/// stream bound and keepalive.
+type Service = GrpcMetrics<ClientService>;
+
+/// Serves one connection until it closes (or `graceful` ends it).
+async fn serve(conn: ShardConn, builder: std::rc::Rc<auto::Builder<Local>>, graceful: Watcher, svc: Service) {
+    match conn {
+        ShardConn::Http2(conn) => {
+            let io = hyper_util::rt::TokioIo::new(Coalesced::new(glommio_stream(conn).compat()));
+            serve_io(&builder, graceful, io, svc, None).await;
+        }
+        ShardConn::Tls(conn, acceptor) => {
+            let stream = glommio_stream(conn);
+            let remote = stream.peer_addr().ok();
+            let Some((tls, info)) = handshake::accept(&acceptor, stream.compat(), remote).await else { return };
+            serve_io(&builder, graceful, hyper_util::rt::TokioIo::new(Coalesced::new(tls)), svc, Some(info)).await;
+        }
+    }
+}
+
+fn glommio_stream(conn: std::net::TcpStream) -> glommio::net::TcpStream {
+    // SAFETY: the descriptor is taken out of the stream, which no longer owns it.
+    unsafe { glommio::net::TcpStream::from_raw_fd(conn.into_raw_fd()) }
+}
+
+/// hyper over `io`; a TLS connection's requests carry what they can learn of it.
+async fn serve_io<IO>(builder: &auto::Builder<Local>, graceful: Watcher, io: IO, svc: Service, tls: Option<TlsConnectInfo>)
+where
+    IO: hyper::rt::Read + hyper::rt::Write + Unpin + 'static,
+{
+    let service = hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
+        if let Some(info) = &tls {
+            req.extensions_mut().insert(info.clone());
+        }
+        tower_service::Service::call(&mut svc.clone(), req)
+    });
+    let _ = graceful.watch(builder.serve_connection(io, service)).await;
+}
+
+/// hyper's settings as tonic's server makes them for the front-end threads: HTTP/1 (over TLS)
+/// and HTTP/2, etcd's stream bound and keepalive.
 fn connection_builder(http2: Http2Settings) -> auto::Builder<Local> {
-    let mut builder = auto::Builder::new(Local).http2_only();
+    let mut builder = auto::Builder::new(Local);
     builder
         .http2()
         .timer(hyper_util::rt::TokioTimer::new())
         .max_concurrent_streams(http2.max_streams)
         .keep_alive_interval(http2.keepalive.map(|(interval, _)| interval))
         .keep_alive_timeout(http2.keepalive.map_or(Duration::from_secs(20), |(_, timeout)| timeout));
+    // hyper enforces its HTTP/1 header read timeout (30 s) only with a timer, as tonic sets.
+    builder.http1().timer(hyper_util::rt::TokioTimer::new());
     builder
 }
 
