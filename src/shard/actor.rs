@@ -100,7 +100,7 @@ async fn handle(shard: &Rc<ShardState>, msg: ShardMsg, outbox: &mut Outbox) {
             shard.compact_waiters.borrow_mut().push((rev, done_tx));
             shard.compact_target.set(shard.compact_target.get().max(rev));
             if !shard.compacting.replace(true) {
-                glommio::spawn_local(shard.clone().compact_in_background()).detach();
+                crate::background::spawn(shard.clone().compact_in_background());
             }
             let _ = reply.send(done_rx);
         }
@@ -129,16 +129,15 @@ async fn handle(shard: &Rc<ShardState>, msg: ShardMsg, outbox: &mut Outbox) {
             let _ = reply.send(());
         }
         ShardMsg::Export { rev, compact_rev, out } => {
-            glommio::spawn_local(shard.clone().export(rev, compact_rev, out)).detach();
+            crate::background::spawn(shard.clone().export(rev, compact_rev, out));
         }
         ShardMsg::Snapshot { since, rev, path, reply } => {
             shard.snapshots.set(shard.snapshots.get() + 1);
             let shard = shard.clone();
-            glommio::spawn_local(async move {
+            crate::background::spawn(async move {
                 let result = shard.write_segment(path, since, rev).await;
                 let _ = reply.send(result);
-            })
-            .detach();
+            });
         }
     }
 }
