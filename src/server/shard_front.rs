@@ -125,7 +125,11 @@ pub async fn run(home: usize, handoff: HandoffRx) {
         })
         .detach();
     }
-    if glommio::timer::timeout(h.grace, async { Ok(graceful.shutdown().await) }).await.is_err() {
+    let shutdown = async {
+        graceful.shutdown().await;
+        Ok(())
+    };
+    if glommio::timer::timeout(h.grace, shutdown).await.is_err() {
         log::warn("closing client connections that outlived the shutdown grace period", &[]);
     }
     let _ = kill_tx.send(());
