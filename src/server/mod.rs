@@ -445,10 +445,10 @@ fn serve_front_end(
     })
 }
 
-/// Front-end thread 0: binds the listeners and deals their connections (plaintext ones to the
-/// shards, TLS ones to the front-end threads), serves its own share, the unix sockets, the
-/// metrics listeners, the auto-compactor; stops on a signal, and waits for the shards'
-/// connections to close.
+/// Front-end thread 0: binds the listeners and deals their connections to the front-end
+/// threads (which pass gRPC's and the TLS ones on to the shards), serves its own share, the
+/// unix sockets, the metrics listeners, the auto-compactor; stops on a signal, and waits for
+/// the shards' connections to close.
 async fn front_end_main(
     cfg: &Config,
     ctx: Arc<Ctx>,
