@@ -13,9 +13,10 @@
 //! context switches per request 6.6 → 2.4, write p50 −100 µs; the closed loops' CPU per op fell
 //! 5-25% at the same throughput (see bench/RESULTS.md).
 //!
-//! Unix sockets stay on front-end thread 0. tokio's timers and the tasks the handlers spawn (`tokio::spawn`) go to a
-//! runtime of one thread whose context every shard enters (`timers_runtime`); the watch and
-//! lease keep-alive streams' own tasks stay on the shard (`spawn`).
+//! Unix sockets stay on front-end thread 0. tokio's timers and the tasks the handlers spawn
+//! (`tokio::spawn`) go to a runtime of one thread whose context every shard enters
+//! (`timers_runtime`); the watch and lease keep-alive streams' own tasks stay on the shard
+//! (`spawn`).
 
 use std::cell::Cell;
 use std::future::Future;
