@@ -513,12 +513,18 @@ impl Driver {
         }
     }
 
-    async fn carry_out(&mut self, out: Output<WriteWaiter, DoneWaiter>) {
-        self.heartbeats.check(&out.messages);
-        self.warn_read_retries(&out.read_retries);
-        for lost in self.peers.send(out.messages) {
+    /// Sends the core's messages to the peers (reporting those that cannot be delivered),
+    /// after the warnings they and the ReadIndex requests asked again call for.
+    fn send_messages(&mut self, messages: Vec<raft::eraftpb::Message>, read_retries: &[u64]) {
+        self.heartbeats.check(&messages);
+        self.warn_read_retries(read_retries);
+        for lost in self.peers.send(messages) {
             self.core.unreachable(lost.to, lost.snapshot);
         }
+    }
+
+    async fn carry_out(&mut self, out: Output<WriteWaiter, DoneWaiter>) {
+        self.send_messages(out.messages, &out.read_retries);
         for (w, e) in out.refused {
             self.outbox.push(w.0, Delivery::Write(w.1, Err(e)));
         }
@@ -536,11 +542,7 @@ impl Driver {
         self.answer(out.done);
         let more = self.core.take_output();
         self.answer(more.done);
-        self.heartbeats.check(&more.messages);
-        self.warn_read_retries(&more.read_retries);
-        for lost in self.peers.send(more.messages) {
-            self.core.unreachable(lost.to, lost.snapshot);
-        }
+        self.send_messages(more.messages, &more.read_retries);
         debug_assert!(more.wal.is_empty() && more.apply.is_empty() && more.snapshot.is_none());
         if let Some(order) = out.fetch {
             self.fetch(order);

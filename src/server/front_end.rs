@@ -27,6 +27,7 @@ use super::coalesce::Coalesced;
 use super::grpc_metrics;
 use super::handshake::{self, SecureConn};
 use super::shard_queues::{ShardConn, ShardConnRx, ShardQueues};
+use super::sniff;
 use crate::log;
 use crate::reply;
 
@@ -39,8 +40,6 @@ const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(10);
 const HTTP2_PREFACE_START: &[u8; 4] = b"PRI ";
 /// A plaintext connection that has not sent its first bytes by then is served here.
 const SNIFF_TIMEOUT: Duration = Duration::from_secs(10);
-/// Between peeks while fewer than 4 bytes have come.
-const SNIFF_RETRY: Duration = Duration::from_millis(1);
 
 /// One front-end thread's share: where its connections arrive and its answers are delivered.
 pub struct Worker {
@@ -188,7 +187,8 @@ async fn pass_http2_to_shards(plain: flume::Receiver<std::net::TcpStream>, shard
         let (shards, http1) = (shards.clone(), http1.clone());
         tokio::spawn(async move {
             let Ok(conn) = tokio::net::TcpStream::from_std(conn) else { return };
-            let http2 = tokio::time::timeout(SNIFF_TIMEOUT, opens_http2(&conn)).await.unwrap_or(Ok(false));
+            // Closed first, or not HTTP/2: this thread's server answers it.
+            let http2 = tokio::time::timeout(SNIFF_TIMEOUT, sniff::opens_with(&conn, HTTP2_PREFACE_START)).await.unwrap_or(Ok(false));
             match http2 {
                 Ok(true) => {
                     if let Ok(conn) = conn.into_std() {
@@ -201,22 +201,6 @@ async fn pass_http2_to_shards(plain: flume::Receiver<std::net::TcpStream>, shard
                 Err(_) => {} // reset before its first bytes
             }
         });
-    }
-}
-
-/// Whether the connection's first bytes are HTTP/2's preface (waits for 4 bytes, or fewer
-/// that already differ).
-async fn opens_http2(conn: &tokio::net::TcpStream) -> std::io::Result<bool> {
-    let mut first = [0u8; 4];
-    loop {
-        let n = conn.peek(&mut first).await?;
-        if n == 0 || first[..n] != HTTP2_PREFACE_START[..n] {
-            return Ok(false); // closed, or not HTTP/2: this thread's server answers it
-        }
-        if n == first.len() {
-            return Ok(true);
-        }
-        tokio::time::sleep(SNIFF_RETRY).await;
     }
 }
 

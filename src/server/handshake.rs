@@ -52,7 +52,7 @@ pub async fn run(conns: flume::Receiver<SecureConn>, acceptor: TlsAcceptor, plai
 async fn sniff(conn: std::net::TcpStream, acceptor: TlsAcceptor, plain: flume::Sender<std::net::TcpStream>, shards: ShardQueues) {
     let Ok(conn) = TcpStream::from_std(conn) else { return };
     let remote = conn.peer_addr().map(|a| a.to_string()).unwrap_or_default();
-    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, starts_tls(&conn)).await {
+    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, super::sniff::opens_with(&conn, &[TLS_HANDSHAKE_RECORD])).await {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => return rejected(&remote, &e.to_string()),
         Err(_) => return rejected(&remote, "TLS handshake timed out"),
@@ -64,13 +64,6 @@ async fn sniff(conn: std::net::TcpStream, acceptor: TlsAcceptor, plain: flume::S
     } else {
         let _ = plain.send_async(conn).await;
     }
-}
-
-/// Whether the connection's first byte opens a TLS handshake (waits for that byte).
-async fn starts_tls(conn: &TcpStream) -> std::io::Result<bool> {
-    let mut first = [0u8; 1];
-    let n = conn.peek(&mut first).await?;
-    Ok(n == 1 && first[0] == TLS_HANDSHAKE_RECORD)
 }
 
 /// etcd's log line for a refused TLS connection (embed/config_logging.go).

@@ -22,6 +22,7 @@ pub mod require_leader;
 pub mod self_cert;
 pub mod shard_front;
 pub mod shard_queues;
+pub mod sniff;
 pub mod tls;
 
 use std::path::PathBuf;
