@@ -12,8 +12,12 @@
 //! 1 KiB into its own buffer and frames many responses into one write. A larger payload
 //! still makes h2 write its buffer and then the payload: this wrapper keeps a write of up to
 //! `HOLD_BYTES` until the next write or the flush and sends both in one `writev`, so that
-//! costs one system call rather than two. What a write accepted is always sent by the
-//! flush h2 makes at the end of every write-out, so nothing waits for later traffic.
+//! costs one system call rather than two. (On the shards' glommio streams, which have no
+//! vectored write, the two still leave in two `send`s: a LIST's 16 KiB frames go as 1 KiB and
+//! the rest. Copying them into one send instead cut the shard's sends at the Kubernetes load
+//! by 12% and changed neither its CPU per request nor LIST latency measurably: not done.)
+//! What a write accepted is always sent by the flush h2 makes at the end of every write-out,
+//! so nothing waits for later traffic.
 
 use std::io::{self, IoSlice};
 use std::pin::Pin;
