@@ -869,6 +869,10 @@ fn writes_lost_with_a_frozen_leader_time_out_and_the_new_leader_names_the_failur
 fn a_leader_held_up_warns_that_its_heartbeats_are_late() {
     let c = Cluster::start(3);
     let leader = c.wait_leader(ELECTION_BOUND);
+    // A leader's first heartbeat leaves at its first tick after the election (up to a
+    // heartbeat interval and `shard::beat::LATE_BY_AT_MOST` later): a late one needs an
+    // earlier one to be late after.
+    std::thread::sleep(Duration::from_millis(300));
     let pid = c.members[leader].pid() as i32;
     // SAFETY: signals to a child process this test started.
     assert_eq!(unsafe { kill(pid, SIGSTOP) }, 0);

@@ -175,11 +175,11 @@ pub async fn run(
     };
     drop(recovered);
     let mut ready = Some(ready);
-    let mut next_tick = Instant::now() + cfg.heartbeat;
+    let mut next_tick = crate::shard::beat::next_beat(cfg.heartbeat, Instant::now());
     let mut next_expiry_check = Instant::now() + crate::lease::EXPIRY_CHECK_INTERVAL;
     // One timer for the whole loop, re-armed for the next tick when it fires: cheaper than a
-    // new one per turn.
-    let mut tick_timer = glommio::timer::Timer::new(cfg.heartbeat);
+    // new one per turn. A tick runs in the first turn after it is due (`shard::beat`).
+    let mut tick_timer = glommio::timer::Timer::new(crate::shard::beat::timer_for(next_tick, Instant::now()));
     loop {
         let accepting = driver.core.accepting();
         let clients = async {
@@ -229,7 +229,7 @@ pub async fn run(
         // Armed for the next tick whenever that moved (else a timer still set for the tick just
         // run would wake the loop for nothing) or the timer fired.
         if ticked || timer_fired {
-            tick_timer.reset(next_tick.saturating_duration_since(Instant::now()));
+            tick_timer.reset(crate::shard::beat::timer_for(next_tick, Instant::now()));
         }
         let rev = status.applied_rev();
         driver.turn().await;
@@ -253,13 +253,14 @@ pub async fn run(
 /// interval from when a tick ran instead lost a tick whenever a turn's work made the timer fire
 /// before the interval had passed (ticks 200 ms apart, not 100: 1% of ticks idle, 3% under
 /// load, in a 3-member cluster here).
-/// Ticks missed behind a stall are dropped, not run in a burst.
+/// Ticks missed behind a stall are dropped, not run in a burst. Ticks are on the shard's beat
+/// (`shard::beat`), so that the watch hub's sync runs in the same wake-up.
 fn next_tick_after(due: Instant, heartbeat: Duration, now: Instant) -> Instant {
     let next = due + heartbeat;
     if next > now {
         next
     } else {
-        now + heartbeat
+        crate::shard::beat::next_beat(heartbeat, now)
     }
 }
 
@@ -797,11 +798,11 @@ mod tests {
     #[test]
     fn ticks_keep_their_phase_and_drop_what_a_stall_missed() {
         let h = Duration::from_millis(100);
-        let t0 = Instant::now();
+        let t0 = crate::shard::beat::next_beat(h, Instant::now());
         // Run late by 30 ms: the next tick is still 100 ms after the one due, not after now.
         assert_eq!(next_tick_after(t0, h, t0 + Duration::from_millis(30)), t0 + h);
-        // Run 250 ms late (a stall): the ticks missed are dropped, the next is a full interval away.
+        // Run 250 ms late (a stall): the ticks missed are dropped, the next is the beat after now.
         let now = t0 + Duration::from_millis(250);
-        assert_eq!(next_tick_after(t0, h, now), now + h);
+        assert_eq!(next_tick_after(t0, h, now), t0 + 3 * h);
     }
 }

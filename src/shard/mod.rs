@@ -3,8 +3,10 @@
 //! threads use to reach a shard; `threads.rs` starts and pins the executors; `actor.rs` is the
 //! shard's loop, with its side tasks `segments.rs` (snapshot segments) and `compaction.rs`
 //! (background physical compaction) and `export.rs` (history for Maintenance.Snapshot).
+//! `beat.rs` puts the periodic timers of a shard on one phase.
 
 pub mod actor;
+pub mod beat;
 pub mod compaction;
 pub mod export;
 pub mod mailbox;

@@ -124,10 +124,13 @@ struct Hub {
 pub async fn run(cfg: HubConfig, shards: Shards, status: Arc<ServerStatus>, rx: flume::Receiver<HubMsg>, applied: flume::Receiver<Applied>) {
     let released = status.applied_rev();
     let mut hub = Hub { cfg, shards, status, streams: HashMap::new(), index: WatcherIndex::default(), held: Rc::default(), released, next_progress: far_ahead() };
-    let mut sync_timer = glommio::timer::Timer::new(SYNC_INTERVAL);
-    let mut next_sync = Instant::now() + SYNC_INTERVAL;
+    // On the shard's beat, as raft's tick: one wake-up for both on an idle shard, none of its
+    // own on a busy one (a sync runs in the first turn after it is due).
+    let mut next_sync = crate::shard::beat::next_beat(SYNC_INTERVAL, Instant::now());
+    let mut sync_timer = glommio::timer::Timer::new(crate::shard::beat::timer_for(next_sync, Instant::now()));
     loop {
         let inputs = select(rx.recv_async(), applied.recv_async());
+        let mut timer_fired = false;
         match select(inputs, &mut sync_timer).await {
             Either::Left((Either::Left((Ok(msg), _)), _)) => hub.take(msg).await,
             Either::Left((Either::Right((Ok(first), _)), _)) => {
@@ -146,16 +149,20 @@ pub async fn run(cfg: HubConfig, shards: Shards, status: Arc<ServerStatus>, rx: 
                 }
             }
             Either::Left(_) => break, // the front end or the driver is gone: shutting down
-            Either::Right(_) => sync_timer.reset(SYNC_INTERVAL),
+            Either::Right(_) => timer_fired = true, // armed again below
         }
         // Checked on every turn: a hub busy with messages still catches up and notifies.
         let now = Instant::now();
-        if now >= next_sync {
-            next_sync = now + SYNC_INTERVAL;
+        let synced = now >= next_sync;
+        if synced {
+            next_sync = crate::shard::beat::next_beat(SYNC_INTERVAL, now);
             hub.drop_gone_streams();
             hub.measure_held();
             hub.catch_up().await;
             hub.publish();
+        }
+        if synced || timer_fired {
+            sync_timer.reset(crate::shard::beat::timer_for(next_sync, Instant::now()));
         }
         if now >= hub.next_progress {
             hub.progress_notify(now);
