@@ -9,15 +9,17 @@
 //! small, shared one `writev` among about ten).
 //!
 //! A connection wrapped here says it takes no vectored writes, so h2 copies payloads under
-//! 1 KiB into its own buffer and frames many responses into one write. A larger payload
-//! still makes h2 write its buffer and then the payload: this wrapper keeps a write of up to
-//! `HOLD_BYTES` until the next write or the flush and sends both in one `writev`, so that
-//! costs one system call rather than two. (On the shards' glommio streams, which have no
-//! vectored write, the two still leave in two `send`s: a LIST's 16 KiB frames go as 1 KiB and
-//! the rest. Copying them into one send instead cut the shard's sends at the Kubernetes load
-//! by 12% and changed neither its CPU per request nor LIST latency measurably: not done.)
-//! What a write accepted is always sent by the flush h2 makes at the end of every write-out,
-//! so nothing waits for later traffic.
+//! 1 KiB into its own buffer and frames many responses into one write. Larger payloads are
+//! copied here: writes are held until the flush h2 makes at the end of every write-out, which
+//! sends them in one system call.
+//!
+//! A large answer (a LIST's 16 KiB DATA frames) makes h2 flush after every frame. Once more than
+//! `HOLD_BYTES` are held, a flush that follows new writes is put off (the task is woken, so that
+//! h2's next poll flushes again) until `BATCH_BYTES` are held or a flush finds nothing new: the
+//! frames leave 256 KiB at a time instead of in two sends each (the frame's header, then its
+//! payload: the shards' glommio streams have no vectored write). Measured on an unpaginated
+//! LIST of 100k keys × 1 KiB by etcdctl (bench/RESULTS.md, 2026-12-07): the shard's sends per
+//! LIST 13,378 → 1,445, its CPU per LIST 155 → 106 ms.
 
 use std::io::{self, IoSlice};
 use std::pin::Pin;
@@ -25,8 +27,11 @@ use std::task::{ready, Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-/// The most bytes held back for the next write or the flush (h2's write buffer is 16 KiB).
+/// Held bytes beyond which a flush that follows new writes is put off (h2's write buffer is
+/// 16 KiB, so only a write-out with large payloads grows past it).
 const HOLD_BYTES: usize = 16 << 10;
+/// The most bytes held: a write that would grow the held bytes beyond this is sent with them.
+const BATCH_BYTES: usize = 256 << 10;
 /// A held buffer grown beyond this is given back once sent (a connection sending large
 /// answers once does not keep a large buffer while idle).
 const KEEP_CAPACITY_BYTES: usize = 4 << 10;
@@ -37,11 +42,13 @@ pub struct Coalesced<T> {
     /// Accepted bytes not yet sent, from `sent` on.
     held: Vec<u8>,
     sent: usize,
+    /// A write was held since the last flush.
+    wrote_since_flush: bool,
 }
 
 impl<T> Coalesced<T> {
     pub fn new(io: T) -> Coalesced<T> {
-        Coalesced { io, held: Vec::new(), sent: 0 }
+        Coalesced { io, held: Vec::new(), sent: 0, wrote_since_flush: false }
     }
 
     fn unsent(&self) -> &[u8] {
@@ -85,8 +92,9 @@ impl<T: AsyncRead + Unpin> AsyncRead for Coalesced<T> {
 impl<T: AsyncWrite + Unpin> AsyncWrite for Coalesced<T> {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        if this.held.len() + buf.len() <= HOLD_BYTES {
+        if this.held.len() + buf.len() <= BATCH_BYTES {
             this.held.extend_from_slice(buf);
+            this.wrote_since_flush = true;
             return Poll::Ready(Ok(buf.len()));
         }
         if this.unsent().is_empty() {
@@ -116,8 +124,15 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Coalesced<T> {
         false
     }
 
+    /// Sends the held bytes, unless a large write-out is under way (see the module comment).
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        let put_off = this.wrote_since_flush && this.unsent().len() > HOLD_BYTES;
+        this.wrote_since_flush = false;
+        if put_off {
+            cx.waker().wake_by_ref();
+            return Poll::Ready(Ok(()));
+        }
         ready!(this.poll_send_held(cx))?;
         Pin::new(&mut this.io).poll_flush(cx)
     }
@@ -142,21 +157,22 @@ mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    /// Chunks of every size class (held, too big to hold, larger than the hold) written through
-    /// a pipe that takes 1 KiB at a time: every byte arrives, in order, and a flush delivers
-    /// everything written before it.
+    /// Chunks of every size class (held, past the hold, past the batch) written through a pipe
+    /// that takes 1 KiB at a time: every byte arrives, in order, and a flush that finds nothing
+    /// new (h2's last of a write-out) delivers everything written before it.
     #[tokio::test]
     async fn delivers_every_byte_in_order_and_flush_sends_all() {
         let (client, mut server) = tokio::io::duplex(1024);
         let mut conn = Coalesced::new(client);
         assert!(!conn.is_write_vectored());
-        let sizes = [1usize, 9, 300, 1100, 5000, HOLD_BYTES - 1, HOLD_BYTES, HOLD_BYTES + 1, 3 * HOLD_BYTES, 17, 2];
+        let sizes = [1usize, 9, 300, 1100, 5000, HOLD_BYTES - 1, HOLD_BYTES, HOLD_BYTES + 1, 3 * HOLD_BYTES, BATCH_BYTES, BATCH_BYTES + 1, 17, 2];
         let mut sent = Vec::new();
         for (round, &size) in sizes.iter().enumerate() {
             let chunk: Vec<u8> = (0..size).map(|i| (i * 31 + round * 7) as u8).collect();
             sent.extend_from_slice(&chunk);
             let writer = async {
                 conn.write_all(&chunk).await.unwrap();
+                conn.flush().await.unwrap();
                 conn.flush().await.unwrap();
             };
             let mut got = vec![0u8; chunk.len()];
@@ -166,6 +182,43 @@ mod tests {
             assert_eq!(got, chunk, "chunk {round} of {size} bytes");
         }
         assert!(conn.held.is_empty(), "nothing held after a flush");
+    }
+
+    /// Past `HOLD_BYTES`, a flush after new writes is put off and wakes the task; the next flush
+    /// sends everything, and no more than `BATCH_BYTES` are ever held.
+    #[tokio::test]
+    async fn a_large_write_out_leaves_in_batches() {
+        let (client, mut server) = tokio::io::duplex(4 * BATCH_BYTES);
+        let mut conn = Coalesced::new(client);
+        let frame = vec![7u8; 9 + (16 << 10)]; // a DATA frame's header and payload
+        let woken = std::sync::Arc::new(WakeCount(std::sync::atomic::AtomicUsize::new(0)));
+        let waker = std::task::Waker::from(woken.clone());
+        let mut cx = Context::from_waker(&waker);
+        let mut written = 0;
+        for _ in 0..BATCH_BYTES / frame.len() + 4 {
+            let n = Pin::new(&mut conn).poll_write(&mut cx, &frame);
+            assert!(matches!(n, Poll::Ready(Ok(n)) if n == frame.len()));
+            written += frame.len();
+            assert!(conn.held.len() <= BATCH_BYTES, "held {} bytes", conn.held.len());
+            assert!(Pin::new(&mut conn).poll_flush(&mut cx).is_ready());
+        }
+        let sent_before_last = written - conn.unsent().len();
+        assert!(sent_before_last >= BATCH_BYTES, "frames were sent in batches");
+        assert!(!conn.unsent().is_empty(), "the last frames wait for a flush that finds nothing new");
+        assert!(woken.0.load(std::sync::atomic::Ordering::Relaxed) > 0, "a put-off flush wakes the task");
+        assert!(Pin::new(&mut conn).poll_flush(&mut cx).is_ready());
+        assert!(conn.unsent().is_empty(), "a flush after no new writes sends everything");
+        let mut got = vec![0u8; written];
+        server.read_exact(&mut got).await.unwrap();
+        assert!(got.iter().all(|&b| b == 7));
+    }
+
+    struct WakeCount(std::sync::atomic::AtomicUsize);
+
+    impl std::task::Wake for WakeCount {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 
     /// Small writes wait for the flush (or a write too big to hold); a shutdown sends them.
