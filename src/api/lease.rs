@@ -88,7 +88,7 @@ impl LeaseService {
         let rev = self.ctx.status.applied_rev();
         let mut out = Vec::with_capacity(keys.len());
         for key in keys {
-            let q = RangeQuery { range: KeyRange::Single(key.clone()), rev, limit: 0, count_only: false, keys_only: true };
+            let q = RangeQuery { range: KeyRange::Single(key.clone()), rev, limit: 0, count_only: false, keys_only: true, sealed: false };
             if self.ctx.shards.scatter_range(&q).await?.kvs.first().is_some_and(|kv| kv.lease == id) {
                 out.push(key);
             }

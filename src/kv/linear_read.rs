@@ -41,7 +41,8 @@ pub fn plan(r: &RangeRequest, shards: &Shards) -> Option<(usize, RangeQuery)> {
     if r.revision > 0 {
         return None;
     }
-    let query = super::range::query(r, 0).ok()?;
+    // Sealed: the driver sets the revision to an applied one (`dispatch`).
+    let query = super::range::sealed_query(r, 0).ok()?;
     match shards.owners(&query.range)[..] {
         [shard] => Some((shard, query)),
         _ => None,

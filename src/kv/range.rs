@@ -46,7 +46,7 @@ pub async fn range_on_shards(shards: &Shards, r: &RangeRequest, status: &ServerS
             // a test's compactor that compacts every 2-3 ms (a compaction per write).
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
-        match shards.scatter_range(&query(r, current_rev)?).await {
+        match shards.scatter_range(&sealed_query(r, current_rev)?).await {
             Ok(part) => return Ok(finish(r, part, current_rev)),
             Err(Error::Compacted) if r.revision <= 0 && retries < MAX_OVERTAKEN_RETRIES => {
                 retries += 1;
@@ -77,7 +77,14 @@ pub fn query(r: &RangeRequest, current_rev: i64) -> Result<RangeQuery> {
         count_only: r.count_only,
         // Sorting by value needs the values even when the answer drops them.
         keys_only: r.keys_only && !sorts_by_value(r),
+        sealed: false,
     })
+}
+
+/// `query` for a read at a revision nothing more is written at: an applied one (the front
+/// end's reads, not a txn's).
+pub fn sealed_query(r: &RangeRequest, current_rev: i64) -> Result<RangeQuery> {
+    Ok(RangeQuery { sealed: true, ..query(r, current_rev)? })
 }
 
 fn filtered(r: &RangeRequest) -> bool {

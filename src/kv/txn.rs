@@ -171,6 +171,7 @@ async fn compare<V: KvView>(view: &V, c: &Compare, base: i64) -> Result<bool> {
         count_only: false,
         // Only a value compare reads the values: the others need no copy of them.
         keys_only: c.target != CompareTarget::Value as i32,
+        sealed: false,
     };
     let kvs = view.range(query).await?.kvs;
     if kvs.is_empty() {
@@ -214,7 +215,7 @@ fn check<'a, V: KvView>(view: &'a V, t: &'a TxnRequest, path: &'a [bool], c: &'a
 }
 
 async fn exists<V: KvView>(view: &V, key: &[u8], rev: i64) -> Result<bool> {
-    let query = RangeQuery { range: KeyRange::Single(key.to_vec()), rev, limit: 1, count_only: true, keys_only: true };
+    let query = RangeQuery { range: KeyRange::Single(key.to_vec()), rev, limit: 1, count_only: true, keys_only: true, sealed: false };
     Ok(view.range(query).await?.count > 0)
 }
 

@@ -53,7 +53,7 @@ impl Shards {
     /// A range delete over several shards: the keys it deletes take sub revisions `rev.sub..`
     /// in key order across the shards (etcd's numbering), so each shard is told its keys' own.
     async fn delete_across(&self, range: &crate::mvcc::KeyRange, prev_kv: bool, rev: Rev) -> Result<WriteResult> {
-        let q = RangeQuery { range: range.clone(), rev: rev.main, limit: 0, count_only: false, keys_only: true };
+        let q = RangeQuery { range: range.clone(), rev: rev.main, limit: 0, count_only: false, keys_only: true, sealed: false };
         let keys = self.scatter_range(&q).await?.kvs;
         let mut per_shard: Vec<Vec<(Rev, WriteOp)>> = vec![Vec::new(); self.count()];
         for (i, kv) in keys.into_iter().enumerate() {

@@ -3,7 +3,8 @@
 //! writes at the revision the applier assigns. Compaction drops history below a revision.
 //! `segment.rs` is the codec of an immutable rkyv snapshot segment (no IO runtime, no store);
 //! `persist.rs` writes a shard's store to one; `key_set.rs` is a set of keys and spans for txn
-//! checks. `export.rs` lists the history as etcd's bolt `key` bucket holds it.
+//! checks; `page_ends.rs` remembers where paginated reads ended, for the next page's count.
+//! `export.rs` lists the history as etcd's bolt `key` bucket holds it.
 
 pub mod changes;
 pub mod events;
@@ -12,6 +13,7 @@ pub mod hash;
 pub mod index;
 pub mod key_entry;
 pub mod key_set;
+pub mod page_ends;
 pub mod persist;
 pub mod segment;
 pub mod store;

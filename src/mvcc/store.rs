@@ -4,9 +4,12 @@
 //! revisions against its compaction point itself, so a read racing a compaction gets etcd's
 //! "compacted" error rather than a partial answer.
 
+use std::cell::RefCell;
+
 use super::changes::ChangeLog;
 use super::index::{KeyHistory, Record};
 use super::key_entry::{KeyEntry, KeySet};
+use super::page_ends::PageEnds;
 use super::segment::{ChunkSink, SegKey};
 use super::value::Value;
 use super::{KeyRange, Rev};
@@ -23,6 +26,10 @@ pub struct RangeQuery {
     pub limit: usize,
     pub count_only: bool,
     pub keys_only: bool,
+    /// Nothing more is written at `rev` (the front end's reads; not a txn's, whose later ops
+    /// still write at its revision): the read may take and leave its count at a page end
+    /// (`page_ends.rs`).
+    pub sealed: bool,
 }
 
 #[derive(Debug, Default)]
@@ -31,6 +38,8 @@ pub struct RangePart {
     pub count: usize,
     /// The revision the part was read at (set by the shard's read; 0 elsewhere).
     pub rev: i64,
+    /// The count of the whole range, told by a page end: the read ends once it has its keys.
+    known_count: Option<usize>,
 }
 
 /// A write on one shard, at the revision carried by the batch.
@@ -66,6 +75,8 @@ pub struct Store {
     segment_rev: i64,
     /// The last writes, for the watch hub (`changes.rs`).
     changes: ChangeLog,
+    /// Where recent paginated reads ended (`page_ends.rs`).
+    page_ends: RefCell<PageEnds>,
 }
 
 /// Where the next chunk of a snapshot starts: at `key`, whose first `written` records (of those
@@ -73,6 +84,13 @@ pub struct Store {
 pub struct SnapCursor {
     pub key: Vec<u8>,
     pub written: usize,
+}
+
+impl RangePart {
+    /// An empty part of a read at `rev`.
+    pub fn at(rev: i64) -> RangePart {
+        RangePart { rev, ..RangePart::default() }
+    }
 }
 
 impl Store {
@@ -138,6 +156,10 @@ impl Store {
             return Ok(None);
         }
         let Some((start, end)) = q.range.bounds() else { return Ok(None) };
+        let pages = q.sealed && q.limit > 0 && !q.count_only;
+        if pages && after.is_none() {
+            part.known_count = self.page_ends.borrow().count_of(&q.range, q.rev);
+        }
         let start = after.map_or(start, std::ops::Bound::Excluded);
         let mut last: Option<&[u8]> = None;
         // The clock starts here: a single-key read (above) never looks at it.
@@ -150,6 +172,14 @@ impl Store {
             last = Some(key);
             let Some(rec) = e.history().at(q.rev) else { continue };
             found(q, part, key, rec);
+            if let (Some(count), true) = (part.known_count, part.kvs.len() == q.limit) {
+                part.count = count;
+                break;
+            }
+        }
+        debug_assert!(part.known_count.is_none_or(|n| n == part.count), "a page end told {:?}, counted {}", part.known_count, part.count);
+        if pages && part.kvs.len() == q.limit {
+            self.page_ends.borrow_mut().record(&q.range, q.rev, &part.kvs, part.count);
         }
         Ok(None)
     }
@@ -493,7 +523,7 @@ mod tests {
     }
 
     fn get(s: &Store, k: &str, rev: i64) -> Result<Vec<KeyValue>> {
-        let q = RangeQuery { range: KeyRange::new(k.as_bytes(), b""), rev, limit: 0, count_only: false, keys_only: false };
+        let q = RangeQuery { range: KeyRange::new(k.as_bytes(), b""), rev, limit: 0, count_only: false, keys_only: false, sealed: false };
         s.range(&q).map(|p| p.kvs)
     }
 
@@ -529,7 +559,7 @@ mod tests {
         for i in 0..25 {
             put(&mut s, &format!("k{i:02}"), "old", 2 + i);
         }
-        let q = RangeQuery { range: KeyRange::new(b"k", b"l"), rev: 26, limit: 12, count_only: false, keys_only: false };
+        let q = RangeQuery { range: KeyRange::new(b"k", b"l"), rev: 26, limit: 12, count_only: false, keys_only: false, sealed: false };
         let whole = s.range(&q).unwrap();
         let (mut part, mut after, mut steps) = (RangePart::default(), None, 0);
         loop {
@@ -547,6 +577,65 @@ mod tests {
         assert_eq!((part.count, part.kvs.len()), (25, 12), "count covers the range, kvs stop at the limit");
         assert_eq!(part.kvs, whole.kvs);
         assert!(part.kvs.iter().all(|kv| kv.value == b"old"[..]));
+    }
+
+    /// A read in steps of 3 keys.
+    fn read_in_steps(s: &Store, q: &RangeQuery) -> RangePart {
+        let (mut part, mut after) = (RangePart::at(q.rev), None);
+        loop {
+            after = s.range_step(q, &mut part, after.as_deref(), StepBound { max_keys: 3, time: None }).unwrap();
+            if after.is_none() {
+                return part;
+            }
+        }
+    }
+
+    /// Pages read at a sealed revision, each from just after the last key the one before gave
+    /// out (as kube-apiserver pages, one key more fetched than given out): every page has the
+    /// keys and the count of an unsealed read, which counts the whole rest of the range, at the
+    /// newest revision and at past ones, while writes go on between the pages; and from the
+    /// second page on, the count came from the page before.
+    #[test]
+    fn pages_at_a_sealed_revision_count_what_a_walk_of_the_range_counts() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(19);
+        let mut s = Store::default();
+        let mut rev = 1;
+        let mut write = |s: &mut Store, rng: &mut rand::rngs::StdRng| {
+            rev += 1;
+            let key = format!("k{:04}", rng.gen_range(0..800));
+            if rng.gen_bool(0.2) {
+                s.write(WriteOp::DeleteRange { range: KeyRange::new(key.as_bytes(), b""), prev_kv: false }, Rev::main(rev)).unwrap();
+            } else {
+                put(s, &key, "v", rev);
+            }
+            rev
+        };
+        let mut newest = 0;
+        for _ in 0..3000 {
+            newest = write(&mut s, &mut rng);
+        }
+        for (read_rev, limit) in [(newest, 7), (newest / 2, 50), (newest, 1), (newest / 3, 200)] {
+            let (mut start, mut pages) = (b"k".to_vec(), 0);
+            loop {
+                let q = |sealed| RangeQuery { range: KeyRange::new(&start, b"l"), rev: read_rev, limit: limit + 1, count_only: false, keys_only: true, sealed };
+                if pages > 0 {
+                    assert!(s.page_ends.borrow().count_of(&q(true).range, read_rev).is_some(), "page {pages} of {limit} at {read_rev} counted from the page before");
+                }
+                let got = read_in_steps(&s, &q(true));
+                let want = read_in_steps(&s, &q(false));
+                assert_eq!((got.count, &got.kvs), (want.count, &want.kvs), "page {pages} of {limit} at {read_rev}");
+                for _ in 0..5 {
+                    write(&mut s, &mut rng);
+                }
+                if got.kvs.len() <= limit {
+                    break;
+                }
+                start = [&got.kvs[limit - 1].key[..], &[0]].concat();
+                pages += 1;
+            }
+            assert!(pages >= 1, "{limit} at {read_rev}: {pages} pages");
+        }
     }
 
     #[test]

@@ -58,7 +58,7 @@ impl ShardState {
     /// Serves the first step of `q`. A read done in it is given back to be answered with the
     /// other answers of the turn; a longer one goes on in a task of its own, which answers it.
     pub(super) fn start_read(self: &Rc<Self>, q: RangeQuery, reply: RangeReply) -> Option<(RangeReply, Result<RangePart>)> {
-        let mut part = RangePart { rev: q.rev, ..RangePart::default() };
+        let mut part = RangePart::at(q.rev);
         let first = self.store.borrow().range_step(&q, &mut part, None, STEP_BOUND);
         match first {
             Ok(Some(after)) => {
