@@ -52,6 +52,12 @@ pub struct ListSeen {
     pub anon_peak_mib: Option<f64>,
     /// Encoded size of one unpaginated answer, MiB.
     pub answer_mib: f64,
+    /// Each LIST done: (kind, start, end), ns since the writer's base.
+    pub spans: Vec<(usize, u64, u64)>,
+    /// Per kind, once the writer is done: (puts sent during such LISTs, their p99 in µs).
+    pub during: [Option<(u64, u64)>; 4],
+    /// The writer's baseline p99, µs (for the ratios per kind).
+    pub baseline_p99_us: u64,
 }
 
 impl ListSeen {
@@ -66,6 +72,24 @@ impl ListSeen {
                 )
             })
             .collect();
+        let during: Vec<String> = (0..4)
+            .filter_map(|k| {
+                let (puts, p99_us) = self.during[k]?;
+                let secs: u64 = self.spans.iter().filter(|s| s.0 == k).map(|s| s.2 - s.1).sum();
+                Some(format!(
+                    "{} {:.2} ms ({:.2}× baseline; {puts} puts in {:.1} s)",
+                    kind_name(k),
+                    p99_us as f64 / 1e3,
+                    p99_us as f64 / self.baseline_p99_us.max(1) as f64,
+                    secs as f64 / 1e9
+                ))
+            })
+            .collect();
+        let during = if during.is_empty() {
+            String::new()
+        } else {
+            format!("; writer's p99 during each kind: {}", during.join(", "))
+        };
         let growth = |start: Option<f64>, peak: Option<f64>| match (start, peak) {
             (Some(a), Some(b)) => format!("{:.0}", b - a),
             _ => "—".into(),
@@ -76,7 +100,7 @@ impl ListSeen {
             growth(self.rss_start_mib, self.rss_peak_mib),
             growth(self.anon_start_mib, self.anon_peak_mib),
             self.answer_mib
-        )
+        ) + &during
     }
 }
 
@@ -163,7 +187,7 @@ async fn list_once(
 }
 
 /// LISTs the set for `secs` (the LIST under way finishes), rotating over the kinds.
-pub async fn run(url: &str, pid: i32, set: &ListSet, secs: f64) -> Result<ListSeen, String> {
+pub async fn run(url: &str, pid: i32, set: &ListSet, secs: f64, base: Instant) -> Result<ListSeen, String> {
     let mut kv = KvClient::new(connect(url).await?).max_decoding_message_size(usize::MAX);
     let mut seen = ListSeen {
         rss_start_mib: rss_mib(pid),
@@ -183,6 +207,8 @@ pub async fn run(url: &str, pid: i32, set: &ListSet, secs: f64) -> Result<ListSe
                 let i = k % KINDS.len();
                 seen.lists[i] += 1;
                 seen.max_ms[i] = seen.max_ms[i].max(t0.elapsed().as_secs_f64() * 1e3);
+                let since = |t: Instant| t.duration_since(base).as_nanos() as u64;
+                seen.spans.push((i, since(t0), since(Instant::now())));
                 if !paginated {
                     seen.answer_mib = bytes as f64 / (1 << 20) as f64;
                 }

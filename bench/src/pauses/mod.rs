@@ -229,8 +229,8 @@ pub async fn run(o: &PausesOpts, url: &str, pid: i32) -> Result<PausesRes, Strin
         past_rev,
     };
     let w = Window::open(pid);
-    let seen = list::run(url, pid, &set, o.phase_secs).await?;
-    phases.push(w.close(pid, base, "list", seen.describe()));
+    let mut seen = list::run(url, pid, &set, o.phase_secs, base).await?;
+    phases.push(w.close(pid, base, "list", String::new()));
 
     let (rev, w) = (current_rev(&mut kv).await?, Window::open(pid));
     let compact = kv.compact(CompactionRequest {
@@ -269,7 +269,7 @@ pub async fn run(o: &PausesOpts, url: &str, pid: i32) -> Result<PausesRes, Strin
     ));
 
     let wrote = writer.finish().await?;
-    let phases = phases
+    let phases: Vec<Phase> = phases
         .into_iter()
         .map(|(mut p, (from, to))| {
             p.lat = Lat::of(
@@ -281,6 +281,16 @@ pub async fn run(o: &PausesOpts, url: &str, pid: i32) -> Result<PausesRes, Strin
             p
         })
         .collect();
+    // The list phase's puts by the kind of LIST under way when they were sent.
+    seen.baseline_p99_us = phases[0].lat.p99_us;
+    for k in 0..seen.during.len() {
+        let spans: Vec<_> = seen.spans.iter().filter(|s| s.0 == k).collect();
+        let during = wrote.samples.iter().filter(|s| spans.iter().any(|&&(_, from, to)| s.sent_ns >= from && s.sent_ns < to));
+        let lat = Lat::of(during);
+        seen.during[k] = (lat.puts > 0).then_some((lat.puts, lat.p99_us));
+    }
+    let mut phases = phases;
+    phases[1].what = seen.describe();
     Ok(PausesRes {
         setup_secs,
         revisions,

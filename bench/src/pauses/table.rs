@@ -19,7 +19,10 @@ compaction (Compact at the current revision, physical=true, from its send until 
 or at least 2 s) and defrag (Defragment, likewise). p99 ÷ baseline = the phase's p99 over the baseline phase's p99 of \
 the same target (the issue's bound: ≤ 2). Server CPU s = utime+stime over the phase. In the \
 list phase the server's peak RSS (VmHWM, reset at the phase's start) is compared with the size \
-of one unpaginated answer. Errors = writer errors + failed or wrong LISTs; they must be 0. On \
+of one unpaginated answer, and the writer's puts are split by the kind of LIST under way when \
+they were sent: the p99 of each kind's puts over the baseline's (the phase's p99 mixes the \
+kinds by the time each took, so a server whose paginated LISTs are faster spends more of the \
+phase in unpaginated ones). Errors = writer errors + failed or wrong LISTs; they must be 0. On \
 ballast rows \"p99 vs etcd\" divides by etcd 3.5's (else 3.4's) p99 in the same phase.";
 
 fn row(r: &PausesRow, x: &PausesRes, etcd: Option<&PausesRes>) -> String {
