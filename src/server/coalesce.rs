@@ -55,17 +55,32 @@ impl<T> Coalesced<T> {
         &self.held[self.sent..]
     }
 
-    /// Records that `n` held bytes left; forgets the held buffer once all have.
+    /// Records that `n` held bytes left; empties the held buffer once all have.
     fn advance(&mut self, n: usize) {
         self.sent += n;
         debug_assert!(self.sent <= self.held.len(), "sent more than was held");
         if self.sent == self.held.len() {
             self.held.clear();
             self.sent = 0;
-            if self.held.capacity() > KEEP_CAPACITY_BYTES {
-                self.held = Vec::new();
-            }
         }
+    }
+
+    /// Gives back a large held buffer once a write-out is over (one that ends in the middle of a
+    /// large answer is used again at once: allocating it anew cost a page fault per 4 KiB).
+    fn release_if_large(&mut self) {
+        if self.held.is_empty() && self.held.capacity() > KEEP_CAPACITY_BYTES {
+            self.held = Vec::new();
+        }
+    }
+
+    /// Holds `buf`; a buffer about to pass `HOLD_BYTES` takes room for a whole batch at once.
+    fn hold(&mut self, buf: &[u8]) {
+        let len = self.held.len() + buf.len();
+        if len > HOLD_BYTES && self.held.capacity() < BATCH_BYTES {
+            self.held.reserve_exact(BATCH_BYTES - self.held.len());
+        }
+        self.held.extend_from_slice(buf);
+        self.wrote_since_flush = true;
     }
 }
 
@@ -93,8 +108,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Coalesced<T> {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         if this.held.len() + buf.len() <= BATCH_BYTES {
-            this.held.extend_from_slice(buf);
-            this.wrote_since_flush = true;
+            this.hold(buf);
             return Poll::Ready(Ok(buf.len()));
         }
         if this.unsent().is_empty() {
@@ -134,12 +148,14 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Coalesced<T> {
             return Poll::Ready(Ok(()));
         }
         ready!(this.poll_send_held(cx))?;
+        this.release_if_large();
         Pin::new(&mut this.io).poll_flush(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         ready!(this.poll_send_held(cx))?;
+        this.release_if_large();
         Pin::new(&mut this.io).poll_shutdown(cx)
     }
 }
@@ -208,6 +224,7 @@ mod tests {
         assert!(woken.0.load(std::sync::atomic::Ordering::Relaxed) > 0, "a put-off flush wakes the task");
         assert!(Pin::new(&mut conn).poll_flush(&mut cx).is_ready());
         assert!(conn.unsent().is_empty(), "a flush after no new writes sends everything");
+        assert!(conn.held.capacity() <= KEEP_CAPACITY_BYTES, "the batch's buffer is given back");
         let mut got = vec![0u8; written];
         server.read_exact(&mut got).await.unwrap();
         assert!(got.iter().all(|&b| b == 7));
