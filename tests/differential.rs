@@ -1296,12 +1296,8 @@ async fn call_raw(endpoint: &str, path: &str, with_message: bool) -> (tonic::Cod
 /// land between the pages.
 #[tokio::test]
 async fn paginated_lists_match_etcd() {
-    if let Err(e) = etcd::find_etcd35() {
-        panic!("etcd 3.5 is needed for the differential test: {e}");
-    }
-    let etcd = etcd::Etcd::start();
-    let (one, two) = (common::Server::start(&[]), common::Server::start(&["--shards", "2"]));
-    let mut clients = vec![connect(&etcd.endpoint).await, connect(&one.endpoint).await, connect(&two.endpoint).await];
+    // Bound, not dropped: the servers are killed when their handles drop.
+    let (_etcd, _one, _two, mut clients) = etcd_and_two_ballasts().await;
     for batch in 0..12 {
         let success = (0..100).map(|i| op(Op::RequestPut(PutRequest { key: format!("page/{:05}", batch * 100 + i).into_bytes(), value: b"v".to_vec(), ..Default::default() }))).collect();
         on_all(&mut clients, Req::Txn(txn_of(success, vec![]))).await;
@@ -1344,6 +1340,17 @@ async fn paginated_lists_match_etcd() {
     assert!(pages > 1200 / 61, "{pages} pages");
 }
 
+/// etcd 3.5, ballast with one shard and ballast with two, and a client of each (in that order).
+async fn etcd_and_two_ballasts() -> (etcd::Etcd, common::Server, common::Server, Vec<KvClient<Channel>>) {
+    if let Err(e) = etcd::find_etcd35() {
+        panic!("etcd 3.5 is needed for the differential test: {e}");
+    }
+    let etcd = etcd::Etcd::start();
+    let (one, two) = (common::Server::start(&[]), common::Server::start(&["--shards", "2"]));
+    let clients = vec![connect(&etcd.endpoint).await, connect(&one.endpoint).await, connect(&two.endpoint).await];
+    (etcd, one, two, clients)
+}
+
 /// Sends `req` to every client; each must accept it.
 async fn on_all(clients: &mut [KvClient<Channel>], req: Req) {
     for c in clients.iter_mut() {
@@ -1358,12 +1365,7 @@ async fn on_all(clients: &mut [KvClient<Channel>], req: Req) {
 /// over one and two shards.
 #[tokio::test]
 async fn large_range_answers_match_etcd() {
-    if let Err(e) = etcd::find_etcd35() {
-        panic!("etcd 3.5 is needed for the differential test: {e}");
-    }
-    let etcd = etcd::Etcd::start();
-    let (one, two) = (common::Server::start(&[]), common::Server::start(&["--shards", "2"]));
-    let mut clients = vec![connect(&etcd.endpoint).await, connect(&one.endpoint).await, connect(&two.endpoint).await];
+    let (etcd, one, two, mut clients) = etcd_and_two_ballasts().await;
     for round in 0..2u8 {
         for batch in 0..30 {
             let success = (0..100)
