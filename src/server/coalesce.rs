@@ -32,8 +32,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 const HOLD_BYTES: usize = 16 << 10;
 /// The most bytes held: a write that would grow the held bytes beyond this is sent with them.
 const BATCH_BYTES: usize = 256 << 10;
-/// A held buffer grown beyond this is given back once sent (a connection sending large
-/// answers once does not keep a large buffer while idle).
+/// A held buffer grown beyond this is given back once its write-out ends (a connection sending
+/// large answers once does not keep a large buffer while idle).
 const KEEP_CAPACITY_BYTES: usize = 4 << 10;
 
 /// A connection whose writes are gathered (see the module comment).
