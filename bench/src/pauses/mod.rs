@@ -269,7 +269,7 @@ pub async fn run(o: &PausesOpts, url: &str, pid: i32) -> Result<PausesRes, Strin
     ));
 
     let wrote = writer.finish().await?;
-    let phases: Vec<Phase> = phases
+    let mut phases: Vec<Phase> = phases
         .into_iter()
         .map(|(mut p, (from, to))| {
             p.lat = Lat::of(
@@ -289,7 +289,6 @@ pub async fn run(o: &PausesOpts, url: &str, pid: i32) -> Result<PausesRes, Strin
         let lat = Lat::of(during);
         seen.during[k] = (lat.puts > 0).then_some((lat.puts, lat.p99_us));
     }
-    let mut phases = phases;
     phases[1].what = seen.describe();
     Ok(PausesRes {
         setup_secs,
