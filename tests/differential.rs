@@ -1293,17 +1293,18 @@ async fn call_raw(endpoint: &str, path: &str, with_message: bool) -> (tonic::Cod
 /// of the one before, at the first page's revision), whose counts ballast takes from the page
 /// before (`mvcc/page_ends.rs`): every page is etcd's (keys, count, more, revision) over one and
 /// two shards, at the newest revision and at past ones, while puts and deletes inside the range
-/// land between the pages.
+/// land between the pages; the same through the etcd-client crate; and a page at a revision
+/// compaction has passed gets etcd's error, not a count remembered from before.
 #[tokio::test]
 async fn paginated_lists_match_etcd() {
-    // Bound, not dropped: the servers are killed when their handles drop.
-    let (_etcd, _one, _two, mut clients) = etcd_and_two_ballasts().await;
+    let (etcd, one, two, mut clients) = etcd_and_two_ballasts().await;
     for batch in 0..12 {
         let success = (0..100).map(|i| op(Op::RequestPut(PutRequest { key: format!("page/{:05}", batch * 100 + i).into_bytes(), value: b"v".to_vec(), ..Default::default() }))).collect();
         on_all(&mut clients, Req::Txn(txn_of(success, vec![]))).await;
     }
     on_all(&mut clients, Req::Delete(DeleteRangeRequest { key: b"page/00300".to_vec(), range_end: b"page/00350".to_vec(), ..Default::default() })).await;
     let mut pages = 0;
+    let mut walked_at = 0;
     for (revision, limit) in [(0, 97), (0, 500), (8, 61), (13, 1)] {
         let mut start = b"page/".to_vec();
         let mut first_rev = revision;
@@ -1326,6 +1327,7 @@ async fn paginated_lists_match_etcd() {
             if first_rev == 0 {
                 first_rev = want.header.as_ref().unwrap().revision;
             }
+            walked_at = first_rev;
             if limit > 1 && page % 2 == 1 {
                 // Writes after the walk's revision, inside its range: a new key, an overwrite, a delete.
                 on_all(&mut clients, put(format!("page/{:05}x", page * 37 % 1200).as_bytes(), b"new")).await;
@@ -1338,6 +1340,37 @@ async fn paginated_lists_match_etcd() {
         }
     }
     assert!(pages > 1200 / 61, "{pages} pages");
+    // The same walk through the etcd-client crate: every page's count and keys alike.
+    let walk = |endpoint: String| async move {
+        let mut c = etcd_client::Client::connect([format!("http://{endpoint}")], None).await.expect("connect");
+        let (mut start, mut rev, mut seen) = (b"page/".to_vec(), 0, Vec::new());
+        for _ in 0..100 {
+            let opts = etcd_client::GetOptions::new().with_range("page0").with_limit(250).with_revision(rev);
+            let r = c.get(start.clone(), Some(opts)).await.expect("a page");
+            rev = r.header().expect("a header").revision();
+            seen.push((r.count(), r.kvs().iter().map(|kv| kv.key().to_vec()).collect::<Vec<_>>()));
+            match (r.more(), r.kvs().last()) {
+                (true, Some(kv)) => start = [kv.key(), &[0]].concat(),
+                _ => return seen,
+            }
+        }
+        panic!("a walk of 250-key pages ends");
+    };
+    let want = walk(etcd.endpoint.clone()).await;
+    assert!(want.len() > 3, "{} pages", want.len());
+    assert!(walk(one.endpoint.clone()).await == want, "etcd-client: 1 shard differs");
+    assert!(walk(two.endpoint.clone()).await == want, "etcd-client: 2 shards differ");
+    // Once compaction passes a walk's revision, its next page is refused as etcd refuses it.
+    let current = match send(&mut clients[0], &Req::Range(range_at(b"page/", 0))).await {
+        Ok(Resp::Range(r)) => r.header.expect("a header").revision,
+        other => panic!("a range: {}", show_answer(&other)),
+    };
+    on_all(&mut clients, Req::Compact(CompactionRequest { revision: current, physical: true })).await;
+    let late = Req::Range(RangeRequest { key: b"page/00100\0".to_vec(), range_end: b"page0".to_vec(), limit: 97, revision: walked_at, ..Default::default() });
+    for c in &mut clients {
+        let a = send(c, &late).await;
+        assert_eq!(a.as_ref().err(), Some(&("OutOfRange".to_string(), "etcdserver: mvcc: required revision has been compacted".to_string())), "{}", show_answer(&a));
+    }
 }
 
 /// etcd 3.5, ballast with one shard and ballast with two, and a client of each (in that order).
