@@ -171,6 +171,40 @@ async fn tls_only_listener_serves_grpc_and_http_over_tls() {
     assert!(s.log().contains("rejected connection"), "{}", s.log());
 }
 
+/// Many clients connecting at once (a reconnect storm): each handshake is done on a front-end
+/// thread and its stream handed to a shard mid-connection; every client's own writes and reads
+/// come back, on one shard and on two, and a client still connected keeps being served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_clients_connecting_at_once_are_all_served() {
+    const CLIENTS: usize = 48;
+    let dir = common::fresh_dir("tls-storm");
+    let ca = Ca::new(&dir, "main");
+    let server_cert = ca.leaf("server", 10);
+    for shards in ["1", "2"] {
+        let s = Server::start_urls(&["https://127.0.0.1:{port}"], &["--cert-file", server_cert.cert(), "--key-file", server_cert.key(), "--shards", shards]);
+        let mut before = tls_client(s.port, &ca, None).await.expect("etcd-client over TLS");
+        before.put("storm/before", "b", None).await.unwrap();
+        let storm = (0..CLIENTS).map(|i| {
+            let ca = &ca;
+            let port = s.port;
+            async move {
+                let mut c = tls_client(port, ca, None).await.map_err(|e| format!("client {i}: {e}"))?;
+                let key = format!("storm/{i:03}");
+                c.put(key.as_str(), format!("v{i}"), None).await.map_err(|e| format!("client {i} put: {e}"))?;
+                let got = c.get(key.as_str(), None).await.map_err(|e| format!("client {i} get: {e}"))?;
+                Ok::<Vec<u8>, String>(got.kvs()[0].value().to_vec())
+            }
+        });
+        let answers = tokio::time::timeout(Duration::from_secs(60), futures_util::future::join_all(storm)).await.expect("the storm answered within 60 s");
+        for (i, a) in answers.into_iter().enumerate() {
+            assert_eq!(a.unwrap_or_else(|e| panic!("{shards} shard(s): {e}")), format!("v{i}").into_bytes());
+        }
+        let all = before.get("storm/", Some(etcd_client::GetOptions::new().with_prefix().with_count_only())).await.unwrap();
+        assert_eq!(all.count(), CLIENTS as i64 + 1, "{shards} shard(s)");
+        assert!(!s.log().contains("rejected connection"), "{}", s.log());
+    }
+}
+
 #[test]
 fn http_and_https_ports_side_by_side() {
     let dir = common::fresh_dir("tls-mixed");

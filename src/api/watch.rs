@@ -54,7 +54,7 @@ impl WatchService {
         let sender = Sender {
             auth: self.ctx.auth.clone(),
             meta: req.metadata().clone(),
-            tls: req.extensions().get::<crate::server::handshake::TlsConnectInfo>().cloned(),
+            tls: req.extensions().get::<crate::server::tls_conn::TlsConnectInfo>().cloned(),
         };
         let (failed_tx, failed) = tokio::sync::oneshot::channel();
         let backlog = Arc::new(Backlog { queued: stream.queued, taken: tokio::sync::Notify::new(), closed: AtomicBool::new(false) });
@@ -129,7 +129,7 @@ async fn forward_requests(hub: WatchHub, stream: u64, mut requests: Streaming<Wa
 struct Sender {
     auth: Arc<crate::auth::AuthGuard>,
     meta: tonic::metadata::MetadataMap,
-    tls: Option<crate::server::handshake::TlsConnectInfo>,
+    tls: Option<crate::server::tls_conn::TlsConnectInfo>,
 }
 
 impl Sender {

@@ -98,7 +98,7 @@ impl AuthGuard {
         if !self.client_cert_auth {
             return Ok(None);
         }
-        let info = ext.get::<crate::server::handshake::TlsConnectInfo>();
+        let info = ext.get::<crate::server::tls_conn::TlsConnectInfo>();
         let Some(leaf) = info.and_then(|i| i.peer_certificates.as_ref()).and_then(|c| c.first()) else { return Ok(None) };
         // etcd's AuthInfoFromTLS: its gateway's calls carry this, and their certificate is
         // the gateway's own, not the client's.

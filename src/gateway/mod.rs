@@ -166,7 +166,7 @@ impl Gateway {
         if !self.auth.client_cert_auth() || !self.auth.enabled() {
             return false;
         }
-        let info = req.extensions.get::<crate::server::handshake::TlsConnectInfo>();
+        let info = req.extensions.get::<crate::server::tls_conn::TlsConnectInfo>();
         let leaf = info.and_then(|i| i.peer_certificates.as_ref()).and_then(|chain| chain.first());
         leaf.and_then(|c| crate::auth::common_name(c.as_ref())).is_some_and(|cn| !cn.is_empty())
     }

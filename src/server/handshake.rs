@@ -3,9 +3,10 @@
 //! at the first byte: a TLS connection opens with a handshake record (0x16), and a plaintext
 //! HTTP/1 request or HTTP/2 preface never does, so anything else goes back to the thread's
 //! plaintext connections (etcd splits such a port with cmux the same way: HTTP/1 or HTTP/2
-//! plaintext, else TLS). The TLS ones go on to a shard, which does the handshake (`accept`,
-//! bounded by `HANDSHAKE_TIMEOUT`) and serves the stream (`shard_front.rs`). Connections of
-//! plaintext listeners never come here.
+//! plaintext, else TLS). The TLS ones do their handshake here (`accept`, bounded by
+//! `HANDSHAKE_TIMEOUT`) and go on to a shard, which serves the stream (`shard_front.rs`): a
+//! handshake is a burst of CPU that would hold every request on the shard behind it
+//! (`moving_socket.rs`). Connections of plaintext listeners never come here.
 //!
 //! A failed handshake is logged as etcd logs it (`rejected connection`) and the connection
 //! is closed: wrong or missing client certificate, revoked certificate, no common cipher
@@ -14,13 +15,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::pki_types::CertificateDer;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
+use super::moving_socket::MovingSocket;
 use super::shard_queues::{ShardConn, ShardQueues};
+use super::tls_conn::{TlsConn, TlsConnectInfo};
 use crate::log;
 
 /// A client that has not finished its handshake (or sent its first byte) by then is dropped.
@@ -35,35 +37,46 @@ pub struct SecureConn {
     pub sniff: bool,
 }
 
-/// Takes `conns` until their senders are gone: sends each TLS one to a shard and, when it is
-/// plaintext, to `plain` (a task of its own for each that needs a look at its first byte).
+/// Takes `conns` until their senders are gone: each in a task of its own, which does its TLS
+/// handshake and passes it to a shard or, when it is plaintext, to `plain` (a port serving
+/// both schemes: after a look at its first byte).
 pub async fn run(conns: flume::Receiver<SecureConn>, acceptor: TlsAcceptor, plain: flume::Sender<std::net::TcpStream>, shards: ShardQueues) {
     while let Ok(c) = conns.recv_async().await {
+        let Ok(conn) = TcpStream::from_std(c.conn) else { continue };
         if c.sniff {
-            tokio::spawn(sniff(c.conn, acceptor.clone(), plain.clone(), shards.clone()));
-        } else if !shards.deal(ShardConn::Tls(c.conn, acceptor.clone())).await {
-            return; // the shards stopped: shutting down
+            tokio::spawn(sniff(conn, acceptor.clone(), plain.clone(), shards.clone()));
+        } else {
+            tokio::spawn(to_shard(conn, acceptor.clone(), shards.clone()));
         }
     }
 }
 
-/// A connection of a port serving both schemes: to a shard if it opens a TLS handshake, else
-/// to `plain`.
-async fn sniff(conn: std::net::TcpStream, acceptor: TlsAcceptor, plain: flume::Sender<std::net::TcpStream>, shards: ShardQueues) {
-    let Ok(conn) = TcpStream::from_std(conn) else { return };
+/// A connection of a port serving both schemes: on to its handshake if it opens one, else to
+/// `plain`.
+async fn sniff(conn: TcpStream, acceptor: TlsAcceptor, plain: flume::Sender<std::net::TcpStream>, shards: ShardQueues) {
     let remote = conn.peer_addr().map(|a| a.to_string()).unwrap_or_default();
     let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, super::sniff::opens_with(&conn, &[TLS_HANDSHAKE_RECORD])).await {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => return rejected(&remote, &e.to_string()),
         Err(_) => return rejected(&remote, "TLS handshake timed out"),
     };
-    // A send fails only when the server has stopped (shutting down).
-    let Ok(conn) = conn.into_std() else { return };
     if tls {
-        shards.deal(ShardConn::Tls(conn, acceptor)).await;
-    } else {
+        to_shard(conn, acceptor, shards).await;
+    } else if let Ok(conn) = conn.into_std() {
+        // A send fails only when the server has stopped (shutting down).
         let _ = plain.send_async(conn).await;
     }
+}
+
+/// The handshake of `conn`, then the stream to a shard (a failed handshake is logged by
+/// `accept`; a failed deal means the shards stopped: shutting down).
+async fn to_shard(conn: TcpStream, acceptor: TlsAcceptor, shards: ShardQueues) {
+    let remote = conn.peer_addr().ok();
+    let Some((mut stream, info)) = accept(&acceptor, MovingSocket::FrontEnd(conn), remote).await else { return };
+    if let Err(e) = stream.get_mut().0.detach() {
+        return rejected(&remote.map(|a| a.to_string()).unwrap_or_default(), &e.to_string());
+    }
+    shards.deal(ShardConn::Tls(Box::new(TlsConn { stream, info }))).await;
 }
 
 /// etcd's log line for a refused TLS connection (embed/config_logging.go).
@@ -71,7 +84,7 @@ fn rejected(remote: &str, error: &str) {
     log::warn("rejected connection", &[("remote-addr", remote.to_string()), ("error", error.to_string())]);
 }
 
-/// The TLS handshake of `conn` (on a shard), bounded by `HANDSHAKE_TIMEOUT`, and what its
+/// The TLS handshake of `conn`, bounded by `HANDSHAKE_TIMEOUT`, and what its
 /// requests can learn of it; None, logged as etcd logs it, when it fails.
 pub async fn accept<IO>(acceptor: &TlsAcceptor, conn: IO, remote: Option<std::net::SocketAddr>) -> Option<(TlsStream<IO>, TlsConnectInfo)>
 where
@@ -91,12 +104,4 @@ where
     };
     let peer_certificates = stream.get_ref().1.peer_certificates().map(|c| Arc::new(c.to_vec()));
     Some((stream, TlsConnectInfo { remote_addr: remote, peer_certificates }))
-}
-
-/// What a request over TLS can learn of its connection (a request extension).
-#[derive(Clone)]
-pub struct TlsConnectInfo {
-    pub remote_addr: Option<std::net::SocketAddr>,
-    /// The client's certificate chain, leaf first, when it presented one (verified).
-    pub peer_certificates: Option<Arc<Vec<CertificateDer<'static>>>>,
 }

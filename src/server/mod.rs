@@ -18,12 +18,14 @@ pub mod grpc_metrics;
 pub mod handshake;
 pub mod http;
 pub mod kv_route;
+pub mod moving_socket;
 pub mod require_leader;
 pub mod self_cert;
 pub mod shard_front;
 pub mod shard_queues;
 pub mod sniff;
 pub mod tls;
+pub mod tls_conn;
 
 use std::path::PathBuf;
 use std::sync::Arc;

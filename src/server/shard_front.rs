@@ -1,6 +1,6 @@
 //! Client connections served on the shards' threads: plaintext HTTP/2 ones (gRPC clients')
 //! and TLS ones. Each shard takes the connections the front-end threads pass it (`front_end`,
-//! `handshake`, after a look at their first bytes), does the TLS handshake, and serves them
+//! `handshake`, after a look at their first bytes or their TLS handshake) and serves them
 //! with hyper on its glommio executor, with the same client service as the front-end
 //! threads, as a front-end "home" of its own (`reply.rs`). Plaintext HTTP/1 (probes, /metrics,
 //! the JSON gateway) stays on the front-end threads, so a stuck shard does not silence them.
@@ -32,8 +32,8 @@ use super::client_service::ClientService;
 use super::coalesce::Coalesced;
 use super::front_end::Http2Settings;
 use super::grpc_metrics::{GrpcMetrics, GrpcMetricsLayer};
-use super::handshake::{self, TlsConnectInfo};
 use super::shard_queues::{ShardConn, ShardConnRx};
+use super::tls_conn::{TlsConn, TlsConnectInfo};
 use crate::log;
 use crate::reply;
 
@@ -146,11 +146,10 @@ async fn serve(conn: ShardConn, builder: std::rc::Rc<auto::Builder<Local>>, grac
             let io = hyper_util::rt::TokioIo::new(Coalesced::new(glommio_stream(conn).compat()));
             serve_io(&builder, graceful, io, svc, None).await;
         }
-        ShardConn::Tls(conn, acceptor) => {
-            let stream = glommio_stream(conn);
-            let remote = stream.peer_addr().ok();
-            let Some((tls, info)) = handshake::accept(&acceptor, stream.compat(), remote).await else { return };
-            serve_io(&builder, graceful, hyper_util::rt::TokioIo::new(Coalesced::new(tls)), svc, Some(info)).await;
+        ShardConn::Tls(tls) => {
+            let TlsConn { mut stream, info } = *tls;
+            stream.get_mut().0.attach();
+            serve_io(&builder, graceful, hyper_util::rt::TokioIo::new(Coalesced::new(stream)), svc, Some(info)).await;
         }
     }
 }

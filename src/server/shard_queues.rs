@@ -1,6 +1,5 @@
 //! The shards' queues of client connections, which the front-end threads deal to in turn:
-//! plaintext HTTP/2 connections, and TLS connections whose handshake the shard does
-//! (`shard_front.rs`).
+//! plaintext HTTP/2 connections, and TLS connections past their handshake (`handshake.rs`).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -12,8 +11,8 @@ const QUEUE_CAPACITY: usize = 1024;
 pub enum ShardConn {
     /// Plaintext, opened with HTTP/2's preface (not consumed).
     Http2(std::net::TcpStream),
-    /// A connection of a secure listener, its handshake not begun (a first byte maybe peeked).
-    Tls(std::net::TcpStream, tokio_rustls::TlsAcceptor),
+    /// A connection of a secure listener, its handshake done on a front-end thread.
+    Tls(Box<super::tls_conn::TlsConn>),
 }
 
 pub type ShardConnRx = flume::Receiver<ShardConn>;
