@@ -7,6 +7,9 @@
 #   bench/probes/probe.sh SERVER_BINARY catch_up.py N
 #     N revisions written, then a watcher from revision 2 caught up while a reader does
 #     serial gets: time to catch up and the reader's latency meanwhile; e.g. 200000
+#   bench/probes/probe.sh SERVER_BINARY hashkv_pause.py N
+#     N keys written twice, then three HashKVs beside a writer at 500 puts/s: the writer's
+#     latency before and during them, and each HashKV's time; e.g. 300000
 #   TLS=1 bench/probes/probe.sh SERVER_BINARY tls_storm.py N
 #     N clients open a TLS connection each at once beside a writer at 500 puts/s: the
 #     writer's latency before and during the storm; e.g. 256
@@ -41,4 +44,4 @@ kill -0 $PID 2>/dev/null || { echo "probe.sh: the server did not start:" >&2; ca
 T0=$(awk '{print $14+$15}' /proc/$PID/stat)
 PYTHONPATH="$WORK" timeout 300 python3 "$HERE/$PROBE" 127.0.0.1:23790 "${CA_ARG[@]}" "$@"
 T1=$(awk '{print $14+$15}' /proc/$PID/stat)
-echo "server CPU ticks $((T1 - T0)), $(grep VmRSS /proc/$PID/status | tr -s ' \t' ' ')"
+echo "server CPU ticks $((T1 - T0)), $(grep -E 'VmRSS|VmHWM' /proc/$PID/status | tr -s ' \t' ' ' | tr '\n' ' ')"

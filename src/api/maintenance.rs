@@ -41,7 +41,12 @@ impl MaintenanceService {
         }
         let at = if rev == 0 { current } else { rev };
         let records = self.ctx.shards.hash_records(at).await?;
-        Ok((crate::mvcc::hash::hash(records, compact), compact, current))
+        // Sorting and joining a million records takes a while: not on the thread serving this
+        // connection, which may be a shard's.
+        let hash = tokio::task::spawn_blocking(move || crate::mvcc::hash::hash(records, compact))
+            .await
+            .map_err(|e| Error::Internal(format!("HashKV: {e}")))?;
+        Ok((hash, compact, current))
     }
 
     fn header(&self, rev: i64) -> ResponseHeader {

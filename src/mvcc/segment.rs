@@ -421,7 +421,7 @@ pub fn read(path: &Path) -> Result<(Vec<SegKey>, u32), String> {
 /// polynomial, plus B's (zlib's `crc32_combine` since 1.2.12). The crc32c crate's combine
 /// squares 32×32 bit matrices for every bit of the length, ~1 µs a block: 0.75% of the
 /// server's CPU at put 1000 clients, where snapshots read back every block they write.
-fn crc32c_combine(crc_a: u32, crc_b: u32, len_b: usize) -> u32 {
+pub(super) fn crc32c_combine(crc_a: u32, crc_b: u32, len_b: usize) -> u32 {
     multiply_mod_p(x_pow_8n_mod_p(len_b as u64), crc_a) ^ crc_b
 }
 
@@ -429,7 +429,7 @@ fn crc32c_combine(crc_a: u32, crc_b: u32, len_b: usize) -> u32 {
 const CRC32C_POLY: u32 = 0x82F6_3B78;
 
 /// a × b modulo the polynomial, both bit-reflected (x^0 is the top bit).
-fn multiply_mod_p(a: u32, mut b: u32) -> u32 {
+pub(super) fn multiply_mod_p(a: u32, mut b: u32) -> u32 {
     let mut product = 0;
     for bit in (0..32).rev() {
         if a & (1 << bit) != 0 {
@@ -442,7 +442,7 @@ fn multiply_mod_p(a: u32, mut b: u32) -> u32 {
 
 /// x^(8·n) modulo the polynomial (the effect of n zero bytes), by squaring: x^(2^k) for k = 3,
 /// 4, ... is the previous one squared.
-fn x_pow_8n_mod_p(mut n: u64) -> u32 {
+pub(super) fn x_pow_8n_mod_p(mut n: u64) -> u32 {
     let (mut result, mut power) = (1 << 31, 1 << 23); // x^0 and x^8, bit-reflected
     while n != 0 {
         if n & 1 != 0 {

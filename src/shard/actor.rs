@@ -113,7 +113,7 @@ async fn handle(shard: &Rc<ShardState>, msg: ShardMsg, outbox: &mut Outbox) {
             let _ = reply.send(result);
         }
         ShardMsg::HashRecords { rev, reply } => {
-            let _ = reply.send(shard.store.borrow().hash_records(rev));
+            crate::background::spawn(shard.clone().hash_records(rev, reply));
         }
         ShardMsg::Events { query, reply } => {
             let _ = reply.send(shard.store.borrow().events(&query));

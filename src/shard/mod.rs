@@ -9,6 +9,7 @@ pub mod actor;
 pub mod beat;
 pub mod compaction;
 pub mod export;
+pub mod hash;
 pub mod mailbox;
 pub mod reads;
 pub mod router;
