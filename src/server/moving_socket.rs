@@ -9,8 +9,8 @@
 //! a millisecond) that nothing can interrupt, and clients reconnect together (a load balancer
 //! or an apiserver restarting). Measured with `bench/probes/tls_storm.py` (256 clients at once
 //! beside a writer at 500 puts/s, RSA 2048 certificates): with the handshakes on the shard the
-//! writer's puts waited for the whole storm (p50 39-115 ms, max 101-213 ms in four runs), with
-//! them on the front end p50 1.0-4.3 ms, max 8-50 ms (etcd 3.5.1: p50 201-384 ms).
+//! writer's puts waited for the whole storm (p50 39-115 ms, max 101-213 ms in three runs), with
+//! them on the front end p50 1.0-4.3 ms, max 8-50 ms in four (etcd 3.5.1: p50 201-316 ms).
 
 use std::io;
 use std::os::fd::{FromRawFd, IntoRawFd};
