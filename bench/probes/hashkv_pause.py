@@ -4,22 +4,9 @@
 # before and during three HashKVs, and how long each HashKV took.
 import asyncio, multiprocessing, sys, time, grpc
 import rpc_pb2 as pb, rpc_pb2_grpc as rpc
+from fixed_rate import channel, pct, writer
 
-RATE = 500            # the writer's puts per second
 BASELINE_SECS = 3.0
-
-def writer(addr, stop, out):
-    kv = rpc.KVStub(grpc.insecure_channel(addr))
-    kv.Put(pb.PutRequest(key=b"w/warm", value=b"x"))
-    start = time.perf_counter(); lat = []; i = 0
-    while not stop.is_set():
-        due = start + i / RATE
-        now = time.perf_counter()
-        if due > now:
-            time.sleep(due - now)
-        kv.Put(pb.PutRequest(key=b"w/%06d" % (i % 10000), value=b"v" * 256))
-        lat.append((due, time.perf_counter() - due)); i += 1
-    out.put(lat)
 
 async def load(addr, n):
     chans = [grpc.aio.insecure_channel(addr) for _ in range(4)]
@@ -32,17 +19,13 @@ async def load(addr, n):
         await asyncio.gather(*[part(j) for j in range(64)])
     print(f"wrote {n} keys twice in {time.time() - t:.1f} s", flush=True)
 
-def pct(xs, p):
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(len(xs) * p))] if xs else float("nan")
-
 def main(addr, n):
     asyncio.run(load(addr, n))
     mp = multiprocessing.get_context("spawn")
     stop, out = mp.Event(), mp.Queue()
-    wp = mp.Process(target=writer, args=(addr, stop, out)); wp.start()
+    wp = mp.Process(target=writer, args=(addr, None, stop, out)); wp.start()
     time.sleep(BASELINE_SECS)
-    m = rpc.MaintenanceStub(grpc.insecure_channel(addr, options=[("grpc.max_receive_message_length", 1 << 30)]))
+    m = rpc.MaintenanceStub(channel(addr))
     spans = []
     for _ in range(3):
         t0 = time.perf_counter()
@@ -56,7 +39,7 @@ def main(addr, n):
     during = [l for d, l in lat if any(a <= d <= b for a, b in spans)]
     for name, xs in (("baseline", base), ("during HashKV", during)):
         print(f"writer {name}: {len(xs)} puts, p50 {1e3 * pct(xs, 0.5):.2f} ms, p99 {1e3 * pct(xs, 0.99):.2f} ms, "
-              f"max {1e3 * max(xs):.2f} ms")
+              f"max {1e3 * max(xs, default=float('nan')):.2f} ms")
 
 if __name__ == "__main__":
     main(sys.argv[1], int(sys.argv[2]))

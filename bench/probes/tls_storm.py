@@ -3,10 +3,10 @@
 # they do when a load balancer or an apiserver restarts) beside a writer putting at a fixed
 # rate on a connection of its own: the writer's put latency (from each put's due time, so a
 # stall is not hidden) before and during the storm, and how long the storm's handshakes took.
-import multiprocessing, os, sys, time, grpc
+import multiprocessing, os, sys, time
 import rpc_pb2 as pb, rpc_pb2_grpc as rpc
+from fixed_rate import channel, pct, writer
 
-RATE = 500            # the writer's puts per second
 BASELINE_SECS = 5.0
 AFTER_SECS = 2.0      # the writer goes on this long after the storm's last answer
 STORM_PROCS = 8       # processes opening the storm's connections, n / 8 threads each
@@ -14,25 +14,9 @@ STORM_PROCS = 8       # processes opening the storm's connections, n / 8 threads
 # a CPU when it needs one and its latency is the server's, not the load generator's.
 STORM_NICE = 19
 
-def creds(ca):
-    return grpc.ssl_channel_credentials(root_certificates=open(ca, "rb").read())
-
-def writer(addr, ca, stop, out):
-    kv = rpc.KVStub(grpc.secure_channel(addr, creds(ca)))
-    kv.Put(pb.PutRequest(key=b"w/warm", value=b"x"))
-    start = time.perf_counter(); lat = []; i = 0
-    while not stop.is_set():
-        due = start + i / RATE
-        now = time.perf_counter()
-        if due > now:
-            time.sleep(due - now)
-        kv.Put(pb.PutRequest(key=b"w/%06d" % (i % 10000), value=b"v" * 256))
-        lat.append((due, time.perf_counter() - due)); i += 1
-    out.put(lat)
-
 def one_client(addr, ca):
     t = time.perf_counter()
-    ch = grpc.secure_channel(addr, creds(ca))
+    ch = channel(addr, ca)
     rpc.KVStub(ch).Range(pb.RangeRequest(key=b"w/warm"), timeout=60)
     ch.close()
     return time.perf_counter() - t
@@ -45,10 +29,6 @@ def clients(args):
     from concurrent.futures import ThreadPoolExecutor
     with ThreadPoolExecutor(n) as ex:
         return list(ex.map(lambda _: one_client(addr, ca), range(n)))
-
-def pct(xs, p):
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(len(xs) * p))] if xs else float("nan")
 
 def main(addr, ca, n):
     mp = multiprocessing.get_context("spawn")
@@ -69,7 +49,7 @@ def main(addr, ca, n):
           f"(one client p50 {1e3 * pct(took, 0.5):.1f} ms, max {1e3 * max(took):.1f} ms)")
     for name, xs in (("baseline", base), ("during storm", storm)):
         print(f"writer {name}: {len(xs)} puts, p50 {1e3 * pct(xs, 0.5):.2f} ms, p99 {1e3 * pct(xs, 0.99):.2f} ms, "
-              f"max {1e3 * max(xs):.2f} ms")
+              f"max {1e3 * max(xs, default=float('nan')):.2f} ms")
 
 if __name__ == "__main__":
     main(sys.argv[1], sys.argv[2], int(sys.argv[3]))
