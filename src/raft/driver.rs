@@ -752,14 +752,14 @@ impl Driver {
             wal_seq_kept: order.wal_seq_kept,
         };
         let (dir, shards) = (self.snap_dir.clone(), self.shards.count());
-        let (m, stores) = glommio::executor()
+        let (m, stores, leased) = glommio::executor()
             .spawn_blocking(move || {
                 let m = install::place(&dir, &fetched, &placement)?;
                 let stores = crate::snapshot::load::load_stores(&dir, &m, shards)?;
-                Ok::<_, String>((m, stores))
+                let leased: Vec<_> = stores.iter().flat_map(crate::mvcc::store::Store::leased_keys).collect();
+                Ok::<_, String>((m, stores, leased))
             })
             .await?;
-        let leased: Vec<_> = stores.iter().flat_map(crate::mvcc::store::Store::leased_keys).collect();
         let bytes = crate::snapshot::load::segment_bytes(&self.snap_dir, &m);
         self.shards.replace_stores(stores, bytes).await.map_err(|e| e.to_string())?;
         self.applier.restore(m.rev, m.compact_rev, &m.alarms);

@@ -122,7 +122,9 @@ async fn handle(shard: &Rc<ShardState>, msg: ShardMsg, outbox: &mut Outbox) {
             // The old and the new store hold the same history (the new one further along), so
             // a read running in steps or a compaction in progress may go on in the new one.
             let written = store.written_bytes();
-            *shard.store.borrow_mut() = *store;
+            let old = std::mem::replace(&mut *shard.store.borrow_mut(), *store);
+            // Freeing a store of millions of keys takes a while: not on the shard's thread.
+            std::thread::spawn(move || drop(old));
             shard.segment_bytes.set(segment_bytes);
             shard.written_at_segment.set(written);
             shard.publish();
