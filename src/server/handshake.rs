@@ -42,7 +42,13 @@ pub struct SecureConn {
 /// both schemes: after a look at its first byte).
 pub async fn run(conns: flume::Receiver<SecureConn>, acceptor: TlsAcceptor, plain: flume::Sender<std::net::TcpStream>, shards: ShardQueues) {
     while let Ok(c) = conns.recv_async().await {
-        let Ok(conn) = TcpStream::from_std(c.conn) else { continue };
+        let conn = match TcpStream::from_std(c.conn) {
+            Ok(conn) => conn,
+            Err(e) => {
+                log::warn("cannot serve a secure connection", &[("error", e.to_string())]);
+                continue;
+            }
+        };
         if c.sniff {
             tokio::spawn(sniff(conn, acceptor.clone(), plain.clone(), shards.clone()));
         } else {
@@ -74,7 +80,8 @@ async fn to_shard(conn: TcpStream, acceptor: TlsAcceptor, shards: ShardQueues) {
     let remote = conn.peer_addr().ok();
     let Some((mut stream, info)) = accept(&acceptor, MovingSocket::FrontEnd(conn), remote).await else { return };
     if let Err(e) = stream.get_mut().0.detach() {
-        return rejected(&remote.map(|a| a.to_string()).unwrap_or_default(), &e.to_string());
+        let remote = remote.map(|a| a.to_string()).unwrap_or_default();
+        return log::warn("cannot hand a TLS connection to a shard", &[("remote-addr", remote), ("error", e.to_string())]);
     }
     shards.deal(ShardConn::Tls(Box::new(TlsConn { stream, info }))).await;
 }

@@ -43,6 +43,7 @@ pub async fn run(
         apply_seconds: metrics::histogram!(crate::metrics::SHARD_APPLY_SECONDS, "shard" => id.to_string()),
         segment_bytes: Cell::new(segment_bytes),
         written_at_segment: Cell::new(0),
+        replaced: Cell::new(0),
     });
     shard.publish();
     let mut outbox = Outbox::new(homes);
@@ -113,7 +114,9 @@ async fn handle(shard: &Rc<ShardState>, msg: ShardMsg, outbox: &mut Outbox) {
             let _ = reply.send(result);
         }
         ShardMsg::HashRecords { rev, reply } => {
-            crate::background::spawn(shard.clone().hash_records(rev, reply));
+            // Compaction is held from here, before a Compact queued behind this message.
+            let held = shard.read_at(shard.store.borrow().compact_rev());
+            crate::background::spawn(shard.clone().hash_records(rev, held, reply));
         }
         ShardMsg::Events { query, reply } => {
             let _ = reply.send(shard.store.borrow().events(&query));
@@ -123,15 +126,19 @@ async fn handle(shard: &Rc<ShardState>, msg: ShardMsg, outbox: &mut Outbox) {
             // a read running in steps or a compaction in progress may go on in the new one.
             let written = store.written_bytes();
             let old = std::mem::replace(&mut *shard.store.borrow_mut(), *store);
-            // Freeing a store of millions of keys takes a while: not on the shard's thread.
-            std::thread::spawn(move || drop(old));
+            shard.replaced.set(shard.replaced.get() + 1);
+            // Freeing a store of millions of keys takes a while: not on the shard's thread
+            // (when no thread can be made, the failed spawn drops it here).
+            let _ = std::thread::Builder::new().name("store-free".into()).spawn(move || drop(old));
             shard.segment_bytes.set(segment_bytes);
             shard.written_at_segment.set(written);
             shard.publish();
             let _ = reply.send(());
         }
         ShardMsg::Export { rev, compact_rev, out } => {
-            crate::background::spawn(shard.clone().export(rev, compact_rev, out));
+            // Compaction is held from here, before a Compact queued behind this message.
+            let held = shard.read_at(compact_rev);
+            crate::background::spawn(shard.clone().export(rev, compact_rev, held, out));
         }
         ShardMsg::Snapshot { since, rev, path, reply } => {
             shard.snapshots.set(shard.snapshots.get() + 1);
@@ -164,6 +171,9 @@ pub(super) struct ShardState {
     /// its newest segment was cut: the storage holds both (dbSize).
     pub(super) segment_bytes: Cell<u64>,
     pub(super) written_at_segment: Cell<u64>,
+    /// Stores installed from a snapshot so far (`Replace`): a walk of the store in chunks
+    /// (HashKV) that sees it change starts over.
+    pub(super) replaced: Cell<u64>,
 }
 
 impl ShardState {

@@ -7,6 +7,7 @@
 use std::rc::Rc;
 
 use super::actor::ShardState;
+use super::reads::ReadGuard;
 use crate::background::step_aside;
 use crate::mvcc::export::ExportRecord;
 
@@ -16,8 +17,8 @@ const EXPORT_CHUNK: (usize, usize) = (4096, 4 << 20);
 impl ShardState {
     /// Sends the shard's entries up to `rev` (compaction at `compact_rev`) to `out`, then
     /// drops it; stops early when the receiver is gone.
-    pub(super) async fn export(self: Rc<Self>, rev: i64, compact_rev: i64, out: flume::Sender<Vec<ExportRecord>>) {
-        let _held = self.read_at(compact_rev);
+    /// `_held` holds compaction at `compact_rev` (taken when the request arrived).
+    pub(super) async fn export(self: Rc<Self>, rev: i64, compact_rev: i64, _held: ReadGuard, out: flume::Sender<Vec<ExportRecord>>) {
         let mut after: Option<Vec<u8>> = None;
         loop {
             let (chunk, next) = self.store.borrow().export_chunk(after.as_deref(), rev, compact_rev, EXPORT_CHUNK.0, EXPORT_CHUNK.1);
