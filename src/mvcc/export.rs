@@ -6,6 +6,7 @@
 
 use prost::Message as _;
 
+use super::index::RecordRef;
 use super::store::Store;
 use super::Rev;
 use crate::proto::mvccpb::KeyValue;
@@ -15,6 +16,15 @@ use crate::proto::mvccpb::KeyValue;
 pub struct ExportRecord {
     pub key: Vec<u8>,
     pub value: Vec<u8>,
+}
+
+impl ExportRecord {
+    /// The entry of `key`'s record `r`: its revision key and its protobuf `KeyValue` (a
+    /// tombstone's holds only the key).
+    pub fn of(key: &[u8], r: &RecordRef<'_>) -> ExportRecord {
+        let kv = if r.is_tombstone() { KeyValue { key: key.to_vec(), ..Default::default() } } else { r.to_kv(key, false) };
+        ExportRecord { key: rev_key(r.rev(), r.is_tombstone()), value: kv.encode_to_vec() }
+    }
 }
 
 /// etcd's revision key (revision.go revToBytes, plus kvstore's tombstone mark).
@@ -43,10 +53,9 @@ impl Store {
                 if r.mod_rev <= compact_rev && Some(r.rev()) != kept {
                     continue;
                 }
-                let kv = if r.is_tombstone() { KeyValue { key: key.to_vec(), ..Default::default() } } else { r.to_kv(key, false) };
-                let value = kv.encode_to_vec();
-                bytes += value.len() + 18;
-                out.push(ExportRecord { key: rev_key(r.rev(), r.is_tombstone()), value });
+                let entry = ExportRecord::of(key, &r);
+                bytes += entry.value.len() + 18;
+                out.push(entry);
             }
             if n + 1 == max_keys || bytes >= max_bytes {
                 return (out, Some(key.to_vec()));

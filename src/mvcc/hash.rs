@@ -9,15 +9,13 @@
 //! The store is in key order and the hash in revision order, so each shard lists its records a
 //! chunk of keys at a time (`hash_chunk`, between which the shard serves others), each record
 //! by its own CRC and length (32 bytes, not its key and value), and `hash` sorts them all and
-//! joins their CRCs (as `segment::crc32c_combine` does): a HashKV over a million records holds 32 MB, and never
-//! the shard for longer than a chunk.
-use prost::Message as _;
+//! joins their CRCs (as `segment::crc32c_combine` does): a HashKV over a million records holds
+//! 32 MB, and never the shard for longer than a chunk.
 
-use super::export::rev_key;
+use super::export::ExportRecord;
 use super::segment::{multiply_mod_p, x_pow_8n_mod_p};
 use super::store::Store;
 use super::Rev;
-use crate::proto::mvccpb::KeyValue;
 
 /// One stored revision of one key, as etcd's backend holds it, by the CRC-32C of its entry (the
 /// revision key, then the protobuf `KeyValue`) and the entry's length.
@@ -41,10 +39,9 @@ impl Store {
         for (n, (key, hist)) in self.keys_from(lower).enumerate() {
             let kept = hist.at(rev).map(|r| r.rev());
             for r in hist.between(0, rev).iter() {
-                let kv = if r.is_tombstone() { KeyValue { key: key.to_vec(), ..Default::default() } } else { r.to_kv(key, false) };
-                let (rev_key, value) = (rev_key(r.rev(), r.is_tombstone()), kv.encode_to_vec());
-                let crc = crc32c::crc32c_append(crc32c::crc32c(&rev_key), &value);
-                let len = u32::try_from(rev_key.len() + value.len()).expect("an entry under 4 GiB");
+                let entry = ExportRecord::of(key, &r);
+                let crc = crc32c::crc32c_append(crc32c::crc32c(&entry.key), &entry.value);
+                let len = u32::try_from(entry.key.len() + entry.value.len()).expect("an entry under 4 GiB");
                 out.push(HashRecord { rev: r.rev(), tombstone: r.is_tombstone(), kept: kept == Some(r.rev()), crc, len });
             }
             if n + 1 == max_keys || out.len() >= max_records {
@@ -54,12 +51,13 @@ impl Store {
         (out, None)
     }
 
-    /// Every record at main revisions up to `rev`, in one go.
+    /// Every record at main revisions up to `rev`, listed in chunks of `max_keys` /
+    /// `max_records`.
     #[cfg(test)]
-    pub fn hash_records(&self, rev: i64) -> Vec<HashRecord> {
+    pub fn hash_records(&self, rev: i64, (max_keys, max_records): (usize, usize)) -> Vec<HashRecord> {
         let (mut all, mut after) = (Vec::new(), None);
         loop {
-            let (chunk, next) = self.hash_chunk(after.as_deref(), rev, 3, 5);
+            let (chunk, next) = self.hash_chunk(after.as_deref(), rev, max_keys, max_records);
             all.extend(chunk);
             match next {
                 Some(key) => after = Some(key),
@@ -93,7 +91,6 @@ pub fn hash(mut records: Vec<HashRecord>, compact_rev: i64) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mvcc::export::rev_key;
     use crate::mvcc::store::WriteOp;
     use crate::mvcc::KeyRange;
 
@@ -101,15 +98,15 @@ mod tests {
     #[test]
     fn matches_etcds_hashes() {
         let mut s = Store::default();
-        assert_eq!(hash(s.hash_records(1), -1), 1084519789);
+        assert_eq!(hash(s.hash_records(1, (3, 5)), -1), 1084519789);
         s.write(WriteOp::Put { key: b"foo".to_vec(), value: Some(b"bar".to_vec()), lease: Some(0), prev_kv: false }, Rev::main(2)).unwrap();
-        assert_eq!(hash(s.hash_records(2), -1), 3305255506);
+        assert_eq!(hash(s.hash_records(2, (3, 5)), -1), 3305255506);
         s.write(WriteOp::DeleteRange { range: KeyRange::new(b"foo", b""), prev_kv: false }, Rev::main(3)).unwrap();
-        assert_eq!(hash(s.hash_records(3), -1), 2489925301);
+        assert_eq!(hash(s.hash_records(3, (3, 5)), -1), 2489925301);
         s.write(WriteOp::Put { key: b"k".to_vec(), value: Some(b"v".to_vec()), lease: Some(0x694d77aa9e38260f), prev_kv: false }, Rev::main(4)).unwrap();
-        assert_eq!(hash(s.hash_records(4), -1), 1714982513);
+        assert_eq!(hash(s.hash_records(4, (3, 5)), -1), 1714982513);
         s.compact(3);
-        assert_eq!(hash(s.hash_records(4), 3), 1618605361);
+        assert_eq!(hash(s.hash_records(4, (3, 5)), 3), 1618605361);
     }
 
     /// etcd's HashKV computed straight from every entry's bytes in revision order.
@@ -119,8 +116,8 @@ mod tests {
         for (key, hist) in s.histories(&all) {
             let kept = hist.at(rev).map(|r| r.rev());
             for r in hist.between(0, rev).iter() {
-                let kv = if r.is_tombstone() { KeyValue { key: key.to_vec(), ..Default::default() } } else { r.to_kv(key, false) };
-                entries.push((r.rev(), r.is_tombstone(), kept == Some(r.rev()), [rev_key(r.rev(), r.is_tombstone()), kv.encode_to_vec()].concat()));
+                let entry = ExportRecord::of(key, &r);
+                entries.push((r.rev(), r.is_tombstone(), kept == Some(r.rev()), [entry.key, entry.value].concat()));
             }
         }
         entries.sort_by_key(|e| e.0);
@@ -161,17 +158,8 @@ mod tests {
         let check = |s: &Store, compact_rev: i64| {
             for rev in (compact_rev.max(1)..400).step_by(10) {
                 let want = hash_of_entries(s, rev, compact_rev);
-                for (keys, records) in [(1, 1), (3, 5), (7, 1000), (4096, 16_384)] {
-                    let (mut all, mut after) = (Vec::new(), None::<Vec<u8>>);
-                    loop {
-                        let (chunk, next) = s.hash_chunk(after.as_deref(), rev, keys, records);
-                        all.extend(chunk);
-                        match next {
-                            Some(k) => after = Some(k),
-                            None => break,
-                        }
-                    }
-                    assert_eq!(hash(all, compact_rev), want, "rev {rev}, compaction {compact_rev}, chunks of {keys} keys / {records} records");
+                for chunks in [(1, 1), (3, 5), (7, 1000), (4096, 16_384)] {
+                    assert_eq!(hash(s.hash_records(rev, chunks), compact_rev), want, "rev {rev}, compaction {compact_rev}, chunks of {chunks:?} keys / records");
                 }
             }
         };

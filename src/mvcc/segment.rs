@@ -421,7 +421,7 @@ pub fn read(path: &Path) -> Result<(Vec<SegKey>, u32), String> {
 /// polynomial, plus B's (zlib's `crc32_combine` since 1.2.12). The crc32c crate's combine
 /// squares 32×32 bit matrices for every bit of the length, ~1 µs a block: 0.75% of the
 /// server's CPU at put 1000 clients, where snapshots read back every block they write.
-pub(super) fn crc32c_combine(crc_a: u32, crc_b: u32, len_b: usize) -> u32 {
+fn crc32c_combine(crc_a: u32, crc_b: u32, len_b: usize) -> u32 {
     multiply_mod_p(x_pow_8n_mod_p(len_b as u64), crc_a) ^ crc_b
 }
 
