@@ -57,6 +57,7 @@ impl Writer {
         let stop = Arc::new(AtomicBool::new(false));
         let (url, flag) = (url.to_string(), stop.clone());
         let handle = tokio::task::spawn_blocking(move || {
+            name_this_thread(c"bench-writer");
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -84,6 +85,13 @@ impl Writer {
         }
         Ok(w)
     }
+}
+
+/// Names the calling thread (as `ps -L`, `perf sched` and /proc show it), so that the writer's
+/// own scheduling delays can be told from the server's in a trace.
+pub fn name_this_thread(name: &std::ffi::CStr) {
+    // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes, which `name` is.
+    unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr()) };
 }
 
 async fn write(
