@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use ballast_bench::hist::Hist;
 use ballast_bench::proto::etcdserverpb::kv_client::KvClient;
 use ballast_bench::proto::etcdserverpb::PutRequest;
-use tokio::task::JoinHandle;
+use tokio::sync::oneshot;
 
 use crate::watch::connect;
 
@@ -47,7 +47,7 @@ struct Tally {
 /// A running writer; `finish` stops it.
 pub struct Writer {
     stop: Arc<AtomicBool>,
-    handle: JoinHandle<Result<Wrote, String>>,
+    handle: oneshot::Receiver<Result<Wrote, String>>,
 }
 
 impl Writer {
@@ -56,8 +56,7 @@ impl Writer {
     pub fn start(url: &str, prefix: &'static str, base: Instant, rate: f64) -> Writer {
         let stop = Arc::new(AtomicBool::new(false));
         let (url, flag) = (url.to_string(), stop.clone());
-        let handle = tokio::task::spawn_blocking(move || {
-            name_this_thread(c"bench-writer");
+        let handle = own_thread("bench-writer", move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -74,7 +73,7 @@ impl Writer {
         let mut w = self
             .handle
             .await
-            .map_err(|e| format!("writer thread: {e}"))??;
+            .map_err(|_| "the writer's thread did not start or ended without an answer")??;
         let done = w.samples.len() as u64 + w.errors;
         if done < w.sent {
             let late = w.sent - done;
@@ -87,11 +86,22 @@ impl Writer {
     }
 }
 
-/// Names the calling thread (as `ps -L`, `perf sched` and /proc show it), so that the writer's
-/// own scheduling delays can be told from the server's in a trace.
-pub fn name_this_thread(name: &std::ffi::CStr) {
-    // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes, which `name` is.
-    unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr()) };
+/// Runs `work` on a new thread named `name` (as `ps -L`, `perf sched` and /proc show it, so a
+/// trace tells the harness's threads from the server's); its result comes on the receiver, which
+/// yields an error if the thread could not start or panicked. Not tokio's blocking pool: a
+/// thread there is reused afterwards, with whatever priority or CPUs `work` gave it.
+pub fn own_thread<T: Send + 'static>(
+    name: &str,
+    work: impl FnOnce() -> Result<T, String> + Send + 'static,
+) -> oneshot::Receiver<Result<T, String>> {
+    let (tx, rx) = oneshot::channel();
+    let spawned = std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            let _ = tx.send(work());
+        });
+    drop(spawned); // detached; a failed spawn drops `tx`, which the receiver reports
+    rx
 }
 
 async fn write(

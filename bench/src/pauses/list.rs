@@ -187,35 +187,39 @@ async fn list_once(
     Ok(bytes)
 }
 
-/// Keeps the calling thread (the LIST client) off the server's CPUs as far as this box allows:
-/// on the first CPU the harness may use only, under SCHED_IDLE (which any other thread that
-/// wakes preempts at once). A kube-apiserver runs on other CPUs than its etcd's; here the
-/// client decodes and checks 100 MiB answers, a CPU's worth of work while it lasts, and it
-/// showed in the writer's latency as the server's (`perf sched timehist` of list phases): at
-/// the harness's default priority it held the writer's own thread off a CPU for 1-5 ms several
-/// times a second (71 of its 129 waits over 1 ms; at nice 19, 145 of 166), and on the CPU the
-/// disk interrupts land on it held the kernel worker that completes the servers' durable
-/// writes (501 waits over 0.3 ms in 14 s, 623 ms in all, even at SCHED_IDLE), so every WAL
-/// write took longer. A failure (no permission, one CPU) leaves the thread as it was.
-fn keep_off_server_cpus() {
+/// Confines the calling thread (the LIST client) to one CPU, the first the harness may use, at
+/// SCHED_IDLE (which any other thread that wakes preempts at once). A kube-apiserver runs on
+/// other CPUs than its etcd's; here the client decodes and checks 100 MiB answers, a CPU's worth
+/// of work while it lasts, and it showed in the writer's latency as the server's (`perf sched
+/// timehist` of list phases on a 2-CPU box): at the harness's default priority it held the
+/// writer's own thread off a CPU for 1-5 ms several times a second (71 of its 129 waits over
+/// 1 ms; at nice 19, 145 of 166), and on CPU 1, where that box's disk interrupts land, it held
+/// the kernel worker that completes the server's durable writes (501 waits over 0.3 ms in 14 s,
+/// 623 ms in all, even at SCHED_IDLE), so WAL writes took longer. Neither the server nor the
+/// writer is pinned: they may still run on that CPU, ahead of the client. What cannot be set
+/// (no permission) is reported and left as it was.
+fn confine_list_client() {
     // SAFETY: the CPU set is a plain bit set filled by the kernel and libc's macros; every call
     // names the calling thread (0) and passes a valid pointer and size.
-    unsafe {
+    let (pinned, idle) = unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
-        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) == 0 {
-            if let Some(first) = (0..libc::CPU_SETSIZE as usize).find(|&c| libc::CPU_ISSET(c, &set)) {
-                let mut one: libc::cpu_set_t = std::mem::zeroed();
-                libc::CPU_SET(first, &mut one);
-                libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &one);
-            }
+        let mut pinned = libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) == 0;
+        if let Some(first) = (0..libc::CPU_SETSIZE as usize).find(|&c| pinned && libc::CPU_ISSET(c, &set)) {
+            let mut one: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(first, &mut one);
+            pinned = libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &one) == 0;
         }
         let param = libc::sched_param { sched_priority: 0 };
-        libc::sched_setscheduler(0, libc::SCHED_IDLE, &param);
+        (pinned, libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) == 0)
+    };
+    if !(pinned && idle) {
+        eprintln!("bench: the LIST client could not be confined (one CPU: {pinned}, SCHED_IDLE: {idle})");
     }
 }
 
 /// LISTs the set for `secs` (the LIST under way finishes), rotating over the kinds, from a
-/// thread of its own at the lowest priority; samples the server's memory meanwhile.
+/// thread of its own confined to one CPU at the lowest priority; samples the server's memory
+/// meanwhile.
 pub async fn run(url: &str, pid: i32, set: &ListSet, secs: f64, base: Instant) -> Result<ListSeen, String> {
     let seen = ListSeen {
         rss_start_mib: rss_mib(pid),
@@ -226,9 +230,8 @@ pub async fn run(url: &str, pid: i32, set: &ListSet, secs: f64, base: Instant) -
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let sampler = tokio::spawn(sample_anon_peak(pid, stop.clone()));
     let (url, set) = (url.to_string(), set.clone());
-    let lists = tokio::task::spawn_blocking(move || {
-        crate::writer::name_this_thread(c"bench-list");
-        keep_off_server_cpus();
+    let lists = crate::writer::own_thread("bench-list", move || {
+        confine_list_client();
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -236,7 +239,7 @@ pub async fn run(url: &str, pid: i32, set: &ListSet, secs: f64, base: Instant) -
         rt.block_on(list_for(&url, &set, secs, base, seen))
     })
     .await
-    .map_err(|e| format!("LIST client thread: {e}"));
+    .map_err(|_| "the LIST client's thread did not start or ended without an answer".to_string());
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let anon_peak_mib = sampler.await.unwrap_or(None);
     let mut seen = lists??;

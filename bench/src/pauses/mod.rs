@@ -7,7 +7,7 @@
 //! * baseline: nothing else;
 //! * list: one client LISTs the LIST set again and again (`list.rs`): unpaginated and paginated
 //!   by 500, at the current revision and at the revision the set was complete at, every answer
-//!   checked, from a thread kept off the server's CPUs as far as the box allows; the server's
+//!   checked, from a thread confined to the harness's first CPU at SCHED_IDLE; the server's
 //!   peak RSS above the phase's start is measured (VmHWM reset first);
 //! * compaction: Compact at the current revision with physical=true (the history of a million
 //!   revisions dropped), from its send until its answer, at least `MIN_PHASE`;

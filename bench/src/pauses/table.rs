@@ -15,7 +15,8 @@ open-loop writer puts new keys (256 B values, 2 connections) at a fixed rate thr
 phases, each put counted in the phase it was sent in: baseline (nothing else), list (one client \
 LISTs the set again and again: unpaginated and paginated by 500, at the current revision and at \
 the revision the set was complete at; every answer checked for every key and value; the client \
-on the harness's first CPU at SCHED_IDLE, as a remote kube-apiserver takes none of the server's), \
+confined to the harness's first CPU at SCHED_IDLE, so that it takes little of the server's or the \
+writer's CPU, as a kube-apiserver on other CPUs would take none), \
 compaction (Compact at the current revision, physical=true, from its send until its answer \
 or at least 2 s) and defrag (Defragment, likewise). p99 ÷ baseline = the phase's p99 over the baseline phase's p99 of \
 the same target (the issue's bound: ≤ 2). Server CPU s = utime+stime over the phase. In the \
