@@ -166,7 +166,11 @@ impl Shards {
 
     /// Reads `query` on every shard that may hold its keys, concurrently, and merges the parts
     /// into key order. With `query.limit > 0` the merged list keeps the first `limit` keys;
-    /// `count` is the total over all shards.
+    /// `count` is the total over all shards. The first part's key-values are kept where they
+    /// are and the others appended: copying a LIST of 100k keys into a fresh vector (10 MiB,
+    /// its pages faulted in one go) held a shard's thread for milliseconds, and every write
+    /// behind it (bench/RESULTS.md, 2026-12-07: the writer's p99 during unpaginated LISTs at a
+    /// past revision, which take this path).
     pub async fn scatter_range(&self, query: &RangeQuery) -> Result<RangePart> {
         let owners = self.owners(&query.range);
         let calls = owners.iter().map(|&s| self.range_on(s, query.clone()));
@@ -175,7 +179,11 @@ impl Shards {
         for part in parts {
             let part = part?;
             merged.count += part.count;
-            merged.kvs.extend(part.kvs);
+            if merged.kvs.is_empty() {
+                merged.kvs = part.kvs;
+            } else {
+                merged.kvs.extend(part.kvs);
+            }
         }
         if owners.len() > 1 {
             merged.kvs.sort_unstable_by(|a, b| a.key.cmp(&b.key));
