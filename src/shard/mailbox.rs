@@ -170,7 +170,7 @@ impl Shards {
     /// are and the others appended: copying a LIST of 100k keys into a fresh vector (10 MiB,
     /// its pages faulted in one go) held a shard's thread for milliseconds, and every write
     /// behind it (bench/RESULTS.md, 2026-12-07: the writer's p99 during unpaginated LISTs at a
-    /// past revision, which take this path).
+    /// past revision; serializable reads, reads under auth and txns' ranges take this path too).
     pub async fn scatter_range(&self, query: &RangeQuery) -> Result<RangePart> {
         let owners = self.owners(&query.range);
         let calls = owners.iter().map(|&s| self.range_on(s, query.clone()));
