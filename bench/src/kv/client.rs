@@ -5,13 +5,14 @@ use std::time::Instant;
 
 use ballast_bench::proto::etcdserverpb::kv_client::KvClient;
 use ballast_bench::proto::etcdserverpb::{
-    compare, request_op, response_op, Compare, PutRequest, RangeRequest, RequestOp, TxnRequest,
-    TxnResponse,
+    compare, request_op, response_op, Compare, PutRequest, PutResponse, RangeRequest,
+    RangeResponse, RequestOp, TxnRequest, TxnResponse,
 };
 use tonic::transport::Channel;
 
+use super::lean::{self, Method};
 use super::workload::{key, keyed_value, Op, Rng, Workload};
-use crate::secure::{with_token, Token};
+use crate::secure::{with_token, Link, Token};
 
 /// A client's latencies (µs, of its successful ops) and errors.
 #[derive(Default)]
@@ -36,12 +37,34 @@ impl ClientOut {
     }
 }
 
-/// A client's connection (and on a secure target its connection's token) and state: its
-/// randomness, and for CAS its key and the last revision it wrote there.
+/// A connection of the load generator: the lean client's on a plaintext target (`lean.rs`),
+/// tonic's with the login's token on a secure one.
+#[derive(Clone)]
+pub enum KvConn {
+    Lean(lean::Conn),
+    Tonic(Channel, Option<Token>),
+}
+
+impl KvConn {
+    pub async fn open(link: &Link) -> Result<KvConn, String> {
+        match link.secure {
+            None => Ok(KvConn::Lean(lean::Conn::connect(&link.url).await?)),
+            Some(_) => link.open().await.map(|(ch, token)| KvConn::Tonic(ch, token)),
+        }
+    }
+}
+
+/// A client's KV calls, on its connection.
+enum Kv {
+    Lean(lean::Conn),
+    Tonic(KvClient<Channel>, Option<Token>),
+}
+
+/// A client's connection and state: its randomness, and for CAS its key and the last revision
+/// it wrote there.
 pub struct Client {
     w: Workload,
-    kv: KvClient<Channel>,
-    token: Option<Token>,
+    kv: Kv,
     rng: Rng,
     value: Arc<Vec<u8>>,
     cas_key: Vec<u8>,
@@ -51,16 +74,17 @@ pub struct Client {
 impl Client {
     pub fn new(
         w: Workload,
-        ch: Channel,
-        token: Option<Token>,
+        conn: KvConn,
         client: usize,
         value: Arc<Vec<u8>>,
     ) -> Client {
         Client {
             cas_key: key(w.prefix, client as u64),
             w,
-            kv: KvClient::new(ch),
-            token,
+            kv: match conn {
+                KvConn::Lean(c) => Kv::Lean(c),
+                KvConn::Tonic(ch, token) => Kv::Tonic(KvClient::new(ch), token),
+            },
             rng: Rng(0x9E37_79B9_7F4A_7C15 ^ ((client as u64 + 1) * 0xD1B5_4A32_D192_ED03)),
             value,
             cas_rev: 0,
@@ -91,11 +115,10 @@ impl Client {
             },
             ..Default::default()
         };
-        self.kv
-            .put(with_token(req, &self.token))
-            .await
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+        match &mut self.kv {
+            Kv::Lean(c) => c.unary::<_, PutResponse>(Method::Put, &req).await.map(|_| ()),
+            Kv::Tonic(kv, token) => kv.put(with_token(req, token)).await.map(|_| ()).map_err(|e| e.to_string()),
+        }
     }
 
     async fn range(&mut self, serializable: bool) -> Result<(), String> {
@@ -104,11 +127,10 @@ impl Client {
             serializable,
             ..Default::default()
         };
-        self.kv
-            .range(with_token(req, &self.token))
-            .await
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+        match &mut self.kv {
+            Kv::Lean(c) => c.unary::<_, RangeResponse>(Method::Range, &req).await.map(|_| ()),
+            Kv::Tonic(kv, token) => kv.range(with_token(req, token)).await.map(|_| ()).map_err(|e| e.to_string()),
+        }
     }
 
     /// mod_revision(own key) == last written ? put : range (which tells the revision seen).
@@ -138,12 +160,11 @@ impl Client {
     }
 
     async fn cas(&mut self) -> Result<(), String> {
-        let resp = self
-            .kv
-            .txn(with_token(self.cas_request(), &self.token))
-            .await
-            .map_err(|e| e.to_string())?
-            .into_inner();
+        let req = self.cas_request();
+        let resp: TxnResponse = match &mut self.kv {
+            Kv::Lean(c) => c.unary(Method::Txn, &req).await?,
+            Kv::Tonic(kv, token) => kv.txn(with_token(req, token)).await.map_err(|e| e.to_string())?.into_inner(),
+        };
         if resp.succeeded {
             self.cas_rev = resp.header.map_or(0, |h| h.revision);
             return Ok(());

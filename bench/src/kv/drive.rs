@@ -7,13 +7,12 @@ use std::time::{Duration, Instant};
 
 use ballast_bench::procstat::{cpu_ticks, cpu_us_per, rss_mib, thread_note, thread_reading_of, ThreadReading};
 use ballast_bench::LOADGEN_THREADS;
-use tonic::transport::Channel;
 
-use super::client::{Client, ClientOut};
+use super::client::{Client, ClientOut, KvConn};
 use super::compactor::Compactor;
 use super::pace::{closed_loop, open_loop, pacer, ticket_queues, Schedule, Tickets};
 use super::workload::{Pace, Workload};
-use crate::secure::{Link, Token};
+use crate::secure::Link;
 use crate::server::Server;
 
 #[derive(Default, Clone)]
@@ -68,13 +67,13 @@ struct Shared {
 /// thread `t`), in a closed or an open loop from `t0`.
 async fn client_task(
     w: Workload,
-    (ch, token): (Channel, Option<Token>),
+    conn: KvConn,
     (c, t): (usize, usize),
     t0: Instant,
     sh: Shared,
 ) -> ClientOut {
     let (pace, ops, secs) = (w.pace, w.ops, w.secs);
-    let client = Client::new(w, ch, token, c, sh.value);
+    let client = Client::new(w, conn, c, sh.value);
     match pace {
         Pace::Closed => {
             let deadline = t0 + Duration::from_secs_f64(secs);
@@ -101,7 +100,7 @@ async fn loadgen_thread(
     let mut chans = Vec::new();
     let mut failed = None;
     for j in (t..w.conns).step_by(threads) {
-        match links[j % links.len()].open().await {
+        match KvConn::open(&links[j % links.len()]).await {
             Ok(ch) => chans.push((j, ch)),
             Err(e) => failed = Some(e),
         }

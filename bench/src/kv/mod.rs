@@ -5,6 +5,7 @@
 mod client;
 mod compactor;
 mod drive;
+mod lean;
 mod pace;
 mod run;
 mod table;
