@@ -45,6 +45,30 @@ pub struct Secure {
     server_cert: PathBuf,
     server_key: PathBuf,
     tls: ClientTlsConfig,
+    /// The same client settings for the KV workloads' lean client (`kv/lean.rs`).
+    lean_tls: Arc<rustls::ClientConfig>,
+}
+
+/// The server name the clients check the server's certificate against.
+const SERVER_NAME: &str = "localhost";
+
+/// rustls settings equal to `ClientTlsConfig`'s: the run's CA, the client certificate, ALPN h2.
+fn lean_tls(ca_pem: &str, client_pem: &str, client_key_pem: &str) -> Result<Arc<rustls::ClientConfig>, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let bad = |e: &dyn std::fmt::Display| format!("client TLS settings: {e}");
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(CertificateDer::from_pem_slice(ca_pem.as_bytes()).map_err(|e| bad(&e))?).map_err(|e| bad(&e))?;
+    let chain = vec![CertificateDer::from_pem_slice(client_pem.as_bytes()).map_err(|e| bad(&e))?];
+    let key = PrivateKeyDer::from_pem_slice(client_key_pem.as_bytes()).map_err(|e| bad(&e))?;
+    let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| bad(&e))?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .map_err(|e| bad(&e))?;
+    cfg.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(Arc::new(cfg))
 }
 
 /// Writes `pem` to `dir/name`.
@@ -93,7 +117,8 @@ impl Secure {
         let tls = ClientTlsConfig::new()
             .ca_certificate(Certificate::from_pem(&ca_pem))
             .identity(Identity::from_pem(&client_pem, &client_key_pem))
-            .domain_name("localhost");
+            .domain_name(SERVER_NAME);
+        let lean_tls = lean_tls(&ca_pem, &client_pem, &client_key_pem)?;
         write(dir, "client.pem", &client_pem)?;
         write(dir, "client-key.pem", &client_key_pem)?;
         Ok(Secure {
@@ -101,7 +126,21 @@ impl Secure {
             server_cert: write(dir, "server.pem", &server_pem)?,
             server_key: write(dir, "server-key.pem", &server_key_pem)?,
             tls,
+            lean_tls,
         })
+    }
+
+    /// The server name and client settings of a lean TLS connection (`kv/lean.rs`).
+    pub fn lean_tls(&self) -> (&'static str, Arc<rustls::ClientConfig>) {
+        (SERVER_NAME, self.lean_tls.clone())
+    }
+
+    /// The login of the bench user.
+    pub fn login_request() -> AuthenticateRequest {
+        AuthenticateRequest {
+            name: USER.into(),
+            password: PASSWORD.into(),
+        }
     }
 
     /// The server's TLS and auth flags (the same for etcd and ballast).
@@ -128,10 +167,7 @@ impl Secure {
 
     /// Logs in as the bench user on `ch`: the token its requests carry.
     pub async fn login(&self, ch: &Channel) -> Result<Token, String> {
-        let req = AuthenticateRequest {
-            name: USER.into(),
-            password: PASSWORD.into(),
-        };
+        let req = Secure::login_request();
         let token = AuthClient::new(ch.clone())
             .authenticate(req)
             .await

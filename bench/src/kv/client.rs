@@ -3,16 +3,14 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use ballast_bench::proto::etcdserverpb::kv_client::KvClient;
 use ballast_bench::proto::etcdserverpb::{
-    compare, request_op, response_op, Compare, PutRequest, PutResponse, RangeRequest,
-    RangeResponse, RequestOp, TxnRequest, TxnResponse,
+    compare, request_op, response_op, AuthenticateResponse, Compare, PutRequest, PutResponse,
+    RangeRequest, RangeResponse, RequestOp, TxnRequest, TxnResponse,
 };
-use tonic::transport::Channel;
 
-use super::lean::{self, Method};
+use super::lean::{Conn, Method};
 use super::workload::{key, keyed_value, Op, Rng, Workload};
-use crate::secure::{with_token, Link, Token};
+use crate::secure::{Link, Secure};
 
 /// A client's latencies (µs, of its successful ops) and errors.
 #[derive(Default)]
@@ -37,34 +35,25 @@ impl ClientOut {
     }
 }
 
-/// A connection of the load generator: the lean client's on a plaintext target (`lean.rs`),
-/// tonic's with the login's token on a secure one.
-#[derive(Clone)]
-pub enum KvConn {
-    Lean(lean::Conn),
-    Tonic(Channel, Option<Token>),
-}
-
-impl KvConn {
-    pub async fn open(link: &Link) -> Result<KvConn, String> {
-        match link.secure {
-            None => Ok(KvConn::Lean(lean::Conn::connect(&link.url).await?)),
-            Some(_) => link.open().await.map(|(ch, token)| KvConn::Tonic(ch, token)),
-        }
-    }
-}
-
-/// A client's KV calls, on its connection.
-enum Kv {
-    Lean(lean::Conn),
-    Tonic(KvClient<Channel>, Option<Token>),
+/// A connection of the load generator (`lean.rs`); on a secure target TLS with the client
+/// certificate, logged in once as the bench user.
+pub async fn open(link: &Link) -> Result<Conn, String> {
+    let Some(s) = &link.secure else {
+        return Conn::connect(&link.url, None).await;
+    };
+    let conn = Conn::connect(&link.url, Some(s.lean_tls())).await?;
+    let login: AuthenticateResponse = conn
+        .unary(Method::Authenticate, &Secure::login_request())
+        .await
+        .map_err(|e| format!("authenticate: {e}"))?;
+    conn.with_token(&login.token)
 }
 
 /// A client's connection and state: its randomness, and for CAS its key and the last revision
 /// it wrote there.
 pub struct Client {
     w: Workload,
-    kv: Kv,
+    kv: Conn,
     rng: Rng,
     value: Arc<Vec<u8>>,
     cas_key: Vec<u8>,
@@ -74,17 +63,14 @@ pub struct Client {
 impl Client {
     pub fn new(
         w: Workload,
-        conn: KvConn,
+        kv: Conn,
         client: usize,
         value: Arc<Vec<u8>>,
     ) -> Client {
         Client {
             cas_key: key(w.prefix, client as u64),
             w,
-            kv: match conn {
-                KvConn::Lean(c) => Kv::Lean(c),
-                KvConn::Tonic(ch, token) => Kv::Tonic(KvClient::new(ch), token),
-            },
+            kv,
             rng: Rng(0x9E37_79B9_7F4A_7C15 ^ ((client as u64 + 1) * 0xD1B5_4A32_D192_ED03)),
             value,
             cas_rev: 0,
@@ -115,10 +101,7 @@ impl Client {
             },
             ..Default::default()
         };
-        match &mut self.kv {
-            Kv::Lean(c) => c.unary::<_, PutResponse>(Method::Put, &req).await.map(|_| ()),
-            Kv::Tonic(kv, token) => kv.put(with_token(req, token)).await.map(|_| ()).map_err(|e| e.to_string()),
-        }
+        self.kv.unary::<_, PutResponse>(Method::Put, &req).await.map(|_| ())
     }
 
     async fn range(&mut self, serializable: bool) -> Result<(), String> {
@@ -127,10 +110,7 @@ impl Client {
             serializable,
             ..Default::default()
         };
-        match &mut self.kv {
-            Kv::Lean(c) => c.unary::<_, RangeResponse>(Method::Range, &req).await.map(|_| ()),
-            Kv::Tonic(kv, token) => kv.range(with_token(req, token)).await.map(|_| ()).map_err(|e| e.to_string()),
-        }
+        self.kv.unary::<_, RangeResponse>(Method::Range, &req).await.map(|_| ())
     }
 
     /// mod_revision(own key) == last written ? put : range (which tells the revision seen).
@@ -160,11 +140,7 @@ impl Client {
     }
 
     async fn cas(&mut self) -> Result<(), String> {
-        let req = self.cas_request();
-        let resp: TxnResponse = match &mut self.kv {
-            Kv::Lean(c) => c.unary(Method::Txn, &req).await?,
-            Kv::Tonic(kv, token) => kv.txn(with_token(req, token)).await.map_err(|e| e.to_string())?.into_inner(),
-        };
+        let resp: TxnResponse = self.kv.unary(Method::Txn, &self.cas_request()).await?;
         if resp.succeeded {
             self.cas_rev = resp.header.map_or(0, |h| h.revision);
             return Ok(());

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 use ballast_bench::procstat::{cpu_ticks, cpu_us_per, rss_mib, thread_note, thread_reading_of, ThreadReading};
 use ballast_bench::LOADGEN_THREADS;
 
-use super::client::{Client, ClientOut, KvConn};
+use super::client::{self, Client, ClientOut};
+use super::lean::Conn;
 use super::compactor::Compactor;
 use super::pace::{closed_loop, open_loop, pacer, ticket_queues, Schedule, Tickets};
 use super::workload::{Pace, Workload};
@@ -63,11 +64,11 @@ struct Shared {
     value: Arc<Vec<u8>>,
 }
 
-/// Client `c` of `w` on `ch` (with its login's token on a secure target; on load generator
-/// thread `t`), in a closed or an open loop from `t0`.
+/// Client `c` of `w` on `conn` (logged in on a secure target; on load generator thread `t`), in
+/// a closed or an open loop from `t0`.
 async fn client_task(
     w: Workload,
-    conn: KvConn,
+    conn: Conn,
     (c, t): (usize, usize),
     t0: Instant,
     sh: Shared,
@@ -100,7 +101,7 @@ async fn loadgen_thread(
     let mut chans = Vec::new();
     let mut failed = None;
     for j in (t..w.conns).step_by(threads) {
-        match KvConn::open(&links[j % links.len()]).await {
+        match client::open(&links[j % links.len()]).await {
             Ok(ch) => chans.push((j, ch)),
             Err(e) => failed = Some(e),
         }

@@ -5,17 +5,21 @@
 //! tower buffer to a worker task and through its origin, user-agent and timeout layers, and
 //! its codec frames each message as a stream; here a call is one request on the connection's
 //! `SendRequest` (what tonic's worker ends up calling) with the message framed in one buffer.
-//! Secure targets keep tonic (TLS and the auth token), as do the other workloads.
+//! On a secure target the connection is TLS with the client certificate (rustls, ALPN h2, as
+//! tonic's) and every call carries the login's token, so the plain and secure twins are measured
+//! with the same client. The other workloads use tonic.
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use http::header::{CONTENT_TYPE, TE};
+use http::header::{HeaderValue, CONTENT_TYPE, TE};
 use http::{Request, Uri};
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http2::SendRequest;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
-/// Each call's bound, as the tonic endpoint's `timeout` (`server::endpoint`).
+/// Each call's bound, from its start to the end of its answer (the tonic endpoint's `timeout`,
+/// `server::endpoint`, bounds the wait for the answer's headers).
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// The connect bound, as the tonic endpoint's.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -28,7 +32,10 @@ pub enum Method {
     Range,
     Put,
     Txn,
+    Authenticate,
 }
+
+const METHODS: [Method; 4] = [Method::Range, Method::Put, Method::Txn, Method::Authenticate];
 
 impl Method {
     fn path(self) -> &'static str {
@@ -36,6 +43,7 @@ impl Method {
             Method::Range => "/etcdserverpb.KV/Range",
             Method::Put => "/etcdserverpb.KV/Put",
             Method::Txn => "/etcdserverpb.KV/Txn",
+            Method::Authenticate => "/etcdserverpb.Auth/Authenticate",
         }
     }
 }
@@ -45,37 +53,57 @@ impl Method {
 pub struct Conn {
     tx: SendRequest<Full<Bytes>>,
     /// Each method's full URI (scheme and authority included, as h2 sends them).
-    uris: [Uri; 3],
+    uris: [Uri; METHODS.len()],
+    /// The login's token, sent in the `token` metadata of every call (secure targets).
+    token: Option<HeaderValue>,
 }
 
 impl Conn {
-    /// Connects to `url` (`http://host:port`), TCP_NODELAY as the tonic endpoint's.
-    pub async fn connect(url: &str) -> Result<Conn, String> {
-        let authority = url.strip_prefix("http://").ok_or_else(|| format!("not a plaintext URL: {url}"))?;
-        let tcp = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(authority))
-            .await
-            .map_err(|_| format!("connect {url}: timed out"))?
-            .map_err(|e| format!("connect {url}: {e}"))?;
-        tcp.set_nodelay(true).map_err(|e| format!("connect {url}: {e}"))?;
-        let (tx, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
-            .handshake(TokioIo::new(tcp))
-            .await
-            .map_err(|e| format!("connect {url}: {e}"))?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
+    /// Connects to `url` (`http://host:port`, or `https://` with `tls`: the server's name and
+    /// the client's settings), TCP_NODELAY as the tonic endpoint's.
+    pub async fn connect(url: &str, tls: Option<(&str, Arc<rustls::ClientConfig>)>) -> Result<Conn, String> {
+        let bad = |e: &dyn std::fmt::Display| format!("connect {url}: {e}");
+        let authority = match tls {
+            None => url.strip_prefix("http://"),
+            Some(_) => url.strip_prefix("https://"),
+        }
+        .ok_or_else(|| bad(&"URL scheme does not match the target's security"))?;
+        let setup = async {
+            let tcp = tokio::net::TcpStream::connect(authority).await.map_err(|e| bad(&e))?;
+            tcp.set_nodelay(true).map_err(|e| bad(&e))?;
+            match tls {
+                None => handshake(tcp).await,
+                Some((name, cfg)) => {
+                    let name = rustls::pki_types::ServerName::try_from(name.to_string()).map_err(|e| bad(&e))?;
+                    let stream = tokio_rustls::TlsConnector::from(cfg).connect(name, tcp).await.map_err(|e| bad(&e))?;
+                    handshake(stream).await
+                }
+            }
+            .map_err(|e| bad(&e))
+        };
+        let tx = tokio::time::timeout(CONNECT_TIMEOUT, setup).await.map_err(|_| bad(&"timed out"))??;
         let uri = |m: Method| format!("{url}{}", m.path()).parse::<Uri>().map_err(|e| e.to_string());
-        Ok(Conn { tx, uris: [uri(Method::Range)?, uri(Method::Put)?, uri(Method::Txn)?] })
+        let uris = [uri(METHODS[0])?, uri(METHODS[1])?, uri(METHODS[2])?, uri(METHODS[3])?];
+        Ok(Conn { tx, uris, token: None })
+    }
+
+    /// This connection's calls carry `token` (a login's, on this connection).
+    pub fn with_token(self, token: &str) -> Result<Conn, String> {
+        let token = HeaderValue::from_str(token).map_err(|e| format!("token {token:?}: {e}"))?;
+        Ok(Conn { token: Some(token), ..self })
     }
 
     /// Calls `method` with `req`; the answer, or the call's gRPC status or transport error.
     pub async fn unary<Q: prost::Message, A: prost::Message + Default>(&self, method: Method, req: &Q) -> Result<A, String> {
         let body = frame(req);
-        let request = Request::post(self.uris[method as usize].clone())
+        let mut request = Request::post(self.uris[method as usize].clone())
             .header(CONTENT_TYPE, "application/grpc")
             .header(TE, "trailers")
             .body(Full::new(body))
             .map_err(|e| e.to_string())?;
+        if let Some(t) = &self.token {
+            request.headers_mut().insert("token", t.clone());
+        }
         let mut tx = self.tx.clone();
         let call = async move {
             tx.ready().await.map_err(|e| format!("transport: {e}"))?;
@@ -95,6 +123,18 @@ impl Conn {
         };
         tokio::time::timeout(CALL_TIMEOUT, call).await.map_err(|_| "call timed out".to_string())?
     }
+}
+
+/// HTTP/2's handshake on `io`; the connection's task is spawned on the current runtime.
+async fn handshake<T>(io: T) -> hyper::Result<SendRequest<Full<Bytes>>>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (tx, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new()).handshake(TokioIo::new(io)).await?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(tx)
 }
 
 /// `msg` with gRPC's prefix (uncompressed).
