@@ -68,6 +68,8 @@ fn lean_tls(ca_pem: &str, client_pem: &str, client_key_pem: &str) -> Result<Arc<
         .with_client_auth_cert(chain, key)
         .map_err(|e| bad(&e))?;
     cfg.alpn_protocols = vec![b"h2".to_vec()];
+    // tonic builds a fresh config per connection, so no session is resumed; nor here.
+    cfg.resumption = rustls::client::Resumption::disabled();
     Ok(Arc::new(cfg))
 }
 

@@ -21,7 +21,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 /// Each call's bound, from its start to the end of its answer (the tonic endpoint's `timeout`,
 /// `server::endpoint`, bounds the wait for the answer's headers).
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
-/// The connect bound, as the tonic endpoint's.
+/// The bound of a connection's setup: TCP, TLS and HTTP/2's handshake (the tonic endpoint's
+/// `connect_timeout`, 5 s, bounds the TCP connect only).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// gRPC's message prefix: a compression flag and a 4-byte length.
 const PREFIX_BYTES: usize = 5;
@@ -76,6 +77,10 @@ impl Conn {
                 Some((name, cfg)) => {
                     let name = rustls::pki_types::ServerName::try_from(name.to_string()).map_err(|e| bad(&e))?;
                     let stream = tokio_rustls::TlsConnector::from(cfg).connect(name, tcp).await.map_err(|e| bad(&e))?;
+                    // As tonic: a server that did not agree on HTTP/2 is refused here.
+                    if stream.get_ref().1.alpn_protocol() != Some(b"h2") {
+                        return Err(bad(&"the server did not negotiate h2 (ALPN)"));
+                    }
                     handshake(stream).await
                 }
             }
