@@ -36,7 +36,15 @@ pub enum Method {
     Authenticate,
 }
 
+/// Every method, in declaration order: `Conn::uris` is indexed by `method as usize`.
 const METHODS: [Method; 4] = [Method::Range, Method::Put, Method::Txn, Method::Authenticate];
+const _: () = {
+    let mut i = 0;
+    while i < METHODS.len() {
+        assert!(METHODS[i] as usize == i, "METHODS lists the methods in declaration order");
+        i += 1;
+    }
+};
 
 impl Method {
     fn path(self) -> &'static str {
