@@ -156,9 +156,14 @@ where
 {
     let mut buf = BytesMut::new();
     let mut want = PREFIX_BYTES;
-    while buf.len() < want {
-        let frame = body.frame().await;
-        let Some(frame) = frame else { break };
+    // The whole body, to its end, as tonic reads a unary request (it waits for the trailers):
+    // answered before the client's END_STREAM, the stream is reset by h2, and the client's late
+    // END_STREAM frame, once h2 no longer remembers the stream (50 streams, 1 s), counts against
+    // the connection's lifetime cap of locally detected stream errors (1024), past which h2 cuts
+    // the connection off with GOAWAY ENHANCE_YOUR_CALM "too_many_internal_resets": a long-lived
+    // client's connection, all its watches with it (`tests/bounds.rs` under a loaded CI run).
+    // Reading stops at the first byte past the message (tonic is given what was read).
+    while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| tonic::Status::internal(format!("error reading the request: {}", e.into())))?;
         if let Ok(data) = frame.into_data() {
             buf.extend_from_slice(&data);
@@ -171,6 +176,9 @@ where
                 ))));
             }
             want = PREFIX_BYTES + len;
+        }
+        if buf.len() > want {
+            break;
         }
     }
     if buf.len() == want {
