@@ -3,7 +3,8 @@
 //! quadratic); a txn nested as deep as taken survives a restart, a deeper one gets etcd's
 //! "too many operations"; a Watch or LeaseKeepAlive stream sent a request too large to read
 //! ends with an error, as etcd's (it hung, or ended "OK"); watch clients that never read are
-//! held by flow control, and stalled watch streams together by one byte budget. Unknown gRPC paths and races of reads with compactions: metrics.rs
+//! held by flow control, and stalled watch streams together by one byte budget; a client's late
+//! END_STREAMs do not make HTTP/2 cut its long-lived connection off. Unknown gRPC paths and races of reads with compactions: metrics.rs
 //! and compaction.rs.
 
 mod common;
@@ -368,8 +369,17 @@ async fn silent_client(endpoint: &str, bound: Duration) -> (Vec<u8>, bool) {
 }
 
 /// HTTP/2 frame types.
+const DATA: u8 = 0;
+const HEADERS: u8 = 1;
+const RST_STREAM: u8 = 3;
+const SETTINGS: u8 = 4;
 const PING: u8 = 6;
 const GOAWAY: u8 = 7;
+const WINDOW_UPDATE: u8 = 8;
+/// HTTP/2 frame flags.
+const END_STREAM: u8 = 0x1;
+const ACK: u8 = 0x1;
+const END_HEADERS: u8 = 0x4;
 
 /// etcd's keepalive (--grpc-keepalive-interval, --grpc-keepalive-timeout): a connection quiet
 /// for the interval is pinged, and closed when no answer comes within the timeout; with the
@@ -410,3 +420,146 @@ fn the_accept_queue_is_as_deep_as_etcds() {
     let (e, b) = (queue(&etcd.endpoint), queue(&s.endpoint));
     assert_eq!(b, e, "Send-Q (the accept queue's bound) of ballast's listener and etcd's");
 }
+
+/// One HTTP/2 frame: its 9-byte header, then `payload`.
+fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = payload.len() as u32;
+    let mut f = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
+    f.extend_from_slice(&stream.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+/// The HEADERS block of a gRPC call of `path` (HPACK: static-table names, literal values
+/// never indexed, no Huffman).
+fn grpc_headers_block(authority: &str, path: &str) -> Vec<u8> {
+    let mut b = vec![0x83, 0x86]; // :method POST, :scheme http
+    for (prefix, value) in [(&[0x04][..], path), (&[0x01][..], authority), (&[0x0f, 0x10][..], "application/grpc")] {
+        // :path (4), :authority (1), content-type (31): literal with an indexed name.
+        assert!(value.len() < 127);
+        b.extend_from_slice(prefix);
+        b.push(value.len() as u8);
+        b.extend_from_slice(value.as_bytes());
+    }
+    b.extend_from_slice(b"\x00\x02te\x08trailers");
+    b
+}
+
+/// What the server sent a raw connection so far.
+#[derive(Default, Debug)]
+struct Seen {
+    /// Streams whose answer ended (a HEADERS frame with END_STREAM: the trailers).
+    answered: usize,
+    /// Answers' DATA frames with a payload.
+    data_frames: usize,
+    /// RST_STREAM frames received, and their error codes.
+    resets: usize,
+    reset_codes: std::collections::BTreeSet<u32>,
+    /// The GOAWAY's error code and debug text, if one came.
+    goaway: Option<(u32, String)>,
+    closed: bool,
+}
+
+/// Reads the server's frames into `seen`, acknowledging its SETTINGS and PINGs.
+async fn read_frames(mut rd: tokio::net::tcp::OwnedReadHalf, wr: std::sync::Arc<tokio::sync::Mutex<tokio::net::tcp::OwnedWriteHalf>>, seen: std::sync::Arc<std::sync::Mutex<Seen>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut head = [0u8; 9];
+    loop {
+        if rd.read_exact(&mut head).await.is_err() {
+            break;
+        }
+        let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+        let (kind, flags) = (head[3], head[4]);
+        let mut payload = vec![0u8; len];
+        if rd.read_exact(&mut payload).await.is_err() {
+            break;
+        }
+        let reply = match kind {
+            SETTINGS if flags & ACK == 0 => Some(h2_frame(SETTINGS, ACK, 0, &[])),
+            PING if flags & ACK == 0 => Some(h2_frame(PING, ACK, 0, &payload)),
+            _ => None,
+        };
+        if let Some(reply) = reply {
+            let _ = wr.lock().await.write_all(&reply).await;
+        }
+        let mut s = seen.lock().unwrap();
+        match kind {
+            HEADERS if flags & END_STREAM != 0 => s.answered += 1,
+            DATA if len > 0 => s.data_frames += 1,
+            RST_STREAM if len == 4 => {
+                s.resets += 1;
+                s.reset_codes.insert(u32::from_be_bytes([payload[0], payload[1], payload[2], payload[3]]));
+            }
+            GOAWAY if len >= 8 => s.goaway = Some((u32::from_be_bytes([payload[4], payload[5], payload[6], payload[7]]), String::from_utf8_lossy(&payload[8..]).into_owned())),
+            _ => {}
+        }
+    }
+    seen.lock().unwrap().closed = true;
+}
+
+/// Unary calls whose client sends END_STREAM in a frame of its own after the message, and
+/// late (tonic's client sends it apart; under load the server reads it later still), on one
+/// long-lived connection. The server reads a request to its END_STREAM before it answers, as
+/// tonic's server does, so these streams end cleanly. The KV route answered as soon as the
+/// message was in: h2 then reset each stream, remembered the reset ones for a while (a bounded
+/// number of them), and counted every late frame on a stream it no longer remembered against
+/// its lifetime cap of 1024 locally detected stream errors per connection, past which it sent
+/// GOAWAY ENHANCE_YOUR_CALM "too_many_internal_resets" and cut the connection off, every
+/// watch on it with it (kube-apiserver's connections live for days). Each round here leaves
+/// `BATCH` streams' END_STREAMs late; the rounds together exceed the cap several times over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn late_end_streams_do_not_cut_a_long_lived_connection_off() {
+    use ballast::proto::etcdserverpb::RangeRequest;
+    use tokio::io::AsyncWriteExt;
+    const BATCH: u32 = 100;
+    const ROUNDS: u32 = 40;
+    /// How long the END_STREAMs of a round are held back.
+    const LATE: Duration = Duration::from_millis(20);
+    const ROUND_BOUND: Duration = Duration::from_secs(10);
+    let s = common::Server::start(&[]);
+    let tcp = tokio::net::TcpStream::connect(&s.endpoint).await.unwrap();
+    tcp.set_nodelay(true).unwrap();
+    let (rd, wr) = tcp.into_split();
+    let wr = std::sync::Arc::new(tokio::sync::Mutex::new(wr));
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Seen::default()));
+    tokio::spawn(read_frames(rd, wr.clone(), seen.clone()));
+    let mut hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    hello.extend(h2_frame(SETTINGS, 0, 0, &[]));
+    hello.extend(h2_frame(WINDOW_UPDATE, 0, 0, &(1u32 << 30).to_be_bytes()));
+    wr.lock().await.write_all(&hello).await.unwrap();
+    let headers = grpc_headers_block(&s.endpoint, "/etcdserverpb.KV/Range");
+    let message = grpc_frame(&RangeRequest { key: b"late".to_vec(), ..Default::default() });
+    let mut next_stream = 1u32;
+    for round in 0..ROUNDS {
+        let first = next_stream;
+        let mut calls = Vec::new();
+        for _ in 0..BATCH {
+            calls.extend(h2_frame(HEADERS, END_HEADERS, next_stream, &headers));
+            calls.extend(h2_frame(DATA, 0, next_stream, &message));
+            next_stream += 2;
+        }
+        wr.lock().await.write_all(&calls).await.unwrap();
+        tokio::time::sleep(LATE).await;
+        let ends: Vec<u8> = (0..BATCH).flat_map(|i| h2_frame(DATA, END_STREAM, first + 2 * i, &[])).collect();
+        wr.lock().await.write_all(&ends).await.unwrap();
+        let want = ((round + 1) * BATCH) as usize;
+        let started = std::time::Instant::now();
+        loop {
+            {
+                let seen = seen.lock().unwrap();
+                assert!(seen.goaway.is_none() && !seen.closed, "round {round}: the server ended the connection: {seen:?}");
+                if seen.answered >= want {
+                    break;
+                }
+            }
+            assert!(started.elapsed() < ROUND_BOUND, "round {round}: {:?} after {ROUND_BOUND:?}, {want} answers expected", seen.lock().unwrap());
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+    let seen = seen.lock().unwrap();
+    let calls = (ROUNDS * BATCH) as usize;
+    assert_eq!(seen.answered, calls, "{seen:?}");
+    assert!(seen.data_frames >= calls, "each call was answered with a message: {seen:?}");
+    assert_eq!(seen.resets, 0, "no stream was reset: {seen:?}");
+}
+
