@@ -179,6 +179,8 @@ pub struct K8sRes {
     pub lag_ms: f64,
     /// Per traffic request of at least `ledger::SLOW_US`: the second it was due in.
     pub slow_secs: Vec<u64>,
+    /// The slow writes' shape (`ledger::tail_shape`).
+    pub tail_shape: Option<String>,
     /// The server's durable WAL writes over the traffic (its fsync histogram).
     pub wal_syncs: Option<walsync::WalSyncs>,
     pub watch_errors: u64,
@@ -327,6 +329,7 @@ pub async fn run(o: &K8sOpts, max_secs: f64, url: &str, pid: i32) -> Result<K8sR
         pods_end: world.pods.len(),
         lag_ms: done.max_lag_ms,
         slow_secs: done.ledger.slow_secs,
+        tail_shape: ledger::tail_shape(&done.ledger.write_lats),
         wal_syncs,
         watch_errors: log.errors,
         watch_error: log.first_error,

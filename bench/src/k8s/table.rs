@@ -266,6 +266,9 @@ fn note(x: &K8sRes) -> String {
             top.join(", ")
         );
     }
+    if let Some(t) = &x.tail_shape {
+        let _ = write!(s, "; {t}");
+    }
     if let Some(w) = &x.wal_syncs {
         let _ = write!(s, "; WAL fsyncs (its histogram): {}, over {} s: {}", w.count, ballast_bench::walsync::SLOW_BUCKET, w.slow());
     }

@@ -302,6 +302,9 @@ async fn run_op(cx: Arc<Cx>, kind: OpKind, k: u64, from: Instant) {
         if lat_us >= SLOW_US {
             l.slow_secs.push(from.duration_since(cx.t0).as_secs());
         }
+        if kind.is_write() && matches!(r, Ok(Ok(Did::Applied))) {
+            l.write_lats.push((from.duration_since(cx.t0).as_micros() as u64, lat_us));
+        }
         let s = l.op(kind);
         match r {
             Ok(Ok(Did::Applied)) => s.ok(lat_us),
