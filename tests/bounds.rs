@@ -431,7 +431,7 @@ fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
 }
 
 /// The HEADERS block of a gRPC call of `path` (HPACK: static-table names, literal values
-/// never indexed, no Huffman).
+/// without indexing, no Huffman).
 fn grpc_headers_block(authority: &str, path: &str) -> Vec<u8> {
     let mut b = vec![0x83, 0x86]; // :method POST, :scheme http
     for (prefix, value) in [(&[0x04][..], path), (&[0x01][..], authority), (&[0x0f, 0x10][..], "application/grpc")] {
@@ -446,12 +446,14 @@ fn grpc_headers_block(authority: &str, path: &str) -> Vec<u8> {
 }
 
 /// What the server sent a raw connection so far.
-#[derive(Default, Debug)]
+#[derive(Default)]
 struct Seen {
     /// Streams whose answer ended (a HEADERS frame with END_STREAM: the trailers).
-    answered: usize,
-    /// Answers' DATA frames with a payload.
-    data_frames: usize,
+    answered: std::collections::BTreeSet<u32>,
+    /// Streams that were sent a DATA frame with a payload (the answer's message).
+    with_data: std::collections::BTreeSet<u32>,
+    /// PING acknowledgements received, by payload.
+    pongs: std::collections::BTreeSet<u64>,
     /// RST_STREAM frames received, and their error codes.
     resets: usize,
     reset_codes: std::collections::BTreeSet<u32>,
@@ -470,6 +472,7 @@ async fn read_frames(mut rd: tokio::net::tcp::OwnedReadHalf, wr: std::sync::Arc<
         }
         let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
         let (kind, flags) = (head[3], head[4]);
+        let stream = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
         let mut payload = vec![0u8; len];
         if rd.read_exact(&mut payload).await.is_err() {
             break;
@@ -484,8 +487,15 @@ async fn read_frames(mut rd: tokio::net::tcp::OwnedReadHalf, wr: std::sync::Arc<
         }
         let mut s = seen.lock().unwrap();
         match kind {
-            HEADERS if flags & END_STREAM != 0 => s.answered += 1,
-            DATA if len > 0 => s.data_frames += 1,
+            HEADERS if flags & END_STREAM != 0 => {
+                s.answered.insert(stream);
+            }
+            DATA if len > 0 => {
+                s.with_data.insert(stream);
+            }
+            PING if flags & ACK != 0 && len == 8 => {
+                s.pongs.insert(u64::from_be_bytes(payload[..8].try_into().unwrap()));
+            }
             RST_STREAM if len == 4 => {
                 s.resets += 1;
                 s.reset_codes.insert(u32::from_be_bytes([payload[0], payload[1], payload[2], payload[3]]));
@@ -516,6 +526,10 @@ async fn late_end_streams_do_not_cut_a_long_lived_connection_off() {
     /// How long the END_STREAMs of a round are held back.
     const LATE: Duration = Duration::from_millis(20);
     const ROUND_BOUND: Duration = Duration::from_secs(10);
+    const TEST_BOUND: Duration = Duration::from_secs(120);
+    /// The payload of the PING whose acknowledgement ends the test: the server handles a
+    /// connection's frames in order, so everything it sent about the calls came before it.
+    const LAST_PING: u64 = 0x6c61_7465;
     let s = common::Server::start(&[]);
     let tcp = tokio::net::TcpStream::connect(&s.endpoint).await.unwrap();
     tcp.set_nodelay(true).unwrap();
@@ -523,43 +537,55 @@ async fn late_end_streams_do_not_cut_a_long_lived_connection_off() {
     let wr = std::sync::Arc::new(tokio::sync::Mutex::new(wr));
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Seen::default()));
     tokio::spawn(read_frames(rd, wr.clone(), seen.clone()));
-    let mut hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
-    hello.extend(h2_frame(SETTINGS, 0, 0, &[]));
-    hello.extend(h2_frame(WINDOW_UPDATE, 0, 0, &(1u32 << 30).to_be_bytes()));
-    wr.lock().await.write_all(&hello).await.unwrap();
-    let headers = grpc_headers_block(&s.endpoint, "/etcdserverpb.KV/Range");
-    let message = grpc_frame(&RangeRequest { key: b"late".to_vec(), ..Default::default() });
-    let mut next_stream = 1u32;
-    for round in 0..ROUNDS {
-        let first = next_stream;
-        let mut calls = Vec::new();
-        for _ in 0..BATCH {
-            calls.extend(h2_frame(HEADERS, END_HEADERS, next_stream, &headers));
-            calls.extend(h2_frame(DATA, 0, next_stream, &message));
-            next_stream += 2;
-        }
-        wr.lock().await.write_all(&calls).await.unwrap();
-        tokio::time::sleep(LATE).await;
-        let ends: Vec<u8> = (0..BATCH).flat_map(|i| h2_frame(DATA, END_STREAM, first + 2 * i, &[])).collect();
-        wr.lock().await.write_all(&ends).await.unwrap();
-        let want = ((round + 1) * BATCH) as usize;
-        let started = std::time::Instant::now();
-        loop {
-            {
-                let seen = seen.lock().unwrap();
-                assert!(seen.goaway.is_none() && !seen.closed, "round {round}: the server ended the connection: {seen:?}");
-                if seen.answered >= want {
-                    break;
-                }
+    // Whether the server cut the connection off, and how `seen` stands, in a few words.
+    let state = |seen: &std::sync::Mutex<Seen>| {
+        let s = seen.lock().unwrap();
+        (s.goaway.is_some() || s.closed, format!("{} answered, {} with a message, {} resets {:?}, goaway {:?}, closed {}", s.answered.len(), s.with_data.len(), s.resets, s.reset_codes, s.goaway, s.closed))
+    };
+    let calls = async {
+        let mut hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+        hello.extend(h2_frame(SETTINGS, 0, 0, &[]));
+        hello.extend(h2_frame(WINDOW_UPDATE, 0, 0, &(1u32 << 30).to_be_bytes()));
+        wr.lock().await.write_all(&hello).await.unwrap();
+        let headers = grpc_headers_block(&s.endpoint, "/etcdserverpb.KV/Range");
+        let message = grpc_frame(&RangeRequest { key: b"late".to_vec(), ..Default::default() });
+        let mut next_stream = 1u32;
+        for round in 0..ROUNDS {
+            let first = next_stream;
+            let mut calls = Vec::new();
+            for _ in 0..BATCH {
+                calls.extend(h2_frame(HEADERS, END_HEADERS, next_stream, &headers));
+                calls.extend(h2_frame(DATA, 0, next_stream, &message));
+                next_stream += 2;
             }
-            assert!(started.elapsed() < ROUND_BOUND, "round {round}: {:?} after {ROUND_BOUND:?}, {want} answers expected", seen.lock().unwrap());
+            let cut_off = |e: std::io::Error| panic!("round {round}: the connection was cut off ({e}): {}", state(&seen).1);
+            wr.lock().await.write_all(&calls).await.unwrap_or_else(cut_off);
+            tokio::time::sleep(LATE).await;
+            let ends: Vec<u8> = (0..BATCH).flat_map(|i| h2_frame(DATA, END_STREAM, first + 2 * i, &[])).collect();
+            wr.lock().await.write_all(&ends).await.unwrap_or_else(cut_off);
+            let want = ((round + 1) * BATCH) as usize;
+            let started = std::time::Instant::now();
+            while seen.lock().unwrap().answered.len() < want {
+                let (ended, now) = state(&seen);
+                assert!(!ended, "round {round}: the server ended the connection: {now}");
+                assert!(started.elapsed() < ROUND_BOUND, "round {round}: {now} after {ROUND_BOUND:?}, {want} answers expected");
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        }
+        wr.lock().await.write_all(&h2_frame(PING, 0, 0, &LAST_PING.to_be_bytes())).await.unwrap();
+        let started = std::time::Instant::now();
+        while !seen.lock().unwrap().pongs.contains(&LAST_PING) {
+            let (ended, now) = state(&seen);
+            assert!(!ended && started.elapsed() < ROUND_BOUND, "no answer to the last PING: {now}");
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
-    }
-    let seen = seen.lock().unwrap();
-    let calls = (ROUNDS * BATCH) as usize;
-    assert_eq!(seen.answered, calls, "{seen:?}");
-    assert!(seen.data_frames >= calls, "each call was answered with a message: {seen:?}");
-    assert_eq!(seen.resets, 0, "no stream was reset: {seen:?}");
+    };
+    tokio::time::timeout(TEST_BOUND, calls).await.unwrap_or_else(|_| panic!("the calls took over {TEST_BOUND:?}: {}", state(&seen).1));
+    let (ended, now) = state(&seen);
+    assert!(!ended, "the server ended the connection: {now}");
+    let s = seen.lock().unwrap();
+    let all: std::collections::BTreeSet<u32> = (0..ROUNDS * BATCH).map(|i| 1 + 2 * i).collect();
+    assert!(s.answered == all && s.with_data == all, "every call was answered, with a message: {now}");
+    assert_eq!(s.resets, 0, "no stream was reset: {now}");
 }
 
