@@ -346,8 +346,8 @@ async fn silent_client(endpoint: &str, bound: Duration) -> (Vec<u8>, bool) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut tcp = tokio::net::TcpStream::connect(endpoint).await.unwrap();
     // The preface and an empty SETTINGS frame; the server's SETTINGS are never acknowledged.
-    let mut hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
-    hello.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 0, 0]);
+    let mut hello = PREFACE.to_vec();
+    hello.extend(h2_frame(SETTINGS, 0, 0, &[]));
     tcp.write_all(&hello).await.unwrap();
     let deadline = tokio::time::Instant::now() + bound;
     let (mut bytes, mut buf) = (Vec::new(), [0u8; 4096]);
@@ -368,6 +368,8 @@ async fn silent_client(endpoint: &str, bound: Duration) -> (Vec<u8>, bool) {
     (kinds, closed)
 }
 
+/// What an HTTP/2 client sends first.
+const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// HTTP/2 frame types.
 const DATA: u8 = 0;
 const HEADERS: u8 = 1;
@@ -543,7 +545,7 @@ async fn late_end_streams_do_not_cut_a_long_lived_connection_off() {
         (s.goaway.is_some() || s.closed, format!("{} answered, {} with a message, {} resets {:?}, goaway {:?}, closed {}", s.answered.len(), s.with_data.len(), s.resets, s.reset_codes, s.goaway, s.closed))
     };
     let calls = async {
-        let mut hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+        let mut hello = PREFACE.to_vec();
         hello.extend(h2_frame(SETTINGS, 0, 0, &[]));
         hello.extend(h2_frame(WINDOW_UPDATE, 0, 0, &(1u32 << 30).to_be_bytes()));
         wr.lock().await.write_all(&hello).await.unwrap();

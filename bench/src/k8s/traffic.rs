@@ -299,11 +299,12 @@ async fn run_op(cx: Arc<Cx>, kind: OpKind, k: u64, from: Instant) {
     let lat_us = from.elapsed().as_micros() as u64;
     {
         let mut l = cx.ledger.lock().expect("ledger");
+        let due = from.duration_since(cx.t0);
         if lat_us >= SLOW_US {
-            l.slow_secs.push(from.duration_since(cx.t0).as_secs());
+            l.slow_secs.push(due.as_secs());
         }
         if kind.is_write() && matches!(r, Ok(Ok(Did::Applied))) {
-            l.write_lats.push((from.duration_since(cx.t0).as_micros() as u64, lat_us));
+            l.write_lats.push((due.as_micros() as u64, lat_us));
         }
         let s = l.op(kind);
         match r {
